@@ -1,0 +1,34 @@
+# MPREG — build, demo, tests.
+GO       ?= go
+FUZZTIME ?= 10s
+BIN      := bin/mpreg
+
+.PHONY: all build demo test vet race fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/mpreg
+
+## demo: one process, embedded NATS, three nodes, a showcase of requests.
+demo:
+	$(GO) run ./cmd/mpreg demo
+
+## test: vet, the race-checked test suite, and a short fuzz pass.
+test: vet race fuzz
+
+vet:
+	$(GO) vet ./...
+
+race:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+fuzz:
+	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
+
+## bench: Go benchmarks, MPREG next to raw NATS request/reply.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./bench/...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,184 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// ErrConfig wraps configuration errors.
+var ErrConfig = errors.New("bus: invalid config")
+
+// ConnConfig configures a client connection. Zero fields take the defaults.
+type ConnConfig struct {
+	// Servers are the NATS URLs to try. Default nats://127.0.0.1:4222.
+	Servers []string
+	// InProcess, when set, connects to this embedded server without TCP;
+	// Servers are then ignored and the connection cannot fail over.
+	InProcess *server.Server
+	// Name is the connection name shown by the server.
+	Name string
+	// ReconnectWait is the first reconnect delay; it doubles per attempt up
+	// to MaxReconnectWait, with ±25% jitter. Default 250 ms.
+	ReconnectWait time.Duration
+	// MaxReconnectWait caps the reconnect delay. Default 5 s.
+	MaxReconnectWait time.Duration
+	// MaxReconnects bounds reconnect attempts; 0 means unlimited.
+	MaxReconnects int
+	// Options are appended to the defaults (auth, TLS, handlers…).
+	Options []nats.Option
+	// Logger logs connection state changes. Default: discard.
+	Logger *slog.Logger
+}
+
+// DefaultURL is the NATS URL used when none is given.
+const DefaultURL = "nats://127.0.0.1:4222"
+
+// SplitURLs splits comma-separated URL lists and drops empty entries.
+func SplitURLs(in ...string) []string {
+	var out []string
+	for _, s := range in {
+		for _, u := range strings.Split(s, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
+}
+
+// Backoff returns the delay before reconnect attempt n (1-based): base
+// doubled per attempt, capped at max, with ±25% jitter.
+func Backoff(n int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	if d > max {
+		d = max
+	}
+	j := time.Duration(float64(d) * (rand.Float64()*0.5 - 0.25))
+	return d + j
+}
+
+// Connect opens a NATS connection that retries a failed first connect and
+// reconnects with exponential backoff, logging each state change. It waits
+// until the connection is up or ctx is done.
+func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.ReconnectWait <= 0 {
+		cfg.ReconnectWait = 250 * time.Millisecond
+	}
+	if cfg.MaxReconnectWait <= 0 {
+		cfg.MaxReconnectWait = 5 * time.Second
+	}
+	maxRe := cfg.MaxReconnects
+	if maxRe == 0 {
+		maxRe = -1
+	}
+	connected := make(chan struct{}, 1)
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(maxRe),
+		nats.CustomReconnectDelay(func(attempts int) time.Duration {
+			return Backoff(attempts, cfg.ReconnectWait, cfg.MaxReconnectWait)
+		}),
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
+			select {
+			case connected <- struct{}{}:
+			default:
+			}
+		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats disconnected", "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { log.Debug("nats connection closed") }),
+		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
+			subj := ""
+			if s != nil {
+				subj = s.Subject
+			}
+			log.Error("nats async error", "subject", subj, "error", err)
+		}),
+	}
+	var url string
+	if cfg.InProcess != nil {
+		opts = append(opts, nats.InProcessServer(cfg.InProcess))
+	} else {
+		servers := SplitURLs(cfg.Servers...)
+		if len(servers) == 0 {
+			servers = []string{DefaultURL}
+		}
+		url = strings.Join(servers, ",")
+		opts = append(opts, nats.RetryOnFailedConnect(true))
+	}
+	opts = append(opts, cfg.Options...)
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect %s: %w", url, err)
+	}
+	if nc.IsConnected() {
+		return nc, nil
+	}
+	select {
+	case <-connected:
+		return nc, nil
+	case <-ctx.Done():
+		nc.Close()
+		return nil, fmt.Errorf("bus: connect %s: %w", url, ctx.Err())
+	}
+}
+
+// NewMsg builds a message with Content-Type (and Accept when not empty).
+func NewMsg(subject string, data []byte, contentType, accept string) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	m.Header["Content-Type"] = []string{contentType}
+	if accept != "" {
+		m.Header["Accept"] = []string{accept}
+	}
+	return m
+}
+
+// Header returns the first value of a header, matched exactly first and
+// then without regard to case (NATS headers are case-sensitive maps, but
+// callers from other languages may write "content-type").
+func Header(m *nats.Msg, key string) string {
+	if m.Header == nil {
+		return ""
+	}
+	if v, ok := m.Header[key]; ok && len(v) > 0 {
+		return v[0]
+	}
+	for k, v := range m.Header {
+		if len(v) > 0 && strings.EqualFold(k, key) {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// Fits reports whether a message of data bytes plus headers fits the
+// connection's maximum payload.
+func Fits(nc *nats.Conn, m *nats.Msg) bool {
+	size := len(m.Data)
+	for k, vs := range m.Header {
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+		}
+	}
+	return int64(size+16) <= nc.MaxPayload()
+}

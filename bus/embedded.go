@@ -1,0 +1,147 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// ServerConfig configures an embedded nats-server. Zero fields take the
+// defaults named in their comments.
+type ServerConfig struct {
+	// Host is the client listen address. Default 127.0.0.1.
+	Host string
+	// Port is the client port; -1 picks a free one. Default -1.
+	Port int
+	// ClusterName, RouteHost and RoutePort turn on clustering: other servers
+	// connect here on RouteHost:RoutePort (-1 picks a free port). Clustering
+	// is on when RoutePort is not 0 or Routes is not empty.
+	ClusterName string
+	RouteHost   string
+	RoutePort   int
+	// Routes are the route URLs (nats-route://host:port) of other servers.
+	Routes []string
+	// MaxPayload is the largest message in bytes. Default 1 MiB (NATS').
+	MaxPayload int32
+	// ReadyTimeout bounds the wait for the server to accept clients.
+	// Default 10 s.
+	ReadyTimeout time.Duration
+	// Logger receives the server's log. Default: discard.
+	Logger *slog.Logger
+}
+
+// Server is an embedded nats-server.
+type Server struct {
+	s *server.Server
+}
+
+// SplitHostPort parses "HOST:PORT" (PORT may be -1 or 0 for a free port).
+func SplitHostPort(hp string) (string, int, error) {
+	h, p, err := net.SplitHostPort(hp)
+	if err != nil {
+		return "", 0, fmt.Errorf("%w: %q: %w", ErrConfig, hp, err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil || n < -1 || n > 65535 {
+		return "", 0, fmt.Errorf("%w: %q: bad port", ErrConfig, hp)
+	}
+	if n == 0 {
+		n = -1
+	}
+	return h, n, nil
+}
+
+// StartServer starts an embedded nats-server and waits until it accepts
+// clients.
+func StartServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.Port == 0 {
+		cfg.Port = -1
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 10 * time.Second
+	}
+	opts := &server.Options{
+		Host:       cfg.Host,
+		Port:       cfg.Port,
+		NoSigs:     true,
+		MaxPayload: cfg.MaxPayload,
+	}
+	if cfg.Logger == nil {
+		opts.NoLog = true
+	}
+	if cfg.RoutePort != 0 || len(cfg.Routes) > 0 {
+		if cfg.RouteHost == "" {
+			cfg.RouteHost = cfg.Host
+		}
+		if cfg.RoutePort == 0 {
+			cfg.RoutePort = -1
+		}
+		if cfg.ClusterName == "" {
+			cfg.ClusterName = "mpreg"
+		}
+		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: cfg.RouteHost, Port: cfg.RoutePort}
+		for _, r := range SplitURLs(cfg.Routes...) {
+			opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
+		}
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("bus: embedded server: %w", err)
+	}
+	if cfg.Logger != nil {
+		s.SetLoggerV2(slogAdapter{cfg.Logger.With("component", "nats-server")}, false, false, false)
+	}
+	go s.Start() // owned by the server: Shutdown stops and waits for it
+	if !s.ReadyForConnections(cfg.ReadyTimeout) {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, errors.New("bus: embedded server did not become ready (is the port free?)")
+	}
+	return &Server{s: s}, nil
+}
+
+// NATS returns the underlying server, e.g. for ConnConfig.InProcess.
+func (s *Server) NATS() *server.Server { return s.s }
+
+// ClientURL is the URL clients connect to.
+func (s *Server) ClientURL() string { return s.s.ClientURL() }
+
+// ClusterURL is the route URL other servers list in Routes; "" when not
+// clustered.
+func (s *Server) ClusterURL() string {
+	a := s.s.ClusterAddr()
+	if a == nil {
+		return ""
+	}
+	return fmt.Sprintf("nats-route://%s", a.String())
+}
+
+// NumRoutes is the number of routes to other servers.
+func (s *Server) NumRoutes() int { return s.s.NumRoutes() }
+
+// Shutdown stops the server and waits for it. It is idempotent.
+func (s *Server) Shutdown() {
+	if s == nil {
+		return
+	}
+	s.s.Shutdown()
+	s.s.WaitForShutdown()
+}
+
+// slogAdapter is the 6-method server.Logger over slog.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Noticef(f string, v ...any) { a.l.Info(fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Warnf(f string, v ...any)   { a.l.Warn(fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Fatalf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Errorf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Debugf(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }
+func (a slogAdapter) Tracef(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)) }

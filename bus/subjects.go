@@ -1,0 +1,63 @@
+// Package bus connects MPREG to NATS: client connections with sane
+// reconnect settings, an embedded nats-server for single-host and test
+// setups, and every subject name of PROTOCOL.md §2 in one place.
+package bus
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultPrefix is the subject prefix P of PROTOCOL.md §1.
+const DefaultPrefix = "mpreg"
+
+// QueueGroup is the queue group of the rpc subject.
+const QueueGroup = "mpreg"
+
+// Subjects names the subjects of one cluster under one prefix.
+type Subjects struct {
+	base string // "<prefix>.<cluster>"
+}
+
+// NewSubjects returns the subjects of cluster under prefix ("" means
+// DefaultPrefix).
+func NewSubjects(prefix, cluster string) Subjects {
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	return Subjects{base: prefix + "." + cluster}
+}
+
+// CheckPrefix checks that prefix is one or more plain NATS subject tokens.
+func CheckPrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	for _, tok := range strings.Split(prefix, ".") {
+		if tok == "" || strings.ContainsAny(tok, " \t\r\n*>") {
+			return fmt.Errorf("bus: subject prefix %q: tokens must be non-empty, without spaces, '*' or '>'", prefix)
+		}
+	}
+	return nil
+}
+
+// RPC is P.<cluster>.rpc: whole requests, served by the queue group.
+func (s Subjects) RPC() string { return s.base + ".rpc" }
+
+// Exec is P.<cluster>.node.<node>.exec: one step for that node.
+func (s Subjects) Exec(node string) string { return s.base + ".node." + node + ".exec" }
+
+// Info is P.<cluster>.node.<node>.info: that node's hello on request.
+func (s Subjects) Info(node string) string { return s.base + ".node." + node + ".info" }
+
+// Hello is P.<cluster>.gossip.hello.
+func (s Subjects) Hello() string { return s.base + ".gossip.hello" }
+
+// Heartbeat is P.<cluster>.gossip.heartbeat.
+func (s Subjects) Heartbeat() string { return s.base + ".gossip.heartbeat" }
+
+// Goodbye is P.<cluster>.gossip.goodbye.
+func (s Subjects) Goodbye() string { return s.base + ".gossip.goodbye" }
+
+// Sync is P.<cluster>.gossip.sync: a request every node answers with hello.
+func (s Subjects) Sync() string { return s.base + ".gossip.sync" }

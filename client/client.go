@@ -1,0 +1,352 @@
+// Package client is the Go API for calling an MPREG cluster: one function
+// with Call, a whole dependency graph with Run, and the live nodes with
+// Peers.
+//
+// A Client follows the cluster's gossip (unless Config.NoFollow) and sends a
+// single call straight to a chosen node's exec subject: one NATS round trip.
+// Run, and calls when no eligible node is known, go through the cluster's
+// rpc subject, where a node plans and routes the request.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/membership"
+	"github.com/mpreg/mpreg/mesh"
+	"github.com/mpreg/mpreg/planner"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// ErrClosed is returned by calls on a closed Client.
+var ErrClosed = errors.New("client: closed")
+
+// Config configures a Client. Zero fields take the defaults named in their
+// comments.
+type Config struct {
+	// Servers are the NATS URLs. Default nats://127.0.0.1:4222. Ignored when
+	// Conn is set.
+	Servers []string
+	// Conn, when set, is used instead of dialing; the Client does not close it.
+	Conn *nats.Conn
+	// ConnOptions are extra nats.go options (auth, TLS…) for dialing.
+	ConnOptions []nats.Option
+	// Cluster is the cluster id. Default "default".
+	Cluster string
+	// Prefix is the subject prefix. Default "mpreg".
+	Prefix string
+	// Codec encodes requests. Default codec.MsgPack.
+	Codec codec.Codec
+	// Timeout is a call's budget when its context has no deadline and no
+	// WithTimeout is given. Default 30 s.
+	Timeout time.Duration
+	// NoFollow turns off the membership view: every call goes through the
+	// rpc subject. Right for one-shot tools; long-lived clients should follow.
+	NoFollow bool
+	// SyncQuiet is how long the first sync waits after the last reply.
+	// Default 200 ms.
+	SyncQuiet time.Duration
+	// Name is the NATS connection name.
+	Name string
+	// Logger. Default: discard.
+	Logger *slog.Logger
+}
+
+// Client calls an MPREG cluster. It is safe for concurrent use.
+type Client struct {
+	cfg      Config
+	nc       *nats.Conn
+	ownConn  bool
+	subj     bus.Subjects
+	table    *membership.Table
+	follower *mesh.Follower
+	runner   *planner.Runner
+	closed   atomic.Bool
+}
+
+// Connect dials NATS (unless cfg.Conn is set) and, unless cfg.NoFollow,
+// learns the cluster's nodes before returning.
+func Connect(ctx context.Context, cfg Config) (*Client, error) {
+	if cfg.Cluster == "" {
+		cfg.Cluster = "default"
+	}
+	if err := schema.CheckID(cfg.Cluster); err != nil {
+		return nil, fmt.Errorf("client: cluster: %w", err)
+	}
+	if err := bus.CheckPrefix(cfg.Prefix); err != nil {
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	if cfg.Codec == nil {
+		cfg.Codec = codec.MsgPack
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{cfg: cfg, nc: cfg.Conn, subj: bus.NewSubjects(cfg.Prefix, cfg.Cluster)}
+	if c.nc == nil {
+		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: cfg.Servers, Name: cfg.Name, Options: cfg.ConnOptions, Logger: cfg.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		c.nc, c.ownConn = nc, true
+	}
+	c.table = membership.New(membership.Config{})
+	c.runner = &planner.Runner{
+		Router:   planner.RouterFunc(c.table.Pick),
+		Executor: &mesh.Execer{Conn: c.nc, Subjects: c.subj, Cluster: cfg.Cluster, Table: c.table, Logger: cfg.Logger},
+		Logger:   cfg.Logger,
+	}
+	if !cfg.NoFollow {
+		f, err := mesh.Follow(ctx, mesh.FollowConfig{
+			Conn: c.nc, Subjects: c.subj, Cluster: cfg.Cluster, Table: c.table,
+			SyncQuiet: cfg.SyncQuiet, Logger: cfg.Logger,
+		})
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("client: %w", err)
+		}
+		c.follower = f
+	}
+	return c, nil
+}
+
+// Conn returns the client's NATS connection.
+func (c *Client) Conn() *nats.Conn { return c.nc }
+
+// Table returns the client's membership view (empty with NoFollow).
+func (c *Client) Table() *membership.Table { return c.table }
+
+// Close stops following and closes the connection if the client dialed it.
+// It is idempotent.
+func (c *Client) Close() {
+	if c == nil || !c.closed.CompareAndSwap(false, true) {
+		return
+	}
+	c.follower.Close()
+	if c.ownConn {
+		c.nc.Close()
+	}
+}
+
+// CallOption sets a per-call extra.
+type CallOption func(*callOpts)
+
+type callOpts struct {
+	locs    []string
+	kwargs  map[string]any
+	timeout time.Duration
+}
+
+// WithLocs requires the node that runs the call to offer every loc.
+func WithLocs(locs ...string) CallOption {
+	return func(o *callOpts) { o.locs = append(o.locs, locs...) }
+}
+
+// WithKwargs passes keyword arguments.
+func WithKwargs(kw map[string]any) CallOption {
+	return func(o *callOpts) { o.kwargs = kw }
+}
+
+// WithTimeout bounds the call (a deadline on ctx bounds it too).
+func WithTimeout(d time.Duration) CallOption {
+	return func(o *callOpts) { o.timeout = d }
+}
+
+func (c *Client) deadline(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	if d > 0 {
+		return context.WithTimeout(ctx, d)
+	}
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, c.cfg.Timeout)
+}
+
+// Call runs fun(args…, kwargs…) on an eligible node and returns its result
+// in the value model of package codec (use codec.Assign or CallAs for a typed
+// result). Errors are *schema.Error (match with errors.Is against the schema
+// sentinels).
+func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallOption) (any, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	var o callOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := schema.CheckFunName(fun); err != nil {
+		return nil, err
+	}
+	args, err := normalizeArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	kwargs, err := normalizeKwargs(o.kwargs)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := c.deadline(ctx, o.timeout)
+	defer cancel()
+	if c.follower != nil {
+		if _, ok := c.table.Pick(fun, o.locs, nil); ok {
+			call := &planner.Call{RequestID: nuid.Next(), Step: fun, Fun: fun, Locs: o.locs, Args: args, Kwargs: kwargs}
+			v, e := c.runner.Call(ctx, call)
+			if e != nil {
+				return nil, e
+			}
+			return v, nil
+		}
+	}
+	name := uniqueName(fun, args)
+	resp, err := c.Run(ctx, &schema.Request{Cmds: []schema.Command{{Name: name, Fun: fun, Args: args, Kwargs: kwargs, Locs: o.locs}}})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Results[name], nil
+}
+
+// CallAs is Call with the result assigned to a T.
+func CallAs[T any](ctx context.Context, c *Client, fun string, args []any, opts ...CallOption) (T, error) {
+	var out T
+	v, err := c.Call(ctx, fun, args, opts...)
+	if err != nil {
+		return out, err
+	}
+	if err := codec.Assign(&out, v); err != nil {
+		return out, fmt.Errorf("client: result of %s: %w", fun, err)
+	}
+	return out, nil
+}
+
+// uniqueName picks a command name that no top-level string argument equals,
+// so that arguments stay literals.
+func uniqueName(fun string, args []any) string {
+	name := fun
+	for i := 1; ; i++ {
+		clash := false
+		for _, a := range args {
+			if s, ok := a.(string); ok && s == name {
+				clash = true
+				break
+			}
+		}
+		if !clash {
+			return name
+		}
+		name = fun + "#" + strconv.Itoa(i)
+	}
+}
+
+func normalizeArgs(args []any) ([]any, error) {
+	if args == nil {
+		return nil, nil
+	}
+	v, err := codec.Normalize(args)
+	if err != nil {
+		return nil, schema.Errorf(schema.CodeInvalidArgument, "args: %v", err)
+	}
+	return v.([]any), nil
+}
+
+func normalizeKwargs(kw map[string]any) (map[string]any, error) {
+	if kw == nil {
+		return nil, nil
+	}
+	v, err := codec.Normalize(kw)
+	if err != nil {
+		return nil, schema.Errorf(schema.CodeInvalidArgument, "kwargs: %v", err)
+	}
+	return v.(map[string]any), nil
+}
+
+// grace is how much longer than the request's own budget the client waits,
+// so that the cluster's TIMEOUT reply (with partial results) arrives first.
+const grace = time.Second
+
+// Run sends a whole request to the cluster's rpc subject. The response comes
+// back in full; when it holds an error, Run returns the response (with its
+// partial results) and the *schema.Error.
+func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	r := *req
+	if r.TimeoutMS <= 0 {
+		budget := c.cfg.Timeout
+		if dl, ok := ctx.Deadline(); ok {
+			budget = time.Until(dl) - 10*time.Millisecond
+		}
+		r.TimeoutMS = max(budget.Milliseconds(), 1)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(r.TimeoutMS)*time.Millisecond+grace)
+	defer cancel()
+	data, err := c.cfg.Codec.Encode(&r)
+	if err != nil {
+		return nil, schema.Errorf(schema.CodeInvalidArgument, "request does not encode: %v", err)
+	}
+	msg := bus.NewMsg(c.subj.RPC(), data, c.cfg.Codec.ContentType(), c.cfg.Codec.ContentType())
+	if !bus.Fits(c.nc, msg) {
+		return nil, mesh.TooLarge("request", len(data), c.nc.MaxPayload())
+	}
+	if c.nc.Status() != nats.CONNECTED {
+		return nil, schema.Errorf(schema.CodeNodeUnavailable, "not connected to NATS (%s)", c.nc.Status())
+	}
+	m, err := c.nc.RequestMsgWithContext(ctx, msg)
+	if err != nil {
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			return nil, schema.Errorf(schema.CodeNoRoute, "no node serves cluster %s (no responders on %s)", c.cfg.Cluster, c.subj.RPC())
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+			return nil, schema.Errorf(schema.CodeTimeout, "no reply within the request's budget")
+		case errors.Is(err, context.Canceled):
+			return nil, schema.Errorf(schema.CodeCancelled, "cancelled")
+		}
+		return nil, schema.Errorf(schema.CodeNodeUnavailable, "rpc: %v", err)
+	}
+	tree, err := mesh.DecodeReply(m)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := schema.ParseResponse(tree)
+	if err != nil {
+		return nil, schema.Errorf(schema.CodeInternal, "bad rpc response: %v", err)
+	}
+	if resp.Error != nil {
+		return resp, resp.Error
+	}
+	return resp, nil
+}
+
+// Peers returns the live nodes. A following client answers from its view;
+// otherwise Peers syncs with the cluster first.
+func (c *Client) Peers(ctx context.Context) ([]membership.Peer, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if c.follower != nil {
+		return c.table.Peers(), nil
+	}
+	t := membership.New(membership.Config{})
+	f, err := mesh.Follow(ctx, mesh.FollowConfig{
+		Conn: c.nc, Subjects: c.subj, Cluster: c.cfg.Cluster, Table: t,
+		SyncQuiet: c.cfg.SyncQuiet, Logger: c.cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("client: peers: %w", err)
+	}
+	f.Close()
+	return t.Peers(), nil
+}

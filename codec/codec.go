@@ -1,0 +1,139 @@
+// Package codec encodes and decodes MPREG message bodies as JSON or
+// MessagePack, chosen per message from the NATS Content-Type and Accept
+// headers (PROTOCOL.md §3).
+//
+// Decoding yields a value tree in one model, whichever the codec: nil, bool,
+// int64, uint64 (only above math.MaxInt64), float64, string, []byte, []any
+// and map[string]any. Integers that fit int64 stay int64 in both codecs, and
+// MessagePack bin stays []byte (in JSON, binary travels as a base64 string).
+// Assign converts such a tree into typed Go values, and Normalize turns typed
+// Go values into the model.
+package codec
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/mpreg/mpreg/schema"
+)
+
+// Media types of the codecs this package speaks.
+const (
+	JSONType    = "application/json"
+	MsgPackType = "application/msgpack"
+)
+
+// NATS header names used for negotiation. NATS headers are case-sensitive.
+const (
+	HeaderContentType = "Content-Type"
+	HeaderAccept      = "Accept"
+)
+
+// MaxDepth bounds the nesting of decoded values; deeper input is an error.
+const MaxDepth = 256
+
+// ErrDecode wraps every decoding failure.
+var ErrDecode = errors.New("codec: decode")
+
+// Codec encodes values to bytes and decodes bytes to a value tree.
+type Codec interface {
+	// ContentType is the media type written in the Content-Type header.
+	ContentType() string
+	// Encode encodes v: the value model, or structs with json tags.
+	Encode(v any) ([]byte, error)
+	// Decode decodes one complete value into the value model.
+	Decode(data []byte) (any, error)
+}
+
+// JSON and MsgPack are the two codecs.
+var (
+	JSON    Codec = jsonCodec{}
+	MsgPack Codec = msgpackCodec{}
+)
+
+// Supported lists the codecs in this project's order of preference.
+var Supported = []Codec{MsgPack, JSON}
+
+// SupportedTypes lists the media types of Supported, for hello.codecs.
+func SupportedTypes() []string {
+	out := make([]string, len(Supported))
+	for i, c := range Supported {
+		out[i] = c.ContentType()
+	}
+	return out
+}
+
+func mediaType(h string) string {
+	if i := strings.IndexByte(h, ';'); i >= 0 {
+		h = h[:i]
+	}
+	return strings.ToLower(strings.TrimSpace(h))
+}
+
+// ByType returns the codec for a media type. Parameters such as
+// "; charset=utf-8" are ignored; an empty type means JSON.
+func ByType(h string) (Codec, bool) {
+	switch mediaType(h) {
+	case "", JSONType, "text/json":
+		return JSON, true
+	case MsgPackType, "application/x-msgpack", "application/vnd.msgpack":
+		return MsgPack, true
+	}
+	return nil, false
+}
+
+// Negotiate picks the codec of a request body from its Content-Type and the
+// codec of the reply from Accept. An empty, "*/*" or "application/*" Accept
+// means the request's codec. An unknown Content-Type or Accept is an
+// UNSUPPORTED_CODEC error; reply is then the codec to send that error in (the
+// request's when known, else JSON).
+func Negotiate(contentType, accept string) (req, reply Codec, err *schema.Error) {
+	req, ok := ByType(contentType)
+	if !ok {
+		return nil, JSON, unsupported("Content-Type", contentType)
+	}
+	switch a := mediaType(accept); a {
+	case "", "*/*", "application/*":
+		return req, req, nil
+	default:
+		r, ok := ByType(a)
+		if !ok {
+			return req, req, unsupported("Accept", accept)
+		}
+		return req, r, nil
+	}
+}
+
+func unsupported(header, value string) *schema.Error {
+	return &schema.Error{
+		Code:    schema.CodeUnsupportedCodec,
+		Message: fmt.Sprintf("%s %q names a codec this node does not speak", header, value),
+		Details: map[string]any{"supported": toAny(SupportedTypes())},
+	}
+}
+
+func toAny(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
+// Preferred returns the first codec of this project's preference that a peer
+// lists, or JSON when it lists none we speak.
+func Preferred(peer []string) Codec {
+	for _, c := range Supported {
+		for _, p := range peer {
+			if mediaType(p) == c.ContentType() {
+				return c
+			}
+		}
+	}
+	return JSON
+}
+
+func decodeErr(c Codec, err error) error {
+	return fmt.Errorf("%w: %s: %w", ErrDecode, c.ContentType(), err)
+}

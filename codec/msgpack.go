@@ -1,0 +1,215 @@
+package codec
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+
+	"github.com/vmihailenco/msgpack/v5"
+	"github.com/vmihailenco/msgpack/v5/msgpcode"
+)
+
+type msgpackCodec struct{}
+
+func (msgpackCodec) ContentType() string { return MsgPackType }
+
+// Encode encodes v as MessagePack, reading json struct tags, with compact
+// integers; []byte becomes bin.
+func (msgpackCodec) Encode(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(&buf)
+	enc.SetCustomStructTag("json")
+	enc.UseCompactInts(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("codec: encode msgpack: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// Decode decodes one MessagePack value into the value model.
+func (c msgpackCodec) Decode(data []byte) (any, error) {
+	r := bytes.NewReader(data)
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(r)
+	v, err := (&mpDecoder{d: dec, r: r, data: data}).decode(0)
+	if err != nil {
+		return nil, decodeErr(c, err)
+	}
+	if r.Len() != 0 {
+		return nil, decodeErr(c, fmt.Errorf("%d bytes of trailing data after the value", r.Len()))
+	}
+	return v, nil
+}
+
+// mpDecoder walks one MessagePack value. The msgpack.Decoder reads r
+// directly (a *bytes.Reader needs no buffering), so r.Len() is the number of
+// bytes left and data[len(data)-r.Len():] is what comes next. Every length
+// read from the input is checked against that before anything is allocated.
+type mpDecoder struct {
+	d    *msgpack.Decoder
+	r    *bytes.Reader
+	data []byte
+}
+
+// raw reads a str or bin header and returns the bytes that follow, without
+// copying them.
+func (m *mpDecoder) raw() ([]byte, error) {
+	n, err := m.d.DecodeBytesLen()
+	if err != nil {
+		return nil, err
+	}
+	if n < 0 {
+		n = 0
+	}
+	if n > m.r.Len() {
+		return nil, fmt.Errorf("string or binary of %d bytes in %d bytes", n, m.r.Len())
+	}
+	pos := len(m.data) - m.r.Len()
+	if _, err := m.r.Seek(int64(n), io.SeekCurrent); err != nil {
+		return nil, err
+	}
+	return m.data[pos : pos+n : pos+n], nil
+}
+
+// checkExt checks that the ext value starting with code c fits in the
+// bytes left.
+func (m *mpDecoder) checkExt(c byte) error {
+	rest := m.data[len(m.data)-m.r.Len():]
+	var head, n int
+	switch c {
+	case msgpcode.FixExt1:
+		head, n = 2, 1
+	case msgpcode.FixExt2:
+		head, n = 2, 2
+	case msgpcode.FixExt4:
+		head, n = 2, 4
+	case msgpcode.FixExt8:
+		head, n = 2, 8
+	case msgpcode.FixExt16:
+		head, n = 2, 16
+	case msgpcode.Ext8:
+		if head = 3; len(rest) >= 2 {
+			n = int(rest[1])
+		}
+	case msgpcode.Ext16:
+		if head = 4; len(rest) >= 3 {
+			n = int(binary.BigEndian.Uint16(rest[1:]))
+		}
+	case msgpcode.Ext32:
+		if head = 6; len(rest) >= 5 {
+			n = int(binary.BigEndian.Uint32(rest[1:]))
+		}
+	}
+	if head+n > len(rest) {
+		return fmt.Errorf("ext value of %d bytes in %d bytes", head+n, len(rest))
+	}
+	return nil
+}
+
+func (m *mpDecoder) decode(depth int) (any, error) {
+	d, r := m.d, m.r
+	if depth > MaxDepth {
+		return nil, fmt.Errorf("nesting deeper than %d", MaxDepth)
+	}
+	c, err := d.PeekCode()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case msgpcode.IsFixedArray(c) || c == msgpcode.Array16 || c == msgpcode.Array32:
+		n, err := d.DecodeArrayLen()
+		if err != nil {
+			return nil, err
+		}
+		if n < 0 {
+			return nil, nil
+		}
+		if n > r.Len() { // every element takes at least one byte
+			return nil, fmt.Errorf("array of %d elements in %d bytes", n, r.Len())
+		}
+		out := make([]any, n)
+		for i := range out {
+			if out[i], err = m.decode(depth + 1); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32:
+		n, err := d.DecodeMapLen()
+		if err != nil {
+			return nil, err
+		}
+		if n < 0 {
+			return nil, nil
+		}
+		if 2*n > r.Len() {
+			return nil, fmt.Errorf("map of %d entries in %d bytes", n, r.Len())
+		}
+		out := make(map[string]any, n)
+		for i := 0; i < n; i++ {
+			kv, err := m.decode(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			var k string
+			switch kt := kv.(type) {
+			case string:
+				k = kt
+			case []byte:
+				k = string(kt)
+			case int64, uint64:
+				k = fmt.Sprint(kt)
+			default:
+				return nil, fmt.Errorf("map key of type %T; keys must be strings", kv)
+			}
+			if out[k], err = m.decode(depth + 1); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	case msgpcode.IsBin(c):
+		b, err := m.raw()
+		if err != nil {
+			return nil, err
+		}
+		return bytes.Clone(b), nil
+	case msgpcode.IsString(c):
+		b, err := m.raw()
+		if err != nil {
+			return nil, err
+		}
+		return string(b), nil
+	case c == msgpcode.Uint64 || c == msgpcode.Uint32 || c == msgpcode.Uint16 || c == msgpcode.Uint8:
+		u, err := d.DecodeUint64()
+		if err != nil {
+			return nil, err
+		}
+		if u <= math.MaxInt64 {
+			return int64(u), nil
+		}
+		return u, nil
+	case msgpcode.IsFixedNum(c) || c == msgpcode.Int8 || c == msgpcode.Int16 || c == msgpcode.Int32 || c == msgpcode.Int64:
+		return d.DecodeInt64()
+	case c == msgpcode.Float || c == msgpcode.Double:
+		return d.DecodeFloat64()
+	case c == msgpcode.Nil:
+		return nil, d.DecodeNil()
+	case c == msgpcode.True || c == msgpcode.False:
+		return d.DecodeBool()
+	case msgpcode.IsExt(c):
+		if err := m.checkExt(c); err != nil {
+			return nil, err
+		}
+		v, err := d.DecodeInterface()
+		if err != nil {
+			return nil, err
+		}
+		return Normalize(v)
+	}
+	return nil, fmt.Errorf("unknown MessagePack code 0x%02x", c)
+}

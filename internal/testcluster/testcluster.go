@@ -1,0 +1,180 @@
+// Package testcluster starts real embedded nats-servers, nodes and clients on
+// loopback for tests, with wait-verbs that poll with a deadline instead of
+// sleeping.
+package testcluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/membership"
+	"github.com/mpreg/mpreg/node"
+)
+
+// Timeout bounds every wait in this package.
+const Timeout = 10 * time.Second
+
+// Logger returns an slog logger writing to t.Log at debug level.
+func Logger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type tWriter struct{ t testing.TB }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(p[:len(p)-1]))
+	return len(p), nil
+}
+
+// Server starts an embedded nats-server on a random loopback port.
+func Server(t testing.TB) *bus.Server {
+	t.Helper()
+	s, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1})
+	if err != nil {
+		t.Fatalf("start nats-server: %v", err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// Cluster starts n nats-servers routed to each other and waits for the
+// routes.
+func Cluster(t testing.TB, n int) []*bus.Server {
+	t.Helper()
+	var out []*bus.Server
+	for i := 0; i < n; i++ {
+		cfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1, ClusterName: "test", RouteHost: "127.0.0.1", RoutePort: -1}
+		if i > 0 {
+			cfg.Routes = []string{out[0].ClusterURL()}
+		}
+		s, err := bus.StartServer(cfg)
+		if err != nil {
+			t.Fatalf("start nats-server %d: %v", i, err)
+		}
+		t.Cleanup(s.Shutdown)
+		out = append(out, s)
+	}
+	WaitFor(t, "routes between servers", func() error {
+		for i, s := range out {
+			if s.NumRoutes() < n-1 {
+				return fmt.Errorf("server %d has %d routes", i, s.NumRoutes())
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// Conn connects to url and closes the connection at cleanup.
+func Conn(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: []string{url}, ReconnectWait: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// NodeConfig is a node.Config with short test timings.
+func NodeConfig(t testing.TB, id string, locs ...string) node.Config {
+	return node.Config{
+		NodeID:            id,
+		Locs:              locs,
+		HeartbeatInterval: 100 * time.Millisecond,
+		SyncQuiet:         50 * time.Millisecond,
+		Logger:            Logger(t).With("test_node", id),
+	}
+}
+
+// Node starts a node on url with cfg, calls register before starting it,
+// and closes it at cleanup.
+func Node(t testing.TB, url string, cfg node.Config, register func(*node.Node)) *node.Node {
+	t.Helper()
+	nc := Conn(t, url)
+	n, err := node.New(nc, cfg)
+	if err != nil {
+		t.Fatalf("node.New: %v", err)
+	}
+	if register != nil {
+		register(n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		t.Fatalf("node start: %v", err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+// Client connects a following client to url and closes it at cleanup.
+func Client(t testing.TB, url string, cfg client.Config) *client.Client {
+	t.Helper()
+	cfg.Servers = []string{url}
+	if cfg.SyncQuiet == 0 {
+		cfg.SyncQuiet = 50 * time.Millisecond
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	c, err := client.Connect(ctx, cfg)
+	if err != nil {
+		t.Fatalf("client.Connect: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// WaitFor polls check every 5 ms until it returns nil, failing the test with
+// the last error after Timeout.
+func WaitFor(t testing.TB, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(Timeout)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// WaitForRoute waits until table routes fun with locs to one of nodes (any
+// node when nodes is empty).
+func WaitForRoute(t testing.TB, table *membership.Table, fun string, locs []string, nodes ...string) {
+	t.Helper()
+	WaitFor(t, fmt.Sprintf("a route for %s %v", fun, locs), func() error {
+		el := table.Eligible(fun, locs)
+		if len(nodes) == 0 && len(el) > 0 {
+			return nil
+		}
+		for _, want := range nodes {
+			found := false
+			for _, e := range el {
+				if e == want {
+					found = true
+				}
+			}
+			if !found {
+				return fmt.Errorf("eligible %v, want %v", el, nodes)
+			}
+		}
+		if len(nodes) > 0 {
+			return nil
+		}
+		return fmt.Errorf("no eligible node")
+	})
+}

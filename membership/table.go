@@ -1,0 +1,354 @@
+// Package membership holds the view of a cluster's nodes that every node and
+// long-lived client keeps: who is alive, what each offers, and how loaded it
+// is. It applies the merge rules of PROTOCOL.md §7 and picks the node for a
+// step by the routing rule of §8.
+//
+// It is plain Go: it takes decoded gossip messages and a clock, and imports
+// nothing from NATS, so it can be tested and fuzzed on its own.
+package membership
+
+import (
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/mpreg/mpreg/schema"
+)
+
+// Config configures a Table. The zero value of each field takes the default
+// named in its comment.
+type Config struct {
+	// Self is the id of the node (or client) holding the table; it wins ties
+	// in Pick and is never declared dead by silence. Empty for a client.
+	Self string
+	// DeadAfter is how long a node may stay unheard before it is dead and no
+	// longer routed to. Default 3 s (3 heartbeat intervals of 1 s).
+	DeadAfter time.Duration
+	// ForgetAfter is how long a node may stay unheard before Prune removes it.
+	// Default 30 s.
+	ForgetAfter time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Peer is a snapshot of one node as the table knows it.
+type Peer struct {
+	Hello     schema.Hello
+	LastHeard time.Time
+	FirstSeen time.Time
+	Load      schema.Load
+	// Outstanding is the number of steps this table's owner has in flight
+	// at the node.
+	Outstanding int64
+	// Alive is false once the node was unheard for DeadAfter or marked dead.
+	Alive bool
+}
+
+type entry struct {
+	hello       schema.Hello
+	lastHeard   time.Time
+	firstSeen   time.Time
+	load        schema.Load
+	outstanding int64
+	markedDead  bool
+	gone        bool // goodbye received for hello.Incarnation
+}
+
+// Table is the membership view. It is safe for concurrent use.
+type Table struct {
+	cfg     Config
+	mu      sync.RWMutex
+	nodes   map[string]*entry
+	changed chan struct{}
+}
+
+// New returns an empty table.
+func New(cfg Config) *Table {
+	if cfg.DeadAfter <= 0 {
+		cfg.DeadAfter = 3 * time.Second
+	}
+	if cfg.ForgetAfter <= 0 {
+		cfg.ForgetAfter = 30 * time.Second
+	}
+	if cfg.ForgetAfter < cfg.DeadAfter {
+		cfg.ForgetAfter = cfg.DeadAfter
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Table{cfg: cfg, nodes: make(map[string]*entry), changed: make(chan struct{})}
+}
+
+// Changed returns a channel that is closed at the next change of the table
+// (a node added, changed, dead, gone or forgotten).
+func (t *Table) Changed() <-chan struct{} {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.changed
+}
+
+// notify must be called with t.mu held for writing.
+func (t *Table) notify() {
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+// ApplyHello merges a hello. It reports whether the table changed.
+func (t *Table) ApplyHello(h *schema.Hello) bool {
+	now := t.cfg.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.nodes[h.Node]
+	if ok {
+		if h.Incarnation < e.hello.Incarnation {
+			return false
+		}
+		if h.Incarnation == e.hello.Incarnation {
+			if e.gone || h.Version < e.hello.Version {
+				return false
+			}
+			if h.Version == e.hello.Version {
+				wasDead := !t.aliveLocked(e, now)
+				e.lastHeard = now
+				e.markedDead = false
+				if wasDead {
+					t.notify()
+				}
+				return wasDead
+			}
+		}
+	}
+	n := &entry{hello: *h, lastHeard: now, firstSeen: now}
+	if ok && e.hello.Incarnation == h.Incarnation {
+		n.firstSeen, n.load, n.outstanding = e.firstSeen, e.load, e.outstanding
+	} else if ok {
+		n.outstanding = e.outstanding
+	}
+	t.nodes[h.Node] = n
+	t.notify()
+	return true
+}
+
+// ApplyHeartbeat merges a heartbeat. It reports whether the sender's hello
+// should be fetched (from node.<node>.info): the node is unknown, or the
+// heartbeat carries a newer incarnation or version than the table holds.
+func (t *Table) ApplyHeartbeat(hb *schema.Heartbeat) (needHello bool) {
+	now := t.cfg.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.nodes[hb.Node]
+	if !ok {
+		return true
+	}
+	switch {
+	case hb.Incarnation < e.hello.Incarnation:
+		return false
+	case hb.Incarnation > e.hello.Incarnation:
+		return true
+	case e.gone:
+		return false
+	}
+	wasDead := !t.aliveLocked(e, now)
+	e.lastHeard = now
+	e.markedDead = false
+	e.load = hb.Load
+	if wasDead {
+		t.notify()
+	}
+	return hb.Version > e.hello.Version
+}
+
+// ApplyGoodbye removes the incarnation named by g from routing. It reports
+// whether the table changed.
+func (t *Table) ApplyGoodbye(g *schema.Goodbye) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.nodes[g.Node]
+	if !ok || g.Incarnation < e.hello.Incarnation || (e.gone && g.Incarnation == e.hello.Incarnation) {
+		return false
+	}
+	e.hello.Incarnation = g.Incarnation
+	e.gone = true
+	t.notify()
+	return true
+}
+
+// MarkDead stops routing to node until it is heard from again, as when its
+// exec subject had no responders.
+func (t *Table) MarkDead(node string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.nodes[node]; ok && !e.markedDead {
+		e.markedDead = true
+		t.notify()
+	}
+}
+
+// Prune forgets nodes unheard for ForgetAfter and reports how many it removed.
+// Call it periodically.
+func (t *Table) Prune() int {
+	now := t.cfg.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for id, e := range t.nodes {
+		if id != t.cfg.Self && now.Sub(e.lastHeard) > t.cfg.ForgetAfter {
+			delete(t.nodes, id)
+			n++
+		}
+	}
+	if n > 0 {
+		t.notify()
+	}
+	return n
+}
+
+func (t *Table) aliveLocked(e *entry, now time.Time) bool {
+	if e.gone || e.markedDead {
+		return false
+	}
+	return e.hello.Node == t.cfg.Self || now.Sub(e.lastHeard) <= t.cfg.DeadAfter
+}
+
+// eligible reports whether e offers fun with every loc of locs.
+func eligible(e *entry, fun string, locs []string) bool {
+	have, ok := e.hello.Funs[fun]
+	if !ok {
+		return false
+	}
+	for _, l := range locs {
+		if !slices.Contains(have, l) {
+			return false
+		}
+	}
+	return true
+}
+
+// Pick returns the live node that offers fun with all of locs and has the
+// fewest requests in flight (heartbeat load plus Outstanding), skipping the
+// nodes in exclude. Ties go to Self, else to a random one. ok is false when
+// no node qualifies.
+func (t *Table) Pick(fun string, locs []string, exclude []string) (node string, ok bool) {
+	now := t.cfg.Now()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	best := int64(-1)
+	ties := 0
+	for id, e := range t.nodes {
+		if !t.aliveLocked(e, now) || !eligible(e, fun, locs) || slices.Contains(exclude, id) {
+			continue
+		}
+		score := e.outstanding
+		if id != t.cfg.Self {
+			score += e.load.Inflight
+		}
+		switch {
+		case best < 0 || score < best:
+			best, node, ties = score, id, 1
+		case score == best:
+			if node == t.cfg.Self {
+				continue
+			}
+			if id == t.cfg.Self {
+				node, ties = id, 1
+				continue
+			}
+			ties++
+			if rand.IntN(ties) == 0 { // reservoir sampling: uniform among ties
+				node = id
+			}
+		}
+	}
+	return node, best >= 0
+}
+
+// Begin records a step sent to node; End records its end.
+func (t *Table) Begin(node string) { t.addOutstanding(node, 1) }
+
+// End records the end of a step counted by Begin.
+func (t *Table) End(node string) { t.addOutstanding(node, -1) }
+
+func (t *Table) addOutstanding(node string, d int64) {
+	t.mu.Lock()
+	if e, ok := t.nodes[node]; ok {
+		e.outstanding += d
+		if e.outstanding < 0 {
+			e.outstanding = 0
+		}
+	}
+	t.mu.Unlock()
+}
+
+func (t *Table) snapshot(e *entry, now time.Time) Peer {
+	return Peer{
+		Hello: e.hello, LastHeard: e.lastHeard, FirstSeen: e.firstSeen,
+		Load: e.load, Outstanding: e.outstanding, Alive: t.aliveLocked(e, now),
+	}
+}
+
+// Get returns the node's snapshot.
+func (t *Table) Get(node string) (Peer, bool) {
+	now := t.cfg.Now()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	e, ok := t.nodes[node]
+	if !ok || e.gone {
+		return Peer{}, false
+	}
+	return t.snapshot(e, now), true
+}
+
+// Peers returns the known nodes that have not said goodbye, sorted by id.
+func (t *Table) Peers() []Peer {
+	now := t.cfg.Now()
+	t.mu.RLock()
+	out := make([]Peer, 0, len(t.nodes))
+	for _, e := range t.nodes {
+		if !e.gone {
+			out = append(out, t.snapshot(e, now))
+		}
+	}
+	t.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Hello.Node < out[j].Hello.Node })
+	return out
+}
+
+// Eligible returns the ids of the live nodes that offer fun with all of locs,
+// sorted.
+func (t *Table) Eligible(fun string, locs []string) []string {
+	now := t.cfg.Now()
+	t.mu.RLock()
+	var out []string
+	for id, e := range t.nodes {
+		if t.aliveLocked(e, now) && eligible(e, fun, locs) {
+			out = append(out, id)
+		}
+	}
+	t.mu.RUnlock()
+	sort.Strings(out)
+	return out
+}
+
+// AdvertisedURLs returns the union of the live nodes' advertised NATS URLs.
+func (t *Table) AdvertisedURLs() []string {
+	now := t.cfg.Now()
+	t.mu.RLock()
+	seen := map[string]bool{}
+	var out []string
+	for _, e := range t.nodes {
+		if !t.aliveLocked(e, now) {
+			continue
+		}
+		for _, u := range e.hello.AdvertisedURLs {
+			if !seen[u] {
+				seen[u] = true
+				out = append(out, u)
+			}
+		}
+	}
+	t.mu.RUnlock()
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,106 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/membership"
+	"github.com/mpreg/mpreg/planner"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// NewPeerWindow is how long after a node was first heard "no responders"
+// from it is retried briefly: interest spreads through a NATS cluster
+// asynchronously, so a new node's exec subscription may not have reached
+// every server yet.
+const NewPeerWindow = 3 * time.Second
+
+// Execer sends steps to other nodes' exec subjects. It implements
+// planner.Executor for remote nodes.
+type Execer struct {
+	Conn     *nats.Conn
+	Subjects bus.Subjects
+	Cluster  string
+	Table    *membership.Table
+	Logger   *slog.Logger
+}
+
+var _ planner.Executor = (*Execer)(nil)
+
+// Exec sends c to node and waits for its reply until ctx is done. No
+// responders marks the node dead and is NODE_UNAVAILABLE (the planner then
+// tries another node); a reply's error object comes back as *schema.Error.
+func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, error) {
+	if e.Conn.Status() != nats.CONNECTED {
+		return nil, schema.Errorf(schema.CodeNodeUnavailable, "not connected to NATS (%s)", e.Conn.Status())
+	}
+	peer, _ := e.Table.Get(node)
+	cd := codec.Preferred(peer.Hello.Codecs)
+	body := schema.ExecRequest{Cluster: e.Cluster, ID: c.ID(), Fun: c.Fun, Args: c.Args, Kwargs: c.Kwargs}
+	if body.Args == nil {
+		body.Args = []any{}
+	}
+	if body.Kwargs == nil {
+		body.Kwargs = map[string]any{}
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		body.DeadlineMS = dl.UnixMilli()
+	}
+	data, err := cd.Encode(&body)
+	if err != nil {
+		return nil, schema.Errorf(schema.CodeInvalidArgument, "arguments do not encode: %v", err)
+	}
+	msg := bus.NewMsg(e.Subjects.Exec(node), data, cd.ContentType(), "")
+	if !bus.Fits(e.Conn, msg) {
+		return nil, TooLarge("exec request for "+c.Fun, len(data), e.Conn.MaxPayload())
+	}
+	e.Table.Begin(node)
+	defer e.Table.End(node)
+	resp, err := e.Conn.RequestMsgWithContext(ctx, msg)
+	for try := 0; errors.Is(err, nats.ErrNoResponders) && try < 20 && time.Since(peer.FirstSeen) < NewPeerWindow; try++ {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+		resp, err = e.Conn.RequestMsgWithContext(ctx, msg)
+	}
+	if err != nil {
+		switch {
+		case errors.Is(err, nats.ErrNoResponders):
+			e.Table.MarkDead(node)
+			if e.Logger != nil {
+				e.Logger.Info("node has no exec responder; marked dead", "node", node, "request_id", c.RequestID, "step", c.Step)
+			}
+			return nil, schema.Errorf(schema.CodeNodeUnavailable, "node %s does not answer on its exec subject", node)
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			return nil, err
+		case errors.Is(err, nats.ErrTimeout):
+			return nil, context.DeadlineExceeded
+		default:
+			return nil, schema.Errorf(schema.CodeNodeUnavailable, "exec on node %s: %v", node, err)
+		}
+	}
+	tree, err := DecodeReply(resp)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := schema.ParseExecReply(tree)
+	if err != nil {
+		return nil, schema.Errorf(schema.CodeInternal, "node %s sent a bad exec reply: %v", node, err)
+	}
+	if rep.Error != nil {
+		return nil, rep.Error
+	}
+	return rep.Result, nil
+}
+
+// ErrClosed is returned for work attempted after Close.
+var ErrClosed = fmt.Errorf("mesh: closed")

@@ -1,0 +1,541 @@
+// Package node runs an MPREG node on a NATS connection: it offers registered
+// Go functions to the cluster, answers exec requests for them, plans and runs
+// whole requests that arrive on the rpc subject, and announces itself and
+// follows the others over gossip (PROTOCOL.md §2–§8).
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/membership"
+	"github.com/mpreg/mpreg/mesh"
+	"github.com/mpreg/mpreg/planner"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// Version is this implementation's version, sent in hello.meta.mpreg.
+const Version = "0.1.0"
+
+// ErrInvalidConfig wraps every configuration and registration error.
+var ErrInvalidConfig = errors.New("node: invalid config")
+
+// Config configures a Node. Zero fields take the defaults in DefaultConfig.
+type Config struct {
+	// Cluster is the cluster id. Default "default".
+	Cluster string
+	// NodeID is unique among live nodes. Default host name + "-" + 6 random
+	// base32 characters.
+	NodeID string
+	// Name is a human-readable name, sent in hello.meta.name.
+	Name string
+	// Locs are the node's resource tags; every function offers them.
+	Locs []string
+	// Prefix is the subject prefix. Default "mpreg".
+	Prefix string
+	// HeartbeatInterval is the gossip heartbeat period. Default 1 s.
+	HeartbeatInterval time.Duration
+	// DeadAfter is how long a silent peer stays routable. Default 3
+	// heartbeat intervals.
+	DeadAfter time.Duration
+	// ForgetAfter is how long a silent peer stays listed. Default 30
+	// heartbeat intervals.
+	ForgetAfter time.Duration
+	// SyncQuiet is how long the start-up sync waits after the last reply.
+	// Default 200 ms.
+	SyncQuiet time.Duration
+	// DefaultTimeout is a request's budget when it gives no timeout_ms.
+	// Default 30 s.
+	DefaultTimeout time.Duration
+	// MaxTimeout caps a request's timeout_ms. Default 10 min.
+	MaxTimeout time.Duration
+	// Limits bound the requests this node plans.
+	Limits planner.Limits
+	// MaxInflight is the most steps that run here at once; more get
+	// OVERLOADED. Default 1024.
+	MaxInflight int
+	// AdvertisedURLs are the NATS URLs announced in hello. Default: the
+	// connection's known servers.
+	AdvertisedURLs []string
+	// Meta is added to hello.meta.
+	Meta map[string]string
+	// Observer, when set, is told of every step this node's planner runs.
+	Observer planner.Observer
+	// Logger. Default: discard.
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults, with a fresh random node id.
+func DefaultConfig() Config {
+	return Config{
+		Cluster:           "default",
+		NodeID:            NewNodeID(),
+		Prefix:            bus.DefaultPrefix,
+		HeartbeatInterval: time.Second,
+		SyncQuiet:         200 * time.Millisecond,
+		DefaultTimeout:    30 * time.Second,
+		MaxTimeout:        10 * time.Minute,
+		Limits:            planner.DefaultLimits(),
+		MaxInflight:       1024,
+	}
+}
+
+// NewNodeID returns host name + "-" + 6 random base32 characters, with the
+// host name cut to fit the id rules.
+func NewNodeID() string {
+	host, _ := os.Hostname()
+	var b strings.Builder
+	for _, r := range host {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			b.WriteRune(r)
+		}
+		if b.Len() >= 57 {
+			break
+		}
+	}
+	if b.Len() == 0 {
+		b.WriteString("node")
+	}
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	return b.String() + "-" + base32.StdEncoding.EncodeToString(rnd[:])[:6]
+}
+
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
+	if c.Cluster == "" {
+		c.Cluster = d.Cluster
+	}
+	if c.NodeID == "" {
+		c.NodeID = d.NodeID
+	}
+	if c.Prefix == "" {
+		c.Prefix = d.Prefix
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = d.HeartbeatInterval
+	}
+	if c.DeadAfter <= 0 {
+		c.DeadAfter = 3 * c.HeartbeatInterval
+	}
+	if c.ForgetAfter <= 0 {
+		c.ForgetAfter = 30 * c.HeartbeatInterval
+	}
+	if c.SyncQuiet <= 0 {
+		c.SyncQuiet = d.SyncQuiet
+	}
+	if c.DefaultTimeout <= 0 {
+		c.DefaultTimeout = d.DefaultTimeout
+	}
+	if c.MaxTimeout <= 0 {
+		c.MaxTimeout = d.MaxTimeout
+	}
+	if c.MaxInflight <= 0 {
+		c.MaxInflight = d.MaxInflight
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := schema.CheckID(c.Cluster); err != nil {
+		return c, fmt.Errorf("%w: cluster: %s", ErrInvalidConfig, err.Message)
+	}
+	if err := schema.CheckID(c.NodeID); err != nil {
+		return c, fmt.Errorf("%w: node id: %s", ErrInvalidConfig, err.Message)
+	}
+	if err := bus.CheckPrefix(c.Prefix); err != nil {
+		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	for _, l := range c.Locs {
+		if err := schema.CheckLoc(l); err != nil {
+			return c, fmt.Errorf("%w: %s", ErrInvalidConfig, err.Message)
+		}
+	}
+	c.Locs = slices.Clone(c.Locs)
+	c.AdvertisedURLs = slices.Clone(c.AdvertisedURLs)
+	return c, nil
+}
+
+// Stats are a node's counters since start.
+type Stats struct {
+	Requests      int64 // rpc requests served
+	RequestErrors int64 // rpc requests that ended in an error
+	Steps         int64 // exec steps run here (local or remote callers)
+	StepErrors    int64 // such steps that ended in an error
+	Foreign       int64 // messages dropped for another cluster id
+}
+
+// Node is one MPREG node. Create it with New, register functions, Start it,
+// and end it with Drain or Close.
+type Node struct {
+	cfg    Config
+	nc     *nats.Conn
+	subj   bus.Subjects
+	log    *slog.Logger
+	reg    registry
+	table  *membership.Table
+	execer *mesh.Execer
+	runner *planner.Runner
+
+	incarnation int64
+	version     atomic.Int64
+	seq         atomic.Int64
+	inflight    atomic.Int64
+
+	follower *mesh.Follower
+	subs     []*nats.Subscription
+	rpcSub   *nats.Subscription
+
+	// lifecycle
+	mu       sync.Mutex // guards wg.Add against closing
+	wg       sync.WaitGroup
+	work     tracker // requests and steps in flight, for Drain
+	ctx      context.Context
+	cancel   context.CancelFunc
+	quit     chan struct{}
+	done     chan struct{}
+	started  atomic.Bool
+	draining atomic.Bool
+	closing  atomic.Bool
+
+	requests, requestErrors, steps, stepErrors, foreign atomic.Int64
+}
+
+// New returns a node on nc. The caller owns nc and closes it after the node.
+// Every node offers echo(x) and echos(*args).
+func New(nc *nats.Conn, cfg Config) (*Node, error) {
+	if nc == nil {
+		return nil, fmt.Errorf("%w: nil NATS connection", ErrInvalidConfig)
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &Node{
+		cfg:         cfg,
+		nc:          nc,
+		subj:        bus.NewSubjects(cfg.Prefix, cfg.Cluster),
+		log:         cfg.Logger.With("node", cfg.NodeID),
+		reg:         registry{funcs: map[string]*fn{}},
+		incarnation: time.Now().UnixMilli(),
+		ctx:         ctx,
+		cancel:      cancel,
+		quit:        make(chan struct{}),
+		done:        make(chan struct{}),
+	}
+	n.table = membership.New(membership.Config{Self: cfg.NodeID, DeadAfter: cfg.DeadAfter, ForgetAfter: cfg.ForgetAfter})
+	n.execer = &mesh.Execer{Conn: nc, Subjects: n.subj, Cluster: cfg.Cluster, Table: n.table, Logger: n.log}
+	n.runner = &planner.Runner{
+		Router:   planner.RouterFunc(n.table.Pick),
+		Executor: planner.ExecutorFunc(n.exec),
+		Observer: cfg.Observer,
+		Logger:   n.log,
+	}
+	n.version.Store(1)
+	_ = n.Register("echo", func(x any) any { return x }, WithParams("x"))
+	_ = n.Register("echos", func(args ...any) []any {
+		if args == nil {
+			return []any{}
+		}
+		return args
+	})
+	return n, nil
+}
+
+// ID returns the node id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Cluster returns the cluster id.
+func (n *Node) Cluster() string { return n.cfg.Cluster }
+
+// Table returns the node's membership view.
+func (n *Node) Table() *membership.Table { return n.table }
+
+// Done is closed when the node has stopped.
+func (n *Node) Done() <-chan struct{} { return n.done }
+
+// Stats returns the node's counters.
+func (n *Node) Stats() Stats {
+	s := Stats{
+		Requests: n.requests.Load(), RequestErrors: n.requestErrors.Load(),
+		Steps: n.steps.Load(), StepErrors: n.stepErrors.Load(), Foreign: n.foreign.Load(),
+	}
+	if n.follower != nil {
+		s.Foreign += n.follower.Foreign()
+	}
+	return s
+}
+
+// Register offers a Go function under name. fn is a RawFunc or a typed
+// function func([ctx context.Context,] params...) ([result,] [error]); see
+// WithParams for kwargs. Registering on a running node announces the change
+// (a hello with a higher version). Registering a name again replaces it.
+func (n *Node) Register(name string, f any, opts ...FuncOption) error {
+	if err := schema.CheckFunName(name); err != nil {
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, err.Message)
+	}
+	var o funcOpts
+	for _, opt := range opts {
+		opt(&o)
+	}
+	for _, l := range o.locs {
+		if err := schema.CheckLoc(l); err != nil {
+			return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, name, err.Message)
+		}
+	}
+	call, err := wrap(name, f, o.params)
+	if err != nil {
+		return err
+	}
+	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, call: call})
+	n.changed()
+	return nil
+}
+
+// Unregister stops offering name and announces the change. It reports
+// whether the function was registered.
+func (n *Node) Unregister(name string) bool {
+	ok := n.reg.remove(name)
+	if ok {
+		n.changed()
+	}
+	return ok
+}
+
+// changed bumps the hello version, updates the node's own entry and, once
+// started, announces the new hello.
+func (n *Node) changed() {
+	n.version.Add(1)
+	if !n.started.Load() {
+		return
+	}
+	h := n.hello()
+	n.table.ApplyHello(h)
+	n.publish(n.subj.Hello(), h)
+}
+
+// hello builds the node's current announcement.
+func (n *Node) hello() *schema.Hello {
+	urls := n.cfg.AdvertisedURLs
+	if len(urls) == 0 {
+		urls = n.nc.Servers()
+	}
+	meta := map[string]string{"mpreg": Version}
+	if n.cfg.Name != "" {
+		meta["name"] = n.cfg.Name
+	}
+	for k, v := range n.cfg.Meta {
+		meta[k] = v
+	}
+	return &schema.Hello{
+		Cluster:        n.cfg.Cluster,
+		Node:           n.cfg.NodeID,
+		Incarnation:    n.incarnation,
+		Version:        n.version.Load(),
+		Funs:           n.reg.funs(n.cfg.Locs),
+		Codecs:         codec.SupportedTypes(),
+		AdvertisedURLs: urls,
+		Meta:           meta,
+		Proto:          schema.Proto,
+	}
+}
+
+// publish sends a gossip message in JSON, which every peer reads.
+func (n *Node) publish(subject string, v any) {
+	data, err := codec.JSON.Encode(v)
+	if err == nil {
+		err = n.nc.PublishMsg(bus.NewMsg(subject, data, codec.JSONType, ""))
+	}
+	if err != nil {
+		n.log.Warn("gossip publish failed", "subject", subject, "error", err)
+	}
+}
+
+// goOwned runs f on a goroutine the node waits for on Close; it returns
+// false, running nothing, once the node is closing.
+func (n *Node) goOwned(f func()) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closing.Load() {
+		return false
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// Start subscribes the node's subjects, announces it, learns the cluster and
+// starts heartbeats. It returns once the node serves requests.
+func (n *Node) Start(ctx context.Context) error {
+	if !n.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: node already started", ErrInvalidConfig)
+	}
+	sub := func(subject, queue string, h nats.MsgHandler) (*nats.Subscription, error) {
+		s, err := n.nc.QueueSubscribe(subject, queue, h)
+		if err != nil {
+			return nil, fmt.Errorf("node: subscribe %s: %w", subject, err)
+		}
+		_ = s.SetPendingLimits(-1, 256<<20)
+		n.subs = append(n.subs, s)
+		return s, nil
+	}
+	fail := func(err error) error { n.Close(); return err }
+	if _, err := sub(n.subj.Exec(n.cfg.NodeID), "", n.onExec); err != nil {
+		return fail(err)
+	}
+	if _, err := sub(n.subj.Info(n.cfg.NodeID), "", n.onHelloRequest); err != nil {
+		return fail(err)
+	}
+	if _, err := sub(n.subj.Sync(), "", n.onHelloRequest); err != nil {
+		return fail(err)
+	}
+	h := n.hello()
+	n.table.ApplyHello(h)
+	f, err := mesh.Follow(ctx, mesh.FollowConfig{
+		Conn: n.nc, Subjects: n.subj, Cluster: n.cfg.Cluster, Table: n.table, Self: n.cfg.NodeID,
+		SyncQuiet: n.cfg.SyncQuiet, PruneInterval: n.cfg.HeartbeatInterval, Logger: n.log,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	n.follower = f
+	n.publish(n.subj.Hello(), n.hello())
+	rs, err := sub(n.subj.RPC(), bus.QueueGroup, n.onRPC)
+	if err != nil {
+		return fail(err)
+	}
+	n.rpcSub = rs
+	if err := n.nc.FlushWithContext(ctx); err != nil {
+		return fail(fmt.Errorf("node: flush: %w", err))
+	}
+	n.goOwned(n.heartbeatLoop)
+	n.log.Info("node started", "cluster", n.cfg.Cluster, "funs", len(h.Funs), "locs", n.cfg.Locs, "peers", len(n.table.Peers())-1)
+	return nil
+}
+
+func (n *Node) heartbeatLoop() {
+	iv := n.cfg.HeartbeatInterval
+	stagger := time.NewTimer(time.Duration(time.Now().UnixNano() % int64(iv)))
+	defer stagger.Stop()
+	select {
+	case <-n.quit:
+		return
+	case <-stagger.C:
+	}
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	for {
+		n.publish(n.subj.Heartbeat(), &schema.Heartbeat{
+			Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation,
+			Version: n.version.Load(), Seq: n.seq.Add(1),
+			Load: schema.Load{Inflight: n.inflight.Load(), Limit: int64(n.cfg.MaxInflight)},
+		})
+		select {
+		case <-n.quit:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Drain stops taking new work, announces goodbye, waits for the requests
+// and steps in flight (until ctx is done), then closes the node. New exec
+// requests meanwhile get SHUTTING_DOWN.
+func (n *Node) Drain(ctx context.Context) error {
+	if !n.draining.CompareAndSwap(false, true) {
+		<-n.done
+		return nil
+	}
+	if n.started.Load() && !n.closing.Load() {
+		if n.rpcSub != nil {
+			_ = n.rpcSub.Unsubscribe()
+		}
+		n.publish(n.subj.Goodbye(), &schema.Goodbye{Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation})
+		_ = n.nc.Flush()
+		n.log.Info("node draining")
+	}
+	var err error
+	select {
+	case <-n.work.idle():
+	case <-ctx.Done():
+		err = fmt.Errorf("node: drain: %w", ctx.Err())
+	}
+	n.Close()
+	return err
+}
+
+// Close stops the node at once: work in flight is cancelled. It waits for
+// the node's goroutines and is idempotent. The NATS connection stays open.
+func (n *Node) Close() {
+	n.mu.Lock()
+	if !n.closing.CompareAndSwap(false, true) {
+		n.mu.Unlock()
+		<-n.done
+		return
+	}
+	n.mu.Unlock()
+	n.draining.Store(true)
+	for _, s := range n.subs {
+		_ = s.Unsubscribe()
+	}
+	n.follower.Close()
+	close(n.quit)
+	n.cancel()
+	n.wg.Wait()
+	n.log.Info("node stopped")
+	close(n.done)
+}
+
+// tracker counts work in flight and signals when none is left.
+type tracker struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{}
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+func (t *tracker) add() {
+	t.mu.Lock()
+	if t.n == 0 {
+		t.zero = make(chan struct{})
+	}
+	t.n++
+	t.mu.Unlock()
+}
+
+func (t *tracker) done() {
+	t.mu.Lock()
+	t.n--
+	if t.n == 0 {
+		close(t.zero)
+	}
+	t.mu.Unlock()
+}
+
+// idle returns a channel closed when no work is in flight.
+func (t *tracker) idle() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.n == 0 {
+		return closedChan
+	}
+	return t.zero
+}

@@ -1,0 +1,316 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// RawFunc is a function that takes its decoded arguments as they came: the
+// value model of package codec. Use it for dynamic functions.
+type RawFunc func(ctx context.Context, args []any, kwargs map[string]any) (any, error)
+
+// FuncOption configures one registered function.
+type FuncOption func(*funcOpts)
+
+type funcOpts struct {
+	locs       []string
+	params     []string
+	idempotent bool
+}
+
+// WithLocs adds locs (resource tags) to the function, on top of the node's.
+func WithLocs(locs ...string) FuncOption {
+	return func(o *funcOpts) { o.locs = append(o.locs, locs...) }
+}
+
+// WithParams names the function's parameters (after the optional
+// context.Context), in order, so that callers may pass them as kwargs.
+// Without names a typed function takes positional arguments only, unless its
+// only parameter is a struct (see Register).
+func WithParams(names ...string) FuncOption {
+	return func(o *funcOpts) { o.params = names }
+}
+
+// Idempotent marks the function safe to run twice, so that a step whose node
+// was lost mid-execution may be retried elsewhere.
+func Idempotent() FuncOption { return func(o *funcOpts) { o.idempotent = true } }
+
+// fn is one registered function.
+type fn struct {
+	name       string
+	locs       []string // the function's own locs (without the node's)
+	idempotent bool
+	call       RawFunc
+}
+
+// registry maps names to functions.
+type registry struct {
+	mu    sync.RWMutex
+	funcs map[string]*fn
+}
+
+func (r *registry) get(name string) (*fn, bool) {
+	r.mu.RLock()
+	f, ok := r.funcs[name]
+	r.mu.RUnlock()
+	return f, ok
+}
+
+func (r *registry) put(f *fn) {
+	r.mu.Lock()
+	r.funcs[f.name] = f
+	r.mu.Unlock()
+}
+
+func (r *registry) remove(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.funcs[name]
+	delete(r.funcs, name)
+	return ok
+}
+
+// funs returns each function's effective locs: nodeLocs plus its own.
+func (r *registry) funs(nodeLocs []string) map[string][]string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string][]string, len(r.funcs))
+	for name, f := range r.funcs {
+		l := append(slices.Clone(nodeLocs), f.locs...)
+		sort.Strings(l)
+		out[name] = slices.Compact(l)
+		if out[name] == nil {
+			out[name] = []string{}
+		}
+	}
+	return out
+}
+
+var (
+	ctxType   = reflect.TypeFor[context.Context]()
+	errorType = reflect.TypeFor[error]()
+)
+
+func invalidArg(format string, args ...any) *schema.Error {
+	return schema.Errorf(schema.CodeInvalidArgument, format, args...)
+}
+
+// wrap turns a typed Go function into a RawFunc.
+//
+// Accepted forms: func([ctx context.Context,] params...) ([R,] [error]).
+// Positional args decode into the parameters' types with codec.Assign. With
+// WithParams the parameters also take kwargs by name; a parameter of pointer,
+// interface, slice or map type may be left out (it gets nil). A function
+// whose only parameter is a struct (or pointer to one) and that has no
+// WithParams takes kwargs as the struct's fields by json tag, or one
+// positional map. A variadic last parameter takes the remaining positional
+// args.
+func wrap(name string, f any, params []string) (RawFunc, error) {
+	if raw, ok := f.(RawFunc); ok {
+		return raw, nil
+	}
+	if raw, ok := f.(func(context.Context, []any, map[string]any) (any, error)); ok {
+		return raw, nil
+	}
+	v := reflect.ValueOf(f)
+	t := v.Type()
+	if t.Kind() != reflect.Func {
+		return nil, fmt.Errorf("%w: %s: want a function, got %s", ErrInvalidConfig, name, t)
+	}
+	first := 0
+	if t.NumIn() > 0 && t.In(0) == ctxType {
+		first = 1
+	}
+	nIn := t.NumIn() - first
+	switch {
+	case t.NumOut() > 2:
+		return nil, fmt.Errorf("%w: %s: returns more than (result, error)", ErrInvalidConfig, name)
+	case t.NumOut() == 2 && t.Out(1) != errorType:
+		return nil, fmt.Errorf("%w: %s: second result must be error", ErrInvalidConfig, name)
+	}
+	if params != nil && len(params) != nIn {
+		return nil, fmt.Errorf("%w: %s: %d parameter names for %d parameters", ErrInvalidConfig, name, len(params), nIn)
+	}
+	variadic := t.IsVariadic()
+	structMode := params == nil && nIn == 1 && !variadic && isStruct(t.In(first))
+	in := make([]reflect.Type, nIn)
+	for i := range in {
+		in[i] = t.In(first + i)
+	}
+	paramName := func(i int) string {
+		if params != nil {
+			return params[i]
+		}
+		return fmt.Sprintf("args[%d]", i)
+	}
+	outErr := t.NumOut() > 0 && t.Out(t.NumOut()-1) == errorType
+	outVal := t.NumOut() == 2 || (t.NumOut() == 1 && !outErr)
+
+	return func(ctx context.Context, args []any, kwargs map[string]any) (any, error) {
+		vals := make([]reflect.Value, 0, first+max(nIn, len(args)))
+		if first == 1 {
+			vals = append(vals, reflect.ValueOf(ctx))
+		}
+		switch {
+		case structMode:
+			p := reflect.New(in[0])
+			var src any
+			switch {
+			case len(args) == 1 && len(kwargs) == 0:
+				src = args[0]
+			case len(args) == 0:
+				src = kwargs
+				if err := checkFields(indirect(in[0]), kwargs); err != nil {
+					return nil, err
+				}
+			default:
+				return nil, invalidArg("%s takes keyword arguments or one map, got %d positional", name, len(args))
+			}
+			if src == nil {
+				src = map[string]any{}
+			}
+			if err := codec.Assign(p.Interface(), src); err != nil {
+				return nil, invalidArg("%s: %v", name, err)
+			}
+			vals = append(vals, p.Elem())
+		default:
+			fixed := nIn
+			if variadic {
+				fixed--
+			}
+			if len(args) > fixed && !variadic {
+				return nil, invalidArg("%s takes %d arguments, got %d", name, fixed, len(args))
+			}
+			set := make([]any, fixed)
+			have := make([]bool, fixed)
+			for i := 0; i < fixed && i < len(args); i++ {
+				set[i], have[i] = args[i], true
+			}
+			for k, kv := range kwargs {
+				i := slices.Index(params, k)
+				if i < 0 || (variadic && i == nIn-1) {
+					return nil, &schema.Error{Code: schema.CodeInvalidArgument,
+						Message: fmt.Sprintf("%s has no parameter %q", name, k), Details: map[string]any{"param": k}}
+				}
+				if have[i] {
+					return nil, &schema.Error{Code: schema.CodeInvalidArgument,
+						Message: fmt.Sprintf("%s: parameter %s given twice", name, k), Details: map[string]any{"param": k}}
+				}
+				set[i], have[i] = kv, true
+			}
+			for i := 0; i < fixed; i++ {
+				p := reflect.New(in[i])
+				if !have[i] {
+					if !nullable(in[i]) {
+						return nil, &schema.Error{Code: schema.CodeInvalidArgument,
+							Message: fmt.Sprintf("%s: missing argument %s", name, paramName(i)), Details: map[string]any{"param": paramName(i)}}
+					}
+				} else if err := codec.Assign(p.Interface(), set[i]); err != nil {
+					return nil, &schema.Error{Code: schema.CodeInvalidArgument,
+						Message: fmt.Sprintf("%s: %s: %v", name, paramName(i), err), Details: map[string]any{"param": paramName(i)}}
+				}
+				vals = append(vals, p.Elem())
+			}
+			if variadic {
+				et := in[nIn-1].Elem()
+				for i := fixed; i < len(args); i++ {
+					p := reflect.New(et)
+					if err := codec.Assign(p.Interface(), args[i]); err != nil {
+						return nil, &schema.Error{Code: schema.CodeInvalidArgument,
+							Message: fmt.Sprintf("%s: args[%d]: %v", name, i, err), Details: map[string]any{"param": fmt.Sprintf("args[%d]", i)}}
+					}
+					vals = append(vals, p.Elem())
+				}
+			}
+		}
+		out := v.Call(vals)
+		var err error
+		if outErr {
+			if e := out[len(out)-1]; !e.IsNil() {
+				err = e.Interface().(error)
+			}
+		}
+		if err != nil {
+			return nil, err
+		}
+		if outVal {
+			return out[0].Interface(), nil
+		}
+		return nil, nil
+	}, nil
+}
+
+func isStruct(t reflect.Type) bool {
+	return t.Kind() == reflect.Struct || (t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct)
+}
+
+func indirect(t reflect.Type) reflect.Type {
+	if t.Kind() == reflect.Pointer {
+		return t.Elem()
+	}
+	return t
+}
+
+func nullable(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Interface, reflect.Slice, reflect.Map:
+		return true
+	}
+	return false
+}
+
+// checkFields reports a kwarg that names no field of struct type t.
+func checkFields(t reflect.Type, kwargs map[string]any) error {
+	for k := range kwargs {
+		if !hasField(t, k) {
+			return &schema.Error{Code: schema.CodeInvalidArgument,
+				Message: fmt.Sprintf("no parameter %q", k), Details: map[string]any{"param": k}}
+		}
+	}
+	return nil
+}
+
+func hasField(t reflect.Type, name string) bool {
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		n := tag
+		for j := 0; j < len(tag); j++ {
+			if tag[j] == ',' {
+				n = tag[:j]
+				break
+			}
+		}
+		if n == "" {
+			n = f.Name
+		}
+		if n == name || (f.Anonymous && isStruct(f.Type) && hasField(indirect(f.Type), name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// callError turns a function's error into an *schema.Error: an *schema.Error
+// it returned keeps its code, anything else is FUNCTION_ERROR with its text.
+func callError(err error) *schema.Error {
+	var e *schema.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &schema.Error{Code: schema.CodeFunctionError, Message: err.Error()}
+}

@@ -1,0 +1,248 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+
+	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/mesh"
+	"github.com/mpreg/mpreg/planner"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// onHelloRequest answers gossip.sync and node.<id>.info with the node's
+// hello, in the codec the requester accepts.
+func (n *Node) onHelloRequest(m *nats.Msg) {
+	_, reply, _ := codec.Negotiate("", bus.Header(m, codec.HeaderAccept))
+	if err := mesh.Respond(n.nc, m, reply, n.hello(), nil); err != nil {
+		n.log.Warn("hello reply failed", "error", err)
+	}
+}
+
+// onRPC takes a whole request off the subscription and plans it on an owned
+// goroutine: the subscription's goroutine never waits on user code.
+func (n *Node) onRPC(m *nats.Msg) {
+	n.work.add()
+	if !n.goOwned(func() { defer n.work.done(); n.serveRPC(m) }) {
+		n.work.done()
+	}
+}
+
+// requestID reads "id" from an undecodable request when it can, so that
+// error replies still echo it.
+func requestID(tree any) string {
+	if mm, ok := tree.(map[string]any); ok {
+		if id, ok := mm["id"].(string); ok {
+			return id
+		}
+	}
+	return ""
+}
+
+func (n *Node) serveRPC(m *nats.Msg) {
+	n.requests.Add(1)
+	start := time.Now()
+	tree, reply, derr := mesh.Decode(m)
+	resp := &schema.Response{ID: requestID(tree)}
+	defer func() {
+		if resp.Error != nil {
+			n.requestErrors.Add(1)
+		}
+		if resp.Results == nil {
+			resp.Results = map[string]any{}
+		}
+		err := mesh.Respond(n.nc, m, reply, resp, func(size int) any {
+			return &schema.Response{ID: resp.ID, Results: map[string]any{},
+				Error: mesh.TooLarge("response", size, n.nc.MaxPayload())}
+		})
+		if err != nil {
+			n.log.Warn("rpc reply failed", "request_id", resp.ID, "error", err)
+		}
+		n.log.Debug("rpc served", "request_id", resp.ID, "duration", time.Since(start), "error", resp.Error)
+	}()
+	if derr != nil {
+		resp.Error = derr
+		return
+	}
+	req, err := schema.ParseRequest(tree)
+	if err != nil {
+		resp.Error = schema.AsError(err)
+		return
+	}
+	if req.ID == "" {
+		req.ID = nuid.Next()
+	}
+	resp.ID = req.ID
+	plan, err := planner.New(req, n.cfg.Limits)
+	if err != nil {
+		resp.Error = schema.AsError(err)
+		return
+	}
+	timeout := n.cfg.DefaultTimeout
+	if req.TimeoutMS > 0 {
+		timeout = time.Duration(req.TimeoutMS) * time.Millisecond
+	}
+	timeout = min(timeout, n.cfg.MaxTimeout)
+	ctx, cancel := context.WithTimeout(n.ctx, timeout)
+	defer cancel()
+	resp.Results, resp.Error = n.runner.Run(ctx, plan)
+}
+
+// exec is the node's planner.Executor: local steps run in-process, others go
+// to the chosen node's exec subject.
+func (n *Node) exec(ctx context.Context, node string, c *planner.Call) (any, error) {
+	if node != n.cfg.NodeID {
+		return n.execer.Exec(ctx, node, c)
+	}
+	n.table.Begin(node)
+	defer n.table.End(node)
+	v, err := n.runLocal(ctx, c.Fun, c.Args, c.Kwargs, c.ID())
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// onExec answers one step for this node.
+func (n *Node) onExec(m *nats.Msg) {
+	n.work.add()
+	if !n.goOwned(func() { defer n.work.done(); n.serveExec(m) }) {
+		n.work.done()
+	}
+}
+
+func (n *Node) serveExec(m *nats.Msg) {
+	rep := &schema.ExecReply{}
+	tree, reply, derr := mesh.Decode(m)
+	defer func() {
+		err := mesh.Respond(n.nc, m, reply, rep.Encodable(), func(size int) any {
+			return (&schema.ExecReply{Error: mesh.TooLarge("result", size, n.nc.MaxPayload())}).Encodable()
+		})
+		if err != nil {
+			n.log.Warn("exec reply failed", "error", err)
+		}
+	}()
+	if derr != nil {
+		rep.Error = derr
+		return
+	}
+	req, err := schema.ParseExecRequest(tree)
+	if err != nil {
+		rep.Error = schema.AsError(err)
+		return
+	}
+	if req.Cluster != n.cfg.Cluster {
+		n.foreign.Add(1)
+		n.log.Warn("exec from another cluster dropped", "cluster", req.Cluster, "request_id", req.ID)
+		m.Reply = "" // dropped: no reply
+		return
+	}
+	ctx := n.ctx
+	if req.DeadlineMS > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, time.UnixMilli(req.DeadlineMS))
+		defer cancel()
+	}
+	v, e := n.runLocal(ctx, req.Fun, req.Args, req.Kwargs, req.ID)
+	if e != nil {
+		rep.Error = e
+		return
+	}
+	rep.Result = v
+}
+
+// runLocal runs a registered function under ctx, on an owned goroutine so
+// that the caller gets TIMEOUT or CANCELLED when ctx ends even if the
+// function ignores ctx.
+func (n *Node) runLocal(ctx context.Context, fun string, args []any, kwargs map[string]any, id string) (any, *schema.Error) {
+	n.steps.Add(1)
+	if n.draining.Load() {
+		n.stepErrors.Add(1)
+		return nil, schema.Errorf(schema.CodeShuttingDown, "node %s is draining", n.cfg.NodeID)
+	}
+	f, ok := n.reg.get(fun)
+	if !ok {
+		n.stepErrors.Add(1)
+		return nil, &schema.Error{Code: schema.CodeNoRoute, Message: fmt.Sprintf("node %s does not offer %s", n.cfg.NodeID, fun),
+			Node: n.cfg.NodeID, Details: map[string]any{"fun": fun, "locs": []any{}}}
+	}
+	if n.inflight.Add(1) > int64(n.cfg.MaxInflight) {
+		n.inflight.Add(-1)
+		n.stepErrors.Add(1)
+		return nil, &schema.Error{Code: schema.CodeOverloaded, Node: n.cfg.NodeID,
+			Message: fmt.Sprintf("node %s is running %d steps, its limit", n.cfg.NodeID, n.cfg.MaxInflight)}
+	}
+	type result struct {
+		v   any
+		err *schema.Error
+	}
+	ch := make(chan result, 1)
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n.work.add()
+	started := n.goOwned(func() {
+		defer n.work.done()
+		defer n.inflight.Add(-1)
+		v, err := n.invoke(hctx, f, args, kwargs, id)
+		ch <- result{v, err}
+	})
+	if !started {
+		n.work.done()
+		n.inflight.Add(-1)
+		n.stepErrors.Add(1)
+		return nil, schema.Errorf(schema.CodeShuttingDown, "node %s is closing", n.cfg.NodeID)
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			n.stepErrors.Add(1)
+		}
+		return r.v, r.err
+	case <-ctx.Done():
+		n.stepErrors.Add(1)
+		return nil, ctxError(ctx)
+	}
+}
+
+// invoke calls f with a recover boundary and normalizes its result.
+func (n *Node) invoke(ctx context.Context, f *fn, args []any, kwargs map[string]any, id string) (v any, e *schema.Error) {
+	defer func() {
+		if p := recover(); p != nil {
+			n.log.Error("function panicked", "request_id", id, "fun", f.name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			v, e = nil, &schema.Error{Code: schema.CodeFunctionPanic, Node: n.cfg.NodeID,
+				Message: fmt.Sprintf("%s panicked: %v", f.name, p)}
+		}
+	}()
+	res, err := f.call(ctx, args, kwargs)
+	if err != nil {
+		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			return nil, ctxError(ctx)
+		}
+		e := callError(err)
+		if e.Node == "" {
+			e = &schema.Error{Code: e.Code, Message: e.Message, Step: e.Step, Node: n.cfg.NodeID, Details: e.Details}
+		}
+		return nil, e
+	}
+	out, err := codec.Normalize(res)
+	if err != nil {
+		return nil, &schema.Error{Code: schema.CodeFunctionError, Node: n.cfg.NodeID,
+			Message: fmt.Sprintf("%s returned a value that does not encode: %v", f.name, err)}
+	}
+	return out, nil
+}
+
+// ctxError maps a finished context to TIMEOUT or CANCELLED.
+func ctxError(ctx context.Context) *schema.Error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return schema.Errorf(schema.CodeTimeout, "the step's deadline passed")
+	}
+	return schema.Errorf(schema.CodeCancelled, "the step was cancelled")
+}

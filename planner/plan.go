@@ -1,0 +1,441 @@
+// Package planner turns an RPC request into a dependency graph (a Plan) and
+// runs it: every step starts the moment the steps it refers to have
+// finished, is routed to an eligible node, and the first failure cancels the
+// rest (PROTOCOL.md §4, §5, §8).
+//
+// Planning is pure. Running talks to the world only through the small Router
+// and Executor interfaces, so the package imports nothing from NATS and can
+// be fuzzed and benchmarked on its own.
+package planner
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/mpreg/mpreg/schema"
+)
+
+// Limits bound what a request may ask. Zero fields take the defaults.
+type Limits struct {
+	// MaxCommands is the most commands one request may hold. Default 1000.
+	MaxCommands int
+	// MaxNameLen is the longest command name, in bytes. Default 256.
+	MaxNameLen int
+}
+
+// DefaultLimits returns the default Limits.
+func DefaultLimits() Limits { return Limits{MaxCommands: 1000, MaxNameLen: 256} }
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.MaxCommands <= 0 {
+		l.MaxCommands = d.MaxCommands
+	}
+	if l.MaxNameLen <= 0 {
+		l.MaxNameLen = d.MaxNameLen
+	}
+	return l
+}
+
+// Step is one command of a Plan.
+type Step struct {
+	Index  int
+	Name   string
+	Fun    string
+	Locs   []string
+	Args   []any
+	Kwargs map[string]any
+	// Deps are the indexes of the steps this one refers to (no repeats).
+	Deps []int
+	// Dependents are the indexes of the steps that refer to this one.
+	Dependents []int
+	// hasRefs is true when Args or Kwargs hold a reference to substitute.
+	hasRefs bool
+}
+
+// Plan is a checked, acyclic request ready to run.
+type Plan struct {
+	ID      string
+	Steps   []*Step
+	All     bool // return every result, not only the sinks
+	byName  map[string]int
+	initial []int // steps with no dependencies
+}
+
+// Sinks returns the indexes of the steps no other step refers to.
+func (p *Plan) Sinks() []int {
+	var out []int
+	for _, s := range p.Steps {
+		if len(s.Dependents) == 0 {
+			out = append(out, s.Index)
+		}
+	}
+	return out
+}
+
+// Step returns the step with the given name.
+func (p *Plan) Step(name string) (*Step, bool) {
+	i, ok := p.byName[name]
+	if !ok {
+		return nil, false
+	}
+	return p.Steps[i], true
+}
+
+func invalid(details map[string]any, format string, args ...any) *schema.Error {
+	return &schema.Error{Code: schema.CodeInvalidRequest, Message: fmt.Sprintf(format, args...), Details: details}
+}
+
+// New checks req and builds its Plan: names are unique and within limits,
+// every reference names a command, every $ref path is a well-formed JSON
+// Pointer, and there is no cycle. Errors are *schema.Error with code
+// INVALID_REQUEST; a cycle lists its names in details.cycle.
+func New(req *schema.Request, lim Limits) (*Plan, error) {
+	lim = lim.withDefaults()
+	if len(req.Cmds) == 0 {
+		return nil, invalid(map[string]any{"key": "cmds"}, "cmds: must hold at least one command")
+	}
+	if len(req.Cmds) > lim.MaxCommands {
+		return nil, invalid(map[string]any{"key": "cmds", "limit": "max_commands", "max": int64(lim.MaxCommands)},
+			"cmds: %d commands exceed the limit max_commands=%d", len(req.Cmds), lim.MaxCommands)
+	}
+	p := &Plan{
+		ID:     req.ID,
+		Steps:  make([]*Step, len(req.Cmds)),
+		All:    req.Results == schema.ResultsAll,
+		byName: make(map[string]int, len(req.Cmds)),
+	}
+	for i := range req.Cmds {
+		c := &req.Cmds[i]
+		if c.Name == "" {
+			return nil, invalid(map[string]any{"key": fmt.Sprintf("cmds[%d].name", i)}, "cmds[%d].name: must not be empty", i)
+		}
+		if len(c.Name) > lim.MaxNameLen {
+			return nil, invalid(map[string]any{"key": fmt.Sprintf("cmds[%d].name", i), "limit": "max_name_len", "max": int64(lim.MaxNameLen)},
+				"cmds[%d].name: %d bytes exceed the limit max_name_len=%d", i, len(c.Name), lim.MaxNameLen)
+		}
+		if _, dup := p.byName[c.Name]; dup {
+			return nil, invalid(map[string]any{"key": fmt.Sprintf("cmds[%d].name", i), "name": c.Name},
+				"duplicate command name %q", c.Name)
+		}
+		p.byName[c.Name] = i
+		p.Steps[i] = &Step{Index: i, Name: c.Name, Fun: c.Fun, Locs: c.Locs, Args: c.Args, Kwargs: c.Kwargs}
+	}
+	for _, s := range p.Steps {
+		deps := map[int]bool{}
+		add := func(name string) { deps[p.byName[name]] = true }
+		for _, a := range s.Args {
+			if err := p.collect(a, true, s.Name, add); err != nil {
+				return nil, err
+			}
+		}
+		for _, a := range s.Kwargs {
+			if err := p.collect(a, true, s.Name, add); err != nil {
+				return nil, err
+			}
+		}
+		s.hasRefs = len(deps) > 0
+		for d := range deps {
+			s.Deps = append(s.Deps, d)
+		}
+		sortInts(s.Deps)
+	}
+	for _, s := range p.Steps {
+		for _, d := range s.Deps {
+			p.Steps[d].Dependents = append(p.Steps[d].Dependents, s.Index)
+		}
+		if len(s.Deps) == 0 {
+			p.initial = append(p.initial, s.Index)
+		}
+	}
+	if cyc := p.findCycle(); cyc != nil {
+		return nil, invalid(map[string]any{"cycle": toAny(cyc)}, "dependency cycle: %s -> %s", strings.Join(cyc, " -> "), cyc[0])
+	}
+	return p, nil
+}
+
+func toAny(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
+func sortInts(a []int) {
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && a[j] < a[j-1]; j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+// refOf reports whether v is a {"$ref": name, "path": pointer} map, returning
+// its name and path. A map holding "$ref" is always a reference: a non-string
+// name or path, or any other key, is an error.
+func refOf(m map[string]any) (name, path string, isRef bool, err error) {
+	rv, ok := m["$ref"]
+	if !ok {
+		return "", "", false, nil
+	}
+	name, ok = rv.(string)
+	if !ok {
+		return "", "", true, fmt.Errorf("$ref must be a string")
+	}
+	for k, v := range m {
+		switch k {
+		case "$ref":
+		case "path":
+			if path, ok = v.(string); !ok {
+				return "", "", true, fmt.Errorf("$ref %q: path must be a string", name)
+			}
+		default:
+			return "", "", true, fmt.Errorf("$ref %q: unexpected key %q (only \"$ref\" and \"path\")", name, k)
+		}
+	}
+	return name, path, true, nil
+}
+
+// collect finds the references in v, calling add for each.
+func (p *Plan) collect(v any, top bool, step string, add func(string)) error {
+	switch t := v.(type) {
+	case string:
+		if top {
+			if _, ok := p.byName[t]; ok {
+				add(t)
+			}
+		}
+	case []any:
+		for _, e := range t {
+			if err := p.collect(e, false, step, add); err != nil {
+				return err
+			}
+		}
+	case map[string]any:
+		name, path, isRef, err := refOf(t)
+		if err != nil {
+			return invalid(map[string]any{"step": step}, "step %s: %v", step, err)
+		}
+		if !isRef {
+			for _, e := range t {
+				if err := p.collect(e, false, step, add); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if _, ok := p.byName[name]; !ok {
+			return invalid(map[string]any{"step": step, "ref": name}, "step %s: $ref to unknown command %q", step, name)
+		}
+		if _, err := ParsePointer(path); err != nil {
+			return invalid(map[string]any{"step": step, "ref": name, "path": path}, "step %s: $ref %q: %v", step, name, err)
+		}
+		add(name)
+	}
+	return nil
+}
+
+// findCycle returns the names along one cycle, each once, in the order each
+// refers to the next (the last refers to the first), or nil when the graph is
+// acyclic.
+func (p *Plan) findCycle() []string {
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := make([]int, len(p.Steps))
+	var stack []int
+	var cycle []string
+	var visit func(i int) bool
+	visit = func(i int) bool {
+		color[i] = grey
+		stack = append(stack, i)
+		for _, d := range p.Steps[i].Deps {
+			if color[d] == grey {
+				start := len(stack) - 1
+				for stack[start] != d {
+					start--
+				}
+				for _, j := range stack[start:] {
+					cycle = append(cycle, p.Steps[j].Name)
+				}
+				return true
+			}
+			if color[d] == white && visit(d) {
+				return true
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[i] = black
+		return false
+	}
+	for i := range p.Steps {
+		if color[i] == white && visit(i) {
+			return cycle
+		}
+	}
+	return nil
+}
+
+// ParsePointer splits an RFC 6901 JSON Pointer into unescaped tokens. The
+// empty pointer selects the whole value.
+func ParsePointer(ptr string) ([]string, error) {
+	if ptr == "" {
+		return nil, nil
+	}
+	if ptr[0] != '/' {
+		return nil, fmt.Errorf("path %q: a JSON Pointer starts with '/'", ptr)
+	}
+	parts := strings.Split(ptr[1:], "/")
+	for i, s := range parts {
+		for j := 0; j < len(s); j++ {
+			if s[j] == '~' && (j+1 >= len(s) || (s[j+1] != '0' && s[j+1] != '1')) {
+				return nil, fmt.Errorf("path %q: '~' must be followed by 0 or 1", ptr)
+			}
+		}
+		if strings.IndexByte(s, '~') >= 0 {
+			s = strings.ReplaceAll(s, "~1", "/")
+			s = strings.ReplaceAll(s, "~0", "~")
+		}
+		parts[i] = s
+	}
+	return parts, nil
+}
+
+// Select applies a JSON Pointer to a value-model tree.
+func Select(v any, ptr string) (any, error) {
+	toks, err := ParsePointer(ptr)
+	if err != nil {
+		return nil, err
+	}
+	for i, tok := range toks {
+		switch t := v.(type) {
+		case map[string]any:
+			e, ok := t[tok]
+			if !ok {
+				return nil, fmt.Errorf("path %q: no key %q at /%s", ptr, tok, strings.Join(toks[:i], "/"))
+			}
+			v = e
+		case []any:
+			n, err := strconv.Atoi(tok)
+			if err != nil || n < 0 || (len(tok) > 1 && tok[0] == '0') || tok[0] == '+' {
+				return nil, fmt.Errorf("path %q: %q is not a list index", ptr, tok)
+			}
+			if n >= len(t) {
+				return nil, fmt.Errorf("path %q: index %d out of range (length %d)", ptr, n, len(t))
+			}
+			v = t[n]
+		default:
+			return nil, fmt.Errorf("path %q: cannot select %q in a %s", ptr, tok, kind(v))
+		}
+	}
+	return v, nil
+}
+
+func kind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case string:
+		return "string"
+	case bool:
+		return "bool"
+	case []byte:
+		return "binary"
+	default:
+		return "number"
+	}
+}
+
+// resolve returns v with references replaced by results. Only containers that
+// hold a reference are copied.
+func (p *Plan) resolve(v any, top bool, results []any) (any, bool, error) {
+	switch t := v.(type) {
+	case string:
+		if top {
+			if i, ok := p.byName[t]; ok {
+				return results[i], true, nil
+			}
+		}
+	case []any:
+		var out []any
+		for j, e := range t {
+			r, changed, err := p.resolve(e, false, results)
+			if err != nil {
+				return nil, false, err
+			}
+			if changed && out == nil {
+				out = make([]any, len(t))
+				copy(out, t)
+			}
+			if out != nil {
+				out[j] = r
+			}
+		}
+		if out != nil {
+			return out, true, nil
+		}
+	case map[string]any:
+		if name, path, isRef, _ := refOf(t); isRef {
+			sel, err := Select(results[p.byName[name]], path)
+			if err != nil {
+				return nil, false, fmt.Errorf("$ref %q: %w", name, err)
+			}
+			return sel, true, nil
+		}
+		var out map[string]any
+		for k, e := range t {
+			r, changed, err := p.resolve(e, false, results)
+			if err != nil {
+				return nil, false, err
+			}
+			if changed && out == nil {
+				out = make(map[string]any, len(t))
+				for k2, v2 := range t {
+					out[k2] = v2
+				}
+			}
+			if out != nil {
+				out[k] = r
+			}
+		}
+		if out != nil {
+			return out, true, nil
+		}
+	}
+	return v, false, nil
+}
+
+// Resolve returns s's args and kwargs with every reference replaced by the
+// result of the step it names (results is indexed by step). A $ref path
+// that fails is INVALID_ARGUMENT.
+func (p *Plan) Resolve(s *Step, results []any) ([]any, map[string]any, error) {
+	if !s.hasRefs {
+		return s.Args, s.Kwargs, nil
+	}
+	args := s.Args
+	if len(args) > 0 {
+		args = make([]any, len(s.Args))
+		for i, a := range s.Args {
+			r, _, err := p.resolve(a, true, results)
+			if err != nil {
+				return nil, nil, &schema.Error{Code: schema.CodeInvalidArgument, Message: fmt.Sprintf("args[%d]: %v", i, err), Step: s.Name}
+			}
+			args[i] = r
+		}
+	}
+	kwargs := s.Kwargs
+	if len(kwargs) > 0 {
+		kwargs = make(map[string]any, len(s.Kwargs))
+		for k, a := range s.Kwargs {
+			r, _, err := p.resolve(a, true, results)
+			if err != nil {
+				return nil, nil, &schema.Error{Code: schema.CodeInvalidArgument, Message: fmt.Sprintf("kwargs.%s: %v", k, err), Step: s.Name}
+			}
+			kwargs[k] = r
+		}
+	}
+	return args, kwargs, nil
+}

@@ -1,0 +1,309 @@
+package planner
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/mpreg/mpreg/schema"
+)
+
+// Call is one step ready to run: references resolved.
+type Call struct {
+	RequestID string
+	Step      string
+	Fun       string
+	Locs      []string
+	Args      []any
+	Kwargs    map[string]any
+}
+
+// ID returns the exec id of PROTOCOL.md §6: "<rpc id>/<step name>".
+func (c *Call) ID() string { return c.RequestID + "/" + c.Step }
+
+// Router picks the node for a step.
+type Router interface {
+	// Route returns a live node offering fun with every loc, skipping the
+	// nodes in exclude; ok is false when there is none.
+	Route(fun string, locs []string, exclude []string) (node string, ok bool)
+}
+
+// RouterFunc adapts a function to Router.
+type RouterFunc func(fun string, locs []string, exclude []string) (string, bool)
+
+// Route calls f.
+func (f RouterFunc) Route(fun string, locs []string, exclude []string) (string, bool) {
+	return f(fun, locs, exclude)
+}
+
+// Executor runs one step on a node. It returns the result in the value model
+// or an error; errors carrying a *schema.Error keep their code, a context
+// error becomes TIMEOUT or CANCELLED, anything else INTERNAL. It must return
+// promptly once ctx is done.
+type Executor interface {
+	Exec(ctx context.Context, node string, c *Call) (any, error)
+}
+
+// ExecutorFunc adapts a function to Executor.
+type ExecutorFunc func(ctx context.Context, node string, c *Call) (any, error)
+
+// Exec calls f.
+func (f ExecutorFunc) Exec(ctx context.Context, node string, c *Call) (any, error) {
+	return f(ctx, node, c)
+}
+
+var (
+	_ Router   = RouterFunc(nil)
+	_ Executor = ExecutorFunc(nil)
+)
+
+// StepEvent describes a finished step.
+type StepEvent struct {
+	RequestID string
+	Step      string
+	Fun       string
+	Node      string // the node that ran (or last tried) the step; "" when none
+	Attempts  int
+	Start     time.Time
+	Duration  time.Duration
+	Err       *schema.Error // nil on success
+}
+
+// Observer is told of every finished step. StepDone is called on the
+// runner's goroutine: it must be quick and must not block.
+type Observer interface {
+	StepDone(StepEvent)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(StepEvent)
+
+// StepDone calls f.
+func (f ObserverFunc) StepDone(ev StepEvent) { f(ev) }
+
+// Runner runs plans. Its fields are read only; one Runner serves any number
+// of concurrent Run calls.
+type Runner struct {
+	Router   Router
+	Executor Executor
+	// Observer, when set, is told of every finished step.
+	Observer Observer
+	// MaxRetries is how many times a step is re-routed after its node
+	// vanished, drained or was overloaded before it ran. Default 2.
+	MaxRetries int
+	// Logger logs step failures at debug level. Default: discard.
+	Logger *slog.Logger
+}
+
+type completion struct {
+	step   int
+	result any
+	err    *schema.Error
+}
+
+// Run runs every step of p as soon as its inputs are ready and returns the
+// results: the sinks' (or every step's when p.All). On the first failure it
+// cancels the steps in flight, starts no more, and returns the error with
+// the results of the steps that had finished. Run returns only after every
+// step it started has returned.
+func (r *Runner) Run(ctx context.Context, p *Plan) (map[string]any, *schema.Error) {
+	n := len(p.Steps)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	results := make([]any, n)
+	done := make([]bool, n)
+	waiting := make([]int, n)
+	for i, s := range p.Steps {
+		waiting[i] = len(s.Deps)
+	}
+	ready := append([]int(nil), p.initial...)
+	completions := make(chan completion, n)
+	inflight := 0
+	var failed *schema.Error
+
+	finish := func(c completion) {
+		if c.err != nil {
+			if failed == nil {
+				failed = c.err
+				cancel()
+			}
+			return
+		}
+		results[c.step] = c.result
+		done[c.step] = true
+		for _, d := range p.Steps[c.step].Dependents {
+			waiting[d]--
+			if waiting[d] == 0 {
+				ready = append(ready, d)
+			}
+		}
+	}
+
+	for {
+		for failed == nil && len(ready) > 0 {
+			i := ready[0]
+			ready = ready[1:]
+			if inflight == 0 && len(ready) == 0 {
+				// The only runnable step: run it here, no goroutine.
+				finish(r.step(ctx, p, i, results))
+				continue
+			}
+			inflight++
+			go func() { completions <- r.step(ctx, p, i, results) }()
+		}
+		if inflight == 0 {
+			break
+		}
+		c := <-completions
+		inflight--
+		finish(c)
+	}
+
+	out := make(map[string]any)
+	if failed != nil {
+		for i, ok := range done {
+			if ok {
+				out[p.Steps[i].Name] = results[i]
+			}
+		}
+		return out, failed
+	}
+	for i, s := range p.Steps {
+		if p.All || len(s.Dependents) == 0 {
+			out[s.Name] = results[i]
+		}
+	}
+	return out, nil
+}
+
+// step resolves, routes and executes step i, re-routing when the node
+// vanished before running it.
+func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any) completion {
+	s := p.Steps[i]
+	start := time.Now()
+	c := completion{step: i}
+	ev := StepEvent{RequestID: p.ID, Step: s.Name, Fun: s.Fun, Start: start}
+	defer func() {
+		if r.Observer != nil {
+			ev.Duration = time.Since(start)
+			ev.Err = c.err
+			r.Observer.StepDone(ev)
+		}
+	}()
+	// Results of dependencies were written before this step became ready
+	// (the channel receive in Run orders them), and are only read here.
+	args, kwargs, err := p.Resolve(s, results)
+	if err != nil {
+		c.err = schema.AsError(err)
+		return c
+	}
+	call := &Call{RequestID: p.ID, Step: s.Name, Fun: s.Fun, Locs: s.Locs, Args: args, Kwargs: kwargs}
+	c.result, ev.Node, ev.Attempts, c.err = r.exec(ctx, call)
+	return c
+}
+
+// Call routes and runs one resolved call, re-routing it when its node
+// vanished, drained or was overloaded before running it. Errors name the
+// call's step and the node that answered.
+func (r *Runner) Call(ctx context.Context, call *Call) (any, *schema.Error) {
+	v, _, _, err := r.exec(ctx, call)
+	return v, err
+}
+
+func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string, attempts int, _ *schema.Error) {
+	maxRetries := r.MaxRetries
+	if maxRetries <= 0 {
+		maxRetries = 2
+	}
+	var tried []string
+	var last *schema.Error
+	for attempt := 0; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, node, attempts, contextError(ctx, err).WithStep(call.Step, node)
+		}
+		next, ok := r.Router.Route(call.Fun, call.Locs, tried)
+		if !ok {
+			if last != nil {
+				return nil, node, attempts, &schema.Error{Code: schema.CodeNodeUnavailable, Step: call.Step, Node: node,
+					Message: "no other eligible node could take the step after: " + last.Message,
+					Details: map[string]any{"fun": call.Fun, "locs": toAny(orEmpty(call.Locs)), "tried": toAny(tried)}}
+			}
+			return nil, node, attempts, noRoute(call)
+		}
+		node, attempts = next, attempt+1
+		res, err := r.Executor.Exec(ctx, node, call)
+		if err == nil {
+			return res, node, attempts, nil
+		}
+		e := stepError(ctx, err)
+		if retryable(e.Code) && attempt < maxRetries {
+			if r.Logger != nil {
+				r.Logger.Debug("step re-routed", "request_id", call.RequestID, "step", call.Step, "node", node, "code", e.Code)
+			}
+			tried = append(tried, node)
+			last = e
+			continue
+		}
+		if r.Logger != nil {
+			r.Logger.Debug("step failed", "request_id", call.RequestID, "step", call.Step, "node", node, "code", e.Code, "error", e.Message)
+		}
+		return nil, node, attempts, e.WithStep(call.Step, node)
+	}
+}
+
+func orEmpty(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+// retryable reports whether a step that failed with code never ran, so it
+// may be sent to another node.
+func retryable(c schema.Code) bool {
+	return c == schema.CodeNodeUnavailable || c == schema.CodeShuttingDown || c == schema.CodeOverloaded
+}
+
+func noRoute(c *Call) *schema.Error {
+	locs := orEmpty(c.Locs)
+	return &schema.Error{
+		Code:    schema.CodeNoRoute,
+		Message: "no live node offers " + c.Fun + " with locs " + formatLocs(locs),
+		Step:    c.Step,
+		Details: map[string]any{"fun": c.Fun, "locs": toAny(locs)},
+	}
+}
+
+func formatLocs(l []string) string {
+	out := "["
+	for i, s := range l {
+		if i > 0 {
+			out += " "
+		}
+		out += s
+	}
+	return out + "]"
+}
+
+// stepError converts an executor error to an *schema.Error, mapping context
+// errors to TIMEOUT or CANCELLED.
+func stepError(ctx context.Context, err error) *schema.Error {
+	var e *schema.Error
+	if errors.As(err, &e) {
+		return e
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return contextError(ctx, err)
+	}
+	return &schema.Error{Code: schema.CodeInternal, Message: err.Error()}
+}
+
+// contextError maps a context error to TIMEOUT or CANCELLED.
+func contextError(ctx context.Context, err error) *schema.Error {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+		return &schema.Error{Code: schema.CodeTimeout, Message: "the request's time budget ran out"}
+	}
+	return &schema.Error{Code: schema.CodeCancelled, Message: "cancelled"}
+}

@@ -1,0 +1,163 @@
+package schema
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Code is a stable error code of PROTOCOL.md §5. Clients switch on Code,
+// never on Message.
+//
+// The list is append-only: codes are part of the wire contract.
+type Code string
+
+// The error codes of PROTOCOL.md §5.
+const (
+	CodeInvalidRequest   Code = "INVALID_REQUEST"
+	CodeUnsupportedCodec Code = "UNSUPPORTED_CODEC"
+	CodeNoRoute          Code = "NO_ROUTE"
+	CodeInvalidArgument  Code = "INVALID_ARGUMENT"
+	CodeFunctionError    Code = "FUNCTION_ERROR"
+	CodeFunctionPanic    Code = "FUNCTION_PANIC"
+	CodeTimeout          Code = "TIMEOUT"
+	CodeCancelled        Code = "CANCELLED"
+	CodeNodeUnavailable  Code = "NODE_UNAVAILABLE"
+	CodePayloadTooLarge  Code = "PAYLOAD_TOO_LARGE"
+	CodeUnauthenticated  Code = "UNAUTHENTICATED"
+	CodePermissionDenied Code = "PERMISSION_DENIED"
+	CodeShuttingDown     Code = "SHUTTING_DOWN"
+	CodeOverloaded       Code = "OVERLOADED"
+	CodeInternal         Code = "INTERNAL"
+)
+
+// Codes lists every code in the order of PROTOCOL.md §5.
+var Codes = []Code{
+	CodeInvalidRequest, CodeUnsupportedCodec, CodeNoRoute, CodeInvalidArgument,
+	CodeFunctionError, CodeFunctionPanic, CodeTimeout, CodeCancelled,
+	CodeNodeUnavailable, CodePayloadTooLarge, CodeUnauthenticated,
+	CodePermissionDenied, CodeShuttingDown, CodeOverloaded, CodeInternal,
+}
+
+// Valid reports whether c is one of the codes of PROTOCOL.md §5.
+func (c Code) Valid() bool {
+	for _, k := range Codes {
+		if k == c {
+			return true
+		}
+	}
+	return false
+}
+
+// Error is the error object of PROTOCOL.md §5. It is both the wire form and
+// the Go error returned by this project's packages; match it with errors.Is
+// against the sentinels below (which compares Code) or errors.As to read the
+// step, node and details.
+type Error struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+	Step    string `json:"step,omitempty"`
+	Node    string `json:"node,omitempty"`
+	Details any    `json:"details,omitempty"`
+}
+
+// Sentinels, one per code, for errors.Is.
+var (
+	ErrInvalidRequest   = &Error{Code: CodeInvalidRequest}
+	ErrUnsupportedCodec = &Error{Code: CodeUnsupportedCodec}
+	ErrNoRoute          = &Error{Code: CodeNoRoute}
+	ErrInvalidArgument  = &Error{Code: CodeInvalidArgument}
+	ErrFunctionError    = &Error{Code: CodeFunctionError}
+	ErrFunctionPanic    = &Error{Code: CodeFunctionPanic}
+	ErrTimeout          = &Error{Code: CodeTimeout}
+	ErrCancelled        = &Error{Code: CodeCancelled}
+	ErrNodeUnavailable  = &Error{Code: CodeNodeUnavailable}
+	ErrPayloadTooLarge  = &Error{Code: CodePayloadTooLarge}
+	ErrUnauthenticated  = &Error{Code: CodeUnauthenticated}
+	ErrPermissionDenied = &Error{Code: CodePermissionDenied}
+	ErrShuttingDown     = &Error{Code: CodeShuttingDown}
+	ErrOverloaded       = &Error{Code: CodeOverloaded}
+	ErrInternal         = &Error{Code: CodeInternal}
+)
+
+// Errorf returns an *Error with code c and a formatted message.
+func Errorf(c Code, format string, args ...any) *Error {
+	return &Error{Code: c, Message: fmt.Sprintf(format, args...)}
+}
+
+// Error implements error as "CODE: message" with the step and node when set.
+func (e *Error) Error() string {
+	if e == nil {
+		return "<nil>"
+	}
+	var b strings.Builder
+	b.WriteString(string(e.Code))
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	if e.Step != "" {
+		fmt.Fprintf(&b, " (step %s", e.Step)
+		if e.Node != "" {
+			fmt.Fprintf(&b, " on node %s", e.Node)
+		}
+		b.WriteString(")")
+	} else if e.Node != "" {
+		fmt.Fprintf(&b, " (node %s)", e.Node)
+	}
+	return b.String()
+}
+
+// Is reports whether target is an *Error with the same Code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && e != nil && t != nil && t.Code == e.Code
+}
+
+// WithStep returns a copy of e naming the step and, when not empty, the node.
+func (e *Error) WithStep(step, node string) *Error {
+	c := *e
+	c.Step = step
+	if node != "" {
+		c.Node = node
+	}
+	return &c
+}
+
+// AsError converts any error to an *Error: an *Error found with errors.As is
+// returned as is; anything else becomes code INTERNAL with the error's text.
+func AsError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return &Error{Code: CodeInternal, Message: err.Error()}
+}
+
+// ParseError reads an error object from a decoded value.
+func ParseError(v any, key string) (*Error, error) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, typeErr(key, "map", v)
+	}
+	e := &Error{}
+	code, err := str(m, key, "code", true)
+	if err != nil {
+		return nil, err
+	}
+	e.Code = Code(code)
+	if e.Message, err = str(m, key, "message", false); err != nil {
+		return nil, err
+	}
+	if e.Step, err = str(m, key, "step", false); err != nil {
+		return nil, err
+	}
+	if e.Node, err = str(m, key, "node", false); err != nil {
+		return nil, err
+	}
+	e.Details = m["details"]
+	return e, nil
+}

@@ -1,0 +1,110 @@
+package schema
+
+// Wire types of PROTOCOL.md §4–§7. Encoders use the json struct tags (the
+// MessagePack codec reads the same tags). Decoding goes through the Parse*
+// functions, which read a decoded value tree (see package codec) and name the
+// key at fault in every error.
+//
+// User values (args, kwargs, results, details) are kept in the value model of
+// package codec: nil, bool, int64, uint64 (only above MaxInt64), float64,
+// string, []byte, []any and map[string]any.
+
+// Proto is the protocol version this package speaks. ProtoMin and ProtoMax
+// bound the versions a node accepts from peers.
+const (
+	Proto    = 1
+	ProtoMin = 1
+	ProtoMax = 1
+)
+
+// Results modes of a Request.
+const (
+	ResultsSinks = "sinks"
+	ResultsAll   = "all"
+)
+
+// Command is one step of a Request.
+type Command struct {
+	Name   string         `json:"name"`
+	Fun    string         `json:"fun"`
+	Args   []any          `json:"args,omitempty"`
+	Kwargs map[string]any `json:"kwargs,omitempty"`
+	Locs   []string       `json:"locs,omitempty"`
+}
+
+// Request is the body of an RPC request on P.<cluster>.rpc.
+type Request struct {
+	ID        string    `json:"id,omitempty"`
+	Cmds      []Command `json:"cmds"`
+	TimeoutMS int64     `json:"timeout_ms,omitempty"`
+	Results   string    `json:"results,omitempty"`
+}
+
+// Response is the body of an RPC response. Exactly one of Results (success)
+// or Error is meaningful; on failure Results holds the partial results.
+type Response struct {
+	ID      string         `json:"id"`
+	Results map[string]any `json:"results"`
+	Error   *Error         `json:"error,omitempty"`
+}
+
+// ExecRequest is the body of a request on P.<cluster>.node.<node>.exec.
+type ExecRequest struct {
+	Cluster    string         `json:"cluster"`
+	ID         string         `json:"id"`
+	Fun        string         `json:"fun"`
+	Args       []any          `json:"args"`
+	Kwargs     map[string]any `json:"kwargs"`
+	DeadlineMS int64          `json:"deadline_ms,omitempty"`
+}
+
+// ExecReply is the reply to an ExecRequest: Result (present even when nil)
+// or Error.
+type ExecReply struct {
+	Result any    `json:"result"`
+	Error  *Error `json:"-"`
+}
+
+// Encodable returns the map to encode for r: {"result": v} or {"error": e}.
+func (r *ExecReply) Encodable() map[string]any {
+	if r.Error != nil {
+		return map[string]any{"error": r.Error}
+	}
+	return map[string]any{"result": r.Result}
+}
+
+// Hello is a node's full capability announcement.
+type Hello struct {
+	Cluster        string              `json:"cluster"`
+	Node           string              `json:"node"`
+	Incarnation    int64               `json:"incarnation"`
+	Version        int64               `json:"version"`
+	Funs           map[string][]string `json:"funs"`
+	Codecs         []string            `json:"codecs"`
+	AdvertisedURLs []string            `json:"advertised_urls"`
+	Meta           map[string]string   `json:"meta,omitempty"`
+	Proto          int                 `json:"proto"`
+}
+
+// Load is a node's concurrency in a Heartbeat.
+type Load struct {
+	Inflight int64 `json:"inflight"`
+	Limit    int64 `json:"limit"`
+}
+
+// Heartbeat is a node's periodic liveness message.
+type Heartbeat struct {
+	Cluster     string `json:"cluster"`
+	Node        string `json:"node"`
+	Incarnation int64  `json:"incarnation"`
+	Version     int64  `json:"version"`
+	Seq         int64  `json:"seq"`
+	Load        Load   `json:"load"`
+}
+
+// Goodbye announces that a node is draining.
+type Goodbye struct {
+	Cluster     string `json:"cluster"`
+	Node        string `json:"node"`
+	Incarnation int64  `json:"incarnation"`
+}
