@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"unicode/utf8"
@@ -86,14 +87,65 @@ func appendJSON(b []byte, v any, depth int) ([]byte, error) {
 		}
 		return append(b, '}'), nil
 	}
-	n, err := Normalize(v)
-	if err != nil {
-		return nil, err
+	return appendReflect(b, reflect.ValueOf(v), depth)
+}
+
+// appendReflect encodes a value outside the model. Structs are written
+// field by field in declaration order, as encoding/json does; everything
+// else goes through Normalize.
+func appendReflect(b []byte, rv reflect.Value, depth int) ([]byte, error) {
+	if depth > MaxDepth {
+		return nil, fmt.Errorf("nesting deeper than %d", MaxDepth)
 	}
-	if !inModel(n) {
-		return nil, fmt.Errorf("cannot encode %T", n)
+	for rv.Kind() == reflect.Pointer || rv.Kind() == reflect.Interface {
+		if rv.IsNil() {
+			return append(b, "null"...), nil
+		}
+		if rv.Kind() == reflect.Pointer && infoOf(rv.Type()).marshals() {
+			break
+		}
+		rv = rv.Elem()
+		depth++
 	}
-	return appendJSON(b, n, depth)
+	if rv.Kind() != reflect.Struct || infoOf(rv.Type()).marshals() {
+		n, err := normalizeValue(rv, depth)
+		if err != nil {
+			return nil, err
+		}
+		return appendJSON(b, n, depth)
+	}
+	b = append(b, '{')
+	first := true
+	si := infoOf(rv.Type()).fields
+	for i := range si.list {
+		f := &si.list[i]
+		fv, ok := fieldForRead(rv, f.index)
+		if !ok || f.omitEmpty && isEmptyValue(fv) || f.omitZero && isZeroValue(fv) {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendString(b, f.name)
+		b = append(b, ':')
+		if f.quoted {
+			if s, ok := quoteScalar(fv); ok {
+				b = appendString(b, s)
+				continue
+			}
+		}
+		var err error
+		if fv.Kind() != reflect.Interface && fv.CanInterface() && !hasMethods(fv.Type()) {
+			b, err = appendJSON(b, fv.Interface(), depth+1)
+		} else {
+			b, err = appendReflect(b, fv, depth+1)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", f.name, err)
+		}
+	}
+	return append(b, '}'), nil
 }
 
 // appendFloat formats f as encoding/json does, and adds ".0" to integral

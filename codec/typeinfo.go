@@ -14,6 +14,7 @@ import (
 var (
 	timeType            = reflect.TypeFor[time.Time]()
 	bytesType           = reflect.TypeFor[[]byte]()
+	byteType            = reflect.TypeFor[byte]()
 	jsonMarshalerType   = reflect.TypeFor[json.Marshaler]()
 	jsonUnmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 	textMarshalerType   = reflect.TypeFor[encoding.TextMarshaler]()
@@ -48,6 +49,12 @@ type typeInfo struct {
 	unmarshalJSON  bool // *t implements json.Unmarshaler
 	unmarshalText  bool // *t implements encoding.TextUnmarshaler
 	fields         *structFields
+}
+
+// marshals reports whether values of the type encode through time.Time or
+// a marshaler method rather than by kind.
+func (ti *typeInfo) marshals() bool {
+	return ti.isTime || ti.marshalJSON || ti.marshalJSONPtr || ti.marshalText || ti.marshalTextPtr
 }
 
 var typeCache sync.Map // reflect.Type -> *typeInfo

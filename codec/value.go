@@ -608,6 +608,10 @@ func wantName(t reflect.Type) string {
 		return "struct"
 	case reflect.Map:
 		return "map"
+	case reflect.Slice, reflect.Array:
+		if t.Name() == "" && t.Elem() == byteType {
+			return strings.TrimSuffix(t.String(), "uint8") + "byte"
+		}
 	}
 	return t.String()
 }

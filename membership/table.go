@@ -8,6 +8,8 @@
 package membership
 
 import (
+	"context"
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -56,12 +58,19 @@ type entry struct {
 	gone        bool // goodbye received for hello.Incarnation
 }
 
+// ErrNodeLost is the cancel cause given to tracked requests whose node was
+// declared dead while they were in flight.
+var ErrNodeLost = errors.New("membership: node lost while the request was in flight")
+
 // Table is the membership view. It is safe for concurrent use.
 type Table struct {
 	cfg     Config
 	mu      sync.RWMutex
 	nodes   map[string]*entry
 	changed chan struct{}
+	// tracked holds the cancel funcs of requests in flight per node.
+	tracked map[string]map[uint64]context.CancelCauseFunc
+	nextID  uint64
 }
 
 // New returns an empty table.
@@ -78,7 +87,8 @@ func New(cfg Config) *Table {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Table{cfg: cfg, nodes: make(map[string]*entry), changed: make(chan struct{})}
+	return &Table{cfg: cfg, nodes: make(map[string]*entry), changed: make(chan struct{}),
+		tracked: make(map[string]map[uint64]context.CancelCauseFunc)}
 }
 
 // Changed returns a channel that is closed at the next change of the table
@@ -179,21 +189,78 @@ func (t *Table) ApplyGoodbye(g *schema.Goodbye) bool {
 // exec subject had no responders.
 func (t *Table) MarkDead(node string) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if e, ok := t.nodes[node]; ok && !e.markedDead {
 		e.markedDead = true
 		t.notify()
 	}
+	lost := t.takeTrackedLocked(node)
+	t.mu.Unlock()
+	fire(lost)
 }
 
-// Prune forgets nodes unheard for ForgetAfter and reports how many it removed.
-// Call it periodically.
+// Track counts a request in flight at node (as Outstanding) and registers
+// cancel, which is called with ErrNodeLost if the node is declared dead
+// (MarkDead, or silence noticed by Prune) before done is called.
+func (t *Table) Track(node string, cancel context.CancelCauseFunc) (done func()) {
+	t.mu.Lock()
+	t.nextID++
+	id := t.nextID
+	m := t.tracked[node]
+	if m == nil {
+		m = make(map[uint64]context.CancelCauseFunc)
+		t.tracked[node] = m
+	}
+	m[id] = cancel
+	if e, ok := t.nodes[node]; ok {
+		e.outstanding++
+	}
+	t.mu.Unlock()
+	return func() {
+		t.mu.Lock()
+		if m := t.tracked[node]; m != nil {
+			delete(m, id)
+			if len(m) == 0 {
+				delete(t.tracked, node)
+			}
+		}
+		if e, ok := t.nodes[node]; ok && e.outstanding > 0 {
+			e.outstanding--
+		}
+		t.mu.Unlock()
+	}
+}
+
+func (t *Table) takeTrackedLocked(node string) []context.CancelCauseFunc {
+	m := t.tracked[node]
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]context.CancelCauseFunc, 0, len(m))
+	for _, c := range m {
+		out = append(out, c)
+	}
+	delete(t.tracked, node)
+	return out
+}
+
+func fire(cancels []context.CancelCauseFunc) {
+	for _, c := range cancels {
+		c(ErrNodeLost)
+	}
+}
+
+// Prune forgets nodes unheard for ForgetAfter, cancels the tracked requests
+// of nodes that went silent for DeadAfter, and reports how many nodes it
+// removed. Call it periodically.
 func (t *Table) Prune() int {
 	now := t.cfg.Now()
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	n := 0
+	var lost []context.CancelCauseFunc
 	for id, e := range t.nodes {
+		if id != t.cfg.Self && now.Sub(e.lastHeard) > t.cfg.DeadAfter {
+			lost = append(lost, t.takeTrackedLocked(id)...)
+		}
 		if id != t.cfg.Self && now.Sub(e.lastHeard) > t.cfg.ForgetAfter {
 			delete(t.nodes, id)
 			n++
@@ -202,6 +269,8 @@ func (t *Table) Prune() int {
 	if n > 0 {
 		t.notify()
 	}
+	t.mu.Unlock()
+	fire(lost)
 	return n
 }
 

@@ -61,8 +61,9 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	if !bus.Fits(e.Conn, msg) {
 		return nil, TooLarge("exec request for "+c.Fun, len(data), e.Conn.MaxPayload())
 	}
-	e.Table.Begin(node)
-	defer e.Table.End(node)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer e.Table.Track(node, cancel)()
 	resp, err := e.Conn.RequestMsgWithContext(ctx, msg)
 	for try := 0; errors.Is(err, nats.ErrNoResponders) && try < 20 && time.Since(peer.FirstSeen) < NewPeerWindow; try++ {
 		select {
@@ -80,6 +81,14 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 				e.Logger.Info("node has no exec responder; marked dead", "node", node, "request_id", c.RequestID, "step", c.Step)
 			}
 			return nil, schema.Errorf(schema.CodeNodeUnavailable, "node %s does not answer on its exec subject", node)
+		case errors.Is(context.Cause(ctx), membership.ErrNodeLost):
+			// The step may have run: only an idempotent one may run again.
+			e := &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
+				Message: fmt.Sprintf("node %s was lost while running the step", node)}
+			if idempotent(peer.Hello, c.Fun) {
+				return nil, e
+			}
+			return nil, planner.Final(e)
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 			return nil, err
 		case errors.Is(err, nats.ErrTimeout):
@@ -102,5 +111,11 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	return rep.Result, nil
 }
 
-// ErrClosed is returned for work attempted after Close.
-var ErrClosed = fmt.Errorf("mesh: closed")
+func idempotent(h schema.Hello, fun string) bool {
+	for _, f := range h.Idempotent {
+		if f == fun {
+			return true
+		}
+	}
+	return false
+}

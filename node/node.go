@@ -65,9 +65,11 @@ type Config struct {
 	MaxTimeout time.Duration
 	// Limits bound the requests this node plans.
 	Limits planner.Limits
-	// MaxInflight is the most steps that run here at once; more get
-	// OVERLOADED. Default 1024.
+	// MaxInflight is the most steps that run here at once. Default 256.
 	MaxInflight int
+	// MaxQueue is the most steps that wait for a run slot; more get
+	// OVERLOADED. Default 1024.
+	MaxQueue int
 	// AdvertisedURLs are the NATS URLs announced in hello. Default: the
 	// connection's known servers.
 	AdvertisedURLs []string
@@ -90,7 +92,8 @@ func DefaultConfig() Config {
 		DefaultTimeout:    30 * time.Second,
 		MaxTimeout:        10 * time.Minute,
 		Limits:            planner.DefaultLimits(),
-		MaxInflight:       1024,
+		MaxInflight:       256,
+		MaxQueue:          1024,
 	}
 }
 
@@ -147,6 +150,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxInflight <= 0 {
 		c.MaxInflight = d.MaxInflight
 	}
+	if c.MaxQueue <= 0 {
+		c.MaxQueue = d.MaxQueue
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -193,7 +199,9 @@ type Node struct {
 	incarnation int64
 	version     atomic.Int64
 	seq         atomic.Int64
-	inflight    atomic.Int64
+	inflight    atomic.Int64 // steps running or queued here
+	queued      atomic.Int64 // steps waiting for a slot
+	slots       chan struct{}
 
 	follower *mesh.Follower
 	subs     []*nats.Subscription
@@ -236,6 +244,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		cancel:      cancel,
 		quit:        make(chan struct{}),
 		done:        make(chan struct{}),
+		slots:       make(chan struct{}, cfg.MaxInflight),
 	}
 	n.table = membership.New(membership.Config{Self: cfg.NodeID, DeadAfter: cfg.DeadAfter, ForgetAfter: cfg.ForgetAfter})
 	n.execer = &mesh.Execer{Conn: nc, Subjects: n.subj, Cluster: cfg.Cluster, Table: n.table, Logger: n.log}
@@ -246,13 +255,13 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		Logger:   n.log,
 	}
 	n.version.Store(1)
-	_ = n.Register("echo", func(x any) any { return x }, WithParams("x"))
+	_ = n.Register("echo", func(x any) any { return x }, WithParams("x"), Idempotent())
 	_ = n.Register("echos", func(args ...any) []any {
 		if args == nil {
 			return []any{}
 		}
 		return args
-	})
+	}, Idempotent())
 	return n, nil
 }
 
@@ -351,6 +360,7 @@ func (n *Node) hello() *schema.Hello {
 		AdvertisedURLs: urls,
 		Meta:           meta,
 		Proto:          schema.Proto,
+		Idempotent:     n.reg.idempotent(),
 	}
 }
 
@@ -441,7 +451,14 @@ func (n *Node) heartbeatLoop() {
 	}
 	t := time.NewTicker(iv)
 	defer t.Stop()
+	reconnects := n.nc.Stats().Reconnects
 	for {
+		if r := n.nc.Stats().Reconnects; r != reconnects {
+			// Peers may have forgotten this node while it was away.
+			reconnects = r
+			n.log.Info("re-announcing after reconnect", "reconnects", r)
+			n.publish(n.subj.Hello(), n.hello())
+		}
 		n.publish(n.subj.Heartbeat(), &schema.Heartbeat{
 			Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation,
 			Version: n.version.Load(), Seq: n.seq.Add(1),

@@ -94,6 +94,20 @@ func (r *registry) funs(nodeLocs []string) map[string][]string {
 	return out
 }
 
+// idempotent returns the sorted names of the functions marked Idempotent.
+func (r *registry) idempotent() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []string
+	for name, f := range r.funcs {
+		if f.idempotent {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
 var (
 	ctxType   = reflect.TypeFor[context.Context]()
 	errorType = reflect.TypeFor[error]()

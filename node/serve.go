@@ -173,11 +173,9 @@ func (n *Node) runLocal(ctx context.Context, fun string, args []any, kwargs map[
 		return nil, &schema.Error{Code: schema.CodeNoRoute, Message: fmt.Sprintf("node %s does not offer %s", n.cfg.NodeID, fun),
 			Node: n.cfg.NodeID, Details: map[string]any{"fun": fun, "locs": []any{}}}
 	}
-	if n.inflight.Add(1) > int64(n.cfg.MaxInflight) {
-		n.inflight.Add(-1)
+	if e := n.acquire(ctx); e != nil {
 		n.stepErrors.Add(1)
-		return nil, &schema.Error{Code: schema.CodeOverloaded, Node: n.cfg.NodeID,
-			Message: fmt.Sprintf("node %s is running %d steps, its limit", n.cfg.NodeID, n.cfg.MaxInflight)}
+		return nil, e
 	}
 	type result struct {
 		v   any
@@ -189,13 +187,13 @@ func (n *Node) runLocal(ctx context.Context, fun string, args []any, kwargs map[
 	n.work.add()
 	started := n.goOwned(func() {
 		defer n.work.done()
-		defer n.inflight.Add(-1)
+		defer n.release()
 		v, err := n.invoke(hctx, f, args, kwargs, id)
 		ch <- result{v, err}
 	})
 	if !started {
 		n.work.done()
-		n.inflight.Add(-1)
+		n.release()
 		n.stepErrors.Add(1)
 		return nil, schema.Errorf(schema.CodeShuttingDown, "node %s is closing", n.cfg.NodeID)
 	}
@@ -245,4 +243,38 @@ func ctxError(ctx context.Context) *schema.Error {
 		return schema.Errorf(schema.CodeTimeout, "the step's deadline passed")
 	}
 	return schema.Errorf(schema.CodeCancelled, "the step was cancelled")
+}
+
+// acquire takes one of MaxInflight run slots, waiting in a queue of at most
+// MaxQueue steps; past that the step is OVERLOADED.
+func (n *Node) acquire(ctx context.Context) *schema.Error {
+	n.inflight.Add(1)
+	select {
+	case n.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if n.queued.Add(1) > int64(n.cfg.MaxQueue) {
+		n.queued.Add(-1)
+		n.inflight.Add(-1)
+		return &schema.Error{Code: schema.CodeOverloaded, Node: n.cfg.NodeID,
+			Message: fmt.Sprintf("node %s is running %d steps with %d queued, its limits", n.cfg.NodeID, n.cfg.MaxInflight, n.cfg.MaxQueue)}
+	}
+	defer n.queued.Add(-1)
+	select {
+	case n.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		n.inflight.Add(-1)
+		return ctxError(ctx)
+	case <-n.quit:
+		n.inflight.Add(-1)
+		return schema.Errorf(schema.CodeShuttingDown, "node %s is closing", n.cfg.NodeID)
+	}
+}
+
+// release frees a slot taken by acquire.
+func (n *Node) release() {
+	<-n.slots
+	n.inflight.Add(-1)
 }

@@ -22,10 +22,13 @@ type Limits struct {
 	MaxCommands int
 	// MaxNameLen is the longest command name, in bytes. Default 256.
 	MaxNameLen int
+	// MaxDepth is the deepest nesting of lists and maps inside a command's
+	// args or kwargs. Default 64.
+	MaxDepth int
 }
 
 // DefaultLimits returns the default Limits.
-func DefaultLimits() Limits { return Limits{MaxCommands: 1000, MaxNameLen: 256} }
+func DefaultLimits() Limits { return Limits{MaxCommands: 1000, MaxNameLen: 256, MaxDepth: 64} }
 
 func (l Limits) withDefaults() Limits {
 	d := DefaultLimits()
@@ -34,6 +37,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxNameLen <= 0 {
 		l.MaxNameLen = d.MaxNameLen
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = d.MaxDepth
 	}
 	return l
 }
@@ -126,12 +132,12 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 		deps := map[int]bool{}
 		add := func(name string) { deps[p.byName[name]] = true }
 		for _, a := range s.Args {
-			if err := p.collect(a, true, s.Name, add); err != nil {
+			if err := p.collect(a, 0, lim.MaxDepth, s.Name, add); err != nil {
 				return nil, err
 			}
 		}
 		for _, a := range s.Kwargs {
-			if err := p.collect(a, true, s.Name, add); err != nil {
+			if err := p.collect(a, 0, lim.MaxDepth, s.Name, add); err != nil {
 				return nil, err
 			}
 		}
@@ -197,18 +203,23 @@ func refOf(m map[string]any) (name, path string, isRef bool, err error) {
 	return name, path, true, nil
 }
 
-// collect finds the references in v, calling add for each.
-func (p *Plan) collect(v any, top bool, step string, add func(string)) error {
+// collect finds the references in v, calling add for each; depth 0 is a
+// top-level argument.
+func (p *Plan) collect(v any, depth, maxDepth int, step string, add func(string)) error {
+	if depth > maxDepth {
+		return invalid(map[string]any{"step": step, "limit": "max_depth", "max": int64(maxDepth)},
+			"step %s: arguments nest deeper than the limit max_depth=%d", step, maxDepth)
+	}
 	switch t := v.(type) {
 	case string:
-		if top {
+		if depth == 0 {
 			if _, ok := p.byName[t]; ok {
 				add(t)
 			}
 		}
 	case []any:
 		for _, e := range t {
-			if err := p.collect(e, false, step, add); err != nil {
+			if err := p.collect(e, depth+1, maxDepth, step, add); err != nil {
 				return err
 			}
 		}
@@ -219,7 +230,7 @@ func (p *Plan) collect(v any, top bool, step string, add func(string)) error {
 		}
 		if !isRef {
 			for _, e := range t {
-				if err := p.collect(e, false, step, add); err != nil {
+				if err := p.collect(e, depth+1, maxDepth, step, add); err != nil {
 					return err
 				}
 			}

@@ -238,7 +238,8 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 			return res, node, attempts, nil
 		}
 		e := stepError(ctx, err)
-		if retryable(e.Code) && attempt < maxRetries {
+		var final finalError
+		if retryable(e.Code) && attempt < maxRetries && !errors.As(err, &final) {
 			if r.Logger != nil {
 				r.Logger.Debug("step re-routed", "request_id", call.RequestID, "step", call.Step, "node", node, "code", e.Code)
 			}
@@ -265,6 +266,18 @@ func orEmpty(l []string) []string {
 func retryable(c schema.Code) bool {
 	return c == schema.CodeNodeUnavailable || c == schema.CodeShuttingDown || c == schema.CodeOverloaded
 }
+
+// finalError marks an error that must not be retried elsewhere, whatever
+// its code.
+type finalError struct{ e *schema.Error }
+
+func (f finalError) Error() string { return f.e.Error() }
+func (f finalError) Unwrap() error { return f.e }
+
+// Final marks e as not to be retried on another node: an Executor returns it
+// when the step may already have run (a node lost mid-execution of a
+// function that is not idempotent).
+func Final(e *schema.Error) error { return finalError{e} }
 
 func noRoute(c *Call) *schema.Error {
 	locs := orEmpty(c.Locs)

@@ -363,6 +363,9 @@ func ParseHello(v any) (*Hello, error) {
 	if h.AdvertisedURLs, err = strList(m["advertised_urls"], "advertised_urls"); err != nil {
 		return nil, err
 	}
+	if h.Idempotent, err = strList(m["idempotent"], "idempotent"); err != nil {
+		return nil, err
+	}
 	meta, err := optMap(m, "", "meta")
 	if err != nil {
 		return nil, err

@@ -84,6 +84,9 @@ type Hello struct {
 	AdvertisedURLs []string            `json:"advertised_urls"`
 	Meta           map[string]string   `json:"meta,omitempty"`
 	Proto          int                 `json:"proto"`
+	// Idempotent lists the functions that are safe to run twice
+	// (an optional extension; see docs/PROTOCOL-NOTES.md).
+	Idempotent []string `json:"idempotent,omitempty"`
 }
 
 // Load is a node's concurrency in a Heartbeat.
