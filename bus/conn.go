@@ -101,7 +101,11 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 			}
 		}),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			log.Warn("nats disconnected", "error", err)
+			if err != nil {
+				log.Warn("nats disconnected", "error", err)
+			} else {
+				log.Debug("nats disconnected")
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
@@ -181,4 +185,15 @@ func Fits(nc *nats.Conn, m *nats.Msg) bool {
 		}
 	}
 	return int64(size+16) <= nc.MaxPayload()
+}
+
+// Flush flushes nc and waits for the server's reply until ctx is done, or
+// for at most 10 s when ctx has no deadline.
+func Flush(ctx context.Context, nc *nats.Conn) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	return nc.FlushWithContext(ctx)
 }

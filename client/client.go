@@ -287,7 +287,10 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 	if r.TimeoutMS <= 0 {
 		budget := c.cfg.Timeout
 		if dl, ok := ctx.Deadline(); ok {
-			budget = time.Until(dl) - 10*time.Millisecond
+			// Leave room for the cluster's TIMEOUT reply (with partial
+			// results) to arrive before the caller's own deadline.
+			left := time.Until(dl)
+			budget = left - min(max(left/10, 5*time.Millisecond), 250*time.Millisecond)
 		}
 		r.TimeoutMS = max(budget.Milliseconds(), 1)
 	}

@@ -170,12 +170,12 @@ func TestJSONEncodeMatchesEncodingJSON(t *testing.T) {
 	}
 	type withEmbedded struct {
 		Base
-		Name  string         `json:"name,omitempty"`
-		Count int            `json:"count"`
-		When  time.Time      `json:"when"`
+		Name  string          `json:"name,omitempty"`
+		Count int             `json:"count"`
+		When  time.Time       `json:"when"`
 		Raw   json.RawMessage `json:"raw"`
-		Any   any            `json:"any"`
-		Quote int            `json:"quote,string"`
+		Any   any             `json:"any"`
+		Quote int             `json:"quote,string"`
 	}
 	cases := []any{
 		"plain",

@@ -116,7 +116,13 @@ func (t *Table) ApplyHello(h *schema.Hello) bool {
 			return false
 		}
 		if h.Incarnation == e.hello.Incarnation {
-			if e.gone || h.Version < e.hello.Version {
+			if e.gone {
+				// The process is draining but still talks: keep the
+				// tombstone until it falls silent, route nothing to it.
+				e.lastHeard = now
+				return false
+			}
+			if h.Version < e.hello.Version {
 				return false
 			}
 			if h.Version == e.hello.Version {
@@ -158,6 +164,7 @@ func (t *Table) ApplyHeartbeat(hb *schema.Heartbeat) (needHello bool) {
 	case hb.Incarnation > e.hello.Incarnation:
 		return true
 	case e.gone:
+		e.lastHeard = now // draining: see ApplyHello
 		return false
 	}
 	wasDead := !t.aliveLocked(e, now)
@@ -173,6 +180,7 @@ func (t *Table) ApplyHeartbeat(hb *schema.Heartbeat) (needHello bool) {
 // ApplyGoodbye removes the incarnation named by g from routing. It reports
 // whether the table changed.
 func (t *Table) ApplyGoodbye(g *schema.Goodbye) bool {
+	now := t.cfg.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.nodes[g.Node]
@@ -181,6 +189,7 @@ func (t *Table) ApplyGoodbye(g *schema.Goodbye) bool {
 	}
 	e.hello.Incarnation = g.Incarnation
 	e.gone = true
+	e.lastHeard = now
 	t.notify()
 	return true
 }
@@ -303,19 +312,19 @@ func (t *Table) Pick(fun string, locs []string, exclude []string) (node string, 
 	now := t.cfg.Now()
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	best := int64(-1)
+	var best int64
 	ties := 0
 	for id, e := range t.nodes {
 		if !t.aliveLocked(e, now) || !eligible(e, fun, locs) || slices.Contains(exclude, id) {
 			continue
 		}
 		score := e.outstanding
-		if id != t.cfg.Self {
+		if id != t.cfg.Self && e.load.Inflight > 0 {
 			score += e.load.Inflight
 		}
 		switch {
-		case best < 0 || score < best:
-			best, node, ties = score, id, 1
+		case !ok || score < best:
+			best, node, ties, ok = score, id, 1, true
 		case score == best:
 			if node == t.cfg.Self {
 				continue
@@ -330,7 +339,7 @@ func (t *Table) Pick(fun string, locs []string, exclude []string) (node string, 
 			}
 		}
 	}
-	return node, best >= 0
+	return node, ok
 }
 
 // Begin records a step sent to node; End records its end.

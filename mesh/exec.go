@@ -68,6 +68,12 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	for try := 0; errors.Is(err, nats.ErrNoResponders) && try < 20 && time.Since(peer.FirstSeen) < NewPeerWindow; try++ {
 		select {
 		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), membership.ErrNodeLost) {
+				// Every try so far found no responder, so the step did not
+				// run there: another node may take it, idempotent or not.
+				return nil, &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
+					Message: fmt.Sprintf("node %s was lost before it took the step", node)}
+			}
 			return nil, ctx.Err()
 		case <-time.After(time.Millisecond):
 		}
@@ -78,7 +84,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 		case errors.Is(err, nats.ErrNoResponders):
 			e.Table.MarkDead(node)
 			if e.Logger != nil {
-				e.Logger.Info("node has no exec responder; marked dead", "node", node, "request_id", c.RequestID, "step", c.Step)
+				e.Logger.Info("node has no exec responder; marked dead", "peer", node, "request_id", c.RequestID, "step", c.Step)
 			}
 			return nil, schema.Errorf(schema.CodeNodeUnavailable, "node %s does not answer on its exec subject", node)
 		case errors.Is(context.Cause(ctx), membership.ErrNodeLost):

@@ -93,7 +93,7 @@ func Follow(ctx context.Context, cfg FollowConfig) (*Follower, error) {
 		}
 		f.subs = append(f.subs, s)
 	}
-	if err := cfg.Conn.FlushWithContext(ctx); err != nil {
+	if err := bus.Flush(ctx, cfg.Conn); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("mesh: flush: %w", err)
 	}
@@ -207,7 +207,7 @@ func (f *Follower) sameCluster(cluster, node, what string) bool {
 		return true
 	}
 	f.foreign.Add(1)
-	f.log.Warn("gossip from another cluster dropped", "kind", what, "cluster", cluster, "node", node, "want_cluster", f.cfg.Cluster)
+	f.log.Warn("gossip from another cluster dropped", "kind", what, "cluster", cluster, "peer", node, "want_cluster", f.cfg.Cluster)
 	return false
 }
 
@@ -223,13 +223,13 @@ func (f *Follower) ApplyHello(h *schema.Hello) bool {
 		f.badProtos[h.Node] = true
 		f.mu.Unlock()
 		if first {
-			f.log.Warn("peer speaks an unsupported protocol version; ignored", "node", h.Node, "proto", h.Proto)
+			f.log.Warn("peer speaks an unsupported protocol version; ignored", "peer", h.Node, "proto", h.Proto)
 		}
 		return false
 	}
 	changed := f.cfg.Table.ApplyHello(h)
 	if changed {
-		f.log.Debug("peer hello", "node", h.Node, "incarnation", h.Incarnation, "version", h.Version, "funs", len(h.Funs))
+		f.log.Debug("peer hello", "peer", h.Node, "incarnation", h.Incarnation, "version", h.Version, "funs", len(h.Funs))
 	}
 	return changed
 }
@@ -263,7 +263,7 @@ func (f *Follower) onGoodbye(m *nats.Msg) {
 		return
 	}
 	if f.cfg.Table.ApplyGoodbye(g) {
-		f.log.Info("peer said goodbye", "node", g.Node)
+		f.log.Info("peer said goodbye", "peer", g.Node)
 	}
 }
 
@@ -288,7 +288,7 @@ func (f *Follower) fetchHello(node string) {
 		m, err := f.cfg.Conn.RequestMsgWithContext(ctx, bus.NewMsg(f.cfg.Subjects.Info(node), nil, codec.JSONType, ""))
 		if err != nil {
 			if !errors.Is(err, context.Canceled) {
-				f.log.Debug("info request failed", "node", node, "error", err)
+				f.log.Debug("info request failed", "peer", node, "error", err)
 			}
 			return
 		}

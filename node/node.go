@@ -432,7 +432,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return fail(err)
 	}
 	n.rpcSub = rs
-	if err := n.nc.FlushWithContext(ctx); err != nil {
+	if err := bus.Flush(ctx, n.nc); err != nil {
 		return fail(fmt.Errorf("node: flush: %w", err))
 	}
 	n.goOwned(n.heartbeatLoop)
@@ -480,15 +480,29 @@ func (n *Node) Drain(ctx context.Context) error {
 		<-n.done
 		return nil
 	}
+	var rpcClosed <-chan nats.SubStatus
 	if n.started.Load() && !n.closing.Load() {
 		if n.rpcSub != nil {
-			_ = n.rpcSub.Unsubscribe()
+			// Drain, not Unsubscribe: requests the server sent before it
+			// took the unsubscribe are served instead of dropped (their
+			// callers would wait for their whole timeout).
+			rpcClosed = n.rpcSub.StatusChanged(nats.SubscriptionClosed)
+			if n.rpcSub.Drain() != nil {
+				rpcClosed = nil
+				_ = n.rpcSub.Unsubscribe()
+			}
 		}
 		n.publish(n.subj.Goodbye(), &schema.Goodbye{Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation})
 		_ = n.nc.Flush()
 		n.log.Info("node draining")
 	}
 	var err error
+	if rpcClosed != nil {
+		select {
+		case <-rpcClosed:
+		case <-ctx.Done():
+		}
+	}
 	select {
 	case <-n.work.idle():
 	case <-ctx.Done():
@@ -513,6 +527,13 @@ func (n *Node) Close() {
 		_ = s.Unsubscribe()
 	}
 	n.follower.Close()
+	if n.nc.IsConnected() {
+		// Make the server drop the node's interest before Close returns:
+		// a request sent after Close then gets "no responders" at once
+		// instead of being delivered to a dead subscription and waiting
+		// for its timeout.
+		_ = n.nc.FlushTimeout(time.Second)
+	}
 	close(n.quit)
 	n.cancel()
 	n.wg.Wait()

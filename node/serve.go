@@ -173,6 +173,12 @@ func (n *Node) runLocal(ctx context.Context, fun string, args []any, kwargs map[
 		return nil, &schema.Error{Code: schema.CodeNoRoute, Message: fmt.Sprintf("node %s does not offer %s", n.cfg.NodeID, fun),
 			Node: n.cfg.NodeID, Details: map[string]any{"fun": fun, "locs": []any{}}}
 	}
+	if ctx.Err() != nil {
+		// The deadline passed (or the caller went away) before the step
+		// started: do not run it.
+		n.stepErrors.Add(1)
+		return nil, ctxError(ctx)
+	}
 	if e := n.acquire(ctx); e != nil {
 		n.stepErrors.Add(1)
 		return nil, e
@@ -204,6 +210,9 @@ func (n *Node) runLocal(ctx context.Context, fun string, args []any, kwargs map[
 		}
 		return r.v, r.err
 	case <-ctx.Done():
+		// Let ctx's end reach the handler before the deferred cancel does,
+		// so that it sees DeadlineExceeded at a deadline, not Canceled.
+		<-hctx.Done()
 		n.stepErrors.Add(1)
 		return nil, ctxError(ctx)
 	}

@@ -206,9 +206,13 @@ func refOf(m map[string]any) (name, path string, isRef bool, err error) {
 // collect finds the references in v, calling add for each; depth 0 is a
 // top-level argument.
 func (p *Plan) collect(v any, depth, maxDepth int, step string, add func(string)) error {
-	if depth > maxDepth {
-		return invalid(map[string]any{"step": step, "limit": "max_depth", "max": int64(maxDepth)},
-			"step %s: arguments nest deeper than the limit max_depth=%d", step, maxDepth)
+	switch v.(type) {
+	case []any, map[string]any:
+		// depth lists and maps enclose this one.
+		if depth >= maxDepth {
+			return invalid(map[string]any{"step": step, "limit": "max_depth", "max": int64(maxDepth)},
+				"step %s: arguments nest deeper than the limit max_depth=%d", step, maxDepth)
+		}
 	}
 	switch t := v.(type) {
 	case string:
@@ -331,7 +335,7 @@ func Select(v any, ptr string) (any, error) {
 			v = e
 		case []any:
 			n, err := strconv.Atoi(tok)
-			if err != nil || n < 0 || (len(tok) > 1 && tok[0] == '0') || tok[0] == '+' {
+			if err != nil || n < 0 || (len(tok) > 1 && tok[0] == '0') || tok[0] == '+' || tok[0] == '-' {
 				return nil, fmt.Errorf("path %q: %q is not a list index", ptr, tok)
 			}
 			if n >= len(t) {

@@ -71,7 +71,9 @@ type StepEvent struct {
 }
 
 // Observer is told of every finished step. StepDone is called on the
-// runner's goroutine: it must be quick and must not block.
+// goroutine that ran the step, so calls for the steps of one request may
+// come at the same time: it must be safe for concurrent use, quick, and
+// must not block.
 type Observer interface {
 	StepDone(StepEvent)
 }

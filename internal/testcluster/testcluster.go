@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -177,4 +179,110 @@ func WaitForRoute(t testing.TB, table *membership.Table, fun string, locs []stri
 		}
 		return fmt.Errorf("no eligible node")
 	})
+}
+
+// ServerWith starts an embedded nats-server with cfg (for example a small
+// MaxPayload) on a random loopback port unless cfg says otherwise.
+func ServerWith(t testing.TB, cfg bus.ServerConfig) *bus.Server {
+	t.Helper()
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.Port == 0 {
+		cfg.Port = -1
+	}
+	s, err := bus.StartServer(cfg)
+	if err != nil {
+		t.Fatalf("start nats-server: %v", err)
+	}
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
+// WaitForGone waits until table no longer lists node (it said goodbye or
+// was forgotten).
+func WaitForGone(t testing.TB, table *membership.Table, node string) {
+	t.Helper()
+	WaitFor(t, fmt.Sprintf("node %s to leave the table", node), func() error {
+		if p, ok := table.Get(node); ok {
+			return fmt.Errorf("node %s still listed (alive %v)", node, p.Alive)
+		}
+		return nil
+	})
+}
+
+// WaitForNoRoute waits until table routes fun with locs to no node.
+func WaitForNoRoute(t testing.TB, table *membership.Table, fun string, locs []string) {
+	t.Helper()
+	WaitFor(t, fmt.Sprintf("no route for %s %v", fun, locs), func() error {
+		if el := table.Eligible(fun, locs); len(el) > 0 {
+			return fmt.Errorf("still eligible: %v", el)
+		}
+		return nil
+	})
+}
+
+// ConnWith connects with cfg (servers, reconnect timings, extra options) and
+// closes the connection at cleanup.
+func ConnWith(t testing.TB, cfg bus.ConnConfig) *nats.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	nc, err := bus.Connect(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connect %v: %v", cfg.Servers, err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// StartNode creates a node on nc, which the caller owns, calls register
+// before starting it, and closes the node at cleanup.
+func StartNode(t testing.TB, nc *nats.Conn, cfg node.Config, register func(*node.Node)) *node.Node {
+	t.Helper()
+	n, err := node.New(nc, cfg)
+	if err != nil {
+		t.Fatalf("node.New: %v", err)
+	}
+	if register != nil {
+		register(n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	if err := n.Start(ctx); err != nil {
+		t.Fatalf("node start: %v", err)
+	}
+	t.Cleanup(n.Close)
+	return n
+}
+
+// LevelLogger returns an slog logger writing records at level and above to
+// t.Log. Records that arrive once the test's cleanups are over (from
+// callbacks that outlive a closed connection) are dropped instead of
+// panicking.
+func LevelLogger(t testing.TB, level slog.Leveler) *slog.Logger {
+	w := &guardedWriter{t: t}
+	t.Cleanup(w.stop)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+type guardedWriter struct {
+	t       testing.TB
+	mu      sync.Mutex
+	stopped bool
+}
+
+func (w *guardedWriter) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+}
+
+func (w *guardedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
 }

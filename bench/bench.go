@@ -1,0 +1,327 @@
+// Package bench measures MPREG against raw NATS request/reply in one
+// process, on loopback: latency percentiles of sequential calls and
+// throughput with many concurrent requesters, for the same payload. Run is
+// the engine of `mpreg bench`; bench_test.go holds the same scenarios as Go
+// benchmarks, each next to the raw NATS one.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/mpreg/mpreg/schema"
+)
+
+// ErrInvalidConfig wraps every configuration error.
+var ErrInvalidConfig = errors.New("bench: invalid config")
+
+// Config configures Run. Zero fields take the defaults in DefaultConfig.
+type Config struct {
+	// Duration is how long each phase (latency, then throughput) of each
+	// scenario runs. Default 3 s.
+	Duration time.Duration
+	// Concurrency is the number of requesters in the throughput phase.
+	// Default 64.
+	Concurrency int
+	// PayloadBytes is the length of the echoed string. Default 16.
+	PayloadBytes int
+	// Servers are the NATS URLs to use; empty starts an embedded
+	// nats-server on 127.0.0.1 with a random port.
+	Servers []string
+	// Cluster is the MPREG cluster id the benchmark node joins. Default
+	// "bench".
+	Cluster string
+}
+
+// DefaultConfig returns the defaults.
+func DefaultConfig() Config {
+	return Config{
+		Duration:     3 * time.Second,
+		Concurrency:  64,
+		PayloadBytes: 16,
+		Cluster:      "bench",
+	}
+}
+
+// withDefaults fills zero fields and checks the rest; it never writes into
+// the caller's Config.
+func (c Config) withDefaults() (Config, error) {
+	d := DefaultConfig()
+	if c.Duration == 0 {
+		c.Duration = d.Duration
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = d.Concurrency
+	}
+	if c.PayloadBytes == 0 {
+		c.PayloadBytes = d.PayloadBytes
+	}
+	if c.Cluster == "" {
+		c.Cluster = d.Cluster
+	}
+	switch {
+	case c.Duration < 0:
+		return c, fmt.Errorf("%w: negative duration %s", ErrInvalidConfig, c.Duration)
+	case c.Concurrency < 0:
+		return c, fmt.Errorf("%w: negative concurrency %d", ErrInvalidConfig, c.Concurrency)
+	case c.PayloadBytes < 0:
+		return c, fmt.Errorf("%w: negative payload size %d", ErrInvalidConfig, c.PayloadBytes)
+	}
+	if err := schema.CheckID(c.Cluster); err != nil {
+		return c, fmt.Errorf("%w: cluster: %w", ErrInvalidConfig, err)
+	}
+	c.Servers = slices.Clone(c.Servers)
+	return c, nil
+}
+
+// Targets MPREG is held to, as ratios to raw NATS in the same run.
+const (
+	// TargetCallLatency: a Go client's single call p50 within this factor
+	// of raw NATS request/reply p50.
+	TargetCallLatency = 1.3
+	// TargetRPCLatency: a single call through the rpc subject p50 within
+	// this factor of raw p50.
+	TargetRPCLatency = 1.5
+	// TargetCallThroughput: a Go client's throughput at least this fraction
+	// of raw NATS throughput.
+	TargetCallThroughput = 0.6
+)
+
+// result is what one scenario measured.
+type result struct {
+	name          string
+	p50, p90, p99 time.Duration // latency phase
+	rps           float64       // throughput phase
+}
+
+// Run starts a nats-server (unless cfg.Servers are given), one MPREG node,
+// a raw NATS echo responder and a client, each on its own connection, then
+// measures every scenario's latency (one requester) and throughput
+// (cfg.Concurrency requesters), each for cfg.Duration in turns with the
+// other scenarios, and writes a table and the targets check to w. Everything it started is stopped before it returns. A failed call
+// aborts the run with an error; missed targets do not.
+func Run(ctx context.Context, cfg Config, w io.Writer) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return err
+	}
+	r, err := newRig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+
+	server := "embedded nats-server " + r.reqConn.ConnectedServerVersion()
+	if r.srv == nil {
+		server = "nats-server " + r.reqConn.ConnectedServerVersion()
+	}
+	fmt.Fprintf(w, "mpreg bench: %s at %s, cluster %q\n", server, r.reqConn.ConnectedUrlRedacted(), cfg.Cluster)
+	fmt.Fprintf(w, "%s %s/%s, GOMAXPROCS %d, %d CPUs; payload %d B; %s per phase; %d requesters for req/s\n\n",
+		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(),
+		cfg.PayloadBytes, cfg.Duration, cfg.Concurrency)
+
+	results, err := measureAll(ctx, r.ops(), cfg)
+	if err != nil {
+		return err
+	}
+	return report(w, results)
+}
+
+// rounds is how many slices each phase is cut into. The scenarios take
+// turns slice by slice, so that a change in background load during the run
+// weighs on every scenario alike instead of on whichever ran at that time.
+const rounds = 3
+
+// measureAll warms every scenario up, then runs the latency phase and the
+// throughput phase, each in rounds with the scenarios taking turns.
+func measureAll(ctx context.Context, ops map[string]op, cfg Config) ([]result, error) {
+	n := rounds
+	if cfg.Duration < 300*time.Millisecond {
+		n = 1
+	}
+	slice := cfg.Duration / time.Duration(n)
+	warm := min(cfg.Duration/10, 250*time.Millisecond)
+	lat := make(map[string][]time.Duration, len(Scenarios))
+	for _, name := range Scenarios {
+		if _, err := sequential(ctx, ops[name], warm, nil); err != nil {
+			return nil, fmt.Errorf("bench: %s: warm-up: %w", name, err)
+		}
+		lat[name] = make([]time.Duration, 0, 1<<16)
+	}
+	for range n {
+		for _, name := range Scenarios {
+			runtime.GC()
+			var err error
+			if lat[name], err = sequential(ctx, ops[name], slice, lat[name]); err != nil {
+				return nil, fmt.Errorf("bench: %s: latency: %w", name, err)
+			}
+		}
+	}
+	calls := make(map[string]int64, len(Scenarios))
+	spent := make(map[string]time.Duration, len(Scenarios))
+	for range n {
+		for _, name := range Scenarios {
+			runtime.GC()
+			c, d, err := throughput(ctx, ops[name], slice, cfg.Concurrency)
+			if err != nil {
+				return nil, fmt.Errorf("bench: %s: throughput: %w", name, err)
+			}
+			calls[name] += c
+			spent[name] += d
+		}
+	}
+	out := make([]result, 0, len(Scenarios))
+	for _, name := range Scenarios {
+		l := lat[name]
+		slices.Sort(l)
+		out = append(out, result{
+			name: name,
+			p50:  percentile(l, 0.50), p90: percentile(l, 0.90), p99: percentile(l, 0.99),
+			rps: float64(calls[name]) / spent[name].Seconds(),
+		})
+	}
+	return out, nil
+}
+
+// sequential calls f back to back for d (and at least once). With a
+// non-nil lat it appends each call's latency to lat and returns it.
+func sequential(ctx context.Context, f op, d time.Duration, lat []time.Duration) ([]time.Duration, error) {
+	start := time.Now()
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		if err := f(ctx); err != nil {
+			return nil, err
+		}
+		end := time.Now()
+		if lat != nil {
+			lat = append(lat, end.Sub(t0))
+		}
+		if end.Sub(start) >= d {
+			return lat, nil
+		}
+	}
+}
+
+// throughput runs n requesters calling f back to back for d and returns the
+// calls completed and the time they took. The first error stops every
+// requester.
+func throughput(ctx context.Context, f op, d time.Duration, n int) (int64, time.Duration, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		total atomic.Int64
+		wg    sync.WaitGroup
+	)
+	start := time.Now()
+	deadline := start.Add(d)
+	done := ctx.Done()
+	for range n {
+		wg.Go(func() {
+			var count int64
+			defer func() { total.Add(count) }()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				if err := f(ctx); err != nil {
+					if ctx.Err() == nil {
+						cancel(err)
+					}
+					return
+				}
+				count++
+				if !time.Now().Before(deadline) {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err := context.Cause(ctx); err != nil {
+		return 0, 0, err
+	}
+	return total.Load(), elapsed, nil
+}
+
+// percentile returns the q-quantile (nearest rank) of sorted latencies.
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// fmtDur prints a latency in µs below a millisecond, else in ms, in a form
+// time.ParseDuration reads back.
+func fmtDur(d time.Duration) string {
+	if d < time.Millisecond {
+		return fmt.Sprintf("%.1fµs", float64(d)/float64(time.Microsecond))
+	}
+	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+// report writes the table and the targets check.
+func report(w io.Writer, results []result) error {
+	byName := map[string]result{}
+	for _, r := range results {
+		byName[r.name] = r
+	}
+	raw := byName[ScenarioRaw]
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\tp50\tp90\tp99\treq/s\tp50 vs raw\treq/s vs raw\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.0f\t%.2fx\t%.2fx\t\n", r.name,
+			fmtDur(r.p50), fmtDur(r.p90), fmtDur(r.p99), r.rps,
+			ratio(float64(r.p50), float64(raw.p50)), ratio(r.rps, raw.rps))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("bench: write: %w", err)
+	}
+	call, rpc := byName[ScenarioClientCall], byName[ScenarioRPCJSON]
+	var b strings.Builder
+	b.WriteString("\ntargets (ratios to raw-nats in this run):\n")
+	check := func(what string, got, target float64, ok bool, detail string) {
+		verdict := "MISS"
+		if ok {
+			verdict = "PASS"
+		}
+		fmt.Fprintf(&b, "  %-4s  %-48s %.2fx (target %.1fx; %s)\n", verdict, what, got, target, detail)
+	}
+	pc := ratio(float64(call.p50), float64(raw.p50))
+	check("client-call p50 within 1.3x raw p50", pc, TargetCallLatency, pc <= TargetCallLatency,
+		fmtDur(call.p50)+" vs "+fmtDur(raw.p50))
+	pr := ratio(float64(rpc.p50), float64(raw.p50))
+	check("rpc-json (rpc subject) p50 within 1.5x raw p50", pr, TargetRPCLatency, pr <= TargetRPCLatency,
+		fmtDur(rpc.p50)+" vs "+fmtDur(raw.p50))
+	tc := ratio(call.rps, raw.rps)
+	check("client-call req/s at least 0.6x raw req/s", tc, TargetCallThroughput, tc >= TargetCallThroughput,
+		fmt.Sprintf("%.0f vs %.0f req/s", call.rps, raw.rps))
+	if _, err := io.WriteString(w, b.String()); err != nil {
+		return fmt.Errorf("bench: write: %w", err)
+	}
+	return nil
+}

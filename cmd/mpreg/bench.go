@@ -1,0 +1,44 @@
+package main
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/mpreg/mpreg/bench"
+	"github.com/mpreg/mpreg/bus"
+)
+
+// benchCmd is `mpreg bench`.
+type benchCmd struct {
+	Duration    time.Duration `help:"How long each phase of each scenario runs." default:"${bench_duration}"`
+	Concurrency int           `help:"Concurrent requesters in the throughput phase." default:"${bench_concurrency}"`
+	Payload     int           `help:"Payload size in bytes." default:"${bench_payload}"`
+	Servers     []string      `help:"NATS server URLs, comma-separated (default: an embedded server in this process)." placeholder:"URL"`
+	Cluster     string        `help:"Cluster id." default:"default"`
+}
+
+// benchVars are the bench defaults shown in --help.
+func benchVars() kong.Vars {
+	d := bench.DefaultConfig()
+	return kong.Vars{
+		"bench_duration":    d.Duration.String(),
+		"bench_concurrency": strconv.Itoa(d.Concurrency),
+		"bench_payload":     strconv.Itoa(d.PayloadBytes),
+	}
+}
+
+// Validate checks the cluster id.
+func (c *benchCmd) Validate() error { return checkIDs(c.Cluster, "") }
+
+// Run runs the benchmark, printing its report to stdout.
+func (c *benchCmd) Run(e *env) error {
+	return bench.Run(e.ctx, bench.Config{
+		Duration:     c.Duration,
+		Concurrency:  c.Concurrency,
+		PayloadBytes: c.Payload,
+		Servers:      bus.SplitURLs(c.Servers...),
+		Cluster:      c.Cluster,
+	}, e.stdout)
+}

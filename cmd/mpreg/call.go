@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// callCmd is `mpreg call`.
+type callCmd struct {
+	Fun  string   `arg:"" help:"The function to call."`
+	Args []string `arg:"" optional:"" help:"Positional arguments: each is read as JSON when it is valid JSON, else taken as a string. Put -- before arguments that start with '-'." placeholder:"ARG"`
+	Kw   []string `help:"A keyword argument K=V; V is read like ARG. Repeatable." placeholder:"K=V" sep:"none"`
+	Loc  []string `help:"Run only on a node with this loc. Repeatable." placeholder:"L" sep:"none"`
+	clientFlags
+	requestFlags
+}
+
+// Run calls the function through the cluster's rpc subject and prints the
+// result.
+func (c *callCmd) Run(e *env) error {
+	args := make([]any, len(c.Args))
+	for i, a := range c.Args {
+		args[i] = jsonOrString(a)
+	}
+	var opts []client.CallOption
+	if len(c.Kw) > 0 {
+		kw := make(map[string]any, len(c.Kw))
+		for _, pair := range c.Kw {
+			k, v, ok := strings.Cut(pair, "=")
+			if !ok || k == "" {
+				return usagef("--kw %q: want K=V", pair)
+			}
+			kw[k] = jsonOrString(v)
+		}
+		opts = append(opts, client.WithKwargs(kw))
+	}
+	if len(c.Loc) > 0 {
+		opts = append(opts, client.WithLocs(c.Loc...))
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, c.Timeout)
+	defer cancel()
+	cl, err := connect(ctx, c.clientFlags, c.Codec, c.Timeout)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	v, err := cl.Call(ctx, c.Fun, args, opts...)
+	if err != nil {
+		return err
+	}
+	return printJSON(e.stdout, v)
+}
+
+// jsonOrString reads s as JSON when it is valid JSON, else as a string.
+func jsonOrString(s string) any {
+	if v, err := codec.JSON.Decode([]byte(s)); err == nil {
+		return v
+	}
+	return s
+}
+
+// printJSON writes v as indented JSON and a newline.
+func printJSON(w io.Writer, v any) error {
+	data, err := codec.JSON.Encode(v)
+	if err != nil {
+		return fmt.Errorf("print result: %w", err)
+	}
+	var b bytes.Buffer
+	if err := json.Indent(&b, data, "", "  "); err != nil {
+		return fmt.Errorf("print result: %w", err)
+	}
+	b.WriteByte('\n')
+	_, err = w.Write(b.Bytes())
+	return err
+}
+
+// replyGrace is how much longer than a request's budget `mpreg run` waits
+// for the reply.
+const replyGrace = 2 * time.Second
+
+// runCmd is `mpreg run`.
+type runCmd struct {
+	File string `arg:"" help:"The request as JSON: a file, or - for stdin." placeholder:"FILE|-"`
+	clientFlags
+	requestFlags
+}
+
+// Run sends the request and prints the whole response, also when it holds
+// an error.
+func (c *runCmd) Run(e *env) error {
+	req, err := c.read(e.stdin)
+	if err != nil {
+		return err
+	}
+	// The request carries its own budget (timeout_ms, --timeout when it
+	// has none); the wait for the reply gets a little more, so that the
+	// cluster's TIMEOUT reply, with partial results, arrives first.
+	if req.TimeoutMS <= 0 {
+		req.TimeoutMS = max(c.Timeout.Milliseconds(), 1)
+	}
+	ctx, cancel := context.WithTimeout(e.ctx, time.Duration(req.TimeoutMS)*time.Millisecond+replyGrace)
+	defer cancel()
+	cl, err := connect(ctx, c.clientFlags, c.Codec, c.Timeout)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	resp, err := cl.Run(ctx, req)
+	if resp == nil {
+		// No response arrived (no node, timeout…): print one in the same
+		// shape, so that scripts always read {"id", "results"[, "error"]}.
+		resp = &schema.Response{ID: req.ID, Results: map[string]any{}}
+		var se *schema.Error
+		if errors.As(err, &se) {
+			resp.Error = se
+		}
+	}
+	if resp.Results == nil {
+		resp.Results = map[string]any{}
+	}
+	if perr := printJSON(e.stdout, resp); perr != nil {
+		return errors.Join(err, perr)
+	}
+	return err
+}
+
+// read reads and checks the request.
+func (c *runCmd) read(stdin io.Reader) (*schema.Request, error) {
+	var data []byte
+	var err error
+	name := c.File
+	if c.File == "-" {
+		name = "stdin"
+		data, err = io.ReadAll(stdin)
+	} else {
+		data, err = os.ReadFile(c.File)
+	}
+	if err != nil {
+		return nil, usagef("read request: %w", err)
+	}
+	tree, err := codec.JSON.Decode(data)
+	if err != nil {
+		return nil, usagef("%s: not valid JSON: %w", name, err)
+	}
+	req, err := schema.ParseRequest(tree)
+	if err != nil {
+		return nil, usagef("%s: not a valid request: %w", name, err)
+	}
+	return req, nil
+}

@@ -1,0 +1,9 @@
+package main
+
+import "github.com/mpreg/mpreg/demo"
+
+// demoCmd is `mpreg demo`.
+type demoCmd struct{}
+
+// Run runs the showcase, printing to stdout.
+func (c *demoCmd) Run(e *env) error { return demo.Showcase(e.ctx, e.stdout) }

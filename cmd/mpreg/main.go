@@ -1,0 +1,248 @@
+// Command mpreg runs MPREG nodes and an embedded NATS server, and calls an
+// MPREG cluster from the shell.
+//
+//	mpreg server --demo                 # NATS on 127.0.0.1:4222 plus a node
+//	mpreg call add 2 3                  # 5
+//	mpreg run request.json              # a whole dependency graph
+//	mpreg peers                         # the live nodes
+//	mpreg demo                          # a tour, all in one process
+//
+// Every flag also reads MPREG_<FLAG> from the environment (MPREG_SERVERS,
+// MPREG_CLUSTER, MPREG_NODE_ID, …) and, with --config FILE, a JSON object of
+// flag values ({"servers": "nats://10.0.0.5:4222", "node_id": "n1"}). A flag
+// on the command line wins over the environment, which wins over the file.
+//
+// Exit codes: 0 success, 1 an RPC or runtime error (printed on stderr as
+// "CODE: message"), 2 a usage error.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"github.com/nats-io/nats.go"
+
+	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/node"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// cli is the command line.
+type cli struct {
+	Version kong.VersionFlag `help:"Print the version and exit." env:"-"`
+	Config  kong.ConfigFlag  `help:"Read flag values from a JSON file, e.g. {\"servers\": \"nats://10.0.0.5:4222\", \"node_id\": \"n1\"}." placeholder:"FILE"`
+
+	Server serverCmd `cmd:"" help:"Run an embedded NATS server and, unless --no-node, a node in the same process."`
+	Node   nodeCmd   `cmd:"" help:"Run a node connected to existing NATS servers."`
+	Call   callCmd   `cmd:"" help:"Call one function and print its result as JSON."`
+	Run    runCmd    `cmd:"" help:"Send a whole request (PROTOCOL.md §4) from a JSON file or stdin and print the response."`
+	Peers  peersCmd  `cmd:"" help:"List the live nodes, their functions, locs and codecs."`
+	Demo   demoCmd   `cmd:"" help:"Run a tour of MPREG in one process: a NATS server, three nodes and a client."`
+	Bench  benchCmd  `cmd:"" help:"Measure calls per second and latency."`
+}
+
+// env is what every command's Run gets: the process's context (cancelled
+// by the first SIGINT or SIGTERM) and its standard streams.
+type env struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+// usageError is a user mistake found after parsing (an unreadable file, bad
+// JSON, a bad flag value): exit code 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+func main() {
+	ctx, stop := signalContext(os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// signalContext returns a context cancelled by the first SIGINT or SIGTERM;
+// a second signal exits the process at once with status 1. stop releases
+// the signal handler.
+func signalContext(stderr io.Writer) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		select {
+		case <-sigs:
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case s := <-sigs:
+			fmt.Fprintf(stderr, "mpreg: second signal (%s), exiting now\n", s)
+			os.Exit(exitError)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		<-exited
+		cancel()
+	}
+}
+
+// run parses args, runs the chosen command and returns the exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var c cli
+	parser, err := kong.New(&c,
+		kong.Name("mpreg"),
+		kong.Description("MPREG: dependency-resolving RPC over NATS."),
+		kong.Vars{"version": node.Version, "default_url": bus.DefaultURL},
+		benchVars(),
+		kong.DefaultEnvars("MPREG"),
+		kong.Configuration(configLoader),
+		kong.Writers(stdout, stderr),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "mpreg: %v\n", err)
+		return exitUsage
+	}
+	kctx, err := parser.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "mpreg: error: %v\n", err)
+		fmt.Fprintln(stderr, `Run "mpreg --help" or "mpreg COMMAND --help" for usage.`)
+		return exitUsage
+	}
+	err = kctx.Run(&env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr})
+	return report(err, stderr)
+}
+
+// report prints err and returns its exit code: RPC errors print as
+// "CODE: message (step …)".
+func report(err error, stderr io.Writer) int {
+	if err == nil {
+		return exitOK
+	}
+	var ue *usageError
+	if errors.As(err, &ue) || errors.Is(err, node.ErrInvalidConfig) || errors.Is(err, bus.ErrConfig) {
+		fmt.Fprintf(stderr, "mpreg: error: %v\n", err)
+		return exitUsage
+	}
+	var se *schema.Error
+	if errors.As(err, &se) {
+		fmt.Fprintln(stderr, se.Error())
+		return exitError
+	}
+	fmt.Fprintf(stderr, "mpreg: %v\n", err)
+	return exitError
+}
+
+// configLoader reads a --config JSON file. A flag whose environment
+// variable is set keeps the environment's value: the command line wins over
+// the environment, which wins over the file.
+func configLoader(r io.Reader) (kong.Resolver, error) {
+	res, err := kong.JSON(r)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	return kong.ResolverFunc(func(kctx *kong.Context, parent *kong.Path, flag *kong.Flag) (any, error) {
+		for _, name := range flag.Envs {
+			if _, ok := os.LookupEnv(name); ok {
+				return nil, nil
+			}
+		}
+		return res.Resolve(kctx, parent, flag)
+	}), nil
+}
+
+// clientFlags are the flags of the commands that call a cluster.
+type clientFlags struct {
+	Servers []string `help:"NATS server URLs, comma-separated." default:"${default_url}"`
+	Cluster string   `help:"Cluster id." default:"default"`
+}
+
+// Validate checks the cluster id.
+func (f *clientFlags) Validate() error { return checkIDs(f.Cluster, "") }
+
+// requestFlags are the flags of the commands that send a request.
+type requestFlags struct {
+	Timeout time.Duration `help:"Budget for connecting and the whole request." default:"30s"`
+	Codec   string        `help:"Codec of the request: json or msgpack." enum:"json,msgpack" default:"msgpack"`
+}
+
+// connect dials the cluster as a one-shot client: no membership following,
+// no retrying a first connect that fails.
+func connect(ctx context.Context, f clientFlags, codecName string, timeout time.Duration) (*client.Client, error) {
+	c := codec.MsgPack
+	if codecName == "json" {
+		c = codec.JSON
+	}
+	cl, err := client.Connect(ctx, client.Config{
+		Servers:     bus.SplitURLs(f.Servers...),
+		Cluster:     f.Cluster,
+		Codec:       c,
+		Timeout:     timeout,
+		NoFollow:    true,
+		Name:        "mpreg-cli",
+		ConnOptions: []nats.Option{nats.RetryOnFailedConnect(false), nats.MaxReconnects(0)},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", strings.Join(f.Servers, ","), err)
+	}
+	return cl, nil
+}
+
+// newLogger returns a text logger on w at level ("debug", "info", "warn",
+// "error").
+func newLogger(w io.Writer, level string) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: parseLevel(level)}))
+}
+
+func parseLevel(level string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// checkIDs checks cluster and node ids given on the command line.
+func checkIDs(cluster, nodeID string) error {
+	if err := schema.CheckID(cluster); err != nil {
+		return fmt.Errorf("--cluster: %s", err.Message)
+	}
+	if nodeID != "" {
+		if err := schema.CheckID(nodeID); err != nil {
+			return fmt.Errorf("--node-id: %s", err.Message)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,500 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/mpreg/mpreg/demo"
+	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/node"
+)
+
+// bin is the mpreg binary built by TestMain.
+var bin string
+
+type buildAndRun struct{ m *testing.M }
+
+func (b buildAndRun) Run() int {
+	dir, err := os.MkdirTemp("", "mpreg-cli-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	bin = filepath.Join(dir, "mpreg")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		return 1
+	}
+	return b.m.Run()
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(buildAndRun{m}) }
+
+// result is how one run of the binary ended.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+type opts struct {
+	env   []string
+	stdin string
+}
+
+// cleanEnv is the test's environment without MPREG_ variables.
+func cleanEnv(extra ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MPREG_") {
+			out = append(out, kv)
+		}
+	}
+	// The race runtime sleeps 1 s at exit by default, to let late reports
+	// in; the tests wait for each exit.
+	out = append(out, "GORACE=atexit_sleep_ms=0")
+	return append(out, extra...)
+}
+
+// mpreg runs the binary to completion.
+func mpreg(t *testing.T, o opts, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = cleanEnv(o.env...)
+	cmd.Stdin = strings.NewReader(o.stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	r := result{}
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			t.Fatalf("mpreg %v: %v", args, err)
+		}
+		r.code = ee.ExitCode()
+	}
+	r.stdout, r.stderr = stdout.String(), stderr.String()
+	t.Logf("mpreg %s -> exit %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
+	return r
+}
+
+// cluster starts a NATS server and node "n1" (loc cpu, demo functions) and
+// returns the client URL.
+func cluster(t *testing.T) string {
+	t.Helper()
+	s := testcluster.Server(t)
+	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "n1", "cpu"), func(n *node.Node) {
+		require.NoError(t, demo.Register(n))
+	})
+	return s.ClientURL()
+}
+
+// decode parses JSON output.
+func decode(t *testing.T, s string) any {
+	t.Helper()
+	var v any
+	require.NoError(t, json.Unmarshal([]byte(s), &v), "output %q", s)
+	return v
+}
+
+func TestCall(t *testing.T) {
+	t.Parallel()
+	url := cluster(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // JSON
+	}{
+		{"ints stay ints", []string{"add", "2", "3"}, `5`},
+		{"floats", []string{"add", "2", "0.5"}, `2.5`},
+		{"object argument", []string{"echo", `{"a":1}`}, `{"a":1}`},
+		{"plain strings", []string{"echos", "hello", "world", "42", `"42"`}, `["hello","world",42,"42"]`},
+		{"no arguments", []string{"whoami"}, `"n1"`},
+		{"kwargs", []string{"add", "--kw", "a=1", "--kw", "b=2"}, `3`},
+		{"args and kwargs", []string{"add", "40", "--kw", "b=2"}, `42`},
+		{"kwarg value as JSON", []string{"sleep", "1", "--kw", `value={"x":[1,"y"]}`}, `{"x":[1,"y"]}`},
+		{"kwarg value as string", []string{"upper", "--kw", "s=a=b c"}, `"A=B C"`},
+		{"negative numbers after --", []string{"add", "--", "-1", "-2"}, `-3`},
+		{"loc", []string{"whoami", "--loc", "cpu"}, `"n1"`},
+		{"json codec", []string{"add", "2", "3", "--codec", "json"}, `5`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mpreg(t, opts{}, append([]string{"call", "--servers", url}, tc.args...)...)
+			require.Equal(t, 0, r.code, r.stderr)
+			assert.Equal(t, decode(t, tc.want), decode(t, r.stdout))
+			assert.True(t, strings.HasSuffix(r.stdout, "\n"))
+		})
+	}
+	t.Run("pretty output", func(t *testing.T) {
+		r := mpreg(t, opts{}, "call", "echo", `{"a":1,"b":[2]}`, "--servers", url)
+		require.Equal(t, 0, r.code, r.stderr)
+		assert.Equal(t, "{\n  \"a\": 1,\n  \"b\": [\n    2\n  ]\n}\n", r.stdout)
+	})
+}
+
+func TestCallErrors(t *testing.T) {
+	t.Parallel()
+	url := cluster(t)
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr string // prefix
+	}{
+		{"no route", []string{"whoami", "--loc", "tpu"}, 1, "NO_ROUTE: no live node offers whoami with locs [tpu] (step whoami)"},
+		{"unknown function", []string{"nope"}, 1, "NO_ROUTE: "},
+		{"function error", []string{"fail", "boom"}, 1, "FUNCTION_ERROR: boom (step fail on node n1)"},
+		{"panic", []string{"panic", "boom"}, 1, "FUNCTION_PANIC: "},
+		{"bad arguments", []string{"add", "1", "2", "3"}, 1, "INVALID_ARGUMENT: "},
+		{"timeout", []string{"sleep", "5000", "--timeout", "300ms"}, 1, "TIMEOUT: "},
+		{"other cluster", []string{"whoami", "--cluster", "elsewhere"}, 1, "NO_ROUTE: "},
+		{"bad flag", []string{"add", "--bogus"}, 2, "mpreg: error: unknown flag --bogus"},
+		{"bad kw", []string{"add", "--kw", "novalue"}, 2, `mpreg: error: --kw "novalue": want K=V`},
+		{"bad duration", []string{"add", "--timeout", "soon"}, 2, "mpreg: error: --timeout"},
+		{"bad codec", []string{"add", "--codec", "xml"}, 2, "mpreg: error: --codec"},
+		{"bad cluster id", []string{"add", "--cluster", "a b"}, 2, "mpreg: error: "},
+		{"missing function", nil, 2, "mpreg: error: "},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := mpreg(t, opts{}, append(append([]string{"call"}, tc.args...), "--servers", url)...)
+			assert.Equal(t, tc.code, r.code)
+			assert.True(t, strings.HasPrefix(r.stderr, tc.stderr), "stderr %q, want prefix %q", r.stderr, tc.stderr)
+			assert.Empty(t, r.stdout)
+		})
+	}
+	t.Run("no server", func(t *testing.T) {
+		r := mpreg(t, opts{}, "call", "whoami", "--servers", "nats://127.0.0.1:"+fmt.Sprint(freePort(t)))
+		assert.Equal(t, 1, r.code)
+		assert.Contains(t, r.stderr, "connect to")
+	})
+}
+
+func TestUsageErrors(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"--bogus"},
+		{"peers", "extra"},
+		{"server", "--log-level", "loud"},
+		{"call", "echo", "x", "--config", "/nonexistent/mpreg.json"},
+		{"run", "/nonexistent/request.json"},
+	} {
+		r := mpreg(t, opts{}, args...)
+		assert.Equal(t, 2, r.code, "mpreg %v", args)
+		assert.Contains(t, r.stderr, "mpreg: error: ", "mpreg %v", args)
+	}
+}
+
+func TestRun(t *testing.T) {
+	t.Parallel()
+	url := cluster(t)
+	req := `{"id": "r1", "cmds": [
+		{"name": "|a", "fun": "add", "args": [1, 2]},
+		{"name": "|b", "fun": "echos", "args": ["|a", {"$ref": "|a"}, "x"]}
+	]}`
+	t.Run("stdin", func(t *testing.T) {
+		r := mpreg(t, opts{stdin: req}, "run", "-", "--servers", url)
+		require.Equal(t, 0, r.code, r.stderr)
+		assert.Equal(t, decode(t, `{"id":"r1","results":{"|b":[3,3,"x"]}}`), decode(t, r.stdout))
+	})
+	t.Run("file, results all, json codec", func(t *testing.T) {
+		f := filepath.Join(t.TempDir(), "req.json")
+		require.NoError(t, os.WriteFile(f, []byte(`{"id":"r2","results":"all","cmds":[{"name":"u","fun":"upper","args":["x"]}]}`), 0o600))
+		r := mpreg(t, opts{}, "run", f, "--servers", url, "--codec", "json")
+		require.Equal(t, 0, r.code, r.stderr)
+		assert.Equal(t, decode(t, `{"id":"r2","results":{"u":"X"}}`), decode(t, r.stdout))
+	})
+	t.Run("error response", func(t *testing.T) {
+		r := mpreg(t, opts{stdin: `{"id":"r3","cmds":[
+			{"name":"ok","fun":"echo","args":["fine"]},
+			{"name":"bad","fun":"fail","args":["ok"]}]}`}, "run", "-", "--servers", url)
+		assert.Equal(t, 1, r.code)
+		assert.True(t, strings.HasPrefix(r.stderr, "FUNCTION_ERROR: fine (step bad on node n1)"), r.stderr)
+		got := decode(t, r.stdout).(map[string]any)
+		assert.Equal(t, "r3", got["id"])
+		assert.Equal(t, map[string]any{"ok": "fine"}, got["results"])
+		assert.Equal(t, "FUNCTION_ERROR", got["error"].(map[string]any)["code"])
+	})
+	t.Run("cycle", func(t *testing.T) {
+		r := mpreg(t, opts{stdin: `{"cmds":[{"name":"a","fun":"echo","args":["b"]},{"name":"b","fun":"echo","args":["a"]}]}`},
+			"run", "-", "--servers", url)
+		assert.Equal(t, 1, r.code)
+		assert.True(t, strings.HasPrefix(r.stderr, "INVALID_REQUEST: "), r.stderr)
+		got := decode(t, r.stdout).(map[string]any)
+		assert.NotNil(t, got["error"].(map[string]any)["details"].(map[string]any)["cycle"])
+	})
+	t.Run("bad JSON", func(t *testing.T) {
+		r := mpreg(t, opts{stdin: `{"cmds": [`}, "run", "-", "--servers", url)
+		assert.Equal(t, 2, r.code)
+		assert.Contains(t, r.stderr, "not valid JSON")
+	})
+	t.Run("not a request", func(t *testing.T) {
+		r := mpreg(t, opts{stdin: `{"cmds": "echo"}`}, "run", "-", "--servers", url)
+		assert.Equal(t, 2, r.code)
+		assert.Contains(t, r.stderr, "cmds")
+	})
+}
+
+func TestPeers(t *testing.T) {
+	t.Parallel()
+	url := cluster(t)
+	t.Run("json", func(t *testing.T) {
+		r := mpreg(t, opts{}, "peers", "--json", "--servers", url)
+		require.Equal(t, 0, r.code, r.stderr)
+		var peers []peerJSON
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &peers))
+		require.Len(t, peers, 1)
+		p := peers[0]
+		assert.Equal(t, "n1", p.Node)
+		assert.True(t, p.Alive)
+		assert.Equal(t, []string{"cpu"}, p.Funs["add"])
+		assert.Contains(t, p.Funs, "whoami")
+		assert.Contains(t, p.Codecs, "application/json")
+		assert.Less(t, p.LastHeardAgoMS, int64(10_000))
+	})
+	t.Run("table", func(t *testing.T) {
+		r := mpreg(t, opts{}, "peers", "--servers", url)
+		require.Equal(t, 0, r.code, r.stderr)
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		require.Len(t, lines, 2)
+		assert.Regexp(t, `^NODE\s+NAME\s+ALIVE\s+LAST HEARD\s+CODECS\s+FUNCTIONS \[LOCS\]$`, lines[0])
+		assert.Regexp(t, `^n1\s+-\s+yes\s+\d+\.\ds ago\s+msgpack,json\s+add, echo, echos, fail, panic, sleep, upper, whoami \[cpu\]$`, lines[1])
+	})
+	t.Run("empty cluster", func(t *testing.T) {
+		r := mpreg(t, opts{}, "peers", "--servers", url, "--cluster", "empty")
+		require.Equal(t, 0, r.code, r.stderr)
+		assert.Equal(t, "no nodes\n", r.stdout)
+	})
+}
+
+func TestEnvironment(t *testing.T) {
+	t.Parallel()
+	url := cluster(t)
+	r := mpreg(t, opts{env: []string{"MPREG_SERVERS=" + url}}, "call", "whoami")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "\"n1\"\n", r.stdout)
+
+	r = mpreg(t, opts{env: []string{"MPREG_SERVERS=" + url, "MPREG_CLUSTER=elsewhere"}}, "call", "whoami")
+	assert.Equal(t, 1, r.code)
+	assert.True(t, strings.HasPrefix(r.stderr, "NO_ROUTE: "), r.stderr)
+
+	r = mpreg(t, opts{env: []string{"MPREG_SERVERS=" + url, "MPREG_CLUSTER=elsewhere"}}, "call", "whoami", "--cluster", "default")
+	assert.Equal(t, 0, r.code, "a flag wins over the environment: %s", r.stderr)
+
+	r = mpreg(t, opts{env: []string{"MPREG_SERVERS=" + url, "MPREG_TIMEOUT=soon"}}, "call", "whoami")
+	assert.Equal(t, 2, r.code)
+}
+
+func TestConfigFile(t *testing.T) {
+	t.Parallel()
+	url := cluster(t)
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.json")
+	require.NoError(t, os.WriteFile(good, []byte(fmt.Sprintf(`{"servers": %q, "cluster": "default", "timeout": "5s"}`, url)), 0o600))
+	list := filepath.Join(dir, "list.json")
+	require.NoError(t, os.WriteFile(list, []byte(fmt.Sprintf(`{"servers": [%q], "locs": ["cpu"]}`, url)), 0o600))
+	bad := filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"servers": `), 0o600))
+
+	r := mpreg(t, opts{}, "call", "whoami", "--config", good)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "\"n1\"\n", r.stdout)
+
+	r = mpreg(t, opts{}, "peers", "--config", list, "--json")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"node": "n1"`)
+
+	r = mpreg(t, opts{env: []string{"MPREG_CONFIG=" + good}}, "call", "whoami")
+	assert.Equal(t, 0, r.code, r.stderr)
+
+	r = mpreg(t, opts{env: []string{"MPREG_CLUSTER=elsewhere"}}, "call", "whoami", "--config", good)
+	assert.Equal(t, 1, r.code, "the environment wins over the file")
+
+	r = mpreg(t, opts{}, "call", "whoami", "--config", bad)
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, "config file")
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	t.Parallel()
+	r := mpreg(t, opts{}, "--version")
+	assert.Equal(t, 0, r.code)
+	assert.Equal(t, node.Version+"\n", r.stdout)
+	for _, cmd := range []string{"server", "node", "call", "run", "peers", "demo", "bench"} {
+		r := mpreg(t, opts{}, cmd, "--help")
+		assert.Equal(t, 0, r.code, cmd)
+		assert.Contains(t, r.stdout, "Usage: mpreg "+cmd, cmd)
+	}
+	r = mpreg(t, opts{}, "--help")
+	assert.Equal(t, 0, r.code)
+	for _, want := range []string{"server", "node", "call", "run", "peers", "demo", "bench", "--config", "--version"} {
+		assert.Contains(t, r.stdout, want)
+	}
+}
+
+func TestServerCommand(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	d := startDaemon(t, "server", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--demo",
+		"--node-id", "srv1", "--locs", "gpu,model-a", "--drain-timeout", "5s")
+	d.waitFor(t, "the server's node to answer", func() error {
+		r := mpreg(t, opts{}, "call", "whoami", "--loc", "gpu", "--servers", url, "--timeout", "2s")
+		if r.code != 0 || r.stdout != "\"srv1\"\n" {
+			return fmt.Errorf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+		}
+		return nil
+	})
+	assert.Contains(t, d.stderr.String(), "msg=listening url="+url)
+	d.stop(t, syscall.SIGTERM, 0)
+	assert.Contains(t, d.stderr.String(), "msg=stopped")
+}
+
+func TestNodeCommand(t *testing.T) {
+	t.Parallel()
+	s := testcluster.Server(t)
+	d := startDaemon(t, "node", "--servers", s.ClientURL(), "--node-id", "cli1", "--name", "from the cli",
+		"--cluster", "c2", "--locs", "dataset-a", "--demo", "--log-level", "debug")
+	d.waitFor(t, "the node to answer", func() error {
+		r := mpreg(t, opts{}, "call", "whoami", "--loc", "dataset-a", "--servers", s.ClientURL(), "--cluster", "c2", "--timeout", "2s")
+		if r.code != 0 || r.stdout != "\"cli1\"\n" {
+			return fmt.Errorf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+		}
+		return nil
+	})
+	r := mpreg(t, opts{}, "peers", "--servers", s.ClientURL(), "--cluster", "c2")
+	assert.Regexp(t, `(?m)^cli1\s+from the cli\s+yes\s`, r.stdout)
+	d.stop(t, syscall.SIGINT, 0)
+}
+
+func TestDemoCommand(t *testing.T) {
+	t.Parallel()
+	r := mpreg(t, opts{}, "demo")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "NO_ROUTE: no live node offers whoami with locs [tpu]")
+	assert.Regexp(t, `(?m)^Done in \S+: 10 requests, 7 succeeded and 3 failed as expected`, r.stdout)
+}
+
+func TestHelpers(t *testing.T) {
+	for in, want := range map[string]any{
+		`1`: int64(1), `1.5`: 1.5, `"x"`: "x", `x`: "x", `true`: true, `null`: nil,
+		`[1,"a"]`: []any{int64(1), "a"}, `{"a":{}}`: map[string]any{"a": map[string]any{}},
+		`{bad`: "{bad", ``: "", `1 2`: "1 2",
+	} {
+		assert.Equal(t, want, jsonOrString(in), "jsonOrString(%q)", in)
+	}
+	assert.Equal(t, "x; add, echo [cpu]; train [cpu gpu]",
+		funsByLocs(map[string][]string{"echo": {"cpu"}, "add": {"cpu"}, "train": {"cpu", "gpu"}, "x": {}}))
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// daemon is a long-running mpreg process (server or node).
+type daemon struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	exited chan struct{}
+	err    error // set before exited is closed
+}
+
+func startDaemon(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{cmd: exec.Command(bin, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	d.cmd.Env = cleanEnv()
+	d.cmd.Stderr = d.stderr
+	require.NoError(t, d.cmd.Start())
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.exited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-d.exited:
+		default:
+			_ = d.cmd.Process.Kill()
+			<-d.exited
+		}
+		t.Logf("mpreg %s stderr:\n%s", strings.Join(args, " "), d.stderr.String())
+	})
+	return d
+}
+
+// waitFor polls check until it returns nil, failing at once if the daemon
+// exits.
+func (d *daemon) waitFor(t *testing.T, what string, check func() error) {
+	t.Helper()
+	testcluster.WaitFor(t, what, func() error {
+		select {
+		case <-d.exited:
+			t.Fatalf("mpreg exited early (%v):\n%s", d.err, d.stderr.String())
+		default:
+		}
+		return check()
+	})
+}
+
+// stop sends sig and waits for the exit code want.
+func (d *daemon) stop(t *testing.T, sig os.Signal, want int) {
+	t.Helper()
+	require.NoError(t, d.cmd.Process.Signal(sig))
+	select {
+	case <-d.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("mpreg did not exit after %s:\n%s", sig, d.stderr.String())
+	}
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(d.err, &ee) {
+		code = ee.ExitCode()
+	} else if d.err != nil {
+		t.Fatalf("wait: %v", d.err)
+	}
+	assert.Equal(t, want, code, "exit code after %s", sig)
+}

@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/demo"
+	"github.com/mpreg/mpreg/node"
+)
+
+// nodeFlags are the flags of the commands that run a node.
+type nodeFlags struct {
+	Cluster      string        `help:"Cluster id." default:"default"`
+	NodeID       string        `help:"Node id, unique among live nodes (default: host name + random suffix)." placeholder:"ID"`
+	Name         string        `help:"Human-readable node name, shown by peers." placeholder:"N"`
+	Locs         []string      `help:"The node's locs (resource tags), comma-separated." placeholder:"LOC"`
+	Demo         bool          `help:"Also offer the demo functions: add, upper, sleep, fail, whoami, panic."`
+	DrainTimeout time.Duration `help:"On SIGINT/SIGTERM, how long to wait for work in flight." default:"30s"`
+	LogLevel     string        `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
+}
+
+// Validate checks the ids.
+func (f *nodeFlags) Validate() error { return checkIDs(f.Cluster, f.NodeID) }
+
+// config returns the node.Config the flags describe.
+func (f *nodeFlags) config(log *slog.Logger) node.Config {
+	return node.Config{Cluster: f.Cluster, NodeID: f.NodeID, Name: f.Name, Locs: f.Locs, Logger: log}
+}
+
+// serverCmd is `mpreg server`.
+type serverCmd struct {
+	Listen          string   `help:"Client listen address." default:"127.0.0.1:4222"`
+	RouteListen     string   `help:"Listen for routes from other NATS servers on HOST:PORT (turns on NATS clustering)." placeholder:"HOST:PORT"`
+	Routes          []string `help:"Route URLs of other NATS servers, comma-separated (nats-route://host:port)." placeholder:"URL"`
+	NatsClusterName string   `help:"NATS cluster name of the routed servers (default: mpreg-<cluster>)." placeholder:"NAME"`
+	NoNode          bool     `help:"Run only the NATS server, no node."`
+	nodeFlags
+}
+
+// Run starts the server and the node, and serves until a signal.
+func (c *serverCmd) Run(e *env) error {
+	log := newLogger(e.stderr, c.LogLevel)
+	scfg := bus.ServerConfig{Routes: bus.SplitURLs(c.Routes...), Logger: natsLogger(e, c.LogLevel)}
+	var err error
+	if scfg.Host, scfg.Port, err = bus.SplitHostPort(c.Listen); err != nil {
+		return usagef("--listen: %w", err)
+	}
+	if c.RouteListen != "" {
+		if scfg.RouteHost, scfg.RoutePort, err = bus.SplitHostPort(c.RouteListen); err != nil {
+			return usagef("--route-listen: %w", err)
+		}
+	}
+	if scfg.RoutePort != 0 || len(scfg.Routes) > 0 {
+		scfg.ClusterName = c.NatsClusterName
+		if scfg.ClusterName == "" {
+			scfg.ClusterName = "mpreg-" + c.Cluster
+		}
+	}
+	srv, err := bus.StartServer(scfg)
+	if err != nil {
+		return fmt.Errorf("nats server on %s: %w", c.Listen, err)
+	}
+	defer srv.Shutdown()
+	attrs := []any{"url", srv.ClientURL()}
+	if u := srv.ClusterURL(); u != "" {
+		attrs = append(attrs, "route_url", u, "nats_cluster", scfg.ClusterName)
+	}
+	log.Info("listening", attrs...)
+	if c.NoNode {
+		<-e.ctx.Done()
+		log.Info("shutting down")
+		return nil
+	}
+	// The in-process connection cannot drop, so it logs nothing.
+	nc, err := bus.Connect(e.ctx, bus.ConnConfig{InProcess: srv.NATS(), Name: "mpreg-node"})
+	if err != nil {
+		return err
+	}
+	cfg := c.config(log)
+	cfg.AdvertisedURLs = []string{srv.ClientURL()}
+	return serve(e, log, nc, srv.ClientURL(), cfg, c.Demo, c.DrainTimeout)
+}
+
+// natsLogger is the embedded server's logger: its notices only at debug
+// level, its warnings and errors always.
+func natsLogger(e *env, level string) *slog.Logger {
+	l := parseLevel(level)
+	if l > slog.LevelDebug {
+		l = max(l, slog.LevelWarn)
+	}
+	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: l}))
+}
+
+// nodeCmd is `mpreg node`.
+type nodeCmd struct {
+	Servers []string `help:"NATS server URLs, comma-separated." default:"${default_url}"`
+	nodeFlags
+}
+
+// Run connects to NATS and serves until a signal.
+func (c *nodeCmd) Run(e *env) error {
+	log := newLogger(e.stderr, c.LogLevel)
+	servers := bus.SplitURLs(c.Servers...)
+	log.Info("connecting", "servers", servers)
+	nc, err := bus.Connect(e.ctx, bus.ConnConfig{Servers: servers, Name: "mpreg-node", Logger: log})
+	if err != nil {
+		return err
+	}
+	return serve(e, log, nc, nc.ConnectedUrlRedacted(), c.config(log), c.Demo, c.DrainTimeout)
+}
+
+// startTimeout bounds a node's start: subscribing, the first sync with the
+// cluster and the first flush.
+const startTimeout = 10 * time.Second
+
+// serve runs a node on nc (which reaches NATS at url) until the first
+// signal, then drains it (bounded by drainTimeout), flushes and closes nc.
+// It owns nc.
+func serve(e *env, log *slog.Logger, nc *nats.Conn, url string, cfg node.Config, withDemo bool, drainTimeout time.Duration) error {
+	defer nc.Close()
+	n, err := node.New(nc, cfg)
+	if err != nil {
+		return err
+	}
+	if withDemo {
+		if err := demo.Register(n); err != nil {
+			return err
+		}
+	}
+	sctx, cancel := context.WithTimeout(e.ctx, startTimeout)
+	err = n.Start(sctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	log.Info("node serving", "node", n.ID(), "cluster", n.Cluster(), "url", url, "demo", withDemo)
+	select {
+	case <-e.ctx.Done():
+	case <-n.Done():
+		return fmt.Errorf("node %s stopped", n.ID())
+	}
+	log.Info("shutting down: draining", "timeout", drainTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.ctx), drainTimeout)
+	defer cancel()
+	if err := n.Drain(ctx); err != nil {
+		log.Warn("drain did not finish; work in flight was cancelled", "error", err)
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
+		log.Debug("flush before close", "error", err)
+	}
+	log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,134 @@
+// Package demo holds the functions a node offers with --demo, and the
+// showcase that `mpreg demo` runs: an embedded NATS server, three nodes with
+// different locs and a client, all in one process, and a tour of requests
+// that shows dependencies, routing by loc, parallel steps and errors.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/mpreg/mpreg/node"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// Funcs lists the functions Register adds, in the order the showcase prints
+// them.
+var Funcs = []string{"add", "upper", "sleep", "fail", "whoami", "panic"}
+
+// Register adds the demo functions to n:
+//
+//   - add(a, b): a + b; the sum of two integers is an integer, anything
+//     else with a float is a float.
+//   - upper(s): s in upper case.
+//   - sleep(ms, value=null): waits ms milliseconds and returns value; it
+//     returns early with the context's error when the step is cancelled.
+//   - fail(message): returns an error whose text is message, so that the
+//     caller gets FUNCTION_ERROR with that message.
+//   - whoami(): the id of the node that ran the step.
+//   - panic(message): panics with message; the node answers FUNCTION_PANIC
+//     and keeps serving.
+//
+// Every parameter is named, so each function takes kwargs as well as
+// positional arguments; all but fail and panic are marked idempotent. Every
+// node already offers echo(x) and echos(*args).
+func Register(n *node.Node) error {
+	id := n.ID()
+	regs := []struct {
+		name       string
+		fn         any
+		params     []string
+		idempotent bool
+	}{
+		{"add", add, []string{"a", "b"}, true},
+		{"upper", strings.ToUpper, []string{"s"}, true},
+		{"sleep", sleep, []string{"ms", "value"}, true},
+		{"fail", func(message string) error { return errors.New(message) }, []string{"message"}, false},
+		{"whoami", func() string { return id }, nil, true},
+		{"panic", func(message string) any { panic(message) }, []string{"message"}, false},
+	}
+	for _, r := range regs {
+		opts := []node.FuncOption{node.WithParams(r.params...)}
+		if r.idempotent {
+			opts = append(opts, node.Idempotent())
+		}
+		if err := n.Register(r.name, r.fn, opts...); err != nil {
+			return fmt.Errorf("demo: register %s: %w", r.name, err)
+		}
+	}
+	return nil
+}
+
+// add sums two numbers of the value model: int64 + int64 stays int64 (an
+// overflow is an error), any float makes the sum a float64.
+func add(a, b any) (any, error) {
+	x, xInt, err := number("a", a)
+	if err != nil {
+		return nil, err
+	}
+	y, yInt, err := number("b", b)
+	if err != nil {
+		return nil, err
+	}
+	if xInt && yInt {
+		i, j := a.(int64), b.(int64)
+		s := i + j
+		if (s > i) != (j > 0) {
+			return nil, fmt.Errorf("add: %d + %d overflows int64", i, j)
+		}
+		return s, nil
+	}
+	return x + y, nil
+}
+
+// number reads a numeric argument; isInt reports an int64.
+func number(param string, v any) (f float64, isInt bool, err error) {
+	switch n := v.(type) {
+	case int64:
+		return float64(n), true, nil
+	case uint64:
+		return float64(n), false, nil
+	case float64:
+		if math.IsNaN(n) || math.IsInf(n, 0) {
+			return 0, false, invalidNumber(param, v)
+		}
+		return n, false, nil
+	}
+	return 0, false, invalidNumber(param, v)
+}
+
+func invalidNumber(param string, v any) *schema.Error {
+	kind := "null"
+	switch v.(type) {
+	case nil:
+	case string:
+		kind = "string"
+	case bool:
+		kind = "bool"
+	case []any:
+		kind = "list"
+	case map[string]any:
+		kind = "map"
+	default:
+		kind = fmt.Sprintf("%T", v)
+	}
+	return &schema.Error{Code: schema.CodeInvalidArgument,
+		Message: fmt.Sprintf("add: %s: want a number, got %s", param, kind),
+		Details: map[string]any{"param": param}}
+}
+
+// sleep waits ms milliseconds, or until ctx is done, and returns value.
+func sleep(ctx context.Context, ms int64, value any) (any, error) {
+	t := time.NewTimer(time.Duration(max(ms, 0)) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return value, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}

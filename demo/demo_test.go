@@ -1,0 +1,148 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/demo"
+	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/node"
+	"github.com/mpreg/mpreg/schema"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestShowcase(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	start := time.Now()
+	require.NoError(t, demo.Showcase(ctx, &out))
+	took := time.Since(start)
+	text := out.String()
+	t.Log("\n" + text)
+	assert.Less(t, took, 5*time.Second, "the showcase must finish in a few seconds")
+
+	for _, re := range []string{
+		// Every title, numbered.
+		`(?m)^=== 1/10  The README example =+$`,
+		`(?m)^=== 10/10  A cycle: INVALID_REQUEST =+$`,
+		// Routing by loc: the step table names the node.
+		`(?m)^\s+\|third\s+echos\s+gamma\s`,
+		`(?m)^\s+\|gpu\s+whoami\s+beta\s`,
+		`(?m)^\s+\|dataset\s+whoami\s+gamma\s`,
+		`(?m)^\s+"\|gpu": "beta",?$`,
+		// Integers stay integers, floats floats.
+		`(?m)^\s+3\.75,$`,
+		// Errors with their codes, steps and details.
+		`(?m)^  FUNCTION_ERROR: disk full on /data \(step \|save on node (alpha|beta|gamma)\)$`,
+		`(?m)^\s+"\|fetch": "disk full on /data"$`,
+		`(?m)^  NO_ROUTE: no live node offers whoami with locs \[tpu\] \(step \|accel\)$`,
+		`(?m)^  INVALID_REQUEST: dependency cycle: .*$`,
+		`(?m)^  details: \{"cycle":\["\|a","\|[bc]","\|[bc]"\]\}$`,
+		`(?m)^steps: none ran$`,
+		// The parallel branch: |join starts after the 300 ms sleep.
+		`(?m)^\s+\|join\s+echos\s+\S+\s+\+[0-9]{3}ms\s`,
+		// The summary.
+		`(?m)^Done in \S+: 10 requests, 7 succeeded and 3 failed as expected; nodes drained, server stopped\.$`,
+	} {
+		assert.Regexp(t, regexp.MustCompile(re), text)
+	}
+	assert.NotContains(t, text, "unexpected")
+	assert.True(t, strings.HasSuffix(text, "stopped.\n"), "the summary is the last line")
+}
+
+func TestShowcaseCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out bytes.Buffer
+	err := demo.Showcase(ctx, &out)
+	require.Error(t, err)
+	assert.True(t, errors.Is(err, context.Canceled), "got %v", err)
+}
+
+// failingWriter fails every write.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+func TestShowcaseWriteError(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := demo.Showcase(ctx, failingWriter{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "disk full")
+}
+
+func TestFunctions(t *testing.T) {
+	s := testcluster.Server(t)
+	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "d1", "cpu"), func(n *node.Node) {
+		require.NoError(t, demo.Register(n))
+	})
+	c := testcluster.Client(t, s.ClientURL(), client.Config{})
+	testcluster.WaitForRoute(t, c.Table(), "whoami", nil, "d1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	for _, tc := range []struct {
+		name    string
+		fun     string
+		args    []any
+		kwargs  map[string]any
+		want    any
+		wantErr schema.Code
+		msg     string
+	}{
+		{name: "add ints", fun: "add", args: []any{2, 3}, want: int64(5)},
+		{name: "add negative", fun: "add", args: []any{-2, -3}, want: int64(-5)},
+		{name: "add int float", fun: "add", args: []any{2, 0.5}, want: 2.5},
+		{name: "add integral floats stay floats", fun: "add", args: []any{2.0, 3.0}, want: 5.0},
+		{name: "add kwargs", fun: "add", kwargs: map[string]any{"a": 40, "b": 2}, want: int64(42)},
+		{name: "add overflow", fun: "add", args: []any{int64(math.MaxInt64), 1}, wantErr: schema.CodeFunctionError, msg: "overflows"},
+		{name: "add negative overflow", fun: "add", args: []any{int64(math.MinInt64), -1}, wantErr: schema.CodeFunctionError, msg: "overflows"},
+		{name: "add string", fun: "add", args: []any{"x", 1}, wantErr: schema.CodeInvalidArgument, msg: "add: a: want a number, got string"},
+		{name: "add missing", fun: "add", args: []any{1}, wantErr: schema.CodeInvalidArgument},
+		{name: "upper", fun: "upper", args: []any{"go"}, want: "GO"},
+		{name: "upper kwargs", fun: "upper", kwargs: map[string]any{"s": "nats"}, want: "NATS"},
+		{name: "sleep value", fun: "sleep", args: []any{1, map[string]any{"k": []any{"v"}}}, want: map[string]any{"k": []any{"v"}}},
+		{name: "sleep null", fun: "sleep", kwargs: map[string]any{"ms": 1}, want: nil},
+		{name: "fail", fun: "fail", args: []any{"out of coffee"}, wantErr: schema.CodeFunctionError, msg: "out of coffee"},
+		{name: "fail kwargs", fun: "fail", kwargs: map[string]any{"message": "nope"}, wantErr: schema.CodeFunctionError, msg: "nope"},
+		{name: "whoami", fun: "whoami", want: "d1"},
+		{name: "whoami extra arg", fun: "whoami", args: []any{1}, wantErr: schema.CodeInvalidArgument},
+		{name: "panic", fun: "panic", args: []any{"at the disco"}, wantErr: schema.CodeFunctionPanic, msg: "at the disco"},
+		{name: "echo still there", fun: "echo", args: []any{"x"}, want: "x"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := c.Call(ctx, tc.fun, tc.args, client.WithKwargs(tc.kwargs))
+			if tc.wantErr != "" {
+				var se *schema.Error
+				require.ErrorAs(t, err, &se)
+				assert.Equal(t, tc.wantErr, se.Code, "%v", err)
+				assert.Contains(t, se.Message, tc.msg)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, v)
+		})
+	}
+
+	t.Run("sleep stops when cancelled", func(t *testing.T) {
+		start := time.Now()
+		_, err := c.Call(ctx, "sleep", []any{10_000}, client.WithTimeout(200*time.Millisecond))
+		require.Error(t, err)
+		assert.ErrorIs(t, err, schema.ErrTimeout)
+		assert.Less(t, time.Since(start), 5*time.Second)
+	})
+}

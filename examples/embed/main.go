@@ -1,0 +1,66 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/node"
+	"github.com/mpreg/mpreg/schema"
+)
+
+func main() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// A node offering a typed Go function, on the cluster of `mpreg server`.
+	nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: []string{"nats://127.0.0.1:4222"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer nc.Drain()
+	n, err := node.New(nc, node.Config{NodeID: "stats-1", Locs: []string{"stats"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	mean := func(ctx context.Context, xs []float64) (float64, error) {
+		if len(xs) == 0 {
+			return 0, fmt.Errorf("mean of nothing")
+		}
+		sum := 0.0
+		for _, x := range xs {
+			sum += x
+		}
+		return sum / float64(len(xs)), nil
+	}
+	if err := n.Register("mean", mean, node.WithParams("xs")); err != nil {
+		log.Fatal(err)
+	}
+	if err := n.Start(ctx); err != nil {
+		log.Fatal(err)
+	}
+	defer n.Drain(ctx)
+
+	// A client: one call, then a DAG whose steps run on different nodes.
+	c, err := client.Connect(ctx, client.Config{Servers: []string{"nats://127.0.0.1:4222"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	m, err := client.CallAs[float64](ctx, c, "mean", []any{[]float64{1, 2, 3, 4}})
+	fmt.Println("mean:", m, err)
+
+	resp, err := c.Run(ctx, &schema.Request{Cmds: []schema.Command{
+		{Name: "|avg", Fun: "mean", Kwargs: map[string]any{"xs": []any{2, 4, 9}}, Locs: []string{"stats"}},
+		{Name: "|where", Fun: "whoami", Locs: []string{"dataset-a"}},
+		{Name: "|report", Fun: "echos", Args: []any{"|avg", "|where"}},
+	}})
+	fmt.Println("results:", resp.Results, err)
+
+	_, err = c.Call(ctx, "mean", []any{[]any{}})
+	fmt.Println("error:", err, "| is FUNCTION_ERROR:", errors.Is(err, schema.ErrFunctionError))
+}

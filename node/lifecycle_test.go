@@ -1,0 +1,396 @@
+package node_test
+
+// PROTOCOL.md §7 membership as seen through routing: functions added and
+// removed at run time, goodbye on Drain, nodes that vanish without one, and
+// nodes spread over a NATS cluster; §5 SHUTTING_DOWN, NODE_UNAVAILABLE,
+// OVERLOADED and PAYLOAD_TOO_LARGE.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/node"
+	"github.com/mpreg/mpreg/schema"
+)
+
+func TestRegisterAndUnregisterWhileRunning(t *testing.T) {
+	srv := testcluster.Server(t)
+	url := srv.ClientURL()
+	n1 := testcluster.Node(t, url, testcluster.NodeConfig(t, "n1"), nil)
+	n2 := testcluster.Node(t, url, testcluster.NodeConfig(t, "n2"), nil)
+	c := testcluster.Client(t, url, client.Config{})
+	nf := testcluster.Client(t, url, client.Config{NoFollow: true})
+	testcluster.WaitForRoute(t, c.Table(), "echo", nil, "n1", "n2")
+	testcluster.WaitForRoute(t, n1.Table(), "echo", nil, "n1", "n2")
+	ctx := testCtx(t)
+	p, _ := c.Table().Get("n2")
+	v0 := p.Hello.Version
+
+	_, err := c.Call(ctx, "late", nil)
+	require.ErrorIs(t, err, schema.ErrNoRoute)
+
+	start := time.Now()
+	require.NoError(t, n2.Register("late", func(s string) string { return "late " + s }))
+	testcluster.WaitForRoute(t, c.Table(), "late", nil, "n2")
+	testcluster.WaitForRoute(t, n1.Table(), "late", nil, "n2")
+	require.Less(t, time.Since(start), 5*100*time.Millisecond, "within a few heartbeats (a hello goes out at once)")
+	p, _ = c.Table().Get("n2")
+	v1 := p.Hello.Version
+	require.Greater(t, v1, v0, "hello version increases on Register")
+
+	s, err := client.CallAs[string](ctx, c, "late", []any{"direct"})
+	require.NoError(t, err)
+	require.Equal(t, "late direct", s)
+	for range 5 { // through rpc, whichever node plans
+		s, err = client.CallAs[string](ctx, nf, "late", []any{"rpc"})
+		require.NoError(t, err)
+		require.Equal(t, "late rpc", s)
+	}
+
+	require.True(t, n2.Unregister("late"))
+	require.False(t, n2.Unregister("late"), "already gone")
+	testcluster.WaitForNoRoute(t, c.Table(), "late", nil)
+	testcluster.WaitForNoRoute(t, n1.Table(), "late", nil)
+	p, _ = c.Table().Get("n2")
+	require.Greater(t, p.Hello.Version, v1, "hello version increases on Unregister")
+	_, err = c.Call(ctx, "late", nil)
+	require.ErrorIs(t, err, schema.ErrNoRoute)
+	_, err = nf.Call(ctx, "late", nil)
+	require.ErrorIs(t, err, schema.ErrNoRoute)
+}
+
+// TestDrainSaysGoodbye: peers stop routing to a draining node at once, its
+// in-flight step completes and replies, and new work there gets
+// SHUTTING_DOWN.
+func TestDrainSaysGoodbye(t *testing.T) {
+	srv := testcluster.Server(t)
+	url := srv.ClientURL()
+	b := newBlocker()
+	defer b.Release()
+	n1 := testcluster.Node(t, url, testcluster.NodeConfig(t, "n1"), nil)
+	n2 := testcluster.Node(t, url, testcluster.NodeConfig(t, "n2"), func(n *node.Node) {
+		require.NoError(t, n.Register("slow", b.Fn))
+	})
+	c := testcluster.Client(t, url, client.Config{})
+	nc := testcluster.Conn(t, url)
+	testcluster.WaitForRoute(t, c.Table(), "slow", nil, "n2")
+	testcluster.WaitForRoute(t, n1.Table(), "echo", nil, "n1", "n2")
+
+	type result struct {
+		v   string
+		err error
+	}
+	inflight := make(chan result, 1)
+	go func() {
+		v, err := client.CallAs[string](context.Background(), c, "slow", []any{"in flight"}, client.WithTimeout(bound))
+		inflight <- result{v, err}
+	}()
+	require.Equal(t, "in flight", recv(t, b.started, "the step to start on n2"))
+
+	drained := make(chan error, 1)
+	go func() { drained <- n2.Drain(context.Background()) }()
+
+	testcluster.WaitForGone(t, c.Table(), "n2")
+	testcluster.WaitForGone(t, n1.Table(), "n2")
+	require.Equal(t, []string{"n1"}, c.Table().Eligible("echo", nil))
+	require.Equal(t, []string{"n1"}, n1.Table().Eligible("echo", nil))
+	for i := range 5 {
+		v, err := c.Call(testCtx(t), "echo", []any{i})
+		require.NoError(t, err)
+		require.Equal(t, int64(i), v)
+	}
+	_, err := c.Call(testCtx(t), "slow", []any{"new"})
+	require.ErrorIs(t, err, schema.ErrNoRoute, "nothing new is routed to a node that said goodbye")
+
+	// A caller that sends there anyway is told the node is draining.
+	resp := execJSON(t, nc, "n2", map[string]any{"cluster": "default", "id": "r/s", "fun": "slow", "args": []any{"x"}, "kwargs": map[string]any{}})
+	require.Equal(t, "SHUTTING_DOWN", wireError(t, resp)["code"])
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned with a step in flight: %v", err)
+	default:
+	}
+
+	b.Release()
+	r := recv(t, inflight, "the in-flight call")
+	require.NoError(t, r.err)
+	require.Equal(t, "in flight", r.v)
+	require.NoError(t, recv(t, drained, "Drain"))
+	recv(t, n2.Done(), "n2 to be done")
+	require.NoError(t, n2.Drain(context.Background()), "Drain is idempotent")
+	n2.Close()
+}
+
+// TestVanishedNode: a node that disappears without goodbye gets "no
+// responders"; the step is retried on another eligible node, or fails with
+// NODE_UNAVAILABLE when there is none, and never hangs.
+func TestVanishedNode(t *testing.T) {
+	t.Run("retried elsewhere", func(t *testing.T) {
+		srv := testcluster.Server(t)
+		url := srv.ClientURL()
+		b := newBlocker()
+		defer b.Release()
+		n1 := testcluster.Node(t, url, testcluster.NodeConfig(t, "n1"), nil)
+		n2 := testcluster.Node(t, url, testcluster.NodeConfig(t, "n2"), func(n *node.Node) {
+			require.NoError(t, n.Register("work", whoami(n.ID())))
+		})
+		testcluster.Node(t, url, testcluster.NodeConfig(t, "n3"), func(n *node.Node) {
+			require.NoError(t, n.Register("work", whoami(n.ID())))
+			require.NoError(t, n.Register("hold", b.Fn))
+		})
+		c := testcluster.Client(t, url, client.Config{})
+		testcluster.WaitForRoute(t, c.Table(), "work", nil, "n2", "n3")
+		testcluster.WaitForRoute(t, c.Table(), "hold", nil, "n3")
+
+		// Keep n3 busy so that n2 is the least loaded choice for "work".
+		held := make(chan error, 1)
+		go func() {
+			_, err := c.Call(context.Background(), "hold", []any{"h"}, client.WithTimeout(bound))
+			held <- err
+		}()
+		recv(t, b.started, "hold to start on n3")
+
+		n2.Close() // no goodbye: its subscriptions just go away
+		p, ok := c.Table().Get("n2")
+		require.True(t, ok)
+		require.True(t, p.Alive, "the client has not noticed yet")
+
+		start := time.Now()
+		who, err := client.CallAs[string](testCtx(t), c, "work", nil)
+		require.NoError(t, err)
+		require.Equal(t, "n3", who, "retried on the other eligible node")
+		require.Less(t, time.Since(start), 2*time.Second)
+		p, ok = c.Table().Get("n2")
+		require.True(t, ok)
+		require.False(t, p.Alive, "no responders marks the node dead at once")
+		require.Equal(t, []string{"n3"}, c.Table().Eligible("work", nil))
+
+		// Nodes notice the silence after dead-after (3 heartbeats).
+		testcluster.WaitForRoute(t, n1.Table(), "work", nil, "n3")
+		testcluster.WaitFor(t, "n1 to see n2 dead", func() error {
+			if el := n1.Table().Eligible("work", nil); len(el) != 1 {
+				return fmt.Errorf("eligible %v", el)
+			}
+			return nil
+		})
+		b.Release()
+		require.NoError(t, recv(t, held, "hold"))
+	})
+
+	t.Run("no other node", func(t *testing.T) {
+		srv := testcluster.Server(t)
+		url := srv.ClientURL()
+		testcluster.Node(t, url, testcluster.NodeConfig(t, "n1"), nil)
+		lone := testcluster.ConnWith(t, bus.ConnConfig{Servers: []string{url}})
+		testcluster.StartNode(t, lone, testcluster.NodeConfig(t, "solo"), func(n *node.Node) {
+			require.NoError(t, n.Register("only", func() string { return "here" }))
+		})
+		c := testcluster.Client(t, url, client.Config{})
+		testcluster.WaitForRoute(t, c.Table(), "only", nil, "solo")
+		v, err := c.Call(testCtx(t), "only", nil)
+		require.NoError(t, err)
+		require.Equal(t, "here", v)
+
+		clients := srv.NATS().NumClients()
+		lone.Close() // the node's connection drops: it vanishes from the bus
+		testcluster.WaitFor(t, "the server to drop the node's connection", func() error {
+			if n := srv.NATS().NumClients(); n >= clients {
+				return fmt.Errorf("%d clients", n)
+			}
+			return nil
+		})
+		start := time.Now()
+		_, err = c.Call(testCtx(t), "only", nil, client.WithTimeout(5*time.Second))
+		require.Error(t, err)
+		require.True(t, errors.Is(err, schema.ErrNodeUnavailable) || errors.Is(err, schema.ErrNoRoute), "got %v", err)
+		require.Less(t, time.Since(start), 2*time.Second, "no hang")
+	})
+
+	t.Run("lost while running the step", func(t *testing.T) {
+		srv := testcluster.Server(t)
+		url := srv.ClientURL()
+		b := newBlocker()
+		defer b.Release()
+		lone := testcluster.ConnWith(t, bus.ConnConfig{Servers: []string{url}})
+		testcluster.StartNode(t, lone, testcluster.NodeConfig(t, "solo"), func(n *node.Node) {
+			require.NoError(t, n.Register("hold", b.Fn))
+		})
+		c := testcluster.Client(t, url, client.Config{})
+		testcluster.WaitForRoute(t, c.Table(), "hold", nil, "solo")
+
+		out := make(chan error, 1)
+		start := time.Now()
+		go func() {
+			_, err := c.Call(context.Background(), "hold", []any{"h"}, client.WithTimeout(bound))
+			out <- err
+		}()
+		recv(t, b.started, "the step to start")
+		lone.Close() // the reply can never come
+		err := recv(t, out, "the call to fail")
+		requireCode(t, err, schema.CodeNodeUnavailable)
+		require.Less(t, time.Since(start), bound/2, "bounded by the dead-after period, not the call's timeout")
+	})
+}
+
+// TestMultiServer: nodes on different servers of a NATS cluster serve one
+// request that enters at server A.
+func TestMultiServer(t *testing.T) {
+	servers := testcluster.Cluster(t, 3)
+	a, cURL := servers[0].ClientURL(), servers[2].ClientURL()
+	na := testcluster.Node(t, a, testcluster.NodeConfig(t, "na"), func(n *node.Node) {
+		require.NoError(t, n.Register("where", whoami(n.ID()), node.WithLocs("on-a")))
+	})
+	nb := testcluster.Node(t, servers[1].ClientURL(), testcluster.NodeConfig(t, "nb"), nil)
+	nc3 := testcluster.Node(t, cURL, testcluster.NodeConfig(t, "nc"), func(n *node.Node) {
+		require.NoError(t, n.Register("where", whoami(n.ID()), node.WithLocs("on-c")))
+	})
+	for _, n := range []*node.Node{na, nb, nc3} {
+		testcluster.WaitForRoute(t, n.Table(), "where", []string{"on-c"}, "nc")
+		testcluster.WaitForRoute(t, n.Table(), "where", []string{"on-a"}, "na")
+	}
+	caller := testcluster.Conn(t, a)
+	for i := range 5 {
+		resp := rpcJSON(t, caller, fmt.Sprintf(`{"id": "ms-%d", "cmds": [
+			{"name": "c", "fun": "where", "locs": ["on-c"]},
+			{"name": "a", "fun": "where", "locs": ["on-a"]},
+			{"name": "both", "fun": "echos", "args": ["a", "c"]}]}`, i))
+		require.Nil(t, resp["error"], "%v", resp)
+		require.Equal(t, map[string]any{"both": []any{"na", "nc"}}, resp["results"])
+	}
+	require.Positive(t, nc3.Stats().Steps, "a step ran on the node behind server C")
+}
+
+func TestPayloadTooLarge(t *testing.T) {
+	srv := testcluster.ServerWith(t, bus.ServerConfig{MaxPayload: 4096})
+	url := srv.ClientURL()
+	big := func(n int64) string { return strings.Repeat("x", int(n)) }
+	n1 := testcluster.Node(t, url, testcluster.NodeConfig(t, "n1"), func(n *node.Node) {
+		require.NoError(t, n.Register("big", big, node.WithLocs("here")))
+		require.NoError(t, n.Register("size", func(s string) int { return len(s) }, node.WithLocs("here")))
+	})
+	testcluster.Node(t, url, testcluster.NodeConfig(t, "n2"), func(n *node.Node) {
+		require.NoError(t, n.Register("big", big, node.WithLocs("there")))
+	})
+	testcluster.WaitForRoute(t, n1.Table(), "big", []string{"there"}, "n2")
+	nc := testcluster.Conn(t, url)
+
+	// The value crosses between n1 and n2 whichever node plans: as an exec
+	// reply (step b) or as an exec request's arguments (step len; the
+	// partial result b then makes the response itself too large, and the
+	// response-level error replaces the step's).
+	for range 4 {
+		resp := rpcJSON(t, nc, `{"cmds": [{"name": "b", "fun": "big", "args": [8000], "locs": ["there"]},
+			{"name": "len", "fun": "size", "args": ["b"], "locs": ["here"]}]}`)
+		e := wireError(t, resp)
+		require.Equal(t, "PAYLOAD_TOO_LARGE", e["code"], "%v", e)
+		require.Contains(t, []any{"b", "len", nil}, e["step"], "%v", e)
+		require.Equal(t, int64(4096), details(t, e)["max"])
+	}
+	// A response too large for the rpc reply (or the exec reply, when n2
+	// plans).
+	for range 4 {
+		resp := rpcJSON(t, nc, `{"cmds": [{"name": "b", "fun": "big", "args": [8000], "locs": ["here"]}]}`)
+		require.Equal(t, "PAYLOAD_TOO_LARGE", wireError(t, resp)["code"])
+	}
+	resp := rpcJSON(t, nc, `{"cmds": [{"name": "b", "fun": "big", "args": [3000], "locs": ["there"]},
+		{"name": "len", "fun": "size", "args": ["b"], "locs": ["here"]}]}`)
+	require.Equal(t, map[string]any{"len": int64(3000)}, resp["results"])
+	// Small enough passes.
+	resp = rpcJSON(t, nc, `{"cmds": [{"name": "b", "fun": "big", "args": [100], "locs": ["there"]}]}`)
+	require.Equal(t, map[string]any{"b": big(100)}, resp["results"])
+}
+
+// TestOverloaded: past MaxInflight running and MaxQueue waiting, a step gets
+// OVERLOADED.
+func TestOverloaded(t *testing.T) {
+	srv := testcluster.Server(t)
+	b := newBlocker()
+	defer b.Release()
+	cfg := testcluster.NodeConfig(t, "n1")
+	cfg.MaxInflight, cfg.MaxQueue = 1, 1
+	testcluster.Node(t, srv.ClientURL(), cfg, func(n *node.Node) {
+		require.NoError(t, n.Register("block", b.Fn))
+	})
+	c := testcluster.Client(t, srv.ClientURL(), client.Config{})
+	nc := testcluster.Conn(t, srv.ClientURL())
+	execMsg := func(tag string) *nats.Msg {
+		data, err := codec.JSON.Encode(map[string]any{"cluster": "default", "id": "r/" + tag, "fun": "block", "args": []any{tag}, "kwargs": map[string]any{}})
+		require.NoError(t, err)
+		return &nats.Msg{Subject: execSubject("n1"), Data: data, Header: jsonHeader()}
+	}
+	replies := make(chan *nats.Msg, 2)
+	for _, tag := range []string{"run", "queue"} {
+		m := execMsg(tag)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), bound)
+			defer cancel()
+			r, _ := nc.RequestMsgWithContext(ctx, m)
+			replies <- r
+		}()
+	}
+	recv(t, b.started, "the first step to run")
+	testcluster.WaitFor(t, "the second step to queue", func() error {
+		if p, _ := c.Table().Get("n1"); p.Load.Inflight != 2 {
+			return fmt.Errorf("heartbeat load %+v", p.Load)
+		}
+		return nil
+	})
+	resp := execJSON(t, nc, "n1", map[string]any{"cluster": "default", "id": "r/over", "fun": "block", "args": []any{"over"}, "kwargs": map[string]any{}})
+	require.Equal(t, "OVERLOADED", wireError(t, resp)["code"])
+
+	b.Release()
+	for range 2 {
+		m := recv(t, replies, "a queued reply")
+		require.NotNil(t, m)
+		r := decodeAs(t, m, codec.JSONType)
+		require.Contains(t, []any{"run", "queue"}, r["result"])
+	}
+}
+
+// TestRestartNewIncarnation: a node that comes back under the same id with
+// a later incarnation replaces its old entry, and is routed to again.
+func TestRestartNewIncarnation(t *testing.T) {
+	srv := testcluster.Server(t)
+	url := srv.ClientURL()
+	testcluster.Node(t, url, testcluster.NodeConfig(t, "n1"), nil)
+	first := testcluster.Node(t, url, testcluster.NodeConfig(t, "n2"), func(n *node.Node) {
+		require.NoError(t, n.Register("gen", func() string { return "first" }))
+	})
+	c := testcluster.Client(t, url, client.Config{})
+	testcluster.WaitForRoute(t, c.Table(), "gen", nil, "n2")
+	p, _ := c.Table().Get("n2")
+	inc1 := p.Hello.Incarnation
+
+	first.Close() // no goodbye
+	start := time.Now()
+	testcluster.WaitFor(t, "a later start time", func() error {
+		if time.Now().UnixMilli() <= inc1 {
+			return errors.New("same millisecond")
+		}
+		return nil
+	})
+	testcluster.Node(t, url, testcluster.NodeConfig(t, "n2"), func(n *node.Node) {
+		require.NoError(t, n.Register("gen", func() string { return "second" }))
+	})
+	testcluster.WaitFor(t, "the new incarnation", func() error {
+		if p, _ := c.Table().Get("n2"); p.Hello.Incarnation <= inc1 || !p.Alive {
+			return fmt.Errorf("incarnation %d alive %v", p.Hello.Incarnation, p.Alive)
+		}
+		return nil
+	})
+	require.Less(t, time.Since(start), 5*time.Second)
+	v, err := c.Call(testCtx(t), "gen", nil)
+	require.NoError(t, err)
+	require.Equal(t, "second", v)
+}

@@ -1,0 +1,72 @@
+package schema_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// fuzzRequests seed FuzzParseRequest: the §4 example and bodies near each
+// check of ParseRequest.
+var fuzzRequests = []string{
+	exampleRequest,
+	`{"cmds":[{"name":"a","fun":"f"}]}`,
+	`{"cmds":[{"name":"a","fun":"f","args":[{"$ref":"b","path":"/x~1y/0"}],"kwargs":{"k":{"$ref":"b"}}},{"name":"b","fun":"g"}],"results":"all"}`,
+	`{"cmds":[{"name":"a","fun":"f"},{"name":"b","fun":"f","args":"x"}]}`,
+	`{"cmds":[{"name":"a","fun":"a.b"}]}`,
+	`{"cmds":[{"name":"a","fun":"f","locs":["gpu",1]}],"timeout_ms":-1,"results":"some"}`,
+	`{"cmds":[],"timeout_ms":1.5}`,
+	`{"cmds":"x"}`,
+	`{"id":null,"cmds":[{"name":"","fun":""}]}`,
+	`[]`,
+}
+
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range fuzzRequests {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v, err := codec.JSON.Decode(data)
+		if err != nil {
+			return
+		}
+		r, err := schema.ParseRequest(v)
+		if err != nil {
+			require.Nil(t, r)
+			e, ok := err.(*schema.Error)
+			require.True(t, ok, "error %T %v is not a *schema.Error", err, err)
+			require.Equal(t, schema.CodeInvalidRequest, e.Code)
+			details, ok := e.Details.(map[string]any)
+			require.True(t, ok, "details %#v", e.Details)
+			key, _ := details["key"].(string)
+			require.NotEmpty(t, key)
+			require.Contains(t, e.Message, key)
+			return
+		}
+		require.NotEmpty(t, r.Cmds)
+		require.GreaterOrEqual(t, r.TimeoutMS, int64(0))
+		require.Contains(t, []string{schema.ResultsSinks, schema.ResultsAll}, r.Results)
+		for _, c := range r.Cmds {
+			require.NotEmpty(t, c.Name)
+			require.Nil(t, schema.CheckFunName(c.Fun))
+			for _, l := range c.Locs {
+				require.Nil(t, schema.CheckLoc(l))
+			}
+		}
+		// A parsed request encodes and parses again to the same request.
+		for _, c := range []codec.Codec{codec.JSON, codec.MsgPack} {
+			b, err := c.Encode(r)
+			require.NoError(t, err)
+			v2, err := c.Decode(b)
+			require.NoError(t, err)
+			r2, err := schema.ParseRequest(v2)
+			require.NoError(t, err)
+			require.Equal(t, len(r.Cmds), len(r2.Cmds))
+			require.Equal(t, r.ID, r2.ID)
+			require.Equal(t, r.TimeoutMS, r2.TimeoutMS)
+		}
+	})
+}
