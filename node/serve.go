@@ -59,8 +59,13 @@ func (n *Node) serveRPC(m *nats.Msg) {
 			resp.Results = map[string]any{}
 		}
 		err := mesh.Respond(n.nc, m, reply, resp, func(size int) any {
-			return &schema.Response{ID: resp.ID, Results: map[string]any{},
-				Error: mesh.TooLarge("response", size, n.nc.MaxPayload())}
+			// Too big to send: drop the results. A step's error says more
+			// than the size does, so it is kept.
+			e := resp.Error
+			if e == nil {
+				e = mesh.TooLarge("response", size, n.nc.MaxPayload())
+			}
+			return &schema.Response{ID: resp.ID, Results: map[string]any{}, Error: e}
 		})
 		if err != nil {
 			n.log.Warn("rpc reply failed", "request_id", resp.ID, "error", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/demo"
 	"github.com/mpreg/mpreg/node"
+	"github.com/mpreg/mpreg/planner"
 )
 
 // nodeFlags are the flags of the commands that run a node.
@@ -21,6 +22,9 @@ type nodeFlags struct {
 	Locs         []string      `help:"The node's locs (resource tags), comma-separated." placeholder:"LOC"`
 	Demo         bool          `help:"Also offer the demo functions: add, upper, sleep, fail, whoami, panic."`
 	DrainTimeout time.Duration `help:"On SIGINT/SIGTERM, how long to wait for work in flight." default:"30s"`
+	MaxInflight  int           `help:"Most steps that run on this node at once." default:"256"`
+	MaxQueue     int           `help:"Most steps that wait for a run slot; beyond it a step gets OVERLOADED." default:"1024"`
+	MaxCommands  int           `help:"Most commands one request may hold." default:"1000"`
 	LogLevel     string        `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
 }
 
@@ -29,7 +33,8 @@ func (f *nodeFlags) Validate() error { return checkIDs(f.Cluster, f.NodeID) }
 
 // config returns the node.Config the flags describe.
 func (f *nodeFlags) config(log *slog.Logger) node.Config {
-	return node.Config{Cluster: f.Cluster, NodeID: f.NodeID, Name: f.Name, Locs: f.Locs, Logger: log}
+	return node.Config{Cluster: f.Cluster, NodeID: f.NodeID, Name: f.Name, Locs: f.Locs, Logger: log,
+		MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, Limits: planner.Limits{MaxCommands: f.MaxCommands}}
 }
 
 // serverCmd is `mpreg server`.

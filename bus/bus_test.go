@@ -1,0 +1,145 @@
+package bus_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/mpreg/mpreg/bus"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestSubjects(t *testing.T) {
+	s := bus.NewSubjects("", "c1")
+	require.Equal(t, "mpreg.c1.rpc", s.RPC())
+	require.Equal(t, "mpreg.c1.node.n1.exec", s.Exec("n1"))
+	require.Equal(t, "mpreg.c1.node.n1.info", s.Info("n1"))
+	require.Equal(t, "mpreg.c1.gossip.hello", s.Hello())
+	require.Equal(t, "mpreg.c1.gossip.heartbeat", s.Heartbeat())
+	require.Equal(t, "mpreg.c1.gossip.goodbye", s.Goodbye())
+	require.Equal(t, "mpreg.c1.gossip.sync", s.Sync())
+	require.Equal(t, "acme.mpreg.x.rpc", bus.NewSubjects("acme.mpreg", "x").RPC())
+	require.NoError(t, bus.CheckPrefix("acme.mpreg"))
+	for _, bad := range []string{"a..b", "a.*", ">", "a b"} {
+		require.Error(t, bus.CheckPrefix(bad), bad)
+	}
+}
+
+func TestSplitURLsAndHostPort(t *testing.T) {
+	require.Equal(t, []string{"nats://a:1", "nats://b:2", "nats://c:3"},
+		bus.SplitURLs("nats://a:1, nats://b:2", "", "nats://c:3"))
+	h, p, err := bus.SplitHostPort("127.0.0.1:4222")
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1", h)
+	require.Equal(t, 4222, p)
+	_, p, err = bus.SplitHostPort("127.0.0.1:0")
+	require.NoError(t, err)
+	require.Equal(t, -1, p, "port 0 picks a free port")
+	for _, bad := range []string{"nohost", "h:x", "h:70000"} {
+		_, _, err := bus.SplitHostPort(bad)
+		require.ErrorIs(t, err, bus.ErrConfig, bad)
+	}
+}
+
+func TestBackoffGrowsWithJitterAndCap(t *testing.T) {
+	base, cap := 100*time.Millisecond, time.Second
+	for n := 1; n <= 10; n++ {
+		want := base << (n - 1)
+		if want > cap {
+			want = cap
+		}
+		for i := 0; i < 50; i++ {
+			d := bus.Backoff(n, base, cap)
+			require.GreaterOrEqual(t, d, want*3/4, "attempt %d", n)
+			require.LessOrEqual(t, d, want*5/4, "attempt %d", n)
+		}
+	}
+}
+
+func TestEmbeddedServerAndConnect(t *testing.T) {
+	s, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1})
+	require.NoError(t, err)
+	defer s.Shutdown()
+	require.Equal(t, "", s.ClusterURL(), "not clustered")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: []string{s.ClientURL()}})
+	require.NoError(t, err)
+	defer nc.Close()
+	ip, err := bus.Connect(ctx, bus.ConnConfig{InProcess: s.NATS()})
+	require.NoError(t, err)
+	defer ip.Close()
+
+	sub, err := nc.Subscribe("t.echo", func(m *nats.Msg) {
+		require.Equal(t, "application/msgpack", bus.Header(m, "Content-Type"))
+		require.Equal(t, "application/json", bus.Header(m, "accept"), "header names match without case as a fallback")
+		_ = m.Respond(m.Data)
+	})
+	require.NoError(t, err)
+	defer sub.Unsubscribe()
+	require.NoError(t, bus.Flush(ctx, nc))
+	msg := bus.NewMsg("t.echo", []byte("hi"), "application/msgpack", "")
+	msg.Header["accept"] = []string{"application/json"}
+	reply, err := ip.RequestMsgWithContext(ctx, msg)
+	require.NoError(t, err)
+	require.Equal(t, "hi", string(reply.Data))
+	require.True(t, bus.Fits(nc, msg))
+	require.False(t, bus.Fits(nc, &nats.Msg{Data: make([]byte, nc.MaxPayload())}))
+	s.Shutdown() // idempotent with the deferred one
+}
+
+func TestConnectGivesUpWithContext(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	// A port nothing listens on: the first connect is retried until ctx ends.
+	_, err := bus.Connect(ctx, bus.ConnConfig{Servers: []string{"nats://127.0.0.1:1"}, ReconnectWait: 10 * time.Millisecond})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func TestClusterOfThree(t *testing.T) {
+	var servers []*bus.Server
+	for i := 0; i < 3; i++ {
+		cfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1, ClusterName: "t", RoutePort: -1}
+		if i > 0 {
+			cfg.Routes = []string{servers[0].ClusterURL()}
+		}
+		s, err := bus.StartServer(cfg)
+		require.NoError(t, err)
+		defer s.Shutdown()
+		servers = append(servers, s)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, s := range servers {
+		for s.NumRoutes() < 2 {
+			require.True(t, time.Now().Before(deadline), "routes did not form")
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	a, err := bus.Connect(ctx, bus.ConnConfig{Servers: []string{servers[0].ClientURL()}})
+	require.NoError(t, err)
+	defer a.Close()
+	c, err := bus.Connect(ctx, bus.ConnConfig{Servers: []string{servers[2].ClientURL()}})
+	require.NoError(t, err)
+	defer c.Close()
+	sub, err := c.Subscribe("x", func(m *nats.Msg) { _ = m.Respond([]byte("from c")) })
+	require.NoError(t, err)
+	defer sub.Unsubscribe()
+	require.NoError(t, bus.Flush(ctx, c))
+	var reply *nats.Msg
+	for reply == nil { // interest crosses the routes asynchronously
+		reply, err = a.Request("x", nil, time.Second)
+		if err != nil {
+			require.ErrorIs(t, err, nats.ErrNoResponders)
+			require.NoError(t, ctx.Err())
+		}
+	}
+	require.Equal(t, "from c", string(reply.Data))
+}
