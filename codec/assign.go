@@ -1,6 +1,8 @@
 package codec
 
 import (
+	"github.com/mpreg/mpreg/schema"
+
 	"encoding"
 	"encoding/base64"
 	"encoding/json"
@@ -145,27 +147,6 @@ func AssignValue(dst reflect.Value, v any) error {
 	return nil
 }
 
-// kindOf names the kind of a model value as package schema does.
-func kindOf(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "bool"
-	case int64, uint64, float64, int, int8, int16, int32, uint, uint8, uint16, uint32, float32:
-		return "number"
-	case string:
-		return "string"
-	case []byte:
-		return "binary"
-	case []any:
-		return "list"
-	case map[string]any:
-		return "map"
-	}
-	return fmt.Sprintf("%T", v)
-}
-
 func inModel(v any) bool {
 	switch v.(type) {
 	case nil, bool, int64, uint64, float64, string, []byte, []any, map[string]any:
@@ -196,7 +177,7 @@ func wantName(t reflect.Type) string {
 }
 
 func mismatch(t reflect.Type, v any) *AssignError {
-	return &AssignError{Want: wantName(t), Got: kindOf(v)}
+	return &AssignError{Want: wantName(t), Got: schema.KindOf(v)}
 }
 
 func badValue(t reflect.Type, v any, format string, args ...any) *AssignError {

@@ -343,26 +343,12 @@ func Select(v any, ptr string) (any, error) {
 			}
 			v = t[n]
 		default:
-			return nil, fmt.Errorf("path %q: cannot select %q in a %s", ptr, tok, kind(v))
+			return nil, fmt.Errorf("path %q: cannot select %q in a %s", ptr, tok, schema.KindOf(v))
 		}
 	}
 	return v, nil
 }
 
-func kind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case string:
-		return "string"
-	case bool:
-		return "bool"
-	case []byte:
-		return "binary"
-	default:
-		return "number"
-	}
-}
 
 // resolve returns v with references replaced by results. Only containers that
 // hold a reference are copied.

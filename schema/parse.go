@@ -19,13 +19,15 @@ func join(prefix, key string) string {
 	return prefix + "." + key
 }
 
-func kindOf(v any) string {
+// KindOf names the kind of a decoded value as error messages do: "null",
+// "bool", "number", "string", "binary", "list" or "map" (else its Go type).
+func KindOf(v any) string {
 	switch v.(type) {
 	case nil:
 		return "null"
 	case bool:
 		return "bool"
-	case int64, uint64, int, float64:
+	case int64, uint64, float64, int, int8, int16, int32, uint, uint8, uint16, uint32, float32:
 		return "number"
 	case string:
 		return "string"
@@ -35,15 +37,14 @@ func kindOf(v any) string {
 		return "list"
 	case map[string]any:
 		return "map"
-	default:
-		return fmt.Sprintf("%T", v)
 	}
+	return fmt.Sprintf("%T", v)
 }
 
 func typeErr(key, want string, got any) *Error {
 	return &Error{
 		Code:    CodeInvalidRequest,
-		Message: fmt.Sprintf("%s: want %s, got %s", key, want, kindOf(got)),
+		Message: fmt.Sprintf("%s: want %s, got %s", key, want, KindOf(got)),
 		Details: map[string]any{"key": key},
 	}
 }

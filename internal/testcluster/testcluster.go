@@ -103,21 +103,7 @@ func NodeConfig(t testing.TB, id string, locs ...string) node.Config {
 // and closes it at cleanup.
 func Node(t testing.TB, url string, cfg node.Config, register func(*node.Node)) *node.Node {
 	t.Helper()
-	nc := Conn(t, url)
-	n, err := node.New(nc, cfg)
-	if err != nil {
-		t.Fatalf("node.New: %v", err)
-	}
-	if register != nil {
-		register(n)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
-	defer cancel()
-	if err := n.Start(ctx); err != nil {
-		t.Fatalf("node start: %v", err)
-	}
-	t.Cleanup(n.Close)
-	return n
+	return StartNode(t, Conn(t, url), cfg, register)
 }
 
 // Client connects a following client to url and closes it at cleanup.
