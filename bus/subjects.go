@@ -47,6 +47,10 @@ func (s Subjects) RPC() string { return s.base + ".rpc" }
 // Exec is P.<cluster>.node.<node>.exec: one step for that node.
 func (s Subjects) Exec(node string) string { return s.base + ".node." + node + ".exec" }
 
+// Cancel is P.<cluster>.node.<node>.cancel: a planner that gave up on a
+// step asks the node to cancel it (an extension; see docs/PROTOCOL-NOTES.md).
+func (s Subjects) Cancel(node string) string { return s.base + ".node." + node + ".cancel" }
+
 // Info is P.<cluster>.node.<node>.info: that node's hello on request.
 func (s Subjects) Info(node string) string { return s.base + ".node." + node + ".info" }
 

@@ -111,6 +111,54 @@ func (m *mpDecoder) checkExt(c byte) error {
 	return nil
 }
 
+// key decodes a map key: a str or bin as a string (a protocol key without
+// allocating), an integer in decimal; anything else is an error.
+func (m *mpDecoder) key(depth int) (string, error) {
+	c, err := m.d.PeekCode()
+	if err != nil {
+		return "", err
+	}
+	if msgpcode.IsString(c) || msgpcode.IsBin(c) {
+		b, err := m.raw()
+		if err != nil {
+			return "", err
+		}
+		return internKey(b), nil
+	}
+	kv, err := m.decode(depth)
+	if err != nil {
+		return "", err
+	}
+	switch kt := kv.(type) {
+	case int64, uint64:
+		return fmt.Sprint(kt), nil
+	}
+	return "", fmt.Errorf("map key of type %T; keys must be strings", kv)
+}
+
+// knownKeys holds the keys of PROTOCOL.md's bodies: decoding one of them
+// returns the shared string instead of allocating a copy per message.
+var knownKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"id", "cmds", "name", "fun", "args", "kwargs", "locs", "timeout_ms", "results",
+		"error", "code", "message", "step", "node", "details", "cluster", "deadline_ms", "result",
+		"incarnation", "version", "funs", "codecs", "advertised_urls", "meta", "proto",
+		"seq", "load", "inflight", "limit", "$ref", "path",
+	} {
+		m[k] = k
+	}
+	return m
+}()
+
+// internKey returns b as a string, shared when it is a known key.
+func internKey(b []byte) string {
+	if s, ok := knownKeys[string(b)]; ok {
+		return s
+	}
+	return string(b)
+}
+
 func (m *mpDecoder) decode(depth int) (any, error) {
 	d, r := m.d, m.r
 	if depth > MaxDepth {
@@ -152,20 +200,9 @@ func (m *mpDecoder) decode(depth int) (any, error) {
 		}
 		out := make(map[string]any, n)
 		for i := 0; i < n; i++ {
-			kv, err := m.decode(depth + 1)
+			k, err := m.key(depth + 1)
 			if err != nil {
 				return nil, err
-			}
-			var k string
-			switch kt := kv.(type) {
-			case string:
-				k = kt
-			case []byte:
-				k = string(kt)
-			case int64, uint64:
-				k = fmt.Sprint(kt)
-			default:
-				return nil, fmt.Errorf("map key of type %T; keys must be strings", kv)
 			}
 			if out[k], err = m.decode(depth + 1); err != nil {
 				return nil, err

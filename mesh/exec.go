@@ -95,7 +95,13 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 				return nil, e
 			}
 			return nil, planner.Final(e)
-		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		case errors.Is(err, context.Canceled):
+			// The request failed elsewhere or the caller went away: tell the
+			// node to cancel the step's context (it would otherwise run on
+			// until its deadline).
+			e.sendCancel(node, c.ID())
+			return nil, err
+		case errors.Is(err, context.DeadlineExceeded):
 			return nil, err
 		case errors.Is(err, nats.ErrTimeout):
 			return nil, context.DeadlineExceeded
@@ -124,4 +130,17 @@ func idempotent(h schema.Hello, fun string) bool {
 		}
 	}
 	return false
+}
+
+// sendCancel publishes a cancel for exec id to node (an extension of
+// PROTOCOL.md §6, see docs/PROTOCOL-NOTES.md). Nodes that do not know it
+// have no subscriber, and the step runs until its deadline.
+func (e *Execer) sendCancel(node, id string) {
+	data, err := codec.JSON.Encode(&schema.Cancel{Cluster: e.Cluster, ID: id})
+	if err == nil {
+		err = e.Conn.PublishMsg(bus.NewMsg(e.Subjects.Cancel(node), data, codec.JSONType, ""))
+	}
+	if err != nil && e.Logger != nil {
+		e.Logger.Debug("cancel not sent", "peer", node, "id", id, "error", err)
+	}
 }

@@ -204,6 +204,7 @@ type Node struct {
 	slots       chan struct{}
 
 	follower *mesh.Follower
+	running  runningSet // exec steps running here, by exec id
 	subs     []*nats.Subscription
 	rpcSub   *nats.Subscription
 
@@ -214,6 +215,7 @@ type Node struct {
 	ctx      context.Context
 	cancel   context.CancelFunc
 	quit     chan struct{}
+	handoff  chan func() // to an idle worker; see goOwned
 	done     chan struct{}
 	started  atomic.Bool
 	draining atomic.Bool
@@ -243,6 +245,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		ctx:         ctx,
 		cancel:      cancel,
 		quit:        make(chan struct{}),
+		handoff:     make(chan func()),
 		done:        make(chan struct{}),
 		slots:       make(chan struct{}, cfg.MaxInflight),
 	}
@@ -383,12 +386,39 @@ func (n *Node) goOwned(f func()) bool {
 	if n.closing.Load() {
 		return false
 	}
+	select {
+	case n.handoff <- f: // an idle worker takes it
+		return true
+	default:
+	}
 	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		f()
-	}()
+	go n.worker(f)
 	return true
+}
+
+// workerIdle is how long a worker goroutine waits for more work before it
+// exits.
+const workerIdle = 2 * time.Second
+
+// worker runs f, then whatever goOwned hands over, until it has been idle
+// for workerIdle or the node closes. Reusing goroutines keeps their grown
+// stacks: a fresh goroutine per message grows (copies) its stack on every
+// request, a large share of a call's CPU time.
+func (n *Node) worker(f func()) {
+	defer n.wg.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		f()
+		idle.Reset(workerIdle)
+		select {
+		case f = <-n.handoff:
+		case <-idle.C:
+			return
+		case <-n.quit:
+			return
+		}
+	}
 }
 
 // Start subscribes the node's subjects, announces it, learns the cluster and
@@ -408,6 +438,9 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	fail := func(err error) error { n.Close(); return err }
 	if _, err := sub(n.subj.Exec(n.cfg.NodeID), "", n.onExec); err != nil {
+		return fail(err)
+	}
+	if _, err := sub(n.subj.Cancel(n.cfg.NodeID), "", n.onCancel); err != nil {
 		return fail(err)
 	}
 	if _, err := sub(n.subj.Info(n.cfg.NodeID), "", n.onHelloRequest); err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -149,11 +151,15 @@ func (n *Node) serveExec(m *nats.Msg) {
 		m.Reply = "" // dropped: no reply
 		return
 	}
-	ctx := n.ctx
+	ctx, cancel := context.WithCancel(n.ctx)
+	defer cancel()
 	if req.DeadlineMS > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, time.UnixMilli(req.DeadlineMS))
-		defer cancel()
+		var stop context.CancelFunc
+		ctx, stop = context.WithDeadline(ctx, time.UnixMilli(req.DeadlineMS))
+		defer stop()
+	}
+	if req.ID != "" {
+		defer n.running.add(req.ID, cancel)()
 	}
 	v, e := n.runLocal(ctx, req.Fun, req.Args, req.Kwargs, req.ID)
 	if e != nil {
@@ -291,4 +297,64 @@ func (n *Node) acquire(ctx context.Context) *schema.Error {
 func (n *Node) release() {
 	<-n.slots
 	n.inflight.Add(-1)
+}
+
+// onCancel cancels a running exec when its planner gave up on it.
+func (n *Node) onCancel(m *nats.Msg) {
+	tree, err := mesh.DecodeReply(m)
+	var c *schema.Cancel
+	if err == nil {
+		c, err = schema.ParseCancel(tree)
+	}
+	if err != nil {
+		n.log.Warn("bad cancel dropped", "error", err)
+		return
+	}
+	if c.Cluster != n.cfg.Cluster {
+		n.foreign.Add(1)
+		n.log.Warn("cancel from another cluster dropped", "cluster", c.Cluster, "request_id", c.ID)
+		return
+	}
+	if n.running.cancel(c.ID) {
+		n.log.Debug("step cancelled by its planner", "request_id", c.ID)
+	}
+}
+
+// runningSet maps exec ids to the cancel funcs of the steps running here.
+type runningSet struct {
+	mu sync.Mutex
+	m  map[string][]*context.CancelFunc
+}
+
+// add registers cancel under id and returns the func that removes it.
+func (r *runningSet) add(id string, cancel context.CancelFunc) func() {
+	p := &cancel
+	r.mu.Lock()
+	if r.m == nil {
+		r.m = make(map[string][]*context.CancelFunc)
+	}
+	r.m[id] = append(r.m[id], p)
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		l := slices.DeleteFunc(r.m[id], func(q *context.CancelFunc) bool { return q == p })
+		if len(l) == 0 {
+			delete(r.m, id)
+		} else {
+			r.m[id] = l
+		}
+		r.mu.Unlock()
+	}
+}
+
+// cancel cancels every step running under id and reports whether any was.
+func (r *runningSet) cancel(id string) bool {
+	r.mu.Lock()
+	l := r.m[id]
+	delete(r.m, id)
+	r.mu.Unlock()
+	for _, c := range l {
+		(*c)()
+	}
+	return len(l) > 0
 }

@@ -296,6 +296,22 @@ func ParseExecRequest(v any) (*ExecRequest, error) {
 	return r, nil
 }
 
+// ParseCancel reads a cancel (see Cancel).
+func ParseCancel(v any) (*Cancel, error) {
+	m, err := asMap(v, "cancel")
+	if err != nil {
+		return nil, err
+	}
+	c := &Cancel{}
+	if c.Cluster, err = str(m, "", "cluster", true); err != nil {
+		return nil, err
+	}
+	if c.ID, err = str(m, "", "id", true); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
 // ParseExecReply reads an exec reply (PROTOCOL.md §6).
 func ParseExecReply(v any) (*ExecReply, error) {
 	m, err := asMap(v, "reply")

@@ -58,6 +58,13 @@ type ExecRequest struct {
 	DeadlineMS int64          `json:"deadline_ms,omitempty"`
 }
 
+// Cancel asks a node to cancel the exec with this id (an extension of
+// PROTOCOL.md §6, sent on P.<cluster>.node.<node>.cancel without a reply).
+type Cancel struct {
+	Cluster string `json:"cluster"`
+	ID      string `json:"id"`
+}
+
 // ExecReply is the reply to an ExecRequest: Result (present even when nil)
 // or Error.
 type ExecReply struct {
