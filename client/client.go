@@ -56,6 +56,9 @@ type Config struct {
 	// SyncQuiet is how long the first sync waits after the last reply.
 	// Default 200 ms.
 	SyncQuiet time.Duration
+	// DeadAfter is how long a silent node stays routable in the client's
+	// view; match it to the nodes' (3 heartbeat intervals). Default 3 s.
+	DeadAfter time.Duration
 	// Name is the NATS connection name.
 	Name string
 	// Logger. Default: discard.
@@ -103,7 +106,11 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		}
 		c.nc, c.ownConn = nc, true
 	}
-	c.table = membership.New(membership.Config{})
+	if cfg.DeadAfter <= 0 {
+		cfg.DeadAfter = 3 * time.Second
+		c.cfg.DeadAfter = cfg.DeadAfter
+	}
+	c.table = membership.New(membership.Config{DeadAfter: cfg.DeadAfter, ForgetAfter: 10 * cfg.DeadAfter})
 	c.runner = &planner.Runner{
 		Router:   planner.RouterFunc(c.table.Pick),
 		Executor: &mesh.Execer{Conn: c.nc, Subjects: c.subj, Cluster: cfg.Cluster, Table: c.table, Logger: cfg.Logger},
@@ -112,7 +119,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if !cfg.NoFollow {
 		f, err := mesh.Follow(ctx, mesh.FollowConfig{
 			Conn: c.nc, Subjects: c.subj, Cluster: cfg.Cluster, Table: c.table,
-			SyncQuiet: cfg.SyncQuiet, Logger: cfg.Logger,
+			SyncQuiet: cfg.SyncQuiet, PruneInterval: cfg.DeadAfter / 3, Logger: cfg.Logger,
 		})
 		if err != nil {
 			c.Close()

@@ -113,6 +113,9 @@ func Client(t testing.TB, url string, cfg client.Config) *client.Client {
 	if cfg.SyncQuiet == 0 {
 		cfg.SyncQuiet = 50 * time.Millisecond
 	}
+	if cfg.DeadAfter == 0 {
+		cfg.DeadAfter = 300 * time.Millisecond // 3 heartbeats of NodeConfig
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	c, err := client.Connect(ctx, cfg)
