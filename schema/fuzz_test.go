@@ -28,8 +28,29 @@ func FuzzParseRequest(f *testing.F) {
 	for _, s := range fuzzRequests {
 		f.Add([]byte(s))
 	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		v, err := codec.JSON.Decode(data)
+	f.Fuzz(func(t *testing.T, data []byte) { checkParseRequest(t, codec.JSON, data) })
+}
+
+// FuzzParseRequestMsgPack is FuzzParseRequest for bodies in MessagePack.
+func FuzzParseRequestMsgPack(f *testing.F) {
+	for _, s := range fuzzRequests {
+		v, err := codec.JSON.Decode([]byte(s))
+		if err != nil {
+			continue
+		}
+		b, err := codec.MsgPack.Encode(v)
+		require.NoError(f, err)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) { checkParseRequest(t, codec.MsgPack, data) })
+}
+
+// checkParseRequest decodes data with c and checks what ParseRequest makes
+// of it: a typed INVALID_REQUEST naming its key, or a request that keeps
+// every rule and survives a round trip through both codecs.
+func checkParseRequest(t *testing.T, c codec.Codec, data []byte) {
+	{
+		v, err := c.Decode(data)
 		if err != nil {
 			return
 		}
@@ -68,5 +89,5 @@ func FuzzParseRequest(f *testing.F) {
 			require.Equal(t, r.ID, r2.ID)
 			require.Equal(t, r.TimeoutMS, r2.TimeoutMS)
 		}
-	})
+	}
 }
