@@ -161,6 +161,14 @@ func (n *Node) serveExec(m *nats.Msg) {
 	if req.ID != "" {
 		defer n.running.add(req.ID, cancel)()
 	}
+	if n.draining.Load() {
+		// New work from peers goes elsewhere; steps of requests this node
+		// already took still run here.
+		n.steps.Add(1)
+		n.stepErrors.Add(1)
+		rep.Error = schema.Errorf(schema.CodeShuttingDown, "node %s is draining", n.cfg.NodeID)
+		return
+	}
 	v, e := n.runLocal(ctx, req.Fun, req.Args, req.Kwargs, req.ID)
 	if e != nil {
 		rep.Error = e
@@ -174,10 +182,6 @@ func (n *Node) serveExec(m *nats.Msg) {
 // function ignores ctx.
 func (n *Node) runLocal(ctx context.Context, fun string, args []any, kwargs map[string]any, id string) (any, *schema.Error) {
 	n.steps.Add(1)
-	if n.draining.Load() {
-		n.stepErrors.Add(1)
-		return nil, schema.Errorf(schema.CodeShuttingDown, "node %s is draining", n.cfg.NodeID)
-	}
 	f, ok := n.reg.get(fun)
 	if !ok {
 		n.stepErrors.Add(1)
