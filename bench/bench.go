@@ -28,7 +28,8 @@ var ErrInvalidConfig = errors.New("bench: invalid config")
 // Config configures Run. Zero fields take the defaults in DefaultConfig.
 type Config struct {
 	// Duration is how long each phase (latency, then throughput) of each
-	// scenario runs. Default 3 s.
+	// scenario runs in total, in turns with the other scenarios. Default
+	// 3 s.
 	Duration time.Duration
 	// Concurrency is the number of requesters in the throughput phase.
 	// Default 64.

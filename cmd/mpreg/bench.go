@@ -16,7 +16,7 @@ type benchCmd struct {
 	Concurrency int           `help:"Concurrent requesters in the throughput phase." default:"${bench_concurrency}"`
 	Payload     int           `help:"Payload size in bytes." default:"${bench_payload}"`
 	Servers     []string      `help:"NATS server URLs, comma-separated (default: an embedded server in this process)." placeholder:"URL"`
-	Cluster     string        `help:"Cluster id." default:"default"`
+	Cluster     string        `help:"Cluster id." default:"bench"`
 }
 
 // benchVars are the bench defaults shown in --help.
