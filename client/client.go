@@ -75,6 +75,14 @@ type Client struct {
 	follower *mesh.Follower
 	runner   *planner.Runner
 	closed   atomic.Bool
+	idPrefix string        // unique per client
+	idSeq    atomic.Uint64 // request ids are idPrefix + idSeq
+}
+
+// nextID returns a request id unique to this client, without the global
+// lock of a NUID per call.
+func (c *Client) nextID() string {
+	return c.idPrefix + strconv.FormatUint(c.idSeq.Add(1), 36)
 }
 
 // Connect dials NATS (unless cfg.Conn is set) and, unless cfg.NoFollow,
@@ -98,7 +106,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{cfg: cfg, nc: cfg.Conn, subj: bus.NewSubjects(cfg.Prefix, cfg.Cluster)}
+	c := &Client{cfg: cfg, nc: cfg.Conn, subj: bus.NewSubjects(cfg.Prefix, cfg.Cluster), idPrefix: nuid.Next() + "-"}
 	if c.nc == nil {
 		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: cfg.Servers, Name: cfg.Name, Options: cfg.ConnOptions, Logger: cfg.Logger})
 		if err != nil {
@@ -208,14 +216,15 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 	ctx, cancel := c.deadline(ctx, o.timeout)
 	defer cancel()
 	if c.follower != nil {
-		if _, ok := c.table.Pick(fun, o.locs, nil); ok {
-			call := &planner.Call{RequestID: nuid.Next(), Step: fun, Fun: fun, Locs: o.locs, Args: args, Kwargs: kwargs}
-			v, e := c.runner.Call(ctx, call)
-			if e != nil {
-				return nil, e
-			}
+		call := &planner.Call{RequestID: c.nextID(), Step: fun, Fun: fun, Locs: o.locs, Args: args, Kwargs: kwargs}
+		v, e := c.runner.Call(ctx, call)
+		if e == nil {
 			return v, nil
 		}
+		if e.Code != schema.CodeNoRoute || e.Node != "" {
+			return nil, e
+		}
+		// The view knows no eligible node (it may lag): ask the cluster.
 	}
 	name := uniqueName(fun, args)
 	resp, err := c.Run(ctx, &schema.Request{Cmds: []schema.Command{{Name: name, Fun: fun, Args: args, Kwargs: kwargs, Locs: o.locs}}})

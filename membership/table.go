@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mpreg/mpreg/schema"
@@ -49,13 +50,13 @@ type Peer struct {
 }
 
 type entry struct {
-	hello       schema.Hello
-	lastHeard   time.Time
-	firstSeen   time.Time
-	load        schema.Load
-	outstanding int64
-	markedDead  bool
-	gone        bool // goodbye received for hello.Incarnation
+	hello      schema.Hello
+	lastHeard  time.Time
+	firstSeen  time.Time
+	load       schema.Load
+	out        *inflight // shared by every entry of the node id
+	markedDead bool
+	gone       bool // goodbye received for hello.Incarnation
 }
 
 // ErrNodeLost is the cancel cause given to tracked requests whose node was
@@ -68,9 +69,25 @@ type Table struct {
 	mu      sync.RWMutex
 	nodes   map[string]*entry
 	changed chan struct{}
-	// tracked holds the cancel funcs of requests in flight per node.
-	tracked map[string]map[uint64]context.CancelCauseFunc
-	nextID  uint64
+	// inflight holds, per node id, the requests in flight there. It has its
+	// own locks so that tracking a request never waits on mu.
+	inflight sync.Map // node id → *inflight
+	nextID   atomic.Uint64
+}
+
+// inflight counts and tracks the requests in flight at one node.
+type inflight struct {
+	n    atomic.Int64
+	mu   sync.Mutex
+	reqs map[uint64]context.CancelCauseFunc
+}
+
+func (t *Table) inflightOf(node string) *inflight {
+	if v, ok := t.inflight.Load(node); ok {
+		return v.(*inflight)
+	}
+	v, _ := t.inflight.LoadOrStore(node, &inflight{})
+	return v.(*inflight)
 }
 
 // New returns an empty table.
@@ -87,8 +104,7 @@ func New(cfg Config) *Table {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Table{cfg: cfg, nodes: make(map[string]*entry), changed: make(chan struct{}),
-		tracked: make(map[string]map[uint64]context.CancelCauseFunc)}
+	return &Table{cfg: cfg, nodes: make(map[string]*entry), changed: make(chan struct{})}
 }
 
 // Changed returns a channel that is closed at the next change of the table
@@ -136,11 +152,9 @@ func (t *Table) ApplyHello(h *schema.Hello) bool {
 			}
 		}
 	}
-	n := &entry{hello: *h, lastHeard: now, firstSeen: now}
+	n := &entry{hello: *h, lastHeard: now, firstSeen: now, out: t.inflightOf(h.Node)}
 	if ok && e.hello.Incarnation == h.Incarnation {
-		n.firstSeen, n.load, n.outstanding = e.firstSeen, e.load, e.outstanding
-	} else if ok {
-		n.outstanding = e.outstanding
+		n.firstSeen, n.load = e.firstSeen, e.load
 	}
 	t.nodes[h.Node] = n
 	t.notify()
@@ -202,58 +216,53 @@ func (t *Table) MarkDead(node string) {
 		e.markedDead = true
 		t.notify()
 	}
-	lost := t.takeTrackedLocked(node)
 	t.mu.Unlock()
-	fire(lost)
+	t.inflightOf(node).lost()
 }
 
 // Track counts a request in flight at node (as Outstanding) and registers
 // cancel, which is called with ErrNodeLost if the node is declared dead
 // (MarkDead, or silence noticed by Prune) before done is called.
 func (t *Table) Track(node string, cancel context.CancelCauseFunc) (done func()) {
-	t.mu.Lock()
-	t.nextID++
-	id := t.nextID
-	m := t.tracked[node]
-	if m == nil {
-		m = make(map[uint64]context.CancelCauseFunc)
-		t.tracked[node] = m
+	l := t.inflightOf(node)
+	id := t.nextID.Add(1)
+	l.add(1)
+	l.mu.Lock()
+	if l.reqs == nil {
+		l.reqs = make(map[uint64]context.CancelCauseFunc)
 	}
-	m[id] = cancel
-	if e, ok := t.nodes[node]; ok {
-		e.outstanding++
-	}
-	t.mu.Unlock()
+	l.reqs[id] = cancel
+	l.mu.Unlock()
+	var once atomic.Bool
 	return func() {
-		t.mu.Lock()
-		if m := t.tracked[node]; m != nil {
-			delete(m, id)
-			if len(m) == 0 {
-				delete(t.tracked, node)
-			}
+		if !once.CompareAndSwap(false, true) {
+			return
 		}
-		if e, ok := t.nodes[node]; ok && e.outstanding > 0 {
-			e.outstanding--
-		}
-		t.mu.Unlock()
+		l.mu.Lock()
+		delete(l.reqs, id)
+		l.mu.Unlock()
+		l.add(-1)
 	}
 }
 
-func (t *Table) takeTrackedLocked(node string) []context.CancelCauseFunc {
-	m := t.tracked[node]
-	if len(m) == 0 {
-		return nil
+// add adds d to the count, never going below zero.
+func (l *inflight) add(d int64) {
+	for {
+		v := l.n.Load()
+		nv := max(v+d, 0)
+		if l.n.CompareAndSwap(v, nv) {
+			return
+		}
 	}
-	out := make([]context.CancelCauseFunc, 0, len(m))
-	for _, c := range m {
-		out = append(out, c)
-	}
-	delete(t.tracked, node)
-	return out
 }
 
-func fire(cancels []context.CancelCauseFunc) {
-	for _, c := range cancels {
+// lost cancels every tracked request with ErrNodeLost.
+func (l *inflight) lost() {
+	l.mu.Lock()
+	reqs := l.reqs
+	l.reqs = nil
+	l.mu.Unlock()
+	for _, c := range reqs {
 		c(ErrNodeLost)
 	}
 }
@@ -265,13 +274,16 @@ func (t *Table) Prune() int {
 	now := t.cfg.Now()
 	t.mu.Lock()
 	n := 0
-	var lost []context.CancelCauseFunc
+	var lost []*inflight
 	for id, e := range t.nodes {
 		if id != t.cfg.Self && now.Sub(e.lastHeard) > t.cfg.DeadAfter {
-			lost = append(lost, t.takeTrackedLocked(id)...)
+			lost = append(lost, e.out)
 		}
 		if id != t.cfg.Self && now.Sub(e.lastHeard) > t.cfg.ForgetAfter {
 			delete(t.nodes, id)
+			if e.out.n.Load() == 0 {
+				t.inflight.Delete(id)
+			}
 			n++
 		}
 	}
@@ -279,7 +291,9 @@ func (t *Table) Prune() int {
 		t.notify()
 	}
 	t.mu.Unlock()
-	fire(lost)
+	for _, l := range lost {
+		l.lost()
+	}
 	return n
 }
 
@@ -318,7 +332,7 @@ func (t *Table) Pick(fun string, locs []string, exclude []string) (node string, 
 		if !t.aliveLocked(e, now) || !eligible(e, fun, locs) || slices.Contains(exclude, id) {
 			continue
 		}
-		score := e.outstanding
+		score := e.out.n.Load()
 		if id != t.cfg.Self && e.load.Inflight > 0 {
 			score += e.load.Inflight
 		}
@@ -349,20 +363,13 @@ func (t *Table) Begin(node string) { t.addOutstanding(node, 1) }
 func (t *Table) End(node string) { t.addOutstanding(node, -1) }
 
 func (t *Table) addOutstanding(node string, d int64) {
-	t.mu.Lock()
-	if e, ok := t.nodes[node]; ok {
-		e.outstanding += d
-		if e.outstanding < 0 {
-			e.outstanding = 0
-		}
-	}
-	t.mu.Unlock()
+	t.inflightOf(node).add(d)
 }
 
 func (t *Table) snapshot(e *entry, now time.Time) Peer {
 	return Peer{
 		Hello: e.hello, LastHeard: e.lastHeard, FirstSeen: e.firstSeen,
-		Load: e.load, Outstanding: e.outstanding, Alive: t.aliveLocked(e, now),
+		Load: e.load, Outstanding: e.out.n.Load(), Alive: t.aliveLocked(e, now),
 	}
 }
 

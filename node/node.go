@@ -209,7 +209,7 @@ type Node struct {
 	rpcSub   *nats.Subscription
 
 	// lifecycle
-	mu       sync.Mutex // guards wg.Add against closing
+	mu       sync.RWMutex // guards wg.Add against closing
 	wg       sync.WaitGroup
 	work     tracker // requests and steps in flight, for Drain
 	ctx      context.Context
@@ -381,8 +381,8 @@ func (n *Node) publish(subject string, v any) {
 // goOwned runs f on a goroutine the node waits for on Close; it returns
 // false, running nothing, once the node is closing.
 func (n *Node) goOwned(f func()) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	n.mu.RLock()
+	defer n.mu.RUnlock()
 	if n.closing.Load() {
 		return false
 	}

@@ -126,76 +126,84 @@ func (n *Node) onExec(m *nats.Msg) {
 }
 
 func (n *Node) serveExec(m *nats.Msg) {
-	rep := &schema.ExecReply{}
+	var once sync.Once
 	tree, reply, derr := mesh.Decode(m)
-	defer func() {
-		err := mesh.Respond(n.nc, m, reply, rep.Encodable(), func(size int) any {
-			return (&schema.ExecReply{Error: mesh.TooLarge("result", size, n.nc.MaxPayload())}).Encodable()
+	// send answers once: with the function's outcome, or with TIMEOUT or
+	// CANCELLED when the step's context ends first.
+	send := func(rep *schema.ExecReply) {
+		once.Do(func() {
+			err := mesh.Respond(n.nc, m, reply, rep.Encodable(), func(size int) any {
+				return (&schema.ExecReply{Error: mesh.TooLarge("result", size, n.nc.MaxPayload())}).Encodable()
+			})
+			if err != nil {
+				n.log.Warn("exec reply failed", "error", err)
+			}
 		})
-		if err != nil {
-			n.log.Warn("exec reply failed", "error", err)
-		}
-	}()
+	}
 	if derr != nil {
-		rep.Error = derr
+		send(&schema.ExecReply{Error: derr})
 		return
 	}
 	req, err := schema.ParseExecRequest(tree)
 	if err != nil {
-		rep.Error = schema.AsError(err)
+		send(&schema.ExecReply{Error: schema.AsError(err)})
 		return
 	}
 	if req.Cluster != n.cfg.Cluster {
 		n.foreign.Add(1)
 		n.log.Warn("exec from another cluster dropped", "cluster", req.Cluster, "request_id", req.ID)
-		m.Reply = "" // dropped: no reply
-		return
-	}
-	ctx, cancel := context.WithCancel(n.ctx)
-	defer cancel()
-	if req.DeadlineMS > 0 {
-		var stop context.CancelFunc
-		ctx, stop = context.WithDeadline(ctx, time.UnixMilli(req.DeadlineMS))
-		defer stop()
-	}
-	if req.ID != "" {
-		defer n.running.add(req.ID, cancel)()
+		return // dropped: no reply
 	}
 	if n.draining.Load() {
 		// New work from peers goes elsewhere; steps of requests this node
 		// already took still run here.
 		n.steps.Add(1)
 		n.stepErrors.Add(1)
-		rep.Error = schema.Errorf(schema.CodeShuttingDown, "node %s is draining", n.cfg.NodeID)
+		send(&schema.ExecReply{Error: schema.Errorf(schema.CodeShuttingDown, "node %s is draining", n.cfg.NodeID)})
 		return
 	}
-	v, e := n.runLocal(ctx, req.Fun, req.Args, req.Kwargs, req.ID)
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if req.DeadlineMS > 0 {
+		ctx, cancel = context.WithDeadline(n.ctx, time.UnixMilli(req.DeadlineMS))
+	} else {
+		ctx, cancel = context.WithCancel(n.ctx)
+	}
+	defer cancel()
+	if req.ID != "" {
+		defer n.running.add(req.ID, cancel)()
+	}
+	f, e := n.admit(ctx, req.Fun)
 	if e != nil {
-		rep.Error = e
+		send(&schema.ExecReply{Error: e})
 		return
 	}
-	rep.Result = v
+	// The function runs on this goroutine; if it outlives its context the
+	// caller is answered at once and the late result is dropped.
+	late := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(late)
+		send(&schema.ExecReply{Error: ctxError(ctx)})
+	})
+	v, e := n.invoke(ctx, f, req.Args, req.Kwargs, req.ID)
+	if !stop() {
+		<-late // the timeout reply is out; nothing outlives this call
+	}
+	n.release()
+	if e != nil {
+		n.stepErrors.Add(1)
+		send(&schema.ExecReply{Error: e})
+		return
+	}
+	send(&schema.ExecReply{Result: v})
 }
 
 // runLocal runs a registered function under ctx, on an owned goroutine so
 // that the caller gets TIMEOUT or CANCELLED when ctx ends even if the
 // function ignores ctx.
 func (n *Node) runLocal(ctx context.Context, fun string, args []any, kwargs map[string]any, id string) (any, *schema.Error) {
-	n.steps.Add(1)
-	f, ok := n.reg.get(fun)
-	if !ok {
-		n.stepErrors.Add(1)
-		return nil, &schema.Error{Code: schema.CodeNoRoute, Message: fmt.Sprintf("node %s does not offer %s", n.cfg.NodeID, fun),
-			Node: n.cfg.NodeID, Details: map[string]any{"fun": fun, "locs": []any{}}}
-	}
-	if ctx.Err() != nil {
-		// The deadline passed (or the caller went away) before the step
-		// started: do not run it.
-		n.stepErrors.Add(1)
-		return nil, ctxError(ctx)
-	}
-	if e := n.acquire(ctx); e != nil {
-		n.stepErrors.Add(1)
+	f, e := n.admit(ctx, fun)
+	if e != nil {
 		return nil, e
 	}
 	type result struct {
@@ -231,6 +239,30 @@ func (n *Node) runLocal(ctx context.Context, fun string, args []any, kwargs map[
 		n.stepErrors.Add(1)
 		return nil, ctxError(ctx)
 	}
+}
+
+// admit counts a step and lets it run: the function exists, the step's
+// context is still live, and it holds a run slot (see acquire). The caller
+// calls release when the step ends.
+func (n *Node) admit(ctx context.Context, fun string) (*fn, *schema.Error) {
+	n.steps.Add(1)
+	f, ok := n.reg.get(fun)
+	if !ok {
+		n.stepErrors.Add(1)
+		return nil, &schema.Error{Code: schema.CodeNoRoute, Message: fmt.Sprintf("node %s does not offer %s", n.cfg.NodeID, fun),
+			Node: n.cfg.NodeID, Details: map[string]any{"fun": fun, "locs": []any{}}}
+	}
+	if ctx.Err() != nil {
+		// The deadline passed (or the caller went away) before the step
+		// started: do not run it.
+		n.stepErrors.Add(1)
+		return nil, ctxError(ctx)
+	}
+	if e := n.acquire(ctx); e != nil {
+		n.stepErrors.Add(1)
+		return nil, e
+	}
+	return f, nil
 }
 
 // invoke calls f with a recover boundary and normalizes its result.

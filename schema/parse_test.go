@@ -268,7 +268,9 @@ func TestParseExecReply(t *testing.T) {
 	r, err := schema.ParseExecReply(decode(t, `{"result":null}`))
 	require.NoError(t, err)
 	require.Equal(t, &schema.ExecReply{}, r)
-	require.Equal(t, map[string]any{"result": nil}, r.Encodable())
+	b, err := codec.JSON.Encode(r.Encodable())
+	require.NoError(t, err)
+	require.JSONEq(t, `{"result":null}`, string(b), "the result key is present when null")
 
 	_, err = schema.ParseExecReply(decode(t, `{}`))
 	requireInvalid(t, err, "result", "required key missing")
@@ -287,7 +289,9 @@ func TestParseExecReply(t *testing.T) {
 	require.Nil(t, r.Result)
 	require.Equal(t, &schema.Error{Code: schema.CodeFunctionError, Message: "boom", Details: map[string]any{"n": int64(1)}}, r.Error)
 	require.ErrorIs(t, r.Error, schema.ErrFunctionError)
-	require.Equal(t, map[string]any{"error": r.Error}, r.Encodable())
+	b, err = codec.JSON.Encode(r.Encodable())
+	require.NoError(t, err)
+	require.JSONEq(t, `{"error":{"code":"FUNCTION_ERROR","message":"boom","details":{"n":1}}}`, string(b))
 
 	_, err = schema.ParseExecReply(decode(t, `{"error":{"message":"no code"}}`))
 	requireInvalid(t, err, "error.code", "required key missing")

@@ -72,12 +72,21 @@ type ExecReply struct {
 	Error  *Error `json:"-"`
 }
 
-// Encodable returns the map to encode for r: {"result": v} or {"error": e}.
-func (r *ExecReply) Encodable() map[string]any {
+// Encodable returns the value to encode for r: {"result": v} or
+// {"error": e}, as a struct (cheaper to encode than a map).
+func (r *ExecReply) Encodable() any {
 	if r.Error != nil {
-		return map[string]any{"error": r.Error}
+		return execError{Error: r.Error}
 	}
-	return map[string]any{"result": r.Result}
+	return execResult{Result: r.Result}
+}
+
+type execResult struct {
+	Result any `json:"result"`
+}
+
+type execError struct {
+	Error *Error `json:"error"`
 }
 
 // Hello is a node's full capability announcement.
