@@ -394,3 +394,36 @@ func TestRestartNewIncarnation(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "second", v)
 }
+
+// TestTooManyRequests: past MaxRequests whole requests being planned, a new
+// rpc request is answered OVERLOADED at once, and served again afterwards.
+func TestTooManyRequests(t *testing.T) {
+	srv := testcluster.Server(t)
+	b := newBlocker()
+	defer b.Release()
+	cfg := testcluster.NodeConfig(t, "n1")
+	cfg.MaxRequests = 1
+	testcluster.Node(t, srv.ClientURL(), cfg, func(n *node.Node) {
+		require.NoError(t, n.Register("block", b.Fn))
+	})
+	nc := testcluster.Conn(t, srv.ClientURL())
+	first := make(chan *nats.Msg, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), bound)
+		defer cancel()
+		r, _ := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: rpcSubject,
+			Data: []byte(`{"cmds": [{"name": "a", "fun": "block", "args": ["held"]}]}`)})
+		first <- r
+	}()
+	recv(t, b.started, "the first request's step to run")
+
+	resp := rpcJSON(t, nc, `{"cmds": [{"name": "b", "fun": "echo", "args": [1]}]}`)
+	require.Equal(t, "OVERLOADED", wireError(t, resp)["code"])
+
+	b.Release()
+	m := recv(t, first, "the first request's reply")
+	require.NotNil(t, m)
+	require.Equal(t, map[string]any{"a": "held"}, decodeAs(t, m, codec.JSONType)["results"])
+	resp = rpcJSON(t, nc, `{"cmds": [{"name": "b", "fun": "echo", "args": [1]}]}`)
+	require.Equal(t, map[string]any{"b": int64(1)}, resp["results"])
+}

@@ -70,6 +70,9 @@ type Config struct {
 	// MaxQueue is the most steps that wait for a run slot; more get
 	// OVERLOADED. Default 1024.
 	MaxQueue int
+	// MaxRequests is the most whole requests this node plans at once; more
+	// are answered OVERLOADED at once. Default 4096.
+	MaxRequests int
 	// AdvertisedURLs are the NATS URLs announced in hello. Default: the
 	// connection's known servers.
 	AdvertisedURLs []string
@@ -94,6 +97,7 @@ func DefaultConfig() Config {
 		Limits:            planner.DefaultLimits(),
 		MaxInflight:       256,
 		MaxQueue:          1024,
+		MaxRequests:       4096,
 	}
 }
 
@@ -153,6 +157,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxQueue <= 0 {
 		c.MaxQueue = d.MaxQueue
 	}
+	if c.MaxRequests <= 0 {
+		c.MaxRequests = d.MaxRequests
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -201,6 +208,7 @@ type Node struct {
 	seq         atomic.Int64
 	inflight    atomic.Int64 // steps running or queued here
 	queued      atomic.Int64 // steps waiting for a slot
+	planning    atomic.Int64 // rpc requests being planned here
 	slots       chan struct{}
 
 	follower *mesh.Follower

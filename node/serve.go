@@ -31,9 +31,23 @@ func (n *Node) onHelloRequest(m *nats.Msg) {
 // onRPC takes a whole request off the subscription and plans it on an owned
 // goroutine: the subscription's goroutine never waits on user code.
 func (n *Node) onRPC(m *nats.Msg) {
+	if n.planning.Add(1) > int64(n.cfg.MaxRequests) {
+		n.planning.Add(-1)
+		n.requests.Add(1)
+		n.requestErrors.Add(1)
+		_, reply, _ := mesh.Decode(m)
+		resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
+			Code: schema.CodeOverloaded, Node: n.cfg.NodeID,
+			Message: fmt.Sprintf("node %s is planning %d requests, its limit", n.cfg.NodeID, n.cfg.MaxRequests)}}
+		if err := mesh.Respond(n.nc, m, reply, resp, nil); err != nil {
+			n.log.Warn("rpc reply failed", "error", err)
+		}
+		return
+	}
 	n.work.add()
-	if !n.goOwned(func() { defer n.work.done(); n.serveRPC(m) }) {
+	if !n.goOwned(func() { defer n.work.done(); defer n.planning.Add(-1); n.serveRPC(m) }) {
 		n.work.done()
+		n.planning.Add(-1)
 	}
 }
 

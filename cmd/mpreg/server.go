@@ -25,6 +25,7 @@ type nodeFlags struct {
 	MaxInflight  int           `help:"Most steps that run on this node at once." default:"256"`
 	MaxQueue     int           `help:"Most steps that wait for a run slot; beyond it a step gets OVERLOADED." default:"1024"`
 	MaxCommands  int           `help:"Most commands one request may hold." default:"1000"`
+	MaxRequests  int           `help:"Most whole requests this node plans at once; beyond it a request gets OVERLOADED." default:"4096"`
 	LogLevel     string        `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
 }
 
@@ -34,7 +35,7 @@ func (f *nodeFlags) Validate() error { return checkIDs(f.Cluster, f.NodeID) }
 // config returns the node.Config the flags describe.
 func (f *nodeFlags) config(log *slog.Logger) node.Config {
 	return node.Config{Cluster: f.Cluster, NodeID: f.NodeID, Name: f.Name, Locs: f.Locs, Logger: log,
-		MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, Limits: planner.Limits{MaxCommands: f.MaxCommands}}
+		MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxRequests: f.MaxRequests, Limits: planner.Limits{MaxCommands: f.MaxCommands}}
 }
 
 // serverCmd is `mpreg server`.
