@@ -26,6 +26,9 @@ type ServerConfig struct {
 	RoutePort   int
 	// Routes are the route URLs (nats-route://host:port) of other servers.
 	Routes []string
+	// NoAdvertise keeps this server from telling clients about the other
+	// servers of its cluster (nats-server's cluster no_advertise).
+	NoAdvertise bool
 	// MaxPayload is the largest message in bytes. Default 1 MiB (NATS').
 	MaxPayload int32
 	// ReadyTimeout bounds the wait for the server to accept clients.
@@ -87,7 +90,7 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		if cfg.ClusterName == "" {
 			cfg.ClusterName = "mpreg"
 		}
-		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: cfg.RouteHost, Port: cfg.RoutePort}
+		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: cfg.RouteHost, Port: cfg.RoutePort, NoAdvertise: cfg.NoAdvertise}
 		for _, r := range SplitURLs(cfg.Routes...) {
 			opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
 		}

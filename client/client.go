@@ -128,6 +128,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		f, err := mesh.Follow(ctx, mesh.FollowConfig{
 			Conn: c.nc, Subjects: c.subj, Cluster: cfg.Cluster, Table: c.table,
 			SyncQuiet: cfg.SyncQuiet, PruneInterval: cfg.DeadAfter / 3, Logger: cfg.Logger,
+			LearnServers: true,
 		})
 		if err != nil {
 			c.Close()

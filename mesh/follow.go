@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +37,9 @@ type FollowConfig struct {
 	// PruneInterval is how often dead nodes are checked for forgetting.
 	// Default 1 s.
 	PruneInterval time.Duration
+	// LearnServers adds the NATS URLs that peers advertise to Conn's server
+	// pool (checked every PruneInterval), for fail-over.
+	LearnServers bool
 	// Logger. Default: discard.
 	Logger *slog.Logger
 }
@@ -151,8 +156,56 @@ func (f *Follower) pruneLoop() {
 			if n := f.cfg.Table.Prune(); n > 0 {
 				f.log.Info("forgot dead nodes", "count", n)
 			}
+			if f.cfg.LearnServers {
+				f.learnServers()
+			}
 		}
 	}
+}
+
+// learnServers adds the NATS URLs that live peers advertise to the
+// connection's server pool, so that it can fail over to servers it was not
+// told of and that NATS did not announce (PROTOCOL.md §7).
+func (f *Follower) learnServers() {
+	nc := f.cfg.Conn
+	if !nc.IsConnected() {
+		return // the pool is in use by the reconnect loop; try next tick
+	}
+	pool := nc.Servers()
+	have := make(map[string]bool, len(pool))
+	for _, u := range pool {
+		have[hostOf(u)] = true
+	}
+	added := false
+	for _, u := range f.cfg.Table.AdvertisedURLs() {
+		h := hostOf(u)
+		if h == "" || have[h] {
+			continue
+		}
+		have[h] = true
+		pool = append(pool, u)
+		added = true
+	}
+	if !added {
+		return
+	}
+	if err := nc.SetServerPool(pool); err != nil {
+		f.log.Debug("advertised servers not added", "error", err)
+		return
+	}
+	f.log.Info("learned NATS servers from peers", "servers", pool)
+}
+
+// hostOf returns the host:port of a NATS URL, or "" when it does not parse.
+func hostOf(u string) string {
+	if !strings.Contains(u, "://") {
+		u = "nats://" + u
+	}
+	p, err := url.Parse(u)
+	if err != nil || p.Host == "" {
+		return ""
+	}
+	return p.Host
 }
 
 // Sync asks every node for its hello and applies the replies, returning once

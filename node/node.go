@@ -462,6 +462,7 @@ func (n *Node) Start(ctx context.Context) error {
 	f, err := mesh.Follow(ctx, mesh.FollowConfig{
 		Conn: n.nc, Subjects: n.subj, Cluster: n.cfg.Cluster, Table: n.table, Self: n.cfg.NodeID,
 		SyncQuiet: n.cfg.SyncQuiet, PruneInterval: n.cfg.HeartbeatInterval, Logger: n.log,
+		LearnServers: true,
 	})
 	if err != nil {
 		return fail(err)
