@@ -397,3 +397,30 @@ func TestDecodeErrorWrapping(t *testing.T) {
 	require.True(t, errors.Is(err, ErrDecode))
 	require.Contains(t, err.Error(), MsgPackType)
 }
+
+// The wire structs of the call path are written without reflection in
+// MessagePack; they must decode to the same tree as their JSON form.
+func TestMsgPackWireStructsMatchJSON(t *testing.T) {
+	for name, v := range map[string]any{
+		"exec request": &schema.ExecRequest{Cluster: "c", ID: "r/s", Fun: "f",
+			Args: []any{"x", int64(1), []any{true, nil}}, Kwargs: map[string]any{"k": map[string]any{"n": int64(-3)}}, DeadlineMS: 1732570000123},
+		"exec request, nil args, no deadline": &schema.ExecRequest{Cluster: "c", ID: "r/s", Fun: "f"},
+		"result":                              schema.ExecResult{Result: map[string]any{"a": []any{"b"}}},
+		"null result":                         schema.ExecResult{},
+		"error":                               schema.ExecError{Error: &schema.Error{Code: schema.CodeNoRoute, Message: "m", Step: "s", Node: "n", Details: map[string]any{"fun": "f"}}},
+		"error, no extras":                    schema.ExecError{Error: &schema.Error{Code: schema.CodeTimeout, Message: "t"}},
+		"response via the library path":       &schema.Response{ID: "x", Results: map[string]any{"a": int64(1)}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			jb, err := JSON.Encode(v)
+			require.NoError(t, err)
+			want, err := JSON.Decode(jb)
+			require.NoError(t, err)
+			mb, err := MsgPack.Encode(v)
+			require.NoError(t, err)
+			got, err := MsgPack.Decode(mb)
+			require.NoError(t, err)
+			require.Equal(t, want, got)
+		})
+	}
+}

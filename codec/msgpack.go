@@ -9,6 +9,8 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
+
+	"github.com/mpreg/mpreg/schema"
 )
 
 type msgpackCodec struct{}
@@ -24,10 +26,134 @@ func (msgpackCodec) Encode(v any) ([]byte, error) {
 	enc.Reset(&buf)
 	enc.SetCustomStructTag("json")
 	enc.UseCompactInts(true)
-	if err := enc.Encode(v); err != nil {
+	if err := encodeMsgpack(enc, v, 0); err != nil {
 		return nil, fmt.Errorf("codec: encode msgpack: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+// encodeMsgpack writes the value model and the wire structs of the call
+// path without reflection; anything else goes to the library's encoder.
+func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
+	if depth > MaxDepth {
+		return fmt.Errorf("nesting deeper than %d", MaxDepth)
+	}
+	switch t := v.(type) {
+	case []any:
+		if t == nil {
+			return enc.EncodeNil()
+		}
+		if err := enc.EncodeArrayLen(len(t)); err != nil {
+			return err
+		}
+		for _, e := range t {
+			if err := encodeMsgpack(enc, e, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case map[string]any:
+		if t == nil {
+			return enc.EncodeNil()
+		}
+		if err := enc.EncodeMapLen(len(t)); err != nil {
+			return err
+		}
+		for k, e := range t {
+			if err := enc.EncodeString(k); err != nil {
+				return err
+			}
+			if err := encodeMsgpack(enc, e, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case *schema.ExecRequest:
+		n := 5
+		if t.DeadlineMS != 0 {
+			n++
+		}
+		if err := enc.EncodeMapLen(n); err != nil {
+			return err
+		}
+		if err := encodeFields(enc, "cluster", t.Cluster, "id", t.ID, "fun", t.Fun); err != nil {
+			return err
+		}
+		if err := encodeField(enc, depth, "args", t.Args); err != nil {
+			return err
+		}
+		if err := encodeField(enc, depth, "kwargs", t.Kwargs); err != nil {
+			return err
+		}
+		if t.DeadlineMS != 0 {
+			return encodeField(enc, depth, "deadline_ms", t.DeadlineMS)
+		}
+		return nil
+	case schema.ExecResult:
+		if err := enc.EncodeMapLen(1); err != nil {
+			return err
+		}
+		return encodeField(enc, depth, "result", t.Result)
+	case schema.ExecError:
+		if err := enc.EncodeMapLen(1); err != nil {
+			return err
+		}
+		return encodeField(enc, depth, "error", t.Error)
+	case *schema.Error:
+		if t == nil {
+			return enc.EncodeNil()
+		}
+		n := 2
+		for _, s := range []string{t.Step, t.Node} {
+			if s != "" {
+				n++
+			}
+		}
+		if t.Details != nil {
+			n++
+		}
+		if err := enc.EncodeMapLen(n); err != nil {
+			return err
+		}
+		if err := encodeFields(enc, "code", string(t.Code), "message", t.Message); err != nil {
+			return err
+		}
+		if t.Step != "" {
+			if err := encodeField(enc, depth, "step", t.Step); err != nil {
+				return err
+			}
+		}
+		if t.Node != "" {
+			if err := encodeField(enc, depth, "node", t.Node); err != nil {
+				return err
+			}
+		}
+		if t.Details != nil {
+			return encodeField(enc, depth, "details", t.Details)
+		}
+		return nil
+	}
+	return enc.Encode(v)
+}
+
+func encodeField(enc *msgpack.Encoder, depth int, key string, v any) error {
+	if err := enc.EncodeString(key); err != nil {
+		return err
+	}
+	return encodeMsgpack(enc, v, depth+1)
+}
+
+// encodeFields writes key/string-value pairs.
+func encodeFields(enc *msgpack.Encoder, kv ...string) error {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if err := enc.EncodeString(kv[i]); err != nil {
+			return err
+		}
+		if err := enc.EncodeString(kv[i+1]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Decode decodes one MessagePack value into the value model.

@@ -76,16 +76,18 @@ type ExecReply struct {
 // {"error": e}, as a struct (cheaper to encode than a map).
 func (r *ExecReply) Encodable() any {
 	if r.Error != nil {
-		return execError{Error: r.Error}
+		return ExecError{Error: r.Error}
 	}
-	return execResult{Result: r.Result}
+	return ExecResult{Result: r.Result}
 }
 
-type execResult struct {
+// ExecResult is the wire form of a successful ExecReply.
+type ExecResult struct {
 	Result any `json:"result"`
 }
 
-type execError struct {
+// ExecError is the wire form of a failed ExecReply.
+type ExecError struct {
 	Error *Error `json:"error"`
 }
 
