@@ -50,6 +50,17 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	if body.Kwargs == nil {
 		body.Kwargs = map[string]any{}
 	}
+	// An idempotent function with a retry-after gets an attempt deadline:
+	// past it the planner tries another node rather than wait for the whole
+	// budget (a lost message, a stalled node).
+	parent := ctx
+	ms := peer.Hello.RetryAfterMS[c.Fun]
+	retryAfter := ms > 0
+	if retryAfter {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+		defer cancel()
+	}
 	if dl, ok := ctx.Deadline(); ok {
 		body.DeadlineMS = dl.UnixMilli()
 	}
@@ -101,6 +112,10 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 			// until its deadline).
 			e.sendCancel(node, c.ID())
 			return nil, err
+		case errors.Is(err, context.DeadlineExceeded) && retryAfter && parent.Err() == nil:
+			// Only the attempt's retry-after passed: try elsewhere.
+			return nil, planner.Retry(&schema.Error{Code: schema.CodeTimeout, Node: node,
+				Message: fmt.Sprintf("node %s did not answer within the retry-after of %s", node, c.Fun)})
 		case errors.Is(err, context.DeadlineExceeded):
 			return nil, err
 		case errors.Is(err, nats.ErrTimeout):
@@ -118,6 +133,9 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 		return nil, schema.Errorf(schema.CodeInternal, "node %s sent a bad exec reply: %v", node, err)
 	}
 	if rep.Error != nil {
+		if rep.Error.Code == schema.CodeTimeout && retryAfter && parent.Err() == nil {
+			return nil, planner.Retry(rep.Error) // the node gave up at the attempt deadline
+		}
 		return nil, rep.Error
 	}
 	return rep.Result, nil

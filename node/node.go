@@ -321,7 +321,7 @@ func (n *Node) Register(name string, f any, opts ...FuncOption) error {
 	if err != nil {
 		return err
 	}
-	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, call: call})
+	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, call: call})
 	n.changed()
 	return nil
 }
@@ -372,6 +372,7 @@ func (n *Node) hello() *schema.Hello {
 		Meta:           meta,
 		Proto:          schema.Proto,
 		Idempotent:     n.reg.idempotent(),
+		RetryAfterMS:   n.reg.retryAfter(),
 	}
 }
 

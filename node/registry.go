@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/schema"
@@ -24,6 +25,7 @@ type funcOpts struct {
 	locs       []string
 	params     []string
 	idempotent bool
+	retryAfter time.Duration
 }
 
 // WithLocs adds locs (resource tags) to the function, on top of the node's.
@@ -39,6 +41,14 @@ func WithParams(names ...string) FuncOption {
 	return func(o *funcOpts) { o.params = names }
 }
 
+// RetryAfter marks the function idempotent and says how long one attempt
+// normally takes at most: a planner whose attempt on another node has not
+// answered within d tries the next eligible node (at most twice), instead of
+// waiting for the whole request's budget. The late attempt is cancelled.
+func RetryAfter(d time.Duration) FuncOption {
+	return func(o *funcOpts) { o.idempotent, o.retryAfter = true, d }
+}
+
 // Idempotent marks the function safe to run twice, so that a step whose node
 // was lost mid-execution may be retried elsewhere.
 func Idempotent() FuncOption { return func(o *funcOpts) { o.idempotent = true } }
@@ -48,6 +58,7 @@ type fn struct {
 	name       string
 	locs       []string // the function's own locs (without the node's)
 	idempotent bool
+	retryAfter time.Duration
 	call       RawFunc
 }
 
@@ -105,6 +116,22 @@ func (r *registry) idempotent() []string {
 		}
 	}
 	sort.Strings(out)
+	return out
+}
+
+// retryAfter returns the RetryAfter of the functions that have one, in ms.
+func (r *registry) retryAfter() map[string]int64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out map[string]int64
+	for name, f := range r.funcs {
+		if ms := f.retryAfter.Milliseconds(); ms > 0 {
+			if out == nil {
+				out = map[string]int64{}
+			}
+			out[name] = ms
+		}
+	}
 	return out
 }
 

@@ -241,7 +241,8 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 		}
 		e := stepError(ctx, err)
 		var final finalError
-		if retryable(e.Code) && attempt < maxRetries && !errors.As(err, &final) {
+		var again retryError
+		if (retryable(e.Code) || errors.As(err, &again)) && attempt < maxRetries && !errors.As(err, &final) {
 			if r.Logger != nil {
 				r.Logger.Debug("step re-routed", "request_id", call.RequestID, "step", call.Step, "node", node, "code", e.Code)
 			}
@@ -275,6 +276,17 @@ type finalError struct{ e *schema.Error }
 
 func (f finalError) Error() string { return f.e.Error() }
 func (f finalError) Unwrap() error { return f.e }
+
+// retryError marks an error that may be retried on another node whatever
+// its code.
+type retryError struct{ e *schema.Error }
+
+func (r retryError) Error() string { return r.e.Error() }
+func (r retryError) Unwrap() error { return r.e }
+
+// Retry marks e as safe to retry on another node: an Executor returns it
+// when an attempt of an idempotent function ran past its retry-after time.
+func Retry(e *schema.Error) error { return retryError{e} }
 
 // Final marks e as not to be retried on another node: an Executor returns it
 // when the step may already have run (a node lost mid-execution of a

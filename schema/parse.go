@@ -383,6 +383,22 @@ func ParseHello(v any) (*Hello, error) {
 	if h.Idempotent, err = strList(m["idempotent"], "idempotent"); err != nil {
 		return nil, err
 	}
+	retry, err := optMap(m, "", "retry_after_ms")
+	if err != nil {
+		return nil, err
+	}
+	for f := range retry {
+		ms, err := integer(retry, "retry_after_ms", f, true)
+		if err != nil {
+			return nil, err
+		}
+		if ms > 0 {
+			if h.RetryAfterMS == nil {
+				h.RetryAfterMS = make(map[string]int64, len(retry))
+			}
+			h.RetryAfterMS[f] = ms
+		}
+	}
 	meta, err := optMap(m, "", "meta")
 	if err != nil {
 		return nil, err

@@ -105,6 +105,9 @@ type Hello struct {
 	// Idempotent lists the functions that are safe to run twice
 	// (an optional extension; see docs/PROTOCOL-NOTES.md).
 	Idempotent []string `json:"idempotent,omitempty"`
+	// RetryAfterMS maps idempotent functions to how long one attempt may
+	// take before a planner tries another node (optional extension).
+	RetryAfterMS map[string]int64 `json:"retry_after_ms,omitempty"`
 }
 
 // Load is a node's concurrency in a Heartbeat.
