@@ -349,7 +349,6 @@ func Select(v any, ptr string) (any, error) {
 	return v, nil
 }
 
-
 // resolve returns v with references replaced by results. Only containers that
 // hold a reference are copied.
 func (p *Plan) resolve(v any, top bool, results []any) (any, bool, error) {
