@@ -30,7 +30,10 @@ func TestCallsFailFastWhileBusIsDown(t *testing.T) {
 		return nil
 	})
 	for _, run := range []func() error{
-		func() error { _, err := c.Call(testCtx(t), "echo", []any{"down"}, client.WithTimeout(5*time.Second)); return err },
+		func() error {
+			_, err := c.Call(testCtx(t), "echo", []any{"down"}, client.WithTimeout(5*time.Second))
+			return err
+		},
 		func() error {
 			_, err := c.Run(testCtx(t), &schema.Request{TimeoutMS: 5000, Cmds: []schema.Command{{Name: "e", Fun: "echo", Args: []any{1}}}})
 			return err
