@@ -311,7 +311,10 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 		}
 		r.TimeoutMS = max(budget.Milliseconds(), 1)
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Duration(r.TimeoutMS)*time.Millisecond+grace)
+	// The cluster caps budgets (10 min by default); so does the wait here,
+	// at a day, which also keeps a huge timeout_ms from overflowing.
+	wait := time.Duration(min(r.TimeoutMS, (24*time.Hour).Milliseconds()))*time.Millisecond + grace
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	data, err := c.cfg.Codec.Encode(&r)
 	if err != nil {

@@ -73,6 +73,9 @@ func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
 		if t.DeadlineMS != 0 {
 			n++
 		}
+		if t.Attempt != "" {
+			n++
+		}
 		if err := enc.EncodeMapLen(n); err != nil {
 			return err
 		}
@@ -86,7 +89,12 @@ func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
 			return err
 		}
 		if t.DeadlineMS != 0 {
-			return encodeField(enc, depth, "deadline_ms", t.DeadlineMS)
+			if err := encodeField(enc, depth, "deadline_ms", t.DeadlineMS); err != nil {
+				return err
+			}
+		}
+		if t.Attempt != "" {
+			return encodeFields(enc, "attempt", t.Attempt)
 		}
 		return nil
 	case schema.ExecResult:

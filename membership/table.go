@@ -34,6 +34,10 @@ type Config struct {
 	ForgetAfter time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// SelfLoad, when set, gives Self's own count of steps running or queued
+	// (from any planner) for Pick; without it Self is scored by the steps
+	// this table's owner has outstanding there.
+	SelfLoad func() int64
 }
 
 // Peer is a snapshot of one node as the table knows it.
@@ -333,7 +337,10 @@ func (t *Table) Pick(fun string, locs []string, exclude []string) (node string, 
 			continue
 		}
 		score := e.out.n.Load()
-		if id != t.cfg.Self && e.load.Inflight > 0 {
+		switch {
+		case id == t.cfg.Self && t.cfg.SelfLoad != nil:
+			score = t.cfg.SelfLoad()
+		case id != t.cfg.Self && e.load.Inflight > 0:
 			score += e.load.Inflight
 		}
 		switch {

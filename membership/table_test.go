@@ -2,6 +2,7 @@ package membership_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -576,4 +577,21 @@ func TestTrack(t *testing.T) {
 	tb.Track("n1", cancel3)()
 	tb.MarkDead("n1")
 	assert.NoError(t, ctx3.Err())
+}
+
+// With SelfLoad, Self is scored by its real load (steps from every planner),
+// so a busy planner node routes to an idle peer.
+func TestPickSelfLoad(t *testing.T) {
+	var selfLoad atomic.Int64
+	tb := membership.New(membership.Config{Self: "n1", SelfLoad: selfLoad.Load})
+	require.True(t, tb.ApplyHello(hello("n1", 1, 1)))
+	require.True(t, tb.ApplyHello(hello("n2", 1, 1)))
+	tb.ApplyHeartbeat(heartbeat("n2", 1, 1, 1))
+	selfLoad.Store(0)
+	node, ok := tb.Pick("echo", nil, nil)
+	require.True(t, ok)
+	require.Equal(t, "n1", node, "idle self wins")
+	selfLoad.Store(20)
+	node, _ = tb.Pick("echo", nil, nil)
+	require.Equal(t, "n2", node, "busy self loses to a peer running 1")
 }

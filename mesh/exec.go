@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/codec"
@@ -30,6 +34,16 @@ type Execer struct {
 	Cluster  string
 	Table    *membership.Table
 	Logger   *slog.Logger
+
+	attemptOnce   sync.Once
+	attemptPrefix string
+	attemptSeq    atomic.Uint64
+}
+
+// nextAttempt returns a token unique to one sending of one step.
+func (e *Execer) nextAttempt() string {
+	e.attemptOnce.Do(func() { e.attemptPrefix = nuid.Next() + "." })
+	return e.attemptPrefix + strconv.FormatUint(e.attemptSeq.Add(1), 36)
 }
 
 var _ planner.Executor = (*Execer)(nil)
@@ -43,7 +57,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	}
 	peer, _ := e.Table.Get(node)
 	cd := codec.Preferred(peer.Hello.Codecs)
-	body := schema.ExecRequest{Cluster: e.Cluster, ID: c.ID(), Fun: c.Fun, Args: c.Args, Kwargs: c.Kwargs}
+	body := schema.ExecRequest{Cluster: e.Cluster, ID: c.ID(), Fun: c.Fun, Args: c.Args, Kwargs: c.Kwargs, Attempt: e.nextAttempt()}
 	if body.Args == nil {
 		body.Args = []any{}
 	}
@@ -63,6 +77,9 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		body.DeadlineMS = dl.UnixMilli()
+	}
+	if size, ok := codec.SizeWithin(&body, int(e.Conn.MaxPayload())); !ok {
+		return nil, TooLarge("exec request for "+c.Fun, size, e.Conn.MaxPayload())
 	}
 	data, err := cd.Encode(&body)
 	if err != nil {
@@ -110,7 +127,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 			// The request failed elsewhere or the caller went away: tell the
 			// node to cancel the step's context (it would otherwise run on
 			// until its deadline).
-			e.sendCancel(node, c.ID())
+			e.sendCancel(node, c.ID(), body.Attempt)
 			return nil, err
 		case errors.Is(err, context.DeadlineExceeded) && retryAfter && parent.Err() == nil:
 			// Only the attempt's retry-after passed: try elsewhere.
@@ -136,6 +153,10 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 		if rep.Error.Code == schema.CodeTimeout && retryAfter && parent.Err() == nil {
 			return nil, planner.Retry(rep.Error) // the node gave up at the attempt deadline
 		}
+		if rep.Error.Code == schema.CodeNodeUnavailable && !idempotent(peer.Hello, c.Fun) {
+			// The node stopped while running the step: it may have run.
+			return nil, planner.Final(rep.Error)
+		}
 		return nil, rep.Error
 	}
 	return rep.Result, nil
@@ -153,8 +174,8 @@ func idempotent(h schema.Hello, fun string) bool {
 // sendCancel publishes a cancel for exec id to node (an extension of
 // PROTOCOL.md §6, see docs/PROTOCOL-NOTES.md). Nodes that do not know it
 // have no subscriber, and the step runs until its deadline.
-func (e *Execer) sendCancel(node, id string) {
-	data, err := codec.JSON.Encode(&schema.Cancel{Cluster: e.Cluster, ID: id})
+func (e *Execer) sendCancel(node, id, attempt string) {
+	data, err := codec.JSON.Encode(&schema.Cancel{Cluster: e.Cluster, ID: id, Attempt: attempt})
 	if err == nil {
 		err = e.Conn.PublishMsg(bus.NewMsg(e.Subjects.Cancel(node), data, codec.JSONType, ""))
 	}

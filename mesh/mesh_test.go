@@ -284,9 +284,9 @@ func TestRespond(t *testing.T) {
 	nc := testcluster.Conn(t, srv.ClientURL())
 	big := strings.Repeat("y", 4000)
 	var respondErr atomic.Value
-	for subject, tooBig := range map[string]func(int) any{
-		"with-fallback": func(size int) any {
-			return (&schema.ExecReply{Error: mesh.TooLarge("result", size, nc.MaxPayload())}).Encodable()
+	for subject, tooBig := range map[string]func(*schema.Error) any{
+		"with-fallback": func(problem *schema.Error) any {
+			return (&schema.ExecReply{Error: problem}).Encodable()
 		},
 		"without-fallback": nil,
 	} {

@@ -41,31 +41,75 @@ func DecodeReply(m *nats.Msg) (any, error) {
 	return tree, nil
 }
 
-// Respond encodes v in c and answers m, setting Content-Type. When the
-// encoded reply does not fit the connection's maximum payload, tooBig is
-// called to build a smaller reply (for example an error object); a nil tooBig
-// sends nothing and returns the error.
-func Respond(nc *nats.Conn, m *nats.Msg, c codec.Codec, v any, tooBig func(size int) any) error {
+// Respond encodes v in c and answers m, setting Content-Type. When v does
+// not encode (a NaN in JSON, say) or its encoding does not fit the
+// connection's maximum payload, fallback is called with the problem (code
+// FUNCTION_ERROR or PAYLOAD_TOO_LARGE) to build a smaller reply, usually an
+// error object; its message is clipped and its details dropped if even that
+// does not fit. A nil fallback sends nothing and returns the error.
+func Respond(nc *nats.Conn, m *nats.Msg, c codec.Codec, v any, fallback func(problem *schema.Error) any) error {
 	if m.Reply == "" {
 		return nil
 	}
-	data, err := c.Encode(v)
-	if err != nil {
-		return fmt.Errorf("mesh: encode reply: %w", err)
+	var problem *schema.Error
+	if size, ok := codec.SizeWithin(v, int(nc.MaxPayload())); !ok {
+		problem = TooLarge("reply", size, nc.MaxPayload())
 	}
-	out := bus.NewMsg(m.Reply, data, c.ContentType(), "")
-	if !bus.Fits(nc, out) {
-		if tooBig == nil {
-			return fmt.Errorf("mesh: reply of %d bytes exceeds the max payload %d", len(data), nc.MaxPayload())
-		}
-		if out.Data, err = c.Encode(tooBig(len(data))); err != nil {
-			return fmt.Errorf("mesh: encode reply: %w", err)
+	var data []byte
+	var err error
+	if problem == nil {
+		if data, err = c.Encode(v); err != nil {
+			problem = schema.Errorf(schema.CodeFunctionError, "a result does not encode in %s: %v", c.ContentType(), err)
+		} else if !bus.Fits(nc, bus.NewMsg(m.Reply, data, c.ContentType(), "")) {
+			problem = TooLarge("reply", len(data), nc.MaxPayload())
 		}
 	}
-	if err := nc.PublishMsg(out); err != nil {
+	if problem != nil {
+		if fallback == nil {
+			return fmt.Errorf("mesh: reply: %w", problem)
+		}
+		fb := fallback(problem)
+		data, err = c.Encode(fb)
+		if err != nil || int64(len(data)+256) > nc.MaxPayload() {
+			clipErrors(fb)
+			if data, err = c.Encode(fb); err != nil {
+				return fmt.Errorf("mesh: encode fallback reply: %w", err)
+			}
+		}
+	}
+	if err := nc.PublishMsg(bus.NewMsg(m.Reply, data, c.ContentType(), "")); err != nil {
 		return fmt.Errorf("mesh: respond: %w", err)
 	}
 	return nil
+}
+
+// maxMessage bounds the message of an error that had to be clipped.
+const maxMessage = 1024
+
+// clipErrors shortens the error objects in a fallback reply: message cut to
+// maxMessage bytes, details dropped.
+func clipErrors(v any) {
+	clip := func(e *schema.Error) {
+		if e == nil {
+			return
+		}
+		if len(e.Message) > maxMessage {
+			e.Message = e.Message[:maxMessage] + "…"
+		}
+		if len(e.Step) > maxMessage {
+			e.Step = e.Step[:maxMessage] + "…"
+		}
+		e.Details = nil
+	}
+	switch t := v.(type) {
+	case *schema.Response:
+		clip(t.Error)
+		t.Results = map[string]any{}
+	case schema.ExecError:
+		clip(t.Error)
+	case *schema.Error:
+		clip(t)
+	}
 }
 
 // TooLarge returns the PAYLOAD_TOO_LARGE error for a body of size bytes.

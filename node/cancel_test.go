@@ -3,12 +3,14 @@ package node_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
@@ -77,4 +79,65 @@ func TestDirectCallCancelReachesNode(t *testing.T) {
 	_, err := c.Call(ctx, "slow", nil, client.WithTimeout(60*time.Second))
 	requireCode(t, err, schema.CodeCancelled)
 	require.ErrorIs(t, recv(t, cancelled, "the node's step context to end"), context.Canceled)
+}
+
+// A cancel names the attempt it is for: a caller reusing another caller's
+// rpc id (so the same exec id) cannot cancel that caller's step.
+func TestCancelMatchesTheAttempt(t *testing.T) {
+	s := testcluster.Server(t)
+	var ctxs sync.Map // tag → the step's context
+	started := make(chan string, 2)
+	cancelled := make(chan string, 2)
+	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "worker"), func(n *node.Node) {
+		require.NoError(t, n.Register("slow", func(ctx context.Context, tag string) error {
+			ctxs.Store(tag, ctx)
+			started <- tag
+			<-ctx.Done()
+			cancelled <- tag
+			return ctx.Err()
+		}))
+	})
+	nc := testcluster.Conn(t, s.ClientURL())
+	for _, attempt := range []string{"mine-1", "theirs-7"} {
+		body := []byte(`{"cluster":"default","id":"dup/a","attempt":"` + attempt + `","fun":"slow","args":["` + attempt + `"],"kwargs":{}}`)
+		go func() { _, _ = nc.RequestWithContext(testCtx(t), execSubject("worker"), body) }()
+	}
+	recv(t, started, "a step to start")
+	recv(t, started, "the other step to start")
+
+	require.NoError(t, nc.Publish("mpreg.default.node.worker.cancel", []byte(`{"cluster":"default","id":"dup/a","attempt":"theirs-7"}`)))
+	require.Equal(t, "theirs-7", recv(t, cancelled, "the named attempt to be cancelled"))
+	mine, _ := ctxs.Load("mine-1")
+	require.NoError(t, mine.(context.Context).Err(), "the other caller's step with the same exec id still runs")
+
+	require.NoError(t, nc.Publish("mpreg.default.node.worker.cancel", []byte(`{"cluster":"default","id":"dup/a","attempt":"mine-1"}`)))
+	require.Equal(t, "mine-1", recv(t, cancelled, "the second attempt to be cancelled"))
+}
+
+// A node that stops while running a peer's step answers NODE_UNAVAILABLE
+// (another node may take it), not CANCELLED.
+func TestClosingNodeAnswersNodeUnavailable(t *testing.T) {
+	s := testcluster.Server(t)
+	started := make(chan struct{}, 1)
+	n := testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "worker"), func(n *node.Node) {
+		require.NoError(t, n.Register("slow", func(ctx context.Context) error {
+			started <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		}))
+	})
+	nc := testcluster.Conn(t, s.ClientURL())
+	replied := make(chan map[string]any, 1)
+	go func() {
+		m, err := nc.RequestWithContext(testCtx(t), execSubject("worker"),
+			[]byte(`{"cluster":"default","id":"r/a","fun":"slow","args":[],"kwargs":{}}`))
+		if err != nil {
+			replied <- map[string]any{"transport": err.Error()}
+			return
+		}
+		replied <- decodeAs(t, m, codec.JSONType)
+	}()
+	recv(t, started, "the step to start")
+	n.Close()
+	require.Equal(t, "NODE_UNAVAILABLE", wireError(t, recv(t, replied, "the exec reply"))["code"])
 }

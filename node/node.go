@@ -257,7 +257,8 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		done:        make(chan struct{}),
 		slots:       make(chan struct{}, cfg.MaxInflight),
 	}
-	n.table = membership.New(membership.Config{Self: cfg.NodeID, DeadAfter: cfg.DeadAfter, ForgetAfter: cfg.ForgetAfter})
+	n.table = membership.New(membership.Config{Self: cfg.NodeID, DeadAfter: cfg.DeadAfter, ForgetAfter: cfg.ForgetAfter,
+		SelfLoad: n.inflight.Load})
 	n.execer = &mesh.Execer{Conn: nc, Subjects: n.subj, Cluster: cfg.Cluster, Table: n.table, Logger: n.log}
 	n.runner = &planner.Runner{
 		Router:   planner.RouterFunc(n.table.Pick),

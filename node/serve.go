@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -74,12 +75,15 @@ func (n *Node) serveRPC(m *nats.Msg) {
 		if resp.Results == nil {
 			resp.Results = map[string]any{}
 		}
-		err := mesh.Respond(n.nc, m, reply, resp, func(size int) any {
-			// Too big to send: drop the results. A step's error says more
-			// than the size does, so it is kept.
+		err := mesh.Respond(n.nc, m, reply, resp, func(problem *schema.Error) any {
+			// The results cannot be sent: drop them. A step's error says
+			// more than the size does, so it is kept.
 			e := resp.Error
 			if e == nil {
-				e = mesh.TooLarge("response", size, n.nc.MaxPayload())
+				e = problem
+			} else {
+				c := *e
+				e = &c
 			}
 			return &schema.Response{ID: resp.ID, Results: map[string]any{}, Error: e}
 		})
@@ -108,7 +112,8 @@ func (n *Node) serveRPC(m *nats.Msg) {
 	}
 	timeout := n.cfg.DefaultTimeout
 	if req.TimeoutMS > 0 {
-		timeout = time.Duration(req.TimeoutMS) * time.Millisecond
+		// Cap in milliseconds first: a huge timeout_ms must not overflow.
+		timeout = time.Duration(min(req.TimeoutMS, n.cfg.MaxTimeout.Milliseconds())) * time.Millisecond
 	}
 	timeout = min(timeout, n.cfg.MaxTimeout)
 	ctx, cancel := context.WithTimeout(n.ctx, timeout)
@@ -146,8 +151,13 @@ func (n *Node) serveExec(m *nats.Msg) {
 	// CANCELLED when the step's context ends first.
 	send := func(rep *schema.ExecReply) {
 		once.Do(func() {
-			err := mesh.Respond(n.nc, m, reply, rep.Encodable(), func(size int) any {
-				return (&schema.ExecReply{Error: mesh.TooLarge("result", size, n.nc.MaxPayload())}).Encodable()
+			err := mesh.Respond(n.nc, m, reply, rep.Encodable(), func(problem *schema.Error) any {
+				if rep.Error != nil { // an error object that is too big itself
+					c := *rep.Error
+					return schema.ExecError{Error: &c}
+				}
+				problem.Node = n.cfg.NodeID
+				return schema.ExecError{Error: problem}
 			})
 			if err != nil {
 				n.log.Warn("exec reply failed", "error", err)
@@ -184,8 +194,8 @@ func (n *Node) serveExec(m *nats.Msg) {
 		ctx, cancel = context.WithCancel(n.ctx)
 	}
 	defer cancel()
-	if req.ID != "" {
-		defer n.running.add(req.ID, cancel)()
+	if key := cmp.Or(req.Attempt, req.ID); key != "" {
+		defer n.running.add(key, cancel)()
 	}
 	f, e := n.admit(ctx, req.Fun)
 	if e != nil {
@@ -197,7 +207,7 @@ func (n *Node) serveExec(m *nats.Msg) {
 	late := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(late)
-		send(&schema.ExecReply{Error: ctxError(ctx)})
+		send(&schema.ExecReply{Error: n.stepCtxError(ctx)})
 	})
 	v, e := n.invoke(ctx, f, req.Args, req.Kwargs, req.ID)
 	if !stop() {
@@ -230,8 +240,8 @@ func (n *Node) runLocal(ctx context.Context, fun string, args []any, kwargs map[
 	n.work.add()
 	started := n.goOwned(func() {
 		defer n.work.done()
-		defer n.release()
-		v, err := n.invoke(hctx, f, args, kwargs, id)
+		v, err := n.invoke(hctx, f, args, kwargs, id) // recovers panics
+		n.release()                                   // before the caller can route its next step
 		ch <- result{v, err}
 	})
 	if !started {
@@ -251,7 +261,7 @@ func (n *Node) runLocal(ctx context.Context, fun string, args []any, kwargs map[
 		// so that it sees DeadlineExceeded at a deadline, not Canceled.
 		<-hctx.Done()
 		n.stepErrors.Add(1)
-		return nil, ctxError(ctx)
+		return nil, n.stepCtxError(ctx)
 	}
 }
 
@@ -270,7 +280,7 @@ func (n *Node) admit(ctx context.Context, fun string) (*fn, *schema.Error) {
 		// The deadline passed (or the caller went away) before the step
 		// started: do not run it.
 		n.stepErrors.Add(1)
-		return nil, ctxError(ctx)
+		return nil, n.stepCtxError(ctx)
 	}
 	if e := n.acquire(ctx); e != nil {
 		n.stepErrors.Add(1)
@@ -288,10 +298,17 @@ func (n *Node) invoke(ctx context.Context, f *fn, args []any, kwargs map[string]
 				Message: fmt.Sprintf("%s panicked: %v", f.name, p)}
 		}
 	}()
+	max := int(n.nc.MaxPayload())
+	if size, ok := codec.SizeWithin(args, max); !ok {
+		return nil, n.tooLarge("the arguments of "+f.name, size)
+	}
+	if size, ok := codec.SizeWithin(kwargs, max); !ok {
+		return nil, n.tooLarge("the keyword arguments of "+f.name, size)
+	}
 	res, err := f.call(ctx, args, kwargs)
 	if err != nil {
 		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-			return nil, ctxError(ctx)
+			return nil, n.stepCtxError(ctx)
 		}
 		e := callError(err)
 		if e.Node == "" {
@@ -299,12 +316,36 @@ func (n *Node) invoke(ctx context.Context, f *fn, args []any, kwargs map[string]
 		}
 		return nil, e
 	}
+	// A result built from shared parts can stand for far more than it
+	// holds: bound it before anything walks it in full.
+	if size, ok := codec.SizeWithin(res, max); !ok {
+		return nil, n.tooLarge("the result of "+f.name, size)
+	}
 	out, err := codec.Normalize(res)
 	if err != nil {
 		return nil, &schema.Error{Code: schema.CodeFunctionError, Node: n.cfg.NodeID,
 			Message: fmt.Sprintf("%s returned a value that does not encode: %v", f.name, err)}
 	}
 	return out, nil
+}
+
+// tooLarge is PAYLOAD_TOO_LARGE for a value of at least size bytes.
+func (n *Node) tooLarge(what string, size int) *schema.Error {
+	e := mesh.TooLarge(what, size, n.nc.MaxPayload())
+	e.Message = fmt.Sprintf("%s exceed the NATS max payload of %d bytes", what, n.nc.MaxPayload())
+	e.Node = n.cfg.NodeID
+	return e
+}
+
+// stepCtxError is the error of a step whose context ended: NODE_UNAVAILABLE
+// when this node is closing under it (another node may take the step),
+// else TIMEOUT or CANCELLED.
+func (n *Node) stepCtxError(ctx context.Context) *schema.Error {
+	if n.ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &schema.Error{Code: schema.CodeNodeUnavailable, Node: n.cfg.NodeID,
+			Message: fmt.Sprintf("node %s stopped while running the step", n.cfg.NodeID)}
+	}
+	return ctxError(ctx)
 }
 
 // ctxError maps a finished context to TIMEOUT or CANCELLED.
@@ -336,7 +377,7 @@ func (n *Node) acquire(ctx context.Context) *schema.Error {
 		return nil
 	case <-ctx.Done():
 		n.inflight.Add(-1)
-		return ctxError(ctx)
+		return n.stepCtxError(ctx)
 	case <-n.quit:
 		n.inflight.Add(-1)
 		return schema.Errorf(schema.CodeShuttingDown, "node %s is closing", n.cfg.NodeID)
@@ -365,7 +406,7 @@ func (n *Node) onCancel(m *nats.Msg) {
 		n.log.Warn("cancel from another cluster dropped", "cluster", c.Cluster, "request_id", c.ID)
 		return
 	}
-	if n.running.cancel(c.ID) {
+	if n.running.cancel(cmp.Or(c.Attempt, c.ID)) {
 		n.log.Debug("step cancelled by its planner", "request_id", c.ID)
 	}
 }

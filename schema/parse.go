@@ -293,6 +293,9 @@ func ParseExecRequest(v any) (*ExecRequest, error) {
 	if r.DeadlineMS, err = integer(m, "", "deadline_ms", false); err != nil {
 		return nil, err
 	}
+	if r.Attempt, err = str(m, "", "attempt", false); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -307,6 +310,9 @@ func ParseCancel(v any) (*Cancel, error) {
 		return nil, err
 	}
 	if c.ID, err = str(m, "", "id", true); err != nil {
+		return nil, err
+	}
+	if c.Attempt, err = str(m, "", "attempt", false); err != nil {
 		return nil, err
 	}
 	return c, nil

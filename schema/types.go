@@ -56,6 +56,10 @@ type ExecRequest struct {
 	Args       []any          `json:"args"`
 	Kwargs     map[string]any `json:"kwargs"`
 	DeadlineMS int64          `json:"deadline_ms,omitempty"`
+	// Attempt is unique to this one sending of the step (an optional
+	// extension): a cancel names it, so that two callers that reuse an
+	// rpc id never cancel each other's steps.
+	Attempt string `json:"attempt,omitempty"`
 }
 
 // Cancel asks a node to cancel the exec with this id (an extension of
@@ -63,6 +67,7 @@ type ExecRequest struct {
 type Cancel struct {
 	Cluster string `json:"cluster"`
 	ID      string `json:"id"`
+	Attempt string `json:"attempt,omitempty"`
 }
 
 // ExecReply is the reply to an ExecRequest: Result (present even when nil)
