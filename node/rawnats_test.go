@@ -273,5 +273,5 @@ func TestRawNATSForeignNode(t *testing.T) {
 	m, err = nc.Request("mpreg.default.rpc", []byte(`{"cmds": [{"name": "s", "fun": "shout", "args": ["x"]}]}`), bound)
 	require.NoError(t, err)
 	e, _ = decodeJSON(t, m.Data)["error"].(map[string]any)
-	require.Equal(t, "NO_ROUTE", e["code"], fmt.Sprintf("%s", m.Data))
+	require.Equal(t, "NO_ROUTE", e["code"], string(m.Data))
 }
