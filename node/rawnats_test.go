@@ -8,7 +8,6 @@ package node_test
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
