@@ -3,7 +3,7 @@ GO       ?= go
 FUZZTIME ?= 10s
 BIN      := bin/mpreg
 
-.PHONY: all build demo test vet race fuzz bench clean
+.PHONY: all build demo test vet race fuzz bench clean js-deps
 
 all: build
 
@@ -15,7 +15,13 @@ demo:
 	$(GO) run ./cmd/mpreg demo
 
 ## test: vet, the race-checked test suite, and a short fuzz pass.
-test: vet race fuzz
+test: vet js-deps race fuzz
+
+## js-deps: nats.js for the JavaScript examples' test (skipped without npm).
+js-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --prefix examples/js --no-audit --no-fund --loglevel=error; \
+	else echo "npm not found: the JavaScript examples' test will be skipped"; fi
 
 vet:
 	$(GO) vet ./...
@@ -31,4 +37,4 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./bench/...
 
 clean:
-	rm -rf bin
+	rm -rf bin examples/js/node_modules

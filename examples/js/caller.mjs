@@ -1,0 +1,28 @@
+// Calls an MPREG cluster from JavaScript with the plain nats.js client:
+// one request (a DAG of commands) on mpreg.<cluster>.rpc, in JSON.
+//
+//   MPREG_SERVERS=nats://127.0.0.1:4222 node caller.mjs
+import { connect, headers } from "nats";
+
+const servers = (process.env.MPREG_SERVERS || "nats://127.0.0.1:4222").split(",");
+const cluster = process.env.MPREG_CLUSTER || "default";
+
+const nc = await connect({ servers });
+const request = {
+  id: "js-caller-1",
+  cmds: [
+    { name: "|first", fun: "echo", args: ["hi there!"] },
+    { name: "|second", fun: "echo", args: ["|first"] },
+    { name: "|third", fun: "echos", args: ["|first", "AND ME TOO"] },
+    // {"$ref": name, "path": JSON Pointer} selects into a result.
+    { name: "|pick", fun: "echo", args: [{ $ref: "|third", path: "/1" }] },
+  ],
+  timeout_ms: 5000,
+};
+const h = headers();
+h.set("Content-Type", "application/json");
+const msg = await nc.request(`mpreg.${cluster}.rpc`, JSON.stringify(request), { headers: h, timeout: 6000 });
+const response = JSON.parse(new TextDecoder().decode(msg.data));
+console.log(JSON.stringify(response));
+await nc.close();
+process.exit(response.error ? 1 : 0);

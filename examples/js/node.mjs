@@ -1,0 +1,103 @@
+// Serves a function to an MPREG cluster from JavaScript, as a node, with the
+// plain nats.js client and PROTOCOL.md alone: it answers exec, info and
+// sync, announces itself with hello, heartbeats, and says goodbye on exit.
+//
+//   MPREG_SERVERS=nats://127.0.0.1:4222 node node.mjs
+// offers shout(s) (upper case plus "!") with loc "js".
+import { connect, headers } from "nats";
+
+const servers = (process.env.MPREG_SERVERS || "nats://127.0.0.1:4222").split(",");
+const cluster = process.env.MPREG_CLUSTER || "default";
+const id = process.env.MPREG_NODE_ID || "js-1";
+const P = `mpreg.${cluster}`;
+
+const functions = {
+  shout: (args, kwargs) => {
+    const s = args.length > 0 ? args[0] : kwargs.s;
+    if (typeof s !== "string") {
+      throw { code: "INVALID_ARGUMENT", message: "shout: s: want string" };
+    }
+    return s.toUpperCase() + "!";
+  },
+};
+
+const incarnation = Date.now();
+let version = 1;
+let seq = 0;
+let inflight = 0;
+
+const hello = () => ({
+  cluster, node: id, incarnation, version,
+  funs: { shout: ["js"] },
+  codecs: ["application/json"],
+  advertised_urls: servers,
+  meta: { name: "javascript example" },
+  proto: 1,
+});
+
+const jsonHeaders = () => {
+  const h = headers();
+  h.set("Content-Type", "application/json");
+  return h;
+};
+const encode = (v) => JSON.stringify(v);
+const decode = (m) => (m.data.length ? JSON.parse(new TextDecoder().decode(m.data)) : {});
+
+const nc = await connect({ servers });
+
+// exec: run one step and reply {"result": ...} or {"error": {...}}.
+nc.subscribe(`${P}.node.${id}.exec`, {
+  callback: (err, m) => {
+    if (err) return;
+    let reply;
+    try {
+      const req = decode(m);
+      if (req.cluster !== cluster) return; // another cluster: drop, no reply
+      const fn = functions[req.fun];
+      if (!fn) {
+        reply = { error: { code: "NO_ROUTE", message: `node ${id} does not offer ${req.fun}`, node: id } };
+      } else if (req.deadline_ms && Date.now() > req.deadline_ms) {
+        reply = { error: { code: "TIMEOUT", message: "the step's deadline passed", node: id } };
+      } else {
+        inflight++;
+        try {
+          reply = { result: fn(req.args || [], req.kwargs || {}) };
+        } catch (e) {
+          reply = { error: { code: e.code || "FUNCTION_ERROR", message: e.message || String(e), node: id } };
+        } finally {
+          inflight--;
+        }
+      }
+    } catch (e) {
+      reply = { error: { code: "INVALID_REQUEST", message: `body does not decode: ${e}` } };
+    }
+    m.respond(encode(reply), { headers: jsonHeaders() });
+  },
+});
+
+// info and sync: reply with this node's hello.
+for (const subject of [`${P}.node.${id}.info`, `${P}.gossip.sync`]) {
+  nc.subscribe(subject, { callback: (err, m) => { if (!err) m.respond(encode(hello()), { headers: jsonHeaders() }); } });
+}
+
+// A cancel names a step this node runs; shout is instant, so there is
+// nothing to stop (a real node would abort the step's work here).
+nc.subscribe(`${P}.node.${id}.cancel`, { callback: () => {} });
+
+nc.publish(`${P}.gossip.hello`, encode(hello()), { headers: jsonHeaders() });
+const beat = () => nc.publish(`${P}.gossip.heartbeat`,
+  encode({ cluster, node: id, incarnation, version, seq: ++seq, load: { inflight, limit: 64 } }),
+  { headers: jsonHeaders() });
+beat();
+const timer = setInterval(beat, 1000);
+await nc.flush();
+console.log(`node ${id} serving shout on cluster ${cluster}`);
+
+const stop = async () => {
+  clearInterval(timer);
+  nc.publish(`${P}.gossip.goodbye`, encode({ cluster, node: id, incarnation }), { headers: jsonHeaders() });
+  await nc.drain();
+  process.exit(0);
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
