@@ -327,6 +327,21 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 	if c.nc.Status() != nats.CONNECTED {
 		return nil, schema.Errorf(schema.CodeNodeUnavailable, "not connected to NATS (%s)", c.nc.Status())
 	}
+	for try := 0; ; try++ {
+		resp, err := c.rpc(ctx, msg)
+		// A node at its limit of requests answers OVERLOADED without
+		// reading the request: send it again, the queue group will most
+		// likely pick another node.
+		if try < 2 && resp != nil && resp.ID == "" && len(resp.Results) == 0 &&
+			resp.Error != nil && resp.Error.Code == schema.CodeOverloaded {
+			continue
+		}
+		return resp, err
+	}
+}
+
+// rpc sends one rpc request and reads its response.
+func (c *Client) rpc(ctx context.Context, msg *nats.Msg) (*schema.Response, error) {
 	m, err := c.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
 		switch {
