@@ -117,12 +117,12 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 			return nil, schema.Errorf(schema.CodeNodeUnavailable, "node %s does not answer on its exec subject", node)
 		case errors.Is(context.Cause(ctx), membership.ErrNodeLost):
 			// The step may have run: only an idempotent one may run again.
-			e := &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
+			lost := &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
 				Message: fmt.Sprintf("node %s was lost while running the step", node)}
 			if idempotent(peer.Hello, c.Fun) {
-				return nil, e
+				return nil, lost
 			}
-			return nil, planner.Final(e)
+			return nil, planner.Final(lost)
 		case errors.Is(err, context.Canceled):
 			// The request failed elsewhere or the caller went away: tell the
 			// node to cancel the step's context (it would otherwise run on
