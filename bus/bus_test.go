@@ -84,8 +84,8 @@ func TestEmbeddedServerAndConnect(t *testing.T) {
 	require.NoError(t, err)
 	defer sub.Unsubscribe()
 	require.NoError(t, bus.Flush(ctx, nc))
-	msg := bus.NewMsg("t.echo", []byte("hi"), "application/msgpack", "")
-	msg.Header["accept"] = []string{"application/json"}
+	msg := &nats.Msg{Subject: "t.echo", Data: []byte("hi"), Header: nats.Header{
+		"Content-Type": []string{"application/msgpack"}, "accept": []string{"application/json"}}}
 	reply, err := ip.RequestMsgWithContext(ctx, msg)
 	require.NoError(t, err)
 	require.Equal(t, "hi", string(reply.Data))

@@ -148,14 +148,32 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 }
 
 // NewMsg builds a message with Content-Type (and Accept when not empty).
+// The headers of the common combinations are shared, read-only maps: do not
+// modify the Header of a message from NewMsg.
 func NewMsg(subject string, data []byte, contentType, accept string) *nats.Msg {
-	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
-	m.Header["Content-Type"] = []string{contentType}
-	if accept != "" {
-		m.Header["Accept"] = []string{accept}
+	h, ok := sharedHeaders[[2]string{contentType, accept}]
+	if !ok {
+		h = nats.Header{"Content-Type": []string{contentType}}
+		if accept != "" {
+			h["Accept"] = []string{accept}
+		}
 	}
-	return m
+	return &nats.Msg{Subject: subject, Data: data, Header: h}
 }
+
+// sharedHeaders holds the headers of every pairing of the codecs' media
+// types, built once.
+var sharedHeaders = func() map[[2]string]nats.Header {
+	types := []string{"application/json", "application/msgpack"}
+	out := map[[2]string]nats.Header{}
+	for _, ct := range types {
+		out[[2]string{ct, ""}] = nats.Header{"Content-Type": []string{ct}}
+		for _, a := range types {
+			out[[2]string{ct, a}] = nats.Header{"Content-Type": []string{ct}, "Accept": []string{a}}
+		}
+	}
+	return out
+}()
 
 // Header returns the first value of a header, matched exactly first and
 // then without regard to case (NATS headers are case-sensitive maps, but
