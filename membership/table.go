@@ -60,6 +60,7 @@ type entry struct {
 	load       schema.Load
 	out        *inflight // shared by every entry of the node id
 	markedDead bool
+	silent     bool // Prune found it dead of silence (and said so)
 	gone       bool // goodbye received for hello.Incarnation
 }
 
@@ -148,7 +149,7 @@ func (t *Table) ApplyHello(h *schema.Hello) bool {
 			if h.Version == e.hello.Version {
 				wasDead := !t.aliveLocked(e, now)
 				e.lastHeard = now
-				e.markedDead = false
+				e.markedDead, e.silent = false, false
 				if wasDead {
 					t.notify()
 				}
@@ -187,7 +188,7 @@ func (t *Table) ApplyHeartbeat(hb *schema.Heartbeat) (needHello bool) {
 	}
 	wasDead := !t.aliveLocked(e, now)
 	e.lastHeard = now
-	e.markedDead = false
+	e.markedDead, e.silent = false, false
 	e.load = hb.Load
 	if wasDead {
 		t.notify()
@@ -278,10 +279,14 @@ func (t *Table) Prune() int {
 	now := t.cfg.Now()
 	t.mu.Lock()
 	n := 0
+	changed := false
 	var lost []*inflight
 	for id, e := range t.nodes {
 		if id != t.cfg.Self && now.Sub(e.lastHeard) > t.cfg.DeadAfter {
 			lost = append(lost, e.out)
+			if !e.silent {
+				e.silent, changed = true, true // dead of silence: a change
+			}
 		}
 		if id != t.cfg.Self && now.Sub(e.lastHeard) > t.cfg.ForgetAfter {
 			delete(t.nodes, id)
@@ -291,7 +296,7 @@ func (t *Table) Prune() int {
 			n++
 		}
 	}
-	if n > 0 {
+	if n > 0 || changed {
 		t.notify()
 	}
 	t.mu.Unlock()

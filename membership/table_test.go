@@ -281,6 +281,7 @@ func TestPrune(t *testing.T) {
 	require.True(t, tb.ApplyHello(hello("n2", 1, 1)))
 	c.Advance(forgetAfter)
 	tb.ApplyHeartbeat(heartbeat("n2", 1, 1, 0))
+	tb.Prune() // n1 is dead of silence: that change is announced here
 	ch := tb.Changed()
 	assert.Zero(t, tb.Prune(), "not forgotten at exactly ForgetAfter")
 	assert.False(t, closed(ch))
@@ -594,4 +595,37 @@ func TestPickSelfLoad(t *testing.T) {
 	selfLoad.Store(20)
 	node, _ = tb.Pick("echo", nil, nil)
 	require.Equal(t, "n2", node, "busy self loses to a peer running 1")
+}
+
+// Changed also fires when Prune finds a node dead of silence, once.
+func TestChangedOnSilence(t *testing.T) {
+	tb, c := newTable("")
+	require.True(t, tb.ApplyHello(hello("n1", 1, 1)))
+	ch := tb.Changed()
+	tb.Prune()
+	select {
+	case <-ch:
+		t.Fatal("nothing changed yet")
+	default:
+	}
+	c.Advance(deadAfter + time.Millisecond)
+	tb.Prune()
+	select {
+	case <-ch:
+	default:
+		t.Fatal("a node dead of silence is a change")
+	}
+	ch = tb.Changed()
+	tb.Prune()
+	select {
+	case <-ch:
+		t.Fatal("the same death is not a change twice")
+	default:
+	}
+	tb.ApplyHeartbeat(heartbeat("n1", 1, 1, 0))
+	select {
+	case <-ch:
+	default:
+		t.Fatal("heard again is a change")
+	}
 }
