@@ -127,8 +127,8 @@ func (n *Node) exec(ctx context.Context, node string, c *planner.Call) (any, err
 	if node != n.cfg.NodeID {
 		return n.execer.Exec(ctx, node, c)
 	}
-	n.table.Begin(node)
-	defer n.table.End(node)
+	// Local steps count in n.inflight (the table's SelfLoad), not in the
+	// table's outstanding counter.
 	v, err := n.runLocal(ctx, c.Fun, c.Args, c.Kwargs, c.ID())
 	if err != nil {
 		return nil, err

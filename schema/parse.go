@@ -88,8 +88,8 @@ func str(m map[string]any, prefix, key string, required bool) (string, error) {
 	return s, nil
 }
 
-// Int converts a decoded number to int64 when it is an integer that fits.
-func Int(v any) (int64, bool) {
+// toInt converts a decoded number to int64 when it is an integer that fits.
+func toInt(v any) (int64, bool) {
 	switch n := v.(type) {
 	case int64:
 		return n, true
@@ -115,7 +115,7 @@ func integer(m map[string]any, prefix, key string, required bool) (int64, error)
 		}
 		return 0, nil
 	}
-	n, ok := Int(v)
+	n, ok := toInt(v)
 	if !ok {
 		return 0, typeErr(join(prefix, key), "integer", v)
 	}
