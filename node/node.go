@@ -215,6 +215,7 @@ type Node struct {
 	running  runningSet // exec steps running here, by exec id
 	subs     []*nats.Subscription
 	rpcSub   *nats.Subscription
+	execSub  *nats.Subscription
 
 	// lifecycle
 	mu       sync.RWMutex // guards wg.Add against closing
@@ -447,9 +448,11 @@ func (n *Node) Start(ctx context.Context) error {
 		return s, nil
 	}
 	fail := func(err error) error { n.Close(); return err }
-	if _, err := sub(n.subj.Exec(n.cfg.NodeID), "", n.onExec); err != nil {
+	es, err := sub(n.subj.Exec(n.cfg.NodeID), "", n.onExec)
+	if err != nil {
 		return fail(err)
 	}
+	n.execSub = es
 	if _, err := sub(n.subj.Cancel(n.cfg.NodeID), "", n.onCancel); err != nil {
 		return fail(err)
 	}
@@ -551,6 +554,22 @@ func (n *Node) Drain(ctx context.Context) error {
 	case <-n.work.idle():
 	case <-ctx.Done():
 		err = fmt.Errorf("node: drain: %w", ctx.Err())
+	}
+	if err == nil && n.execSub != nil {
+		// Drain exec too: steps peers sent before they heard the goodbye
+		// are answered SHUTTING_DOWN (and re-routed), not dropped by Close.
+		closed := n.execSub.StatusChanged(nats.SubscriptionClosed)
+		if n.execSub.Drain() == nil {
+			select {
+			case <-closed:
+			case <-ctx.Done():
+			}
+		}
+		select {
+		case <-n.work.idle():
+		case <-ctx.Done():
+			err = fmt.Errorf("node: drain: %w", ctx.Err())
+		}
 	}
 	n.Close()
 	return err
