@@ -322,6 +322,8 @@ func TestMsgPackDecodeErrors(t *testing.T) {
 		"short float":     {0xcb, 0, 0},
 		"short int":       {0xd2, 0, 0},
 		"deep map values": append(bytes.Repeat([]byte{0x81, 0xa1, 'k'}, MaxDepth+2), 0xc0),
+		"str not UTF-8":   {0xa2, '0', 0xbf},
+		"key not UTF-8":   {0x81, 0xa2, '0', 0xbf, 0x01},
 	}
 	for name, data := range cases {
 		_, err := MsgPack.Decode(data)
@@ -335,6 +337,26 @@ func TestMsgPackDecodeErrors(t *testing.T) {
 	v, err = MsgPack.Decode([]byte{0x82, 0x01, 0xa1, 'a', 0xc4, 0x01, 'b', 0x02})
 	require.NoError(t, err, "integer and binary keys become strings")
 	require.Equal(t, map[string]any{"1": "a", "b": int64(2)}, v)
+}
+
+// A string that is not UTF-8 (a Go handler may return one) is sent by both
+// codecs with each bad byte as U+FFFD, so the two carry the same text and
+// the MessagePack peer receives a valid str.
+func TestInvalidUTF8EncodesAsReplacement(t *testing.T) {
+	bad := "a\xbf\xffb"
+	want := "a\uFFFD\uFFFDb"
+	for _, c := range []Codec{JSON, MsgPack} {
+		b, err := c.Encode(map[string]any{bad: []any{bad}})
+		require.NoError(t, err, c.ContentType())
+		v, err := c.Decode(b)
+		require.NoError(t, err, c.ContentType())
+		require.Equal(t, map[string]any{want: []any{want}}, v, c.ContentType())
+	}
+	b, err := MsgPack.Encode(&schema.Error{Code: schema.CodeFunctionError, Message: bad})
+	require.NoError(t, err)
+	v, err := MsgPack.Decode(b)
+	require.NoError(t, err)
+	require.Equal(t, want, v.(map[string]any)["message"])
 }
 
 // Length headers that claim far more than the input holds must fail before

@@ -3,9 +3,12 @@ package codec
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"math"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
@@ -39,6 +42,8 @@ func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
 		return fmt.Errorf("nesting deeper than %d", MaxDepth)
 	}
 	switch t := v.(type) {
+	case string:
+		return encodeString(enc, t)
 	case []any:
 		if t == nil {
 			return enc.EncodeNil()
@@ -60,7 +65,7 @@ func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
 			return err
 		}
 		for k, e := range t {
-			if err := enc.EncodeString(k); err != nil {
+			if err := encodeString(enc, k); err != nil {
 				return err
 			}
 			if err := encodeMsgpack(enc, e, depth+1); err != nil {
@@ -144,6 +149,20 @@ func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
 	return enc.Encode(v)
 }
 
+// encodeString writes s as a str, with each byte that is not UTF-8 replaced
+// by U+FFFD as the JSON encoder does, so that both codecs carry the same
+// text and every str a peer receives is valid.
+func encodeString(enc *msgpack.Encoder, s string) error {
+	if !utf8.ValidString(s) {
+		var b strings.Builder
+		for _, r := range s { // each bad byte ranges as one U+FFFD
+			b.WriteRune(r)
+		}
+		s = b.String()
+	}
+	return enc.EncodeString(s)
+}
+
 func encodeField(enc *msgpack.Encoder, depth int, key string, v any) error {
 	if err := enc.EncodeString(key); err != nil {
 		return err
@@ -157,7 +176,7 @@ func encodeFields(enc *msgpack.Encoder, kv ...string) error {
 		if err := enc.EncodeString(kv[i]); err != nil {
 			return err
 		}
-		if err := enc.EncodeString(kv[i+1]); err != nil {
+		if err := encodeString(enc, kv[i+1]); err != nil {
 			return err
 		}
 	}
@@ -245,6 +264,11 @@ func (m *mpDecoder) checkExt(c byte) error {
 	return nil
 }
 
+// errNotUTF8 rejects a str (or map key) whose bytes are not UTF-8: the
+// MessagePack spec requires it, and JSON could not carry the same value.
+// Raw bytes travel as bin.
+var errNotUTF8 = errors.New("string is not valid UTF-8; send raw bytes as bin")
+
 // key decodes a map key: a str or bin as a string (a protocol key without
 // allocating), an integer in decimal; anything else is an error.
 func (m *mpDecoder) key(depth int) (string, error) {
@@ -256,6 +280,9 @@ func (m *mpDecoder) key(depth int) (string, error) {
 		b, err := m.raw()
 		if err != nil {
 			return "", err
+		}
+		if !utf8.Valid(b) {
+			return "", errNotUTF8
 		}
 		return internKey(b), nil
 	}
@@ -353,6 +380,9 @@ func (m *mpDecoder) decode(depth int) (any, error) {
 		b, err := m.raw()
 		if err != nil {
 			return nil, err
+		}
+		if !utf8.Valid(b) {
+			return nil, errNotUTF8
 		}
 		return string(b), nil
 	case c == msgpcode.Uint64 || c == msgpcode.Uint32 || c == msgpcode.Uint16 || c == msgpcode.Uint8:
