@@ -268,13 +268,13 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		Logger:   n.log,
 	}
 	n.version.Store(1)
-	_ = n.Register("echo", func(x any) any { return x }, WithParams("x"), Idempotent())
+	_ = n.Register("echo", func(x any) any { return x }, WithParams("x"), Idempotent(), Inline())
 	_ = n.Register("echos", func(args ...any) []any {
 		if args == nil {
 			return []any{}
 		}
 		return args
-	}, Idempotent())
+	}, Idempotent(), Inline())
 	return n, nil
 }
 
@@ -323,7 +323,7 @@ func (n *Node) Register(name string, f any, opts ...FuncOption) error {
 	if err != nil {
 		return err
 	}
-	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, call: call})
+	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, inline: o.inline, call: call})
 	n.changed()
 	return nil
 }

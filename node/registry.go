@@ -26,6 +26,7 @@ type funcOpts struct {
 	params     []string
 	idempotent bool
 	retryAfter time.Duration
+	inline     bool
 }
 
 // WithLocs adds locs (resource tags) to the function, on top of the node's.
@@ -53,12 +54,21 @@ func RetryAfter(d time.Duration) FuncOption {
 // was lost mid-execution may be retried elsewhere.
 func Idempotent() FuncOption { return func(o *funcOpts) { o.idempotent = true } }
 
+// Inline says the function returns quickly and never blocks (no I/O, no
+// locks held long, no sleeping): the node may then run it on the goroutine
+// that reads its exec subscription, saving a goroutine hand-off per call.
+// While an inline function runs, the node's other exec messages wait, so
+// use it only for functions that take microseconds. Its context, deadline,
+// panic recovery and run slot are as for any function.
+func Inline() FuncOption { return func(o *funcOpts) { o.inline = true } }
+
 // fn is one registered function.
 type fn struct {
 	name       string
 	locs       []string // the function's own locs (without the node's)
 	idempotent bool
 	retryAfter time.Duration
+	inline     bool
 	call       RawFunc
 }
 

@@ -136,56 +136,100 @@ func (n *Node) exec(ctx context.Context, node string, c *planner.Call) (any, err
 	return v, nil
 }
 
-// onExec answers one step for this node.
+// onExec answers one step for this node. The body is decoded on the
+// subscription's goroutine; a function registered Inline runs there too
+// when a run slot is free at once (saving a goroutine hand-off per call),
+// and any other runs on an owned worker.
 func (n *Node) onExec(m *nats.Msg) {
 	n.work.add()
-	if !n.goOwned(func() { defer n.work.done(); n.serveExec(m) }) {
+	s := n.prepareExec(m)
+	if s == nil {
 		n.work.done()
+		return
+	}
+	if s.f.inline && n.tryAcquire() {
+		n.runExec(s, true)
+		n.work.done()
+		return
+	}
+	if !n.goOwned(func() { defer n.work.done(); n.runExec(s, false) }) {
+		n.work.done()
+		n.stepErrors.Add(1)
+		n.sendExec(s, &schema.ExecReply{Error: schema.Errorf(schema.CodeShuttingDown, "node %s is closing", n.cfg.NodeID)})
 	}
 }
 
-func (n *Node) serveExec(m *nats.Msg) {
-	var once sync.Once
+// execStep is one exec message on its way through the node.
+type execStep struct {
+	m     *nats.Msg
+	reply codec.Codec
+	req   *schema.ExecRequest
+	f     *fn
+	once  sync.Once
+}
+
+// prepareExec decodes and checks an exec message. It answers (or drops) the
+// ones that cannot run and returns nil for them.
+func (n *Node) prepareExec(m *nats.Msg) *execStep {
 	tree, reply, derr := mesh.Decode(m)
-	// send answers once: with the function's outcome, or with TIMEOUT or
-	// CANCELLED when the step's context ends first.
-	send := func(rep *schema.ExecReply) {
-		once.Do(func() {
-			err := mesh.Respond(n.nc, m, reply, rep.Encodable(), func(problem *schema.Error) any {
-				if rep.Error != nil { // an error object that is too big itself
-					c := *rep.Error
-					return schema.ExecError{Error: &c}
-				}
-				problem.Node = n.cfg.NodeID
-				return schema.ExecError{Error: problem}
-			})
-			if err != nil {
-				n.log.Warn("exec reply failed", "error", err)
-			}
-		})
-	}
+	s := &execStep{m: m, reply: reply}
 	if derr != nil {
-		send(&schema.ExecReply{Error: derr})
-		return
+		n.sendExec(s, &schema.ExecReply{Error: derr})
+		return nil
 	}
 	req, err := schema.ParseExecRequest(tree)
 	if err != nil {
-		send(&schema.ExecReply{Error: schema.AsError(err)})
-		return
+		n.sendExec(s, &schema.ExecReply{Error: schema.AsError(err)})
+		return nil
 	}
 	if req.Cluster != n.cfg.Cluster {
 		n.foreign.Add(1)
 		n.log.Warn("exec from another cluster dropped", "cluster", req.Cluster, "request_id", req.ID)
-		return // dropped: no reply
+		return nil // dropped: no reply
 	}
+	n.steps.Add(1)
 	if n.draining.Load() {
 		// New work from peers goes elsewhere; steps of requests this node
 		// already took still run here.
-		n.steps.Add(1)
 		n.stepErrors.Add(1)
-		send(&schema.ExecReply{Error: schema.Errorf(schema.CodeShuttingDown, "node %s is draining", n.cfg.NodeID)})
-		return
+		n.sendExec(s, &schema.ExecReply{Error: schema.Errorf(schema.CodeShuttingDown, "node %s is draining", n.cfg.NodeID)})
+		return nil
 	}
+	f, e := n.lookup(req.Fun)
+	if e != nil {
+		n.sendExec(s, &schema.ExecReply{Error: e})
+		return nil
+	}
+	s.req, s.f = req, f
+	return s
+}
+
+// sendExec answers s once: with the function's outcome, or with TIMEOUT or
+// CANCELLED when the step's context ends first.
+func (n *Node) sendExec(s *execStep, rep *schema.ExecReply) {
+	s.once.Do(func() {
+		err := mesh.Respond(n.nc, s.m, s.reply, rep.Encodable(), func(problem *schema.Error) any {
+			if rep.Error != nil { // an error object that is too big itself
+				c := *rep.Error
+				return schema.ExecError{Error: &c}
+			}
+			problem.Node = n.cfg.NodeID
+			return schema.ExecError{Error: problem}
+		})
+		if err != nil {
+			id := ""
+			if s.req != nil {
+				id = s.req.ID
+			}
+			n.log.Warn("exec reply failed", "request_id", id, "error", err)
+		}
+	})
+}
+
+// runExec runs a prepared step and answers it. slot says whether the
+// caller already holds a run slot (see tryAcquire).
+func (n *Node) runExec(s *execStep, slot bool) {
+	req := s.req
 	var ctx context.Context
 	var cancel context.CancelFunc
 	if req.DeadlineMS > 0 {
@@ -197,9 +241,8 @@ func (n *Node) serveExec(m *nats.Msg) {
 	if key := cmp.Or(req.Attempt, req.ID); key != "" {
 		defer n.running.add(key, cancel)()
 	}
-	f, e := n.admit(ctx, req.Fun)
-	if e != nil {
-		send(&schema.ExecReply{Error: e})
+	if e := n.start(ctx, slot); e != nil {
+		n.sendExec(s, &schema.ExecReply{Error: e})
 		return
 	}
 	// The function runs on this goroutine; if it outlives its context the
@@ -207,19 +250,19 @@ func (n *Node) serveExec(m *nats.Msg) {
 	late := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(late)
-		send(&schema.ExecReply{Error: n.stepCtxError(ctx)})
+		n.sendExec(s, &schema.ExecReply{Error: n.stepCtxError(ctx)})
 	})
-	v, e := n.invoke(ctx, f, req.Args, req.Kwargs, req.ID)
+	v, e := n.invoke(ctx, s.f, req.Args, req.Kwargs, req.ID)
 	if !stop() {
 		<-late // the timeout reply is out; nothing outlives this call
 	}
 	n.release()
 	if e != nil {
 		n.stepErrors.Add(1)
-		send(&schema.ExecReply{Error: e})
+		n.sendExec(s, &schema.ExecReply{Error: e})
 		return
 	}
-	send(&schema.ExecReply{Result: v})
+	n.sendExec(s, &schema.ExecReply{Result: v})
 }
 
 // runLocal runs a registered function under ctx, on an owned goroutine so
@@ -229,6 +272,15 @@ func (n *Node) runLocal(ctx context.Context, fun string, args []any, kwargs map[
 	f, e := n.admit(ctx, fun)
 	if e != nil {
 		return nil, e
+	}
+	if f.inline {
+		// Quick by contract: no goroutine to guard its deadline.
+		v, e := n.invoke(ctx, f, args, kwargs, id)
+		n.release()
+		if e != nil {
+			n.stepErrors.Add(1)
+		}
+		return v, e
 	}
 	type result struct {
 		v   any
@@ -270,23 +322,48 @@ func (n *Node) runLocal(ctx context.Context, fun string, args []any, kwargs map[
 // calls release when the step ends.
 func (n *Node) admit(ctx context.Context, fun string) (*fn, *schema.Error) {
 	n.steps.Add(1)
+	f, e := n.lookup(fun)
+	if e != nil {
+		return nil, e
+	}
+	if e := n.start(ctx, false); e != nil {
+		return nil, e
+	}
+	return f, nil
+}
+
+// lookup finds a registered function; a missing one is NO_ROUTE (a step
+// error, counted).
+func (n *Node) lookup(fun string) (*fn, *schema.Error) {
 	f, ok := n.reg.get(fun)
 	if !ok {
 		n.stepErrors.Add(1)
 		return nil, &schema.Error{Code: schema.CodeNoRoute, Message: fmt.Sprintf("node %s does not offer %s", n.cfg.NodeID, fun),
 			Node: n.cfg.NodeID, Details: map[string]any{"fun": fun, "locs": []any{}}}
 	}
+	return f, nil
+}
+
+// start lets a step begin: its context is still live and it holds a run
+// slot, taken here unless slot says the caller holds one already.
+func (n *Node) start(ctx context.Context, slot bool) *schema.Error {
 	if ctx.Err() != nil {
 		// The deadline passed (or the caller went away) before the step
 		// started: do not run it.
+		if slot {
+			n.release()
+		}
 		n.stepErrors.Add(1)
-		return nil, n.stepCtxError(ctx)
+		return n.stepCtxError(ctx)
+	}
+	if slot {
+		return nil
 	}
 	if e := n.acquire(ctx); e != nil {
 		n.stepErrors.Add(1)
-		return nil, e
+		return e
 	}
-	return f, nil
+	return nil
 }
 
 // invoke calls f with a recover boundary and normalizes its result.
@@ -384,7 +461,19 @@ func (n *Node) acquire(ctx context.Context) *schema.Error {
 	}
 }
 
-// release frees a slot taken by acquire.
+// tryAcquire takes a run slot if one is free at once.
+func (n *Node) tryAcquire() bool {
+	n.inflight.Add(1)
+	select {
+	case n.slots <- struct{}{}:
+		return true
+	default:
+		n.inflight.Add(-1)
+		return false
+	}
+}
+
+// release frees a slot taken by acquire or tryAcquire.
 func (n *Node) release() {
 	<-n.slots
 	n.inflight.Add(-1)
