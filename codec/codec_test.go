@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"runtime"
 	"strings"
@@ -352,11 +353,27 @@ func TestInvalidUTF8EncodesAsReplacement(t *testing.T) {
 		require.NoError(t, err, c.ContentType())
 		require.Equal(t, map[string]any{want: []any{want}}, v, c.ContentType())
 	}
-	b, err := MsgPack.Encode(&schema.Error{Code: schema.CodeFunctionError, Message: bad})
-	require.NoError(t, err)
-	v, err := MsgPack.Decode(b)
-	require.NoError(t, err)
-	require.Equal(t, want, v.(map[string]any)["message"])
+	// Every wire struct, in both codecs, decodes to the same tree.
+	wire := []any{
+		&schema.Error{Code: schema.CodeFunctionError, Message: bad, Details: map[string]any{"k": []string{bad}}},
+		schema.ExecError{Error: &schema.Error{Code: schema.CodeFunctionError, Message: bad}},
+		schema.ExecResult{Result: bad},
+		&schema.Response{ID: bad, Results: map[string]any{bad: bad}, Error: &schema.Error{Code: schema.CodeInternal, Message: bad}},
+		&schema.Request{ID: "r", Cmds: []schema.Command{{Name: "a", Fun: "f", Args: []any{bad}, Locs: []string{bad}}}},
+		&schema.Hello{Cluster: "c", Node: bad, Funs: map[string][]string{"f": {bad}}, Meta: map[string]string{bad: bad}},
+	}
+	for _, w := range wire {
+		jb, err := JSON.Encode(w)
+		require.NoError(t, err)
+		jv, err := JSON.Decode(jb)
+		require.NoError(t, err)
+		mb, err := MsgPack.Encode(w)
+		require.NoError(t, err, "%T", w)
+		mv, err := MsgPack.Decode(mb)
+		require.NoError(t, err, "%T", w)
+		require.Equal(t, jv, mv, "%T", w)
+		require.Contains(t, fmt.Sprint(mv), want, "%T", w)
+	}
 }
 
 // Length headers that claim far more than the input holds must fail before

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
 	"strings"
 	"unicode/utf8"
 
@@ -42,6 +43,18 @@ func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
 		return fmt.Errorf("nesting deeper than %d", MaxDepth)
 	}
 	switch t := v.(type) {
+	case nil:
+		return enc.EncodeNil()
+	case bool:
+		return enc.EncodeBool(t)
+	case int64:
+		return enc.EncodeInt(t)
+	case uint64:
+		return enc.EncodeUint(t)
+	case float64:
+		return enc.EncodeFloat64(t)
+	case []byte:
+		return enc.EncodeBytes(t)
 	case string:
 		return encodeString(enc, t)
 	case []any:
@@ -146,7 +159,74 @@ func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
 		}
 		return nil
 	}
-	return enc.Encode(v)
+	return encodeReflect(enc, reflect.ValueOf(v), depth)
+}
+
+// encodeReflect encodes a value outside the model as the JSON encoder does
+// (appendReflect): structs field by field by their json tags, anything else
+// through Normalize, so that both codecs carry the same keys and every
+// string goes through encodeString.
+func encodeReflect(enc *msgpack.Encoder, rv reflect.Value, depth int) error {
+	if depth > MaxDepth {
+		return fmt.Errorf("nesting deeper than %d", MaxDepth)
+	}
+	for rv.Kind() == reflect.Pointer || rv.Kind() == reflect.Interface {
+		if rv.IsNil() {
+			return enc.EncodeNil()
+		}
+		if rv.Kind() == reflect.Pointer && infoOf(rv.Type()).marshals() {
+			break
+		}
+		rv = rv.Elem()
+		depth++
+	}
+	if rv.Kind() != reflect.Struct || infoOf(rv.Type()).marshals() {
+		n, err := normalizeValue(rv, depth)
+		if err != nil {
+			return err
+		}
+		return encodeMsgpack(enc, n, depth)
+	}
+	type set struct {
+		f *field
+		v reflect.Value
+	}
+	si := infoOf(rv.Type()).fields
+	fields := make([]set, 0, len(si.list))
+	for i := range si.list {
+		f := &si.list[i]
+		fv, ok := fieldForRead(rv, f.index)
+		if !ok || f.omitEmpty && isEmptyValue(fv) || f.omitZero && isZeroValue(fv) {
+			continue
+		}
+		fields = append(fields, set{f, fv})
+	}
+	if err := enc.EncodeMapLen(len(fields)); err != nil {
+		return err
+	}
+	for _, fd := range fields {
+		if err := encodeString(enc, fd.f.name); err != nil {
+			return err
+		}
+		if fd.f.quoted {
+			if s, ok := quoteScalar(fd.v); ok {
+				if err := encodeString(enc, s); err != nil {
+					return err
+				}
+				continue
+			}
+		}
+		var err error
+		if fd.v.Kind() != reflect.Interface && fd.v.CanInterface() && !hasMethods(fd.v.Type()) {
+			err = encodeMsgpack(enc, fd.v.Interface(), depth+1)
+		} else {
+			err = encodeReflect(enc, fd.v, depth+1)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", fd.f.name, err)
+		}
+	}
+	return nil
 }
 
 // encodeString writes s as a str, with each byte that is not UTF-8 replaced
