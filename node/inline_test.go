@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +44,12 @@ func TestInlineFunctions(t *testing.T) {
 		require.Contains(t, e.Message, "inline kaboom")
 	}
 
+	// A body over 64 KiB is decoded on a worker, not on the subscription.
+	long := strings.Repeat("y", 100<<10)
+	v, err := c.Call(ctx, "shout", []any{long, 1})
+	require.NoError(t, err)
+	require.Equal(t, strings.ToUpper(long), v)
+
 	resp := rpcJSON(t, nc, `{"cmds": [
 		{"name": "a", "fun": "shout", "args": ["x", 2]},
 		{"name": "b", "fun": "shout", "args": ["a"], "kwargs": {"times": 2}}]}`)
@@ -54,12 +61,12 @@ func TestInlineFunctions(t *testing.T) {
 
 	// An inline function that waits still gets its deadline: through exec
 	// and as a local step.
-	_, err := c.Call(ctx, "expired", nil, client.WithTimeout(100*time.Millisecond))
+	_, err = c.Call(ctx, "expired", nil, client.WithTimeout(100*time.Millisecond))
 	requireCode(t, err, schema.CodeTimeout)
 	resp = rpcJSON(t, nc, `{"cmds": [{"name": "w", "fun": "expired"}], "timeout_ms": 100}`)
 	require.Equal(t, "TIMEOUT", wireError(t, resp)["code"])
 
-	v, err := c.Call(ctx, "echo", []any{"still serving"})
+	v, err = c.Call(ctx, "echo", []any{"still serving"})
 	require.NoError(t, err)
 	require.Equal(t, "still serving", v)
 	st := n.Stats()
@@ -112,4 +119,32 @@ func TestInlineWithoutSlotGoesToWorker(t *testing.T) {
 	m = recv(t, blocked, "the blocking step's reply")
 	require.NotNil(t, m)
 	require.Equal(t, "run", decodeAs(t, m, codec.JSONType)["result"])
+}
+
+// TestCloseWaitsForInlineStep: Close returns only after an inline function
+// that is running has returned, as it does for functions on workers.
+func TestCloseWaitsForInlineStep(t *testing.T) {
+	srv := testcluster.Server(t)
+	started := make(chan struct{}, 1)
+	var finished atomic.Bool
+	n := testcluster.Node(t, srv.ClientURL(), testcluster.NodeConfig(t, "n1"), func(n *node.Node) {
+		require.NoError(t, n.Register("linger", func(ctx context.Context) {
+			started <- struct{}{}
+			<-ctx.Done()
+			time.Sleep(50 * time.Millisecond) // cleaning up after the cancel
+			finished.Store(true)
+		}, node.Inline()))
+	})
+	nc := testcluster.Conn(t, srv.ClientURL())
+	data, err := codec.JSON.Encode(map[string]any{"cluster": "default", "id": "r/1", "fun": "linger", "args": []any{}, "kwargs": map[string]any{}})
+	require.NoError(t, err)
+	sub, err := nc.SubscribeSync(nats.NewInbox())
+	require.NoError(t, err)
+	require.NoError(t, nc.PublishMsg(&nats.Msg{Subject: execSubject("n1"), Reply: sub.Subject, Data: data, Header: jsonHeader()}))
+	recv(t, started, "the inline step to start")
+	n.Close()
+	require.True(t, finished.Load(), "Close returned while the inline step still ran")
+	m, err := sub.NextMsg(bound)
+	require.NoError(t, err)
+	require.Equal(t, "NODE_UNAVAILABLE", wireError(t, decodeAs(t, m, codec.JSONType))["code"])
 }

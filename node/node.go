@@ -600,6 +600,7 @@ func (n *Node) Close() {
 	close(n.quit)
 	n.cancel()
 	n.wg.Wait()
+	<-n.work.idle() // inline steps run on subscription goroutines, not in wg
 	n.log.Info("node stopped")
 	close(n.done)
 }

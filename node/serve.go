@@ -46,7 +46,7 @@ func (n *Node) onRPC(m *nats.Msg) {
 		return
 	}
 	n.work.add()
-	if !n.goOwned(func() { defer n.work.done(); defer n.planning.Add(-1); n.serveRPC(m) }) {
+	if !n.goOwned(func() { defer n.work.done(); n.serveRPC(m) }) {
 		n.work.done()
 		n.planning.Add(-1)
 	}
@@ -63,6 +63,8 @@ func requestID(tree any) string {
 	return ""
 }
 
+// serveRPC plans and answers one request; onRPC counted it in n.planning
+// and serveRPC takes it off before replying.
 func (n *Node) serveRPC(m *nats.Msg) {
 	n.requests.Add(1)
 	start := time.Now()
@@ -75,6 +77,9 @@ func (n *Node) serveRPC(m *nats.Msg) {
 		if resp.Results == nil {
 			resp.Results = map[string]any{}
 		}
+		// The request is done: free its place before the caller can send
+		// the next one on seeing the reply.
+		n.planning.Add(-1)
 		err := mesh.Respond(n.nc, m, reply, resp, func(problem *schema.Error) any {
 			// The results cannot be sent: drop them. A step's error says
 			// more than the size does, so it is kept.
@@ -136,12 +141,28 @@ func (n *Node) exec(ctx context.Context, node string, c *planner.Call) (any, err
 	return v, nil
 }
 
-// onExec answers one step for this node. The body is decoded on the
-// subscription's goroutine; a function registered Inline runs there too
-// when a run slot is free at once (saving a goroutine hand-off per call),
-// and any other runs on an owned worker.
+// inlineDecodeMax is the largest exec body decoded on the subscription's
+// goroutine; larger ones are decoded on a worker, so that one big body does
+// not hold up the messages behind it.
+const inlineDecodeMax = 64 << 10
+
+// onExec answers one step for this node. A body of up to inlineDecodeMax
+// bytes is decoded on the subscription's goroutine; a function registered
+// Inline runs there too when a run slot is free at once (saving a goroutine
+// hand-off per call), and any other runs on an owned worker.
 func (n *Node) onExec(m *nats.Msg) {
 	n.work.add()
+	if len(m.Data) > inlineDecodeMax {
+		if !n.goOwned(func() {
+			defer n.work.done()
+			if s := n.prepareExec(m); s != nil {
+				n.runExec(s, false)
+			}
+		}) {
+			n.work.done()
+		}
+		return
+	}
 	s := n.prepareExec(m)
 	if s == nil {
 		n.work.done()
