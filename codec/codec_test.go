@@ -353,6 +353,20 @@ func TestInvalidUTF8EncodesAsReplacement(t *testing.T) {
 		require.NoError(t, err, c.ContentType())
 		require.Equal(t, map[string]any{want: []any{want}}, v, c.ContentType())
 	}
+	// Keys that differ only in bad bytes collide the same way in both.
+	for range 5 {
+		m := map[string]any{"k\xff": int64(1), "k\xfe": int64(2), "ok": int64(3)}
+		jb, err := JSON.Encode(m)
+		require.NoError(t, err)
+		jv, err := JSON.Decode(jb)
+		require.NoError(t, err)
+		mb, err := MsgPack.Encode(m)
+		require.NoError(t, err)
+		mv, err := MsgPack.Decode(mb)
+		require.NoError(t, err)
+		require.Equal(t, map[string]any{"k\uFFFD": int64(1), "ok": int64(3)}, mv)
+		require.Equal(t, jv, mv)
+	}
 	// Every wire struct, in both codecs, decodes to the same tree.
 	wire := []any{
 		&schema.Error{Code: schema.CodeFunctionError, Message: bad, Details: map[string]any{"k": []string{bad}}},

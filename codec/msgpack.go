@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -73,6 +75,11 @@ func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
 	case map[string]any:
 		if t == nil {
 			return enc.EncodeNil()
+		}
+		for k := range t {
+			if !utf8.ValidString(k) {
+				return encodeMapSorted(enc, t, depth)
+			}
 		}
 		if err := enc.EncodeMapLen(len(t)); err != nil {
 			return err
@@ -224,6 +231,24 @@ func encodeReflect(enc *msgpack.Encoder, rv reflect.Value, depth int) error {
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", fd.f.name, err)
+		}
+	}
+	return nil
+}
+
+// encodeMapSorted writes a map with a key that is not UTF-8 in key order,
+// as the JSON encoder does: two keys that differ only in bad bytes become
+// the same key, and the last in order wins on both codecs' decoders.
+func encodeMapSorted(enc *msgpack.Encoder, m map[string]any, depth int) error {
+	if err := enc.EncodeMapLen(len(m)); err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		if err := encodeString(enc, k); err != nil {
+			return err
+		}
+		if err := encodeMsgpack(enc, m[k], depth+1); err != nil {
+			return err
 		}
 	}
 	return nil
