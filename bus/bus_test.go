@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -92,6 +93,27 @@ func TestEmbeddedServerAndConnect(t *testing.T) {
 	require.True(t, bus.Fits(nc, msg))
 	require.False(t, bus.Fits(nc, &nats.Msg{Data: make([]byte, nc.MaxPayload())}))
 	s.Shutdown() // idempotent with the deferred one
+}
+
+// TestBusyPortFailsFast: a client or route port already taken is an error
+// at once, naming the address, not a wait for readiness.
+func TestBusyPortFailsFast(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	for name, cfg := range map[string]bus.ServerConfig{
+		"client": {Host: "127.0.0.1", Port: port},
+		"route":  {Host: "127.0.0.1", Port: -1, RouteHost: "127.0.0.1", RoutePort: port},
+	} {
+		start := time.Now()
+		s, err := bus.StartServer(cfg)
+		require.Error(t, err, name)
+		require.Nil(t, s)
+		require.Contains(t, err.Error(), l.Addr().String(), name)
+		require.Contains(t, err.Error(), name+" listen address", name)
+		require.Less(t, time.Since(start), 2*time.Second, name)
+	}
 }
 
 func TestConnectGivesUpWithContext(t *testing.T) {

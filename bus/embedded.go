@@ -95,6 +95,16 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 			opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
 		}
 	}
+	// A fixed port that is taken fails here at once; nats-server would only
+	// log it and never become ready.
+	if err := checkFree(opts.Host, opts.Port, "client"); err != nil {
+		return nil, err
+	}
+	if opts.Cluster.Port != 0 {
+		if err := checkFree(opts.Cluster.Host, opts.Cluster.Port, "route"); err != nil {
+			return nil, err
+		}
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("bus: embedded server: %w", err)
@@ -109,6 +119,20 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		return nil, errors.New("bus: embedded server did not become ready (is the port free?)")
 	}
 	return &Server{s: s}, nil
+}
+
+// checkFree reports whether a fixed port can be listened on now (a port of
+// -1 is picked by the server and always free).
+func checkFree(host string, port int, what string) error {
+	if port <= 0 {
+		return nil
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("bus: %s listen address %s: %w", what, addr, err)
+	}
+	return l.Close()
 }
 
 // NATS returns the underlying server, e.g. for ConnConfig.InProcess.
