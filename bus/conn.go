@@ -107,6 +107,11 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 				log.Debug("nats disconnected")
 			}
 		}),
+		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			// Each failed attempt, at most one per MaxReconnectWait once the
+			// backoff has grown: an operator sees why nothing happens.
+			log.Warn("nats connect attempt failed", "servers", nc.Servers(), "error", err)
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
