@@ -132,6 +132,25 @@ func TestDrainSaysGoodbye(t *testing.T) {
 	n2.Close()
 }
 
+// TestDrainWhileCutOff: a node cut off from NATS drains in moments, not at
+// the NATS flush and drain timeouts.
+func TestDrainWhileCutOff(t *testing.T) {
+	srv := testcluster.Server(t)
+	nc := testcluster.Conn(t, srv.ClientURL())
+	n := testcluster.StartNode(t, nc, testcluster.NodeConfig(t, "n1"), nil)
+	srv.Shutdown()
+	testcluster.WaitFor(t, "the node to see NATS gone", func() error {
+		if nc.IsConnected() {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	start := time.Now()
+	require.NoError(t, n.Drain(testCtx(t)))
+	require.Less(t, time.Since(start), 2*time.Second)
+	recv(t, n.Done(), "the node to be done")
+}
+
 // TestVanishedNode: a node that disappears without goodbye gets "no
 // responders"; the step is retried on another eligible node, or fails with
 // NODE_UNAVAILABLE when there is none, and never hangs.

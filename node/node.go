@@ -528,8 +528,13 @@ func (n *Node) Drain(ctx context.Context) error {
 		return nil
 	}
 	var rpcClosed <-chan nats.SubStatus
+	// Cut off from NATS nothing is in transit to this node and nothing it
+	// sends gets out: drain the work, not the subscriptions.
+	connected := n.nc.IsConnected()
 	if n.started.Load() && !n.closing.Load() {
-		if n.rpcSub != nil {
+		if n.rpcSub != nil && !connected {
+			_ = n.rpcSub.Unsubscribe()
+		} else if n.rpcSub != nil {
 			// Drain, not Unsubscribe: requests the server sent before it
 			// took the unsubscribe are served instead of dropped (their
 			// callers would wait for their whole timeout).
@@ -540,8 +545,10 @@ func (n *Node) Drain(ctx context.Context) error {
 			}
 		}
 		n.publish(n.subj.Goodbye(), &schema.Goodbye{Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation})
-		_ = n.nc.Flush()
-		n.log.Info("node draining")
+		if connected {
+			_ = n.nc.FlushTimeout(time.Second)
+		}
+		n.log.Info("node draining", "connected", connected)
 	}
 	var err error
 	if rpcClosed != nil {
@@ -555,7 +562,7 @@ func (n *Node) Drain(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("node: drain: %w", ctx.Err())
 	}
-	if err == nil && n.execSub != nil {
+	if err == nil && n.execSub != nil && n.nc.IsConnected() {
 		// Drain exec too: steps peers sent before they heard the goodbye
 		// are answered SHUTTING_DOWN (and re-routed), not dropped by Close.
 		closed := n.execSub.StatusChanged(nats.SubscriptionClosed)

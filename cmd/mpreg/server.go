@@ -156,8 +156,10 @@ func serve(e *env, log *slog.Logger, nc *nats.Conn, url string, cfg node.Config,
 	if err := n.Drain(ctx); err != nil {
 		log.Warn("drain did not finish; work in flight was cancelled", "error", err)
 	}
-	if err := nc.FlushWithContext(ctx); err != nil {
-		log.Debug("flush before close", "error", err)
+	if nc.IsConnected() {
+		if err := nc.FlushWithContext(ctx); err != nil {
+			log.Debug("flush before close", "error", err)
+		}
 	}
 	log.Info("stopped")
 	return nil
