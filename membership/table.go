@@ -272,20 +272,28 @@ func (l *inflight) lost() {
 	}
 }
 
+// Pruned is what one Prune changed.
+type Pruned struct {
+	Silent    []string // nodes just declared dead of silence (unheard for DeadAfter)
+	Forgotten []string // nodes removed (unheard for ForgetAfter)
+}
+
 // Prune forgets nodes unheard for ForgetAfter, cancels the tracked requests
-// of nodes that went silent for DeadAfter, and reports how many nodes it
-// removed. Call it periodically.
-func (t *Table) Prune() int {
+// of nodes that went silent for DeadAfter, and reports the nodes that went
+// silent since the last Prune and those it removed. Call it periodically.
+func (t *Table) Prune() Pruned {
 	now := t.cfg.Now()
 	t.mu.Lock()
-	n := 0
-	changed := false
+	var p Pruned
 	var lost []*inflight
 	for id, e := range t.nodes {
 		if id != t.cfg.Self && now.Sub(e.lastHeard) > t.cfg.DeadAfter {
 			lost = append(lost, e.out)
 			if !e.silent {
-				e.silent, changed = true, true // dead of silence: a change
+				e.silent = true // dead of silence: a change
+				if !e.gone && !e.markedDead {
+					p.Silent = append(p.Silent, id)
+				}
 			}
 		}
 		if id != t.cfg.Self && now.Sub(e.lastHeard) > t.cfg.ForgetAfter {
@@ -293,17 +301,19 @@ func (t *Table) Prune() int {
 			if e.out.n.Load() == 0 {
 				t.inflight.Delete(id)
 			}
-			n++
+			p.Forgotten = append(p.Forgotten, id)
 		}
 	}
-	if n > 0 || changed {
+	if len(p.Forgotten) > 0 || len(p.Silent) > 0 {
 		t.notify()
 	}
 	t.mu.Unlock()
 	for _, l := range lost {
 		l.lost()
 	}
-	return n
+	slices.Sort(p.Silent)
+	slices.Sort(p.Forgotten)
+	return p
 }
 
 func (t *Table) aliveLocked(e *entry, now time.Time) bool {

@@ -202,7 +202,7 @@ func TestDrainingNodeIsRememberedWhileItTalks(t *testing.T) {
 	for range 2 * int(forgetAfter/time.Second) {
 		c.Advance(time.Second)
 		assert.False(t, tb.ApplyHeartbeat(heartbeat("n1", 1, 1, 1)))
-		assert.Zero(t, tb.Prune())
+		assert.Zero(t, len(tb.Prune().Forgotten))
 	}
 	assert.NoError(t, ctx.Err(), "a draining node that still talks is not lost")
 	assert.False(t, tb.ApplyHello(hello("n1", 1, 1)), "the gone incarnation is still remembered")
@@ -211,10 +211,10 @@ func TestDrainingNodeIsRememberedWhileItTalks(t *testing.T) {
 
 	// Once it falls silent it is lost, then forgotten.
 	c.Advance(deadAfter + time.Nanosecond)
-	assert.Zero(t, tb.Prune())
+	assert.Zero(t, len(tb.Prune().Forgotten))
 	assert.ErrorIs(t, context.Cause(ctx), membership.ErrNodeLost)
 	c.Advance(forgetAfter)
-	assert.Equal(t, 1, tb.Prune())
+	assert.Equal(t, 1, len(tb.Prune().Forgotten))
 }
 
 func TestHeartbeat(t *testing.T) {
@@ -281,25 +281,26 @@ func TestPrune(t *testing.T) {
 	require.True(t, tb.ApplyHello(hello("n2", 1, 1)))
 	c.Advance(forgetAfter)
 	tb.ApplyHeartbeat(heartbeat("n2", 1, 1, 0))
-	tb.Prune() // n1 is dead of silence: that change is announced here
+	// n1 is dead of silence: that change is announced here, once.
+	assert.Equal(t, membership.Pruned{Silent: []string{"n1"}}, tb.Prune())
 	ch := tb.Changed()
-	assert.Zero(t, tb.Prune(), "not forgotten at exactly ForgetAfter")
+	assert.Equal(t, membership.Pruned{}, tb.Prune(), "not forgotten at exactly ForgetAfter, and silent already")
 	assert.False(t, closed(ch))
 	_, ok := tb.Get("n1")
 	assert.True(t, ok)
 
 	c.Advance(time.Nanosecond)
-	assert.Equal(t, 1, tb.Prune())
+	assert.Equal(t, membership.Pruned{Forgotten: []string{"n1"}}, tb.Prune())
 	assert.True(t, closed(ch))
 	_, ok = tb.Get("n1")
 	assert.False(t, ok, "n1 is forgotten")
 	assert.True(t, tb.ApplyHeartbeat(heartbeat("n1", 1, 1, 0)), "a forgotten node is unknown again")
 	get(t, tb, "n2")
 	get(t, tb, "me")
-	assert.Zero(t, tb.Prune())
+	assert.Zero(t, len(tb.Prune().Forgotten))
 
 	c.Advance(10 * forgetAfter)
-	assert.Equal(t, 1, tb.Prune(), "n2 goes, self stays")
+	assert.Equal(t, 1, len(tb.Prune().Forgotten), "n2 goes, self stays")
 	assert.True(t, get(t, tb, "me").Alive)
 }
 
@@ -308,7 +309,7 @@ func TestForgetAfterAtLeastDeadAfter(t *testing.T) {
 	tb := membership.New(membership.Config{DeadAfter: 10 * time.Second, ForgetAfter: time.Second, Now: c.Now})
 	require.True(t, tb.ApplyHello(hello("n1", 1, 1)))
 	c.Advance(5 * time.Second)
-	assert.Zero(t, tb.Prune(), "a live node is never forgotten")
+	assert.Zero(t, len(tb.Prune().Forgotten), "a live node is never forgotten")
 	assert.True(t, get(t, tb, "n1").Alive)
 }
 
@@ -348,7 +349,7 @@ func TestSelfNeverDiesOfSilence(t *testing.T) {
 	require.True(t, tb.ApplyHello(hello("n1", 1, 1)))
 	c.Advance(100 * forgetAfter)
 	assert.True(t, get(t, tb, "me").Alive)
-	assert.Equal(t, 1, tb.Prune())
+	assert.Equal(t, 1, len(tb.Prune().Forgotten))
 	node, ok := tb.Pick("echo", nil, nil)
 	require.True(t, ok)
 	assert.Equal(t, "me", node)

@@ -153,8 +153,12 @@ func (f *Follower) pruneLoop() {
 		case <-f.quit:
 			return
 		case <-t.C:
-			if n := f.cfg.Table.Prune(); n > 0 {
-				f.log.Info("forgot dead nodes", "count", n)
+			p := f.cfg.Table.Prune()
+			for _, id := range p.Silent {
+				f.log.Info("node unheard too long; declared dead", "peer", id)
+			}
+			for _, id := range p.Forgotten {
+				f.log.Info("dead node forgotten", "peer", id)
 			}
 			if f.cfg.LearnServers {
 				f.learnServers()

@@ -467,7 +467,7 @@ func (n *Node) Start(ctx context.Context) error {
 	f, err := mesh.Follow(ctx, mesh.FollowConfig{
 		Conn: n.nc, Subjects: n.subj, Cluster: n.cfg.Cluster, Table: n.table, Self: n.cfg.NodeID,
 		SyncQuiet: n.cfg.SyncQuiet, PruneInterval: n.cfg.HeartbeatInterval, Logger: n.log,
-		LearnServers: true,
+		LearnServers: n.nc.Opts.InProcessServer == nil, // an in-process connection has no pool to fail over in
 	})
 	if err != nil {
 		return fail(err)
