@@ -29,6 +29,10 @@ type FollowConfig struct {
 	// Self is the id of the node that owns the table; its own gossip is
 	// skipped. Empty for a client.
 	Self string
+	// SelfIncarnation is the owning node's incarnation: gossip under Self
+	// with another incarnation comes from a second process using the same
+	// node id (see Twin).
+	SelfIncarnation int64
 	// SyncQuiet is how long a sync waits for further replies after the last
 	// one. Default 200 ms.
 	SyncQuiet time.Duration
@@ -56,6 +60,7 @@ type Follower struct {
 	closing atomic.Bool
 
 	foreign atomic.Int64 // messages dropped for another cluster id
+	twin    atomic.Int64 // incarnation of another process announcing Self
 
 	mu        sync.Mutex
 	fetching  map[string]bool // nodes whose hello is being fetched
@@ -109,6 +114,23 @@ func Follow(ctx context.Context, cfg FollowConfig) (*Follower, error) {
 	f.wg.Add(1)
 	go f.pruneLoop()
 	return f, nil
+}
+
+// Twin returns the incarnation of another live process that announces this
+// node's id (Self), or 0 when none was heard.
+func (f *Follower) Twin() int64 { return f.twin.Load() }
+
+// fromSelf reports whether gossip names Self, and notes (and logs once per
+// incarnation) a second process using the id.
+func (f *Follower) fromSelf(node string, incarnation int64, what string) bool {
+	if f.cfg.Self == "" || node != f.cfg.Self {
+		return false
+	}
+	if incarnation != f.cfg.SelfIncarnation && f.twin.Swap(incarnation) != incarnation {
+		f.log.Error("another process announces this node's id: give every node its own --node-id",
+			"kind", what, "peer", node, "its_incarnation", incarnation, "our_incarnation", f.cfg.SelfIncarnation)
+	}
+	return true
 }
 
 // Foreign returns how many gossip messages were dropped because they named
@@ -271,7 +293,7 @@ func (f *Follower) sameCluster(cluster, node, what string) bool {
 // ApplyHello checks a decoded hello and merges it into the table. It
 // reports whether the table changed.
 func (f *Follower) ApplyHello(h *schema.Hello) bool {
-	if !f.sameCluster(h.Cluster, h.Node, "hello") || h.Node == f.cfg.Self {
+	if !f.sameCluster(h.Cluster, h.Node, "hello") || f.fromSelf(h.Node, h.Incarnation, "hello") {
 		return false
 	}
 	if h.Proto < schema.ProtoMin || h.Proto > schema.ProtoMax {
@@ -303,7 +325,7 @@ func (f *Follower) onHeartbeat(m *nats.Msg) {
 	if !f.decode(m, "heartbeat", func(t any) (err error) { hb, err = schema.ParseHeartbeat(t); return }) {
 		return
 	}
-	if !f.sameCluster(hb.Cluster, hb.Node, "heartbeat") || hb.Node == f.cfg.Self {
+	if !f.sameCluster(hb.Cluster, hb.Node, "heartbeat") || f.fromSelf(hb.Node, hb.Incarnation, "heartbeat") {
 		return
 	}
 	if f.cfg.Table.ApplyHeartbeat(hb) {

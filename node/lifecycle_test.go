@@ -414,6 +414,44 @@ func TestRestartNewIncarnation(t *testing.T) {
 	require.Equal(t, "second", v)
 }
 
+// TestNodeIDInUse: a second process that starts under the id of a live
+// node is refused before it announces anything, and the live node keeps its
+// routing; once the first is gone the id may be used again.
+func TestNodeIDInUse(t *testing.T) {
+	srv := testcluster.Server(t)
+	url := srv.ClientURL()
+	first := testcluster.Node(t, url, testcluster.NodeConfig(t, "n1"), func(n *node.Node) {
+		require.NoError(t, n.Register("gen", func() string { return "first" }))
+	})
+	c := testcluster.Client(t, url, client.Config{})
+	testcluster.WaitForRoute(t, c.Table(), "gen", nil, "n1")
+
+	twin, err := node.New(testcluster.Conn(t, url), testcluster.NodeConfig(t, "n1"))
+	require.NoError(t, err)
+	require.NoError(t, twin.Register("gen", func() string { return "twin" }))
+	err = twin.Start(testCtx(t))
+	require.ErrorIs(t, err, node.ErrNodeIDInUse)
+	require.Contains(t, err.Error(), `"n1"`)
+	recv(t, twin.Done(), "the refused node to be closed")
+	for range 3 {
+		v, err := c.Call(testCtx(t), "gen", nil)
+		require.NoError(t, err)
+		require.Equal(t, "first", v, "the live node keeps its id")
+	}
+
+	first.Close()
+	testcluster.Node(t, url, testcluster.NodeConfig(t, "n1"), func(n *node.Node) {
+		require.NoError(t, n.Register("gen", func() string { return "second" }))
+	})
+	testcluster.WaitFor(t, "the new process to serve", func() error {
+		v, err := c.Call(testCtx(t), "gen", nil)
+		if err != nil || v != "second" {
+			return fmt.Errorf("got %v, %v", v, err)
+		}
+		return nil
+	})
+}
+
 // TestTooManyRequests: past MaxRequests whole requests being planned, a new
 // rpc request is answered OVERLOADED at once, and served again afterwards.
 func TestTooManyRequests(t *testing.T) {

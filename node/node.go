@@ -34,6 +34,10 @@ const Version = "0.1.0"
 // ErrInvalidConfig wraps every configuration and registration error.
 var ErrInvalidConfig = errors.New("node: invalid config")
 
+// ErrNodeIDInUse is Start's error when another live process in the cluster
+// already uses the node's id.
+var ErrNodeIDInUse = errors.New("node: node id in use")
+
 // Config configures a Node. Zero fields take the defaults in DefaultConfig.
 type Config struct {
 	// Cluster is the cluster id. Default "default".
@@ -465,7 +469,7 @@ func (n *Node) Start(ctx context.Context) error {
 	h := n.hello()
 	n.table.ApplyHello(h)
 	f, err := mesh.Follow(ctx, mesh.FollowConfig{
-		Conn: n.nc, Subjects: n.subj, Cluster: n.cfg.Cluster, Table: n.table, Self: n.cfg.NodeID,
+		Conn: n.nc, Subjects: n.subj, Cluster: n.cfg.Cluster, Table: n.table, Self: n.cfg.NodeID, SelfIncarnation: n.incarnation,
 		SyncQuiet: n.cfg.SyncQuiet, PruneInterval: n.cfg.HeartbeatInterval, Logger: n.log,
 		LearnServers: n.nc.Opts.InProcessServer == nil, // an in-process connection has no pool to fail over in
 	})
@@ -473,6 +477,12 @@ func (n *Node) Start(ctx context.Context) error {
 		return fail(err)
 	}
 	n.follower = f
+	if inc := f.Twin(); inc != 0 {
+		// A live process answered the sync under this id: announcing would
+		// take its routing over.
+		return fail(fmt.Errorf("%w: node id %q is in use in cluster %q by a live process (incarnation %d)",
+			ErrNodeIDInUse, n.cfg.NodeID, n.cfg.Cluster, inc))
+	}
 	n.publish(n.subj.Hello(), n.hello())
 	rs, err := sub(n.subj.RPC(), bus.QueueGroup, n.onRPC)
 	if err != nil {
