@@ -84,7 +84,13 @@ type Table struct {
 type inflight struct {
 	n    atomic.Int64
 	mu   sync.Mutex
-	reqs map[uint64]context.CancelCauseFunc
+	reqs map[uint64]tracked
+}
+
+// tracked is one request in flight: how to cancel it and when it was sent.
+type tracked struct {
+	cancel context.CancelCauseFunc
+	at     time.Time
 }
 
 func (t *Table) inflightOf(node string) *inflight {
@@ -128,23 +134,35 @@ func (t *Table) notify() {
 
 // ApplyHello merges a hello. It reports whether the table changed.
 func (t *Table) ApplyHello(h *schema.Hello) bool {
+	changed, replaced := t.applyHello(h)
+	if replaced != nil {
+		// A new process took the id over: steps sent before it started
+		// went to the old one, which will never answer them.
+		replaced.lostBefore(time.UnixMilli(h.Incarnation))
+	}
+	return changed
+}
+
+// applyHello merges h under the lock; replaced is the in-flight set of the
+// id when h starts a newer incarnation of a known node.
+func (t *Table) applyHello(h *schema.Hello) (changed bool, replaced *inflight) {
 	now := t.cfg.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.nodes[h.Node]
 	if ok {
 		if h.Incarnation < e.hello.Incarnation {
-			return false
+			return false, nil
 		}
 		if h.Incarnation == e.hello.Incarnation {
 			if e.gone {
 				// The process is draining but still talks: keep the
 				// tombstone until it falls silent, route nothing to it.
 				e.lastHeard = now
-				return false
+				return false, nil
 			}
 			if h.Version < e.hello.Version {
-				return false
+				return false, nil
 			}
 			if h.Version == e.hello.Version {
 				wasDead := !t.aliveLocked(e, now)
@@ -153,7 +171,7 @@ func (t *Table) ApplyHello(h *schema.Hello) bool {
 				if wasDead {
 					t.notify()
 				}
-				return wasDead
+				return wasDead, nil
 			}
 		}
 	}
@@ -163,7 +181,10 @@ func (t *Table) ApplyHello(h *schema.Hello) bool {
 	}
 	t.nodes[h.Node] = n
 	t.notify()
-	return true
+	if ok && h.Incarnation > e.hello.Incarnation && !e.gone {
+		replaced = n.out // a draining process (goodbye) still answers its own
+	}
+	return true, replaced
 }
 
 // ApplyHeartbeat merges a heartbeat. It reports whether the sender's hello
@@ -231,12 +252,13 @@ func (t *Table) MarkDead(node string) {
 func (t *Table) Track(node string, cancel context.CancelCauseFunc) (done func()) {
 	l := t.inflightOf(node)
 	id := t.nextID.Add(1)
+	at := t.cfg.Now()
 	l.add(1)
 	l.mu.Lock()
 	if l.reqs == nil {
-		l.reqs = make(map[uint64]context.CancelCauseFunc)
+		l.reqs = make(map[uint64]tracked)
 	}
-	l.reqs[id] = cancel
+	l.reqs[id] = tracked{cancel, at}
 	l.mu.Unlock()
 	var once atomic.Bool
 	return func() {
@@ -262,12 +284,21 @@ func (l *inflight) add(d int64) {
 }
 
 // lost cancels every tracked request with ErrNodeLost.
-func (l *inflight) lost() {
+func (l *inflight) lost() { l.lostBefore(time.Time{}) }
+
+// lostBefore cancels with ErrNodeLost the tracked requests sent before cut
+// (every one when cut is zero).
+func (l *inflight) lostBefore(cut time.Time) {
+	var fire []context.CancelCauseFunc
 	l.mu.Lock()
-	reqs := l.reqs
-	l.reqs = nil
+	for id, r := range l.reqs {
+		if cut.IsZero() || r.at.Before(cut) {
+			fire = append(fire, r.cancel)
+			delete(l.reqs, id)
+		}
+	}
 	l.mu.Unlock()
-	for _, c := range reqs {
+	for _, c := range fire {
 		c(ErrNodeLost)
 	}
 }

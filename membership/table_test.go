@@ -581,6 +581,40 @@ func TestTrack(t *testing.T) {
 	assert.NoError(t, ctx3.Err())
 }
 
+// A newer incarnation of a node loses the requests sent before it started
+// (they went to the old process), keeps those sent since, and leaves a
+// draining process's requests alone.
+func TestTrackReplacedIncarnation(t *testing.T) {
+	tb, c := newTable("")
+	require.True(t, tb.ApplyHello(hello("n1", c.Now().UnixMilli(), 1)))
+	track := func() context.Context {
+		ctx, cancel := context.WithCancelCause(context.Background())
+		t.Cleanup(func() { cancel(nil) })
+		tb.Track("n1", cancel)
+		return ctx
+	}
+	old := track()
+	c.Advance(time.Second)
+	restart := c.Now().UnixMilli()
+	c.Advance(100 * time.Millisecond)
+	sentToNew := track() // after the new process started, before its hello
+	require.True(t, tb.ApplyHello(hello("n1", restart, 1)))
+	assert.ErrorIs(t, context.Cause(old), membership.ErrNodeLost)
+	assert.NoError(t, sentToNew.Err())
+
+	// A newer version of the same incarnation loses nothing.
+	require.True(t, tb.ApplyHello(hello("n1", restart, 2)))
+	assert.NoError(t, sentToNew.Err())
+
+	// After goodbye the old process still answers what it took.
+	c.Advance(time.Second)
+	draining := track()
+	require.True(t, tb.ApplyGoodbye(&schema.Goodbye{Cluster: "default", Node: "n1", Incarnation: restart}))
+	c.Advance(time.Second)
+	require.True(t, tb.ApplyHello(hello("n1", c.Now().UnixMilli(), 1)))
+	assert.NoError(t, draining.Err())
+}
+
 // With SelfLoad, Self is scored by its real load (steps from every planner),
 // so a busy planner node routes to an idle peer.
 func TestPickSelfLoad(t *testing.T) {
