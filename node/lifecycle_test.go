@@ -105,12 +105,27 @@ func TestDrainSaysGoodbye(t *testing.T) {
 	testcluster.WaitForGone(t, n1.Table(), "n2")
 	require.Equal(t, []string{"n1"}, c.Table().Eligible("echo", nil))
 	require.Equal(t, []string{"n1"}, n1.Table().Eligible("echo", nil))
+	// A peer that joins now does not learn of the draining node: not from
+	// the sync, and not from its heartbeats (which go on, so that its
+	// callers do not declare its steps lost).
+	beats, err := nc.SubscribeSync("mpreg.default.gossip.heartbeat")
+	require.NoError(t, err)
+	fresh := testcluster.Client(t, url, client.Config{})
+	for seen := 0; seen < 2; {
+		m, err := beats.NextMsg(bound)
+		require.NoError(t, err, "n2 heartbeats while draining")
+		if strings.Contains(string(m.Data), `"n2"`) {
+			seen++
+		}
+	}
+	_, known := fresh.Table().Get("n2")
+	require.False(t, known, "a draining node is not announced to a new peer")
 	for i := range 5 {
 		v, err := c.Call(testCtx(t), "echo", []any{i})
 		require.NoError(t, err)
 		require.Equal(t, int64(i), v)
 	}
-	_, err := c.Call(testCtx(t), "slow", []any{"new"})
+	_, err = c.Call(testCtx(t), "slow", []any{"new"})
 	require.ErrorIs(t, err, schema.ErrNoRoute, "nothing new is routed to a node that said goodbye")
 
 	// A caller that sends there anyway is told the node is draining.
@@ -450,6 +465,43 @@ func TestNodeIDInUse(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRestartLosesOldSteps: a step running in a process that died is lost
+// as soon as a new process under the same id announces itself, long before
+// the old one would be declared dead of silence.
+func TestRestartLosesOldSteps(t *testing.T) {
+	srv := testcluster.Server(t)
+	url := srv.ClientURL()
+	b := newBlocker()
+	defer b.Release()
+	nc := testcluster.Conn(t, url)
+	first := testcluster.StartNode(t, nc, testcluster.NodeConfig(t, "n2"), func(n *node.Node) {
+		require.NoError(t, n.Register("slow", b.Fn))
+	})
+	c := testcluster.Client(t, url, client.Config{DeadAfter: time.Minute})
+	testcluster.WaitForRoute(t, c.Table(), "slow", nil, "n2")
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Call(context.Background(), "slow", []any{"old"}, client.WithTimeout(time.Minute))
+		done <- err
+	}()
+	recv(t, b.started, "the step to start")
+
+	nc.Close() // the process dies: no goodbye, no reply
+	first.Close()
+	testcluster.WaitFor(t, "a later start time", func() error {
+		if p, _ := c.Table().Get("n2"); time.Now().UnixMilli() <= p.Hello.Incarnation {
+			return errors.New("same millisecond")
+		}
+		return nil
+	})
+	start := time.Now()
+	testcluster.Node(t, url, testcluster.NodeConfig(t, "n2"), nil)
+	err := recv(t, done, "the call to end")
+	e := requireCode(t, err, schema.CodeNodeUnavailable)
+	require.Contains(t, e.Message, "lost while running")
+	require.Less(t, time.Since(start), 5*time.Second)
 }
 
 // TestTooManyRequests: past MaxRequests whole requests being planned, a new
