@@ -320,6 +320,28 @@ func (f *Follower) onHello(m *nats.Msg) {
 	}
 }
 
+// onInfo applies a reply from node.<id>.info: a hello, or the goodbye of a
+// node that is draining.
+func (f *Follower) onInfo(m *nats.Msg) {
+	var h *schema.Hello
+	var g *schema.Goodbye
+	ok := f.decode(m, "info reply", func(t any) (err error) {
+		if m, _ := t.(map[string]any); m != nil && m["version"] == nil && m["funs"] == nil {
+			g, err = schema.ParseGoodbye(t) // no hello keys: a goodbye
+			return err
+		}
+		h, err = schema.ParseHello(t)
+		return err
+	})
+	switch {
+	case !ok:
+	case h != nil:
+		f.ApplyHello(h)
+	case f.sameCluster(g.Cluster, g.Node, "goodbye") && g.Node != f.cfg.Self:
+		f.cfg.Table.ApplyGoodbye(g)
+	}
+}
+
 func (f *Follower) onHeartbeat(m *nats.Msg) {
 	var hb *schema.Heartbeat
 	if !f.decode(m, "heartbeat", func(t any) (err error) { hb, err = schema.ParseHeartbeat(t); return }) {
@@ -371,7 +393,7 @@ func (f *Follower) fetchHello(node string) {
 			}
 			return
 		}
-		f.onHello(m)
+		f.onInfo(m)
 	})
 	if !started {
 		f.mu.Lock()

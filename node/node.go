@@ -215,12 +215,12 @@ type Node struct {
 	planning    atomic.Int64 // rpc requests being planned here
 	slots       chan struct{}
 
-	follower  *mesh.Follower
-	running   runningSet // exec steps running here, by exec id
-	subs      []*nats.Subscription
-	rpcSub    *nats.Subscription
-	execSub   *nats.Subscription
-	helloSubs []*nats.Subscription // info and sync
+	follower *mesh.Follower
+	running  runningSet // exec steps running here, by exec id
+	subs     []*nats.Subscription
+	rpcSub   *nats.Subscription
+	execSub  *nats.Subscription
+	syncSub  *nats.Subscription
 
 	// lifecycle
 	mu       sync.RWMutex // guards wg.Add against closing
@@ -461,13 +461,14 @@ func (n *Node) Start(ctx context.Context) error {
 	if _, err := sub(n.subj.Cancel(n.cfg.NodeID), "", n.onCancel); err != nil {
 		return fail(err)
 	}
-	for _, subj := range []string{n.subj.Info(n.cfg.NodeID), n.subj.Sync()} {
-		s, err := sub(subj, "", n.onHelloRequest)
-		if err != nil {
-			return fail(err)
-		}
-		n.helloSubs = append(n.helloSubs, s)
+	if _, err := sub(n.subj.Info(n.cfg.NodeID), "", n.onHelloRequest); err != nil {
+		return fail(err)
 	}
+	ss, err := sub(n.subj.Sync(), "", n.onHelloRequest)
+	if err != nil {
+		return fail(err)
+	}
+	n.syncSub = ss
 	h := n.hello()
 	n.table.ApplyHello(h)
 	f, err := mesh.Follow(ctx, mesh.FollowConfig{
@@ -544,13 +545,11 @@ func (n *Node) Drain(ctx context.Context) error {
 	// sends gets out: drain the work, not the subscriptions.
 	connected := n.nc.IsConnected()
 	if n.started.Load() && !n.closing.Load() {
-		// A leaving node is not announced to peers that sync or ask for
-		// its info from now on, and a new process may take its id over.
-		// Its heartbeats go on: they keep its steps in flight from being
-		// declared lost by the peers that sent them.
-		for _, s := range n.helloSubs {
-			_ = s.Unsubscribe()
-		}
+		// A leaving node is not announced to peers that sync from now on
+		// (its info answers goodbye), and a new process may take its id
+		// over. Its heartbeats go on: they keep its steps in flight from
+		// being declared lost by the peers that sent them.
+		_ = n.syncSub.Unsubscribe()
 		if n.rpcSub != nil && !connected {
 			_ = n.rpcSub.Unsubscribe()
 		} else if n.rpcSub != nil {

@@ -21,10 +21,17 @@ import (
 )
 
 // onHelloRequest answers gossip.sync and node.<id>.info with the node's
-// hello, in the codec the requester accepts.
+// hello, in the codec the requester accepts. A draining node answers info
+// with its goodbye (sync it no longer hears): a peer that missed the
+// goodbye and asks after a heartbeat learns that the node is leaving, and a
+// peer that only reads hellos drops the reply.
 func (n *Node) onHelloRequest(m *nats.Msg) {
 	_, reply, _ := codec.Negotiate("", bus.Header(m, codec.HeaderAccept))
-	if err := mesh.Respond(n.nc, m, reply, n.hello(), nil); err != nil {
+	var body any = n.hello()
+	if n.draining.Load() {
+		body = &schema.Goodbye{Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation}
+	}
+	if err := mesh.Respond(n.nc, m, reply, body, nil); err != nil {
 		n.log.Warn("hello reply failed", "error", err)
 	}
 }
