@@ -59,6 +59,11 @@ type Config struct {
 	// DeadAfter is how long a silent node stays routable in the client's
 	// view; match it to the nodes' (3 heartbeat intervals). Default 3 s.
 	DeadAfter time.Duration
+	// PlannerCheck is how often the client asks whether the node planning
+	// one of its requests (rpc) is still there, once that node has said it
+	// plans it; two failed checks in a row end the request with
+	// NODE_UNAVAILABLE instead of a TIMEOUT at its budget. Default 1 s.
+	PlannerCheck time.Duration
 	// Name is the NATS connection name.
 	Name string
 	// Logger. Default: discard.
@@ -74,6 +79,7 @@ type Client struct {
 	table    *membership.Table
 	follower *mesh.Follower
 	runner   *planner.Runner
+	watch    *plannerWatch
 	closed   atomic.Bool
 	idPrefix string        // unique per client
 	idSeq    atomic.Uint64 // request ids are idPrefix + idSeq
@@ -118,6 +124,15 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		cfg.DeadAfter = 3 * time.Second
 		c.cfg.DeadAfter = cfg.DeadAfter
 	}
+	if cfg.PlannerCheck <= 0 {
+		c.cfg.PlannerCheck = time.Second
+	}
+	w, err := newPlannerWatch(c.nc, c.subj, c.cfg.PlannerCheck, cfg.Logger)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.watch = w
 	c.table = membership.New(membership.Config{DeadAfter: cfg.DeadAfter, ForgetAfter: 10 * cfg.DeadAfter})
 	c.runner = &planner.Runner{
 		Router:   planner.RouterFunc(c.table.Pick),
@@ -152,6 +167,9 @@ func (c *Client) Close() {
 		return
 	}
 	c.follower.Close()
+	if c.watch != nil {
+		c.watch.close()
+	}
 	if c.ownConn {
 		c.nc.Close()
 	}
@@ -320,7 +338,16 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 	if err != nil {
 		return nil, schema.Errorf(schema.CodeInvalidArgument, "request does not encode: %v", err)
 	}
+	ctx, lose := context.WithCancelCause(ctx)
+	defer lose(nil)
+	ack, unwatch := c.watch.register(ctx, lose)
+	defer unwatch()
 	msg := bus.NewMsg(c.subj.RPC(), data, c.cfg.Codec.ContentType(), c.cfg.Codec.ContentType())
+	msg.Header = nats.Header{
+		codec.HeaderContentType: msg.Header[codec.HeaderContentType],
+		codec.HeaderAccept:      msg.Header[codec.HeaderAccept],
+		schema.HeaderPlannerAck: []string{ack},
+	}
 	if !bus.Fits(c.nc, msg) {
 		return nil, mesh.TooLarge("request", len(data), c.nc.MaxPayload())
 	}
@@ -344,7 +371,12 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 func (c *Client) rpc(ctx context.Context, msg *nats.Msg) (*schema.Response, error) {
 	m, err := c.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
+		var lost *plannerLost
 		switch {
+		case errors.As(context.Cause(ctx), &lost):
+			return nil, &schema.Error{Code: schema.CodeNodeUnavailable, Node: lost.node,
+				Message: lost.Error() + " while planning the request; some of its steps may have run",
+				Details: map[string]any{"planner": lost.node}}
 		case errors.Is(err, nats.ErrNoResponders):
 			return nil, schema.Errorf(schema.CodeNoRoute, "no node serves cluster %s (no responders on %s)", c.cfg.Cluster, c.subj.RPC())
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):

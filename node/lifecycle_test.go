@@ -504,6 +504,51 @@ func TestRestartLosesOldSteps(t *testing.T) {
 	require.Less(t, time.Since(start), 5*time.Second)
 }
 
+// TestPlannerLost: a request whose planner node dies ends with
+// NODE_UNAVAILABLE naming the planner as soon as the client's checks find it
+// gone, not with TIMEOUT at its budget; while the planner lives, the checks
+// change nothing.
+func TestPlannerLost(t *testing.T) {
+	srv := testcluster.Server(t)
+	url := srv.ClientURL()
+	b := newBlocker()
+	defer b.Release()
+	cfg := testcluster.NodeConfig(t, "n1")
+	cfg.PlannerAckAfter = -1
+	nc := testcluster.Conn(t, url)
+	testcluster.StartNode(t, nc, cfg, func(n *node.Node) {
+		require.NoError(t, n.Register("block", b.Fn))
+		require.NoError(t, n.Register("pause", func(ctx context.Context, ms int) error {
+			select {
+			case <-time.After(time.Duration(ms) * time.Millisecond): // the work itself
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}))
+	})
+	c := testcluster.Client(t, url, client.Config{NoFollow: true, PlannerCheck: 20 * time.Millisecond})
+
+	resp, err := c.Run(testCtx(t), &schema.Request{Cmds: []schema.Command{
+		{Name: "p", Fun: "pause", Args: []any{200}}, {Name: "e", Fun: "echo", Args: []any{"p"}}}})
+	require.NoError(t, err, "a live planner is checked ten times and kept")
+	require.Equal(t, map[string]any{"e": nil}, resp.Results)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Run(context.Background(), &schema.Request{Cmds: []schema.Command{{Name: "b", Fun: "block", Args: []any{"x"}}}, TimeoutMS: 60_000})
+		done <- err
+	}()
+	recv(t, b.started, "the step to start")
+	start := time.Now()
+	nc.Close() // the planner's process is gone
+	e := requireCode(t, recv(t, done, "the request to end"), schema.CodeNodeUnavailable)
+	require.Equal(t, "n1", e.Node)
+	require.Contains(t, e.Message, "planner node n1")
+	require.Equal(t, "n1", detail(t, e, "planner"))
+	require.Less(t, time.Since(start), 5*time.Second)
+}
+
 // TestTooManyRequests: past MaxRequests whole requests being planned, a new
 // rpc request is answered OVERLOADED at once, and served again afterwards.
 func TestTooManyRequests(t *testing.T) {

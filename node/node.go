@@ -67,6 +67,10 @@ type Config struct {
 	DefaultTimeout time.Duration
 	// MaxTimeout caps a request's timeout_ms. Default 10 min.
 	MaxTimeout time.Duration
+	// PlannerAckAfter is how long a request that asks for a planner ack
+	// (schema.HeaderPlannerAck) is planned before the ack is sent: quick
+	// requests never send one. Default 200 ms; negative sends it at once.
+	PlannerAckAfter time.Duration
 	// Limits bound the requests this node plans.
 	Limits planner.Limits
 	// MaxInflight is the most steps that run here at once. Default 256.
@@ -98,6 +102,7 @@ func DefaultConfig() Config {
 		SyncQuiet:         200 * time.Millisecond,
 		DefaultTimeout:    30 * time.Second,
 		MaxTimeout:        10 * time.Minute,
+		PlannerAckAfter:   200 * time.Millisecond,
 		Limits:            planner.DefaultLimits(),
 		MaxInflight:       256,
 		MaxQueue:          1024,
@@ -154,6 +159,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxTimeout <= 0 {
 		c.MaxTimeout = d.MaxTimeout
+	}
+	if c.PlannerAckAfter == 0 {
+		c.PlannerAckAfter = d.PlannerAckAfter
 	}
 	if c.MaxInflight <= 0 {
 		c.MaxInflight = d.MaxInflight

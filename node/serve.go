@@ -130,6 +130,15 @@ func (n *Node) serveRPC(m *nats.Msg) {
 	timeout = min(timeout, n.cfg.MaxTimeout)
 	ctx, cancel := context.WithTimeout(n.ctx, timeout)
 	defer cancel()
+	if subject := bus.Header(m, schema.HeaderPlannerAck); subject != "" {
+		ack := &schema.PlannerAck{Cluster: n.cfg.Cluster, ID: req.ID, Node: n.cfg.NodeID, Incarnation: n.incarnation}
+		if n.cfg.PlannerAckAfter < 0 {
+			n.publish(subject, ack)
+		} else {
+			t := time.AfterFunc(n.cfg.PlannerAckAfter, func() { n.publish(subject, ack) })
+			defer t.Stop()
+		}
+	}
 	resp.Results, resp.Error = n.runner.Run(ctx, plan)
 }
 

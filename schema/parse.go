@@ -318,6 +318,28 @@ func ParseCancel(v any) (*Cancel, error) {
 	return c, nil
 }
 
+// ParsePlannerAck reads a PlannerAck.
+func ParsePlannerAck(v any) (*PlannerAck, error) {
+	m, err := asMap(v, "planner ack")
+	if err != nil {
+		return nil, err
+	}
+	a := &PlannerAck{}
+	if a.Cluster, err = str(m, "", "cluster", true); err != nil {
+		return nil, err
+	}
+	if a.ID, err = str(m, "", "id", false); err != nil {
+		return nil, err
+	}
+	if a.Node, err = str(m, "", "node", true); err != nil {
+		return nil, err
+	}
+	if a.Incarnation, err = integer(m, "", "incarnation", true); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
 // ParseExecReply reads an exec reply (PROTOCOL.md §6).
 func ParseExecReply(v any) (*ExecReply, error) {
 	m, err := asMap(v, "reply")

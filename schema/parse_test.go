@@ -236,6 +236,19 @@ func TestParseGoodbye(t *testing.T) {
 	requireInvalid(t, err, "goodbye", "want map, got null")
 }
 
+func TestParsePlannerAck(t *testing.T) {
+	a, err := schema.ParsePlannerAck(decode(t, `{"cluster":"default","id":"r1","node":"n1","incarnation":9,"extra":1}`))
+	require.NoError(t, err)
+	require.Equal(t, &schema.PlannerAck{Cluster: "default", ID: "r1", Node: "n1", Incarnation: 9}, a)
+
+	_, err = schema.ParsePlannerAck(decode(t, `{"cluster":"default","id":"r1","incarnation":9}`))
+	requireInvalid(t, err, "node", "required key missing")
+	_, err = schema.ParsePlannerAck(decode(t, `{"cluster":"default","node":"n1","incarnation":"9"}`))
+	requireInvalid(t, err, "incarnation", "want integer, got string")
+	_, err = schema.ParsePlannerAck(decode(t, `[]`))
+	requireInvalid(t, err, "planner ack", "want map, got list")
+}
+
 func TestParseExecRequest(t *testing.T) {
 	r, err := schema.ParseExecRequest(decode(t, `{"cluster":"default","id":"r1/|first","fun":"echo","args":["hi",1],"kwargs":{"k":true},"deadline_ms":1732570005123}`))
 	require.NoError(t, err)

@@ -70,6 +70,22 @@ type Cancel struct {
 	Attempt string `json:"attempt,omitempty"`
 }
 
+// PlannerAck tells a caller which node plans its rpc request (an extension
+// of PROTOCOL.md §4): a request with the header HeaderPlannerAck gets one,
+// on the subject the header names, once it has been planned for a while.
+// The caller can then notice the planner's death instead of waiting for
+// the whole budget.
+type PlannerAck struct {
+	Cluster     string `json:"cluster"`
+	ID          string `json:"id"`
+	Node        string `json:"node"`
+	Incarnation int64  `json:"incarnation"`
+}
+
+// HeaderPlannerAck is the request header naming the subject for the
+// PlannerAck.
+const HeaderPlannerAck = "Mpreg-Planner-Ack"
+
 // ExecReply is the reply to an ExecRequest: Result (present even when nil)
 // or Error.
 type ExecReply struct {
