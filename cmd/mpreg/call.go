@@ -155,7 +155,9 @@ func (c *runCmd) read(stdin io.Reader) (*schema.Request, error) {
 	}
 	req, err := schema.ParseRequest(tree)
 	if err != nil {
-		return nil, usagef("%s: not a valid request: %w", name, err)
+		// The same INVALID_REQUEST a node would answer, and the same exit
+		// code as the checks only a node makes (cycles, duplicates).
+		return nil, err
 	}
 	return req, nil
 }

@@ -18,6 +18,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -167,20 +168,58 @@ func report(err error, stderr io.Writer) int {
 
 // configLoader reads a --config JSON file. A flag whose environment
 // variable is set keeps the environment's value: the command line wins over
-// the environment, which wins over the file.
+// the environment, which wins over the file. A key that names no flag of
+// any command is an error.
 func configLoader(r io.Reader) (kong.Resolver, error) {
-	res, err := kong.JSON(r)
-	if err != nil {
-		return nil, fmt.Errorf("config file: %w", err)
+	name := "config file"
+	if f, ok := r.(interface{ Name() string }); ok {
+		name = "config file " + f.Name()
 	}
-	return kong.ResolverFunc(func(kctx *kong.Context, parent *kong.Path, flag *kong.Flag) (any, error) {
-		for _, name := range flag.Envs {
-			if _, ok := os.LookupEnv(name); ok {
-				return nil, nil
-			}
+	values := map[string]any{}
+	if err := json.NewDecoder(r).Decode(&values); err != nil {
+		return nil, fmt.Errorf("%s: not a JSON object of flag values: %w", name, err)
+	}
+	return &configResolver{name: name, values: values}, nil
+}
+
+// configResolver resolves flags from a config file's values, keyed by the
+// flag's name with "-" or "_" ("node-id" or "node_id").
+type configResolver struct {
+	name   string
+	values map[string]any
+}
+
+func (c *configResolver) Validate(app *kong.Application) error {
+	known := map[string]bool{}
+	var walk func(n *kong.Node)
+	walk = func(n *kong.Node) {
+		for _, f := range n.Flags {
+			known[f.Name] = true
+			known[strings.ReplaceAll(f.Name, "-", "_")] = true
 		}
-		return res.Resolve(kctx, parent, flag)
-	}), nil
+		for _, ch := range n.Children {
+			walk(ch)
+		}
+	}
+	walk(app.Node)
+	for k := range c.values {
+		if !known[k] {
+			return fmt.Errorf("%s: %q is not a flag of mpreg", c.name, k)
+		}
+	}
+	return nil
+}
+
+func (c *configResolver) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag) (any, error) {
+	for _, name := range flag.Envs {
+		if _, ok := os.LookupEnv(name); ok {
+			return nil, nil
+		}
+	}
+	if v, ok := c.values[flag.Name]; ok {
+		return v, nil
+	}
+	return c.values[strings.ReplaceAll(flag.Name, "-", "_")], nil
 }
 
 // clientFlags are the flags of the commands that call a cluster.
@@ -215,7 +254,11 @@ func connect(ctx context.Context, f clientFlags, codecName string, timeout time.
 		ConnOptions: []nats.Option{nats.RetryOnFailedConnect(false), nats.MaxReconnects(0)},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", strings.Join(f.Servers, ","), err)
+		cause := err
+		for errors.Unwrap(cause) != nil {
+			cause = errors.Unwrap(cause)
+		}
+		return nil, schema.Errorf(schema.CodeNodeUnavailable, "cannot reach NATS at %s: %v", strings.Join(f.Servers, ","), cause)
 	}
 	return cl, nil
 }

@@ -186,7 +186,7 @@ func TestCallErrors(t *testing.T) {
 	t.Run("no server", func(t *testing.T) {
 		r := mpreg(t, opts{}, "call", "whoami", "--servers", "nats://127.0.0.1:"+fmt.Sprint(freePort(t)))
 		assert.Equal(t, 1, r.code)
-		assert.Contains(t, r.stderr, "connect to")
+		assert.Regexp(t, `^NODE_UNAVAILABLE: cannot reach NATS at nats://127\.0\.0\.1:\d+: `, r.stderr)
 	})
 }
 
@@ -251,9 +251,13 @@ func TestRun(t *testing.T) {
 		assert.Contains(t, r.stderr, "not valid JSON")
 	})
 	t.Run("not a request", func(t *testing.T) {
+		// INVALID_REQUEST with exit 1, as when a node finds the fault.
 		r := mpreg(t, opts{stdin: `{"cmds": "echo"}`}, "run", "-", "--servers", url)
-		assert.Equal(t, 2, r.code)
-		assert.Contains(t, r.stderr, "cmds")
+		assert.Equal(t, 1, r.code)
+		assert.Equal(t, "INVALID_REQUEST: cmds: want list, got string\n", r.stderr)
+		r = mpreg(t, opts{stdin: `{"cmds": [{"name": "a", "fun": "echo", "args": ["a"]}]}`}, "run", "-", "--servers", url)
+		assert.Equal(t, 1, r.code)
+		assert.Contains(t, r.stderr, "INVALID_REQUEST: ")
 	})
 }
 
@@ -334,7 +338,19 @@ func TestConfigFile(t *testing.T) {
 
 	r = mpreg(t, opts{}, "call", "whoami", "--config", bad)
 	assert.Equal(t, 2, r.code)
-	assert.Contains(t, r.stderr, "config file")
+	assert.Contains(t, r.stderr, "config file "+bad)
+
+	// Keys are flag names with "-" or "_"; anything else is an error, not
+	// silently ignored.
+	dashed := filepath.Join(dir, "dashed.json")
+	require.NoError(t, os.WriteFile(dashed, []byte(fmt.Sprintf(`{"servers": %q, "node-id": "x", "drain_timeout": "1s"}`, url)), 0o600))
+	r = mpreg(t, opts{}, "call", "whoami", "--config", dashed)
+	assert.Equal(t, 0, r.code, r.stderr)
+	typo := filepath.Join(dir, "typo.json")
+	require.NoError(t, os.WriteFile(typo, []byte(fmt.Sprintf(`{"servers": %q, "sevrers": "x"}`, url)), 0o600))
+	r = mpreg(t, opts{}, "call", "whoami", "--config", typo)
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, `"sevrers" is not a flag of mpreg`)
 }
 
 func TestVersionAndHelp(t *testing.T) {
