@@ -72,17 +72,18 @@ type Config struct {
 
 // Client calls an MPREG cluster. It is safe for concurrent use.
 type Client struct {
-	cfg      Config
-	nc       *nats.Conn
-	ownConn  bool
-	subj     bus.Subjects
-	table    *membership.Table
-	follower *mesh.Follower
-	runner   *planner.Runner
-	watch    *plannerWatch
-	closed   atomic.Bool
-	idPrefix string        // unique per client
-	idSeq    atomic.Uint64 // request ids are idPrefix + idSeq
+	cfg       Config
+	nc        *nats.Conn
+	ownConn   bool
+	subj      bus.Subjects
+	table     *membership.Table
+	follower  *mesh.Follower
+	runner    *planner.Runner
+	watch     *plannerWatch
+	rpcHeader nats.Header
+	closed    atomic.Bool
+	idPrefix  string        // unique per client
+	idSeq     atomic.Uint64 // request ids are idPrefix + idSeq
 }
 
 // nextID returns a request id unique to this client, without the global
@@ -133,6 +134,12 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	c.watch = w
+	// Shared by every rpc request of this client: read-only.
+	c.rpcHeader = nats.Header{
+		codec.HeaderContentType: {cfg.Codec.ContentType()},
+		codec.HeaderAccept:      {cfg.Codec.ContentType()},
+		schema.HeaderPlannerAck: {w.subject},
+	}
 	c.table = membership.New(membership.Config{DeadAfter: cfg.DeadAfter, ForgetAfter: 10 * cfg.DeadAfter})
 	c.runner = &planner.Runner{
 		Router:   planner.RouterFunc(c.table.Pick),
@@ -319,6 +326,9 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 		return nil, ErrClosed
 	}
 	r := *req
+	if r.ID == "" {
+		r.ID = c.nextID() // planner acks name it
+	}
 	if r.TimeoutMS <= 0 {
 		budget := c.cfg.Timeout
 		if dl, ok := ctx.Deadline(); ok {
@@ -340,14 +350,8 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 	}
 	ctx, lose := context.WithCancelCause(ctx)
 	defer lose(nil)
-	ack, unwatch := c.watch.register(ctx, lose)
-	defer unwatch()
-	msg := bus.NewMsg(c.subj.RPC(), data, c.cfg.Codec.ContentType(), c.cfg.Codec.ContentType())
-	msg.Header = nats.Header{
-		codec.HeaderContentType: msg.Header[codec.HeaderContentType],
-		codec.HeaderAccept:      msg.Header[codec.HeaderAccept],
-		schema.HeaderPlannerAck: []string{ack},
-	}
+	defer c.watch.register(r.ID, ctx, lose)()
+	msg := &nats.Msg{Subject: c.subj.RPC(), Data: data, Header: c.rpcHeader}
 	if !bus.Fits(c.nc, msg) {
 		return nil, mesh.TooLarge("request", len(data), c.nc.MaxPayload())
 	}

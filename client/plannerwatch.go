@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,18 +33,17 @@ func (e *plannerLost) Error() string {
 // was replaced by a new incarnation. Without it such a request would wait
 // for its whole budget.
 type plannerWatch struct {
-	nc     *nats.Conn
-	subj   bus.Subjects
-	every  time.Duration
-	log    *slog.Logger
-	prefix string
-	sub    *nats.Subscription
-	seq    atomic.Uint64
+	nc      *nats.Conn
+	subj    bus.Subjects
+	every   time.Duration
+	log     *slog.Logger
+	subject string // where this client's acks arrive
+	sub     *nats.Subscription
+	pending sync.Map // request id → *watched
 
 	quit    chan struct{} // closed by close
-	mu      sync.Mutex
+	mu      sync.Mutex    // guards closing against wg.Add
 	closing bool
-	pending map[string]*watched // by token
 	wg      sync.WaitGroup
 }
 
@@ -54,12 +51,12 @@ type plannerWatch struct {
 type watched struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	seen   bool // an ack arrived (a request has one planner)
+	seen   atomic.Bool // an ack arrived (a request has one planner)
 }
 
 func newPlannerWatch(nc *nats.Conn, subj bus.Subjects, every time.Duration, log *slog.Logger) (*plannerWatch, error) {
-	w := &plannerWatch{nc: nc, subj: subj, every: every, log: log, prefix: nats.NewInbox() + ".", pending: map[string]*watched{}, quit: make(chan struct{})}
-	sub, err := nc.Subscribe(w.prefix+"*", w.onAck)
+	w := &plannerWatch{nc: nc, subj: subj, every: every, log: log, subject: nats.NewInbox(), quit: make(chan struct{})}
+	sub, err := nc.Subscribe(w.subject, w.onAck)
 	if err != nil {
 		return nil, fmt.Errorf("client: subscribe planner acks: %w", err)
 	}
@@ -67,22 +64,18 @@ func newPlannerWatch(nc *nats.Conn, subj bus.Subjects, every time.Duration, log 
 	return w, nil
 }
 
-// register returns the subject a request names in HeaderPlannerAck, and
-// the function that ends the watch when the request is answered.
-func (w *plannerWatch) register(ctx context.Context, cancel context.CancelCauseFunc) (string, func()) {
-	token := strconv.FormatUint(w.seq.Add(1), 36)
-	w.mu.Lock()
-	w.pending[token] = &watched{ctx: ctx, cancel: cancel}
-	w.mu.Unlock()
-	return w.prefix + token, func() {
-		w.mu.Lock()
-		delete(w.pending, token)
-		w.mu.Unlock()
+// register watches the request with this id until the returned function
+// is called. Acks name the request id; a request whose id another request
+// in flight already uses is not watched.
+func (w *plannerWatch) register(id string, ctx context.Context, cancel context.CancelCauseFunc) func() {
+	x := &watched{ctx: ctx, cancel: cancel}
+	if _, dup := w.pending.LoadOrStore(id, x); dup {
+		return func() {}
 	}
+	return func() { w.pending.CompareAndDelete(id, x) }
 }
 
 func (w *plannerWatch) onAck(m *nats.Msg) {
-	token := strings.TrimPrefix(m.Subject, w.prefix)
 	tree, err := mesh.DecodeReply(m)
 	var ack *schema.PlannerAck
 	if err == nil {
@@ -92,13 +85,19 @@ func (w *plannerWatch) onAck(m *nats.Msg) {
 		w.log.Warn("bad planner ack dropped", "error", err)
 		return
 	}
+	v, ok := w.pending.Load(ack.ID)
+	if !ok {
+		return // answered already
+	}
+	x := v.(*watched)
+	if x.seen.Swap(true) {
+		return // a duplicate
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	x, ok := w.pending[token]
-	if !ok || x.seen || w.closing {
-		return // answered already, or a duplicate
+	if w.closing {
+		return
 	}
-	x.seen = true
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()

@@ -462,7 +462,17 @@ func TestMsgPackWireStructsMatchJSON(t *testing.T) {
 		"null result":                         schema.ExecResult{},
 		"error":                               schema.ExecError{Error: &schema.Error{Code: schema.CodeNoRoute, Message: "m", Step: "s", Node: "n", Details: map[string]any{"fun": "f"}}},
 		"error, no extras":                    schema.ExecError{Error: &schema.Error{Code: schema.CodeTimeout, Message: "t"}},
-		"response via the library path":       &schema.Response{ID: "x", Results: map[string]any{"a": int64(1)}},
+		"response":                            &schema.Response{ID: "x", Results: map[string]any{"a": int64(1)}},
+		"response with error, nil results":    &schema.Response{ID: "x", Error: &schema.Error{Code: schema.CodeTimeout, Message: "t", Step: "a"}},
+		"request": &schema.Request{ID: "r", TimeoutMS: 500, Results: "all", Cmds: []schema.Command{
+			{Name: "a", Fun: "f", Args: []any{int64(1), "b"}, Kwargs: map[string]any{"k": map[string]any{"n": nil}}, Locs: []string{"gpu", "x"}},
+			{Name: "b", Fun: "g", Args: []any{}, Kwargs: map[string]any{}, Locs: []string{}},
+		}},
+		"request, bare":           &schema.Request{Cmds: []schema.Command{{Name: "a", Fun: "f"}}},
+		"request, nil cmds":       &schema.Request{},
+		"hello via reflection":    &schema.Hello{Cluster: "c", Node: "n", Incarnation: 1, Version: 2, Funs: map[string][]string{"f": {"gpu"}}, Meta: map[string]string{"a": "b"}},
+		"heartbeat by value":      schema.Heartbeat{Cluster: "c", Node: "n", Incarnation: 1, Version: 2, Seq: 3, Load: schema.Load{Inflight: 4, Limit: 5}},
+		"any model value, nested": map[string]any{"a": []any{uint64(1 << 63), 1.5, false, nil, "x"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			jb, err := JSON.Encode(v)

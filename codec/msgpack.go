@@ -122,6 +122,32 @@ func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
 			return encodeFields(enc, "attempt", t.Attempt)
 		}
 		return nil
+	case *schema.Response:
+		if t == nil {
+			return enc.EncodeNil()
+		}
+		n := 2
+		if t.Error != nil {
+			n++
+		}
+		if err := enc.EncodeMapLen(n); err != nil {
+			return err
+		}
+		if err := encodeFields(enc, "id", t.ID); err != nil {
+			return err
+		}
+		if err := encodeField(enc, depth, "results", t.Results); err != nil {
+			return err
+		}
+		if t.Error != nil {
+			return encodeField(enc, depth, "error", t.Error)
+		}
+		return nil
+	case *schema.Request:
+		if t == nil {
+			return enc.EncodeNil()
+		}
+		return encodeRequest(enc, t, depth)
 	case schema.ExecResult:
 		if err := enc.EncodeMapLen(1); err != nil {
 			return err
@@ -167,6 +193,82 @@ func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
 		return nil
 	}
 	return encodeReflect(enc, reflect.ValueOf(v), depth)
+}
+
+// encodeRequest writes a request as the JSON encoder does, omitting the
+// empty fields tagged omitempty.
+func encodeRequest(enc *msgpack.Encoder, r *schema.Request, depth int) error {
+	n := 1
+	for _, set := range []bool{r.ID != "", r.TimeoutMS != 0, r.Results != ""} {
+		if set {
+			n++
+		}
+	}
+	if err := enc.EncodeMapLen(n); err != nil {
+		return err
+	}
+	if r.ID != "" {
+		if err := encodeFields(enc, "id", r.ID); err != nil {
+			return err
+		}
+	}
+	if err := enc.EncodeString("cmds"); err != nil {
+		return err
+	}
+	if r.Cmds == nil {
+		if err := enc.EncodeNil(); err != nil {
+			return err
+		}
+	} else if err := enc.EncodeArrayLen(len(r.Cmds)); err != nil {
+		return err
+	}
+	for i := range r.Cmds {
+		c := &r.Cmds[i]
+		n := 2
+		for _, set := range []bool{len(c.Args) > 0, len(c.Kwargs) > 0, len(c.Locs) > 0} {
+			if set {
+				n++
+			}
+		}
+		if err := enc.EncodeMapLen(n); err != nil {
+			return err
+		}
+		if err := encodeFields(enc, "name", c.Name, "fun", c.Fun); err != nil {
+			return err
+		}
+		if len(c.Args) > 0 {
+			if err := encodeField(enc, depth+2, "args", c.Args); err != nil {
+				return err
+			}
+		}
+		if len(c.Kwargs) > 0 {
+			if err := encodeField(enc, depth+2, "kwargs", c.Kwargs); err != nil {
+				return err
+			}
+		}
+		if len(c.Locs) > 0 {
+			if err := enc.EncodeString("locs"); err != nil {
+				return err
+			}
+			if err := enc.EncodeArrayLen(len(c.Locs)); err != nil {
+				return err
+			}
+			for _, l := range c.Locs {
+				if err := encodeString(enc, l); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if r.TimeoutMS != 0 {
+		if err := encodeField(enc, depth, "timeout_ms", r.TimeoutMS); err != nil {
+			return err
+		}
+	}
+	if r.Results != "" {
+		return encodeFields(enc, "results", r.Results)
+	}
+	return nil
 }
 
 // encodeReflect encodes a value outside the model as the JSON encoder does
