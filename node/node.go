@@ -491,8 +491,8 @@ func (n *Node) Start(ctx context.Context) error {
 	if inc := f.Twin(); inc != 0 {
 		// A live process answered the sync under this id: announcing would
 		// take its routing over.
-		return fail(fmt.Errorf("%w: node id %q is in use in cluster %q by a live process (incarnation %d)",
-			ErrNodeIDInUse, n.cfg.NodeID, n.cfg.Cluster, inc))
+		return fail(fmt.Errorf("%w: a live process (incarnation %d) in cluster %q is %q already",
+			ErrNodeIDInUse, inc, n.cfg.Cluster, n.cfg.NodeID))
 	}
 	n.publish(n.subj.Hello(), n.hello())
 	rs, err := sub(n.subj.RPC(), bus.QueueGroup, n.onRPC)
