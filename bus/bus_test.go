@@ -31,6 +31,18 @@ func TestSubjects(t *testing.T) {
 	}
 }
 
+func TestReplySubjects(t *testing.T) {
+	s := bus.NewSubjects("", "default")
+	for _, ok := range []string{"_INBOX.abc.1", "caller.acks", "mpregx.y"} {
+		require.NoError(t, s.Reply(ok), ok)
+	}
+	for _, bad := range []string{"", "mpreg", "mpreg.default.gossip.goodbye", "mpreg.other.rpc", "a.*", "a.>", "a..b", "a b"} {
+		require.Error(t, s.Reply(bad), bad)
+	}
+	require.NoError(t, bus.NewSubjects("acme.rpc", "c").Reply("mpreg.default.rpc"), "only the prefix in use is reserved")
+	require.Error(t, bus.NewSubjects("acme.rpc", "c").Reply("acme.rpc.c.gossip.hello"))
+}
+
 func TestSplitURLsAndHostPort(t *testing.T) {
 	require.Equal(t, []string{"nats://a:1", "nats://b:2", "nats://c:3"},
 		bus.SplitURLs("nats://a:1, nats://b:2", "", "nats://c:3"))

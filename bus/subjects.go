@@ -16,7 +16,8 @@ const QueueGroup = "mpreg"
 
 // Subjects names the subjects of one cluster under one prefix.
 type Subjects struct {
-	base string // "<prefix>.<cluster>"
+	prefix string
+	base   string // "<prefix>.<cluster>"
 }
 
 // NewSubjects returns the subjects of cluster under prefix ("" means
@@ -25,7 +26,20 @@ func NewSubjects(prefix, cluster string) Subjects {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return Subjects{base: prefix + "." + cluster}
+	return Subjects{prefix: prefix, base: prefix + "." + cluster}
+}
+
+// Reply checks a subject a caller asks to be sent something on (beyond
+// the NATS reply subject): plain tokens, and none of MPREG's own subjects,
+// so that no request can make a node publish gossip or steps.
+func (s Subjects) Reply(subject string) error {
+	if err := CheckPrefix(subject); err != nil || subject == "" {
+		return fmt.Errorf("bus: subject %q: tokens must be non-empty, without spaces, '*' or '>'", subject)
+	}
+	if subject == s.prefix || strings.HasPrefix(subject, s.prefix+".") {
+		return fmt.Errorf("bus: subject %q is under %s, MPREG's own subjects", subject, s.prefix)
+	}
+	return nil
 }
 
 // CheckPrefix checks that prefix is one or more plain NATS subject tokens.

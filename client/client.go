@@ -61,8 +61,9 @@ type Config struct {
 	DeadAfter time.Duration
 	// PlannerCheck is how often the client asks whether the node planning
 	// one of its requests (rpc) is still there, once that node has said it
-	// plans it; two failed checks in a row end the request with
-	// NODE_UNAVAILABLE instead of a TIMEOUT at its budget. Default 1 s.
+	// plans it. When the planner does not answer (no responders) for
+	// DeadAfter, or a new process answers under its id, the request ends
+	// with NODE_UNAVAILABLE instead of a TIMEOUT at its budget. Default 1 s.
 	PlannerCheck time.Duration
 	// Name is the NATS connection name.
 	Name string
@@ -72,18 +73,17 @@ type Config struct {
 
 // Client calls an MPREG cluster. It is safe for concurrent use.
 type Client struct {
-	cfg       Config
-	nc        *nats.Conn
-	ownConn   bool
-	subj      bus.Subjects
-	table     *membership.Table
-	follower  *mesh.Follower
-	runner    *planner.Runner
-	watch     *plannerWatch
-	rpcHeader nats.Header
-	closed    atomic.Bool
-	idPrefix  string        // unique per client
-	idSeq     atomic.Uint64 // request ids are idPrefix + idSeq
+	cfg      Config
+	nc       *nats.Conn
+	ownConn  bool
+	subj     bus.Subjects
+	table    *membership.Table
+	follower *mesh.Follower
+	runner   *planner.Runner
+	watch    *plannerWatch
+	closed   atomic.Bool
+	idPrefix string        // unique per client
+	idSeq    atomic.Uint64 // request ids are idPrefix + idSeq
 }
 
 // nextID returns a request id unique to this client, without the global
@@ -128,18 +128,12 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.PlannerCheck <= 0 {
 		c.cfg.PlannerCheck = time.Second
 	}
-	w, err := newPlannerWatch(c.nc, c.subj, c.cfg.PlannerCheck, cfg.Logger)
+	w, err := newPlannerWatch(c.nc, c.subj, c.cfg.PlannerCheck, c.cfg.DeadAfter, cfg.Logger)
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
 	c.watch = w
-	// Shared by every rpc request of this client: read-only.
-	c.rpcHeader = nats.Header{
-		codec.HeaderContentType: {cfg.Codec.ContentType()},
-		codec.HeaderAccept:      {cfg.Codec.ContentType()},
-		schema.HeaderPlannerAck: {w.subject},
-	}
 	c.table = membership.New(membership.Config{DeadAfter: cfg.DeadAfter, ForgetAfter: 10 * cfg.DeadAfter})
 	c.runner = &planner.Runner{
 		Router:   planner.RouterFunc(c.table.Pick),
@@ -327,7 +321,7 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 	}
 	r := *req
 	if r.ID == "" {
-		r.ID = c.nextID() // planner acks name it
+		r.ID = c.nextID() // for the logs of both sides
 	}
 	if r.TimeoutMS <= 0 {
 		budget := c.cfg.Timeout
@@ -350,8 +344,11 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 	}
 	ctx, lose := context.WithCancelCause(ctx)
 	defer lose(nil)
-	defer c.watch.register(r.ID, ctx, lose)()
-	msg := &nats.Msg{Subject: c.subj.RPC(), Data: data, Header: c.rpcHeader}
+	ack, unwatch := c.watch.register(ctx, lose)
+	defer unwatch()
+	ct := c.cfg.Codec.ContentType()
+	msg := &nats.Msg{Subject: c.subj.RPC(), Data: data, Header: nats.Header{
+		codec.HeaderContentType: {ct}, codec.HeaderAccept: {ct}, schema.HeaderPlannerAck: {ack}}}
 	if !bus.Fits(c.nc, msg) {
 		return nil, mesh.TooLarge("request", len(data), c.nc.MaxPayload())
 	}

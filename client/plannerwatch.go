@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,21 +30,24 @@ func (e *plannerLost) Error() string {
 }
 
 // plannerWatch learns which node plans each of the client's rpc requests
-// (schema.PlannerAck) and cancels a request whose planner is lost: its
-// process is gone (no responders on its info subject, twice in a row) or
-// was replaced by a new incarnation. Without it such a request would wait
-// for its whole budget.
+// (schema.PlannerAck, on a subject of its own per request) and cancels a
+// request whose planner is lost: no responders on the planner's info
+// subject for lostAfter (at least two checks), or a hello of another
+// incarnation. Without it such a request would wait for its whole budget.
 type plannerWatch struct {
-	nc      *nats.Conn
-	subj    bus.Subjects
-	every   time.Duration
-	log     *slog.Logger
-	subject string // where this client's acks arrive
-	sub     *nats.Subscription
-	pending sync.Map // request id → *watched
+	nc        *nats.Conn
+	subj      bus.Subjects
+	every     time.Duration // between two checks of a planner
+	lostAfter time.Duration // how long "no responders" must last
+	log       *slog.Logger
+	prefix    string // "<inbox>.": acks arrive on prefix + token
+	sub       *nats.Subscription
+	seq       atomic.Uint64
+	pending   sync.Map // token → *watched
 
-	quit    chan struct{} // closed by close
-	mu      sync.Mutex    // guards closing against wg.Add
+	ctx     context.Context // cancelled by close
+	cancel  context.CancelFunc
+	mu      sync.Mutex // guards closing against wg.Add
 	closing bool
 	wg      sync.WaitGroup
 }
@@ -54,28 +59,32 @@ type watched struct {
 	seen   atomic.Bool // an ack arrived (a request has one planner)
 }
 
-func newPlannerWatch(nc *nats.Conn, subj bus.Subjects, every time.Duration, log *slog.Logger) (*plannerWatch, error) {
-	w := &plannerWatch{nc: nc, subj: subj, every: every, log: log, subject: nats.NewInbox(), quit: make(chan struct{})}
-	sub, err := nc.Subscribe(w.subject, w.onAck)
+func newPlannerWatch(nc *nats.Conn, subj bus.Subjects, every, lostAfter time.Duration, log *slog.Logger) (*plannerWatch, error) {
+	w := &plannerWatch{nc: nc, subj: subj, every: every, lostAfter: lostAfter, log: log, prefix: nats.NewInbox() + "."}
+	w.ctx, w.cancel = context.WithCancel(context.Background())
+	sub, err := nc.Subscribe(w.prefix+"*", w.onAck)
 	if err != nil {
+		w.cancel()
 		return nil, fmt.Errorf("client: subscribe planner acks: %w", err)
 	}
 	w.sub = sub
 	return w, nil
 }
 
-// register watches the request with this id until the returned function
-// is called. Acks name the request id; a request whose id another request
-// in flight already uses is not watched.
-func (w *plannerWatch) register(id string, ctx context.Context, cancel context.CancelCauseFunc) func() {
-	x := &watched{ctx: ctx, cancel: cancel}
-	if _, dup := w.pending.LoadOrStore(id, x); dup {
-		return func() {}
-	}
-	return func() { w.pending.CompareAndDelete(id, x) }
+// register watches a request until the returned function is called; the
+// request names the returned subject in schema.HeaderPlannerAck.
+func (w *plannerWatch) register(ctx context.Context, cancel context.CancelCauseFunc) (subject string, done func()) {
+	token := strconv.FormatUint(w.seq.Add(1), 36)
+	w.pending.Store(token, &watched{ctx: ctx, cancel: cancel})
+	return w.prefix + token, func() { w.pending.Delete(token) }
 }
 
 func (w *plannerWatch) onAck(m *nats.Msg) {
+	v, ok := w.pending.Load(strings.TrimPrefix(m.Subject, w.prefix))
+	if !ok {
+		return // answered already
+	}
+	x := v.(*watched)
 	tree, err := mesh.DecodeReply(m)
 	var ack *schema.PlannerAck
 	if err == nil {
@@ -85,11 +94,6 @@ func (w *plannerWatch) onAck(m *nats.Msg) {
 		w.log.Warn("bad planner ack dropped", "error", err)
 		return
 	}
-	v, ok := w.pending.Load(ack.ID)
-	if !ok {
-		return // answered already
-	}
-	x := v.(*watched)
 	if x.seen.Swap(true) {
 		return // a duplicate
 	}
@@ -106,35 +110,45 @@ func (w *plannerWatch) onAck(m *nats.Msg) {
 }
 
 // watch asks the planner's info subject every interval until the request
-// ends, and cancels it when the planner is lost.
+// ends, and cancels it when the planner is lost. "No responders" alone
+// must last lostAfter: a live planner that is reconnecting to another NATS
+// server has no subscriptions for a moment.
 func (w *plannerWatch) watch(x *watched, ack *schema.PlannerAck) {
 	t := time.NewTicker(w.every)
 	defer t.Stop()
+	var silentSince time.Time // first of an unbroken run of "no responders"
 	misses := 0
 	for {
 		select {
 		case <-x.ctx.Done():
 			return
-		case <-w.quit:
+		case <-w.ctx.Done():
 			return
 		case <-t.C:
 		}
+		if !w.nc.IsConnected() {
+			silentSince, misses = time.Time{}, 0 // our side of the bus is down
+			continue
+		}
 		ctx, cancel := context.WithTimeout(x.ctx, w.every)
-		m, err := w.nc.RequestMsgWithContext(ctx, bus.NewMsg(w.subj.Info(ack.Node), nil, codec.JSONType, ""))
+		stop := context.AfterFunc(w.ctx, cancel)
+		m, err := w.nc.RequestMsgWithContext(ctx, bus.NewMsg(w.subj.Info(ack.Planner), nil, codec.JSONType, ""))
+		stop()
 		cancel()
-		switch {
-		case errors.Is(err, nats.ErrNoResponders):
-			// Gone, or between two NATS servers for a moment: twice in a
-			// row, an interval apart, is gone.
-			if misses++; misses >= 2 {
+		if errors.Is(err, nats.ErrNoResponders) {
+			if misses++; misses == 1 {
+				silentSince = time.Now()
+			}
+			if misses >= 2 && time.Since(silentSince) >= w.lostAfter {
 				w.lose(x, ack, "no longer answers")
 				return
 			}
 			continue
-		case err != nil:
-			continue // slow, or the request ended: ask again or stop
 		}
-		misses = 0
+		silentSince, misses = time.Time{}, 0
+		if err != nil {
+			continue // slow, or the request ended
+		}
 		tree, err := mesh.DecodeReply(m)
 		if err != nil {
 			continue
@@ -148,8 +162,8 @@ func (w *plannerWatch) watch(x *watched, ack *schema.PlannerAck) {
 }
 
 func (w *plannerWatch) lose(x *watched, ack *schema.PlannerAck, reason string) {
-	w.log.Info("planner of a request lost", "request_id", ack.ID, "peer", ack.Node, "reason", reason)
-	x.cancel(&plannerLost{node: ack.Node, reason: reason})
+	w.log.Info("planner of a request lost", "request_id", ack.ID, "peer", ack.Planner, "reason", reason)
+	x.cancel(&plannerLost{node: ack.Planner, reason: reason})
 }
 
 // close stops taking acks and watching, and waits for the watchers.
@@ -160,7 +174,7 @@ func (w *plannerWatch) close() {
 		return
 	}
 	w.closing = true
-	close(w.quit)
+	w.cancel()
 	w.mu.Unlock()
 	_ = w.sub.Unsubscribe()
 	w.wg.Wait()

@@ -138,10 +138,16 @@ func (t *Table) ApplyHello(h *schema.Hello) bool {
 	if replaced != nil {
 		// A new process took the id over: steps sent before it started
 		// went to the old one, which will never answer them.
-		replaced.lostBefore(time.UnixMilli(h.Incarnation))
+		replaced.lostBefore(time.UnixMilli(h.Incarnation).Add(-clockSkew))
 	}
 	return changed
 }
+
+// clockSkew is how far the clock of a restarted node's host may be ahead of
+// ours: a step sent within clockSkew before its incarnation (its start
+// time, by its own clock) may have gone to the new process, so it is not
+// declared lost on the replacement (silence or its deadline ends it).
+const clockSkew = 250 * time.Millisecond
 
 // applyHello merges h under the lock; replaced is the in-flight set of the
 // id when h starts a newer incarnation of a known node.

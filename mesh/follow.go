@@ -257,7 +257,7 @@ func (f *Follower) Sync(ctx context.Context) error {
 	for {
 		select {
 		case m := <-ch:
-			f.onHello(m)
+			f.onInfo(m)
 			quiet.Reset(f.cfg.SyncQuiet)
 		case <-quiet.C:
 			return nil
@@ -320,8 +320,8 @@ func (f *Follower) onHello(m *nats.Msg) {
 	}
 }
 
-// onInfo applies a reply from node.<id>.info: a hello, or the goodbye of a
-// node that is draining.
+// onInfo applies a reply to sync or node.<id>.info: a hello, or the
+// goodbye of a node that is draining.
 func (f *Follower) onInfo(m *nats.Msg) {
 	var h *schema.Hello
 	var g *schema.Goodbye
@@ -337,7 +337,7 @@ func (f *Follower) onInfo(m *nats.Msg) {
 	case !ok:
 	case h != nil:
 		f.ApplyHello(h)
-	case f.sameCluster(g.Cluster, g.Node, "goodbye") && g.Node != f.cfg.Self:
+	case f.sameCluster(g.Cluster, g.Node, "goodbye") && !f.fromSelf(g.Node, g.Incarnation, "goodbye"):
 		f.cfg.Table.ApplyGoodbye(g)
 	}
 }

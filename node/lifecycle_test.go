@@ -120,6 +120,11 @@ func TestDrainSaysGoodbye(t *testing.T) {
 	}
 	_, known := fresh.Table().Get("n2")
 	require.False(t, known, "a draining node is not announced to a new peer")
+	// A process starting under its id while it drains is refused: both
+	// would hear n2's exec subject.
+	successor, err := node.New(testcluster.Conn(t, url), testcluster.NodeConfig(t, "n2"))
+	require.NoError(t, err)
+	require.ErrorIs(t, successor.Start(testCtx(t)), node.ErrNodeIDInUse)
 	for i := range 5 {
 		v, err := c.Call(testCtx(t), "echo", []any{i})
 		require.NoError(t, err)
@@ -487,12 +492,15 @@ func TestRestartLosesOldSteps(t *testing.T) {
 		done <- err
 	}()
 	recv(t, b.started, "the step to start")
+	sent := time.Now()
 
 	nc.Close() // the process dies: no goodbye, no reply
 	first.Close()
-	testcluster.WaitFor(t, "a later start time", func() error {
-		if p, _ := c.Table().Get("n2"); time.Now().UnixMilli() <= p.Hello.Incarnation {
-			return errors.New("same millisecond")
+	// The new process starts more than the allowance for clock skew
+	// (250 ms) after the step was sent, as a restarted process does.
+	testcluster.WaitFor(t, "a start time clear of the step", func() error {
+		if time.Since(sent) <= 300*time.Millisecond {
+			return errors.New("too soon")
 		}
 		return nil
 	})
@@ -527,7 +535,7 @@ func TestPlannerLost(t *testing.T) {
 			}
 		}))
 	})
-	c := testcluster.Client(t, url, client.Config{NoFollow: true, PlannerCheck: 20 * time.Millisecond})
+	c := testcluster.Client(t, url, client.Config{NoFollow: true, PlannerCheck: 20 * time.Millisecond, DeadAfter: 100 * time.Millisecond})
 
 	resp, err := c.Run(testCtx(t), &schema.Request{Cmds: []schema.Command{
 		{Name: "p", Fun: "pause", Args: []any{200}}, {Name: "e", Fun: "echo", Args: []any{"p"}}}})
@@ -547,6 +555,44 @@ func TestPlannerLost(t *testing.T) {
 	require.Contains(t, e.Message, "planner node n1")
 	require.Equal(t, "n1", detail(t, e, "planner"))
 	require.Less(t, time.Since(start), 5*time.Second)
+}
+
+// TestPlannerAckSubject: the ack goes to the subject the caller names,
+// with the planner's id, but never to one of MPREG's own subjects (a
+// goodbye in the planner's name would make every peer stop routing to it).
+func TestPlannerAckSubject(t *testing.T) {
+	srv := testcluster.Server(t)
+	cfg := testcluster.NodeConfig(t, "n1")
+	cfg.PlannerAckAfter = -1
+	n := testcluster.Node(t, srv.ClientURL(), cfg, nil)
+	nc := testcluster.Conn(t, srv.ClientURL())
+	acks, err := nc.SubscribeSync("caller.acks")
+	require.NoError(t, err)
+	gossip, err := nc.SubscribeSync("mpreg.default.gossip.goodbye")
+	require.NoError(t, err)
+	require.NoError(t, nc.Flush())
+	send := func(ack string) map[string]any {
+		hdr := jsonHeader()
+		hdr.Set(schema.HeaderPlannerAck, ack)
+		return decodeAs(t, request(t, nc, rpcSubject, []byte(`{"id": "r1", "cmds": [{"name": "a", "fun": "echo", "args": [1]}]}`), hdr), codec.JSONType)
+	}
+
+	require.Equal(t, map[string]any{"a": int64(1)}, send("caller.acks")["results"])
+	m, err := acks.NextMsg(bound)
+	require.NoError(t, err)
+	self, _ := n.Table().Get("n1")
+	require.JSONEq(t, fmt.Sprintf(`{"cluster": "default", "id": "r1", "planner": "n1", "incarnation": %d}`, self.Hello.Incarnation), string(m.Data))
+
+	for _, bad := range []string{"mpreg.default.gossip.goodbye", "mpreg", "caller.*", "caller. acks"} {
+		require.Equal(t, map[string]any{"a": int64(1)}, send(bad)["results"], "the request is served all the same")
+	}
+	require.NoError(t, nc.Flush())
+	pending, _, err := gossip.Pending()
+	require.NoError(t, err)
+	require.Zero(t, pending, "no ack published on a gossip subject")
+	pending, _, err = acks.Pending()
+	require.NoError(t, err)
+	require.Zero(t, pending)
 }
 
 // TestTooManyRequests: past MaxRequests whole requests being planned, a new

@@ -228,7 +228,6 @@ type Node struct {
 	subs     []*nats.Subscription
 	rpcSub   *nats.Subscription
 	execSub  *nats.Subscription
-	syncSub  *nats.Subscription
 
 	// lifecycle
 	mu       sync.RWMutex // guards wg.Add against closing
@@ -472,11 +471,9 @@ func (n *Node) Start(ctx context.Context) error {
 	if _, err := sub(n.subj.Info(n.cfg.NodeID), "", n.onHelloRequest); err != nil {
 		return fail(err)
 	}
-	ss, err := sub(n.subj.Sync(), "", n.onHelloRequest)
-	if err != nil {
+	if _, err := sub(n.subj.Sync(), "", n.onHelloRequest); err != nil {
 		return fail(err)
 	}
-	n.syncSub = ss
 	h := n.hello()
 	n.table.ApplyHello(h)
 	f, err := mesh.Follow(ctx, mesh.FollowConfig{
@@ -553,11 +550,12 @@ func (n *Node) Drain(ctx context.Context) error {
 	// sends gets out: drain the work, not the subscriptions.
 	connected := n.nc.IsConnected()
 	if n.started.Load() && !n.closing.Load() {
-		// A leaving node is not announced to peers that sync from now on
-		// (its info answers goodbye), and a new process may take its id
-		// over. Its heartbeats go on: they keep its steps in flight from
-		// being declared lost by the peers that sent them.
-		_ = n.syncSub.Unsubscribe()
+		// From here on sync and info are answered with the goodbye (see
+		// onHelloRequest): a peer that joins now does not take the node
+		// for a live one, and a process starting under its id hears that
+		// it is still there (it holds the exec subject until it closes).
+		// Heartbeats go on: they keep its steps in flight from being
+		// declared lost by the peers that sent them.
 		if n.rpcSub != nil && !connected {
 			_ = n.rpcSub.Unsubscribe()
 		} else if n.rpcSub != nil {

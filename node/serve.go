@@ -21,10 +21,9 @@ import (
 )
 
 // onHelloRequest answers gossip.sync and node.<id>.info with the node's
-// hello, in the codec the requester accepts. A draining node answers info
-// with its goodbye (sync it no longer hears): a peer that missed the
-// goodbye and asks after a heartbeat learns that the node is leaving, and a
-// peer that only reads hellos drops the reply.
+// hello, in the codec the requester accepts. A draining node answers with
+// its goodbye: a peer that missed the goodbye learns that the node is
+// leaving, and a peer that only reads hellos drops the reply.
 func (n *Node) onHelloRequest(m *nats.Msg) {
 	_, reply, _ := codec.Negotiate("", bus.Header(m, codec.HeaderAccept))
 	var body any = n.hello()
@@ -131,12 +130,20 @@ func (n *Node) serveRPC(m *nats.Msg) {
 	ctx, cancel := context.WithTimeout(n.ctx, timeout)
 	defer cancel()
 	if subject := bus.Header(m, schema.HeaderPlannerAck); subject != "" {
-		ack := &schema.PlannerAck{Cluster: n.cfg.Cluster, ID: req.ID, Node: n.cfg.NodeID, Incarnation: n.incarnation}
-		if n.cfg.PlannerAckAfter < 0 {
-			n.publish(subject, ack)
+		if err := n.subj.Reply(subject); err != nil {
+			n.log.Warn("planner ack not sent", "request_id", req.ID, "error", err)
 		} else {
-			t := time.AfterFunc(n.cfg.PlannerAckAfter, func() { n.publish(subject, ack) })
-			defer t.Stop()
+			ack := &schema.PlannerAck{Cluster: n.cfg.Cluster, ID: req.ID, Planner: n.cfg.NodeID, Incarnation: n.incarnation}
+			if n.cfg.PlannerAckAfter < 0 {
+				n.publish(subject, ack)
+			} else {
+				t := time.AfterFunc(n.cfg.PlannerAckAfter, func() {
+					if !n.closing.Load() {
+						n.publish(subject, ack)
+					}
+				})
+				defer t.Stop()
+			}
 		}
 	}
 	resp.Results, resp.Error = n.runner.Run(ctx, plan)
@@ -168,6 +175,10 @@ const inlineDecodeMax = 64 << 10
 // hand-off per call), and any other runs on an owned worker.
 func (n *Node) onExec(m *nats.Msg) {
 	n.work.add()
+	if n.closing.Load() {
+		n.work.done() // Close may have seen the node idle already
+		return
+	}
 	if len(m.Data) > inlineDecodeMax {
 		if !n.goOwned(func() {
 			defer n.work.done()

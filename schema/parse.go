@@ -331,7 +331,7 @@ func ParsePlannerAck(v any) (*PlannerAck, error) {
 	if a.ID, err = str(m, "", "id", false); err != nil {
 		return nil, err
 	}
-	if a.Node, err = str(m, "", "node", true); err != nil {
+	if a.Planner, err = str(m, "", "planner", true); err != nil {
 		return nil, err
 	}
 	if a.Incarnation, err = integer(m, "", "incarnation", true); err != nil {

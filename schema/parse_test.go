@@ -237,13 +237,13 @@ func TestParseGoodbye(t *testing.T) {
 }
 
 func TestParsePlannerAck(t *testing.T) {
-	a, err := schema.ParsePlannerAck(decode(t, `{"cluster":"default","id":"r1","node":"n1","incarnation":9,"extra":1}`))
+	a, err := schema.ParsePlannerAck(decode(t, `{"cluster":"default","id":"r1","planner":"n1","incarnation":9,"extra":1}`))
 	require.NoError(t, err)
-	require.Equal(t, &schema.PlannerAck{Cluster: "default", ID: "r1", Node: "n1", Incarnation: 9}, a)
+	require.Equal(t, &schema.PlannerAck{Cluster: "default", ID: "r1", Planner: "n1", Incarnation: 9}, a)
 
 	_, err = schema.ParsePlannerAck(decode(t, `{"cluster":"default","id":"r1","incarnation":9}`))
-	requireInvalid(t, err, "node", "required key missing")
-	_, err = schema.ParsePlannerAck(decode(t, `{"cluster":"default","node":"n1","incarnation":"9"}`))
+	requireInvalid(t, err, "planner", "required key missing")
+	_, err = schema.ParsePlannerAck(decode(t, `{"cluster":"default","planner":"n1","incarnation":"9"}`))
 	requireInvalid(t, err, "incarnation", "want integer, got string")
 	_, err = schema.ParsePlannerAck(decode(t, `[]`))
 	requireInvalid(t, err, "planner ack", "want map, got list")

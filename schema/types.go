@@ -78,7 +78,7 @@ type Cancel struct {
 type PlannerAck struct {
 	Cluster     string `json:"cluster"`
 	ID          string `json:"id"`
-	Node        string `json:"node"`
+	Planner     string `json:"planner"` // the node id ("planner", so that no gossip parser takes it for a node's message)
 	Incarnation int64  `json:"incarnation"`
 }
 

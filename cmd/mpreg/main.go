@@ -194,8 +194,9 @@ func (c *configResolver) Validate(app *kong.Application) error {
 	var walk func(n *kong.Node)
 	walk = func(n *kong.Node) {
 		for _, f := range n.Flags {
-			known[f.Name] = true
-			known[strings.ReplaceAll(f.Name, "-", "_")] = true
+			for _, k := range configKeys(f.Name) {
+				known[k] = true
+			}
 		}
 		for _, ch := range n.Children {
 			walk(ch)
@@ -216,10 +217,25 @@ func (c *configResolver) Resolve(_ *kong.Context, _ *kong.Path, flag *kong.Flag)
 			return nil, nil
 		}
 	}
-	if v, ok := c.values[flag.Name]; ok {
-		return v, nil
+	for _, k := range configKeys(flag.Name) {
+		if v, ok := c.values[k]; ok {
+			return v, nil
+		}
 	}
-	return c.values[strings.ReplaceAll(flag.Name, "-", "_")], nil
+	return nil, nil
+}
+
+// configKeys are the keys a config file may use for a flag: "node-id",
+// "node_id" or "nodeId".
+func configKeys(flag string) []string {
+	parts := strings.Split(flag, "-")
+	camel := parts[0]
+	for _, p := range parts[1:] {
+		if p != "" {
+			camel += strings.ToUpper(p[:1]) + p[1:]
+		}
+	}
+	return []string{flag, strings.Join(parts, "_"), camel}
 }
 
 // clientFlags are the flags of the commands that call a cluster.
@@ -254,6 +270,9 @@ func connect(ctx context.Context, f clientFlags, codecName string, timeout time.
 		ConnOptions: []nats.Option{nats.RetryOnFailedConnect(false), nats.MaxReconnects(0)},
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to %s: %w", strings.Join(f.Servers, ","), ctx.Err())
+		}
 		cause := err
 		for errors.Unwrap(cause) != nil {
 			cause = errors.Unwrap(cause)

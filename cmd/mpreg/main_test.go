@@ -343,7 +343,7 @@ func TestConfigFile(t *testing.T) {
 	// Keys are flag names with "-" or "_"; anything else is an error, not
 	// silently ignored.
 	dashed := filepath.Join(dir, "dashed.json")
-	require.NoError(t, os.WriteFile(dashed, []byte(fmt.Sprintf(`{"servers": %q, "node-id": "x", "drain_timeout": "1s"}`, url)), 0o600))
+	require.NoError(t, os.WriteFile(dashed, []byte(fmt.Sprintf(`{"servers": %q, "node-id": "x", "drain_timeout": "1s", "maxInflight": 4}`, url)), 0o600))
 	r = mpreg(t, opts{}, "call", "whoami", "--config", dashed)
 	assert.Equal(t, 0, r.code, r.stderr)
 	typo := filepath.Join(dir, "typo.json")
