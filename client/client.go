@@ -355,20 +355,47 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 	if c.nc.Status() != nats.CONNECTED {
 		return nil, schema.Errorf(schema.CodeNodeUnavailable, "not connected to NATS (%s)", c.nc.Status())
 	}
-	for try := 0; ; try++ {
+	overloaded, absent := 0, 0
+	for {
 		resp, err := c.rpc(ctx, msg)
 		// A node at its limit of requests answers OVERLOADED without
 		// reading the request: send it again, the queue group will most
 		// likely pick another node.
-		if try < 2 && resp != nil && resp.ID == "" && len(resp.Results) == 0 &&
+		if overloaded < 2 && resp != nil && resp.ID == "" && len(resp.Results) == 0 &&
 			resp.Error != nil && resp.Error.Code == schema.CodeOverloaded {
+			overloaded++
 			continue
+		}
+		// No responders on rpc: no node at all, or interest that is
+		// moving for a moment (a NATS server of the cluster just stopped,
+		// nodes are reconnecting). Nothing ran: look again briefly.
+		var nobody *nobodyError
+		if errors.As(err, &nobody) {
+			if absent < len(rpcAbsentWaits) {
+				select {
+				case <-time.After(rpcAbsentWaits[absent]):
+					absent++
+					continue
+				case <-ctx.Done():
+				}
+			}
+			return nil, nobody.e
 		}
 		return resp, err
 	}
 }
 
-// rpc sends one rpc request and reads its response.
+// nobodyError is the NO_ROUTE of "no responders on rpc".
+type nobodyError struct{ e *schema.Error }
+
+func (n *nobodyError) Error() string { return n.e.Error() }
+
+// rpcAbsentWaits are the pauses before sending again a request that found
+// no responders on rpc: 150 ms in all before NO_ROUTE.
+var rpcAbsentWaits = []time.Duration{10 * time.Millisecond, 40 * time.Millisecond, 100 * time.Millisecond}
+
+// rpc sends one rpc request and reads its response. "No responders" comes
+// back as a *nobodyError.
 func (c *Client) rpc(ctx context.Context, msg *nats.Msg) (*schema.Response, error) {
 	m, err := c.nc.RequestMsgWithContext(ctx, msg)
 	if err != nil {
@@ -379,7 +406,7 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg) (*schema.Response, erro
 				Message: lost.Error() + " while planning the request; some of its steps may have run",
 				Details: map[string]any{"planner": lost.node}}
 		case errors.Is(err, nats.ErrNoResponders):
-			return nil, schema.Errorf(schema.CodeNoRoute, "no node serves cluster %s (no responders on %s)", c.cfg.Cluster, c.subj.RPC())
+			return nil, &nobodyError{schema.Errorf(schema.CodeNoRoute, "no node serves cluster %s (no responders on %s)", c.cfg.Cluster, c.subj.RPC())}
 		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 			return nil, schema.Errorf(schema.CodeTimeout, "no reply within the request's budget")
 		case errors.Is(err, context.Canceled):
