@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -555,6 +557,86 @@ func TestPlannerLost(t *testing.T) {
 	require.Contains(t, e.Message, "planner node n1")
 	require.Equal(t, "n1", detail(t, e, "planner"))
 	require.Less(t, time.Since(start), 5*time.Second)
+}
+
+// blipDialer dials TCP and can cut its connections and refuse to dial for
+// a while, as a network blip between a node and its NATS server would.
+type blipDialer struct {
+	mu    sync.Mutex
+	until time.Time
+	conns []net.Conn
+}
+
+func (d *blipDialer) Dial(network, address string) (net.Conn, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if time.Now().Before(d.until) {
+		return nil, errors.New("blip: network down")
+	}
+	c, err := (&net.Dialer{Timeout: time.Second}).Dial(network, address)
+	if err == nil {
+		d.conns = append(d.conns, c)
+	}
+	return c, err
+}
+
+func (d *blipDialer) cut(down time.Duration) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.until = time.Now().Add(down)
+	for _, c := range d.conns {
+		_ = c.Close()
+	}
+	d.conns = nil
+}
+
+// TestPlannerSurvivesBlip: a planner that is away from NATS for less than
+// the client's dead-after (its subscriptions gone, "no responders" on many
+// checks in a row) is not declared lost, and its reply arrives.
+func TestPlannerSurvivesBlip(t *testing.T) {
+	srv := testcluster.Server(t)
+	url := srv.ClientURL()
+	cfg := testcluster.NodeConfig(t, "n1")
+	cfg.PlannerAckAfter = -1
+	dial := &blipDialer{}
+	nc := testcluster.ConnWith(t, bus.ConnConfig{Servers: []string{url}, ReconnectWait: 20 * time.Millisecond,
+		Options: []nats.Option{nats.SetCustomDialer(dial)}})
+	started := make(chan struct{}, 1)
+	release := make(chan struct{})
+	testcluster.StartNode(t, nc, cfg, func(n *node.Node) {
+		require.NoError(t, n.Register("wait", func(ctx context.Context) (string, error) {
+			started <- struct{}{}
+			select {
+			case <-release:
+				return "done", nil
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		}))
+	})
+	c := testcluster.Client(t, url, client.Config{NoFollow: true, PlannerCheck: 20 * time.Millisecond, DeadAfter: 5 * time.Second})
+	done := make(chan error, 1)
+	var resp *schema.Response
+	go func() {
+		var err error
+		resp, err = c.Run(context.Background(), &schema.Request{Cmds: []schema.Command{{Name: "w", Fun: "wait"}}, TimeoutMS: 30_000})
+		done <- err
+	}()
+	recv(t, started, "the step to start")
+	// The ack is out of the planner's buffer and through the client's
+	// connection before the blip.
+	require.NoError(t, nc.Flush())
+	require.NoError(t, c.Conn().Flush())
+	dial.cut(500 * time.Millisecond) // about 25 checks find no responders
+	testcluster.WaitFor(t, "the planner to reconnect", func() error {
+		if !nc.IsConnected() || nc.Stats().Reconnects == 0 {
+			return errors.New(nc.Status().String())
+		}
+		return nil
+	})
+	close(release)
+	require.NoError(t, recv(t, done, "the request to end"))
+	require.Equal(t, map[string]any{"w": "done"}, resp.Results)
 }
 
 // TestPlannerAckSubject: the ack goes to the subject the caller names,
