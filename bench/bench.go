@@ -321,6 +321,11 @@ func report(w io.Writer, results []result) error {
 	tc := ratio(call.rps, raw.rps)
 	check("client-call req/s at least 0.6x raw req/s", tc, TargetCallThroughput, tc >= TargetCallThroughput,
 		fmt.Sprintf("%.0f vs %.0f req/s", call.rps, raw.rps))
+	if hdr, ok := byName[ScenarioRawHeader]; ok && hdr.p50 > 0 {
+		b.WriteString("\nagainst raw-nats-hdr (the same request/reply with the Content-Type header\nevery MPREG message carries), this run:\n")
+		fmt.Fprintf(&b, "  client-call p50 %.2fx, rpc-json p50 %.2fx, client-call req/s %.2fx\n",
+			ratio(float64(call.p50), float64(hdr.p50)), ratio(float64(rpc.p50), float64(hdr.p50)), ratio(call.rps, hdr.rps))
+	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("bench: write: %w", err)
 	}

@@ -113,6 +113,11 @@ func reportCPU(b *testing.B, cpu0 time.Duration, ok bool) {
 // responder on another connection.
 func BenchmarkRawNATSRequest(b *testing.B) { benchSequential(b, ScenarioRaw) }
 
+// BenchmarkRawNATSRequestHeader is BenchmarkRawNATSRequest with the
+// Content-Type header on the request and the reply, as every MPREG message
+// has: the share of a call's cost that PROTOCOL.md §3 puts on NATS itself.
+func BenchmarkRawNATSRequestHeader(b *testing.B) { benchSequential(b, ScenarioRawHeader) }
+
 // BenchmarkClientCall is client.Call of echo, sent straight to the node's
 // exec subject in MessagePack.
 func BenchmarkClientCall(b *testing.B) { benchSequential(b, ScenarioClientCall) }
@@ -140,6 +145,10 @@ func BenchmarkRawNATSRequestParallel(b *testing.B) { benchParallel(b, ScenarioRa
 // BenchmarkClientCallParallel is BenchmarkClientCall from 64 goroutines on
 // one client.
 func BenchmarkClientCallParallel(b *testing.B) { benchParallel(b, ScenarioClientCall) }
+
+// BenchmarkRawNATSRequestHeaderParallel is BenchmarkRawNATSRequestHeader
+// from 64 goroutines on one requester connection.
+func BenchmarkRawNATSRequestHeaderParallel(b *testing.B) { benchParallel(b, ScenarioRawHeader) }
 
 func TestRunSmoke(t *testing.T) {
 	var out bytes.Buffer

@@ -20,6 +20,10 @@ import (
 // RawSubject is the subject of the raw NATS echo responder.
 const RawSubject = "bench.raw.echo"
 
+// RawHeaderSubject is the subject of the raw responder that echoes with a
+// Content-Type header, as PROTOCOL.md §3 has every MPREG reply do.
+const RawHeaderSubject = "bench.raw.echo.hdr"
+
 // setupTimeout bounds connecting and waiting for the client to see the node.
 const setupTimeout = 10 * time.Second
 
@@ -29,6 +33,7 @@ const callTimeout = 5 * time.Second
 // Scenario names, in the order Run measures and prints them.
 const (
 	ScenarioRaw        = "raw-nats"
+	ScenarioRawHeader  = "raw-nats-hdr"
 	ScenarioClientCall = "client-call"
 	ScenarioRPCJSON    = "rpc-json"
 	ScenarioRPCRun     = "rpc-client-run"
@@ -37,7 +42,7 @@ const (
 )
 
 // Scenarios lists the scenario names in the order Run measures them.
-var Scenarios = []string{ScenarioRaw, ScenarioClientCall, ScenarioRPCJSON, ScenarioRPCRun, ScenarioChain10, ScenarioFanout16}
+var Scenarios = []string{ScenarioRaw, ScenarioRawHeader, ScenarioClientCall, ScenarioRPCJSON, ScenarioRPCRun, ScenarioChain10, ScenarioFanout16}
 
 // op is one call of a scenario; it checks the reply and is safe for
 // concurrent use.
@@ -57,6 +62,7 @@ type rig struct {
 	node      *node.Node
 	rawConn   *nats.Conn // the raw echo responder's connection
 	rawSub    *nats.Subscription
+	rawHdrSub *nats.Subscription
 	reqConn   *nats.Conn // raw requests and JSON rpc requests
 	client    *client.Client
 	rawData   []byte
@@ -101,6 +107,14 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 		return nil, fmt.Errorf("bench: subscribe %s: %w", RawSubject, err)
 	}
 	_ = r.rawSub.SetPendingLimits(-1, 256<<20)
+	// The same with the header every MPREG message carries, both ways.
+	r.rawHdrSub, err = r.rawConn.Subscribe(RawHeaderSubject, func(m *nats.Msg) {
+		_ = m.RespondMsg(&nats.Msg{Data: m.Data, Header: m.Header})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bench: subscribe %s: %w", RawHeaderSubject, err)
+	}
+	_ = r.rawHdrSub.SetPendingLimits(-1, 256<<20)
 	if err = r.rawConn.FlushWithContext(ctx); err != nil {
 		return nil, fmt.Errorf("bench: flush: %w", err)
 	}
@@ -193,6 +207,9 @@ func (r *rig) close() {
 	if r.nodeConn != nil {
 		r.nodeConn.Close()
 	}
+	if r.rawHdrSub != nil {
+		_ = r.rawHdrSub.Unsubscribe()
+	}
 	if r.rawSub != nil {
 		_ = r.rawSub.Unsubscribe()
 	}
@@ -234,6 +251,7 @@ var errMismatch = errors.New("bench: reply is not the echo of the request")
 func (r *rig) ops() map[string]op {
 	return map[string]op{
 		ScenarioRaw:        r.rawRequest,
+		ScenarioRawHeader:  r.rawHeaderRequest,
 		ScenarioClientCall: r.clientCall,
 		ScenarioRPCJSON:    r.rpcJSON,
 		ScenarioRPCRun:     r.rpcRun,
@@ -249,6 +267,19 @@ func (r *rig) rawRequest(context.Context) error {
 		return err
 	}
 	if string(m.Data) != r.payload {
+		return errMismatch
+	}
+	return nil
+}
+
+// rawHeaderRequest is rawRequest with a Content-Type header on the request
+// and on the reply.
+func (r *rig) rawHeaderRequest(ctx context.Context) error {
+	m, err := r.reqConn.RequestMsg(bus.NewMsg(RawHeaderSubject, r.rawData, codec.MsgPackType, ""), callTimeout)
+	if err != nil {
+		return err
+	}
+	if string(m.Data) != r.payload || m.Header.Get(codec.HeaderContentType) != codec.MsgPackType {
 		return errMismatch
 	}
 	return nil
