@@ -3,6 +3,7 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/membership"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
@@ -84,6 +87,34 @@ func execJSON(t testing.TB, nc *nats.Conn, node string, body map[string]any) map
 	data, err := codec.JSON.Encode(body)
 	require.NoError(t, err)
 	return decodeAs(t, request(t, nc, execSubject(node), data, jsonHeader()), codec.JSONType)
+}
+
+// execAsync sends a JSON exec body to node without waiting for the reply,
+// which arrives on the returned channel (nil if the request failed).
+func execAsync(t testing.TB, nc *nats.Conn, node string, body map[string]any) <-chan *nats.Msg {
+	t.Helper()
+	data, err := codec.JSON.Encode(body)
+	require.NoError(t, err)
+	ch := make(chan *nats.Msg, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), bound)
+		defer cancel()
+		r, _ := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: execSubject(node), Data: data, Header: jsonHeader()})
+		ch <- r
+	}()
+	return ch
+}
+
+// waitForInflight waits until node's heartbeats, as table sees them, say
+// it runs or queues n steps.
+func waitForInflight(t testing.TB, table *membership.Table, node string, n int64) {
+	t.Helper()
+	testcluster.WaitFor(t, fmt.Sprintf("%s to hold %d steps", node, n), func() error {
+		if p, _ := table.Get(node); p.Load.Inflight != n {
+			return fmt.Errorf("heartbeat load %+v", p.Load)
+		}
+		return nil
+	})
 }
 
 // wireError returns the error object of a decoded response, failing when

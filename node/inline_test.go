@@ -2,7 +2,6 @@ package node_test
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -88,27 +87,10 @@ func TestInlineWithoutSlotGoesToWorker(t *testing.T) {
 	})
 	c := testcluster.Client(t, srv.ClientURL(), client.Config{})
 	nc := testcluster.Conn(t, srv.ClientURL())
-	send := func(body map[string]any) <-chan *nats.Msg {
-		data, err := codec.JSON.Encode(body)
-		require.NoError(t, err)
-		ch := make(chan *nats.Msg, 1)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), bound)
-			defer cancel()
-			r, _ := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: execSubject("n1"), Data: data, Header: jsonHeader()})
-			ch <- r
-		}()
-		return ch
-	}
-	blocked := send(map[string]any{"cluster": "default", "id": "r/block", "fun": "block", "args": []any{"run"}, "kwargs": map[string]any{}})
+	blocked := execAsync(t, nc, "n1", map[string]any{"cluster": "default", "id": "r/block", "fun": "block", "args": []any{"run"}, "kwargs": map[string]any{}})
 	recv(t, b.started, "the blocking step to hold the only slot")
-	queued := send(map[string]any{"cluster": "default", "id": "r/twice", "fun": "twice", "args": []any{21}, "kwargs": map[string]any{}})
-	testcluster.WaitFor(t, "the inline step to queue", func() error {
-		if p, _ := c.Table().Get("n1"); p.Load.Inflight != 2 {
-			return fmt.Errorf("heartbeat load %+v", p.Load)
-		}
-		return nil
-	})
+	queued := execAsync(t, nc, "n1", map[string]any{"cluster": "default", "id": "r/twice", "fun": "twice", "args": []any{21}, "kwargs": map[string]any{}})
+	waitForInflight(t, c.Table(), "n1", 2) // the inline step queued
 	resp := execJSON(t, nc, "n1", map[string]any{"cluster": "default", "id": "r/over", "fun": "twice", "args": []any{1}, "kwargs": map[string]any{}})
 	require.Equal(t, "OVERLOADED", wireError(t, resp)["code"], "the subscription is not stuck behind the queued inline step")
 

@@ -365,34 +365,18 @@ func TestOverloaded(t *testing.T) {
 	})
 	c := testcluster.Client(t, srv.ClientURL(), client.Config{})
 	nc := testcluster.Conn(t, srv.ClientURL())
-	execMsg := func(tag string) *nats.Msg {
-		data, err := codec.JSON.Encode(map[string]any{"cluster": "default", "id": "r/" + tag, "fun": "block", "args": []any{tag}, "kwargs": map[string]any{}})
-		require.NoError(t, err)
-		return &nats.Msg{Subject: execSubject("n1"), Data: data, Header: jsonHeader()}
-	}
-	replies := make(chan *nats.Msg, 2)
+	var replies []<-chan *nats.Msg
 	for _, tag := range []string{"run", "queue"} {
-		m := execMsg(tag)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), bound)
-			defer cancel()
-			r, _ := nc.RequestMsgWithContext(ctx, m)
-			replies <- r
-		}()
+		replies = append(replies, execAsync(t, nc, "n1", map[string]any{"cluster": "default", "id": "r/" + tag, "fun": "block", "args": []any{tag}, "kwargs": map[string]any{}}))
 	}
 	recv(t, b.started, "the first step to run")
-	testcluster.WaitFor(t, "the second step to queue", func() error {
-		if p, _ := c.Table().Get("n1"); p.Load.Inflight != 2 {
-			return fmt.Errorf("heartbeat load %+v", p.Load)
-		}
-		return nil
-	})
+	waitForInflight(t, c.Table(), "n1", 2) // the second step queued
 	resp := execJSON(t, nc, "n1", map[string]any{"cluster": "default", "id": "r/over", "fun": "block", "args": []any{"over"}, "kwargs": map[string]any{}})
 	require.Equal(t, "OVERLOADED", wireError(t, resp)["code"])
 
 	b.Release()
-	for range 2 {
-		m := recv(t, replies, "a queued reply")
+	for _, ch := range replies {
+		m := recv(t, ch, "a queued reply")
 		require.NotNil(t, m)
 		r := decodeAs(t, m, codec.JSONType)
 		require.Contains(t, []any{"run", "queue"}, r["result"])
