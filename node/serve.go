@@ -129,24 +129,33 @@ func (n *Node) serveRPC(m *nats.Msg) {
 	timeout = min(timeout, n.cfg.MaxTimeout)
 	ctx, cancel := context.WithTimeout(n.ctx, timeout)
 	defer cancel()
-	if subject := bus.Header(m, schema.HeaderPlannerAck); subject != "" {
-		if err := n.subj.Reply(subject); err != nil {
-			n.log.Warn("planner ack not sent", "request_id", req.ID, "error", err)
-		} else {
-			ack := &schema.PlannerAck{Cluster: n.cfg.Cluster, ID: req.ID, Planner: n.cfg.NodeID, Incarnation: n.incarnation}
-			if n.cfg.PlannerAckAfter < 0 {
-				n.publish(subject, ack)
-			} else {
-				t := time.AfterFunc(n.cfg.PlannerAckAfter, func() {
-					if !n.closing.Load() {
-						n.publish(subject, ack)
-					}
-				})
-				defer t.Stop()
-			}
-		}
-	}
+	defer n.ackPlanner(m, req.ID)()
 	resp.Results, resp.Error = n.runner.Run(ctx, plan)
+}
+
+// ackPlanner tells a caller that asked (schema.HeaderPlannerAck) that this
+// node plans request id, once it has planned it for PlannerAckAfter. The
+// returned function cancels an ack not yet sent.
+func (n *Node) ackPlanner(m *nats.Msg, id string) (stop func()) {
+	subject := bus.Header(m, schema.HeaderPlannerAck)
+	if subject == "" {
+		return func() {}
+	}
+	if err := n.subj.Reply(subject); err != nil {
+		n.log.Warn("planner ack not sent", "request_id", id, "error", err)
+		return func() {}
+	}
+	ack := &schema.PlannerAck{Cluster: n.cfg.Cluster, ID: id, Planner: n.cfg.NodeID, Incarnation: n.incarnation}
+	if n.cfg.PlannerAckAfter < 0 {
+		n.publish(subject, ack)
+		return func() {}
+	}
+	t := time.AfterFunc(n.cfg.PlannerAckAfter, func() {
+		if !n.closing.Load() {
+			n.publish(subject, ack)
+		}
+	})
+	return func() { t.Stop() }
 }
 
 // exec is the node's planner.Executor: local steps run in-process, others go
