@@ -30,8 +30,14 @@ func requireNode(t *testing.T) string {
 	if err != nil {
 		t.Skip("node (Node.js) is not installed: the JavaScript examples cannot run here")
 	}
-	_, err = os.Stat("node_modules/nats")
-	require.NoError(t, err, "nats.js is not installed: run `make js-deps` (npm ci in examples/js)")
+	if _, err := os.Stat("node_modules/nats"); err != nil {
+		// make test installs nats.js whenever npm is there and sets
+		// MPREG_REQUIRE_JS, so that CI cannot skip this test by accident.
+		if os.Getenv("MPREG_REQUIRE_JS") != "" {
+			t.Fatalf("nats.js is not installed (%v): run `make js-deps` (npm ci in examples/js)", err)
+		}
+		t.Skip("nats.js is not installed: run `make js-deps` (npm ci in examples/js) to run the JavaScript examples")
+	}
 	return bin
 }
 
