@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,6 +42,15 @@ func TestReplySubjects(t *testing.T) {
 	}
 	require.NoError(t, bus.NewSubjects("acme.rpc", "c").Reply("mpreg.default.rpc"), "only the prefix in use is reserved")
 	require.Error(t, bus.NewSubjects("acme.rpc", "c").Reply("acme.rpc.c.gossip.hello"))
+
+	// Long subjects are refused before a node publishes on them: the NATS
+	// server disconnects a client whose protocol line is too long.
+	require.NoError(t, s.Reply(strings.Repeat("a", bus.MaxReplySubject)))
+	require.Error(t, s.Reply(strings.Repeat("a", bus.MaxReplySubject+1)))
+	require.Error(t, s.Reply(strings.Repeat("a", 4100)))
+	require.NoError(t, bus.CheckInbox("_INBOX.x.y"))
+	require.Error(t, bus.CheckInbox(strings.Repeat("a", bus.MaxInboxSubject+1)))
+	require.Error(t, bus.CheckPrefix(strings.Repeat("p", bus.MaxPrefix+1)))
 }
 
 func TestSplitURLsAndHostPort(t *testing.T) {

@@ -4,6 +4,7 @@
 package bus
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -29,11 +30,28 @@ func NewSubjects(prefix, cluster string) Subjects {
 	return Subjects{prefix: prefix, base: prefix + "." + cluster}
 }
 
+// Bounds on subjects that come from outside (NATS' own limit is the
+// server's max_control_line, 4 KiB by default, for the whole protocol line:
+// a node that publishes on a longer subject is disconnected for good).
+const (
+	// MaxReplySubject bounds a subject a request asks a node to publish on
+	// (beyond the NATS reply subject), such as the planner ack's.
+	MaxReplySubject = 256
+	// MaxInboxSubject bounds a NATS reply subject a node answers on.
+	MaxInboxSubject = 1024
+	// MaxPrefix bounds the subject prefix P.
+	MaxPrefix = 128
+)
+
 // Reply checks a subject a caller asks to be sent something on (beyond
-// the NATS reply subject): plain tokens, and none of MPREG's own subjects,
-// so that no request can make a node publish gossip or steps.
+// the NATS reply subject): at most MaxReplySubject bytes of plain tokens,
+// and none of MPREG's own subjects, so that no request can make a node
+// publish gossip or steps, or a line the server refuses.
 func (s Subjects) Reply(subject string) error {
-	if err := CheckPrefix(subject); err != nil || subject == "" {
+	if len(subject) > MaxReplySubject {
+		return fmt.Errorf("bus: subject of %d bytes: longer than %d", len(subject), MaxReplySubject)
+	}
+	if subject == "" || checkTokens(subject) != nil {
 		return fmt.Errorf("bus: subject %q: tokens must be non-empty, without spaces, '*' or '>'", subject)
 	}
 	if subject == s.prefix || strings.HasPrefix(subject, s.prefix+".") {
@@ -42,14 +60,37 @@ func (s Subjects) Reply(subject string) error {
 	return nil
 }
 
-// CheckPrefix checks that prefix is one or more plain NATS subject tokens.
+// CheckInbox checks a NATS reply subject before a node answers on it: the
+// sender's server accepted it, but a server of the same NATS cluster with a
+// smaller max_control_line might not accept our answer.
+func CheckInbox(subject string) error {
+	if len(subject) > MaxInboxSubject {
+		return fmt.Errorf("bus: reply subject of %d bytes: longer than %d", len(subject), MaxInboxSubject)
+	}
+	return nil
+}
+
+// CheckPrefix checks that prefix is at most MaxPrefix bytes of plain NATS
+// subject tokens.
 func CheckPrefix(prefix string) error {
 	if prefix == "" {
 		return nil
 	}
-	for _, tok := range strings.Split(prefix, ".") {
+	if len(prefix) > MaxPrefix || checkTokens(prefix) != nil {
+		return fmt.Errorf("bus: subject prefix %q: at most %d bytes of tokens that are non-empty, without spaces, '*' or '>'", prefix, MaxPrefix)
+	}
+	return nil
+}
+
+// errToken is checkTokens' error.
+var errToken = errors.New("bus: bad subject token")
+
+// checkTokens checks that s is dot-separated tokens, each non-empty and
+// without white space, '*' or '>'.
+func checkTokens(s string) error {
+	for _, tok := range strings.Split(s, ".") {
 		if tok == "" || strings.ContainsAny(tok, " \t\r\n*>") {
-			return fmt.Errorf("bus: subject prefix %q: tokens must be non-empty, without spaces, '*' or '>'", prefix)
+			return errToken
 		}
 	}
 	return nil

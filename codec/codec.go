@@ -108,7 +108,7 @@ func Negotiate(contentType, accept string) (req, reply Codec, err *schema.Error)
 func unsupported(header, value string) *schema.Error {
 	return &schema.Error{
 		Code:    schema.CodeUnsupportedCodec,
-		Message: fmt.Sprintf("%s %q names a codec this node does not speak", header, value),
+		Message: fmt.Sprintf("%s %s names a codec this node does not speak", header, schema.Clip(value)),
 		Details: map[string]any{"supported": toAny(SupportedTypes())},
 	}
 }

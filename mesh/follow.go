@@ -15,6 +15,7 @@ import (
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/internal/lograte"
 	"github.com/mpreg/mpreg/membership"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -61,6 +62,7 @@ type Follower struct {
 
 	foreign atomic.Int64 // messages dropped for another cluster id
 	twin    atomic.Int64 // incarnation of another process announcing Self
+	logs    lograte.Limiter
 
 	mu        sync.Mutex
 	fetching  map[string]bool // nodes whose hello is being fetched
@@ -275,7 +277,9 @@ func (f *Follower) decode(m *nats.Msg, what string, parse func(any) error) bool 
 		err = parse(tree)
 	}
 	if err != nil {
-		f.log.Warn("bad gossip message dropped", "subject", m.Subject, "kind", what, "error", err)
+		if ok, held := f.logs.Allow("bad gossip"); ok {
+			f.log.Warn("bad gossip message dropped", "subject", m.Subject, "kind", what, "error", err, "dropped_since_last_log", held)
+		}
 		return false
 	}
 	return true
@@ -286,7 +290,10 @@ func (f *Follower) sameCluster(cluster, node, what string) bool {
 		return true
 	}
 	f.foreign.Add(1)
-	f.log.Warn("gossip from another cluster dropped", "kind", what, "cluster", cluster, "peer", node, "want_cluster", f.cfg.Cluster)
+	if ok, held := f.logs.Allow("foreign gossip"); ok {
+		f.log.Warn("gossip from another cluster dropped", "kind", what, "cluster", cluster, "peer", node, "want_cluster", f.cfg.Cluster,
+			"dropped_since_last_log", held)
+	}
 	return false
 }
 

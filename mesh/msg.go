@@ -51,6 +51,9 @@ func Respond(nc *nats.Conn, m *nats.Msg, c codec.Codec, v any, fallback func(pro
 	if m.Reply == "" {
 		return nil
 	}
+	if err := bus.CheckInbox(m.Reply); err != nil {
+		return fmt.Errorf("mesh: reply not sent: %w", err)
+	}
 	var problem *schema.Error
 	if size, ok := codec.SizeWithin(v, int(nc.MaxPayload())); !ok {
 		problem = TooLarge("reply", size, nc.MaxPayload())

@@ -22,6 +22,7 @@ import (
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/internal/lograte"
 	"github.com/mpreg/mpreg/membership"
 	"github.com/mpreg/mpreg/mesh"
 	"github.com/mpreg/mpreg/planner"
@@ -189,6 +190,17 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%w: %s", ErrInvalidConfig, err.Message)
 		}
 	}
+	if len(c.Meta) > schema.MaxMeta-2 { // name and mpreg are added
+		return c, fmt.Errorf("%w: at most %d meta entries", ErrInvalidConfig, schema.MaxMeta-2)
+	}
+	for k, v := range c.Meta {
+		if len(k) > schema.MaxMetaKey || len(v) > schema.MaxMetaValue {
+			return c, fmt.Errorf("%w: meta %s: keys are at most %d bytes, values %d", ErrInvalidConfig, schema.Clip(k), schema.MaxMetaKey, schema.MaxMetaValue)
+		}
+	}
+	if len(c.Name) > schema.MaxMetaValue {
+		return c, fmt.Errorf("%w: name longer than %d bytes", ErrInvalidConfig, schema.MaxMetaValue)
+	}
 	c.Locs = slices.Clone(c.Locs)
 	c.AdvertisedURLs = slices.Clone(c.AdvertisedURLs)
 	return c, nil
@@ -243,6 +255,7 @@ type Node struct {
 	closing  atomic.Bool
 
 	requests, requestErrors, steps, stepErrors, foreign atomic.Int64
+	logs                                                lograte.Limiter // for events a peer can cause at will
 }
 
 // New returns a node on nc. The caller owns nc and closes it after the node.
@@ -368,6 +381,7 @@ func (n *Node) hello() *schema.Hello {
 	if len(urls) == 0 {
 		urls = n.nc.Servers()
 	}
+	urls = urls[:min(len(urls), schema.MaxURLs)] // peers keep no more
 	meta := map[string]string{"mpreg": Version}
 	if n.cfg.Name != "" {
 		meta["name"] = n.cfg.Name

@@ -31,7 +31,16 @@ func (n *Node) onHelloRequest(m *nats.Msg) {
 		body = &schema.Goodbye{Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation}
 	}
 	if err := mesh.Respond(n.nc, m, reply, body, nil); err != nil {
-		n.log.Warn("hello reply failed", "error", err)
+		n.replyFailed("hello", "", err)
+	}
+}
+
+// replyFailed logs a reply that could not be sent (the connection is down,
+// or the request named a reply subject that is too long), at most once a
+// second for each kind of message.
+func (n *Node) replyFailed(kind, id string, err error) {
+	if ok, held := n.logs.Allow(kind + " reply failed"); ok {
+		n.log.Warn(kind+" reply failed", "request_id", id, "error", err, "failed_since_last_log", held)
 	}
 }
 
@@ -47,7 +56,7 @@ func (n *Node) onRPC(m *nats.Msg) {
 			Code: schema.CodeOverloaded, Node: n.cfg.NodeID,
 			Message: fmt.Sprintf("node %s is planning %d requests, its limit", n.cfg.NodeID, n.cfg.MaxRequests)}}
 		if err := mesh.Respond(n.nc, m, reply, resp, nil); err != nil {
-			n.log.Warn("rpc reply failed", "error", err)
+			n.replyFailed("rpc", "", err)
 		}
 		return
 	}
@@ -99,7 +108,7 @@ func (n *Node) serveRPC(m *nats.Msg) {
 			return &schema.Response{ID: resp.ID, Results: map[string]any{}, Error: e}
 		})
 		if err != nil {
-			n.log.Warn("rpc reply failed", "request_id", resp.ID, "error", err)
+			n.replyFailed("rpc", resp.ID, err)
 		}
 		n.log.Debug("rpc served", "request_id", resp.ID, "duration", time.Since(start), "error", resp.Error)
 	}()
@@ -142,7 +151,9 @@ func (n *Node) ackPlanner(m *nats.Msg, id string) (stop func()) {
 		return func() {}
 	}
 	if err := n.subj.Reply(subject); err != nil {
-		n.log.Warn("planner ack not sent", "request_id", id, "error", err)
+		if ok, held := n.logs.Allow("bad ack subject"); ok {
+			n.log.Warn("planner ack not sent", "request_id", id, "error", err, "dropped_since_last_log", held)
+		}
 		return func() {}
 	}
 	ack := &schema.PlannerAck{Cluster: n.cfg.Cluster, ID: id, Planner: n.cfg.NodeID, Incarnation: n.incarnation}
@@ -241,7 +252,9 @@ func (n *Node) prepareExec(m *nats.Msg) *execStep {
 	}
 	if req.Cluster != n.cfg.Cluster {
 		n.foreign.Add(1)
-		n.log.Warn("exec from another cluster dropped", "cluster", req.Cluster, "request_id", req.ID)
+		if ok, held := n.logs.Allow("foreign exec"); ok {
+			n.log.Warn("exec from another cluster dropped", "cluster", req.Cluster, "request_id", req.ID, "dropped_since_last_log", held)
+		}
 		return nil // dropped: no reply
 	}
 	n.steps.Add(1)
@@ -278,7 +291,7 @@ func (n *Node) sendExec(s *execStep, rep *schema.ExecReply) {
 			if s.req != nil {
 				id = s.req.ID
 			}
-			n.log.Warn("exec reply failed", "request_id", id, "error", err)
+			n.replyFailed("exec", id, err)
 		}
 	})
 }
@@ -544,12 +557,16 @@ func (n *Node) onCancel(m *nats.Msg) {
 		c, err = schema.ParseCancel(tree)
 	}
 	if err != nil {
-		n.log.Warn("bad cancel dropped", "error", err)
+		if ok, held := n.logs.Allow("bad cancel"); ok {
+			n.log.Warn("bad cancel dropped", "error", err, "dropped_since_last_log", held)
+		}
 		return
 	}
 	if c.Cluster != n.cfg.Cluster {
 		n.foreign.Add(1)
-		n.log.Warn("cancel from another cluster dropped", "cluster", c.Cluster, "request_id", c.ID)
+		if ok, held := n.logs.Allow("foreign cancel"); ok {
+			n.log.Warn("cancel from another cluster dropped", "cluster", c.Cluster, "request_id", c.ID, "dropped_since_last_log", held)
+		}
 		return
 	}
 	if n.running.cancel(cmp.Or(c.Attempt, c.ID)) {

@@ -173,7 +173,7 @@ func ParseRequest(v any) (*Request, error) {
 		return nil, err
 	}
 	r := &Request{}
-	if r.ID, err = str(m, "", "id", false); err != nil {
+	if r.ID, err = boundedStr(m, "id", false, MaxRequestIDLen); err != nil {
 		return nil, err
 	}
 	if r.TimeoutMS, err = integer(m, "", "timeout_ms", false); err != nil {
@@ -275,14 +275,17 @@ func ParseExecRequest(v any) (*ExecRequest, error) {
 		return nil, err
 	}
 	r := &ExecRequest{}
-	if r.Cluster, err = str(m, "", "cluster", true); err != nil {
+	if r.Cluster, err = idField(m, "cluster"); err != nil {
 		return nil, err
 	}
-	if r.ID, err = str(m, "", "id", false); err != nil {
+	if r.ID, err = boundedStr(m, "id", false, MaxExecIDLen); err != nil {
 		return nil, err
 	}
 	if r.Fun, err = str(m, "", "fun", true); err != nil {
 		return nil, err
+	}
+	if e := CheckFunName(r.Fun); e != nil {
+		return nil, invalid("fun", "%s", e.Message)
 	}
 	if r.Args, err = optList(m, "", "args"); err != nil {
 		return nil, err
@@ -293,7 +296,7 @@ func ParseExecRequest(v any) (*ExecRequest, error) {
 	if r.DeadlineMS, err = integer(m, "", "deadline_ms", false); err != nil {
 		return nil, err
 	}
-	if r.Attempt, err = str(m, "", "attempt", false); err != nil {
+	if r.Attempt, err = boundedStr(m, "attempt", false, MaxAttemptLen); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -306,13 +309,13 @@ func ParseCancel(v any) (*Cancel, error) {
 		return nil, err
 	}
 	c := &Cancel{}
-	if c.Cluster, err = str(m, "", "cluster", true); err != nil {
+	if c.Cluster, err = idField(m, "cluster"); err != nil {
 		return nil, err
 	}
-	if c.ID, err = str(m, "", "id", true); err != nil {
+	if c.ID, err = boundedStr(m, "id", true, MaxExecIDLen); err != nil {
 		return nil, err
 	}
-	if c.Attempt, err = str(m, "", "attempt", false); err != nil {
+	if c.Attempt, err = boundedStr(m, "attempt", false, MaxAttemptLen); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -325,13 +328,13 @@ func ParsePlannerAck(v any) (*PlannerAck, error) {
 		return nil, err
 	}
 	a := &PlannerAck{}
-	if a.Cluster, err = str(m, "", "cluster", true); err != nil {
+	if a.Cluster, err = idField(m, "cluster"); err != nil {
 		return nil, err
 	}
-	if a.ID, err = str(m, "", "id", false); err != nil {
+	if a.ID, err = boundedStr(m, "id", false, MaxRequestIDLen); err != nil {
 		return nil, err
 	}
-	if a.Planner, err = str(m, "", "planner", true); err != nil {
+	if a.Planner, err = idField(m, "planner"); err != nil {
 		return nil, err
 	}
 	if a.Incarnation, err = integer(m, "", "incarnation", true); err != nil {
@@ -367,53 +370,67 @@ func ParseHello(v any) (*Hello, error) {
 		return nil, err
 	}
 	h := &Hello{Proto: Proto}
-	if h.Cluster, err = str(m, "", "cluster", true); err != nil {
+	if h.Cluster, err = idField(m, "cluster"); err != nil {
 		return nil, err
 	}
-	if h.Node, err = str(m, "", "node", true); err != nil {
+	if h.Node, err = idField(m, "node"); err != nil {
 		return nil, err
 	}
-	if err := CheckID(h.Node); err != nil {
-		return nil, invalid("node", "%s", err.Message)
-	}
-	if h.Incarnation, err = integer(m, "", "incarnation", true); err != nil {
-		return nil, err
-	}
-	if h.Version, err = integer(m, "", "version", true); err != nil {
+	if h.Incarnation, h.Version, err = incarnationVersion(m); err != nil {
 		return nil, err
 	}
 	if p, err := integer(m, "", "proto", false); err != nil {
 		return nil, err
 	} else if p != 0 {
-		h.Proto = int(p)
+		h.Proto = int(min(max(p, -1), 1<<16)) // out-of-range protos stay unsupported
 	}
 	funs, err := optMap(m, "", "funs")
 	if err != nil {
 		return nil, err
 	}
+	if len(funs) > MaxFuns {
+		return nil, tooMany("funs", len(funs), MaxFuns)
+	}
 	h.Funs = make(map[string][]string, len(funs))
 	for f, locs := range funs {
+		if e := CheckFunName(f); e != nil {
+			return nil, invalid("funs", "%s", e.Message)
+		}
 		l, err := strList(locs, "funs."+f)
 		if err != nil {
 			return nil, err
+		}
+		if len(l) > MaxLocs {
+			return nil, tooMany("funs."+f, len(l), MaxLocs)
+		}
+		for _, loc := range l {
+			if e := CheckLoc(loc); e != nil {
+				return nil, invalid("funs."+f, "%s", e.Message)
+			}
 		}
 		if l == nil {
 			l = []string{}
 		}
 		h.Funs[f] = l
 	}
-	if h.Codecs, err = strList(m["codecs"], "codecs"); err != nil {
+	if h.Codecs, err = boundedList(m, "codecs", maxCodecs, maxShortString); err != nil {
 		return nil, err
 	}
-	if h.AdvertisedURLs, err = strList(m["advertised_urls"], "advertised_urls"); err != nil {
+	if h.AdvertisedURLs, err = boundedList(m, "advertised_urls", -1, maxURLLen); err != nil {
 		return nil, err
 	}
-	if h.Idempotent, err = strList(m["idempotent"], "idempotent"); err != nil {
+	// A node may sit on a NATS cluster of many servers: keep the first
+	// MaxURLs rather than drop its hello.
+	h.AdvertisedURLs = h.AdvertisedURLs[:min(len(h.AdvertisedURLs), MaxURLs)]
+	if h.Idempotent, err = boundedList(m, "idempotent", MaxFuns, 256); err != nil {
 		return nil, err
 	}
 	retry, err := optMap(m, "", "retry_after_ms")
 	if err != nil {
 		return nil, err
+	}
+	if len(retry) > MaxFuns {
+		return nil, tooMany("retry_after_ms", len(retry), MaxFuns)
 	}
 	for f := range retry {
 		ms, err := integer(retry, "retry_after_ms", f, true)
@@ -431,17 +448,72 @@ func ParseHello(v any) (*Hello, error) {
 	if err != nil {
 		return nil, err
 	}
+	if len(meta) > MaxMeta {
+		return nil, tooMany("meta", len(meta), MaxMeta)
+	}
 	if len(meta) > 0 {
 		h.Meta = make(map[string]string, len(meta))
 		for k, mv := range meta {
-			if s, ok := mv.(string); ok {
-				h.Meta[k] = s
-			} else {
-				h.Meta[k] = fmt.Sprint(mv)
+			if len(k) > MaxMetaKey {
+				return nil, invalid("meta", "key %s is longer than %d bytes", Clip(k), MaxMetaKey)
 			}
+			v, ok := mv.(string)
+			if !ok {
+				if kind := KindOf(mv); kind != "number" && kind != "bool" {
+					return nil, typeErr("meta."+k, "string", mv)
+				}
+				v = fmt.Sprint(mv) // scalars are kept as text
+			}
+			if err := checkLen("meta."+k, v, MaxMetaValue); err != nil {
+				return nil, err
+			}
+			h.Meta[k] = v
 		}
 	}
 	return h, nil
+}
+
+// incarnationVersion reads the required incarnation (positive) and version
+// (not negative) of a hello or heartbeat; both stay below 2^53.
+func incarnationVersion(m map[string]any) (inc, version int64, err error) {
+	if inc, err = integer(m, "", "incarnation", true); err != nil {
+		return 0, 0, err
+	}
+	if inc <= 0 || inc > MaxProtoInt {
+		return 0, 0, invalid("incarnation", "must be 1 to 2^53-1, got %d", inc)
+	}
+	if version, err = integer(m, "", "version", true); err != nil {
+		return 0, 0, err
+	}
+	if version < 0 || version > MaxProtoInt {
+		return 0, 0, invalid("version", "must be 0 to 2^53-1, got %d", version)
+	}
+	return inc, version, nil
+}
+
+// boundedList reads an optional list of strings of at most max entries
+// (any number when max < 0), each at most maxLen bytes.
+func boundedList(m map[string]any, key string, max, maxLen int) ([]string, error) {
+	raw, ok := m[key].([]any)
+	if ok && max >= 0 && len(raw) > max {
+		return nil, tooMany(key, len(raw), max)
+	}
+	l, err := strList(m[key], key)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range l {
+		if err := checkLen(fmt.Sprintf("%s[%d]", key, i), s, maxLen); err != nil {
+			return nil, err
+		}
+	}
+	return l, nil
+}
+
+// tooMany is the error of a list or map with more than max entries.
+func tooMany(key string, n, max int) *Error {
+	return &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("%s: %d entries, more than %d", key, n, max),
+		Details: map[string]any{"key": key, "limit": key, "max": int64(max)}}
 }
 
 // ParseHeartbeat reads a heartbeat (PROTOCOL.md §7).
@@ -451,16 +523,13 @@ func ParseHeartbeat(v any) (*Heartbeat, error) {
 		return nil, err
 	}
 	h := &Heartbeat{}
-	if h.Cluster, err = str(m, "", "cluster", true); err != nil {
+	if h.Cluster, err = idField(m, "cluster"); err != nil {
 		return nil, err
 	}
-	if h.Node, err = str(m, "", "node", true); err != nil {
+	if h.Node, err = idField(m, "node"); err != nil {
 		return nil, err
 	}
-	if h.Incarnation, err = integer(m, "", "incarnation", true); err != nil {
-		return nil, err
-	}
-	if h.Version, err = integer(m, "", "version", true); err != nil {
+	if h.Incarnation, h.Version, err = incarnationVersion(m); err != nil {
 		return nil, err
 	}
 	if h.Seq, err = integer(m, "", "seq", false); err != nil {
@@ -488,10 +557,10 @@ func ParseGoodbye(v any) (*Goodbye, error) {
 		return nil, err
 	}
 	g := &Goodbye{}
-	if g.Cluster, err = str(m, "", "cluster", true); err != nil {
+	if g.Cluster, err = idField(m, "cluster"); err != nil {
 		return nil, err
 	}
-	if g.Node, err = str(m, "", "node", true); err != nil {
+	if g.Node, err = idField(m, "node"); err != nil {
 		return nil, err
 	}
 	if g.Incarnation, err = integer(m, "", "incarnation", true); err != nil {
@@ -500,17 +569,49 @@ func ParseGoodbye(v any) (*Goodbye, error) {
 	return g, nil
 }
 
-// CheckID checks a cluster or node id: 1–64 of [A-Za-z0-9_-].
+// CheckID checks a cluster or node id: 1–64 of [A-Za-z0-9_-]. Ids become
+// NATS subject tokens (PROTOCOL.md §2), so every id read from the network
+// passes here before a subject is built from it.
 func CheckID(s string) *Error {
-	if len(s) == 0 || len(s) > 64 {
-		return Errorf(CodeInvalidRequest, "id %q must be 1 to 64 characters", s)
+	if len(s) == 0 || len(s) > MaxIDLen {
+		return Errorf(CodeInvalidRequest, "id %s must be 1 to %d characters", Clip(s), MaxIDLen)
 	}
 	for _, r := range s {
 		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
-			return Errorf(CodeInvalidRequest, "id %q may hold only A-Z a-z 0-9 _ -", s)
+			return Errorf(CodeInvalidRequest, "id %s may hold only A-Z a-z 0-9 _ -", Clip(s))
 		}
 	}
 	return nil
+}
+
+// checkLen checks that a string read from key is at most max bytes.
+func checkLen(key, s string, max int) error {
+	if len(s) > max {
+		return &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("%s: longer than %d bytes", key, max),
+			Details: map[string]any{"key": key, "limit": key, "max": int64(max)}}
+	}
+	return nil
+}
+
+// idField reads a required id (cluster, node) and checks it with CheckID.
+func idField(m map[string]any, key string) (string, error) {
+	s, err := str(m, "", key, true)
+	if err != nil {
+		return "", err
+	}
+	if e := CheckID(s); e != nil {
+		return "", invalid(key, "%s", e.Message)
+	}
+	return s, nil
+}
+
+// boundedStr reads an optional or required string of at most max bytes.
+func boundedStr(m map[string]any, key string, required bool, max int) (string, error) {
+	s, err := str(m, "", key, required)
+	if err == nil {
+		err = checkLen(key, s, max)
+	}
+	return s, err
 }
 
 // CheckFunName checks a function name: 1–128 printable characters, no
@@ -533,10 +634,10 @@ func CheckLoc(s string) *Error { return checkPrintable(s, "loc") }
 func checkPrintable(s, what string) *Error {
 	n := utf8.RuneCountInString(s)
 	if n == 0 || n > 128 {
-		return Errorf(CodeInvalidRequest, "%s %s must be 1 to 128 characters", what, strconv.Quote(s))
+		return Errorf(CodeInvalidRequest, "%s %s must be 1 to 128 characters", what, Clip(s))
 	}
 	if !utf8.ValidString(s) {
-		return Errorf(CodeInvalidRequest, "%s %s is not valid UTF-8", what, strconv.Quote(s))
+		return Errorf(CodeInvalidRequest, "%s %s is not valid UTF-8", what, Clip(s))
 	}
 	for _, r := range s {
 		if unicode.IsSpace(r) || !unicode.IsPrint(r) {

@@ -1,7 +1,10 @@
 package schema_test
 
 import (
+	"fmt"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -344,4 +347,85 @@ func TestCheckNames(t *testing.T) {
 	}
 	require.Nil(t, schema.CheckLoc("dataset-a.v2"))
 	require.NotNil(t, schema.CheckLoc("a\tb"))
+}
+
+// Every string of a message read from the network is bounded before it is
+// logged or built into a subject: a 4,100-byte node id once made every
+// node of a cluster publish on a subject the NATS server refused, which
+// closed their connections.
+func TestParseBoundsHostileStrings(t *testing.T) {
+	long := strings.Repeat("z", 4100)
+	q := func(s string) string { return `"` + s + `"` }
+	cases := []struct {
+		name  string
+		parse func(any) (any, error)
+		body  string
+		key   string
+	}{
+		{"heartbeat node", heartbeat, `{"cluster":"c","node":` + q(long) + `,"incarnation":1,"version":1}`, "node"},
+		{"heartbeat node with a dot", heartbeat, `{"cluster":"c","node":"a.b","incarnation":1,"version":1}`, "node"},
+		{"heartbeat node a wildcard", heartbeat, `{"cluster":"c","node":">","incarnation":1,"version":1}`, "node"},
+		{"heartbeat cluster", heartbeat, `{"cluster":` + q(long) + `,"node":"n","incarnation":1,"version":1}`, "cluster"},
+		{"heartbeat incarnation 0", heartbeat, `{"cluster":"c","node":"n","incarnation":0,"version":1}`, "incarnation"},
+		{"heartbeat incarnation 2^53", heartbeat, `{"cluster":"c","node":"n","incarnation":9007199254740992,"version":1}`, "incarnation"},
+		{"heartbeat version negative", heartbeat, `{"cluster":"c","node":"n","incarnation":1,"version":-1}`, "version"},
+		{"goodbye node", goodbye, `{"cluster":"c","node":` + q(long) + `,"incarnation":1}`, "node"},
+		{"goodbye node with a space", goodbye, `{"cluster":"c","node":"a b","incarnation":1}`, "node"},
+		{"hello cluster", hello, `{"cluster":"a*","node":"n","incarnation":1,"version":1}`, "cluster"},
+		{"hello fun name", hello, `{"cluster":"c","node":"n","incarnation":1,"version":1,"funs":{"a.b":[]}}`, "funs"},
+		{"hello loc", hello, `{"cluster":"c","node":"n","incarnation":1,"version":1,"funs":{"f":["a b"]}}`, "funs.f"},
+		{"hello meta value", hello, `{"cluster":"c","node":"n","incarnation":1,"version":1,"meta":{"k":` + q(long) + `}}`, "meta.k"},
+		{"hello meta list", hello, `{"cluster":"c","node":"n","incarnation":1,"version":1,"meta":{"k":[1]}}`, "meta.k"},
+		{"hello codec", hello, `{"cluster":"c","node":"n","incarnation":1,"version":1,"codecs":[` + q(long) + `]}`, "codecs[0]"},
+		{"hello url", hello, `{"cluster":"c","node":"n","incarnation":1,"version":1,"advertised_urls":[` + q(long) + `]}`, "advertised_urls[0]"},
+		{"exec cluster", execReq, `{"cluster":` + q(long) + `,"fun":"f"}`, "cluster"},
+		{"exec fun", execReq, `{"cluster":"c","fun":` + q(long) + `}`, "fun"},
+		{"exec attempt", execReq, `{"cluster":"c","fun":"f","attempt":` + q(long) + `}`, "attempt"},
+		{"exec id", execReq, `{"cluster":"c","fun":"f","id":` + q(long) + `}`, "id"},
+		{"cancel cluster", cancel, `{"cluster":"c.d","id":"x"}`, "cluster"},
+		{"cancel id", cancel, `{"cluster":"c","id":` + q(long) + `}`, "id"},
+		{"planner ack planner", ack, `{"cluster":"c","planner":` + q(long) + `,"incarnation":1}`, "planner"},
+		{"request id", request, `{"id":` + q(long) + `,"cmds":[{"name":"a","fun":"f"}]}`, "id"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.parse(decode(t, tc.body))
+			require.ErrorIs(t, err, schema.ErrInvalidRequest)
+			var e *schema.Error
+			require.ErrorAs(t, err, &e)
+			require.True(t, strings.HasPrefix(e.Message, tc.key+":"), "message %q names %q", e.Message, tc.key)
+			require.Less(t, len(e.Message), 300, "the message quotes a clipped value")
+		})
+	}
+
+	// Many servers in a hello's advertised_urls are cut to MaxURLs, not
+	// refused; more functions than MaxFuns are refused.
+	urls := make([]string, 40)
+	for i := range urls {
+		urls[i] = q(fmt.Sprintf("nats://10.0.0.%d:4222", i))
+	}
+	h, err := schema.ParseHello(decode(t, `{"cluster":"c","node":"n","incarnation":1,"version":1,"advertised_urls":[`+strings.Join(urls, ",")+`]}`))
+	require.NoError(t, err)
+	require.Len(t, h.AdvertisedURLs, schema.MaxURLs)
+	funs := make([]string, schema.MaxFuns+1)
+	for i := range funs {
+		funs[i] = fmt.Sprintf(`"f%d":[]`, i)
+	}
+	_, err = schema.ParseHello(decode(t, `{"cluster":"c","node":"n","incarnation":1,"version":1,"funs":{`+strings.Join(funs, ",")+`}}`))
+	require.ErrorIs(t, err, schema.ErrInvalidRequest)
+}
+
+func heartbeat(v any) (any, error) { return schema.ParseHeartbeat(v) }
+func goodbye(v any) (any, error)   { return schema.ParseGoodbye(v) }
+func hello(v any) (any, error)     { return schema.ParseHello(v) }
+func execReq(v any) (any, error)   { return schema.ParseExecRequest(v) }
+func cancel(v any) (any, error)    { return schema.ParseCancel(v) }
+func ack(v any) (any, error)       { return schema.ParsePlannerAck(v) }
+func request(v any) (any, error)   { return schema.ParseRequest(v) }
+
+func TestClip(t *testing.T) {
+	require.Equal(t, `"short"`, schema.Clip("short"))
+	c := schema.Clip(strings.Repeat("é", 100))
+	require.True(t, strings.HasSuffix(c, "…(200 bytes)"), c)
+	require.True(t, utf8.ValidString(c))
 }

@@ -1,0 +1,127 @@
+package node_test
+
+// Messages a hostile or broken peer sends over plain NATS, as an attacker
+// would: nothing here may cut a node off from NATS, stop it serving, or
+// take a live node out of routing for longer than a heartbeat.
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/node"
+)
+
+// sleeper registers sleep(ms): it waits ms milliseconds or until its
+// context ends.
+func sleeper(n *node.Node) {
+	_ = n.Register("sleep", func(ctx context.Context, ms int64) (int64, error) {
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			return ms, nil
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}, node.WithParams("ms"))
+}
+
+// rawConn connects a plain nats.go client (no MPREG code) to url.
+func rawConn(t testing.TB, url string) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// requireServing checks that nc is still connected and that n still plans
+// and answers a request over it.
+func requireServing(t testing.TB, caller *nats.Conn, nodes ...*node.Node) {
+	t.Helper()
+	for _, n := range nodes {
+		select {
+		case <-n.Done():
+			t.Fatalf("node %s stopped", n.ID())
+		default:
+		}
+		resp := rpcJSON(t, caller, `{"cmds":[{"name":"a","fun":"whoami","locs":["at-`+n.ID()+`"]}]}`)
+		require.Nil(t, resp["error"], "node %s: %v", n.ID(), resp)
+		require.Equal(t, map[string]any{"a": n.ID()}, resp["results"])
+	}
+}
+
+// servingNode starts a node that offers whoami with loc "at-<id>" and
+// sleep.
+func servingNode(t testing.TB, url, id string) *node.Node {
+	cfg := testcluster.NodeConfig(t, id, "at-"+id)
+	return testcluster.Node(t, url, cfg, func(n *node.Node) {
+		_ = n.Register("whoami", whoami(id))
+		sleeper(n)
+	})
+}
+
+func TestLongPlannerAckSubjectKeepsPlannerConnected(t *testing.T) {
+	srv := testcluster.Server(t)
+	n := servingNode(t, srv.ClientURL(), "n1")
+	caller := rawConn(t, srv.ClientURL())
+
+	long := strings.Repeat("a", 4100)
+	for i := 0; i < 6; i++ {
+		msg := &nats.Msg{Subject: rpcSubject, Data: []byte(`{"cmds":[{"name":"a","fun":"sleep","args":[300]}]}`),
+			Header: nats.Header{"Mpreg-Planner-Ack": {long}}}
+		ctx, cancel := context.WithTimeout(context.Background(), bound)
+		m, err := caller.RequestMsgWithContext(ctx, msg)
+		cancel()
+		require.NoError(t, err, "request %d", i)
+		// The request is served; only the ack is not sent.
+		require.Equal(t, map[string]any{"a": int64(300)}, decodeAs(t, m, "application/json")["results"], "request %d", i)
+	}
+	requireServing(t, caller, n)
+}
+
+func TestHeartbeatWithLongNodeIDKeepsNodesConnected(t *testing.T) {
+	srv := testcluster.Server(t)
+	n1 := servingNode(t, srv.ClientURL(), "n1")
+	n2 := servingNode(t, srv.ClientURL(), "n2")
+	testcluster.WaitForRoute(t, n1.Table(), "whoami", []string{"at-n2"}, "n2")
+	attacker := rawConn(t, srv.ClientURL())
+
+	for _, id := range []string{strings.Repeat("z", 4100), "bad id", "a.b", "*", ">", strings.Repeat("x", 65)} {
+		hb := fmt.Sprintf(`{"cluster":"default","node":%q,"incarnation":1,"version":1}`, id)
+		require.NoError(t, attacker.Publish("mpreg.default.gossip.heartbeat", []byte(hb)))
+		require.NoError(t, attacker.Publish("mpreg.default.gossip.goodbye", []byte(hb)))
+		require.NoError(t, attacker.Publish("mpreg.default.gossip.hello", []byte(hb)))
+	}
+	require.NoError(t, attacker.Flush())
+	// Give the nodes the time to act on them (asking the fake node's info
+	// subject is what used to cut them off); then they must still serve.
+	waitForHeartbeats(t, n1, n2)
+	requireServing(t, attacker, n1, n2)
+}
+
+// waitForHeartbeats waits until every node has heard a fresh heartbeat from
+// every other one (so that gossip sent before the call has been handled).
+func waitForHeartbeats(t testing.TB, nodes ...*node.Node) {
+	t.Helper()
+	since := time.Now()
+	testcluster.WaitFor(t, "fresh heartbeats", func() error {
+		for _, a := range nodes {
+			for _, b := range nodes {
+				if a == b {
+					continue
+				}
+				p, ok := a.Table().Get(b.ID())
+				if !ok || !p.LastHeard.After(since) {
+					return fmt.Errorf("%s has not heard %s since %s", a.ID(), b.ID(), since.Format(time.StampMicro))
+				}
+			}
+		}
+		return nil
+	})
+}

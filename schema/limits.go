@@ -1,0 +1,55 @@
+package schema
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// Bounds on the strings of the wire messages (docs/PROTOCOL.md §1 and §9).
+// Every message read from the network is checked against them before any
+// of its strings is logged, stored, or used in a subject.
+const (
+	// MaxIDLen bounds cluster and node ids, which are subject tokens.
+	MaxIDLen = 64
+	// MaxRequestIDLen bounds an rpc request's id.
+	MaxRequestIDLen = 256
+	// MaxExecIDLen bounds an exec id, "<rpc id>/<step name>".
+	MaxExecIDLen = 1024
+	// MaxAttemptLen bounds an exec request's attempt token.
+	MaxAttemptLen = 128
+	// MaxFuns bounds the functions one hello announces.
+	MaxFuns = 4096
+	// MaxLocs bounds the locs of one function in a hello.
+	MaxLocs = 64
+	// MaxURLs is how many advertised_urls of a hello are kept.
+	MaxURLs = 16
+	// MaxMeta bounds the entries of hello.meta; MaxMetaKey and MaxMetaValue
+	// bound each key and value, in bytes.
+	MaxMeta      = 32
+	MaxMetaKey   = 64
+	MaxMetaValue = 1024
+	// MaxProtoInt is the largest protocol integer (2^53-1): every JSON
+	// parser, JavaScript's included, reads it exactly.
+	MaxProtoInt = 1<<53 - 1
+
+	maxCodecs      = 16
+	maxShortString = 64
+	maxURLLen      = 512
+)
+
+// clipLen is how much of a bad value an error message quotes.
+const clipLen = 64
+
+// Clip quotes s for an error message or a log, cut to 64 bytes (on a rune
+// boundary) with the full length named when it was longer: values read
+// from the network may be megabytes long.
+func Clip(s string) string {
+	if len(s) <= clipLen {
+		return strconv.Quote(s)
+	}
+	cut := clipLen
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "…(" + strconv.Itoa(len(s)) + " bytes)"
+}
