@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -186,4 +187,61 @@ func TestClusterOfThree(t *testing.T) {
 		}
 	}
 	require.Equal(t, "from c", string(reply.Data))
+}
+
+// Handlers passed in ConnConfig.Options are chained with bus's own: a
+// caller's ConnectHandler once replaced the one Connect waits on, so a
+// connect whose first attempt failed hung until its context ended.
+func TestConnectChainsCallerHandlers(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	require.NoError(t, l.Close())
+
+	failed := make(chan struct{}, 1)
+	connected := make(chan struct{}, 1)
+	type result struct {
+		nc  *nats.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go func() {
+		nc, err := bus.Connect(ctx, bus.ConnConfig{
+			Servers:       []string{fmt.Sprintf("nats://127.0.0.1:%d", port)},
+			ReconnectWait: 10 * time.Millisecond, MaxReconnectWait: 20 * time.Millisecond,
+			Options: []nats.Option{
+				nats.ConnectHandler(func(*nats.Conn) { connected <- struct{}{} }),
+				nats.ReconnectErrHandler(func(*nats.Conn, error) {
+					select {
+					case failed <- struct{}{}:
+					default:
+					}
+				}),
+			},
+		})
+		done <- result{nc, err}
+	}()
+	select {
+	case <-failed: // the first attempt failed: nothing listens yet
+	case <-ctx.Done():
+		t.Fatal("the caller's ReconnectErrHandler was never called")
+	}
+	s, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: port})
+	require.NoError(t, err)
+	defer s.Shutdown()
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		t.Fatal("Connect did not return once the server was up")
+	}
+	require.NoError(t, r.err)
+	defer r.nc.Close()
+	select {
+	case <-connected:
+	case <-ctx.Done():
+		t.Fatal("the caller's ConnectHandler was not called")
+	}
 }

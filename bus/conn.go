@@ -86,42 +86,18 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 	if maxRe == 0 {
 		maxRe = -1
 	}
+	// Handlers the caller set in cfg.Options are chained, not replaced:
+	// ours come last (a later option wins) and call theirs first.
+	var user nats.Options
+	for _, o := range cfg.Options {
+		_ = o(&user)
+	}
 	connected := make(chan struct{}, 1)
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(maxRe),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
 			return Backoff(attempts, cfg.ReconnectWait, cfg.MaxReconnectWait)
-		}),
-		nats.ConnectHandler(func(nc *nats.Conn) {
-			log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
-			select {
-			case connected <- struct{}{}:
-			default:
-			}
-		}),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				log.Warn("nats disconnected", "error", err)
-			} else {
-				log.Debug("nats disconnected")
-			}
-		}),
-		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
-			// Each failed attempt, at most one per MaxReconnectWait once the
-			// backoff has grown: an operator sees why nothing happens.
-			log.Warn("nats connect attempt failed", "servers", nc.Servers(), "error", err)
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
-		}),
-		nats.ClosedHandler(func(*nats.Conn) { log.Debug("nats connection closed") }),
-		nats.ErrorHandler(func(_ *nats.Conn, s *nats.Subscription, err error) {
-			subj := ""
-			if s != nil {
-				subj = s.Subject
-			}
-			log.Error("nats async error", "subject", subj, "error", err)
 		}),
 	}
 	var url string
@@ -136,6 +112,58 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 		opts = append(opts, nats.RetryOnFailedConnect(true))
 	}
 	opts = append(opts, cfg.Options...)
+	opts = append(opts,
+		nats.ConnectHandler(func(nc *nats.Conn) {
+			call(user.ConnectedCB, nc)
+			log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
+			select {
+			case connected <- struct{}{}:
+			default:
+			}
+		}),
+		nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+			if user.DisconnectedErrCB != nil {
+				user.DisconnectedErrCB(nc, err)
+			} else {
+				call(user.DisconnectedCB, nc)
+			}
+			if err != nil {
+				log.Warn("nats disconnected", "error", err)
+			} else {
+				log.Debug("nats disconnected")
+			}
+		}),
+		nats.ReconnectErrHandler(func(nc *nats.Conn, err error) {
+			if user.ReconnectErrCB != nil {
+				user.ReconnectErrCB(nc, err)
+			}
+			// Each failed attempt, at most one per MaxReconnectWait once the
+			// backoff has grown: an operator sees why nothing happens.
+			log.Warn("nats connect attempt failed", "servers", nc.Servers(), "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			call(user.ReconnectedCB, nc)
+			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			call(user.ClosedCB, nc)
+			if err := nc.LastError(); err != nil {
+				log.Warn("nats connection closed", "error", err)
+			} else {
+				log.Debug("nats connection closed")
+			}
+		}),
+		nats.ErrorHandler(func(nc *nats.Conn, s *nats.Subscription, err error) {
+			if user.AsyncErrorCB != nil {
+				user.AsyncErrorCB(nc, s, err)
+			}
+			subj := ""
+			if s != nil {
+				subj = s.Subject
+			}
+			log.Error("nats async error", "subject", subj, "error", err)
+		}),
+	)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("bus: connect %s: %w", url, err)
@@ -149,6 +177,13 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 	case <-ctx.Done():
 		nc.Close()
 		return nil, fmt.Errorf("bus: connect %s: %w", url, ctx.Err())
+	}
+}
+
+// call calls a connection handler the caller set, if any.
+func call(h nats.ConnHandler, nc *nats.Conn) {
+	if h != nil {
+		h(nc)
 	}
 }
 

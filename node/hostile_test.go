@@ -125,3 +125,44 @@ func waitForHeartbeats(t testing.TB, nodes ...*node.Node) {
 		return nil
 	})
 }
+
+// A node whose connection is closed under it stops, and says why; one
+// stopped by its owner has no error.
+func TestNodeStopsWhenItsConnectionCloses(t *testing.T) {
+	srv := testcluster.Server(t)
+	nc := testcluster.Conn(t, srv.ClientURL())
+	n := testcluster.StartNode(t, nc, testcluster.NodeConfig(t, "n1"), nil)
+	require.NoError(t, n.Err())
+	nc.Close()
+	recv(t, n.Done(), "the node to stop")
+	require.ErrorIs(t, n.Err(), node.ErrConnClosed)
+
+	other := testcluster.Node(t, srv.ClientURL(), testcluster.NodeConfig(t, "n2"), nil)
+	other.Close()
+	require.NoError(t, other.Err())
+}
+
+// Stats may be read while the node starts (the race detector checks it).
+func TestStatsDuringStart(t *testing.T) {
+	srv := testcluster.Server(t)
+	n, err := node.New(testcluster.Conn(t, srv.ClientURL()), testcluster.NodeConfig(t, "n1"))
+	require.NoError(t, err)
+	defer n.Close()
+	stop := make(chan struct{})
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_ = n.Stats()
+			}
+		}
+	}()
+	require.NoError(t, n.Start(testCtx(t)))
+	close(stop)
+	<-read
+	require.Zero(t, n.Stats().Foreign)
+}

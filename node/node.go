@@ -39,6 +39,12 @@ var ErrInvalidConfig = errors.New("node: invalid config")
 // already uses the node's id.
 var ErrNodeIDInUse = errors.New("node: node id in use")
 
+// ErrConnClosed is Err's value for a node that stopped because its NATS
+// connection was closed for good under it (nats.go gave up reconnecting, or
+// the server refused the connection), not by the node's owner: such a node
+// cannot serve, so it stops instead of lingering.
+var ErrConnClosed = errors.New("node: NATS connection closed for good")
+
 // Config configures a Node. Zero fields take the defaults in DefaultConfig.
 type Config struct {
 	// Cluster is the cluster id. Default "default".
@@ -235,7 +241,7 @@ type Node struct {
 	planning    atomic.Int64 // rpc requests being planned here
 	slots       chan struct{}
 
-	follower *mesh.Follower
+	follower atomic.Pointer[mesh.Follower]
 	running  runningSet // exec steps running here, by exec id
 	subs     []*nats.Subscription
 	rpcSub   *nats.Subscription
@@ -250,6 +256,9 @@ type Node struct {
 	quit     chan struct{}
 	handoff  chan func() // to an idle worker; see goOwned
 	done     chan struct{}
+	err      atomic.Pointer[error] // why the node stopped on its own
+	status   chan nats.Status      // the connection's CLOSED event; see watchConn
+	watched  chan struct{}         // closed when watchConn returns
 	started  atomic.Bool
 	draining atomic.Bool
 	closing  atomic.Bool
@@ -315,14 +324,23 @@ func (n *Node) Table() *membership.Table { return n.table }
 // Done is closed when the node has stopped.
 func (n *Node) Done() <-chan struct{} { return n.done }
 
+// Err returns why the node stopped on its own (ErrConnClosed, wrapping the
+// connection's last error), or nil while it runs and after Drain or Close.
+func (n *Node) Err() error {
+	if p := n.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
 	s := Stats{
 		Requests: n.requests.Load(), RequestErrors: n.requestErrors.Load(),
 		Steps: n.steps.Load(), StepErrors: n.stepErrors.Load(), Foreign: n.foreign.Load(),
 	}
-	if n.follower != nil {
-		s.Foreign += n.follower.Foreign()
+	if f := n.follower.Load(); f != nil {
+		s.Foreign += f.Foreign()
 	}
 	return s
 }
@@ -464,6 +482,11 @@ func (n *Node) Start(ctx context.Context) error {
 	if !n.started.CompareAndSwap(false, true) {
 		return fmt.Errorf("%w: node already started", ErrInvalidConfig)
 	}
+	n.mu.Lock()
+	n.status = n.nc.StatusChanged(nats.CLOSED)
+	n.watched = make(chan struct{})
+	go n.watchConn(n.status) // owned: Close ends it and waits for it
+	n.mu.Unlock()
 	sub := func(subject, queue string, h nats.MsgHandler) (*nats.Subscription, error) {
 		s, err := n.nc.QueueSubscribe(subject, queue, h)
 		if err != nil {
@@ -498,7 +521,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if err != nil {
 		return fail(err)
 	}
-	n.follower = f
+	n.follower.Store(f)
 	if inc := f.Twin(); inc != 0 {
 		// A live process answered the sync under this id: announcing would
 		// take its routing over.
@@ -620,21 +643,56 @@ func (n *Node) Drain(ctx context.Context) error {
 	return err
 }
 
+// watchConn stops the node when its connection is closed for good under
+// it: nats.go gives up (or never reconnects, after an error the server
+// calls fatal), and a node without a connection must not linger as if it
+// served. Close ends it by removing the status listener.
+func (n *Node) watchConn(status chan nats.Status) {
+	defer close(n.watched)
+	if !n.nc.IsClosed() {
+		if _, ok := <-status; !ok {
+			return // Close removed the listener
+		}
+	}
+	if n.closing.Load() {
+		return
+	}
+	cause := n.nc.LastError()
+	if cause == nil {
+		cause = nats.ErrConnectionClosed
+	}
+	err := fmt.Errorf("%w: %w", ErrConnClosed, cause)
+	n.err.Store(&err)
+	n.log.Error("NATS connection closed for good: the node stops", "error", err)
+	n.shutdown(false)
+}
+
 // Close stops the node at once: work in flight is cancelled. It waits for
 // the node's goroutines and is idempotent. The NATS connection stays open.
-func (n *Node) Close() {
+func (n *Node) Close() { n.shutdown(true) }
+
+// shutdown is Close; waitWatch is false when watchConn calls it, which
+// must not wait for itself.
+func (n *Node) shutdown(waitWatch bool) {
 	n.mu.Lock()
 	if !n.closing.CompareAndSwap(false, true) {
 		n.mu.Unlock()
 		<-n.done
 		return
 	}
+	status, watched := n.status, n.watched
 	n.mu.Unlock()
+	if status != nil {
+		n.nc.RemoveStatusListener(status)
+		if waitWatch {
+			<-watched
+		}
+	}
 	n.draining.Store(true)
 	for _, s := range n.subs {
 		_ = s.Unsubscribe()
 	}
-	n.follower.Close()
+	n.follower.Load().Close()
 	if n.nc.IsConnected() {
 		// Make the server drop the node's interest before Close returns:
 		// a request sent after Close then gets "no responders" at once

@@ -148,7 +148,8 @@ func serve(e *env, log *slog.Logger, nc *nats.Conn, url string, cfg node.Config,
 	select {
 	case <-e.ctx.Done():
 	case <-n.Done():
-		return fmt.Errorf("node %s stopped", n.ID())
+		// Stopped on its own: its connection was closed for good.
+		return fmt.Errorf("node %s stopped: %w", n.ID(), n.Err())
 	}
 	log.Info("shutting down: draining", "timeout", drainTimeout)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(e.ctx), drainTimeout)
