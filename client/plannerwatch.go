@@ -154,7 +154,9 @@ func (w *plannerWatch) watch(x *watched, ack *schema.PlannerAck) {
 			continue
 		}
 		mm, _ := tree.(map[string]any)
-		if inc, ok := mm["incarnation"].(int64); ok && inc != ack.Incarnation {
+		inc, _ := mm["incarnation"].(int64)
+		inst, _ := mm["instance"].(string)
+		if inc != 0 && inc != ack.Incarnation || ack.Instance != "" && inst != "" && inst != ack.Instance {
 			w.lose(x, ack, "was restarted")
 			return
 		}

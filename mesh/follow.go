@@ -30,10 +30,11 @@ type FollowConfig struct {
 	// Self is the id of the node that owns the table; its own gossip is
 	// skipped. Empty for a client.
 	Self string
-	// SelfIncarnation is the owning node's incarnation: gossip under Self
-	// with another incarnation comes from a second process using the same
-	// node id (see Twin).
+	// SelfIncarnation and SelfInstance name the owning node's process:
+	// gossip under Self with another incarnation or instance comes from a
+	// second process using the same node id (see Twin).
 	SelfIncarnation int64
+	SelfInstance    string
 	// SyncQuiet is how long a sync waits for further replies after the last
 	// one. Default 200 ms.
 	SyncQuiet time.Duration
@@ -64,9 +65,11 @@ type Follower struct {
 	twin    atomic.Int64 // incarnation of another process announcing Self
 	logs    lograte.Limiter
 
-	mu        sync.Mutex
-	fetching  map[string]bool // nodes whose hello is being fetched
-	badProtos map[string]bool // nodes logged for an unsupported proto
+	mu           sync.Mutex
+	fetching     map[string]bool // nodes whose hello is being fetched
+	twinOf       int64           // the twin last logged (see fromSelf)
+	twinInstance string
+	badProtos    map[string]bool // nodes logged for an unsupported proto
 }
 
 // Follow subscribes to the gossip subjects, learns the cluster with one
@@ -123,14 +126,24 @@ func Follow(ctx context.Context, cfg FollowConfig) (*Follower, error) {
 func (f *Follower) Twin() int64 { return f.twin.Load() }
 
 // fromSelf reports whether gossip names Self, and notes (and logs once per
-// incarnation) a second process using the id.
-func (f *Follower) fromSelf(node string, incarnation int64, what string) bool {
+// process) a second process using the id: one with another incarnation or
+// instance.
+func (f *Follower) fromSelf(node string, incarnation int64, instance, what string) bool {
 	if f.cfg.Self == "" || node != f.cfg.Self {
 		return false
 	}
-	if incarnation != f.cfg.SelfIncarnation && f.twin.Swap(incarnation) != incarnation {
+	if incarnation == f.cfg.SelfIncarnation && instance == f.cfg.SelfInstance {
+		return true
+	}
+	f.mu.Lock()
+	first := f.twinOf != incarnation || f.twinInstance != instance
+	f.twinOf, f.twinInstance = incarnation, instance
+	f.mu.Unlock()
+	f.twin.Store(incarnation)
+	if first {
 		f.log.Error("another process announces this node's id: give every node its own --node-id",
-			"kind", what, "peer", node, "its_incarnation", incarnation, "our_incarnation", f.cfg.SelfIncarnation)
+			"kind", what, "peer", node, "its_incarnation", incarnation, "its_instance", instance,
+			"our_incarnation", f.cfg.SelfIncarnation, "our_instance", f.cfg.SelfInstance)
 	}
 	return true
 }
@@ -300,7 +313,7 @@ func (f *Follower) sameCluster(cluster, node, what string) bool {
 // ApplyHello checks a decoded hello and merges it into the table. It
 // reports whether the table changed.
 func (f *Follower) ApplyHello(h *schema.Hello) bool {
-	if !f.sameCluster(h.Cluster, h.Node, "hello") || f.fromSelf(h.Node, h.Incarnation, "hello") {
+	if !f.sameCluster(h.Cluster, h.Node, "hello") || f.fromSelf(h.Node, h.Incarnation, h.Instance, "hello") {
 		return false
 	}
 	if h.Proto < schema.ProtoMin || h.Proto > schema.ProtoMax {
@@ -344,7 +357,7 @@ func (f *Follower) onInfo(m *nats.Msg) {
 	case !ok:
 	case h != nil:
 		f.ApplyHello(h)
-	case f.sameCluster(g.Cluster, g.Node, "goodbye") && !f.fromSelf(g.Node, g.Incarnation, "goodbye"):
+	case f.sameCluster(g.Cluster, g.Node, "goodbye") && !f.fromSelf(g.Node, g.Incarnation, g.Instance, "goodbye"):
 		f.cfg.Table.ApplyGoodbye(g)
 	}
 }
@@ -354,7 +367,7 @@ func (f *Follower) onHeartbeat(m *nats.Msg) {
 	if !f.decode(m, "heartbeat", func(t any) (err error) { hb, err = schema.ParseHeartbeat(t); return }) {
 		return
 	}
-	if !f.sameCluster(hb.Cluster, hb.Node, "heartbeat") || f.fromSelf(hb.Node, hb.Incarnation, "heartbeat") {
+	if !f.sameCluster(hb.Cluster, hb.Node, "heartbeat") || f.fromSelf(hb.Node, hb.Incarnation, hb.Instance, "heartbeat") {
 		return
 	}
 	if f.cfg.Table.ApplyHeartbeat(hb) {

@@ -166,3 +166,37 @@ func TestStatsDuringStart(t *testing.T) {
 	<-read
 	require.Zero(t, n.Stats().Foreign)
 }
+
+// Two processes started at the same instant under one node id (so with the
+// same incarnation, their start time in ms) must not both serve: every
+// step sent to the id would run twice.
+func TestSimultaneousStartsUnderOneID(t *testing.T) {
+	srv := testcluster.Server(t)
+	for round := range 5 {
+		inc := time.Now().UnixMilli()
+		var twins [2]*node.Node
+		for i := range twins {
+			n, err := node.New(testcluster.Conn(t, srv.ClientURL()), testcluster.NodeConfig(t, "twin"))
+			require.NoError(t, err)
+			node.SetIncarnation(n, inc)
+			twins[i] = n
+		}
+		errs := make(chan error, 2)
+		for _, n := range twins {
+			go func() { errs <- n.Start(testCtx(t)) }()
+		}
+		started := 0
+		for range twins {
+			err := recv(t, errs, "a start to end")
+			if err == nil {
+				started++
+			} else {
+				require.ErrorIs(t, err, node.ErrNodeIDInUse, "round %d", round)
+			}
+		}
+		require.LessOrEqual(t, started, 1, "round %d: both processes serve under one id", round)
+		for _, n := range twins {
+			n.Close()
+		}
+	}
+}

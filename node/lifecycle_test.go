@@ -647,7 +647,7 @@ func TestPlannerAckSubject(t *testing.T) {
 	m, err := acks.NextMsg(bound)
 	require.NoError(t, err)
 	self, _ := n.Table().Get("n1")
-	require.JSONEq(t, fmt.Sprintf(`{"cluster": "default", "id": "r1", "planner": "n1", "incarnation": %d}`, self.Hello.Incarnation), string(m.Data))
+	require.JSONEq(t, fmt.Sprintf(`{"cluster": "default", "id": "r1", "planner": "n1", "incarnation": %d, "instance": %q}`, self.Hello.Incarnation, self.Hello.Instance), string(m.Data))
 
 	for _, bad := range []string{"mpreg.default.gossip.goodbye", "mpreg", "caller.*", "caller. acks"} {
 		require.Equal(t, map[string]any{"a": int64(1)}, send(bad)["results"], "the request is served all the same")

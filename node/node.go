@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/codec"
@@ -233,7 +234,8 @@ type Node struct {
 	execer *mesh.Execer
 	runner *planner.Runner
 
-	incarnation int64
+	incarnation int64  // start time in ms (PROTOCOL.md §7)
+	instance    string // random, unique to this process: two starts in one ms differ
 	version     atomic.Int64
 	seq         atomic.Int64
 	inflight    atomic.Int64 // steps running or queued here
@@ -285,6 +287,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		log:         cfg.Logger.With("node", cfg.NodeID),
 		reg:         registry{funcs: map[string]*fn{}},
 		incarnation: time.Now().UnixMilli(),
+		instance:    nuid.Next(),
 		ctx:         ctx,
 		cancel:      cancel,
 		quit:        make(chan struct{}),
@@ -411,6 +414,7 @@ func (n *Node) hello() *schema.Hello {
 		Cluster:        n.cfg.Cluster,
 		Node:           n.cfg.NodeID,
 		Incarnation:    n.incarnation,
+		Instance:       n.instance,
 		Version:        n.version.Load(),
 		Funs:           n.reg.funs(n.cfg.Locs),
 		Codecs:         codec.SupportedTypes(),
@@ -420,6 +424,11 @@ func (n *Node) hello() *schema.Hello {
 		Idempotent:     n.reg.idempotent(),
 		RetryAfterMS:   n.reg.retryAfter(),
 	}
+}
+
+// goodbye is the node's goodbye.
+func (n *Node) goodbye() *schema.Goodbye {
+	return &schema.Goodbye{Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation, Instance: n.instance}
 }
 
 // publish sends a gossip message in JSON, which every peer reads.
@@ -514,7 +523,7 @@ func (n *Node) Start(ctx context.Context) error {
 	h := n.hello()
 	n.table.ApplyHello(h)
 	f, err := mesh.Follow(ctx, mesh.FollowConfig{
-		Conn: n.nc, Subjects: n.subj, Cluster: n.cfg.Cluster, Table: n.table, Self: n.cfg.NodeID, SelfIncarnation: n.incarnation,
+		Conn: n.nc, Subjects: n.subj, Cluster: n.cfg.Cluster, Table: n.table, Self: n.cfg.NodeID, SelfIncarnation: n.incarnation, SelfInstance: n.instance,
 		SyncQuiet: n.cfg.SyncQuiet, PruneInterval: n.cfg.HeartbeatInterval, Logger: n.log,
 		LearnServers: n.nc.Opts.InProcessServer == nil, // an in-process connection has no pool to fail over in
 	})
@@ -562,7 +571,7 @@ func (n *Node) heartbeatLoop() {
 			n.publish(n.subj.Hello(), n.hello())
 		}
 		n.publish(n.subj.Heartbeat(), &schema.Heartbeat{
-			Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation,
+			Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation, Instance: n.instance,
 			Version: n.version.Load(), Seq: n.seq.Add(1),
 			Load: schema.Load{Inflight: n.inflight.Load(), Limit: int64(n.cfg.MaxInflight)},
 		})
@@ -605,7 +614,7 @@ func (n *Node) Drain(ctx context.Context) error {
 				_ = n.rpcSub.Unsubscribe()
 			}
 		}
-		n.publish(n.subj.Goodbye(), &schema.Goodbye{Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation})
+		n.publish(n.subj.Goodbye(), n.goodbye())
 		if connected {
 			_ = n.nc.FlushTimeout(time.Second)
 		}

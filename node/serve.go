@@ -28,7 +28,7 @@ func (n *Node) onHelloRequest(m *nats.Msg) {
 	_, reply, _ := codec.Negotiate("", bus.Header(m, codec.HeaderAccept))
 	var body any = n.hello()
 	if n.draining.Load() {
-		body = &schema.Goodbye{Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation}
+		body = n.goodbye()
 	}
 	if err := mesh.Respond(n.nc, m, reply, body, nil); err != nil {
 		n.replyFailed("hello", "", err)
@@ -156,7 +156,7 @@ func (n *Node) ackPlanner(m *nats.Msg, id string) (stop func()) {
 		}
 		return func() {}
 	}
-	ack := &schema.PlannerAck{Cluster: n.cfg.Cluster, ID: id, Planner: n.cfg.NodeID, Incarnation: n.incarnation}
+	ack := &schema.PlannerAck{Cluster: n.cfg.Cluster, ID: id, Planner: n.cfg.NodeID, Incarnation: n.incarnation, Instance: n.instance}
 	if n.cfg.PlannerAckAfter < 0 {
 		n.publish(subject, ack)
 		return func() {}

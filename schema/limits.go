@@ -15,6 +15,9 @@ const (
 	MaxRequestIDLen = 256
 	// MaxExecIDLen bounds an exec id, "<rpc id>/<step name>".
 	MaxExecIDLen = 1024
+	// MaxInstanceLen bounds a process's instance nonce (hello, heartbeat,
+	// goodbye).
+	MaxInstanceLen = 64
 	// MaxAttemptLen bounds an exec request's attempt token.
 	MaxAttemptLen = 128
 	// MaxFuns bounds the functions one hello announces.

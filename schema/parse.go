@@ -340,6 +340,9 @@ func ParsePlannerAck(v any) (*PlannerAck, error) {
 	if a.Incarnation, err = integer(m, "", "incarnation", true); err != nil {
 		return nil, err
 	}
+	if a.Instance, err = boundedStr(m, "instance", false, MaxInstanceLen); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -377,6 +380,9 @@ func ParseHello(v any) (*Hello, error) {
 		return nil, err
 	}
 	if h.Incarnation, h.Version, err = incarnationVersion(m); err != nil {
+		return nil, err
+	}
+	if h.Instance, err = boundedStr(m, "instance", false, MaxInstanceLen); err != nil {
 		return nil, err
 	}
 	if p, err := integer(m, "", "proto", false); err != nil {
@@ -532,6 +538,9 @@ func ParseHeartbeat(v any) (*Heartbeat, error) {
 	if h.Incarnation, h.Version, err = incarnationVersion(m); err != nil {
 		return nil, err
 	}
+	if h.Instance, err = boundedStr(m, "instance", false, MaxInstanceLen); err != nil {
+		return nil, err
+	}
 	if h.Seq, err = integer(m, "", "seq", false); err != nil {
 		return nil, err
 	}
@@ -564,6 +573,9 @@ func ParseGoodbye(v any) (*Goodbye, error) {
 		return nil, err
 	}
 	if g.Incarnation, err = integer(m, "", "incarnation", true); err != nil {
+		return nil, err
+	}
+	if g.Instance, err = boundedStr(m, "instance", false, MaxInstanceLen); err != nil {
 		return nil, err
 	}
 	return g, nil

@@ -80,6 +80,7 @@ type PlannerAck struct {
 	ID          string `json:"id"`
 	Planner     string `json:"planner"` // the node id ("planner", so that no gossip parser takes it for a node's message)
 	Incarnation int64  `json:"incarnation"`
+	Instance    string `json:"instance,omitempty"`
 }
 
 // HeaderPlannerAck is the request header naming the subject for the
@@ -117,6 +118,7 @@ type Hello struct {
 	Cluster        string              `json:"cluster"`
 	Node           string              `json:"node"`
 	Incarnation    int64               `json:"incarnation"`
+	Instance       string              `json:"instance,omitempty"`
 	Version        int64               `json:"version"`
 	Funs           map[string][]string `json:"funs"`
 	Codecs         []string            `json:"codecs"`
@@ -142,6 +144,7 @@ type Heartbeat struct {
 	Cluster     string `json:"cluster"`
 	Node        string `json:"node"`
 	Incarnation int64  `json:"incarnation"`
+	Instance    string `json:"instance,omitempty"`
 	Version     int64  `json:"version"`
 	Seq         int64  `json:"seq"`
 	Load        Load   `json:"load"`
@@ -152,4 +155,5 @@ type Goodbye struct {
 	Cluster     string `json:"cluster"`
 	Node        string `json:"node"`
 	Incarnation int64  `json:"incarnation"`
+	Instance    string `json:"instance,omitempty"`
 }
