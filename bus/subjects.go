@@ -106,6 +106,10 @@ func (s Subjects) Exec(node string) string { return s.base + ".node." + node + "
 // step asks the node to cancel it (an extension; see docs/PROTOCOL-NOTES.md).
 func (s Subjects) Cancel(node string) string { return s.base + ".node." + node + ".cancel" }
 
+// CancelRequest is P.<cluster>.cancel: anyone may ask that the rpc request
+// with an id be stopped; the node that plans it does so.
+func (s Subjects) CancelRequest() string { return s.base + ".cancel" }
+
 // Info is P.<cluster>.node.<node>.info: that node's hello on request.
 func (s Subjects) Info(node string) string { return s.base + ".node." + node + ".info" }
 

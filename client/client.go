@@ -323,6 +323,7 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 	if r.ID == "" {
 		r.ID = c.nextID() // for the logs of both sides
 	}
+	caller := ctx
 	if r.TimeoutMS <= 0 {
 		budget := c.cfg.Timeout
 		if dl, ok := ctx.Deadline(); ok {
@@ -358,6 +359,11 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 	overloaded, absent := 0, 0
 	for {
 		resp, err := c.rpc(ctx, msg)
+		if errors.Is(caller.Err(), context.Canceled) {
+			// The caller gave up: stop the request where it is planned,
+			// so that its steps free their slots now, not at its deadline.
+			c.cancelRequest(r.ID)
+		}
 		// A node at its limit of requests answers OVERLOADED without
 		// reading the request: send it again, the queue group will most
 		// likely pick another node.
@@ -382,6 +388,25 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 			return nil, nobody.e
 		}
 		return resp, err
+	}
+}
+
+// cancelFlush bounds the wait for the server to take a cancel.
+const cancelFlush = 250 * time.Millisecond
+
+// cancelRequest asks the cluster to stop the rpc request id (published on
+// P.<cluster>.cancel) and waits briefly for the server to have it: the
+// caller is often a process about to exit.
+func (c *Client) cancelRequest(id string) {
+	data, err := codec.JSON.Encode(&schema.CancelRequest{ID: id})
+	if err == nil {
+		err = c.nc.PublishMsg(bus.NewMsg(c.subj.CancelRequest(), data, codec.JSONType, ""))
+	}
+	if err == nil {
+		err = c.nc.FlushTimeout(cancelFlush)
+	}
+	if err != nil {
+		c.cfg.Logger.Debug("cancel not sent", "request_id", id, "error", err)
 	}
 }
 

@@ -14,8 +14,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/node"
+	"github.com/mpreg/mpreg/schema"
 )
 
 // sleeper registers sleep(ms): it waits ms milliseconds or until its
@@ -199,4 +201,73 @@ func TestSimultaneousStartsUnderOneID(t *testing.T) {
 			n.Close()
 		}
 	}
+}
+
+// waitIdle waits until n runs and queues no step.
+func waitIdle(t testing.TB, n *node.Node) {
+	t.Helper()
+	testcluster.WaitFor(t, n.ID()+" to hold no step", func() error {
+		if s := n.Stats(); s.Inflight != 0 {
+			return fmt.Errorf("%d steps in flight", s.Inflight)
+		}
+		return nil
+	})
+}
+
+// waitBusy waits until n runs or queues k steps.
+func waitBusy(t testing.TB, n *node.Node, k int64) {
+	t.Helper()
+	testcluster.WaitFor(t, fmt.Sprintf("%s to hold %d steps", n.ID(), k), func() error {
+		if s := n.Stats(); s.Inflight != k {
+			return fmt.Errorf("%d steps in flight", s.Inflight)
+		}
+		return nil
+	})
+}
+
+// A caller that gives up cancels its request by id on P.<cluster>.cancel;
+// the planner stops it, the step's slot is freed at once on whichever node
+// runs it, and the caller gets CANCELLED. Before, Ctrl-C on `mpreg call
+// sleep 6000` left the step running for its whole 6 s.
+func TestCancelRequestByID(t *testing.T) {
+	srv := testcluster.Server(t)
+	n1 := servingNode(t, srv.ClientURL(), "n1")
+	n2 := servingNode(t, srv.ClientURL(), "n2")
+	testcluster.WaitForRoute(t, n1.Table(), "sleep", []string{"at-n2"}, "n2")
+	testcluster.WaitForRoute(t, n2.Table(), "sleep", []string{"at-n1"}, "n1")
+	caller := rawConn(t, srv.ClientURL())
+
+	for _, runner := range []*node.Node{n1, n2} {
+		// Raw NATS: whichever node plans it, the step runs on runner.
+		id := "cancel-me-" + runner.ID()
+		reply := make(chan *nats.Msg, 1)
+		go func() {
+			body := `{"id":"` + id + `","cmds":[{"name":"s","fun":"sleep","args":[6000],"locs":["at-` + runner.ID() + `"]}]}`
+			m, _ := caller.Request(rpcSubject, []byte(body), bound)
+			reply <- m
+		}()
+		waitBusy(t, runner, 1)
+		start := time.Now()
+		require.NoError(t, caller.Publish("mpreg.default.cancel", []byte(`{"id":"`+id+`"}`)))
+		m := recv(t, reply, "the cancelled request's reply")
+		require.NotNil(t, m)
+		resp := decodeAs(t, m, "application/json")
+		require.Equal(t, id, resp["id"])
+		require.Equal(t, "CANCELLED", wireError(t, resp)["code"])
+		waitIdle(t, runner)
+		require.Less(t, time.Since(start), 3*time.Second, "the slot is freed long before the step would end")
+	}
+
+	// The Go client sends the cancel when its caller's context ends.
+	c := testcluster.Client(t, srv.ClientURL(), client.Config{NoFollow: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Call(ctx, "sleep", []any{6000}, client.WithLocs("at-n1"))
+		done <- err
+	}()
+	waitBusy(t, n1, 1)
+	cancel()
+	requireCode(t, recv(t, done, "the call to end"), schema.CodeCancelled)
+	waitIdle(t, n1)
 }

@@ -220,6 +220,9 @@ type Stats struct {
 	Steps         int64 // exec steps run here (local or remote callers)
 	StepErrors    int64 // such steps that ended in an error
 	Foreign       int64 // messages dropped for another cluster id
+	Inflight      int64 // steps running or queued here now
+	Queued        int64 // of those, the steps waiting for a run slot
+	Planning      int64 // rpc requests being planned here now
 }
 
 // Node is one MPREG node. Create it with New, register functions, Start it,
@@ -243,11 +246,13 @@ type Node struct {
 	planning    atomic.Int64 // rpc requests being planned here
 	slots       chan struct{}
 
-	follower atomic.Pointer[mesh.Follower]
-	running  runningSet // exec steps running here, by exec id
-	subs     []*nats.Subscription
-	rpcSub   *nats.Subscription
-	execSub  *nats.Subscription
+	follower  atomic.Pointer[mesh.Follower]
+	running   runningSet // exec steps running here, by exec id
+	planned   runningSet // rpc requests planned here, by request id
+	unplanned recentIDs  // cancels of requests this node has not planned (yet)
+	subs      []*nats.Subscription
+	rpcSub    *nats.Subscription
+	execSub   *nats.Subscription
 
 	// lifecycle
 	mu       sync.RWMutex // guards wg.Add against closing
@@ -341,6 +346,7 @@ func (n *Node) Stats() Stats {
 	s := Stats{
 		Requests: n.requests.Load(), RequestErrors: n.requestErrors.Load(),
 		Steps: n.steps.Load(), StepErrors: n.stepErrors.Load(), Foreign: n.foreign.Load(),
+		Inflight: n.inflight.Load(), Queued: n.queued.Load(), Planning: n.planning.Load(),
 	}
 	if f := n.follower.Load(); f != nil {
 		s.Foreign += f.Foreign()
@@ -512,6 +518,9 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	n.execSub = es
 	if _, err := sub(n.subj.Cancel(n.cfg.NodeID), "", n.onCancel); err != nil {
+		return fail(err)
+	}
+	if _, err := sub(n.subj.CancelRequest(), "", n.onCancelRequest); err != nil {
 		return fail(err)
 	}
 	if _, err := sub(n.subj.Info(n.cfg.NodeID), "", n.onHelloRequest); err != nil {

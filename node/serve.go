@@ -138,6 +138,12 @@ func (n *Node) serveRPC(m *nats.Msg) {
 	timeout = min(timeout, n.cfg.MaxTimeout)
 	ctx, cancel := context.WithTimeout(n.ctx, timeout)
 	defer cancel()
+	defer n.planned.add(req.ID, cancel)()
+	if n.unplanned.has(req.ID) {
+		// Its cancel came before the request reached this point.
+		resp.Error = schema.Errorf(schema.CodeCancelled, "the request was cancelled")
+		return
+	}
 	defer n.ackPlanner(m, req.ID)()
 	resp.Results, resp.Error = n.runner.Run(ctx, plan)
 }
@@ -572,6 +578,65 @@ func (n *Node) onCancel(m *nats.Msg) {
 	if n.running.cancel(cmp.Or(c.Attempt, c.ID)) {
 		n.log.Debug("step cancelled by its planner", "request_id", c.ID)
 	}
+}
+
+// onCancelRequest stops the rpc request a caller cancelled, if this node
+// plans it: its context ends, so queued steps never start and running ones,
+// here or on other nodes, have their context cancelled.
+func (n *Node) onCancelRequest(m *nats.Msg) {
+	tree, err := mesh.DecodeReply(m)
+	var c *schema.CancelRequest
+	if err == nil {
+		c, err = schema.ParseCancelRequest(tree)
+	}
+	if err != nil {
+		if ok, held := n.logs.Allow("bad cancel"); ok {
+			n.log.Warn("bad cancel dropped", "error", err, "dropped_since_last_log", held)
+		}
+		return
+	}
+	if n.planned.cancel(c.ID) {
+		n.log.Info("request cancelled by its caller", "request_id", c.ID)
+		return
+	}
+	// Perhaps it is on its way from the rpc subscription to its planning.
+	n.unplanned.add(c.ID)
+}
+
+// recentIDs remembers the ids of recent cancels of requests this node did
+// not plan, for a few seconds and at most recentMax of them.
+type recentIDs struct {
+	mu  sync.Mutex
+	ids map[string]time.Time
+}
+
+const (
+	recentFor = 5 * time.Second
+	recentMax = 1024
+)
+
+func (r *recentIDs) add(id string) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ids == nil {
+		r.ids = make(map[string]time.Time)
+	}
+	if len(r.ids) >= recentMax {
+		for k, at := range r.ids {
+			if now.Sub(at) > recentFor || len(r.ids) >= recentMax {
+				delete(r.ids, k)
+			}
+		}
+	}
+	r.ids[id] = now
+}
+
+func (r *recentIDs) has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.ids[id]
+	return ok && time.Since(at) <= recentFor
 }
 
 // runningSet maps exec ids to the cancel funcs of the steps running here.

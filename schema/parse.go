@@ -321,6 +321,22 @@ func ParseCancel(v any) (*Cancel, error) {
 	return c, nil
 }
 
+// ParseCancelRequest reads a CancelRequest.
+func ParseCancelRequest(v any) (*CancelRequest, error) {
+	m, err := asMap(v, "cancel")
+	if err != nil {
+		return nil, err
+	}
+	c := &CancelRequest{}
+	if c.ID, err = boundedStr(m, "id", true, MaxRequestIDLen); err != nil {
+		return nil, err
+	}
+	if c.ID == "" {
+		return nil, invalid("id", "must not be empty")
+	}
+	return c, nil
+}
+
 // ParsePlannerAck reads a PlannerAck.
 func ParsePlannerAck(v any) (*PlannerAck, error) {
 	m, err := asMap(v, "planner ack")

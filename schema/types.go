@@ -70,6 +70,14 @@ type Cancel struct {
 	Attempt string `json:"attempt,omitempty"`
 }
 
+// CancelRequest asks that the rpc request with ID be stopped, wherever it
+// is planned (published without a reply on P.<cluster>.cancel). Its
+// planner cancels every step of it: queued steps never start, running ones
+// have their context cancelled, and the caller gets CANCELLED.
+type CancelRequest struct {
+	ID string `json:"id"`
+}
+
 // PlannerAck tells a caller which node plans its rpc request (an extension
 // of PROTOCOL.md §4): a request with the header HeaderPlannerAck gets one,
 // on the subject the header names, once it has been planned for a while.

@@ -13,10 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// busyServer starts `mpreg server --demo`, sends a call to sleep(ms) and
-// returns once the node's heartbeat shows the step in flight. The call's
-// result arrives on the returned channel.
-func busyServer(t *testing.T, ms int) (*daemon, <-chan result) {
+// demoServer starts `mpreg server --demo` with node "busy" and returns it,
+// its client URL, and the load of each heartbeat of its node.
+func demoServer(t *testing.T) (*daemon, string, <-chan int64) {
 	t.Helper()
 	port := freePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
@@ -45,20 +44,52 @@ func busyServer(t *testing.T, ms int) (*daemon, <-chan result) {
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return d, url, beats
+}
 
+// waitForLoad waits for a heartbeat whose load is (want) or is not (!want)
+// zero steps in flight.
+func waitForLoad(t *testing.T, beats <-chan int64, busy bool, what string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case inflight := <-beats:
+			if (inflight > 0) == busy {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no heartbeat showed %s", what)
+		}
+	}
+}
+
+// busyServer starts `mpreg server --demo`, sends a call to sleep(ms) and
+// returns once the node's heartbeat shows the step in flight. The call's
+// result arrives on the returned channel.
+func busyServer(t *testing.T, ms int) (*daemon, <-chan result) {
+	t.Helper()
+	d, url, beats := demoServer(t)
 	done := make(chan result, 1)
 	go func() {
 		done <- mpreg(t, opts{}, "call", "sleep", fmt.Sprint(ms), "slept", "--servers", url, "--timeout", "30s")
 	}()
-	deadline := time.After(10 * time.Second)
-	for inflight := int64(0); inflight == 0; {
-		select {
-		case inflight = <-beats:
-		case <-deadline:
-			t.Fatal("the sleep step never showed in a heartbeat")
-		}
-	}
+	waitForLoad(t, beats, true, "the sleep step in flight")
 	return d, done
+}
+
+// Ctrl-C on a call cancels the request in the cluster: the step stops and
+// frees its slot at once, instead of running to its end.
+func TestInterruptedCallCancelsItsStep(t *testing.T) {
+	t.Parallel()
+	_, url, beats := demoServer(t)
+	call := startDaemon(t, "call", "sleep", "6000", "--servers", url, "--timeout", "30s")
+	waitForLoad(t, beats, true, "the sleep step in flight")
+	interrupted := time.Now()
+	call.stop(t, syscall.SIGINT, 1)
+	assert.Contains(t, call.stderr.String(), "CANCELLED")
+	waitForLoad(t, beats, false, "the step's slot freed")
+	assert.Less(t, time.Since(interrupted), 4*time.Second, "the 6 s step was stopped")
 }
 
 // SIGTERM drains: the step in flight finishes and its caller gets the
