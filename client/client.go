@@ -334,6 +334,12 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 		}
 		r.TimeoutMS = max(budget.Milliseconds(), 1)
 	}
+	if r.DeadlineMS <= 0 {
+		// The budget also as an absolute time: a planner that reads the
+		// request late (stalled, or far behind) runs none of it after we
+		// stopped waiting.
+		r.DeadlineMS = time.Now().Add(time.Duration(min(r.TimeoutMS, (24*time.Hour).Milliseconds())) * time.Millisecond).UnixMilli()
+	}
 	// The cluster caps budgets (10 min by default); so does the wait here,
 	// at a day, which also keeps a huge timeout_ms from overflowing.
 	wait := time.Duration(min(r.TimeoutMS, (24*time.Hour).Milliseconds()))*time.Millisecond + grace

@@ -6,11 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
@@ -288,4 +290,29 @@ func TestConnectRejectsBadConfig(t *testing.T) {
 	require.Error(t, err)
 	_, err = client.Connect(testCtx(t), client.Config{Prefix: "a..b"})
 	require.Error(t, err)
+}
+
+// Run sends its budget both as timeout_ms and as an absolute deadline_ms,
+// so that a planner that reads the request late runs nothing of it.
+func TestRunSendsDeadline(t *testing.T) {
+	c := newCluster(t)
+	spy := testcluster.Conn(t, c.srv.ClientURL())
+	sent := make(chan *nats.Msg, 1)
+	sub, err := spy.ChanSubscribe("mpreg.default.rpc", sent)
+	require.NoError(t, err)
+	defer sub.Unsubscribe()
+	require.NoError(t, spy.Flush())
+
+	cl := testcluster.Client(t, c.srv.ClientURL(), client.Config{NoFollow: true})
+	before := time.Now()
+	_, err = cl.Run(testCtx(t), &schema.Request{Cmds: []schema.Command{{Name: "a", Fun: "whoami"}}, TimeoutMS: 4000})
+	require.NoError(t, err)
+	m := <-sent
+	tree, err := codec.MsgPack.Decode(m.Data)
+	require.NoError(t, err)
+	req, err := schema.ParseRequest(tree)
+	require.NoError(t, err)
+	require.Equal(t, int64(4000), req.TimeoutMS)
+	dl := time.UnixMilli(req.DeadlineMS)
+	require.WithinRange(t, dl, before.Add(4*time.Second-time.Millisecond), time.Now().Add(4*time.Second))
 }

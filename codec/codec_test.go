@@ -145,8 +145,9 @@ func TestRoundTripWireTypes(t *testing.T) {
 			{Name: "|third", Fun: "echos", Args: []any{"|first", "AND ME TOO"},
 				Kwargs: map[string]any{"n": int64(1 << 60)}, Locs: []string{"dataset-a"}},
 		},
-		TimeoutMS: 5000,
-		Results:   schema.ResultsAll,
+		TimeoutMS:  5000,
+		DeadlineMS: 1732570005123,
+		Results:    schema.ResultsAll,
 	}
 	for _, c := range codecs {
 		got, err := schema.ParseRequest(roundTrip(t, c, req))
@@ -464,7 +465,7 @@ func TestMsgPackWireStructsMatchJSON(t *testing.T) {
 		"error, no extras":                    schema.ExecError{Error: &schema.Error{Code: schema.CodeTimeout, Message: "t"}},
 		"response":                            &schema.Response{ID: "x", Results: map[string]any{"a": int64(1)}},
 		"response with error, nil results":    &schema.Response{ID: "x", Error: &schema.Error{Code: schema.CodeTimeout, Message: "t", Step: "a"}},
-		"request": &schema.Request{ID: "r", TimeoutMS: 500, Results: "all", Cmds: []schema.Command{
+		"request": &schema.Request{ID: "r", TimeoutMS: 500, DeadlineMS: 1732570005123, Results: "all", Cmds: []schema.Command{
 			{Name: "a", Fun: "f", Args: []any{int64(1), "b"}, Kwargs: map[string]any{"k": map[string]any{"n": nil}}, Locs: []string{"gpu", "x"}},
 			{Name: "b", Fun: "g", Args: []any{}, Kwargs: map[string]any{}, Locs: []string{}},
 		}},

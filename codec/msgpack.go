@@ -199,7 +199,7 @@ func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
 // empty fields tagged omitempty.
 func encodeRequest(enc *msgpack.Encoder, r *schema.Request, depth int) error {
 	n := 1
-	for _, set := range []bool{r.ID != "", r.TimeoutMS != 0, r.Results != ""} {
+	for _, set := range []bool{r.ID != "", r.TimeoutMS != 0, r.DeadlineMS != 0, r.Results != ""} {
 		if set {
 			n++
 		}
@@ -262,6 +262,11 @@ func encodeRequest(enc *msgpack.Encoder, r *schema.Request, depth int) error {
 	}
 	if r.TimeoutMS != 0 {
 		if err := encodeField(enc, depth, "timeout_ms", r.TimeoutMS); err != nil {
+			return err
+		}
+	}
+	if r.DeadlineMS != 0 {
+		if err := encodeField(enc, depth, "deadline_ms", r.DeadlineMS); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -270,4 +271,33 @@ func TestCancelRequestByID(t *testing.T) {
 	cancel()
 	requireCode(t, recv(t, done, "the call to end"), schema.CodeCancelled)
 	waitIdle(t, n1)
+}
+
+// A request carries its caller's absolute deadline (deadline_ms): a planner
+// that reads it after the deadline, as a stalled planner does, answers
+// TIMEOUT and runs nothing; one that reads it in time ends it at the
+// deadline even when timeout_ms allows more.
+func TestRequestDeadline(t *testing.T) {
+	srv := testcluster.Server(t)
+	var calls atomic.Int64
+	testcluster.Node(t, srv.ClientURL(), testcluster.NodeConfig(t, "n1"), func(n *node.Node) {
+		sleeper(n)
+		_ = n.Register("count", func() int64 { return calls.Add(1) })
+	})
+	caller := rawConn(t, srv.ClientURL())
+
+	past := time.Now().Add(-time.Second).UnixMilli()
+	resp := rpcJSON(t, caller, fmt.Sprintf(`{"cmds":[{"name":"c","fun":"count"}],"deadline_ms":%d}`, past))
+	e := wireError(t, resp)
+	require.Equal(t, "TIMEOUT", e["code"])
+	require.Zero(t, calls.Load(), "nothing ran")
+
+	start := time.Now()
+	soon := start.Add(300 * time.Millisecond).UnixMilli()
+	resp = rpcJSON(t, caller, fmt.Sprintf(`{"cmds":[{"name":"s","fun":"sleep","args":[5000]}],"timeout_ms":20000,"deadline_ms":%d}`, soon))
+	require.Equal(t, "TIMEOUT", wireError(t, resp)["code"])
+	require.Less(t, time.Since(start), 4*time.Second, "the deadline ended it, not timeout_ms")
+
+	resp = rpcJSON(t, caller, `{"cmds":[{"name":"c","fun":"count"}],"deadline_ms":-1}`)
+	require.Equal(t, "INVALID_REQUEST", wireError(t, resp)["code"])
 }

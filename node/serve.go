@@ -138,6 +138,22 @@ func (n *Node) serveRPC(m *nats.Msg) {
 	timeout = min(timeout, n.cfg.MaxTimeout)
 	ctx, cancel := context.WithTimeout(n.ctx, timeout)
 	defer cancel()
+	if req.DeadlineMS > 0 {
+		// The caller's own deadline (its clock, ours: hosts are assumed
+		// to keep time within a few ms, by NTP): a request read late, by
+		// a planner that was stalled or far behind, runs nothing after
+		// the caller stopped waiting.
+		dl := time.UnixMilli(req.DeadlineMS)
+		if !dl.After(time.Now()) {
+			resp.Error = &schema.Error{Code: schema.CodeTimeout, Node: n.cfg.NodeID,
+				Message: "the request's deadline passed before it was planned",
+				Details: map[string]any{"deadline_ms": req.DeadlineMS}}
+			return
+		}
+		var cancelDL context.CancelFunc
+		ctx, cancelDL = context.WithDeadline(ctx, dl)
+		defer cancelDL()
+	}
 	defer n.planned.add(req.ID, cancel)()
 	if n.unplanned.has(req.ID) {
 		// Its cancel came before the request reached this point.

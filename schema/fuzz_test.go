@@ -88,6 +88,7 @@ func checkParseRequest(t *testing.T, c codec.Codec, data []byte) {
 			require.Equal(t, len(r.Cmds), len(r2.Cmds))
 			require.Equal(t, r.ID, r2.ID)
 			require.Equal(t, r.TimeoutMS, r2.TimeoutMS)
+			require.Equal(t, r.DeadlineMS, r2.DeadlineMS)
 		}
 	}
 }

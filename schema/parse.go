@@ -182,6 +182,12 @@ func ParseRequest(v any) (*Request, error) {
 	if r.TimeoutMS < 0 {
 		return nil, invalid("timeout_ms", "must not be negative")
 	}
+	if r.DeadlineMS, err = integer(m, "", "deadline_ms", false); err != nil {
+		return nil, err
+	}
+	if r.DeadlineMS < 0 || r.DeadlineMS > MaxProtoInt {
+		return nil, invalid("deadline_ms", "must be 0 to 2^53-1 (unix milliseconds)")
+	}
 	if r.Results, err = str(m, "", "results", false); err != nil {
 		return nil, err
 	}

@@ -37,7 +37,10 @@ type Request struct {
 	ID        string    `json:"id,omitempty"`
 	Cmds      []Command `json:"cmds"`
 	TimeoutMS int64     `json:"timeout_ms,omitempty"`
-	Results   string    `json:"results,omitempty"`
+	// DeadlineMS is the caller's absolute deadline in unix milliseconds:
+	// the request's budget ends then even if the planner reads it late.
+	DeadlineMS int64  `json:"deadline_ms,omitempty"`
+	Results    string `json:"results,omitempty"`
 }
 
 // Response is the body of an RPC response. Exactly one of Results (success)
