@@ -121,9 +121,18 @@ func invalidNumber(param string, v any) *schema.Error {
 		Details: map[string]any{"param": param}}
 }
 
+// maxSleep bounds sleep's ms: more would overflow a time.Duration, and no
+// request's budget is that long.
+const maxSleep = 24 * time.Hour
+
 // sleep waits ms milliseconds, or until ctx is done, and returns value.
 func sleep(ctx context.Context, ms int64, value any) (any, error) {
-	t := time.NewTimer(time.Duration(max(ms, 0)) * time.Millisecond)
+	if ms < 0 || ms > maxSleep.Milliseconds() {
+		return nil, &schema.Error{Code: schema.CodeInvalidArgument,
+			Message: fmt.Sprintf("sleep: ms must be 0 to %d, got %d", maxSleep.Milliseconds(), ms),
+			Details: map[string]any{"param": "ms"}}
+	}
+	t := time.NewTimer(time.Duration(ms) * time.Millisecond)
 	defer t.Stop()
 	select {
 	case <-t.C:

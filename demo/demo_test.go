@@ -117,6 +117,8 @@ func TestFunctions(t *testing.T) {
 		{name: "upper kwargs", fun: "upper", kwargs: map[string]any{"s": "nats"}, want: "NATS"},
 		{name: "sleep value", fun: "sleep", args: []any{1, map[string]any{"k": []any{"v"}}}, want: map[string]any{"k": []any{"v"}}},
 		{name: "sleep null", fun: "sleep", kwargs: map[string]any{"ms": 1}, want: nil},
+		{name: "sleep huge", fun: "sleep", args: []any{int64(math.MaxInt64)}, wantErr: schema.CodeInvalidArgument, msg: "sleep: ms must be 0 to"},
+		{name: "sleep negative", fun: "sleep", args: []any{-5}, wantErr: schema.CodeInvalidArgument, msg: "sleep: ms must be 0 to"},
 		{name: "fail", fun: "fail", args: []any{"out of coffee"}, wantErr: schema.CodeFunctionError, msg: "out of coffee"},
 		{name: "fail kwargs", fun: "fail", kwargs: map[string]any{"message": "nope"}, wantErr: schema.CodeFunctionError, msg: "nope"},
 		{name: "whoami", fun: "whoami", want: "d1"},

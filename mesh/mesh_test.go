@@ -353,6 +353,8 @@ func TestDecode(t *testing.T) {
 	require.Equal(t, codec.JSON, reply, "no header means JSON")
 	require.Equal(t, map[string]any{"a": int64(1)}, tree)
 
+	// A reply in a codec nobody speaks is the peer's fault, not the
+	// caller's codec.
 	_, derr := mesh.DecodeReply(&nats.Msg{Data: []byte("{}"), Header: nats.Header{"Content-Type": {"application/xml"}}})
-	require.ErrorIs(t, derr, schema.ErrUnsupportedCodec)
+	require.ErrorIs(t, derr, schema.ErrInternal)
 }

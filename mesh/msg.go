@@ -28,11 +28,14 @@ func Decode(m *nats.Msg) (tree any, reply codec.Codec, err *schema.Error) {
 	return tree, reply, nil
 }
 
-// DecodeReply decodes a reply body in the codec its Content-Type names.
+// DecodeReply decodes a reply (or a message published to us) in the codec
+// its Content-Type names. A codec we do not speak is the sender's fault:
+// INTERNAL, not UNSUPPORTED_CODEC, which would blame our caller's codec.
 func DecodeReply(m *nats.Msg) (any, error) {
 	c, ok := codec.ByType(bus.Header(m, codec.HeaderContentType))
 	if !ok {
-		return nil, schema.Errorf(schema.CodeUnsupportedCodec, "reply in unknown codec %q", bus.Header(m, codec.HeaderContentType))
+		return nil, schema.Errorf(schema.CodeInternal, "a peer answered in Content-Type %s, a codec this node does not speak",
+			schema.Clip(bus.Header(m, codec.HeaderContentType)))
 	}
 	tree, err := c.Decode(m.Data)
 	if err != nil {

@@ -6,6 +6,7 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -300,4 +301,90 @@ func TestRequestDeadline(t *testing.T) {
 
 	resp = rpcJSON(t, caller, `{"cmds":[{"name":"c","fun":"count"}],"deadline_ms":-1}`)
 	require.Equal(t, "INVALID_REQUEST", wireError(t, resp)["code"])
+}
+
+// fake is a node written by hand over plain NATS: it answers sync and info
+// with its hello and exec with what its handler returns.
+type fake struct {
+	t     testing.TB
+	nc    *nats.Conn
+	id    string
+	hello map[string]any
+}
+
+// newFake announces a node id offering funs (fun → locs) and serves exec
+// with handle, which returns the reply's Content-Type and body.
+func newFake(t testing.TB, url, id string, funs map[string][]string, handle func(req map[string]any) (string, []byte)) *fake {
+	t.Helper()
+	f := &fake{t: t, nc: rawConn(t, url), id: id, hello: map[string]any{
+		"cluster": "default", "node": id, "incarnation": time.Now().UnixMilli(), "version": 1,
+		"funs": funs, "codecs": []string{"application/json"}, "advertised_urls": []string{}, "proto": 1}}
+	respond := func(m *nats.Msg, ct string, body []byte) {
+		out := nats.NewMsg(m.Reply)
+		out.Header.Set("Content-Type", ct)
+		out.Data = body
+		_ = m.RespondMsg(out)
+	}
+	for subject, h := range map[string]nats.MsgHandler{
+		"mpreg.default.node." + id + ".exec": func(m *nats.Msg) {
+			var req map[string]any
+			require.NoError(t, json.Unmarshal(m.Data, &req))
+			ct, body := handle(req)
+			respond(m, ct, body)
+		},
+		"mpreg.default.node." + id + ".info": func(m *nats.Msg) { respond(m, "application/json", mustJSON(t, f.hello)) },
+		"mpreg.default.gossip.sync":          func(m *nats.Msg) { respond(m, "application/json", mustJSON(t, f.hello)) },
+	} {
+		_, err := f.nc.Subscribe(subject, h)
+		require.NoError(t, err)
+	}
+	require.NoError(t, f.nc.Flush())
+	require.NoError(t, f.nc.Publish("mpreg.default.gossip.hello", mustJSON(t, f.hello)))
+	require.NoError(t, f.nc.Flush())
+	return f
+}
+
+// A peer's reply is checked like a request: an error code outside the
+// protocol's list becomes INTERNAL (the peer's code kept in details), and a
+// reply in a codec nobody speaks is the peer's fault (INTERNAL), not the
+// caller's (UNSUPPORTED_CODEC).
+func TestBadRepliesFromAPeer(t *testing.T) {
+	srv := testcluster.Server(t)
+	n1 := servingNode(t, srv.ClientURL(), "n1")
+	newFake(t, srv.ClientURL(), "odd-1", map[string][]string{"weird": {}, "xml": {}}, func(req map[string]any) (string, []byte) {
+		if req["fun"] == "xml" {
+			return "application/xml", []byte("<result/>")
+		}
+		return "application/json", []byte(`{"error":{"code":"TEAPOT","message":"I am a teapot","details":{"spout":1}}}`)
+	})
+	testcluster.WaitForRoute(t, n1.Table(), "weird", nil, "odd-1")
+	caller := rawConn(t, srv.ClientURL())
+
+	e := wireError(t, rpcJSON(t, caller, `{"cmds":[{"name":"w","fun":"weird"}]}`))
+	require.Equal(t, "INTERNAL", e["code"])
+	require.Equal(t, "TEAPOT", details(t, e)["code"])
+	require.Contains(t, e["message"], "I am a teapot")
+
+	e = wireError(t, rpcJSON(t, caller, `{"cmds":[{"name":"x","fun":"xml"}]}`))
+	require.Equal(t, "INTERNAL", e["code"])
+	require.Contains(t, e["message"], "application/xml")
+}
+
+// An exec that names no deadline runs no longer than a request may (the
+// node's MaxTimeout), nor does one whose deadline is further off.
+func TestExecWithoutDeadlineIsBounded(t *testing.T) {
+	srv := testcluster.Server(t)
+	cfg := testcluster.NodeConfig(t, "n1")
+	cfg.MaxTimeout = 300 * time.Millisecond
+	testcluster.Node(t, srv.ClientURL(), cfg, sleeper)
+	caller := rawConn(t, srv.ClientURL())
+	for _, body := range []map[string]any{
+		{"cluster": "default", "id": "r/s", "fun": "sleep", "args": []any{10_000}},
+		{"cluster": "default", "id": "r/s", "fun": "sleep", "args": []any{10_000}, "deadline_ms": time.Now().Add(time.Hour).UnixMilli()},
+	} {
+		start := time.Now()
+		e := wireError(t, execJSON(t, caller, "n1", body))
+		require.Equal(t, "TIMEOUT", e["code"])
+		require.Less(t, time.Since(start), 5*time.Second)
+	}
 }

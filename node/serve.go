@@ -322,13 +322,13 @@ func (n *Node) sendExec(s *execStep, rep *schema.ExecReply) {
 // caller already holds a run slot (see tryAcquire).
 func (n *Node) runExec(s *execStep, slot bool) {
 	req := s.req
-	var ctx context.Context
-	var cancel context.CancelFunc
-	if req.DeadlineMS > 0 {
-		ctx, cancel = context.WithDeadline(n.ctx, time.UnixMilli(req.DeadlineMS))
-	} else {
-		ctx, cancel = context.WithCancel(n.ctx)
+	// No step runs longer than a request may: an exec without deadline_ms,
+	// or with one further off, gets the node's maximum budget.
+	dl := time.Now().Add(n.cfg.MaxTimeout)
+	if req.DeadlineMS > 0 && req.DeadlineMS < dl.UnixMilli() {
+		dl = time.UnixMilli(req.DeadlineMS)
 	}
+	ctx, cancel := context.WithDeadline(n.ctx, dl)
 	defer cancel()
 	if key := cmp.Or(req.Attempt, req.ID); key != "" {
 		defer n.running.add(key, cancel)()

@@ -159,5 +159,16 @@ func ParseError(v any, key string) (*Error, error) {
 		return nil, err
 	}
 	e.Details = m["details"]
+	if !e.Code.Valid() {
+		// A code this side does not know (a newer peer, or a broken one)
+		// would reach callers that switch on the list of §5: it is an
+		// INTERNAL error, with the peer's code and details kept.
+		details := map[string]any{"code": code[:cutAt(code, clipLen)]}
+		if e.Details != nil {
+			details["details"] = e.Details
+		}
+		e.Code, e.Details = CodeInternal, details
+		e.Message = "unknown error code " + Clip(code) + ": " + e.Message
+	}
 	return e, nil
 }

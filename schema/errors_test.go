@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -128,4 +129,23 @@ func TestErrorWireForm(t *testing.T) {
 	b, err := codec.JSON.Encode(&schema.Error{Code: schema.CodeTimeout, Message: "late"})
 	require.NoError(t, err)
 	require.JSONEq(t, `{"code":"TIMEOUT","message":"late"}`, string(b))
+}
+
+// A code outside §5 from a peer becomes INTERNAL, keeping the peer's code
+// and details, so that callers switching on the list never meet it.
+func TestParseErrorUnknownCode(t *testing.T) {
+	e, err := schema.ParseError(map[string]any{"code": "TEAPOT", "message": "short and stout", "details": map[string]any{"a": int64(1)}}, "error")
+	require.NoError(t, err)
+	require.Equal(t, schema.CodeInternal, e.Code)
+	require.Equal(t, map[string]any{"code": "TEAPOT", "details": map[string]any{"a": int64(1)}}, e.Details)
+	require.Contains(t, e.Message, "short and stout")
+
+	e, err = schema.ParseError(map[string]any{"code": strings.Repeat("X", 5000)}, "error")
+	require.NoError(t, err)
+	require.Equal(t, schema.CodeInternal, e.Code)
+	require.Less(t, len(e.Message), 200)
+
+	e, err = schema.ParseError(map[string]any{"code": "NO_ROUTE", "message": "m"}, "error")
+	require.NoError(t, err)
+	require.Equal(t, schema.CodeNoRoute, e.Code, "known codes stay")
 }

@@ -50,9 +50,17 @@ func Clip(s string) string {
 	if len(s) <= clipLen {
 		return strconv.Quote(s)
 	}
-	cut := clipLen
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
+	return strconv.Quote(s[:cutAt(s, clipLen)]) + "…(" + strconv.Itoa(len(s)) + " bytes)"
+}
+
+// cutAt returns where to cut s to keep at most n bytes without splitting a
+// rune.
+func cutAt(s string, n int) int {
+	if len(s) <= n {
+		return len(s)
 	}
-	return strconv.Quote(s[:cut]) + "…(" + strconv.Itoa(len(s)) + " bytes)"
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return n
 }
