@@ -3,7 +3,7 @@ GO       ?= go
 FUZZTIME ?= 10s
 BIN      := bin/mpreg
 
-.PHONY: all build demo test vet race fuzz bench clean js-deps
+.PHONY: all build demo test vet race load fuzz bench clean js-deps
 
 all: build
 
@@ -14,8 +14,8 @@ build:
 demo:
 	$(GO) run ./cmd/mpreg demo
 
-## test: vet, the race-checked test suite, and a short fuzz pass.
-test: vet js-deps race fuzz
+## test: vet, the race-checked test suite, the load tests, and a short fuzz pass.
+test: vet js-deps race load fuzz
 
 ## js-deps: nats.js for the JavaScript examples' test (skipped without npm).
 js-deps:
@@ -28,6 +28,11 @@ vet:
 
 race:
 	MPREG_REQUIRE_JS=$$(command -v npm >/dev/null 2>&1 && echo 1) $(GO) test -race -count=1 -timeout 20m ./...
+
+## load: the load tests (TestLoad*), without the race detector, which slows
+## senders so much that overload never happens under it.
+load:
+	$(GO) test -count=1 -timeout 10m -run '^TestLoad' ./...
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh

@@ -65,6 +65,10 @@ type Config struct {
 	// DeadAfter, or a new process answers under its id, the request ends
 	// with NODE_UNAVAILABLE instead of a TIMEOUT at its budget. Default 1 s.
 	PlannerCheck time.Duration
+	// MaxBytesInFlight bounds the bytes of the direct calls in flight
+	// (requests and the replies expected to them, see mesh.Flow); more
+	// calls wait. Default 64 MiB.
+	MaxBytesInFlight int64
 	// Name is the NATS connection name.
 	Name string
 	// Logger. Default: discard.
@@ -80,6 +84,7 @@ type Client struct {
 	table    *membership.Table
 	follower *mesh.Follower
 	runner   *planner.Runner
+	req      *mesh.Requester
 	watch    *plannerWatch
 	closed   atomic.Bool
 	idPrefix string        // unique per client
@@ -128,6 +133,12 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.PlannerCheck <= 0 {
 		c.cfg.PlannerCheck = time.Second
 	}
+	req, err := mesh.NewRequester(c.nc)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	c.req = req
 	w, err := newPlannerWatch(c.nc, c.subj, c.cfg.PlannerCheck, c.cfg.DeadAfter, cfg.Logger)
 	if err != nil {
 		c.Close()
@@ -137,7 +148,8 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	c.table = membership.New(membership.Config{DeadAfter: cfg.DeadAfter, ForgetAfter: 10 * cfg.DeadAfter})
 	c.runner = &planner.Runner{
 		Router:   planner.RouterFunc(c.table.Pick),
-		Executor: &mesh.Execer{Conn: c.nc, Subjects: c.subj, Cluster: cfg.Cluster, Table: c.table, Logger: cfg.Logger},
+		Executor: &mesh.Execer{Conn: c.nc, Subjects: c.subj, Cluster: cfg.Cluster, Table: c.table, Logger: cfg.Logger,
+			Requester: c.req, Flow: mesh.NewFlow(cfg.MaxBytesInFlight)},
 		Logger:   cfg.Logger,
 	}
 	if !cfg.NoFollow {
@@ -170,6 +182,9 @@ func (c *Client) Close() {
 	c.follower.Close()
 	if c.watch != nil {
 		c.watch.close()
+	}
+	if c.req != nil {
+		c.req.Close()
 	}
 	if c.ownConn {
 		c.nc.Close()
@@ -428,7 +443,7 @@ var rpcAbsentWaits = []time.Duration{10 * time.Millisecond, 40 * time.Millisecon
 // rpc sends one rpc request and reads its response. "No responders" comes
 // back as a *nobodyError.
 func (c *Client) rpc(ctx context.Context, msg *nats.Msg) (*schema.Response, error) {
-	m, err := c.nc.RequestMsgWithContext(ctx, msg)
+	m, err := c.req.Request(ctx, msg)
 	if err != nil {
 		var lost *plannerLost
 		switch {

@@ -3,6 +3,8 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -315,4 +317,39 @@ func TestRunSendsDeadline(t *testing.T) {
 	require.Equal(t, int64(4000), req.TimeoutMS)
 	dl := time.UnixMilli(req.DeadlineMS)
 	require.WithinRange(t, dl, before.Add(4*time.Second-time.Millisecond), time.Now().Add(4*time.Second))
+}
+
+// Many concurrent calls with large results all get their results: the
+// client's replies once went through nats.go's shared reply subscription,
+// which dropped replies past 64 MB buffered (one of 120 concurrent 900 KB
+// calls was lost now and then).
+func TestLoadManyLargeResults(t *testing.T) {
+	if raceEnabled {
+		t.Skip("a load test: make test runs it without -race (make load)")
+	}
+	srv := testcluster.Server(t)
+	testcluster.Node(t, srv.ClientURL(), testcluster.NodeConfig(t, "n1"), func(n *node.Node) {
+		require.NoError(t, n.Register("blob", func(k int64) string { return strings.Repeat("b", int(k)) }))
+	})
+	for _, follow := range []bool{true, false} {
+		// Production liveness timing: 100 MB of replies take a while under
+		// the race detector.
+		c := testcluster.Client(t, srv.ClientURL(), client.Config{NoFollow: !follow, DeadAfter: 3 * time.Second})
+		if follow {
+			testcluster.WaitForRoute(t, c.Table(), "blob", nil, "n1")
+		}
+		errs := make(chan error, 120)
+		for range 120 {
+			go func() {
+				v, err := c.Call(testCtx(t), "blob", []any{900_000})
+				if err == nil && len(v.(string)) != 900_000 {
+					err = fmt.Errorf("got %d bytes", len(v.(string)))
+				}
+				errs <- err
+			}()
+		}
+		for range 120 {
+			require.NoError(t, <-errs, "follow %v", follow)
+		}
+	}
 }

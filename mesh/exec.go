@@ -34,6 +34,11 @@ type Execer struct {
 	Cluster  string
 	Table    *membership.Table
 	Logger   *slog.Logger
+	// Requester, when set, carries the requests and their replies (else
+	// Conn's own request/reply, which drops replies past 64 MB buffered).
+	Requester *Requester
+	// Flow, when set, bounds the bytes of steps in flight.
+	Flow *Flow
 
 	attemptOnce   sync.Once
 	attemptPrefix string
@@ -89,10 +94,17 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	if !bus.Fits(e.Conn, msg) {
 		return nil, TooLarge("exec request for "+c.Fun, len(data), e.Conn.MaxPayload())
 	}
+	if e.Flow != nil {
+		n, err := e.Flow.Reserve(ctx, c.Fun, len(data), e.Conn.MaxPayload())
+		if err != nil {
+			return nil, err
+		}
+		defer e.Flow.Release(n)
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer e.Table.Track(node, cancel)()
-	resp, err := e.Conn.RequestMsgWithContext(ctx, msg)
+	resp, err := e.request(ctx, msg)
 	for try := 0; errors.Is(err, nats.ErrNoResponders) && try < 20 && time.Since(peer.FirstSeen) < NewPeerWindow; try++ {
 		select {
 		case <-ctx.Done():
@@ -105,7 +117,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 			return nil, ctx.Err()
 		case <-time.After(time.Millisecond):
 		}
-		resp, err = e.Conn.RequestMsgWithContext(ctx, msg)
+		resp, err = e.request(ctx, msg)
 	}
 	if err != nil {
 		switch {
@@ -141,6 +153,9 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 			return nil, schema.Errorf(schema.CodeNodeUnavailable, "exec on node %s: %v", node, err)
 		}
 	}
+	if e.Flow != nil {
+		e.Flow.Observe(c.Fun, len(resp.Data))
+	}
 	tree, err := DecodeReply(resp)
 	if err != nil {
 		return nil, err
@@ -160,6 +175,14 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 		return nil, rep.Error
 	}
 	return rep.Result, nil
+}
+
+// request sends msg and waits for its reply.
+func (e *Execer) request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
+	if e.Requester != nil {
+		return e.Requester.Request(ctx, msg)
+	}
+	return e.Conn.RequestMsgWithContext(ctx, msg)
 }
 
 func idempotent(h schema.Hello, fun string) bool {

@@ -6,7 +6,6 @@ package node_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
@@ -318,7 +318,7 @@ func newFake(t testing.TB, url, id string, funs map[string][]string, handle func
 	t.Helper()
 	f := &fake{t: t, nc: rawConn(t, url), id: id, hello: map[string]any{
 		"cluster": "default", "node": id, "incarnation": time.Now().UnixMilli(), "version": 1,
-		"funs": funs, "codecs": []string{"application/json"}, "advertised_urls": []string{}, "proto": 1}}
+		"funs": funs, "codecs": []string{"application/msgpack", "application/json"}, "advertised_urls": []string{}, "proto": 1}}
 	respond := func(m *nats.Msg, ct string, body []byte) {
 		out := nats.NewMsg(m.Reply)
 		out.Header.Set("Content-Type", ct)
@@ -327,21 +327,64 @@ func newFake(t testing.TB, url, id string, funs map[string][]string, handle func
 	}
 	for subject, h := range map[string]nats.MsgHandler{
 		"mpreg.default.node." + id + ".exec": func(m *nats.Msg) {
-			var req map[string]any
-			require.NoError(t, json.Unmarshal(m.Data, &req))
-			ct, body := handle(req)
-			respond(m, ct, body)
+			req, ok := codec.ByType(m.Header.Get("Content-Type"))
+			require.True(t, ok)
+			tree, derr := req.Decode(m.Data)
+			require.NoError(t, derr)
+			body := tree.(map[string]any)
+			if handle == nil {
+				out, err := req.Encode(map[string]any{"result": defaultFake(body)})
+				require.NoError(t, err)
+				respond(m, req.ContentType(), out)
+				return
+			}
+			ct, out := handle(body)
+			respond(m, ct, out)
 		},
 		"mpreg.default.node." + id + ".info": func(m *nats.Msg) { respond(m, "application/json", mustJSON(t, f.hello)) },
 		"mpreg.default.gossip.sync":          func(m *nats.Msg) { respond(m, "application/json", mustJSON(t, f.hello)) },
 	} {
-		_, err := f.nc.Subscribe(subject, h)
+		sub, err := f.nc.Subscribe(subject, h)
 		require.NoError(t, err)
+		require.NoError(t, sub.SetPendingLimits(-1, -1))
 	}
 	require.NoError(t, f.nc.Flush())
 	require.NoError(t, f.nc.Publish("mpreg.default.gossip.hello", mustJSON(t, f.hello)))
 	require.NoError(t, f.nc.Flush())
+	// Heartbeats every 100 ms, as testcluster's nodes, until cleanup, on a
+	// connection of their own (as a real node's are not held up by its
+	// exec traffic, which its subscriptions buffer).
+	beats := rawConn(t, url)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for seq := 1; ; seq++ {
+			_ = beats.Publish("mpreg.default.gossip.heartbeat", mustJSON(t, map[string]any{"cluster": "default", "node": id,
+				"incarnation": f.hello["incarnation"], "version": 1, "seq": seq, "load": map[string]any{"inflight": 0, "limit": 8}}))
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(func() { close(stop); <-stopped })
 	return f
+}
+
+// defaultFake runs the functions fakes offer by default: blob(n) and
+// size(s).
+func defaultFake(req map[string]any) any {
+	args, _ := req["args"].([]any)
+	switch req["fun"] {
+	case "blob":
+		return strings.Repeat("b", int(args[0].(int64)))
+	case "size":
+		return int64(len(args[0].(string)))
+	}
+	return nil
 }
 
 // A peer's reply is checked like a request: an error code outside the

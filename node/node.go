@@ -89,6 +89,10 @@ type Config struct {
 	// MaxRequests is the most whole requests this node plans at once; more
 	// are answered OVERLOADED at once. Default 4096.
 	MaxRequests int
+	// MaxBytesInFlight bounds the bytes of the steps this node's planner
+	// has in flight to other nodes (exec requests and the replies expected
+	// to them, see mesh.Flow); more steps wait. Default 64 MiB.
+	MaxBytesInFlight int64
 	// AdvertisedURLs are the NATS URLs announced in hello. Default: the
 	// connection's known servers.
 	AdvertisedURLs []string
@@ -115,6 +119,7 @@ func DefaultConfig() Config {
 		MaxInflight:       256,
 		MaxQueue:          1024,
 		MaxRequests:       4096,
+		MaxBytesInFlight:  mesh.DefaultWindow,
 	}
 }
 
@@ -179,6 +184,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.MaxRequests <= 0 {
 		c.MaxRequests = d.MaxRequests
+	}
+	if c.MaxBytesInFlight <= 0 {
+		c.MaxBytesInFlight = d.MaxBytesInFlight
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -302,7 +310,8 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	}
 	n.table = membership.New(membership.Config{Self: cfg.NodeID, DeadAfter: cfg.DeadAfter, ForgetAfter: cfg.ForgetAfter,
 		SelfLoad: n.inflight.Load})
-	n.execer = &mesh.Execer{Conn: nc, Subjects: n.subj, Cluster: cfg.Cluster, Table: n.table, Logger: n.log}
+	n.execer = &mesh.Execer{Conn: nc, Subjects: n.subj, Cluster: cfg.Cluster, Table: n.table, Logger: n.log,
+		Flow: mesh.NewFlow(cfg.MaxBytesInFlight)}
 	n.runner = &planner.Runner{
 		Router:   planner.RouterFunc(n.table.Pick),
 		Executor: planner.ExecutorFunc(n.exec),
@@ -512,6 +521,11 @@ func (n *Node) Start(ctx context.Context) error {
 		return s, nil
 	}
 	fail := func(err error) error { n.Close(); return err }
+	req, err := mesh.NewRequester(n.nc)
+	if err != nil {
+		return fail(fmt.Errorf("node: %w", err))
+	}
+	n.execer.Requester = req
 	es, err := sub(n.subj.Exec(n.cfg.NodeID), "", n.onExec)
 	if err != nil {
 		return fail(err)
@@ -720,6 +734,9 @@ func (n *Node) shutdown(waitWatch bool) {
 	}
 	close(n.quit)
 	n.cancel()
+	if r := n.execer.Requester; r != nil {
+		r.Close()
+	}
 	n.wg.Wait()
 	<-n.work.idle() // inline steps run on subscription goroutines, not in wg
 	n.log.Info("node stopped")

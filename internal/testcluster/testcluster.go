@@ -80,7 +80,7 @@ func Conn(t testing.TB, url string) *nats.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: []string{url}, ReconnectWait: 20 * time.Millisecond})
+	nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: []string{url}, ReconnectWait: 20 * time.Millisecond, Logger: LevelLogger(t, slog.LevelWarn)})
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}

@@ -1,0 +1,93 @@
+package mesh_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/mesh"
+)
+
+func TestRequester(t *testing.T) {
+	srv := testcluster.Server(t)
+	nc := testcluster.Conn(t, srv.ClientURL())
+	r, err := mesh.NewRequester(nc)
+	require.NoError(t, err)
+	defer r.Close()
+	sub, err := nc.Subscribe("t.echo", func(m *nats.Msg) { _ = m.Respond(m.Data) })
+	require.NoError(t, err)
+	defer sub.Unsubscribe()
+	require.NoError(t, nc.Flush())
+
+	msg := &nats.Msg{Subject: "t.echo", Data: []byte("hi")}
+	m, err := r.Request(testCtx(t), msg)
+	require.NoError(t, err)
+	require.Equal(t, "hi", string(m.Data))
+	require.Empty(t, msg.Reply, "the caller's message is not modified")
+
+	_, err = r.Request(testCtx(t), &nats.Msg{Subject: "t.nobody"})
+	require.ErrorIs(t, err, nats.ErrNoResponders)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	silent, err := nc.Subscribe("t.silent", func(*nats.Msg) {})
+	require.NoError(t, err)
+	defer silent.Unsubscribe()
+	_, err = r.Request(ctx, &nats.Msg{Subject: "t.silent"})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.Request(context.Background(), &nats.Msg{Subject: "t.silent"})
+		done <- err
+	}()
+	r.Close()
+	require.ErrorIs(t, recv(t, done, "the request to end"), mesh.ErrRequesterClosed)
+}
+
+func TestFlow(t *testing.T) {
+	f := mesh.NewFlow(1 << 20)
+	const maxPayload = 1 << 20
+	// A function not seen yet expects a quarter of the max payload: three
+	// fit the window with their requests, the fourth waits.
+	var held []int64
+	for range 3 {
+		n, err := f.Reserve(testCtx(t), "big", 1000, maxPayload)
+		require.NoError(t, err)
+		require.Equal(t, int64(1000+maxPayload/4), n)
+		held = append(held, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err := f.Reserve(ctx, "big", maxPayload/4, maxPayload)
+	require.True(t, errors.Is(err, context.DeadlineExceeded), "the window is full: %v", err)
+	f.Release(held[0])
+	n, err := f.Reserve(testCtx(t), "big", 1000, maxPayload)
+	require.NoError(t, err, "room again once a step is done")
+	f.Release(n)
+	for _, n := range held[1:] {
+		f.Release(n)
+	}
+
+	// Once replies were seen, twice the largest recent one is expected
+	// (at least 4 KiB), never more than the max payload or the window.
+	f.Observe("small", 100)
+	n, err = f.Reserve(testCtx(t), "small", 10, maxPayload)
+	require.NoError(t, err)
+	require.Equal(t, int64(10+4<<10), n)
+	f.Release(n)
+	f.Observe("small", 300_000)
+	n, err = f.Reserve(testCtx(t), "small", 10, maxPayload)
+	require.NoError(t, err)
+	require.Equal(t, int64(10+600_000), n)
+	f.Release(n)
+	n, err = f.Reserve(testCtx(t), "huge", 5<<20, maxPayload)
+	require.NoError(t, err, "a step larger than the window takes the whole window, not forever")
+	require.Equal(t, int64(1<<20), n)
+	f.Release(n)
+}
