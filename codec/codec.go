@@ -134,6 +134,22 @@ func Preferred(peer []string) Codec {
 	return JSON
 }
 
+// DecodeSized decodes data with c, as c.Decode does, bounded by max bytes
+// of estimated memory instead of MaxDecoded (never more than MaxDecoded),
+// and returns that estimate too: a node counts what the requests it plans
+// hold in memory.
+func DecodeSized(c Codec, data []byte, max int64) (v any, size int64, err error) {
+	max = min(max, MaxDecoded)
+	switch t := c.(type) {
+	case jsonCodec:
+		return t.decode(data, max)
+	case msgpackCodec:
+		return t.decode(data, max)
+	}
+	v, err = c.Decode(data)
+	return v, int64(len(data)), err
+}
+
 func decodeErr(c Codec, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrDecode, c.ContentType(), err)
 }

@@ -231,6 +231,20 @@ func appendString(b []byte, s string) []byte {
 // Decode decodes one JSON value. Numbers that are integers fitting int64
 // become int64, all others float64.
 func (c jsonCodec) Decode(data []byte) (any, error) {
+	v, _, err := c.decode(data, MaxDecoded)
+	return v, err
+}
+
+func (c jsonCodec) decode(data []byte, max int64) (any, int64, error) {
+	cost, err := jsonCost(data, max)
+	if err != nil {
+		return nil, cost, decodeErr(c, err)
+	}
+	v, err := c.decodeTree(data)
+	return v, cost, err
+}
+
+func (c jsonCodec) decodeTree(data []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	var v any

@@ -397,18 +397,24 @@ func encodeFields(enc *msgpack.Encoder, kv ...string) error {
 
 // Decode decodes one MessagePack value into the value model.
 func (c msgpackCodec) Decode(data []byte) (any, error) {
+	v, _, err := c.decode(data, MaxDecoded)
+	return v, err
+}
+
+func (c msgpackCodec) decode(data []byte, max int64) (any, int64, error) {
 	r := bytes.NewReader(data)
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)
 	dec.Reset(r)
-	v, err := (&mpDecoder{d: dec, r: r, data: data}).decode(0)
+	m := &mpDecoder{d: dec, r: r, data: data, cost: budget{max: max}}
+	v, err := m.decode(0)
 	if err != nil {
-		return nil, decodeErr(c, err)
+		return nil, m.cost.used, decodeErr(c, err)
 	}
 	if r.Len() != 0 {
-		return nil, decodeErr(c, fmt.Errorf("%d bytes of trailing data after the value", r.Len()))
+		return nil, m.cost.used, decodeErr(c, fmt.Errorf("%d bytes of trailing data after the value", r.Len()))
 	}
-	return v, nil
+	return v, m.cost.used, nil
 }
 
 // mpDecoder walks one MessagePack value. The msgpack.Decoder reads r
@@ -419,6 +425,7 @@ type mpDecoder struct {
 	d    *msgpack.Decoder
 	r    *bytes.Reader
 	data []byte
+	cost budget // charged before each allocation
 }
 
 // raw reads a str or bin header and returns the bytes that follow, without
@@ -496,6 +503,9 @@ func (m *mpDecoder) key(depth int) (string, error) {
 		if !utf8.Valid(b) {
 			return "", errNotUTF8
 		}
+		if err := m.cost.charge(int64(len(b))); err != nil {
+			return "", err
+		}
 		return internKey(b), nil
 	}
 	kv, err := m.decode(depth)
@@ -553,6 +563,9 @@ func (m *mpDecoder) decode(depth int) (any, error) {
 		if n > r.Len() { // every element takes at least one byte
 			return nil, fmt.Errorf("array of %d elements in %d bytes", n, r.Len())
 		}
+		if err := m.cost.charge(costArray + costSlot*int64(n)); err != nil {
+			return nil, err
+		}
 		out := make([]any, n)
 		for i := range out {
 			if out[i], err = m.decode(depth + 1); err != nil {
@@ -571,6 +584,9 @@ func (m *mpDecoder) decode(depth int) (any, error) {
 		if 2*n > r.Len() {
 			return nil, fmt.Errorf("map of %d entries in %d bytes", n, r.Len())
 		}
+		if err := m.cost.charge(mapCost(n)); err != nil {
+			return nil, err
+		}
 		out := make(map[string]any, n)
 		for i := 0; i < n; i++ {
 			k, err := m.key(depth + 1)
@@ -587,6 +603,9 @@ func (m *mpDecoder) decode(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		if err := m.cost.charge(costBinary + int64(len(b))); err != nil {
+			return nil, err
+		}
 		return bytes.Clone(b), nil
 	case msgpcode.IsString(c):
 		b, err := m.raw()
@@ -596,8 +615,14 @@ func (m *mpDecoder) decode(depth int) (any, error) {
 		if !utf8.Valid(b) {
 			return nil, errNotUTF8
 		}
+		if err := m.cost.charge(costString + int64(len(b))); err != nil {
+			return nil, err
+		}
 		return string(b), nil
 	case c == msgpcode.Uint64 || c == msgpcode.Uint32 || c == msgpcode.Uint16 || c == msgpcode.Uint8:
+		if err := m.cost.charge(costNumber); err != nil {
+			return nil, err
+		}
 		u, err := d.DecodeUint64()
 		if err != nil {
 			return nil, err
@@ -607,8 +632,14 @@ func (m *mpDecoder) decode(depth int) (any, error) {
 		}
 		return u, nil
 	case msgpcode.IsFixedNum(c) || c == msgpcode.Int8 || c == msgpcode.Int16 || c == msgpcode.Int32 || c == msgpcode.Int64:
+		if err := m.cost.charge(costNumber); err != nil {
+			return nil, err
+		}
 		return d.DecodeInt64()
 	case c == msgpcode.Float || c == msgpcode.Double:
+		if err := m.cost.charge(costNumber); err != nil {
+			return nil, err
+		}
 		return d.DecodeFloat64()
 	case c == msgpcode.Nil:
 		return nil, d.DecodeNil()

@@ -5,6 +5,7 @@
 package mesh
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
@@ -17,15 +18,29 @@ import (
 // Decode negotiates the codecs of a request message and decodes its body.
 // reply is the codec to answer in; it is set even when err is not nil.
 func Decode(m *nats.Msg) (tree any, reply codec.Codec, err *schema.Error) {
+	tree, _, reply, err = DecodeSized(m, codec.MaxDecoded)
+	return tree, reply, err
+}
+
+// DecodeSized is Decode bounded by max bytes of decoded memory (see
+// codec.DecodeSized), returning the decoded tree's estimated size. A body
+// past the bound is PAYLOAD_TOO_LARGE with details.limit
+// "max_decoded_bytes".
+func DecodeSized(m *nats.Msg, max int64) (tree any, size int64, reply codec.Codec, err *schema.Error) {
 	req, reply, err := codec.Negotiate(bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept))
 	if err != nil {
-		return nil, reply, err
+		return nil, 0, reply, err
 	}
-	tree, derr := req.Decode(m.Data)
+	tree, size, derr := codec.DecodeSized(req, m.Data, max)
+	if errors.Is(derr, codec.ErrTooBig) {
+		return nil, size, reply, &schema.Error{Code: schema.CodePayloadTooLarge,
+			Message: fmt.Sprintf("the body of %d bytes decodes to more than %d bytes of memory", len(m.Data), max),
+			Details: map[string]any{"limit": "max_decoded_bytes", "max": max}}
+	}
 	if derr != nil {
-		return nil, reply, &schema.Error{Code: schema.CodeInvalidRequest, Message: "body does not decode: " + derr.Error()}
+		return nil, size, reply, &schema.Error{Code: schema.CodeInvalidRequest, Message: "body does not decode: " + derr.Error()}
 	}
-	return tree, reply, nil
+	return tree, size, reply, nil
 }
 
 // DecodeReply decodes a reply (or a message published to us) in the codec

@@ -259,8 +259,10 @@ func TestSiblingFailureCancelsSlowStep(t *testing.T) {
 	require.ErrorIs(t, recv(t, b.cancelled, "the slow step's context to be cancelled"), context.Canceled)
 }
 
-// TestPartialResults: a step that fails after another finished returns the
-// finished one's result with the error.
+// TestPartialResults: a step that fails after others finished returns, with
+// the error, the finished results the planner still held: the failed
+// step's inputs (b), but not a, which b consumed and no step reads again
+// (the planner lets such results go as soon as their readers succeed).
 func TestPartialResults(t *testing.T) {
 	p := newPair(t)
 	resp, err := p.run(t, &schema.Request{Cmds: []schema.Command{
@@ -272,7 +274,7 @@ func TestPartialResults(t *testing.T) {
 	e := requireCode(t, err, schema.CodeFunctionError)
 	require.Equal(t, "c", e.Step)
 	require.Equal(t, "kept", e.Message)
-	require.Equal(t, map[string]any{"a": "kept", "b": []any{"kept", int64(2)}}, resp.Results, "finished steps, never d")
+	require.Equal(t, map[string]any{"b": []any{"kept", int64(2)}}, resp.Results, "held results, never d")
 }
 
 // TestTimeoutDefaultAndCap: a request without timeout_ms gets the node's

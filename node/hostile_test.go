@@ -5,6 +5,7 @@ package node_test
 // take a live node out of routing for longer than a heartbeat.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -430,4 +431,39 @@ func TestExecWithoutDeadlineIsBounded(t *testing.T) {
 		require.Equal(t, "TIMEOUT", e["code"])
 		require.Less(t, time.Since(start), 5*time.Second)
 	}
+}
+
+// Bodies that decode to far more memory than they take on the wire (1 MiB
+// of one-byte empty maps) are refused, PAYLOAD_TOO_LARGE naming the limit,
+// or OVERLOADED while the node holds its limit of request memory; sixteen
+// at once used to add gigabytes to the node.
+func TestDecodeBombs(t *testing.T) {
+	srv := testcluster.Server(t)
+	n := servingNode(t, srv.ClientURL(), "n1")
+	caller := rawConn(t, srv.ClientURL())
+	k := 1<<20 - 1024
+	// {"cmds": [{"name":"a","fun":"echo","args":[{},{},...]}]} in MessagePack.
+	body := []byte{0x81, 0xa4, 'c', 'm', 'd', 's', 0x91, 0x83,
+		0xa4, 'n', 'a', 'm', 'e', 0xa1, 'a', 0xa3, 'f', 'u', 'n', 0xa4, 'e', 'c', 'h', 'o',
+		0xa4, 'a', 'r', 'g', 's', 0xdd, byte(k >> 24), byte(k >> 16), byte(k >> 8), byte(k)}
+	body = append(body, bytes.Repeat([]byte{0x80}, k)...)
+	hdr := nats.Header{"Content-Type": {"application/msgpack"}, "Accept": {"application/json"}}
+	codes := make(chan any, 16)
+	for range 16 {
+		go func() {
+			m, err := caller.RequestMsg(&nats.Msg{Subject: rpcSubject, Data: body, Header: hdr}, bound)
+			if err != nil {
+				codes <- err
+				return
+			}
+			resp := decodeJSON(t, m.Data)
+			e, _ := resp["error"].(map[string]any)
+			codes <- e["code"]
+		}()
+	}
+	for range 16 {
+		code := recv(t, codes, "a reply")
+		require.Contains(t, []any{"PAYLOAD_TOO_LARGE", "OVERLOADED"}, code)
+	}
+	requireServing(t, caller, n)
 }

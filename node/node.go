@@ -20,6 +20,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nuid"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/codec"
@@ -93,6 +94,14 @@ type Config struct {
 	// has in flight to other nodes (exec requests and the replies expected
 	// to them, see mesh.Flow); more steps wait. Default 64 MiB.
 	MaxBytesInFlight int64
+	// MaxPlanningBytes bounds the memory of the requests this node plans
+	// at once: their decoded bodies and the results they hold. A request
+	// that finds no room is answered OVERLOADED. Default 1 GiB.
+	MaxPlanningBytes int64
+	// MaxResultBytes bounds the results one request holds at once (a
+	// result no step reads again is let go); past it the request fails
+	// with PAYLOAD_TOO_LARGE. Default 512 MiB.
+	MaxResultBytes int64
 	// AdvertisedURLs are the NATS URLs announced in hello. Default: the
 	// connection's known servers.
 	AdvertisedURLs []string
@@ -120,6 +129,8 @@ func DefaultConfig() Config {
 		MaxQueue:          1024,
 		MaxRequests:       4096,
 		MaxBytesInFlight:  mesh.DefaultWindow,
+		MaxPlanningBytes:  1 << 30,
+		MaxResultBytes:    512 << 20,
 	}
 }
 
@@ -188,6 +199,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxBytesInFlight <= 0 {
 		c.MaxBytesInFlight = d.MaxBytesInFlight
 	}
+	if c.MaxPlanningBytes <= 0 {
+		c.MaxPlanningBytes = d.MaxPlanningBytes
+	}
+	if c.MaxResultBytes <= 0 {
+		c.MaxResultBytes = d.MaxResultBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -244,6 +261,7 @@ type Node struct {
 	table  *membership.Table
 	execer *mesh.Execer
 	runner *planner.Runner
+	memory *semaphore.Weighted // MaxPlanningBytes
 
 	incarnation int64  // start time in ms (PROTOCOL.md §7)
 	instance    string // random, unique to this process: two starts in one ms differ
@@ -312,11 +330,18 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		SelfLoad: n.inflight.Load})
 	n.execer = &mesh.Execer{Conn: nc, Subjects: n.subj, Cluster: cfg.Cluster, Table: n.table, Logger: n.log,
 		Flow: mesh.NewFlow(cfg.MaxBytesInFlight)}
+	n.memory = semaphore.NewWeighted(cfg.MaxPlanningBytes)
 	n.runner = &planner.Runner{
 		Router:   planner.RouterFunc(n.table.Pick),
 		Executor: planner.ExecutorFunc(n.exec),
 		Observer: cfg.Observer,
 		Logger:   n.log,
+		Size: func(v any) int64 {
+			size, _ := codec.SizeWithin(v, int(cfg.MaxResultBytes)+1)
+			return int64(size)
+		},
+		MaxResultBytes: cfg.MaxResultBytes,
+		Memory:         n.memory,
 	}
 	n.version.Store(1)
 	_ = n.Register("echo", func(x any) any { return x }, WithParams("x"), Idempotent(), Inline())

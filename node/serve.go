@@ -49,15 +49,7 @@ func (n *Node) replyFailed(kind, id string, err error) {
 func (n *Node) onRPC(m *nats.Msg) {
 	if n.planning.Add(1) > int64(n.cfg.MaxRequests) {
 		n.planning.Add(-1)
-		n.requests.Add(1)
-		n.requestErrors.Add(1)
-		_, reply, _ := mesh.Decode(m)
-		resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
-			Code: schema.CodeOverloaded, Node: n.cfg.NodeID,
-			Message: fmt.Sprintf("node %s is planning %d requests, its limit", n.cfg.NodeID, n.cfg.MaxRequests)}}
-		if err := mesh.Respond(n.nc, m, reply, resp, nil); err != nil {
-			n.replyFailed("rpc", "", err)
-		}
+		n.overloaded(m, fmt.Sprintf("node %s is planning %d requests, its limit", n.cfg.NodeID, n.cfg.MaxRequests), "max_requests")
 		return
 	}
 	n.work.add()
@@ -66,6 +58,29 @@ func (n *Node) onRPC(m *nats.Msg) {
 		n.planning.Add(-1)
 	}
 }
+
+// overloaded answers an rpc request OVERLOADED without reading its body
+// (so with no id): the caller may send it again, and NATS' queue group will
+// likely pick another node.
+func (n *Node) overloaded(m *nats.Msg, msg, limit string) {
+	n.requests.Add(1)
+	n.requestErrors.Add(1)
+	_, reply, _ := codec.Negotiate(bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept))
+	resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
+		Code: schema.CodeOverloaded, Node: n.cfg.NodeID, Message: msg, Details: map[string]any{"limit": limit}}}
+	if err := mesh.Respond(n.nc, m, reply, resp, nil); err != nil {
+		n.replyFailed("rpc", "", err)
+	}
+}
+
+// decodeRatio and decodeSlack bound the memory a request body may decode
+// to before anything is known of it: a body of b bytes reserves
+// b*decodeRatio+decodeSlack (at most codec.MaxDecoded) of MaxPlanningBytes
+// until it is decoded, and may not decode to more.
+const (
+	decodeRatio = 128
+	decodeSlack = 64 << 10
+)
 
 // requestID reads "id" from an undecodable request when it can, so that
 // error replies still echo it.
@@ -81,9 +96,22 @@ func requestID(tree any) string {
 // serveRPC plans and answers one request; onRPC counted it in n.planning
 // and serveRPC takes it off before replying.
 func (n *Node) serveRPC(m *nats.Msg) {
-	n.requests.Add(1)
 	start := time.Now()
-	tree, reply, derr := mesh.Decode(m)
+	// The body's memory, decoded, comes out of MaxPlanningBytes: many
+	// bodies that decode to a lot at once are refused, not decoded.
+	reserve := min(codec.MaxDecoded, int64(len(m.Data))*decodeRatio+decodeSlack)
+	if !n.memory.TryAcquire(reserve) {
+		n.planning.Add(-1)
+		n.overloaded(m, fmt.Sprintf("node %s holds as many requests in memory as max_planning_bytes allows", n.cfg.NodeID), "max_planning_bytes")
+		return
+	}
+	n.requests.Add(1)
+	tree, size, reply, derr := mesh.DecodeSized(m, reserve)
+	if derr != nil {
+		size = 0
+	}
+	n.memory.Release(reserve - size)
+	defer n.memory.Release(size)
 	resp := &schema.Response{ID: requestID(tree)}
 	defer func() {
 		if resp.Error != nil {

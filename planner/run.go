@@ -3,6 +3,7 @@ package planner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -96,7 +97,30 @@ type Runner struct {
 	MaxRetries int
 	// Logger logs step failures at debug level. Default: discard.
 	Logger *slog.Logger
+	// Size, when set, measures a step's result (in encoded bytes, roughly)
+	// for MaxResultBytes and Memory. A result no step will read again (all
+	// its dependents are done, and it is not to be returned) is released:
+	// it no longer counts, and partial results of a failed request leave
+	// it out.
+	Size func(v any) int64
+	// MaxResultBytes bounds the results one request holds at once (see
+	// Size); past it the request fails with PAYLOAD_TOO_LARGE naming the
+	// limit. Default 256 MiB.
+	MaxResultBytes int64
+	// Memory, when set, is shared by every request of the runner: the
+	// results they hold are reserved in it, and a request whose result
+	// finds no room fails with OVERLOADED.
+	Memory Budget
 }
+
+// Budget is memory shared by the requests of a node; see Runner.Memory.
+type Budget interface {
+	TryAcquire(n int64) bool
+	Release(n int64)
+}
+
+// DefaultMaxResultBytes is the default of Runner.MaxResultBytes.
+const DefaultMaxResultBytes = 256 << 20
 
 type completion struct {
 	step   int
@@ -116,21 +140,42 @@ func (r *Runner) Run(ctx context.Context, p *Plan) (map[string]any, *schema.Erro
 
 	results := make([]any, n)
 	done := make([]bool, n)
-	waiting := make([]int, n)
+	waiting := make([]int, n) // unfinished inputs, per step
+	readers := make([]int, n) // unfinished dependents, per step
 	for i, s := range p.Steps {
 		waiting[i] = len(s.Deps)
+		readers[i] = len(s.Dependents)
 	}
 	ready := append([]int(nil), p.initial...)
 	completions := make(chan completion, n)
 	inflight := 0
 	var failed *schema.Error
+	held := r.holder(n)
+	defer held.releaseAll()
 
+	fail := func(e *schema.Error) {
+		if failed == nil {
+			failed = e
+			cancel()
+		}
+	}
 	finish := func(c completion) {
 		if c.err != nil {
-			if failed == nil {
-				failed = c.err
-				cancel()
+			fail(c.err)
+			return
+		}
+		// The inputs of a step that succeeded live on in its result: those
+		// that nobody else will read and are not to be returned are
+		// released. (The inputs of a failed step stay, for the partial
+		// results.)
+		for _, d := range p.Steps[c.step].Deps {
+			if readers[d]--; readers[d] == 0 && !p.All {
+				results[d] = nil
+				held.release(d)
 			}
+		}
+		if e := held.hold(c.step, c.result); e != nil {
+			fail(e.WithStep(p.Steps[c.step].Name, ""))
 			return
 		}
 		results[c.step] = c.result
@@ -166,7 +211,7 @@ func (r *Runner) Run(ctx context.Context, p *Plan) (map[string]any, *schema.Erro
 	out := make(map[string]any)
 	if failed != nil {
 		for i, ok := range done {
-			if ok {
+			if ok && !held.released(i) {
 				out[p.Steps[i].Name] = results[i]
 			}
 		}
@@ -178,6 +223,73 @@ func (r *Runner) Run(ctx context.Context, p *Plan) (map[string]any, *schema.Erro
 		}
 	}
 	return out, nil
+}
+
+// holder accounts for the results one request holds; see Runner.Size.
+type holder struct {
+	r     *Runner
+	n     int // steps in the request
+	max   int64
+	total int64
+	sizes []int64 // held results by step, made on first use; -1 once released
+}
+
+func (r *Runner) holder(steps int) *holder {
+	h := &holder{r: r, n: steps, max: r.MaxResultBytes}
+	if h.max <= 0 {
+		h.max = DefaultMaxResultBytes
+	}
+	return h
+}
+
+// hold counts step's result, or says why the request cannot hold it.
+func (h *holder) hold(step int, v any) *schema.Error {
+	if h.r.Size == nil {
+		return nil
+	}
+	n := h.r.Size(v)
+	if h.total+n > h.max {
+		return &schema.Error{Code: schema.CodePayloadTooLarge,
+			Message: fmt.Sprintf("the request's results would hold more than max_result_bytes=%d bytes", h.max),
+			Details: map[string]any{"limit": "max_result_bytes", "max": h.max}}
+	}
+	if m := h.r.Memory; m != nil && !m.TryAcquire(n) {
+		return &schema.Error{Code: schema.CodeOverloaded,
+			Message: "the node holds as many results of requests as its memory limit allows",
+			Details: map[string]any{"limit": "max_planning_bytes"}}
+	}
+	if h.sizes == nil {
+		h.sizes = make([]int64, h.n)
+	}
+	h.sizes[step] = n
+	h.total += n
+	return nil
+}
+
+// release stops counting step's result, which the request no longer holds.
+func (h *holder) release(step int) {
+	if h.sizes == nil {
+		h.sizes = make([]int64, h.n)
+	}
+	n := h.sizes[step]
+	h.sizes[step] = -1
+	if n > 0 {
+		h.total -= n
+		if m := h.r.Memory; m != nil {
+			m.Release(n)
+		}
+	}
+}
+
+// released reports whether step's result was released.
+func (h *holder) released(step int) bool { return h.sizes != nil && h.sizes[step] < 0 }
+
+// releaseAll gives the request's memory back when it ends.
+func (h *holder) releaseAll() {
+	if m := h.r.Memory; m != nil && h.total > 0 {
+		m.Release(h.total)
+	}
+	h.total = 0
 }
 
 // step resolves, routes and executes step i, re-routing when the node

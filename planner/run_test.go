@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -554,4 +556,92 @@ func TestRunConcurrentRuns(t *testing.T) {
 			"|third":  []any{"hi there!", "AND ME TOO"},
 		}, res.results)
 	}
+}
+
+// strSize measures string results by their length, anything else as 1.
+func strSize(v any) int64 {
+	if s, ok := v.(string); ok {
+		return int64(len(s))
+	}
+	return 1
+}
+
+// budget is a planner.Budget that records what is held.
+type budget struct {
+	mu        sync.Mutex
+	cap, held int64
+}
+
+func (b *budget) TryAcquire(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.held+n > b.cap {
+		return false
+	}
+	b.held += n
+	return true
+}
+
+func (b *budget) Release(n int64) {
+	b.mu.Lock()
+	b.held -= n
+	b.mu.Unlock()
+}
+
+// A request holds its results within MaxResultBytes: results that no step
+// will read again and that are not returned are released as soon as their
+// readers succeed, so a long chain of large results fits, while a request
+// that must hold more at once fails with PAYLOAD_TOO_LARGE naming the
+// limit. The node's shared Memory gets every byte back.
+func TestRunResultMemory(t *testing.T) {
+	big := strings.Repeat("x", 600)
+	f := newFuncs(map[string]fn{"big": func(context.Context, string, *planner.Call) (any, error) { return big, nil }})
+	mem := &budget{cap: 10_000}
+	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Size: strSize, MaxResultBytes: 1000, Memory: mem}
+
+	// A chain: each step's input is released when it succeeds.
+	chain := `{"cmds": [{"name": "s0", "fun": "big"}`
+	for i := 1; i < 10; i++ {
+		chain += fmt.Sprintf(`, {"name": "s%d", "fun": "echo", "args": ["s%d"]}`, i, i-1)
+	}
+	got, err := r.Run(context.Background(), mustPlan(t, chain+`]}`))
+	require.Nil(t, err)
+	assert.Equal(t, map[string]any{"s9": big}, got)
+	assert.Zero(t, mem.held)
+
+	// Two results read by one last step must be held at once: too much.
+	_, err = r.Run(context.Background(), mustPlan(t, `{"cmds": [
+		{"name": "a", "fun": "big"}, {"name": "b", "fun": "big"}, {"name": "j", "fun": "echos", "args": ["a", "b"]}]}`))
+	require.NotNil(t, err)
+	assert.Equal(t, schema.CodePayloadTooLarge, err.Code)
+	assert.Equal(t, "max_result_bytes", err.Details.(map[string]any)["limit"])
+	assert.Zero(t, mem.held)
+
+	// The shared memory is full: OVERLOADED.
+	mem.cap = 100
+	_, err = r.Run(context.Background(), mustPlan(t, `{"cmds": [{"name": "a", "fun": "big"}]}`))
+	require.NotNil(t, err)
+	assert.Equal(t, schema.CodeOverloaded, err.Code)
+	assert.Zero(t, mem.held)
+
+	// results "all" keeps every result.
+	mem.cap = 10_000
+	r.MaxResultBytes = 10_000
+	got, err = r.Run(context.Background(), mustPlan(t, `{"results": "all", "cmds": [
+		{"name": "a", "fun": "big"}, {"name": "b", "fun": "echo", "args": ["a"]}]}`))
+	require.Nil(t, err)
+	assert.Equal(t, map[string]any{"a": big, "b": big}, got)
+}
+
+// Partial results keep the inputs of the step that failed, and leave out
+// the results already consumed by steps that succeeded.
+func TestRunPartialResultsAfterRelease(t *testing.T) {
+	p := mustPlan(t, `{"cmds": [
+		{"name": "a", "fun": "echo", "args": ["A"]},
+		{"name": "b", "fun": "echo", "args": ["a"]},
+		{"name": "c", "fun": "fail", "args": ["b"]}]}`)
+	got, err := (&planner.Runner{Router: newRouter("n1"), Executor: newFuncs(nil)}).Run(context.Background(), p)
+	require.NotNil(t, err)
+	assert.Equal(t, "c", err.Step)
+	assert.Equal(t, map[string]any{"b": "A"}, got)
 }
