@@ -147,10 +147,10 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	c.watch = w
 	c.table = membership.New(membership.Config{DeadAfter: cfg.DeadAfter, ForgetAfter: 10 * cfg.DeadAfter})
 	c.runner = &planner.Runner{
-		Router:   planner.RouterFunc(c.table.Pick),
+		Router: planner.RouterFunc(c.table.Pick),
 		Executor: &mesh.Execer{Conn: c.nc, Subjects: c.subj, Cluster: cfg.Cluster, Table: c.table, Logger: cfg.Logger,
 			Requester: c.req, Flow: mesh.NewFlow(cfg.MaxBytesInFlight)},
-		Logger:   cfg.Logger,
+		Logger: cfg.Logger,
 	}
 	if !cfg.NoFollow {
 		f, err := mesh.Follow(ctx, mesh.FollowConfig{
