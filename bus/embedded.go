@@ -154,13 +154,45 @@ func (s *Server) ClusterURL() string {
 // NumRoutes is the number of routes to other servers.
 func (s *Server) NumRoutes() int { return s.s.NumRoutes() }
 
-// Shutdown stops the server and waits for it. It is idempotent.
+// Shutdown stops the server and waits for it. It is idempotent. Before it
+// closes the clients' connections it waits, for at most flushWait, until
+// what the server holds for them has been written to them: a reply that a
+// node sent just before would otherwise be lost with the connection.
 func (s *Server) Shutdown() {
 	if s == nil {
 		return
 	}
+	s.flushClients(flushWait)
 	s.s.Shutdown()
 	s.s.WaitForShutdown()
+}
+
+// flushWait bounds Shutdown's wait for the clients' pending data.
+const flushWait = 2 * time.Second
+
+// flushClients waits until no client connection has data pending in the
+// server, or until wait has passed.
+func (s *Server) flushClients(wait time.Duration) {
+	if !s.s.Running() {
+		return
+	}
+	deadline := time.Now().Add(wait)
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		cz, err := s.s.Connz(&server.ConnzOptions{Limit: 1 << 16})
+		if err != nil {
+			return
+		}
+		pending := 0
+		for _, c := range cz.Conns {
+			pending += c.Pending
+		}
+		if pending == 0 || time.Now().After(deadline) {
+			return
+		}
+		<-t.C
+	}
 }
 
 // slogAdapter is the 6-method server.Logger over slog.

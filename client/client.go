@@ -147,7 +147,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	c.watch = w
 	c.table = membership.New(membership.Config{DeadAfter: cfg.DeadAfter, ForgetAfter: 10 * cfg.DeadAfter})
 	c.runner = &planner.Runner{
-		Router: planner.RouterFunc(c.table.Pick),
+		Router: planner.RouterFunc(c.route),
 		Executor: &mesh.Execer{Conn: c.nc, Subjects: c.subj, Cluster: cfg.Cluster, Table: c.table, Logger: cfg.Logger,
 			Requester: c.req, Flow: mesh.NewFlow(cfg.MaxBytesInFlight)},
 		Logger: cfg.Logger,
@@ -165,6 +165,14 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		c.follower = f
 	}
 	return c, nil
+}
+
+// route is the client's planner.Router (see mesh.Follower.Route).
+func (c *Client) route(ctx context.Context, fun string, locs, exclude []string) (string, bool) {
+	if c.follower != nil {
+		return c.follower.Route(ctx, fun, locs, exclude)
+	}
+	return c.table.Pick(fun, locs, exclude)
 }
 
 // Conn returns the client's NATS connection.

@@ -38,7 +38,13 @@ type Config struct {
 	// (from any planner) for Pick; without it Self is scored by the steps
 	// this table's owner has outstanding there.
 	SelfLoad func() int64
+	// MaxNodes bounds the nodes the table holds; a hello of a new node past
+	// it is refused (ApplyHello reports no change). Default 10,000.
+	MaxNodes int
 }
+
+// DefaultMaxNodes is the default of Config.MaxNodes.
+const DefaultMaxNodes = 10_000
 
 // Peer is a snapshot of one node as the table knows it.
 type Peer struct {
@@ -73,6 +79,7 @@ type Table struct {
 	cfg     Config
 	mu      sync.RWMutex
 	nodes   map[string]*entry
+	byFun   map[string]map[string]*entry // function → the nodes offering it
 	changed chan struct{}
 	// inflight holds, per node id, the requests in flight there. It has its
 	// own locks so that tracking a request never waits on mu.
@@ -115,8 +122,87 @@ func New(cfg Config) *Table {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Table{cfg: cfg, nodes: make(map[string]*entry), changed: make(chan struct{})}
+	if cfg.MaxNodes <= 0 {
+		cfg.MaxNodes = DefaultMaxNodes
+	}
+	return &Table{cfg: cfg, nodes: make(map[string]*entry), byFun: make(map[string]map[string]*entry), changed: make(chan struct{})}
 }
+
+// put stores e as its node's entry, replacing old (nil for a new node), and
+// keeps the function index. t.mu is held for writing.
+func (t *Table) put(id string, old, e *entry) {
+	if old != nil {
+		t.unindex(id, old)
+	}
+	t.nodes[id] = e
+	for fun := range e.hello.Funs {
+		m := t.byFun[fun]
+		if m == nil {
+			m = make(map[string]*entry)
+			t.byFun[fun] = m
+		}
+		m[id] = e
+	}
+}
+
+// remove deletes node id's entry e. t.mu is held for writing.
+func (t *Table) remove(id string, e *entry) {
+	t.unindex(id, e)
+	delete(t.nodes, id)
+}
+
+func (t *Table) unindex(id string, e *entry) {
+	for fun := range e.hello.Funs {
+		if m := t.byFun[fun]; m != nil {
+			delete(m, id)
+			if len(m) == 0 {
+				delete(t.byFun, fun)
+			}
+		}
+	}
+}
+
+// Relation is how a gossip message's claim about a node compares with what
+// the table holds.
+type Relation int
+
+// The relations Compare reports.
+const (
+	Unknown Relation = iota // the table holds no such node
+	Older                   // an older incarnation or version than held
+	Same                    // the process and version held
+	Newer                   // a newer incarnation or version, or another process of the same incarnation
+)
+
+// Compare says how a message naming node's (incarnation, instance,
+// version) compares with the hello the table holds. A version below zero,
+// or a node that said goodbye, compares the process only.
+func (t *Table) Compare(node string, incarnation int64, instance string, version int64) Relation {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	e, ok := t.nodes[node]
+	switch {
+	case !ok:
+		return Unknown
+	case incarnation < e.hello.Incarnation:
+		return Older
+	case incarnation > e.hello.Incarnation:
+		return Newer
+	case otherInstance(e.hello.Instance, instance):
+		return Newer
+	case e.gone, version < 0:
+		return Same
+	case version < e.hello.Version:
+		return Older
+	case version > e.hello.Version:
+		return Newer
+	}
+	return Same
+}
+
+// otherInstance reports whether two instance nonces name different
+// processes (an empty one, from a peer that sends none, names any).
+func otherInstance(a, b string) bool { return a != "" && b != "" && a != b }
 
 // Changed returns a channel that is closed at the next change of the table
 // (a node added, changed, dead, gone or forgotten).
@@ -181,13 +267,19 @@ func (t *Table) applyHello(h *schema.Hello) (changed bool, replaced *inflight) {
 			}
 		}
 	}
+	if !ok && len(t.nodes) >= t.cfg.MaxNodes {
+		return false, nil
+	}
 	n := &entry{hello: *h, lastHeard: now, firstSeen: now, out: t.inflightOf(h.Node)}
 	if ok && e.hello.Incarnation == h.Incarnation {
 		n.firstSeen, n.load = e.firstSeen, e.load
 	}
-	t.nodes[h.Node] = n
+	if !ok {
+		e = nil
+	}
+	t.put(h.Node, e, n)
 	t.notify()
-	if ok && h.Incarnation > e.hello.Incarnation && !e.gone {
+	if e != nil && h.Incarnation > e.hello.Incarnation && !e.gone {
 		replaced = n.out // a draining process (goodbye) still answers its own
 	}
 	return true, replaced
@@ -207,7 +299,7 @@ func (t *Table) ApplyHeartbeat(hb *schema.Heartbeat) (needHello bool) {
 	switch {
 	case hb.Incarnation < e.hello.Incarnation:
 		return false
-	case hb.Incarnation > e.hello.Incarnation:
+	case hb.Incarnation > e.hello.Incarnation, otherInstance(e.hello.Instance, hb.Instance):
 		return true
 	case e.gone:
 		e.lastHeard = now // draining: see ApplyHello
@@ -334,7 +426,7 @@ func (t *Table) Prune() Pruned {
 			}
 		}
 		if id != t.cfg.Self && now.Sub(e.lastHeard) > t.cfg.ForgetAfter {
-			delete(t.nodes, id)
+			t.remove(id, e)
 			if e.out.n.Load() == 0 {
 				t.inflight.Delete(id)
 			}
@@ -384,7 +476,7 @@ func (t *Table) Pick(fun string, locs []string, exclude []string) (node string, 
 	defer t.mu.RUnlock()
 	var best int64
 	ties := 0
-	for id, e := range t.nodes {
+	for id, e := range t.byFun[fun] {
 		if !t.aliveLocked(e, now) || !eligible(e, fun, locs) || slices.Contains(exclude, id) {
 			continue
 		}
@@ -465,7 +557,7 @@ func (t *Table) Eligible(fun string, locs []string) []string {
 	now := t.cfg.Now()
 	t.mu.RLock()
 	var out []string
-	for id, e := range t.nodes {
+	for id, e := range t.byFun[fun] {
 		if t.aliveLocked(e, now) && eligible(e, fun, locs) {
 			out = append(out, id)
 		}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/lograte"
 	"github.com/mpreg/mpreg/membership"
+	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -35,6 +34,14 @@ type FollowConfig struct {
 	// second process using the same node id (see Twin).
 	SelfIncarnation int64
 	SelfInstance    string
+	// SelfVersion gives the owning node's current hello version, and
+	// Refute makes it announce itself again, with a version above claimed
+	// when claimed is not below it (-1 for a goodbye): gossip claimed
+	// something of this node that it did not say (see Follower.claim).
+	// Refute is called on a subscription's goroutine and must not block.
+	// Both are unset for a client.
+	SelfVersion func() int64
+	Refute      func(claimed int64) (refuted bool)
 	// SyncQuiet is how long a sync waits for further replies after the last
 	// one. Default 200 ms.
 	SyncQuiet time.Duration
@@ -43,8 +50,8 @@ type FollowConfig struct {
 	// PruneInterval is how often dead nodes are checked for forgetting.
 	// Default 1 s.
 	PruneInterval time.Duration
-	// LearnServers adds the NATS URLs that peers advertise to Conn's server
-	// pool (checked every PruneInterval), for fail-over.
+	// LearnServers adds NATS URLs that peers advertise to Conn's server
+	// pool, for fail-over (see serverPool).
 	LearnServers bool
 	// Logger. Default: discard.
 	Logger *slog.Logger
@@ -65,9 +72,15 @@ type Follower struct {
 	twin    atomic.Int64 // incarnation of another process announcing Self
 	logs    lograte.Limiter
 
+	servers *serverPool // the NATS servers learned from peers; nil unless LearnServers
+
+	refreshMu  sync.Mutex
+	refreshed  time.Time     // when the last Refresh ended
+	refreshing chan struct{} // closed when the Refresh under way ends
+
 	mu           sync.Mutex
-	fetching     map[string]bool // nodes whose hello is being fetched
-	twinOf       int64           // the twin last logged (see fromSelf)
+	fetching     map[string]*fetch // nodes whose hello is being fetched
+	twinOf       int64             // the twin last logged (see fromSelf)
 	twinInstance string
 	badProtos    map[string]bool // nodes logged for an unsupported proto
 }
@@ -89,7 +102,7 @@ func Follow(ctx context.Context, cfg FollowConfig) (*Follower, error) {
 	}
 	f := &Follower{
 		cfg: cfg, quit: make(chan struct{}),
-		fetching: map[string]bool{}, badProtos: map[string]bool{},
+		fetching: map[string]*fetch{}, badProtos: map[string]bool{},
 	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	f.log = cfg.Logger
@@ -118,6 +131,11 @@ func Follow(ctx context.Context, cfg FollowConfig) (*Follower, error) {
 	}
 	f.wg.Add(1)
 	go f.pruneLoop()
+	if cfg.LearnServers {
+		f.servers = newServerPool(cfg.Conn, f.log)
+		f.wg.Add(1)
+		go f.learnLoop()
+	}
 	return f, nil
 }
 
@@ -197,64 +215,79 @@ func (f *Follower) pruneLoop() {
 			for _, id := range p.Forgotten {
 				f.log.Info("dead node forgotten", "peer", id)
 			}
-			if f.cfg.LearnServers {
-				f.learnServers()
-			}
 		}
 	}
-}
-
-// learnServers adds the NATS URLs that live peers advertise to the
-// connection's server pool, so that it can fail over to servers it was not
-// told of and that NATS did not announce (PROTOCOL.md §7).
-func (f *Follower) learnServers() {
-	nc := f.cfg.Conn
-	if !nc.IsConnected() {
-		return // the pool is in use by the reconnect loop; try next tick
-	}
-	pool := nc.Servers()
-	have := make(map[string]bool, len(pool))
-	for _, u := range pool {
-		have[hostOf(u)] = true
-	}
-	added := false
-	for _, u := range f.cfg.Table.AdvertisedURLs() {
-		h := hostOf(u)
-		if h == "" || have[h] {
-			continue
-		}
-		have[h] = true
-		pool = append(pool, u)
-		added = true
-	}
-	if !added {
-		return
-	}
-	if err := nc.SetServerPool(pool); err != nil {
-		f.log.Debug("advertised servers not added", "error", err)
-		return
-	}
-	f.log.Info("learned NATS servers from peers", "servers", pool)
-}
-
-// hostOf returns the host:port of a NATS URL, or "" when it does not parse.
-func hostOf(u string) string {
-	if !strings.Contains(u, "://") {
-		u = "nats://" + u
-	}
-	p, err := url.Parse(u)
-	if err != nil || p.Host == "" {
-		return ""
-	}
-	return p.Host
 }
 
 // Sync asks every node for its hello and applies the replies, returning once
 // no reply came for SyncQuiet (or SyncMax passed).
 func (f *Follower) Sync(ctx context.Context) error {
+	return f.sync(ctx, f.cfg.SyncQuiet, f.cfg.SyncMax)
+}
+
+// Refresh timings: a refresh is a sync that waits refreshQuiet after the
+// last reply and at most refreshMax in all; a view refreshed less than
+// refreshFresh ago is not refreshed again.
+const (
+	refreshQuiet = 20 * time.Millisecond
+	refreshMax   = 100 * time.Millisecond
+	refreshFresh = 250 * time.Millisecond
+)
+
+// Refresh syncs the view now, briefly, unless it was refreshed a moment
+// ago, and reports whether it did: a planner that finds no node for a step
+// asks before it answers NO_ROUTE, as its view may lag the cluster by up
+// to a heartbeat (a node that just started, a NATS route that just
+// formed). Concurrent calls share one sync.
+func (f *Follower) Refresh(ctx context.Context) bool {
+	f.refreshMu.Lock()
+	if time.Since(f.refreshed) < refreshFresh {
+		f.refreshMu.Unlock()
+		return false
+	}
+	if f.refreshing == nil {
+		done := make(chan struct{})
+		f.refreshing = done
+		if !f.goOwned(func() {
+			_ = f.sync(f.ctx, refreshQuiet, refreshMax)
+			f.refreshMu.Lock()
+			f.refreshed, f.refreshing = time.Now(), nil
+			f.refreshMu.Unlock()
+			close(done)
+		}) {
+			f.refreshing = nil
+			f.refreshMu.Unlock()
+			return false
+		}
+	}
+	done := f.refreshing
+	f.refreshMu.Unlock()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Route is the planner.Router of a node or client that follows: the
+// table's pick or, when the table knows no node for a step's first
+// attempt, its pick after a Refresh. A NO_ROUTE is said only from a view
+// just refreshed.
+func (f *Follower) Route(ctx context.Context, fun string, locs, exclude []string) (string, bool) {
+	if node, ok := f.cfg.Table.Pick(fun, locs, exclude); ok || len(exclude) > 0 {
+		return node, ok
+	}
+	f.Refresh(ctx)
+	return f.cfg.Table.Pick(fun, locs, exclude)
+}
+
+var _ planner.Router = planner.RouterFunc((*Follower)(nil).Route)
+
+func (f *Follower) sync(ctx context.Context, quietFor, maxFor time.Duration) error {
 	nc := f.cfg.Conn
 	inbox := nc.NewRespInbox()
-	ch := make(chan *nats.Msg, 256)
+	ch := make(chan *nats.Msg, 4096)
 	sub, err := nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return fmt.Errorf("mesh: sync: %w", err)
@@ -265,15 +298,18 @@ func (f *Follower) Sync(ctx context.Context) error {
 	if err := nc.PublishMsg(req); err != nil {
 		return fmt.Errorf("mesh: sync: %w", err)
 	}
-	max := time.NewTimer(f.cfg.SyncMax)
+	max := time.NewTimer(maxFor)
 	defer max.Stop()
-	quiet := time.NewTimer(f.cfg.SyncQuiet)
+	quiet := time.NewTimer(quietFor)
 	defer quiet.Stop()
 	for {
 		select {
 		case m := <-ch:
-			f.onInfo(m)
-			quiet.Reset(f.cfg.SyncQuiet)
+			if len(m.Data) == 0 && m.Header.Get("Status") != "" {
+				continue // "no responders": nobody else is there
+			}
+			f.onInfo(m, "")
+			quiet.Reset(quietFor)
 		case <-quiet.C:
 			return nil
 		case <-max.C:
@@ -310,20 +346,14 @@ func (f *Follower) sameCluster(cluster, node, what string) bool {
 	return false
 }
 
-// ApplyHello checks a decoded hello and merges it into the table. It
-// reports whether the table changed.
+// ApplyHello checks a hello that came from the node itself (an answer to
+// sync or info) and merges it into the table. It reports whether the table
+// changed.
 func (f *Follower) ApplyHello(h *schema.Hello) bool {
 	if !f.sameCluster(h.Cluster, h.Node, "hello") || f.fromSelf(h.Node, h.Incarnation, h.Instance, "hello") {
 		return false
 	}
-	if h.Proto < schema.ProtoMin || h.Proto > schema.ProtoMax {
-		f.mu.Lock()
-		first := !f.badProtos[h.Node]
-		f.badProtos[h.Node] = true
-		f.mu.Unlock()
-		if first {
-			f.log.Warn("peer speaks an unsupported protocol version; ignored", "peer", h.Node, "proto", h.Proto)
-		}
+	if !f.supported(h) {
 		return false
 	}
 	changed := f.cfg.Table.ApplyHello(h)
@@ -333,18 +363,57 @@ func (f *Follower) ApplyHello(h *schema.Hello) bool {
 	return changed
 }
 
+// supported reports whether h's protocol version is one this side speaks,
+// logging once per node when it is not.
+func (f *Follower) supported(h *schema.Hello) bool {
+	if h.Proto >= schema.ProtoMin && h.Proto <= schema.ProtoMax {
+		return true
+	}
+	f.mu.Lock()
+	first := !f.badProtos[h.Node] && len(f.badProtos) < maxFetches*64
+	if first {
+		f.badProtos[h.Node] = true
+	}
+	f.mu.Unlock()
+	if first {
+		f.log.Warn("peer speaks an unsupported protocol version; ignored", "peer", h.Node, "proto", h.Proto)
+	}
+	return false
+}
+
+// onHello takes a broadcast hello as a claim, not a fact: anyone who may
+// publish on the gossip subjects could have sent it. A hello that repeats
+// what the table holds refreshes the node; one that would add a node, or
+// change one, is checked with the node itself (its info subject), and only
+// its answer is applied. So a forged hello adds no node, and takes no
+// function away from a live one.
 func (f *Follower) onHello(m *nats.Msg) {
 	var h *schema.Hello
-	if f.decode(m, "hello", func(t any) (err error) { h, err = schema.ParseHello(t); return }) {
-		f.ApplyHello(h)
+	if !f.decode(m, "hello", func(t any) (err error) { h, err = schema.ParseHello(t); return }) {
+		return
+	}
+	if !f.sameCluster(h.Cluster, h.Node, "hello") {
+		return
+	}
+	if h.Node == f.cfg.Self {
+		f.claim(h.Incarnation, h.Instance, h.Version, "hello")
+		return
+	}
+	switch f.cfg.Table.Compare(h.Node, h.Incarnation, h.Instance, h.Version) {
+	case membership.Same:
+		if f.supported(h) {
+			f.cfg.Table.ApplyHello(h) // the same hello: the node is heard
+		}
+	case membership.Unknown, membership.Newer:
+		f.fetchHello(h.Node, nil)
 	}
 }
 
-// onInfo applies a reply to sync or node.<id>.info: a hello, or the
-// goodbye of a node that is draining.
-func (f *Follower) onInfo(m *nats.Msg) {
-	var h *schema.Hello
-	var g *schema.Goodbye
+// onInfo applies a reply to sync or node.<id>.info, which the node sent
+// itself: a hello, or the goodbye of a node that is draining. asked is the
+// node whose info was requested ("" for sync): a reply naming another node
+// is dropped. It reports what the reply was.
+func (f *Follower) onInfo(m *nats.Msg, asked string) (h *schema.Hello, g *schema.Goodbye) {
 	ok := f.decode(m, "info reply", func(t any) (err error) {
 		if m, _ := t.(map[string]any); m != nil && m["version"] == nil && m["funs"] == nil {
 			g, err = schema.ParseGoodbye(t) // no hello keys: a goodbye
@@ -355,11 +424,15 @@ func (f *Follower) onInfo(m *nats.Msg) {
 	})
 	switch {
 	case !ok:
+		return nil, nil
+	case h != nil && asked != "" && h.Node != asked, g != nil && asked != "" && g.Node != asked:
+		return nil, nil
 	case h != nil:
 		f.ApplyHello(h)
 	case f.sameCluster(g.Cluster, g.Node, "goodbye") && !f.fromSelf(g.Node, g.Incarnation, g.Instance, "goodbye"):
 		f.cfg.Table.ApplyGoodbye(g)
 	}
+	return h, g
 }
 
 func (f *Follower) onHeartbeat(m *nats.Msg) {
@@ -367,57 +440,166 @@ func (f *Follower) onHeartbeat(m *nats.Msg) {
 	if !f.decode(m, "heartbeat", func(t any) (err error) { hb, err = schema.ParseHeartbeat(t); return }) {
 		return
 	}
-	if !f.sameCluster(hb.Cluster, hb.Node, "heartbeat") || f.fromSelf(hb.Node, hb.Incarnation, hb.Instance, "heartbeat") {
+	if !f.sameCluster(hb.Cluster, hb.Node, "heartbeat") {
+		return
+	}
+	if hb.Node == f.cfg.Self {
+		f.claim(hb.Incarnation, hb.Instance, hb.Version, "heartbeat")
 		return
 	}
 	if f.cfg.Table.ApplyHeartbeat(hb) {
-		f.fetchHello(hb.Node)
+		f.fetchHello(hb.Node, nil)
 	}
 }
 
+// onGoodbye takes a broadcast goodbye as a claim too: the node is asked
+// whether it is leaving. It is, when it answers its info with its goodbye
+// (a draining node does), when it no longer answers at all, or when a new
+// process answers under its id; a node that answers with the hello of the
+// same process is not leaving, and the goodbye is dropped.
 func (f *Follower) onGoodbye(m *nats.Msg) {
 	var g *schema.Goodbye
 	if !f.decode(m, "goodbye", func(t any) (err error) { g, err = schema.ParseGoodbye(t); return }) {
 		return
 	}
-	if !f.sameCluster(g.Cluster, g.Node, "goodbye") || g.Node == f.cfg.Self {
+	if !f.sameCluster(g.Cluster, g.Node, "goodbye") {
 		return
 	}
-	if f.cfg.Table.ApplyGoodbye(g) {
-		f.log.Info("peer said goodbye", "peer", g.Node)
+	if g.Node == f.cfg.Self {
+		f.claim(g.Incarnation, g.Instance, -1, "goodbye")
+		return
+	}
+	switch f.cfg.Table.Compare(g.Node, g.Incarnation, g.Instance, -1) {
+	case membership.Unknown, membership.Older:
+		return
+	}
+	f.fetchHello(g.Node, func(h *schema.Hello, gone bool) {
+		if gone && f.cfg.Table.ApplyGoodbye(g) {
+			f.log.Info("peer said goodbye", "peer", g.Node)
+		}
+	})
+}
+
+// claim handles gossip that names this node (Self), which it sends itself:
+// its own messages come back to it. A message of another process under its
+// id is a twin (see fromSelf). A claim of its own process that it did not
+// make, a newer version or a goodbye while it runs, is refuted: the node
+// announces itself again (cfg.Refute) so that peers that took the claim
+// heal within a moment. version is -1 for a goodbye.
+func (f *Follower) claim(incarnation int64, instance string, version int64, what string) {
+	if f.cfg.Self == "" {
+		return
+	}
+	if !f.fromSelf(f.cfg.Self, incarnation, instance, what) || f.cfg.Refute == nil {
+		return
+	}
+	if incarnation != f.cfg.SelfIncarnation || otherInstance(instance, f.cfg.SelfInstance) {
+		return // a twin: logged by fromSelf
+	}
+	if (version < 0 || version > f.cfg.SelfVersion()) && f.cfg.Refute(version) {
+		if ok, held := f.logs.Allow("claim"); ok {
+			f.log.Warn("gossip claimed about this node what it did not say; refuted",
+				"kind", what, "claimed_version", version, "refuted_since_last_log", held)
+		}
 	}
 }
 
+// otherInstance reports whether two instance nonces name different
+// processes (an empty one, from a peer that sends none, names any).
+func otherInstance(a, b string) bool { return a != "" && b != "" && a != b }
+
+// maxFetches bounds the info requests a follower has in flight: a flood of
+// gossip naming made-up nodes costs at most that many requests at a time
+// (the others are dropped; a real node is asked again at its next
+// heartbeat).
+const maxFetches = 16
+
+// fetch is an info request in flight for one node, and what waits on it.
+type fetch struct {
+	again bool                               // ask once more when this answer is in
+	done  []func(h *schema.Hello, gone bool) // told the answer
+}
+
+// maxWaiting bounds the callbacks waiting on one node's fetch.
+const maxWaiting = 8
+
 // fetchHello asks node.<node>.info for a node's hello, once at a time per
-// node, on an owned goroutine.
-func (f *Follower) fetchHello(node string) {
+// node, on an owned goroutine, and applies the answer. done, when set, is
+// told what the node said: its hello (nil when it answered none), and
+// whether it is gone (it answered with its goodbye or, with "no
+// responders", not at all, or another process answered under its id). A
+// call with done while a fetch is in flight asks again once it is over, so
+// that done learns what the node says after the call.
+func (f *Follower) fetchHello(node string, done func(h *schema.Hello, gone bool)) {
 	f.mu.Lock()
-	if f.fetching[node] {
+	if x := f.fetching[node]; x != nil {
+		if done != nil && len(x.done) < maxWaiting {
+			x.again = true
+			x.done = append(x.done, done)
+		}
 		f.mu.Unlock()
 		return
 	}
-	f.fetching[node] = true
+	if len(f.fetching) >= maxFetches {
+		f.mu.Unlock()
+		return
+	}
+	x := &fetch{}
+	if done != nil {
+		x.done = append(x.done, done)
+	}
+	f.fetching[node] = x
 	f.mu.Unlock()
 	started := f.goOwned(func() {
-		defer func() {
-			f.mu.Lock()
-			delete(f.fetching, node)
-			f.mu.Unlock()
-		}()
-		ctx, cancel := context.WithTimeout(f.ctx, 2*time.Second)
-		defer cancel()
-		m, err := f.cfg.Conn.RequestMsgWithContext(ctx, bus.NewMsg(f.cfg.Subjects.Info(node), nil, codec.JSONType, ""))
-		if err != nil {
-			if !errors.Is(err, context.Canceled) {
-				f.log.Debug("info request failed", "peer", node, "error", err)
+		var told []func(h *schema.Hello, gone bool) // waited on this request
+		f.mu.Lock()
+		told, x.done, x.again = x.done, nil, false
+		f.mu.Unlock()
+		for {
+			h, gone, answered := f.askInfo(node)
+			if answered {
+				for _, d := range told {
+					d(h, gone)
+				}
 			}
-			return
+			f.mu.Lock()
+			if !x.again {
+				delete(f.fetching, node)
+				f.mu.Unlock()
+				return
+			}
+			// Some came while the request was out: ask again for them.
+			told, x.done, x.again = x.done, nil, false
+			f.mu.Unlock()
 		}
-		f.onInfo(m)
 	})
 	if !started {
 		f.mu.Lock()
 		delete(f.fetching, node)
 		f.mu.Unlock()
 	}
+}
+
+// askInfo requests node's info once and applies the answer. answered is
+// false when there is no answer to act on (a timeout, or closing).
+func (f *Follower) askInfo(node string) (h *schema.Hello, gone, answered bool) {
+	ctx, cancel := context.WithTimeout(f.ctx, 2*time.Second)
+	defer cancel()
+	held, _ := f.cfg.Table.Get(node)
+	m, err := f.cfg.Conn.RequestMsgWithContext(ctx, bus.NewMsg(f.cfg.Subjects.Info(node), nil, codec.JSONType, ""))
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil, true, true
+	}
+	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			f.log.Debug("info request failed", "peer", node, "error", err)
+		}
+		return nil, false, false
+	}
+	h, g := f.onInfo(m, node)
+	if h == nil && g == nil {
+		return nil, false, false
+	}
+	replaced := h != nil && (h.Incarnation != held.Hello.Incarnation || otherInstance(h.Instance, held.Hello.Instance))
+	return h, g != nil || replaced, true
 }

@@ -148,6 +148,19 @@ func TestFollowerHeartbeatFetchesHello(t *testing.T) {
 	require.Equal(t, int64(2), infoAsked.Load())
 }
 
+// answerInfo answers h.Node's info subject with h, as a node does.
+func answerInfo(t *testing.T, nc *nats.Conn, h *schema.Hello) {
+	t.Helper()
+	sub, err := nc.Subscribe(subj.Info(h.Node), func(m *nats.Msg) {
+		if err := mesh.Respond(nc, m, codec.JSON, h, nil); err != nil {
+			t.Errorf("respond: %v", err)
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	require.NoError(t, nc.Flush())
+}
+
 func TestFollowerDropsForeignAndUnknownProto(t *testing.T) {
 	srv := testcluster.Server(t)
 	nc := testcluster.Conn(t, srv.ClientURL())
@@ -156,16 +169,22 @@ func TestFollowerDropsForeignAndUnknownProto(t *testing.T) {
 
 	alien := hello("alien", map[string][]string{"x": {}})
 	alien.Cluster = "other"
+	answerInfo(t, nc, alien)
 	publishJSON(t, nc, subj.Hello(), alien)
 	publishJSON(t, nc, subj.Heartbeat(), &schema.Heartbeat{Cluster: "other", Node: "alien", Incarnation: 1, Version: 1})
 	future := hello("future", map[string][]string{"x": {}})
 	future.Proto = schema.ProtoMax + 1
+	answerInfo(t, nc, future)
 	publishJSON(t, nc, subj.Hello(), future)
 	publishJSON(t, nc, subj.Hello(), map[string]any{"cluster": "default", "node": "bad node!", "incarnation": 1, "version": 1})
-	publishJSON(t, nc, subj.Hello(), hello("marker", map[string][]string{"x": {}}))
+	// A hello alone adds no node: the node must answer for itself.
+	publishJSON(t, nc, subj.Hello(), hello("ghost", map[string][]string{"x": {}}))
+	marker := hello("marker", map[string][]string{"x": {}})
+	answerInfo(t, nc, marker)
+	publishJSON(t, nc, subj.Hello(), marker)
 
 	testcluster.WaitForRoute(t, table, "x", nil, "marker")
-	require.Equal(t, []string{"marker"}, table.Eligible("x", nil), "foreign, unsupported-proto and malformed hellos are ignored")
+	require.Equal(t, []string{"marker"}, table.Eligible("x", nil), "foreign, unsupported-proto, malformed and unanswered hellos are ignored")
 	require.Equal(t, int64(2), f.Foreign())
 }
 

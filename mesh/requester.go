@@ -15,44 +15,59 @@ import (
 var ErrRequesterClosed = errors.New("mesh: requester closed")
 
 // Requester sends requests and matches their replies on one inbox
-// subscription of its own. nats.go's shared reply subscription keeps at
-// most 64 MB of replies not yet handed to their requests, and hands each
-// over under the connection's lock: a burst of large replies (many steps
-// returning close to the max payload at once) overflowed it and replies
-// were dropped. Here the buffer is unbounded (what is in flight is bounded
-// by the caller, see Flow) and a reply is handed over with one map lookup.
+// subscription of its own. nats.go's shared reply subscription hands each
+// reply over under the connection's lock, keeps at most 64 MB of replies
+// not yet handed over (a burst of large replies overflowed it and replies
+// were dropped), and fails every request still waiting when the connection
+// closes, even one whose reply was already read (a server that stops right
+// after answering lost its callers' replies). Here the connection's reader
+// puts each reply on a channel that one goroutine of the Requester's
+// empties: a reply read before the connection closes is delivered.
 type Requester struct {
 	nc      *nats.Conn
 	prefix  string // "<inbox>."
 	sub     *nats.Subscription
+	replies chan *nats.Msg
 	seq     atomic.Uint64
 	waiting sync.Map // token → chan *nats.Msg
 	done    chan struct{}
+	stopped chan struct{}
 	once    sync.Once
 }
 
-// NewRequester subscribes the requester's inbox on nc.
+// replyBuffer is how many replies may wait for the Requester's goroutine;
+// a planner's Flow keeps fewer steps in flight.
+const replyBuffer = 1 << 16
+
+// NewRequester subscribes the requester's inbox on nc. Close stops it.
 func NewRequester(nc *nats.Conn) (*Requester, error) {
-	r := &Requester{nc: nc, prefix: nc.NewInbox() + ".", done: make(chan struct{})}
-	sub, err := nc.Subscribe(r.prefix+"*", r.onReply)
+	r := &Requester{nc: nc, prefix: nc.NewInbox() + ".", replies: make(chan *nats.Msg, replyBuffer),
+		done: make(chan struct{}), stopped: make(chan struct{})}
+	sub, err := nc.ChanSubscribe(r.prefix+"*", r.replies)
 	if err != nil {
 		return nil, err
 	}
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		_ = sub.Unsubscribe()
-		return nil, err
-	}
 	r.sub = sub
+	go r.dispatch() // owned: Close stops it and waits
 	return r, nil
 }
 
-func (r *Requester) onReply(m *nats.Msg) {
-	token, ok := strings.CutPrefix(m.Subject, r.prefix)
-	if !ok {
-		return
-	}
-	if v, ok := r.waiting.LoadAndDelete(token); ok {
-		v.(chan *nats.Msg) <- m // buffered: one reply per request
+// dispatch hands each reply to the request waiting for it.
+func (r *Requester) dispatch() {
+	defer close(r.stopped)
+	for {
+		select {
+		case m := <-r.replies:
+			token, ok := strings.CutPrefix(m.Subject, r.prefix)
+			if !ok {
+				continue
+			}
+			if v, ok := r.waiting.LoadAndDelete(token); ok {
+				v.(chan *nats.Msg) <- m // buffered: one reply per request
+			}
+		case <-r.done:
+			return
+		}
 	}
 }
 
@@ -87,13 +102,12 @@ func (r *Requester) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, erro
 	}
 }
 
-// Close unsubscribes and ends the requests still waiting with
-// ErrRequesterClosed. It is idempotent.
+// Close unsubscribes, stops the requester's goroutine and ends the
+// requests still waiting with ErrRequesterClosed. It is idempotent.
 func (r *Requester) Close() {
 	r.once.Do(func() {
+		_ = r.sub.Unsubscribe()
 		close(r.done)
-		if r.sub != nil {
-			_ = r.sub.Unsubscribe()
-		}
+		<-r.stopped
 	})
 }

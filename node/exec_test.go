@@ -201,8 +201,16 @@ func TestForeignGossipIgnored(t *testing.T) {
 	require.NoError(t, err)
 	pub("mpreg.default.gossip.goodbye", bye)
 	// A well-formed hello from this cluster, sent last on the same
-	// connection, marks when the others have been processed.
-	pub("mpreg.default.gossip.hello", hello("default", "friend"))
+	// connection, marks when the others have been processed (once the
+	// node has asked it for its hello, as it does every new node).
+	friend := hello("default", "friend")
+	sub, err := nc.Subscribe(infoSubject("friend"), func(m *nats.Msg) {
+		_ = m.RespondMsg(&nats.Msg{Data: friend, Header: jsonHeader()})
+	})
+	require.NoError(t, err)
+	defer sub.Unsubscribe()
+	require.NoError(t, nc.Flush())
+	pub("mpreg.default.gossip.hello", friend)
 
 	testcluster.WaitForRoute(t, n.Table(), "alien", nil, "friend")
 	_, ok := n.Table().Get("intruder")

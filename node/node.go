@@ -267,6 +267,7 @@ type Node struct {
 	instance    string // random, unique to this process: two starts in one ms differ
 	version     atomic.Int64
 	seq         atomic.Int64
+	refuted     atomic.Int64 // unix ns of the last refute
 	inflight    atomic.Int64 // steps running or queued here
 	queued      atomic.Int64 // steps waiting for a slot
 	planning    atomic.Int64 // rpc requests being planned here
@@ -332,7 +333,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		Flow: mesh.NewFlow(cfg.MaxBytesInFlight)}
 	n.memory = semaphore.NewWeighted(cfg.MaxPlanningBytes)
 	n.runner = &planner.Runner{
-		Router:   planner.RouterFunc(n.table.Pick),
+		Router:   planner.RouterFunc(n.route),
 		Executor: planner.ExecutorFunc(n.exec),
 		Observer: cfg.Observer,
 		Logger:   n.log,
@@ -434,6 +435,58 @@ func (n *Node) changed() {
 	h := n.hello()
 	n.table.ApplyHello(h)
 	n.publish(n.subj.Hello(), h)
+}
+
+// watchRoutes makes the node meet the nodes behind a NATS server that just
+// joined its server's cluster (a route formed: NATS tells clients of the
+// new server's URL): it announces itself and syncs at once, rather than a
+// heartbeat later. The connection's handler is chained, not replaced.
+func (n *Node) watchRoutes() {
+	prev := n.nc.Opts.DiscoveredServersCB
+	n.nc.SetDiscoveredServersHandler(func(nc *nats.Conn) {
+		if prev != nil {
+			prev(nc)
+		}
+		if n.draining.Load() {
+			return
+		}
+		n.log.Info("NATS servers discovered: announcing and syncing", "servers", len(nc.DiscoveredServers()))
+		n.publish(n.subj.Hello(), n.hello())
+		n.goOwned(func() {
+			if f := n.follower.Load(); f != nil {
+				f.Refresh(n.ctx)
+			}
+		})
+	})
+}
+
+// refuteEvery bounds how often a node refutes claims about itself: a peer
+// that keeps forging them makes it announce itself at most that often.
+const refuteEvery = 50 * time.Millisecond
+
+// refute answers gossip that claimed what this node did not say (a newer
+// version of it, or its goodbye, see mesh.Follower): it announces its
+// hello again, with a version above the claimed one, so that every peer,
+// whatever it made of the claim, takes the node's own word again.
+func (n *Node) refute(claimed int64) bool {
+	if n.draining.Load() || !n.started.Load() {
+		return false
+	}
+	now := time.Now().UnixNano()
+	last := n.refuted.Load()
+	if now-last < int64(refuteEvery) || !n.refuted.CompareAndSwap(last, now) {
+		return false
+	}
+	for {
+		v := n.version.Load()
+		if claimed < v || claimed >= schema.MaxProtoInt || n.version.CompareAndSwap(v, claimed+1) {
+			break
+		}
+	}
+	h := n.hello()
+	n.table.ApplyHello(h)
+	n.publish(n.subj.Hello(), h)
+	return true
 }
 
 // hello builds the node's current announcement.
@@ -572,6 +625,7 @@ func (n *Node) Start(ctx context.Context) error {
 	n.table.ApplyHello(h)
 	f, err := mesh.Follow(ctx, mesh.FollowConfig{
 		Conn: n.nc, Subjects: n.subj, Cluster: n.cfg.Cluster, Table: n.table, Self: n.cfg.NodeID, SelfIncarnation: n.incarnation, SelfInstance: n.instance,
+		SelfVersion: n.version.Load, Refute: n.refute,
 		SyncQuiet: n.cfg.SyncQuiet, PruneInterval: n.cfg.HeartbeatInterval, Logger: n.log,
 		LearnServers: n.nc.Opts.InProcessServer == nil, // an in-process connection has no pool to fail over in
 	})
@@ -586,6 +640,7 @@ func (n *Node) Start(ctx context.Context) error {
 			ErrNodeIDInUse, inc, n.cfg.Cluster, n.cfg.NodeID))
 	}
 	n.publish(n.subj.Hello(), n.hello())
+	n.watchRoutes()
 	rs, err := sub(n.subj.RPC(), bus.QueueGroup, n.onRPC)
 	if err != nil {
 		return fail(err)
@@ -718,24 +773,27 @@ func (n *Node) watchConn(status chan nats.Status) {
 	if cause == nil {
 		cause = nats.ErrConnectionClosed
 	}
-	err := fmt.Errorf("%w: %w", ErrConnClosed, cause)
-	n.err.Store(&err)
-	n.log.Error("NATS connection closed for good: the node stops", "error", err)
-	n.shutdown(false)
+	n.shutdown(false, fmt.Errorf("%w: %w", ErrConnClosed, cause))
 }
 
 // Close stops the node at once: work in flight is cancelled. It waits for
 // the node's goroutines and is idempotent. The NATS connection stays open.
-func (n *Node) Close() { n.shutdown(true) }
+func (n *Node) Close() { n.shutdown(true, nil) }
 
 // shutdown is Close; waitWatch is false when watchConn calls it, which
-// must not wait for itself.
-func (n *Node) shutdown(waitWatch bool) {
+// must not wait for itself, with the cause that Err reports.
+func (n *Node) shutdown(waitWatch bool, cause error) {
 	n.mu.Lock()
 	if !n.closing.CompareAndSwap(false, true) {
 		n.mu.Unlock()
-		<-n.done
+		if waitWatch { // the closer waits for watchConn, which must not wait for it
+			<-n.done
+		}
 		return
+	}
+	if cause != nil {
+		n.err.Store(&cause)
+		n.log.Error("NATS connection closed for good: the node stops", "error", cause)
 	}
 	status, watched := n.status, n.watched
 	n.mu.Unlock()

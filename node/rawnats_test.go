@@ -83,6 +83,7 @@ type foreignNode struct {
 	incarnation int64
 	mu          sync.Mutex
 	version     int64
+	gone        bool // it said goodbye: it answers sync and info with it
 	funs        map[string][]string
 	execs       chan map[string]any
 	execHeaders chan nats.Header
@@ -93,11 +94,18 @@ type foreignNode struct {
 func (f *foreignNode) hello() []byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.gone {
+		return f.goodbye()
+	}
 	return mustJSON(f.t, map[string]any{
 		"cluster": "default", "node": "foreign-1", "incarnation": f.incarnation, "version": f.version,
 		"funs": f.funs, "codecs": []string{"application/json"}, "advertised_urls": []string{},
 		"meta": map[string]string{"name": "hand-written", "lang": "x"}, "proto": 1,
 	})
+}
+
+func (f *foreignNode) goodbye() []byte {
+	return mustJSON(f.t, map[string]any{"cluster": "default", "node": "foreign-1", "incarnation": f.incarnation})
 }
 
 func (f *foreignNode) reply(m *nats.Msg, body []byte) {
@@ -262,10 +270,13 @@ func TestRawNATSForeignNode(t *testing.T) {
 	require.Equal(t, map[string]any{"param": "text"}, e["details"])
 	recv(t, f.execs, "the failing exec")
 
-	// goodbye: the Go nodes stop routing to it at once.
+	// goodbye: the Go nodes stop routing to it at once (they check with
+	// the node, which from then on answers info and sync with its goodbye).
 	stopHeartbeats()
-	require.NoError(t, nc.Publish("mpreg.default.gossip.goodbye",
-		mustJSON(t, map[string]any{"cluster": "default", "node": "foreign-1", "incarnation": f.incarnation})))
+	f.mu.Lock()
+	f.gone = true
+	f.mu.Unlock()
+	require.NoError(t, nc.Publish("mpreg.default.gossip.goodbye", f.goodbye()))
 	for _, n := range goNodes {
 		testcluster.WaitForGone(t, n.Table(), "foreign-1")
 	}

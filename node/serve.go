@@ -219,6 +219,14 @@ func (n *Node) ackPlanner(m *nats.Msg, id string) (stop func()) {
 	return func() { t.Stop() }
 }
 
+// route is the node's planner.Router (see mesh.Follower.Route).
+func (n *Node) route(ctx context.Context, fun string, locs, exclude []string) (string, bool) {
+	if f := n.follower.Load(); f != nil {
+		return f.Route(ctx, fun, locs, exclude)
+	}
+	return n.table.Pick(fun, locs, exclude)
+}
+
 // exec is the node's planner.Executor: local steps run in-process, others go
 // to the chosen node's exec subject.
 func (n *Node) exec(ctx context.Context, node string, c *planner.Call) (any, error) {
@@ -377,6 +385,12 @@ func (n *Node) runExec(s *execStep, slot bool) {
 		<-late // the timeout reply is out; nothing outlives this call
 	}
 	n.release()
+	if e == nil && ctx.Err() != nil {
+		// A result that came after the step's deadline (or its cancel) is
+		// not one: the planner may already have given the step to another
+		// node.
+		e = n.stepCtxError(ctx)
+	}
 	if e != nil {
 		n.stepErrors.Add(1)
 		n.sendExec(s, &schema.ExecReply{Error: e})

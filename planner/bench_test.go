@@ -52,7 +52,7 @@ func BenchmarkRunChain10(b *testing.B) {
 	echo := planner.ExecutorFunc(func(_ context.Context, _ string, c *planner.Call) (any, error) {
 		return c.Args[0], nil
 	})
-	one := planner.RouterFunc(func(string, []string, []string) (string, bool) { return "n1", true })
+	one := planner.RouterFunc(func(context.Context, string, []string, []string) (string, bool) { return "n1", true })
 	r := &planner.Runner{Router: one, Executor: echo}
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -85,7 +85,7 @@ func BenchmarkRunFanOut10(b *testing.B) {
 		}
 		return c.Args[0], nil
 	})
-	one := planner.RouterFunc(func(string, []string, []string) (string, bool) { return "n1", true })
+	one := planner.RouterFunc(func(context.Context, string, []string, []string) (string, bool) { return "n1", true })
 	r := &planner.Runner{Router: one, Executor: exec}
 	ctx := context.Background()
 	b.ReportAllocs()

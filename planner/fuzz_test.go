@@ -46,7 +46,7 @@ func FuzzPlan(f *testing.F) {
 	echo := planner.ExecutorFunc(func(_ context.Context, _ string, c *planner.Call) (any, error) {
 		return c.Args, nil
 	})
-	one := planner.RouterFunc(func(string, []string, []string) (string, bool) { return "n1", true })
+	one := planner.RouterFunc(func(context.Context, string, []string, []string) (string, bool) { return "n1", true })
 	r := &planner.Runner{Router: one, Executor: echo}
 
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -398,7 +398,7 @@ func FuzzPlanGraph(f *testing.F) {
 	echo := planner.ExecutorFunc(func(_ context.Context, _ string, c *planner.Call) (any, error) {
 		return c.Args, nil
 	})
-	one := planner.RouterFunc(func(string, []string, []string) (string, bool) { return "n1", true })
+	one := planner.RouterFunc(func(context.Context, string, []string, []string) (string, bool) { return "n1", true })
 	r := &planner.Runner{Router: one, Executor: echo}
 
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -180,7 +180,7 @@ type router struct {
 
 func newRouter(nodes ...string) *router { return &router{nodes: nodes} }
 
-func (r *router) Route(fun string, locs, exclude []string) (string, bool) {
+func (r *router) Route(_ context.Context, fun string, locs, exclude []string) (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls = append(r.calls, route{Fun: fun, Locs: slices.Clone(locs), Exclude: slices.Clone(exclude)})

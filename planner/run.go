@@ -26,16 +26,17 @@ func (c *Call) ID() string { return c.RequestID + "/" + c.Step }
 // Router picks the node for a step.
 type Router interface {
 	// Route returns a live node offering fun with every loc, skipping the
-	// nodes in exclude; ok is false when there is none.
-	Route(fun string, locs []string, exclude []string) (node string, ok bool)
+	// nodes in exclude; ok is false when there is none. It may wait (until
+	// ctx ends) to refresh its view before it says there is none.
+	Route(ctx context.Context, fun string, locs []string, exclude []string) (node string, ok bool)
 }
 
 // RouterFunc adapts a function to Router.
-type RouterFunc func(fun string, locs []string, exclude []string) (string, bool)
+type RouterFunc func(ctx context.Context, fun string, locs []string, exclude []string) (string, bool)
 
 // Route calls f.
-func (f RouterFunc) Route(fun string, locs []string, exclude []string) (string, bool) {
-	return f(fun, locs, exclude)
+func (f RouterFunc) Route(ctx context.Context, fun string, locs []string, exclude []string) (string, bool) {
+	return f(ctx, fun, locs, exclude)
 }
 
 // Executor runs one step on a node. It returns the result in the value model
@@ -337,7 +338,7 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 		if err := ctx.Err(); err != nil {
 			return nil, node, attempts, contextError(ctx, err).WithStep(call.Step, node)
 		}
-		next, ok := r.Router.Route(call.Fun, call.Locs, tried)
+		next, ok := r.Router.Route(ctx, call.Fun, call.Locs, tried)
 		if !ok {
 			if last != nil {
 				return nil, node, attempts, &schema.Error{Code: schema.CodeNodeUnavailable, Step: call.Step, Node: node,

@@ -22,12 +22,17 @@ const functions = {
 };
 
 const incarnation = Date.now();
+// A random nonce of this process: two started in the same millisecond
+// under one id are told apart.
+const instance = Math.random().toString(36).slice(2, 14);
 let version = 1;
+let gone = false; // said goodbye: sync and info answer with it from then on
 let seq = 0;
 let inflight = 0;
 
-const hello = () => ({
-  cluster, node: id, incarnation, version,
+const goodbye = () => ({ cluster, node: id, incarnation, instance });
+const hello = () => gone ? goodbye() : ({
+  cluster, node: id, incarnation, instance, version,
   funs: { shout: ["js"] },
   codecs: ["application/json"],
   advertised_urls: servers,
@@ -75,7 +80,8 @@ nc.subscribe(`${P}.node.${id}.exec`, {
   },
 });
 
-// info and sync: reply with this node's hello.
+// info and sync: reply with this node's hello (its goodbye once leaving,
+// so that peers that check a goodbye with the node believe it).
 for (const subject of [`${P}.node.${id}.info`, `${P}.gossip.sync`]) {
   nc.subscribe(subject, { callback: (err, m) => { if (!err) m.respond(encode(hello()), { headers: jsonHeaders() }); } });
 }
@@ -86,7 +92,7 @@ nc.subscribe(`${P}.node.${id}.cancel`, { callback: () => {} });
 
 nc.publish(`${P}.gossip.hello`, encode(hello()), { headers: jsonHeaders() });
 const beat = () => nc.publish(`${P}.gossip.heartbeat`,
-  encode({ cluster, node: id, incarnation, version, seq: ++seq, load: { inflight, limit: 64 } }),
+  encode({ cluster, node: id, incarnation, instance, version, seq: ++seq, load: { inflight, limit: 64 } }),
   { headers: jsonHeaders() });
 beat();
 const timer = setInterval(beat, 1000);
@@ -95,7 +101,8 @@ console.log(`node ${id} serving shout on cluster ${cluster}`);
 
 const stop = async () => {
   clearInterval(timer);
-  nc.publish(`${P}.gossip.goodbye`, encode({ cluster, node: id, incarnation }), { headers: jsonHeaders() });
+  gone = true;
+  nc.publish(`${P}.gossip.goodbye`, encode(goodbye()), { headers: jsonHeaders() });
   await nc.drain();
   process.exit(0);
 };
