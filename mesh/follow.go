@@ -227,11 +227,12 @@ func (f *Follower) Sync(ctx context.Context) error {
 
 // Refresh timings: a refresh is a sync that waits refreshQuiet after the
 // last reply and at most refreshMax in all; a view refreshed less than
-// refreshFresh ago is not refreshed again.
+// refreshFresh ago is not refreshed again (a flood of requests that no
+// node can take costs at most one sync per refreshFresh).
 const (
 	refreshQuiet = 20 * time.Millisecond
 	refreshMax   = 100 * time.Millisecond
-	refreshFresh = 250 * time.Millisecond
+	refreshFresh = 50 * time.Millisecond
 )
 
 // Refresh syncs the view now, briefly, unless it was refreshed a moment

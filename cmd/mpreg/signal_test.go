@@ -122,3 +122,54 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	r := <-done
 	assert.NotEqual(t, 0, r.code, "the caller of the abandoned step gets an error")
 }
+
+// SIGTERM on `mpreg server` while many calls are in flight: every caller
+// gets its result, through MPREG's client and through plain nats.go. The
+// embedded server used to stop right after the node drained, closing the
+// callers' connections with their replies still on the way.
+func TestSignalAnswersEveryCaller(t *testing.T) {
+	t.Parallel()
+	d, url, beats := demoServer(t)
+	const k = 16
+	done := make(chan error, 2*k)
+	for i := range k {
+		go func() {
+			r := mpreg(t, opts{}, "call", "sleep", "1500", fmt.Sprintf(`"cli-%d"`, i), "--servers", url, "--timeout", "30s")
+			if r.code != 0 || r.stdout != fmt.Sprintf("\"cli-%d\"\n", i) {
+				done <- fmt.Errorf("mpreg call %d: exit %d: %s%s", i, r.code, r.stdout, r.stderr)
+				return
+			}
+			done <- nil
+		}()
+		go func() {
+			nc, err := nats.Connect(url)
+			if err != nil {
+				done <- err
+				return
+			}
+			defer nc.Close()
+			m, err := nc.Request("mpreg.default.rpc", []byte(fmt.Sprintf(`{"cmds":[{"name":"s","fun":"sleep","args":[1500,"raw-%d"]}]}`, i)), 30*time.Second)
+			if err == nil && !strings.Contains(string(m.Data), fmt.Sprintf(`"raw-%d"`, i)) {
+				err = fmt.Errorf("raw caller %d: %s", i, m.Data)
+			}
+			done <- err
+		}()
+	}
+	deadline := time.After(15 * time.Second)
+	for inflight := int64(0); inflight < 2*k; {
+		select {
+		case inflight = <-beats:
+		case <-deadline:
+			t.Fatalf("the steps never showed in a heartbeat (last %d)", inflight)
+		}
+	}
+	d.stop(t, syscall.SIGTERM, 0)
+	for range 2 * k {
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("a caller got no answer")
+		}
+	}
+}
