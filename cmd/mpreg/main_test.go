@@ -514,3 +514,18 @@ func (d *daemon) stop(t *testing.T, sig os.Signal, want int) {
 	}
 	assert.Equal(t, want, code, "exit code after %s", sig)
 }
+
+func TestByteSizes(t *testing.T) {
+	for in, want := range map[string]int64{"512": 512, "64KiB": 64 << 10, "64MiB": 64 << 20, "1GiB": 1 << 30, "2 MB": 2 << 20, "3k": 3 << 10, "7B": 7} {
+		n, err := parseByteSize(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, n, in)
+	}
+	for _, bad := range []string{"", "0", "-1", "x", "1TiB", "9999999999999GiB"} {
+		_, err := parseByteSize(bad)
+		assert.Error(t, err, bad)
+	}
+	r := mpreg(t, opts{}, "node", "--max-result-bytes", "lots", "--servers", "nats://127.0.0.1:1")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, "--max-result-bytes")
+}

@@ -16,17 +16,20 @@ import (
 
 // nodeFlags are the flags of the commands that run a node.
 type nodeFlags struct {
-	Cluster      string        `help:"Cluster id." default:"default"`
-	NodeID       string        `help:"Node id, unique among live nodes (default: host name + random suffix)." placeholder:"ID"`
-	Name         string        `help:"Human-readable node name, shown by peers." placeholder:"N"`
-	Locs         []string      `help:"The node's locs (resource tags), comma-separated." placeholder:"LOC"`
-	Demo         bool          `help:"Also offer the demo functions: add, upper, sleep, fail, whoami, panic."`
-	DrainTimeout time.Duration `help:"On SIGINT/SIGTERM, how long to wait for work in flight." default:"30s"`
-	MaxInflight  int           `help:"Most steps that run on this node at once." default:"256"`
-	MaxQueue     int           `help:"Most steps that wait for a run slot; beyond it a step gets OVERLOADED." default:"1024"`
-	MaxCommands  int           `help:"Most commands one request may hold." default:"1000"`
-	MaxRequests  int           `help:"Most whole requests this node plans at once; beyond it a request gets OVERLOADED." default:"4096"`
-	LogLevel     string        `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
+	Cluster          string        `help:"Cluster id." default:"default"`
+	NodeID           string        `help:"Node id, unique among live nodes (default: host name + random suffix)." placeholder:"ID"`
+	Name             string        `help:"Human-readable node name, shown by peers." placeholder:"N"`
+	Locs             []string      `help:"The node's locs (resource tags), comma-separated." placeholder:"LOC"`
+	Demo             bool          `help:"Also offer the demo functions: add, upper, sleep, fail, whoami, panic."`
+	DrainTimeout     time.Duration `help:"On SIGINT/SIGTERM, how long to wait for work in flight." default:"30s"`
+	MaxInflight      int           `help:"Most steps that run on this node at once." default:"256"`
+	MaxQueue         int           `help:"Most steps that wait for a run slot; beyond it a step gets OVERLOADED." default:"1024"`
+	MaxCommands      int           `help:"Most commands one request may hold." default:"1000"`
+	MaxRequests      int           `help:"Most whole requests this node plans at once; beyond it a request gets OVERLOADED." default:"4096"`
+	MaxBytesInFlight byteSize      `help:"Most bytes of steps this node's planner has in flight to other nodes (requests and the replies expected); more steps wait." default:"64MiB"`
+	MaxPlanningBytes byteSize      `help:"Memory for the requests this node plans at once (decoded bodies, held results); beyond it a request gets OVERLOADED." default:"1GiB"`
+	MaxResultBytes   byteSize      `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"512MiB"`
+	LogLevel         string        `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
 }
 
 // Validate checks the ids.
@@ -35,7 +38,8 @@ func (f *nodeFlags) Validate() error { return checkIDs(f.Cluster, f.NodeID) }
 // config returns the node.Config the flags describe.
 func (f *nodeFlags) config(log *slog.Logger) node.Config {
 	return node.Config{Cluster: f.Cluster, NodeID: f.NodeID, Name: f.Name, Locs: f.Locs, Logger: log,
-		MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxRequests: f.MaxRequests, Limits: planner.Limits{MaxCommands: f.MaxCommands}}
+		MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxRequests: f.MaxRequests, Limits: planner.Limits{MaxCommands: f.MaxCommands},
+		MaxBytesInFlight: int64(f.MaxBytesInFlight), MaxPlanningBytes: int64(f.MaxPlanningBytes), MaxResultBytes: int64(f.MaxResultBytes)}
 }
 
 // serverCmd is `mpreg server`.
