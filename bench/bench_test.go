@@ -115,7 +115,7 @@ func BenchmarkRawNATSRequest(b *testing.B) { benchSequential(b, ScenarioRaw) }
 
 // BenchmarkRawNATSRequestHeader is BenchmarkRawNATSRequest with the
 // Content-Type header on the request and the reply, as every MPREG message
-// has: the share of a call's cost that PROTOCOL.md §3 puts on NATS itself.
+// has: the share of a call's cost that docs/PROTOCOL.md §3 puts on NATS itself.
 func BenchmarkRawNATSRequestHeader(b *testing.B) { benchSequential(b, ScenarioRawHeader) }
 
 // BenchmarkClientCall is client.Call of echo, sent straight to the node's

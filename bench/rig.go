@@ -21,7 +21,7 @@ import (
 const RawSubject = "bench.raw.echo"
 
 // RawHeaderSubject is the subject of the raw responder that echoes with a
-// Content-Type header, as PROTOCOL.md §3 has every MPREG reply do.
+// Content-Type header, as docs/PROTOCOL.md §3 has every MPREG reply do.
 const RawHeaderSubject = "bench.raw.echo.hdr"
 
 // setupTimeout bounds connecting and waiting for the client to see the node.

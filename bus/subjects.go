@@ -1,6 +1,6 @@
 // Package bus connects MPREG to NATS: client connections with sane
 // reconnect settings, an embedded nats-server for single-host and test
-// setups, and every subject name of PROTOCOL.md §2 in one place.
+// setups, and every subject name of docs/PROTOCOL.md §2 in one place.
 package bus
 
 import (
@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// DefaultPrefix is the subject prefix P of PROTOCOL.md §1.
+// DefaultPrefix is the subject prefix P of docs/PROTOCOL.md §1.
 const DefaultPrefix = "mpreg"
 
 // QueueGroup is the queue group of the rpc subject.
@@ -103,7 +103,7 @@ func (s Subjects) RPC() string { return s.base + ".rpc" }
 func (s Subjects) Exec(node string) string { return s.base + ".node." + node + ".exec" }
 
 // Cancel is P.<cluster>.node.<node>.cancel: a planner that gave up on a
-// step asks the node to cancel it (an extension; see docs/PROTOCOL-NOTES.md).
+// step asks the node to cancel it (optional; docs/PROTOCOL.md §6.3).
 func (s Subjects) Cancel(node string) string { return s.base + ".node." + node + ".cancel" }
 
 // CancelRequest is P.<cluster>.cancel: anyone may ask that the rpc request

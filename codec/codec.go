@@ -1,6 +1,6 @@
 // Package codec encodes and decodes MPREG message bodies as JSON or
 // MessagePack, chosen per message from the NATS Content-Type and Accept
-// headers (PROTOCOL.md §3).
+// headers (docs/PROTOCOL.md §3).
 //
 // Decoding yields a value tree in one model, whichever the codec: nil, bool,
 // int64, uint64 (only above math.MaxInt64), float64, string, []byte, []any

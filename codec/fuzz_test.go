@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fuzzBodies are real MPREG bodies (PROTOCOL.md §4–§7) that seed the fuzz
+// fuzzBodies are real MPREG bodies (docs/PROTOCOL.md §4–§7) that seed the fuzz
 // targets in both codecs.
 var fuzzBodies = []any{
 	// RPC request, §4.

@@ -519,7 +519,7 @@ func (m *mpDecoder) key(depth int) (string, error) {
 	return "", fmt.Errorf("map key of type %T; keys must be strings", kv)
 }
 
-// knownKeys holds the keys of PROTOCOL.md's bodies: decoding one of them
+// knownKeys holds the keys of docs/PROTOCOL.md's bodies: decoding one of them
 // returns the shared string instead of allocating a copy per message.
 var knownKeys = func() map[string]string {
 	m := map[string]string{}

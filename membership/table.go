@@ -1,6 +1,6 @@
 // Package membership holds the view of a cluster's nodes that every node and
 // long-lived client keeps: who is alive, what each offers, and how loaded it
-// is. It applies the merge rules of PROTOCOL.md §7 and picks the node for a
+// is. It applies the merge rules of docs/PROTOCOL.md §7 and picks the node for a
 // step by the routing rule of §8.
 //
 // It is plain Go: it takes decoded gossip messages and a clock, and imports

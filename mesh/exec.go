@@ -194,9 +194,9 @@ func idempotent(h schema.Hello, fun string) bool {
 	return false
 }
 
-// sendCancel publishes a cancel for exec id to node (an extension of
-// PROTOCOL.md §6, see docs/PROTOCOL-NOTES.md). Nodes that do not know it
-// have no subscriber, and the step runs until its deadline.
+// sendCancel publishes a cancel for exec id to node (docs/PROTOCOL.md
+// §6.3). Nodes that do not know it have no subscriber, and the step runs
+// until its deadline.
 func (e *Execer) sendCancel(node, id, attempt string) {
 	data, err := codec.JSON.Encode(&schema.Cancel{Cluster: e.Cluster, ID: id, Attempt: attempt})
 	if err == nil {

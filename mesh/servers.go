@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Learning NATS servers from peers (PROTOCOL.md §7, advertised_urls). A
+// Learning NATS servers from peers (docs/PROTOCOL.md §7, advertised_urls). A
 // node or client that follows adds to its connection's server pool the
 // URLs that live peers advertise, so that it can fail over to servers it
 // was not told of and that NATS did not announce. That pool is what the

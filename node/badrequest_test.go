@@ -1,6 +1,6 @@
 package node_test
 
-// PROTOCOL.md §3 (missing or mistyped keys, unknown keys) and §4/§5
+// docs/PROTOCOL.md §3 (missing or mistyped keys, unknown keys) and §4/§5
 // (INVALID_REQUEST), sent with nothing but nats.go.
 
 import (

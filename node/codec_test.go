@@ -1,6 +1,6 @@
 package node_test
 
-// PROTOCOL.md §3: codec negotiation by Content-Type and Accept on every
+// docs/PROTOCOL.md §3: codec negotiation by Content-Type and Accept on every
 // subject a node answers.
 
 import (

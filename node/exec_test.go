@@ -1,6 +1,6 @@
 package node_test
 
-// PROTOCOL.md §6 (exec), §7 (info, gossip.sync, foreign clusters) and §1
+// docs/PROTOCOL.md §6 (exec), §7 (info, gossip.sync, foreign clusters) and §1
 // (cluster ids), over raw NATS.
 
 import (

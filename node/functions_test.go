@@ -1,6 +1,6 @@
 package node_test
 
-// Typed Go functions behind PROTOCOL.md §5 codes: INVALID_ARGUMENT,
+// Typed Go functions behind docs/PROTOCOL.md §5 codes: INVALID_ARGUMENT,
 // FUNCTION_ERROR, FUNCTION_PANIC, TIMEOUT and CANCELLED, and §3 value
 // fidelity (int64, binary) in both codecs.
 
@@ -304,7 +304,7 @@ func TestTimeoutDefaultAndCap(t *testing.T) {
 	require.Equal(t, "timeout_ms", details(t, wireError(t, resp))["key"])
 }
 
-// TestNamesValidated: ids, function names and locs follow PROTOCOL.md §1.
+// TestNamesValidated: ids, function names and locs follow docs/PROTOCOL.md §1.
 func TestNamesValidated(t *testing.T) {
 	srv := testcluster.Server(t)
 	nc := testcluster.Conn(t, srv.ClientURL())

@@ -49,7 +49,7 @@ func testCtx(t testing.TB) context.Context {
 func jsonHeader() nats.Header { return nats.Header{"Content-Type": []string{codec.JSONType}} }
 
 // request sends a raw request and checks that the reply names its codec in
-// Content-Type (PROTOCOL.md §3: every reply sets it).
+// Content-Type (docs/PROTOCOL.md §3: every reply sets it).
 func request(t testing.TB, nc *nats.Conn, subject string, data []byte, hdr nats.Header) *nats.Msg {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
@@ -263,7 +263,7 @@ type greeting struct {
 	Times int    `json:"times"`
 }
 
-// readme is the request of PROTOCOL.md §4.
+// readme is the request of docs/PROTOCOL.md §4.
 const readme = `{
   "id": "readme-1",
   "cmds": [

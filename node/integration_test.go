@@ -1,6 +1,6 @@
 package node_test
 
-// PROTOCOL.md §4 (requests, references, results) and §5 (responses), run
+// docs/PROTOCOL.md §4 (requests, references, results) and §5 (responses), run
 // against real nodes on an embedded nats-server.
 
 import (

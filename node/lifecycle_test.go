@@ -1,6 +1,6 @@
 package node_test
 
-// PROTOCOL.md §7 membership as seen through routing: functions added and
+// docs/PROTOCOL.md §7 membership as seen through routing: functions added and
 // removed at run time, goodbye on Drain, nodes that vanish without one, and
 // nodes spread over a NATS cluster; §5 SHUTTING_DOWN, NODE_UNAVAILABLE,
 // OVERLOADED and PAYLOAD_TOO_LARGE.

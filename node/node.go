@@ -1,7 +1,7 @@
 // Package node runs an MPREG node on a NATS connection: it offers registered
 // Go functions to the cluster, answers exec requests for them, plans and runs
 // whole requests that arrive on the rpc subject, and announces itself and
-// follows the others over gossip (PROTOCOL.md §2–§8).
+// follows the others over gossip (docs/PROTOCOL.md §2–§8).
 package node
 
 import (
@@ -263,7 +263,7 @@ type Node struct {
 	runner *planner.Runner
 	memory *semaphore.Weighted // MaxPlanningBytes
 
-	incarnation int64  // start time in ms (PROTOCOL.md §7)
+	incarnation int64  // start time in ms (docs/PROTOCOL.md §7)
 	instance    string // random, unique to this process: two starts in one ms differ
 	version     atomic.Int64
 	seq         atomic.Int64

@@ -1,6 +1,6 @@
 package node_test
 
-// Conformance from the outside: a program that knows only PROTOCOL.md, a
+// Conformance from the outside: a program that knows only docs/PROTOCOL.md, a
 // NATS client and a JSON library calls the cluster (§4, §5) and serves a
 // function as a node of it (§6, §7). Nothing here uses the project's client,
 // codec or schema packages: only nats.go and encoding/json.
@@ -75,7 +75,7 @@ func TestRawNATSCaller(t *testing.T) {
 		"results holds only what finished before the failure")
 }
 
-// foreignNode is a node written by hand from PROTOCOL.md: it offers shout
+// foreignNode is a node written by hand from docs/PROTOCOL.md: it offers shout
 // (and, after an update, whisper) with loc lang-x and speaks only JSON.
 type foreignNode struct {
 	t           *testing.T

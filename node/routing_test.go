@@ -1,6 +1,6 @@
 package node_test
 
-// PROTOCOL.md §4 locs, §7 effective locs and §8 routing; §4 dataflow
+// docs/PROTOCOL.md §4 locs, §7 effective locs and §8 routing; §4 dataflow
 // parallelism.
 
 import (

@@ -202,7 +202,7 @@ func (g *graphGen) request() *schema.Request {
 	return req
 }
 
-// graphModel is an independent reading of PROTOCOL.md §4 for one request:
+// graphModel is an independent reading of docs/PROTOCOL.md §4 for one request:
 // which commands each refers to, and whether the request is valid.
 type graphModel struct {
 	req   *schema.Request

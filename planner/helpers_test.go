@@ -18,7 +18,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// readmeRequest is the request of PROTOCOL.md §4.
+// readmeRequest is the request of docs/PROTOCOL.md §4.
 const readmeRequest = `{
   "cmds": [
     {"name": "|first",  "fun": "echo",  "args": ["hi there!"]},

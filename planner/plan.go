@@ -1,7 +1,7 @@
 // Package planner turns an RPC request into a dependency graph (a Plan) and
 // runs it: every step starts the moment the steps it refers to have
 // finished, is routed to an eligible node, and the first failure cancels the
-// rest (PROTOCOL.md §4, §5, §8).
+// rest (docs/PROTOCOL.md §4, §5, §8).
 //
 // Planning is pure. Running talks to the world only through the small Router
 // and Executor interfaces, so the package imports nothing from NATS and can

@@ -20,7 +20,7 @@ type Call struct {
 	Kwargs    map[string]any
 }
 
-// ID returns the exec id of PROTOCOL.md §6: "<rpc id>/<step name>".
+// ID returns the exec id of docs/PROTOCOL.md §6: "<rpc id>/<step name>".
 func (c *Call) ID() string { return c.RequestID + "/" + c.Step }
 
 // Router picks the node for a step.

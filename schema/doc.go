@@ -1,4 +1,4 @@
-// Package schema holds MPREG's wire types (PROTOCOL.md §4–§7), their
+// Package schema holds MPREG's wire types (docs/PROTOCOL.md §4–§7), their
 // validation, and the error codes of §5 as one Go error type.
 //
 // Decoding is two steps: package codec turns bytes into a value tree

@@ -6,13 +6,13 @@ import (
 	"strings"
 )
 
-// Code is a stable error code of PROTOCOL.md §5. Clients switch on Code,
+// Code is a stable error code of docs/PROTOCOL.md §5. Clients switch on Code,
 // never on Message.
 //
 // The list is append-only: codes are part of the wire contract.
 type Code string
 
-// The error codes of PROTOCOL.md §5.
+// The error codes of docs/PROTOCOL.md §5.
 const (
 	CodeInvalidRequest   Code = "INVALID_REQUEST"
 	CodeUnsupportedCodec Code = "UNSUPPORTED_CODEC"
@@ -31,7 +31,7 @@ const (
 	CodeInternal         Code = "INTERNAL"
 )
 
-// Codes lists every code in the order of PROTOCOL.md §5.
+// Codes lists every code in the order of docs/PROTOCOL.md §5.
 var Codes = []Code{
 	CodeInvalidRequest, CodeUnsupportedCodec, CodeNoRoute, CodeInvalidArgument,
 	CodeFunctionError, CodeFunctionPanic, CodeTimeout, CodeCancelled,
@@ -39,7 +39,7 @@ var Codes = []Code{
 	CodePermissionDenied, CodeShuttingDown, CodeOverloaded, CodeInternal,
 }
 
-// Valid reports whether c is one of the codes of PROTOCOL.md §5.
+// Valid reports whether c is one of the codes of docs/PROTOCOL.md §5.
 func (c Code) Valid() bool {
 	for _, k := range Codes {
 		if k == c {
@@ -49,7 +49,7 @@ func (c Code) Valid() bool {
 	return false
 }
 
-// Error is the error object of PROTOCOL.md §5. It is both the wire form and
+// Error is the error object of docs/PROTOCOL.md §5. It is both the wire form and
 // the Go error returned by this project's packages; match it with errors.Is
 // against the sentinels below (which compares Code) or errors.As to read the
 // step, node and details.

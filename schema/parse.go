@@ -165,7 +165,7 @@ func optMap(m map[string]any, prefix, key string) (map[string]any, error) {
 	return mm, nil
 }
 
-// ParseRequest reads an RPC request (PROTOCOL.md §4). It checks types and
+// ParseRequest reads an RPC request (docs/PROTOCOL.md §4). It checks types and
 // names; the planner checks references, duplicates and cycles.
 func ParseRequest(v any) (*Request, error) {
 	m, err := asMap(v, "request")
@@ -253,7 +253,7 @@ func parseCommand(v any, key string, c *Command) error {
 	return nil
 }
 
-// ParseResponse reads an RPC response (PROTOCOL.md §5).
+// ParseResponse reads an RPC response (docs/PROTOCOL.md §5).
 func ParseResponse(v any) (*Response, error) {
 	m, err := asMap(v, "response")
 	if err != nil {
@@ -274,7 +274,7 @@ func ParseResponse(v any) (*Response, error) {
 	return r, nil
 }
 
-// ParseExecRequest reads an exec request (PROTOCOL.md §6).
+// ParseExecRequest reads an exec request (docs/PROTOCOL.md §6).
 func ParseExecRequest(v any) (*ExecRequest, error) {
 	m, err := asMap(v, "exec")
 	if err != nil {
@@ -368,7 +368,7 @@ func ParsePlannerAck(v any) (*PlannerAck, error) {
 	return a, nil
 }
 
-// ParseExecReply reads an exec reply (PROTOCOL.md §6).
+// ParseExecReply reads an exec reply (docs/PROTOCOL.md §6).
 func ParseExecReply(v any) (*ExecReply, error) {
 	m, err := asMap(v, "reply")
 	if err != nil {
@@ -388,7 +388,7 @@ func ParseExecReply(v any) (*ExecReply, error) {
 	return &ExecReply{Result: res}, nil
 }
 
-// ParseHello reads a hello (PROTOCOL.md §7).
+// ParseHello reads a hello (docs/PROTOCOL.md §7).
 func ParseHello(v any) (*Hello, error) {
 	m, err := asMap(v, "hello")
 	if err != nil {
@@ -544,7 +544,7 @@ func tooMany(key string, n, max int) *Error {
 		Details: map[string]any{"key": key, "limit": key, "max": int64(max)}}
 }
 
-// ParseHeartbeat reads a heartbeat (PROTOCOL.md §7).
+// ParseHeartbeat reads a heartbeat (docs/PROTOCOL.md §7).
 func ParseHeartbeat(v any) (*Heartbeat, error) {
 	m, err := asMap(v, "heartbeat")
 	if err != nil {
@@ -581,7 +581,7 @@ func ParseHeartbeat(v any) (*Heartbeat, error) {
 	return h, nil
 }
 
-// ParseGoodbye reads a goodbye (PROTOCOL.md §7).
+// ParseGoodbye reads a goodbye (docs/PROTOCOL.md §7).
 func ParseGoodbye(v any) (*Goodbye, error) {
 	m, err := asMap(v, "goodbye")
 	if err != nil {
@@ -604,7 +604,7 @@ func ParseGoodbye(v any) (*Goodbye, error) {
 }
 
 // CheckID checks a cluster or node id: 1–64 of [A-Za-z0-9_-]. Ids become
-// NATS subject tokens (PROTOCOL.md §2), so every id read from the network
+// NATS subject tokens (docs/PROTOCOL.md §2), so every id read from the network
 // passes here before a subject is built from it.
 func CheckID(s string) *Error {
 	if len(s) == 0 || len(s) > MaxIDLen {

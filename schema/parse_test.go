@@ -37,7 +37,7 @@ func requireInvalid(t *testing.T, err error, key, msg string) {
 	require.Equal(t, map[string]any{"key": key}, e.Details)
 }
 
-// The request of PROTOCOL.md §4.
+// The request of docs/PROTOCOL.md §4.
 const exampleRequest = `{
   "id": "r1",
   "cmds": [
@@ -141,7 +141,7 @@ func TestParseRequestErrors(t *testing.T) {
 	}
 }
 
-// The hello of PROTOCOL.md §7.
+// The hello of docs/PROTOCOL.md §7.
 const exampleHello = `{"cluster": "default", "node": "n1-4KX2QZ", "incarnation": 1732570000123, "version": 3,
  "funs": {"echo": [], "echos": [], "predict": ["model-a", "gpu"]},
  "codecs": ["application/msgpack", "application/json"],

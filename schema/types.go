@@ -1,6 +1,6 @@
 package schema
 
-// Wire types of PROTOCOL.md §4–§7. Encoders use the json struct tags (the
+// Wire types of docs/PROTOCOL.md §4–§7. Encoders use the json struct tags (the
 // MessagePack codec reads the same tags). Decoding goes through the Parse*
 // functions, which read a decoded value tree (see package codec) and name the
 // key at fault in every error.
@@ -66,7 +66,7 @@ type ExecRequest struct {
 }
 
 // Cancel asks a node to cancel the exec with this id (an extension of
-// PROTOCOL.md §6, sent on P.<cluster>.node.<node>.cancel without a reply).
+// docs/PROTOCOL.md §6, sent on P.<cluster>.node.<node>.cancel without a reply).
 type Cancel struct {
 	Cluster string `json:"cluster"`
 	ID      string `json:"id"`
@@ -82,7 +82,7 @@ type CancelRequest struct {
 }
 
 // PlannerAck tells a caller which node plans its rpc request (an extension
-// of PROTOCOL.md §4): a request with the header HeaderPlannerAck gets one,
+// of docs/PROTOCOL.md §4): a request with the header HeaderPlannerAck gets one,
 // on the subject the header names, once it has been planned for a while.
 // The caller can then notice the planner's death instead of waiting for
 // the whole budget.
@@ -137,7 +137,7 @@ type Hello struct {
 	Meta           map[string]string   `json:"meta,omitempty"`
 	Proto          int                 `json:"proto"`
 	// Idempotent lists the functions that are safe to run twice
-	// (an optional extension; see docs/PROTOCOL-NOTES.md).
+	// (optional; docs/PROTOCOL.md §7.1).
 	Idempotent []string `json:"idempotent,omitempty"`
 	// RetryAfterMS maps idempotent functions to how long one attempt may
 	// take before a planner tries another node (optional extension).

@@ -54,7 +54,7 @@ type cli struct {
 	Server serverCmd `cmd:"" help:"Run an embedded NATS server and, unless --no-node, a node in the same process."`
 	Node   nodeCmd   `cmd:"" help:"Run a node connected to existing NATS servers."`
 	Call   callCmd   `cmd:"" help:"Call one function and print its result as JSON."`
-	Run    runCmd    `cmd:"" help:"Send a whole request (PROTOCOL.md §4) from a JSON file or stdin and print the response."`
+	Run    runCmd    `cmd:"" help:"Send a whole request (docs/PROTOCOL.md §4) from a JSON file or stdin and print the response."`
 	Peers  peersCmd  `cmd:"" help:"List the live nodes, their functions, locs and codecs."`
 	Demo   demoCmd   `cmd:"" help:"Run a tour of MPREG in one process: a NATS server, three nodes and a client."`
 	Bench  benchCmd  `cmd:"" help:"Measure calls per second and latency."`

@@ -529,3 +529,40 @@ func TestByteSizes(t *testing.T) {
 	assert.Equal(t, 2, r.code)
 	assert.Contains(t, r.stderr, "--max-result-bytes")
 }
+
+// The requests under examples/requests, which the README runs, stay valid
+// and give what the README shows.
+func TestExampleRequests(t *testing.T) {
+	t.Parallel()
+	url := cluster(t)
+	testcluster.Node(t, url, testcluster.NodeConfig(t, "n2", "dataset-a"), func(n *node.Node) {
+		require.NoError(t, demo.Register(n))
+	})
+	want := map[string]struct {
+		code    int
+		results string
+	}{
+		"readme.json":   {0, `{"|second":"hi there!","|third":["hi there!","AND ME TOO"]}`},
+		"parallel.json": {0, `{"|join":["slept 300 ms",4]}`},
+		"ref-path.json": {0, `{"|pair":["left",{"k":["a","b"]}],"|pick":"B"}`},
+		"cycle.json":    {1, `{}`},
+	}
+	files, err := filepath.Glob("../../examples/requests/*.json")
+	require.NoError(t, err)
+	require.Len(t, files, len(want))
+	for _, f := range files {
+		w, ok := want[filepath.Base(f)]
+		require.True(t, ok, f)
+		var r result
+		testcluster.WaitFor(t, "the request to be served", func() error {
+			r = mpreg(t, opts{}, "run", f, "--servers", url)
+			if r.code != w.code {
+				return fmt.Errorf("exit %d: %s", r.code, r.stderr)
+			}
+			return nil
+		})
+		var resp struct{ Results json.RawMessage }
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &resp), r.stdout)
+		assert.JSONEq(t, w.results, string(resp.Results), f)
+	}
+}

@@ -1,6 +1,6 @@
 // Package js_test runs the JavaScript examples (plain nats.js, no MPREG
 // code) against real Go nodes: a program in another language that follows
-// PROTOCOL.md alone can call the cluster and serve functions in it.
+// docs/PROTOCOL.md alone can call the cluster and serve functions in it.
 package js_test
 
 import (

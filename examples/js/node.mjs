@@ -1,5 +1,5 @@
 // Serves a function to an MPREG cluster from JavaScript, as a node, with the
-// plain nats.js client and PROTOCOL.md alone: it answers exec, info and
+// plain nats.js client and docs/PROTOCOL.md alone: it answers exec, info and
 // sync, announces itself with hello, heartbeats, and says goodbye on exit.
 //
 //   MPREG_SERVERS=nats://127.0.0.1:4222 node node.mjs
