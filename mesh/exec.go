@@ -74,7 +74,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	// budget (a lost message, a stalled node).
 	parent := ctx
 	ms := peer.Hello.RetryAfterMS[c.Fun]
-	retryAfter := ms > 0
+	retryAfter := ms > 0 && idempotent(peer.Hello, c.Fun) // only a step that may run twice is re-run
 	if retryAfter {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)

@@ -377,3 +377,35 @@ func TestDecode(t *testing.T) {
 	_, derr := mesh.DecodeReply(&nats.Msg{Data: []byte("{}"), Header: nats.Header{"Content-Type": {"application/xml"}}})
 	require.ErrorIs(t, derr, schema.ErrInternal)
 }
+
+// A retry-after applies only to a function the node lists as idempotent:
+// a step that may not run twice waits for its one attempt.
+func TestRetryAfterOnlyForIdempotent(t *testing.T) {
+	srv := testcluster.Server(t)
+	url := srv.ClientURL()
+	table := membership.New(membership.Config{})
+	ex := &mesh.Execer{Conn: testcluster.Conn(t, url), Subjects: subj, Cluster: "default", Table: table}
+	fakeNode(t, testcluster.Conn(t, url), "slow", func(*nats.Msg) {}) // never answers
+	for i, idem := range []bool{true, false} {
+		h := hello("slow", map[string][]string{"f": {}})
+		h.Version = int64(10 + i)
+		h.RetryAfterMS = map[string]int64{"f": 50}
+		if idem {
+			h.Idempotent = []string{"f"}
+		}
+		table.ApplyHello(h)
+		ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
+		start := time.Now()
+		_, err := ex.Exec(ctx, "slow", &planner.Call{RequestID: "r", Step: "s", Fun: "f"})
+		cancel()
+		if idem {
+			var e *schema.Error
+			require.ErrorAs(t, err, &e)
+			require.Equal(t, schema.CodeTimeout, e.Code)
+			require.Less(t, time.Since(start), 500*time.Millisecond, "the attempt ended at its retry-after")
+		} else {
+			require.ErrorIs(t, err, context.DeadlineExceeded, "the step waited for its budget")
+			require.GreaterOrEqual(t, time.Since(start), 600*time.Millisecond)
+		}
+	}
+}

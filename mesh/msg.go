@@ -138,6 +138,6 @@ func TooLarge(what string, size int, max int64) *schema.Error {
 	return &schema.Error{
 		Code:    schema.CodePayloadTooLarge,
 		Message: fmt.Sprintf("%s of %d bytes exceeds the NATS max payload of %d bytes", what, size, max),
-		Details: map[string]any{"size": int64(size), "max": max},
+		Details: map[string]any{"limit": "max_payload", "size": int64(size), "max": max},
 	}
 }

@@ -49,7 +49,7 @@ func (n *Node) replyFailed(kind, id string, err error) {
 func (n *Node) onRPC(m *nats.Msg) {
 	if n.planning.Add(1) > int64(n.cfg.MaxRequests) {
 		n.planning.Add(-1)
-		n.overloaded(m, fmt.Sprintf("node %s is planning %d requests, its limit", n.cfg.NodeID, n.cfg.MaxRequests), "max_requests")
+		n.overloaded(m, fmt.Sprintf("node %s is planning %d requests, its limit", n.cfg.NodeID, n.cfg.MaxRequests), "max_requests", int64(n.cfg.MaxRequests))
 		return
 	}
 	n.work.add()
@@ -62,12 +62,12 @@ func (n *Node) onRPC(m *nats.Msg) {
 // overloaded answers an rpc request OVERLOADED without reading its body
 // (so with no id): the caller may send it again, and NATS' queue group will
 // likely pick another node.
-func (n *Node) overloaded(m *nats.Msg, msg, limit string) {
+func (n *Node) overloaded(m *nats.Msg, msg, limit string, max int64) {
 	n.requests.Add(1)
 	n.requestErrors.Add(1)
 	_, reply, _ := codec.Negotiate(bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept))
 	resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
-		Code: schema.CodeOverloaded, Node: n.cfg.NodeID, Message: msg, Details: map[string]any{"limit": limit}}}
+		Code: schema.CodeOverloaded, Node: n.cfg.NodeID, Message: msg, Details: map[string]any{"limit": limit, "max": max}}}
 	if err := mesh.Respond(n.nc, m, reply, resp, nil); err != nil {
 		n.replyFailed("rpc", "", err)
 	}
@@ -102,7 +102,7 @@ func (n *Node) serveRPC(m *nats.Msg) {
 	reserve := min(codec.MaxDecoded, int64(len(m.Data))*decodeRatio+decodeSlack)
 	if !n.memory.TryAcquire(reserve) {
 		n.planning.Add(-1)
-		n.overloaded(m, fmt.Sprintf("node %s holds as many requests in memory as max_planning_bytes allows", n.cfg.NodeID), "max_planning_bytes")
+		n.overloaded(m, fmt.Sprintf("node %s holds as many requests in memory as max_planning_bytes allows", n.cfg.NodeID), "max_planning_bytes", n.cfg.MaxPlanningBytes)
 		return
 	}
 	n.requests.Add(1)
@@ -580,7 +580,8 @@ func (n *Node) acquire(ctx context.Context) *schema.Error {
 		n.queued.Add(-1)
 		n.inflight.Add(-1)
 		return &schema.Error{Code: schema.CodeOverloaded, Node: n.cfg.NodeID,
-			Message: fmt.Sprintf("node %s is running %d steps with %d queued, its limits", n.cfg.NodeID, n.cfg.MaxInflight, n.cfg.MaxQueue)}
+			Message: fmt.Sprintf("node %s is running %d steps with %d queued, its limits", n.cfg.NodeID, n.cfg.MaxInflight, n.cfg.MaxQueue),
+			Details: map[string]any{"limit": "max_queue", "max": int64(n.cfg.MaxQueue)}}
 	}
 	defer n.queued.Add(-1)
 	select {

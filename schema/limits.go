@@ -35,6 +35,7 @@ const (
 	// parser, JavaScript's included, reads it exactly.
 	MaxProtoInt = 1<<53 - 1
 
+	maxRetryAfter  = 24 * 60 * 60 * 1000 // a day, in ms
 	maxCodecs      = 16
 	maxShortString = 64
 	maxURLLen      = 512

@@ -180,7 +180,7 @@ func ParseRequest(v any) (*Request, error) {
 		return nil, err
 	}
 	if r.TimeoutMS < 0 {
-		return nil, invalid("timeout_ms", "must not be negative")
+		return nil, invalid("timeout_ms", "must not be negative") // a larger one is capped
 	}
 	if r.DeadlineMS, err = integer(m, "", "deadline_ms", false); err != nil {
 		return nil, err
@@ -301,6 +301,9 @@ func ParseExecRequest(v any) (*ExecRequest, error) {
 	}
 	if r.DeadlineMS, err = integer(m, "", "deadline_ms", false); err != nil {
 		return nil, err
+	}
+	if r.DeadlineMS < 0 || r.DeadlineMS > MaxProtoInt {
+		return nil, invalid("deadline_ms", "must be 0 to 2^53-1 (unix milliseconds)")
 	}
 	if r.Attempt, err = boundedStr(m, "attempt", false, MaxAttemptLen); err != nil {
 		return nil, err
@@ -465,6 +468,9 @@ func ParseHello(v any) (*Hello, error) {
 		if err != nil {
 			return nil, err
 		}
+		if ms < 0 || ms > maxRetryAfter {
+			return nil, invalid("retry_after_ms", "must be 0 to %d ms", maxRetryAfter)
+		}
 		if ms > 0 {
 			if h.RetryAfterMS == nil {
 				h.RetryAfterMS = make(map[string]int64, len(retry))
@@ -492,7 +498,7 @@ func ParseHello(v any) (*Hello, error) {
 				}
 				v = fmt.Sprint(mv) // scalars are kept as text
 			}
-			if err := checkLen("meta."+k, v, MaxMetaValue); err != nil {
+			if err := checkLen("meta."+k, "max_meta_value_len", v, MaxMetaValue); err != nil {
 				return nil, err
 			}
 			h.Meta[k] = v
@@ -531,7 +537,7 @@ func boundedList(m map[string]any, key string, max, maxLen int) ([]string, error
 		return nil, err
 	}
 	for i, s := range l {
-		if err := checkLen(fmt.Sprintf("%s[%d]", key, i), s, maxLen); err != nil {
+		if err := checkLen(fmt.Sprintf("%s[%d]", key, i), "max_"+key+"_len", s, maxLen); err != nil {
 			return nil, err
 		}
 	}
@@ -597,6 +603,9 @@ func ParseGoodbye(v any) (*Goodbye, error) {
 	if g.Incarnation, err = integer(m, "", "incarnation", true); err != nil {
 		return nil, err
 	}
+	if g.Incarnation <= 0 || g.Incarnation > MaxProtoInt {
+		return nil, invalid("incarnation", "must be 1 to 2^53-1, got %d", g.Incarnation)
+	}
 	if g.Instance, err = boundedStr(m, "instance", false, MaxInstanceLen); err != nil {
 		return nil, err
 	}
@@ -618,11 +627,12 @@ func CheckID(s string) *Error {
 	return nil
 }
 
-// checkLen checks that a string read from key is at most max bytes.
-func checkLen(key, s string, max int) error {
+// checkLen checks that a string read from key is at most max bytes; limit
+// names the bound in the error's details (max_id_len, …).
+func checkLen(key, limit, s string, max int) error {
 	if len(s) > max {
 		return &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("%s: longer than %d bytes", key, max),
-			Details: map[string]any{"key": key, "limit": key, "max": int64(max)}}
+			Details: map[string]any{"key": key, "limit": limit, "max": int64(max)}}
 	}
 	return nil
 }
@@ -643,7 +653,7 @@ func idField(m map[string]any, key string) (string, error) {
 func boundedStr(m map[string]any, key string, required bool, max int) (string, error) {
 	s, err := str(m, "", key, required)
 	if err == nil {
-		err = checkLen(key, s, max)
+		err = checkLen(key, "max_"+key+"_len", s, max)
 	}
 	return s, err
 }

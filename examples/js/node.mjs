@@ -56,11 +56,20 @@ nc.subscribe(`${P}.node.${id}.exec`, {
     if (err) return;
     let reply;
     try {
+      // This node reads JSON only (its hello lists only JSON); say so to a
+      // caller that sends anything else.
+      const ct = (m.headers && m.headers.get("Content-Type")) || "application/json";
+      if (!ct.toLowerCase().startsWith("application/json")) {
+        m.respond(encode({ error: { code: "UNSUPPORTED_CODEC", message: "this node reads JSON only",
+          details: { supported: ["application/json"] } } }), { headers: jsonHeaders() });
+        return;
+      }
       const req = decode(m);
       if (req.cluster !== cluster) return; // another cluster: drop, no reply
-      const fn = functions[req.fun];
+      const fn = Object.hasOwn(functions, req.fun) ? functions[req.fun] : undefined;
       if (!fn) {
-        reply = { error: { code: "NO_ROUTE", message: `node ${id} does not offer ${req.fun}`, node: id } };
+        reply = { error: { code: "NO_ROUTE", message: `node ${id} does not offer that function`, node: id,
+          details: { fun: String(req.fun).slice(0, 128), locs: [] } } };
       } else if (req.deadline_ms && Date.now() > req.deadline_ms) {
         reply = { error: { code: "TIMEOUT", message: "the step's deadline passed", node: id } };
       } else {
@@ -100,9 +109,12 @@ await nc.flush();
 console.log(`node ${id} serving shout on cluster ${cluster}`);
 
 const stop = async () => {
-  clearInterval(timer);
+  // Say goodbye (and answer info and sync with it), then stop: heartbeats
+  // go on until the connection drains, as steps may still be running.
   gone = true;
   nc.publish(`${P}.gossip.goodbye`, encode(goodbye()), { headers: jsonHeaders() });
+  await nc.flush();
+  clearInterval(timer);
   await nc.drain();
   process.exit(0);
 };
