@@ -130,11 +130,11 @@ func Follow(ctx context.Context, cfg FollowConfig) (*Follower, error) {
 		return nil, err
 	}
 	f.wg.Add(1)
-	go f.pruneLoop()
+	go f.every(cfg.PruneInterval, f.prune)
 	if cfg.LearnServers {
 		f.servers = newServerPool(cfg.Conn, f.log)
 		f.wg.Add(1)
-		go f.learnLoop()
+		go f.every(learnEvery, func() { f.servers.turn(f.ctx, f.cfg.Table.AdvertisedURLs()) })
 	}
 	return f, nil
 }
@@ -199,23 +199,30 @@ func (f *Follower) goOwned(fn func()) bool {
 	return true
 }
 
-func (f *Follower) pruneLoop() {
+// every runs fn every interval until the follower closes; the caller has
+// added the goroutine to f.wg.
+func (f *Follower) every(interval time.Duration, fn func()) {
 	defer f.wg.Done()
-	t := time.NewTicker(f.cfg.PruneInterval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-f.quit:
 			return
 		case <-t.C:
-			p := f.cfg.Table.Prune()
-			for _, id := range p.Silent {
-				f.log.Info("node unheard too long; declared dead", "peer", id)
-			}
-			for _, id := range p.Forgotten {
-				f.log.Info("dead node forgotten", "peer", id)
-			}
+			fn()
 		}
+	}
+}
+
+// prune declares silent nodes dead and forgets the long silent.
+func (f *Follower) prune() {
+	p := f.cfg.Table.Prune()
+	for _, id := range p.Silent {
+		f.log.Info("node unheard too long; declared dead", "peer", id)
+	}
+	for _, id := range p.Forgotten {
+		f.log.Info("dead node forgotten", "peer", id)
 	}
 }
 

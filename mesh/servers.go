@@ -52,21 +52,6 @@ func newServerPool(nc *nats.Conn, log *slog.Logger) *serverPool {
 	return &serverPool{nc: nc, log: log, learned: map[string]bool{}, probed: map[string]probeResult{}, timeout: probeTimeout}
 }
 
-// learnLoop runs the pool's turns until the follower closes.
-func (f *Follower) learnLoop() {
-	defer f.wg.Done()
-	t := time.NewTicker(learnEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-f.quit:
-			return
-		case <-t.C:
-			f.servers.turn(f.ctx, f.cfg.Table.AdvertisedURLs())
-		}
-	}
-}
-
 // turn probes a few advertised URLs and sets the connection's pool to its
 // own servers plus the advertised URLs that answered as NATS servers.
 func (p *serverPool) turn(ctx context.Context, advertised []string) {

@@ -73,6 +73,18 @@ func servingNode(t testing.TB, url, id string) *node.Node {
 	})
 }
 
+// servingPair starts a server and the serving nodes n1 and n2, each
+// routing to the other.
+func servingPair(t testing.TB) (*bus.Server, *node.Node, *node.Node) {
+	t.Helper()
+	srv := testcluster.Server(t)
+	n1 := servingNode(t, srv.ClientURL(), "n1")
+	n2 := servingNode(t, srv.ClientURL(), "n2")
+	testcluster.WaitForRoute(t, n1.Table(), "whoami", []string{"at-n2"}, "n2")
+	testcluster.WaitForRoute(t, n2.Table(), "whoami", []string{"at-n1"}, "n1")
+	return srv, n1, n2
+}
+
 func TestLongPlannerAckSubjectKeepsPlannerConnected(t *testing.T) {
 	srv := testcluster.Server(t)
 	n := servingNode(t, srv.ClientURL(), "n1")
@@ -235,11 +247,7 @@ func waitBusy(t testing.TB, n *node.Node, k int64) {
 // runs it, and the caller gets CANCELLED. Before, Ctrl-C on `mpreg call
 // sleep 6000` left the step running for its whole 6 s.
 func TestCancelRequestByID(t *testing.T) {
-	srv := testcluster.Server(t)
-	n1 := servingNode(t, srv.ClientURL(), "n1")
-	n2 := servingNode(t, srv.ClientURL(), "n2")
-	testcluster.WaitForRoute(t, n1.Table(), "sleep", []string{"at-n2"}, "n2")
-	testcluster.WaitForRoute(t, n2.Table(), "sleep", []string{"at-n1"}, "n1")
+	srv, n1, n2 := servingPair(t)
 	caller := rawConn(t, srv.ClientURL())
 
 	for _, runner := range []*node.Node{n1, n2} {
@@ -486,11 +494,7 @@ func pinned(t testing.TB, caller *nats.Conn, n *node.Node, k int) {
 // node itself, and the node refutes what it did not say (a higher version
 // than it has).
 func TestForgedGossipKeepsLiveNodeRouted(t *testing.T) {
-	srv := testcluster.Server(t)
-	n1 := servingNode(t, srv.ClientURL(), "n1")
-	n2 := servingNode(t, srv.ClientURL(), "n2")
-	testcluster.WaitForRoute(t, n1.Table(), "whoami", []string{"at-n2"}, "n2")
-	testcluster.WaitForRoute(t, n2.Table(), "whoami", []string{"at-n1"}, "n1")
+	srv, n1, n2 := servingPair(t)
 	attacker := rawConn(t, srv.ClientURL())
 	real, _ := n1.Table().Get("n2")
 	h := real.Hello
@@ -535,11 +539,7 @@ func TestForgedGossipKeepsLiveNodeRouted(t *testing.T) {
 // 30,000 fake nodes in 3 s cut throughput to a few percent for 30 s, with
 // false NO_ROUTE.
 func TestHelloFlood(t *testing.T) {
-	srv := testcluster.Server(t)
-	n1 := servingNode(t, srv.ClientURL(), "n1")
-	n2 := servingNode(t, srv.ClientURL(), "n2")
-	testcluster.WaitForRoute(t, n1.Table(), "whoami", []string{"at-n2"}, "n2")
-	testcluster.WaitForRoute(t, n2.Table(), "whoami", []string{"at-n1"}, "n1")
+	srv, n1, n2 := servingPair(t)
 	attacker := rawConn(t, srv.ClientURL())
 	caller := rawConn(t, srv.ClientURL())
 

@@ -614,17 +614,27 @@ func (n *Node) release() {
 	n.inflight.Add(-1)
 }
 
-// onCancel cancels a running exec when its planner gave up on it.
-func (n *Node) onCancel(m *nats.Msg) {
+// readCancel decodes a message of a cancel subject with parse, or logs
+// (rate-limited) why it is dropped and returns nil.
+func readCancel[T any](n *Node, m *nats.Msg, parse func(any) (*T, error)) *T {
 	tree, err := mesh.DecodeReply(m)
-	var c *schema.Cancel
+	var c *T
 	if err == nil {
-		c, err = schema.ParseCancel(tree)
+		c, err = parse(tree)
 	}
 	if err != nil {
 		if ok, held := n.logs.Allow("bad cancel"); ok {
-			n.log.Warn("bad cancel dropped", "error", err, "dropped_since_last_log", held)
+			n.log.Warn("bad cancel dropped", "subject", m.Subject, "error", err, "dropped_since_last_log", held)
 		}
+		return nil
+	}
+	return c
+}
+
+// onCancel cancels a running exec when its planner gave up on it.
+func (n *Node) onCancel(m *nats.Msg) {
+	c := readCancel(n, m, schema.ParseCancel)
+	if c == nil {
 		return
 	}
 	if c.Cluster != n.cfg.Cluster {
@@ -643,15 +653,8 @@ func (n *Node) onCancel(m *nats.Msg) {
 // plans it: its context ends, so queued steps never start and running ones,
 // here or on other nodes, have their context cancelled.
 func (n *Node) onCancelRequest(m *nats.Msg) {
-	tree, err := mesh.DecodeReply(m)
-	var c *schema.CancelRequest
-	if err == nil {
-		c, err = schema.ParseCancelRequest(tree)
-	}
-	if err != nil {
-		if ok, held := n.logs.Allow("bad cancel"); ok {
-			n.log.Warn("bad cancel dropped", "error", err, "dropped_since_last_log", held)
-		}
+	c := readCancel(n, m, schema.ParseCancelRequest)
+	if c == nil {
 		return
 	}
 	if n.planned.cancel(c.ID) {
