@@ -2,8 +2,10 @@
 GO       ?= go
 FUZZTIME ?= 10s
 BIN      := bin/mpreg
+GOLANGCI_LINT_VERSION := 2.15.0
+GOLANGCI_LINT         := $(shell $(GO) env GOPATH)/bin/golangci-lint
 
-.PHONY: all build demo test vet race load fuzz bench clean js-deps
+.PHONY: all build demo test vet lint race load fuzz bench clean js-deps
 
 all: build
 
@@ -14,8 +16,8 @@ build:
 demo:
 	$(GO) run ./cmd/mpreg demo
 
-## test: vet, the race-checked test suite, the load tests, and a short fuzz pass.
-test: vet js-deps race load fuzz
+## test: vet, lint, the race-checked test suite, the load tests, and a short fuzz pass.
+test: vet lint js-deps race load fuzz
 
 ## js-deps: nats.js for the JavaScript examples' test (skipped without npm).
 js-deps:
@@ -25,6 +27,12 @@ js-deps:
 
 vet:
 	$(GO) vet ./...
+
+## lint: golangci-lint (.golangci.yml), installed at its pinned version when missing.
+lint:
+	@$(GOLANGCI_LINT) version 2>/dev/null | grep -q "version $(GOLANGCI_LINT_VERSION) " || \
+		$(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v$(GOLANGCI_LINT_VERSION)
+	$(GOLANGCI_LINT) run ./...
 
 race:
 	MPREG_REQUIRE_JS=$$(command -v npm >/dev/null 2>&1 && echo 1) $(GO) test -race -count=1 -timeout 20m ./...

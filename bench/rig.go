@@ -274,7 +274,7 @@ func (r *rig) rawRequest(context.Context) error {
 
 // rawHeaderRequest is rawRequest with a Content-Type header on the request
 // and on the reply.
-func (r *rig) rawHeaderRequest(ctx context.Context) error {
+func (r *rig) rawHeaderRequest(context.Context) error {
 	m, err := r.reqConn.RequestMsg(bus.NewMsg(RawHeaderSubject, r.rawData, codec.MsgPackType, ""), callTimeout)
 	if err != nil {
 		return err

@@ -71,14 +71,14 @@ func TestSplitURLsAndHostPort(t *testing.T) {
 }
 
 func TestBackoffGrowsWithJitterAndCap(t *testing.T) {
-	base, cap := 100*time.Millisecond, time.Second
+	base, ceiling := 100*time.Millisecond, time.Second
 	for n := 1; n <= 10; n++ {
 		want := base << (n - 1)
-		if want > cap {
-			want = cap
+		if want > ceiling {
+			want = ceiling
 		}
 		for i := 0; i < 50; i++ {
-			d := bus.Backoff(n, base, cap)
+			d := bus.Backoff(n, base, ceiling)
 			require.GreaterOrEqual(t, d, want*3/4, "attempt %d", n)
 			require.LessOrEqual(t, d, want*5/4, "attempt %d", n)
 		}
@@ -106,7 +106,7 @@ func TestEmbeddedServerAndConnect(t *testing.T) {
 		_ = m.Respond(m.Data)
 	})
 	require.NoError(t, err)
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	require.NoError(t, bus.Flush(ctx, nc))
 	msg := &nats.Msg{Subject: "t.echo", Data: []byte("hi"), Header: nats.Header{
 		"Content-Type": []string{"application/msgpack"}, "accept": []string{"application/json"}}}
@@ -123,7 +123,7 @@ func TestEmbeddedServerAndConnect(t *testing.T) {
 func TestBusyPortFailsFast(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	defer l.Close()
+	defer func() { _ = l.Close() }()
 	port := l.Addr().(*net.TCPAddr).Port
 	for name, cfg := range map[string]bus.ServerConfig{
 		"client": {Host: "127.0.0.1", Port: port},
@@ -176,7 +176,7 @@ func TestClusterOfThree(t *testing.T) {
 	defer c.Close()
 	sub, err := c.Subscribe("x", func(m *nats.Msg) { _ = m.Respond([]byte("from c")) })
 	require.NoError(t, err)
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	require.NoError(t, bus.Flush(ctx, c))
 	var reply *nats.Msg
 	for reply == nil { // interest crosses the routes asynchronously

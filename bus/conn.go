@@ -56,13 +56,13 @@ func SplitURLs(in ...string) []string {
 
 // Backoff returns the delay before reconnect attempt n (1-based): base
 // doubled per attempt, capped at max, with ±25% jitter.
-func Backoff(n int, base, max time.Duration) time.Duration {
+func Backoff(n int, base, ceiling time.Duration) time.Duration {
 	d := base
-	for i := 1; i < n && d < max; i++ {
+	for i := 1; i < n && d < ceiling; i++ {
 		d *= 2
 	}
-	if d > max {
-		d = max
+	if d > ceiling {
+		d = ceiling
 	}
 	j := time.Duration(float64(d) * (rand.Float64()*0.5 - 0.25))
 	return d + j

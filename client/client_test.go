@@ -302,7 +302,7 @@ func TestRunSendsDeadline(t *testing.T) {
 	sent := make(chan *nats.Msg, 1)
 	sub, err := spy.ChanSubscribe("mpreg.default.rpc", sent)
 	require.NoError(t, err)
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	require.NoError(t, spy.Flush())
 
 	cl := testcluster.Client(t, c.srv.ClientURL(), client.Config{NoFollow: true})

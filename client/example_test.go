@@ -34,7 +34,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	div := func(ctx context.Context, a, b int64) (int64, error) {
+	div := func(_ context.Context, a, b int64) (int64, error) {
 		if b == 0 {
 			return 0, errors.New("division by zero")
 		}

@@ -28,7 +28,7 @@ func TestRunRetriesUnreadOverloaded(t *testing.T) {
 		_ = m.RespondMsg(&nats.Msg{Data: []byte(body), Header: h})
 	})
 	require.NoError(t, err)
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	require.NoError(t, nc.Flush())
 
 	c := testcluster.Client(t, srv.ClientURL(), client.Config{NoFollow: true})

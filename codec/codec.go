@@ -138,13 +138,13 @@ func Preferred(peer []string) Codec {
 // of estimated memory instead of MaxDecoded (never more than MaxDecoded),
 // and returns that estimate too: a node counts what the requests it plans
 // hold in memory.
-func DecodeSized(c Codec, data []byte, max int64) (v any, size int64, err error) {
-	max = min(max, MaxDecoded)
+func DecodeSized(c Codec, data []byte, limit int64) (v any, size int64, err error) {
+	limit = min(limit, MaxDecoded)
 	switch t := c.(type) {
 	case jsonCodec:
-		return t.decode(data, max)
+		return t.decode(data, limit)
 	case msgpackCodec:
-		return t.decode(data, max)
+		return t.decode(data, limit)
 	}
 	v, err = c.Decode(data)
 	return v, int64(len(data)), err

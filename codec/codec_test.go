@@ -254,8 +254,8 @@ func TestPreferred(t *testing.T) {
 	require.Equal(t, []string{MsgPackType, JSONType}, SupportedTypes())
 }
 
-func nested(open, close string, n int) []byte {
-	return []byte(strings.Repeat(open, n) + strings.Repeat(close, n))
+func nested(open, closing string, n int) []byte {
+	return []byte(strings.Repeat(open, n) + strings.Repeat(closing, n))
 }
 
 func TestJSONDecodeErrors(t *testing.T) {

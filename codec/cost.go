@@ -55,8 +55,8 @@ func (b *budget) charge(n int64) error {
 // failing as soon as it passes max. encoding/json would allocate the whole
 // tree before anything could be counted. The text need not be valid: the
 // decoder checks that afterwards.
-func jsonCost(data []byte, max int64) (int64, error) {
-	b := budget{max: max}
+func jsonCost(data []byte, limit int64) (int64, error) {
+	b := budget{max: limit}
 	inString, escaped := false, false
 	strLen := 0
 	for _, c := range data {

@@ -235,8 +235,8 @@ func (c jsonCodec) Decode(data []byte) (any, error) {
 	return v, err
 }
 
-func (c jsonCodec) decode(data []byte, max int64) (any, int64, error) {
-	cost, err := jsonCost(data, max)
+func (c jsonCodec) decode(data []byte, limit int64) (any, int64, error) {
+	cost, err := jsonCost(data, limit)
 	if err != nil {
 		return nil, cost, decodeErr(c, err)
 	}

@@ -401,12 +401,12 @@ func (c msgpackCodec) Decode(data []byte) (any, error) {
 	return v, err
 }
 
-func (c msgpackCodec) decode(data []byte, max int64) (any, int64, error) {
+func (c msgpackCodec) decode(data []byte, limit int64) (any, int64, error) {
 	r := bytes.NewReader(data)
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)
 	dec.Reset(r)
-	m := &mpDecoder{d: dec, r: r, data: data, cost: budget{max: max}}
+	m := &mpDecoder{d: dec, r: r, data: data, cost: budget{max: limit}}
 	v, err := m.decode(0)
 	if err != nil {
 		return nil, m.cost.used, decodeErr(c, err)

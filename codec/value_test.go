@@ -249,7 +249,7 @@ type assignCase struct {
 }
 
 func ac[T any](name string, in any, want T) assignCase {
-	return assignCase{name: name, want: want, run: func(t *testing.T) (any, error) {
+	return assignCase{name: name, want: want, run: func(*testing.T) (any, error) {
 		var dst T
 		err := Assign(&dst, in)
 		return dst, err
@@ -257,7 +257,7 @@ func ac[T any](name string, in any, want T) assignCase {
 }
 
 func acErr[T any](name string, in any, wantErr string) assignCase {
-	return assignCase{name: name, wantErr: wantErr, run: func(t *testing.T) (any, error) {
+	return assignCase{name: name, wantErr: wantErr, run: func(*testing.T) (any, error) {
 		var dst T
 		err := Assign(&dst, in)
 		return dst, err

@@ -21,7 +21,7 @@ func TestRequester(t *testing.T) {
 	defer r.Close()
 	sub, err := nc.Subscribe("t.echo", func(m *nats.Msg) { _ = m.Respond(m.Data) })
 	require.NoError(t, err)
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	require.NoError(t, nc.Flush())
 
 	msg := &nats.Msg{Subject: "t.echo", Data: []byte("hi")}
@@ -37,7 +37,7 @@ func TestRequester(t *testing.T) {
 	defer cancel()
 	silent, err := nc.Subscribe("t.silent", func(*nats.Msg) {})
 	require.NoError(t, err)
-	defer silent.Unsubscribe()
+	defer func() { _ = silent.Unsubscribe() }()
 	_, err = r.Request(ctx, &nats.Msg{Subject: "t.silent"})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 

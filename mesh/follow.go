@@ -300,14 +300,14 @@ func (f *Follower) sync(ctx context.Context, quietFor, maxFor time.Duration) err
 	if err != nil {
 		return fmt.Errorf("mesh: sync: %w", err)
 	}
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	req := bus.NewMsg(f.cfg.Subjects.Sync(), nil, codec.JSONType, "")
 	req.Reply = inbox
 	if err := nc.PublishMsg(req); err != nil {
 		return fmt.Errorf("mesh: sync: %w", err)
 	}
-	max := time.NewTimer(maxFor)
-	defer max.Stop()
+	maxTimer := time.NewTimer(maxFor)
+	defer maxTimer.Stop()
 	quiet := time.NewTimer(quietFor)
 	defer quiet.Stop()
 	for {
@@ -320,7 +320,7 @@ func (f *Follower) sync(ctx context.Context, quietFor, maxFor time.Duration) err
 			quiet.Reset(quietFor)
 		case <-quiet.C:
 			return nil
-		case <-max.C:
+		case <-maxTimer.C:
 			return nil
 		case <-ctx.Done():
 			return fmt.Errorf("mesh: sync: %w", ctx.Err())
@@ -481,7 +481,7 @@ func (f *Follower) onGoodbye(m *nats.Msg) {
 	case membership.Unknown, membership.Older:
 		return
 	}
-	f.fetchHello(g.Node, func(h *schema.Hello, gone bool) {
+	f.fetchHello(g.Node, func(_ *schema.Hello, gone bool) {
 		if gone && f.cfg.Table.ApplyGoodbye(g) {
 			f.log.Info("peer said goodbye", "peer", g.Node)
 		}

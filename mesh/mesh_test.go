@@ -132,7 +132,7 @@ func TestFollowerHeartbeatFetchesHello(t *testing.T) {
 		}
 	})
 	require.NoError(t, err)
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	require.NoError(t, nc.Flush())
 
 	// A heartbeat from an unknown node makes the follower ask for its hello.
@@ -287,7 +287,7 @@ func TestExecer(t *testing.T) {
 			table.MarkDead("stuck")
 			err := recv(t, errc, "Exec to return after MarkDead")
 			require.ErrorIs(t, err, schema.ErrNodeUnavailable, fun)
-			_, plain := err.(*schema.Error)
+			_, plain := err.(*schema.Error) //nolint:errorlint // whether it is wrapped (planner.Final) is the point
 			require.Equal(t, fun == "g", plain, "only an idempotent step may be retried elsewhere (%s: %T)", fun, err)
 			table.ApplyHello(h) // alive again for the next round
 		}
@@ -316,14 +316,14 @@ func TestRespond(t *testing.T) {
 			}
 		})
 		require.NoError(t, err)
-		defer sub.Unsubscribe()
+		defer func() { _ = sub.Unsubscribe() }()
 	}
 	sub, err := nc.Subscribe("small", func(m *nats.Msg) {
 		_, c, _ := mesh.Decode(m)
 		_ = mesh.Respond(nc, m, c, map[string]any{"result": "ok"}, nil)
 	})
 	require.NoError(t, err)
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	require.NoError(t, nc.Flush())
 	caller := testcluster.Conn(t, srv.ClientURL())
 

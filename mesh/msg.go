@@ -26,16 +26,16 @@ func Decode(m *nats.Msg) (tree any, reply codec.Codec, err *schema.Error) {
 // codec.DecodeSized), returning the decoded tree's estimated size. A body
 // past the bound is PAYLOAD_TOO_LARGE with details.limit
 // "max_decoded_bytes".
-func DecodeSized(m *nats.Msg, max int64) (tree any, size int64, reply codec.Codec, err *schema.Error) {
+func DecodeSized(m *nats.Msg, limit int64) (tree any, size int64, reply codec.Codec, err *schema.Error) {
 	req, reply, err := codec.Negotiate(bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept))
 	if err != nil {
 		return nil, 0, reply, err
 	}
-	tree, size, derr := codec.DecodeSized(req, m.Data, max)
+	tree, size, derr := codec.DecodeSized(req, m.Data, limit)
 	if errors.Is(derr, codec.ErrTooBig) {
 		return nil, size, reply, &schema.Error{Code: schema.CodePayloadTooLarge,
-			Message: fmt.Sprintf("the body of %d bytes decodes to more than %d bytes of memory", len(m.Data), max),
-			Details: map[string]any{"limit": "max_decoded_bytes", "max": max}}
+			Message: fmt.Sprintf("the body of %d bytes decodes to more than %d bytes of memory", len(m.Data), limit),
+			Details: map[string]any{"limit": "max_decoded_bytes", "max": limit}}
 	}
 	if derr != nil {
 		return nil, size, reply, &schema.Error{Code: schema.CodeInvalidRequest, Message: "body does not decode: " + derr.Error()}
@@ -134,10 +134,10 @@ func clipErrors(v any) {
 }
 
 // TooLarge returns the PAYLOAD_TOO_LARGE error for a body of size bytes.
-func TooLarge(what string, size int, max int64) *schema.Error {
+func TooLarge(what string, size int, limit int64) *schema.Error {
 	return &schema.Error{
 		Code:    schema.CodePayloadTooLarge,
-		Message: fmt.Sprintf("%s of %d bytes exceeds the NATS max payload of %d bytes", what, size, max),
-		Details: map[string]any{"limit": "max_payload", "size": int64(size), "max": max},
+		Message: fmt.Sprintf("%s of %d bytes exceeds the NATS max payload of %d bytes", what, size, limit),
+		Details: map[string]any{"limit": "max_payload", "size": int64(size), "max": limit},
 	}
 }

@@ -153,7 +153,7 @@ func probeNATS(ctx context.Context, host string, timeout time.Duration) bool {
 	if err != nil {
 		return false
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	dl, _ := ctx.Deadline()
 	_ = c.SetReadDeadline(dl)
 	line, err := bufio.NewReaderSize(c, 64).Peek(len(probeBanner))

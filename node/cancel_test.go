@@ -24,7 +24,7 @@ func TestRemoteStepCancelledWhenSiblingFails(t *testing.T) {
 	started := make(chan struct{})
 	cancelled := make(chan error, 1)
 	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "planner-a", "a"), func(n *node.Node) {
-		require.NoError(t, n.Register("failsoon", func(ctx context.Context) error {
+		require.NoError(t, n.Register("failsoon", func(_ context.Context) error {
 			recv(t, started, "the slow step to start")
 			return errors.New("sibling failed")
 		}))

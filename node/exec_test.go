@@ -159,7 +159,7 @@ func TestGossipSyncCollectsEveryHello(t *testing.T) {
 	inbox := nc.NewRespInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	require.NoError(t, err)
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	require.NoError(t, nc.PublishRequest(syncSubject, inbox, nil))
 	count := map[string]int{}
 	for {
@@ -208,7 +208,7 @@ func TestForeignGossipIgnored(t *testing.T) {
 		_ = m.RespondMsg(&nats.Msg{Data: friend, Header: jsonHeader()})
 	})
 	require.NoError(t, err)
-	defer sub.Unsubscribe()
+	defer func() { _ = sub.Unsubscribe() }()
 	require.NoError(t, nc.Flush())
 	pub("mpreg.default.gossip.hello", friend)
 

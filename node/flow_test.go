@@ -12,14 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mpreg/mpreg/internal/testcluster"
-	"github.com/mpreg/mpreg/node"
 )
-
-// blobber registers blob(n), n bytes of text, and size(s), its length.
-func blobber(n *node.Node) {
-	_ = n.Register("blob", func(k int64) string { return strings.Repeat("b", int(k)) }, node.WithParams("n"))
-	_ = n.Register("size", func(s string) int64 { return int64(len(s)) }, node.WithParams("s"))
-}
 
 // bigFanOut is one valid request of 2k+1 commands: k steps on the node
 // with loc "data" each return 900 KB, k more take each one's size, and a

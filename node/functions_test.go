@@ -324,7 +324,7 @@ func TestNamesValidated(t *testing.T) {
 	require.ErrorIs(t, n.Register("f", func() {}, node.WithLocs("two words")), node.ErrInvalidConfig)
 	require.ErrorIs(t, n.Register("f", 42), node.ErrInvalidConfig, "not a function")
 	require.ErrorIs(t, n.Register("f", func() (int, int) { return 0, 0 }), node.ErrInvalidConfig, "second result must be error")
-	require.ErrorIs(t, n.Register("f", func(a, b int) {}, node.WithParams("a")), node.ErrInvalidConfig, "one name per parameter")
+	require.ErrorIs(t, n.Register("f", func(_, _ int) {}, node.WithParams("a")), node.ErrInvalidConfig, "one name per parameter")
 	require.NoError(t, n.Register("ünïcode-ok", func() {}))
 
 	testcluster.Node(t, srv.ClientURL(), testcluster.NodeConfig(t, "n1"), nil)

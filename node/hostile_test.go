@@ -496,8 +496,8 @@ func pinned(t testing.TB, caller *nats.Conn, n *node.Node, k int) {
 func TestForgedGossipKeepsLiveNodeRouted(t *testing.T) {
 	srv, n1, n2 := servingPair(t)
 	attacker := rawConn(t, srv.ClientURL())
-	real, _ := n1.Table().Get("n2")
-	h := real.Hello
+	held, _ := n1.Table().Get("n2")
+	h := held.Hello
 
 	forged := map[string]map[string]any{
 		"goodbye": {"cluster": "default", "node": "n2", "incarnation": h.Incarnation, "instance": h.Instance},
@@ -622,7 +622,7 @@ func TestNoRouteFromAStaleView(t *testing.T) {
 			testcluster.WaitFor(t, "peers through "+s.ClientURL(), func() error {
 				ps, err := c.Peers(testCtx(t))
 				if err != nil || len(ps) != len(nodes) {
-					return fmt.Errorf("%d peers, %v", len(ps), err)
+					return fmt.Errorf("%d peers: %w", len(ps), err)
 				}
 				return nil
 			})

@@ -452,7 +452,7 @@ func TestNodeIDInUse(t *testing.T) {
 	testcluster.WaitFor(t, "the new process to serve", func() error {
 		v, err := c.Call(testCtx(t), "gen", nil)
 		if err != nil || v != "second" {
-			return fmt.Errorf("got %v, %v", v, err)
+			return fmt.Errorf("got %v: %w", v, err)
 		}
 		return nil
 	})

@@ -190,7 +190,7 @@ func TestRawNATSForeignNode(t *testing.T) {
 	} {
 		sub, err := nc.Subscribe(subject, h)
 		require.NoError(t, err)
-		defer sub.Unsubscribe()
+		defer func() { _ = sub.Unsubscribe() }()
 	}
 	require.NoError(t, nc.Flush())
 	require.NoError(t, nc.Publish("mpreg.default.gossip.hello", f.hello()))

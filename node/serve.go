@@ -62,12 +62,12 @@ func (n *Node) onRPC(m *nats.Msg) {
 // overloaded answers an rpc request OVERLOADED without reading its body
 // (so with no id): the caller may send it again, and NATS' queue group will
 // likely pick another node.
-func (n *Node) overloaded(m *nats.Msg, msg, limit string, max int64) {
+func (n *Node) overloaded(m *nats.Msg, msg, limit string, maxValue int64) {
 	n.requests.Add(1)
 	n.requestErrors.Add(1)
 	_, reply, _ := codec.Negotiate(bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept))
 	resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
-		Code: schema.CodeOverloaded, Node: n.cfg.NodeID, Message: msg, Details: map[string]any{"limit": limit, "max": max}}}
+		Code: schema.CodeOverloaded, Node: n.cfg.NodeID, Message: msg, Details: map[string]any{"limit": limit, "max": maxValue}}}
 	if err := mesh.Respond(n.nc, m, reply, resp, nil); err != nil {
 		n.replyFailed("rpc", "", err)
 	}
@@ -509,11 +509,11 @@ func (n *Node) invoke(ctx context.Context, f *fn, args []any, kwargs map[string]
 				Message: fmt.Sprintf("%s panicked: %v", f.name, p)}
 		}
 	}()
-	max := int(n.nc.MaxPayload())
-	if size, ok := codec.SizeWithin(args, max); !ok {
+	maxPayload := int(n.nc.MaxPayload())
+	if size, ok := codec.SizeWithin(args, maxPayload); !ok {
 		return nil, n.tooLarge("the arguments of "+f.name, size)
 	}
-	if size, ok := codec.SizeWithin(kwargs, max); !ok {
+	if size, ok := codec.SizeWithin(kwargs, maxPayload); !ok {
 		return nil, n.tooLarge("the keyword arguments of "+f.name, size)
 	}
 	res, err := f.call(ctx, args, kwargs)
@@ -529,7 +529,7 @@ func (n *Node) invoke(ctx context.Context, f *fn, args []any, kwargs map[string]
 	}
 	// A result built from shared parts can stand for far more than it
 	// holds: bound it before anything walks it in full.
-	if size, ok := codec.SizeWithin(res, max); !ok {
+	if size, ok := codec.SizeWithin(res, maxPayload); !ok {
 		return nil, n.tooLarge("the result of "+f.name, size)
 	}
 	out, err := codec.Normalize(res)

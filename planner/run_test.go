@@ -118,7 +118,7 @@ func TestRunFailureCancelsInFlight(t *testing.T) {
 				return nil, errors.New("blocker was never cancelled")
 			}
 		},
-		"bad": func(ctx context.Context, _ string, _ *planner.Call) (any, error) {
+		"bad": func(_ context.Context, _ string, _ *planner.Call) (any, error) {
 			select {
 			case <-started:
 			case <-time.After(wait):

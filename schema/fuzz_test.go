@@ -1,6 +1,7 @@
 package schema_test
 
 import (
+	"errors"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -57,8 +58,8 @@ func checkParseRequest(t *testing.T, c codec.Codec, data []byte) {
 		r, err := schema.ParseRequest(v)
 		if err != nil {
 			require.Nil(t, r)
-			e, ok := err.(*schema.Error)
-			require.True(t, ok, "error %T %v is not a *schema.Error", err, err)
+			var e *schema.Error
+			require.True(t, errors.As(err, &e), "error %T %v is not a *schema.Error", err, err)
 			require.Equal(t, schema.CodeInvalidRequest, e.Code)
 			details, ok := e.Details.(map[string]any)
 			require.True(t, ok, "details %#v", e.Details)

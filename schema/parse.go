@@ -527,10 +527,10 @@ func incarnationVersion(m map[string]any) (inc, version int64, err error) {
 
 // boundedList reads an optional list of strings of at most max entries
 // (any number when max < 0), each at most maxLen bytes.
-func boundedList(m map[string]any, key string, max, maxLen int) ([]string, error) {
+func boundedList(m map[string]any, key string, maxEntries, maxLen int) ([]string, error) {
 	raw, ok := m[key].([]any)
-	if ok && max >= 0 && len(raw) > max {
-		return nil, tooMany(key, len(raw), max)
+	if ok && maxEntries >= 0 && len(raw) > maxEntries {
+		return nil, tooMany(key, len(raw), maxEntries)
 	}
 	l, err := strList(m[key], key)
 	if err != nil {
@@ -545,9 +545,9 @@ func boundedList(m map[string]any, key string, max, maxLen int) ([]string, error
 }
 
 // tooMany is the error of a list or map with more than max entries.
-func tooMany(key string, n, max int) *Error {
-	return &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("%s: %d entries, more than %d", key, n, max),
-		Details: map[string]any{"key": key, "limit": key, "max": int64(max)}}
+func tooMany(key string, n, maxEntries int) *Error {
+	return &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("%s: %d entries, more than %d", key, n, maxEntries),
+		Details: map[string]any{"key": key, "limit": key, "max": int64(maxEntries)}}
 }
 
 // ParseHeartbeat reads a heartbeat (docs/PROTOCOL.md §7).
@@ -620,7 +620,7 @@ func CheckID(s string) *Error {
 		return Errorf(CodeInvalidRequest, "id %s must be 1 to %d characters", Clip(s), MaxIDLen)
 	}
 	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '-' {
 			return Errorf(CodeInvalidRequest, "id %s may hold only A-Z a-z 0-9 _ -", Clip(s))
 		}
 	}
@@ -629,10 +629,10 @@ func CheckID(s string) *Error {
 
 // checkLen checks that a string read from key is at most max bytes; limit
 // names the bound in the error's details (max_id_len, …).
-func checkLen(key, limit, s string, max int) error {
-	if len(s) > max {
-		return &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("%s: longer than %d bytes", key, max),
-			Details: map[string]any{"key": key, "limit": limit, "max": int64(max)}}
+func checkLen(key, limit, s string, maxBytes int) error {
+	if len(s) > maxBytes {
+		return &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("%s: longer than %d bytes", key, maxBytes),
+			Details: map[string]any{"key": key, "limit": limit, "max": int64(maxBytes)}}
 	}
 	return nil
 }
@@ -650,10 +650,10 @@ func idField(m map[string]any, key string) (string, error) {
 }
 
 // boundedStr reads an optional or required string of at most max bytes.
-func boundedStr(m map[string]any, key string, required bool, max int) (string, error) {
+func boundedStr(m map[string]any, key string, required bool, maxBytes int) (string, error) {
 	s, err := str(m, "", key, required)
 	if err == nil {
-		err = checkLen(key, "max_"+key+"_len", s, max)
+		err = checkLen(key, "max_"+key+"_len", s, maxBytes)
 	}
 	return s, err
 }

@@ -1,3 +1,5 @@
+// Command embed runs a node with a typed Go function and calls the cluster
+// with the Go client, against `mpreg server` on 127.0.0.1:4222.
 package main
 
 import (
@@ -22,12 +24,12 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer nc.Drain()
+	defer func() { _ = nc.Drain() }()
 	n, err := node.New(nc, node.Config{NodeID: "stats-1", Locs: []string{"stats"}})
 	if err != nil {
 		log.Fatal(err)
 	}
-	mean := func(ctx context.Context, xs []float64) (float64, error) {
+	mean := func(_ context.Context, xs []float64) (float64, error) {
 		if len(xs) == 0 {
 			return 0, fmt.Errorf("mean of nothing")
 		}
@@ -43,7 +45,7 @@ func main() {
 	if err := n.Start(ctx); err != nil {
 		log.Fatal(err)
 	}
-	defer n.Drain(ctx)
+	defer func() { _ = n.Drain(ctx) }()
 
 	// A client: one call, then a DAG whose steps run on different nodes.
 	c, err := client.Connect(ctx, client.Config{Servers: []string{"nats://127.0.0.1:4222"}})

@@ -61,10 +61,11 @@ func TestJavaScriptCallerAndNode(t *testing.T) {
 	defer func() {
 		_ = jsNode.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-exited:
+		case err := <-exited:
+			t.Logf("node.mjs exited: %v", err)
 		case <-time.After(10 * time.Second):
 			_ = jsNode.Process.Kill()
-			<-exited
+			t.Logf("node.mjs killed: %v", <-exited)
 		}
 	}()
 
