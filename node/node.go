@@ -14,17 +14,12 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nuid"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/mpreg/mpreg/bus"
-	"github.com/mpreg/mpreg/codec"
-	"github.com/mpreg/mpreg/internal/lograte"
 	"github.com/mpreg/mpreg/membership"
 	"github.com/mpreg/mpreg/mesh"
 	"github.com/mpreg/mpreg/planner"
@@ -250,55 +245,21 @@ type Stats struct {
 	Planning      int64 // rpc requests being planned here now
 }
 
-// Node is one MPREG node. Create it with New, register functions, Start it,
-// and end it with Drain or Close.
+// Node is one MPREG node: a registry of functions, an executor that runs
+// them, the rpc front that plans whole requests, and the two halves of
+// membership (mesh.Announcer speaks, mesh.Follower listens). Create it with
+// New, register functions, Start it, and end it with Drain or Close.
 type Node struct {
-	cfg    Config
-	nc     *nats.Conn
-	subj   bus.Subjects
-	log    *slog.Logger
-	reg    registry
-	table  *membership.Table
-	execer *mesh.Execer
-	runner *planner.Runner
-	memory *semaphore.Weighted // MaxPlanningBytes
-
-	incarnation int64  // start time in ms (docs/PROTOCOL.md §7)
-	instance    string // random, unique to this process: two starts in one ms differ
-	version     atomic.Int64
-	seq         atomic.Int64
-	refuted     atomic.Int64 // unix ns of the last refute
-	inflight    atomic.Int64 // steps running or queued here
-	queued      atomic.Int64 // steps waiting for a slot
-	planning    atomic.Int64 // rpc requests being planned here
-	slots       chan struct{}
-
-	follower  atomic.Pointer[mesh.Follower]
-	running   runningSet // exec steps running here, by exec id
-	planned   runningSet // rpc requests planned here, by request id
-	unplanned recentIDs  // cancels of requests this node has not planned (yet)
-	subs      []*nats.Subscription
-	rpcSub    *nats.Subscription
-	execSub   *nats.Subscription
-
-	// lifecycle
-	mu       sync.RWMutex // guards wg.Add against closing
-	wg       sync.WaitGroup
-	work     tracker // requests and steps in flight, for Drain
-	ctx      context.Context
-	cancel   context.CancelFunc
-	quit     chan struct{}
-	handoff  chan func() // to an idle worker; see goOwned
-	done     chan struct{}
-	err      atomic.Pointer[error] // why the node stopped on its own
-	status   chan nats.Status      // the connection's CLOSED event; see watchConn
-	watched  chan struct{}         // closed when watchConn returns
-	started  atomic.Bool
-	draining atomic.Bool
-	closing  atomic.Bool
-
-	requests, requestErrors, steps, stepErrors, foreign atomic.Int64
-	logs                                                lograte.Limiter // for events a peer can cause at will
+	*env
+	reg      *registry
+	table    *membership.Table
+	ann      *mesh.Announcer
+	follower atomic.Pointer[mesh.Follower]
+	exec     *executor
+	front    *front
+	subs     []*nats.Subscription
+	rpcSub   *nats.Subscription
+	execSub  *nats.Subscription
 }
 
 // New returns a node on nc. The caller owns nc and closes it after the node.
@@ -311,40 +272,21 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &Node{
-		cfg:         cfg,
-		nc:          nc,
-		subj:        bus.NewSubjects(cfg.Prefix, cfg.Cluster),
-		log:         cfg.Logger.With("node", cfg.NodeID),
-		reg:         registry{funcs: map[string]*fn{}},
-		incarnation: time.Now().UnixMilli(),
-		instance:    nuid.Next(),
-		ctx:         ctx,
-		cancel:      cancel,
-		quit:        make(chan struct{}),
-		handoff:     make(chan func()),
-		done:        make(chan struct{}),
-		slots:       make(chan struct{}, cfg.MaxInflight),
-	}
+	e := &env{cfg: cfg, nc: nc, subj: bus.NewSubjects(cfg.Prefix, cfg.Cluster), log: cfg.Logger.With("node", cfg.NodeID)}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.done = make(chan struct{})
+	n := &Node{env: e, reg: &registry{funcs: map[string]*fn{}}}
+	n.exec = newExecutor(e, n.reg)
 	n.table = membership.New(membership.Config{Self: cfg.NodeID, DeadAfter: cfg.DeadAfter, ForgetAfter: cfg.ForgetAfter,
-		SelfLoad: n.inflight.Load})
-	n.execer = &mesh.Execer{Conn: nc, Subjects: n.subj, Cluster: cfg.Cluster, Table: n.table, Logger: n.log,
-		Flow: mesh.NewFlow(cfg.MaxBytesInFlight)}
-	n.memory = semaphore.NewWeighted(cfg.MaxPlanningBytes)
-	n.runner = &planner.Runner{
-		Router:   planner.RouterFunc(n.route),
-		Executor: planner.ExecutorFunc(n.exec),
-		Observer: cfg.Observer,
-		Logger:   n.log,
-		Size: func(v any) int64 {
-			size, _ := codec.SizeWithin(v, int(cfg.MaxResultBytes)+1)
-			return int64(size)
+		SelfLoad: n.exec.inflight.Load})
+	n.ann = mesh.NewAnnouncer(mesh.AnnounceConfig{
+		Conn: nc, Subjects: e.subj, Cluster: cfg.Cluster, Node: cfg.NodeID, Interval: cfg.HeartbeatInterval,
+		Offer: n.offer, Load: func() schema.Load {
+			return schema.Load{Inflight: n.exec.inflight.Load(), Limit: int64(cfg.MaxInflight)}
 		},
-		MaxResultBytes: cfg.MaxResultBytes,
-		Memory:         n.memory,
-	}
-	n.version.Store(1)
+		Table: n.table, Logger: n.log,
+	})
+	n.front = newFront(e, n.exec, n.ann, n.table, &n.follower)
 	_ = n.Register("echo", func(x any) any { return x }, WithParams("x"), Idempotent(), Inline())
 	_ = n.Register("echos", func(args ...any) []any {
 		if args == nil {
@@ -353,6 +295,23 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		return args
 	}, Idempotent(), Inline())
 	return n, nil
+}
+
+// offer is what the node offers now, for its hello.
+func (n *Node) offer() mesh.Offer {
+	urls := n.cfg.AdvertisedURLs
+	if len(urls) == 0 {
+		urls = n.nc.Servers()
+	}
+	meta := map[string]string{"mpreg": Version}
+	if n.cfg.Name != "" {
+		meta["name"] = n.cfg.Name
+	}
+	for k, v := range n.cfg.Meta {
+		meta[k] = v
+	}
+	return mesh.Offer{Funs: n.reg.funs(n.cfg.Locs), Idempotent: n.reg.idempotent(), RetryAfterMS: n.reg.retryAfter(),
+		AdvertisedURLs: urls, Meta: meta}
 }
 
 // ID returns the node id.
@@ -378,10 +337,11 @@ func (n *Node) Err() error {
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
+	x, fr := n.exec, n.front
 	s := Stats{
-		Requests: n.requests.Load(), RequestErrors: n.requestErrors.Load(),
-		Steps: n.steps.Load(), StepErrors: n.stepErrors.Load(), Foreign: n.foreign.Load(),
-		Inflight: n.inflight.Load(), Queued: n.queued.Load(), Planning: n.planning.Load(),
+		Requests: fr.requests.Load(), RequestErrors: fr.requestErrors.Load(),
+		Steps: x.steps.Load(), StepErrors: x.stepErrors.Load(), Foreign: x.foreign.Load(),
+		Inflight: x.inflight.Load(), Queued: x.queued.Load(), Planning: fr.planning.Load(),
 	}
 	if f := n.follower.Load(); f != nil {
 		s.Foreign += f.Foreign()
@@ -411,7 +371,7 @@ func (n *Node) Register(name string, f any, opts ...FuncOption) error {
 		return err
 	}
 	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, inline: o.inline, call: call})
-	n.changed()
+	n.ann.Changed()
 	return nil
 }
 
@@ -420,21 +380,9 @@ func (n *Node) Register(name string, f any, opts ...FuncOption) error {
 func (n *Node) Unregister(name string) bool {
 	ok := n.reg.remove(name)
 	if ok {
-		n.changed()
+		n.ann.Changed()
 	}
 	return ok
-}
-
-// changed bumps the hello version, updates the node's own entry and, once
-// started, announces the new hello.
-func (n *Node) changed() {
-	n.version.Add(1)
-	if !n.started.Load() {
-		return
-	}
-	h := n.hello()
-	n.table.ApplyHello(h)
-	n.publish(n.subj.Hello(), h)
 }
 
 // watchRoutes makes the node meet the nodes behind a NATS server that just
@@ -451,131 +399,13 @@ func (n *Node) watchRoutes() {
 			return
 		}
 		n.log.Info("NATS servers discovered: announcing and syncing", "servers", len(nc.DiscoveredServers()))
-		n.publish(n.subj.Hello(), n.hello())
-		n.goOwned(func() {
+		n.ann.Announce()
+		n.exec.goOwned(func() {
 			if f := n.follower.Load(); f != nil {
 				f.Refresh(n.ctx)
 			}
 		})
 	})
-}
-
-// refuteEvery bounds how often a node refutes claims about itself: a peer
-// that keeps forging them makes it announce itself at most that often.
-const refuteEvery = 50 * time.Millisecond
-
-// refute answers gossip that claimed what this node did not say (a newer
-// version of it, or its goodbye, see mesh.Follower): it announces its
-// hello again, with a version above the claimed one, so that every peer,
-// whatever it made of the claim, takes the node's own word again.
-func (n *Node) refute(claimed int64) bool {
-	if n.draining.Load() || !n.started.Load() {
-		return false
-	}
-	now := time.Now().UnixNano()
-	last := n.refuted.Load()
-	if now-last < int64(refuteEvery) || !n.refuted.CompareAndSwap(last, now) {
-		return false
-	}
-	for {
-		v := n.version.Load()
-		if claimed < v || claimed >= schema.MaxProtoInt || n.version.CompareAndSwap(v, claimed+1) {
-			break
-		}
-	}
-	h := n.hello()
-	n.table.ApplyHello(h)
-	n.publish(n.subj.Hello(), h)
-	return true
-}
-
-// hello builds the node's current announcement.
-func (n *Node) hello() *schema.Hello {
-	urls := n.cfg.AdvertisedURLs
-	if len(urls) == 0 {
-		urls = n.nc.Servers()
-	}
-	urls = urls[:min(len(urls), schema.MaxURLs)] // peers keep no more
-	meta := map[string]string{"mpreg": Version}
-	if n.cfg.Name != "" {
-		meta["name"] = n.cfg.Name
-	}
-	for k, v := range n.cfg.Meta {
-		meta[k] = v
-	}
-	return &schema.Hello{
-		Cluster:        n.cfg.Cluster,
-		Node:           n.cfg.NodeID,
-		Incarnation:    n.incarnation,
-		Instance:       n.instance,
-		Version:        n.version.Load(),
-		Funs:           n.reg.funs(n.cfg.Locs),
-		Codecs:         codec.SupportedTypes(),
-		AdvertisedURLs: urls,
-		Meta:           meta,
-		Proto:          schema.Proto,
-		Idempotent:     n.reg.idempotent(),
-		RetryAfterMS:   n.reg.retryAfter(),
-	}
-}
-
-// goodbye is the node's goodbye.
-func (n *Node) goodbye() *schema.Goodbye {
-	return &schema.Goodbye{Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation, Instance: n.instance}
-}
-
-// publish sends a gossip message in JSON, which every peer reads.
-func (n *Node) publish(subject string, v any) {
-	data, err := codec.JSON.Encode(v)
-	if err == nil {
-		err = n.nc.PublishMsg(bus.NewMsg(subject, data, codec.JSONType, ""))
-	}
-	if err != nil {
-		n.log.Warn("gossip publish failed", "subject", subject, "error", err)
-	}
-}
-
-// goOwned runs f on a goroutine the node waits for on Close; it returns
-// false, running nothing, once the node is closing.
-func (n *Node) goOwned(f func()) bool {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	if n.closing.Load() {
-		return false
-	}
-	select {
-	case n.handoff <- f: // an idle worker takes it
-		return true
-	default:
-	}
-	n.wg.Add(1)
-	go n.worker(f)
-	return true
-}
-
-// workerIdle is how long a worker goroutine waits for more work before it
-// exits.
-const workerIdle = 2 * time.Second
-
-// worker runs f, then whatever goOwned hands over, until it has been idle
-// for workerIdle or the node closes. Reusing goroutines keeps their grown
-// stacks: a fresh goroutine per message grows (copies) its stack on every
-// request, a large share of a call's CPU time.
-func (n *Node) worker(f func()) {
-	defer n.wg.Done()
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
-	for {
-		f()
-		idle.Reset(workerIdle)
-		select {
-		case f = <-n.handoff:
-		case <-idle.C:
-			return
-		case <-n.quit:
-			return
-		}
-	}
 }
 
 // Start subscribes the node's subjects, announces it, learns the cluster and
@@ -584,11 +414,11 @@ func (n *Node) Start(ctx context.Context) error {
 	if !n.started.CompareAndSwap(false, true) {
 		return fmt.Errorf("%w: node already started", ErrInvalidConfig)
 	}
-	n.mu.Lock()
+	n.exec.mu.Lock()
 	n.status = n.nc.StatusChanged(nats.CLOSED)
 	n.watched = make(chan struct{})
 	go n.watchConn(n.status) // owned: Close ends it and waits for it
-	n.mu.Unlock()
+	n.exec.mu.Unlock()
 	sub := func(subject, queue string, h nats.MsgHandler) (*nats.Subscription, error) {
 		s, err := n.nc.QueueSubscribe(subject, queue, h)
 		if err != nil {
@@ -599,33 +429,29 @@ func (n *Node) Start(ctx context.Context) error {
 		return s, nil
 	}
 	fail := func(err error) error { n.Close(); return err }
-	req, err := mesh.NewRequester(n.nc)
-	if err != nil {
-		return fail(fmt.Errorf("node: %w", err))
+	if err := n.front.start(); err != nil {
+		return fail(err)
 	}
-	n.execer.Requester = req
-	es, err := sub(n.subj.Exec(n.cfg.NodeID), "", n.onExec)
+	es, err := sub(n.subj.Exec(n.cfg.NodeID), "", n.exec.onExec)
 	if err != nil {
 		return fail(err)
 	}
 	n.execSub = es
-	if _, err := sub(n.subj.Cancel(n.cfg.NodeID), "", n.onCancel); err != nil {
+	if _, err := sub(n.subj.Cancel(n.cfg.NodeID), "", n.exec.onCancel); err != nil {
 		return fail(err)
 	}
-	if _, err := sub(n.subj.CancelRequest(), "", n.onCancelRequest); err != nil {
+	if _, err := sub(n.subj.CancelRequest(), "", n.front.onCancelRequest); err != nil {
 		return fail(err)
 	}
-	if _, err := sub(n.subj.Info(n.cfg.NodeID), "", n.onHelloRequest); err != nil {
-		return fail(err)
+	if err := n.ann.Answer(); err != nil {
+		return fail(fmt.Errorf("node: %w", err))
 	}
-	if _, err := sub(n.subj.Sync(), "", n.onHelloRequest); err != nil {
-		return fail(err)
-	}
-	h := n.hello()
+	h := n.ann.Hello()
 	n.table.ApplyHello(h)
 	f, err := mesh.Follow(ctx, mesh.FollowConfig{
-		Conn: n.nc, Subjects: n.subj, Cluster: n.cfg.Cluster, Table: n.table, Self: n.cfg.NodeID, SelfIncarnation: n.incarnation, SelfInstance: n.instance,
-		SelfVersion: n.version.Load, Refute: n.refute,
+		Conn: n.nc, Subjects: n.subj, Cluster: n.cfg.Cluster, Table: n.table,
+		Self: n.cfg.NodeID, SelfIncarnation: n.ann.Incarnation(), SelfInstance: n.ann.Instance(),
+		SelfVersion: n.ann.Version, Refute: n.ann.Refute,
 		SyncQuiet: n.cfg.SyncQuiet, PruneInterval: n.cfg.HeartbeatInterval, Logger: n.log,
 		LearnServers: n.nc.Opts.InProcessServer == nil, // an in-process connection has no pool to fail over in
 	})
@@ -639,9 +465,9 @@ func (n *Node) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("%w: a live process (incarnation %d) in cluster %q is %q already",
 			ErrNodeIDInUse, inc, n.cfg.Cluster, n.cfg.NodeID))
 	}
-	n.publish(n.subj.Hello(), n.hello())
+	n.ann.Announce()
 	n.watchRoutes()
-	rs, err := sub(n.subj.RPC(), bus.QueueGroup, n.onRPC)
+	rs, err := sub(n.subj.RPC(), bus.QueueGroup, n.front.onRPC)
 	if err != nil {
 		return fail(err)
 	}
@@ -649,41 +475,9 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := bus.Flush(ctx, n.nc); err != nil {
 		return fail(fmt.Errorf("node: flush: %w", err))
 	}
-	n.goOwned(n.heartbeatLoop)
+	n.ann.Heartbeats()
 	n.log.Info("node started", "cluster", n.cfg.Cluster, "funs", len(h.Funs), "locs", n.cfg.Locs, "peers", len(n.table.Peers())-1)
 	return nil
-}
-
-func (n *Node) heartbeatLoop() {
-	iv := n.cfg.HeartbeatInterval
-	stagger := time.NewTimer(time.Duration(time.Now().UnixNano() % int64(iv)))
-	defer stagger.Stop()
-	select {
-	case <-n.quit:
-		return
-	case <-stagger.C:
-	}
-	t := time.NewTicker(iv)
-	defer t.Stop()
-	reconnects := n.nc.Stats().Reconnects
-	for {
-		if r := n.nc.Stats().Reconnects; r != reconnects {
-			// Peers may have forgotten this node while it was away.
-			reconnects = r
-			n.log.Info("re-announcing after reconnect", "reconnects", r)
-			n.publish(n.subj.Hello(), n.hello())
-		}
-		n.publish(n.subj.Heartbeat(), &schema.Heartbeat{
-			Cluster: n.cfg.Cluster, Node: n.cfg.NodeID, Incarnation: n.incarnation, Instance: n.instance,
-			Version: n.version.Load(), Seq: n.seq.Add(1),
-			Load: schema.Load{Inflight: n.inflight.Load(), Limit: int64(n.cfg.MaxInflight)},
-		})
-		select {
-		case <-n.quit:
-			return
-		case <-t.C:
-		}
-	}
 }
 
 // Drain stops taking new work, announces goodbye, waits for the requests
@@ -717,7 +511,7 @@ func (n *Node) Drain(ctx context.Context) error {
 				_ = n.rpcSub.Unsubscribe()
 			}
 		}
-		n.publish(n.subj.Goodbye(), n.goodbye())
+		n.ann.Leave()
 		if connected {
 			_ = n.nc.FlushTimeout(time.Second)
 		}
@@ -731,7 +525,7 @@ func (n *Node) Drain(ctx context.Context) error {
 		}
 	}
 	select {
-	case <-n.work.idle():
+	case <-n.exec.work.idle():
 	case <-ctx.Done():
 		err = fmt.Errorf("node: drain: %w", ctx.Err())
 	}
@@ -746,7 +540,7 @@ func (n *Node) Drain(ctx context.Context) error {
 			}
 		}
 		select {
-		case <-n.work.idle():
+		case <-n.exec.work.idle():
 		case <-ctx.Done():
 			err = fmt.Errorf("node: drain: %w", ctx.Err())
 		}
@@ -783,9 +577,9 @@ func (n *Node) Close() { n.shutdown(true, nil) }
 // shutdown is Close; waitWatch is false when watchConn calls it, which
 // must not wait for itself, with the cause that Err reports.
 func (n *Node) shutdown(waitWatch bool, cause error) {
-	n.mu.Lock()
+	n.exec.mu.Lock()
 	if !n.closing.CompareAndSwap(false, true) {
-		n.mu.Unlock()
+		n.exec.mu.Unlock()
 		if waitWatch { // the closer waits for watchConn, which must not wait for it
 			<-n.done
 		}
@@ -796,7 +590,7 @@ func (n *Node) shutdown(waitWatch bool, cause error) {
 		n.log.Error("NATS connection closed for good: the node stops", "error", cause)
 	}
 	status, watched := n.status, n.watched
-	n.mu.Unlock()
+	n.exec.mu.Unlock()
 	if status != nil {
 		n.nc.RemoveStatusListener(status)
 		if waitWatch {
@@ -807,6 +601,7 @@ func (n *Node) shutdown(waitWatch bool, cause error) {
 	for _, s := range n.subs {
 		_ = s.Unsubscribe()
 	}
+	n.ann.Close()
 	n.follower.Load().Close()
 	if n.nc.IsConnected() {
 		// Make the server drop the node's interest before Close returns:
@@ -815,50 +610,11 @@ func (n *Node) shutdown(waitWatch bool, cause error) {
 		// for its timeout.
 		_ = n.nc.FlushTimeout(time.Second)
 	}
-	close(n.quit)
+	close(n.exec.quit)
 	n.cancel()
-	if r := n.execer.Requester; r != nil {
-		r.Close()
-	}
-	n.wg.Wait()
-	<-n.work.idle() // inline steps run on subscription goroutines, not in wg
+	n.front.close()
+	n.exec.wg.Wait()
+	<-n.exec.work.idle() // inline steps run on subscription goroutines, not in wg
 	n.log.Info("node stopped")
 	close(n.done)
-}
-
-// tracker counts work in flight and signals when none is left.
-type tracker struct {
-	mu   sync.Mutex
-	n    int
-	zero chan struct{}
-}
-
-var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
-
-func (t *tracker) add() {
-	t.mu.Lock()
-	if t.n == 0 {
-		t.zero = make(chan struct{})
-	}
-	t.n++
-	t.mu.Unlock()
-}
-
-func (t *tracker) done() {
-	t.mu.Lock()
-	t.n--
-	if t.n == 0 {
-		close(t.zero)
-	}
-	t.mu.Unlock()
-}
-
-// idle returns a channel closed when no work is in flight.
-func (t *tracker) idle() <-chan struct{} {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.n == 0 {
-		return closedChan
-	}
-	return t.zero
 }

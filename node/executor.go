@@ -1,0 +1,486 @@
+package node
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/mesh"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// executor runs steps on this node, for its own planner and for peers'
+// exec requests: admission (run slots and a bounded queue), a pool of
+// owned worker goroutines, the running set that cancels reach, the recover
+// boundary around user functions, and the step counters.
+type executor struct {
+	*env
+	pool
+	reg      *registry
+	slots    chan struct{}
+	inflight atomic.Int64 // steps running or queued here
+	queued   atomic.Int64 // steps waiting for a slot
+	running  runningSet   // exec steps running here, by exec id (or attempt)
+
+	steps, stepErrors, foreign atomic.Int64
+}
+
+func newExecutor(e *env, reg *registry) *executor {
+	return &executor{env: e, reg: reg, slots: make(chan struct{}, e.cfg.MaxInflight),
+		pool: pool{quit: make(chan struct{}), handoff: make(chan func())}}
+}
+
+// runningSet maps exec ids to the cancel funcs of the steps running here.
+type runningSet struct {
+	mu sync.Mutex
+	m  map[string][]*context.CancelFunc
+}
+
+// inlineDecodeMax is the largest exec body decoded on the subscription's
+// goroutine; larger ones are decoded on a worker, so that one big body does
+// not hold up the messages behind it.
+const inlineDecodeMax = 64 << 10
+
+// onExec answers one step for this node. A body of up to inlineDecodeMax
+// bytes is decoded on the subscription's goroutine; a function registered
+// Inline runs there too when a run slot is free at once (saving a goroutine
+// hand-off per call), and any other runs on an owned worker.
+func (x *executor) onExec(m *nats.Msg) {
+	x.work.add()
+	if x.closing.Load() {
+		x.work.done() // Close may have seen the node idle already
+		return
+	}
+	if len(m.Data) > inlineDecodeMax {
+		if !x.goOwned(func() {
+			defer x.work.done()
+			if s := x.prepareExec(m); s != nil {
+				x.runExec(s, false)
+			}
+		}) {
+			x.work.done()
+		}
+		return
+	}
+	s := x.prepareExec(m)
+	if s == nil {
+		x.work.done()
+		return
+	}
+	if s.f.inline && x.tryAcquire() {
+		x.runExec(s, true)
+		x.work.done()
+		return
+	}
+	if !x.goOwned(func() { defer x.work.done(); x.runExec(s, false) }) {
+		x.work.done()
+		x.stepErrors.Add(1)
+		x.sendExec(s, &schema.ExecReply{Error: schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID)})
+	}
+}
+
+// execStep is one exec message on its way through the node.
+type execStep struct {
+	m     *nats.Msg
+	reply codec.Codec
+	req   *schema.ExecRequest
+	f     *fn
+	once  sync.Once
+}
+
+// prepareExec decodes and checks an exec message. It answers (or drops) the
+// ones that cannot run and returns nil for them.
+func (x *executor) prepareExec(m *nats.Msg) *execStep {
+	tree, reply, derr := mesh.Decode(m)
+	s := &execStep{m: m, reply: reply}
+	if derr != nil {
+		x.sendExec(s, &schema.ExecReply{Error: derr})
+		return nil
+	}
+	req, err := schema.ParseExecRequest(tree)
+	if err != nil {
+		x.sendExec(s, &schema.ExecReply{Error: schema.AsError(err)})
+		return nil
+	}
+	if req.Cluster != x.cfg.Cluster {
+		x.foreign.Add(1)
+		if ok, held := x.logs.Allow("foreign exec"); ok {
+			x.log.Warn("exec from another cluster dropped", "cluster", req.Cluster, "request_id", req.ID, "dropped_since_last_log", held)
+		}
+		return nil // dropped: no reply
+	}
+	x.steps.Add(1)
+	if x.draining.Load() {
+		// New work from peers goes elsewhere; steps of requests this node
+		// already took still run here.
+		x.stepErrors.Add(1)
+		x.sendExec(s, &schema.ExecReply{Error: schema.Errorf(schema.CodeShuttingDown, "node %s is draining", x.cfg.NodeID)})
+		return nil
+	}
+	f, e := x.lookup(req.Fun)
+	if e != nil {
+		x.sendExec(s, &schema.ExecReply{Error: e})
+		return nil
+	}
+	s.req, s.f = req, f
+	return s
+}
+
+// sendExec answers s once: with the function's outcome, or with TIMEOUT or
+// CANCELLED when the step's context ends first.
+func (x *executor) sendExec(s *execStep, rep *schema.ExecReply) {
+	s.once.Do(func() {
+		err := mesh.Respond(x.nc, s.m, s.reply, rep.Encodable(), func(problem *schema.Error) any {
+			if rep.Error != nil { // an error object that is too big itself
+				c := *rep.Error
+				return schema.ExecError{Error: &c}
+			}
+			problem.Node = x.cfg.NodeID
+			return schema.ExecError{Error: problem}
+		})
+		if err != nil {
+			id := ""
+			if s.req != nil {
+				id = s.req.ID
+			}
+			x.replyFailed("exec", id, err)
+		}
+	})
+}
+
+// runExec runs a prepared step and answers it. slot says whether the
+// caller already holds a run slot (see tryAcquire).
+func (x *executor) runExec(s *execStep, slot bool) {
+	req := s.req
+	// No step runs longer than a request may: an exec without deadline_ms,
+	// or with one further off, gets the node's maximum budget.
+	dl := time.Now().Add(x.cfg.MaxTimeout)
+	if req.DeadlineMS > 0 && req.DeadlineMS < dl.UnixMilli() {
+		dl = time.UnixMilli(req.DeadlineMS)
+	}
+	ctx, cancel := context.WithDeadline(x.ctx, dl)
+	defer cancel()
+	if key := cmp.Or(req.Attempt, req.ID); key != "" {
+		defer x.running.add(key, cancel)()
+	}
+	if e := x.start(ctx, slot); e != nil {
+		x.sendExec(s, &schema.ExecReply{Error: e})
+		return
+	}
+	// The function runs on this goroutine; if it outlives its context the
+	// caller is answered at once and the late result is dropped.
+	late := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(late)
+		x.sendExec(s, &schema.ExecReply{Error: x.stepCtxError(ctx)})
+	})
+	v, e := x.invoke(ctx, s.f, req.Args, req.Kwargs, req.ID)
+	if !stop() {
+		<-late // the timeout reply is out; nothing outlives this call
+	}
+	x.release()
+	if e == nil && ctx.Err() != nil {
+		// A result that came after the step's deadline (or its cancel) is
+		// not one: the planner may already have given the step to another
+		// node.
+		e = x.stepCtxError(ctx)
+	}
+	if e != nil {
+		x.stepErrors.Add(1)
+		x.sendExec(s, &schema.ExecReply{Error: e})
+		return
+	}
+	x.sendExec(s, &schema.ExecReply{Result: v})
+}
+
+// runLocal runs a registered function under ctx, on an owned goroutine so
+// that the caller gets TIMEOUT or CANCELLED when ctx ends even if the
+// function ignores ctx.
+func (x *executor) runLocal(ctx context.Context, fun string, args []any, kwargs map[string]any, id string) (any, *schema.Error) {
+	f, e := x.admit(ctx, fun)
+	if e != nil {
+		return nil, e
+	}
+	if f.inline {
+		// Quick by contract: no goroutine to guard its deadline.
+		v, e := x.invoke(ctx, f, args, kwargs, id)
+		x.release()
+		if e != nil {
+			x.stepErrors.Add(1)
+		}
+		return v, e
+	}
+	type result struct {
+		v   any
+		err *schema.Error
+	}
+	ch := make(chan result, 1)
+	hctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	x.work.add()
+	started := x.goOwned(func() {
+		defer x.work.done()
+		v, err := x.invoke(hctx, f, args, kwargs, id) // recovers panics
+		x.release()                                   // before the caller can route its next step
+		ch <- result{v, err}
+	})
+	if !started {
+		x.work.done()
+		x.release()
+		x.stepErrors.Add(1)
+		return nil, schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID)
+	}
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			x.stepErrors.Add(1)
+		}
+		return r.v, r.err
+	case <-ctx.Done():
+		// Let ctx's end reach the handler before the deferred cancel does,
+		// so that it sees DeadlineExceeded at a deadline, not Canceled.
+		<-hctx.Done()
+		x.stepErrors.Add(1)
+		return nil, x.stepCtxError(ctx)
+	}
+}
+
+// admit counts a step and lets it run: the function exists, the step's
+// context is still live, and it holds a run slot (see acquire). The caller
+// calls release when the step ends.
+func (x *executor) admit(ctx context.Context, fun string) (*fn, *schema.Error) {
+	x.steps.Add(1)
+	f, e := x.lookup(fun)
+	if e != nil {
+		return nil, e
+	}
+	if e := x.start(ctx, false); e != nil {
+		return nil, e
+	}
+	return f, nil
+}
+
+// lookup finds a registered function; a missing one is NO_ROUTE (a step
+// error, counted).
+func (x *executor) lookup(fun string) (*fn, *schema.Error) {
+	f, ok := x.reg.get(fun)
+	if !ok {
+		x.stepErrors.Add(1)
+		return nil, &schema.Error{Code: schema.CodeNoRoute, Message: fmt.Sprintf("node %s does not offer %s", x.cfg.NodeID, fun),
+			Node: x.cfg.NodeID, Details: map[string]any{"fun": fun, "locs": []any{}}}
+	}
+	return f, nil
+}
+
+// start lets a step begin: its context is still live and it holds a run
+// slot, taken here unless slot says the caller holds one already.
+func (x *executor) start(ctx context.Context, slot bool) *schema.Error {
+	if ctx.Err() != nil {
+		// The deadline passed (or the caller went away) before the step
+		// started: do not run it.
+		if slot {
+			x.release()
+		}
+		x.stepErrors.Add(1)
+		return x.stepCtxError(ctx)
+	}
+	if slot {
+		return nil
+	}
+	if e := x.acquire(ctx); e != nil {
+		x.stepErrors.Add(1)
+		return e
+	}
+	return nil
+}
+
+// invoke calls f with a recover boundary and normalizes its result.
+func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[string]any, id string) (v any, e *schema.Error) {
+	defer func() {
+		if p := recover(); p != nil {
+			x.log.Error("function panicked", "request_id", id, "fun", f.name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			v, e = nil, &schema.Error{Code: schema.CodeFunctionPanic, Node: x.cfg.NodeID,
+				Message: fmt.Sprintf("%s panicked: %v", f.name, p)}
+		}
+	}()
+	maxPayload := int(x.nc.MaxPayload())
+	if size, ok := codec.SizeWithin(args, maxPayload); !ok {
+		return nil, x.tooLarge("the arguments of "+f.name, size)
+	}
+	if size, ok := codec.SizeWithin(kwargs, maxPayload); !ok {
+		return nil, x.tooLarge("the keyword arguments of "+f.name, size)
+	}
+	res, err := f.call(ctx, args, kwargs)
+	if err != nil {
+		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			return nil, x.stepCtxError(ctx)
+		}
+		e := callError(err)
+		if e.Node == "" {
+			e = &schema.Error{Code: e.Code, Message: e.Message, Step: e.Step, Node: x.cfg.NodeID, Details: e.Details}
+		}
+		return nil, e
+	}
+	// A result built from shared parts can stand for far more than it
+	// holds: bound it before anything walks it in full.
+	if size, ok := codec.SizeWithin(res, maxPayload); !ok {
+		return nil, x.tooLarge("the result of "+f.name, size)
+	}
+	out, err := codec.Normalize(res)
+	if err != nil {
+		return nil, &schema.Error{Code: schema.CodeFunctionError, Node: x.cfg.NodeID,
+			Message: fmt.Sprintf("%s returned a value that does not encode: %v", f.name, err)}
+	}
+	return out, nil
+}
+
+// tooLarge is PAYLOAD_TOO_LARGE for a value of at least size bytes.
+func (x *executor) tooLarge(what string, size int) *schema.Error {
+	e := mesh.TooLarge(what, size, x.nc.MaxPayload())
+	e.Message = fmt.Sprintf("%s exceed the NATS max payload of %d bytes", what, x.nc.MaxPayload())
+	e.Node = x.cfg.NodeID
+	return e
+}
+
+// stepCtxError is the error of a step whose context ended: NODE_UNAVAILABLE
+// when this node is closing under it (another node may take the step),
+// else TIMEOUT or CANCELLED.
+func (x *executor) stepCtxError(ctx context.Context) *schema.Error {
+	if x.ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &schema.Error{Code: schema.CodeNodeUnavailable, Node: x.cfg.NodeID,
+			Message: fmt.Sprintf("node %s stopped while running the step", x.cfg.NodeID)}
+	}
+	return ctxError(ctx)
+}
+
+// ctxError maps a finished context to TIMEOUT or CANCELLED.
+func ctxError(ctx context.Context) *schema.Error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return schema.Errorf(schema.CodeTimeout, "the step's deadline passed")
+	}
+	return schema.Errorf(schema.CodeCancelled, "the step was cancelled")
+}
+
+// acquire takes one of MaxInflight run slots, waiting in a queue of at most
+// MaxQueue steps; past that the step is OVERLOADED.
+func (x *executor) acquire(ctx context.Context) *schema.Error {
+	x.inflight.Add(1)
+	select {
+	case x.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if x.queued.Add(1) > int64(x.cfg.MaxQueue) {
+		x.queued.Add(-1)
+		x.inflight.Add(-1)
+		return &schema.Error{Code: schema.CodeOverloaded, Node: x.cfg.NodeID,
+			Message: fmt.Sprintf("node %s is running %d steps with %d queued, its limits", x.cfg.NodeID, x.cfg.MaxInflight, x.cfg.MaxQueue),
+			Details: map[string]any{"limit": "max_queue", "max": int64(x.cfg.MaxQueue)}}
+	}
+	defer x.queued.Add(-1)
+	select {
+	case x.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		x.inflight.Add(-1)
+		return x.stepCtxError(ctx)
+	case <-x.quit:
+		x.inflight.Add(-1)
+		return schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID)
+	}
+}
+
+// tryAcquire takes a run slot if one is free at once.
+func (x *executor) tryAcquire() bool {
+	x.inflight.Add(1)
+	select {
+	case x.slots <- struct{}{}:
+		return true
+	default:
+		x.inflight.Add(-1)
+		return false
+	}
+}
+
+// release frees a slot taken by acquire or tryAcquire.
+func (x *executor) release() {
+	<-x.slots
+	x.inflight.Add(-1)
+}
+
+// readCancel decodes a message of a cancel subject with parse, or logs
+// (rate-limited) why it is dropped and returns nil.
+func readCancel[T any](x *env, m *nats.Msg, parse func(any) (*T, error)) *T {
+	tree, err := mesh.DecodeReply(m)
+	var c *T
+	if err == nil {
+		c, err = parse(tree)
+	}
+	if err != nil {
+		if ok, held := x.logs.Allow("bad cancel"); ok {
+			x.log.Warn("bad cancel dropped", "subject", m.Subject, "error", err, "dropped_since_last_log", held)
+		}
+		return nil
+	}
+	return c
+}
+
+// onCancel cancels a running exec when its planner gave up on it.
+func (x *executor) onCancel(m *nats.Msg) {
+	c := readCancel(x.env, m, schema.ParseCancel)
+	if c == nil {
+		return
+	}
+	if c.Cluster != x.cfg.Cluster {
+		x.foreign.Add(1)
+		if ok, held := x.logs.Allow("foreign cancel"); ok {
+			x.log.Warn("cancel from another cluster dropped", "cluster", c.Cluster, "request_id", c.ID, "dropped_since_last_log", held)
+		}
+		return
+	}
+	if x.running.cancel(cmp.Or(c.Attempt, c.ID)) {
+		x.log.Debug("step cancelled by its planner", "request_id", c.ID)
+	}
+}
+
+// add registers cancel under id and returns the func that removes it.
+func (r *runningSet) add(id string, cancel context.CancelFunc) func() {
+	p := &cancel
+	r.mu.Lock()
+	if r.m == nil {
+		r.m = make(map[string][]*context.CancelFunc)
+	}
+	r.m[id] = append(r.m[id], p)
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		l := slices.DeleteFunc(r.m[id], func(q *context.CancelFunc) bool { return q == p })
+		if len(l) == 0 {
+			delete(r.m, id)
+		} else {
+			r.m[id] = l
+		}
+		r.mu.Unlock()
+	}
+}
+
+// cancel cancels every step running under id and reports whether any was.
+func (r *runningSet) cancel(id string) bool {
+	r.mu.Lock()
+	l := r.m[id]
+	delete(r.m, id)
+	r.mu.Unlock()
+	for _, c := range l {
+		(*c)()
+	}
+	return len(l) > 0
+}

@@ -1,0 +1,329 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nuid"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/membership"
+	"github.com/mpreg/mpreg/mesh"
+	"github.com/mpreg/mpreg/planner"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// front is the rpc side of a node: it takes whole requests off the rpc
+// subject, plans and runs them (the planner, with this node's executor for
+// local steps and mesh for remote ones), bounds their memory, answers
+// them, and stops them when their caller cancels.
+type front struct {
+	*env
+	*executor
+	ann      *mesh.Announcer
+	table    *membership.Table
+	follower *atomic.Pointer[mesh.Follower]
+	execer   *mesh.Execer
+	runner   *planner.Runner
+	memory   *semaphore.Weighted // MaxPlanningBytes
+
+	planning  atomic.Int64 // rpc requests being planned here
+	planned   runningSet   // rpc requests planned here, by request id
+	unplanned recentIDs    // cancels of requests this node has not planned (yet)
+
+	requests, requestErrors atomic.Int64
+}
+
+// decodeRatio and decodeSlack bound the memory a request body may decode
+// to before anything is known of it: a body of b bytes reserves
+// b*decodeRatio+decodeSlack (at most codec.MaxDecoded) of MaxPlanningBytes
+// until it is decoded, and may not decode to more.
+const (
+	decodeRatio = 128
+	decodeSlack = 64 << 10
+)
+
+// onRPC takes a whole request off the subscription and plans it on an owned
+// goroutine: the subscription's goroutine never waits on user code.
+func (fr *front) onRPC(m *nats.Msg) {
+	if fr.planning.Add(1) > int64(fr.cfg.MaxRequests) {
+		fr.planning.Add(-1)
+		fr.overloaded(m, fmt.Sprintf("node %s is planning %d requests, its limit", fr.cfg.NodeID, fr.cfg.MaxRequests), "max_requests", int64(fr.cfg.MaxRequests))
+		return
+	}
+	fr.work.add()
+	if !fr.goOwned(func() { defer fr.work.done(); fr.serveRPC(m) }) {
+		fr.work.done()
+		fr.planning.Add(-1)
+	}
+}
+
+// overloaded answers an rpc request OVERLOADED without reading its body
+// (so with no id): the caller may send it again, and NATS' queue group will
+// likely pick another node.
+func (fr *front) overloaded(m *nats.Msg, msg, limit string, maxValue int64) {
+	fr.requests.Add(1)
+	fr.requestErrors.Add(1)
+	_, reply, _ := codec.Negotiate(bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept))
+	resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
+		Code: schema.CodeOverloaded, Node: fr.cfg.NodeID, Message: msg, Details: map[string]any{"limit": limit, "max": maxValue}}}
+	if err := mesh.Respond(fr.nc, m, reply, resp, nil); err != nil {
+		fr.replyFailed("rpc", "", err)
+	}
+}
+
+// requestID reads "id" from an undecodable request when it can, so that
+// error replies still echo it.
+func requestID(tree any) string {
+	if mm, ok := tree.(map[string]any); ok {
+		if id, ok := mm["id"].(string); ok {
+			return id
+		}
+	}
+	return ""
+}
+
+// serveRPC plans and answers one request; onRPC counted it in fr.planning
+// and serveRPC takes it off before replying.
+func (fr *front) serveRPC(m *nats.Msg) {
+	start := time.Now()
+	// The body's memory, decoded, comes out of MaxPlanningBytes: many
+	// bodies that decode to a lot at once are refused, not decoded.
+	reserve := min(codec.MaxDecoded, int64(len(m.Data))*decodeRatio+decodeSlack)
+	if !fr.memory.TryAcquire(reserve) {
+		fr.planning.Add(-1)
+		fr.overloaded(m, fmt.Sprintf("node %s holds as many requests in memory as max_planning_bytes allows", fr.cfg.NodeID), "max_planning_bytes", fr.cfg.MaxPlanningBytes)
+		return
+	}
+	fr.requests.Add(1)
+	tree, size, reply, derr := mesh.DecodeSized(m, reserve)
+	if derr != nil {
+		size = 0
+	}
+	fr.memory.Release(reserve - size)
+	defer fr.memory.Release(size)
+	resp := &schema.Response{ID: requestID(tree)}
+	defer func() {
+		if resp.Error != nil {
+			fr.requestErrors.Add(1)
+		}
+		if resp.Results == nil {
+			resp.Results = map[string]any{}
+		}
+		// The request is done: free its place before the caller can send
+		// the next one on seeing the reply.
+		fr.planning.Add(-1)
+		err := mesh.Respond(fr.nc, m, reply, resp, func(problem *schema.Error) any {
+			// The results cannot be sent: drop them. A step's error says
+			// more than the size does, so it is kept.
+			e := resp.Error
+			if e == nil {
+				e = problem
+			} else {
+				c := *e
+				e = &c
+			}
+			return &schema.Response{ID: resp.ID, Results: map[string]any{}, Error: e}
+		})
+		if err != nil {
+			fr.replyFailed("rpc", resp.ID, err)
+		}
+		fr.log.Debug("rpc served", "request_id", resp.ID, "duration", time.Since(start), "error", resp.Error)
+	}()
+	if derr != nil {
+		resp.Error = derr
+		return
+	}
+	req, err := schema.ParseRequest(tree)
+	if err != nil {
+		resp.Error = schema.AsError(err)
+		return
+	}
+	if req.ID == "" {
+		req.ID = nuid.Next()
+	}
+	resp.ID = req.ID
+	plan, err := planner.New(req, fr.cfg.Limits)
+	if err != nil {
+		resp.Error = schema.AsError(err)
+		return
+	}
+	timeout := fr.cfg.DefaultTimeout
+	if req.TimeoutMS > 0 {
+		// Cap in milliseconds first: a huge timeout_ms must not overflow.
+		timeout = time.Duration(min(req.TimeoutMS, fr.cfg.MaxTimeout.Milliseconds())) * time.Millisecond
+	}
+	timeout = min(timeout, fr.cfg.MaxTimeout)
+	ctx, cancel := context.WithTimeout(fr.ctx, timeout)
+	defer cancel()
+	if req.DeadlineMS > 0 {
+		// The caller's own deadline (its clock, ours: hosts are assumed
+		// to keep time within a few ms, by NTP): a request read late, by
+		// a planner that was stalled or far behind, runs nothing after
+		// the caller stopped waiting.
+		dl := time.UnixMilli(req.DeadlineMS)
+		if !dl.After(time.Now()) {
+			resp.Error = &schema.Error{Code: schema.CodeTimeout, Node: fr.cfg.NodeID,
+				Message: "the request's deadline passed before it was planned",
+				Details: map[string]any{"deadline_ms": req.DeadlineMS}}
+			return
+		}
+		var cancelDL context.CancelFunc
+		ctx, cancelDL = context.WithDeadline(ctx, dl)
+		defer cancelDL()
+	}
+	defer fr.planned.add(req.ID, cancel)()
+	if fr.unplanned.has(req.ID) {
+		// Its cancel came before the request reached this point.
+		resp.Error = schema.Errorf(schema.CodeCancelled, "the request was cancelled")
+		return
+	}
+	defer fr.ackPlanner(m, req.ID)()
+	resp.Results, resp.Error = fr.runner.Run(ctx, plan)
+}
+
+// ackPlanner tells a caller that asked (schema.HeaderPlannerAck) that this
+// node plans request id, once it has planned it for PlannerAckAfter. The
+// returned function cancels an ack not yet sent.
+func (fr *front) ackPlanner(m *nats.Msg, id string) (stop func()) {
+	subject := bus.Header(m, schema.HeaderPlannerAck)
+	if subject == "" {
+		return func() {}
+	}
+	if err := fr.subj.Reply(subject); err != nil {
+		if ok, held := fr.logs.Allow("bad ack subject"); ok {
+			fr.log.Warn("planner ack not sent", "request_id", id, "error", err, "dropped_since_last_log", held)
+		}
+		return func() {}
+	}
+	ack := &schema.PlannerAck{Cluster: fr.cfg.Cluster, ID: id, Planner: fr.cfg.NodeID, Incarnation: fr.ann.Incarnation(), Instance: fr.ann.Instance()}
+	if fr.cfg.PlannerAckAfter < 0 {
+		fr.publish(subject, ack)
+		return func() {}
+	}
+	t := time.AfterFunc(fr.cfg.PlannerAckAfter, func() {
+		if !fr.closing.Load() {
+			fr.publish(subject, ack)
+		}
+	})
+	return func() { t.Stop() }
+}
+
+// route is the node's planner.Router (see mesh.Follower.Route).
+func (fr *front) route(ctx context.Context, fun string, locs, exclude []string) (string, bool) {
+	if f := fr.follower.Load(); f != nil {
+		return f.Route(ctx, fun, locs, exclude)
+	}
+	return fr.table.Pick(fun, locs, exclude)
+}
+
+// exec is the node's planner.Executor: local steps run in-process, others go
+// to the chosen node's exec subject.
+func (fr *front) exec(ctx context.Context, node string, c *planner.Call) (any, error) {
+	if node != fr.cfg.NodeID {
+		return fr.execer.Exec(ctx, node, c)
+	}
+	// Local steps count in fr.inflight (the table's SelfLoad), not in the
+	// table's outstanding counter.
+	v, err := fr.runLocal(ctx, c.Fun, c.Args, c.Kwargs, c.ID())
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// onCancelRequest stops the rpc request a caller cancelled, if this node
+// plans it: its context ends, so queued steps never start and running ones,
+// here or on other nodes, have their context cancelled.
+func (fr *front) onCancelRequest(m *nats.Msg) {
+	c := readCancel(fr.env, m, schema.ParseCancelRequest)
+	if c == nil {
+		return
+	}
+	if fr.planned.cancel(c.ID) {
+		fr.log.Info("request cancelled by its caller", "request_id", c.ID)
+		return
+	}
+	// Perhaps it is on its way from the rpc subscription to its planning.
+	fr.unplanned.add(c.ID)
+}
+
+// recentIDs remembers the ids of recent cancels of requests this node did
+// not plan, for a few seconds and at most recentMax of them.
+type recentIDs struct {
+	mu  sync.Mutex
+	ids map[string]time.Time
+}
+
+const (
+	recentFor = 5 * time.Second
+	recentMax = 1024
+)
+
+func (r *recentIDs) add(id string) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ids == nil {
+		r.ids = make(map[string]time.Time)
+	}
+	if len(r.ids) >= recentMax {
+		for k, at := range r.ids {
+			if now.Sub(at) > recentFor || len(r.ids) >= recentMax {
+				delete(r.ids, k)
+			}
+		}
+	}
+	r.ids[id] = now
+}
+
+func (r *recentIDs) has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	at, ok := r.ids[id]
+	return ok && time.Since(at) <= recentFor
+}
+
+func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table, follower *atomic.Pointer[mesh.Follower]) *front {
+	cfg := e.cfg
+	fr := &front{env: e, executor: x, ann: ann, table: table, follower: follower,
+		memory: semaphore.NewWeighted(cfg.MaxPlanningBytes)}
+	fr.execer = &mesh.Execer{Conn: e.nc, Subjects: e.subj, Cluster: cfg.Cluster, Table: table, Logger: e.log,
+		Flow: mesh.NewFlow(cfg.MaxBytesInFlight)}
+	fr.runner = &planner.Runner{
+		Router:   planner.RouterFunc(fr.route),
+		Executor: planner.ExecutorFunc(fr.exec),
+		Observer: cfg.Observer,
+		Logger:   e.log,
+		Size: func(v any) int64 {
+			size, _ := codec.SizeWithin(v, int(cfg.MaxResultBytes)+1)
+			return int64(size)
+		},
+		MaxResultBytes: cfg.MaxResultBytes,
+		Memory:         fr.memory,
+	}
+	return fr
+}
+
+// start subscribes the inbox that steps sent to other nodes are answered on.
+func (fr *front) start() error {
+	req, err := mesh.NewRequester(fr.nc)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	fr.execer.Requester = req
+	return nil
+}
+
+// close stops the inbox of steps sent to other nodes.
+func (fr *front) close() {
+	if r := fr.execer.Requester; r != nil {
+		r.Close()
+	}
+}
