@@ -393,11 +393,10 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 			// so that its steps free their slots now, not at its deadline.
 			c.cancelRequest(r.ID)
 		}
-		// A node at its limit of requests answers OVERLOADED without
-		// reading the request: send it again, the queue group will most
-		// likely pick another node.
-		if overloaded < 2 && resp != nil && resp.ID == "" && len(resp.Results) == 0 &&
-			resp.Error != nil && resp.Error.Code == schema.CodeOverloaded {
+		// A node at a limit answers OVERLOADED without reading the request
+		// (details.unread): nothing ran, send it again; the queue group
+		// will most likely pick another node.
+		if overloaded < 2 && resp != nil && unread(resp.Error) && planner.Retryable(resp.Error) {
 			overloaded++
 			continue
 		}
@@ -405,7 +404,7 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 		// moving for a moment (a NATS server of the cluster just stopped,
 		// nodes are reconnecting). Nothing ran: look again briefly.
 		var nobody *nobodyError
-		if errors.As(err, &nobody) {
+		if errors.As(err, &nobody) && planner.Retryable(&planner.AttemptError{Fact: planner.NoResponders, Err: nobody.e}) {
 			if absent < len(rpcAbsentWaits) {
 				select {
 				case <-time.After(rpcAbsentWaits[absent]):
@@ -437,6 +436,17 @@ func (c *Client) cancelRequest(id string) {
 	if err != nil {
 		c.cfg.Logger.Debug("cancel not sent", "request_id", id, "error", err)
 	}
+}
+
+// unread reports whether an error answered a request its node did not
+// read (docs/PROTOCOL.md §5.3).
+func unread(e *schema.Error) bool {
+	if e == nil {
+		return false
+	}
+	d, _ := e.Details.(map[string]any)
+	u, _ := d["unread"].(bool)
+	return u
 }
 
 // nobodyError is the NO_ROUTE of "no responders on rpc".

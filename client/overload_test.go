@@ -13,15 +13,19 @@ import (
 )
 
 // A node at its limit of requests answers OVERLOADED without reading the
-// request; Run sends it again (at most twice more), so that the queue group
-// can pick another node.
+// request (details.unread); Run sends it again (at most twice more), so that
+// the queue group can pick another node. An OVERLOADED of a request that
+// was read (a step found every node busy) is not sent again.
 func TestRunRetriesUnreadOverloaded(t *testing.T) {
 	srv := testcluster.Server(t)
 	nc := testcluster.Conn(t, srv.ClientURL())
 	var seen atomic.Int64
 	sub, err := nc.QueueSubscribe("mpreg.default.rpc", "mpreg", func(m *nats.Msg) {
 		h := nats.Header{"Content-Type": []string{"application/json"}}
-		body := `{"id":"","results":{},"error":{"code":"OVERLOADED","message":"busy"}}`
+		body := `{"id":"","results":{},"error":{"code":"OVERLOADED","message":"busy","details":{"limit":"max_requests","unread":true}}}`
+		if seen.Load() > 100 {
+			body = `{"id":"r3","results":{},"error":{"code":"OVERLOADED","message":"every node busy","step":"a"}}`
+		}
 		if seen.Add(1) == 3 {
 			body = `{"id":"r1","results":{"a":1}}`
 		}
@@ -41,4 +45,9 @@ func TestRunRetriesUnreadOverloaded(t *testing.T) {
 	_, err = c.Run(testCtx(t), &schema.Request{ID: "r2", Cmds: []schema.Command{{Name: "a", Fun: "echo", Args: []any{1}}}})
 	require.ErrorIs(t, err, schema.ErrOverloaded)
 	require.Equal(t, int64(-7), seen.Load(), "three sends in all")
+
+	seen.Store(1000)
+	_, err = c.Run(testCtx(t), &schema.Request{ID: "r3", Cmds: []schema.Command{{Name: "a", Fun: "echo", Args: []any{1}}}})
+	require.ErrorIs(t, err, schema.ErrOverloaded)
+	require.Equal(t, int64(1001), seen.Load(), "a request that was read is not sent again")
 }

@@ -101,6 +101,7 @@ func (a *Announcer) Leaving() bool { return a.leaving.Load() }
 func (a *Announcer) Hello() *schema.Hello {
 	o := a.cfg.Offer()
 	return &schema.Hello{
+		Kind:           schema.KindHello,
 		Cluster:        a.cfg.Cluster,
 		Node:           a.cfg.Node,
 		Incarnation:    a.incarnation,
@@ -118,7 +119,7 @@ func (a *Announcer) Hello() *schema.Hello {
 
 // Goodbye returns the node's goodbye.
 func (a *Announcer) Goodbye() *schema.Goodbye {
-	return &schema.Goodbye{Cluster: a.cfg.Cluster, Node: a.cfg.Node, Incarnation: a.incarnation, Instance: a.instance}
+	return &schema.Goodbye{Kind: schema.KindGoodbye, Cluster: a.cfg.Cluster, Node: a.cfg.Node, Incarnation: a.incarnation, Instance: a.instance}
 }
 
 // Answer subscribes the node's info subject and the cluster's sync subject,
@@ -177,31 +178,38 @@ func (a *Announcer) Changed() {
 	a.publishHello()
 }
 
-// refuteEvery bounds how often a node refutes claims about itself: a peer
-// that keeps forging them makes it announce itself at most that often.
+// refuteEvery bounds how often a node refutes a claim that needs no new
+// version (a forged goodbye): a peer that keeps forging them makes it
+// announce itself at most that often.
 const refuteEvery = 50 * time.Millisecond
 
 // Refute answers gossip that claimed what this node did not say (a newer
-// version of it, or its goodbye, see Follower.claim): it announces its
-// hello again, with a version above the claimed one, so that every peer,
-// whatever it made of the claim, takes the node's own word again. It
-// reports whether it did (not while leaving, nor more than once every
-// 50 ms).
+// version of it, or its goodbye: claimed < 0, see Follower.claim): it
+// announces its hello again, with a version above the claimed one, so that
+// every peer, whatever it made of the claim, takes the node's own word
+// again. It reports whether it did: never while leaving; a goodbye at most
+// once every 50 ms; a higher version always, as the version must pass it.
 func (a *Announcer) Refute(claimed int64) bool {
 	if a.leaving.Load() || !a.announced.Load() {
 		return false
 	}
-	now := time.Now().UnixNano()
-	last := a.refuted.Load()
-	if now-last < int64(refuteEvery) || !a.refuted.CompareAndSwap(last, now) {
-		return false
-	}
+	bumped := false
 	for {
 		v := a.version.Load()
-		if claimed < v || claimed >= schema.MaxProtoInt || a.version.CompareAndSwap(v, claimed+1) {
+		if claimed < v || claimed >= schema.MaxProtoInt {
+			break
+		}
+		if a.version.CompareAndSwap(v, claimed+1) {
+			bumped = true
 			break
 		}
 	}
+	now := time.Now().UnixNano()
+	last := a.refuted.Load()
+	if !bumped && (now-last < int64(refuteEvery) || !a.refuted.CompareAndSwap(last, now)) {
+		return false
+	}
+	a.refuted.Store(now)
 	a.publishHello()
 	return true
 }

@@ -58,7 +58,8 @@ var _ planner.Executor = (*Execer)(nil)
 // tries another node); a reply's error object comes back as *schema.Error.
 func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, error) {
 	if e.Conn.Status() != nats.CONNECTED {
-		return nil, schema.Errorf(schema.CodeNodeUnavailable, "not connected to NATS (%s)", e.Conn.Status())
+		return nil, &planner.AttemptError{Fact: planner.NotSent,
+			Err: schema.Errorf(schema.CodeNodeUnavailable, "not connected to NATS (%s)", e.Conn.Status())}
 	}
 	peer, _ := e.Table.Get(node)
 	cd := codec.Preferred(peer.Hello.Codecs)
@@ -110,9 +111,9 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 		case <-ctx.Done():
 			if errors.Is(context.Cause(ctx), membership.ErrNodeLost) {
 				// Every try so far found no responder, so the step did not
-				// run there: another node may take it, idempotent or not.
-				return nil, &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
-					Message: fmt.Sprintf("node %s was lost before it took the step", node)}
+				// run there.
+				return nil, &planner.AttemptError{Fact: planner.LostBeforeRun, Err: &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
+					Message: fmt.Sprintf("node %s was lost before it took the step", node)}}
 			}
 			return nil, ctx.Err()
 		case <-time.After(time.Millisecond):
@@ -126,15 +127,12 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 			if e.Logger != nil {
 				e.Logger.Info("node has no exec responder; marked dead", "peer", node, "request_id", c.RequestID, "step", c.Step)
 			}
-			return nil, schema.Errorf(schema.CodeNodeUnavailable, "node %s does not answer on its exec subject", node)
+			return nil, &planner.AttemptError{Fact: planner.NoResponders,
+				Err: schema.Errorf(schema.CodeNodeUnavailable, "node %s does not answer on its exec subject", node)}
 		case errors.Is(context.Cause(ctx), membership.ErrNodeLost):
-			// The step may have run: only an idempotent one may run again.
-			lost := &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
-				Message: fmt.Sprintf("node %s was lost while running the step", node)}
-			if idempotent(peer.Hello, c.Fun) {
-				return nil, lost
-			}
-			return nil, planner.Final(lost)
+			return nil, &planner.AttemptError{Fact: planner.LostWhileRunning, Idempotent: idempotent(peer.Hello, c.Fun),
+				Err: &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
+					Message: fmt.Sprintf("node %s was lost while running the step", node)}}
 		case errors.Is(err, context.Canceled):
 			// The request failed elsewhere or the caller went away: tell the
 			// node to cancel the step's context (it would otherwise run on
@@ -142,9 +140,10 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 			e.sendCancel(node, c.ID(), body.Attempt)
 			return nil, err
 		case errors.Is(err, context.DeadlineExceeded) && retryAfter && parent.Err() == nil:
-			// Only the attempt's retry-after passed: try elsewhere.
-			return nil, planner.Retry(&schema.Error{Code: schema.CodeTimeout, Node: node,
-				Message: fmt.Sprintf("node %s did not answer within the retry-after of %s", node, c.Fun)})
+			// Only the attempt's retry-after passed.
+			return nil, &planner.AttemptError{Fact: planner.AttemptDeadline, Idempotent: true,
+				Err: &schema.Error{Code: schema.CodeTimeout, Node: node,
+					Message: fmt.Sprintf("node %s did not answer within the retry-after of %s", node, c.Fun)}}
 		case errors.Is(err, context.DeadlineExceeded):
 			return nil, err
 		case errors.Is(err, nats.ErrTimeout):
@@ -165,12 +164,13 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 		return nil, schema.Errorf(schema.CodeInternal, "node %s sent a bad exec reply: %v", node, err)
 	}
 	if rep.Error != nil {
-		if rep.Error.Code == schema.CodeTimeout && retryAfter && parent.Err() == nil {
-			return nil, planner.Retry(rep.Error) // the node gave up at the attempt deadline
-		}
-		if rep.Error.Code == schema.CodeNodeUnavailable && !idempotent(peer.Hello, c.Fun) {
-			// The node stopped while running the step: it may have run.
-			return nil, planner.Final(rep.Error)
+		switch {
+		case rep.Error.Code == schema.CodeTimeout && retryAfter && parent.Err() == nil:
+			// The node gave up at the attempt deadline.
+			return nil, &planner.AttemptError{Fact: planner.AttemptDeadline, Idempotent: true, Err: rep.Error}
+		case rep.Error.Code == schema.CodeNodeUnavailable:
+			// The node stopped while running the step (§6.1).
+			return nil, &planner.AttemptError{Fact: planner.StoppedWhileRunning, Idempotent: idempotent(peer.Hello, c.Fun), Err: rep.Error}
 		}
 		return nil, rep.Error
 	}

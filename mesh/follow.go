@@ -423,8 +423,8 @@ func (f *Follower) onHello(m *nats.Msg) {
 // is dropped. It reports what the reply was.
 func (f *Follower) onInfo(m *nats.Msg, asked string) (h *schema.Hello, g *schema.Goodbye) {
 	ok := f.decode(m, "info reply", func(t any) (err error) {
-		if m, _ := t.(map[string]any); m != nil && m["version"] == nil && m["funs"] == nil {
-			g, err = schema.ParseGoodbye(t) // no hello keys: a goodbye
+		if schema.KindOf(t) == "map" && replyKind(t.(map[string]any)) == schema.KindGoodbye {
+			g, err = schema.ParseGoodbye(t)
 			return err
 		}
 		h, err = schema.ParseHello(t)
@@ -441,6 +441,18 @@ func (f *Follower) onInfo(m *nats.Msg, asked string) (h *schema.Hello, g *schema
 		f.cfg.Table.ApplyGoodbye(g)
 	}
 	return h, g
+}
+
+// replyKind is the kind of a reply to sync or info: its kind key, or, from
+// a peer that sends none, goodbye when it has neither version nor funs.
+func replyKind(m map[string]any) string {
+	if k, ok := m["kind"].(string); ok {
+		return k
+	}
+	if m["version"] == nil && m["funs"] == nil {
+		return schema.KindGoodbye
+	}
+	return schema.KindHello
 }
 
 func (f *Follower) onHeartbeat(m *nats.Msg) {

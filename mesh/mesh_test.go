@@ -287,8 +287,10 @@ func TestExecer(t *testing.T) {
 			table.MarkDead("stuck")
 			err := recv(t, errc, "Exec to return after MarkDead")
 			require.ErrorIs(t, err, schema.ErrNodeUnavailable, fun)
-			_, plain := err.(*schema.Error) //nolint:errorlint // whether it is wrapped (planner.Final) is the point
-			require.Equal(t, fun == "g", plain, "only an idempotent step may be retried elsewhere (%s: %T)", fun, err)
+			var a *planner.AttemptError
+			require.ErrorAs(t, err, &a, fun)
+			require.Equal(t, planner.LostWhileRunning, a.Fact, fun)
+			require.Equal(t, fun == "g", planner.Retryable(err), "only an idempotent step may be retried elsewhere (%s)", fun)
 			table.ApplyHello(h) // alive again for the next round
 		}
 	})

@@ -72,7 +72,8 @@ func (fr *front) overloaded(m *nats.Msg, msg, limit string, maxValue int64) {
 	fr.requestErrors.Add(1)
 	_, reply, _ := codec.Negotiate(bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept))
 	resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
-		Code: schema.CodeOverloaded, Node: fr.cfg.NodeID, Message: msg, Details: map[string]any{"limit": limit, "max": maxValue}}}
+		Code: schema.CodeOverloaded, Node: fr.cfg.NodeID, Message: msg,
+		Details: map[string]any{"limit": limit, "max": maxValue, "unread": true}}}
 	if err := mesh.Respond(fr.nc, m, reply, resp, nil); err != nil {
 		fr.replyFailed("rpc", "", err)
 	}
@@ -233,6 +234,11 @@ func (fr *front) exec(ctx context.Context, node string, c *planner.Call) (any, e
 	// table's outstanding counter.
 	v, err := fr.runLocal(ctx, c.Fun, c.Args, c.Kwargs, c.ID())
 	if err != nil {
+		if err.Code == schema.CodeNodeUnavailable {
+			// This node stopped while running the step (§6.1).
+			f, _ := fr.reg.get(c.Fun)
+			return nil, &planner.AttemptError{Fact: planner.StoppedWhileRunning, Err: err, Idempotent: f != nil && f.idempotent}
+		}
 		return nil, err
 	}
 	return v, nil

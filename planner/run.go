@@ -353,9 +353,7 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 			return res, node, attempts, nil
 		}
 		e := stepError(ctx, err)
-		var final finalError
-		var again retryError
-		if (retryable(e.Code) || errors.As(err, &again)) && attempt < maxRetries && !errors.As(err, &final) {
+		if attempt < maxRetries && Retryable(err) {
 			if r.Logger != nil {
 				r.Logger.Debug("step re-routed", "request_id", call.RequestID, "step", call.Step, "node", node, "code", e.Code)
 			}
@@ -377,34 +375,74 @@ func orEmpty(l []string) []string {
 	return l
 }
 
-// retryable reports whether a step that failed with code never ran, so it
-// may be sent to another node.
-func retryable(c schema.Code) bool {
-	return c == schema.CodeNodeUnavailable || c == schema.CodeShuttingDown || c == schema.CodeOverloaded
+// Fact is what an Executor saw of one attempt of a step: the input of the
+// one decision whether the step may go to another node (Retryable). The
+// list is append-only.
+type Fact int
+
+// The facts an Executor reports.
+const (
+	// Answered: the node answered with an error object (or the error came
+	// from this process); its code says what happened.
+	Answered Fact = iota
+	// NotSent: the step never left this process (not connected).
+	NotSent
+	// NoResponders: nothing listened on the node's exec subject.
+	NoResponders
+	// LostBeforeRun: the node was declared lost before it took the step.
+	LostBeforeRun
+	// LostWhileRunning: the node was declared lost (silence, a newer
+	// incarnation) while the step was in flight there.
+	LostWhileRunning
+	// StoppedWhileRunning: the node answered that it stopped while running
+	// the step.
+	StoppedWhileRunning
+	// AttemptDeadline: the attempt's own deadline (a retry-after) passed
+	// while the request's budget had not.
+	AttemptDeadline
+)
+
+// AttemptError is an Executor's error for one attempt: what happened, the
+// error to report, and whether the function may run twice.
+type AttemptError struct {
+	Fact       Fact
+	Err        *schema.Error
+	Idempotent bool
 }
 
-// finalError marks an error that must not be retried elsewhere, whatever
-// its code.
-type finalError struct{ e *schema.Error }
+// Error implements error.
+func (a *AttemptError) Error() string { return a.Err.Error() }
 
-func (f finalError) Error() string { return f.e.Error() }
-func (f finalError) Unwrap() error { return f.e }
+// Unwrap returns the error object.
+func (a *AttemptError) Unwrap() error { return a.Err }
 
-// retryError marks an error that may be retried on another node whatever
-// its code.
-type retryError struct{ e *schema.Error }
+// Retryable reports whether a step whose attempt ended with err may be
+// sent to another node: when it certainly did not run there, or when it
+// may run twice. This is the one place MPREG decides it; a bare
+// *schema.Error counts as Answered.
+func Retryable(err error) bool {
+	var a *AttemptError
+	if errors.As(err, &a) {
+		return retryable(a.Fact, a.Err.Code, a.Idempotent)
+	}
+	var e *schema.Error
+	return errors.As(err, &e) && retryable(Answered, e.Code, false)
+}
 
-func (r retryError) Error() string { return r.e.Error() }
-func (r retryError) Unwrap() error { return r.e }
-
-// Retry marks e as safe to retry on another node: an Executor returns it
-// when an attempt of an idempotent function ran past its retry-after time.
-func Retry(e *schema.Error) error { return retryError{e} }
-
-// Final marks e as not to be retried on another node: an Executor returns it
-// when the step may already have run (a node lost mid-execution of a
-// function that is not idempotent).
-func Final(e *schema.Error) error { return finalError{e} }
+// retryable is the decision table of Retryable.
+func retryable(f Fact, c schema.Code, idempotent bool) bool {
+	switch f {
+	case NotSent, NoResponders, LostBeforeRun:
+		return true // it did not run
+	case LostWhileRunning, StoppedWhileRunning, AttemptDeadline:
+		return idempotent // it may have run
+	case Answered:
+		// The node refused it before running it, or (NODE_UNAVAILABLE
+		// without a fact) could not be reached.
+		return c == schema.CodeNodeUnavailable || c == schema.CodeShuttingDown || c == schema.CodeOverloaded
+	}
+	return false
+}
 
 func noRoute(c *Call) *schema.Error {
 	locs := orEmpty(c.Locs)

@@ -405,7 +405,8 @@ func TestRunRetryRunsOutOfNodes(t *testing.T) {
 
 func TestRunFinalErrorIsNotRetried(t *testing.T) {
 	f := newFuncs(map[string]fn{"x": func(_ context.Context, node string, _ *planner.Call) (any, error) {
-		return nil, planner.Final(schema.Errorf(schema.CodeNodeUnavailable, "lost %s mid-step", node))
+		return nil, &planner.AttemptError{Fact: planner.LostWhileRunning,
+			Err: schema.Errorf(schema.CodeNodeUnavailable, "lost %s mid-step", node)}
 	}})
 	r := &planner.Runner{Router: newRouter("n1", "n2"), Executor: f}
 	_, err := r.Run(context.Background(), mustPlan(t, `{"cmds": [{"name": "s", "fun": "x"}]}`))
@@ -644,4 +645,38 @@ func TestRunPartialResultsAfterRelease(t *testing.T) {
 	require.NotNil(t, err)
 	assert.Equal(t, "c", err.Step)
 	assert.Equal(t, map[string]any{"b": "A"}, got)
+}
+
+// Whether a step may go to another node is decided in one place, from what
+// the Executor saw of the attempt.
+func TestRetryable(t *testing.T) {
+	err := func(c schema.Code) *schema.Error { return schema.Errorf(c, "x") }
+	att := func(f planner.Fact, c schema.Code, idem bool) error {
+		return &planner.AttemptError{Fact: f, Err: err(c), Idempotent: idem}
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"no responders: it did not run", att(planner.NoResponders, schema.CodeNodeUnavailable, false), true},
+		{"not sent", att(planner.NotSent, schema.CodeNodeUnavailable, false), true},
+		{"lost before it took the step", att(planner.LostBeforeRun, schema.CodeNodeUnavailable, false), true},
+		{"lost while running, not idempotent", att(planner.LostWhileRunning, schema.CodeNodeUnavailable, false), false},
+		{"lost while running, idempotent", att(planner.LostWhileRunning, schema.CodeNodeUnavailable, true), true},
+		{"stopped while running, not idempotent", att(planner.StoppedWhileRunning, schema.CodeNodeUnavailable, false), false},
+		{"stopped while running, idempotent", att(planner.StoppedWhileRunning, schema.CodeNodeUnavailable, true), true},
+		{"attempt deadline, idempotent", att(planner.AttemptDeadline, schema.CodeTimeout, true), true},
+		{"attempt deadline, not idempotent", att(planner.AttemptDeadline, schema.CodeTimeout, false), false},
+		{"answered SHUTTING_DOWN", err(schema.CodeShuttingDown), true},
+		{"answered OVERLOADED", err(schema.CodeOverloaded), true},
+		{"answered NODE_UNAVAILABLE", err(schema.CodeNodeUnavailable), true},
+		{"answered TIMEOUT", err(schema.CodeTimeout), false},
+		{"answered FUNCTION_ERROR", err(schema.CodeFunctionError), false},
+		{"answered NO_ROUTE", err(schema.CodeNoRoute), false},
+		{"wrapped answer", fmt.Errorf("context: %w", err(schema.CodeOverloaded)), true},
+		{"not an error object", errors.New("boom"), false},
+	} {
+		assert.Equal(t, tc.want, planner.Retryable(tc.err), tc.name)
+	}
 }

@@ -398,6 +398,9 @@ func ParseHello(v any) (*Hello, error) {
 		return nil, err
 	}
 	h := &Hello{Proto: Proto}
+	if h.Kind, err = kindField(m, KindHello); err != nil {
+		return nil, err
+	}
 	if h.Cluster, err = idField(m, "cluster"); err != nil {
 		return nil, err
 	}
@@ -594,6 +597,9 @@ func ParseGoodbye(v any) (*Goodbye, error) {
 		return nil, err
 	}
 	g := &Goodbye{}
+	if g.Kind, err = kindField(m, KindGoodbye); err != nil {
+		return nil, err
+	}
 	if g.Cluster, err = idField(m, "cluster"); err != nil {
 		return nil, err
 	}
@@ -635,6 +641,15 @@ func checkLen(key, limit, s string, maxBytes int) error {
 			Details: map[string]any{"key": key, "limit": limit, "max": int64(maxBytes)}}
 	}
 	return nil
+}
+
+// kindField reads an optional kind key, which must be want when present.
+func kindField(m map[string]any, want string) (string, error) {
+	k, err := str(m, "", "kind", false)
+	if err == nil && k != "" && k != want {
+		err = invalid("kind", "want %q, got %s", want, Clip(k))
+	}
+	return k, err
 }
 
 // idField reads a required id (cluster, node) and checks it with CheckID.

@@ -124,8 +124,16 @@ type ExecError struct {
 	Error *Error `json:"error"`
 }
 
+// Message kinds, in the kind key of hello and goodbye: replies to sync and
+// info may be either, and say which (docs/PROTOCOL.md §7.4). Append-only.
+const (
+	KindHello   = "hello"
+	KindGoodbye = "goodbye"
+)
+
 // Hello is a node's full capability announcement.
 type Hello struct {
+	Kind           string              `json:"kind,omitempty"` // KindHello
 	Cluster        string              `json:"cluster"`
 	Node           string              `json:"node"`
 	Incarnation    int64               `json:"incarnation"`
@@ -163,6 +171,7 @@ type Heartbeat struct {
 
 // Goodbye announces that a node is draining.
 type Goodbye struct {
+	Kind        string `json:"kind,omitempty"` // KindGoodbye
 	Cluster     string `json:"cluster"`
 	Node        string `json:"node"`
 	Incarnation int64  `json:"incarnation"`

@@ -30,8 +30,8 @@ let gone = false; // said goodbye: sync and info answer with it from then on
 let seq = 0;
 let inflight = 0;
 
-const goodbye = () => ({ cluster, node: id, incarnation, instance });
-const hello = () => gone ? goodbye() : ({
+const goodbye = () => ({ kind: "goodbye", cluster, node: id, incarnation, instance });
+const hello = () => gone ? goodbye() : ({ kind: "hello",
   cluster, node: id, incarnation, instance, version,
   funs: { shout: ["js"] },
   codecs: ["application/json"],
