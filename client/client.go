@@ -139,13 +139,17 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c.req = req
-	w, err := newPlannerWatch(c.nc, c.subj, c.cfg.PlannerCheck, c.cfg.DeadAfter, cfg.Logger)
+	c.table = membership.New(membership.Config{DeadAfter: cfg.DeadAfter, ForgetAfter: 10 * cfg.DeadAfter})
+	var watchTable *membership.Table // a following client watches planners in its view
+	if !cfg.NoFollow {
+		watchTable = c.table
+	}
+	w, err := newPlannerWatch(c.nc, c.subj, watchTable, c.cfg.PlannerCheck, c.cfg.DeadAfter, cfg.Logger)
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
 	c.watch = w
-	c.table = membership.New(membership.Config{DeadAfter: cfg.DeadAfter, ForgetAfter: 10 * cfg.DeadAfter})
 	c.runner = &planner.Runner{
 		Router: planner.RouterFunc(c.route),
 		Executor: &mesh.Execer{Conn: c.nc, Subjects: c.subj, Cluster: cfg.Cluster, Table: c.table, Logger: cfg.Logger,

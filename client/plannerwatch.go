@@ -15,6 +15,7 @@ import (
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/membership"
 	"github.com/mpreg/mpreg/mesh"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -31,36 +32,57 @@ func (e *plannerLost) Error() string {
 
 // plannerWatch learns which node plans each of the client's rpc requests
 // (schema.PlannerAck, on a subject of its own per request) and cancels a
-// request whose planner is lost: no responders on the planner's info
-// subject for lostAfter (at least two checks), or a hello of another
-// incarnation. Without it such a request would wait for its whole budget.
+// request whose planner is lost, which would otherwise wait for its whole
+// budget. A following client has the liveness detector already: its
+// membership table, which tracks the request at the planner (Table.Track)
+// and cancels it when the planner is declared dead or replaced. A client
+// that does not follow asks the planner's info subject instead, with one
+// watcher per planner however many requests it plans.
 type plannerWatch struct {
 	nc        *nats.Conn
 	subj      bus.Subjects
-	every     time.Duration // between two checks of a planner
-	lostAfter time.Duration // how long "no responders" must last
+	table     *membership.Table // when the client follows; nil otherwise
+	every     time.Duration     // between two checks of a planner
+	lostAfter time.Duration     // how long "no responders" must last
 	log       *slog.Logger
 	prefix    string // "<inbox>.": acks arrive on prefix + token
 	sub       *nats.Subscription
 	seq       atomic.Uint64
 	pending   sync.Map // token → *watched
 
-	ctx     context.Context // cancelled by close
-	cancel  context.CancelFunc
-	mu      sync.Mutex // guards closing against wg.Add
-	closing bool
-	wg      sync.WaitGroup
+	ctx      context.Context // cancelled by close
+	cancel   context.CancelFunc
+	mu       sync.Mutex // guards closing, planners and wg.Add
+	closing  bool
+	planners map[plannerKey]*watchedPlanner
+	wg       sync.WaitGroup
 }
 
 // watched is one request waiting for its response.
 type watched struct {
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	seen   atomic.Bool // an ack arrived (a request has one planner)
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	seen    atomic.Bool // an ack arrived (a request has one planner)
+	mu      sync.Mutex
+	release func() // ends the watch of the request's planner
 }
 
-func newPlannerWatch(nc *nats.Conn, subj bus.Subjects, every, lostAfter time.Duration, log *slog.Logger) (*plannerWatch, error) {
-	w := &plannerWatch{nc: nc, subj: subj, every: every, lostAfter: lostAfter, log: log, prefix: nats.NewInbox() + "."}
+// plannerKey names one planner process.
+type plannerKey struct {
+	node        string
+	incarnation int64
+	instance    string
+}
+
+// watchedPlanner is the watch of one planner process by a client that does not
+// follow: the requests it plans.
+type watchedPlanner struct {
+	requests map[*watched]bool
+}
+
+func newPlannerWatch(nc *nats.Conn, subj bus.Subjects, table *membership.Table, every, lostAfter time.Duration, log *slog.Logger) (*plannerWatch, error) {
+	w := &plannerWatch{nc: nc, subj: subj, table: table, every: every, lostAfter: lostAfter, log: log,
+		prefix: nats.NewInbox() + ".", planners: map[plannerKey]*watchedPlanner{}}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	sub, err := nc.Subscribe(w.prefix+"*", w.onAck)
 	if err != nil {
@@ -75,8 +97,18 @@ func newPlannerWatch(nc *nats.Conn, subj bus.Subjects, every, lostAfter time.Dur
 // request names the returned subject in schema.HeaderPlannerAck.
 func (w *plannerWatch) register(ctx context.Context, cancel context.CancelCauseFunc) (subject string, done func()) {
 	token := strconv.FormatUint(w.seq.Add(1), 36)
-	w.pending.Store(token, &watched{ctx: ctx, cancel: cancel})
-	return w.prefix + token, func() { w.pending.Delete(token) }
+	x := &watched{ctx: ctx, cancel: cancel}
+	w.pending.Store(token, x)
+	return w.prefix + token, func() {
+		w.pending.Delete(token)
+		x.mu.Lock()
+		release := x.release
+		x.release = nil
+		x.mu.Unlock()
+		if release != nil {
+			release()
+		}
+	}
 }
 
 func (w *plannerWatch) onAck(m *nats.Msg) {
@@ -97,71 +129,161 @@ func (w *plannerWatch) onAck(m *nats.Msg) {
 	if x.seen.Swap(true) {
 		return // a duplicate
 	}
+	var release func()
+	if w.table != nil {
+		release = w.track(x, ack)
+	} else {
+		release = w.poll(x, ack)
+	}
+	x.mu.Lock()
+	x.release = release
+	x.mu.Unlock()
+	if _, ok := w.pending.Load(strings.TrimPrefix(m.Subject, w.prefix)); !ok && release != nil {
+		release() // the request ended while the watch started
+	}
+}
+
+// track hands the request to the following client's table: when the
+// planner is declared dead or replaced, the table cancels it.
+func (w *plannerWatch) track(x *watched, ack *schema.PlannerAck) func() {
+	p, ok := w.table.Get(ack.Planner)
+	switch {
+	case !ok:
+		// Not in the view (yet): the view learns it within a heartbeat,
+		// and the request is watched from then on.
+	case p.Hello.Incarnation != ack.Incarnation || otherInstance(p.Hello.Instance, ack.Instance):
+		w.lose(x, ack, "was restarted")
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(x.ctx)
+	untrack := w.table.Track(ack.Planner, cancel)
+	stop := context.AfterFunc(ctx, func() {
+		if errors.Is(context.Cause(ctx), membership.ErrNodeLost) {
+			w.lose(x, ack, "was lost")
+		}
+	})
+	return func() {
+		stop()
+		untrack()
+		cancel(nil)
+	}
+}
+
+// poll watches the planner process of ack, one watcher per process, by
+// asking its info subject: "no responders" for lostAfter (at least two
+// checks: a live planner moving to another NATS server has no
+// subscriptions for a moment), or a hello of another process, means it is
+// gone.
+func (w *plannerWatch) poll(x *watched, ack *schema.PlannerAck) func() {
+	key := plannerKey{ack.Planner, ack.Incarnation, ack.Instance}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closing {
-		return
+		return nil
 	}
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		w.watch(x, ack)
-	}()
+	p := w.planners[key]
+	if p == nil {
+		p = &watchedPlanner{requests: map[*watched]bool{}}
+		w.planners[key] = p
+		w.wg.Add(1)
+		go w.watchPlanner(key, ack, p) // owned: close cancels w.ctx and waits
+	}
+	p.requests[x] = true
+	return func() {
+		w.mu.Lock()
+		delete(p.requests, x)
+		w.mu.Unlock()
+	}
 }
 
-// watch asks the planner's info subject every interval until the request
-// ends, and cancels it when the planner is lost. "No responders" alone
-// must last lostAfter: a live planner that is reconnecting to another NATS
-// server has no subscriptions for a moment.
-func (w *plannerWatch) watch(x *watched, ack *schema.PlannerAck) {
+// watchPlanner asks one planner's info subject every interval while it
+// plans requests of this client, and cancels them all when it is lost.
+func (w *plannerWatch) watchPlanner(key plannerKey, ack *schema.PlannerAck, p *watchedPlanner) {
+	defer w.wg.Done()
 	t := time.NewTicker(w.every)
 	defer t.Stop()
 	var silentSince time.Time // first of an unbroken run of "no responders"
 	misses := 0
 	for {
 		select {
-		case <-x.ctx.Done():
-			return
 		case <-w.ctx.Done():
 			return
 		case <-t.C:
 		}
+		w.mu.Lock()
+		if len(p.requests) == 0 {
+			delete(w.planners, key) // nothing left to watch
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
 		if !w.nc.IsConnected() {
 			silentSince, misses = time.Time{}, 0 // our side of the bus is down
 			continue
 		}
-		ctx, cancel := context.WithTimeout(x.ctx, w.every)
-		stop := context.AfterFunc(w.ctx, cancel)
-		m, err := w.nc.RequestMsgWithContext(ctx, bus.NewMsg(w.subj.Info(ack.Planner), nil, codec.JSONType, ""))
-		stop()
-		cancel()
-		if errors.Is(err, nats.ErrNoResponders) {
-			if misses++; misses == 1 {
-				silentSince = time.Now()
-			}
-			if misses >= 2 && time.Since(silentSince) >= w.lostAfter {
-				w.lose(x, ack, "no longer answers")
-				return
-			}
+		reason := w.check(ack, &silentSince, &misses)
+		if reason == "" {
 			continue
 		}
-		silentSince, misses = time.Time{}, 0
-		if err != nil {
-			continue // slow, or the request ended
+		w.mu.Lock()
+		delete(w.planners, key)
+		lost := p.requests
+		p.requests = nil
+		w.mu.Unlock()
+		for x := range lost {
+			w.lose(x, ack, reason)
 		}
-		tree, err := mesh.DecodeReply(m)
-		if err != nil {
-			continue
-		}
-		mm, _ := tree.(map[string]any)
-		inc, _ := mm["incarnation"].(int64)
-		inst, _ := mm["instance"].(string)
-		if inc != 0 && inc != ack.Incarnation || ack.Instance != "" && inst != "" && inst != ack.Instance {
-			w.lose(x, ack, "was restarted")
-			return
-		}
+		return
 	}
 }
+
+// check asks the planner's info subject once and returns why it is lost,
+// or "" while it is not.
+func (w *plannerWatch) check(ack *schema.PlannerAck, silentSince *time.Time, misses *int) string {
+	ctx, cancel := context.WithTimeout(w.ctx, w.every)
+	defer cancel()
+	m, err := w.nc.RequestMsgWithContext(ctx, bus.NewMsg(w.subj.Info(ack.Planner), nil, codec.JSONType, ""))
+	if errors.Is(err, nats.ErrNoResponders) {
+		if *misses++; *misses == 1 {
+			*silentSince = time.Now()
+		}
+		if *misses >= 2 && time.Since(*silentSince) >= w.lostAfter {
+			return "no longer answers"
+		}
+		return ""
+	}
+	*silentSince, *misses = time.Time{}, 0
+	if err != nil {
+		return "" // slow, or closing
+	}
+	tree, err := mesh.DecodeReply(m)
+	if err != nil {
+		return ""
+	}
+	var inc int64
+	var inst string
+	if mesh.ReplyKind(tree) == schema.KindGoodbye {
+		g, err := schema.ParseGoodbye(tree)
+		if err != nil {
+			return ""
+		}
+		inc, inst = g.Incarnation, g.Instance
+	} else {
+		h, err := schema.ParseHello(tree)
+		if err != nil {
+			return ""
+		}
+		inc, inst = h.Incarnation, h.Instance
+	}
+	if inc != ack.Incarnation || otherInstance(inst, ack.Instance) {
+		return "was restarted"
+	}
+	return ""
+}
+
+// otherInstance reports whether two instance nonces name different
+// processes (an empty one names any).
+func otherInstance(a, b string) bool { return a != "" && b != "" && a != b }
 
 func (w *plannerWatch) lose(x *watched, ack *schema.PlannerAck, reason string) {
 	w.log.Info("planner of a request lost", "request_id", ack.ID, "peer", ack.Planner, "reason", reason)

@@ -423,7 +423,7 @@ func (f *Follower) onHello(m *nats.Msg) {
 // is dropped. It reports what the reply was.
 func (f *Follower) onInfo(m *nats.Msg, asked string) (h *schema.Hello, g *schema.Goodbye) {
 	ok := f.decode(m, "info reply", func(t any) (err error) {
-		if schema.KindOf(t) == "map" && replyKind(t.(map[string]any)) == schema.KindGoodbye {
+		if ReplyKind(t) == schema.KindGoodbye {
 			g, err = schema.ParseGoodbye(t)
 			return err
 		}
@@ -443,9 +443,11 @@ func (f *Follower) onInfo(m *nats.Msg, asked string) (h *schema.Hello, g *schema
 	return h, g
 }
 
-// replyKind is the kind of a reply to sync or info: its kind key, or, from
-// a peer that sends none, goodbye when it has neither version nor funs.
-func replyKind(m map[string]any) string {
+// ReplyKind is the kind of a decoded reply to sync or info: its kind key,
+// or, from a peer that sends none, goodbye when it has neither version nor
+// funs (docs/PROTOCOL.md §7.3).
+func ReplyKind(tree any) string {
+	m, _ := tree.(map[string]any)
 	if k, ok := m["kind"].(string); ok {
 		return k
 	}

@@ -94,8 +94,8 @@ func TestLearnedServers(t *testing.T) {
 // A reply to sync or info says whether it is a hello or a goodbye; one
 // without a kind is read by its keys.
 func TestReplyKind(t *testing.T) {
-	require.Equal(t, "goodbye", replyKind(map[string]any{"kind": "goodbye", "version": int64(1)}))
-	require.Equal(t, "hello", replyKind(map[string]any{"kind": "hello"}))
-	require.Equal(t, "goodbye", replyKind(map[string]any{"node": "n"}))
-	require.Equal(t, "hello", replyKind(map[string]any{"node": "n", "version": int64(1)}))
+	require.Equal(t, "goodbye", ReplyKind(map[string]any{"kind": "goodbye", "version": int64(1)}))
+	require.Equal(t, "hello", ReplyKind(map[string]any{"kind": "hello"}))
+	require.Equal(t, "goodbye", ReplyKind(map[string]any{"node": "n"}))
+	require.Equal(t, "hello", ReplyKind(map[string]any{"node": "n", "version": int64(1)}))
 }

@@ -503,6 +503,14 @@ func TestRestartLosesOldSteps(t *testing.T) {
 // gone, not with TIMEOUT at its budget; while the planner lives, the checks
 // change nothing.
 func TestPlannerLost(t *testing.T) {
+	// A client that does not follow asks the planner's info subject; one
+	// that follows has its membership view declare the planner dead.
+	for _, follow := range []bool{false, true} {
+		t.Run(fmt.Sprintf("follow=%v", follow), func(t *testing.T) { plannerLost(t, follow) })
+	}
+}
+
+func plannerLost(t *testing.T, follow bool) {
 	srv := testcluster.Server(t)
 	url := srv.ClientURL()
 	b := newBlocker()
@@ -521,7 +529,11 @@ func TestPlannerLost(t *testing.T) {
 			}
 		}))
 	})
-	c := testcluster.Client(t, url, client.Config{NoFollow: true, PlannerCheck: 20 * time.Millisecond, DeadAfter: 100 * time.Millisecond})
+	cc := client.Config{NoFollow: !follow, PlannerCheck: 20 * time.Millisecond, DeadAfter: 100 * time.Millisecond}
+	if follow {
+		cc.DeadAfter = 300 * time.Millisecond // 3 heartbeats of the node
+	}
+	c := testcluster.Client(t, url, cc)
 
 	resp, err := c.Run(testCtx(t), &schema.Request{Cmds: []schema.Command{
 		{Name: "p", Fun: "pause", Args: []any{200}}, {Name: "e", Fun: "echo", Args: []any{"p"}}}})
