@@ -66,7 +66,7 @@ func TestSplitURLsAndHostPort(t *testing.T) {
 	require.Equal(t, -1, p, "port 0 picks a free port")
 	for _, bad := range []string{"nohost", "h:x", "h:70000"} {
 		_, _, err := bus.SplitHostPort(bad)
-		require.ErrorIs(t, err, bus.ErrConfig, bad)
+		require.ErrorIs(t, err, bus.ErrInvalidConfig, bad)
 	}
 }
 

@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// ErrConfig wraps configuration errors.
-var ErrConfig = errors.New("bus: invalid config")
+// ErrInvalidConfig wraps every configuration error of package bus.
+var ErrInvalidConfig = errors.New("bus: invalid config")
 
 // ConnConfig configures a client connection. Zero fields take the defaults.
 type ConnConfig struct {

@@ -47,11 +47,11 @@ type Server struct {
 func SplitHostPort(hp string) (string, int, error) {
 	h, p, err := net.SplitHostPort(hp)
 	if err != nil {
-		return "", 0, fmt.Errorf("%w: %q: %w", ErrConfig, hp, err)
+		return "", 0, fmt.Errorf("%w: %q: %w", ErrInvalidConfig, hp, err)
 	}
 	n, err := strconv.Atoi(p)
 	if err != nil || n < -1 || n > 65535 {
-		return "", 0, fmt.Errorf("%w: %q: bad port", ErrConfig, hp)
+		return "", 0, fmt.Errorf("%w: %q: bad port", ErrInvalidConfig, hp)
 	}
 	if n == 0 {
 		n = -1

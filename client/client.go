@@ -31,6 +31,9 @@ import (
 // ErrClosed is returned by calls on a closed Client.
 var ErrClosed = errors.New("client: closed")
 
+// ErrInvalidConfig wraps every configuration error of Connect.
+var ErrInvalidConfig = errors.New("client: invalid config")
+
 // Config configures a Client. Zero fields take the defaults named in their
 // comments.
 type Config struct {
@@ -104,10 +107,10 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		cfg.Cluster = "default"
 	}
 	if err := schema.CheckID(cfg.Cluster); err != nil {
-		return nil, fmt.Errorf("client: cluster: %w", err)
+		return nil, fmt.Errorf("%w: cluster: %w", ErrInvalidConfig, err)
 	}
 	if err := bus.CheckPrefix(cfg.Prefix); err != nil {
-		return nil, fmt.Errorf("client: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if cfg.Codec == nil {
 		cfg.Codec = codec.MsgPack
@@ -264,12 +267,12 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 	defer cancel()
 	if c.follower != nil {
 		call := &planner.Call{RequestID: c.nextID(), Step: fun, Fun: fun, Locs: o.locs, Args: args, Kwargs: kwargs}
-		v, e := c.runner.Call(ctx, call)
-		if e == nil {
+		v, err := c.runner.Call(ctx, call)
+		if err == nil {
 			return v, nil
 		}
-		if e.Code != schema.CodeNoRoute || e.Node != "" {
-			return nil, e
+		if e := schema.AsError(err); e.Code != schema.CodeNoRoute || e.Node != "" {
+			return nil, err
 		}
 		// The view knows no eligible node (it may lag): ask the cluster.
 	}
@@ -319,7 +322,7 @@ func normalizeArgs(args []any) ([]any, error) {
 	}
 	v, err := codec.Normalize(args)
 	if err != nil {
-		return nil, schema.Errorf(schema.CodeInvalidArgument, "args: %v", err)
+		return nil, schema.Wrap(schema.CodeInvalidArgument, err, "args")
 	}
 	return v.([]any), nil
 }
@@ -330,7 +333,7 @@ func normalizeKwargs(kw map[string]any) (map[string]any, error) {
 	}
 	v, err := codec.Normalize(kw)
 	if err != nil {
-		return nil, schema.Errorf(schema.CodeInvalidArgument, "kwargs: %v", err)
+		return nil, schema.Wrap(schema.CodeInvalidArgument, err, "kwargs")
 	}
 	return v.(map[string]any), nil
 }
@@ -374,7 +377,7 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 	defer cancel()
 	data, err := c.cfg.Codec.Encode(&r)
 	if err != nil {
-		return nil, schema.Errorf(schema.CodeInvalidArgument, "request does not encode: %v", err)
+		return nil, schema.Wrap(schema.CodeInvalidArgument, err, "request does not encode")
 	}
 	ctx, lose := context.WithCancelCause(ctx)
 	defer lose(nil)
@@ -480,7 +483,7 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg) (*schema.Response, erro
 		case errors.Is(err, context.Canceled):
 			return nil, schema.Errorf(schema.CodeCancelled, "cancelled")
 		}
-		return nil, schema.Errorf(schema.CodeNodeUnavailable, "rpc: %v", err)
+		return nil, schema.Wrap(schema.CodeNodeUnavailable, err, "rpc")
 	}
 	tree, err := mesh.DecodeReply(m)
 	if err != nil {
@@ -488,7 +491,7 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg) (*schema.Response, erro
 	}
 	resp, err := schema.ParseResponse(tree)
 	if err != nil {
-		return nil, schema.Errorf(schema.CodeInternal, "bad rpc response: %v", err)
+		return nil, schema.Wrap(schema.CodeInternal, err, "bad rpc response")
 	}
 	if resp.Error != nil {
 		return resp, resp.Error

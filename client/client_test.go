@@ -353,3 +353,11 @@ func TestLoadManyLargeResults(t *testing.T) {
 		}
 	}
 }
+
+// Connect's configuration errors wrap client.ErrInvalidConfig.
+func TestConnectInvalidConfig(t *testing.T) {
+	for _, cfg := range []client.Config{{Cluster: "a.b", NoFollow: true}, {Prefix: "a..b", NoFollow: true}} {
+		_, err := client.Connect(testCtx(t), cfg)
+		require.ErrorIs(t, err, client.ErrInvalidConfig)
+	}
+}

@@ -88,7 +88,7 @@ func ByType(h string) (Codec, bool) {
 // means the request's codec. An unknown Content-Type or Accept is an
 // UNSUPPORTED_CODEC error; reply is then the codec to send that error in (the
 // request's when known, else JSON).
-func Negotiate(contentType, accept string) (req, reply Codec, err *schema.Error) {
+func Negotiate(contentType, accept string) (req, reply Codec, err error) {
 	req, ok := ByType(contentType)
 	if !ok {
 		return nil, JSON, unsupported("Content-Type", contentType)

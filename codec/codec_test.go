@@ -239,8 +239,9 @@ func TestNegotiate(t *testing.T) {
 			}
 			require.NotNil(t, err)
 			require.ErrorIs(t, err, schema.ErrUnsupportedCodec)
-			require.Contains(t, err.Message, tc.errHeader)
-			require.Equal(t, map[string]any{"supported": []any{MsgPackType, JSONType}}, err.Details)
+			e := schema.AsError(err)
+			require.Contains(t, e.Message, tc.errHeader)
+			require.Equal(t, map[string]any{"supported": []any{MsgPackType, JSONType}}, e.Details)
 		})
 	}
 }

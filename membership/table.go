@@ -536,6 +536,19 @@ func (t *Table) Get(node string) (Peer, bool) {
 	return t.snapshot(e, now), true
 }
 
+// Hello returns the hello held for node, also when the node said goodbye
+// (its steps in flight still need to know what it offers), and when it was
+// first heard.
+func (t *Table) Hello(node string) (h schema.Hello, firstSeen time.Time, ok bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	e, ok := t.nodes[node]
+	if !ok {
+		return schema.Hello{}, time.Time{}, false
+	}
+	return e.hello, e.firstSeen, true
+}
+
 // Peers returns the known nodes that have not said goodbye, sorted by id.
 func (t *Table) Peers() []Peer {
 	now := t.cfg.Now()

@@ -61,8 +61,10 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 		return nil, &planner.AttemptError{Fact: planner.NotSent,
 			Err: schema.Errorf(schema.CodeNodeUnavailable, "not connected to NATS (%s)", e.Conn.Status())}
 	}
-	peer, _ := e.Table.Get(node)
-	cd := codec.Preferred(peer.Hello.Codecs)
+	// What the node offers, also when it said goodbye meanwhile: a step
+	// routed to it just before must still know whether it may run twice.
+	hello, firstSeen, _ := e.Table.Hello(node)
+	cd := codec.Preferred(hello.Codecs)
 	body := schema.ExecRequest{Cluster: e.Cluster, ID: c.ID(), Fun: c.Fun, Args: c.Args, Kwargs: c.Kwargs, Attempt: e.nextAttempt()}
 	if body.Args == nil {
 		body.Args = []any{}
@@ -74,8 +76,8 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	// past it the planner tries another node rather than wait for the whole
 	// budget (a lost message, a stalled node).
 	parent := ctx
-	ms := peer.Hello.RetryAfterMS[c.Fun]
-	retryAfter := ms > 0 && idempotent(peer.Hello, c.Fun) // only a step that may run twice is re-run
+	ms := hello.RetryAfterMS[c.Fun]
+	retryAfter := ms > 0 && idempotent(hello, c.Fun) // only a step that may run twice is re-run
 	if retryAfter {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
@@ -89,7 +91,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	}
 	data, err := cd.Encode(&body)
 	if err != nil {
-		return nil, schema.Errorf(schema.CodeInvalidArgument, "arguments do not encode: %v", err)
+		return nil, schema.Wrap(schema.CodeInvalidArgument, err, "arguments do not encode")
 	}
 	msg := bus.NewMsg(e.Subjects.Exec(node), data, cd.ContentType(), "")
 	if !bus.Fits(e.Conn, msg) {
@@ -106,7 +108,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	defer cancel(nil)
 	defer e.Table.Track(node, cancel)()
 	resp, err := e.request(ctx, msg)
-	for try := 0; errors.Is(err, nats.ErrNoResponders) && try < 20 && time.Since(peer.FirstSeen) < NewPeerWindow; try++ {
+	for try := 0; errors.Is(err, nats.ErrNoResponders) && try < 20 && time.Since(firstSeen) < NewPeerWindow; try++ {
 		select {
 		case <-ctx.Done():
 			if errors.Is(context.Cause(ctx), membership.ErrNodeLost) {
@@ -130,7 +132,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 			return nil, &planner.AttemptError{Fact: planner.NoResponders,
 				Err: schema.Errorf(schema.CodeNodeUnavailable, "node %s does not answer on its exec subject", node)}
 		case errors.Is(context.Cause(ctx), membership.ErrNodeLost):
-			return nil, &planner.AttemptError{Fact: planner.LostWhileRunning, Idempotent: idempotent(peer.Hello, c.Fun),
+			return nil, &planner.AttemptError{Fact: planner.LostWhileRunning, Idempotent: idempotent(hello, c.Fun),
 				Err: &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
 					Message: fmt.Sprintf("node %s was lost while running the step", node)}}
 		case errors.Is(err, context.Canceled):
@@ -149,7 +151,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 		case errors.Is(err, nats.ErrTimeout):
 			return nil, context.DeadlineExceeded
 		default:
-			return nil, schema.Errorf(schema.CodeNodeUnavailable, "exec on node %s: %v", node, err)
+			return nil, schema.Wrap(schema.CodeNodeUnavailable, err, "exec on node %s", node)
 		}
 	}
 	if e.Flow != nil {
@@ -161,7 +163,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	}
 	rep, err := schema.ParseExecReply(tree)
 	if err != nil {
-		return nil, schema.Errorf(schema.CodeInternal, "node %s sent a bad exec reply: %v", node, err)
+		return nil, schema.Wrap(schema.CodeInternal, err, "node %s sent a bad exec reply", node)
 	}
 	if rep.Error != nil {
 		switch {
@@ -170,7 +172,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 			return nil, &planner.AttemptError{Fact: planner.AttemptDeadline, Idempotent: true, Err: rep.Error}
 		case rep.Error.Code == schema.CodeNodeUnavailable:
 			// The node stopped while running the step (§6.1).
-			return nil, &planner.AttemptError{Fact: planner.StoppedWhileRunning, Idempotent: idempotent(peer.Hello, c.Fun), Err: rep.Error}
+			return nil, &planner.AttemptError{Fact: planner.StoppedWhileRunning, Idempotent: idempotent(hello, c.Fun), Err: rep.Error}
 		}
 		return nil, rep.Error
 	}

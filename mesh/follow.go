@@ -89,7 +89,7 @@ type Follower struct {
 // sync, and keeps cfg.Table current until Close.
 func Follow(ctx context.Context, cfg FollowConfig) (*Follower, error) {
 	if cfg.Conn == nil || cfg.Table == nil {
-		return nil, fmt.Errorf("%w: mesh: Conn and Table are required", bus.ErrConfig)
+		return nil, fmt.Errorf("%w: Conn and Table are required", ErrInvalidConfig)
 	}
 	if cfg.SyncQuiet <= 0 {
 		cfg.SyncQuiet = 200 * time.Millisecond

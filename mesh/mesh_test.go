@@ -218,7 +218,7 @@ func TestExecer(t *testing.T) {
 	answer := func(m *nats.Msg) {
 		tree, c, derr := mesh.Decode(m)
 		if derr != nil {
-			_ = mesh.Respond(nodeConn, m, c, (&schema.ExecReply{Error: derr}).Encodable(), nil)
+			_ = mesh.Respond(nodeConn, m, c, (&schema.ExecReply{Error: schema.AsError(derr)}).Encodable(), nil)
 			return
 		}
 		req, err := schema.ParseExecRequest(tree)

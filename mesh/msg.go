@@ -15,9 +15,12 @@ import (
 	"github.com/mpreg/mpreg/schema"
 )
 
+// ErrInvalidConfig wraps every configuration error of package mesh.
+var ErrInvalidConfig = errors.New("mesh: invalid config")
+
 // Decode negotiates the codecs of a request message and decodes its body.
 // reply is the codec to answer in; it is set even when err is not nil.
-func Decode(m *nats.Msg) (tree any, reply codec.Codec, err *schema.Error) {
+func Decode(m *nats.Msg) (tree any, reply codec.Codec, err error) {
 	tree, _, reply, err = DecodeSized(m, codec.MaxDecoded)
 	return tree, reply, err
 }
@@ -26,7 +29,7 @@ func Decode(m *nats.Msg) (tree any, reply codec.Codec, err *schema.Error) {
 // codec.DecodeSized), returning the decoded tree's estimated size. A body
 // past the bound is PAYLOAD_TOO_LARGE with details.limit
 // "max_decoded_bytes".
-func DecodeSized(m *nats.Msg, limit int64) (tree any, size int64, reply codec.Codec, err *schema.Error) {
+func DecodeSized(m *nats.Msg, limit int64) (tree any, size int64, reply codec.Codec, err error) {
 	req, reply, err := codec.Negotiate(bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept))
 	if err != nil {
 		return nil, 0, reply, err
@@ -54,7 +57,7 @@ func DecodeReply(m *nats.Msg) (any, error) {
 	}
 	tree, err := c.Decode(m.Data)
 	if err != nil {
-		return nil, schema.Errorf(schema.CodeInternal, "reply does not decode: %v", err)
+		return nil, schema.Wrap(schema.CodeInternal, err, "reply does not decode")
 	}
 	return tree, nil
 }
@@ -80,7 +83,7 @@ func Respond(nc *nats.Conn, m *nats.Msg, c codec.Codec, v any, fallback func(pro
 	var err error
 	if problem == nil {
 		if data, err = c.Encode(v); err != nil {
-			problem = schema.Errorf(schema.CodeFunctionError, "a result does not encode in %s: %v", c.ContentType(), err)
+			problem = schema.Wrap(schema.CodeFunctionError, err, "a result does not encode in %s", c.ContentType())
 		} else if !bus.Fits(nc, bus.NewMsg(m.Reply, data, c.ContentType(), "")) {
 			problem = TooLarge("reply", len(data), nc.MaxPayload())
 		}

@@ -103,7 +103,7 @@ func (x *executor) prepareExec(m *nats.Msg) *execStep {
 	tree, reply, derr := mesh.Decode(m)
 	s := &execStep{m: m, reply: reply}
 	if derr != nil {
-		x.sendExec(s, &schema.ExecReply{Error: derr})
+		x.sendExec(s, &schema.ExecReply{Error: schema.AsError(derr)})
 		return nil
 	}
 	req, err := schema.ParseExecRequest(tree)
@@ -337,8 +337,9 @@ func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[str
 	}
 	out, err := codec.Normalize(res)
 	if err != nil {
-		return nil, &schema.Error{Code: schema.CodeFunctionError, Node: x.cfg.NodeID,
-			Message: fmt.Sprintf("%s returned a value that does not encode: %v", f.name, err)}
+		e := schema.Wrap(schema.CodeFunctionError, err, "%s returned a value that does not encode", f.name)
+		e.Node = x.cfg.NodeID
+		return nil, e
 	}
 	return out, nil
 }

@@ -138,7 +138,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		fr.log.Debug("rpc served", "request_id", resp.ID, "duration", time.Since(start), "error", resp.Error)
 	}()
 	if derr != nil {
-		resp.Error = derr
+		resp.Error = schema.AsError(derr)
 		return
 	}
 	req, err := schema.ParseRequest(tree)
@@ -186,7 +186,8 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		return
 	}
 	defer fr.ackPlanner(m, req.ID)()
-	resp.Results, resp.Error = fr.runner.Run(ctx, plan)
+	results, runErr := fr.runner.Run(ctx, plan)
+	resp.Results, resp.Error = results, schema.AsError(runErr)
 }
 
 // ackPlanner tells a caller that asked (schema.HeaderPlannerAck) that this

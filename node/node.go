@@ -204,17 +204,17 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if err := schema.CheckID(c.Cluster); err != nil {
-		return c, fmt.Errorf("%w: cluster: %s", ErrInvalidConfig, err.Message)
+		return c, fmt.Errorf("%w: cluster: %s", ErrInvalidConfig, schema.AsError(err).Message)
 	}
 	if err := schema.CheckID(c.NodeID); err != nil {
-		return c, fmt.Errorf("%w: node id: %s", ErrInvalidConfig, err.Message)
+		return c, fmt.Errorf("%w: node id: %s", ErrInvalidConfig, schema.AsError(err).Message)
 	}
 	if err := bus.CheckPrefix(c.Prefix); err != nil {
 		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	for _, l := range c.Locs {
 		if err := schema.CheckLoc(l); err != nil {
-			return c, fmt.Errorf("%w: %s", ErrInvalidConfig, err.Message)
+			return c, fmt.Errorf("%w: %s", ErrInvalidConfig, schema.AsError(err).Message)
 		}
 	}
 	if len(c.Meta) > schema.MaxMeta-2 { // name and mpreg are added
@@ -355,7 +355,7 @@ func (n *Node) Stats() Stats {
 // (a hello with a higher version). Registering a name again replaces it.
 func (n *Node) Register(name string, f any, opts ...FuncOption) error {
 	if err := schema.CheckFunName(name); err != nil {
-		return fmt.Errorf("%w: %s", ErrInvalidConfig, err.Message)
+		return fmt.Errorf("%w: %s", ErrInvalidConfig, schema.AsError(err).Message)
 	}
 	var o funcOpts
 	for _, opt := range opts {
@@ -363,7 +363,7 @@ func (n *Node) Register(name string, f any, opts ...FuncOption) error {
 	}
 	for _, l := range o.locs {
 		if err := schema.CheckLoc(l); err != nil {
-			return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, name, err.Message)
+			return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, name, schema.AsError(err).Message)
 		}
 	}
 	call, err := wrap(name, f, o.params)

@@ -229,7 +229,7 @@ func wrap(name string, f any, params []string) (RawFunc, error) {
 				src = map[string]any{}
 			}
 			if err := codec.Assign(p.Interface(), src); err != nil {
-				return nil, invalidArg("%s: %v", name, err)
+				return nil, schema.Wrap(schema.CodeInvalidArgument, err, "%s", name)
 			}
 			vals = append(vals, p.Elem())
 		default:
@@ -265,8 +265,9 @@ func wrap(name string, f any, params []string) (RawFunc, error) {
 							Message: fmt.Sprintf("%s: missing argument %s", name, paramName(i)), Details: map[string]any{"param": paramName(i)}}
 					}
 				} else if err := codec.Assign(p.Interface(), set[i]); err != nil {
-					return nil, &schema.Error{Code: schema.CodeInvalidArgument,
-						Message: fmt.Sprintf("%s: %s: %v", name, paramName(i), err), Details: map[string]any{"param": paramName(i)}}
+					e := schema.Wrap(schema.CodeInvalidArgument, err, "%s: %s", name, paramName(i))
+					e.Details = map[string]any{"param": paramName(i)}
+					return nil, e
 				}
 				vals = append(vals, p.Elem())
 			}
@@ -275,8 +276,9 @@ func wrap(name string, f any, params []string) (RawFunc, error) {
 				for i := fixed; i < len(args); i++ {
 					p := reflect.New(et)
 					if err := codec.Assign(p.Interface(), args[i]); err != nil {
-						return nil, &schema.Error{Code: schema.CodeInvalidArgument,
-							Message: fmt.Sprintf("%s: args[%d]: %v", name, i, err), Details: map[string]any{"param": fmt.Sprintf("args[%d]", i)}}
+						e := schema.Wrap(schema.CodeInvalidArgument, err, "%s: args[%d]", name, i)
+						e.Details = map[string]any{"param": fmt.Sprintf("args[%d]", i)}
+						return nil, e
 					}
 					vals = append(vals, p.Elem())
 				}

@@ -57,7 +57,7 @@ func BenchmarkRunChain10(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		res, err := r.Run(ctx, p)
+		res, err := runOf(ctx, r, p)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -90,7 +90,7 @@ func BenchmarkRunFanOut10(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := r.Run(ctx, p); err != nil {
+		if _, err := runOf(ctx, r, p); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -67,7 +67,7 @@ func FuzzPlan(f *testing.F) {
 		if len(p.Steps) != len(req.Cmds) {
 			t.Fatalf("plan has %d steps for %d commands", len(p.Steps), len(req.Cmds))
 		}
-		res, rerr := r.Run(context.Background(), p)
+		res, rerr := runOf(context.Background(), r, p)
 		if rerr != nil {
 			checkFuzzError(t, rerr)
 			if rerr.Code != schema.CodeInvalidArgument || rerr.Step == "" {
@@ -433,7 +433,7 @@ func FuzzPlanGraph(f *testing.F) {
 		if err != nil {
 			t.Fatalf("rejected a valid request: %v: %#v", err, req.Cmds)
 		}
-		got, rerr := r.Run(context.Background(), p)
+		got, rerr := runOf(context.Background(), r, p)
 		want, ok := m.eval(order)
 		if !ok {
 			if rerr == nil || rerr.Code != schema.CodeInvalidArgument {

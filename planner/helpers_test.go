@@ -230,3 +230,15 @@ func codeOf(t testing.TB, err error) schema.Code {
 	require.True(t, errors.As(err, &e), "%v is not a *schema.Error", err)
 	return e.Code
 }
+
+// runOf runs p with r and returns its error as an *schema.Error.
+func runOf(ctx context.Context, r *planner.Runner, p *planner.Plan) (map[string]any, *schema.Error) {
+	got, err := r.Run(ctx, p)
+	return got, schema.AsError(err)
+}
+
+// callOf calls c with r and returns its error as an *schema.Error.
+func callOf(ctx context.Context, r *planner.Runner, c *planner.Call) (any, *schema.Error) {
+	v, err := r.Call(ctx, c)
+	return v, schema.AsError(err)
+}

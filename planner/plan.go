@@ -421,7 +421,7 @@ func (p *Plan) Resolve(s *Step, results []any) ([]any, map[string]any, error) {
 		for i, a := range s.Args {
 			r, _, err := p.resolve(a, true, results)
 			if err != nil {
-				return nil, nil, &schema.Error{Code: schema.CodeInvalidArgument, Message: fmt.Sprintf("args[%d]: %v", i, err), Step: s.Name}
+				return nil, nil, schema.Wrap(schema.CodeInvalidArgument, err, "args[%d]", i).WithStep(s.Name, "")
 			}
 			args[i] = r
 		}
@@ -432,7 +432,7 @@ func (p *Plan) Resolve(s *Step, results []any) ([]any, map[string]any, error) {
 		for k, a := range s.Kwargs {
 			r, _, err := p.resolve(a, true, results)
 			if err != nil {
-				return nil, nil, &schema.Error{Code: schema.CodeInvalidArgument, Message: fmt.Sprintf("kwargs.%s: %v", k, err), Step: s.Name}
+				return nil, nil, schema.Wrap(schema.CodeInvalidArgument, err, "kwargs.%s", k).WithStep(s.Name, "")
 			}
 			kwargs[k] = r
 		}

@@ -19,7 +19,7 @@ func runJSON(t *testing.T, js string) (map[string]any, *schema.Error) {
 	t.Helper()
 	p := mustPlan(t, js)
 	r := &planner.Runner{Router: newRouter("n1"), Executor: newFuncs(nil)}
-	return r.Run(context.Background(), p)
+	return runOf(context.Background(), r, p)
 }
 
 func TestPlanReadmeExample(t *testing.T) {
@@ -149,7 +149,7 @@ func TestPlanRefPath(t *testing.T) {
 	r := &planner.Runner{Router: newRouter("n1"), Executor: newFuncs(map[string]fn{
 		"src": func(context.Context, string, *planner.Call) (any, error) { return src, nil },
 	})}
-	got, rerr := r.Run(context.Background(), p)
+	got, rerr := runOf(context.Background(), r, p)
 	require.Nil(t, rerr)
 	assert.Equal(t, kwargs, got["use"])
 }
@@ -463,7 +463,7 @@ func TestPlanMissingPathAtRunTime(t *testing.T) {
 
 	f := newFuncs(nil)
 	r := &planner.Runner{Router: newRouter("n1"), Executor: f}
-	got, rerr := r.Run(context.Background(), p)
+	got, rerr := runOf(context.Background(), r, p)
 	require.NotNil(t, rerr)
 	assert.Equal(t, schema.CodeInvalidArgument, rerr.Code)
 	assert.Equal(t, "use", rerr.Step)

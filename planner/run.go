@@ -134,7 +134,16 @@ type completion struct {
 // cancels the steps in flight, starts no more, and returns the error with
 // the results of the steps that had finished. Run returns only after every
 // step it started has returned.
-func (r *Runner) Run(ctx context.Context, p *Plan) (map[string]any, *schema.Error) {
+func (r *Runner) Run(ctx context.Context, p *Plan) (map[string]any, error) {
+	out, e := r.run(ctx, p)
+	if e != nil {
+		return out, e
+	}
+	return out, nil
+}
+
+// run is Run with the concrete error type.
+func (r *Runner) run(ctx context.Context, p *Plan) (map[string]any, *schema.Error) {
 	n := len(p.Steps)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -322,9 +331,12 @@ func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any) comple
 // Call routes and runs one resolved call, re-routing it when its node
 // vanished, drained or was overloaded before running it. Errors name the
 // call's step and the node that answered.
-func (r *Runner) Call(ctx context.Context, call *Call) (any, *schema.Error) {
+func (r *Runner) Call(ctx context.Context, call *Call) (any, error) {
 	v, _, _, err := r.exec(ctx, call)
-	return v, err
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string, attempts int, _ *schema.Error) {

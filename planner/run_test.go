@@ -44,7 +44,7 @@ type runResult struct {
 func runAsync(ctx context.Context, r *planner.Runner, p *planner.Plan) <-chan runResult {
 	ch := make(chan runResult, 1)
 	go func() {
-		res, err := r.Run(ctx, p)
+		res, err := runOf(ctx, r, p)
 		ch <- runResult{res, err}
 	}()
 	return ch
@@ -59,21 +59,21 @@ func TestRunResultsSinksAndAll(t *testing.T) {
 	r := &planner.Runner{Router: newRouter("n1"), Executor: newFuncs(nil)}
 
 	for _, js := range []string{`{` + cmds + `}`, `{"results": "sinks", ` + cmds + `}`} {
-		got, err := r.Run(context.Background(), mustPlan(t, js))
+		got, err := runOf(context.Background(), r, mustPlan(t, js))
 		require.Nil(t, err)
 		assert.Equal(t, map[string]any{"c": []any{int64(1), int64(1)}, "d": "D"}, got)
 	}
 
 	p := mustPlan(t, `{"results": "all", `+cmds+`}`)
 	require.True(t, p.All)
-	got, err := r.Run(context.Background(), p)
+	got, err := runOf(context.Background(), r, p)
 	require.Nil(t, err)
 	assert.Equal(t, map[string]any{"a": int64(1), "b": int64(1), "c": []any{int64(1), int64(1)}, "d": "D"}, got)
 }
 
 func TestRunNilResultIsKept(t *testing.T) {
 	r := &planner.Runner{Router: newRouter("n1"), Executor: newFuncs(nil)}
-	got, err := r.Run(context.Background(), mustPlan(t, `{"cmds": [{"name": "a", "fun": "echo"}]}`))
+	got, err := runOf(context.Background(), r, mustPlan(t, `{"cmds": [{"name": "a", "fun": "echo"}]}`))
 	require.Nil(t, err)
 	assert.Equal(t, map[string]any{"a": nil}, got)
 }
@@ -85,7 +85,7 @@ func TestRunPartialResultsOnFailure(t *testing.T) {
 		{"name": "c",    "fun": "echo", "args": ["b"]}]}`)
 	f := newFuncs(nil)
 	r := &planner.Runner{Router: newRouter("n1", "n2"), Executor: f}
-	got, err := r.Run(context.Background(), p)
+	got, err := runOf(context.Background(), r, p)
 	require.NotNil(t, err)
 	assert.True(t, errors.Is(err, schema.ErrFunctionError))
 	assert.Equal(t, "b", err.Step)
@@ -128,7 +128,7 @@ func TestRunFailureCancelsInFlight(t *testing.T) {
 	})
 	ev := &events{}
 	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Observer: ev}
-	got, err := r.Run(context.Background(), p)
+	got, err := runOf(context.Background(), r, p)
 	require.NotNil(t, err)
 	assert.Equal(t, schema.CodeFunctionError, err.Code, "the first failure wins: %v", err)
 	assert.Equal(t, "bad", err.Step)
@@ -233,7 +233,7 @@ func TestRunWideFanOut(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	r := &planner.Runner{Router: newRouter("n1"), Executor: f}
-	got, err := r.Run(ctx, p)
+	got, err := runOf(ctx, r, p)
 	require.Nil(t, err, "the steps did not all run at once")
 	want := make([]any, n)
 	for i := range want {
@@ -262,7 +262,7 @@ func TestRunTimeout(t *testing.T) {
 	r := &planner.Runner{Router: newRouter("n1", "n2"), Executor: f}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	got, err := r.Run(ctx, p)
+	got, err := runOf(ctx, r, p)
 	require.NotNil(t, err)
 	assert.Equal(t, schema.CodeTimeout, err.Code)
 	assert.Equal(t, "hang", err.Step)
@@ -277,7 +277,7 @@ func TestRunTimeoutBeforeStart(t *testing.T) {
 	f := newFuncs(nil)
 	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
 	defer cancel()
-	_, err := (&planner.Runner{Router: newRouter("n1"), Executor: f}).Run(ctx, p)
+	_, err := runOf(ctx, (&planner.Runner{Router: newRouter("n1"), Executor: f}), p)
 	require.NotNil(t, err)
 	assert.Equal(t, schema.CodeTimeout, err.Code)
 	assert.Equal(t, "a", err.Step)
@@ -315,7 +315,7 @@ func TestRunExecutorContextErrors(t *testing.T) {
 		{errors.New("plain"), schema.CodeInternal},
 	} {
 		f := newFuncs(map[string]fn{"x": func(context.Context, string, *planner.Call) (any, error) { return nil, tc.err }})
-		_, err := (&planner.Runner{Router: newRouter("n1", "n2"), Executor: f}).Run(context.Background(),
+		_, err := runOf(context.Background(), (&planner.Runner{Router: newRouter("n1", "n2"), Executor: f}),
 			mustPlan(t, `{"cmds": [{"name": "s", "fun": "x"}]}`))
 		require.NotNil(t, err, tc.err)
 		assert.Equal(t, tc.code, err.Code, tc.err)
@@ -344,7 +344,7 @@ func TestRunRetriesOnAnotherNode(t *testing.T) {
 			rt := newRouter("n1", "n2", "n3")
 			ev := &events{}
 			r := &planner.Runner{Router: rt, Executor: f, Observer: ev}
-			got, err := r.Run(context.Background(), mustPlan(t, `{"cmds": [{"name": "s", "fun": "x", "locs": ["gpu"]}]}`))
+			got, err := runOf(context.Background(), r, mustPlan(t, `{"cmds": [{"name": "s", "fun": "x", "locs": ["gpu"]}]}`))
 			require.Nil(t, err)
 			assert.Equal(t, map[string]any{"s": "ran on n2"}, got)
 			assert.Equal(t, []string{"n1", "n2"}, f.Nodes("s"))
@@ -366,7 +366,7 @@ func TestRunRetriesAtMostTwice(t *testing.T) {
 	rt := newRouter("n1", "n2", "n3", "n4", "n5")
 	ev := &events{}
 	r := &planner.Runner{Router: rt, Executor: f, Observer: ev}
-	got, err := r.Run(context.Background(), mustPlan(t, `{"cmds": [{"name": "s", "fun": "x"}]}`))
+	got, err := runOf(context.Background(), r, mustPlan(t, `{"cmds": [{"name": "s", "fun": "x"}]}`))
 	require.NotNil(t, err)
 	assert.Equal(t, schema.CodeNodeUnavailable, err.Code)
 	assert.Equal(t, "s", err.Step)
@@ -384,7 +384,7 @@ func TestRunRetriesAtMostTwice(t *testing.T) {
 	// MaxRetries bounds the re-routes.
 	f = newFuncs(map[string]fn{"x": failOn(schema.CodeOverloaded, "n1", "n2", "n3")})
 	r = &planner.Runner{Router: newRouter("n1", "n2", "n3"), Executor: f, MaxRetries: 1}
-	_, err = r.Run(context.Background(), mustPlan(t, `{"cmds": [{"name": "s", "fun": "x"}]}`))
+	_, err = runOf(context.Background(), r, mustPlan(t, `{"cmds": [{"name": "s", "fun": "x"}]}`))
 	require.NotNil(t, err)
 	assert.Equal(t, []string{"n1", "n2"}, f.Nodes("s"))
 }
@@ -392,7 +392,7 @@ func TestRunRetriesAtMostTwice(t *testing.T) {
 func TestRunRetryRunsOutOfNodes(t *testing.T) {
 	f := newFuncs(map[string]fn{"x": failOn(schema.CodeNodeUnavailable, "n1")})
 	r := &planner.Runner{Router: newRouter("n1"), Executor: f}
-	_, err := r.Run(context.Background(), mustPlan(t, `{"cmds": [{"name": "s", "fun": "x", "locs": ["l"]}]}`))
+	_, err := runOf(context.Background(), r, mustPlan(t, `{"cmds": [{"name": "s", "fun": "x", "locs": ["l"]}]}`))
 	require.NotNil(t, err)
 	assert.Equal(t, schema.CodeNodeUnavailable, err.Code)
 	assert.Equal(t, "s", err.Step)
@@ -409,7 +409,7 @@ func TestRunFinalErrorIsNotRetried(t *testing.T) {
 			Err: schema.Errorf(schema.CodeNodeUnavailable, "lost %s mid-step", node)}
 	}})
 	r := &planner.Runner{Router: newRouter("n1", "n2"), Executor: f}
-	_, err := r.Run(context.Background(), mustPlan(t, `{"cmds": [{"name": "s", "fun": "x"}]}`))
+	_, err := runOf(context.Background(), r, mustPlan(t, `{"cmds": [{"name": "s", "fun": "x"}]}`))
 	require.NotNil(t, err)
 	assert.Equal(t, schema.CodeNodeUnavailable, err.Code)
 	assert.Equal(t, "lost n1 mid-step", err.Message)
@@ -424,7 +424,7 @@ func TestRunNotRetried(t *testing.T) {
 	} {
 		f := newFuncs(map[string]fn{"x": failOn(code, "n1")})
 		rt := newRouter("n1", "n2")
-		_, err := (&planner.Runner{Router: rt, Executor: f}).Run(context.Background(),
+		_, err := runOf(context.Background(), (&planner.Runner{Router: rt, Executor: f}),
 			mustPlan(t, `{"cmds": [{"name": "s", "fun": "x"}]}`))
 		require.NotNil(t, err, code)
 		assert.Equal(t, code, err.Code)
@@ -444,7 +444,7 @@ func TestRunNoRoute(t *testing.T) {
 	} {
 		f := newFuncs(nil)
 		rt := newRouter()
-		got, err := (&planner.Runner{Router: rt, Executor: f}).Run(context.Background(), mustPlan(t, tc.js))
+		got, err := runOf(context.Background(), (&planner.Runner{Router: rt, Executor: f}), mustPlan(t, tc.js))
 		require.NotNil(t, err)
 		assert.True(t, errors.Is(err, schema.ErrNoRoute))
 		assert.Equal(t, "s", err.Step)
@@ -465,7 +465,7 @@ func TestRunObserverEvents(t *testing.T) {
 	f := newFuncs(map[string]fn{"x": failOn(schema.CodeShuttingDown, "n1")})
 	ev := &events{}
 	r := &planner.Runner{Router: newRouter("n1", "n2"), Executor: f, Observer: ev}
-	_, err := r.Run(context.Background(), p)
+	_, err := runOf(context.Background(), r, p)
 	require.Nil(t, err)
 
 	evs := ev.All()
@@ -496,7 +496,7 @@ func TestRunObserverEvents(t *testing.T) {
 func TestRunObserverFailureEvents(t *testing.T) {
 	ev := &events{}
 	r := &planner.Runner{Router: newRouter(), Executor: newFuncs(nil), Observer: ev}
-	_, err := r.Run(context.Background(), mustPlan(t, `{"cmds": [{"name": "s", "fun": "echo"}]}`))
+	_, err := runOf(context.Background(), r, mustPlan(t, `{"cmds": [{"name": "s", "fun": "echo"}]}`))
 	require.NotNil(t, err)
 	evs := ev.All()
 	require.Len(t, evs, 1)
@@ -514,27 +514,27 @@ func TestRunnerCall(t *testing.T) {
 	call := &planner.Call{RequestID: "rid", Step: "x", Fun: "x", Locs: []string{"l"}, Args: []any{int64(1)}}
 	assert.Equal(t, "rid/x", call.ID())
 
-	v, err := r.Call(context.Background(), call)
+	v, err := callOf(context.Background(), r, call)
 	require.Nil(t, err)
 	assert.Equal(t, "ran on n2", v)
 	assert.Equal(t, []string{"n1", "n2"}, f.Nodes("x"))
 	assert.Equal(t, []string{"n1"}, rt.Calls()[1].Exclude)
 
-	v, err = (&planner.Runner{Router: newRouter(), Executor: f}).Call(context.Background(), call)
+	v, err = callOf(context.Background(), (&planner.Runner{Router: newRouter(), Executor: f}), call)
 	assert.Nil(t, v)
 	require.NotNil(t, err)
 	assert.Equal(t, schema.CodeNoRoute, err.Code)
 	assert.Equal(t, "x", err.Step)
 
 	f = newFuncs(nil)
-	v, err = (&planner.Runner{Router: newRouter("n1"), Executor: f}).Call(context.Background(),
+	v, err = callOf(context.Background(), (&planner.Runner{Router: newRouter("n1"), Executor: f}),
 		&planner.Call{RequestID: "rid", Step: "e", Fun: "echos", Args: []any{"a", int64(2)}})
 	require.Nil(t, err)
 	assert.Equal(t, []any{"a", int64(2)}, v)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = (&planner.Runner{Router: newRouter("n1"), Executor: f}).Call(ctx, call)
+	_, err = callOf(ctx, (&planner.Runner{Router: newRouter("n1"), Executor: f}), call)
 	require.NotNil(t, err)
 	assert.Equal(t, schema.CodeCancelled, err.Code)
 	assert.Equal(t, "x", err.Step)
@@ -605,13 +605,13 @@ func TestRunResultMemory(t *testing.T) {
 	for i := 1; i < 10; i++ {
 		chain += fmt.Sprintf(`, {"name": "s%d", "fun": "echo", "args": ["s%d"]}`, i, i-1)
 	}
-	got, err := r.Run(context.Background(), mustPlan(t, chain+`]}`))
+	got, err := runOf(context.Background(), r, mustPlan(t, chain+`]}`))
 	require.Nil(t, err)
 	assert.Equal(t, map[string]any{"s9": big}, got)
 	assert.Zero(t, mem.held)
 
 	// Two results read by one last step must be held at once: too much.
-	_, err = r.Run(context.Background(), mustPlan(t, `{"cmds": [
+	_, err = runOf(context.Background(), r, mustPlan(t, `{"cmds": [
 		{"name": "a", "fun": "big"}, {"name": "b", "fun": "big"}, {"name": "j", "fun": "echos", "args": ["a", "b"]}]}`))
 	require.NotNil(t, err)
 	assert.Equal(t, schema.CodePayloadTooLarge, err.Code)
@@ -620,7 +620,7 @@ func TestRunResultMemory(t *testing.T) {
 
 	// The shared memory is full: OVERLOADED.
 	mem.cap = 100
-	_, err = r.Run(context.Background(), mustPlan(t, `{"cmds": [{"name": "a", "fun": "big"}]}`))
+	_, err = runOf(context.Background(), r, mustPlan(t, `{"cmds": [{"name": "a", "fun": "big"}]}`))
 	require.NotNil(t, err)
 	assert.Equal(t, schema.CodeOverloaded, err.Code)
 	assert.Zero(t, mem.held)
@@ -628,7 +628,7 @@ func TestRunResultMemory(t *testing.T) {
 	// results "all" keeps every result.
 	mem.cap = 10_000
 	r.MaxResultBytes = 10_000
-	got, err = r.Run(context.Background(), mustPlan(t, `{"results": "all", "cmds": [
+	got, err = runOf(context.Background(), r, mustPlan(t, `{"results": "all", "cmds": [
 		{"name": "a", "fun": "big"}, {"name": "b", "fun": "echo", "args": ["a"]}]}`))
 	require.Nil(t, err)
 	assert.Equal(t, map[string]any{"a": big, "b": big}, got)
@@ -641,7 +641,7 @@ func TestRunPartialResultsAfterRelease(t *testing.T) {
 		{"name": "a", "fun": "echo", "args": ["A"]},
 		{"name": "b", "fun": "echo", "args": ["a"]},
 		{"name": "c", "fun": "fail", "args": ["b"]}]}`)
-	got, err := (&planner.Runner{Router: newRouter("n1"), Executor: newFuncs(nil)}).Run(context.Background(), p)
+	got, err := runOf(context.Background(), (&planner.Runner{Router: newRouter("n1"), Executor: newFuncs(nil)}), p)
 	require.NotNil(t, err)
 	assert.Equal(t, "c", err.Step)
 	assert.Equal(t, map[string]any{"b": "A"}, got)

@@ -59,6 +59,8 @@ type Error struct {
 	Step    string `json:"step,omitempty"`
 	Node    string `json:"node,omitempty"`
 	Details any    `json:"details,omitempty"`
+
+	cause error // what went wrong inside this process (not sent)
 }
 
 // Sentinels, one per code, for errors.Is.
@@ -83,6 +85,33 @@ var (
 // Errorf returns an *Error with code c and a formatted message.
 func Errorf(c Code, format string, args ...any) *Error {
 	return &Error{Code: c, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap returns an *Error with code c whose message is the formatted text,
+// ": ", and cause's text, and whose Unwrap returns cause: the wire carries
+// the text, the process keeps the cause for errors.Is and errors.As. A
+// cause that holds an *Error is kept as text only, so that errors.Is
+// matches the outer code, never an inner one.
+func Wrap(c Code, cause error, format string, args ...any) *Error {
+	msg := fmt.Sprintf(format, args...)
+	if cause == nil {
+		return &Error{Code: c, Message: msg}
+	}
+	e := &Error{Code: c, Message: msg + ": " + cause.Error()}
+	var inner *Error
+	if !errors.As(cause, &inner) {
+		e.cause = cause
+	}
+	return e
+}
+
+// Unwrap returns the error's cause inside this process, if any (an error
+// read from the wire has none).
+func (e *Error) Unwrap() error {
+	if e == nil {
+		return nil
+	}
+	return e.cause
 }
 
 // Error implements error as "CODE: message" with the step and node when set.

@@ -1,6 +1,7 @@
 package schema_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -148,4 +149,21 @@ func TestParseErrorUnknownCode(t *testing.T) {
 	e, err = schema.ParseError(map[string]any{"code": "NO_ROUTE", "message": "m"}, "error")
 	require.NoError(t, err)
 	require.Equal(t, schema.CodeNoRoute, e.Code, "known codes stay")
+}
+
+// An error keeps its Go cause for errors.Is and errors.As (the wire carries
+// only the text); an inner error object is kept as text, so that errors.Is
+// matches the outer code only.
+func TestWrapKeepsCause(t *testing.T) {
+	e := schema.Wrap(schema.CodeNodeUnavailable, context.DeadlineExceeded, "exec on node %s", "n1")
+	require.Equal(t, "exec on node n1: context deadline exceeded", e.Message)
+	require.ErrorIs(t, e, context.DeadlineExceeded)
+	require.ErrorIs(t, e, schema.ErrNodeUnavailable)
+	require.ErrorIs(t, e.WithStep("s", "n1"), context.DeadlineExceeded, "copies keep the cause")
+
+	inner := schema.Wrap(schema.CodeInternal, schema.Errorf(schema.CodeTimeout, "t"), "bad reply")
+	require.ErrorIs(t, inner, schema.ErrInternal)
+	require.NotErrorIs(t, inner, schema.ErrTimeout)
+	require.Equal(t, "bad reply: TIMEOUT: t", inner.Message)
+	require.Equal(t, "x", schema.Wrap(schema.CodeInternal, nil, "x").Message)
 }

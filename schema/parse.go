@@ -233,7 +233,7 @@ func parseCommand(v any, key string, c *Command) error {
 	if c.Fun, e = str(m, key, "fun", true); e != nil {
 		return e
 	}
-	if err := CheckFunName(c.Fun); err != nil {
+	if err := checkFunName(c.Fun); err != nil {
 		return invalid(join(key, "fun"), "%s", err.Message)
 	}
 	if c.Args, e = optList(m, key, "args"); e != nil {
@@ -246,7 +246,7 @@ func parseCommand(v any, key string, c *Command) error {
 		return e
 	}
 	for i, l := range c.Locs {
-		if err := CheckLoc(l); err != nil {
+		if err := checkLoc(l); err != nil {
 			return invalid(fmt.Sprintf("%s.locs[%d]", key, i), "%s", err.Message)
 		}
 	}
@@ -290,7 +290,7 @@ func ParseExecRequest(v any) (*ExecRequest, error) {
 	if r.Fun, err = str(m, "", "fun", true); err != nil {
 		return nil, err
 	}
-	if e := CheckFunName(r.Fun); e != nil {
+	if e := checkFunName(r.Fun); e != nil {
 		return nil, invalid("fun", "%s", e.Message)
 	}
 	if r.Args, err = optList(m, "", "args"); err != nil {
@@ -427,7 +427,7 @@ func ParseHello(v any) (*Hello, error) {
 	}
 	h.Funs = make(map[string][]string, len(funs))
 	for f, locs := range funs {
-		if e := CheckFunName(f); e != nil {
+		if e := checkFunName(f); e != nil {
 			return nil, invalid("funs", "%s", e.Message)
 		}
 		l, err := strList(locs, "funs."+f)
@@ -438,7 +438,7 @@ func ParseHello(v any) (*Hello, error) {
 			return nil, tooMany("funs."+f, len(l), MaxLocs)
 		}
 		for _, loc := range l {
-			if e := CheckLoc(loc); e != nil {
+			if e := checkLoc(loc); e != nil {
 				return nil, invalid("funs."+f, "%s", e.Message)
 			}
 		}
@@ -618,10 +618,10 @@ func ParseGoodbye(v any) (*Goodbye, error) {
 	return g, nil
 }
 
-// CheckID checks a cluster or node id: 1–64 of [A-Za-z0-9_-]. Ids become
+// checkID checks a cluster or node id: 1–64 of [A-Za-z0-9_-]. Ids become
 // NATS subject tokens (docs/PROTOCOL.md §2), so every id read from the network
 // passes here before a subject is built from it.
-func CheckID(s string) *Error {
+func checkID(s string) *Error {
 	if len(s) == 0 || len(s) > MaxIDLen {
 		return Errorf(CodeInvalidRequest, "id %s must be 1 to %d characters", Clip(s), MaxIDLen)
 	}
@@ -658,7 +658,7 @@ func idField(m map[string]any, key string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if e := CheckID(s); e != nil {
+	if e := checkID(s); e != nil {
 		return "", invalid(key, "%s", e.Message)
 	}
 	return s, nil
@@ -673,9 +673,9 @@ func boundedStr(m map[string]any, key string, required bool, maxBytes int) (stri
 	return s, err
 }
 
-// CheckFunName checks a function name: 1–128 printable characters, no
+// checkFunName checks a function name: 1–128 printable characters, no
 // spaces, no '.', '*' or '>'.
-func CheckFunName(s string) *Error {
+func checkFunName(s string) *Error {
 	if err := checkPrintable(s, "function name"); err != nil {
 		return err
 	}
@@ -687,8 +687,8 @@ func CheckFunName(s string) *Error {
 	return nil
 }
 
-// CheckLoc checks a loc: 1–128 printable characters, no spaces.
-func CheckLoc(s string) *Error { return checkPrintable(s, "loc") }
+// checkLoc checks a loc: 1–128 printable characters, no spaces.
+func checkLoc(s string) *Error { return checkPrintable(s, "loc") }
 
 func checkPrintable(s, what string) *Error {
 	n := utf8.RuneCountInString(s)
@@ -704,4 +704,24 @@ func checkPrintable(s, what string) *Error {
 		}
 	}
 	return nil
+}
+
+// CheckID checks a cluster or node id: 1–64 of [A-Za-z0-9_-]. The error is
+// an *Error (INVALID_REQUEST).
+func CheckID(s string) error { return nilIfNone(checkID(s)) }
+
+// CheckFunName checks a function name: 1–128 printable characters, no
+// spaces, no '.', '*' or '>'. The error is an *Error (INVALID_REQUEST).
+func CheckFunName(s string) error { return nilIfNone(checkFunName(s)) }
+
+// CheckLoc checks a loc: 1–128 printable characters, no spaces. The error
+// is an *Error (INVALID_REQUEST).
+func CheckLoc(s string) error { return nilIfNone(checkLoc(s)) }
+
+// nilIfNone returns e as an error, nil when e is nil (never a typed nil).
+func nilIfNone(e *Error) error {
+	if e == nil {
+		return nil
+	}
+	return e
 }

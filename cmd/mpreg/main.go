@@ -35,6 +35,7 @@ import (
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/mesh"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -153,7 +154,7 @@ func report(err error, stderr io.Writer) int {
 		return exitOK
 	}
 	var ue *usageError
-	if errors.As(err, &ue) || errors.Is(err, node.ErrInvalidConfig) || errors.Is(err, bus.ErrConfig) {
+	if errors.As(err, &ue) || errors.Is(err, node.ErrInvalidConfig) || errors.Is(err, bus.ErrInvalidConfig) || errors.Is(err, client.ErrInvalidConfig) || errors.Is(err, mesh.ErrInvalidConfig) {
 		fmt.Fprintf(stderr, "mpreg: error: %v\n", err)
 		return exitUsage
 	}
@@ -299,11 +300,11 @@ func parseLevel(level string) slog.Level {
 // checkIDs checks cluster and node ids given on the command line.
 func checkIDs(cluster, nodeID string) error {
 	if err := schema.CheckID(cluster); err != nil {
-		return fmt.Errorf("--cluster: %s", err.Message)
+		return fmt.Errorf("--cluster: %s", schema.AsError(err).Message)
 	}
 	if nodeID != "" {
 		if err := schema.CheckID(nodeID); err != nil {
-			return fmt.Errorf("--node-id: %s", err.Message)
+			return fmt.Errorf("--node-id: %s", schema.AsError(err).Message)
 		}
 	}
 	return nil
