@@ -47,7 +47,7 @@ fuzz:
 
 ## bench: Go benchmarks, MPREG next to raw NATS request/reply.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./bench/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./internal/bench/...
 
 clean:
 	rm -rf bin examples/js/node_modules

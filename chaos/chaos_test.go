@@ -338,12 +338,12 @@ func (h *harness) connect(name string, order []int, extra ...nats.Option) *nats.
 	for _, i := range order {
 		urls = append(urls, h.urls[i])
 	}
-	return testcluster.ConnWith(h.t, bus.ConnConfig{
+	return testcluster.Conn(h.t, "", testcluster.WithConnConfig(bus.ConnConfig{
 		Servers: urls, Name: name,
 		ReconnectWait: 20 * time.Millisecond, MaxReconnectWait: 200 * time.Millisecond,
 		Options: append([]nats.Option{nats.DontRandomize()}, extra...),
 		Logger:  h.log.With("conn", name),
-	})
+	}))
 }
 
 // startNode starts node id (label names this incarnation in the exec log)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -19,7 +20,7 @@ func TestCallsFailFastWhileBusIsDown(t *testing.T) {
 	testcluster.Node(t, srv.ClientURL(), testcluster.NodeConfig(t, "n1"), nil)
 	c := testcluster.Client(t, srv.ClientURL(), client.Config{})
 	testcluster.WaitForRoute(t, c.Table(), "echo", nil, "n1")
-	_, err := c.Call(testCtx(t), "echo", []any{"up"})
+	_, err := c.Call(testwait.Ctx(t), "echo", []any{"up"})
 	require.NoError(t, err)
 
 	srv.Shutdown()
@@ -31,11 +32,11 @@ func TestCallsFailFastWhileBusIsDown(t *testing.T) {
 	})
 	for _, run := range []func() error{
 		func() error {
-			_, err := c.Call(testCtx(t), "echo", []any{"down"}, client.WithTimeout(5*time.Second))
+			_, err := c.Call(testwait.Ctx(t), "echo", []any{"down"}, client.WithTimeout(5*time.Second))
 			return err
 		},
 		func() error {
-			_, err := c.Run(testCtx(t), &schema.Request{TimeoutMS: 5000, Cmds: []schema.Command{{Name: "e", Fun: "echo", Args: []any{1}}}})
+			_, err := c.Run(testwait.Ctx(t), &schema.Request{TimeoutMS: 5000, Cmds: []schema.Command{{Name: "e", Fun: "echo", Args: []any{1}}}})
 			return err
 		},
 	} {

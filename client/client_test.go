@@ -16,19 +16,12 @@ import (
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-const bound = 10 * time.Second
-
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), bound)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 type point struct {
 	X int64  `json:"x"`
@@ -87,7 +80,7 @@ func (c *cluster) stats() (requests, steps int64) {
 func TestCallDirect(t *testing.T) {
 	c := newCluster(t)
 	cl := c.client(t, client.Config{})
-	ctx := testCtx(t)
+	ctx := testwait.Ctx(t)
 
 	r0, s0 := c.stats()
 	for i := range 10 {
@@ -106,7 +99,7 @@ func TestCallNoFollowGoesThroughRPC(t *testing.T) {
 	require.Empty(t, cl.Table().Peers(), "no membership view")
 
 	r0, _ := c.stats()
-	v, err := cl.Call(testCtx(t), "add", []any{2, 3})
+	v, err := cl.Call(testwait.Ctx(t), "add", []any{2, 3})
 	require.NoError(t, err)
 	require.Equal(t, int64(5), v)
 	r1, _ := c.stats()
@@ -116,7 +109,7 @@ func TestCallNoFollowGoesThroughRPC(t *testing.T) {
 func TestCallAs(t *testing.T) {
 	c := newCluster(t)
 	cl := c.client(t, client.Config{})
-	ctx := testCtx(t)
+	ctx := testwait.Ctx(t)
 
 	n, err := client.CallAs[int64](ctx, cl, "add", []any{40, 2})
 	require.NoError(t, err)
@@ -144,7 +137,7 @@ func TestCallOptions(t *testing.T) {
 	c := newCluster(t)
 	for _, cfg := range []client.Config{{}, {NoFollow: true}} {
 		cl := c.client(t, cfg)
-		ctx := testCtx(t)
+		ctx := testwait.Ctx(t)
 		for range 6 {
 			who, err := client.CallAs[string](ctx, cl, "whoami", nil, client.WithLocs("gpu"))
 			require.NoError(t, err)
@@ -184,7 +177,7 @@ func TestCallOptions(t *testing.T) {
 func TestRunPartialResults(t *testing.T) {
 	c := newCluster(t)
 	cl := c.client(t, client.Config{})
-	resp, err := cl.Run(testCtx(t), &schema.Request{ID: "partial", Cmds: []schema.Command{
+	resp, err := cl.Run(testwait.Ctx(t), &schema.Request{ID: "partial", Cmds: []schema.Command{
 		{Name: "a", Fun: "add", Args: []any{1, 2}},
 		{Name: "b", Fun: "fail", Args: []any{"after a"}, Kwargs: nil},
 		{Name: "c", Fun: "add", Args: []any{"a", "b"}},
@@ -195,7 +188,7 @@ func TestRunPartialResults(t *testing.T) {
 	require.Equal(t, resp.Error, err)
 	require.NotContains(t, resp.Results, "c")
 
-	resp, err = cl.Run(testCtx(t), &schema.Request{Cmds: []schema.Command{
+	resp, err = cl.Run(testwait.Ctx(t), &schema.Request{Cmds: []schema.Command{
 		{Name: "a", Fun: "add", Args: []any{1, 2}},
 		{Name: "b", Fun: "fail", Args: []any{map[string]any{"$ref": "a"}}},
 	}})
@@ -208,7 +201,7 @@ func TestRunPartialResults(t *testing.T) {
 func TestErrNoRoute(t *testing.T) {
 	c := newCluster(t)
 	cl := c.client(t, client.Config{})
-	_, err := cl.Call(testCtx(t), "nosuch", []any{1})
+	_, err := cl.Call(testwait.Ctx(t), "nosuch", []any{1})
 	require.ErrorIs(t, err, schema.ErrNoRoute)
 	require.False(t, errors.Is(err, schema.ErrTimeout))
 
@@ -216,7 +209,7 @@ func TestErrNoRoute(t *testing.T) {
 	empty := testcluster.Server(t)
 	lonely := testcluster.Client(t, empty.ClientURL(), client.Config{NoFollow: true})
 	start := time.Now()
-	_, err = lonely.Call(testCtx(t), "echo", []any{1})
+	_, err = lonely.Call(testwait.Ctx(t), "echo", []any{1})
 	require.ErrorIs(t, err, schema.ErrNoRoute)
 	var e *schema.Error
 	require.ErrorAs(t, err, &e, "the caller gets the schema error itself")
@@ -228,7 +221,7 @@ func TestPeers(t *testing.T) {
 	c := newCluster(t)
 	for _, cfg := range []client.Config{{}, {NoFollow: true}} {
 		cl := c.client(t, cfg)
-		peers, err := cl.Peers(testCtx(t))
+		peers, err := cl.Peers(testwait.Ctx(t))
 		require.NoError(t, err)
 		require.Len(t, peers, 2, "NoFollow=%v", cfg.NoFollow)
 		require.Equal(t, "n1", peers[0].Hello.Node)
@@ -237,7 +230,7 @@ func TestPeers(t *testing.T) {
 		require.True(t, peers[0].Alive)
 	}
 	nf := c.client(t, client.Config{NoFollow: true})
-	_, err := nf.Peers(testCtx(t))
+	_, err := nf.Peers(testwait.Ctx(t))
 	require.NoError(t, err)
 	require.Empty(t, nf.Table().Peers(), "Peers on a NoFollow client does not start following")
 }
@@ -248,10 +241,10 @@ func TestLiteralArgEqualsFunName(t *testing.T) {
 	c := newCluster(t)
 	for _, cfg := range []client.Config{{NoFollow: true}, {}} {
 		cl := c.client(t, cfg)
-		v, err := cl.Call(testCtx(t), "echo", []any{"echo"})
+		v, err := cl.Call(testwait.Ctx(t), "echo", []any{"echo"})
 		require.NoError(t, err)
 		require.Equal(t, "echo", v)
-		v, err = cl.Call(testCtx(t), "echos", []any{"echos", "echos#1", "echos#2"})
+		v, err = cl.Call(testwait.Ctx(t), "echos", []any{"echos", "echos#1", "echos#2"})
 		require.NoError(t, err)
 		require.Equal(t, []any{"echos", "echos#1", "echos#2"}, v)
 	}
@@ -259,38 +252,38 @@ func TestLiteralArgEqualsFunName(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	c := newCluster(t)
-	cl, err := client.Connect(testCtx(t), client.Config{Servers: []string{c.srv.ClientURL()}, SyncQuiet: 50 * time.Millisecond})
+	cl, err := client.Connect(testwait.Ctx(t), client.Config{Servers: []string{c.srv.ClientURL()}, SyncQuiet: 50 * time.Millisecond})
 	require.NoError(t, err)
-	_, err = cl.Call(testCtx(t), "echo", []any{1})
+	_, err = cl.Call(testwait.Ctx(t), "echo", []any{1})
 	require.NoError(t, err)
 	cl.Close()
 	cl.Close()
 	require.True(t, cl.Conn().IsClosed(), "a client closes the connection it dialed")
-	_, err = cl.Call(testCtx(t), "echo", []any{1})
+	_, err = cl.Call(testwait.Ctx(t), "echo", []any{1})
 	require.ErrorIs(t, err, client.ErrClosed)
-	_, err = client.CallAs[int](testCtx(t), cl, "echo", []any{1})
+	_, err = client.CallAs[int](testwait.Ctx(t), cl, "echo", []any{1})
 	require.ErrorIs(t, err, client.ErrClosed)
-	_, err = cl.Run(testCtx(t), &schema.Request{Cmds: []schema.Command{{Name: "a", Fun: "echo"}}})
+	_, err = cl.Run(testwait.Ctx(t), &schema.Request{Cmds: []schema.Command{{Name: "a", Fun: "echo"}}})
 	require.ErrorIs(t, err, client.ErrClosed)
-	_, err = cl.Peers(testCtx(t))
+	_, err = cl.Peers(testwait.Ctx(t))
 	require.ErrorIs(t, err, client.ErrClosed)
 	var nilClient *client.Client
 	nilClient.Close()
 
 	// A client on a connection it was given leaves it open.
 	nc := testcluster.Conn(t, c.srv.ClientURL())
-	shared, err := client.Connect(testCtx(t), client.Config{Conn: nc, SyncQuiet: 50 * time.Millisecond})
+	shared, err := client.Connect(testwait.Ctx(t), client.Config{Conn: nc, SyncQuiet: 50 * time.Millisecond})
 	require.NoError(t, err)
 	shared.Close()
 	require.False(t, nc.IsClosed())
-	_, err = shared.Call(testCtx(t), "echo", []any{1})
+	_, err = shared.Call(testwait.Ctx(t), "echo", []any{1})
 	require.ErrorIs(t, err, client.ErrClosed)
 }
 
 func TestConnectRejectsBadConfig(t *testing.T) {
-	_, err := client.Connect(testCtx(t), client.Config{Cluster: "bad cluster"})
+	_, err := client.Connect(testwait.Ctx(t), client.Config{Cluster: "bad cluster"})
 	require.Error(t, err)
-	_, err = client.Connect(testCtx(t), client.Config{Prefix: "a..b"})
+	_, err = client.Connect(testwait.Ctx(t), client.Config{Prefix: "a..b"})
 	require.Error(t, err)
 }
 
@@ -307,7 +300,7 @@ func TestRunSendsDeadline(t *testing.T) {
 
 	cl := testcluster.Client(t, c.srv.ClientURL(), client.Config{NoFollow: true})
 	before := time.Now()
-	_, err = cl.Run(testCtx(t), &schema.Request{Cmds: []schema.Command{{Name: "a", Fun: "whoami"}}, TimeoutMS: 4000})
+	_, err = cl.Run(testwait.Ctx(t), &schema.Request{Cmds: []schema.Command{{Name: "a", Fun: "whoami"}}, TimeoutMS: 4000})
 	require.NoError(t, err)
 	m := <-sent
 	tree, err := codec.MsgPack.Decode(m.Data)
@@ -341,7 +334,7 @@ func TestLoadManyLargeResults(t *testing.T) {
 		errs := make(chan error, 120)
 		for range 120 {
 			go func() {
-				v, err := c.Call(testCtx(t), "blob", []any{900_000})
+				v, err := c.Call(testwait.Ctx(t), "blob", []any{900_000})
 				if err == nil && len(v.(string)) != 900_000 {
 					err = fmt.Errorf("got %d bytes", len(v.(string)))
 				}
@@ -357,7 +350,7 @@ func TestLoadManyLargeResults(t *testing.T) {
 // Connect's configuration errors wrap client.ErrInvalidConfig.
 func TestConnectInvalidConfig(t *testing.T) {
 	for _, cfg := range []client.Config{{Cluster: "a.b", NoFollow: true}, {Prefix: "a..b", NoFollow: true}} {
-		_, err := client.Connect(testCtx(t), cfg)
+		_, err := client.Connect(testwait.Ctx(t), cfg)
 		require.ErrorIs(t, err, client.ErrInvalidConfig)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -36,18 +37,18 @@ func TestRunRetriesUnreadOverloaded(t *testing.T) {
 	require.NoError(t, nc.Flush())
 
 	c := testcluster.Client(t, srv.ClientURL(), client.Config{NoFollow: true})
-	resp, err := c.Run(testCtx(t), &schema.Request{ID: "r1", Cmds: []schema.Command{{Name: "a", Fun: "echo", Args: []any{1}}}})
+	resp, err := c.Run(testwait.Ctx(t), &schema.Request{ID: "r1", Cmds: []schema.Command{{Name: "a", Fun: "echo", Args: []any{1}}}})
 	require.NoError(t, err)
 	require.Equal(t, map[string]any{"a": int64(1)}, resp.Results)
 	require.Equal(t, int64(3), seen.Load())
 
 	seen.Store(-10) // always busy from now on: the third refusal is returned
-	_, err = c.Run(testCtx(t), &schema.Request{ID: "r2", Cmds: []schema.Command{{Name: "a", Fun: "echo", Args: []any{1}}}})
+	_, err = c.Run(testwait.Ctx(t), &schema.Request{ID: "r2", Cmds: []schema.Command{{Name: "a", Fun: "echo", Args: []any{1}}}})
 	require.ErrorIs(t, err, schema.ErrOverloaded)
 	require.Equal(t, int64(-7), seen.Load(), "three sends in all")
 
 	seen.Store(1000)
-	_, err = c.Run(testCtx(t), &schema.Request{ID: "r3", Cmds: []schema.Command{{Name: "a", Fun: "echo", Args: []any{1}}}})
+	_, err = c.Run(testwait.Ctx(t), &schema.Request{ID: "r3", Cmds: []schema.Command{{Name: "a", Fun: "echo", Args: []any{1}}}})
 	require.ErrorIs(t, err, schema.ErrOverloaded)
 	require.Equal(t, int64(1001), seen.Load(), "a request that was read is not sent again")
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/mesh"
 )
 
@@ -25,12 +26,12 @@ func TestRequester(t *testing.T) {
 	require.NoError(t, nc.Flush())
 
 	msg := &nats.Msg{Subject: "t.echo", Data: []byte("hi")}
-	m, err := r.Request(testCtx(t), msg)
+	m, err := r.Request(testwait.Ctx(t), msg)
 	require.NoError(t, err)
 	require.Equal(t, "hi", string(m.Data))
 	require.Empty(t, msg.Reply, "the caller's message is not modified")
 
-	_, err = r.Request(testCtx(t), &nats.Msg{Subject: "t.nobody"})
+	_, err = r.Request(testwait.Ctx(t), &nats.Msg{Subject: "t.nobody"})
 	require.ErrorIs(t, err, nats.ErrNoResponders)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -47,7 +48,7 @@ func TestRequester(t *testing.T) {
 		done <- err
 	}()
 	r.Close()
-	require.ErrorIs(t, recv(t, done, "the request to end"), mesh.ErrRequesterClosed)
+	require.ErrorIs(t, testwait.Recv(t, done, "the request to end"), mesh.ErrRequesterClosed)
 }
 
 func TestFlow(t *testing.T) {
@@ -57,7 +58,7 @@ func TestFlow(t *testing.T) {
 	// fit the window with their requests, the fourth waits.
 	var held []int64
 	for range 3 {
-		n, err := f.Reserve(testCtx(t), "big", 1000, maxPayload)
+		n, err := f.Reserve(testwait.Ctx(t), "big", 1000, maxPayload)
 		require.NoError(t, err)
 		require.Equal(t, int64(1000+maxPayload/4), n)
 		held = append(held, n)
@@ -67,7 +68,7 @@ func TestFlow(t *testing.T) {
 	_, err := f.Reserve(ctx, "big", maxPayload/4, maxPayload)
 	require.True(t, errors.Is(err, context.DeadlineExceeded), "the window is full: %v", err)
 	f.Release(held[0])
-	n, err := f.Reserve(testCtx(t), "big", 1000, maxPayload)
+	n, err := f.Reserve(testwait.Ctx(t), "big", 1000, maxPayload)
 	require.NoError(t, err, "room again once a step is done")
 	f.Release(n)
 	for _, n := range held[1:] {
@@ -77,16 +78,16 @@ func TestFlow(t *testing.T) {
 	// Once replies were seen, twice the largest recent one is expected
 	// (at least 4 KiB), never more than the max payload or the window.
 	f.Observe("small", 100)
-	n, err = f.Reserve(testCtx(t), "small", 10, maxPayload)
+	n, err = f.Reserve(testwait.Ctx(t), "small", 10, maxPayload)
 	require.NoError(t, err)
 	require.Equal(t, int64(10+4<<10), n)
 	f.Release(n)
 	f.Observe("small", 300_000)
-	n, err = f.Reserve(testCtx(t), "small", 10, maxPayload)
+	n, err = f.Reserve(testwait.Ctx(t), "small", 10, maxPayload)
 	require.NoError(t, err)
 	require.Equal(t, int64(10+600_000), n)
 	f.Release(n)
-	n, err = f.Reserve(testCtx(t), "huge", 5<<20, maxPayload)
+	n, err = f.Reserve(testwait.Ctx(t), "huge", 5<<20, maxPayload)
 	require.NoError(t, err, "a step larger than the window takes the whole window, not forever")
 	require.Equal(t, int64(1<<20), n)
 	f.Release(n)

@@ -16,6 +16,7 @@ import (
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/membership"
 	"github.com/mpreg/mpreg/mesh"
 	"github.com/mpreg/mpreg/node"
@@ -25,32 +26,11 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-const bound = 10 * time.Second
-
 var subj = bus.NewSubjects("", "default")
-
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), bound)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// recv waits for one value on ch, failing the test after bound.
-func recv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(bound):
-		t.Fatalf("timed out waiting for %s", what)
-	}
-	var zero T
-	return zero
-}
 
 func follow(t *testing.T, nc *nats.Conn, table *membership.Table) *mesh.Follower {
 	t.Helper()
-	f, err := mesh.Follow(testCtx(t), mesh.FollowConfig{
+	f, err := mesh.Follow(testwait.Ctx(t), mesh.FollowConfig{
 		Conn: nc, Subjects: subj, Cluster: "default", Table: table,
 		SyncQuiet: 100 * time.Millisecond, PruneInterval: 50 * time.Millisecond, Logger: testcluster.Logger(t),
 	})
@@ -97,7 +77,7 @@ func TestFollowerSyncLearnsNodes(t *testing.T) {
 		require.NoError(t, n.Register("third", func() {}))
 	})
 	testcluster.WaitForRoute(t, table, "third", nil, "n3")
-	require.NoError(t, n2.Drain(testCtx(t)))
+	require.NoError(t, n2.Drain(testwait.Ctx(t)))
 	testcluster.WaitForGone(t, table, "n2")
 	require.Equal(t, []string{"n1", "n3"}, table.Eligible("echo", nil))
 
@@ -241,23 +221,23 @@ func TestExecer(t *testing.T) {
 
 	t.Run("result in the peer's preferred codec", func(t *testing.T) {
 		for id, types := range map[string]chan string{"json-only": jsonTypes, "both": mpTypes} {
-			v, err := ex.Exec(testCtx(t), id, call("f", int64(1)<<62+1, []byte{1}))
+			v, err := ex.Exec(testwait.Ctx(t), id, call("f", int64(1)<<62+1, []byte{1}))
 			require.NoError(t, err)
 			require.Equal(t, map[string]any{"cluster": "default", "id": "req/s", "has_deadline": true,
-				"args": map[string]any{codec.JSONType: []any{int64(1)<<62 + 1, "AQ=="}, codec.MsgPackType: []any{int64(1)<<62 + 1, []byte{1}}}[recv(t, types, "the exec")]},
+				"args": map[string]any{codec.JSONType: []any{int64(1)<<62 + 1, "AQ=="}, codec.MsgPackType: []any{int64(1)<<62 + 1, []byte{1}}}[testwait.Recv(t, types, "the exec")]},
 				v, id)
 		}
 	})
 	t.Run("error object", func(t *testing.T) {
-		_, err := ex.Exec(testCtx(t), "json-only", call("fail"))
+		_, err := ex.Exec(testwait.Ctx(t), "json-only", call("fail"))
 		require.ErrorIs(t, err, schema.ErrFunctionError)
-		recv(t, jsonTypes, "the exec")
+		testwait.Recv(t, jsonTypes, "the exec")
 	})
 	t.Run("no responders", func(t *testing.T) {
 		table.ApplyHello(hello("ghost", map[string][]string{"f": {}}))
 		require.Contains(t, table.Eligible("f", nil), "ghost")
 		start := time.Now()
-		_, err := ex.Exec(testCtx(t), "ghost", call("f"))
+		_, err := ex.Exec(testwait.Ctx(t), "ghost", call("f"))
 		require.ErrorIs(t, err, schema.ErrNodeUnavailable)
 		require.Less(t, time.Since(start), 2*time.Second)
 		p, ok := table.Get("ghost")
@@ -274,10 +254,10 @@ func TestExecer(t *testing.T) {
 		for _, fun := range []string{"f", "g"} {
 			errc := make(chan error, 1)
 			go func() {
-				_, err := ex.Exec(testCtx(t), "stuck", call(fun))
+				_, err := ex.Exec(testwait.Ctx(t), "stuck", call(fun))
 				errc <- err
 			}()
-			recv(t, got, "the exec to arrive")
+			testwait.Recv(t, got, "the exec to arrive")
 			testcluster.WaitFor(t, "the request to be tracked", func() error {
 				if p, _ := table.Get("stuck"); p.Outstanding != 1 {
 					return fmt.Errorf("outstanding %d", p.Outstanding)
@@ -285,7 +265,7 @@ func TestExecer(t *testing.T) {
 				return nil
 			})
 			table.MarkDead("stuck")
-			err := recv(t, errc, "Exec to return after MarkDead")
+			err := testwait.Recv(t, errc, "Exec to return after MarkDead")
 			require.ErrorIs(t, err, schema.ErrNodeUnavailable, fun)
 			var a *planner.AttemptError
 			require.ErrorAs(t, err, &a, fun)
@@ -295,13 +275,13 @@ func TestExecer(t *testing.T) {
 		}
 	})
 	t.Run("request too large", func(t *testing.T) {
-		_, err := ex.Exec(testCtx(t), "json-only", call("f", strings.Repeat("x", int(ex.Conn.MaxPayload()))))
+		_, err := ex.Exec(testwait.Ctx(t), "json-only", call("f", strings.Repeat("x", int(ex.Conn.MaxPayload()))))
 		require.ErrorIs(t, err, schema.ErrPayloadTooLarge)
 	})
 }
 
 func TestRespond(t *testing.T) {
-	srv := testcluster.ServerWith(t, bus.ServerConfig{MaxPayload: 2048})
+	srv := testcluster.Server(t, testcluster.WithServerConfig(bus.ServerConfig{MaxPayload: 2048}))
 	nc := testcluster.Conn(t, srv.ClientURL())
 	big := strings.Repeat("y", 4000)
 	var respondErr atomic.Value
@@ -330,7 +310,7 @@ func TestRespond(t *testing.T) {
 	caller := testcluster.Conn(t, srv.ClientURL())
 
 	for _, ct := range []string{codec.JSONType, codec.MsgPackType} {
-		m, err := caller.RequestMsgWithContext(testCtx(t), bus.NewMsg("with-fallback", nil, ct, ""))
+		m, err := caller.RequestMsgWithContext(testwait.Ctx(t), bus.NewMsg("with-fallback", nil, ct, ""))
 		require.NoError(t, err)
 		require.Equal(t, ct, m.Header.Get(codec.HeaderContentType))
 		tree, err := mesh.DecodeReply(m)
@@ -352,7 +332,7 @@ func TestRespond(t *testing.T) {
 		return nil
 	})
 
-	m, err := caller.RequestMsgWithContext(testCtx(t), bus.NewMsg("small", nil, codec.MsgPackType, codec.JSONType))
+	m, err := caller.RequestMsgWithContext(testwait.Ctx(t), bus.NewMsg("small", nil, codec.MsgPackType, codec.JSONType))
 	require.NoError(t, err)
 	require.Equal(t, codec.JSONType, m.Header.Get(codec.HeaderContentType), "Accept picks the reply codec")
 

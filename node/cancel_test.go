@@ -12,6 +12,7 @@ import (
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -25,7 +26,7 @@ func TestRemoteStepCancelledWhenSiblingFails(t *testing.T) {
 	cancelled := make(chan error, 1)
 	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "planner-a", "a"), func(n *node.Node) {
 		require.NoError(t, n.Register("failsoon", func(_ context.Context) error {
-			recv(t, started, "the slow step to start")
+			testwait.Recv(t, started, "the slow step to start")
 			return errors.New("sibling failed")
 		}))
 	})
@@ -41,7 +42,7 @@ func TestRemoteStepCancelledWhenSiblingFails(t *testing.T) {
 	testcluster.WaitForRoute(t, c.Table(), "slow", []string{"b"}, "worker-b")
 	testcluster.WaitForRoute(t, c.Table(), "failsoon", []string{"a"}, "planner-a")
 
-	_, err := c.Run(testCtx(t), &schema.Request{
+	_, err := c.Run(testwait.Ctx(t), &schema.Request{
 		TimeoutMS: 60_000,
 		Cmds: []schema.Command{
 			{Name: "|slow", Fun: "slow", Locs: []string{"b"}},
@@ -50,7 +51,7 @@ func TestRemoteStepCancelledWhenSiblingFails(t *testing.T) {
 	})
 	e := requireCode(t, err, schema.CodeFunctionError)
 	require.Equal(t, "|fail", e.Step)
-	require.ErrorIs(t, recv(t, cancelled, "the remote step's context to end"), context.Canceled,
+	require.ErrorIs(t, testwait.Recv(t, cancelled, "the remote step's context to end"), context.Canceled,
 		"cancelled by its planner, not by its 60 s deadline")
 }
 
@@ -71,14 +72,14 @@ func TestDirectCallCancelReachesNode(t *testing.T) {
 	c := testcluster.Client(t, s.ClientURL(), client.Config{})
 	testcluster.WaitForRoute(t, c.Table(), "slow", nil, "worker")
 
-	ctx, cancel := context.WithCancel(testCtx(t))
+	ctx, cancel := context.WithCancel(testwait.Ctx(t))
 	go func() {
 		<-started
 		cancel()
 	}()
 	_, err := c.Call(ctx, "slow", nil, client.WithTimeout(60*time.Second))
 	requireCode(t, err, schema.CodeCancelled)
-	require.ErrorIs(t, recv(t, cancelled, "the node's step context to end"), context.Canceled)
+	require.ErrorIs(t, testwait.Recv(t, cancelled, "the node's step context to end"), context.Canceled)
 }
 
 // A cancel names the attempt it is for: a caller reusing another caller's
@@ -100,18 +101,18 @@ func TestCancelMatchesTheAttempt(t *testing.T) {
 	nc := testcluster.Conn(t, s.ClientURL())
 	for _, attempt := range []string{"mine-1", "theirs-7"} {
 		body := []byte(`{"cluster":"default","id":"dup/a","attempt":"` + attempt + `","fun":"slow","args":["` + attempt + `"],"kwargs":{}}`)
-		go func() { _, _ = nc.RequestWithContext(testCtx(t), execSubject("worker"), body) }()
+		go func() { _, _ = nc.RequestWithContext(testwait.Ctx(t), execSubject("worker"), body) }()
 	}
-	recv(t, started, "a step to start")
-	recv(t, started, "the other step to start")
+	testwait.Recv(t, started, "a step to start")
+	testwait.Recv(t, started, "the other step to start")
 
 	require.NoError(t, nc.Publish("mpreg.default.node.worker.cancel", []byte(`{"cluster":"default","id":"dup/a","attempt":"theirs-7"}`)))
-	require.Equal(t, "theirs-7", recv(t, cancelled, "the named attempt to be cancelled"))
+	require.Equal(t, "theirs-7", testwait.Recv(t, cancelled, "the named attempt to be cancelled"))
 	mine, _ := ctxs.Load("mine-1")
 	require.NoError(t, mine.(context.Context).Err(), "the other caller's step with the same exec id still runs")
 
 	require.NoError(t, nc.Publish("mpreg.default.node.worker.cancel", []byte(`{"cluster":"default","id":"dup/a","attempt":"mine-1"}`)))
-	require.Equal(t, "mine-1", recv(t, cancelled, "the second attempt to be cancelled"))
+	require.Equal(t, "mine-1", testwait.Recv(t, cancelled, "the second attempt to be cancelled"))
 }
 
 // A node that stops while running a peer's step answers NODE_UNAVAILABLE
@@ -129,7 +130,7 @@ func TestClosingNodeAnswersNodeUnavailable(t *testing.T) {
 	nc := testcluster.Conn(t, s.ClientURL())
 	replied := make(chan map[string]any, 1)
 	go func() {
-		m, err := nc.RequestWithContext(testCtx(t), execSubject("worker"),
+		m, err := nc.RequestWithContext(testwait.Ctx(t), execSubject("worker"),
 			[]byte(`{"cluster":"default","id":"r/a","fun":"slow","args":[],"kwargs":{}}`))
 		if err != nil {
 			replied <- map[string]any{"transport": err.Error()}
@@ -137,7 +138,7 @@ func TestClosingNodeAnswersNodeUnavailable(t *testing.T) {
 		}
 		replied <- decodeAs(t, m, codec.JSONType)
 	}()
-	recv(t, started, "the step to start")
+	testwait.Recv(t, started, "the step to start")
 	n.Close()
-	require.Equal(t, "NODE_UNAVAILABLE", wireError(t, recv(t, replied, "the exec reply"))["code"])
+	require.Equal(t, "NODE_UNAVAILABLE", wireError(t, testwait.Recv(t, replied, "the exec reply"))["code"])
 }

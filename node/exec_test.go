@@ -14,6 +14,7 @@ import (
 
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 )
 
@@ -102,8 +103,8 @@ func TestExecSubject(t *testing.T) {
 			"deadline_ms": time.Now().Add(150 * time.Millisecond).UnixMilli()})
 		require.Equal(t, "TIMEOUT", wireError(t, resp)["code"])
 		require.Less(t, time.Since(start), 3*time.Second)
-		require.Equal(t, "d", recv(t, b.started, "the step to start"))
-		require.ErrorIs(t, recv(t, b.cancelled, "the step's context to end"), context.DeadlineExceeded)
+		require.Equal(t, "d", testwait.Recv(t, b.started, "the step to start"))
+		require.ErrorIs(t, testwait.Recv(t, b.cancelled, "the step's context to end"), context.DeadlineExceeded)
 	})
 }
 

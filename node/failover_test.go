@@ -11,6 +11,7 @@ import (
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 )
 
@@ -18,9 +19,9 @@ import (
 // advertised_urls (the servers do not announce each other: no_advertise)
 // and fails over to it when its own server stops.
 func TestFailoverToAdvertisedServer(t *testing.T) {
-	s1 := testcluster.ServerWith(t, bus.ServerConfig{ClusterName: "t", RoutePort: -1, NoAdvertise: true})
-	s2 := testcluster.ServerWith(t, bus.ServerConfig{ClusterName: "t", RoutePort: -1, NoAdvertise: true,
-		Routes: []string{s1.ClusterURL()}})
+	s1 := testcluster.Server(t, testcluster.WithServerConfig(bus.ServerConfig{ClusterName: "t", RoutePort: -1, NoAdvertise: true}))
+	s2 := testcluster.Server(t, testcluster.WithServerConfig(bus.ServerConfig{ClusterName: "t", RoutePort: -1, NoAdvertise: true,
+		Routes: []string{s1.ClusterURL()}}))
 	testcluster.WaitFor(t, "the route", func() error {
 		if s1.NumRoutes() == 0 || s2.NumRoutes() == 0 {
 			return fmt.Errorf("routes %d, %d", s1.NumRoutes(), s2.NumRoutes())
@@ -28,7 +29,7 @@ func TestFailoverToAdvertisedServer(t *testing.T) {
 		return nil
 	})
 
-	ncA := testcluster.ConnWith(t, bus.ConnConfig{Servers: []string{s1.ClientURL()}, ReconnectWait: 10 * time.Millisecond, MaxReconnectWait: 50 * time.Millisecond})
+	ncA := testcluster.Conn(t, "", testcluster.WithConnConfig(bus.ConnConfig{Servers: []string{s1.ClientURL()}, ReconnectWait: 10 * time.Millisecond, MaxReconnectWait: 50 * time.Millisecond}))
 	testcluster.StartNode(t, ncA, testcluster.NodeConfig(t, "a", "here"), func(n *node.Node) {
 		require.NoError(t, n.Register("where", func() string { return "a" }))
 	})
@@ -45,7 +46,7 @@ func TestFailoverToAdvertisedServer(t *testing.T) {
 	s1.Shutdown()
 	c := testcluster.Client(t, s2.ClientURL(), client.Config{})
 	testcluster.WaitFor(t, "node a to answer through server 2", func() error {
-		v, err := c.Call(testCtx(t), "where", nil, client.WithLocs("here"), client.WithTimeout(500*time.Millisecond))
+		v, err := c.Call(testwait.Ctx(t), "where", nil, client.WithLocs("here"), client.WithTimeout(500*time.Millisecond))
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -25,7 +26,7 @@ func TestInvalidArguments(t *testing.T) {
 	testcluster.Node(t, srv.ClientURL(), testcluster.NodeConfig(t, "n1"), registerStd)
 	c := testcluster.Client(t, srv.ClientURL(), client.Config{})
 	testcluster.WaitForRoute(t, c.Table(), "add", nil, "n1")
-	ctx := testCtx(t)
+	ctx := testwait.Ctx(t)
 
 	v, err := c.Call(ctx, "add", []any{40, 2})
 	require.NoError(t, err)
@@ -72,7 +73,7 @@ func TestTypedFunctionShapes(t *testing.T) {
 	testcluster.Node(t, srv.ClientURL(), testcluster.NodeConfig(t, "n1"), registerStd)
 	c := testcluster.Client(t, srv.ClientURL(), client.Config{})
 	testcluster.WaitForRoute(t, c.Table(), "greet", nil, "n1")
-	ctx := testCtx(t)
+	ctx := testwait.Ctx(t)
 
 	t.Run("struct parameter by kwargs", func(t *testing.T) {
 		s, err := client.CallAs[string](ctx, c, "greet", nil, client.WithKwargs(map[string]any{"name": "ann", "times": 2}))
@@ -154,10 +155,10 @@ func TestInt64AndBytesBothCodecs(t *testing.T) {
 	t.Run("client", func(t *testing.T) {
 		for _, cd := range []codec.Codec{codec.JSON, codec.MsgPack} {
 			c := testcluster.Client(t, url, client.Config{Codec: cd, NoFollow: true})
-			v, err := client.CallAs[int64](testCtx(t), c, "inc", []any{big}, client.WithLocs("far"))
+			v, err := client.CallAs[int64](testwait.Ctx(t), c, "inc", []any{big}, client.WithLocs("far"))
 			require.NoError(t, err, cd.ContentType())
 			require.Equal(t, big+1, v, cd.ContentType())
-			b, err := client.CallAs[[]byte](testCtx(t), c, "reverse", []any{[]byte{9, 8, 7}}, client.WithLocs("far"))
+			b, err := client.CallAs[[]byte](testwait.Ctx(t), c, "reverse", []any{[]byte{9, 8, 7}}, client.WithLocs("far"))
 			require.NoError(t, err, cd.ContentType())
 			require.Equal(t, []byte{7, 8, 9}, b, cd.ContentType())
 		}
@@ -169,7 +170,7 @@ func TestFunctionErrorAndPanic(t *testing.T) {
 	n := testcluster.Node(t, srv.ClientURL(), testcluster.NodeConfig(t, "n1"), registerStd)
 	c := testcluster.Client(t, srv.ClientURL(), client.Config{})
 	testcluster.WaitForRoute(t, c.Table(), "boom", nil, "n1")
-	ctx := testCtx(t)
+	ctx := testwait.Ctx(t)
 
 	resp, err := c.Run(ctx, &schema.Request{Cmds: []schema.Command{{Name: "f", Fun: "fail", Args: []any{"disk full on /var"}}}})
 	e := requireCode(t, err, schema.CodeFunctionError)
@@ -219,8 +220,8 @@ func TestStepDeadlineCancelsHandler(t *testing.T) {
 	require.Equal(t, map[string]any{"first": "done"}, resp["results"], "partial results")
 	require.Less(t, elapsed, 3*time.Second, "TIMEOUT comes at the budget, not later")
 	require.GreaterOrEqual(t, elapsed, 150*time.Millisecond)
-	require.Equal(t, "done", recv(t, b.started, "the handler to start"))
-	require.ErrorIs(t, recv(t, b.cancelled, "the handler's context to end"), context.DeadlineExceeded)
+	require.Equal(t, "done", testwait.Recv(t, b.started, "the handler to start"))
+	require.ErrorIs(t, testwait.Recv(t, b.cancelled, "the handler's context to end"), context.DeadlineExceeded)
 }
 
 // TestSiblingFailureCancelsSlowStep: the first failure cancels the steps in
@@ -256,7 +257,7 @@ func TestSiblingFailureCancelsSlowStep(t *testing.T) {
 	require.Equal(t, "sibling gave up", e["message"])
 	require.Empty(t, resp["results"])
 	require.Less(t, time.Since(start), 4*time.Second, "the request does not wait for the slow step")
-	require.ErrorIs(t, recv(t, b.cancelled, "the slow step's context to be cancelled"), context.Canceled)
+	require.ErrorIs(t, testwait.Recv(t, b.cancelled, "the slow step's context to be cancelled"), context.Canceled)
 }
 
 // TestPartialResults: a step that fails after others finished returns, with
@@ -297,8 +298,8 @@ func TestTimeoutDefaultAndCap(t *testing.T) {
 		resp := rpcJSON(t, nc, body)
 		require.Equal(t, "TIMEOUT", wireError(t, resp)["code"], body)
 		require.Less(t, time.Since(start), 3*time.Second, body)
-		recv(t, b.started, "the step to start")
-		require.ErrorIs(t, recv(t, b.cancelled, "the step to be cancelled"), context.DeadlineExceeded)
+		testwait.Recv(t, b.started, "the step to start")
+		require.ErrorIs(t, testwait.Recv(t, b.cancelled, "the step to be cancelled"), context.DeadlineExceeded)
 	}
 	resp := rpcJSON(t, nc, `{"cmds": [{"name": "s", "fun": "echo", "args": [1]}], "timeout_ms": -5}`)
 	require.Equal(t, "timeout_ms", details(t, wireError(t, resp))["key"])

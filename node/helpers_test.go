@@ -19,7 +19,6 @@ import (
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/membership"
 	"github.com/mpreg/mpreg/node"
-	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -38,13 +37,6 @@ const (
 
 func execSubject(node string) string { return "mpreg.default.node." + node + ".exec" }
 func infoSubject(node string) string { return "mpreg.default.node." + node + ".info" }
-
-// testCtx returns a context bounded by bound and cancelled at cleanup.
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), bound)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func jsonHeader() nats.Header { return nats.Header{"Content-Type": []string{codec.JSONType}} }
 
@@ -183,37 +175,6 @@ func (b *blocker) Fn(ctx context.Context, tag string) (string, error) {
 
 // Release lets every call, current and future, return.
 func (b *blocker) Release() { b.once.Do(func() { close(b.release) }) }
-
-// recv waits for one value on ch, failing the test after bound.
-func recv[T any](t testing.TB, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(bound):
-		t.Fatalf("timed out waiting for %s", what)
-	}
-	var zero T
-	return zero
-}
-
-// events records the planner's step events of one node.
-type events struct {
-	mu  sync.Mutex
-	evs []planner.StepEvent
-}
-
-func (e *events) StepDone(ev planner.StepEvent) {
-	e.mu.Lock()
-	e.evs = append(e.evs, ev)
-	e.mu.Unlock()
-}
-
-func (e *events) list() []planner.StepEvent {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return append([]planner.StepEvent(nil), e.evs...)
-}
 
 // whoami returns a function that returns the node's id.
 func whoami(id string) func() string { return func() string { return id } }

@@ -21,6 +21,7 @@ import (
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -153,7 +154,7 @@ func TestNodeStopsWhenItsConnectionCloses(t *testing.T) {
 	n := testcluster.StartNode(t, nc, testcluster.NodeConfig(t, "n1"), nil)
 	require.NoError(t, n.Err())
 	nc.Close()
-	recv(t, n.Done(), "the node to stop")
+	testwait.Recv(t, n.Done(), "the node to stop")
 	require.ErrorIs(t, n.Err(), node.ErrConnClosed)
 
 	other := testcluster.Node(t, srv.ClientURL(), testcluster.NodeConfig(t, "n2"), nil)
@@ -180,7 +181,7 @@ func TestStatsDuringStart(t *testing.T) {
 			}
 		}
 	}()
-	require.NoError(t, n.Start(testCtx(t)))
+	require.NoError(t, n.Start(testwait.Ctx(t)))
 	close(stop)
 	<-read
 	require.Zero(t, n.Stats().Foreign)
@@ -202,11 +203,11 @@ func TestSimultaneousStartsUnderOneID(t *testing.T) {
 		}
 		errs := make(chan error, 2)
 		for _, n := range twins {
-			go func() { errs <- n.Start(testCtx(t)) }()
+			go func() { errs <- n.Start(testwait.Ctx(t)) }()
 		}
 		started := 0
 		for range twins {
-			err := recv(t, errs, "a start to end")
+			err := testwait.Recv(t, errs, "a start to end")
 			if err == nil {
 				started++
 			} else {
@@ -262,7 +263,7 @@ func TestCancelRequestByID(t *testing.T) {
 		waitBusy(t, runner, 1)
 		start := time.Now()
 		require.NoError(t, caller.Publish("mpreg.default.cancel", []byte(`{"id":"`+id+`"}`)))
-		m := recv(t, reply, "the cancelled request's reply")
+		m := testwait.Recv(t, reply, "the cancelled request's reply")
 		require.NotNil(t, m)
 		resp := decodeAs(t, m, "application/json")
 		require.Equal(t, id, resp["id"])
@@ -281,7 +282,7 @@ func TestCancelRequestByID(t *testing.T) {
 	}()
 	waitBusy(t, n1, 1)
 	cancel()
-	requireCode(t, recv(t, done, "the call to end"), schema.CodeCancelled)
+	requireCode(t, testwait.Recv(t, done, "the call to end"), schema.CodeCancelled)
 	waitIdle(t, n1)
 }
 
@@ -472,7 +473,7 @@ func TestDecodeBombs(t *testing.T) {
 		}()
 	}
 	for range 16 {
-		code := recv(t, codes, "a reply")
+		code := testwait.Recv(t, codes, "a reply")
 		require.Contains(t, []any{"PAYLOAD_TOO_LARGE", "OVERLOADED"}, code)
 	}
 	requireServing(t, caller, n)
@@ -620,7 +621,7 @@ func TestNoRouteFromAStaleView(t *testing.T) {
 		for _, s := range servers {
 			c := testcluster.Client(t, s.ClientURL(), client.Config{NoFollow: true})
 			testcluster.WaitFor(t, "peers through "+s.ClientURL(), func() error {
-				ps, err := c.Peers(testCtx(t))
+				ps, err := c.Peers(testwait.Ctx(t))
 				if err != nil || len(ps) != len(nodes) {
 					return fmt.Errorf("%d peers: %w", len(ps), err)
 				}
@@ -637,4 +638,10 @@ func TestNoRouteFromAStaleView(t *testing.T) {
 			n.Close()
 		}
 	}
+}
+
+// Close on a nil node does nothing (a deferred Close after a failed New).
+func TestCloseNilNode(*testing.T) {
+	var n *node.Node
+	n.Close()
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -31,7 +32,7 @@ func TestInlineFunctions(t *testing.T) {
 	c := testcluster.Client(t, srv.ClientURL(), client.Config{})
 	nc := testcluster.Conn(t, srv.ClientURL())
 	testcluster.WaitForRoute(t, c.Table(), "shout", nil, "n1")
-	ctx := testCtx(t)
+	ctx := testwait.Ctx(t)
 
 	for i := range 3 {
 		v, err := c.Call(ctx, "shout", []any{"ab"}, client.WithKwargs(map[string]any{"times": i + 1}))
@@ -88,17 +89,17 @@ func TestInlineWithoutSlotGoesToWorker(t *testing.T) {
 	c := testcluster.Client(t, srv.ClientURL(), client.Config{})
 	nc := testcluster.Conn(t, srv.ClientURL())
 	blocked := execAsync(t, nc, "n1", map[string]any{"cluster": "default", "id": "r/block", "fun": "block", "args": []any{"run"}, "kwargs": map[string]any{}})
-	recv(t, b.started, "the blocking step to hold the only slot")
+	testwait.Recv(t, b.started, "the blocking step to hold the only slot")
 	queued := execAsync(t, nc, "n1", map[string]any{"cluster": "default", "id": "r/twice", "fun": "twice", "args": []any{21}, "kwargs": map[string]any{}})
 	waitForInflight(t, c.Table(), "n1", 2) // the inline step queued
 	resp := execJSON(t, nc, "n1", map[string]any{"cluster": "default", "id": "r/over", "fun": "twice", "args": []any{1}, "kwargs": map[string]any{}})
 	require.Equal(t, "OVERLOADED", wireError(t, resp)["code"], "the subscription is not stuck behind the queued inline step")
 
 	b.Release()
-	m := recv(t, queued, "the queued inline step's reply")
+	m := testwait.Recv(t, queued, "the queued inline step's reply")
 	require.NotNil(t, m)
 	require.Equal(t, int64(42), decodeAs(t, m, codec.JSONType)["result"])
-	m = recv(t, blocked, "the blocking step's reply")
+	m = testwait.Recv(t, blocked, "the blocking step's reply")
 	require.NotNil(t, m)
 	require.Equal(t, "run", decodeAs(t, m, codec.JSONType)["result"])
 }
@@ -123,7 +124,7 @@ func TestCloseWaitsForInlineStep(t *testing.T) {
 	sub, err := nc.SubscribeSync(nats.NewInbox())
 	require.NoError(t, err)
 	require.NoError(t, nc.PublishMsg(&nats.Msg{Subject: execSubject("n1"), Reply: sub.Subject, Data: data, Header: jsonHeader()}))
-	recv(t, started, "the inline step to start")
+	testwait.Recv(t, started, "the inline step to start")
 	n.Close()
 	require.True(t, finished.Load(), "Close returned while the inline step still ran")
 	m, err := sub.NextMsg(bound)

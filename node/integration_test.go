@@ -13,6 +13,7 @@ import (
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -42,7 +43,7 @@ func newPair(t *testing.T) *pair {
 
 func (p *pair) run(t *testing.T, req *schema.Request) (*schema.Response, error) {
 	t.Helper()
-	return p.c.Run(testCtx(t), req)
+	return p.c.Run(testwait.Ctx(t), req)
 }
 
 func TestReadmeExample(t *testing.T) {
@@ -135,7 +136,7 @@ func TestRefPathAcrossNodes(t *testing.T) {
 	testcluster.WaitForRoute(t, consumer.Table(), "profile", []string{"producer-only"}, "producer")
 	testcluster.WaitForRoute(t, producer.Table(), "pack", []string{"consumer-only"}, "consumer")
 
-	resp, err := c.Run(testCtx(t), &schema.Request{Cmds: []schema.Command{
+	resp, err := c.Run(testwait.Ctx(t), &schema.Request{Cmds: []schema.Command{
 		{Name: "p", Fun: "profile", Args: []any{"ann"}, Locs: []string{"producer-only"}},
 		{Name: "l", Fun: "letters", Locs: []string{"producer-only"}},
 		{Name: "out", Fun: "pack", Locs: []string{"consumer-only"}, Args: []any{

@@ -22,6 +22,7 @@ import (
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -35,7 +36,7 @@ func TestRegisterAndUnregisterWhileRunning(t *testing.T) {
 	nf := testcluster.Client(t, url, client.Config{NoFollow: true})
 	testcluster.WaitForRoute(t, c.Table(), "echo", nil, "n1", "n2")
 	testcluster.WaitForRoute(t, n1.Table(), "echo", nil, "n1", "n2")
-	ctx := testCtx(t)
+	ctx := testwait.Ctx(t)
 	p, _ := c.Table().Get("n2")
 	v0 := p.Hello.Version
 
@@ -98,7 +99,7 @@ func TestDrainSaysGoodbye(t *testing.T) {
 		v, err := client.CallAs[string](context.Background(), c, "slow", []any{"in flight"}, client.WithTimeout(bound))
 		inflight <- result{v, err}
 	}()
-	require.Equal(t, "in flight", recv(t, b.started, "the step to start on n2"))
+	require.Equal(t, "in flight", testwait.Recv(t, b.started, "the step to start on n2"))
 
 	drained := make(chan error, 1)
 	go func() { drained <- n2.Drain(context.Background()) }()
@@ -126,13 +127,13 @@ func TestDrainSaysGoodbye(t *testing.T) {
 	// would hear n2's exec subject.
 	successor, err := node.New(testcluster.Conn(t, url), testcluster.NodeConfig(t, "n2"))
 	require.NoError(t, err)
-	require.ErrorIs(t, successor.Start(testCtx(t)), node.ErrNodeIDInUse)
+	require.ErrorIs(t, successor.Start(testwait.Ctx(t)), node.ErrNodeIDInUse)
 	for i := range 5 {
-		v, err := c.Call(testCtx(t), "echo", []any{i})
+		v, err := c.Call(testwait.Ctx(t), "echo", []any{i})
 		require.NoError(t, err)
 		require.Equal(t, int64(i), v)
 	}
-	_, err = c.Call(testCtx(t), "slow", []any{"new"})
+	_, err = c.Call(testwait.Ctx(t), "slow", []any{"new"})
 	require.ErrorIs(t, err, schema.ErrNoRoute, "nothing new is routed to a node that said goodbye")
 
 	// A caller that sends there anyway is told the node is draining.
@@ -145,11 +146,11 @@ func TestDrainSaysGoodbye(t *testing.T) {
 	}
 
 	b.Release()
-	r := recv(t, inflight, "the in-flight call")
+	r := testwait.Recv(t, inflight, "the in-flight call")
 	require.NoError(t, r.err)
 	require.Equal(t, "in flight", r.v)
-	require.NoError(t, recv(t, drained, "Drain"))
-	recv(t, n2.Done(), "n2 to be done")
+	require.NoError(t, testwait.Recv(t, drained, "Drain"))
+	testwait.Recv(t, n2.Done(), "n2 to be done")
 	require.NoError(t, n2.Drain(context.Background()), "Drain is idempotent")
 	n2.Close()
 }
@@ -168,9 +169,9 @@ func TestDrainWhileCutOff(t *testing.T) {
 		return nil
 	})
 	start := time.Now()
-	require.NoError(t, n.Drain(testCtx(t)))
+	require.NoError(t, n.Drain(testwait.Ctx(t)))
 	require.Less(t, time.Since(start), 2*time.Second)
-	recv(t, n.Done(), "the node to be done")
+	testwait.Recv(t, n.Done(), "the node to be done")
 }
 
 // TestVanishedNode: a node that disappears without goodbye gets "no
@@ -200,7 +201,7 @@ func TestVanishedNode(t *testing.T) {
 			_, err := c.Call(context.Background(), "hold", []any{"h"}, client.WithTimeout(bound))
 			held <- err
 		}()
-		recv(t, b.started, "hold to start on n3")
+		testwait.Recv(t, b.started, "hold to start on n3")
 
 		n2.Close() // no goodbye: its subscriptions just go away
 		p, ok := c.Table().Get("n2")
@@ -208,7 +209,7 @@ func TestVanishedNode(t *testing.T) {
 		require.True(t, p.Alive, "the client has not noticed yet")
 
 		start := time.Now()
-		who, err := client.CallAs[string](testCtx(t), c, "work", nil)
+		who, err := client.CallAs[string](testwait.Ctx(t), c, "work", nil)
 		require.NoError(t, err)
 		require.Equal(t, "n3", who, "retried on the other eligible node")
 		require.Less(t, time.Since(start), 2*time.Second)
@@ -226,20 +227,20 @@ func TestVanishedNode(t *testing.T) {
 			return nil
 		})
 		b.Release()
-		require.NoError(t, recv(t, held, "hold"))
+		require.NoError(t, testwait.Recv(t, held, "hold"))
 	})
 
 	t.Run("no other node", func(t *testing.T) {
 		srv := testcluster.Server(t)
 		url := srv.ClientURL()
 		testcluster.Node(t, url, testcluster.NodeConfig(t, "n1"), nil)
-		lone := testcluster.ConnWith(t, bus.ConnConfig{Servers: []string{url}})
+		lone := testcluster.Conn(t, "", testcluster.WithConnConfig(bus.ConnConfig{Servers: []string{url}}))
 		testcluster.StartNode(t, lone, testcluster.NodeConfig(t, "solo"), func(n *node.Node) {
 			require.NoError(t, n.Register("only", func() string { return "here" }))
 		})
 		c := testcluster.Client(t, url, client.Config{})
 		testcluster.WaitForRoute(t, c.Table(), "only", nil, "solo")
-		v, err := c.Call(testCtx(t), "only", nil)
+		v, err := c.Call(testwait.Ctx(t), "only", nil)
 		require.NoError(t, err)
 		require.Equal(t, "here", v)
 
@@ -252,7 +253,7 @@ func TestVanishedNode(t *testing.T) {
 			return nil
 		})
 		start := time.Now()
-		_, err = c.Call(testCtx(t), "only", nil, client.WithTimeout(5*time.Second))
+		_, err = c.Call(testwait.Ctx(t), "only", nil, client.WithTimeout(5*time.Second))
 		require.Error(t, err)
 		require.True(t, errors.Is(err, schema.ErrNodeUnavailable) || errors.Is(err, schema.ErrNoRoute), "got %v", err)
 		require.Less(t, time.Since(start), 2*time.Second, "no hang")
@@ -263,7 +264,7 @@ func TestVanishedNode(t *testing.T) {
 		url := srv.ClientURL()
 		b := newBlocker()
 		defer b.Release()
-		lone := testcluster.ConnWith(t, bus.ConnConfig{Servers: []string{url}})
+		lone := testcluster.Conn(t, "", testcluster.WithConnConfig(bus.ConnConfig{Servers: []string{url}}))
 		testcluster.StartNode(t, lone, testcluster.NodeConfig(t, "solo"), func(n *node.Node) {
 			require.NoError(t, n.Register("hold", b.Fn))
 		})
@@ -276,9 +277,9 @@ func TestVanishedNode(t *testing.T) {
 			_, err := c.Call(context.Background(), "hold", []any{"h"}, client.WithTimeout(bound))
 			out <- err
 		}()
-		recv(t, b.started, "the step to start")
+		testwait.Recv(t, b.started, "the step to start")
 		lone.Close() // the reply can never come
-		err := recv(t, out, "the call to fail")
+		err := testwait.Recv(t, out, "the call to fail")
 		requireCode(t, err, schema.CodeNodeUnavailable)
 		require.Less(t, time.Since(start), bound/2, "bounded by the dead-after period, not the call's timeout")
 	})
@@ -313,7 +314,7 @@ func TestMultiServer(t *testing.T) {
 }
 
 func TestPayloadTooLarge(t *testing.T) {
-	srv := testcluster.ServerWith(t, bus.ServerConfig{MaxPayload: 4096})
+	srv := testcluster.Server(t, testcluster.WithServerConfig(bus.ServerConfig{MaxPayload: 4096}))
 	url := srv.ClientURL()
 	big := func(n int64) string { return strings.Repeat("x", int(n)) }
 	n1 := testcluster.Node(t, url, testcluster.NodeConfig(t, "n1"), func(n *node.Node) {
@@ -369,14 +370,14 @@ func TestOverloaded(t *testing.T) {
 	for _, tag := range []string{"run", "queue"} {
 		replies = append(replies, execAsync(t, nc, "n1", map[string]any{"cluster": "default", "id": "r/" + tag, "fun": "block", "args": []any{tag}, "kwargs": map[string]any{}}))
 	}
-	recv(t, b.started, "the first step to run")
+	testwait.Recv(t, b.started, "the first step to run")
 	waitForInflight(t, c.Table(), "n1", 2) // the second step queued
 	resp := execJSON(t, nc, "n1", map[string]any{"cluster": "default", "id": "r/over", "fun": "block", "args": []any{"over"}, "kwargs": map[string]any{}})
 	require.Equal(t, "OVERLOADED", wireError(t, resp)["code"])
 
 	b.Release()
 	for _, ch := range replies {
-		m := recv(t, ch, "a queued reply")
+		m := testwait.Recv(t, ch, "a queued reply")
 		require.NotNil(t, m)
 		r := decodeAs(t, m, codec.JSONType)
 		require.Contains(t, []any{"run", "queue"}, r["result"])
@@ -415,7 +416,7 @@ func TestRestartNewIncarnation(t *testing.T) {
 		return nil
 	})
 	require.Less(t, time.Since(start), 5*time.Second)
-	v, err := c.Call(testCtx(t), "gen", nil)
+	v, err := c.Call(testwait.Ctx(t), "gen", nil)
 	require.NoError(t, err)
 	require.Equal(t, "second", v)
 }
@@ -435,12 +436,12 @@ func TestNodeIDInUse(t *testing.T) {
 	twin, err := node.New(testcluster.Conn(t, url), testcluster.NodeConfig(t, "n1"))
 	require.NoError(t, err)
 	require.NoError(t, twin.Register("gen", func() string { return "twin" }))
-	err = twin.Start(testCtx(t))
+	err = twin.Start(testwait.Ctx(t))
 	require.ErrorIs(t, err, node.ErrNodeIDInUse)
 	require.Contains(t, err.Error(), `"n1"`)
-	recv(t, twin.Done(), "the refused node to be closed")
+	testwait.Recv(t, twin.Done(), "the refused node to be closed")
 	for range 3 {
-		v, err := c.Call(testCtx(t), "gen", nil)
+		v, err := c.Call(testwait.Ctx(t), "gen", nil)
 		require.NoError(t, err)
 		require.Equal(t, "first", v, "the live node keeps its id")
 	}
@@ -450,7 +451,7 @@ func TestNodeIDInUse(t *testing.T) {
 		require.NoError(t, n.Register("gen", func() string { return "second" }))
 	})
 	testcluster.WaitFor(t, "the new process to serve", func() error {
-		v, err := c.Call(testCtx(t), "gen", nil)
+		v, err := c.Call(testwait.Ctx(t), "gen", nil)
 		if err != nil || v != "second" {
 			return fmt.Errorf("got %v: %w", v, err)
 		}
@@ -462,26 +463,21 @@ func TestNodeIDInUse(t *testing.T) {
 // as soon as a new process under the same id announces itself, long before
 // the old one would be declared dead of silence.
 func TestRestartLosesOldSteps(t *testing.T) {
-	srv := testcluster.Server(t)
-	url := srv.ClientURL()
+	f := testcluster.NewFixture(t)
 	b := newBlocker()
 	defer b.Release()
-	nc := testcluster.Conn(t, url)
-	first := testcluster.StartNode(t, nc, testcluster.NodeConfig(t, "n2"), func(n *node.Node) {
-		require.NoError(t, n.Register("slow", b.Fn))
-	})
-	c := testcluster.Client(t, url, client.Config{DeadAfter: time.Minute})
+	f.AddNode("n2", func(n *node.Node) { require.NoError(t, n.Register("slow", b.Fn)) })
+	c := testcluster.Client(t, f.Server.ClientURL(), client.Config{DeadAfter: time.Minute})
 	testcluster.WaitForRoute(t, c.Table(), "slow", nil, "n2")
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.Call(context.Background(), "slow", []any{"old"}, client.WithTimeout(time.Minute))
 		done <- err
 	}()
-	recv(t, b.started, "the step to start")
+	testwait.Recv(t, b.started, "the step to start")
 	sent := time.Now()
 
-	nc.Close() // the process dies: no goodbye, no reply
-	first.Close()
+	f.StopNode("n2") // the process dies: no goodbye, no reply
 	// The new process starts more than the allowance for clock skew
 	// (250 ms) after the step was sent, as a restarted process does.
 	testcluster.WaitFor(t, "a start time clear of the step", func() error {
@@ -491,11 +487,12 @@ func TestRestartLosesOldSteps(t *testing.T) {
 		return nil
 	})
 	start := time.Now()
-	testcluster.Node(t, url, testcluster.NodeConfig(t, "n2"), nil)
-	err := recv(t, done, "the call to end")
+	f.RestartNode("n2")
+	err := testwait.Recv(t, done, "the call to end")
 	e := requireCode(t, err, schema.CodeNodeUnavailable)
 	require.Contains(t, e.Message, "lost while running")
 	require.Less(t, time.Since(start), 5*time.Second)
+	f.WaitForFunction("slow")
 }
 
 // TestPlannerLost: a request whose planner node dies ends with
@@ -535,7 +532,7 @@ func plannerLost(t *testing.T, follow bool) {
 	}
 	c := testcluster.Client(t, url, cc)
 
-	resp, err := c.Run(testCtx(t), &schema.Request{Cmds: []schema.Command{
+	resp, err := c.Run(testwait.Ctx(t), &schema.Request{Cmds: []schema.Command{
 		{Name: "p", Fun: "pause", Args: []any{200}}, {Name: "e", Fun: "echo", Args: []any{"p"}}}})
 	require.NoError(t, err, "a live planner is checked ten times and kept")
 	require.Equal(t, map[string]any{"e": nil}, resp.Results)
@@ -545,10 +542,10 @@ func plannerLost(t *testing.T, follow bool) {
 		_, err := c.Run(context.Background(), &schema.Request{Cmds: []schema.Command{{Name: "b", Fun: "block", Args: []any{"x"}}}, TimeoutMS: 60_000})
 		done <- err
 	}()
-	recv(t, b.started, "the step to start")
+	testwait.Recv(t, b.started, "the step to start")
 	start := time.Now()
 	nc.Close() // the planner's process is gone
-	e := requireCode(t, recv(t, done, "the request to end"), schema.CodeNodeUnavailable)
+	e := requireCode(t, testwait.Recv(t, done, "the request to end"), schema.CodeNodeUnavailable)
 	require.Equal(t, "n1", e.Node)
 	require.Contains(t, e.Message, "planner node n1")
 	require.Equal(t, "n1", detail(t, e, "planner"))
@@ -595,8 +592,8 @@ func TestPlannerSurvivesBlip(t *testing.T) {
 	cfg := testcluster.NodeConfig(t, "n1")
 	cfg.PlannerAckAfter = -1
 	dial := &blipDialer{}
-	nc := testcluster.ConnWith(t, bus.ConnConfig{Servers: []string{url}, ReconnectWait: 20 * time.Millisecond,
-		Options: []nats.Option{nats.SetCustomDialer(dial)}})
+	nc := testcluster.Conn(t, "", testcluster.WithConnConfig(bus.ConnConfig{Servers: []string{url}, ReconnectWait: 20 * time.Millisecond,
+		Options: []nats.Option{nats.SetCustomDialer(dial)}}))
 	started := make(chan struct{}, 1)
 	release := make(chan struct{})
 	testcluster.StartNode(t, nc, cfg, func(n *node.Node) {
@@ -618,7 +615,7 @@ func TestPlannerSurvivesBlip(t *testing.T) {
 		resp, err = c.Run(context.Background(), &schema.Request{Cmds: []schema.Command{{Name: "w", Fun: "wait"}}, TimeoutMS: 30_000})
 		done <- err
 	}()
-	recv(t, started, "the step to start")
+	testwait.Recv(t, started, "the step to start")
 	// The ack is out of the planner's buffer and through the client's
 	// connection before the blip.
 	require.NoError(t, nc.Flush())
@@ -631,7 +628,7 @@ func TestPlannerSurvivesBlip(t *testing.T) {
 		return nil
 	})
 	close(release)
-	require.NoError(t, recv(t, done, "the request to end"))
+	require.NoError(t, testwait.Recv(t, done, "the request to end"))
 	require.Equal(t, map[string]any{"w": "done"}, resp.Results)
 }
 
@@ -693,13 +690,13 @@ func TestTooManyRequests(t *testing.T) {
 			Data: []byte(`{"cmds": [{"name": "a", "fun": "block", "args": ["held"]}]}`)})
 		first <- r
 	}()
-	recv(t, b.started, "the first request's step to run")
+	testwait.Recv(t, b.started, "the first request's step to run")
 
 	resp := rpcJSON(t, nc, `{"cmds": [{"name": "b", "fun": "echo", "args": [1]}]}`)
 	require.Equal(t, "OVERLOADED", wireError(t, resp)["code"])
 
 	b.Release()
-	m := recv(t, first, "the first request's reply")
+	m := testwait.Recv(t, first, "the first request's reply")
 	require.NotNil(t, m)
 	require.Equal(t, map[string]any{"a": "held"}, decodeAs(t, m, codec.JSONType)["results"])
 	resp = rpcJSON(t, nc, `{"cmds": [{"name": "b", "fun": "echo", "args": [1]}]}`)

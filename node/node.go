@@ -571,8 +571,14 @@ func (n *Node) watchConn(status chan nats.Status) {
 }
 
 // Close stops the node at once: work in flight is cancelled. It waits for
-// the node's goroutines and is idempotent. The NATS connection stays open.
-func (n *Node) Close() { n.shutdown(true, nil) }
+// the node's goroutines, is idempotent, and does nothing on a nil Node. The
+// NATS connection stays open.
+func (n *Node) Close() {
+	if n == nil {
+		return
+	}
+	n.shutdown(true, nil)
+}
 
 // shutdown is Close; waitWatch is false when watchConn calls it, which
 // must not wait for itself, with the cause that Err reports.

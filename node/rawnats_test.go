@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 )
 
@@ -221,11 +222,11 @@ func TestRawNATSForeignNode(t *testing.T) {
 	resp := decodeJSON(t, m.Data)
 	require.Nil(t, resp["error"], "%s", m.Data)
 	require.Equal(t, map[string]any{"out": "HELLO!?"}, resp["results"])
-	require.Equal(t, "HELLO!", recv(t, exclaimed, "exclaim to run"))
+	require.Equal(t, "HELLO!", testwait.Recv(t, exclaimed, "exclaim to run"))
 
-	hdr := recv(t, f.execHeaders, "the exec headers")
+	hdr := testwait.Recv(t, f.execHeaders, "the exec headers")
 	require.Equal(t, "application/json", hdr.Get("Content-Type"), "exec sent in the only codec the node lists")
-	exec := recv(t, f.execs, "the exec request")
+	exec := testwait.Recv(t, f.execs, "the exec request")
 	require.Equal(t, "default", exec["cluster"])
 	require.Equal(t, "mixed-1/loud", exec["id"], "exec id is <rpc id>/<step name>")
 	require.Equal(t, "shout", exec["fun"])
@@ -255,7 +256,7 @@ func TestRawNATSForeignNode(t *testing.T) {
 	v, ok := results["w"]
 	require.True(t, ok, "a null result is present: %s", m.Data)
 	require.Nil(t, v)
-	recv(t, f.execs, "the whisper exec")
+	testwait.Recv(t, f.execs, "the whisper exec")
 
 	// An error object from the foreign node reaches the caller with its
 	// code, message and details, naming the step.
@@ -268,7 +269,7 @@ func TestRawNATSForeignNode(t *testing.T) {
 	require.Equal(t, "bad", e["step"])
 	require.Equal(t, "foreign-1", e["node"])
 	require.Equal(t, map[string]any{"param": "text"}, e["details"])
-	recv(t, f.execs, "the failing exec")
+	testwait.Recv(t, f.execs, "the failing exec")
 
 	// goodbye: the Go nodes stop routing to it at once (they check with
 	// the node, which from then on answers info and sync with its goodbye).

@@ -10,6 +10,7 @@ import (
 
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -41,13 +42,13 @@ func TestRetryAfterOnStalledNode(t *testing.T) {
 	// the stalled one with probability 1 - 2^-12.
 	for i := 0; i < 12; i++ {
 		start := time.Now()
-		v, err := c.Call(testCtx(t), "lookup", nil, client.WithTimeout(5*time.Second))
+		v, err := c.Call(testwait.Ctx(t), "lookup", nil, client.WithTimeout(5*time.Second))
 		require.NoError(t, err)
 		require.Equal(t, "fine", v)
 		require.Less(t, time.Since(start), 2*time.Second, "retried after 100 ms, not at the 5 s budget")
 	}
 	require.Positive(t, stalled.Load(), "some call tried the stalled node first")
-	recv(t, cancelled, "the stalled attempt to be cancelled")
+	testwait.Recv(t, cancelled, "the stalled attempt to be cancelled")
 }
 
 // A function that is not idempotent is never run twice: its step waits for
@@ -71,7 +72,7 @@ func TestNoRetryWithoutRetryAfter(t *testing.T) {
 	})
 	c := testcluster.Client(t, s.ClientURL(), client.Config{})
 	testcluster.WaitForRoute(t, c.Table(), "once", nil, "only", "other")
-	_, err := c.Call(testCtx(t), "once", nil, client.WithTimeout(300*time.Millisecond))
+	_, err := c.Call(testwait.Ctx(t), "once", nil, client.WithTimeout(300*time.Millisecond))
 	requireCode(t, err, schema.CodeTimeout)
 	require.Equal(t, int64(1), runs.Load())
 }

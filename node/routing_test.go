@@ -12,6 +12,7 @@ import (
 
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
@@ -42,7 +43,7 @@ func TestLocRouting(t *testing.T) {
 	require.Equal(t, []string{"both"}, c.Table().Eligible("whoami", []string{"gpu", "ssd"}))
 	require.Equal(t, []string{"both"}, c.Table().Eligible("echo", []string{"ssd"}), "node locs apply to every function")
 
-	ctx := testCtx(t)
+	ctx := testwait.Ctx(t)
 	for i := range 12 {
 		for _, cl := range []*client.Client{c, nf} { // direct exec, and through rpc
 			who, err := client.CallAs[string](ctx, cl, "whoami", nil, client.WithLocs("gpu", "ssd"))
@@ -76,7 +77,7 @@ func TestDataflowParallelism(t *testing.T) {
 	b := newBlocker()
 	defer b.Release()
 	chainDone := make(chan string, 1)
-	evs := &events{}
+	evs := &testwait.Events{}
 	cfg := testcluster.NodeConfig(t, "n1")
 	cfg.Observer = evs
 	testcluster.Node(t, srv.ClientURL(), cfg, func(n *node.Node) {
@@ -101,8 +102,8 @@ func TestDataflowParallelism(t *testing.T) {
 		}, TimeoutMS: 8000})
 		out <- result{resp, err}
 	}()
-	require.Equal(t, "L", recv(t, b.started, "the long branch to start"))
-	require.Equal(t, "y", recv(t, chainDone, "the short chain to finish while the long branch blocks"))
+	require.Equal(t, "L", testwait.Recv(t, b.started, "the long branch to start"))
+	require.Equal(t, "y", testwait.Recv(t, chainDone, "the short chain to finish while the long branch blocks"))
 	select {
 	case r := <-out:
 		t.Fatalf("request finished before the long branch was released: %+v %v", r.resp, r.err)
@@ -110,7 +111,7 @@ func TestDataflowParallelism(t *testing.T) {
 	}
 	releasedAt := time.Now()
 	b.Release()
-	r := recv(t, out, "the request")
+	r := testwait.Recv(t, out, "the request")
 	require.NoError(t, r.err)
 	require.Equal(t, map[string]any{"both": []any{"L", "y"}}, r.resp.Results)
 
@@ -118,7 +119,7 @@ func TestDataflowParallelism(t *testing.T) {
 	// released, and the join start after it.
 	seen := map[string]planner.StepEvent{}
 	require.Eventually(t, func() bool {
-		for _, ev := range evs.list() {
+		for _, ev := range evs.All() {
 			if ev.RequestID == "flow" {
 				seen[ev.Step] = ev
 			}
@@ -139,7 +140,7 @@ func TestDataflowParallelism(t *testing.T) {
 func TestPlannerPrefersItself(t *testing.T) {
 	srv := testcluster.Server(t)
 	url := srv.ClientURL()
-	obs := map[string]*events{"n1": {}, "n2": {}}
+	obs := map[string]*testwait.Events{"n1": {}, "n2": {}}
 	var nodes []*node.Node
 	for _, id := range []string{"n1", "n2"} {
 		cfg := testcluster.NodeConfig(t, id)
@@ -158,7 +159,7 @@ func TestPlannerPrefersItself(t *testing.T) {
 	}
 	total := 0
 	for id, o := range obs {
-		for _, ev := range o.list() {
+		for _, ev := range o.All() {
 			require.Equal(t, id, ev.Node, "the planner ran the step on itself")
 			total++
 		}

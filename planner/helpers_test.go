@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -199,28 +200,10 @@ func (r *router) Calls() []route {
 	return slices.Clone(r.calls)
 }
 
-// events collects StepEvents; it is safe for concurrent use.
-type events struct {
-	mu  sync.Mutex
-	evs []planner.StepEvent
-}
-
-func (e *events) StepDone(ev planner.StepEvent) {
-	e.mu.Lock()
-	e.evs = append(e.evs, ev)
-	e.mu.Unlock()
-}
-
-func (e *events) All() []planner.StepEvent {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return slices.Clone(e.evs)
-}
-
 var (
 	_ planner.Executor = (*funcs)(nil)
 	_ planner.Router   = (*router)(nil)
-	_ planner.Observer = (*events)(nil)
+	_ planner.Observer = (*testwait.Events)(nil)
 )
 
 // codeOf returns the code of err, which must be a *schema.Error.

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -20,19 +21,6 @@ import (
 // wait is the bound on every wait for a goroutine in these tests; it is
 // never reached when the code under test is right.
 const wait = 10 * time.Second
-
-// recv waits for ch to be closed or to deliver, failing the test after wait.
-func recv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(wait):
-		require.FailNow(t, "timed out waiting for "+what)
-		var zero T
-		return zero
-	}
-}
 
 type runResult struct {
 	results map[string]any
@@ -126,7 +114,7 @@ func TestRunFailureCancelsInFlight(t *testing.T) {
 			return nil, schema.Errorf(schema.CodeFunctionError, "boom")
 		},
 	})
-	ev := &events{}
+	ev := &testwait.Events{}
 	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Observer: ev}
 	got, err := runOf(context.Background(), r, p)
 	require.NotNil(t, err)
@@ -193,11 +181,11 @@ func TestRunDataflowParallelism(t *testing.T) {
 	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Observer: obs}
 	out := runAsync(context.Background(), r, p)
 
-	recv(t, cDone, "c to finish while slow is blocked")
+	testwait.Recv(t, cDone, "c to finish while slow is blocked")
 	assert.Equal(t, 0, f.Calls("join"), "join waits for slow")
 	close(release)
 
-	res := recv(t, out, "Run")
+	res := testwait.Recv(t, out, "Run")
 	require.Nil(t, res.err)
 	assert.Equal(t, map[string]any{"join": []any{"S", "A"}}, res.results)
 }
@@ -294,9 +282,9 @@ func TestRunCallerCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	out := runAsync(ctx, r, p)
-	recv(t, started, "hang to start")
+	testwait.Recv(t, started, "hang to start")
 	cancel()
-	res := recv(t, out, "Run")
+	res := testwait.Recv(t, out, "Run")
 	require.NotNil(t, res.err)
 	assert.Equal(t, schema.CodeCancelled, res.err.Code)
 	assert.Contains(t, []string{"hang", "other"}, res.err.Step)
@@ -342,7 +330,7 @@ func TestRunRetriesOnAnotherNode(t *testing.T) {
 		t.Run(string(code), func(t *testing.T) {
 			f := newFuncs(map[string]fn{"x": failOn(code, "n1")})
 			rt := newRouter("n1", "n2", "n3")
-			ev := &events{}
+			ev := &testwait.Events{}
 			r := &planner.Runner{Router: rt, Executor: f, Observer: ev}
 			got, err := runOf(context.Background(), r, mustPlan(t, `{"cmds": [{"name": "s", "fun": "x", "locs": ["gpu"]}]}`))
 			require.Nil(t, err)
@@ -364,7 +352,7 @@ func TestRunRetriesOnAnotherNode(t *testing.T) {
 func TestRunRetriesAtMostTwice(t *testing.T) {
 	f := newFuncs(map[string]fn{"x": failOn(schema.CodeNodeUnavailable, "n1", "n2", "n3", "n4", "n5")})
 	rt := newRouter("n1", "n2", "n3", "n4", "n5")
-	ev := &events{}
+	ev := &testwait.Events{}
 	r := &planner.Runner{Router: rt, Executor: f, Observer: ev}
 	got, err := runOf(context.Background(), r, mustPlan(t, `{"cmds": [{"name": "s", "fun": "x"}]}`))
 	require.NotNil(t, err)
@@ -463,7 +451,7 @@ func TestRunObserverEvents(t *testing.T) {
 		{"name": "c", "fun": "x",    "args": ["a"]},
 		{"name": "d", "fun": "echos", "args": ["b", "c"]}]}`)
 	f := newFuncs(map[string]fn{"x": failOn(schema.CodeShuttingDown, "n1")})
-	ev := &events{}
+	ev := &testwait.Events{}
 	r := &planner.Runner{Router: newRouter("n1", "n2"), Executor: f, Observer: ev}
 	_, err := runOf(context.Background(), r, p)
 	require.Nil(t, err)
@@ -494,7 +482,7 @@ func TestRunObserverEvents(t *testing.T) {
 }
 
 func TestRunObserverFailureEvents(t *testing.T) {
-	ev := &events{}
+	ev := &testwait.Events{}
 	r := &planner.Runner{Router: newRouter(), Executor: newFuncs(nil), Observer: ev}
 	_, err := runOf(context.Background(), r, mustPlan(t, `{"cmds": [{"name": "s", "fun": "echo"}]}`))
 	require.NotNil(t, err)
@@ -550,7 +538,7 @@ func TestRunConcurrentRuns(t *testing.T) {
 		outs[i] = runAsync(context.Background(), r, p)
 	}
 	for _, ch := range outs {
-		res := recv(t, ch, "Run")
+		res := testwait.Recv(t, ch, "Run")
 		require.Nil(t, res.err)
 		assert.Equal(t, map[string]any{
 			"|second": "hi there!",

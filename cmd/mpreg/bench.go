@@ -6,8 +6,8 @@ import (
 
 	"github.com/alecthomas/kong"
 
-	"github.com/mpreg/mpreg/bench"
 	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/internal/bench"
 )
 
 // benchCmd is `mpreg bench`.

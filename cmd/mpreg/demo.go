@@ -1,6 +1,6 @@
 package main
 
-import "github.com/mpreg/mpreg/demo"
+import "github.com/mpreg/mpreg/internal/demo"
 
 // demoCmd is `mpreg demo`.
 type demoCmd struct{}

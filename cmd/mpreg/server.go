@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/mpreg/mpreg/bus"
-	"github.com/mpreg/mpreg/demo"
+	"github.com/mpreg/mpreg/internal/demo"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/planner"
 )

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/membership"
 	"github.com/mpreg/mpreg/node"
 )
@@ -36,10 +37,30 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// Server starts an embedded nats-server on a random loopback port.
-func Server(t testing.TB) *bus.Server {
+// ServerOption adjusts the configuration of a test server.
+type ServerOption func(*bus.ServerConfig)
+
+// WithServerConfig starts the server with cfg (for example a small
+// MaxPayload), on a random loopback port unless cfg says otherwise.
+func WithServerConfig(cfg bus.ServerConfig) ServerOption {
+	return func(c *bus.ServerConfig) { *c = cfg }
+}
+
+// Server starts an embedded nats-server on a random loopback port, and
+// shuts it down at cleanup.
+func Server(t testing.TB, opts ...ServerOption) *bus.Server {
 	t.Helper()
-	s, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1})
+	var cfg bus.ServerConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.Port == 0 {
+		cfg.Port = -1
+	}
+	s, err := bus.StartServer(cfg)
 	if err != nil {
 		t.Fatalf("start nats-server: %v", err)
 	}
@@ -75,14 +96,28 @@ func Cluster(t testing.TB, n int) []*bus.Server {
 	return out
 }
 
-// Conn connects to url and closes the connection at cleanup.
-func Conn(t testing.TB, url string) *nats.Conn {
+// ConnOption adjusts the configuration of a test connection.
+type ConnOption func(*bus.ConnConfig)
+
+// WithConnConfig connects with cfg (servers, reconnect timings, extra
+// options) instead of the defaults.
+func WithConnConfig(cfg bus.ConnConfig) ConnOption {
+	return func(c *bus.ConnConfig) { *c = cfg }
+}
+
+// Conn connects to url (or as an option says), logging warnings to the
+// test, and closes the connection at cleanup.
+func Conn(t testing.TB, url string, opts ...ConnOption) *nats.Conn {
 	t.Helper()
+	cfg := bus.ConnConfig{Servers: []string{url}, ReconnectWait: 20 * time.Millisecond, Logger: LevelLogger(t, slog.LevelWarn)}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: []string{url}, ReconnectWait: 20 * time.Millisecond, Logger: LevelLogger(t, slog.LevelWarn)})
+	nc, err := bus.Connect(ctx, cfg)
 	if err != nil {
-		t.Fatalf("connect: %v", err)
+		t.Fatalf("connect %v: %v", cfg.Servers, err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
@@ -127,20 +162,10 @@ func Client(t testing.TB, url string, cfg client.Config) *client.Client {
 }
 
 // WaitFor polls check every 5 ms until it returns nil, failing the test with
-// the last error after Timeout.
+// the last error after Timeout (see testwait.For).
 func WaitFor(t testing.TB, what string, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(Timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, what, check)
 }
 
 // WaitForRoute waits until table routes fun with locs to one of nodes (any
@@ -170,24 +195,6 @@ func WaitForRoute(t testing.TB, table *membership.Table, fun string, locs []stri
 	})
 }
 
-// ServerWith starts an embedded nats-server with cfg (for example a small
-// MaxPayload) on a random loopback port unless cfg says otherwise.
-func ServerWith(t testing.TB, cfg bus.ServerConfig) *bus.Server {
-	t.Helper()
-	if cfg.Host == "" {
-		cfg.Host = "127.0.0.1"
-	}
-	if cfg.Port == 0 {
-		cfg.Port = -1
-	}
-	s, err := bus.StartServer(cfg)
-	if err != nil {
-		t.Fatalf("start nats-server: %v", err)
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
-
 // WaitForGone waits until table no longer lists node (it said goodbye or
 // was forgotten).
 func WaitForGone(t testing.TB, table *membership.Table, node string) {
@@ -209,20 +216,6 @@ func WaitForNoRoute(t testing.TB, table *membership.Table, fun string, locs []st
 		}
 		return nil
 	})
-}
-
-// ConnWith connects with cfg (servers, reconnect timings, extra options) and
-// closes the connection at cleanup.
-func ConnWith(t testing.TB, cfg bus.ConnConfig) *nats.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
-	defer cancel()
-	nc, err := bus.Connect(ctx, cfg)
-	if err != nil {
-		t.Fatalf("connect %v: %v", cfg.Servers, err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
 }
 
 // StartNode creates a node on nc, which the caller owns, calls register
@@ -274,4 +267,102 @@ func (w *guardedWriter) Write(p []byte) (int, error) {
 		w.t.Log(strings.TrimSuffix(string(p), "\n"))
 	}
 	return len(p), nil
+}
+
+// Fixture is a NATS server with MPREG nodes on it that a test starts,
+// stops and restarts by name, each node on its own connection, as
+// separate processes would be.
+type Fixture struct {
+	t      testing.TB
+	Server *bus.Server
+	mu     sync.Mutex
+	nodes  map[string]*fixtureNode
+}
+
+type fixtureNode struct {
+	cfg      node.Config
+	register func(*node.Node)
+	nc       *nats.Conn
+	n        *node.Node
+}
+
+// NodeOption adjusts the configuration of a fixture's node.
+type NodeOption func(*node.Config)
+
+// WithLocs gives the node locs.
+func WithLocs(locs ...string) NodeOption { return func(c *node.Config) { c.Locs = locs } }
+
+// NewFixture starts a server for a test's nodes.
+func NewFixture(t testing.TB, opts ...ServerOption) *Fixture {
+	t.Helper()
+	return &Fixture{t: t, Server: Server(t, opts...), nodes: map[string]*fixtureNode{}}
+}
+
+// AddNode starts node id (NodeConfig's test timings, then opts), calling
+// register before it starts; RestartNode calls register again.
+func (f *Fixture) AddNode(id string, register func(*node.Node), opts ...NodeOption) *node.Node {
+	f.t.Helper()
+	cfg := NodeConfig(f.t, id)
+	for _, o := range opts {
+		o(&cfg)
+	}
+	fn := &fixtureNode{cfg: cfg, register: register}
+	f.start(fn)
+	f.mu.Lock()
+	f.nodes[id] = fn
+	f.mu.Unlock()
+	return fn.n
+}
+
+func (f *Fixture) start(fn *fixtureNode) {
+	f.t.Helper()
+	fn.nc = Conn(f.t, f.Server.ClientURL())
+	fn.n = StartNode(f.t, fn.nc, fn.cfg, fn.register)
+}
+
+// Node returns the running node id.
+func (f *Fixture) Node(id string) *node.Node {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nodes[id].n
+}
+
+// StopNode ends node id as a dying process does: its connection closes
+// first (no goodbye, no reply to the steps it runs), then the node.
+func (f *Fixture) StopNode(id string) {
+	f.mu.Lock()
+	fn := f.nodes[id]
+	f.mu.Unlock()
+	fn.nc.Close()
+	fn.n.Close()
+}
+
+// RestartNode starts node id again as a new process: the same
+// configuration and functions, a new incarnation.
+func (f *Fixture) RestartNode(id string) *node.Node {
+	f.t.Helper()
+	f.mu.Lock()
+	fn := f.nodes[id]
+	f.mu.Unlock()
+	f.start(fn)
+	return fn.n
+}
+
+// WaitForFunction waits until every running node of the fixture routes
+// fun with locs to some node.
+func (f *Fixture) WaitForFunction(fun string, locs ...string) {
+	f.t.Helper()
+	f.mu.Lock()
+	var running []*node.Node
+	for _, fn := range f.nodes {
+		select {
+		case <-fn.n.Done():
+		default:
+			running = append(running, fn.n)
+		}
+	}
+	f.mu.Unlock()
+	for _, n := range running {
+		WaitForRoute(f.t, n.Table(), fun, locs)
+	}
 }

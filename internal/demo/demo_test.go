@@ -15,7 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mpreg/mpreg/client"
-	"github.com/mpreg/mpreg/demo"
+	"github.com/mpreg/mpreg/internal/demo"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
