@@ -53,9 +53,11 @@ func (e *Execer) nextAttempt() string {
 
 var _ planner.Executor = (*Execer)(nil)
 
-// Exec sends c to node and waits for its reply until ctx is done. No
-// responders marks the node dead and is NODE_UNAVAILABLE (the planner then
-// tries another node); a reply's error object comes back as *schema.Error.
+// Exec sends c to node and waits for its reply until ctx is done. What it
+// saw of an attempt that failed is a *planner.AttemptError (no responders,
+// lost before or while running, the attempt's deadline) for
+// planner.Retryable to decide on; a reply's error object comes back as
+// *schema.Error.
 func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, error) {
 	if e.Conn.Status() != nats.CONNECTED {
 		return nil, &planner.AttemptError{Fact: planner.NotSent,
@@ -64,24 +66,60 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	// What the node offers, also when it said goodbye meanwhile: a step
 	// routed to it just before must still know whether it may run twice.
 	hello, firstSeen, _ := e.Table.Hello(node)
-	cd := codec.Preferred(hello.Codecs)
+	a := attempt{node: node, call: c, idempotent: idempotent(hello, c.Fun), parent: ctx}
+	// An idempotent function with a retry-after gets an attempt deadline:
+	// past it the planner tries another node rather than wait for the whole
+	// budget (a lost message, a stalled node).
+	if ms := hello.RetryAfterMS[c.Fun]; ms > 0 && a.idempotent {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
+		defer cancel()
+		a.retryAfter = true
+	}
+	msg, err := e.message(ctx, node, c, codec.Preferred(hello.Codecs), &a)
+	if err != nil {
+		return nil, err
+	}
+	if e.Flow != nil {
+		n, err := e.Flow.Reserve(ctx, c.Fun, len(msg.Data), e.Conn.MaxPayload())
+		if err != nil {
+			return nil, err
+		}
+		defer e.Flow.Release(n)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer e.Table.Track(node, cancel)()
+	resp, err := e.send(ctx, msg, firstSeen)
+	if err != nil {
+		return nil, e.failed(ctx, err, &a)
+	}
+	if e.Flow != nil {
+		e.Flow.Observe(c.Fun, len(resp.Data))
+	}
+	return e.reply(resp, &a)
+}
+
+// attempt is one sending of a step, as Exec sees it.
+type attempt struct {
+	node       string
+	call       *planner.Call
+	id         string // the attempt token of the exec request
+	idempotent bool   // the node lists the function as idempotent
+	retryAfter bool   // the attempt has a deadline of its own
+	parent     context.Context
+}
+
+// message builds the exec request for c in cd, checked against the max
+// payload.
+func (e *Execer) message(ctx context.Context, node string, c *planner.Call, cd codec.Codec, a *attempt) (*nats.Msg, error) {
 	body := schema.ExecRequest{Cluster: e.Cluster, ID: c.ID(), Fun: c.Fun, Args: c.Args, Kwargs: c.Kwargs, Attempt: e.nextAttempt()}
+	a.id = body.Attempt
 	if body.Args == nil {
 		body.Args = []any{}
 	}
 	if body.Kwargs == nil {
 		body.Kwargs = map[string]any{}
-	}
-	// An idempotent function with a retry-after gets an attempt deadline:
-	// past it the planner tries another node rather than wait for the whole
-	// budget (a lost message, a stalled node).
-	parent := ctx
-	ms := hello.RetryAfterMS[c.Fun]
-	retryAfter := ms > 0 && idempotent(hello, c.Fun) // only a step that may run twice is re-run
-	if retryAfter {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, time.Duration(ms)*time.Millisecond)
-		defer cancel()
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		body.DeadlineMS = dl.UnixMilli()
@@ -97,86 +135,93 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	if !bus.Fits(e.Conn, msg) {
 		return nil, TooLarge("exec request for "+c.Fun, len(data), e.Conn.MaxPayload())
 	}
-	if e.Flow != nil {
-		n, err := e.Flow.Reserve(ctx, c.Fun, len(data), e.Conn.MaxPayload())
-		if err != nil {
-			return nil, err
-		}
-		defer e.Flow.Release(n)
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	defer e.Table.Track(node, cancel)()
+	return msg, nil
+}
+
+// send sends msg and waits for the reply. "No responders" from a node
+// first heard less than NewPeerWindow ago is tried again, up to 20 times
+// 1 ms apart: its subscription may not have reached every server yet.
+func (e *Execer) send(ctx context.Context, msg *nats.Msg, firstSeen time.Time) (*nats.Msg, error) {
 	resp, err := e.request(ctx, msg)
 	for try := 0; errors.Is(err, nats.ErrNoResponders) && try < 20 && time.Since(firstSeen) < NewPeerWindow; try++ {
 		select {
 		case <-ctx.Done():
-			if errors.Is(context.Cause(ctx), membership.ErrNodeLost) {
-				// Every try so far found no responder, so the step did not
-				// run there.
-				return nil, &planner.AttemptError{Fact: planner.LostBeforeRun, Err: &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
-					Message: fmt.Sprintf("node %s was lost before it took the step", node)}}
-			}
-			return nil, ctx.Err()
+			return nil, errNoResponderYet
 		case <-time.After(time.Millisecond):
 		}
 		resp, err = e.request(ctx, msg)
 	}
-	if err != nil {
-		switch {
-		case errors.Is(err, nats.ErrNoResponders):
-			e.Table.MarkDead(node)
-			if e.Logger != nil {
-				e.Logger.Info("node has no exec responder; marked dead", "peer", node, "request_id", c.RequestID, "step", c.Step)
-			}
-			return nil, &planner.AttemptError{Fact: planner.NoResponders,
-				Err: schema.Errorf(schema.CodeNodeUnavailable, "node %s does not answer on its exec subject", node)}
-		case errors.Is(context.Cause(ctx), membership.ErrNodeLost):
-			return nil, &planner.AttemptError{Fact: planner.LostWhileRunning, Idempotent: idempotent(hello, c.Fun),
-				Err: &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
-					Message: fmt.Sprintf("node %s was lost while running the step", node)}}
-		case errors.Is(err, context.Canceled):
-			// The request failed elsewhere or the caller went away: tell the
-			// node to cancel the step's context (it would otherwise run on
-			// until its deadline).
-			e.sendCancel(node, c.ID(), body.Attempt)
-			return nil, err
-		case errors.Is(err, context.DeadlineExceeded) && retryAfter && parent.Err() == nil:
-			// Only the attempt's retry-after passed.
-			return nil, &planner.AttemptError{Fact: planner.AttemptDeadline, Idempotent: true,
-				Err: &schema.Error{Code: schema.CodeTimeout, Node: node,
-					Message: fmt.Sprintf("node %s did not answer within the retry-after of %s", node, c.Fun)}}
-		case errors.Is(err, context.DeadlineExceeded):
-			return nil, err
-		case errors.Is(err, nats.ErrTimeout):
-			return nil, context.DeadlineExceeded
-		default:
-			return nil, schema.Wrap(schema.CodeNodeUnavailable, err, "exec on node %s", node)
+	return resp, err
+}
+
+// errNoResponderYet ends send when ctx ended while the node had not yet
+// answered a single try: the step did not run there.
+var errNoResponderYet = errors.New("mesh: the node had no responder yet")
+
+// failed turns an attempt that got no reply into the error Exec returns,
+// stating what was seen.
+func (e *Execer) failed(ctx context.Context, err error, a *attempt) error {
+	node, c := a.node, a.call
+	lost := errors.Is(context.Cause(ctx), membership.ErrNodeLost)
+	switch {
+	case errors.Is(err, errNoResponderYet) && lost:
+		return &planner.AttemptError{Fact: planner.LostBeforeRun, Err: &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
+			Message: fmt.Sprintf("node %s was lost before it took the step", node)}}
+	case errors.Is(err, errNoResponderYet):
+		return ctx.Err()
+	case errors.Is(err, nats.ErrNoResponders):
+		e.Table.MarkDead(node)
+		if e.Logger != nil {
+			e.Logger.Info("node has no exec responder; marked dead", "peer", node, "request_id", c.RequestID, "step", c.Step)
 		}
+		return &planner.AttemptError{Fact: planner.NoResponders,
+			Err: schema.Errorf(schema.CodeNodeUnavailable, "node %s does not answer on its exec subject", node)}
+	case lost:
+		return &planner.AttemptError{Fact: planner.LostWhileRunning, Idempotent: a.idempotent,
+			Err: &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
+				Message: fmt.Sprintf("node %s was lost while running the step", node)}}
+	case errors.Is(err, context.Canceled):
+		// The request failed elsewhere or the caller went away: tell the
+		// node to cancel the step's context (it would otherwise run on
+		// until its deadline).
+		e.sendCancel(node, c.ID(), a.id)
+		return err
+	case errors.Is(err, context.DeadlineExceeded) && a.retryAfter && a.parent.Err() == nil:
+		// Only the attempt's retry-after passed.
+		return &planner.AttemptError{Fact: planner.AttemptDeadline, Idempotent: true,
+			Err: &schema.Error{Code: schema.CodeTimeout, Node: node,
+				Message: fmt.Sprintf("node %s did not answer within the retry-after of %s", node, c.Fun)}}
+	case errors.Is(err, context.DeadlineExceeded):
+		return err
+	case errors.Is(err, nats.ErrTimeout):
+		return context.DeadlineExceeded
 	}
-	if e.Flow != nil {
-		e.Flow.Observe(c.Fun, len(resp.Data))
-	}
+	return schema.Wrap(schema.CodeNodeUnavailable, err, "exec on node %s", node)
+}
+
+// reply reads an exec reply: the result, or the error object with what
+// it says of the attempt.
+func (e *Execer) reply(resp *nats.Msg, a *attempt) (any, error) {
 	tree, err := DecodeReply(resp)
 	if err != nil {
 		return nil, err
 	}
 	rep, err := schema.ParseExecReply(tree)
 	if err != nil {
-		return nil, schema.Wrap(schema.CodeInternal, err, "node %s sent a bad exec reply", node)
+		return nil, schema.Wrap(schema.CodeInternal, err, "node %s sent a bad exec reply", a.node)
 	}
-	if rep.Error != nil {
-		switch {
-		case rep.Error.Code == schema.CodeTimeout && retryAfter && parent.Err() == nil:
-			// The node gave up at the attempt deadline.
-			return nil, &planner.AttemptError{Fact: planner.AttemptDeadline, Idempotent: true, Err: rep.Error}
-		case rep.Error.Code == schema.CodeNodeUnavailable:
-			// The node stopped while running the step (§6.1).
-			return nil, &planner.AttemptError{Fact: planner.StoppedWhileRunning, Idempotent: idempotent(hello, c.Fun), Err: rep.Error}
-		}
-		return nil, rep.Error
+	if rep.Error == nil {
+		return rep.Result, nil
 	}
-	return rep.Result, nil
+	switch {
+	case rep.Error.Code == schema.CodeTimeout && a.retryAfter && a.parent.Err() == nil:
+		// The node gave up at the attempt deadline.
+		return nil, &planner.AttemptError{Fact: planner.AttemptDeadline, Idempotent: true, Err: rep.Error}
+	case rep.Error.Code == schema.CodeNodeUnavailable:
+		// The node stopped while running the step (§6.1).
+		return nil, &planner.AttemptError{Fact: planner.StoppedWhileRunning, Idempotent: a.idempotent, Err: rep.Error}
+	}
+	return nil, rep.Error
 }
 
 // request sends msg and waits for its reply.

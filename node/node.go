@@ -152,85 +152,69 @@ func NewNodeID() string {
 
 func (c Config) withDefaults() (Config, error) {
 	d := DefaultConfig()
-	if c.Cluster == "" {
-		c.Cluster = d.Cluster
-	}
-	if c.NodeID == "" {
-		c.NodeID = d.NodeID
-	}
-	if c.Prefix == "" {
-		c.Prefix = d.Prefix
-	}
-	if c.HeartbeatInterval <= 0 {
-		c.HeartbeatInterval = d.HeartbeatInterval
-	}
-	if c.DeadAfter <= 0 {
-		c.DeadAfter = 3 * c.HeartbeatInterval
-	}
-	if c.ForgetAfter <= 0 {
-		c.ForgetAfter = 30 * c.HeartbeatInterval
-	}
-	if c.SyncQuiet <= 0 {
-		c.SyncQuiet = d.SyncQuiet
-	}
-	if c.DefaultTimeout <= 0 {
-		c.DefaultTimeout = d.DefaultTimeout
-	}
-	if c.MaxTimeout <= 0 {
-		c.MaxTimeout = d.MaxTimeout
-	}
-	if c.PlannerAckAfter == 0 {
+	orDefault(&c.Cluster, d.Cluster)
+	orDefault(&c.NodeID, d.NodeID)
+	orDefault(&c.Prefix, d.Prefix)
+	orDefault(&c.HeartbeatInterval, d.HeartbeatInterval)
+	orDefault(&c.DeadAfter, 3*c.HeartbeatInterval)
+	orDefault(&c.ForgetAfter, 30*c.HeartbeatInterval)
+	orDefault(&c.SyncQuiet, d.SyncQuiet)
+	orDefault(&c.DefaultTimeout, d.DefaultTimeout)
+	orDefault(&c.MaxTimeout, d.MaxTimeout)
+	if c.PlannerAckAfter == 0 { // negative means at once
 		c.PlannerAckAfter = d.PlannerAckAfter
 	}
-	if c.MaxInflight <= 0 {
-		c.MaxInflight = d.MaxInflight
-	}
-	if c.MaxQueue <= 0 {
-		c.MaxQueue = d.MaxQueue
-	}
-	if c.MaxRequests <= 0 {
-		c.MaxRequests = d.MaxRequests
-	}
-	if c.MaxBytesInFlight <= 0 {
-		c.MaxBytesInFlight = d.MaxBytesInFlight
-	}
-	if c.MaxPlanningBytes <= 0 {
-		c.MaxPlanningBytes = d.MaxPlanningBytes
-	}
-	if c.MaxResultBytes <= 0 {
-		c.MaxResultBytes = d.MaxResultBytes
-	}
+	orDefault(&c.MaxInflight, d.MaxInflight)
+	orDefault(&c.MaxQueue, d.MaxQueue)
+	orDefault(&c.MaxRequests, d.MaxRequests)
+	orDefault(&c.MaxBytesInFlight, d.MaxBytesInFlight)
+	orDefault(&c.MaxPlanningBytes, d.MaxPlanningBytes)
+	orDefault(&c.MaxResultBytes, d.MaxResultBytes)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Locs = slices.Clone(c.Locs)
+	c.AdvertisedURLs = slices.Clone(c.AdvertisedURLs)
+	return c, c.validate()
+}
+
+// orDefault sets *v to d when it is not set (empty, zero or negative).
+func orDefault[T string | int | int64 | time.Duration](v *T, d T) {
+	var zero T
+	if *v <= zero {
+		*v = d
+	}
+}
+
+// validate checks what peers will read of the configuration: ids, the
+// prefix, locs, and what goes into hello.meta.
+func (c Config) validate() error {
 	if err := schema.CheckID(c.Cluster); err != nil {
-		return c, fmt.Errorf("%w: cluster: %s", ErrInvalidConfig, schema.AsError(err).Message)
+		return fmt.Errorf("%w: cluster: %s", ErrInvalidConfig, schema.AsError(err).Message)
 	}
 	if err := schema.CheckID(c.NodeID); err != nil {
-		return c, fmt.Errorf("%w: node id: %s", ErrInvalidConfig, schema.AsError(err).Message)
+		return fmt.Errorf("%w: node id: %s", ErrInvalidConfig, schema.AsError(err).Message)
 	}
 	if err := bus.CheckPrefix(c.Prefix); err != nil {
-		return c, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	for _, l := range c.Locs {
 		if err := schema.CheckLoc(l); err != nil {
-			return c, fmt.Errorf("%w: %s", ErrInvalidConfig, schema.AsError(err).Message)
+			return fmt.Errorf("%w: %s", ErrInvalidConfig, schema.AsError(err).Message)
 		}
 	}
 	if len(c.Meta) > schema.MaxMeta-2 { // name and mpreg are added
-		return c, fmt.Errorf("%w: at most %d meta entries", ErrInvalidConfig, schema.MaxMeta-2)
+		return fmt.Errorf("%w: at most %d meta entries", ErrInvalidConfig, schema.MaxMeta-2)
 	}
 	for k, v := range c.Meta {
 		if len(k) > schema.MaxMetaKey || len(v) > schema.MaxMetaValue {
-			return c, fmt.Errorf("%w: meta %s: keys are at most %d bytes, values %d", ErrInvalidConfig, schema.Clip(k), schema.MaxMetaKey, schema.MaxMetaValue)
+			return fmt.Errorf("%w: meta %s: keys are at most %d bytes, values %d", ErrInvalidConfig, schema.Clip(k), schema.MaxMetaKey, schema.MaxMetaValue)
 		}
 	}
 	if len(c.Name) > schema.MaxMetaValue {
-		return c, fmt.Errorf("%w: name longer than %d bytes", ErrInvalidConfig, schema.MaxMetaValue)
+		return fmt.Errorf("%w: name longer than %d bytes", ErrInvalidConfig, schema.MaxMetaValue)
 	}
-	c.Locs = slices.Clone(c.Locs)
-	c.AdvertisedURLs = slices.Clone(c.AdvertisedURLs)
-	return c, nil
+	return nil
 }
 
 // Stats are a node's counters since start.

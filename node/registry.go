@@ -171,134 +171,177 @@ func wrap(name string, f any, params []string) (RawFunc, error) {
 	if raw, ok := f.(func(context.Context, []any, map[string]any) (any, error)); ok {
 		return raw, nil
 	}
+	b, err := newBinding(name, f, params)
+	if err != nil {
+		return nil, err
+	}
+	return b.call, nil
+}
+
+// binding is a typed Go function prepared, once, for calls with values.
+type binding struct {
+	name       string
+	fn         reflect.Value
+	params     []string       // names from WithParams, or nil
+	first      int            // 1 when the function takes a context first
+	in         []reflect.Type // the parameters after the context
+	variadic   bool
+	structMode bool // one struct parameter, no WithParams: kwargs are its fields
+	outErr     bool // the last result is an error
+	outVal     bool // there is a result value
+}
+
+func newBinding(name string, f any, params []string) (*binding, error) {
 	v := reflect.ValueOf(f)
 	t := v.Type()
 	if t.Kind() != reflect.Func {
 		return nil, fmt.Errorf("%w: %s: want a function, got %s", ErrInvalidConfig, name, t)
 	}
-	first := 0
+	b := &binding{name: name, fn: v, params: params, variadic: t.IsVariadic()}
 	if t.NumIn() > 0 && t.In(0) == ctxType {
-		first = 1
+		b.first = 1
 	}
-	nIn := t.NumIn() - first
+	nIn := t.NumIn() - b.first
 	switch {
 	case t.NumOut() > 2:
 		return nil, fmt.Errorf("%w: %s: returns more than (result, error)", ErrInvalidConfig, name)
 	case t.NumOut() == 2 && t.Out(1) != errorType:
 		return nil, fmt.Errorf("%w: %s: second result must be error", ErrInvalidConfig, name)
-	}
-	if params != nil && len(params) != nIn {
+	case params != nil && len(params) != nIn:
 		return nil, fmt.Errorf("%w: %s: %d parameter names for %d parameters", ErrInvalidConfig, name, len(params), nIn)
 	}
-	variadic := t.IsVariadic()
-	structMode := params == nil && nIn == 1 && !variadic && isStruct(t.In(first))
-	in := make([]reflect.Type, nIn)
-	for i := range in {
-		in[i] = t.In(first + i)
+	b.in = make([]reflect.Type, nIn)
+	for i := range b.in {
+		b.in[i] = t.In(b.first + i)
 	}
-	paramName := func(i int) string {
-		if params != nil {
-			return params[i]
-		}
-		return fmt.Sprintf("args[%d]", i)
-	}
-	outErr := t.NumOut() > 0 && t.Out(t.NumOut()-1) == errorType
-	outVal := t.NumOut() == 2 || (t.NumOut() == 1 && !outErr)
+	b.structMode = params == nil && nIn == 1 && !b.variadic && isStruct(b.in[0])
+	b.outErr = t.NumOut() > 0 && t.Out(t.NumOut()-1) == errorType
+	b.outVal = t.NumOut() == 2 || (t.NumOut() == 1 && !b.outErr)
+	return b, nil
+}
 
-	return func(ctx context.Context, args []any, kwargs map[string]any) (any, error) {
-		vals := make([]reflect.Value, 0, first+max(nIn, len(args)))
-		if first == 1 {
-			vals = append(vals, reflect.ValueOf(ctx))
+// call is the RawFunc of the binding.
+func (b *binding) call(ctx context.Context, args []any, kwargs map[string]any) (any, error) {
+	vals := make([]reflect.Value, 0, b.first+max(len(b.in), len(args)))
+	if b.first == 1 {
+		vals = append(vals, reflect.ValueOf(ctx))
+	}
+	var err error
+	if b.structMode {
+		vals, err = b.bindStruct(vals, args, kwargs)
+	} else {
+		vals, err = b.bindParams(vals, args, kwargs)
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := b.fn.Call(vals)
+	if b.outErr {
+		if e := out[len(out)-1]; !e.IsNil() {
+			return nil, e.Interface().(error)
 		}
-		switch {
-		case structMode:
-			p := reflect.New(in[0])
-			var src any
-			switch {
-			case len(args) == 1 && len(kwargs) == 0:
-				src = args[0]
-			case len(args) == 0:
-				src = kwargs
-				if err := checkFields(indirect(in[0]), kwargs); err != nil {
-					return nil, err
-				}
-			default:
-				return nil, invalidArg("%s takes keyword arguments or one map, got %d positional", name, len(args))
-			}
-			if src == nil {
-				src = map[string]any{}
-			}
-			if err := codec.Assign(p.Interface(), src); err != nil {
-				return nil, schema.Wrap(schema.CodeInvalidArgument, err, "%s", name)
-			}
-			vals = append(vals, p.Elem())
-		default:
-			fixed := nIn
-			if variadic {
-				fixed--
-			}
-			if len(args) > fixed && !variadic {
-				return nil, invalidArg("%s takes %d arguments, got %d", name, fixed, len(args))
-			}
-			set := make([]any, fixed)
-			have := make([]bool, fixed)
-			for i := 0; i < fixed && i < len(args); i++ {
-				set[i], have[i] = args[i], true
-			}
-			for k, kv := range kwargs {
-				i := slices.Index(params, k)
-				if i < 0 || (variadic && i == nIn-1) {
-					return nil, &schema.Error{Code: schema.CodeInvalidArgument,
-						Message: fmt.Sprintf("%s has no parameter %q", name, k), Details: map[string]any{"param": k}}
-				}
-				if have[i] {
-					return nil, &schema.Error{Code: schema.CodeInvalidArgument,
-						Message: fmt.Sprintf("%s: parameter %s given twice", name, k), Details: map[string]any{"param": k}}
-				}
-				set[i], have[i] = kv, true
-			}
-			for i := 0; i < fixed; i++ {
-				p := reflect.New(in[i])
-				if !have[i] {
-					if !nullable(in[i]) {
-						return nil, &schema.Error{Code: schema.CodeInvalidArgument,
-							Message: fmt.Sprintf("%s: missing argument %s", name, paramName(i)), Details: map[string]any{"param": paramName(i)}}
-					}
-				} else if err := codec.Assign(p.Interface(), set[i]); err != nil {
-					e := schema.Wrap(schema.CodeInvalidArgument, err, "%s: %s", name, paramName(i))
-					e.Details = map[string]any{"param": paramName(i)}
-					return nil, e
-				}
-				vals = append(vals, p.Elem())
-			}
-			if variadic {
-				et := in[nIn-1].Elem()
-				for i := fixed; i < len(args); i++ {
-					p := reflect.New(et)
-					if err := codec.Assign(p.Interface(), args[i]); err != nil {
-						e := schema.Wrap(schema.CodeInvalidArgument, err, "%s: args[%d]", name, i)
-						e.Details = map[string]any{"param": fmt.Sprintf("args[%d]", i)}
-						return nil, e
-					}
-					vals = append(vals, p.Elem())
-				}
-			}
-		}
-		out := v.Call(vals)
-		var err error
-		if outErr {
-			if e := out[len(out)-1]; !e.IsNil() {
-				err = e.Interface().(error)
-			}
-		}
-		if err != nil {
+	}
+	if b.outVal {
+		return out[0].Interface(), nil
+	}
+	return nil, nil
+}
+
+// paramName names parameter i in errors.
+func (b *binding) paramName(i int) string {
+	if b.params != nil {
+		return b.params[i]
+	}
+	return fmt.Sprintf("args[%d]", i)
+}
+
+// bindStruct binds kwargs (or one positional map) to the struct parameter.
+func (b *binding) bindStruct(vals []reflect.Value, args []any, kwargs map[string]any) ([]reflect.Value, error) {
+	p := reflect.New(b.in[0])
+	var src any
+	switch {
+	case len(args) == 1 && len(kwargs) == 0:
+		src = args[0]
+	case len(args) == 0:
+		src = kwargs
+		if err := checkFields(indirect(b.in[0]), kwargs); err != nil {
 			return nil, err
 		}
-		if outVal {
-			return out[0].Interface(), nil
+	default:
+		return nil, invalidArg("%s takes keyword arguments or one map, got %d positional", b.name, len(args))
+	}
+	if src == nil {
+		src = map[string]any{}
+	}
+	if err := codec.Assign(p.Interface(), src); err != nil {
+		return nil, schema.Wrap(schema.CodeInvalidArgument, err, "%s", b.name)
+	}
+	return append(vals, p.Elem()), nil
+}
+
+// bindParams binds positional args and kwargs by name to the parameters,
+// and the remaining positional args to a variadic last one.
+func (b *binding) bindParams(vals []reflect.Value, args []any, kwargs map[string]any) ([]reflect.Value, error) {
+	fixed := len(b.in)
+	if b.variadic {
+		fixed--
+	}
+	if len(args) > fixed && !b.variadic {
+		return nil, invalidArg("%s takes %d arguments, got %d", b.name, fixed, len(args))
+	}
+	set, have, err := b.gather(fixed, args, kwargs)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < fixed; i++ {
+		p := reflect.New(b.in[i])
+		if !have[i] {
+			if !nullable(b.in[i]) {
+				return nil, &schema.Error{Code: schema.CodeInvalidArgument,
+					Message: fmt.Sprintf("%s: missing argument %s", b.name, b.paramName(i)), Details: map[string]any{"param": b.paramName(i)}}
+			}
+		} else if err := codec.Assign(p.Interface(), set[i]); err != nil {
+			e := schema.Wrap(schema.CodeInvalidArgument, err, "%s: %s", b.name, b.paramName(i))
+			e.Details = map[string]any{"param": b.paramName(i)}
+			return nil, e
 		}
-		return nil, nil
-	}, nil
+		vals = append(vals, p.Elem())
+	}
+	if b.variadic {
+		et := b.in[len(b.in)-1].Elem()
+		for i := fixed; i < len(args); i++ {
+			p := reflect.New(et)
+			if err := codec.Assign(p.Interface(), args[i]); err != nil {
+				e := schema.Wrap(schema.CodeInvalidArgument, err, "%s: args[%d]", b.name, i)
+				e.Details = map[string]any{"param": fmt.Sprintf("args[%d]", i)}
+				return nil, e
+			}
+			vals = append(vals, p.Elem())
+		}
+	}
+	return vals, nil
+}
+
+// gather places positional args, then kwargs by name, on the fixed
+// parameters.
+func (b *binding) gather(fixed int, args []any, kwargs map[string]any) (set []any, have []bool, err error) {
+	set, have = make([]any, fixed), make([]bool, fixed)
+	for i := 0; i < fixed && i < len(args); i++ {
+		set[i], have[i] = args[i], true
+	}
+	for k, kv := range kwargs {
+		i := slices.Index(b.params, k)
+		if i < 0 || (b.variadic && i == len(b.in)-1) {
+			return nil, nil, &schema.Error{Code: schema.CodeInvalidArgument,
+				Message: fmt.Sprintf("%s has no parameter %q", b.name, k), Details: map[string]any{"param": k}}
+		}
+		if have[i] {
+			return nil, nil, &schema.Error{Code: schema.CodeInvalidArgument,
+				Message: fmt.Sprintf("%s: parameter %s given twice", b.name, k), Details: map[string]any{"param": k}}
+		}
+		set[i], have[i] = kv, true
+	}
+	return set, have, nil
 }
 
 func isStruct(t reflect.Type) bool {

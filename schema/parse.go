@@ -418,6 +418,32 @@ func ParseHello(v any) (*Hello, error) {
 	} else if p != 0 {
 		h.Proto = int(min(max(p, -1), 1<<16)) // out-of-range protos stay unsupported
 	}
+	if h.Funs, err = parseFuns(m); err != nil {
+		return nil, err
+	}
+	if h.Codecs, err = boundedList(m, "codecs", maxCodecs, maxShortString); err != nil {
+		return nil, err
+	}
+	if h.AdvertisedURLs, err = boundedList(m, "advertised_urls", -1, maxURLLen); err != nil {
+		return nil, err
+	}
+	// A node may sit on a NATS cluster of many servers: keep the first
+	// MaxURLs rather than drop its hello.
+	h.AdvertisedURLs = h.AdvertisedURLs[:min(len(h.AdvertisedURLs), MaxURLs)]
+	if h.Idempotent, err = boundedList(m, "idempotent", MaxFuns, 256); err != nil {
+		return nil, err
+	}
+	if h.RetryAfterMS, err = parseRetryAfter(m); err != nil {
+		return nil, err
+	}
+	if h.Meta, err = parseMeta(m); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// parseFuns reads a hello's funs: function names, each with its locs.
+func parseFuns(m map[string]any) (map[string][]string, error) {
 	funs, err := optMap(m, "", "funs")
 	if err != nil {
 		return nil, err
@@ -425,7 +451,7 @@ func ParseHello(v any) (*Hello, error) {
 	if len(funs) > MaxFuns {
 		return nil, tooMany("funs", len(funs), MaxFuns)
 	}
-	h.Funs = make(map[string][]string, len(funs))
+	out := make(map[string][]string, len(funs))
 	for f, locs := range funs {
 		if e := checkFunName(f); e != nil {
 			return nil, invalid("funs", "%s", e.Message)
@@ -445,20 +471,14 @@ func ParseHello(v any) (*Hello, error) {
 		if l == nil {
 			l = []string{}
 		}
-		h.Funs[f] = l
+		out[f] = l
 	}
-	if h.Codecs, err = boundedList(m, "codecs", maxCodecs, maxShortString); err != nil {
-		return nil, err
-	}
-	if h.AdvertisedURLs, err = boundedList(m, "advertised_urls", -1, maxURLLen); err != nil {
-		return nil, err
-	}
-	// A node may sit on a NATS cluster of many servers: keep the first
-	// MaxURLs rather than drop its hello.
-	h.AdvertisedURLs = h.AdvertisedURLs[:min(len(h.AdvertisedURLs), MaxURLs)]
-	if h.Idempotent, err = boundedList(m, "idempotent", MaxFuns, 256); err != nil {
-		return nil, err
-	}
+	return out, nil
+}
+
+// parseRetryAfter reads a hello's retry_after_ms; zero values are left
+// out.
+func parseRetryAfter(m map[string]any) (map[string]int64, error) {
 	retry, err := optMap(m, "", "retry_after_ms")
 	if err != nil {
 		return nil, err
@@ -466,6 +486,7 @@ func ParseHello(v any) (*Hello, error) {
 	if len(retry) > MaxFuns {
 		return nil, tooMany("retry_after_ms", len(retry), MaxFuns)
 	}
+	var out map[string]int64
 	for f := range retry {
 		ms, err := integer(retry, "retry_after_ms", f, true)
 		if err != nil {
@@ -475,39 +496,43 @@ func ParseHello(v any) (*Hello, error) {
 			return nil, invalid("retry_after_ms", "must be 0 to %d ms", maxRetryAfter)
 		}
 		if ms > 0 {
-			if h.RetryAfterMS == nil {
-				h.RetryAfterMS = make(map[string]int64, len(retry))
+			if out == nil {
+				out = make(map[string]int64, len(retry))
 			}
-			h.RetryAfterMS[f] = ms
+			out[f] = ms
 		}
 	}
+	return out, nil
+}
+
+// parseMeta reads a hello's meta: strings, with numbers and booleans kept
+// as text.
+func parseMeta(m map[string]any) (map[string]string, error) {
 	meta, err := optMap(m, "", "meta")
-	if err != nil {
+	if err != nil || len(meta) == 0 {
 		return nil, err
 	}
 	if len(meta) > MaxMeta {
 		return nil, tooMany("meta", len(meta), MaxMeta)
 	}
-	if len(meta) > 0 {
-		h.Meta = make(map[string]string, len(meta))
-		for k, mv := range meta {
-			if len(k) > MaxMetaKey {
-				return nil, invalid("meta", "key %s is longer than %d bytes", Clip(k), MaxMetaKey)
-			}
-			v, ok := mv.(string)
-			if !ok {
-				if kind := KindOf(mv); kind != "number" && kind != "bool" {
-					return nil, typeErr("meta."+k, "string", mv)
-				}
-				v = fmt.Sprint(mv) // scalars are kept as text
-			}
-			if err := checkLen("meta."+k, "max_meta_value_len", v, MaxMetaValue); err != nil {
-				return nil, err
-			}
-			h.Meta[k] = v
+	out := make(map[string]string, len(meta))
+	for k, mv := range meta {
+		if len(k) > MaxMetaKey {
+			return nil, invalid("meta", "key %s is longer than %d bytes", Clip(k), MaxMetaKey)
 		}
+		v, ok := mv.(string)
+		if !ok {
+			if kind := KindOf(mv); kind != "number" && kind != "bool" {
+				return nil, typeErr("meta."+k, "string", mv)
+			}
+			v = fmt.Sprint(mv)
+		}
+		if err := checkLen("meta."+k, "max_meta_value_len", v, MaxMetaValue); err != nil {
+			return nil, err
+		}
+		out[k] = v
 	}
-	return h, nil
+	return out, nil
 }
 
 // incarnationVersion reads the required incarnation (positive) and version
