@@ -6,8 +6,8 @@
 // int64, uint64 (only above math.MaxInt64), float64, string, []byte, []any
 // and map[string]any. Integers that fit int64 stay int64 in both codecs, and
 // MessagePack bin stays []byte (in JSON, binary travels as a base64 string).
-// Assign converts such a tree into typed Go values, and Normalize turns typed
-// Go values into the model.
+// A Binder (and Assign) converts such a tree into typed Go values, as
+// encoding/json would; Normalize turns Go values into the model.
 package codec
 
 import (
@@ -33,6 +33,8 @@ const (
 // MaxDepth bounds the nesting of decoded values; deeper input is an error.
 const MaxDepth = 256
 
+var errTooDeep = fmt.Errorf("nesting deeper than %d", MaxDepth)
+
 // ErrDecode wraps every decoding failure.
 var ErrDecode = errors.New("codec: decode")
 
@@ -40,7 +42,7 @@ var ErrDecode = errors.New("codec: decode")
 type Codec interface {
 	// ContentType is the media type written in the Content-Type header.
 	ContentType() string
-	// Encode encodes v: the value model, or structs with json tags.
+	// Encode encodes v: the value model, or what Normalize takes.
 	Encode(v any) ([]byte, error)
 	// Decode decodes one complete value into the value model.
 	Decode(data []byte) (any, error)
@@ -109,16 +111,8 @@ func unsupported(header, value string) *schema.Error {
 	return &schema.Error{
 		Code:    schema.CodeUnsupportedCodec,
 		Message: fmt.Sprintf("%s %s names a codec this node does not speak", header, schema.Clip(value)),
-		Details: map[string]any{"supported": toAny(SupportedTypes())},
+		Details: map[string]any{"supported": []any{MsgPackType, JSONType}}, // Supported
 	}
-}
-
-func toAny(s []string) []any {
-	out := make([]any, len(s))
-	for i, v := range s {
-		out[i] = v
-	}
-	return out
 }
 
 // Preferred returns the first codec of this project's preference that a peer
@@ -139,12 +133,10 @@ func Preferred(peer []string) Codec {
 // and returns that estimate too: a node counts what the requests it plans
 // hold in memory.
 func DecodeSized(c Codec, data []byte, limit int64) (v any, size int64, err error) {
-	limit = min(limit, MaxDecoded)
-	switch t := c.(type) {
-	case jsonCodec:
-		return t.decode(data, limit)
-	case msgpackCodec:
-		return t.decode(data, limit)
+	if d, ok := c.(interface {
+		decode([]byte, int64) (any, int64, error)
+	}); ok {
+		return d.decode(data, min(limit, MaxDecoded))
 	}
 	v, err = c.Decode(data)
 	return v, int64(len(data)), err

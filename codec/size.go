@@ -1,14 +1,12 @@
 package codec
 
-import "github.com/mpreg/mpreg/schema"
-
 // SizeWithin returns a lower bound of the encoded size of v in either codec
 // (string and binary lengths, one byte per scalar and per element), walking
 // no further than needed: ok is false as soon as the bound passes limit.
 // Trees that share subtrees (one result used twice by a later step) count
 // each use, so a value that would expand to gigabytes is caught after
 // limit bytes of walking, before any encoder builds it. Values outside the
-// value model and the wire structs count as small.
+// value model and WireValue count as small.
 func SizeWithin(v any, limit int) (size int, ok bool) {
 	s := sizer{limit: limit}
 	s.add(v, 0)
@@ -45,27 +43,9 @@ func (s *sizer) add(v any, depth int) {
 				return
 			}
 		}
-	case *schema.Response:
-		s.add(t.Results, depth+1)
-		s.addError(t.Error, depth)
-	case schema.ExecResult:
-		s.add(t.Result, depth+1)
-	case schema.ExecError:
-		s.addError(t.Error, depth)
-	case *schema.Error:
-		s.addError(t, depth)
-	case *schema.ExecRequest:
-		s.add(t.Args, depth+1)
-		s.add(t.Kwargs, depth+1)
+	case WireValue:
+		s.add(treeOf(t), depth+1)
 	default:
 		s.n++
 	}
-}
-
-func (s *sizer) addError(e *schema.Error, depth int) {
-	if e == nil {
-		return
-	}
-	s.n += len(e.Message) + len(e.Step) + len(e.Node)
-	s.add(e.Details, depth+1)
 }

@@ -319,7 +319,13 @@ func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[str
 	if size, ok := codec.SizeWithin(kwargs, maxPayload); !ok {
 		return nil, x.tooLarge("the keyword arguments of "+f.name, size)
 	}
-	res, err := f.call(ctx, args, kwargs)
+	var res any
+	var err error
+	if ic := x.cfg.Interceptor; ic != nil {
+		res, err = ic(ctx, Invocation{Fun: f.name, ID: id}, args, kwargs, f.call)
+	} else {
+		res, err = f.call(ctx, args, kwargs)
+	}
 	if err != nil {
 		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 			return nil, x.stepCtxError(ctx)

@@ -7,6 +7,7 @@ package node_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -50,6 +51,13 @@ func TestInvalidArguments(t *testing.T) {
 		{"no kwargs without names", "inc", nil, map[string]any{"x": 1}, "x", `no parameter "x"`},
 		{"variadic wrong type", "join", []any{"-", "a", 7}, nil, "args[2]", "args[2]"},
 		{"struct unknown field", "greet", nil, map[string]any{"name": "ann", "age": 3}, "age", `"age"`},
+		{"null into int", "add", []any{nil, 2}, nil, "a", "add: a: want int64, got null"},
+		{"fraction into int, encoding/json's words", "add", []any{1, 2.5}, nil, "b", "add: b: want int64, got number 2.5"},
+		{"struct field of the wrong type", "greet", nil, map[string]any{"name": 5}, "", "name: want string, got number"},
+		{"typed func, unknown field", "area", nil, map[string]any{"w": 1, "d": 2}, "d", `no parameter "d"`},
+		{"typed func, wrong type", "area", nil, map[string]any{"w": "wide"}, "", "w: want float64, got string"},
+		{"typed func, two positional", "double", []any{1, 2}, nil, "", "one argument, got 2 positional"},
+		{"typed func, kwargs for a scalar", "double", nil, map[string]any{"x": 1}, "x", `no parameter "x"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,6 +110,29 @@ func TestTypedFunctionShapes(t *testing.T) {
 		v, err := c.Call(ctx, "nothing", nil)
 		require.NoError(t, err)
 		require.Nil(t, v)
+	})
+	t.Run("typed func by kwargs and by one positional map", func(t *testing.T) {
+		v, err := c.Call(ctx, "area", nil, client.WithKwargs(map[string]any{"w": 2, "h": 2.5}))
+		require.NoError(t, err)
+		require.Equal(t, 5.0, v)
+		v, err = c.Call(ctx, "area", []any{map[string]any{"W": 3, "H": 2}})
+		require.NoError(t, err)
+		require.Equal(t, 6.0, v, "a float result stays a float, integral or not")
+		_, err = c.Call(ctx, "area", nil, client.WithKwargs(map[string]any{"w": -1}))
+		requireCode(t, err, schema.CodeInvalidArgument)
+	})
+	t.Run("typed func of a scalar", func(t *testing.T) {
+		n, err := client.CallAs[int](ctx, c, "double", []any{21})
+		require.NoError(t, err)
+		require.Equal(t, 42, n)
+		n, err = client.CallAs[int](ctx, c, "double", []any{4.0})
+		require.NoError(t, err, "an integral float fits an int")
+		require.Equal(t, 8, n)
+	})
+	t.Run("slice of floats", func(t *testing.T) {
+		v, err := c.Call(ctx, "mean", []any{[]any{1, 2.0, int64(3)}})
+		require.NoError(t, err)
+		require.Equal(t, 2.0, v)
 	})
 	t.Run("named parameters take kwargs", func(t *testing.T) {
 		v, err := c.Call(ctx, "add", nil, client.WithKwargs(map[string]any{"b": 1, "a": 2}))
@@ -331,4 +362,44 @@ func TestNamesValidated(t *testing.T) {
 	testcluster.Node(t, srv.ClientURL(), testcluster.NodeConfig(t, "n1"), nil)
 	resp := rpcJSON(t, nc, `{"cmds": [{"name": "a", "fun": "a.b"}]}`)
 	require.Equal(t, "cmds[0].fun", details(t, wireError(t, resp))["key"])
+}
+
+// TestInterceptor: the interceptor wraps every call of a registered
+// function, over exec from a caller and as the planner's own local step,
+// and can refuse one with its own code.
+func TestInterceptor(t *testing.T) {
+	srv := testcluster.Server(t)
+	var mu sync.Mutex
+	var seen []node.Invocation
+	cfg := testcluster.NodeConfig(t, "n1")
+	cfg.Interceptor = func(ctx context.Context, inv node.Invocation, args []any, kwargs map[string]any, next node.RawFunc) (any, error) {
+		mu.Lock()
+		seen = append(seen, inv)
+		mu.Unlock()
+		if inv.Fun == "inc" {
+			return nil, schema.Errorf(schema.CodePermissionDenied, "inc is not for you")
+		}
+		return next(ctx, args, kwargs)
+	}
+	testcluster.Node(t, srv.ClientURL(), cfg, registerStd)
+	direct := testcluster.Client(t, srv.ClientURL(), client.Config{})
+	viaRPC := testcluster.Client(t, srv.ClientURL(), client.Config{NoFollow: true})
+	testcluster.WaitForRoute(t, direct.Table(), "add", nil, "n1")
+	ctx := testwait.Ctx(t)
+
+	for _, c := range []*client.Client{direct, viaRPC} {
+		v, err := c.Call(ctx, "add", []any{1, 2})
+		require.NoError(t, err)
+		require.Equal(t, int64(3), v)
+		_, err = c.Call(ctx, "inc", []any{1})
+		e := requireCode(t, err, schema.CodePermissionDenied)
+		require.Equal(t, "n1", e.Node)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, seen, 4)
+	for i, fun := range []string{"add", "inc", "add", "inc"} {
+		require.Equal(t, fun, seen[i].Fun)
+		require.NotEmpty(t, seen[i].ID)
+	}
 }

@@ -201,6 +201,20 @@ func registerStd(n *node.Node) {
 		return out
 	}))
 	must(n.Register("inc", func(x int64) int64 { return x + 1 }))
+	must(n.Register("area", node.Func(func(_ context.Context, r rect) (float64, error) {
+		if r.W < 0 || r.H < 0 {
+			return 0, schema.Errorf(schema.CodeInvalidArgument, "negative side")
+		}
+		return r.W * r.H, nil
+	})))
+	must(n.Register("double", node.Func(func(_ context.Context, x int) (int, error) { return 2 * x, nil })))
+	must(n.Register("mean", func(xs []float64) float64 {
+		s := 0.0
+		for _, x := range xs {
+			s += x
+		}
+		return s / float64(len(xs))
+	}))
 	must(n.Register("nothing", func() {}))
 	must(n.Register("whoami", whoami(n.ID())))
 	must(n.Register("raw", node.RawFunc(func(_ context.Context, args []any, kwargs map[string]any) (any, error) {
@@ -216,6 +230,12 @@ func registerStd(n *node.Node) {
 			"count": int64(3),
 		}
 	}))
+}
+
+// rect is the input of area, a node.Func.
+type rect struct {
+	W float64 `json:"w"`
+	H float64 `json:"h"`
 }
 
 // greeting is the struct parameter of greet.

@@ -104,6 +104,9 @@ type Config struct {
 	Meta map[string]string
 	// Observer, when set, is told of every step this node's planner runs.
 	Observer planner.Observer
+	// Interceptor, when set, wraps every call of a registered function on
+	// this node (see Interceptor).
+	Interceptor Interceptor
 	// Logger. Default: discard.
 	Logger *slog.Logger
 }

@@ -3,20 +3,31 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
-	"reflect"
 	"slices"
 	"sort"
 	"sync"
 	"time"
 
-	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/schema"
 )
 
 // RawFunc is a function that takes its decoded arguments as they came: the
 // value model of package codec. Use it for dynamic functions.
 type RawFunc func(ctx context.Context, args []any, kwargs map[string]any) (any, error)
+
+// Invocation names one call of a registered function on a node.
+type Invocation struct {
+	Fun string // the function
+	ID  string // the exec id ("<request id>/<step>"), or the request id of a direct call
+}
+
+// Interceptor wraps every call of a registered function on a node, for its
+// own planner's steps and for peers' exec requests alike: the seam for
+// metrics, tracing and authorization. It runs after admission, inside the
+// node's recover boundary, with the step's context; it calls next to run
+// the function, or returns an error instead (a *schema.Error keeps its
+// code, as a function's own does).
+type Interceptor func(ctx context.Context, inv Invocation, args []any, kwargs map[string]any, next RawFunc) (any, error)
 
 // FuncOption configures one registered function.
 type FuncOption func(*funcOpts)
@@ -143,262 +154,6 @@ func (r *registry) retryAfter() map[string]int64 {
 		}
 	}
 	return out
-}
-
-var (
-	ctxType   = reflect.TypeFor[context.Context]()
-	errorType = reflect.TypeFor[error]()
-)
-
-func invalidArg(format string, args ...any) *schema.Error {
-	return schema.Errorf(schema.CodeInvalidArgument, format, args...)
-}
-
-// wrap turns a typed Go function into a RawFunc.
-//
-// Accepted forms: func([ctx context.Context,] params...) ([R,] [error]).
-// Positional args decode into the parameters' types with codec.Assign. With
-// WithParams the parameters also take kwargs by name; a parameter of pointer,
-// interface, slice or map type may be left out (it gets nil). A function
-// whose only parameter is a struct (or pointer to one) and that has no
-// WithParams takes kwargs as the struct's fields by json tag, or one
-// positional map. A variadic last parameter takes the remaining positional
-// args.
-func wrap(name string, f any, params []string) (RawFunc, error) {
-	if raw, ok := f.(RawFunc); ok {
-		return raw, nil
-	}
-	if raw, ok := f.(func(context.Context, []any, map[string]any) (any, error)); ok {
-		return raw, nil
-	}
-	b, err := newBinding(name, f, params)
-	if err != nil {
-		return nil, err
-	}
-	return b.call, nil
-}
-
-// binding is a typed Go function prepared, once, for calls with values.
-type binding struct {
-	name       string
-	fn         reflect.Value
-	params     []string       // names from WithParams, or nil
-	first      int            // 1 when the function takes a context first
-	in         []reflect.Type // the parameters after the context
-	variadic   bool
-	structMode bool // one struct parameter, no WithParams: kwargs are its fields
-	outErr     bool // the last result is an error
-	outVal     bool // there is a result value
-}
-
-func newBinding(name string, f any, params []string) (*binding, error) {
-	v := reflect.ValueOf(f)
-	t := v.Type()
-	if t.Kind() != reflect.Func {
-		return nil, fmt.Errorf("%w: %s: want a function, got %s", ErrInvalidConfig, name, t)
-	}
-	b := &binding{name: name, fn: v, params: params, variadic: t.IsVariadic()}
-	if t.NumIn() > 0 && t.In(0) == ctxType {
-		b.first = 1
-	}
-	nIn := t.NumIn() - b.first
-	switch {
-	case t.NumOut() > 2:
-		return nil, fmt.Errorf("%w: %s: returns more than (result, error)", ErrInvalidConfig, name)
-	case t.NumOut() == 2 && t.Out(1) != errorType:
-		return nil, fmt.Errorf("%w: %s: second result must be error", ErrInvalidConfig, name)
-	case params != nil && len(params) != nIn:
-		return nil, fmt.Errorf("%w: %s: %d parameter names for %d parameters", ErrInvalidConfig, name, len(params), nIn)
-	}
-	b.in = make([]reflect.Type, nIn)
-	for i := range b.in {
-		b.in[i] = t.In(b.first + i)
-	}
-	b.structMode = params == nil && nIn == 1 && !b.variadic && isStruct(b.in[0])
-	b.outErr = t.NumOut() > 0 && t.Out(t.NumOut()-1) == errorType
-	b.outVal = t.NumOut() == 2 || (t.NumOut() == 1 && !b.outErr)
-	return b, nil
-}
-
-// call is the RawFunc of the binding.
-func (b *binding) call(ctx context.Context, args []any, kwargs map[string]any) (any, error) {
-	vals := make([]reflect.Value, 0, b.first+max(len(b.in), len(args)))
-	if b.first == 1 {
-		vals = append(vals, reflect.ValueOf(ctx))
-	}
-	var err error
-	if b.structMode {
-		vals, err = b.bindStruct(vals, args, kwargs)
-	} else {
-		vals, err = b.bindParams(vals, args, kwargs)
-	}
-	if err != nil {
-		return nil, err
-	}
-	out := b.fn.Call(vals)
-	if b.outErr {
-		if e := out[len(out)-1]; !e.IsNil() {
-			return nil, e.Interface().(error)
-		}
-	}
-	if b.outVal {
-		return out[0].Interface(), nil
-	}
-	return nil, nil
-}
-
-// paramName names parameter i in errors.
-func (b *binding) paramName(i int) string {
-	if b.params != nil {
-		return b.params[i]
-	}
-	return fmt.Sprintf("args[%d]", i)
-}
-
-// bindStruct binds kwargs (or one positional map) to the struct parameter.
-func (b *binding) bindStruct(vals []reflect.Value, args []any, kwargs map[string]any) ([]reflect.Value, error) {
-	p := reflect.New(b.in[0])
-	var src any
-	switch {
-	case len(args) == 1 && len(kwargs) == 0:
-		src = args[0]
-	case len(args) == 0:
-		src = kwargs
-		if err := checkFields(indirect(b.in[0]), kwargs); err != nil {
-			return nil, err
-		}
-	default:
-		return nil, invalidArg("%s takes keyword arguments or one map, got %d positional", b.name, len(args))
-	}
-	if src == nil {
-		src = map[string]any{}
-	}
-	if err := codec.Assign(p.Interface(), src); err != nil {
-		return nil, schema.Wrap(schema.CodeInvalidArgument, err, "%s", b.name)
-	}
-	return append(vals, p.Elem()), nil
-}
-
-// bindParams binds positional args and kwargs by name to the parameters,
-// and the remaining positional args to a variadic last one.
-func (b *binding) bindParams(vals []reflect.Value, args []any, kwargs map[string]any) ([]reflect.Value, error) {
-	fixed := len(b.in)
-	if b.variadic {
-		fixed--
-	}
-	if len(args) > fixed && !b.variadic {
-		return nil, invalidArg("%s takes %d arguments, got %d", b.name, fixed, len(args))
-	}
-	set, have, err := b.gather(fixed, args, kwargs)
-	if err != nil {
-		return nil, err
-	}
-	for i := 0; i < fixed; i++ {
-		p := reflect.New(b.in[i])
-		if !have[i] {
-			if !nullable(b.in[i]) {
-				return nil, &schema.Error{Code: schema.CodeInvalidArgument,
-					Message: fmt.Sprintf("%s: missing argument %s", b.name, b.paramName(i)), Details: map[string]any{"param": b.paramName(i)}}
-			}
-		} else if err := codec.Assign(p.Interface(), set[i]); err != nil {
-			e := schema.Wrap(schema.CodeInvalidArgument, err, "%s: %s", b.name, b.paramName(i))
-			e.Details = map[string]any{"param": b.paramName(i)}
-			return nil, e
-		}
-		vals = append(vals, p.Elem())
-	}
-	if b.variadic {
-		et := b.in[len(b.in)-1].Elem()
-		for i := fixed; i < len(args); i++ {
-			p := reflect.New(et)
-			if err := codec.Assign(p.Interface(), args[i]); err != nil {
-				e := schema.Wrap(schema.CodeInvalidArgument, err, "%s: args[%d]", b.name, i)
-				e.Details = map[string]any{"param": fmt.Sprintf("args[%d]", i)}
-				return nil, e
-			}
-			vals = append(vals, p.Elem())
-		}
-	}
-	return vals, nil
-}
-
-// gather places positional args, then kwargs by name, on the fixed
-// parameters.
-func (b *binding) gather(fixed int, args []any, kwargs map[string]any) (set []any, have []bool, err error) {
-	set, have = make([]any, fixed), make([]bool, fixed)
-	for i := 0; i < fixed && i < len(args); i++ {
-		set[i], have[i] = args[i], true
-	}
-	for k, kv := range kwargs {
-		i := slices.Index(b.params, k)
-		if i < 0 || (b.variadic && i == len(b.in)-1) {
-			return nil, nil, &schema.Error{Code: schema.CodeInvalidArgument,
-				Message: fmt.Sprintf("%s has no parameter %q", b.name, k), Details: map[string]any{"param": k}}
-		}
-		if have[i] {
-			return nil, nil, &schema.Error{Code: schema.CodeInvalidArgument,
-				Message: fmt.Sprintf("%s: parameter %s given twice", b.name, k), Details: map[string]any{"param": k}}
-		}
-		set[i], have[i] = kv, true
-	}
-	return set, have, nil
-}
-
-func isStruct(t reflect.Type) bool {
-	return t.Kind() == reflect.Struct || (t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct)
-}
-
-func indirect(t reflect.Type) reflect.Type {
-	if t.Kind() == reflect.Pointer {
-		return t.Elem()
-	}
-	return t
-}
-
-func nullable(t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Pointer, reflect.Interface, reflect.Slice, reflect.Map:
-		return true
-	}
-	return false
-}
-
-// checkFields reports a kwarg that names no field of struct type t.
-func checkFields(t reflect.Type, kwargs map[string]any) error {
-	for k := range kwargs {
-		if !hasField(t, k) {
-			return &schema.Error{Code: schema.CodeInvalidArgument,
-				Message: fmt.Sprintf("no parameter %q", k), Details: map[string]any{"param": k}}
-		}
-	}
-	return nil
-}
-
-func hasField(t reflect.Type, name string) bool {
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		tag := f.Tag.Get("json")
-		if tag == "-" {
-			continue
-		}
-		n := tag
-		for j := 0; j < len(tag); j++ {
-			if tag[j] == ',' {
-				n = tag[:j]
-				break
-			}
-		}
-		if n == "" {
-			n = f.Name
-		}
-		if n == name || (f.Anonymous && isStruct(f.Type) && hasField(indirect(f.Type), name)) {
-			return true
-		}
-	}
-	return false
 }
 
 // callError turns a function's error into an *schema.Error: an *schema.Error

@@ -42,6 +42,16 @@ func main() {
 	if err := n.Register("mean", mean, node.WithParams("xs")); err != nil {
 		log.Fatal(err)
 	}
+	// The typed form: a mistake in the signature does not compile, and the
+	// input binds from kwargs by its json field names.
+	type rect struct {
+		W float64 `json:"w"`
+		H float64 `json:"h"`
+	}
+	area := node.Func(func(_ context.Context, r rect) (float64, error) { return r.W * r.H, nil })
+	if err := n.Register("area", area); err != nil {
+		log.Fatal(err)
+	}
 	if err := n.Start(ctx); err != nil {
 		log.Fatal(err)
 	}
@@ -55,6 +65,8 @@ func main() {
 	defer c.Close()
 	m, err := client.CallAs[float64](ctx, c, "mean", []any{[]float64{1, 2, 3, 4}})
 	fmt.Println("mean:", m, err)
+	a, err := client.CallAs[float64](ctx, c, "area", nil, client.WithKwargs(map[string]any{"w": 3, "h": 1.5}))
+	fmt.Println("area:", a, err)
 
 	resp, err := c.Run(ctx, &schema.Request{Cmds: []schema.Command{
 		{Name: "|avg", Fun: "mean", Kwargs: map[string]any{"xs": []any{2, 4, 9}}, Locs: []string{"stats"}},

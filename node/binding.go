@@ -1,0 +1,311 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// Func adapts a typed function of one input to a RawFunc, to Register:
+// signature mistakes are then compile errors. In is bound as a struct
+// parameter is (see Register): from kwargs by the fields' json names (a
+// key that names no field is INVALID_ARGUMENT), or from one positional
+// argument, for any In. Out is the result.
+//
+//	n.Register("area", node.Func(func(ctx context.Context, r Rect) (float64, error) {
+//		return r.W * r.H, nil
+//	}))
+func Func[In, Out any](f func(context.Context, In) (Out, error)) RawFunc {
+	in := newParam(reflect.TypeFor[In]())
+	return func(ctx context.Context, args []any, kwargs map[string]any) (any, error) {
+		v, err := in.bindOne("", args, kwargs)
+		if err != nil {
+			return nil, err
+		}
+		return f(ctx, v.Interface().(In))
+	}
+}
+
+var (
+	ctxType   = reflect.TypeFor[context.Context]()
+	errorType = reflect.TypeFor[error]()
+)
+
+// param is one parameter of a function, with its binders prepared once.
+type param struct {
+	t      reflect.Type
+	bind   *codec.Binder
+	fields *codec.Binder // for kwargs naming a struct's fields; nil unless t is a struct
+}
+
+func newParam(t reflect.Type) param {
+	p := param{t: t, bind: codec.NewBinder(t)}
+	if t.Kind() == reflect.Struct || t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+		p.fields = codec.NewStrictBinder(t)
+	}
+	return p
+}
+
+// value binds v, naming the parameter in errors. null fits only a
+// pointer, interface, slice or map (encoding/json would leave a zero
+// value, which hides a caller's mistake).
+func (p param) value(fun, name string, v any) (reflect.Value, error) {
+	if v == nil && !nullable(p.t) {
+		return reflect.Value{}, badParam(fmt.Errorf("want %s, got null", p.t), fun, name)
+	}
+	rv, err := p.bind.Bind(v)
+	if err != nil {
+		return reflect.Value{}, badParam(err, fun, name)
+	}
+	return rv, nil
+}
+
+// bindOne binds the one input of a struct-mode function or of Func: kwargs
+// as a struct's fields, or one positional argument.
+func (p param) bindOne(fun string, args []any, kwargs map[string]any) (reflect.Value, error) {
+	switch {
+	case len(args) == 1 && len(kwargs) == 0:
+		return p.value(fun, "args[0]", args[0])
+	case len(args) > 0:
+		return reflect.Value{}, invalidArg("%s takes keyword arguments or one argument, got %d positional", fun, len(args))
+	case p.fields == nil:
+		if len(kwargs) > 0 {
+			return reflect.Value{}, noParam(fun, firstKey(kwargs))
+		}
+		return p.value(fun, "args[0]", nil)
+	}
+	if kwargs == nil {
+		kwargs = map[string]any{}
+	}
+	rv, err := p.fields.Bind(kwargs)
+	var ae *codec.AssignError
+	if errors.Is(err, codec.ErrUnknownField) && errors.As(err, &ae) {
+		return reflect.Value{}, noParam(fun, ae.Path)
+	}
+	if err != nil {
+		return reflect.Value{}, badParam(err, fun, "")
+	}
+	return rv, nil
+}
+
+func firstKey(m map[string]any) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	return slices.Min(keys)
+}
+
+func nullable(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Interface, reflect.Slice, reflect.Map:
+		return true
+	}
+	return false
+}
+
+func invalidArg(format string, args ...any) *schema.Error {
+	return schema.Errorf(schema.CodeInvalidArgument, format, args...)
+}
+
+// badParam is INVALID_ARGUMENT for a value that does not fit a parameter:
+// "add: b: want int, got string", with details.param.
+func badParam(err error, fun, name string) *schema.Error {
+	var e *schema.Error
+	switch {
+	case fun == "" && name == "":
+		e = schema.Wrap(schema.CodeInvalidArgument, err, "")
+	case name == "":
+		e = schema.Wrap(schema.CodeInvalidArgument, err, "%s", fun)
+	case fun == "":
+		e = schema.Wrap(schema.CodeInvalidArgument, err, "%s", name)
+	default:
+		e = schema.Wrap(schema.CodeInvalidArgument, err, "%s: %s", fun, name)
+	}
+	if name != "" {
+		e.Details = map[string]any{"param": name}
+	}
+	return e
+}
+
+func noParam(fun, key string) *schema.Error {
+	msg := fmt.Sprintf("no parameter %q", key)
+	if fun != "" {
+		msg = fun + " has " + msg
+	}
+	return &schema.Error{Code: schema.CodeInvalidArgument, Message: msg, Details: map[string]any{"param": key}}
+}
+
+// wrap turns a typed Go function into a RawFunc.
+//
+// Accepted forms: func([ctx context.Context,] params...) ([R,] [error]).
+// Positional args bind to the parameters' types with codec.Binder, as
+// encoding/json decodes (see there); null fits only a pointer, interface,
+// slice or map. With WithParams the parameters also take kwargs by name; a
+// parameter of pointer, interface, slice or map type may be left out (it
+// gets nil). A function whose only parameter is a struct (or pointer to
+// one) and that has no WithParams takes kwargs as the struct's fields by
+// json name, or one positional argument. A variadic last parameter takes
+// the remaining positional args.
+func wrap(name string, f any, params []string) (RawFunc, error) {
+	if raw, ok := f.(RawFunc); ok {
+		return raw, nil
+	}
+	if raw, ok := f.(func(context.Context, []any, map[string]any) (any, error)); ok {
+		return raw, nil
+	}
+	b, err := newBinding(name, f, params)
+	if err != nil {
+		return nil, err
+	}
+	return b.call, nil
+}
+
+// binding is a typed Go function prepared, once, for calls with values.
+type binding struct {
+	name       string
+	fn         reflect.Value
+	params     []string // names from WithParams, or nil
+	first      int      // 1 when the function takes a context first
+	in         []param  // the parameters after the context
+	variadic   bool
+	structMode bool // one struct parameter, no WithParams: kwargs are its fields
+	outErr     bool // the last result is an error
+	outVal     bool // there is a result value
+}
+
+func newBinding(name string, f any, params []string) (*binding, error) {
+	v := reflect.ValueOf(f)
+	t := v.Type()
+	if t.Kind() != reflect.Func {
+		return nil, fmt.Errorf("%w: %s: want a function, got %s", ErrInvalidConfig, name, t)
+	}
+	b := &binding{name: name, fn: v, params: params, variadic: t.IsVariadic()}
+	if t.NumIn() > 0 && t.In(0) == ctxType {
+		b.first = 1
+	}
+	nIn := t.NumIn() - b.first
+	switch {
+	case t.NumOut() > 2:
+		return nil, fmt.Errorf("%w: %s: returns more than (result, error)", ErrInvalidConfig, name)
+	case t.NumOut() == 2 && t.Out(1) != errorType:
+		return nil, fmt.Errorf("%w: %s: second result must be error", ErrInvalidConfig, name)
+	case params != nil && len(params) != nIn:
+		return nil, fmt.Errorf("%w: %s: %d parameter names for %d parameters", ErrInvalidConfig, name, len(params), nIn)
+	}
+	b.in = make([]param, nIn)
+	for i := range b.in {
+		pt := t.In(b.first + i)
+		if b.variadic && i == nIn-1 {
+			pt = pt.Elem()
+		}
+		b.in[i] = newParam(pt)
+	}
+	b.structMode = params == nil && nIn == 1 && !b.variadic && b.in[0].fields != nil
+	b.outErr = t.NumOut() > 0 && t.Out(t.NumOut()-1) == errorType
+	b.outVal = t.NumOut() == 2 || (t.NumOut() == 1 && !b.outErr)
+	return b, nil
+}
+
+// call is the RawFunc of the binding.
+func (b *binding) call(ctx context.Context, args []any, kwargs map[string]any) (any, error) {
+	vals := make([]reflect.Value, 0, b.first+max(len(b.in), len(args)))
+	if b.first == 1 {
+		vals = append(vals, reflect.ValueOf(ctx))
+	}
+	if b.structMode {
+		v, err := b.in[0].bindOne(b.name, args, kwargs)
+		if err != nil {
+			return nil, err
+		}
+		vals = append(vals, v)
+	} else {
+		var err error
+		if vals, err = b.bindParams(vals, args, kwargs); err != nil {
+			return nil, err
+		}
+	}
+	out := b.fn.Call(vals)
+	if b.outErr {
+		if e := out[len(out)-1]; !e.IsNil() {
+			return nil, e.Interface().(error)
+		}
+	}
+	if b.outVal {
+		return out[0].Interface(), nil
+	}
+	return nil, nil
+}
+
+// paramName names parameter i in errors.
+func (b *binding) paramName(i int) string {
+	if b.params != nil && i < len(b.params) {
+		return b.params[i]
+	}
+	return fmt.Sprintf("args[%d]", i)
+}
+
+// bindParams binds positional args and kwargs by name to the parameters,
+// and the remaining positional args to a variadic last one.
+func (b *binding) bindParams(vals []reflect.Value, args []any, kwargs map[string]any) ([]reflect.Value, error) {
+	fixed := len(b.in)
+	if b.variadic {
+		fixed--
+	}
+	if len(args) > fixed && !b.variadic {
+		return nil, invalidArg("%s takes %d arguments, got %d", b.name, fixed, len(args))
+	}
+	set, have, err := b.gather(fixed, args, kwargs)
+	if err != nil {
+		return nil, err
+	}
+	for i := 0; i < fixed; i++ {
+		if !have[i] {
+			if !nullable(b.in[i].t) {
+				return nil, &schema.Error{Code: schema.CodeInvalidArgument,
+					Message: fmt.Sprintf("%s: missing argument %s", b.name, b.paramName(i)), Details: map[string]any{"param": b.paramName(i)}}
+			}
+			vals = append(vals, reflect.Zero(b.in[i].t))
+			continue
+		}
+		v, err := b.in[i].value(b.name, b.paramName(i), set[i])
+		if err != nil {
+			return nil, err
+		}
+		vals = append(vals, v)
+	}
+	for i := fixed; i < len(args); i++ {
+		v, err := b.in[fixed].value(b.name, fmt.Sprintf("args[%d]", i), args[i])
+		if err != nil {
+			return nil, err
+		}
+		vals = append(vals, v)
+	}
+	return vals, nil
+}
+
+// gather places positional args, then kwargs by name, on the fixed
+// parameters.
+func (b *binding) gather(fixed int, args []any, kwargs map[string]any) (set []any, have []bool, err error) {
+	set, have = make([]any, fixed), make([]bool, fixed)
+	for i := 0; i < fixed && i < len(args); i++ {
+		set[i], have[i] = args[i], true
+	}
+	for k, kv := range kwargs {
+		i := slices.Index(b.params, k)
+		if i < 0 || (b.variadic && i == len(b.in)-1) {
+			return nil, nil, noParam(b.name, k)
+		}
+		if have[i] {
+			return nil, nil, &schema.Error{Code: schema.CodeInvalidArgument,
+				Message: fmt.Sprintf("%s: parameter %s given twice", b.name, k), Details: map[string]any{"param": k}}
+		}
+		set[i], have[i] = kv, true
+	}
+	return set, have, nil
+}
