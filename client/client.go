@@ -241,7 +241,7 @@ func (c *Client) deadline(ctx context.Context, d time.Duration) (context.Context
 }
 
 // Call runs fun(args…, kwargs…) on an eligible node and returns its result
-// in the value model of package codec (use codec.Assign or CallAs for a typed
+// in the value model of package codec (use codec.Bind or CallAs for a typed
 // result). Errors are *schema.Error (match with errors.Is against the schema
 // sentinels).
 func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallOption) (any, error) {
@@ -286,12 +286,13 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 
 // CallAs is Call with the result assigned to a T.
 func CallAs[T any](ctx context.Context, c *Client, fun string, args []any, opts ...CallOption) (T, error) {
-	var out T
 	v, err := c.Call(ctx, fun, args, opts...)
 	if err != nil {
-		return out, err
+		var zero T
+		return zero, err
 	}
-	if err := codec.Assign(&out, v); err != nil {
+	out, err := codec.Bind[T](v)
+	if err != nil {
 		return out, fmt.Errorf("client: result of %s: %w", fun, err)
 	}
 	return out, nil

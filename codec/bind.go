@@ -5,36 +5,33 @@ import (
 	"encoding"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"reflect"
 	"strings"
 
 	"github.com/mpreg/mpreg/schema"
 )
 
-// A Binder converts value trees into values of one Go type, the way
-// encoding/json decodes the tree's JSON into that type: json tags, case-
-// insensitive keys, embedding, ",string", Unmarshalers, and null leaving a
-// value as it is. It is prepared once per type (a function's parameter) and
-// safe for concurrent use.
+// A Binder converts value trees into values of one Go type as
+// encoding/json decodes the tree's JSON text into it (json tags, case-
+// insensitive keys, embedding, ",string", Unmarshalers, null leaving a
+// value as it is). It is prepared once per type and safe for concurrent
+// use. Where a tree says more than JSON text:
 //
-// Where the value tree says more than JSON text, the rules are:
-//
-//   - A parameter of type any, []any or map[string]any gets the tree as it
-//     is: integers stay int64, binary stays []byte. Inside other types an
-//     any gets what encoding/json gives it (float64 for numbers).
+//   - any, []any and map[string]any get the tree as it is (integers stay
+//     int64, binary []byte); an any inside other types gets encoding/json's
+//     float64.
 //   - A number with an integral value fits an integer type however it was
-//     written (2.0 from Python, 1e2): the tree cannot tell how the caller
-//     spelled it, and a float with a fractional part still does not fit.
-//   - Binary fits []byte (and string, as its base64 text, which is what
-//     JSON carries it as); NaN and ±Inf, which MessagePack carries, reach a
-//     float64 parameter but nothing nested.
-//   - A map's keys have no order, so of two keys that differ only in case
-//     which one a struct field takes is not defined; an UnmarshalJSON
-//     method sees the value as compact JSON with sorted keys.
+//     written (2.0, 1e2): the tree cannot tell. A fraction never fits.
+//   - Binary fits []byte, and string as its base64 text (JSON's form);
+//     NaN and ±Inf reach a float64 parameter, nothing nested.
+//   - Of two keys that differ only in case, which one a field takes is not
+//     defined (a map keeps no order); UnmarshalJSON sees compact JSON.
 type Binder struct {
+	// Strict makes a key that names no field an error wrapping
+	// ErrUnknownField (set it before the Binder is used).
+	Strict bool
+
 	t      reflect.Type
-	strict bool // a key that names no field is an error
 	direct bool // t is any, []any or map[string]any: the tree as it is
 	scalar bool // t is of a bool, number or string kind, without unmarshal methods
 }
@@ -51,14 +48,6 @@ func NewBinder(t reflect.Type) *Binder {
 	}
 }
 
-// NewStrictBinder returns a Binder of t for which a key that names no
-// field is an error wrapping ErrUnknownField.
-func NewStrictBinder(t reflect.Type) *Binder {
-	b := NewBinder(t)
-	b.strict = true
-	return b
-}
-
 var (
 	anyType         = reflect.TypeFor[any]()
 	anySlice        = reflect.TypeFor[[]any]()
@@ -67,10 +56,9 @@ var (
 	textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
-// fast binds without JSON text what needs none: the tree itself for
-// any, []any and map[string]any, a scalar into its own kind (NaN and ±Inf
-// into float64 too), an int64 into a signed integer it fits. ok is false
-// when the JSON path must decide.
+// fast binds what needs no JSON text: the tree itself for any, []any and
+// map[string]any, a scalar into its own kind (NaN and ±Inf too), an int64
+// into a signed integer it fits. ok is false when JSON must decide.
 func (b *Binder) fast(v any) (reflect.Value, bool) {
 	x := reflect.ValueOf(v)
 	switch {
@@ -92,7 +80,7 @@ func (b *Binder) fast(v any) (reflect.Value, bool) {
 	return rv, false
 }
 
-// ErrUnknownField is wrapped by the error of a strict Binder for a key
+// ErrUnknownField is wrapped by the error of a Strict Binder for a key
 // that names no field; the AssignError's Path is the key.
 var ErrUnknownField = errors.New("unknown field")
 
@@ -108,7 +96,7 @@ func (b *Binder) Bind(v any) (reflect.Value, error) {
 	}
 	p := reflect.New(b.t)
 	dec := json.NewDecoder(bytes.NewReader(text))
-	if b.strict {
+	if b.Strict {
 		dec.DisallowUnknownFields()
 	}
 	if err := dec.Decode(p.Interface()); err != nil {
@@ -117,26 +105,20 @@ func (b *Binder) Bind(v any) (reflect.Value, error) {
 	return p.Elem(), nil
 }
 
-// Assign binds the tree v into the value dst points to, with the Binder of
-// its type (see Binder); dst must be a non-nil pointer.
-func Assign(dst any, v any) error {
-	rv := reflect.ValueOf(dst)
-	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return &AssignError{Msg: fmt.Sprintf("codec: Assign needs a non-nil pointer, got %T", dst)}
+// Bind converts the tree v into a T, with the Binder of T.
+func Bind[T any](v any) (T, error) {
+	var out T
+	rv, err := NewBinder(reflect.TypeFor[T]()).Bind(v)
+	if err == nil && rv.IsValid() && rv.CanInterface() {
+		out, _ = rv.Interface().(T) // a nil interface stays the zero T
 	}
-	out, err := NewBinder(rv.Type().Elem()).Bind(v)
-	if err == nil {
-		rv.Elem().Set(out)
-	}
-	return err
+	return out, err
 }
 
-// AssignError is the error of Bind and Assign: the value at Path does not
-// fit the Go type Want. Path is empty for the top value, else the keys on
-// the way, joined by dots (encoding/json's Field). Got is the kind of the
-// value ("string", "number 1.5", "list", "map"). Msg, when set, replaces
-// "want <Want>, got <Got>". Error reads "items.qty: want int, got string",
-// so that a caller can prefix a parameter name.
+// AssignError is the error of a Binder: the value at Path (encoding/json's
+// Field, "" at the top) does not fit the Go type Want; Got is its kind
+// ("number 1.5", "list"). Msg, when set, replaces "want <Want>, got <Got>".
+// It reads "items.qty: want int, got string", for a parameter name before.
 type AssignError struct {
 	Path string
 	Want string

@@ -28,19 +28,11 @@ type bindCase struct {
 }
 
 func bc[T any](name string, in any, want T) bindCase {
-	return bindCase{name: name, want: want, run: func() (any, error) {
-		var dst T
-		err := Assign(&dst, in)
-		return dst, err
-	}}
+	return bindCase{name: name, want: want, run: func() (any, error) { return Bind[T](in) }}
 }
 
 func bcErr[T any](name string, in any, wantErr string) bindCase {
-	return bindCase{name: name, wantErr: wantErr, run: func() (any, error) {
-		var dst T
-		err := Assign(&dst, in)
-		return dst, err
-	}}
+	return bindCase{name: name, wantErr: wantErr, run: func() (any, error) { return Bind[T](in) }}
 }
 
 // TestBind pins the binding rules of Binder: encoding/json's, plus the
@@ -159,21 +151,19 @@ func TestBind(t *testing.T) {
 }
 
 func TestBindMethodErrors(t *testing.T) {
-	var c celsius
-	err := Assign(&c, map[string]any{})
+	_, err := Bind[celsius](map[string]any{})
 	var ae *AssignError
 	require.ErrorAs(t, err, &ae)
 	require.EqualError(t, errors.Unwrap(err), "no celsius")
 
-	var tm time.Time
-	require.ErrorContains(t, Assign(&tm, "yesterday"), `parsing time "yesterday"`)
-	var col color
-	require.ErrorContains(t, Assign(&col, "red"), "input does not match format")
+	_, err = Bind[time.Time]("yesterday")
+	require.ErrorContains(t, err, `parsing time "yesterday"`)
+	_, err = Bind[color]("red")
+	require.ErrorContains(t, err, "input does not match format")
 }
 
 func TestBindErrorFields(t *testing.T) {
-	var o order
-	err := Assign(&o, map[string]any{"items": []any{map[string]any{}, map[string]any{}, map[string]any{"qty": "3"}}})
+	_, err := Bind[order](map[string]any{"items": []any{map[string]any{}, map[string]any{}, map[string]any{"qty": "3"}}})
 	var ae *AssignError
 	require.ErrorAs(t, err, &ae)
 	require.Equal(t, "items.qty", ae.Path)
@@ -181,14 +171,14 @@ func TestBindErrorFields(t *testing.T) {
 	require.Equal(t, "string", ae.Got)
 	require.Equal(t, "b: "+ae.Error(), fmt.Sprintf("b: %v", err), "reads well after a parameter name")
 
-	var n int
-	err = Assign(&n, "x")
+	_, err = Bind[int]("x")
 	require.ErrorAs(t, err, &ae)
 	require.Empty(t, ae.Path)
 }
 
 func TestStrictBinder(t *testing.T) {
-	b := NewStrictBinder(reflect.TypeFor[outer]())
+	b := NewBinder(reflect.TypeFor[outer]())
+	b.Strict = true
 	v, err := b.Bind(map[string]any{"id": "i", "EXTRA": int64(2)})
 	require.NoError(t, err)
 	require.Equal(t, outer{base: base{ID: "i"}, Extra: &Extra{Extra: 2}}, v.Interface())
@@ -203,16 +193,10 @@ func TestStrictBinder(t *testing.T) {
 	require.NoError(t, err, "the lenient binder ignores it")
 }
 
-func TestAssignDestinations(t *testing.T) {
-	var n int
-	require.Error(t, Assign(n, int64(1)), "not a pointer")
-	require.Error(t, Assign((*int)(nil), int64(1)), "nil pointer")
-	require.Error(t, Assign(nil, int64(1)), "nil")
-
-	// Binary values are copied.
+func TestBindCopiesBinary(t *testing.T) {
 	src := []byte{1, 2}
-	var b []byte
-	require.NoError(t, Assign(&b, src))
+	b, err := Bind[[]byte](src)
+	require.NoError(t, err)
 	b[0] = 9
 	require.Equal(t, byte(1), src[0])
 }
@@ -222,12 +206,13 @@ func TestBindDepth(t *testing.T) {
 	for range MaxDepth + 2 {
 		deep = []any{deep}
 	}
-	var dst any
-	require.NoError(t, Assign(&dst, deep), "any takes the tree as is")
-	var nested []any
-	require.NoError(t, Assign(&nested, deep), "so does []any")
-	var typed [][]any
-	require.NoError(t, Assign(&typed, deep), "typed values take what encoding/json takes")
+	dst, err := Bind[any](deep)
+	require.NoError(t, err, "any takes the tree as is")
+	require.Equal(t, deep, dst)
+	_, err = Bind[[]any](deep)
+	require.NoError(t, err, "so does []any")
+	typed, err := Bind[[][]any](deep)
+	require.NoError(t, err, "typed values take what encoding/json takes")
 	require.Len(t, typed, 1)
 }
 

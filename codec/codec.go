@@ -1,13 +1,10 @@
 // Package codec encodes and decodes MPREG message bodies as JSON or
 // MessagePack, chosen per message from the NATS Content-Type and Accept
-// headers (docs/PROTOCOL.md §3).
-//
-// Decoding yields a value tree in one model, whichever the codec: nil, bool,
-// int64, uint64 (only above math.MaxInt64), float64, string, []byte, []any
-// and map[string]any. Integers that fit int64 stay int64 in both codecs, and
-// MessagePack bin stays []byte (in JSON, binary travels as a base64 string).
-// A Binder (and Assign) converts such a tree into typed Go values, as
-// encoding/json would; Normalize turns Go values into the model.
+// headers (docs/PROTOCOL.md §3), into one value model whichever the codec:
+// nil, bool, int64, uint64 (only above math.MaxInt64), float64, string,
+// []byte (base64 text in JSON), []any and map[string]any. A Binder turns a
+// tree into typed Go values as encoding/json would; Normalize, Go values
+// into the model.
 package codec
 
 import (
@@ -58,13 +55,7 @@ var (
 var Supported = []Codec{MsgPack, JSON}
 
 // SupportedTypes lists the media types of Supported, for hello.codecs.
-func SupportedTypes() []string {
-	out := make([]string, len(Supported))
-	for i, c := range Supported {
-		out[i] = c.ContentType()
-	}
-	return out
-}
+func SupportedTypes() []string { return []string{MsgPackType, JSONType} }
 
 func mediaType(h string) string {
 	if i := strings.IndexByte(h, ';'); i >= 0 {
@@ -128,10 +119,9 @@ func Preferred(peer []string) Codec {
 	return JSON
 }
 
-// DecodeSized decodes data with c, as c.Decode does, bounded by max bytes
-// of estimated memory instead of MaxDecoded (never more than MaxDecoded),
-// and returns that estimate too: a node counts what the requests it plans
-// hold in memory.
+// DecodeSized is c.Decode bounded by limit bytes of estimated memory (at
+// most MaxDecoded), and returns the estimate: a node counts what the
+// requests it plans hold.
 func DecodeSized(c Codec, data []byte, limit int64) (v any, size int64, err error) {
 	if d, ok := c.(interface {
 		decode([]byte, int64) (any, int64, error)

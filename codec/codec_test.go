@@ -108,16 +108,16 @@ func TestRoundTripBinary(t *testing.T) {
 
 		got = roundTrip(t, JSON, orig)
 		require.Equal(t, base64.StdEncoding.EncodeToString(orig), got)
-		var b []byte
-		require.NoError(t, Assign(&b, got))
+		b, err := Bind[[]byte](got)
+		require.NoError(t, err)
 		require.Equal(t, orig, b)
 
 		// And inside a tree, into a typed struct.
 		for _, c := range codecs {
-			var dst struct {
+			dst, err := Bind[struct {
 				Data []byte `json:"data"`
-			}
-			require.NoError(t, Assign(&dst, roundTrip(t, c, map[string]any{"data": orig})))
+			}](roundTrip(t, c, map[string]any{"data": orig}))
+			require.NoError(t, err)
 			require.Equal(t, orig, dst.Data)
 		}
 	}
@@ -264,6 +264,11 @@ func TestPreferred(t *testing.T) {
 	require.Equal(t, JSON, Preferred([]string{"application/cbor"}))
 	require.Equal(t, JSON, Preferred(nil))
 	require.Equal(t, []string{MsgPackType, JSONType}, SupportedTypes())
+	for i, c := range Supported {
+		require.Equal(t, c.ContentType(), SupportedTypes()[i], "SupportedTypes follows Supported")
+	}
+	_, _, err := Negotiate("application/cbor", "")
+	require.Equal(t, []any{MsgPackType, JSONType}, schema.AsError(err).Details.(map[string]any)["supported"])
 }
 
 func nested(open, closing string, n int) []byte {
@@ -435,8 +440,8 @@ func TestMsgPackExtTime(t *testing.T) {
 	v, err := MsgPack.Decode(mp(t, when))
 	require.NoError(t, err)
 	require.Equal(t, when.Format(time.RFC3339Nano), v)
-	var got time.Time
-	require.NoError(t, Assign(&got, v))
+	got, err := Bind[time.Time](v)
+	require.NoError(t, err)
 	require.True(t, when.Equal(got))
 }
 

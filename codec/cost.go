@@ -5,21 +5,17 @@ import (
 	"fmt"
 )
 
-// MaxDecoded bounds the memory a decoded message may take, as estimated
-// by the cost model below (about what Go allocates for the value tree).
-// A message may take far more memory decoded than encoded: a MessagePack
-// body of one-byte empty maps takes 64 bytes of memory per byte, so a
-// 1 MiB body could take 70–100 MB. Past this bound Decode fails, before it
-// allocates the rest.
+// MaxDecoded bounds the memory a decoded message may take, estimated by
+// the cost model below: a MessagePack body of one-byte empty maps takes 64
+// bytes of memory per byte (a 1 MiB body, 70–100 MB). Past it Decode
+// fails before it allocates the rest.
 const MaxDecoded = 32 << 20
 
 // ErrTooBig wraps the decoding error of a message past MaxDecoded.
 var ErrTooBig = errors.New("codec: decodes to too much memory")
 
-// The cost model, in bytes, measured with Go's allocator: a container
-// costs its header plus one interface slot per element; a map's entries
-// come in groups of eight; strings and binary values cost their length
-// plus a header; numbers are boxed.
+// The cost model in bytes, measured with Go's allocator: headers, one slot
+// per element, map entries in groups of eight, lengths, boxed numbers.
 const (
 	costArray   = 24  // slice header
 	costSlot    = 16  // one interface value in a list
@@ -50,47 +46,36 @@ func (b *budget) charge(n int64) error {
 	return nil
 }
 
-// jsonCost estimates, in one pass over the bytes and before any decoding,
-// the memory of the tree a JSON text decodes to (see the cost model),
-// failing as soon as it passes max. encoding/json would allocate the whole
-// tree before anything could be counted. The text need not be valid: the
-// decoder checks that afterwards.
+// jsonCost estimates, in one pass over the bytes, the memory of the tree a
+// JSON text decodes to, failing once it passes limit: encoding/json would
+// allocate the whole tree before anything could be counted. The decoder
+// checks the text's validity afterwards.
 func jsonCost(data []byte, limit int64) (int64, error) {
 	b := budget{max: limit}
 	inString, escaped := false, false
-	strLen := 0
 	for _, c := range data {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-				strLen++
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-				if err := b.charge(costString + int64(strLen)); err != nil {
-					return b.used, err
-				}
-			default:
-				strLen++
-			}
-			continue
-		}
 		var n int64
-		switch c {
-		case '"':
-			inString, strLen = true, 0
-		case '{':
+		switch {
+		case escaped:
+			escaped, n = false, 1
+		case inString && c == '\\':
+			escaped = true
+		case inString:
+			if inString = c != '"'; inString {
+				n = 1 // a byte of the string
+			}
+		case c == '"':
+			inString, n = true, costString
+		case c == '{':
 			n = mapCost(1)
-		case ':':
+		case c == ':':
 			n = costGroup / entriesPerG
-		case '[':
+		case c == '[':
 			n = costArray + costSlot
-		case ',':
+		case c == ',':
 			n = costSlot
-		case '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', 't', 'f', 'n':
-			n = costNumber // counted once per byte of a number: an over-estimate
+		case c == '-' || c >= '0' && c <= '9' || c == 't' || c == 'f' || c == 'n':
+			n = costNumber // once per byte of a number: an over-estimate
 		}
 		if n > 0 {
 			if err := b.charge(n); err != nil {

@@ -12,10 +12,9 @@ type jsonCodec struct{}
 
 func (jsonCodec) ContentType() string { return JSONType }
 
-// Encode encodes v as compact JSON without HTML escaping, with
-// encoding/json. Map keys are sorted. A float64 with an integral value
-// keeps a fraction ("1.0") so that it decodes as a float64 again; []byte
-// becomes a base64 string. Values outside the model go through Normalize.
+// Encode encodes v with encoding/json, compact, keys sorted, without HTML
+// escaping, after Normalize; an integral float64 keeps a fraction ("1.0")
+// so that it decodes as a float again.
 func (jsonCodec) Encode(v any) ([]byte, error) {
 	t, _, err := modeJSON.normalize(v, 0)
 	if err != nil {
@@ -62,27 +61,20 @@ func fromJSON(v any, depth int) (any, error) {
 	if depth > MaxDepth {
 		return nil, errTooDeep
 	}
+	var err error
 	switch t := v.(type) {
 	case json.Number:
 		return parseNumber(string(t))
 	case []any:
-		for i, e := range t {
-			n, err := fromJSON(e, depth+1)
-			if err != nil {
-				return nil, err
-			}
-			t[i] = n
+		for i := 0; i < len(t) && err == nil; i++ {
+			t[i], err = fromJSON(t[i], depth+1)
 		}
-		return t, nil
 	case map[string]any:
 		for k, e := range t {
-			n, err := fromJSON(e, depth+1)
-			if err != nil {
-				return nil, err
+			if t[k], err = fromJSON(e, depth+1); err != nil {
+				break
 			}
-			t[k] = n
 		}
-		return t, nil
 	}
-	return v, nil
+	return v, err
 }

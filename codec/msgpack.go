@@ -2,12 +2,16 @@ package codec
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"time"
 	"unicode/utf8"
 
+	"github.com/mpreg/mpreg/schema"
 	"github.com/vmihailenco/msgpack/v5"
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
@@ -16,24 +20,138 @@ type msgpackCodec struct{}
 
 func (msgpackCodec) ContentType() string { return MsgPackType }
 
-// Encode encodes v as MessagePack with compact integers; []byte becomes
-// bin, and each byte of a string that is not UTF-8 becomes U+FFFD, as in
-// JSON, so that every str a peer receives is valid. Values outside the
-// model go through Normalize.
+// Encode encodes v as MessagePack (compact integers, []byte as bin, each
+// byte of a string that is not UTF-8 as U+FFFD as in JSON), with the
+// library's primitives: its reflective Encode costs twice as much. Values
+// outside the model go through Normalize.
 func (msgpackCodec) Encode(v any) ([]byte, error) {
-	t, _, err := modeMsgPack.normalize(v, 0)
-	if err != nil {
-		return nil, fmt.Errorf("codec: encode msgpack: %w", err)
-	}
 	var buf bytes.Buffer
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
 	enc.Reset(&buf)
-	enc.UseCompactInts(true)
-	if err := enc.Encode(t); err != nil {
+	if err := encodeMsgpack(enc, v, 0); err != nil {
 		return nil, fmt.Errorf("codec: encode msgpack: %w", err)
 	}
 	return buf.Bytes(), nil
+}
+
+func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
+	if depth > MaxDepth {
+		return errTooDeep
+	}
+	switch t := v.(type) {
+	case nil:
+		return enc.EncodeNil()
+	case bool:
+		return enc.EncodeBool(t)
+	case int64:
+		return enc.EncodeInt(t)
+	case uint64:
+		return enc.EncodeUint(t)
+	case float64:
+		return enc.EncodeFloat64(t)
+	case []byte:
+		return enc.EncodeBytes(t)
+	case string:
+		return enc.EncodeString(validUTF8(t))
+	case []any:
+		if t == nil {
+			return enc.EncodeNil()
+		}
+		err := enc.EncodeArrayLen(len(t))
+		for i := 0; i < len(t) && err == nil; i++ {
+			err = encodeMsgpack(enc, t[i], depth+1)
+		}
+		return err
+	case map[string]any:
+		return encodeMap(enc, t, depth)
+	case schema.Wire:
+		if isNil(t) {
+			return enc.EncodeNil()
+		}
+		return encodeFields(enc, t, depth)
+	}
+	n, _, err := modeModel.normalize(v, depth)
+	if err != nil {
+		return err
+	}
+	return encodeMsgpack(enc, n, depth)
+}
+
+// encodeFields writes a wire struct as a map, with no map built: a map32
+// header (any decoder takes it for any count) whose count is filled in
+// once the fields are written.
+func encodeFields(enc *msgpack.Encoder, x schema.Wire, depth int) error {
+	buf := enc.Writer().(*bytes.Buffer) // Encode's; written to unbuffered
+	at := buf.Len()
+	buf.Write([]byte{msgpcode.Map32, 0, 0, 0, 0})
+	w := &mpFields{enc: enc, depth: depth}
+	x.WriteFields(w)
+	binary.BigEndian.PutUint32(buf.Bytes()[at+1:], w.n)
+	return w.err
+}
+
+// mpFields is the schema.FieldWriter of encodeFields.
+type mpFields struct {
+	enc   *msgpack.Encoder
+	depth int
+	n     uint32
+	err   error
+}
+
+func (w *mpFields) Str(k, v string) {
+	if w.key(k) {
+		w.err = w.enc.EncodeString(validUTF8(v))
+	}
+}
+
+func (w *mpFields) Int(k string, v int64) {
+	if w.key(k) {
+		w.err = w.enc.EncodeInt(v)
+	}
+}
+
+func (w *mpFields) Any(k string, v any) {
+	if w.key(k) {
+		w.err = encodeMsgpack(w.enc, v, w.depth+1)
+	}
+}
+
+func (w *mpFields) key(k string) bool {
+	if w.err == nil {
+		w.n++
+		w.err = w.enc.EncodeString(k)
+	}
+	return w.err == nil
+}
+
+// encodeMap writes a map. Keys that are not UTF-8 are repaired in key
+// order, as JSON encoders write them: two that differ only in bad bytes
+// become one, the last in order winning as on a JSON decoder.
+func encodeMap(enc *msgpack.Encoder, m map[string]any, depth int) error {
+	if m == nil {
+		return enc.EncodeNil()
+	}
+	for k := range m {
+		if !utf8.ValidString(k) {
+			fixed := make(map[string]any, len(m))
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				fixed[validUTF8(k)] = m[k]
+			}
+			m = fixed
+			break
+		}
+	}
+	err := enc.EncodeMapLen(len(m))
+	for k, e := range m {
+		if err == nil {
+			err = enc.EncodeString(k)
+		}
+		if err == nil {
+			err = encodeMsgpack(enc, e, depth+1)
+		}
+	}
+	return err
 }
 
 // Decode decodes one MessagePack value into the value model.
@@ -58,10 +176,9 @@ func (c msgpackCodec) decode(data []byte, limit int64) (any, int64, error) {
 	return v, m.cost.used, nil
 }
 
-// mpDecoder walks one MessagePack value. The msgpack.Decoder reads r
-// directly (a *bytes.Reader needs no buffering), so r.Len() is the number of
-// bytes left and data[len(data)-r.Len():] is what comes next. Every length
-// read from the input is checked against that before anything is allocated.
+// mpDecoder walks one MessagePack value, checking every length it reads
+// against the bytes left (r.Len(): the decoder reads r unbuffered) before
+// anything is allocated.
 type mpDecoder struct {
 	d    *msgpack.Decoder
 	r    *bytes.Reader
@@ -80,15 +197,11 @@ func (m *mpDecoder) raw() ([]byte, error) {
 		return nil, fmt.Errorf("string or binary of %d bytes in %d bytes", n, m.r.Len())
 	}
 	pos := len(m.data) - m.r.Len()
-	if _, err := m.r.Seek(int64(n), io.SeekCurrent); err != nil {
-		return nil, err
-	}
+	_, _ = m.r.Seek(int64(n), io.SeekCurrent) // within the bytes left
 	return m.data[pos : pos+n : pos+n], nil
 }
 
-// errNotUTF8 rejects a str (or map key) whose bytes are not UTF-8: the
-// MessagePack spec requires it, and JSON could not carry the same value.
-// Raw bytes travel as bin.
+// errNotUTF8 rejects a str that is not UTF-8, as MessagePack requires.
 var errNotUTF8 = errors.New("string is not valid UTF-8; send raw bytes as bin")
 
 // key decodes a map key: a str or bin as a string, an integer in decimal;
@@ -99,9 +212,7 @@ func (m *mpDecoder) key(depth int) (string, error) {
 		return "", err
 	}
 	if msgpcode.IsString(c) || msgpcode.IsBin(c) {
-		k, err := m.text(false)
-		s, _ := k.(string)
-		return s, err
+		return m.str()
 	}
 	kv, err := m.decode(depth)
 	if err != nil {
@@ -112,29 +223,6 @@ func (m *mpDecoder) key(depth int) (string, error) {
 		return fmt.Sprint(kt), nil
 	}
 	return "", fmt.Errorf("map key of type %T; keys must be strings", kv)
-}
-
-// knownKeys holds the keys of docs/PROTOCOL.md's bodies: decoding one of them
-// returns the shared string instead of allocating a copy per message.
-var knownKeys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{
-		"id", "cmds", "name", "fun", "args", "kwargs", "locs", "timeout_ms", "results",
-		"error", "code", "message", "step", "node", "details", "cluster", "deadline_ms", "result",
-		"incarnation", "version", "funs", "codecs", "advertised_urls", "meta", "proto",
-		"seq", "load", "inflight", "limit", "$ref", "path",
-	} {
-		m[k] = k
-	}
-	return m
-}()
-
-// intern returns b as a string, shared when it is a known key.
-func intern(b []byte) string {
-	if s, ok := knownKeys[string(b)]; ok {
-		return s
-	}
-	return string(b)
 }
 
 func (m *mpDecoder) decode(depth int) (any, error) {
@@ -150,8 +238,10 @@ func (m *mpDecoder) decode(depth int) (any, error) {
 		return m.array(depth)
 	case msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32:
 		return m.object(depth)
-	case msgpcode.IsBin(c) || msgpcode.IsString(c):
-		return m.text(msgpcode.IsBin(c))
+	case msgpcode.IsBin(c):
+		return m.bin()
+	case msgpcode.IsString(c):
+		return m.str()
 	case msgpcode.IsExt(c):
 		// Only the timestamp (fixext 4, fixext 8 or ext 8 of 12 bytes, of
 		// type -1), refused otherwise before the library reads a length.
@@ -212,27 +302,32 @@ func (m *mpDecoder) object(depth int) (any, error) {
 	return out, nil
 }
 
-// text reads a str (checked to be UTF-8; a protocol key without
-// allocating) or a bin (copied).
-func (m *mpDecoder) text(bin bool) (any, error) {
+// str reads a str or bin as a string, checked to be UTF-8 (a protocol key
+// without allocating).
+func (m *mpDecoder) str() (string, error) {
 	b, err := m.raw()
 	switch {
 	case err != nil:
+		return "", err
+	case !utf8.Valid(b):
+		return "", errNotUTF8
+	}
+	if err := m.cost.charge(costString + int64(len(b))); err != nil {
+		return "", err
+	}
+	return schema.Intern(b), nil
+}
+
+// bin reads a bin as []byte (a copy).
+func (m *mpDecoder) bin() (any, error) {
+	b, err := m.raw()
+	if err != nil {
 		return nil, err
-	case !bin && !utf8.Valid(b):
-		return nil, errNotUTF8
 	}
-	cost := int64(costString)
-	if bin {
-		cost = costBinary
-	}
-	if err := m.cost.charge(cost + int64(len(b))); err != nil {
+	if err := m.cost.charge(costBinary + int64(len(b))); err != nil {
 		return nil, err
 	}
-	if bin {
-		return bytes.Clone(b), nil
-	}
-	return intern(b), nil
+	return bytes.Clone(b), nil
 }
 
 // scalar reads a number, nil or bool. Unsigned integers that fit int64

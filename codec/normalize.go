@@ -9,40 +9,22 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	"github.com/mpreg/mpreg/schema"
 )
 
-// WireValue is a value that gives the tree both codecs encode for it: the
-// wire structs of package schema, so that JSON and MessagePack carry the
-// same keys from one source.
-type WireValue interface {
-	Tree() map[string]any
-}
-
-// Normalize converts a Go value into the value model (see the package doc).
-//
-//   - Values already in the model are returned as they are, without
-//     reflection; a []any or map[string]any is copied only when one of its
-//     elements has to change, and a nil one becomes nil.
-//   - Go integers become int64 (a uint64 above math.MaxInt64 stays
-//     uint64), float32 becomes float64 (NaN and ±Inf included: MessagePack
-//     carries them, JSON refuses them).
-//   - Unnamed slices become []any (of bytes, []byte) and unnamed maps with
-//     string keys map[string]any, element by element, so that []float64
-//     stays floats.
-//   - A WireValue becomes its Tree; time.Time an RFC 3339 string with
-//     nanoseconds; json.Number an int64, uint64 or float64.
-//   - Everything else (structs, pointers, arrays, named types, maps with
-//     other keys) becomes what encoding/json marshals it to, read back as
-//     JSON: the json tags, omitempty, embedding and marshalers are
-//     encoding/json's own, and an integral float inside is then an integer
-//     and binary a base64 string, as in that JSON.
-//
-// Nesting deeper than MaxDepth and values encoding/json refuses (channels,
-// functions, cycles) are errors.
+// Normalize converts a Go value into the value model (see the package
+// doc). Model values are kept without reflection (a list or map is copied
+// only if an element changes; a nil one becomes nil); Go integers become
+// int64 (uint64 above math.MaxInt64 aside), float32 float64; unnamed
+// slices ([]byte kinds aside) convert element by element, so that
+// []float64 stays floats; a schema.Wire becomes its Tree. Anything else
+// (structs, maps, pointers, time.Time, json.Number) becomes what
+// encoding/json marshals it to, read back: its tags and marshalers decide,
+// and integral floats and binary inside become integers and base64 text as
+// in that JSON. Nesting past MaxDepth and what encoding/json refuses are
+// errors.
 func Normalize(v any) (any, error) {
 	out, _, err := modeModel.normalize(v, 0)
 	if err != nil {
@@ -55,9 +37,8 @@ func Normalize(v any) (any, error) {
 type mode uint8
 
 const (
-	modeModel   mode = iota
-	modeJSON         // float64 becomes jsonFloat, which keeps a fraction
-	modeMsgPack      // strings and keys that are not UTF-8 are repaired
+	modeModel mode = iota
+	modeJSON       // float64 becomes jsonFloat, which keeps a fraction
 )
 
 // normalize returns v in the model (prepared for m) and whether it
@@ -67,12 +48,7 @@ func (m mode) normalize(v any, depth int) (any, bool, error) {
 		return nil, false, errTooDeep
 	}
 	switch t := v.(type) {
-	case nil, bool, int64, []byte:
-		return v, false, nil
-	case string:
-		if m == modeMsgPack && !utf8.ValidString(t) {
-			return validUTF8(t), true, nil
-		}
+	case nil, bool, int64, string, []byte:
 		return v, false, nil
 	case float64:
 		if m == modeJSON {
@@ -111,31 +87,17 @@ func (m mode) normalize(v any, depth int) (any, bool, error) {
 
 // other normalizes a value outside the model.
 func (m mode) other(v any, depth int) (any, error) {
-	switch t := v.(type) {
-	case json.Number:
-		return parseNumber(string(t))
-	case time.Time:
-		return t.Format(time.RFC3339Nano), nil
-	case WireValue:
-		n, _, err := m.normalize(treeOf(t), depth)
+	if w, ok := v.(schema.Wire); ok {
+		n, _, err := m.normalize(schema.Tree(w), depth)
 		return n, err
 	}
-	rv := reflect.ValueOf(v)
-	switch {
-	case rv.Kind() == reflect.Slice && rv.Type().Name() == "" && !rv.IsNil():
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && rv.Type().Name() == "" && !rv.IsNil() {
 		if rv.Type().Elem().Kind() == reflect.Uint8 {
 			return rv.Bytes(), nil
 		}
 		out := make([]any, rv.Len())
 		for i := range out {
 			out[i] = rv.Index(i).Interface()
-		}
-		n, _, err := m.normalize(out, depth)
-		return n, err
-	case rv.Kind() == reflect.Map && rv.Type().Name() == "" && rv.Type().Key().Kind() == reflect.String && !rv.IsNil():
-		out := make(map[string]any, rv.Len())
-		for it := rv.MapRange(); it.Next(); {
-			out[it.Key().String()] = it.Value().Interface()
 		}
 		n, _, err := m.normalize(out, depth)
 		return n, err
@@ -170,9 +132,6 @@ func (m mode) list(l []any, depth int) ([]any, error) {
 func (m mode) object(o map[string]any, depth int) (map[string]any, error) {
 	var out map[string]any
 	for k, e := range o {
-		if m == modeMsgPack && !utf8.ValidString(k) {
-			return m.repairKeys(o, depth)
-		}
 		n, changed, err := m.normalize(e, depth+1)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", schema.Clip(k), err)
@@ -187,24 +146,12 @@ func (m mode) object(o map[string]any, depth int) (map[string]any, error) {
 	return out, nil
 }
 
-// repairKeys copies a map that has keys that are not UTF-8, in key order
-// as the JSON encoder writes them: two keys that differ only in bad bytes
-// become one, and the last in order wins as on a JSON decoder.
-func (m mode) repairKeys(o map[string]any, depth int) (map[string]any, error) {
-	out := make(map[string]any, len(o))
-	for _, k := range slices.Sorted(maps.Keys(o)) {
-		n, _, err := m.normalize(o[k], depth+1)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", schema.Clip(k), err)
-		}
-		out[validUTF8(k)] = n
-	}
-	return out, nil
-}
-
 // validUTF8 replaces each byte of s that is not UTF-8 with U+FFFD, as
 // encoding/json does, so that both codecs carry the same text.
 func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
 	var b strings.Builder
 	for _, r := range s { // each bad byte ranges as one U+FFFD
 		b.WriteRune(r)
@@ -223,14 +170,6 @@ func (f jsonFloat) MarshalJSON() ([]byte, error) {
 		b = append(b, '.', '0')
 	}
 	return b, err
-}
-
-// treeOf returns w's tree, or nil for a nil pointer.
-func treeOf(w WireValue) map[string]any {
-	if rv := reflect.ValueOf(w); rv.Kind() == reflect.Pointer && rv.IsNil() {
-		return nil
-	}
-	return w.Tree()
 }
 
 // viaJSON returns what encoding/json makes of v, as a tree.

@@ -224,7 +224,7 @@ func TestNormalizeErrors(t *testing.T) {
 		{"deep", deep, "nesting deeper than"},
 		{"cyclic map", cyclic, "nesting deeper than"},
 		{"cyclic pointers", loop, "cycle"},
-		{"bad json number", json.Number("1x"), "number 1x"},
+		{"bad json number", json.Number("1x"), `invalid number literal "1x"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,12 +1,16 @@
 package codec
 
-// SizeWithin returns a lower bound of the encoded size of v in either codec
-// (string and binary lengths, one byte per scalar and per element), walking
-// no further than needed: ok is false as soon as the bound passes limit.
-// Trees that share subtrees (one result used twice by a later step) count
-// each use, so a value that would expand to gigabytes is caught after
-// limit bytes of walking, before any encoder builds it. Values outside the
-// value model and WireValue count as small.
+import (
+	"reflect"
+
+	"github.com/mpreg/mpreg/schema"
+)
+
+// SizeWithin returns a lower bound of v's encoded size in either codec
+// (string and binary lengths, a byte per scalar and element), walking no
+// further than needed: ok is false once it passes limit. Shared subtrees
+// count each use, so a value that would expand to gigabytes is caught
+// before any encoder builds it. Values outside the model count as small.
 func SizeWithin(v any, limit int) (size int, ok bool) {
 	s := sizer{limit: limit}
 	s.add(v, 0)
@@ -28,24 +32,38 @@ func (s *sizer) add(v any, depth int) {
 		s.n += len(t) + 1
 	case []any:
 		s.n++
-		for _, e := range t {
-			s.add(e, depth+1)
-			if s.n > s.limit {
-				return
-			}
+		for i := 0; i < len(t) && s.n <= s.limit; i++ {
+			s.add(t[i], depth+1)
 		}
 	case map[string]any:
 		s.n++
 		for k, e := range t {
-			s.n += len(k) + 1
-			s.add(e, depth+1)
-			if s.n > s.limit {
+			if s.n += len(k) + 1; s.n > s.limit {
 				return
 			}
+			s.add(e, depth+1)
 		}
-	case WireValue:
-		s.add(treeOf(t), depth+1)
+	case schema.Wire:
+		if !isNil(t) {
+			t.WriteFields(fieldSizer{s, depth + 1})
+		}
 	default:
 		s.n++
 	}
+}
+
+// fieldSizer sizes a wire struct's fields.
+type fieldSizer struct {
+	s     *sizer
+	depth int
+}
+
+func (f fieldSizer) Str(k, v string)       { f.s.n += len(k) + len(v) + 2 }
+func (f fieldSizer) Int(k string, _ int64) { f.s.n += len(k) + 2 }
+func (f fieldSizer) Any(k string, v any)   { f.s.n += len(k) + 1; f.s.add(v, f.depth) }
+
+// isNil reports whether v is a nil pointer.
+func isNil(v any) bool {
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }

@@ -46,7 +46,8 @@ type param struct {
 func newParam(t reflect.Type) param {
 	p := param{t: t, bind: codec.NewBinder(t)}
 	if t.Kind() == reflect.Struct || t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
-		p.fields = codec.NewStrictBinder(t)
+		p.fields = codec.NewBinder(t)
+		p.fields.Strict = true
 	}
 	return p
 }

@@ -1,0 +1,226 @@
+package schema
+
+import "reflect"
+
+// FieldWriter receives the keys and values of a wire struct, in order,
+// from its WriteFields: the one description of its keys that both codecs
+// follow, without building a map. codec's TestWireTrees fills every field
+// of every wire struct and compares what WriteFields gives with
+// encoding/json, so a field added without its key fails there. Values may
+// be outside the value model ([]string, a nested wire struct): the codecs
+// normalize them.
+type FieldWriter interface {
+	Str(key, v string)
+	Int(key string, v int64)
+	Any(key string, v any)
+}
+
+// Wire is a wire struct: the messages of docs/PROTOCOL.md §4–§7.
+type Wire interface {
+	WriteFields(w FieldWriter)
+}
+
+// Tree returns the fields of x as a map, or nil for a nil pointer.
+func Tree(x Wire) map[string]any {
+	if rv := reflect.ValueOf(x); rv.Kind() == reflect.Pointer && rv.IsNil() {
+		return nil
+	}
+	m := treeWriter{}
+	x.WriteFields(m)
+	return m
+}
+
+type treeWriter map[string]any
+
+func (t treeWriter) Str(k, v string)       { t[k] = v }
+func (t treeWriter) Int(k string, v int64) { t[k] = v }
+func (t treeWriter) Any(k string, v any)   { t[k] = v }
+
+// WriteFields writes the command's keys.
+func (c Command) WriteFields(w FieldWriter) {
+	w.Str("name", c.Name)
+	w.Str("fun", c.Fun)
+	if len(c.Args) > 0 {
+		w.Any("args", c.Args)
+	}
+	if len(c.Kwargs) > 0 {
+		w.Any("kwargs", c.Kwargs)
+	}
+	if len(c.Locs) > 0 {
+		w.Any("locs", c.Locs)
+	}
+}
+
+// WriteFields writes the request's keys.
+func (r Request) WriteFields(w FieldWriter) {
+	strOpt(w, "id", r.ID)
+	var cmds []any
+	if r.Cmds != nil {
+		cmds = make([]any, len(r.Cmds))
+		for i, c := range r.Cmds {
+			cmds[i] = c
+		}
+	}
+	w.Any("cmds", cmds)
+	intOpt(w, "timeout_ms", r.TimeoutMS)
+	intOpt(w, "deadline_ms", r.DeadlineMS)
+	strOpt(w, "results", r.Results)
+}
+
+// WriteFields writes the response's keys.
+func (r Response) WriteFields(w FieldWriter) {
+	w.Str("id", r.ID)
+	w.Any("results", r.Results)
+	if r.Error != nil {
+		w.Any("error", r.Error)
+	}
+}
+
+// WriteFields writes the exec request's keys.
+func (r ExecRequest) WriteFields(w FieldWriter) {
+	w.Str("cluster", r.Cluster)
+	w.Str("id", r.ID)
+	w.Str("fun", r.Fun)
+	w.Any("args", r.Args)
+	w.Any("kwargs", r.Kwargs)
+	intOpt(w, "deadline_ms", r.DeadlineMS)
+	strOpt(w, "attempt", r.Attempt)
+}
+
+// WriteFields writes the cancel's keys.
+func (c Cancel) WriteFields(w FieldWriter) {
+	w.Str("cluster", c.Cluster)
+	w.Str("id", c.ID)
+	strOpt(w, "attempt", c.Attempt)
+}
+
+// WriteFields writes the cancel request's keys.
+func (c CancelRequest) WriteFields(w FieldWriter) { w.Str("id", c.ID) }
+
+// WriteFields writes the planner ack's keys.
+func (a PlannerAck) WriteFields(w FieldWriter) {
+	w.Str("cluster", a.Cluster)
+	w.Str("id", a.ID)
+	w.Str("planner", a.Planner)
+	w.Int("incarnation", a.Incarnation)
+	strOpt(w, "instance", a.Instance)
+}
+
+// WriteFields writes {"result": ...} or {"error": ...}.
+func (r ExecReply) WriteFields(w FieldWriter) {
+	if r.Error != nil {
+		w.Any("error", r.Error)
+		return
+	}
+	w.Any("result", r.Result)
+}
+
+// WriteFields writes {"result": ...}.
+func (r ExecResult) WriteFields(w FieldWriter) { w.Any("result", r.Result) }
+
+// WriteFields writes {"error": ...}.
+func (r ExecError) WriteFields(w FieldWriter) {
+	if r.Error == nil {
+		w.Any("error", nil)
+		return
+	}
+	w.Any("error", r.Error)
+}
+
+// WriteFields writes the error's keys.
+func (e *Error) WriteFields(w FieldWriter) {
+	w.Str("code", string(e.Code))
+	w.Str("message", e.Message)
+	strOpt(w, "step", e.Step)
+	strOpt(w, "node", e.Node)
+	if e.Details != nil {
+		w.Any("details", e.Details)
+	}
+}
+
+// WriteFields writes the hello's keys.
+func (h Hello) WriteFields(w FieldWriter) {
+	strOpt(w, "kind", h.Kind)
+	w.Str("cluster", h.Cluster)
+	w.Str("node", h.Node)
+	w.Int("incarnation", h.Incarnation)
+	strOpt(w, "instance", h.Instance)
+	w.Int("version", h.Version)
+	w.Any("funs", h.Funs)
+	w.Any("codecs", h.Codecs)
+	w.Any("advertised_urls", h.AdvertisedURLs)
+	if len(h.Meta) > 0 {
+		w.Any("meta", h.Meta)
+	}
+	w.Int("proto", int64(h.Proto))
+	if len(h.Idempotent) > 0 {
+		w.Any("idempotent", h.Idempotent)
+	}
+	if len(h.RetryAfterMS) > 0 {
+		w.Any("retry_after_ms", h.RetryAfterMS)
+	}
+}
+
+// WriteFields writes the load's keys.
+func (l Load) WriteFields(w FieldWriter) {
+	w.Int("inflight", l.Inflight)
+	w.Int("limit", l.Limit)
+}
+
+// WriteFields writes the heartbeat's keys.
+func (h Heartbeat) WriteFields(w FieldWriter) {
+	w.Str("cluster", h.Cluster)
+	w.Str("node", h.Node)
+	w.Int("incarnation", h.Incarnation)
+	strOpt(w, "instance", h.Instance)
+	w.Int("version", h.Version)
+	w.Int("seq", h.Seq)
+	w.Any("load", h.Load)
+}
+
+// WriteFields writes the goodbye's keys.
+func (g Goodbye) WriteFields(w FieldWriter) {
+	strOpt(w, "kind", g.Kind)
+	w.Str("cluster", g.Cluster)
+	w.Str("node", g.Node)
+	w.Int("incarnation", g.Incarnation)
+	strOpt(w, "instance", g.Instance)
+}
+
+// strOpt writes a key tagged omitempty.
+func strOpt(w FieldWriter, k, v string) {
+	if v != "" {
+		w.Str(k, v)
+	}
+}
+
+// intOpt writes a key tagged omitempty.
+func intOpt(w FieldWriter, k string, v int64) {
+	if v != 0 {
+		w.Int(k, v)
+	}
+}
+
+// knownKeys holds every key of docs/PROTOCOL.md's bodies, for Intern.
+var knownKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{
+		"id", "cmds", "name", "fun", "args", "kwargs", "locs", "timeout_ms", "results",
+		"error", "code", "message", "step", "node", "details", "cluster", "deadline_ms", "result",
+		"incarnation", "instance", "version", "funs", "codecs", "advertised_urls", "meta", "proto",
+		"seq", "load", "inflight", "limit", "$ref", "path", "kind", "attempt", "planner",
+		"idempotent", "retry_after_ms",
+	} {
+		m[k] = k
+	}
+	return m
+}()
+
+// Intern returns b as a string: the shared one when b is a key of the
+// protocol, so that a decoder does not allocate a copy per message.
+func Intern(b []byte) string {
+	if s, ok := knownKeys[string(b)]; ok {
+		return s
+	}
+	return string(b)
+}
