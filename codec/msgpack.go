@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"reflect"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -25,112 +26,122 @@ func (msgpackCodec) ContentType() string { return MsgPackType }
 // library's primitives: its reflective Encode costs twice as much. Values
 // outside the model go through Normalize.
 func (msgpackCodec) Encode(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := msgpack.GetEncoder()
-	defer msgpack.PutEncoder(enc)
-	enc.Reset(&buf)
-	if err := encodeMsgpack(enc, v, 0); err != nil {
+	e := &mpEncoder{Encoder: msgpack.GetEncoder()}
+	defer msgpack.PutEncoder(e.Encoder)
+	e.Reset(&e.buf)
+	if err := e.value(v, 0); err != nil {
 		return nil, fmt.Errorf("codec: encode msgpack: %w", err)
 	}
-	return buf.Bytes(), nil
+	return e.buf.Bytes(), nil
 }
 
-func encodeMsgpack(enc *msgpack.Encoder, v any, depth int) error {
+// mpEncoder writes one body. It is also the schema.FieldWriter of the
+// wire struct being written (fields).
+type mpEncoder struct {
+	*msgpack.Encoder
+	buf   bytes.Buffer // written to unbuffered
+	depth int          // of the wire struct being written
+	n     uint32       // its fields so far
+	err   error
+}
+
+func (e *mpEncoder) value(v any, depth int) error {
 	if depth > MaxDepth {
 		return errTooDeep
 	}
 	switch t := v.(type) {
 	case nil:
-		return enc.EncodeNil()
+		return e.EncodeNil()
 	case bool:
-		return enc.EncodeBool(t)
+		return e.EncodeBool(t)
 	case int64:
-		return enc.EncodeInt(t)
+		return e.EncodeInt(t)
 	case uint64:
-		return enc.EncodeUint(t)
+		return e.EncodeUint(t)
 	case float64:
-		return enc.EncodeFloat64(t)
+		return e.EncodeFloat64(t)
 	case []byte:
-		return enc.EncodeBytes(t)
+		return e.EncodeBytes(t)
 	case string:
-		return enc.EncodeString(validUTF8(t))
+		return e.EncodeString(validUTF8(t))
 	case []any:
 		if t == nil {
-			return enc.EncodeNil()
+			return e.EncodeNil()
 		}
-		err := enc.EncodeArrayLen(len(t))
+		err := e.EncodeArrayLen(len(t))
 		for i := 0; i < len(t) && err == nil; i++ {
-			err = encodeMsgpack(enc, t[i], depth+1)
+			err = e.value(t[i], depth+1)
 		}
 		return err
 	case map[string]any:
-		return encodeMap(enc, t, depth)
+		return e.object(t, depth)
 	case schema.Wire:
-		if isNil(t) {
-			return enc.EncodeNil()
+		if schema.IsNil(t) {
+			return e.EncodeNil()
 		}
-		return encodeFields(enc, t, depth)
+		return e.fields(t, depth)
+	}
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && !rv.IsNil() && rv.Type().Elem().Implements(wireType) {
+		err := e.EncodeArrayLen(rv.Len()) // wire structs in place, not boxed one by one
+		for i := 0; i < rv.Len() && err == nil; i++ {
+			err = e.fields(rv.Index(i).Addr().Interface().(schema.Wire), depth+1)
+		}
+		return err
 	}
 	n, _, err := modeModel.normalize(v, depth)
 	if err != nil {
 		return err
 	}
-	return encodeMsgpack(enc, n, depth)
+	return e.value(n, depth)
 }
 
-// encodeFields writes a wire struct as a map, with no map built: a map32
-// header (any decoder takes it for any count) whose count is filled in
-// once the fields are written.
-func encodeFields(enc *msgpack.Encoder, x schema.Wire, depth int) error {
-	buf := enc.Writer().(*bytes.Buffer) // Encode's; written to unbuffered
-	at := buf.Len()
-	buf.Write([]byte{msgpcode.Map32, 0, 0, 0, 0})
-	w := &mpFields{enc: enc, depth: depth}
-	x.WriteFields(w)
-	binary.BigEndian.PutUint32(buf.Bytes()[at+1:], w.n)
-	return w.err
+var wireType = reflect.TypeFor[schema.Wire]()
+
+// fields writes a wire struct as a map, with no map built: a map32 header
+// (any decoder takes it for any count) whose count is set afterwards.
+func (e *mpEncoder) fields(x schema.Wire, depth int) error {
+	at := e.buf.Len()
+	e.buf.Write([]byte{msgpcode.Map32, 0, 0, 0, 0})
+	outer, outerN := e.depth, e.n
+	e.depth, e.n = depth, 0
+	x.WriteFields(e)
+	binary.BigEndian.PutUint32(e.buf.Bytes()[at+1:], e.n)
+	e.depth, e.n = outer, outerN
+	return e.err
 }
 
-// mpFields is the schema.FieldWriter of encodeFields.
-type mpFields struct {
-	enc   *msgpack.Encoder
-	depth int
-	n     uint32
-	err   error
-}
-
-func (w *mpFields) Str(k, v string) {
-	if w.key(k) {
-		w.err = w.enc.EncodeString(validUTF8(v))
+func (e *mpEncoder) Str(k, v string) {
+	if e.key(k) {
+		e.err = e.EncodeString(validUTF8(v))
 	}
 }
 
-func (w *mpFields) Int(k string, v int64) {
-	if w.key(k) {
-		w.err = w.enc.EncodeInt(v)
+func (e *mpEncoder) Int(k string, v int64) {
+	if e.key(k) {
+		e.err = e.EncodeInt(v)
 	}
 }
 
-func (w *mpFields) Any(k string, v any) {
-	if w.key(k) {
-		w.err = encodeMsgpack(w.enc, v, w.depth+1)
+func (e *mpEncoder) Any(k string, v any) {
+	if e.key(k) {
+		e.err = e.value(v, e.depth+1)
 	}
 }
 
-func (w *mpFields) key(k string) bool {
-	if w.err == nil {
-		w.n++
-		w.err = w.enc.EncodeString(k)
+func (e *mpEncoder) key(k string) bool {
+	if e.err == nil {
+		e.n++
+		e.err = e.EncodeString(k)
 	}
-	return w.err == nil
+	return e.err == nil
 }
 
-// encodeMap writes a map. Keys that are not UTF-8 are repaired in key
-// order, as JSON encoders write them: two that differ only in bad bytes
-// become one, the last in order winning as on a JSON decoder.
-func encodeMap(enc *msgpack.Encoder, m map[string]any, depth int) error {
+// object writes a map. Keys that are not UTF-8 are repaired in key order,
+// as JSON encoders write them: two that differ only in bad bytes become
+// one, the last in order winning as on a JSON decoder.
+func (e *mpEncoder) object(m map[string]any, depth int) error {
 	if m == nil {
-		return enc.EncodeNil()
+		return e.EncodeNil()
 	}
 	for k := range m {
 		if !utf8.ValidString(k) {
@@ -142,13 +153,13 @@ func encodeMap(enc *msgpack.Encoder, m map[string]any, depth int) error {
 			break
 		}
 	}
-	err := enc.EncodeMapLen(len(m))
-	for k, e := range m {
+	err := e.EncodeMapLen(len(m))
+	for k, v := range m {
 		if err == nil {
-			err = enc.EncodeString(k)
+			err = e.EncodeString(k)
 		}
 		if err == nil {
-			err = encodeMsgpack(enc, e, depth+1)
+			err = e.value(v, depth+1)
 		}
 	}
 	return err
@@ -239,7 +250,14 @@ func (m *mpDecoder) decode(depth int) (any, error) {
 	case msgpcode.IsFixedMap(c) || c == msgpcode.Map16 || c == msgpcode.Map32:
 		return m.object(depth)
 	case msgpcode.IsBin(c):
-		return m.bin()
+		b, err := m.raw()
+		if err == nil {
+			err = m.cost.charge(costBinary + int64(len(b)))
+		}
+		if err != nil {
+			return nil, err
+		}
+		return bytes.Clone(b), nil
 	case msgpcode.IsString(c):
 		return m.str()
 	case msgpcode.IsExt(c):
@@ -316,18 +334,6 @@ func (m *mpDecoder) str() (string, error) {
 		return "", err
 	}
 	return schema.Intern(b), nil
-}
-
-// bin reads a bin as []byte (a copy).
-func (m *mpDecoder) bin() (any, error) {
-	b, err := m.raw()
-	if err != nil {
-		return nil, err
-	}
-	if err := m.cost.charge(costBinary + int64(len(b))); err != nil {
-		return nil, err
-	}
-	return bytes.Clone(b), nil
 }
 
 // scalar reads a number, nil or bool. Unsigned integers that fit int64

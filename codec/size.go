@@ -1,10 +1,6 @@
 package codec
 
-import (
-	"reflect"
-
-	"github.com/mpreg/mpreg/schema"
-)
+import "github.com/mpreg/mpreg/schema"
 
 // SizeWithin returns a lower bound of v's encoded size in either codec
 // (string and binary lengths, a byte per scalar and element), walking no
@@ -44,8 +40,10 @@ func (s *sizer) add(v any, depth int) {
 			s.add(e, depth+1)
 		}
 	case schema.Wire:
-		if !isNil(t) {
-			t.WriteFields(fieldSizer{s, depth + 1})
+		if !schema.IsNil(t) {
+			f := &fieldSizer{sizer: *s, depth: depth + 1} // on the heap here only
+			t.WriteFields(f)
+			s.n = f.n
 		}
 	default:
 		s.n++
@@ -54,16 +52,10 @@ func (s *sizer) add(v any, depth int) {
 
 // fieldSizer sizes a wire struct's fields.
 type fieldSizer struct {
-	s     *sizer
+	sizer
 	depth int
 }
 
-func (f fieldSizer) Str(k, v string)       { f.s.n += len(k) + len(v) + 2 }
-func (f fieldSizer) Int(k string, _ int64) { f.s.n += len(k) + 2 }
-func (f fieldSizer) Any(k string, v any)   { f.s.n += len(k) + 1; f.s.add(v, f.depth) }
-
-// isNil reports whether v is a nil pointer.
-func isNil(v any) bool {
-	rv := reflect.ValueOf(v)
-	return rv.Kind() == reflect.Pointer && rv.IsNil()
-}
+func (f *fieldSizer) Str(k, v string)       { f.n += len(k) + len(v) + 2 }
+func (f *fieldSizer) Int(k string, _ int64) { f.n += len(k) + 2 }
+func (f *fieldSizer) Any(k string, v any)   { f.n += len(k) + 1; f.add(v, f.depth) }

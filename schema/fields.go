@@ -20,9 +20,15 @@ type Wire interface {
 	WriteFields(w FieldWriter)
 }
 
+// IsNil reports whether x is a nil pointer, which encodes as null.
+func IsNil(x Wire) bool {
+	rv := reflect.ValueOf(x)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
+}
+
 // Tree returns the fields of x as a map, or nil for a nil pointer.
 func Tree(x Wire) map[string]any {
-	if rv := reflect.ValueOf(x); rv.Kind() == reflect.Pointer && rv.IsNil() {
+	if IsNil(x) {
 		return nil
 	}
 	m := treeWriter{}
@@ -54,14 +60,7 @@ func (c Command) WriteFields(w FieldWriter) {
 // WriteFields writes the request's keys.
 func (r Request) WriteFields(w FieldWriter) {
 	strOpt(w, "id", r.ID)
-	var cmds []any
-	if r.Cmds != nil {
-		cmds = make([]any, len(r.Cmds))
-		for i, c := range r.Cmds {
-			cmds[i] = c
-		}
-	}
-	w.Any("cmds", cmds)
+	w.Any("cmds", r.Cmds)
 	intOpt(w, "timeout_ms", r.TimeoutMS)
 	intOpt(w, "deadline_ms", r.DeadlineMS)
 	strOpt(w, "results", r.Results)
