@@ -32,7 +32,10 @@ type ConnConfig struct {
 	MaxReconnectWait time.Duration
 	// MaxReconnects bounds reconnect attempts; 0 means unlimited.
 	MaxReconnects int
-	// Options are appended to the defaults (auth, TLS, handlers…).
+	// Auth is the identity shown to NATS and the TLS settings.
+	Auth Auth
+	// Options are appended to the defaults and Auth's options (handlers,
+	// or auth and TLS options of nats.go that Auth does not name).
 	Options []nats.Option
 	// Logger logs connection state changes. Default: discard.
 	Logger *slog.Logger
@@ -92,10 +95,18 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 	for _, o := range cfg.Options {
 		_ = o(&user)
 	}
+	authOpts, err := cfg.Auth.Options()
+	if err != nil {
+		return nil, err
+	}
 	connected := make(chan struct{}, 1)
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(maxRe),
+		// Credentials refused twice would otherwise close the connection
+		// for good; a node keeps trying (with backoff) until an operator
+		// fixes them, and says why at each attempt.
+		nats.IgnoreAuthErrorAbort(),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
 			return Backoff(attempts, cfg.ReconnectWait, cfg.MaxReconnectWait)
 		}),
@@ -111,11 +122,12 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 		url = strings.Join(servers, ",")
 		opts = append(opts, nats.RetryOnFailedConnect(true))
 	}
+	opts = append(opts, authOpts...)
 	opts = append(opts, cfg.Options...)
 	opts = append(opts,
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			call(user.ConnectedCB, nc)
-			log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
+			log.Info("nats connected", "url", Redact(nc.ConnectedUrl()))
 			select {
 			case connected <- struct{}{}:
 			default:
@@ -139,11 +151,11 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 			}
 			// Each failed attempt, at most one per MaxReconnectWait once the
 			// backoff has grown: an operator sees why nothing happens.
-			log.Warn("nats connect attempt failed", "servers", nc.Servers(), "error", err)
+			log.Warn("nats connect attempt failed", "servers", RedactAll(nc.Servers()), "error", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			call(user.ReconnectedCB, nc)
-			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			log.Info("nats reconnected", "url", Redact(nc.ConnectedUrl()))
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
 			call(user.ClosedCB, nc)
@@ -166,7 +178,7 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 	)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("bus: connect %s: %w", url, err)
+		return nil, fmt.Errorf("bus: connect %s: %w", strings.Join(RedactAll([]string{url}), ","), err)
 	}
 	if nc.IsConnected() {
 		return nc, nil
@@ -175,8 +187,12 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 	case <-connected:
 		return nc, nil
 	case <-ctx.Done():
+		last := nc.LastError()
 		nc.Close()
-		return nil, fmt.Errorf("bus: connect %s: %w", url, ctx.Err())
+		if last != nil {
+			return nil, fmt.Errorf("bus: connect %s: %w (last attempt: %w)", strings.Join(RedactAll([]string{url}), ","), ctx.Err(), last)
+		}
+		return nil, fmt.Errorf("bus: connect %s: %w", strings.Join(RedactAll([]string{url}), ","), ctx.Err())
 	}
 }
 

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,11 @@ import (
 // ServerConfig configures an embedded nats-server. Zero fields take the
 // defaults named in their comments.
 type ServerConfig struct {
+	// ConfigFile, when set, is a nats-server configuration file (accounts,
+	// users, permissions, TLS, cluster, leafnodes…), read with the server's
+	// own parser. The fields below that are set override what it says;
+	// those left zero keep the file's values (or nats-server's defaults).
+	ConfigFile string
 	// Host is the client listen address. Default 127.0.0.1.
 	Host string
 	// Port is the client port; -1 picks a free one. Default -1.
@@ -62,38 +68,12 @@ func SplitHostPort(hp string) (string, int, error) {
 // StartServer starts an embedded nats-server and waits until it accepts
 // clients.
 func StartServer(cfg ServerConfig) (*Server, error) {
-	if cfg.Host == "" {
-		cfg.Host = "127.0.0.1"
-	}
-	if cfg.Port == 0 {
-		cfg.Port = -1
-	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 10 * time.Second
 	}
-	opts := &server.Options{
-		Host:       cfg.Host,
-		Port:       cfg.Port,
-		NoSigs:     true,
-		MaxPayload: cfg.MaxPayload,
-	}
-	if cfg.Logger == nil {
-		opts.NoLog = true
-	}
-	if cfg.RoutePort != 0 || len(cfg.Routes) > 0 {
-		if cfg.RouteHost == "" {
-			cfg.RouteHost = cfg.Host
-		}
-		if cfg.RoutePort == 0 {
-			cfg.RoutePort = -1
-		}
-		if cfg.ClusterName == "" {
-			cfg.ClusterName = "mpreg"
-		}
-		opts.Cluster = server.ClusterOpts{Name: cfg.ClusterName, Host: cfg.RouteHost, Port: cfg.RoutePort, NoAdvertise: cfg.NoAdvertise}
-		for _, r := range SplitURLs(cfg.Routes...) {
-			opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
-		}
+	opts, err := cfg.options()
+	if err != nil {
+		return nil, err
 	}
 	// A fixed port that is taken fails here at once; nats-server would only
 	// log it and never become ready.
@@ -119,6 +99,45 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 		return nil, errors.New("bus: embedded server did not become ready (is the port free?)")
 	}
 	return &Server{s: s}, nil
+}
+
+// options are the nats-server options cfg describes: the file's, if any,
+// with the fields cfg sets put over them.
+func (cfg ServerConfig) options() (*server.Options, error) {
+	opts := &server.Options{}
+	if cfg.ConfigFile != "" {
+		var err error
+		if opts, err = server.ProcessConfigFile(cfg.ConfigFile); err != nil {
+			return nil, fmt.Errorf("%w: nats config: %w", ErrInvalidConfig, err)
+		}
+	} else {
+		cfg.Host = cmp.Or(cfg.Host, "127.0.0.1")
+		cfg.Port = cmp.Or(cfg.Port, -1)
+	}
+	opts.NoSigs = true // the process that embeds the server owns the signals
+	opts.NoLog = cfg.Logger == nil
+	if cfg.Host != "" {
+		opts.Host = cfg.Host
+	}
+	if cfg.Port != 0 {
+		opts.Port = cfg.Port
+	}
+	if cfg.MaxPayload != 0 {
+		opts.MaxPayload = cfg.MaxPayload
+	}
+	if cfg.RoutePort != 0 || len(cfg.Routes) > 0 {
+		opts.Cluster.Host = cmp.Or(cfg.RouteHost, opts.Cluster.Host, opts.Host, "127.0.0.1")
+		opts.Cluster.Port = cmp.Or(cfg.RoutePort, opts.Cluster.Port, -1)
+		opts.Cluster.Name = cmp.Or(cfg.ClusterName, opts.Cluster.Name, "mpreg")
+		opts.Cluster.NoAdvertise = opts.Cluster.NoAdvertise || cfg.NoAdvertise
+		if routes := SplitURLs(cfg.Routes...); len(routes) > 0 {
+			opts.Routes = nil
+			for _, r := range routes {
+				opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
+			}
+		}
+	}
+	return opts, nil
 }
 
 // checkFree reports whether a fixed port can be listened on now (a port of

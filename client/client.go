@@ -42,7 +42,11 @@ type Config struct {
 	Servers []string
 	// Conn, when set, is used instead of dialing; the Client does not close it.
 	Conn *nats.Conn
-	// ConnOptions are extra nats.go options (auth, TLS…) for dialing.
+	// Auth is the identity shown to NATS and the TLS settings for dialing
+	// (see bus.Auth). Ignored when Conn is set.
+	Auth bus.Auth
+	// ConnOptions are extra nats.go options for dialing, applied after
+	// Auth's.
 	ConnOptions []nats.Option
 	// Cluster is the cluster id. Default "default".
 	Cluster string
@@ -123,9 +127,9 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, nc: cfg.Conn, subj: bus.NewSubjects(cfg.Prefix, cfg.Cluster), idPrefix: nuid.Next() + "-"}
 	if c.nc == nil {
-		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: cfg.Servers, Name: cfg.Name, Options: cfg.ConnOptions, Logger: cfg.Logger})
+		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: cfg.Servers, Name: cfg.Name, Auth: cfg.Auth, Options: cfg.ConnOptions, Logger: cfg.Logger})
 		if err != nil {
-			return nil, fmt.Errorf("client: %w", err)
+			return nil, connectError(err)
 		}
 		c.nc, c.ownConn = nc, true
 	}
@@ -483,6 +487,8 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg) (*schema.Response, erro
 			return nil, schema.Errorf(schema.CodeTimeout, "no reply within the request's budget")
 		case errors.Is(err, context.Canceled):
 			return nil, schema.Errorf(schema.CodeCancelled, "cancelled")
+		case errors.Is(err, nats.ErrPermissionViolation):
+			return nil, schema.Wrap(schema.CodePermissionDenied, err, "NATS does not let this connection send requests to cluster %s", c.cfg.Cluster)
 		}
 		return nil, schema.Wrap(schema.CodeNodeUnavailable, err, "rpc")
 	}
@@ -519,4 +525,17 @@ func (c *Client) Peers(ctx context.Context) ([]membership.Peer, error) {
 	}
 	f.Close()
 	return t.Peers(), nil
+}
+
+// connectError is Connect's error for a connection NATS refused:
+// UNAUTHENTICATED, saying what failed, when credentials or TLS are the
+// cause (trying again will not help); the error as it is otherwise.
+func connectError(err error) error {
+	if errors.Is(err, bus.ErrInvalidConfig) {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if why, ok := bus.ExplainConnectError(err); ok {
+		return schema.Wrap(schema.CodeUnauthenticated, err, "%s", why)
+	}
+	return fmt.Errorf("client: %w", err)
 }

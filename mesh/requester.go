@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"errors"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,10 +30,18 @@ type Requester struct {
 	sub     *nats.Subscription
 	replies chan *nats.Msg
 	seq     atomic.Uint64
-	waiting sync.Map // token → chan *nats.Msg
+	waiting sync.Map // token → *pending
 	done    chan struct{}
 	stopped chan struct{}
 	once    sync.Once
+	inbox   atomic.Pointer[error] // why the inbox may not be subscribed
+}
+
+// pending is a request waiting for its reply, or for NATS to refuse it.
+type pending struct {
+	subject string
+	reply   chan *nats.Msg // buffered: one reply per request
+	refused chan error     // buffered: one refusal per request
 }
 
 // replyBuffer is how many replies may wait for the Requester's goroutine;
@@ -40,6 +49,11 @@ type Requester struct {
 const replyBuffer = 1 << 16
 
 // NewRequester subscribes the requester's inbox on nc. Close stops it.
+//
+// It also chains itself into nc's async error handler (the handler set
+// before still runs first): NATS reports a publish or subscribe that the
+// connection's permissions forbid only there, and a request it refused
+// would otherwise wait until its deadline.
 func NewRequester(nc *nats.Conn) (*Requester, error) {
 	r := &Requester{nc: nc, prefix: nc.NewInbox() + ".", replies: make(chan *nats.Msg, replyBuffer),
 		done: make(chan struct{}), stopped: make(chan struct{})}
@@ -48,6 +62,13 @@ func NewRequester(nc *nats.Conn) (*Requester, error) {
 		return nil, err
 	}
 	r.sub = sub
+	prev := nc.ErrorHandler()
+	nc.SetErrorHandler(func(nc *nats.Conn, s *nats.Subscription, err error) {
+		if prev != nil {
+			prev(nc, s, err)
+		}
+		r.refuse(err)
+	})
 	go r.dispatch() // owned: Close stops it and waits
 	return r, nil
 }
@@ -63,7 +84,7 @@ func (r *Requester) dispatch() {
 				continue
 			}
 			if v, ok := r.waiting.LoadAndDelete(token); ok {
-				v.(chan *nats.Msg) <- m // buffered: one reply per request
+				v.(*pending).reply <- m
 			}
 		case <-r.done:
 			return
@@ -78,9 +99,12 @@ func (r *Requester) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, erro
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := r.inbox.Load(); err != nil {
+		return nil, *err
+	}
 	token := strconv.FormatUint(r.seq.Add(1), 36)
-	ch := make(chan *nats.Msg, 1)
-	r.waiting.Store(token, ch)
+	p := &pending{subject: msg.Subject, reply: make(chan *nats.Msg, 1), refused: make(chan error, 1)}
+	r.waiting.Store(token, p)
 	out := *msg
 	out.Reply = r.prefix + token
 	if err := r.nc.PublishMsg(&out); err != nil {
@@ -88,11 +112,13 @@ func (r *Requester) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, erro
 		return nil, err
 	}
 	select {
-	case m := <-ch:
+	case m := <-p.reply:
 		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 			return nil, nats.ErrNoResponders
 		}
 		return m, nil
+	case err := <-p.refused:
+		return nil, err
 	case <-ctx.Done():
 		r.waiting.Delete(token)
 		return nil, ctx.Err()
@@ -100,6 +126,39 @@ func (r *Requester) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, erro
 		r.waiting.Delete(token)
 		return nil, ErrRequesterClosed
 	}
+}
+
+// Publish and subscribe permission violations as NATS words them.
+var (
+	publishRefused   = regexp.MustCompile(`(?i)publish to "([^"]+)"`)
+	subscribeRefused = regexp.MustCompile(`(?i)subscription to "([^"]+)"`)
+)
+
+// refuse ends, with err, the requests that NATS refused: those published
+// on the subject a publish permission violation names, or all of them
+// when the requester's inbox may not be subscribed. Other errors are not
+// the requester's.
+func (r *Requester) refuse(err error) {
+	if !errors.Is(err, nats.ErrPermissionViolation) {
+		return
+	}
+	subject, all := "", false
+	if m := publishRefused.FindStringSubmatch(err.Error()); m != nil {
+		subject = m[1]
+	} else if m := subscribeRefused.FindStringSubmatch(err.Error()); m != nil && m[1] == r.prefix+"*" {
+		all = true
+		r.inbox.Store(&err)
+	} else {
+		return
+	}
+	r.waiting.Range(func(k, v any) bool {
+		if p := v.(*pending); all || p.subject == subject {
+			if _, ok := r.waiting.LoadAndDelete(k); ok {
+				p.refused <- err
+			}
+		}
+		return true
+	})
 }
 
 // Close unsubscribes, stops the requester's goroutine and ends the

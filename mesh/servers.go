@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mpreg/mpreg/bus"
 	"github.com/nats-io/nats.go"
 )
 
@@ -96,7 +97,7 @@ func (p *serverPool) turn(ctx context.Context, advertised []string) {
 		return
 	}
 	p.learned = learned
-	p.log.Info("NATS server pool updated from peers' advertised URLs", "servers", redacted(next))
+	p.log.Info("NATS server pool updated from peers' advertised URLs", "servers", bus.RedactAll(next))
 }
 
 // probe checks, at the same time, up to probesPerTurn advertised hosts
@@ -187,17 +188,4 @@ func hostOf(u string) string {
 		return ""
 	}
 	return p.Host
-}
-
-// redacted returns URLs without user information, for logs.
-func redacted(urls []string) []string {
-	out := make([]string, len(urls))
-	for i, u := range urls {
-		if p, err := url.Parse(u); err == nil {
-			out[i] = p.Redacted()
-		} else {
-			out[i] = "(unparsable)"
-		}
-	}
-	return out
 }

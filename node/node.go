@@ -290,6 +290,11 @@ func (n *Node) offer() mesh.Offer {
 	if len(urls) == 0 {
 		urls = n.nc.Servers()
 	}
+	// Peers dial with their own credentials: never tell them ours.
+	urls = slices.Clone(urls)
+	for i, u := range urls {
+		urls[i] = bus.WithoutUserInfo(u)
+	}
 	meta := map[string]string{"mpreg": Version}
 	if n.cfg.Name != "" {
 		meta["name"] = n.cfg.Name

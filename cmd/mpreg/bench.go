@@ -17,6 +17,7 @@ type benchCmd struct {
 	Payload     int           `help:"Payload size in bytes." default:"${bench_payload}"`
 	Servers     []string      `help:"NATS server URLs, comma-separated (default: an embedded server in this process)." placeholder:"URL"`
 	Cluster     string        `help:"Cluster id." default:"bench"`
+	authFlags
 }
 
 // benchVars are the bench defaults shown in --help.
@@ -40,5 +41,6 @@ func (c *benchCmd) Run(e *env) error {
 		PayloadBytes: c.Payload,
 		Servers:      bus.SplitURLs(c.Servers...),
 		Cluster:      c.Cluster,
+		Auth:         c.auth(),
 	}, e.stdout)
 }

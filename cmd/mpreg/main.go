@@ -243,6 +243,7 @@ func configKeys(flag string) []string {
 type clientFlags struct {
 	Servers []string `help:"NATS server URLs, comma-separated." default:"${default_url}"`
 	Cluster string   `help:"Cluster id." default:"default"`
+	authFlags
 }
 
 // Validate checks the cluster id.
@@ -263,25 +264,35 @@ func connect(ctx context.Context, f clientFlags, codecName string, timeout time.
 	}
 	cl, err := client.Connect(ctx, client.Config{
 		Servers:     bus.SplitURLs(f.Servers...),
+		Auth:        f.auth(),
 		Cluster:     f.Cluster,
 		Codec:       c,
 		Timeout:     timeout,
 		NoFollow:    true,
 		Name:        "mpreg-cli",
-		ConnOptions: []nats.Option{nats.RetryOnFailedConnect(false), nats.MaxReconnects(0)},
+		ConnOptions: oneShot,
 	})
 	if err != nil {
+		servers := strings.Join(bus.RedactAll(f.Servers), ",")
+		var se *schema.Error
+		if errors.As(err, &se) || errors.Is(err, bus.ErrInvalidConfig) || errors.Is(err, client.ErrInvalidConfig) {
+			return nil, err
+		}
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("connect to %s: %w", strings.Join(f.Servers, ","), ctx.Err())
+			return nil, fmt.Errorf("connect to %s: %w", servers, ctx.Err())
 		}
 		cause := err
 		for errors.Unwrap(cause) != nil {
 			cause = errors.Unwrap(cause)
 		}
-		return nil, schema.Errorf(schema.CodeNodeUnavailable, "cannot reach NATS at %s: %v", strings.Join(f.Servers, ","), cause)
+		return nil, schema.Errorf(schema.CodeNodeUnavailable, "cannot reach NATS at %s: %v", servers, cause)
 	}
 	return cl, nil
 }
+
+// oneShot are the connection options of a process that tries once: a
+// connection refused (credentials, TLS, nothing listening) fails at once.
+var oneShot = []nats.Option{nats.RetryOnFailedConnect(false), nats.MaxReconnects(0)}
 
 // newLogger returns a text logger on w at level ("debug", "info", "warn",
 // "error").

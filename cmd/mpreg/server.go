@@ -30,6 +30,7 @@ type nodeFlags struct {
 	MaxPlanningBytes byteSize      `help:"Memory for the requests this node plans at once (decoded bodies, held results); beyond it a request gets OVERLOADED." default:"1GiB"`
 	MaxResultBytes   byteSize      `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"512MiB"`
 	LogLevel         string        `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
+	authFlags
 }
 
 // Validate checks the ids.
@@ -44,7 +45,8 @@ func (f *nodeFlags) config(log *slog.Logger) node.Config {
 
 // serverCmd is `mpreg server`.
 type serverCmd struct {
-	Listen          string   `help:"Client listen address." default:"127.0.0.1:4222"`
+	NatsConfig      string   `help:"A nats-server configuration file (accounts, users, permissions, TLS, cluster, leafnodes); --listen and the route flags override what they name. The in-process node then needs an identity the file accepts (--user/--password, --token, --nkey or --creds)." placeholder:"FILE"`
+	Listen          string   `help:"Client listen address (default 127.0.0.1:4222, or the --nats-config file's)." placeholder:"HOST:PORT"`
 	RouteListen     string   `help:"Listen for routes from other NATS servers on HOST:PORT (turns on NATS clustering)." placeholder:"HOST:PORT"`
 	Routes          []string `help:"Route URLs of other NATS servers, comma-separated (nats-route://host:port)." placeholder:"URL"`
 	NatsClusterName string   `help:"NATS cluster name of the routed servers (default: mpreg-<cluster>)." placeholder:"NAME"`
@@ -55,10 +57,16 @@ type serverCmd struct {
 // Run starts the server and the node, and serves until a signal.
 func (c *serverCmd) Run(e *env) error {
 	log := newLogger(e.stderr, c.LogLevel)
-	scfg := bus.ServerConfig{Routes: bus.SplitURLs(c.Routes...), Logger: natsLogger(e, c.LogLevel)}
+	scfg := bus.ServerConfig{ConfigFile: c.NatsConfig, Routes: bus.SplitURLs(c.Routes...), Logger: natsLogger(e, c.LogLevel)}
+	listen := c.Listen
+	if listen == "" && c.NatsConfig == "" {
+		listen = "127.0.0.1:4222"
+	}
 	var err error
-	if scfg.Host, scfg.Port, err = bus.SplitHostPort(c.Listen); err != nil {
-		return usagef("--listen: %w", err)
+	if listen != "" {
+		if scfg.Host, scfg.Port, err = bus.SplitHostPort(listen); err != nil {
+			return usagef("--listen: %w", err)
+		}
 	}
 	if c.RouteListen != "" {
 		if scfg.RouteHost, scfg.RoutePort, err = bus.SplitHostPort(c.RouteListen); err != nil {
@@ -73,7 +81,10 @@ func (c *serverCmd) Run(e *env) error {
 	}
 	srv, err := bus.StartServer(scfg)
 	if err != nil {
-		return fmt.Errorf("nats server on %s: %w", c.Listen, err)
+		if listen == "" {
+			return fmt.Errorf("nats server: %w", err)
+		}
+		return fmt.Errorf("nats server on %s: %w", listen, err)
 	}
 	defer srv.Shutdown()
 	attrs := []any{"url", srv.ClientURL()}
@@ -86,9 +97,16 @@ func (c *serverCmd) Run(e *env) error {
 		log.Info("shutting down")
 		return nil
 	}
-	// The in-process connection cannot drop, so it logs nothing.
-	nc, err := bus.Connect(e.ctx, bus.ConnConfig{InProcess: srv.NATS(), Name: "mpreg-node"})
+	// The in-process connection cannot drop, so it logs nothing. It needs
+	// no TLS (nats-server does not ask it of in-process clients), only an
+	// identity when the server requires one.
+	auth := c.auth()
+	auth.TLSCA, auth.TLSCert, auth.TLSKey = "", "", ""
+	nc, err := bus.Connect(e.ctx, bus.ConnConfig{InProcess: srv.NATS(), Name: "mpreg-node", Auth: auth})
 	if err != nil {
+		if why, ok := bus.ExplainConnectError(err); ok {
+			return fmt.Errorf("the in-process node's connection: %s (give it an identity of the --nats-config file: --user/--password, --token, --nkey or --creds): %w", why, err)
+		}
 		return err
 	}
 	cfg := c.config(log)
@@ -116,12 +134,12 @@ type nodeCmd struct {
 func (c *nodeCmd) Run(e *env) error {
 	log := newLogger(e.stderr, c.LogLevel)
 	servers := bus.SplitURLs(c.Servers...)
-	log.Info("connecting", "servers", servers)
-	nc, err := bus.Connect(e.ctx, bus.ConnConfig{Servers: servers, Name: "mpreg-node", Logger: log})
+	log.Info("connecting", "servers", bus.RedactAll(servers))
+	nc, err := bus.Connect(e.ctx, bus.ConnConfig{Servers: servers, Name: "mpreg-node", Logger: log, Auth: c.auth()})
 	if err != nil {
 		return err
 	}
-	return serve(e, log, nc, nc.ConnectedUrlRedacted(), c.config(log), c.Demo, c.DrainTimeout)
+	return serve(e, log, nc, bus.Redact(nc.ConnectedUrl()), c.config(log), c.Demo, c.DrainTimeout)
 }
 
 // startTimeout bounds a node's start: subscribing, the first sync with the

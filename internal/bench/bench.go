@@ -19,6 +19,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -39,6 +40,8 @@ type Config struct {
 	// Servers are the NATS URLs to use; empty starts an embedded
 	// nats-server on 127.0.0.1 with a random port.
 	Servers []string
+	// Auth is the identity and TLS settings for Servers.
+	Auth bus.Auth
 	// Cluster is the MPREG cluster id the benchmark node joins. Default
 	// "bench".
 	Cluster string
@@ -126,7 +129,7 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	if r.srv == nil {
 		server = "nats-server " + r.reqConn.ConnectedServerVersion()
 	}
-	fmt.Fprintf(w, "mpreg bench: %s at %s, cluster %q\n", server, r.reqConn.ConnectedUrlRedacted(), cfg.Cluster)
+	fmt.Fprintf(w, "mpreg bench: %s at %s, cluster %q\n", server, bus.Redact(r.reqConn.ConnectedUrl()), cfg.Cluster)
 	fmt.Fprintf(w, "%s %s/%s, GOMAXPROCS %d, %d CPUs; payload %d B; %s per phase; %d requesters for req/s\n\n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(),
 		cfg.PayloadBytes, cfg.Duration, cfg.Concurrency)

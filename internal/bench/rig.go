@@ -83,14 +83,16 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 		}
 	}()
 	r.urls = cfg.Servers
+	auth := cfg.Auth
 	if len(r.urls) == 0 {
+		auth = bus.Auth{} // the embedded server asks for none
 		if r.srv, err = bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1}); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 		r.urls = []string{r.srv.ClientURL()}
 	}
 	dial := func(name string) (*nats.Conn, error) {
-		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: r.urls, Name: name})
+		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: r.urls, Name: name, Auth: auth})
 		if err != nil {
 			return nil, fmt.Errorf("bench: %s: %w", name, err)
 		}
@@ -140,6 +142,7 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 	}
 	r.client, err = client.Connect(ctx, client.Config{
 		Servers:   r.urls,
+		Auth:      auth,
 		Cluster:   cfg.Cluster,
 		Timeout:   callTimeout,
 		SyncQuiet: 50 * time.Millisecond,

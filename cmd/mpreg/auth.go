@@ -1,0 +1,23 @@
+package main
+
+import "github.com/mpreg/mpreg/bus"
+
+// authFlags are how a command proves who it is to NATS and checks the
+// servers' TLS certificates (docs/SECURITY.md). NATS does the checking;
+// these only choose the nats.go options.
+type authFlags struct {
+	Creds    string `help:"NATS JWT credentials file." placeholder:"FILE" group:"NATS authentication"`
+	Nkey     string `help:"NATS nkey seed file." placeholder:"FILE" group:"NATS authentication"`
+	User     string `help:"NATS user name (with --password)." placeholder:"U" group:"NATS authentication"`
+	Password string `help:"NATS password of --user." placeholder:"P" group:"NATS authentication"`
+	Token    string `help:"NATS authentication token." placeholder:"T" group:"NATS authentication"`
+	TLSCA    string `name:"tls-ca" help:"PEM file of the CAs that sign the NATS servers' certificates (default: the system's)." placeholder:"FILE" group:"NATS authentication"`
+	TLSCert  string `name:"tls-cert" help:"Client certificate (PEM) for servers that verify clients; with --tls-key." placeholder:"FILE" group:"NATS authentication"`
+	TLSKey   string `name:"tls-key" help:"Key (PEM) of --tls-cert." placeholder:"FILE" group:"NATS authentication"`
+}
+
+// auth returns the flags as a bus.Auth.
+func (f authFlags) auth() bus.Auth {
+	return bus.Auth{Creds: f.Creds, NKey: f.Nkey, User: f.User, Password: f.Password, Token: f.Token,
+		TLSCA: f.TLSCA, TLSCert: f.TLSCert, TLSKey: f.TLSKey}
+}
