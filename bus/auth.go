@@ -155,6 +155,10 @@ func ExplainConnectError(err error) (string, bool) {
 		return "TLS: the server requires a client certificate (tls-cert and tls-key)", true
 	case strings.Contains(text, "bad certificate") || strings.Contains(text, "unknown certificate authority") || strings.Contains(text, "certificate unknown"):
 		return "TLS: the server refused this client's certificate", true
+	case strings.Contains(text, "closed by remote after TLS handshake"):
+		// TLS 1.3: the server checks the client certificate after the
+		// client has finished its handshake, and hangs up.
+		return "TLS: the server hung up after the handshake: it requires a client certificate (tls-cert and tls-key) or refuses this one", true
 	case errors.Is(err, nats.ErrSecureConnRequired):
 		return "the server requires TLS: use a tls:// URL or give its CA (tls-ca)", true
 	case errors.Is(err, nats.ErrSecureConnWanted):

@@ -245,3 +245,19 @@ func TestConnectChainsCallerHandlers(t *testing.T) {
 		t.Fatal("the caller's ConnectHandler was not called")
 	}
 }
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string][2]string{
+		"nats://127.0.0.1:4222":             {"nats://127.0.0.1:4222", "nats://127.0.0.1:4222"},
+		"nats://alice:s3cret@10.0.0.5:4222": {"nats://alice:xxxxx@10.0.0.5:4222", "nats://10.0.0.5:4222"},
+		"nats://t0ken@host:4222":            {"nats://xxxxx@host:4222", "nats://host:4222"},
+		"tls://u:p%40ss@host":               {"tls://u:xxxxx@host", "tls://host"},
+		"host:4222":                         {"host:4222", "host:4222"},
+		"t0ken@host:4222":                   {"xxxxx@host:4222", "host:4222"},
+		"nats://a:b@[::1":                   {"xxxxx@[::1", "nats://[::1"},
+	} {
+		require.Equal(t, want[0], bus.Redact(in), in)
+		require.Equal(t, want[1], bus.WithoutUserInfo(in), in)
+	}
+	require.Equal(t, []string{"nats://xxxxx@a:1", "nats://b:2"}, bus.RedactAll([]string{"nats://tok@a:1, nats://b:2"}))
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nuid"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/mpreg/mpreg/authz"
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/membership"
@@ -32,6 +33,7 @@ type front struct {
 	execer   *mesh.Execer
 	runner   *planner.Runner
 	memory   *semaphore.Weighted // MaxPlanningBytes
+	policy   atomic.Pointer[authz.Policy]
 
 	planning  atomic.Int64 // rpc requests being planned here
 	planned   runningSet   // rpc requests planned here, by request id
@@ -150,6 +152,11 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		req.ID = nuid.Next()
 	}
 	resp.ID = req.ID
+	caller, err := fr.authorize(m, req)
+	if err != nil {
+		resp.Error = schema.AsError(err)
+		return
+	}
 	plan, err := planner.New(req, fr.cfg.Limits)
 	if err != nil {
 		resp.Error = schema.AsError(err)
@@ -179,15 +186,65 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		ctx, cancelDL = context.WithDeadline(ctx, dl)
 		defer cancelDL()
 	}
-	defer fr.planned.add(req.ID, cancel)()
-	if fr.unplanned.has(req.ID) {
+	key := cancelKey(caller, req.ID)
+	defer fr.planned.add(key, cancel)()
+	if fr.unplanned.has(key) {
 		// Its cancel came before the request reached this point.
 		resp.Error = schema.Errorf(schema.CodeCancelled, "the request was cancelled")
 		return
 	}
-	defer fr.ackPlanner(m, req.ID)()
+	if !caller.Stamped {
+		// A caller in another account names its ack subject in its own
+		// account, which this node's publish would not reach: the ack
+		// would land in the nodes' account instead. It gets none.
+		defer fr.ackPlanner(m, req.ID)()
+	}
 	results, runErr := fr.runner.Run(ctx, plan)
 	resp.Results, resp.Error = results, schema.AsError(runErr)
+}
+
+// authorize reads who sent a request (what NATS stamped on it, see package
+// authz) and checks, before anything of it runs, that the caller may run
+// every function it names: this is the one place where a request is
+// allowed or refused.
+func (fr *front) authorize(m *nats.Msg, req *schema.Request) (authz.Caller, error) {
+	caller, err := authz.CallerFrom(m.Header[authz.HeaderRequestInfo])
+	if err != nil {
+		fr.denied(req.ID, caller, "", err)
+		return caller, schema.Wrap(schema.CodePermissionDenied, err, "the caller's identity cannot be read")
+	}
+	p := fr.policy.Load()
+	if p == nil {
+		return caller, nil
+	}
+	funs := make([]string, len(req.Cmds))
+	for i, c := range req.Cmds {
+		funs[i] = c.Fun
+	}
+	if err := p.Check(caller, funs); err != nil {
+		fun, _ := schema.AsError(err).Details.(map[string]any)["fun"].(string)
+		fr.denied(req.ID, caller, fun, err)
+		return caller, err
+	}
+	return caller, nil
+}
+
+// denied logs a refused request, at most once a second: a caller can send
+// many.
+func (fr *front) denied(id string, c authz.Caller, fun string, err error) {
+	if ok, held := fr.logs.Allow("permission denied"); ok {
+		fr.log.Info("request refused", "request_id", id, "account", c.Account, "user", c.User, "fun", fun,
+			"error", err, "dropped_since_last_log", held)
+	}
+}
+
+// cancelKey is the key of a planned request in fr.planned and of an early
+// cancel in fr.unplanned: a cancel stops only requests of its own caller.
+func cancelKey(c authz.Caller, id string) string {
+	if !c.Stamped {
+		return id
+	}
+	return c.Key() + "\x00" + id
 }
 
 // ackPlanner tells a caller that asked (schema.HeaderPlannerAck) that this
@@ -253,12 +310,18 @@ func (fr *front) onCancelRequest(m *nats.Msg) {
 	if c == nil {
 		return
 	}
-	if fr.planned.cancel(c.ID) {
+	caller, err := authz.CallerFrom(m.Header[authz.HeaderRequestInfo])
+	if err != nil {
+		fr.denied(c.ID, caller, "", err)
+		return
+	}
+	key := cancelKey(caller, c.ID)
+	if fr.planned.cancel(key) {
 		fr.log.Info("request cancelled by its caller", "request_id", c.ID)
 		return
 	}
 	// Perhaps it is on its way from the rpc subscription to its planning.
-	fr.unplanned.add(c.ID)
+	fr.unplanned.add(key)
 }
 
 // recentIDs remembers the ids of recent cancels of requests this node did
@@ -301,6 +364,7 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 	cfg := e.cfg
 	fr := &front{env: e, executor: x, ann: ann, table: table, follower: follower,
 		memory: semaphore.NewWeighted(cfg.MaxPlanningBytes)}
+	fr.policy.Store(cfg.Authz)
 	fr.execer = &mesh.Execer{Conn: e.nc, Subjects: e.subj, Cluster: cfg.Cluster, Table: table, Logger: e.log,
 		Flow: mesh.NewFlow(cfg.MaxBytesInFlight)}
 	fr.runner = &planner.Runner{

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/mpreg/mpreg/authz"
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/membership"
 	"github.com/mpreg/mpreg/mesh"
@@ -104,6 +105,10 @@ type Config struct {
 	Meta map[string]string
 	// Observer, when set, is told of every step this node's planner runs.
 	Observer planner.Observer
+	// Authz, when set, says which caller may run which function in the
+	// requests this node plans (see package authz and SetAuthz). Nil
+	// allows every caller everything.
+	Authz *authz.Policy
 	// Interceptor, when set, wraps every call of a registered function on
 	// this node (see Interceptor).
 	Interceptor Interceptor
@@ -308,6 +313,11 @@ func (n *Node) offer() mesh.Offer {
 
 // ID returns the node id.
 func (n *Node) ID() string { return n.cfg.NodeID }
+
+// SetAuthz replaces the policy that judges the requests this node plans
+// from now on (nil allows everything); requests already planned keep
+// running. It is safe to call at any time, e.g. on SIGHUP.
+func (n *Node) SetAuthz(p *authz.Policy) { n.front.policy.Store(p) }
 
 // Cluster returns the cluster id.
 func (n *Node) Cluster() string { return n.cfg.Cluster }

@@ -32,6 +32,7 @@ import (
 	"github.com/alecthomas/kong"
 	"github.com/nats-io/nats.go"
 
+	"github.com/mpreg/mpreg/authz"
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/codec"
@@ -154,7 +155,7 @@ func report(err error, stderr io.Writer) int {
 		return exitOK
 	}
 	var ue *usageError
-	if errors.As(err, &ue) || errors.Is(err, node.ErrInvalidConfig) || errors.Is(err, bus.ErrInvalidConfig) || errors.Is(err, client.ErrInvalidConfig) || errors.Is(err, mesh.ErrInvalidConfig) {
+	if errors.As(err, &ue) || errors.Is(err, node.ErrInvalidConfig) || errors.Is(err, bus.ErrInvalidConfig) || errors.Is(err, client.ErrInvalidConfig) || errors.Is(err, mesh.ErrInvalidConfig) || errors.Is(err, authz.ErrInvalidPolicy) {
 		fmt.Fprintf(stderr, "mpreg: error: %v\n", err)
 		return exitUsage
 	}

@@ -455,7 +455,7 @@ func (s *syncBuffer) String() string {
 // daemon is a long-running mpreg process (server or node).
 type daemon struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *syncBuffer // and stdout
 	exited chan struct{}
 	err    error // set before exited is closed
 }
@@ -465,6 +465,7 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 	d := &daemon{cmd: exec.Command(bin, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
 	d.cmd.Env = cleanEnv()
 	d.cmd.Stderr = d.stderr
+	d.cmd.Stdout = d.stderr
 	require.NoError(t, d.cmd.Start())
 	go func() {
 		d.err = d.cmd.Wait()

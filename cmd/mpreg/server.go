@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/mpreg/mpreg/authz"
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/internal/demo"
 	"github.com/mpreg/mpreg/node"
@@ -30,6 +34,7 @@ type nodeFlags struct {
 	MaxPlanningBytes byteSize      `help:"Memory for the requests this node plans at once (decoded bodies, held results); beyond it a request gets OVERLOADED." default:"1GiB"`
 	MaxResultBytes   byteSize      `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"512MiB"`
 	LogLevel         string        `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
+	Authz            string        `help:"Policy file (JSON) of which caller may run which function in the requests this node plans (docs/SECURITY.md); read again on SIGHUP. Default: everyone may run everything." placeholder:"FILE"`
 	authFlags
 }
 
@@ -37,10 +42,17 @@ type nodeFlags struct {
 func (f *nodeFlags) Validate() error { return checkIDs(f.Cluster, f.NodeID) }
 
 // config returns the node.Config the flags describe.
-func (f *nodeFlags) config(log *slog.Logger) node.Config {
-	return node.Config{Cluster: f.Cluster, NodeID: f.NodeID, Name: f.Name, Locs: f.Locs, Logger: log,
+func (f *nodeFlags) config(log *slog.Logger) (node.Config, error) {
+	var policy *authz.Policy
+	if f.Authz != "" {
+		var err error
+		if policy, err = authz.Load(f.Authz); err != nil {
+			return node.Config{}, err
+		}
+	}
+	return node.Config{Authz: policy, Cluster: f.Cluster, NodeID: f.NodeID, Name: f.Name, Locs: f.Locs, Logger: log,
 		MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxRequests: f.MaxRequests, Limits: planner.Limits{MaxCommands: f.MaxCommands},
-		MaxBytesInFlight: int64(f.MaxBytesInFlight), MaxPlanningBytes: int64(f.MaxPlanningBytes), MaxResultBytes: int64(f.MaxResultBytes)}
+		MaxBytesInFlight: int64(f.MaxBytesInFlight), MaxPlanningBytes: int64(f.MaxPlanningBytes), MaxResultBytes: int64(f.MaxResultBytes)}, nil
 }
 
 // serverCmd is `mpreg server`.
@@ -57,12 +69,15 @@ type serverCmd struct {
 // Run starts the server and the node, and serves until a signal.
 func (c *serverCmd) Run(e *env) error {
 	log := newLogger(e.stderr, c.LogLevel)
+	cfg, err := c.config(log)
+	if err != nil {
+		return err
+	}
 	scfg := bus.ServerConfig{ConfigFile: c.NatsConfig, Routes: bus.SplitURLs(c.Routes...), Logger: natsLogger(e, c.LogLevel)}
 	listen := c.Listen
 	if listen == "" && c.NatsConfig == "" {
 		listen = "127.0.0.1:4222"
 	}
-	var err error
 	if listen != "" {
 		if scfg.Host, scfg.Port, err = bus.SplitHostPort(listen); err != nil {
 			return usagef("--listen: %w", err)
@@ -109,9 +124,8 @@ func (c *serverCmd) Run(e *env) error {
 		}
 		return err
 	}
-	cfg := c.config(log)
 	cfg.AdvertisedURLs = []string{srv.ClientURL()}
-	return serve(e, log, nc, srv.ClientURL(), cfg, c.Demo, c.DrainTimeout)
+	return serve(e, log, nc, srv.ClientURL(), cfg, c.nodeFlags)
 }
 
 // natsLogger is the embedded server's logger: its notices only at debug
@@ -133,13 +147,17 @@ type nodeCmd struct {
 // Run connects to NATS and serves until a signal.
 func (c *nodeCmd) Run(e *env) error {
 	log := newLogger(e.stderr, c.LogLevel)
+	cfg, err := c.config(log)
+	if err != nil {
+		return err
+	}
 	servers := bus.SplitURLs(c.Servers...)
 	log.Info("connecting", "servers", bus.RedactAll(servers))
 	nc, err := bus.Connect(e.ctx, bus.ConnConfig{Servers: servers, Name: "mpreg-node", Logger: log, Auth: c.auth()})
 	if err != nil {
 		return err
 	}
-	return serve(e, log, nc, bus.Redact(nc.ConnectedUrl()), c.config(log), c.Demo, c.DrainTimeout)
+	return serve(e, log, nc, bus.Redact(nc.ConnectedUrl()), cfg, c.nodeFlags)
 }
 
 // startTimeout bounds a node's start: subscribing, the first sync with the
@@ -147,9 +165,10 @@ func (c *nodeCmd) Run(e *env) error {
 const startTimeout = 10 * time.Second
 
 // serve runs a node on nc (which reaches NATS at url) until the first
-// signal, then drains it (bounded by drainTimeout), flushes and closes nc.
-// It owns nc.
-func serve(e *env, log *slog.Logger, nc *nats.Conn, url string, cfg node.Config, withDemo bool, drainTimeout time.Duration) error {
+// SIGINT or SIGTERM, then drains it (bounded by --drain-timeout), flushes
+// and closes nc. It owns nc. SIGHUP reads the --authz policy again.
+func serve(e *env, log *slog.Logger, nc *nats.Conn, url string, cfg node.Config, f nodeFlags) error {
+	withDemo, drainTimeout := f.Demo, f.DrainTimeout
 	defer nc.Close()
 	n, err := node.New(nc, cfg)
 	if err != nil {
@@ -166,7 +185,8 @@ func serve(e *env, log *slog.Logger, nc *nats.Conn, url string, cfg node.Config,
 	if err != nil {
 		return err
 	}
-	log.Info("node serving", "node", n.ID(), "cluster", n.Cluster(), "url", url, "demo", withDemo)
+	log.Info("node serving", "node", n.ID(), "cluster", n.Cluster(), "url", url, "demo", withDemo, "authz", f.Authz)
+	defer reloadOnHangup(log, n, f.Authz)()
 	select {
 	case <-e.ctx.Done():
 	case <-n.Done():
@@ -186,4 +206,40 @@ func serve(e *env, log *slog.Logger, nc *nats.Conn, url string, cfg node.Config,
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// reloadOnHangup reads the policy file again on each SIGHUP and gives it to
+// n; a file that does not parse keeps the policy in force, and the log says
+// why. The returned function stops it.
+func reloadOnHangup(log *slog.Logger, n *node.Node, path string) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() { // owned: stop ends it and waits
+		defer close(exited)
+		for {
+			select {
+			case <-hup:
+			case <-done:
+				return
+			}
+			if path == "" {
+				log.Info("SIGHUP: no --authz policy to read again")
+				continue
+			}
+			p, err := authz.Load(path)
+			if err != nil {
+				log.Error("SIGHUP: policy not reloaded; the previous one stays in force", "authz", path, "error", err)
+				continue
+			}
+			n.SetAuthz(p)
+			log.Info("SIGHUP: policy reloaded", "authz", path, "rules", len(p.Rules), "default", p.Default, "local", p.Local)
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+		<-exited
+	}
 }
