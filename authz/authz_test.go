@@ -43,7 +43,7 @@ func TestPolicyDecisions(t *testing.T) {
 		{caller("APP", "bob"), "add", false},
 		{caller("APP", ""), "whoami", true},
 		{caller("OPS", "eve"), "add", true},
-		{caller("OPS", "eve"), "panic", false}, // deny beats allow
+		{caller("OPS", "eve"), "panic", false},   // deny beats allow
 		{caller("OTHER", "alice"), "add", false}, // no rule: default
 		{authz.Caller{}, "panic", true},          // local
 		{caller("app", "alice"), "add", false},   // accounts compare exactly
