@@ -1,10 +1,13 @@
 package bus_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +16,8 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/internal/testsecure"
+	"github.com/mpreg/mpreg/internal/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -260,4 +265,54 @@ func TestRedact(t *testing.T) {
 		require.Equal(t, want[1], bus.WithoutUserInfo(in), in)
 	}
 	require.Equal(t, []string{"nats://xxxxx@a:1", "nats://b:2"}, bus.RedactAll([]string{"nats://tok@a:1, nats://b:2"}))
+}
+
+// lockedBuffer is a bytes.Buffer for a logger and a test reading at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestConnectKeepsTryingRefusedCredentials: a process that may retry
+// (a node) keeps trying credentials the server refuses, says so once per
+// backoff step, and gives up only when its context ends.
+func TestConnectKeepsTryingRefusedCredentials(t *testing.T) {
+	srv := testsecure.Server(t, "authorization { users: [{user: u, password: right}] }\n")
+	var logs lockedBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: []string{srv.ClientURL()}, Auth: bus.Auth{User: "u", Password: "wrong"},
+			ReconnectWait: 5 * time.Millisecond, MaxReconnectWait: 10 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if nc != nil {
+			nc.Close()
+		}
+		done <- err
+	}()
+	testwait.For(t, "three refusals logged", func() error {
+		if n := strings.Count(logs.String(), "nats refused the connection; trying again"); n < 3 {
+			return fmt.Errorf("%d so far", n)
+		}
+		return nil
+	})
+	require.Contains(t, logs.String(), "why=\"NATS refused the credentials\"")
+	require.NotContains(t, logs.String(), "wrong")
+	cancel()
+	err := testwait.Recv(t, done, "Connect to give up")
+	require.ErrorIs(t, err, context.Canceled)
+	require.ErrorIs(t, err, nats.ErrAuthorization)
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -100,6 +101,7 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 		return nil, err
 	}
 	connected := make(chan struct{}, 1)
+	var conn atomic.Pointer[nats.Conn] // for the reconnect delay, once dialed
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(maxRe),
@@ -108,7 +110,16 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 		// fixes them, and says why at each attempt.
 		nats.IgnoreAuthErrorAbort(),
 		nats.CustomReconnectDelay(func(attempts int) time.Duration {
-			return Backoff(attempts, cfg.ReconnectWait, cfg.MaxReconnectWait)
+			d := Backoff(attempts, cfg.ReconnectWait, cfg.MaxReconnectWait)
+			// nats.go reports an attempt that reached a server which then
+			// refused it (credentials, TLS) to no handler while it has
+			// never connected: say it here, once per backoff step.
+			if nc := conn.Load(); nc != nil {
+				if why, ok := ExplainConnectError(nc.LastError()); ok {
+					log.Warn("nats refused the connection; trying again", "why", why, "error", nc.LastError(), "retry_in", d.Round(time.Millisecond))
+				}
+			}
+			return d
 		}),
 	}
 	var url string
@@ -177,6 +188,7 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 		}),
 	)
 	nc, err := nats.Connect(url, opts...)
+	conn.Store(nc)
 	if err != nil {
 		return nil, fmt.Errorf("bus: connect %s: %w", strings.Join(RedactAll([]string{url}), ","), err)
 	}

@@ -192,6 +192,13 @@ func TestAuthzPolicyReload(t *testing.T) {
 	require.Equal(t, 1, as("bob", "call", "whoami").code)
 	d.stop(t, syscall.SIGTERM, 0)
 
+	// The in-process node without the identity the file asks for.
+	start := time.Now()
+	r = mpreg(t, opts{}, "server", "--nats-config", conf, "--demo")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "UNAUTHENTICATED: the --nats-config server refuses the in-process node's identity")
+	require.Less(t, time.Since(start), 2*time.Second)
+
 	// A policy that does not parse stops the start, naming the key.
 	bad := writeFile(t, "bad.json", `{"default": "perhaps"}`)
 	r = mpreg(t, opts{}, "node", "--servers", url, "--authz", bad)

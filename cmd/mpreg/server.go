@@ -16,6 +16,7 @@ import (
 	"github.com/mpreg/mpreg/internal/demo"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/planner"
+	"github.com/mpreg/mpreg/schema"
 )
 
 // nodeFlags are the flags of the commands that run a node.
@@ -112,6 +113,11 @@ func (c *serverCmd) Run(e *env) error {
 		log.Info("shutting down")
 		return nil
 	}
+	if c.NatsConfig != "" {
+		if err := c.checkIdentity(e.ctx, srv); err != nil {
+			return err
+		}
+	}
 	// The in-process connection cannot drop, so it logs nothing. It needs
 	// no TLS (nats-server does not ask it of in-process clients), only an
 	// identity when the server requires one.
@@ -119,13 +125,29 @@ func (c *serverCmd) Run(e *env) error {
 	auth.TLSCA, auth.TLSCert, auth.TLSKey = "", "", ""
 	nc, err := bus.Connect(e.ctx, bus.ConnConfig{InProcess: srv.NATS(), Name: "mpreg-node", Auth: auth})
 	if err != nil {
-		if why, ok := bus.ExplainConnectError(err); ok {
-			return fmt.Errorf("the in-process node's connection: %s (give it an identity of the --nats-config file: --user/--password, --token, --nkey or --creds): %w", why, err)
-		}
 		return err
 	}
 	cfg.AdvertisedURLs = []string{srv.ClientURL()}
 	return serve(e, log, nc, srv.ClientURL(), cfg, c.nodeFlags)
+}
+
+// checkIdentity dials the server once over TCP with the in-process node's
+// identity. A server that refuses an in-process connection and nats.go
+// would both write to the pipe between them until the server's write
+// deadline (10 s); over TCP the refusal is seen at once, with its reason.
+// A failure that is not about the identity (a listener that wants TLS
+// settings the flags do not give) is left to the in-process connection,
+// which needs no TLS.
+func (c *serverCmd) checkIdentity(ctx context.Context, srv *bus.Server) error {
+	nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: []string{srv.ClientURL()}, Name: "mpreg-node-check", Auth: c.auth(), Options: oneShot})
+	if err == nil {
+		nc.Close()
+		return nil
+	}
+	if bus.AuthError(err) {
+		return schema.Wrap(schema.CodeUnauthenticated, err, "the --nats-config server refuses the in-process node's identity; give it one the file accepts (--user and --password, --token, --nkey or --creds)")
+	}
+	return nil
 }
 
 // natsLogger is the embedded server's logger: its notices only at debug
