@@ -215,6 +215,12 @@ func (fr *front) authorize(m *nats.Msg, req *schema.Request) (authz.Caller, erro
 	}
 	p := fr.policy.Load()
 	if p == nil {
+		if caller.Stamped {
+			if ok, held := fr.logs.Allow("no policy"); ok {
+				fr.log.Warn("a request from another NATS account is planned with no authorization policy: every function is allowed to it (give every planning node --authz)",
+					"request_id", req.ID, "account", caller.Account, "user", caller.User, "dropped_since_last_log", held)
+			}
+		}
 		return caller, nil
 	}
 	funs := make([]string, len(req.Cmds))

@@ -54,6 +54,9 @@ func (c *peersCmd) Run(e *env) error {
 		return err
 	}
 	now := time.Now()
+	if len(peers) == 0 && !c.auth().IsZero() {
+		fmt.Fprintln(e.stderr, "mpreg: no node answered; a caller in another NATS account than the nodes' sees none (their gossip and info subjects are not exported to it)")
+	}
 	if c.JSON {
 		out := make([]peerJSON, len(peers))
 		for i, p := range peers {
