@@ -33,7 +33,11 @@ const accountsConf = `accounts {
     ]
   }
   APP {
-    users: [{user: alice, password: "alice-pass"}, {user: bob, password: "bob-pass"}]
+    users: [
+      {user: alice, password: "alice-pass"}
+      {user: bob, password: "bob-pass"}
+      {user: carol, password: "carol-pass", permissions: {publish: ["mpreg.default.rpc", "mpreg.default.cancel"], subscribe: ["_INBOX.>"]}}
+    ]
     imports: [
       {service: {account: MPREG, subject: "mpreg.default.rpc"}, share: true}
       {service: {account: MPREG, subject: "mpreg.default.cancel"}, share: true}
@@ -50,6 +54,27 @@ const testPolicy = `{
     {"account": "APP", "allow": ["whoami"]}
   ]
 }`
+
+// TestAuthzNATSPermissions: a caller whose NATS user may publish only on
+// the imported subjects is refused by NATS itself on any other, and a
+// following client under such permissions still calls.
+func TestAuthzNATSPermissions(t *testing.T) {
+	f := newAuthzFixture(t)
+	carol := f.client(t, "carol", "carol-pass", true)
+	v, err := carol.Call(context.Background(), "whoami", nil)
+	require.NoError(t, err)
+	require.Equal(t, "n1", v)
+
+	errs := make(chan error, 8)
+	nc := testcluster.Conn(t, f.url, testcluster.WithConnConfig(bus.ConnConfig{Servers: []string{f.url},
+		Auth:    bus.Auth{User: "carol", Password: "carol-pass"},
+		Options: []nats.Option{nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err })}}))
+	require.NoError(t, nc.Publish(execSubject("n1"), []byte(`{"cluster": "default", "id": "x", "fun": "panic", "args": []}`)))
+	err = testwait.Recv(t, errs, "NATS to refuse the publish")
+	require.ErrorIs(t, err, nats.ErrPermissionViolation)
+	require.Contains(t, err.Error(), execSubject("n1"))
+	require.Zero(t, f.calls.Load())
+}
 
 // authzFixture is a node in MPREG with counting functions, and a way to
 // dial as anyone.
