@@ -176,3 +176,19 @@ func FuzzMatch(f *testing.F) {
 		require.Equal(t, want, authz.Match(g, s), "%q %q", g, s)
 	})
 }
+
+// BenchmarkAuthorize is what a planner adds to a stamped request with a
+// policy: reading the stamp and checking a three-command request.
+func BenchmarkAuthorize(b *testing.B) {
+	p, err := authz.Parse([]byte(example))
+	require.NoError(b, err)
+	stamp := []string{`{"start":"2026-11-29T17:20:01.608002746Z","host":"127.0.0.1","id":8,"acc":"APP","user":"alice","lang":"go","ver":"1.55.0","rtt":87321,"server":"NBKFALDYVSJHDDEKRJODTCULPZL4NKSZVBHH65KDXKTWQZJOTKP4ZIUF","kind":"Client","client_type":"nats"}`}
+	funs := []string{"add", "upper", "add"}
+	b.ReportAllocs()
+	for b.Loop() {
+		c, err := authz.CallerFrom(stamp)
+		if err != nil || p.Check(c, funs) != nil {
+			b.Fatal("refused")
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -315,4 +316,56 @@ func TestConnectKeepsTryingRefusedCredentials(t *testing.T) {
 	err := testwait.Recv(t, done, "Connect to give up")
 	require.ErrorIs(t, err, context.Canceled)
 	require.ErrorIs(t, err, nats.ErrAuthorization)
+}
+
+// TestServerFromConfigFile: the file's settings hold unless a field of
+// ServerConfig overrides them; a file that does not parse is a config
+// error.
+func TestServerFromConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	conf := dir + "/nats.conf"
+	require.NoError(t, os.WriteFile(conf, []byte(`
+listen: 127.0.0.1:-1
+max_payload: 65536
+authorization { token: "s3cret" }
+cluster { name: from-file, listen: 127.0.0.1:-1 }
+`), 0o600))
+	s, err := bus.StartServer(bus.ServerConfig{ConfigFile: conf})
+	require.NoError(t, err)
+	defer s.Shutdown()
+	require.NotEmpty(t, s.ClusterURL(), "the file's cluster block")
+	_, err = nats.Connect(s.ClientURL(), nats.Token("wrong"))
+	require.ErrorIs(t, err, nats.ErrAuthorization, "the file's authorization")
+	nc, err := nats.Connect(s.ClientURL(), nats.Token("s3cret"))
+	require.NoError(t, err)
+	require.EqualValues(t, 65536, nc.MaxPayload())
+	nc.Close()
+
+	port := freePortForTest(t)
+	s2, err := bus.StartServer(bus.ServerConfig{ConfigFile: conf, Host: "127.0.0.1", Port: port, MaxPayload: 1 << 20, Routes: []string{s.ClusterURL()}, ClusterName: "from-file"})
+	require.NoError(t, err)
+	defer s2.Shutdown()
+	require.Equal(t, fmt.Sprintf("nats://127.0.0.1:%d", port), s2.ClientURL())
+	testwait.For(t, "the route the flags name", func() error {
+		if s2.NumRoutes() == 0 {
+			return fmt.Errorf("no route yet")
+		}
+		return nil
+	})
+	nc, err = nats.Connect(s2.ClientURL(), nats.Token("s3cret"))
+	require.NoError(t, err)
+	require.EqualValues(t, 1<<20, nc.MaxPayload())
+	nc.Close()
+
+	require.NoError(t, os.WriteFile(conf, []byte("listen: [nonsense"), 0o600))
+	_, err = bus.StartServer(bus.ServerConfig{ConfigFile: conf})
+	require.ErrorIs(t, err, bus.ErrInvalidConfig)
+}
+
+func freePortForTest(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -40,8 +40,8 @@ type Requester struct {
 // pending is a request waiting for its reply, or for NATS to refuse it.
 type pending struct {
 	subject string
-	reply   chan *nats.Msg // buffered: one reply per request
-	refused chan error     // buffered: one refusal per request
+	reply   chan *nats.Msg // buffered: one reply, or nil once refused is set
+	refused error          // written before a nil is sent on reply
 }
 
 // replyBuffer is how many replies may wait for the Requester's goroutine;
@@ -103,7 +103,7 @@ func (r *Requester) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, erro
 		return nil, *err
 	}
 	token := strconv.FormatUint(r.seq.Add(1), 36)
-	p := &pending{subject: msg.Subject, reply: make(chan *nats.Msg, 1), refused: make(chan error, 1)}
+	p := &pending{subject: msg.Subject, reply: make(chan *nats.Msg, 1)}
 	r.waiting.Store(token, p)
 	out := *msg
 	out.Reply = r.prefix + token
@@ -113,12 +113,13 @@ func (r *Requester) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, erro
 	}
 	select {
 	case m := <-p.reply:
+		if m == nil {
+			return nil, p.refused
+		}
 		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
 			return nil, nats.ErrNoResponders
 		}
 		return m, nil
-	case err := <-p.refused:
-		return nil, err
 	case <-ctx.Done():
 		r.waiting.Delete(token)
 		return nil, ctx.Err()
@@ -154,7 +155,8 @@ func (r *Requester) refuse(err error) {
 	r.waiting.Range(func(k, v any) bool {
 		if p := v.(*pending); all || p.subject == subject {
 			if _, ok := r.waiting.LoadAndDelete(k); ok {
-				p.refused <- err
+				p.refused = err
+				p.reply <- nil
 			}
 		}
 		return true
