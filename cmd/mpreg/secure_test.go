@@ -124,6 +124,7 @@ func TestUnauthenticatedFails(t *testing.T) {
 		{[]string{"call", "whoami", "--servers", srv.ClientURL(), "--user", "u", "--password", "wrong"}, "UNAUTHENTICATED: NATS refused the credentials"},
 		{[]string{"run", "-", "--servers", srv.ClientURL()}, "UNAUTHENTICATED: NATS refused the credentials"},
 		{[]string{"peers", "--servers", srv.ClientURL(), "--user", "x", "--password", "p"}, "UNAUTHENTICATED: NATS refused the credentials"},
+		{[]string{"bench", "--servers", srv.ClientURL(), "--user", "u", "--password", "wrong", "--duration", "100ms"}, "UNAUTHENTICATED: bench: NATS refused the credentials"},
 		{[]string{"call", "whoami", "--servers", tlsSrv.ClientURL(), "--tls-ca", pki.OtherCA}, "UNAUTHENTICATED: TLS: the server's certificate is signed by an unknown authority"},
 		{[]string{"peers", "--servers", tlsSrv.ClientURL(), "--tls-ca", pki.CA}, "UNAUTHENTICATED: TLS: the server "},
 	} {

@@ -92,8 +92,13 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 		r.urls = []string{r.srv.ClientURL()}
 	}
 	dial := func(name string) (*nats.Conn, error) {
-		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: r.urls, Name: name, Auth: auth})
+		// A benchmark tries once: refused credentials end it at once.
+		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: r.urls, Name: name, Auth: auth,
+			Options: []nats.Option{nats.RetryOnFailedConnect(false)}})
 		if err != nil {
+			if why, ok := bus.ExplainConnectError(err); ok {
+				return nil, schema.Wrap(schema.CodeUnauthenticated, err, "bench: %s", why)
+			}
 			return nil, fmt.Errorf("bench: %s: %w", name, err)
 		}
 		return nc, nil
