@@ -1,14 +1,12 @@
 package bus_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/internal/testsecure"
 	"github.com/mpreg/mpreg/internal/testwait"
 )
@@ -268,30 +267,12 @@ func TestRedact(t *testing.T) {
 	require.Equal(t, []string{"nats://xxxxx@a:1", "nats://b:2"}, bus.RedactAll([]string{"nats://tok@a:1, nats://b:2"}))
 }
 
-// lockedBuffer is a bytes.Buffer for a logger and a test reading at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestConnectKeepsTryingRefusedCredentials: a process that may retry
 // (a node) keeps trying credentials the server refuses, says so once per
 // backoff step, and gives up only when its context ends.
 func TestConnectKeepsTryingRefusedCredentials(t *testing.T) {
 	srv := testsecure.Server(t, "authorization { users: [{user: u, password: right}] }\n")
-	var logs lockedBuffer
+	var logs testwait.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -341,7 +322,7 @@ cluster { name: from-file, listen: 127.0.0.1:-1 }
 	require.EqualValues(t, 65536, nc.MaxPayload())
 	nc.Close()
 
-	port := freePortForTest(t)
+	port := testcluster.FreePort(t)
 	s2, err := bus.StartServer(bus.ServerConfig{ConfigFile: conf, Host: "127.0.0.1", Port: port, MaxPayload: 1 << 20, Routes: []string{s.ClusterURL()}, ClusterName: "from-file"})
 	require.NoError(t, err)
 	defer s2.Shutdown()
@@ -360,12 +341,4 @@ cluster { name: from-file, listen: 127.0.0.1:-1 }
 	require.NoError(t, os.WriteFile(conf, []byte("listen: [nonsense"), 0o600))
 	_, err = bus.StartServer(bus.ServerConfig{ConfigFile: conf})
 	require.ErrorIs(t, err, bus.ErrInvalidConfig)
-}
-
-func freePortForTest(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
 }

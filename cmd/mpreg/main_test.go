@@ -6,12 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/mpreg/mpreg/internal/demo"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 )
 
@@ -184,7 +183,7 @@ func TestCallErrors(t *testing.T) {
 		})
 	}
 	t.Run("no server", func(t *testing.T) {
-		r := mpreg(t, opts{}, "call", "whoami", "--servers", "nats://127.0.0.1:"+fmt.Sprint(freePort(t)))
+		r := mpreg(t, opts{}, "call", "whoami", "--servers", "nats://127.0.0.1:"+fmt.Sprint(testcluster.FreePort(t)))
 		assert.Equal(t, 1, r.code)
 		assert.Regexp(t, `^NODE_UNAVAILABLE: cannot reach NATS at nats://127\.0\.0\.1:\d+: `, r.stderr)
 	})
@@ -372,7 +371,7 @@ func TestVersionAndHelp(t *testing.T) {
 
 func TestServerCommand(t *testing.T) {
 	t.Parallel()
-	port := freePort(t)
+	port := testcluster.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	d := startDaemon(t, "server", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--demo",
 		"--node-id", "srv1", "--locs", "gpu,model-a", "--drain-timeout", "5s")
@@ -425,44 +424,17 @@ func TestHelpers(t *testing.T) {
 		funsByLocs(map[string][]string{"echo": {"cpu"}, "add": {"cpu"}, "train": {"cpu", "gpu"}, "x": {}}))
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // daemon is a long-running mpreg process (server or node).
 type daemon struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer // and stdout
+	stderr *testwait.Buffer // and stdout
 	exited chan struct{}
 	err    error // set before exited is closed
 }
 
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(bin, args...), stderr: &syncBuffer{}, exited: make(chan struct{})}
+	d := &daemon{cmd: exec.Command(bin, args...), stderr: &testwait.Buffer{}, exited: make(chan struct{})}
 	d.cmd.Env = cleanEnv()
 	d.cmd.Stderr = d.stderr
 	d.cmd.Stdout = d.stderr

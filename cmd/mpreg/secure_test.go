@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/internal/testsecure"
 )
 
@@ -50,7 +51,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 
 	// Users and passwords, in accounts, for the server's own node, a node
 	// of its own process and the callers.
-	port := freePort(t)
+	port := testcluster.FreePort(t)
 	conf := writeFile(t, "users.conf", fmt.Sprintf(`listen: 127.0.0.1:%d
 accounts { MPREG { users: [{user: node, password: %q}] } }
 `, port, password))
@@ -73,12 +74,12 @@ accounts { MPREG { users: [{user: node, password: %q}] } }
 	outputs = append(outputs, mpreg(t, opts{env: []string{"MPREG_USER=node", "MPREG_PASSWORD=" + password}}, "call", "upper", "x", "--servers", url).stdout)
 	r = run(1, "call", "add", "1", "1", "--servers", url, "--user", "node", "--password", "wrong")
 	require.True(t, strings.HasPrefix(r.stderr, "UNAUTHENTICATED: "), r.stderr)
-	r = run(1, "call", "add", "1", "1", "--servers", fmt.Sprintf("nats://node:%s@127.0.0.1:%d", password, freePort(t)))
+	r = run(1, "call", "add", "1", "1", "--servers", fmt.Sprintf("nats://node:%s@127.0.0.1:%d", password, testcluster.FreePort(t)))
 	require.Contains(t, r.stderr, "NODE_UNAVAILABLE: cannot reach NATS at nats://node:xxxxx@127.0.0.1:")
 	run(2, "node", "--servers", url, "--user", "node", "--password", password, "--token", password)
 
 	// A token, for the server's node, a node given it in its URL, callers.
-	port2 := freePort(t)
+	port2 := testcluster.FreePort(t)
 	conf2 := writeFile(t, "token.conf", fmt.Sprintf("listen: 127.0.0.1:%d\nauthorization { token: %q }\n", port2, token))
 	url2 := fmt.Sprintf("nats://127.0.0.1:%d", port2)
 	server2 := startDaemon(t, "server", "--nats-config", conf2, "--token", token, "--demo", "--node-id", "t1", "--log-level", "debug", "--cluster", "tok")
@@ -146,7 +147,7 @@ func TestUnauthenticatedFails(t *testing.T) {
 // example policy; alice and bob call as the walk-through shows; SIGHUP
 // reads a changed policy, and a broken one keeps the policy in force.
 func TestAuthzPolicyReload(t *testing.T) {
-	port := freePort(t)
+	port := testcluster.FreePort(t)
 	conf := secureConf(t, port)
 	b, err := os.ReadFile("../../examples/secure/policy.json")
 	require.NoError(t, err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -17,7 +18,7 @@ import (
 // its client URL, and the load of each heartbeat of its node.
 func demoServer(t *testing.T) (*daemon, string, <-chan int64) {
 	t.Helper()
-	port := freePort(t)
+	port := testcluster.FreePort(t)
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	d := startDaemon(t, "server", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--demo",
 		"--node-id", "busy", "--drain-timeout", "20s")

@@ -4,13 +4,11 @@
 package js_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -53,7 +52,7 @@ func TestJavaScriptCallerAndNode(t *testing.T) {
 	defer cancel()
 	jsNode := exec.CommandContext(ctx, nodeBin, "node.mjs")
 	jsNode.Env = env
-	var nodeOut lockedBuffer
+	var nodeOut testwait.Buffer
 	jsNode.Stdout, jsNode.Stderr = &nodeOut, &nodeOut
 	require.NoError(t, jsNode.Start())
 	exited := make(chan error, 1)
@@ -103,22 +102,4 @@ func TestJavaScriptCallerAndNode(t *testing.T) {
 	require.NoError(t, <-exited, nodeOut.String())
 	exited <- nil // for the deferred cleanup
 	testcluster.WaitForNoRoute(t, c.Table(), "shout", []string{"js"})
-}
-
-// lockedBuffer is a bytes.Buffer safe to read while a process writes to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -114,11 +114,8 @@ func writePEM(t testing.TB, dir, name, typ string, der []byte) string {
 // NKey makes a user nkey: the file holding its seed, and its public key.
 func NKey(t testing.TB) (seedFile, public string) {
 	t.Helper()
-	kp, err := nkeys.CreateUser()
-	require.NoError(t, err)
+	kp, public := newKey(t, nkeys.CreateUser)
 	seed, err := kp.Seed()
-	require.NoError(t, err)
-	public, err = kp.PublicKey()
 	require.NoError(t, err)
 	seedFile = filepath.Join(t.TempDir(), "user.nk")
 	require.NoError(t, os.WriteFile(seedFile, seed, 0o600))
@@ -162,12 +159,19 @@ func NewOperator(t testing.TB) *Operator {
 	}
 }
 
-func operator(t testing.TB) (nkeys.KeyPair, string) {
+// newKey makes a key pair with create and returns it with its public key.
+func newKey(t testing.TB, create func() (nkeys.KeyPair, error)) (nkeys.KeyPair, string) {
 	t.Helper()
-	kp, err := nkeys.CreateOperator()
+	kp, err := create()
 	require.NoError(t, err)
 	pub, err := kp.PublicKey()
 	require.NoError(t, err)
+	return kp, pub
+}
+
+func operator(t testing.TB) (nkeys.KeyPair, string) {
+	t.Helper()
+	kp, pub := newKey(t, nkeys.CreateOperator)
 	claims := jwt.NewOperatorClaims(pub)
 	claims.Name = "test-operator"
 	tok, err := claims.Encode(kp)
@@ -177,10 +181,7 @@ func operator(t testing.TB) (nkeys.KeyPair, string) {
 
 func account(t testing.TB, op nkeys.KeyPair, name string) (nkeys.KeyPair, string) {
 	t.Helper()
-	kp, err := nkeys.CreateAccount()
-	require.NoError(t, err)
-	pub, err := kp.PublicKey()
-	require.NoError(t, err)
+	kp, pub := newKey(t, nkeys.CreateAccount)
 	claims := jwt.NewAccountClaims(pub)
 	claims.Name = name
 	tok, err := claims.Encode(op)
@@ -190,10 +191,7 @@ func account(t testing.TB, op nkeys.KeyPair, name string) (nkeys.KeyPair, string
 
 func creds(t testing.TB, acc nkeys.KeyPair, name string) string {
 	t.Helper()
-	kp, err := nkeys.CreateUser()
-	require.NoError(t, err)
-	pub, err := kp.PublicKey()
-	require.NoError(t, err)
+	kp, pub := newKey(t, nkeys.CreateUser)
 	claims := jwt.NewUserClaims(pub)
 	claims.Name = name
 	tok, err := claims.Encode(acc)

@@ -5,6 +5,7 @@
 package testwait
 
 import (
+	"bytes"
 	"context"
 	"slices"
 	"sync"
@@ -75,4 +76,24 @@ func (e *Events) All() []planner.StepEvent {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return slices.Clone(e.evs)
+}
+
+// Buffer is a bytes.Buffer that a process or logger may write while a
+// test reads it, e.g. to poll its output with For.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
