@@ -170,6 +170,21 @@ func (s *Server) ClusterURL() string {
 	return fmt.Sprintf("nats-route://%s", a.String())
 }
 
+// ServerStats are an embedded server's own counters.
+type ServerStats struct {
+	Connections     int   // clients connected now
+	InMsgs, OutMsgs int64 // messages received and sent since start
+}
+
+// Stats reads the server's counters.
+func (s *Server) Stats() ServerStats {
+	v, err := s.s.Varz(nil)
+	if err != nil {
+		return ServerStats{}
+	}
+	return ServerStats{Connections: v.Connections, InMsgs: v.InMsgs, OutMsgs: v.OutMsgs}
+}
+
 // NumRoutes is the number of routes to other servers.
 func (s *Server) NumRoutes() int { return s.s.NumRoutes() }
 

@@ -564,6 +564,26 @@ func (t *Table) Peers() []Peer {
 	return out
 }
 
+// States counts the nodes the table lists: alive, draining (said goodbye
+// and not yet forgotten) and dead (silent or marked dead, not yet
+// forgotten).
+func (t *Table) States() (alive, draining, dead int) {
+	now := t.cfg.Now()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, e := range t.nodes {
+		switch {
+		case e.gone:
+			draining++
+		case t.aliveLocked(e, now):
+			alive++
+		default:
+			dead++
+		}
+	}
+	return alive, draining, dead
+}
+
 // Eligible returns the ids of the live nodes that offer fun with all of locs,
 // sorted.
 func (t *Table) Eligible(fun string, locs []string) []string {

@@ -667,3 +667,24 @@ func TestChangedOnSilence(t *testing.T) {
 		t.Fatal("heard again is a change")
 	}
 }
+
+func TestStates(t *testing.T) {
+	tb, c := newTable("")
+	states := func() [3]int {
+		a, d, x := tb.States()
+		return [3]int{a, d, x}
+	}
+	assert.Equal(t, [3]int{0, 0, 0}, states())
+	require.True(t, tb.ApplyHello(hello("n1", 1, 1)))
+	require.True(t, tb.ApplyHello(hello("n2", 1, 1)))
+	require.True(t, tb.ApplyHello(hello("n3", 1, 1)))
+	assert.Equal(t, [3]int{3, 0, 0}, states())
+	require.True(t, tb.ApplyGoodbye(goodbye("n1", 1)))
+	assert.Equal(t, [3]int{2, 1, 0}, states())
+	c.Advance(deadAfter)
+	tb.ApplyHeartbeat(heartbeat("n2", 1, 1, 0))
+	c.Advance(time.Nanosecond)
+	assert.Equal(t, [3]int{1, 1, 1}, states(), "n3 fell silent")
+	tb.MarkDead("n2")
+	assert.Equal(t, [3]int{0, 1, 2}, states())
+}

@@ -41,6 +41,9 @@ type AnnounceConfig struct {
 	// Table, when set, is given each hello the Announcer makes: the node's
 	// own entry in its view.
 	Table *membership.Table
+	// Received, when set, is told of each sync and info request the
+	// Announcer answers ("sync" or "info"): for metrics. It must not block.
+	Received func(kind string)
 	// Logger. Default: discard.
 	Logger *slog.Logger
 }
@@ -144,6 +147,13 @@ func (a *Announcer) Answer() error {
 // learns that the node is leaving, and a peer that checks a goodbye with
 // the node (§7.5) believes it.
 func (a *Announcer) onHelloRequest(m *nats.Msg) {
+	if a.cfg.Received != nil {
+		kind := "info"
+		if m.Subject == a.cfg.Subjects.Sync() {
+			kind = "sync"
+		}
+		a.cfg.Received(kind)
+	}
 	_, reply, _ := codec.Negotiate("", bus.Header(m, codec.HeaderAccept))
 	var body any = a.Hello()
 	if a.leaving.Load() {

@@ -50,6 +50,10 @@ type FollowConfig struct {
 	// PruneInterval is how often dead nodes are checked for forgetting.
 	// Default 1 s.
 	PruneInterval time.Duration
+	// Received, when set, is told the kind of each gossip message that
+	// arrives (hello, heartbeat, goodbye), before it is read: for metrics.
+	// It is called on a subscription's goroutine and must not block.
+	Received func(kind string)
 	// LearnServers adds NATS URLs that peers advertise to Conn's server
 	// pool, for fail-over (see serverPool).
 	LearnServers bool
@@ -395,7 +399,15 @@ func (f *Follower) supported(h *schema.Hello) bool {
 // change one, is checked with the node itself (its info subject), and only
 // its answer is applied. So a forged hello adds no node, and takes no
 // function away from a live one.
+// received tells cfg.Received of a message of kind.
+func (f *Follower) received(kind string) {
+	if f.cfg.Received != nil {
+		f.cfg.Received(kind)
+	}
+}
+
 func (f *Follower) onHello(m *nats.Msg) {
+	f.received("hello")
 	var h *schema.Hello
 	if !f.decode(m, "hello", func(t any) (err error) { h, err = schema.ParseHello(t); return }) {
 		return
@@ -458,6 +470,7 @@ func ReplyKind(tree any) string {
 }
 
 func (f *Follower) onHeartbeat(m *nats.Msg) {
+	f.received("heartbeat")
 	var hb *schema.Heartbeat
 	if !f.decode(m, "heartbeat", func(t any) (err error) { hb, err = schema.ParseHeartbeat(t); return }) {
 		return
@@ -480,6 +493,7 @@ func (f *Follower) onHeartbeat(m *nats.Msg) {
 // process answers under its id; a node that answers with the hello of the
 // same process is not leaving, and the goodbye is dropped.
 func (f *Follower) onGoodbye(m *nats.Msg) {
+	f.received("goodbye")
 	var g *schema.Goodbye
 	if !f.decode(m, "goodbye", func(t any) (err error) { g, err = schema.ParseGoodbye(t); return }) {
 		return

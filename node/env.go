@@ -35,6 +35,7 @@ type lifecycle struct {
 	status   chan nats.Status      // the connection's CLOSED event; see watchConn
 	watched  chan struct{}         // closed when watchConn returns
 	started  atomic.Bool
+	serving  atomic.Bool // Start has finished
 	draining atomic.Bool
 	closing  atomic.Bool
 }

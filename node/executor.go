@@ -83,8 +83,9 @@ func (x *executor) onExec(m *nats.Msg) {
 	}
 	if !x.goOwned(func() { defer x.work.done(); x.runExec(s, false) }) {
 		x.work.done()
-		x.stepErrors.Add(1)
-		x.sendExec(s, &schema.ExecReply{Error: schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID)})
+		e := schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID)
+		x.stepDone(s.f.name, e, 0)
+		x.sendExec(s, &schema.ExecReply{Error: e})
 	}
 }
 
@@ -119,15 +120,14 @@ func (x *executor) prepareExec(m *nats.Msg) *execStep {
 		return nil // dropped: no reply
 	}
 	x.steps.Add(1)
+	f, e := x.lookup(req.Fun)
 	if x.draining.Load() {
 		// New work from peers goes elsewhere; steps of requests this node
 		// already took still run here.
-		x.stepErrors.Add(1)
-		x.sendExec(s, &schema.ExecReply{Error: schema.Errorf(schema.CodeShuttingDown, "node %s is draining", x.cfg.NodeID)})
-		return nil
+		e = schema.Errorf(schema.CodeShuttingDown, "node %s is draining", x.cfg.NodeID)
 	}
-	f, e := x.lookup(req.Fun)
 	if e != nil {
+		x.stepDone(funLabel(f), e, 0)
 		x.sendExec(s, &schema.ExecReply{Error: e})
 		return nil
 	}
@@ -173,9 +173,11 @@ func (x *executor) runExec(s *execStep, slot bool) {
 		defer x.running.add(key, cancel)()
 	}
 	if e := x.start(ctx, slot); e != nil {
+		x.stepDone(s.f.name, e, 0)
 		x.sendExec(s, &schema.ExecReply{Error: e})
 		return
 	}
+	began := time.Now()
 	// The function runs on this goroutine; if it outlives its context the
 	// caller is answered at once and the late result is dropped.
 	late := make(chan struct{})
@@ -194,8 +196,8 @@ func (x *executor) runExec(s *execStep, slot bool) {
 		// node.
 		e = x.stepCtxError(ctx)
 	}
+	x.stepDone(s.f.name, e, time.Since(began))
 	if e != nil {
-		x.stepErrors.Add(1)
 		x.sendExec(s, &schema.ExecReply{Error: e})
 		return
 	}
@@ -208,15 +210,15 @@ func (x *executor) runExec(s *execStep, slot bool) {
 func (x *executor) runLocal(ctx context.Context, fun string, args []any, kwargs map[string]any, id string) (any, *schema.Error) {
 	f, e := x.admit(ctx, fun)
 	if e != nil {
+		x.stepDone(funLabel(f), e, 0)
 		return nil, e
 	}
+	began := time.Now()
 	if f.inline {
 		// Quick by contract: no goroutine to guard its deadline.
 		v, e := x.invoke(ctx, f, args, kwargs, id)
 		x.release()
-		if e != nil {
-			x.stepErrors.Add(1)
-		}
+		x.stepDone(f.name, e, time.Since(began))
 		return v, e
 	}
 	type result struct {
@@ -236,21 +238,21 @@ func (x *executor) runLocal(ctx context.Context, fun string, args []any, kwargs 
 	if !started {
 		x.work.done()
 		x.release()
-		x.stepErrors.Add(1)
-		return nil, schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID)
+		e := schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID)
+		x.stepDone(f.name, e, 0)
+		return nil, e
 	}
 	select {
 	case r := <-ch:
-		if r.err != nil {
-			x.stepErrors.Add(1)
-		}
+		x.stepDone(f.name, r.err, time.Since(began))
 		return r.v, r.err
 	case <-ctx.Done():
 		// Let ctx's end reach the handler before the deferred cancel does,
 		// so that it sees DeadlineExceeded at a deadline, not Canceled.
 		<-hctx.Done()
-		x.stepErrors.Add(1)
-		return nil, x.stepCtxError(ctx)
+		e := x.stepCtxError(ctx)
+		x.stepDone(f.name, e, time.Since(began))
+		return nil, e
 	}
 }
 
@@ -264,7 +266,7 @@ func (x *executor) admit(ctx context.Context, fun string) (*fn, *schema.Error) {
 		return nil, e
 	}
 	if e := x.start(ctx, false); e != nil {
-		return nil, e
+		return f, e
 	}
 	return f, nil
 }
@@ -274,7 +276,6 @@ func (x *executor) admit(ctx context.Context, fun string) (*fn, *schema.Error) {
 func (x *executor) lookup(fun string) (*fn, *schema.Error) {
 	f, ok := x.reg.get(fun)
 	if !ok {
-		x.stepErrors.Add(1)
 		return nil, &schema.Error{Code: schema.CodeNoRoute, Message: fmt.Sprintf("node %s does not offer %s", x.cfg.NodeID, fun),
 			Node: x.cfg.NodeID, Details: map[string]any{"fun": fun, "locs": []any{}}}
 	}
@@ -290,17 +291,12 @@ func (x *executor) start(ctx context.Context, slot bool) *schema.Error {
 		if slot {
 			x.release()
 		}
-		x.stepErrors.Add(1)
 		return x.stepCtxError(ctx)
 	}
 	if slot {
 		return nil
 	}
-	if e := x.acquire(ctx); e != nil {
-		x.stepErrors.Add(1)
-		return e
-	}
-	return nil
+	return x.acquire(ctx)
 }
 
 // invoke calls f with a recover boundary and normalizes its result.
@@ -383,6 +379,7 @@ func (x *executor) acquire(ctx context.Context) *schema.Error {
 	x.inflight.Add(1)
 	select {
 	case x.slots <- struct{}{}:
+		x.queuedFor(0)
 		return nil
 	default:
 	}
@@ -394,8 +391,10 @@ func (x *executor) acquire(ctx context.Context) *schema.Error {
 			Details: map[string]any{"limit": "max_queue", "max": int64(x.cfg.MaxQueue)}}
 	}
 	defer x.queued.Add(-1)
+	waited := time.Now()
 	select {
 	case x.slots <- struct{}{}:
+		x.queuedFor(time.Since(waited))
 		return nil
 	case <-ctx.Done():
 		x.inflight.Add(-1)
@@ -411,11 +410,41 @@ func (x *executor) tryAcquire() bool {
 	x.inflight.Add(1)
 	select {
 	case x.slots <- struct{}{}:
+		x.queuedFor(0)
 		return true
 	default:
 		x.inflight.Add(-1)
 		return false
 	}
+}
+
+// stepDone counts a step that ended here, run for run (0 when it did not
+// run), with the error it ended with, if any. fun is a registered
+// function's name or unknownFun: a metric's labels stay bounded.
+func (x *executor) stepDone(fun string, e *schema.Error, run time.Duration) {
+	code := CodeOK
+	if e != nil {
+		x.stepErrors.Add(1)
+		code = string(e.Code)
+	}
+	if r := x.cfg.Recorder; r != nil {
+		r.StepDone(fun, code, run)
+	}
+}
+
+// queuedFor tells the Recorder how long a step waited for its run slot.
+func (x *executor) queuedFor(d time.Duration) {
+	if r := x.cfg.Recorder; r != nil {
+		r.StepQueued(d)
+	}
+}
+
+// funLabel is f's name, or unknownFun when no function was found.
+func funLabel(f *fn) string {
+	if f == nil {
+		return unknownFun
+	}
+	return f.name
 }
 
 // release frees a slot taken by acquire or tryAcquire.

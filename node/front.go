@@ -72,6 +72,9 @@ func (fr *front) onRPC(m *nats.Msg) {
 func (fr *front) overloaded(m *nats.Msg, msg, limit string, maxValue int64) {
 	fr.requests.Add(1)
 	fr.requestErrors.Add(1)
+	if r := fr.cfg.Recorder; r != nil {
+		r.RequestDone(string(schema.CodeOverloaded), 0)
+	}
 	_, reply, _ := codec.Negotiate(bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept))
 	resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
 		Code: schema.CodeOverloaded, Node: fr.cfg.NodeID, Message: msg,
@@ -113,8 +116,13 @@ func (fr *front) serveRPC(m *nats.Msg) {
 	defer fr.memory.Release(size)
 	resp := &schema.Response{ID: requestID(tree)}
 	defer func() {
+		code := CodeOK
 		if resp.Error != nil {
 			fr.requestErrors.Add(1)
+			code = string(resp.Error.Code)
+		}
+		if r := fr.cfg.Recorder; r != nil {
+			r.RequestDone(code, time.Since(start))
 		}
 		if resp.Results == nil {
 			resp.Results = map[string]any{}
@@ -376,7 +384,7 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 	fr.runner = &planner.Runner{
 		Router:   planner.RouterFunc(fr.route),
 		Executor: planner.ExecutorFunc(fr.exec),
-		Observer: cfg.Observer,
+		Observer: observer(cfg),
 		Logger:   e.log,
 		Size: func(v any) int64 {
 			size, _ := codec.SizeWithin(v, int(cfg.MaxResultBytes)+1)
@@ -386,6 +394,27 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 		Memory:         fr.memory,
 	}
 	return fr
+}
+
+// observer is the planner's Observer: the configured one, and the
+// Recorder's count of steps sent to other nodes.
+func observer(cfg Config) planner.Observer {
+	rec, obs := cfg.Recorder, cfg.Observer
+	if rec == nil {
+		return obs
+	}
+	return planner.ObserverFunc(func(ev planner.StepEvent) {
+		if ev.Node != "" && ev.Node != cfg.NodeID {
+			code := CodeOK
+			if ev.Err != nil {
+				code = string(ev.Err.Code)
+			}
+			rec.RemoteStepDone(ev.Node, code)
+		}
+		if obs != nil {
+			obs.StepDone(ev)
+		}
+	})
 }
 
 // start subscribes the inbox that steps sent to other nodes are answered on.

@@ -109,6 +109,10 @@ type Config struct {
 	// requests this node plans (see package authz and SetAuthz). Nil
 	// allows every caller everything.
 	Authz *authz.Policy
+	// Recorder, when set, is told of the requests this node plans, the
+	// steps it runs and sends, and the gossip it hears: the hook for
+	// metrics (package metrics implements it).
+	Recorder Recorder
 	// Interceptor, when set, wraps every call of a registered function on
 	// this node (see Interceptor).
 	Interceptor Interceptor
@@ -225,6 +229,33 @@ func (c Config) validate() error {
 	return nil
 }
 
+// Recorder is told of what a node does, for metrics. Its methods are
+// called on the node's hot paths, from many goroutines at once: they must
+// be quick, must not block, and must be safe for concurrent use. A code is
+// CodeOK or an error code of docs/PROTOCOL.md §5; a fun is a registered
+// function's name or "_unknown"; a kind is hello, heartbeat, goodbye or
+// sync.
+type Recorder interface {
+	// RequestDone: a request this node planned ended; d is from its
+	// receipt to its reply.
+	RequestDone(code string, d time.Duration)
+	// StepDone: a step ended on this node; run is how long the function
+	// ran (0 when it did not run).
+	StepDone(fun, code string, run time.Duration)
+	// StepQueued: a step got its run slot after waiting d.
+	StepQueued(d time.Duration)
+	// RemoteStepDone: a step this node's planner sent to node peer ended.
+	RemoteStepDone(peer, code string)
+	// GossipReceived: a gossip message of that kind arrived.
+	GossipReceived(kind string)
+}
+
+// CodeOK is the code a Recorder gets for work that succeeded.
+const CodeOK = "ok"
+
+// unknownFun stands for a function name that is not registered here.
+const unknownFun = "_unknown"
+
 // Stats are a node's counters since start.
 type Stats struct {
 	Requests      int64 // rpc requests served
@@ -276,7 +307,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		Offer: n.offer, Load: func() schema.Load {
 			return schema.Load{Inflight: n.exec.inflight.Load(), Limit: int64(cfg.MaxInflight)}
 		},
-		Table: n.table, Logger: n.log,
+		Table: n.table, Logger: n.log, Received: n.gossipReceived(),
 	})
 	n.front = newFront(e, n.exec, n.ann, n.table, &n.follower)
 	_ = n.Register("echo", func(x any) any { return x }, WithParams("x"), Idempotent(), Inline())
@@ -313,6 +344,42 @@ func (n *Node) offer() mesh.Offer {
 
 // ID returns the node id.
 func (n *Node) ID() string { return n.cfg.NodeID }
+
+// Ready returns nil while the node serves: it has started and synced with
+// the cluster, is not draining or closed, and its NATS connection is up.
+// Otherwise it says why not (for a readiness probe).
+func (n *Node) Ready() error {
+	switch {
+	case n.closing.Load() || n.isDone():
+		return errors.New("node: stopped")
+	case n.draining.Load():
+		return errors.New("node: draining")
+	case !n.serving.Load():
+		return errors.New("node: starting")
+	case !n.nc.IsConnected():
+		return errors.New("node: NATS connection down")
+	}
+	return nil
+}
+
+// isDone reports whether the node has stopped.
+func (n *Node) isDone() bool {
+	select {
+	case <-n.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// gossipReceived is the mesh hook that tells the Recorder of gossip; nil
+// without a Recorder.
+func (n *Node) gossipReceived() func(string) {
+	if n.cfg.Recorder == nil {
+		return nil
+	}
+	return n.cfg.Recorder.GossipReceived
+}
 
 // SetAuthz replaces the policy that judges the requests this node plans
 // from now on (nil allows everything); requests already planned keep
@@ -456,6 +523,7 @@ func (n *Node) Start(ctx context.Context) error {
 		SelfVersion: n.ann.Version, Refute: n.ann.Refute,
 		SyncQuiet: n.cfg.SyncQuiet, PruneInterval: n.cfg.HeartbeatInterval, Logger: n.log,
 		LearnServers: n.nc.Opts.InProcessServer == nil, // an in-process connection has no pool to fail over in
+		Received:     n.gossipReceived(),
 	})
 	if err != nil {
 		return fail(err)
@@ -478,6 +546,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("node: flush: %w", err))
 	}
 	n.ann.Heartbeats()
+	n.serving.Store(true)
 	n.log.Info("node started", "cluster", n.cfg.Cluster, "funs", len(h.Funs), "locs", n.cfg.Locs, "peers", len(n.table.Peers())-1)
 	return nil
 }

@@ -50,8 +50,10 @@ const (
 
 // cli is the command line.
 type cli struct {
-	Version kong.VersionFlag `help:"Print the version and exit." env:"-"`
-	Config  kong.ConfigFlag  `help:"Read flag values from a JSON file, e.g. {\"servers\": \"nats://10.0.0.5:4222\", \"node_id\": \"n1\"}." placeholder:"FILE"`
+	Version   kong.VersionFlag `help:"Print the version and exit." env:"-"`
+	LogLevel  string           `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
+	LogFormat string           `help:"Log format: text or json (one JSON object per line)." enum:"text,json" default:"text"`
+	Config    kong.ConfigFlag  `help:"Read flag values from a JSON file, e.g. {\"servers\": \"nats://10.0.0.5:4222\", \"node_id\": \"n1\"}." placeholder:"FILE"`
 
 	Server serverCmd `cmd:"" help:"Run an embedded NATS server and, unless --no-node, a node in the same process."`
 	Node   nodeCmd   `cmd:"" help:"Run a node connected to existing NATS servers."`
@@ -65,10 +67,12 @@ type cli struct {
 // env is what every command's Run gets: the process's context (cancelled
 // by the first SIGINT or SIGTERM) and its standard streams.
 type env struct {
-	ctx    context.Context
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+	ctx     context.Context
+	log     *slog.Logger // on stderr, at --log-level, in --log-format
+	natsLog *slog.Logger // the embedded nats-server's: its notices only at debug level
+	stdin   io.Reader
+	stdout  io.Writer
+	stderr  io.Writer
 }
 
 // usageError is a user mistake found after parsing (an unreadable file, bad
@@ -144,7 +148,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stderr, `Run "mpreg --help" or "mpreg COMMAND --help" for usage.`)
 		return exitUsage
 	}
-	err = kctx.Run(&env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr})
+	err = kctx.Run(&env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr,
+		log: newLogger(stderr, c.LogFormat, c.LogLevel), natsLog: natsLogger(stderr, c.LogFormat, c.LogLevel)})
 	return report(err, stderr)
 }
 
@@ -295,10 +300,28 @@ func connect(ctx context.Context, f clientFlags, codecName string, timeout time.
 // connection refused (credentials, TLS, nothing listening) fails at once.
 var oneShot = []nats.Option{nats.RetryOnFailedConnect(false), nats.MaxReconnects(0)}
 
-// newLogger returns a text logger on w at level ("debug", "info", "warn",
-// "error").
-func newLogger(w io.Writer, level string) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: parseLevel(level)}))
+// newLogger returns a logger on w in format ("text" or "json") at level
+// ("debug", "info", "warn", "error").
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	return slog.New(handler(w, format, parseLevel(level)))
+}
+
+// natsLogger is the embedded server's logger: its notices only at debug
+// level, its warnings and errors always.
+func natsLogger(w io.Writer, format, level string) *slog.Logger {
+	l := parseLevel(level)
+	if l > slog.LevelDebug {
+		l = max(l, slog.LevelWarn)
+	}
+	return slog.New(handler(w, format, l))
+}
+
+func handler(w io.Writer, format string, l slog.Level) slog.Handler {
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.NewJSONHandler(w, opts)
+	}
+	return slog.NewTextHandler(w, opts)
 }
 
 func parseLevel(level string) slog.Level {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -9,11 +10,14 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/mpreg/mpreg/authz"
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/internal/demo"
+	"github.com/mpreg/mpreg/metrics"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
@@ -34,7 +38,7 @@ type nodeFlags struct {
 	MaxBytesInFlight byteSize      `help:"Most bytes of steps this node's planner has in flight to other nodes (requests and the replies expected); more steps wait." default:"64MiB"`
 	MaxPlanningBytes byteSize      `help:"Memory for the requests this node plans at once (decoded bodies, held results); beyond it a request gets OVERLOADED." default:"1GiB"`
 	MaxResultBytes   byteSize      `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"512MiB"`
-	LogLevel         string        `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
+	MetricsListen    string        `help:"Serve /metrics, /healthz and /readyz over HTTP on HOST:PORT (port 0 picks a free one; the address is logged)." placeholder:"HOST:PORT"`
 	Authz            string        `help:"Policy file (JSON) of which caller may run which function in the requests this node plans (docs/SECURITY.md); read again on SIGHUP. Default: everyone may run everything." placeholder:"FILE"`
 	authFlags
 }
@@ -69,12 +73,12 @@ type serverCmd struct {
 
 // Run starts the server and the node, and serves until a signal.
 func (c *serverCmd) Run(e *env) error {
-	log := newLogger(e.stderr, c.LogLevel)
+	log := e.log
 	cfg, err := c.config(log)
 	if err != nil {
 		return err
 	}
-	scfg := bus.ServerConfig{ConfigFile: c.NatsConfig, Routes: bus.SplitURLs(c.Routes...), Logger: natsLogger(e, c.LogLevel)}
+	scfg := bus.ServerConfig{ConfigFile: c.NatsConfig, Routes: bus.SplitURLs(c.Routes...), Logger: e.natsLog}
 	listen := c.Listen
 	if listen == "" && c.NatsConfig == "" {
 		listen = "127.0.0.1:4222"
@@ -109,6 +113,17 @@ func (c *serverCmd) Run(e *env) error {
 	}
 	log.Info("listening", attrs...)
 	if c.NoNode {
+		if c.MetricsListen != "" {
+			reg := metrics.NewRegistry()
+			if err := metrics.WatchServer(reg, srv); err != nil {
+				return err
+			}
+			stop, err := serveMetrics(log, c.MetricsListen, reg, metrics.Probes{})
+			if err != nil {
+				return err
+			}
+			defer stop()
+		}
 		<-e.ctx.Done()
 		log.Info("shutting down")
 		return nil
@@ -128,7 +143,7 @@ func (c *serverCmd) Run(e *env) error {
 		return err
 	}
 	cfg.AdvertisedURLs = []string{srv.ClientURL()}
-	return serve(e, log, nc, srv.ClientURL(), cfg, c.nodeFlags)
+	return serve(e, log, nc, srv.ClientURL(), cfg, c.nodeFlags, srv)
 }
 
 // checkIdentity dials the server once over TCP with the in-process node's
@@ -150,16 +165,6 @@ func (c *serverCmd) checkIdentity(ctx context.Context, srv *bus.Server) error {
 	return nil
 }
 
-// natsLogger is the embedded server's logger: its notices only at debug
-// level, its warnings and errors always.
-func natsLogger(e *env, level string) *slog.Logger {
-	l := parseLevel(level)
-	if l > slog.LevelDebug {
-		l = max(l, slog.LevelWarn)
-	}
-	return slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: l}))
-}
-
 // nodeCmd is `mpreg node`.
 type nodeCmd struct {
 	Servers []string `help:"NATS server URLs, comma-separated." default:"${default_url}"`
@@ -168,7 +173,7 @@ type nodeCmd struct {
 
 // Run connects to NATS and serves until a signal.
 func (c *nodeCmd) Run(e *env) error {
-	log := newLogger(e.stderr, c.LogLevel)
+	log := e.log
 	cfg, err := c.config(log)
 	if err != nil {
 		return err
@@ -179,7 +184,7 @@ func (c *nodeCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	return serve(e, log, nc, bus.Redact(nc.ConnectedUrl()), cfg, c.nodeFlags)
+	return serve(e, log, nc, bus.Redact(nc.ConnectedUrl()), cfg, c.nodeFlags, nil)
 }
 
 // startTimeout bounds a node's start: subscribing, the first sync with the
@@ -189,9 +194,18 @@ const startTimeout = 10 * time.Second
 // serve runs a node on nc (which reaches NATS at url) until the first
 // SIGINT or SIGTERM, then drains it (bounded by --drain-timeout), flushes
 // and closes nc. It owns nc. SIGHUP reads the --authz policy again.
-func serve(e *env, log *slog.Logger, nc *nats.Conn, url string, cfg node.Config, f nodeFlags) error {
+func serve(e *env, log *slog.Logger, nc *nats.Conn, url string, cfg node.Config, f nodeFlags, srv *bus.Server) error {
 	withDemo, drainTimeout := f.Demo, f.DrainTimeout
 	defer nc.Close()
+	var reg *prometheus.Registry
+	if f.MetricsListen != "" {
+		reg = metrics.NewRegistry()
+		rec, err := metrics.NewRecorder(reg)
+		if err != nil {
+			return err
+		}
+		cfg.Recorder = rec
+	}
 	n, err := node.New(nc, cfg)
 	if err != nil {
 		return err
@@ -200,6 +214,13 @@ func serve(e *env, log *slog.Logger, nc *nats.Conn, url string, cfg node.Config,
 		if err := demo.Register(n); err != nil {
 			return err
 		}
+	}
+	if reg != nil {
+		stop, err := watch(log, f.MetricsListen, reg, n, nc, srv)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	sctx, cancel := context.WithTimeout(e.ctx, startTimeout)
 	err = n.Start(sctx)
@@ -264,4 +285,45 @@ func reloadOnHangup(log *slog.Logger, n *node.Node, path string) (stop func()) {
 		close(done)
 		<-exited
 	}
+}
+
+// watch registers the gauges of n, nc and srv (when not nil) with reg and
+// serves them with the probes of n; stop ends the HTTP server.
+func watch(log *slog.Logger, addr string, reg *prometheus.Registry, n *node.Node, nc *nats.Conn, srv *bus.Server) (stop func(), err error) {
+	if err := metrics.WatchNode(reg, n); err != nil {
+		return nil, err
+	}
+	if err := metrics.WatchConn(reg, nc); err != nil {
+		return nil, err
+	}
+	if srv != nil {
+		if err := metrics.WatchServer(reg, srv); err != nil {
+			return nil, err
+		}
+	}
+	return serveMetrics(log, addr, reg, metrics.Probes{
+		Live: func() error {
+			if !nc.IsConnected() {
+				return errors.New("NATS connection down")
+			}
+			return nil
+		},
+		Ready: n.Ready,
+	})
+}
+
+// serveMetrics serves reg and the probes on addr until stop.
+func serveMetrics(log *slog.Logger, addr string, reg *prometheus.Registry, p metrics.Probes) (stop func(), err error) {
+	ms, err := metrics.Serve(addr, reg, p, log)
+	if err != nil {
+		return nil, usagef("--metrics-listen: %w", err)
+	}
+	log.Info("metrics listening", "url", "http://"+ms.Addr()+"/metrics")
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := ms.Close(ctx); err != nil {
+			log.Debug("metrics server close", "error", err)
+		}
+	}, nil
 }
