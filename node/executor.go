@@ -198,6 +198,7 @@ func (x *executor) runExec(s *execStep, slot bool) {
 	}
 	x.stepDone(s.f.name, e, time.Since(began))
 	if e != nil {
+		x.log.Debug("step failed here", "request_id", req.ID, "fun", req.Fun, "code", e.Code, "error", e.Message)
 		x.sendExec(s, &schema.ExecReply{Error: e})
 		return
 	}

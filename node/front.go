@@ -145,7 +145,17 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		if err != nil {
 			fr.replyFailed("rpc", resp.ID, err)
 		}
-		fr.log.Debug("rpc served", "request_id", resp.ID, "duration", time.Since(start), "error", resp.Error)
+		if e := resp.Error; e != nil && e.Code != schema.CodePermissionDenied {
+			// By the planner, whichever node the failing step ran on
+			// (refusals are logged by authorize). A caller can make
+			// requests fail at will: at most one line a second per code.
+			if ok, held := fr.logs.Allow("request failed " + string(e.Code)); ok {
+				fr.log.Info("request failed", "request_id", resp.ID, "code", e.Code, "step", e.Step, "step_node", e.Node,
+					"duration", time.Since(start), "error", e.Message, "dropped_since_last_log", held)
+			}
+		} else {
+			fr.log.Debug("rpc served", "request_id", resp.ID, "duration", time.Since(start))
+		}
 	}()
 	if derr != nil {
 		resp.Error = schema.AsError(derr)

@@ -17,6 +17,7 @@ type benchCmd struct {
 	Payload     int           `help:"Payload size in bytes." default:"${bench_payload}"`
 	Servers     []string      `help:"NATS server URLs, comma-separated (default: an embedded server in this process)." placeholder:"URL"`
 	Cluster     string        `help:"Cluster id." default:"bench"`
+	Metrics     bool          `help:"Turn on the node's Prometheus metrics, as --metrics-listen does, to measure their cost."`
 	authFlags
 }
 
@@ -42,5 +43,6 @@ func (c *benchCmd) Run(e *env) error {
 		Servers:      bus.SplitURLs(c.Servers...),
 		Cluster:      c.Cluster,
 		Auth:         c.auth(),
+		Metrics:      c.Metrics,
 	}, e.stdout)
 }

@@ -42,6 +42,9 @@ type Config struct {
 	Servers []string
 	// Auth is the identity and TLS settings for Servers.
 	Auth bus.Auth
+	// Metrics turns on the node's Prometheus metrics (as --metrics-listen
+	// does), to measure what they cost.
+	Metrics bool
 	// Cluster is the MPREG cluster id the benchmark node joins. Default
 	// "bench".
 	Cluster string
@@ -129,7 +132,7 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	if r.srv == nil {
 		server = "nats-server " + r.reqConn.ConnectedServerVersion()
 	}
-	fmt.Fprintf(w, "mpreg bench: %s at %s, cluster %q\n", server, bus.Redact(r.reqConn.ConnectedUrl()), cfg.Cluster)
+	fmt.Fprintf(w, "mpreg bench: %s at %s, cluster %q, metrics %v\n", server, bus.Redact(r.reqConn.ConnectedUrl()), cfg.Cluster, cfg.Metrics)
 	fmt.Fprintf(w, "%s %s/%s, GOMAXPROCS %d, %d CPUs; payload %d B; %s per phase; %d requesters for req/s\n\n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(),
 		cfg.PayloadBytes, cfg.Duration, cfg.Concurrency)

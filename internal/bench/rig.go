@@ -8,11 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/nats-io/nats.go"
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/metrics"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -129,14 +132,27 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 	if r.nodeConn, err = dial("mpreg-bench-node"); err != nil {
 		return nil, err
 	}
-	r.node, err = node.New(r.nodeConn, node.Config{
+	ncfg := node.Config{
 		Cluster: cfg.Cluster,
 		Name:    "mpreg bench",
 		// Room for every fan-out step of every concurrent requester.
 		MaxInflight: max(4096, 2*17*cfg.Concurrency),
-	})
+	}
+	var reg *prometheus.Registry
+	if cfg.Metrics {
+		reg = metrics.NewRegistry()
+		if ncfg.Recorder, err = metrics.NewRecorder(reg); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+	r.node, err = node.New(r.nodeConn, ncfg)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if reg != nil {
+		if err = metrics.WatchNode(reg, r.node); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
 	}
 	if err = r.node.Start(ctx); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
