@@ -5,19 +5,29 @@ BIN      := bin/mpreg
 GOLANGCI_LINT_VERSION := 2.15.0
 GOLANGCI_LINT         := $(shell $(GO) env GOPATH)/bin/golangci-lint
 
-.PHONY: all build demo test vet lint race load fuzz bench clean js-deps
+.PHONY: all build demo test vet lint race load fuzz bench clean js-deps deploy-check
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/mpreg
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/mpreg
 
 ## demo: one process, embedded NATS, three nodes, a showcase of requests.
 demo:
 	$(GO) run ./cmd/mpreg demo
 
 ## test: vet, lint, the race-checked test suite, the load tests, and a short fuzz pass.
-test: vet lint js-deps race load fuzz
+test: vet lint js-deps deploy-check race load fuzz
+
+## deploy-check: promtool checks the Prometheus scrape configuration
+## (promtool comes from the Debian prometheus package, installed when apt-get
+## can; the deploy package's tests check the rest of deploy/).
+deploy-check:
+	@if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -q prometheus >/dev/null 2>&1 || echo "prometheus package not installed"; \
+	fi
+	@if command -v promtool >/dev/null 2>&1; then promtool check config deploy/prometheus/prometheus.yml; \
+	else echo "promtool not found: deploy/prometheus/prometheus.yml not checked by promtool"; fi
 
 ## js-deps: nats.js for the JavaScript examples' test (skipped without npm).
 js-deps:

@@ -62,6 +62,9 @@ type cli struct {
 	Peers  peersCmd  `cmd:"" help:"List the live nodes, their functions, locs and codecs."`
 	Demo   demoCmd   `cmd:"" help:"Run a tour of MPREG in one process: a NATS server, three nodes and a client."`
 	Bench  benchCmd  `cmd:"" help:"Measure calls per second and latency."`
+
+	VersionCmd versionCmd    `cmd:"" name:"version" help:"Print the version, the commit it was built from and the Go version."`
+	Completion completionCmd `cmd:"" help:"Print a shell completion script: bash, zsh or fish."`
 }
 
 // env is what every command's Run gets: the process's context (cancelled
@@ -131,7 +134,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	parser, err := kong.New(&c,
 		kong.Name("mpreg"),
 		kong.Description("MPREG: dependency-resolving RPC over NATS."),
-		kong.Vars{"version": node.Version, "default_url": bus.DefaultURL},
+		kong.Vars{"version": versionLine(), "default_url": bus.DefaultURL},
 		benchVars(),
 		kong.DefaultEnvars("MPREG"),
 		kong.Configuration(configLoader),
@@ -264,6 +267,12 @@ type requestFlags struct {
 // connect dials the cluster as a one-shot client: no membership following,
 // no retrying a first connect that fails.
 func connect(ctx context.Context, f clientFlags, codecName string, timeout time.Duration) (*client.Client, error) {
+	return dial(ctx, f, codecName, timeout, false)
+}
+
+// dial connects as connect does; follow keeps a membership view (for
+// peers --watch).
+func dial(ctx context.Context, f clientFlags, codecName string, timeout time.Duration, follow bool) (*client.Client, error) {
 	c := codec.MsgPack
 	if codecName == "json" {
 		c = codec.JSON
@@ -274,7 +283,7 @@ func connect(ctx context.Context, f clientFlags, codecName string, timeout time.
 		Cluster:     f.Cluster,
 		Codec:       c,
 		Timeout:     timeout,
-		NoFollow:    true,
+		NoFollow:    !follow,
 		Name:        "mpreg-cli",
 		ConnOptions: oneShot,
 	})

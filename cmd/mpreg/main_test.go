@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/internal/demo"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/internal/testwait"
@@ -356,7 +359,7 @@ func TestVersionAndHelp(t *testing.T) {
 	t.Parallel()
 	r := mpreg(t, opts{}, "--version")
 	assert.Equal(t, 0, r.code)
-	assert.Equal(t, node.Version+"\n", r.stdout)
+	assert.True(t, strings.HasPrefix(r.stdout, "mpreg "+node.Version+" ("), r.stdout)
 	for _, cmd := range []string{"server", "node", "call", "run", "peers", "demo", "bench"} {
 		r := mpreg(t, opts{}, cmd, "--help")
 		assert.Equal(t, 0, r.code, cmd)
@@ -538,4 +541,82 @@ func TestExampleRequests(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(r.stdout), &resp), r.stdout)
 		assert.JSONEq(t, w.results, string(resp.Results), f)
 	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	r := mpreg(t, opts{}, "version")
+	require.Equal(t, 0, r.code)
+	require.Regexp(t, `^mpreg `+regexp.QuoteMeta(node.Version)+` \((commit [0-9a-f]{12}(, modified)?, [^,]+, )?go1\.\d+`, r.stdout)
+	require.Equal(t, r.stdout, mpreg(t, opts{}, "--version").stdout)
+}
+
+func TestCompletion(t *testing.T) {
+	bash := mpreg(t, opts{}, "completion", "bash")
+	require.Equal(t, 0, bash.code)
+	script := filepath.Join(t.TempDir(), "mpreg.bash")
+	require.NoError(t, os.WriteFile(script, []byte(bash.stdout), 0o600))
+	complete := func(words ...string) string {
+		t.Helper()
+		cmd := exec.Command("bash", "-c", `source "$0"; COMP_WORDS=("${@}"); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); _mpreg; echo "${COMPREPLY[*]}"`, script)
+		cmd.Args = append(cmd.Args, words...)
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, string(out))
+		return strings.TrimSpace(string(out))
+	}
+	require.Equal(t, "node", complete("mpreg", "no"))
+	require.Equal(t, "--metrics-listen", complete("mpreg", "node", "--metr"))
+	require.Equal(t, "--log-format --log-level", complete("mpreg", "call", "--log"))
+	require.Contains(t, strings.Fields(complete("mpreg", "server", "--")), "--nats-config")
+
+	zsh := mpreg(t, opts{}, "completion", "zsh")
+	require.Equal(t, 0, zsh.code)
+	require.Contains(t, zsh.stdout, "bashcompinit")
+	fish := mpreg(t, opts{}, "completion", "fish")
+	require.Equal(t, 0, fish.code)
+	require.Contains(t, fish.stdout, "complete -c mpreg -n '__fish_seen_subcommand_from peers' -l json -d 'Print a JSON list instead of a table'")
+	require.Equal(t, 2, mpreg(t, opts{}, "completion", "tcsh").code)
+}
+
+// TestPeersWatch: without a terminal, peers --watch prints one line per
+// change (a node joining, its load, its leaving) and Ctrl-C ends it with 0.
+func TestPeersWatch(t *testing.T) {
+	s := testcluster.Server(t)
+	url := s.ClientURL()
+	w := startDaemon(t, "peers", "--watch", "--servers", url)
+	block := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(block) }) }
+	t.Cleanup(release)
+	n := testcluster.Node(t, url, testcluster.NodeConfig(t, "watched"), func(n *node.Node) {
+		require.NoError(t, n.Register("hold", func() { <-block }))
+	})
+	w.waitFor(t, "the join line", func() error {
+		if !regexp.MustCompile(`(?m)^\S+ watched joined: alive, inflight 0/256, funs echo, echos, hold$`).MatchString(w.stderr.String()) {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	cl := testcluster.Client(t, url, client.Config{})
+	go func() { _, _ = cl.Call(context.Background(), "hold", nil) }()
+	w.waitFor(t, "the load line", func() error {
+		if !strings.Contains(w.stderr.String(), " watched inflight 0 -> 1\n") {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	release()
+	w.waitFor(t, "the load line back to 0", func() error {
+		if !strings.Contains(w.stderr.String(), " watched inflight 1 -> 0\n") {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	require.NoError(t, n.Drain(context.Background())) // says goodbye
+	w.waitFor(t, "the leave line", func() error {
+		if !strings.Contains(w.stderr.String(), " watched left\n") {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	w.stop(t, os.Interrupt, 0)
 }

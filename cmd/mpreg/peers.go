@@ -20,7 +20,8 @@ const peersTimeout = 10 * time.Second
 
 // peersCmd is `mpreg peers`.
 type peersCmd struct {
-	JSON bool `help:"Print a JSON list instead of a table."`
+	JSON  bool `help:"Print a JSON list instead of a table."`
+	Watch bool `help:"Keep watching: on a terminal, a table redrawn on every change (changed rows in bold); otherwise one line per change. Ctrl-C ends it."`
 	clientFlags
 }
 
@@ -42,6 +43,9 @@ type peerJSON struct {
 
 // Run asks the cluster for its nodes and prints them.
 func (c *peersCmd) Run(e *env) error {
+	if c.Watch {
+		return c.watch(e)
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, peersTimeout)
 	defer cancel()
 	cl, err := connect(ctx, c.clientFlags, "", peersTimeout)

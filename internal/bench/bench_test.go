@@ -19,25 +19,33 @@ import (
 // client), started by the first benchmark that needs it and stopped in
 // TestMain after every test and benchmark has run.
 var (
-	fixtureOnce sync.Once
-	fixtureRig  *rig
-	fixtureErr  error
+	fixtureMu   sync.Mutex
+	fixtureRigs = map[bool]*rig{} // by whether the node's metrics are on
 )
 
-func fixture(b *testing.B) *rig {
+func fixture(b *testing.B) *rig { return fixtureWith(b, false) }
+
+// fixtureWith returns the shared rig whose node has its Prometheus metrics
+// on or off.
+func fixtureWith(b *testing.B, withMetrics bool) *rig {
 	b.Helper()
-	fixtureOnce.Do(func() {
-		cfg, err := DefaultConfig().withDefaults()
-		if err != nil {
-			fixtureErr = err
-			return
-		}
-		fixtureRig, fixtureErr = newRig(context.Background(), cfg)
-	})
-	if fixtureErr != nil {
-		b.Fatalf("bench fixture: %v", fixtureErr)
+	fixtureMu.Lock()
+	defer fixtureMu.Unlock()
+	if r := fixtureRigs[withMetrics]; r != nil {
+		return r
 	}
-	return fixtureRig
+	cfg := DefaultConfig()
+	cfg.Metrics = withMetrics
+	cfg, err := cfg.withDefaults()
+	if err == nil {
+		var r *rig
+		if r, err = newRig(context.Background(), cfg); err == nil {
+			fixtureRigs[withMetrics] = r
+			return r
+		}
+	}
+	b.Fatalf("bench fixture: %v", err)
+	return nil
 }
 
 // withTeardown stops the shared rig after the tests and benchmarks, before
@@ -46,7 +54,9 @@ type withTeardown struct{ m *testing.M }
 
 func (w withTeardown) Run() int {
 	code := w.m.Run()
-	fixtureRig.close()
+	for _, r := range fixtureRigs {
+		r.close()
+	}
 	return code
 }
 
@@ -57,8 +67,10 @@ func TestMain(m *testing.M) {
 // benchSequential runs one scenario back to back on one goroutine and
 // reports the p50 and p99 of the calls next to ns/op, and the CPU time the
 // whole process (server, node and clients) spent per call.
-func benchSequential(b *testing.B, name string) {
-	f := fixture(b).ops()[name]
+func benchSequential(b *testing.B, name string) { benchSequentialOn(b, fixture(b), name) }
+
+func benchSequentialOn(b *testing.B, r *rig, name string) {
+	f := r.ops()[name]
 	ctx := context.Background()
 	lat := make([]time.Duration, 0, b.N)
 	b.ReportAllocs()
@@ -81,8 +93,10 @@ func benchSequential(b *testing.B, name string) {
 // benchParallel runs one scenario from 64 goroutines (as Run's default
 // throughput phase) sharing the rig's connections, and reports the process
 // CPU time per call.
-func benchParallel(b *testing.B, name string) {
-	f := fixture(b).ops()[name]
+func benchParallel(b *testing.B, name string) { benchParallelOn(b, fixture(b), name) }
+
+func benchParallelOn(b *testing.B, r *rig, name string) {
+	f := r.ops()[name]
 	ctx := context.Background()
 	b.SetParallelism(max(1, DefaultConfig().Concurrency/runtime.GOMAXPROCS(0)))
 	b.ReportAllocs()
@@ -211,4 +225,21 @@ func TestConfigDefaults(t *testing.T) {
 	if err := Run(context.Background(), Config{Concurrency: -1}, &bytes.Buffer{}); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("Run with a bad config: %v", err)
 	}
+}
+
+// BenchmarkClientCallMetrics is BenchmarkClientCall with the node's
+// Prometheus metrics on (as with --metrics-listen).
+func BenchmarkClientCallMetrics(b *testing.B) {
+	benchSequentialOn(b, fixtureWith(b, true), ScenarioClientCall)
+}
+
+// BenchmarkRPCSubjectMetrics is BenchmarkRPCSubject with metrics on.
+func BenchmarkRPCSubjectMetrics(b *testing.B) {
+	benchSequentialOn(b, fixtureWith(b, true), ScenarioRPCJSON)
+}
+
+// BenchmarkClientCallParallelMetrics is BenchmarkClientCallParallel with
+// metrics on.
+func BenchmarkClientCallParallelMetrics(b *testing.B) {
+	benchParallelOn(b, fixtureWith(b, true), ScenarioClientCall)
 }
