@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"net/url"
 	"cmp"
 	"errors"
 	"fmt"
@@ -32,6 +33,16 @@ type ServerConfig struct {
 	RoutePort   int
 	// Routes are the route URLs (nats-route://host:port) of other servers.
 	Routes []string
+	// LeafHost and LeafPort, when LeafPort is not 0, accept leaf node
+	// connections from servers at other sites (-1 picks a free port).
+	LeafHost string
+	LeafPort int
+	// LeafRemotes are hub servers' leaf node URLs (nats-leaf://host:7422,
+	// user info allowed) this server connects to as a leaf node: its
+	// clients and the hub's then reach each other's subjects.
+	LeafRemotes []string
+	// LeafCreds is a JWT credentials file for the leaf connections.
+	LeafCreds string
 	// NoAdvertise keeps this server from telling clients about the other
 	// servers of its cluster (nats-server's cluster no_advertise).
 	NoAdvertise bool
@@ -137,7 +148,38 @@ func (cfg ServerConfig) options() (*server.Options, error) {
 			}
 		}
 	}
+	if err := cfg.leafOptions(opts); err != nil {
+		return nil, err
+	}
 	return opts, nil
+}
+
+// leafOptions sets the leaf node listener and remotes cfg names.
+func (cfg ServerConfig) leafOptions(opts *server.Options) error {
+	if cfg.LeafPort != 0 {
+		opts.LeafNode.Host = cmp.Or(cfg.LeafHost, opts.Host, "127.0.0.1")
+		opts.LeafNode.Port = cfg.LeafPort
+	}
+	for _, raw := range SplitURLs(cfg.LeafRemotes...) {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("%w: leaf node remote %s: not a URL", ErrInvalidConfig, Redact(raw))
+		}
+		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: []*url.URL{u}, Credentials: cfg.LeafCreds})
+	}
+	return nil
+}
+
+// NumLeafNodes is the number of leaf node connections, either way.
+func (s *Server) NumLeafNodes() int { return s.s.NumLeafNodes() }
+
+// LeafURL is the URL leaf nodes connect to; "" when not listening for them.
+func (s *Server) LeafURL() string {
+	v, err := s.s.Varz(nil)
+	if err != nil || v.LeafNode.Port <= 0 {
+		return ""
+	}
+	return "nats-leaf://" + net.JoinHostPort(v.LeafNode.Host, strconv.Itoa(v.LeafNode.Port))
 }
 
 // checkFree reports whether a fixed port can be listened on now (a port of

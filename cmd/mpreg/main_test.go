@@ -620,3 +620,23 @@ func TestPeersWatch(t *testing.T) {
 	})
 	w.stop(t, os.Interrupt, 0)
 }
+
+// TestLeafNodeFlags: `mpreg server --leafnode-remote` at a site joins a
+// hub started with --leafnode-listen, and a call at the hub runs at the
+// site.
+func TestLeafNodeFlags(t *testing.T) {
+	hubPort, leafPort, sitePort := testcluster.FreePort(t), testcluster.FreePort(t), testcluster.FreePort(t)
+	hubURL := fmt.Sprintf("nats://127.0.0.1:%d", hubPort)
+	startDaemon(t, "server", "--listen", fmt.Sprintf("127.0.0.1:%d", hubPort), "--leafnode-listen", fmt.Sprintf("127.0.0.1:%d", leafPort),
+		"--node-id", "hub", "--demo")
+	site := startDaemon(t, "server", "--listen", fmt.Sprintf("127.0.0.1:%d", sitePort),
+		"--leafnode-remote", fmt.Sprintf("nats-leaf://127.0.0.1:%d", leafPort), "--node-id", "site", "--locs", "site", "--demo")
+	site.waitFor(t, "the site's node to answer at the hub", func() error {
+		r := mpreg(t, opts{}, "call", "whoami", "--loc", "site", "--servers", hubURL, "--timeout", "2s")
+		if r.code != 0 || r.stdout != "\"site\"\n" {
+			return fmt.Errorf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+		}
+		return nil
+	})
+	require.Contains(t, site.stderr.String(), "leafnode_remotes=[nats-leaf://127.0.0.1:")
+}

@@ -67,6 +67,9 @@ type serverCmd struct {
 	RouteListen     string   `help:"Listen for routes from other NATS servers on HOST:PORT (turns on NATS clustering)." placeholder:"HOST:PORT"`
 	Routes          []string `help:"Route URLs of other NATS servers, comma-separated (nats-route://host:port)." placeholder:"URL"`
 	NatsClusterName string   `help:"NATS cluster name of the routed servers (default: mpreg-<cluster>)." placeholder:"NAME"`
+	LeafnodeListen  string   `help:"Accept NATS leaf node connections from servers at other sites on HOST:PORT." placeholder:"HOST:PORT"`
+	LeafnodeRemote  []string `help:"Join a hub's NATS cluster as a leaf node, at this URL (nats-leaf://[user:password@]host:7422); repeatable. The nodes here then serve, and reach, the whole cluster." placeholder:"URL"`
+	LeafnodeCreds   string   `help:"JWT credentials file for the --leafnode-remote connections." placeholder:"FILE"`
 	NoNode          bool     `help:"Run only the NATS server, no node."`
 	nodeFlags
 }
@@ -78,7 +81,13 @@ func (c *serverCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	scfg := bus.ServerConfig{ConfigFile: c.NatsConfig, Routes: bus.SplitURLs(c.Routes...), Logger: e.natsLog}
+	scfg := bus.ServerConfig{ConfigFile: c.NatsConfig, Routes: bus.SplitURLs(c.Routes...), Logger: e.natsLog,
+		LeafRemotes: bus.SplitURLs(c.LeafnodeRemote...), LeafCreds: c.LeafnodeCreds}
+	if c.LeafnodeListen != "" {
+		if scfg.LeafHost, scfg.LeafPort, err = bus.SplitHostPort(c.LeafnodeListen); err != nil {
+			return usagef("--leafnode-listen: %w", err)
+		}
+	}
 	listen := c.Listen
 	if listen == "" && c.NatsConfig == "" {
 		listen = "127.0.0.1:4222"
@@ -110,6 +119,12 @@ func (c *serverCmd) Run(e *env) error {
 	attrs := []any{"url", srv.ClientURL()}
 	if u := srv.ClusterURL(); u != "" {
 		attrs = append(attrs, "route_url", u, "nats_cluster", scfg.ClusterName)
+	}
+	if u := srv.LeafURL(); u != "" {
+		attrs = append(attrs, "leafnode_url", u)
+	}
+	if len(scfg.LeafRemotes) > 0 {
+		attrs = append(attrs, "leafnode_remotes", bus.RedactAll(scfg.LeafRemotes))
 	}
 	log.Info("listening", attrs...)
 	if c.NoNode {
