@@ -32,6 +32,7 @@ type executor struct {
 	running  runningSet   // exec steps running here, by exec id (or attempt)
 
 	steps, stepErrors, foreign atomic.Int64
+	execStats                  endpointStats // for $SRV.STATS
 }
 
 func newExecutor(e *env, reg *registry) *executor {
@@ -92,6 +93,7 @@ func (x *executor) onExec(m *nats.Msg) {
 // execStep is one exec message on its way through the node.
 type execStep struct {
 	m     *nats.Msg
+	at    time.Time // received
 	reply codec.Codec
 	req   *schema.ExecRequest
 	f     *fn
@@ -101,8 +103,9 @@ type execStep struct {
 // prepareExec decodes and checks an exec message. It answers (or drops) the
 // ones that cannot run and returns nil for them.
 func (x *executor) prepareExec(m *nats.Msg) *execStep {
+	at := time.Now()
 	tree, reply, derr := mesh.Decode(m)
-	s := &execStep{m: m, reply: reply}
+	s := &execStep{m: m, reply: reply, at: at}
 	if derr != nil {
 		x.sendExec(s, &schema.ExecReply{Error: schema.AsError(derr)})
 		return nil
@@ -139,6 +142,7 @@ func (x *executor) prepareExec(m *nats.Msg) *execStep {
 // CANCELLED when the step's context ends first.
 func (x *executor) sendExec(s *execStep, rep *schema.ExecReply) {
 	s.once.Do(func() {
+		x.execStats.done(time.Since(s.at), rep.Error)
 		err := mesh.Respond(x.nc, s.m, s.reply, rep.Encodable(), func(problem *schema.Error) any {
 			if rep.Error != nil { // an error object that is too big itself
 				c := *rep.Error

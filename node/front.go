@@ -40,6 +40,7 @@ type front struct {
 	unplanned recentIDs    // cancels of requests this node has not planned (yet)
 
 	requests, requestErrors atomic.Int64
+	rpcStats                endpointStats // for $SRV.STATS
 }
 
 // decodeRatio and decodeSlack bound the memory a request body may decode
@@ -75,6 +76,7 @@ func (fr *front) overloaded(m *nats.Msg, msg, limit string, maxValue int64) {
 	if r := fr.cfg.Recorder; r != nil {
 		r.RequestDone(string(schema.CodeOverloaded), 0)
 	}
+	fr.rpcStats.done(0, &schema.Error{Code: schema.CodeOverloaded, Message: msg})
 	_, reply, _ := codec.Negotiate(bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept))
 	resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
 		Code: schema.CodeOverloaded, Node: fr.cfg.NodeID, Message: msg,
@@ -124,6 +126,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		if r := fr.cfg.Recorder; r != nil {
 			r.RequestDone(code, time.Since(start))
 		}
+		fr.rpcStats.done(time.Since(start), resp.Error)
 		if resp.Results == nil {
 			resp.Results = map[string]any{}
 		}

@@ -283,6 +283,7 @@ type Node struct {
 	subs     []*nats.Subscription
 	rpcSub   *nats.Subscription
 	execSub  *nats.Subscription
+	started0 time.Time // when Start began, for $SRV.STATS
 }
 
 // New returns a node on nc. The caller owns nc and closes it after the node.
@@ -483,6 +484,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if !n.started.CompareAndSwap(false, true) {
 		return fmt.Errorf("%w: node already started", ErrInvalidConfig)
 	}
+	n.started0 = time.Now()
 	n.exec.mu.Lock()
 	n.status = n.nc.StatusChanged(nats.CLOSED)
 	n.watched = make(chan struct{})
@@ -514,6 +516,9 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	if err := n.ann.Answer(); err != nil {
 		return fail(fmt.Errorf("node: %w", err))
+	}
+	if err := n.answerService(); err != nil {
+		return fail(err)
 	}
 	h := n.ann.Hello()
 	n.table.ApplyHello(h)
