@@ -220,8 +220,8 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		// would land in the nodes' account instead. It gets none.
 		defer fr.ackPlanner(m, req.ID)()
 	}
-	results, runErr := fr.runner.Run(ctx, plan)
-	resp.Results, resp.Error = results, schema.AsError(runErr)
+	o := fr.runner.Execute(ctx, plan)
+	resp.Results, resp.Errors, resp.Error = o.Results, o.Errors, o.Err
 }
 
 // authorize reads who sent a request (what NATS stamped on it, see package

@@ -286,3 +286,29 @@ func TestRawNATSForeignNode(t *testing.T) {
 	e, _ = decodeJSON(t, m.Data)["error"].(map[string]any)
 	require.Equal(t, "NO_ROUTE", e["code"], string(m.Data))
 }
+
+// TestRawContinueOnError: with "on_error": "continue" over plain NATS, a
+// failing branch leaves its sibling's result and its descendant CANCELLED.
+func TestRawContinueOnError(t *testing.T) {
+	s := testcluster.Server(t)
+	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "n1"), registerStd)
+	nc := testcluster.Conn(t, s.ClientURL())
+	resp := rpcJSON(t, nc, `{"id": "c1", "on_error": "continue", "cmds": [
+		{"name": "bad", "fun": "fail", "args": ["no disk"]},
+		{"name": "after", "fun": "add", "args": ["bad", 1]},
+		{"name": "good", "fun": "add", "args": [2, 3]}]}`)
+	require.NotContains(t, resp, "error", "a request that ran something has no top-level error")
+	require.Equal(t, map[string]any{"good": int64(5)}, resp["results"])
+	errs, ok := resp["errors"].(map[string]any)
+	require.True(t, ok, "%v", resp)
+	require.Len(t, errs, 2)
+	bad := errs["bad"].(map[string]any)
+	require.Equal(t, "FUNCTION_ERROR", bad["code"])
+	require.Equal(t, "no disk", bad["message"])
+	after := errs["after"].(map[string]any)
+	require.Equal(t, "CANCELLED", after["code"])
+	require.Equal(t, map[string]any{"cause": "bad"}, after["details"])
+
+	e := wireError(t, rpcJSON(t, nc, `{"on_error": "maybe", "cmds": [{"name": "a", "fun": "add", "args": [1, 2]}]}`))
+	require.Equal(t, "INVALID_REQUEST", e["code"])
+}

@@ -65,7 +65,10 @@ type Plan struct {
 	ID      string
 	Steps   []*Step
 	All     bool // return every result, not only the sinks
-	byName  map[string]int
+	// Continue: a failed step fails only the steps that depend on it
+	// (on_error "continue"); the others run to the end.
+	Continue bool
+	byName   map[string]int
 	initial []int // steps with no dependencies
 }
 
@@ -110,6 +113,7 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 		ID:     req.ID,
 		Steps:  make([]*Step, len(req.Cmds)),
 		All:    req.Results == schema.ResultsAll,
+		Continue: req.OnError == schema.OnErrorContinue,
 		byName: make(map[string]int, len(req.Cmds)),
 	}
 	for i := range req.Cmds {

@@ -132,18 +132,39 @@ type completion struct {
 // Run runs every step of p as soon as its inputs are ready and returns the
 // results: the sinks' (or every step's when p.All). On the first failure it
 // cancels the steps in flight, starts no more, and returns the error with
-// the results of the steps that had finished. Run returns only after every
-// step it started has returned.
+// the results of the steps that had finished; with p.Continue see Outcome.
+// Run returns only after every step it started has returned.
 func (r *Runner) Run(ctx context.Context, p *Plan) (map[string]any, error) {
-	out, e := r.run(ctx, p)
-	if e != nil {
-		return out, e
+	o := r.Execute(ctx, p)
+	if o.Err != nil {
+		return o.Results, o.Err
 	}
-	return out, nil
+	return o.Results, nil
 }
 
-// run is Run with the concrete error type.
-func (r *Runner) run(ctx context.Context, p *Plan) (map[string]any, *schema.Error) {
+// Outcome is how a request ended.
+type Outcome struct {
+	// Results are the sinks' results (every step's with Plan.All) that
+	// finished.
+	Results map[string]any
+	// Errors, for a plan with Continue, hold the error of every step that
+	// failed, and CANCELLED (details.cause: the failed step) for every step
+	// skipped because a step it depends on failed.
+	Errors map[string]*schema.Error
+	// Err is the request's error: the first failure without Continue; with
+	// Continue, only a failure of the whole request (its budget, its
+	// cancel, its memory) or no step having succeeded.
+	Err *schema.Error
+}
+
+// Execute runs p as Run does and returns its Outcome.
+func (r *Runner) Execute(ctx context.Context, p *Plan) Outcome {
+	out, errs, e := r.run(ctx, p)
+	return Outcome{Results: out, Errors: errs, Err: e}
+}
+
+// run is Execute's body.
+func (r *Runner) run(ctx context.Context, p *Plan) (map[string]any, map[string]*schema.Error, *schema.Error) {
 	n := len(p.Steps)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -169,11 +190,18 @@ func (r *Runner) run(ctx context.Context, p *Plan) (map[string]any, *schema.Erro
 			cancel()
 		}
 	}
+	var errs map[string]*schema.Error // with p.Continue
+	succeeded := 0
 	finish := func(c completion) {
 		if c.err != nil {
+			if p.Continue && ctx.Err() == nil && !wholeRequest(c.err) {
+				errs = skip(p, c.step, c.err, errs)
+				return
+			}
 			fail(c.err)
 			return
 		}
+		succeeded++
 		// The inputs of a step that succeeded live on in its result: those
 		// that nobody else will read and are not to be returned are
 		// released. (The inputs of a failed step stay, for the partial
@@ -225,14 +253,61 @@ func (r *Runner) run(ctx context.Context, p *Plan) (map[string]any, *schema.Erro
 				out[p.Steps[i].Name] = results[i]
 			}
 		}
-		return out, failed
+		return out, errs, failed
 	}
 	for i, s := range p.Steps {
-		if p.All || len(s.Dependents) == 0 {
+		if done[i] && (p.All || len(s.Dependents) == 0) {
 			out[s.Name] = results[i]
 		}
 	}
-	return out, nil
+	if errs != nil && succeeded == 0 {
+		// Nothing could run: the request failed, with its first step's
+		// error (in plan order).
+		for _, s := range p.Steps {
+			if e, ok := errs[s.Name]; ok && e.Code != schema.CodeCancelled {
+				return out, errs, e
+			}
+		}
+	}
+	return out, errs, nil
+}
+
+// wholeRequest reports whether e fails a whole request even with
+// on_error "continue": the request's own memory is exhausted.
+func wholeRequest(e *schema.Error) bool {
+	return e.Code == schema.CodePayloadTooLarge && detailLimit(e) == "max_result_bytes" ||
+		e.Code == schema.CodeOverloaded && detailLimit(e) == "max_planning_bytes"
+}
+
+func detailLimit(e *schema.Error) string {
+	d, _ := e.Details.(map[string]any)
+	l, _ := d["limit"].(string)
+	return l
+}
+
+// skip records step i's failure e and marks every step that depends on
+// it, directly or not, as skipped: CANCELLED with details.cause naming i.
+// Those steps never become ready (i never finishes).
+func skip(p *Plan, i int, e *schema.Error, errs map[string]*schema.Error) map[string]*schema.Error {
+	if errs == nil {
+		errs = map[string]*schema.Error{}
+	}
+	failed := p.Steps[i].Name
+	errs[failed] = e
+	queue := append([]int(nil), p.Steps[i].Dependents...)
+	for len(queue) > 0 {
+		d := queue[0]
+		queue = queue[1:]
+		name := p.Steps[d].Name
+		if _, seen := errs[name]; seen {
+			continue
+		}
+		errs[name] = &schema.Error{Code: schema.CodeCancelled, Step: name,
+			Message: fmt.Sprintf("skipped: step %s, which it depends on, failed", failed),
+			Details: map[string]any{"cause": failed}}
+		queue = append(queue, p.Steps[d].Dependents...)
+	}
+	return errs
 }
 
 // holder accounts for the results one request holds; see Runner.Size.

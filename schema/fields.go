@@ -64,6 +64,7 @@ func (r Request) WriteFields(w FieldWriter) {
 	intOpt(w, "timeout_ms", r.TimeoutMS)
 	intOpt(w, "deadline_ms", r.DeadlineMS)
 	strOpt(w, "results", r.Results)
+	strOpt(w, "on_error", r.OnError)
 }
 
 // WriteFields writes the response's keys.
@@ -72,6 +73,9 @@ func (r Response) WriteFields(w FieldWriter) {
 	w.Any("results", r.Results)
 	if r.Error != nil {
 		w.Any("error", r.Error)
+	}
+	if r.Errors != nil {
+		w.Any("errors", r.Errors)
 	}
 }
 
@@ -208,7 +212,7 @@ var knownKeys = func() map[string]string {
 		"error", "code", "message", "step", "node", "details", "cluster", "deadline_ms", "result",
 		"incarnation", "instance", "version", "funs", "codecs", "advertised_urls", "meta", "proto",
 		"seq", "load", "inflight", "limit", "$ref", "path", "kind", "attempt", "planner",
-		"idempotent", "retry_after_ms",
+		"idempotent", "retry_after_ms", "on_error", "errors", "cause",
 	} {
 		m[k] = k
 	}

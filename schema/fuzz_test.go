@@ -23,6 +23,9 @@ var fuzzRequests = []string{
 	`{"cmds":"x"}`,
 	`{"id":null,"cmds":[{"name":"","fun":""}]}`,
 	`[]`,
+	`{"on_error":"continue","results":"all","cmds":[{"name":"a","fun":"f"},{"name":"b","fun":"g","args":["a"]}]}`,
+	`{"on_error":"sometimes","cmds":[{"name":"a","fun":"f"}]}`,
+	`{"on_error":7,"cmds":[{"name":"a","fun":"f"}]}`,
 }
 
 func FuzzParseRequest(f *testing.F) {

@@ -198,6 +198,14 @@ func ParseRequest(v any) (*Request, error) {
 	default:
 		return nil, invalid("results", "want %q or %q, got %q", ResultsSinks, ResultsAll, r.Results)
 	}
+	if r.OnError, err = str(m, "", "on_error", false); err != nil {
+		return nil, err
+	}
+	switch r.OnError {
+	case "", OnErrorStop, OnErrorContinue: // "" is "stop"
+	default:
+		return nil, invalid("on_error", "want %q or %q, got %s", OnErrorStop, OnErrorContinue, Clip(r.OnError))
+	}
 	raw, ok := m["cmds"]
 	if !ok || raw == nil {
 		return nil, missing("cmds")
@@ -269,6 +277,18 @@ func ParseResponse(v any) (*Response, error) {
 	if ev, ok := m["error"]; ok && ev != nil {
 		if r.Error, err = ParseError(ev, "error"); err != nil {
 			return nil, err
+		}
+	}
+	if ev, ok := m["errors"]; ok && ev != nil {
+		em, ok := ev.(map[string]any)
+		if !ok {
+			return nil, typeErr("errors", "map", ev)
+		}
+		r.Errors = make(map[string]*Error, len(em))
+		for name, e := range em {
+			if r.Errors[name], err = ParseError(e, "errors."+Clip(name)); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return r, nil

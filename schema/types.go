@@ -23,6 +23,15 @@ const (
 	ResultsAll   = "all"
 )
 
+// OnError modes of a Request: what a failed step does to the others.
+const (
+	// OnErrorStop: the first failure fails the request (the default).
+	OnErrorStop = "stop"
+	// OnErrorContinue: a failure fails only the steps that depend on the
+	// failed one; the others run to the end.
+	OnErrorContinue = "continue"
+)
+
 // Command is one step of a Request.
 type Command struct {
 	Name   string         `json:"name"`
@@ -41,6 +50,8 @@ type Request struct {
 	// the request's budget ends then even if the planner reads it late.
 	DeadlineMS int64  `json:"deadline_ms,omitempty"`
 	Results    string `json:"results,omitempty"`
+	// OnError is OnErrorStop (the default when empty) or OnErrorContinue.
+	OnError string `json:"on_error,omitempty"`
 }
 
 // Response is the body of an RPC response. Exactly one of Results (success)
@@ -49,6 +60,9 @@ type Response struct {
 	ID      string         `json:"id"`
 	Results map[string]any `json:"results"`
 	Error   *Error         `json:"error,omitempty"`
+	// Errors holds, for a request with on_error "continue", the error of
+	// each step that failed or was skipped, by step name.
+	Errors map[string]*Error `json:"errors,omitempty"`
 }
 
 // ExecRequest is the body of a request on P.<cluster>.node.<node>.exec.

@@ -132,6 +132,15 @@ func (c *runCmd) Run(e *env) error {
 	if perr := printJSON(e.stdout, resp); perr != nil {
 		return errors.Join(err, perr)
 	}
+	if err == nil && len(resp.Errors) > 0 {
+		// on_error "continue": the request ran, some of its steps did not;
+		// the exit status says so with the first step that failed.
+		for _, cmd := range req.Cmds {
+			if e := resp.Errors[cmd.Name]; e != nil && e.Code != schema.CodeCancelled {
+				return e
+			}
+		}
+	}
 	return err
 }
 
