@@ -214,9 +214,17 @@ func (c *Client) Close() {
 type CallOption func(*callOpts)
 
 type callOpts struct {
-	locs    []string
-	kwargs  map[string]any
-	timeout time.Duration
+	locs      []string
+	kwargs    map[string]any
+	timeout   time.Duration
+	routeWait time.Duration
+}
+
+// WithRouteWait lets the call wait up to d for an eligible node to appear
+// (a node starting, a function registered) before NO_ROUTE
+// (route_wait_ms, docs/PROTOCOL.md §4).
+func WithRouteWait(d time.Duration) CallOption {
+	return func(o *callOpts) { o.routeWait = d }
 }
 
 // WithLocs requires the node that runs the call to offer every loc.
@@ -281,7 +289,8 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 		// The view knows no eligible node (it may lag): ask the cluster.
 	}
 	name := uniqueName(fun, args)
-	resp, err := c.Run(ctx, &schema.Request{Cmds: []schema.Command{{Name: name, Fun: fun, Args: args, Kwargs: kwargs, Locs: o.locs}}})
+	resp, err := c.Run(ctx, &schema.Request{Cmds: []schema.Command{{Name: name, Fun: fun, Args: args, Kwargs: kwargs, Locs: o.locs}},
+		RouteWaitMS: o.routeWait.Milliseconds()})
 	if err != nil {
 		return nil, err
 	}

@@ -405,6 +405,7 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 		},
 		MaxResultBytes: cfg.MaxResultBytes,
 		Memory:         fr.memory,
+		Changed:        table.Changed,
 	}
 	return fr
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mpreg/mpreg/schema"
 )
@@ -62,15 +63,21 @@ type Step struct {
 
 // Plan is a checked, acyclic request ready to run.
 type Plan struct {
-	ID      string
-	Steps   []*Step
-	All     bool // return every result, not only the sinks
+	ID    string
+	Steps []*Step
+	All   bool // return every result, not only the sinks
 	// Continue: a failed step fails only the steps that depend on it
 	// (on_error "continue"); the others run to the end.
 	Continue bool
-	byName   map[string]int
-	initial []int // steps with no dependencies
+	// RouteWait: a step with no eligible node waits up to this long for
+	// one (route_wait_ms).
+	RouteWait time.Duration
+	byName    map[string]int
+	initial   []int // steps with no dependencies
 }
+
+// maxRouteWaitMS caps route_wait_ms at a day, far beyond any budget.
+const maxRouteWaitMS = 24 * 3600 * 1000
 
 // Sinks returns the indexes of the steps no other step refers to.
 func (p *Plan) Sinks() []int {
@@ -110,11 +117,14 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 			"cmds: %d commands exceed the limit max_commands=%d", len(req.Cmds), lim.MaxCommands)
 	}
 	p := &Plan{
-		ID:     req.ID,
-		Steps:  make([]*Step, len(req.Cmds)),
-		All:    req.Results == schema.ResultsAll,
+		ID:       req.ID,
+		Steps:    make([]*Step, len(req.Cmds)),
+		All:      req.Results == schema.ResultsAll,
 		Continue: req.OnError == schema.OnErrorContinue,
-		byName: make(map[string]int, len(req.Cmds)),
+		// Capped in milliseconds first: a huge route_wait_ms must not
+		// overflow (the request's budget bounds the wait anyway).
+		RouteWait: time.Duration(min(req.RouteWaitMS, maxRouteWaitMS)) * time.Millisecond,
+		byName:    make(map[string]int, len(req.Cmds)),
 	}
 	for i := range req.Cmds {
 		c := &req.Cmds[i]

@@ -18,6 +18,9 @@ type Call struct {
 	Locs      []string
 	Args      []any
 	Kwargs    map[string]any
+	// RouteWait: with no eligible node, wait up to this long for one
+	// (see Runner.Changed) before NO_ROUTE.
+	RouteWait time.Duration
 }
 
 // ID returns the exec id of docs/PROTOCOL.md §6: "<rpc id>/<step name>".
@@ -108,6 +111,11 @@ type Runner struct {
 	// Size); past it the request fails with PAYLOAD_TOO_LARGE naming the
 	// limit. Default 256 MiB.
 	MaxResultBytes int64
+	// Changed, when set, returns a channel that is closed when the nodes a
+	// Router may pick could have changed (a node joined, or announced new
+	// functions): a step waiting for a route (Call.RouteWait) tries again
+	// then. Without it such a step tries again every 25 ms.
+	Changed func() <-chan struct{}
 	// Memory, when set, is shared by every request of the runner: the
 	// results they hold are reserved in it, and a request whose result
 	// finds no room fails with OVERLOADED.
@@ -398,7 +406,7 @@ func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any) comple
 		c.err = schema.AsError(err)
 		return c
 	}
-	call := &Call{RequestID: p.ID, Step: s.Name, Fun: s.Fun, Locs: s.Locs, Args: args, Kwargs: kwargs}
+	call := &Call{RequestID: p.ID, Step: s.Name, Fun: s.Fun, Locs: s.Locs, Args: args, Kwargs: kwargs, RouteWait: p.RouteWait}
 	c.result, ev.Node, ev.Attempts, c.err = r.exec(ctx, call)
 	return c
 }
@@ -426,6 +434,9 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 			return nil, node, attempts, contextError(ctx, err).WithStep(call.Step, node)
 		}
 		next, ok := r.Router.Route(ctx, call.Fun, call.Locs, tried)
+		if !ok && last == nil && call.RouteWait > 0 {
+			next, ok = r.waitRoute(ctx, call)
+		}
 		if !ok {
 			if last != nil {
 				return nil, node, attempts, &schema.Error{Code: schema.CodeNodeUnavailable, Step: call.Step, Node: node,
@@ -452,6 +463,36 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 			r.Logger.Debug("step failed", "request_id", call.RequestID, "step", call.Step, "node", node, "code", e.Code, "error", e.Message)
 		}
 		return nil, node, attempts, e.WithStep(call.Step, node)
+	}
+}
+
+// waitRoute waits up to call.RouteWait (or until ctx ends) for a node to
+// route call to, trying again whenever the nodes may have changed.
+func (r *Runner) waitRoute(ctx context.Context, call *Call) (string, bool) {
+	timer := time.NewTimer(call.RouteWait)
+	defer timer.Stop()
+	var tick <-chan time.Time
+	if r.Changed == nil {
+		t := time.NewTicker(25 * time.Millisecond)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		var changed <-chan struct{}
+		if r.Changed != nil {
+			changed = r.Changed() // taken before routing: no change is missed
+		}
+		if next, ok := r.Router.Route(ctx, call.Fun, call.Locs, nil); ok {
+			return next, true
+		}
+		select {
+		case <-changed:
+		case <-tick:
+		case <-timer.C:
+			return r.Router.Route(ctx, call.Fun, call.Locs, nil)
+		case <-ctx.Done():
+			return "", false
+		}
 	}
 }
 
@@ -533,12 +574,17 @@ func retryable(f Fact, c schema.Code, idempotent bool) bool {
 
 func noRoute(c *Call) *schema.Error {
 	locs := orEmpty(c.Locs)
-	return &schema.Error{
+	e := &schema.Error{
 		Code:    schema.CodeNoRoute,
 		Message: "no live node offers " + c.Fun + " with locs " + formatLocs(locs),
 		Step:    c.Step,
 		Details: map[string]any{"fun": c.Fun, "locs": toAny(locs)},
 	}
+	if c.RouteWait > 0 {
+		e.Message += fmt.Sprintf(" (waited %d ms)", c.RouteWait.Milliseconds())
+		e.Details.(map[string]any)["route_wait_ms"] = c.RouteWait.Milliseconds()
+	}
+	return e
 }
 
 func formatLocs(l []string) string {

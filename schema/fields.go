@@ -65,6 +65,7 @@ func (r Request) WriteFields(w FieldWriter) {
 	intOpt(w, "deadline_ms", r.DeadlineMS)
 	strOpt(w, "results", r.Results)
 	strOpt(w, "on_error", r.OnError)
+	intOpt(w, "route_wait_ms", r.RouteWaitMS)
 }
 
 // WriteFields writes the response's keys.
@@ -212,7 +213,7 @@ var knownKeys = func() map[string]string {
 		"error", "code", "message", "step", "node", "details", "cluster", "deadline_ms", "result",
 		"incarnation", "instance", "version", "funs", "codecs", "advertised_urls", "meta", "proto",
 		"seq", "load", "inflight", "limit", "$ref", "path", "kind", "attempt", "planner",
-		"idempotent", "retry_after_ms", "on_error", "errors", "cause",
+		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms",
 	} {
 		m[k] = k
 	}

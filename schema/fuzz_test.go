@@ -26,6 +26,9 @@ var fuzzRequests = []string{
 	`{"on_error":"continue","results":"all","cmds":[{"name":"a","fun":"f"},{"name":"b","fun":"g","args":["a"]}]}`,
 	`{"on_error":"sometimes","cmds":[{"name":"a","fun":"f"}]}`,
 	`{"on_error":7,"cmds":[{"name":"a","fun":"f"}]}`,
+	`{"route_wait_ms":250,"cmds":[{"name":"a","fun":"f"}]}`,
+	`{"route_wait_ms":-1,"cmds":[{"name":"a","fun":"f"}]}`,
+	`{"route_wait_ms":1e300,"cmds":[{"name":"a","fun":"f"}]}`,
 }
 
 func FuzzParseRequest(f *testing.F) {

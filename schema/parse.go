@@ -198,6 +198,12 @@ func ParseRequest(v any) (*Request, error) {
 	default:
 		return nil, invalid("results", "want %q or %q, got %q", ResultsSinks, ResultsAll, r.Results)
 	}
+	if r.RouteWaitMS, err = integer(m, "", "route_wait_ms", false); err != nil {
+		return nil, err
+	}
+	if r.RouteWaitMS < 0 || r.RouteWaitMS > MaxProtoInt {
+		return nil, invalid("route_wait_ms", "must be 0 to 2^53-1 (the request's budget bounds it)")
+	}
 	if r.OnError, err = str(m, "", "on_error", false); err != nil {
 		return nil, err
 	}

@@ -52,6 +52,9 @@ type Request struct {
 	Results    string `json:"results,omitempty"`
 	// OnError is OnErrorStop (the default when empty) or OnErrorContinue.
 	OnError string `json:"on_error,omitempty"`
+	// RouteWaitMS: a step with no eligible node waits up to this long for
+	// one to appear before NO_ROUTE.
+	RouteWaitMS int64 `json:"route_wait_ms,omitempty"`
 }
 
 // Response is the body of an RPC response. Exactly one of Results (success)

@@ -18,10 +18,11 @@ import (
 
 // callCmd is `mpreg call`.
 type callCmd struct {
-	Fun  string   `arg:"" help:"The function to call."`
-	Args []string `arg:"" optional:"" help:"Positional arguments: each is read as JSON when it is valid JSON, else taken as a string. Put -- before arguments that start with '-'." placeholder:"ARG"`
-	Kw   []string `help:"A keyword argument K=V; V is read like ARG. Repeatable." placeholder:"K=V" sep:"none"`
-	Loc  []string `help:"Run only on a node with this loc. Repeatable." placeholder:"L" sep:"none"`
+	Fun       string        `arg:"" help:"The function to call."`
+	Args      []string      `arg:"" optional:"" help:"Positional arguments: each is read as JSON when it is valid JSON, else taken as a string. Put -- before arguments that start with '-'." placeholder:"ARG"`
+	Kw        []string      `help:"A keyword argument K=V; V is read like ARG. Repeatable." placeholder:"K=V" sep:"none"`
+	Loc       []string      `help:"Run only on a node with this loc. Repeatable." placeholder:"L" sep:"none"`
+	RouteWait time.Duration `help:"With no eligible node, wait this long for one (a node starting, a function registered) before NO_ROUTE." placeholder:"D"`
 	clientFlags
 	requestFlags
 }
@@ -47,6 +48,9 @@ func (c *callCmd) Run(e *env) error {
 	}
 	if len(c.Loc) > 0 {
 		opts = append(opts, client.WithLocs(c.Loc...))
+	}
+	if c.RouteWait > 0 {
+		opts = append(opts, client.WithRouteWait(c.RouteWait))
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, c.Timeout)
 	defer cancel()
