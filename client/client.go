@@ -440,6 +440,26 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 	}
 }
 
+// Cancel asks the cluster to stop the request with this id, wherever it is
+// planned (docs/PROTOCOL.md §9), and waits until the NATS server has the
+// cancel. A caller in another NATS account can stop only its own requests.
+func (c *Client) Cancel(ctx context.Context, id string) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if id == "" || len(id) > schema.MaxRequestIDLen {
+		return schema.Errorf(schema.CodeInvalidRequest, "a request id is 1 to %d bytes", schema.MaxRequestIDLen)
+	}
+	data, err := codec.JSON.Encode(&schema.CancelRequest{ID: id})
+	if err != nil {
+		return err
+	}
+	if err := c.nc.PublishMsg(bus.NewMsg(c.subj.CancelRequest(), data, codec.JSONType, "")); err != nil {
+		return fmt.Errorf("client: cancel %s: %w", schema.Clip(id), err)
+	}
+	return bus.Flush(ctx, c.nc)
+}
+
 // cancelFlush bounds the wait for the server to take a cancel.
 const cancelFlush = 250 * time.Millisecond
 

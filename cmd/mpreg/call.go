@@ -174,3 +174,21 @@ func (c *runCmd) read(stdin io.Reader) (*schema.Request, error) {
 	}
 	return req, nil
 }
+
+// cancelCmd is `mpreg cancel`.
+type cancelCmd struct {
+	ID string `arg:"" help:"The id of the request to stop."`
+	clientFlags
+}
+
+// Run publishes the cancel; the request's caller gets CANCELLED.
+func (c *cancelCmd) Run(e *env) error {
+	ctx, cancel := context.WithTimeout(e.ctx, peersTimeout)
+	defer cancel()
+	cl, err := connect(ctx, c.clientFlags, "", peersTimeout)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return cl.Cancel(ctx, c.ID)
+}

@@ -60,6 +60,7 @@ type cli struct {
 	Call   callCmd   `cmd:"" help:"Call one function and print its result as JSON."`
 	Run    runCmd    `cmd:"" help:"Send a whole request (docs/PROTOCOL.md §4) from a JSON file or stdin and print the response."`
 	Peers  peersCmd  `cmd:"" help:"List the live nodes, their functions, locs and codecs."`
+	Cancel cancelCmd `cmd:"" help:"Stop a request by its id, wherever it runs (its caller gets CANCELLED)."`
 	Demo   demoCmd   `cmd:"" help:"Run a tour of MPREG in one process: a NATS server, three nodes and a client."`
 	Bench  benchCmd  `cmd:"" help:"Measure calls per second and latency."`
 

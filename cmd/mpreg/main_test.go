@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -639,4 +640,34 @@ func TestLeafNodeFlags(t *testing.T) {
 		return nil
 	})
 	require.Contains(t, site.stderr.String(), "leafnode_remotes=[nats-leaf://127.0.0.1:")
+}
+
+// TestCancelCommand: mpreg cancel ID stops a running request by its id;
+// its caller gets CANCELLED.
+func TestCancelCommand(t *testing.T) {
+	url := cluster(t)
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	done := make(chan *nats.Msg, 1)
+	go func() {
+		m, _ := nc.Request("mpreg.default.rpc", []byte(`{"id": "to-cancel", "cmds": [{"name": "s", "fun": "sleep", "args": [20000, "x"]}]}`), 30*time.Second)
+		done <- m
+	}()
+	var r result
+	testcluster.WaitFor(t, "the request to be cancelled", func() error {
+		r = mpreg(t, opts{}, "cancel", "to-cancel", "--servers", url)
+		select {
+		case m := <-done:
+			done <- m
+			return nil
+		default:
+			return errors.New("still running")
+		}
+	})
+	require.Equal(t, 0, r.code, r.stderr)
+	m := testwait.Recv(t, done, "the cancelled request's reply")
+	require.NotNil(t, m)
+	require.Contains(t, string(m.Data), `"code":"CANCELLED"`)
+	require.Equal(t, 2, mpreg(t, opts{}, "cancel").code, "an id is required")
 }
