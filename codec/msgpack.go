@@ -81,7 +81,7 @@ func (e *mpEncoder) value(v any, depth int) error {
 		}
 		return e.fields(t, depth)
 	}
-	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && !rv.IsNil() && rv.Type().Elem().Implements(wireType) {
+	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && !rv.IsNil() && rv.Type().Elem().Kind() != reflect.Pointer && rv.Type().Elem().Implements(wireType) {
 		err := e.EncodeArrayLen(rv.Len()) // wire structs in place, not boxed one by one
 		for i := 0; i < rv.Len() && err == nil; i++ {
 			err = e.fields(rv.Index(i).Addr().Interface().(schema.Wire), depth+1)

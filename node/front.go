@@ -178,6 +178,10 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		resp.Error = schema.AsError(err)
 		return
 	}
+	if req.DryRun {
+		resp.Plan, resp.Problems = fr.dryRun(req)
+		return
+	}
 	plan, err := planner.New(req, fr.cfg.Limits)
 	if err != nil {
 		resp.Error = schema.AsError(err)
@@ -272,6 +276,47 @@ func cancelKey(c authz.Caller, id string) string {
 		return id
 	}
 	return c.Key() + "\x00" + id
+}
+
+// dryRun plans req and says, for each step, what it waits for, which live
+// nodes could run it and which one would now; nothing runs. What would
+// keep the request from running (a planning error, a step no node offers)
+// comes back as problems.
+func (fr *front) dryRun(req *schema.Request) ([]schema.PlanStep, []*schema.Error) {
+	plan, err := planner.New(req, fr.cfg.Limits)
+	if err != nil {
+		return []schema.PlanStep{}, []*schema.Error{schema.AsError(err)}
+	}
+	ctx, cancel := context.WithTimeout(fr.ctx, time.Second)
+	defer cancel()
+	steps := make([]schema.PlanStep, len(plan.Steps))
+	var problems []*schema.Error
+	for i, s := range plan.Steps {
+		deps := make([]string, len(s.Deps))
+		for j, d := range s.Deps {
+			deps[j] = plan.Steps[d].Name
+		}
+		locs := append([]string{}, s.Locs...)
+		steps[i] = schema.PlanStep{Name: s.Name, Fun: s.Fun, Locs: locs, Deps: deps,
+			Candidates: append([]string{}, fr.table.Eligible(s.Fun, s.Locs)...)}
+		if node, ok := fr.route(ctx, s.Fun, s.Locs, nil); ok {
+			steps[i].Node = &node
+			continue
+		}
+		problems = append(problems, &schema.Error{Code: schema.CodeNoRoute, Step: s.Name,
+			Message: fmt.Sprintf("no live node offers %s with locs %v", s.Fun, locs),
+			Details: map[string]any{"fun": s.Fun, "locs": toAnyList(locs)}})
+	}
+	return steps, problems
+}
+
+// toAnyList is l as a []any, for error details.
+func toAnyList(l []string) []any {
+	out := make([]any, len(l))
+	for i, s := range l {
+		out[i] = s
+	}
+	return out
 }
 
 // ackPlanner tells a caller that asked (schema.HeaderPlannerAck) that this

@@ -66,6 +66,9 @@ func (r Request) WriteFields(w FieldWriter) {
 	strOpt(w, "results", r.Results)
 	strOpt(w, "on_error", r.OnError)
 	intOpt(w, "route_wait_ms", r.RouteWaitMS)
+	if r.DryRun {
+		w.Any("dry_run", true)
+	}
 }
 
 // WriteFields writes the response's keys.
@@ -77,6 +80,26 @@ func (r Response) WriteFields(w FieldWriter) {
 	}
 	if r.Errors != nil {
 		w.Any("errors", r.Errors)
+	}
+	if r.Plan != nil {
+		w.Any("plan", r.Plan)
+	}
+	if r.Problems != nil {
+		w.Any("problems", r.Problems)
+	}
+}
+
+// WriteFields writes the plan step's keys.
+func (s PlanStep) WriteFields(w FieldWriter) {
+	w.Str("name", s.Name)
+	w.Str("fun", s.Fun)
+	w.Any("locs", s.Locs)
+	w.Any("deps", s.Deps)
+	w.Any("candidates", s.Candidates)
+	if s.Node == nil {
+		w.Any("node", nil)
+	} else {
+		w.Str("node", *s.Node)
 	}
 }
 
@@ -213,7 +236,7 @@ var knownKeys = func() map[string]string {
 		"error", "code", "message", "step", "node", "details", "cluster", "deadline_ms", "result",
 		"incarnation", "instance", "version", "funs", "codecs", "advertised_urls", "meta", "proto",
 		"seq", "load", "inflight", "limit", "$ref", "path", "kind", "attempt", "planner",
-		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms",
+		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "dry_run", "plan", "problems", "deps", "candidates",
 	} {
 		m[k] = k
 	}

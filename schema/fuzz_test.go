@@ -27,6 +27,8 @@ var fuzzRequests = []string{
 	`{"on_error":"sometimes","cmds":[{"name":"a","fun":"f"}]}`,
 	`{"on_error":7,"cmds":[{"name":"a","fun":"f"}]}`,
 	`{"route_wait_ms":250,"cmds":[{"name":"a","fun":"f"}]}`,
+	`{"dry_run":true,"cmds":[{"name":"a","fun":"f"},{"name":"b","fun":"g","args":["a"]}]}`,
+	`{"dry_run":"yes","cmds":[{"name":"a","fun":"f"}]}`,
 	`{"route_wait_ms":-1,"cmds":[{"name":"a","fun":"f"}]}`,
 	`{"route_wait_ms":1e300,"cmds":[{"name":"a","fun":"f"}]}`,
 }

@@ -198,6 +198,13 @@ func ParseRequest(v any) (*Request, error) {
 	default:
 		return nil, invalid("results", "want %q or %q, got %q", ResultsSinks, ResultsAll, r.Results)
 	}
+	if dr, ok := m["dry_run"]; ok && dr != nil {
+		b, ok := dr.(bool)
+		if !ok {
+			return nil, typeErr("dry_run", "boolean", dr)
+		}
+		r.DryRun = b
+	}
 	if r.RouteWaitMS, err = integer(m, "", "route_wait_ms", false); err != nil {
 		return nil, err
 	}
@@ -285,6 +292,9 @@ func ParseResponse(v any) (*Response, error) {
 			return nil, err
 		}
 	}
+	if err := parsePlan(m, r); err != nil {
+		return nil, err
+	}
 	if ev, ok := m["errors"]; ok && ev != nil {
 		em, ok := ev.(map[string]any)
 		if !ok {
@@ -298,6 +308,56 @@ func ParseResponse(v any) (*Response, error) {
 		}
 	}
 	return r, nil
+}
+
+// parsePlan reads a dry run's plan and problems into r.
+func parsePlan(m map[string]any, r *Response) error {
+	if pv, ok := m["plan"]; ok && pv != nil {
+		l, ok := pv.([]any)
+		if !ok {
+			return typeErr("plan", "list", pv)
+		}
+		r.Plan = make([]PlanStep, len(l))
+		for i, v := range l {
+			key := fmt.Sprintf("plan[%d]", i)
+			sm, err := asMap(v, key)
+			if err != nil {
+				return err
+			}
+			st := &r.Plan[i]
+			if st.Name, err = str(sm, key, "name", true); err != nil {
+				return err
+			}
+			if st.Fun, err = str(sm, key, "fun", true); err != nil {
+				return err
+			}
+			for _, f := range []struct {
+				k   string
+				dst *[]string
+			}{{"locs", &st.Locs}, {"deps", &st.Deps}, {"candidates", &st.Candidates}} {
+				if *f.dst, err = strList(sm[f.k], key+"."+f.k); err != nil {
+					return err
+				}
+			}
+			if nv, ok := sm["node"].(string); ok {
+				st.Node = &nv
+			}
+		}
+	}
+	if pv, ok := m["problems"]; ok && pv != nil {
+		l, ok := pv.([]any)
+		if !ok {
+			return typeErr("problems", "list", pv)
+		}
+		r.Problems = make([]*Error, len(l))
+		for i, v := range l {
+			var err error
+			if r.Problems[i], err = ParseError(v, fmt.Sprintf("problems[%d]", i)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // ParseExecRequest reads an exec request (docs/PROTOCOL.md §6).

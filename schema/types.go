@@ -55,6 +55,9 @@ type Request struct {
 	// RouteWaitMS: a step with no eligible node waits up to this long for
 	// one to appear before NO_ROUTE.
 	RouteWaitMS int64 `json:"route_wait_ms,omitempty"`
+	// DryRun: plan the request and say where each step would run; run
+	// nothing.
+	DryRun bool `json:"dry_run,omitempty"`
 }
 
 // Response is the body of an RPC response. Exactly one of Results (success)
@@ -66,6 +69,23 @@ type Response struct {
 	// Errors holds, for a request with on_error "continue", the error of
 	// each step that failed or was skipped, by step name.
 	Errors map[string]*Error `json:"errors,omitempty"`
+	// Plan and Problems answer a dry run: each step with where it would
+	// run, and what would keep the request from running.
+	Plan     []PlanStep `json:"plan,omitempty"`
+	Problems []*Error   `json:"problems,omitempty"`
+}
+
+// PlanStep is one step of a dry run's plan.
+type PlanStep struct {
+	Name string   `json:"name"`
+	Fun  string   `json:"fun"`
+	Locs []string `json:"locs"`
+	// Deps are the names of the steps it waits for.
+	Deps []string `json:"deps"`
+	// Candidates are the live nodes that offer Fun with every loc.
+	Candidates []string `json:"candidates"`
+	// Node is the node the planner would pick now; nil when none.
+	Node *string `json:"node"`
 }
 
 // ExecRequest is the body of a request on P.<cluster>.node.<node>.exec.

@@ -1,0 +1,71 @@
+package node_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/node"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// TestDryRun: a dry run runs nothing and says, for each step, what it waits
+// for, which nodes could run it and which would; problems name what would
+// stop it.
+func TestDryRun(t *testing.T) {
+	s := testcluster.Server(t)
+	var calls atomic.Int64
+	count := func(n *node.Node) {
+		require.NoError(t, n.Register("work", func(x int64) int64 { calls.Add(1); return x }))
+	}
+	a := testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "a", "gpu"), count)
+	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "b", "gpu"), count)
+	testcluster.WaitForRoute(t, a.Table(), "work", []string{"gpu"}, "a", "b")
+	nc := testcluster.Conn(t, s.ClientURL())
+
+	resp := rpcJSON(t, nc, `{"id": "d1", "dry_run": true, "cmds": [
+		{"name": "x", "fun": "work", "args": [1], "locs": ["gpu"]},
+		{"name": "y", "fun": "work", "args": ["x"]},
+		{"name": "z", "fun": "nowhere", "args": ["x", "y"]}]}`)
+	require.NotContains(t, resp, "error")
+	require.Equal(t, map[string]any{}, resp["results"])
+	plan := resp["plan"].([]any)
+	require.Len(t, plan, 3)
+	x, y, z := plan[0].(map[string]any), plan[1].(map[string]any), plan[2].(map[string]any)
+	require.Equal(t, "x", x["name"])
+	require.Equal(t, []any{"gpu"}, x["locs"])
+	require.Equal(t, []any{}, x["deps"])
+	require.Equal(t, []any{"a", "b"}, x["candidates"])
+	require.Contains(t, []any{"a", "b"}, x["node"])
+	require.Equal(t, []any{"x"}, y["deps"])
+	require.Equal(t, []any{"a", "b"}, y["candidates"])
+	require.Equal(t, []any{"x", "y"}, z["deps"])
+	require.Equal(t, []any{}, z["candidates"])
+	require.Nil(t, z["node"])
+	problems := resp["problems"].([]any)
+	require.Len(t, problems, 1)
+	p := problems[0].(map[string]any)
+	require.Equal(t, "NO_ROUTE", p["code"])
+	require.Equal(t, "z", p["step"])
+	require.Zero(t, calls.Load(), "a dry run runs nothing")
+
+	// A cycle is a problem, not an error.
+	resp = rpcJSON(t, nc, `{"dry_run": true, "cmds": [{"name": "p", "fun": "work", "args": ["q"]}, {"name": "q", "fun": "work", "args": ["p"]}]}`)
+	require.NotContains(t, resp, "error")
+	require.Equal(t, []any{}, resp["plan"])
+	require.Equal(t, "INVALID_REQUEST", resp["problems"].([]any)[0].(map[string]any)["code"])
+
+	// Through the Go client: the plan comes back typed.
+	cl := testcluster.Client(t, s.ClientURL(), client.Config{NoFollow: true})
+	r, err := cl.Run(context.Background(), &schema.Request{DryRun: true, Cmds: []schema.Command{{Name: "w", Fun: "work", Args: []any{1}}}})
+	require.NoError(t, err)
+	require.Len(t, r.Plan, 1)
+	require.Equal(t, []string{"a", "b"}, r.Plan[0].Candidates)
+	require.NotNil(t, r.Plan[0].Node)
+	require.Empty(t, r.Problems)
+	require.Zero(t, calls.Load())
+}
