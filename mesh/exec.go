@@ -113,7 +113,8 @@ type attempt struct {
 // message builds the exec request for c in cd, checked against the max
 // payload.
 func (e *Execer) message(ctx context.Context, node string, c *planner.Call, cd codec.Codec, a *attempt) (*nats.Msg, error) {
-	body := schema.ExecRequest{Cluster: e.Cluster, ID: c.ID(), Fun: c.Fun, Args: c.Args, Kwargs: c.Kwargs, Attempt: e.nextAttempt()}
+	body := schema.ExecRequest{Cluster: e.Cluster, ID: c.ID(), Fun: c.Fun, Args: c.Args, Kwargs: c.Kwargs, Attempt: e.nextAttempt(),
+		Timing: planner.TimingOf(ctx) != nil}
 	a.id = body.Attempt
 	if body.Args == nil {
 		body.Args = []any{}
@@ -211,6 +212,10 @@ func (e *Execer) reply(resp *nats.Msg, a *attempt) (any, error) {
 	rep, err := schema.ParseExecReply(tree)
 	if err != nil {
 		return nil, schema.Wrap(schema.CodeInternal, err, "node %s sent a bad exec reply", a.node)
+	}
+	if tm := planner.TimingOf(a.parent); tm != nil && rep.Timing != nil {
+		tm.Queue = time.Duration(rep.Timing.QueueUS) * time.Microsecond
+		tm.Run = time.Duration(rep.Timing.RunUS) * time.Microsecond
 	}
 	if rep.Error == nil {
 		return rep.Result, nil

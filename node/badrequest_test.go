@@ -119,7 +119,7 @@ func TestInvalidRequests(t *testing.T) {
 	require.Equal(t, "x1", resp["id"])
 
 	// Unknown keys are ignored (forward compatibility).
-	resp = rpcJSON(t, nc, `{"cmds": [{"name": "a", "fun": "echo", "args": [1], "future": true}], "priority": 9, "trace": {"x": 1}}`)
+	resp = rpcJSON(t, nc, `{"cmds": [{"name": "a", "fun": "echo", "args": [1], "future": true}], "priority": 9, "sampling": {"x": 1}}`)
 	require.Nil(t, resp["error"])
 	require.Equal(t, map[string]any{"a": int64(1)}, resp["results"])
 	require.Positive(t, n.Stats().RequestErrors)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/mesh"
+	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -200,25 +201,41 @@ func (x *executor) runExec(s *execStep, slot bool) {
 		// node.
 		e = x.stepCtxError(ctx)
 	}
-	x.stepDone(s.f.name, e, time.Since(began))
+	ran := time.Since(began)
+	x.stepDone(s.f.name, e, ran)
+	var timing *schema.StepTiming
+	if req.Timing {
+		timing = &schema.StepTiming{QueueUS: began.Sub(s.at).Microseconds(), RunUS: ran.Microseconds()}
+	}
 	if e != nil {
 		x.log.Debug("step failed here", "request_id", req.ID, "fun", req.Fun, "code", e.Code, "error", e.Message)
-		x.sendExec(s, &schema.ExecReply{Error: e})
+		x.sendExec(s, &schema.ExecReply{Error: e, Timing: timing})
 		return
 	}
-	x.sendExec(s, &schema.ExecReply{Result: v})
+	x.sendExec(s, &schema.ExecReply{Result: v, Timing: timing})
 }
 
 // runLocal runs a registered function under ctx, on an owned goroutine so
 // that the caller gets TIMEOUT or CANCELLED when ctx ends even if the
 // function ignores ctx.
 func (x *executor) runLocal(ctx context.Context, fun string, args []any, kwargs map[string]any, id string) (any, *schema.Error) {
+	admitted := time.Now()
+	var began time.Time
+	if tm := planner.TimingOf(ctx); tm != nil { // the planner traces the request
+		defer func() {
+			if began.IsZero() {
+				tm.Queue = time.Since(admitted)
+				return
+			}
+			tm.Queue, tm.Run = began.Sub(admitted), time.Since(began)
+		}()
+	}
 	f, e := x.admit(ctx, fun)
 	if e != nil {
 		x.stepDone(funLabel(f), e, 0)
 		return nil, e
 	}
-	began := time.Now()
+	began = time.Now()
 	if f.inline {
 		// Quick by contract: no goroutine to guard its deadline.
 		v, e := x.invoke(ctx, f, args, kwargs, id)

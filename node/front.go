@@ -224,8 +224,9 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		// would land in the nodes' account instead. It gets none.
 		defer fr.ackPlanner(m, req.ID)()
 	}
+	plan.Received = start
 	o := fr.runner.Execute(ctx, plan)
-	resp.Results, resp.Errors, resp.Error = o.Results, o.Errors, o.Err
+	resp.Results, resp.Errors, resp.Error, resp.Trace = o.Results, o.Errors, o.Err, o.Trace
 }
 
 // authorize reads who sent a request (what NATS stamped on it, see package

@@ -72,7 +72,12 @@ type Plan struct {
 	// RouteWait: a step with no eligible node waits up to this long for
 	// one (route_wait_ms).
 	RouteWait time.Duration
-	byName    map[string]int
+	// Trace: the Outcome carries one entry per step attempt.
+	Trace bool
+	// Received is when the planner received the request: a trace's start
+	// times count from it. Zero: when Execute began.
+	Received time.Time
+	byName   map[string]int
 	initial   []int // steps with no dependencies
 }
 
@@ -121,6 +126,7 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 		Steps:    make([]*Step, len(req.Cmds)),
 		All:      req.Results == schema.ResultsAll,
 		Continue: req.OnError == schema.OnErrorContinue,
+		Trace:    req.Trace,
 		// Capped in milliseconds first: a huge route_wait_ms must not
 		// overflow (the request's budget bounds the wait anyway).
 		RouteWait: time.Duration(min(req.RouteWaitMS, maxRouteWaitMS)) * time.Millisecond,

@@ -21,6 +21,8 @@ type Call struct {
 	// RouteWait: with no eligible node, wait up to this long for one
 	// (see Runner.Changed) before NO_ROUTE.
 	RouteWait time.Duration
+	// tr records the attempts when the request is traced.
+	tr *tracer
 }
 
 // ID returns the exec id of docs/PROTOCOL.md §6: "<rpc id>/<step name>".
@@ -163,16 +165,26 @@ type Outcome struct {
 	// Continue, only a failure of the whole request (its budget, its
 	// cancel, its memory) or no step having succeeded.
 	Err *schema.Error
+	// Trace, for a plan with Trace, has one entry per step attempt, in the
+	// order they started.
+	Trace []schema.TraceEntry
 }
 
 // Execute runs p as Run does and returns its Outcome.
 func (r *Runner) Execute(ctx context.Context, p *Plan) Outcome {
-	out, errs, e := r.run(ctx, p)
-	return Outcome{Results: out, Errors: errs, Err: e}
+	var tr *tracer
+	if p.Trace {
+		tr = &tracer{received: p.Received}
+		if tr.received.IsZero() {
+			tr.received = time.Now()
+		}
+	}
+	out, errs, e := r.run(ctx, p, tr)
+	return Outcome{Results: out, Errors: errs, Err: e, Trace: tr.trace()}
 }
 
 // run is Execute's body.
-func (r *Runner) run(ctx context.Context, p *Plan) (map[string]any, map[string]*schema.Error, *schema.Error) {
+func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, map[string]*schema.Error, *schema.Error) {
 	n := len(p.Steps)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -240,11 +252,11 @@ func (r *Runner) run(ctx context.Context, p *Plan) (map[string]any, map[string]*
 			ready = ready[1:]
 			if inflight == 0 && len(ready) == 0 {
 				// The only runnable step: run it here, no goroutine.
-				finish(r.step(ctx, p, i, results))
+				finish(r.step(ctx, p, i, results, tr))
 				continue
 			}
 			inflight++
-			go func() { completions <- r.step(ctx, p, i, results) }()
+			go func() { completions <- r.step(ctx, p, i, results, tr) }()
 		}
 		if inflight == 0 {
 			break
@@ -387,7 +399,7 @@ func (h *holder) releaseAll() {
 
 // step resolves, routes and executes step i, re-routing when the node
 // vanished before running it.
-func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any) completion {
+func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any, tr *tracer) completion {
 	s := p.Steps[i]
 	start := time.Now()
 	c := completion{step: i}
@@ -406,7 +418,7 @@ func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any) comple
 		c.err = schema.AsError(err)
 		return c
 	}
-	call := &Call{RequestID: p.ID, Step: s.Name, Fun: s.Fun, Locs: s.Locs, Args: args, Kwargs: kwargs, RouteWait: p.RouteWait}
+	call := &Call{RequestID: p.ID, Step: s.Name, Fun: s.Fun, Locs: s.Locs, Args: args, Kwargs: kwargs, RouteWait: p.RouteWait, tr: tr}
 	c.result, ev.Node, ev.Attempts, c.err = r.exec(ctx, call)
 	return c
 }
@@ -446,7 +458,9 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 			return nil, node, attempts, noRoute(call)
 		}
 		node, attempts = next, attempt+1
-		res, err := r.Executor.Exec(ctx, node, call)
+		res, err := call.tr.attempt(ctx, call, node, attempts, func(ctx context.Context) (any, error) {
+			return r.Executor.Exec(ctx, node, call)
+		})
 		if err == nil {
 			return res, node, attempts, nil
 		}

@@ -69,6 +69,9 @@ func (r Request) WriteFields(w FieldWriter) {
 	if r.DryRun {
 		w.Any("dry_run", true)
 	}
+	if r.Trace {
+		w.Any("trace", true)
+	}
 }
 
 // WriteFields writes the response's keys.
@@ -87,6 +90,27 @@ func (r Response) WriteFields(w FieldWriter) {
 	if r.Problems != nil {
 		w.Any("problems", r.Problems)
 	}
+	if r.Trace != nil {
+		w.Any("trace", r.Trace)
+	}
+}
+
+// WriteFields writes the trace entry's keys.
+func (e TraceEntry) WriteFields(w FieldWriter) {
+	w.Str("step", e.Step)
+	w.Str("fun", e.Fun)
+	w.Str("node", e.Node)
+	w.Int("attempt", e.Attempt)
+	w.Int("start_us", e.StartUS)
+	w.Int("queue_us", e.QueueUS)
+	w.Int("run_us", e.RunUS)
+	w.Str("code", e.Code)
+}
+
+// WriteFields writes the step timing's keys.
+func (t StepTiming) WriteFields(w FieldWriter) {
+	w.Int("queue_us", t.QueueUS)
+	w.Int("run_us", t.RunUS)
 }
 
 // WriteFields writes the plan step's keys.
@@ -112,6 +136,9 @@ func (r ExecRequest) WriteFields(w FieldWriter) {
 	w.Any("kwargs", r.Kwargs)
 	intOpt(w, "deadline_ms", r.DeadlineMS)
 	strOpt(w, "attempt", r.Attempt)
+	if r.Timing {
+		w.Any("timing", true)
+	}
 }
 
 // WriteFields writes the cancel's keys.
@@ -136,22 +163,30 @@ func (a PlannerAck) WriteFields(w FieldWriter) {
 // WriteFields writes {"result": ...} or {"error": ...}.
 func (r ExecReply) WriteFields(w FieldWriter) {
 	if r.Error != nil {
-		w.Any("error", r.Error)
+		ExecError{Error: r.Error, Timing: r.Timing}.WriteFields(w)
 		return
 	}
-	w.Any("result", r.Result)
+	ExecResult{Result: r.Result, Timing: r.Timing}.WriteFields(w)
 }
 
 // WriteFields writes {"result": ...}.
-func (r ExecResult) WriteFields(w FieldWriter) { w.Any("result", r.Result) }
+func (r ExecResult) WriteFields(w FieldWriter) {
+	w.Any("result", r.Result)
+	if r.Timing != nil {
+		w.Any("timing", r.Timing)
+	}
+}
 
 // WriteFields writes {"error": ...}.
 func (r ExecError) WriteFields(w FieldWriter) {
 	if r.Error == nil {
 		w.Any("error", nil)
-		return
+	} else {
+		w.Any("error", r.Error)
 	}
-	w.Any("error", r.Error)
+	if r.Timing != nil {
+		w.Any("timing", r.Timing)
+	}
 }
 
 // WriteFields writes the error's keys.
@@ -237,6 +272,7 @@ var knownKeys = func() map[string]string {
 		"incarnation", "instance", "version", "funs", "codecs", "advertised_urls", "meta", "proto",
 		"seq", "load", "inflight", "limit", "$ref", "path", "kind", "attempt", "planner",
 		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "dry_run", "plan", "problems", "deps", "candidates",
+		"trace", "timing", "queue_us", "run_us", "start_us",
 	} {
 		m[k] = k
 	}

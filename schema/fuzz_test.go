@@ -29,6 +29,8 @@ var fuzzRequests = []string{
 	`{"route_wait_ms":250,"cmds":[{"name":"a","fun":"f"}]}`,
 	`{"dry_run":true,"cmds":[{"name":"a","fun":"f"},{"name":"b","fun":"g","args":["a"]}]}`,
 	`{"dry_run":"yes","cmds":[{"name":"a","fun":"f"}]}`,
+	`{"trace":true,"on_error":"continue","route_wait_ms":5,"cmds":[{"name":"a","fun":"f"}]}`,
+	`{"trace":1,"cmds":[{"name":"a","fun":"f"}]}`,
 	`{"route_wait_ms":-1,"cmds":[{"name":"a","fun":"f"}]}`,
 	`{"route_wait_ms":1e300,"cmds":[{"name":"a","fun":"f"}]}`,
 }

@@ -198,12 +198,11 @@ func ParseRequest(v any) (*Request, error) {
 	default:
 		return nil, invalid("results", "want %q or %q, got %q", ResultsSinks, ResultsAll, r.Results)
 	}
-	if dr, ok := m["dry_run"]; ok && dr != nil {
-		b, ok := dr.(bool)
-		if !ok {
-			return nil, typeErr("dry_run", "boolean", dr)
-		}
-		r.DryRun = b
+	if r.DryRun, err = optBool(m, "dry_run"); err != nil {
+		return nil, err
+	}
+	if r.Trace, err = optBool(m, "trace"); err != nil {
+		return nil, err
 	}
 	if r.RouteWaitMS, err = integer(m, "", "route_wait_ms", false); err != nil {
 		return nil, err
@@ -295,6 +294,9 @@ func ParseResponse(v any) (*Response, error) {
 	if err := parsePlan(m, r); err != nil {
 		return nil, err
 	}
+	if err := parseTrace(m, r); err != nil {
+		return nil, err
+	}
 	if ev, ok := m["errors"]; ok && ev != nil {
 		em, ok := ev.(map[string]any)
 		if !ok {
@@ -308,6 +310,77 @@ func ParseResponse(v any) (*Response, error) {
 		}
 	}
 	return r, nil
+}
+
+// optBool reads an optional boolean key (absent or null: false).
+func optBool(m map[string]any, key string) (bool, error) {
+	v, ok := m[key]
+	if !ok || v == nil {
+		return false, nil
+	}
+	b, ok := v.(bool)
+	if !ok {
+		return false, typeErr(key, "boolean", v)
+	}
+	return b, nil
+}
+
+// parseTrace reads a response's trace into r.
+func parseTrace(m map[string]any, r *Response) error {
+	tv, ok := m["trace"]
+	if !ok || tv == nil {
+		return nil
+	}
+	l, ok := tv.([]any)
+	if !ok {
+		return typeErr("trace", "list", tv)
+	}
+	r.Trace = make([]TraceEntry, len(l))
+	for i, v := range l {
+		key := fmt.Sprintf("trace[%d]", i)
+		em, err := asMap(v, key)
+		if err != nil {
+			return err
+		}
+		e := &r.Trace[i]
+		for _, f := range []struct {
+			k   string
+			dst *string
+		}{{"step", &e.Step}, {"fun", &e.Fun}, {"node", &e.Node}, {"code", &e.Code}} {
+			if *f.dst, err = str(em, key, f.k, false); err != nil {
+				return err
+			}
+		}
+		for _, f := range []struct {
+			k   string
+			dst *int64
+		}{{"attempt", &e.Attempt}, {"start_us", &e.StartUS}, {"queue_us", &e.QueueUS}, {"run_us", &e.RunUS}} {
+			if *f.dst, err = integer(em, key, f.k, false); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// parseTiming reads an exec reply's optional timing.
+func parseTiming(m map[string]any) (*StepTiming, error) {
+	tv, ok := m["timing"]
+	if !ok || tv == nil {
+		return nil, nil
+	}
+	tm, err := asMap(tv, "timing")
+	if err != nil {
+		return nil, err
+	}
+	t := &StepTiming{}
+	if t.QueueUS, err = integer(tm, "timing", "queue_us", false); err != nil {
+		return nil, err
+	}
+	if t.RunUS, err = integer(tm, "timing", "run_us", false); err != nil {
+		return nil, err
+	}
+	return t, nil
 }
 
 // parsePlan reads a dry run's plan and problems into r.
@@ -394,6 +467,9 @@ func ParseExecRequest(v any) (*ExecRequest, error) {
 	if r.Attempt, err = boundedStr(m, "attempt", false, MaxAttemptLen); err != nil {
 		return nil, err
 	}
+	if r.Timing, err = optBool(m, "timing"); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -463,18 +539,22 @@ func ParseExecReply(v any) (*ExecReply, error) {
 	if err != nil {
 		return nil, err
 	}
+	timing, err := parseTiming(m)
+	if err != nil {
+		return nil, err
+	}
 	if ev, ok := m["error"]; ok && ev != nil {
 		e, err := ParseError(ev, "error")
 		if err != nil {
 			return nil, err
 		}
-		return &ExecReply{Error: e}, nil
+		return &ExecReply{Error: e, Timing: timing}, nil
 	}
 	res, ok := m["result"]
 	if !ok {
 		return nil, missing("result")
 	}
-	return &ExecReply{Result: res}, nil
+	return &ExecReply{Result: res, Timing: timing}, nil
 }
 
 // ParseHello reads a hello (docs/PROTOCOL.md §7).

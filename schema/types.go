@@ -58,6 +58,8 @@ type Request struct {
 	// DryRun: plan the request and say where each step would run; run
 	// nothing.
 	DryRun bool `json:"dry_run,omitempty"`
+	// Trace: the response carries one TraceEntry per step attempt.
+	Trace bool `json:"trace,omitempty"`
 }
 
 // Response is the body of an RPC response. Exactly one of Results (success)
@@ -73,6 +75,22 @@ type Response struct {
 	// run, and what would keep the request from running.
 	Plan     []PlanStep `json:"plan,omitempty"`
 	Problems []*Error   `json:"problems,omitempty"`
+	// Trace answers a request with trace: one entry per step attempt.
+	Trace []TraceEntry `json:"trace,omitempty"`
+}
+
+// TraceEntry is one attempt of one step: where it ran and when, relative
+// to the planner's receipt of the request, in microseconds.
+type TraceEntry struct {
+	Step    string `json:"step"`
+	Fun     string `json:"fun"`
+	Node    string `json:"node"`
+	Attempt int64  `json:"attempt"`
+	StartUS int64  `json:"start_us"`
+	QueueUS int64  `json:"queue_us"`
+	RunUS   int64  `json:"run_us"`
+	// Code is "ok" or the attempt's error code.
+	Code string `json:"code"`
 }
 
 // PlanStep is one step of a dry run's plan.
@@ -100,6 +118,9 @@ type ExecRequest struct {
 	// extension): a cancel names it, so that two callers that reuse an
 	// rpc id never cancel each other's steps.
 	Attempt string `json:"attempt,omitempty"`
+	// Timing asks the node to say in its reply how long the step waited
+	// for a run slot and ran (an optional extension, for trace).
+	Timing bool `json:"timing,omitempty"`
 }
 
 // Cancel asks a node to cancel the exec with this id (an extension of
@@ -140,25 +161,36 @@ const HeaderPlannerAck = "Mpreg-Planner-Ack"
 type ExecReply struct {
 	Result any    `json:"result"`
 	Error  *Error `json:"-"`
+	// Timing answers an ExecRequest with Timing.
+	Timing *StepTiming `json:"timing,omitempty"`
+}
+
+// StepTiming is how long a step waited for a run slot and ran, in
+// microseconds, on the node that ran it.
+type StepTiming struct {
+	QueueUS int64 `json:"queue_us"`
+	RunUS   int64 `json:"run_us"`
 }
 
 // Encodable returns the value to encode for r: {"result": v} or
 // {"error": e}, as a struct (cheaper to encode than a map).
 func (r *ExecReply) Encodable() any {
 	if r.Error != nil {
-		return ExecError{Error: r.Error}
+		return ExecError{Error: r.Error, Timing: r.Timing}
 	}
-	return ExecResult{Result: r.Result}
+	return ExecResult{Result: r.Result, Timing: r.Timing}
 }
 
 // ExecResult is the wire form of a successful ExecReply.
 type ExecResult struct {
-	Result any `json:"result"`
+	Result any         `json:"result"`
+	Timing *StepTiming `json:"timing,omitempty"`
 }
 
 // ExecError is the wire form of a failed ExecReply.
 type ExecError struct {
-	Error *Error `json:"error"`
+	Error  *Error      `json:"error"`
+	Timing *StepTiming `json:"timing,omitempty"`
 }
 
 // Message kinds, in the kind key of hello and goodbye: replies to sync and

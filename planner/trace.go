@@ -1,0 +1,66 @@
+package planner
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/mpreg/mpreg/schema"
+)
+
+// Timing is what an Executor reports of one attempt when the planner
+// traces (see TimingOf): how long the step waited for a run slot and ran on
+// the node that ran it.
+type Timing struct {
+	Queue, Run time.Duration
+}
+
+type timingKey struct{}
+
+// TimingOf returns where an Executor reports the timing of the attempt
+// that ctx belongs to, or nil when the planner does not trace it.
+func TimingOf(ctx context.Context) *Timing {
+	t, _ := ctx.Value(timingKey{}).(*Timing)
+	return t
+}
+
+// tracer collects a request's trace: one entry per step attempt.
+type tracer struct {
+	received time.Time
+	mu       sync.Mutex
+	entries  []schema.TraceEntry
+}
+
+// attempt runs one attempt of call on node through exec, recording it when
+// t is not nil.
+func (t *tracer) attempt(ctx context.Context, call *Call, node string, n int, exec func(context.Context) (any, error)) (any, error) {
+	if t == nil {
+		return exec(ctx)
+	}
+	tm := &Timing{}
+	start := time.Now()
+	v, err := exec(context.WithValue(ctx, timingKey{}, tm))
+	code := "ok"
+	if err != nil {
+		code = string(schema.AsError(stepError(ctx, err)).Code)
+	}
+	t.mu.Lock()
+	t.entries = append(t.entries, schema.TraceEntry{Step: call.Step, Fun: call.Fun, Node: node, Attempt: int64(n),
+		StartUS: start.Sub(t.received).Microseconds(), QueueUS: tm.Queue.Microseconds(), RunUS: tm.Run.Microseconds(), Code: code})
+	t.mu.Unlock()
+	return v, err
+}
+
+// trace returns the entries in the order the attempts started.
+func (t *tracer) trace() []schema.TraceEntry {
+	if t == nil {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := append([]schema.TraceEntry{}, t.entries...)
+	slices.SortStableFunc(out, func(a, b schema.TraceEntry) int { return cmp.Compare(a.StartUS, b.StartUS) })
+	return out
+}
