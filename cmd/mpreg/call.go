@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/mpreg/mpreg/client"
@@ -23,6 +24,7 @@ type callCmd struct {
 	Kw        []string      `help:"A keyword argument K=V; V is read like ARG. Repeatable." placeholder:"K=V" sep:"none"`
 	Loc       []string      `help:"Run only on a node with this loc. Repeatable." placeholder:"L" sep:"none"`
 	RouteWait time.Duration `help:"With no eligible node, wait this long for one (a node starting, a function registered) before NO_ROUTE." placeholder:"D"`
+	Trace     bool          `help:"Print where and when the step ran (node, attempt, start, queue, run, outcome) on stderr."`
 	clientFlags
 	requestFlags
 }
@@ -59,11 +61,45 @@ func (c *callCmd) Run(e *env) error {
 		return err
 	}
 	defer cl.Close()
+	if c.Trace {
+		return c.traced(ctx, e, cl, args)
+	}
 	v, err := cl.Call(ctx, c.Fun, args, opts...)
 	if err != nil {
 		return err
 	}
 	return printJSON(e.stdout, v)
+}
+
+// traced sends the call as a one-command request with trace, prints the
+// result on stdout and the trace on stderr.
+func (c *callCmd) traced(ctx context.Context, e *env, cl *client.Client, args []any) error {
+	kw := map[string]any{}
+	for _, pair := range c.Kw {
+		k, v, _ := strings.Cut(pair, "=")
+		kw[k] = jsonOrString(v)
+	}
+	req := &schema.Request{Trace: true, RouteWaitMS: c.RouteWait.Milliseconds(),
+		Cmds: []schema.Command{{Name: c.Fun, Fun: c.Fun, Args: args, Kwargs: kw, Locs: c.Loc}}}
+	resp, err := cl.Run(ctx, req)
+	if resp != nil {
+		printTrace(e.stderr, resp.Trace)
+	}
+	if err != nil {
+		return err
+	}
+	return printJSON(e.stdout, resp.Results[c.Fun])
+}
+
+// printTrace writes a trace as a table.
+func printTrace(w io.Writer, trace []schema.TraceEntry) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tFUN\tNODE\tATTEMPT\tSTART\tQUEUE\tRUN\tOUTCOME")
+	us := func(n int64) string { return (time.Duration(n) * time.Microsecond).String() }
+	for _, t := range trace {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", t.Step, t.Fun, t.Node, t.Attempt, us(t.StartUS), us(t.QueueUS), us(t.RunUS), t.Code)
+	}
+	_ = tw.Flush()
 }
 
 // jsonOrString reads s as JSON when it is valid JSON, else as a string.
@@ -95,7 +131,8 @@ const replyGrace = 2 * time.Second
 
 // runCmd is `mpreg run`.
 type runCmd struct {
-	File string `arg:"" help:"The request as JSON: a file, or - for stdin." placeholder:"FILE|-"`
+	File  string `arg:"" help:"The request as JSON: a file, or - for stdin." placeholder:"FILE|-"`
+	Trace bool   `help:"Ask for the trace and print it as a table on stderr (step, fun, node, attempt, start, queue, run, outcome)."`
 	clientFlags
 	requestFlags
 }
@@ -112,6 +149,9 @@ func (c *runCmd) Run(e *env) error {
 	// cluster's TIMEOUT reply, with partial results, arrives first.
 	if req.TimeoutMS <= 0 {
 		req.TimeoutMS = max(c.Timeout.Milliseconds(), 1)
+	}
+	if c.Trace {
+		req.Trace = true
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, time.Duration(req.TimeoutMS)*time.Millisecond+replyGrace)
 	defer cancel()
@@ -132,6 +172,9 @@ func (c *runCmd) Run(e *env) error {
 	}
 	if resp.Results == nil {
 		resp.Results = map[string]any{}
+	}
+	if c.Trace {
+		printTrace(e.stderr, resp.Trace)
 	}
 	if perr := printJSON(e.stdout, resp); perr != nil {
 		return errors.Join(err, perr)

@@ -671,3 +671,20 @@ func TestCancelCommand(t *testing.T) {
 	require.Contains(t, string(m.Data), `"code":"CANCELLED"`)
 	require.Equal(t, 2, mpreg(t, opts{}, "cancel").code, "an id is required")
 }
+
+// TestTraceFlags: --trace prints where each step ran on stderr, the result
+// stays alone on stdout.
+func TestTraceFlags(t *testing.T) {
+	url := cluster(t)
+	r := mpreg(t, opts{}, "call", "add", "2", "3", "--trace", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "5\n", r.stdout)
+	require.Regexp(t, `(?m)^STEP\s+FUN\s+NODE\s+ATTEMPT\s+START\s+QUEUE\s+RUN\s+OUTCOME\nadd\s+add\s+n1\s+1\s+\S+\s+\S+\s+\S+\s+ok$`, r.stderr)
+
+	r = mpreg(t, opts{stdin: `{"cmds": [{"name": "a", "fun": "add", "args": [1, 2]}, {"name": "b", "fun": "add", "args": ["a", 1]}]}`},
+		"run", "-", "--trace", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Regexp(t, `(?m)^a\s+add\s+n1\s+1\s.*ok$`, r.stderr)
+	require.Regexp(t, `(?m)^b\s+add\s+n1\s+1\s.*ok$`, r.stderr)
+	require.Contains(t, r.stdout, `"trace": [`)
+}
