@@ -5,7 +5,7 @@ BIN      := bin/mpreg
 GOLANGCI_LINT_VERSION := 2.15.0
 GOLANGCI_LINT         := $(shell $(GO) env GOPATH)/bin/golangci-lint
 
-.PHONY: all build demo test vet lint race load fuzz bench clean js-deps deploy-check
+.PHONY: all build demo test vet lint race load fuzz bench clean js-deps tools deploy-check
 
 all: build
 
@@ -17,15 +17,21 @@ demo:
 	$(GO) run ./cmd/mpreg demo
 
 ## test: vet, lint, the race-checked test suite, the load tests, and a short fuzz pass.
-test: vet lint js-deps deploy-check race load fuzz
+test: vet lint js-deps tools deploy-check race load fuzz
 
-## deploy-check: promtool checks the Prometheus scrape configuration
-## (promtool comes from the Debian prometheus package, installed when apt-get
-## can; the deploy package's tests check the rest of deploy/).
+## tools: promtool (Debian's prometheus package) and dot (graphviz) for the
+## checks that use them, installed when apt-get can (as root); without them
+## those checks say so and the rest runs.
+tools:
+	@for t in promtool:prometheus dot:graphviz; do \
+		if ! command -v $${t%%:*} >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+			apt-get install -y -q $${t##*:} >/dev/null 2>&1 || echo "$${t##*:} not installed"; \
+		fi; \
+	done
+
+## deploy-check: promtool checks the Prometheus scrape configuration (the
+## deploy package's tests check the rest of deploy/).
 deploy-check:
-	@if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-		apt-get install -y -q prometheus >/dev/null 2>&1 || echo "prometheus package not installed"; \
-	fi
 	@if command -v promtool >/dev/null 2>&1; then promtool check config deploy/prometheus/prometheus.yml; \
 	else echo "promtool not found: deploy/prometheus/prometheus.yml not checked by promtool"; fi
 

@@ -132,7 +132,9 @@ const replyGrace = 2 * time.Second
 // runCmd is `mpreg run`.
 type runCmd struct {
 	File  string `arg:"" help:"The request as JSON: a file, or - for stdin." placeholder:"FILE|-"`
-	Trace bool   `help:"Ask for the trace and print it as a table on stderr (step, fun, node, attempt, start, queue, run, outcome)."`
+	Trace   bool `help:"Ask for the trace and print it as a table on stderr (step, fun, node, attempt, start, queue, run, outcome)."`
+	Explain bool `help:"Run nothing: print the plan (each step's deps, candidate nodes and pick) and its problems as a table."`
+	Dot     bool `help:"Run nothing: print the plan as Graphviz DOT (steps labelled name: fun @ node, edges for references, unroutable steps red)."`
 	clientFlags
 	requestFlags
 }
@@ -153,6 +155,9 @@ func (c *runCmd) Run(e *env) error {
 	if c.Trace {
 		req.Trace = true
 	}
+	if c.Explain || c.Dot {
+		req.DryRun = true
+	}
 	ctx, cancel := context.WithTimeout(e.ctx, time.Duration(req.TimeoutMS)*time.Millisecond+replyGrace)
 	defer cancel()
 	cl, err := connect(ctx, c.clientFlags, c.Codec, c.Timeout)
@@ -161,6 +166,12 @@ func (c *runCmd) Run(e *env) error {
 	}
 	defer cl.Close()
 	resp, err := cl.Run(ctx, req)
+	if req.DryRun && err == nil {
+		if c.Dot {
+			return writeDot(e.stdout, resp.Plan)
+		}
+		return writeExplain(e.stdout, resp)
+	}
 	if resp == nil {
 		// No response arrived (no node, timeout…): print one in the same
 		// shape, so that scripts always read {"id", "results"[, "error"]}.

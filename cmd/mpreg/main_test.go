@@ -688,3 +688,32 @@ func TestTraceFlags(t *testing.T) {
 	require.Regexp(t, `(?m)^b\s+add\s+n1\s+1\s.*ok$`, r.stderr)
 	require.Contains(t, r.stdout, `"trace": [`)
 }
+
+// TestExplainAndDot: run --explain prints the plan as a table and exits 1
+// on problems; --dot prints Graphviz that dot accepts; neither runs a step.
+func TestExplainAndDot(t *testing.T) {
+	url := cluster(t)
+	req := `{"cmds": [{"name": "a", "fun": "add", "args": [1, 2]}, {"name": "b", "fun": "upper", "args": ["a"], "locs": ["cpu"]},
+		{"name": "c \"q\"", "fun": "train", "args": ["b"], "locs": ["tpu"]}]}`
+	r := mpreg(t, opts{stdin: req}, "run", "-", "--explain", "--servers", url)
+	require.Equal(t, 1, r.code)
+	require.Regexp(t, `(?m)^STEP\s+FUN\s+LOCS\s+WAITS FOR\s+CANDIDATES\s+PICK$`, r.stdout)
+	require.Regexp(t, `(?m)^a\s+add\s+-\s+-\s+n1\s+n1$`, r.stdout)
+	require.Regexp(t, `(?m)^b\s+upper\s+cpu\s+a\s+n1\s+n1$`, r.stdout)
+	require.Regexp(t, `(?m)^c "q"\s+train\s+tpu\s+b\s+-\s+-$`, r.stdout)
+	require.Contains(t, r.stdout, "NO_ROUTE: no live node offers train with locs [tpu]")
+
+	r = mpreg(t, opts{stdin: req}, "run", "-", "--dot", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"a" [label="a: add @ n1"];`)
+	require.Contains(t, r.stdout, `"c \"q\"" [label="c \"q\": train @ ?", color=red, style=dashed];`)
+	require.Contains(t, r.stdout, `"b" -> "c \"q\"";`)
+	if _, err := exec.LookPath("dot"); err != nil {
+		t.Skip("graphviz's dot is not installed: the DOT text is checked above, not rendered")
+	}
+	cmd := exec.Command("dot", "-Tsvg")
+	cmd.Stdin = strings.NewReader(r.stdout)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "<svg")
+}

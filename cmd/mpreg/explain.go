@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/mpreg/mpreg/schema"
+)
+
+// writeExplain prints a dry run's plan as a table, then its problems.
+// A request with problems exits 1 (it would not run as it is).
+func writeExplain(w io.Writer, resp *schema.Response) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tFUN\tLOCS\tWAITS FOR\tCANDIDATES\tPICK")
+	for _, s := range resp.Plan {
+		pick := "-"
+		if s.Node != nil {
+			pick = *s.Node
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Fun, dashIfEmpty(s.Locs), dashIfEmpty(s.Deps), dashIfEmpty(s.Candidates), pick)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(resp.Problems) == 0 {
+		_, err := fmt.Fprintln(w, "\nno problems: the request can run now")
+		return err
+	}
+	fmt.Fprintf(w, "\n%d problem(s):\n", len(resp.Problems))
+	for _, p := range resp.Problems {
+		fmt.Fprintf(w, "  %s\n", p.Error())
+	}
+	return resp.Problems[0]
+}
+
+func dashIfEmpty(l []string) string {
+	if len(l) == 0 {
+		return "-"
+	}
+	return strings.Join(l, ",")
+}
+
+// writeDot prints a dry run's plan as a Graphviz digraph: a node per step
+// labelled "name: fun @ node", an edge from each step to each step that
+// reads its result; a step no node can take is red and dashed.
+func writeDot(w io.Writer, plan []schema.PlanStep) error {
+	var b strings.Builder
+	b.WriteString("digraph mpreg {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n")
+	for _, s := range plan {
+		at, style := "?", ", color=red, style=dashed"
+		if s.Node != nil {
+			at, style = *s.Node, ""
+		}
+		fmt.Fprintf(&b, "  %s [label=%s%s];\n", dotID(s.Name), dotID(s.Name+": "+s.Fun+" @ "+at), style)
+	}
+	for _, s := range plan {
+		for _, d := range s.Deps {
+			fmt.Fprintf(&b, "  %s -> %s;\n", dotID(d), dotID(s.Name))
+		}
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// dotID quotes s as a DOT string.
+func dotID(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s) + `"`
+}
