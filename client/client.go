@@ -360,10 +360,36 @@ const grace = time.Second
 // back in full; when it holds an error, Run returns the response (with its
 // partial results) and the *schema.Error.
 func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response, error) {
+	return c.run(ctx, req, nil)
+}
+
+// Event is one event of a streamed request (see RunWithEvents).
+type Event struct {
+	// Kind is schema.EventPlanned or schema.EventStep.
+	Kind string
+	// Planned names the node that plans the request (Kind planned).
+	Planned *schema.Planned
+	// Step is a step attempt that ended (Kind step; with Request.Progress).
+	Step *schema.TraceEntry
+}
+
+// RunWithEvents is Run with the response streamed (docs/PROTOCOL.md §5.4):
+// on is called, on the caller's goroutine, with the planned event (at once
+// with req.Progress, else only if the request runs for more than 200 ms)
+// and, with req.Progress, an event per finished step attempt. Events that
+// on does not take quickly enough may be dropped; the response never is.
+func (c *Client) RunWithEvents(ctx context.Context, req *schema.Request, on func(Event)) (*schema.Response, error) {
+	return c.run(ctx, req, on)
+}
+
+func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (*schema.Response, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
 	r := *req
+	if on != nil {
+		r.Stream = true
+	}
 	if r.ID == "" {
 		r.ID = c.nextID() // for the logs of both sides
 	}
@@ -408,7 +434,7 @@ func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response
 	}
 	overloaded, absent := 0, 0
 	for {
-		resp, err := c.rpc(ctx, msg)
+		resp, err := c.rpc(ctx, msg, on)
 		if errors.Is(caller.Err(), context.Canceled) {
 			// The caller gave up: stop the request where it is planned,
 			// so that its steps free their slots now, not at its deadline.
@@ -501,8 +527,16 @@ var rpcAbsentWaits = []time.Duration{10 * time.Millisecond, 40 * time.Millisecon
 
 // rpc sends one rpc request and reads its response. "No responders" comes
 // back as a *nobodyError.
-func (c *Client) rpc(ctx context.Context, msg *nats.Msg) (*schema.Response, error) {
-	m, err := c.req.Request(ctx, msg)
+func (c *Client) rpc(ctx context.Context, msg *nats.Msg, on func(Event)) (*schema.Response, error) {
+	var onMsg func(*nats.Msg)
+	if on != nil {
+		onMsg = func(m *nats.Msg) {
+			if ev, ok := decodeEvent(m); ok {
+				on(ev)
+			}
+		}
+	}
+	m, err := c.req.RequestStream(ctx, msg, onMsg)
 	if err != nil {
 		var lost *plannerLost
 		switch {
@@ -533,6 +567,24 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg) (*schema.Response, erro
 		return resp, resp.Error
 	}
 	return resp, nil
+}
+
+// decodeEvent reads one event of a stream; a message that is no event of
+// this version is skipped.
+func decodeEvent(m *nats.Msg) (Event, bool) {
+	tree, err := mesh.DecodeReply(m)
+	if err != nil {
+		return Event{}, false
+	}
+	switch kind := m.Header.Get(schema.HeaderEvent); kind {
+	case schema.EventPlanned:
+		p, err := schema.ParsePlanned(tree)
+		return Event{Kind: kind, Planned: p}, err == nil
+	case schema.EventStep:
+		s, err := schema.ParseTraceEntry(tree)
+		return Event{Kind: kind, Step: s}, err == nil
+	}
+	return Event{}, false
 }
 
 // Peers returns the live nodes. A following client answers from its view;

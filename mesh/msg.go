@@ -69,6 +69,13 @@ func DecodeReply(m *nats.Msg) (any, error) {
 // error object; its message is clipped and its details dropped if even that
 // does not fit. A nil fallback sends nothing and returns the error.
 func Respond(nc *nats.Conn, m *nats.Msg, c codec.Codec, v any, fallback func(problem *schema.Error) any) error {
+	return RespondEvent(nc, m, c, "", v, fallback)
+}
+
+// RespondEvent is Respond for one message of a streamed response: the
+// message carries the header schema.HeaderEvent set to event (none when
+// event is "").
+func RespondEvent(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any, fallback func(problem *schema.Error) any) error {
 	if m.Reply == "" {
 		return nil
 	}
@@ -101,7 +108,11 @@ func Respond(nc *nats.Conn, m *nats.Msg, c codec.Codec, v any, fallback func(pro
 			}
 		}
 	}
-	if err := nc.PublishMsg(bus.NewMsg(m.Reply, data, c.ContentType(), "")); err != nil {
+	out := bus.NewMsg(m.Reply, data, c.ContentType(), "")
+	if event != "" {
+		out.Header = nats.Header{codec.HeaderContentType: []string{c.ContentType()}, schema.HeaderEvent: []string{event}}
+	}
+	if err := nc.PublishMsg(out); err != nil {
 		return fmt.Errorf("mesh: respond: %w", err)
 	}
 	return nil

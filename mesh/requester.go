@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/mpreg/mpreg/schema"
 )
 
 // ErrRequesterClosed is a Request's error once its Requester is closed.
@@ -42,7 +44,12 @@ type pending struct {
 	subject string
 	reply   chan *nats.Msg // buffered: one reply, or nil once refused is set
 	refused error          // written before a nil is sent on reply
+	events  chan *nats.Msg // a stream's events before its result; nil for a plain request
 }
+
+// streamEvents is how many events of one stream may wait for its caller;
+// later ones are dropped until it catches up (the result never is).
+const streamEvents = 256
 
 // replyBuffer is how many replies may wait for the Requester's goroutine;
 // a planner's Flow keeps fewer steps in flight.
@@ -83,8 +90,22 @@ func (r *Requester) dispatch() {
 			if !ok {
 				continue
 			}
-			if v, ok := r.waiting.LoadAndDelete(token); ok {
-				v.(*pending).reply <- m
+			v, ok := r.waiting.Load(token)
+			if !ok {
+				continue
+			}
+			p := v.(*pending)
+			if p.events != nil {
+				if ev := m.Header.Get(schema.HeaderEvent); ev != "" && ev != schema.EventResult {
+					select {
+					case p.events <- m:
+					default: // the caller is behind: this event is dropped
+					}
+					continue
+				}
+			}
+			if _, ok := r.waiting.LoadAndDelete(token); ok {
+				p.reply <- m
 			}
 		case <-r.done:
 			return
@@ -96,6 +117,14 @@ func (r *Requester) dispatch() {
 // for the reply until ctx is done. "No responders" is nats.ErrNoResponders,
 // as with nats.go's own requests. msg is not modified.
 func (r *Requester) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
+	return r.RequestStream(ctx, msg, nil)
+}
+
+// RequestStream is Request for a streamed response: each message before
+// the last (whose schema.HeaderEvent is not "result") goes to onEvent, on
+// the caller's goroutine, and the last is returned. A nil onEvent makes it
+// Request.
+func (r *Requester) RequestStream(ctx context.Context, msg *nats.Msg, onEvent func(*nats.Msg)) (*nats.Msg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -104,6 +133,11 @@ func (r *Requester) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, erro
 	}
 	token := strconv.FormatUint(r.seq.Add(1), 36)
 	p := &pending{subject: msg.Subject, reply: make(chan *nats.Msg, 1)}
+	var events <-chan *nats.Msg
+	if onEvent != nil {
+		ch := make(chan *nats.Msg, streamEvents)
+		p.events, events = ch, ch
+	}
 	r.waiting.Store(token, p)
 	out := *msg
 	out.Reply = r.prefix + token
@@ -111,21 +145,28 @@ func (r *Requester) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, erro
 		r.waiting.Delete(token)
 		return nil, err
 	}
-	select {
-	case m := <-p.reply:
-		if m == nil {
-			return nil, p.refused
+	for {
+		select {
+		case ev := <-events:
+			onEvent(ev)
+		case m := <-p.reply:
+			for len(events) > 0 { // events that came before the result
+				onEvent(<-events)
+			}
+			if m == nil {
+				return nil, p.refused
+			}
+			if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+				return nil, nats.ErrNoResponders
+			}
+			return m, nil
+		case <-ctx.Done():
+			r.waiting.Delete(token)
+			return nil, ctx.Err()
+		case <-r.done:
+			r.waiting.Delete(token)
+			return nil, ErrRequesterClosed
 		}
-		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
-			return nil, nats.ErrNoResponders
-		}
-		return m, nil
-	case <-ctx.Done():
-		r.waiting.Delete(token)
-		return nil, ctx.Err()
-	case <-r.done:
-		r.waiting.Delete(token)
-		return nil, ErrRequesterClosed
 	}
 }
 

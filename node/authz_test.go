@@ -28,7 +28,7 @@ const accountsConf = `accounts {
   MPREG {
     users: [{user: node, password: "node-pass"}]
     exports: [
-      {service: "mpreg.default.rpc"}
+      {service: "mpreg.default.rpc", response_type: stream}
       {service: "mpreg.default.cancel"}
     ]
   }
@@ -136,6 +136,16 @@ func TestAuthzPerFunction(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "n1", v)
 
+	// A streamed response crosses the import (the export's response_type
+	// is stream): planned, a step event, then the result.
+	var kinds []string
+	resp0, err := alice.RunWithEvents(ctx, &schema.Request{Progress: true, Cmds: []schema.Command{{Name: "s", Fun: "add", Args: []any{1, 1}}}},
+		func(ev client.Event) { kinds = append(kinds, ev.Kind) })
+	require.NoError(t, err)
+	require.EqualValues(t, 2, resp0.Results["s"])
+	require.Equal(t, []string{schema.EventPlanned, schema.EventStep}, kinds)
+	require.EqualValues(t, 2, f.calls.Load())
+
 	// One denied step in a graph: nothing of it runs.
 	resp, err := alice.Run(ctx, &schema.Request{Cmds: []schema.Command{
 		{Name: "a", Fun: "add", Args: []any{1, 2}},
@@ -144,13 +154,13 @@ func TestAuthzPerFunction(t *testing.T) {
 	}})
 	requireCode(t, err, schema.CodePermissionDenied)
 	require.Empty(t, resp.Results)
-	require.EqualValues(t, 1, f.calls.Load(), "no step of a refused request runs")
+	require.EqualValues(t, 2, f.calls.Load(), "no step of a refused request runs")
 
 	// The nodes' own account is judged by "local": allowed here.
 	local := f.client(t, "node", "node-pass", false)
 	_, err = local.Call(ctx, "panic", nil)
 	requireCode(t, err, schema.CodeFunctionPanic)
-	require.EqualValues(t, 2, f.calls.Load())
+	require.EqualValues(t, 3, f.calls.Load())
 
 	// A new policy takes effect for the next request.
 	p, err := authz.Parse([]byte(`{"rules": [{"account": "APP", "allow": ["add"]}]}`))

@@ -117,6 +117,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 	fr.memory.Release(reserve - size)
 	defer fr.memory.Release(size)
 	resp := &schema.Response{ID: requestID(tree)}
+	var st *stream // when the caller asked for a stream
 	defer func() {
 		code := CodeOK
 		if resp.Error != nil {
@@ -133,7 +134,12 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		// The request is done: free its place before the caller can send
 		// the next one on seeing the reply.
 		fr.planning.Add(-1)
-		err := mesh.Respond(fr.nc, m, reply, resp, func(problem *schema.Error) any {
+		event := ""
+		if st != nil {
+			st.close()
+			event = schema.EventResult
+		}
+		err := mesh.RespondEvent(fr.nc, m, reply, event, resp, func(problem *schema.Error) any {
 			// The results cannot be sent: drop them. A step's error says
 			// more than the size does, so it is kept.
 			e := resp.Error
@@ -225,6 +231,9 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		defer fr.ackPlanner(m, req.ID)()
 	}
 	plan.Received = start
+	if st = fr.openStream(m, reply, req, len(plan.Steps)); st != nil && req.Progress {
+		plan.OnAttempt = st.step
+	}
 	o := fr.runner.Execute(ctx, plan)
 	resp.Results, resp.Errors, resp.Error, resp.Trace = o.Results, o.Errors, o.Err, o.Trace
 }

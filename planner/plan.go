@@ -74,11 +74,14 @@ type Plan struct {
 	RouteWait time.Duration
 	// Trace: the Outcome carries one entry per step attempt.
 	Trace bool
+	// OnAttempt, when set, is told of each step attempt as it ends, on the
+	// goroutine that ran it (for a stream's step events).
+	OnAttempt func(schema.TraceEntry)
 	// Received is when the planner received the request: a trace's start
 	// times count from it. Zero: when Execute began.
 	Received time.Time
 	byName   map[string]int
-	initial   []int // steps with no dependencies
+	initial  []int // steps with no dependencies
 }
 
 // maxRouteWaitMS caps route_wait_ms at a day, far beyond any budget.

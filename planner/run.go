@@ -173,8 +173,8 @@ type Outcome struct {
 // Execute runs p as Run does and returns its Outcome.
 func (r *Runner) Execute(ctx context.Context, p *Plan) Outcome {
 	var tr *tracer
-	if p.Trace {
-		tr = &tracer{received: p.Received}
+	if p.Trace || p.OnAttempt != nil {
+		tr = &tracer{received: p.Received, keep: p.Trace, on: p.OnAttempt}
 		if tr.received.IsZero() {
 			tr.received = time.Now()
 		}

@@ -29,6 +29,8 @@ func TimingOf(ctx context.Context) *Timing {
 // tracer collects a request's trace: one entry per step attempt.
 type tracer struct {
 	received time.Time
+	keep     bool                    // for the Outcome's trace
+	on       func(schema.TraceEntry) // each attempt as it ends, or nil
 	mu       sync.Mutex
 	entries  []schema.TraceEntry
 }
@@ -46,16 +48,22 @@ func (t *tracer) attempt(ctx context.Context, call *Call, node string, n int, ex
 	if err != nil {
 		code = string(schema.AsError(stepError(ctx, err)).Code)
 	}
-	t.mu.Lock()
-	t.entries = append(t.entries, schema.TraceEntry{Step: call.Step, Fun: call.Fun, Node: node, Attempt: int64(n),
-		StartUS: start.Sub(t.received).Microseconds(), QueueUS: tm.Queue.Microseconds(), RunUS: tm.Run.Microseconds(), Code: code})
-	t.mu.Unlock()
+	e := schema.TraceEntry{Step: call.Step, Fun: call.Fun, Node: node, Attempt: int64(n),
+		StartUS: start.Sub(t.received).Microseconds(), QueueUS: tm.Queue.Microseconds(), RunUS: tm.Run.Microseconds(), Code: code}
+	if t.keep {
+		t.mu.Lock()
+		t.entries = append(t.entries, e)
+		t.mu.Unlock()
+	}
+	if t.on != nil {
+		t.on(e)
+	}
 	return v, err
 }
 
 // trace returns the entries in the order the attempts started.
 func (t *tracer) trace() []schema.TraceEntry {
-	if t == nil {
+	if t == nil || !t.keep {
 		return nil
 	}
 	t.mu.Lock()

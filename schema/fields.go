@@ -72,6 +72,21 @@ func (r Request) WriteFields(w FieldWriter) {
 	if r.Trace {
 		w.Any("trace", true)
 	}
+	if r.Stream {
+		w.Any("stream", true)
+	}
+	if r.Progress {
+		w.Any("progress", true)
+	}
+}
+
+// WriteFields writes the planned event's keys.
+func (p Planned) WriteFields(w FieldWriter) {
+	w.Str("id", p.ID)
+	w.Str("planner", p.Planner)
+	w.Int("incarnation", p.Incarnation)
+	strOpt(w, "instance", p.Instance)
+	w.Int("steps", p.Steps)
 }
 
 // WriteFields writes the response's keys.
@@ -272,7 +287,7 @@ var knownKeys = func() map[string]string {
 		"incarnation", "instance", "version", "funs", "codecs", "advertised_urls", "meta", "proto",
 		"seq", "load", "inflight", "limit", "$ref", "path", "kind", "attempt", "planner",
 		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "dry_run", "plan", "problems", "deps", "candidates",
-		"trace", "timing", "queue_us", "run_us", "start_us",
+		"trace", "timing", "queue_us", "run_us", "start_us", "stream", "progress", "steps",
 	} {
 		m[k] = k
 	}

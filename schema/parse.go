@@ -204,6 +204,12 @@ func ParseRequest(v any) (*Request, error) {
 	if r.Trace, err = optBool(m, "trace"); err != nil {
 		return nil, err
 	}
+	if r.Stream, err = optBool(m, "stream"); err != nil {
+		return nil, err
+	}
+	if r.Progress, err = optBool(m, "progress"); err != nil {
+		return nil, err
+	}
 	if r.RouteWaitMS, err = integer(m, "", "route_wait_ms", false); err != nil {
 		return nil, err
 	}
@@ -310,6 +316,40 @@ func ParseResponse(v any) (*Response, error) {
 		}
 	}
 	return r, nil
+}
+
+// ParsePlanned reads a stream's planned event.
+func ParsePlanned(v any) (*Planned, error) {
+	m, err := asMap(v, "planned")
+	if err != nil {
+		return nil, err
+	}
+	p := &Planned{}
+	if p.ID, err = boundedStr(m, "id", false, MaxRequestIDLen); err != nil {
+		return nil, err
+	}
+	if p.Planner, err = idField(m, "planner"); err != nil {
+		return nil, err
+	}
+	if p.Incarnation, err = integer(m, "", "incarnation", false); err != nil {
+		return nil, err
+	}
+	if p.Instance, err = boundedStr(m, "instance", false, MaxInstanceLen); err != nil {
+		return nil, err
+	}
+	if p.Steps, err = integer(m, "", "steps", false); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ParseTraceEntry reads a stream's step event.
+func ParseTraceEntry(v any) (*TraceEntry, error) {
+	r := &Response{}
+	if err := parseTrace(map[string]any{"trace": []any{v}}, r); err != nil {
+		return nil, err
+	}
+	return &r.Trace[0], nil
 }
 
 // optBool reads an optional boolean key (absent or null: false).

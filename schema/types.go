@@ -60,6 +60,12 @@ type Request struct {
 	DryRun bool `json:"dry_run,omitempty"`
 	// Trace: the response carries one TraceEntry per step attempt.
 	Trace bool `json:"trace,omitempty"`
+	// Stream: the response is a stream of events on the reply subject
+	// (HeaderEvent), the last of which is the response.
+	Stream bool `json:"stream,omitempty"`
+	// Progress: Stream, with the planned event at once and a step event
+	// per finished step attempt.
+	Progress bool `json:"progress,omitempty"`
 }
 
 // Response is the body of an RPC response. Exactly one of Results (success)
@@ -150,6 +156,27 @@ type PlannerAck struct {
 	Planner     string `json:"planner"` // the node id ("planner", so that no gossip parser takes it for a node's message)
 	Incarnation int64  `json:"incarnation"`
 	Instance    string `json:"instance,omitempty"`
+}
+
+// HeaderEvent names the kind of each message of a streamed response:
+// EventPlanned, EventStep, and last EventResult.
+const HeaderEvent = "Mpreg-Event"
+
+// The events of a streamed response.
+const (
+	EventPlanned = "planned"
+	EventStep    = "step"
+	EventResult  = "result"
+)
+
+// Planned is the body of a stream's planned event: which node plans the
+// request, and how many steps it has.
+type Planned struct {
+	ID          string `json:"id"`
+	Planner     string `json:"planner"`
+	Incarnation int64  `json:"incarnation"`
+	Instance    string `json:"instance,omitempty"`
+	Steps       int64  `json:"steps"`
 }
 
 // HeaderPlannerAck is the request header naming the subject for the

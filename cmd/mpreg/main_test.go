@@ -717,3 +717,14 @@ func TestExplainAndDot(t *testing.T) {
 	require.NoError(t, err, string(out))
 	require.Contains(t, string(out), "<svg")
 }
+
+// TestRunProgress: run --progress prints the planned event and a line per
+// finished step on stderr; the response stays on stdout.
+func TestRunProgress(t *testing.T) {
+	url := cluster(t)
+	r := mpreg(t, opts{stdin: `{"cmds": [{"name": "a", "fun": "add", "args": [1, 2]}, {"name": "b", "fun": "add", "args": ["a", 1]}]}`},
+		"run", "-", "--progress", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Regexp(t, `(?m)^\S+ planned by n1: 2 steps\n\S+ step a \(add\) on n1: ok, ran \S+ \[1/2\]\n\S+ step b \(add\) on n1: ok, ran \S+ \[2/2\]$`, r.stderr)
+	require.Contains(t, r.stdout, `"b": 4`)
+}
