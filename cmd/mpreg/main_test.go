@@ -612,9 +612,12 @@ func TestPeersWatch(t *testing.T) {
 		}
 		return nil
 	})
-	require.NoError(t, n.Drain(context.Background())) // says goodbye
+	// A drained node says goodbye; a watcher that checks the goodbye with
+	// the node after it has closed (a slow machine) sees it fall silent
+	// instead: either line reports its end.
+	require.NoError(t, n.Drain(context.Background()))
 	w.waitFor(t, "the leave line", func() error {
-		if !strings.Contains(w.stderr.String(), " watched left\n") {
+		if !regexp.MustCompile(` watched (left|alive -> dead)\n`).MatchString(w.stderr.String()) {
 			return errors.New("not yet")
 		}
 		return nil
