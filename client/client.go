@@ -387,9 +387,9 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 		return nil, ErrClosed
 	}
 	r := *req
-	if on != nil {
-		r.Stream = true
-	}
+	// Always a stream: its planned event tells which node plans the
+	// request, to watch (a quick request still costs one message).
+	r.Stream = true
 	if r.ID == "" {
 		r.ID = c.nextID() // for the logs of both sides
 	}
@@ -421,11 +421,22 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 	}
 	ctx, lose := context.WithCancelCause(ctx)
 	defer lose(nil)
-	ack, unwatch := c.watch.register(ctx, lose)
+	token, unwatch := c.watch.register(ctx, lose)
 	defer unwatch()
+	// Events of the stream: planned names the node to watch; the caller's
+	// own callback, if any, sees them all.
+	onEvent := func(ev Event) {
+		if p := ev.Planned; p != nil {
+			c.watch.planned(token, &schema.PlannerAck{Cluster: c.cfg.Cluster, ID: p.ID, Planner: p.Planner,
+				Incarnation: p.Incarnation, Instance: p.Instance})
+		}
+		if on != nil {
+			on(ev)
+		}
+	}
 	ct := c.cfg.Codec.ContentType()
 	msg := &nats.Msg{Subject: c.subj.RPC(), Data: data, Header: nats.Header{
-		codec.HeaderContentType: {ct}, codec.HeaderAccept: {ct}, schema.HeaderPlannerAck: {ack}}}
+		codec.HeaderContentType: {ct}, codec.HeaderAccept: {ct}}}
 	if !bus.Fits(c.nc, msg) {
 		return nil, mesh.TooLarge("request", len(data), c.nc.MaxPayload())
 	}
@@ -434,7 +445,7 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 	}
 	overloaded, absent := 0, 0
 	for {
-		resp, err := c.rpc(ctx, msg, on)
+		resp, err := c.rpc(ctx, msg, onEvent)
 		if errors.Is(caller.Err(), context.Canceled) {
 			// The caller gave up: stop the request where it is planned,
 			// so that its steps free their slots now, not at its deadline.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,7 +30,8 @@ func (e *plannerLost) Error() string {
 }
 
 // plannerWatch learns which node plans each of the client's rpc requests
-// (schema.PlannerAck, on a subject of its own per request) and cancels a
+// (the planned event of the request's stream, docs/PROTOCOL.md §5.4) and
+// cancels a
 // request whose planner is lost, which would otherwise wait for its whole
 // budget. A following client has the liveness detector already: its
 // membership table, which tracks the request at the planner (Table.Track)
@@ -45,8 +45,6 @@ type plannerWatch struct {
 	every     time.Duration     // between two checks of a planner
 	lostAfter time.Duration     // how long "no responders" must last
 	log       *slog.Logger
-	prefix    string // "<inbox>.": acks arrive on prefix + token
-	sub       *nats.Subscription
 	seq       atomic.Uint64
 	pending   sync.Map // token → *watched
 
@@ -62,7 +60,7 @@ type plannerWatch struct {
 type watched struct {
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
-	seen    atomic.Bool // an ack arrived (a request has one planner)
+	seen    atomic.Bool // its planner is known (a request has one)
 	mu      sync.Mutex
 	release func() // ends the watch of the request's planner
 }
@@ -82,24 +80,18 @@ type watchedPlanner struct {
 
 func newPlannerWatch(nc *nats.Conn, subj bus.Subjects, table *membership.Table, every, lostAfter time.Duration, log *slog.Logger) (*plannerWatch, error) {
 	w := &plannerWatch{nc: nc, subj: subj, table: table, every: every, lostAfter: lostAfter, log: log,
-		prefix: nats.NewInbox() + ".", planners: map[plannerKey]*watchedPlanner{}}
+		planners: map[plannerKey]*watchedPlanner{}}
 	w.ctx, w.cancel = context.WithCancel(context.Background())
-	sub, err := nc.Subscribe(w.prefix+"*", w.onAck)
-	if err != nil {
-		w.cancel()
-		return nil, fmt.Errorf("client: subscribe planner acks: %w", err)
-	}
-	w.sub = sub
 	return w, nil
 }
 
 // register watches a request until the returned function is called; the
-// request names the returned subject in schema.HeaderPlannerAck.
-func (w *plannerWatch) register(ctx context.Context, cancel context.CancelCauseFunc) (subject string, done func()) {
-	token := strconv.FormatUint(w.seq.Add(1), 36)
+// request's planned event goes to planned with the returned token.
+func (w *plannerWatch) register(ctx context.Context, cancel context.CancelCauseFunc) (token string, done func()) {
+	token = strconv.FormatUint(w.seq.Add(1), 36)
 	x := &watched{ctx: ctx, cancel: cancel}
 	w.pending.Store(token, x)
-	return w.prefix + token, func() {
+	return token, func() {
 		w.pending.Delete(token)
 		x.mu.Lock()
 		release := x.release
@@ -111,21 +103,14 @@ func (w *plannerWatch) register(ctx context.Context, cancel context.CancelCauseF
 	}
 }
 
-func (w *plannerWatch) onAck(m *nats.Msg) {
-	v, ok := w.pending.Load(strings.TrimPrefix(m.Subject, w.prefix))
+// planned starts watching the planner of the request registered under
+// token, which its stream's planned event named.
+func (w *plannerWatch) planned(token string, ack *schema.PlannerAck) {
+	v, ok := w.pending.Load(token)
 	if !ok {
 		return // answered already
 	}
 	x := v.(*watched)
-	tree, err := mesh.DecodeReply(m)
-	var ack *schema.PlannerAck
-	if err == nil {
-		ack, err = schema.ParsePlannerAck(tree)
-	}
-	if err != nil {
-		w.log.Warn("bad planner ack dropped", "error", err)
-		return
-	}
 	if x.seen.Swap(true) {
 		return // a duplicate
 	}
@@ -138,7 +123,7 @@ func (w *plannerWatch) onAck(m *nats.Msg) {
 	x.mu.Lock()
 	x.release = release
 	x.mu.Unlock()
-	if _, ok := w.pending.Load(strings.TrimPrefix(m.Subject, w.prefix)); !ok && release != nil {
+	if _, ok := w.pending.Load(token); !ok && release != nil {
 		release() // the request ended while the watch started
 	}
 }
@@ -300,6 +285,5 @@ func (w *plannerWatch) close() {
 	w.closing = true
 	w.cancel()
 	w.mu.Unlock()
-	_ = w.sub.Unsubscribe()
 	w.wg.Wait()
 }
