@@ -7,6 +7,7 @@ package node_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -16,9 +17,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
+	"github.com/mpreg/mpreg/schema"
 )
 
 // decodeJSON decodes a JSON body keeping numbers exact.
@@ -311,4 +314,17 @@ func TestRawContinueOnError(t *testing.T) {
 
 	e := wireError(t, rpcJSON(t, nc, `{"on_error": "maybe", "cmds": [{"name": "a", "fun": "add", "args": [1, 2]}]}`))
 	require.Equal(t, "INVALID_REQUEST", e["code"])
+
+	// Through the Go client: no error, the results that finished, the
+	// errors by step, typed.
+	cl := testcluster.Client(t, s.ClientURL(), client.Config{NoFollow: true})
+	r, err := cl.Run(context.Background(), &schema.Request{OnError: schema.OnErrorContinue, Cmds: []schema.Command{
+		{Name: "bad", Fun: "fail", Args: []any{"no disk"}},
+		{Name: "after", Fun: "add", Args: []any{"bad", 1}},
+		{Name: "good", Fun: "add", Args: []any{2, 3}}}})
+	require.NoError(t, err)
+	require.EqualValues(t, 5, r.Results["good"])
+	require.Equal(t, schema.CodeFunctionError, r.Errors["bad"].Code)
+	require.Equal(t, schema.CodeCancelled, r.Errors["after"].Code)
+	require.Equal(t, map[string]any{"cause": "bad"}, r.Errors["after"].Details)
 }
