@@ -1,12 +1,12 @@
 package bus
 
 import (
-	"net/url"
 	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"time"
 

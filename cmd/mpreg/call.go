@@ -131,11 +131,11 @@ const replyGrace = 2 * time.Second
 
 // runCmd is `mpreg run`.
 type runCmd struct {
-	File  string `arg:"" help:"The request as JSON: a file, or - for stdin." placeholder:"FILE|-"`
-	Trace   bool `help:"Ask for the trace and print it as a table on stderr (step, fun, node, attempt, start, queue, run, outcome)."`
-	Explain  bool `help:"Run nothing: print the plan (each step's deps, candidate nodes and pick) and its problems as a table."`
-	Progress bool `help:"Show progress on stderr: steps done of all, the last to finish and where, elapsed (redrawn on a terminal, a line per step otherwise)."`
-	Dot     bool `help:"Run nothing: print the plan as Graphviz DOT (steps labelled name: fun @ node, edges for references, unroutable steps red)."`
+	File     string `arg:"" help:"The request as JSON: a file, or - for stdin." placeholder:"FILE|-"`
+	Trace    bool   `help:"Ask for the trace and print it as a table on stderr (step, fun, node, attempt, start, queue, run, outcome)."`
+	Explain  bool   `help:"Run nothing: print the plan (each step's deps, candidate nodes and pick) and its problems as a table."`
+	Progress bool   `help:"Show progress on stderr: steps done of all, the last to finish and where, elapsed (redrawn on a terminal, a line per step otherwise)."`
+	Dot      bool   `help:"Run nothing: print the plan as Graphviz DOT (steps labelled name: fun @ node, edges for references, unroutable steps red)."`
 	clientFlags
 	requestFlags
 }
