@@ -218,6 +218,14 @@ type callOpts struct {
 	kwargs    map[string]any
 	timeout   time.Duration
 	routeWait time.Duration
+	trace     *[]schema.TraceEntry
+}
+
+// WithTrace has the call traced (docs/PROTOCOL.md §5.1): *dst gets one
+// entry per attempt, also when the call fails. The call goes through the
+// rpc subject, where a planner traces it.
+func WithTrace(dst *[]schema.TraceEntry) CallOption {
+	return func(o *callOpts) { o.trace = dst }
 }
 
 // WithRouteWait lets the call wait up to d for an eligible node to appear
@@ -277,7 +285,7 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 	}
 	ctx, cancel := c.deadline(ctx, o.timeout)
 	defer cancel()
-	if c.follower != nil {
+	if c.follower != nil && o.trace == nil {
 		call := &planner.Call{RequestID: c.nextID(), Step: fun, Fun: fun, Locs: o.locs, Args: args, Kwargs: kwargs}
 		v, err := c.runner.Call(ctx, call)
 		if err == nil {
@@ -290,7 +298,10 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 	}
 	name := uniqueName(fun, args)
 	resp, err := c.Run(ctx, &schema.Request{Cmds: []schema.Command{{Name: name, Fun: fun, Args: args, Kwargs: kwargs, Locs: o.locs}},
-		RouteWaitMS: o.routeWait.Milliseconds()})
+		RouteWaitMS: o.routeWait.Milliseconds(), Trace: o.trace != nil})
+	if o.trace != nil && resp != nil {
+		*o.trace = resp.Trace
+	}
 	if err != nil {
 		return nil, err
 	}

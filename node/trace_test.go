@@ -84,4 +84,14 @@ func TestTrace(t *testing.T) {
 	require.Len(t, r.Trace, 1)
 	require.Equal(t, "b", r.Trace[0].Node)
 	require.Equal(t, "ok", r.Trace[0].Code)
+
+	// A call with WithTrace, from a following client too, and with an
+	// argument that equals the function's name.
+	follower := testcluster.Client(t, s.ClientURL(), client.Config{})
+	var calls []schema.TraceEntry
+	v, err := follower.Call(context.Background(), "tag", []any{"tag"}, client.WithLocs("at-c"), client.WithTrace(&calls))
+	require.NoError(t, err)
+	require.Equal(t, "tag@c", v)
+	require.Len(t, calls, 1)
+	require.Equal(t, "c", calls[0].Node)
 }

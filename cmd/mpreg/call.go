@@ -61,34 +61,18 @@ func (c *callCmd) Run(e *env) error {
 		return err
 	}
 	defer cl.Close()
+	var trace []schema.TraceEntry
 	if c.Trace {
-		return c.traced(ctx, e, cl, args)
+		opts = append(opts, client.WithTrace(&trace))
 	}
 	v, err := cl.Call(ctx, c.Fun, args, opts...)
+	if c.Trace {
+		printTrace(e.stderr, trace)
+	}
 	if err != nil {
 		return err
 	}
 	return printJSON(e.stdout, v)
-}
-
-// traced sends the call as a one-command request with trace, prints the
-// result on stdout and the trace on stderr.
-func (c *callCmd) traced(ctx context.Context, e *env, cl *client.Client, args []any) error {
-	kw := map[string]any{}
-	for _, pair := range c.Kw {
-		k, v, _ := strings.Cut(pair, "=")
-		kw[k] = jsonOrString(v)
-	}
-	req := &schema.Request{Trace: true, RouteWaitMS: c.RouteWait.Milliseconds(),
-		Cmds: []schema.Command{{Name: c.Fun, Fun: c.Fun, Args: args, Kwargs: kw, Locs: c.Loc}}}
-	resp, err := cl.Run(ctx, req)
-	if resp != nil {
-		printTrace(e.stderr, resp.Trace)
-	}
-	if err != nil {
-		return err
-	}
-	return printJSON(e.stdout, resp.Results[c.Fun])
 }
 
 // printTrace writes a trace as a table.
