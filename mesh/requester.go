@@ -90,27 +90,30 @@ func (r *Requester) dispatch() {
 			if !ok {
 				continue
 			}
-			v, ok := r.waiting.Load(token)
-			if !ok {
+			if ev := m.Header.Get(schema.HeaderEvent); ev != "" && ev != schema.EventResult && r.event(token, m) {
 				continue
 			}
-			p := v.(*pending)
-			if p.events != nil {
-				if ev := m.Header.Get(schema.HeaderEvent); ev != "" && ev != schema.EventResult {
-					select {
-					case p.events <- m:
-					default: // the caller is behind: this event is dropped
-					}
-					continue
-				}
-			}
-			if _, ok := r.waiting.LoadAndDelete(token); ok {
-				p.reply <- m
+			if v, ok := r.waiting.LoadAndDelete(token); ok {
+				v.(*pending).reply <- m
 			}
 		case <-r.done:
 			return
 		}
 	}
+}
+
+// event hands an event of a stream to the request waiting under token, and
+// reports whether that request takes events.
+func (r *Requester) event(token string, m *nats.Msg) bool {
+	v, ok := r.waiting.Load(token)
+	if !ok || v.(*pending).events == nil {
+		return false
+	}
+	select {
+	case v.(*pending).events <- m:
+	default: // the caller is behind: this event is dropped
+	}
+	return true
 }
 
 // Request publishes msg with a reply subject of the requester's and waits

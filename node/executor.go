@@ -444,13 +444,11 @@ func (x *executor) tryAcquire() bool {
 // run), with the error it ended with, if any. fun is a registered
 // function's name or unknownFun: a metric's labels stay bounded.
 func (x *executor) stepDone(fun string, e *schema.Error, run time.Duration) {
-	code := CodeOK
 	if e != nil {
 		x.stepErrors.Add(1)
-		code = string(e.Code)
 	}
 	if r := x.cfg.Recorder; r != nil {
-		r.StepDone(fun, code, run)
+		r.StepDone(fun, schema.Outcome(e), run)
 	}
 }
 

@@ -72,18 +72,26 @@ func (fr *front) onRPC(m *nats.Msg) {
 // likely pick another node.
 func (fr *front) overloaded(m *nats.Msg, msg, limit string, maxValue int64) {
 	fr.requests.Add(1)
-	fr.requestErrors.Add(1)
-	if r := fr.cfg.Recorder; r != nil {
-		r.RequestDone(string(schema.CodeOverloaded), 0)
-	}
-	fr.rpcStats.done(0, &schema.Error{Code: schema.CodeOverloaded, Message: msg})
 	_, reply, _ := codec.Negotiate(bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept))
 	resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
 		Code: schema.CodeOverloaded, Node: fr.cfg.NodeID, Message: msg,
 		Details: map[string]any{"limit": limit, "max": maxValue, "unread": true}}}
+	fr.requestDone(0, resp.Error)
 	if err := mesh.Respond(fr.nc, m, reply, resp, nil); err != nil {
 		fr.replyFailed("rpc", "", err)
 	}
+}
+
+// requestDone counts a request this node answered, after d, with error e
+// (nil on success): in Stats, the Recorder and $SRV.STATS.
+func (fr *front) requestDone(d time.Duration, e *schema.Error) {
+	if e != nil {
+		fr.requestErrors.Add(1)
+	}
+	if r := fr.cfg.Recorder; r != nil {
+		r.RequestDone(schema.Outcome(e), d)
+	}
+	fr.rpcStats.done(d, e)
 }
 
 // requestID reads "id" from an undecodable request when it can, so that
@@ -119,15 +127,8 @@ func (fr *front) serveRPC(m *nats.Msg) {
 	resp := &schema.Response{ID: requestID(tree)}
 	var st *stream // when the caller asked for a stream
 	defer func() {
-		code := CodeOK
-		if resp.Error != nil {
-			fr.requestErrors.Add(1)
-			code = string(resp.Error.Code)
-		}
-		if r := fr.cfg.Recorder; r != nil {
-			r.RequestDone(code, time.Since(start))
-		}
-		fr.rpcStats.done(time.Since(start), resp.Error)
+		took := time.Since(start)
+		fr.requestDone(took, resp.Error)
 		if resp.Results == nil {
 			resp.Results = map[string]any{}
 		}
@@ -160,10 +161,10 @@ func (fr *front) serveRPC(m *nats.Msg) {
 			// requests fail at will: at most one line a second per code.
 			if ok, held := fr.logs.Allow("request failed " + string(e.Code)); ok {
 				fr.log.Info("request failed", "request_id", resp.ID, "code", e.Code, "step", e.Step, "step_node", e.Node,
-					"duration", time.Since(start), "error", e.Message, "dropped_since_last_log", held)
+					"duration", took, "error", e.Message, "dropped_since_last_log", held)
 			}
 		} else {
-			fr.log.Debug("rpc served", "request_id", resp.ID, "duration", time.Since(start))
+			fr.log.Debug("rpc served", "request_id", resp.ID, "duration", took)
 		}
 	}()
 	if derr != nil {
@@ -288,10 +289,8 @@ func cancelKey(c authz.Caller, id string) string {
 	return c.Key() + "\x00" + id
 }
 
-// dryRun plans req and says, for each step, what it waits for, which live
-// nodes could run it and which one would now; nothing runs. What would
-// keep the request from running (a planning error, a step no node offers)
-// comes back as problems.
+// dryRun plans req and explains it (planner.Plan.Explain); nothing runs.
+// A request that does not plan has its planning error as its problem.
 func (fr *front) dryRun(req *schema.Request) ([]schema.PlanStep, []*schema.Error) {
 	plan, err := planner.New(req, fr.cfg.Limits)
 	if err != nil {
@@ -299,34 +298,7 @@ func (fr *front) dryRun(req *schema.Request) ([]schema.PlanStep, []*schema.Error
 	}
 	ctx, cancel := context.WithTimeout(fr.ctx, time.Second)
 	defer cancel()
-	steps := make([]schema.PlanStep, len(plan.Steps))
-	var problems []*schema.Error
-	for i, s := range plan.Steps {
-		deps := make([]string, len(s.Deps))
-		for j, d := range s.Deps {
-			deps[j] = plan.Steps[d].Name
-		}
-		locs := append([]string{}, s.Locs...)
-		steps[i] = schema.PlanStep{Name: s.Name, Fun: s.Fun, Locs: locs, Deps: deps,
-			Candidates: append([]string{}, fr.table.Eligible(s.Fun, s.Locs)...)}
-		if node, ok := fr.route(ctx, s.Fun, s.Locs, nil); ok {
-			steps[i].Node = &node
-			continue
-		}
-		problems = append(problems, &schema.Error{Code: schema.CodeNoRoute, Step: s.Name,
-			Message: fmt.Sprintf("no live node offers %s with locs %v", s.Fun, locs),
-			Details: map[string]any{"fun": s.Fun, "locs": toAnyList(locs)}})
-	}
-	return steps, problems
-}
-
-// toAnyList is l as a []any, for error details.
-func toAnyList(l []string) []any {
-	out := make([]any, len(l))
-	for i, s := range l {
-		out[i] = s
-	}
-	return out
+	return plan.Explain(ctx, planner.RouterFunc(fr.route), fr.table.Eligible)
 }
 
 // ackPlanner tells a caller that asked (schema.HeaderPlannerAck) that this
@@ -474,11 +446,7 @@ func observer(cfg Config) planner.Observer {
 	}
 	return planner.ObserverFunc(func(ev planner.StepEvent) {
 		if ev.Node != "" && ev.Node != cfg.NodeID {
-			code := CodeOK
-			if ev.Err != nil {
-				code = string(ev.Err.Code)
-			}
-			rec.RemoteStepDone(ev.Node, code)
+			rec.RemoteStepDone(ev.Node, schema.Outcome(ev.Err))
 		}
 		if obs != nil {
 			obs.StepDone(ev)

@@ -251,7 +251,7 @@ type Recorder interface {
 }
 
 // CodeOK is the code a Recorder gets for work that succeeded.
-const CodeOK = "ok"
+const CodeOK = schema.OutcomeOK
 
 // unknownFun stands for a function name that is not registered here.
 const unknownFun = "_unknown"

@@ -73,15 +73,15 @@ func (n *Node) identity() micro.ServiceIdentity {
 	}}
 }
 
-// endpoints are the node's rpc and exec endpoints, with their stats.
-func (n *Node) endpoints() []struct {
+// endpoint is one of the node's endpoints, with its stats.
+type endpoint struct {
 	info  micro.EndpointInfo
 	stats *endpointStats
-} {
-	return []struct {
-		info  micro.EndpointInfo
-		stats *endpointStats
-	}{
+}
+
+// endpoints are the node's rpc and exec endpoints.
+func (n *Node) endpoints() []endpoint {
+	return []endpoint{
 		{micro.EndpointInfo{Name: "rpc", Subject: n.subj.RPC(), QueueGroup: bus.QueueGroup,
 			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4"}}, &n.front.rpcStats},
 		{micro.EndpointInfo{Name: "exec", Subject: n.subj.Exec(n.cfg.NodeID),

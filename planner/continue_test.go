@@ -122,3 +122,21 @@ func testwaitRecv(t *testing.T, ch <-chan runResult) runResult {
 		return runResult{}
 	}
 }
+
+// Explain names each step's deps, candidates and pick, and a NO_ROUTE
+// problem for a step no node can take; nothing runs.
+func TestExplain(t *testing.T) {
+	p := mustPlan(t, `{"cmds": [{"name": "a", "fun": "echo", "args": [1]}, {"name": "b", "fun": "echo", "args": ["a"], "locs": ["tpu"]}]}`)
+	route := planner.RouterFunc(func(_ context.Context, _ string, locs, _ []string) (string, bool) { return "n1", len(locs) == 0 })
+	cands := func(string, []string) []string { return []string{"n1", "n2"} }
+	steps, problems := p.Explain(context.Background(), route, cands)
+	require.Len(t, steps, 2)
+	assert.Equal(t, "n1", *steps[0].Node)
+	assert.Equal(t, []string{}, steps[0].Deps)
+	assert.Equal(t, []string{"a"}, steps[1].Deps)
+	assert.Nil(t, steps[1].Node)
+	assert.Equal(t, []string{"n1", "n2"}, steps[1].Candidates)
+	require.Len(t, problems, 1)
+	assert.Equal(t, schema.CodeNoRoute, problems[0].Code)
+	assert.Equal(t, "b", problems[0].Step)
+}

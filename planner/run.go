@@ -211,17 +211,18 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 		}
 	}
 	var errs map[string]*schema.Error // with p.Continue
-	succeeded := 0
 	finish := func(c completion) {
 		if c.err != nil {
-			if p.Continue && ctx.Err() == nil && !wholeRequest(c.err) {
+			// With Continue a step's failure stays in its branch; the
+			// request's own end (its budget, its cancel) and its memory
+			// (held.hold below) still fail it whole.
+			if p.Continue && ctx.Err() == nil {
 				errs = skip(p, c.step, c.err, errs)
 				return
 			}
 			fail(c.err)
 			return
 		}
-		succeeded++
 		// The inputs of a step that succeeded live on in its result: those
 		// that nobody else will read and are not to be returned are
 		// released. (The inputs of a failed step stay, for the partial
@@ -266,6 +267,15 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 		finish(c)
 	}
 
+	out, e := collect(p, results, done, held, errs, failed)
+	return out, errs, e
+}
+
+// collect gives a finished run's results and error: with a failure, the
+// results still held; otherwise the sinks' (every step's with p.All) that
+// finished, and, when a Continue run had failures and no step succeeded,
+// the first failed step's error in plan order.
+func collect(p *Plan, results []any, done []bool, held *holder, errs map[string]*schema.Error, failed *schema.Error) (map[string]any, *schema.Error) {
 	out := make(map[string]any)
 	if failed != nil {
 		for i, ok := range done {
@@ -273,36 +283,26 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 				out[p.Steps[i].Name] = results[i]
 			}
 		}
-		return out, errs, failed
+		return out, failed
 	}
+	succeeded := false
 	for i, s := range p.Steps {
-		if done[i] && (p.All || len(s.Dependents) == 0) {
+		if !done[i] {
+			continue
+		}
+		succeeded = true
+		if p.All || len(s.Dependents) == 0 {
 			out[s.Name] = results[i]
 		}
 	}
-	if errs != nil && succeeded == 0 {
-		// Nothing could run: the request failed, with its first step's
-		// error (in plan order).
+	if errs != nil && !succeeded {
 		for _, s := range p.Steps {
 			if e, ok := errs[s.Name]; ok && e.Code != schema.CodeCancelled {
-				return out, errs, e
+				return out, e
 			}
 		}
 	}
-	return out, errs, nil
-}
-
-// wholeRequest reports whether e fails a whole request even with
-// on_error "continue": the request's own memory is exhausted.
-func wholeRequest(e *schema.Error) bool {
-	return e.Code == schema.CodePayloadTooLarge && detailLimit(e) == "max_result_bytes" ||
-		e.Code == schema.CodeOverloaded && detailLimit(e) == "max_planning_bytes"
-}
-
-func detailLimit(e *schema.Error) string {
-	d, _ := e.Details.(map[string]any)
-	l, _ := d["limit"].(string)
-	return l
+	return out, nil
 }
 
 // skip records step i's failure e and marks every step that depends on

@@ -44,9 +44,9 @@ func (t *tracer) attempt(ctx context.Context, call *Call, node string, n int, ex
 	tm := &Timing{}
 	start := time.Now()
 	v, err := exec(context.WithValue(ctx, timingKey{}, tm))
-	code := "ok"
+	code := schema.OutcomeOK
 	if err != nil {
-		code = string(schema.AsError(stepError(ctx, err)).Code)
+		code = schema.Outcome(stepError(ctx, err))
 	}
 	e := schema.TraceEntry{Step: call.Step, Fun: call.Fun, Node: node, Attempt: int64(n),
 		StartUS: start.Sub(t.received).Microseconds(), QueueUS: tm.Queue.Microseconds(), RunUS: tm.Run.Microseconds(), Code: code}

@@ -82,6 +82,18 @@ var (
 	ErrInternal         = &Error{Code: CodeInternal}
 )
 
+// OutcomeOK is how traces and metrics name work that succeeded, beside the
+// error codes of failed work.
+const OutcomeOK = "ok"
+
+// Outcome is OutcomeOK for a nil e, else e's code.
+func Outcome(e *Error) string {
+	if e == nil {
+		return OutcomeOK
+	}
+	return string(e.Code)
+}
+
 // Errorf returns an *Error with code c and a formatted message.
 func Errorf(c Code, format string, args ...any) *Error {
 	return &Error{Code: c, Message: fmt.Sprintf(format, args...)}

@@ -188,41 +188,8 @@ func ParseRequest(v any) (*Request, error) {
 	if r.DeadlineMS < 0 || r.DeadlineMS > MaxProtoInt {
 		return nil, invalid("deadline_ms", "must be 0 to 2^53-1 (unix milliseconds)")
 	}
-	if r.Results, err = str(m, "", "results", false); err != nil {
+	if err := parseOptions(m, r); err != nil {
 		return nil, err
-	}
-	switch r.Results {
-	case "":
-		r.Results = ResultsSinks
-	case ResultsSinks, ResultsAll:
-	default:
-		return nil, invalid("results", "want %q or %q, got %q", ResultsSinks, ResultsAll, r.Results)
-	}
-	if r.DryRun, err = optBool(m, "dry_run"); err != nil {
-		return nil, err
-	}
-	if r.Trace, err = optBool(m, "trace"); err != nil {
-		return nil, err
-	}
-	if r.Stream, err = optBool(m, "stream"); err != nil {
-		return nil, err
-	}
-	if r.Progress, err = optBool(m, "progress"); err != nil {
-		return nil, err
-	}
-	if r.RouteWaitMS, err = integer(m, "", "route_wait_ms", false); err != nil {
-		return nil, err
-	}
-	if r.RouteWaitMS < 0 || r.RouteWaitMS > MaxProtoInt {
-		return nil, invalid("route_wait_ms", "must be 0 to 2^53-1 (the request's budget bounds it)")
-	}
-	if r.OnError, err = str(m, "", "on_error", false); err != nil {
-		return nil, err
-	}
-	switch r.OnError {
-	case "", OnErrorStop, OnErrorContinue: // "" is "stop"
-	default:
-		return nil, invalid("on_error", "want %q or %q, got %s", OnErrorStop, OnErrorContinue, Clip(r.OnError))
 	}
 	raw, ok := m["cmds"]
 	if !ok || raw == nil {
@@ -242,6 +209,45 @@ func ParseRequest(v any) (*Request, error) {
 		}
 	}
 	return r, nil
+}
+
+// parseOptions reads the request keys that say how to run it: results,
+// on_error, route_wait_ms and the flags.
+func parseOptions(m map[string]any, r *Request) error {
+	var err error
+	if r.Results, err = str(m, "", "results", false); err != nil {
+		return err
+	}
+	switch r.Results {
+	case "":
+		r.Results = ResultsSinks
+	case ResultsSinks, ResultsAll:
+	default:
+		return invalid("results", "want %q or %q, got %s", ResultsSinks, ResultsAll, Clip(r.Results))
+	}
+	if r.OnError, err = str(m, "", "on_error", false); err != nil {
+		return err
+	}
+	switch r.OnError {
+	case "", OnErrorStop, OnErrorContinue: // "" is "stop"
+	default:
+		return invalid("on_error", "want %q or %q, got %s", OnErrorStop, OnErrorContinue, Clip(r.OnError))
+	}
+	if r.RouteWaitMS, err = integer(m, "", "route_wait_ms", false); err != nil {
+		return err
+	}
+	if r.RouteWaitMS < 0 || r.RouteWaitMS > MaxProtoInt {
+		return invalid("route_wait_ms", "must be 0 to 2^53-1 (the request's budget bounds it)")
+	}
+	for _, f := range []struct {
+		key string
+		dst *bool
+	}{{"dry_run", &r.DryRun}, {"trace", &r.Trace}, {"stream", &r.Stream}, {"progress", &r.Progress}} {
+		if *f.dst, err = optBool(m, f.key); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func parseCommand(v any, key string, c *Command) error {

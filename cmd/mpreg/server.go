@@ -81,32 +81,9 @@ func (c *serverCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	scfg := bus.ServerConfig{ConfigFile: c.NatsConfig, Routes: bus.SplitURLs(c.Routes...), Logger: e.natsLog,
-		LeafRemotes: bus.SplitURLs(c.LeafnodeRemote...), LeafCreds: c.LeafnodeCreds}
-	if c.LeafnodeListen != "" {
-		if scfg.LeafHost, scfg.LeafPort, err = bus.SplitHostPort(c.LeafnodeListen); err != nil {
-			return usagef("--leafnode-listen: %w", err)
-		}
-	}
-	listen := c.Listen
-	if listen == "" && c.NatsConfig == "" {
-		listen = "127.0.0.1:4222"
-	}
-	if listen != "" {
-		if scfg.Host, scfg.Port, err = bus.SplitHostPort(listen); err != nil {
-			return usagef("--listen: %w", err)
-		}
-	}
-	if c.RouteListen != "" {
-		if scfg.RouteHost, scfg.RoutePort, err = bus.SplitHostPort(c.RouteListen); err != nil {
-			return usagef("--route-listen: %w", err)
-		}
-	}
-	if scfg.RoutePort != 0 || len(scfg.Routes) > 0 {
-		scfg.ClusterName = c.NatsClusterName
-		if scfg.ClusterName == "" {
-			scfg.ClusterName = "mpreg-" + c.Cluster
-		}
+	scfg, listen, err := c.serverConfig(e)
+	if err != nil {
+		return err
 	}
 	srv, err := bus.StartServer(scfg)
 	if err != nil {
@@ -159,6 +136,41 @@ func (c *serverCmd) Run(e *env) error {
 	}
 	cfg.AdvertisedURLs = []string{srv.ClientURL()}
 	return serve(e, log, nc, srv.ClientURL(), cfg, c.nodeFlags, srv)
+}
+
+// serverConfig is the embedded server's configuration the flags describe,
+// and the client listen address they name ("" to keep the --nats-config
+// file's).
+func (c *serverCmd) serverConfig(e *env) (bus.ServerConfig, string, error) {
+	var err error
+	scfg := bus.ServerConfig{ConfigFile: c.NatsConfig, Routes: bus.SplitURLs(c.Routes...), Logger: e.natsLog,
+		LeafRemotes: bus.SplitURLs(c.LeafnodeRemote...), LeafCreds: c.LeafnodeCreds}
+	if c.LeafnodeListen != "" {
+		if scfg.LeafHost, scfg.LeafPort, err = bus.SplitHostPort(c.LeafnodeListen); err != nil {
+			return scfg, "", usagef("--leafnode-listen: %w", err)
+		}
+	}
+	listen := c.Listen
+	if listen == "" && c.NatsConfig == "" {
+		listen = "127.0.0.1:4222"
+	}
+	if listen != "" {
+		if scfg.Host, scfg.Port, err = bus.SplitHostPort(listen); err != nil {
+			return scfg, "", usagef("--listen: %w", err)
+		}
+	}
+	if c.RouteListen != "" {
+		if scfg.RouteHost, scfg.RoutePort, err = bus.SplitHostPort(c.RouteListen); err != nil {
+			return scfg, "", usagef("--route-listen: %w", err)
+		}
+	}
+	if scfg.RoutePort != 0 || len(scfg.Routes) > 0 {
+		scfg.ClusterName = c.NatsClusterName
+		if scfg.ClusterName == "" {
+			scfg.ClusterName = "mpreg-" + c.Cluster
+		}
+	}
+	return scfg, listen, nil
 }
 
 // checkIdentity dials the server once over TCP with the in-process node's
