@@ -99,6 +99,11 @@ func checkTokens(s string) error {
 // RPC is P.<cluster>.rpc: whole requests, served by the queue group.
 func (s Subjects) RPC() string { return s.base + ".rpc" }
 
+// NodeRPC is P.<cluster>.node.<node>.rpc: whole requests, like RPC, for
+// that node to plan; a caller that knows where a request is best planned
+// sends it there (docs/PROTOCOL.md §4.6).
+func (s Subjects) NodeRPC(node string) string { return s.base + ".node." + node + ".rpc" }
+
 // Exec is P.<cluster>.node.<node>.exec: one step for that node.
 func (s Subjects) Exec(node string) string { return s.base + ".node." + node + ".exec" }
 

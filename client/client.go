@@ -448,6 +448,11 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 	ct := c.cfg.Codec.ContentType()
 	msg := &nats.Msg{Subject: c.subj.RPC(), Data: data, Header: nats.Header{
 		codec.HeaderContentType: {ct}, codec.HeaderAccept: {ct}}}
+	if node, ok := c.plannerFor(&r); ok {
+		// Straight to the node best placed to plan it; the shared subject
+		// if that node is gone or full.
+		msg.Subject = c.subj.NodeRPC(node)
+	}
 	if !bus.Fits(c.nc, msg) {
 		return nil, mesh.TooLarge("request", len(data), c.nc.MaxPayload())
 	}
@@ -467,12 +472,19 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 		// will most likely pick another node.
 		if overloaded < 2 && resp != nil && unread(resp.Error) && planner.Retryable(resp.Error) {
 			overloaded++
+			msg.Subject = c.subj.RPC()
 			continue
 		}
 		// No responders on rpc: no node at all, or interest that is
 		// moving for a moment (a NATS server of the cluster just stopped,
 		// nodes are reconnecting). Nothing ran: look again briefly.
 		var nobody *nobodyError
+		if errors.As(err, &nobody) && msg.Subject != c.subj.RPC() {
+			// The chosen planner is gone (draining, or its view is
+			// stale): nothing ran, let the queue group choose.
+			msg.Subject = c.subj.RPC()
+			continue
+		}
 		if errors.As(err, &nobody) && planner.Retryable(&planner.AttemptError{Fact: planner.NoResponders, Err: nobody.e}) {
 			if absent < len(rpcAbsentWaits) {
 				select {

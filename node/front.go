@@ -40,7 +40,7 @@ type front struct {
 	unplanned recentIDs    // cancels of requests this node has not planned (yet)
 
 	requests, requestErrors atomic.Int64
-	rpcStats                endpointStats // for $SRV.STATS
+	rpcStats, nodeRPCStats  endpointStats // for $SRV.STATS
 }
 
 // decodeRatio and decodeSlack bound the memory a request body may decode
@@ -76,22 +76,27 @@ func (fr *front) overloaded(m *nats.Msg, msg, limit string, maxValue int64) {
 	resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
 		Code: schema.CodeOverloaded, Node: fr.cfg.NodeID, Message: msg,
 		Details: map[string]any{"limit": limit, "max": maxValue, "unread": true}}}
-	fr.requestDone(0, resp.Error)
+	fr.requestDone(m.Subject, 0, resp.Error)
 	if err := mesh.Respond(fr.nc, m, reply, resp, nil); err != nil {
 		fr.replyFailed("rpc", "", err)
 	}
 }
 
 // requestDone counts a request this node answered, after d, with error e
-// (nil on success): in Stats, the Recorder and $SRV.STATS.
-func (fr *front) requestDone(d time.Duration, e *schema.Error) {
+// (nil on success): in Stats, the Recorder and $SRV.STATS, under the
+// endpoint of the subject it came on.
+func (fr *front) requestDone(subject string, d time.Duration, e *schema.Error) {
 	if e != nil {
 		fr.requestErrors.Add(1)
 	}
 	if r := fr.cfg.Recorder; r != nil {
 		r.RequestDone(schema.Outcome(e), d)
 	}
-	fr.rpcStats.done(d, e)
+	if subject == fr.subj.RPC() {
+		fr.rpcStats.done(d, e)
+	} else {
+		fr.nodeRPCStats.done(d, e)
+	}
 }
 
 // requestID reads "id" from an undecodable request when it can, so that
@@ -128,7 +133,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 	var st *stream // when the caller asked for a stream
 	defer func() {
 		took := time.Since(start)
-		fr.requestDone(took, resp.Error)
+		fr.requestDone(m.Subject, took, resp.Error)
 		if resp.Results == nil {
 			resp.Results = map[string]any{}
 		}

@@ -282,6 +282,7 @@ type Node struct {
 	front    *front
 	subs     []*nats.Subscription
 	rpcSub   *nats.Subscription
+	nodeRPC  *nats.Subscription // P.<cluster>.node.<id>.rpc
 	execSub  *nats.Subscription
 	started0 time.Time // when Start began, for $SRV.STATS
 }
@@ -547,6 +548,9 @@ func (n *Node) Start(ctx context.Context) error {
 		return fail(err)
 	}
 	n.rpcSub = rs
+	if n.nodeRPC, err = sub(n.subj.NodeRPC(n.cfg.NodeID), "", n.front.onRPC); err != nil {
+		return fail(err)
+	}
 	if err := bus.Flush(ctx, n.nc); err != nil {
 		return fail(fmt.Errorf("node: flush: %w", err))
 	}
@@ -564,7 +568,7 @@ func (n *Node) Drain(ctx context.Context) error {
 		<-n.done
 		return nil
 	}
-	var rpcClosed <-chan nats.SubStatus
+	var rpcClosed []<-chan nats.SubStatus
 	// Cut off from NATS nothing is in transit to this node and nothing it
 	// sends gets out: drain the work, not the subscriptions.
 	connected := n.nc.IsConnected()
@@ -575,16 +579,21 @@ func (n *Node) Drain(ctx context.Context) error {
 		// it is still there (it holds the exec subject until it closes).
 		// Heartbeats go on: they keep its steps in flight from being
 		// declared lost by the peers that sent them.
-		if n.rpcSub != nil && !connected {
-			_ = n.rpcSub.Unsubscribe()
-		} else if n.rpcSub != nil {
-			// Drain, not Unsubscribe: requests the server sent before it
-			// took the unsubscribe are served instead of dropped (their
-			// callers would wait for their whole timeout).
-			rpcClosed = n.rpcSub.StatusChanged(nats.SubscriptionClosed)
-			if n.rpcSub.Drain() != nil {
-				rpcClosed = nil
-				_ = n.rpcSub.Unsubscribe()
+		for _, s := range []*nats.Subscription{n.rpcSub, n.nodeRPC} {
+			switch {
+			case s == nil:
+			case !connected:
+				_ = s.Unsubscribe()
+			default:
+				// Drain, not Unsubscribe: requests the server sent before
+				// it took the unsubscribe are served instead of dropped
+				// (their callers would wait for their whole timeout).
+				closed := s.StatusChanged(nats.SubscriptionClosed)
+				if s.Drain() != nil {
+					_ = s.Unsubscribe()
+				} else {
+					rpcClosed = append(rpcClosed, closed)
+				}
 			}
 		}
 		n.ann.Leave()
@@ -594,9 +603,9 @@ func (n *Node) Drain(ctx context.Context) error {
 		n.log.Info("node draining", "connected", connected)
 	}
 	var err error
-	if rpcClosed != nil {
+	for _, closed := range rpcClosed {
 		select {
-		case <-rpcClosed:
+		case <-closed:
 		case <-ctx.Done():
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
@@ -63,6 +64,7 @@ func TestServiceDiscovery(t *testing.T) {
 	require.Equal(t, "echo,echos,fail", info.Metadata["functions"])
 	require.Equal(t, []micro.EndpointInfo{
 		{Name: "rpc", Subject: "mpreg.default.rpc", QueueGroup: "mpreg", Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4"}},
+		{Name: "node-rpc", Subject: "mpreg.default.node.n2.rpc", Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4.6"}},
 		{Name: "exec", Subject: "mpreg.default.node.n2.exec", Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §6"}},
 	}, info.Endpoints)
 
@@ -74,15 +76,23 @@ func TestServiceDiscovery(t *testing.T) {
 	rpc := testcluster.Client(t, s.ClientURL(), client.Config{NoFollow: true})
 	_, err = rpc.Call(context.Background(), "echo", []any{1})
 	require.NoError(t, err)
+	// A request on n2's own rpc subject is planned by n2 and counted there.
+	resp := decodeAs(t, request(t, nc, "mpreg.default.node.n2.rpc", []byte(`{"id":"own","cmds":[{"name":"e","fun":"echo","args":[2]}]}`), jsonHeader()), codec.JSONType)
+	require.Equal(t, map[string]any{"e": int64(2)}, resp["results"])
 
 	var rpcRequests int
 	for _, st := range gather[micro.Stats](t, nc, "$SRV.STATS.mpreg", 2) {
 		require.Equal(t, micro.StatsResponseType, st.Type)
 		require.False(t, st.Started.IsZero())
-		require.Len(t, st.Endpoints, 2)
+		require.Len(t, st.Endpoints, 3)
 		rpcRequests += st.Endpoints[0].NumRequests
+		own := 0
 		if st.ID == "n2" {
-			exec := st.Endpoints[1]
+			own = 1
+		}
+		require.Equal(t, own, st.Endpoints[1].NumRequests, "node-rpc of %s", st.ID)
+		if st.ID == "n2" {
+			exec := st.Endpoints[2]
 			require.Equal(t, "exec", exec.Name)
 			require.GreaterOrEqual(t, exec.NumRequests, 1)
 			require.Equal(t, 1, exec.NumErrors)

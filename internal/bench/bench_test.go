@@ -123,46 +123,75 @@ func reportCPU(b *testing.B, cpu0 time.Duration, ok bool) {
 	}
 }
 
-// BenchmarkRawNATSRequest is the baseline: nc.Request to a plain NATS echo
-// responder on another connection.
-func BenchmarkRawNATSRequest(b *testing.B) { benchSequential(b, ScenarioRaw) }
+// BenchmarkSequential runs every scenario of `mpreg bench` (see Scenarios)
+// back to back on one goroutine, each beside the raw NATS ones of the same
+// run: read raw-nats (the responder on an in-process connection, as the
+// nodes A and B are) and raw-nats-tcp (for rpc-json-tcp) as the baselines.
+func BenchmarkSequential(b *testing.B) {
+	for _, name := range Scenarios {
+		b.Run(name, func(b *testing.B) { benchSequential(b, name) })
+	}
+}
 
-// BenchmarkRawNATSRequestHeader is BenchmarkRawNATSRequest with the
-// Content-Type header on the request and the reply, as every MPREG message
-// has: the share of a call's cost that docs/PROTOCOL.md §3 puts on NATS itself.
-func BenchmarkRawNATSRequestHeader(b *testing.B) { benchSequential(b, ScenarioRawHeader) }
+// parallelScenarios are the scenarios BenchmarkParallel runs.
+var parallelScenarios = []string{ScenarioRaw, ScenarioRawTCP, ScenarioRPCJSON, ScenarioRPCJSONTCP, ScenarioClientCall, ScenarioRPCRun}
 
-// BenchmarkClientCall is client.Call of echo, sent straight to the node's
-// exec subject in MessagePack.
-func BenchmarkClientCall(b *testing.B) { benchSequential(b, ScenarioClientCall) }
+// BenchmarkParallel runs the single-step scenarios from 64 goroutines (as
+// Run's default throughput phase) sharing the rig's connections.
+func BenchmarkParallel(b *testing.B) {
+	for _, name := range parallelScenarios {
+		b.Run(name, func(b *testing.B) { benchParallel(b, name) })
+	}
+}
 
-// BenchmarkRPCSubject is a one-command JSON request on the rpc subject,
-// sent with nc.RequestMsg as a client in another language would.
-func BenchmarkRPCSubject(b *testing.B) { benchSequential(b, ScenarioRPCJSON) }
+// ownBatch is how many calls of one scenario BenchmarkOwnCPU makes between
+// two readings of the process CPU time.
+const ownBatch = 200
 
-// BenchmarkRPCClientRun is the same one-command request through client.Run
-// (MessagePack).
-func BenchmarkRPCClientRun(b *testing.B) { benchSequential(b, ScenarioRPCRun) }
-
-// BenchmarkChain10 is a request of ten echo steps, each on the previous
-// one's result.
-func BenchmarkChain10(b *testing.B) { benchSequential(b, ScenarioChain10) }
-
-// BenchmarkFanout16 is a request of 16 independent echo steps and one echos
-// sink of all of them.
-func BenchmarkFanout16(b *testing.B) { benchSequential(b, ScenarioFanout16) }
-
-// BenchmarkRawNATSRequestParallel is BenchmarkRawNATSRequest from 64
-// goroutines on one requester connection.
-func BenchmarkRawNATSRequestParallel(b *testing.B) { benchParallel(b, ScenarioRaw) }
-
-// BenchmarkClientCallParallel is BenchmarkClientCall from 64 goroutines on
-// one client.
-func BenchmarkClientCallParallel(b *testing.B) { benchParallel(b, ScenarioClientCall) }
-
-// BenchmarkRawNATSRequestHeaderParallel is BenchmarkRawNATSRequestHeader
-// from 64 goroutines on one requester connection.
-func BenchmarkRawNATSRequestHeaderParallel(b *testing.B) { benchParallel(b, ScenarioRawHeader) }
+// BenchmarkOwnCPU measures the CPU MPREG's own code spends per one-step
+// echo: the process CPU time per call of a scenario minus that of raw-nats,
+// measured in alternating batches in the same run. Both send the same NATS
+// messages (a request from a TCP requester to a responder on an in-process
+// connection and its reply), so the difference is what MPREG adds: on the
+// node (decode, plan, run, encode) and, for the Go client scenarios, in
+// the client.
+func BenchmarkOwnCPU(b *testing.B) {
+	for _, name := range []string{ScenarioRPCJSON, ScenarioClientCall, ScenarioRPCRun} {
+		b.Run(name, func(b *testing.B) {
+			r := fixture(b)
+			ops := r.ops()
+			raw, f := ops[ScenarioRaw], ops[name]
+			ctx := context.Background()
+			var rawCPU, ownCPU time.Duration
+			batch := func(f op, n int) time.Duration {
+				c0, _ := processCPU()
+				for range n {
+					if err := f(ctx); err != nil {
+						b.Fatalf("%s: %v", name, err)
+					}
+				}
+				c1, _ := processCPU()
+				return c1 - c0
+			}
+			if _, ok := processCPU(); !ok {
+				b.Skip("no process CPU time on this platform")
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for done := 0; done < b.N; {
+				n := min(ownBatch, b.N-done)
+				rawCPU += batch(raw, n)
+				ownCPU += batch(f, n)
+				done += n
+			}
+			b.StopTimer()
+			per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(b.N) }
+			b.ReportMetric(per(ownCPU), "cpu-ns/op")
+			b.ReportMetric(per(rawCPU), "raw-cpu-ns/op")
+			b.ReportMetric(per(ownCPU-rawCPU), "own-cpu-ns/op")
+		})
+	}
+}
 
 func TestRunSmoke(t *testing.T) {
 	var out bytes.Buffer
@@ -199,8 +228,8 @@ func TestRunSmoke(t *testing.T) {
 			}
 		}
 	}
-	if n := strings.Count(out.String(), "PASS ") + strings.Count(out.String(), "MISS "); n != 3 {
-		t.Errorf("%d target verdicts, want 3", n)
+	if n := strings.Count(out.String(), "PASS ") + strings.Count(out.String(), "MISS "); n != len(targets) {
+		t.Errorf("%d target verdicts, want %d", n, len(targets))
 	}
 }
 
@@ -227,19 +256,14 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
-// BenchmarkClientCallMetrics is BenchmarkClientCall with the node's
-// Prometheus metrics on (as with --metrics-listen).
-func BenchmarkClientCallMetrics(b *testing.B) {
-	benchSequentialOn(b, fixtureWith(b, true), ScenarioClientCall)
-}
-
-// BenchmarkRPCSubjectMetrics is BenchmarkRPCSubject with metrics on.
-func BenchmarkRPCSubjectMetrics(b *testing.B) {
-	benchSequentialOn(b, fixtureWith(b, true), ScenarioRPCJSON)
-}
-
-// BenchmarkClientCallParallelMetrics is BenchmarkClientCallParallel with
-// metrics on.
-func BenchmarkClientCallParallelMetrics(b *testing.B) {
-	benchParallelOn(b, fixtureWith(b, true), ScenarioClientCall)
+// BenchmarkMetrics runs client-call and rpc-json with the nodes'
+// Prometheus metrics on (as with --metrics-listen), to be read beside
+// BenchmarkSequential's.
+func BenchmarkMetrics(b *testing.B) {
+	for _, name := range []string{ScenarioClientCall, ScenarioRPCJSON} {
+		b.Run(name, func(b *testing.B) { benchSequentialOn(b, fixtureWith(b, true), name) })
+	}
+	b.Run(ScenarioClientCall+"-parallel", func(b *testing.B) {
+		benchParallelOn(b, fixtureWith(b, true), ScenarioClientCall)
+	})
 }

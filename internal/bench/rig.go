@@ -20,12 +20,30 @@ import (
 	"github.com/mpreg/mpreg/schema"
 )
 
-// RawSubject is the subject of the raw NATS echo responder.
-const RawSubject = "bench.raw.echo"
+// Subjects of the raw NATS echo responders.
+const (
+	// RawSubject is answered on an in-process connection to the embedded
+	// server, as `mpreg server` hosts its node: the fair baseline for
+	// the in-process nodes.
+	RawSubject = "bench.raw.echo"
+	// RawHeaderSubject is RawSubject with a Content-Type header on the
+	// request and the reply, as docs/PROTOCOL.md §3 has every MPREG
+	// message carry.
+	RawHeaderSubject = "bench.raw.echo.hdr"
+	// RawTCPSubject is answered on a TCP connection: the baseline for the
+	// node on TCP (as `mpreg node` connects).
+	RawTCPSubject = "bench.raw.echo.tcp"
+)
 
-// RawHeaderSubject is the subject of the raw responder that echoes with a
-// Content-Type header, as docs/PROTOCOL.md §3 has every MPREG reply do.
-const RawHeaderSubject = "bench.raw.echo.hdr"
+// The rig's nodes: two in-process ones (A plans and runs the single-node
+// scenarios, B is the other node of the two-node ones) and one on TCP.
+// Each offers echo and echos and has a loc of its own, which the
+// scenarios' steps name to pin themselves to a node.
+const (
+	LocA   = "a"
+	LocB   = "b"
+	LocTCP = "tcp"
+)
 
 // setupTimeout bounds connecting and waiting for the client to see the node.
 const setupTimeout = 10 * time.Second
@@ -36,41 +54,57 @@ const callTimeout = 5 * time.Second
 // Scenario names, in the order Run measures and prints them.
 const (
 	ScenarioRaw        = "raw-nats"
+	ScenarioRawTCP     = "raw-nats-tcp"
 	ScenarioRawHeader  = "raw-nats-hdr"
-	ScenarioClientCall = "client-call"
 	ScenarioRPCJSON    = "rpc-json"
-	ScenarioRPCRun     = "rpc-client-run"
+	ScenarioRPCJSONTCP = "rpc-json-tcp"
+	ScenarioClientCall = "client-call"
+	ScenarioRPCRun     = "client-run"
+	ScenarioRouted     = "routed-run"
 	ScenarioChain10    = "chain-10"
+	ScenarioChainAlt   = "chain-10-ab"
+	ScenarioChainAway  = "chain-10-b"
+	ScenarioChainVia   = "chain-10-via-a"
 	ScenarioFanout16   = "fanout-16"
 )
 
 // Scenarios lists the scenario names in the order Run measures them.
-var Scenarios = []string{ScenarioRaw, ScenarioRawHeader, ScenarioClientCall, ScenarioRPCJSON, ScenarioRPCRun, ScenarioChain10, ScenarioFanout16}
+var Scenarios = []string{
+	ScenarioRaw, ScenarioRawTCP, ScenarioRawHeader, ScenarioRPCJSON, ScenarioRPCJSONTCP,
+	ScenarioClientCall, ScenarioRPCRun, ScenarioRouted,
+	ScenarioChain10, ScenarioChainAlt, ScenarioChainAway, ScenarioChainVia, ScenarioFanout16,
+}
 
 // op is one call of a scenario; it checks the reply and is safe for
 // concurrent use.
 type op func(ctx context.Context) error
 
 // rig is everything a run measures against, in one process: an embedded
-// nats-server (unless servers were given), one node on its own connection,
-// a raw echo responder on its own connection, a requester connection for raw
-// and foreign-client requests, and a following client on its own connection.
+// nats-server (unless servers were given); nodes A and B on in-process
+// connections and node T on TCP; raw echo responders on an in-process
+// connection and on TCP; a requester connection (TCP) for raw and
+// foreign-client requests; and a following Go client on its own TCP
+// connection. With servers given, every connection is TCP.
 type rig struct {
 	cfg     Config
 	payload string
 	urls    []string
+	auth    bus.Auth
 
 	srv       *bus.Server // nil when cfg.Servers were given
-	nodeConn  *nats.Conn
-	node      *node.Node
-	rawConn   *nats.Conn // the raw echo responder's connection
-	rawSub    *nats.Subscription
-	rawHdrSub *nats.Subscription
-	reqConn   *nats.Conn // raw requests and JSON rpc requests
+	conns     []*nats.Conn
+	nodes     []*node.Node // A, B, T
+	reqConn   *nats.Conn   // raw requests and JSON rpc requests
 	client    *client.Client
 	rawData   []byte
-	rpcMsg    *nats.Msg // pre-encoded JSON rpc request
+	rpcMsg    *nats.Msg // pre-encoded JSON rpc request, to A
+	rpcTCPMsg *nats.Msg // the same to T
+	viaMsg    *nats.Msg // a chain on B, planned by A
+	runReq    *schema.Request
+	routedReq *schema.Request
 	chainReq  *schema.Request
+	altReq    *schema.Request
+	awayReq   *schema.Request
 	fanoutReq *schema.Request
 }
 
@@ -79,91 +113,49 @@ type rig struct {
 func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	r := &rig{cfg: cfg, payload: strings.Repeat("x", cfg.PayloadBytes)}
+	r := &rig{cfg: cfg, payload: strings.Repeat("x", cfg.PayloadBytes), auth: cfg.Auth}
 	defer func() {
 		if err != nil {
 			r.close()
 		}
 	}()
 	r.urls = cfg.Servers
-	auth := cfg.Auth
 	if len(r.urls) == 0 {
-		auth = bus.Auth{} // the embedded server asks for none
+		r.auth = bus.Auth{} // the embedded server asks for none
 		if r.srv, err = bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1}); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 		r.urls = []string{r.srv.ClientURL()}
 	}
-	dial := func(name string) (*nats.Conn, error) {
-		// A benchmark tries once: refused credentials end it at once.
-		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: r.urls, Name: name, Auth: auth,
-			Options: []nats.Option{nats.RetryOnFailedConnect(false)}})
-		if err != nil {
-			if why, ok := bus.ExplainConnectError(err); ok {
-				return nil, schema.Wrap(schema.CodeUnauthenticated, err, "bench: %s", why)
-			}
-			return nil, fmt.Errorf("bench: %s: %w", name, err)
-		}
-		return nc, nil
-	}
-
-	// The raw echo responder answers on the subscription's goroutine, as
-	// the simplest NATS service does.
-	if r.rawConn, err = dial("mpreg-bench-raw-echo"); err != nil {
+	ip, err := r.dial(ctx, "mpreg-bench-raw-echo", true)
+	if err != nil {
 		return nil, err
 	}
-	r.rawSub, err = r.rawConn.Subscribe(RawSubject, func(m *nats.Msg) { _ = m.Respond(m.Data) })
+	tcp, err := r.dial(ctx, "mpreg-bench-raw-echo-tcp", false)
 	if err != nil {
-		return nil, fmt.Errorf("bench: subscribe %s: %w", RawSubject, err)
-	}
-	_ = r.rawSub.SetPendingLimits(-1, 256<<20)
-	// The same with the header every MPREG message carries, both ways.
-	r.rawHdrSub, err = r.rawConn.Subscribe(RawHeaderSubject, func(m *nats.Msg) {
-		_ = m.RespondMsg(&nats.Msg{Data: m.Data, Header: m.Header})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("bench: subscribe %s: %w", RawHeaderSubject, err)
-	}
-	_ = r.rawHdrSub.SetPendingLimits(-1, 256<<20)
-	if err = r.rawConn.FlushWithContext(ctx); err != nil {
-		return nil, fmt.Errorf("bench: flush: %w", err)
-	}
-
-	if r.nodeConn, err = dial("mpreg-bench-node"); err != nil {
 		return nil, err
 	}
-	ncfg := node.Config{
-		Cluster: cfg.Cluster,
-		Name:    "mpreg bench",
-		// Room for every fan-out step of every concurrent requester.
-		MaxInflight: max(4096, 2*17*cfg.Concurrency),
+	if err = r.rawResponders(ctx, ip, tcp); err != nil {
+		return nil, err
 	}
 	var reg *prometheus.Registry
 	if cfg.Metrics {
 		reg = metrics.NewRegistry()
-		if ncfg.Recorder, err = metrics.NewRecorder(reg); err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
+	}
+	for _, n := range []struct {
+		loc       string
+		inProcess bool
+	}{{LocA, true}, {LocB, true}, {LocTCP, false}} {
+		if err = r.startNode(ctx, n.loc, n.inProcess, reg); err != nil {
+			return nil, err
 		}
 	}
-	r.node, err = node.New(r.nodeConn, ncfg)
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	if reg != nil {
-		if err = metrics.WatchNode(reg, r.node); err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
-		}
-	}
-	if err = r.node.Start(ctx); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-
-	if r.reqConn, err = dial("mpreg-bench-requester"); err != nil {
+	if r.reqConn, err = r.dial(ctx, "mpreg-bench-requester", false); err != nil {
 		return nil, err
 	}
 	r.client, err = client.Connect(ctx, client.Config{
 		Servers:   r.urls,
-		Auth:      auth,
+		Auth:      r.auth,
 		Cluster:   cfg.Cluster,
 		Timeout:   callTimeout,
 		SyncQuiet: 50 * time.Millisecond,
@@ -172,21 +164,124 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	if err = waitForNode(ctx, r.client, r.node.ID()); err != nil {
-		return nil, err
+	for _, n := range r.nodes {
+		if err = waitForNode(ctx, r.client, n.ID()); err != nil {
+			return nil, err
+		}
 	}
+	return r, r.requests()
+}
 
-	r.rawData = []byte(r.payload)
-	body, err := json.Marshal(map[string]any{
-		"cmds": []map[string]any{{"name": "r", "fun": "echo", "args": []string{r.payload}}},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
+// dial connects one of the rig's connections, in-process to the embedded
+// server when asked and there is one.
+func (r *rig) dial(ctx context.Context, name string, inProcess bool) (*nats.Conn, error) {
+	cc := bus.ConnConfig{Servers: r.urls, Name: name, Auth: r.auth,
+		// A benchmark tries once: refused credentials end it at once.
+		Options: []nats.Option{nats.RetryOnFailedConnect(false)}}
+	if inProcess && r.srv != nil {
+		cc.InProcess = r.srv.NATS()
 	}
-	r.rpcMsg = bus.NewMsg(bus.NewSubjects("", cfg.Cluster).RPC(), body, codec.JSONType, "")
-	r.chainReq = chainRequest(r.payload, 10)
-	r.fanoutReq = fanoutRequest(r.payload, 16)
-	return r, nil
+	nc, err := bus.Connect(ctx, cc)
+	if err != nil {
+		if why, ok := bus.ExplainConnectError(err); ok {
+			return nil, schema.Wrap(schema.CodeUnauthenticated, err, "bench: %s", why)
+		}
+		return nil, fmt.Errorf("bench: %s: %w", name, err)
+	}
+	r.conns = append(r.conns, nc)
+	return nc, nil
+}
+
+// rawResponders subscribes the raw echo responders, which answer on the
+// subscription's goroutine as the simplest NATS service does.
+func (r *rig) rawResponders(ctx context.Context, ip, tcp *nats.Conn) error {
+	echo := func(m *nats.Msg) { _ = m.Respond(m.Data) }
+	for _, s := range []struct {
+		nc      *nats.Conn
+		subject string
+		h       nats.MsgHandler
+	}{
+		{ip, RawSubject, echo},
+		{ip, RawHeaderSubject, func(m *nats.Msg) { _ = m.RespondMsg(&nats.Msg{Data: m.Data, Header: m.Header}) }},
+		{tcp, RawTCPSubject, echo},
+	} {
+		sub, err := s.nc.Subscribe(s.subject, s.h)
+		if err != nil {
+			return fmt.Errorf("bench: subscribe %s: %w", s.subject, err)
+		}
+		_ = sub.SetPendingLimits(-1, 256<<20)
+	}
+	for _, nc := range []*nats.Conn{ip, tcp} {
+		if err := nc.FlushWithContext(ctx); err != nil {
+			return fmt.Errorf("bench: flush: %w", err)
+		}
+	}
+	return nil
+}
+
+// startNode starts a node with loc on its own connection.
+func (r *rig) startNode(ctx context.Context, loc string, inProcess bool, reg *prometheus.Registry) error {
+	nc, err := r.dial(ctx, "mpreg-bench-node-"+loc, inProcess)
+	if err != nil {
+		return err
+	}
+	ncfg := node.Config{
+		Cluster: r.cfg.Cluster,
+		Name:    "mpreg bench " + loc,
+		Locs:    []string{loc},
+		// Room for every fan-out step of every concurrent requester.
+		MaxInflight: max(4096, 2*17*r.cfg.Concurrency),
+	}
+	if reg != nil {
+		if ncfg.Recorder, err = metrics.NewRecorder(prometheus.WrapRegistererWith(prometheus.Labels{"bench_node": loc}, reg)); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	n, err := node.New(nc, ncfg)
+	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	r.nodes = append(r.nodes, n)
+	if reg != nil {
+		if err = metrics.WatchNode(prometheus.WrapRegistererWith(prometheus.Labels{"bench_node": loc}, reg), n); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+	}
+	if err = n.Start(ctx); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	return nil
+}
+
+// requests builds the requests the scenarios send.
+func (r *rig) requests() error {
+	r.rawData = []byte(r.payload)
+	subj := bus.NewSubjects("", r.cfg.Cluster)
+	one := func(loc string) map[string]any {
+		return map[string]any{"cmds": []map[string]any{{"name": "r", "fun": "echo", "args": []string{r.payload}, "locs": []string{loc}}}}
+	}
+	for _, m := range []struct {
+		dst  **nats.Msg
+		node *node.Node
+		body any
+	}{
+		{&r.rpcMsg, r.nodes[0], one(LocA)},
+		{&r.rpcTCPMsg, r.nodes[2], one(LocTCP)},
+		{&r.viaMsg, r.nodes[0], chainRequest(r.payload, 10, LocB)},
+	} {
+		body, err := json.Marshal(m.body)
+		if err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		*m.dst = bus.NewMsg(subj.NodeRPC(m.node.ID()), body, codec.JSONType, "")
+	}
+	r.runReq = &schema.Request{Cmds: []schema.Command{{Name: "r", Fun: "echo", Args: []any{r.payload}, Locs: []string{LocA}}}}
+	r.routedReq = &schema.Request{Cmds: []schema.Command{{Name: "r", Fun: "echo", Args: []any{r.payload}, Locs: []string{LocB}}}}
+	r.chainReq = chainRequest(r.payload, 10, LocA)
+	r.altReq = chainRequest(r.payload, 10, LocA, LocB)
+	r.awayReq = chainRequest(r.payload, 10, LocB)
+	r.fanoutReq = fanoutRequest(r.payload, 16, LocA)
+	return nil
 }
 
 // waitForNode waits until the client routes echo and echos to node.
@@ -220,50 +315,39 @@ func (r *rig) close() {
 		return
 	}
 	r.client.Close()
-	if r.reqConn != nil {
-		r.reqConn.Close()
-	}
-	if r.node != nil {
+	for i := len(r.nodes) - 1; i >= 0; i-- {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = r.node.Drain(ctx)
+		_ = r.nodes[i].Drain(ctx)
 		cancel()
 	}
-	if r.nodeConn != nil {
-		r.nodeConn.Close()
-	}
-	if r.rawHdrSub != nil {
-		_ = r.rawHdrSub.Unsubscribe()
-	}
-	if r.rawSub != nil {
-		_ = r.rawSub.Unsubscribe()
-	}
-	if r.rawConn != nil {
-		r.rawConn.Close()
+	for i := len(r.conns) - 1; i >= 0; i-- {
+		r.conns[i].Close()
 	}
 	r.srv.Shutdown()
 }
 
-// chainRequest is n echo steps, each taking the previous one's result.
-func chainRequest(payload string, n int) *schema.Request {
+// chainRequest is n echo steps, each taking the previous one's result;
+// step i is pinned to locs[i%len(locs)].
+func chainRequest(payload string, n int, locs ...string) *schema.Request {
 	cmds := make([]schema.Command, n)
 	for i := range cmds {
 		arg := payload
 		if i > 0 {
 			arg = cmds[i-1].Name
 		}
-		cmds[i] = schema.Command{Name: fmt.Sprintf("|s%d", i), Fun: "echo", Args: []any{arg}}
+		cmds[i] = schema.Command{Name: fmt.Sprintf("|s%d", i), Fun: "echo", Args: []any{arg}, Locs: []string{locs[i%len(locs)]}}
 	}
 	return &schema.Request{Cmds: cmds}
 }
 
 // fanoutRequest is n independent echo steps and one echos step of all
-// their results.
-func fanoutRequest(payload string, n int) *schema.Request {
+// their results, all pinned to loc.
+func fanoutRequest(payload string, n int, loc string) *schema.Request {
 	cmds := make([]schema.Command, 0, n+1)
-	sink := schema.Command{Name: "|sink", Fun: "echos", Args: make([]any, 0, n)}
+	sink := schema.Command{Name: "|sink", Fun: "echos", Args: make([]any, 0, n), Locs: []string{loc}}
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("|f%d", i)
-		cmds = append(cmds, schema.Command{Name: name, Fun: "echo", Args: []any{payload}})
+		cmds = append(cmds, schema.Command{Name: name, Fun: "echo", Args: []any{payload}, Locs: []string{loc}})
 		sink.Args = append(sink.Args, name)
 	}
 	return &schema.Request{Cmds: append(cmds, sink)}
@@ -274,30 +358,38 @@ var errMismatch = errors.New("bench: reply is not the echo of the request")
 
 func (r *rig) ops() map[string]op {
 	return map[string]op{
-		ScenarioRaw:        r.rawRequest,
+		ScenarioRaw:        r.rawRequest(RawSubject),
+		ScenarioRawTCP:     r.rawRequest(RawTCPSubject),
 		ScenarioRawHeader:  r.rawHeaderRequest,
+		ScenarioRPCJSON:    r.rpcJSON(r.rpcMsg, "r"),
+		ScenarioRPCJSONTCP: r.rpcJSON(r.rpcTCPMsg, "r"),
 		ScenarioClientCall: r.clientCall,
-		ScenarioRPCJSON:    r.rpcJSON,
-		ScenarioRPCRun:     r.rpcRun,
-		ScenarioChain10:    r.chain10,
+		ScenarioRPCRun:     r.runEcho(r.runReq, "r"),
+		ScenarioRouted:     r.runEcho(r.routedReq, "r"),
+		ScenarioChain10:    r.runEcho(r.chainReq, "|s9"),
+		ScenarioChainAlt:   r.runEcho(r.altReq, "|s9"),
+		ScenarioChainAway:  r.runEcho(r.awayReq, "|s9"),
+		ScenarioChainVia:   r.rpcJSON(r.viaMsg, "|s9"),
 		ScenarioFanout16:   r.fanout16,
 	}
 }
 
-// rawRequest is one plain NATS request to the raw echo responder.
-func (r *rig) rawRequest(context.Context) error {
-	m, err := r.reqConn.Request(RawSubject, r.rawData, callTimeout)
-	if err != nil {
-		return err
+// rawRequest is one plain NATS request to a raw echo responder.
+func (r *rig) rawRequest(subject string) op {
+	return func(context.Context) error {
+		m, err := r.reqConn.Request(subject, r.rawData, callTimeout)
+		if err != nil {
+			return err
+		}
+		if string(m.Data) != r.payload {
+			return errMismatch
+		}
+		return nil
 	}
-	if string(m.Data) != r.payload {
-		return errMismatch
-	}
-	return nil
 }
 
-// rawHeaderRequest is rawRequest with a Content-Type header on the request
-// and on the reply.
+// rawHeaderRequest is a raw request with a Content-Type header on the
+// request and on the reply.
 func (r *rig) rawHeaderRequest(context.Context) error {
 	m, err := r.reqConn.RequestMsg(bus.NewMsg(RawHeaderSubject, r.rawData, codec.MsgPackType, ""), callTimeout)
 	if err != nil {
@@ -309,9 +401,10 @@ func (r *rig) rawHeaderRequest(context.Context) error {
 	return nil
 }
 
-// clientCall is one client.Call of echo: straight to the node's exec subject.
+// clientCall is one client.Call of echo on node A: straight to its exec
+// subject.
 func (r *rig) clientCall(ctx context.Context) error {
-	v, err := r.client.Call(ctx, "echo", []any{r.payload})
+	v, err := r.client.Call(ctx, "echo", []any{r.payload}, client.WithLocs(LocA))
 	if err != nil {
 		return err
 	}
@@ -330,67 +423,52 @@ type rpcReply struct {
 	} `json:"error"`
 }
 
-// rpcJSON is one echo request on the rpc subject in JSON, sent as a client
-// in another language would: a plain NATS request.
-func (r *rig) rpcJSON(context.Context) error {
-	m, err := r.reqConn.RequestMsg(r.rpcMsg, callTimeout)
-	if err != nil {
-		return err
+// rpcJSON is one request on a node's rpc subject in JSON, sent as a client
+// in another language would (a plain NATS request), whose one result,
+// under key, must be the payload.
+func (r *rig) rpcJSON(msg *nats.Msg, key string) op {
+	return func(context.Context) error {
+		m, err := r.reqConn.RequestMsg(msg, callTimeout)
+		if err != nil {
+			return err
+		}
+		var rep rpcReply
+		if err := json.Unmarshal(m.Data, &rep); err != nil {
+			return fmt.Errorf("bench: rpc reply: %w", err)
+		}
+		if rep.Error != nil {
+			return fmt.Errorf("bench: rpc reply: %s: %s", rep.Error.Code, rep.Error.Message)
+		}
+		if rep.Results[key] != r.payload || len(rep.Results) != 1 {
+			return errMismatch
+		}
+		return nil
 	}
-	var rep rpcReply
-	if err := json.Unmarshal(m.Data, &rep); err != nil {
-		return fmt.Errorf("bench: rpc reply: %w", err)
-	}
-	if rep.Error != nil {
-		return fmt.Errorf("bench: rpc reply: %s: %s", rep.Error.Code, rep.Error.Message)
-	}
-	if rep.Results["r"] != r.payload {
-		return errMismatch
-	}
-	return nil
 }
 
-// run sends req through client.Run; the client's Timeout bounds it.
-func (r *rig) run(ctx context.Context, req *schema.Request) (map[string]any, error) {
-	resp, err := r.client.Run(ctx, req)
-	if err != nil {
-		return nil, err
+// runEcho sends req through client.Run (the client's Timeout bounds it);
+// its one result, under key, must be the payload.
+func (r *rig) runEcho(req *schema.Request, key string) op {
+	return func(ctx context.Context) error {
+		resp, err := r.client.Run(ctx, req)
+		if err != nil {
+			return err
+		}
+		if s, _ := resp.Results[key].(string); s != r.payload || len(resp.Results) != 1 {
+			return errMismatch
+		}
+		return nil
 	}
-	return resp.Results, nil
-}
-
-// rpcRun is one echo request on the rpc subject through client.Run.
-func (r *rig) rpcRun(ctx context.Context) error {
-	res, err := r.run(ctx, &schema.Request{Cmds: []schema.Command{{Name: "r", Fun: "echo", Args: []any{r.payload}}}})
-	if err != nil {
-		return err
-	}
-	if s, _ := res["r"].(string); s != r.payload {
-		return errMismatch
-	}
-	return nil
-}
-
-// chain10 is a request of ten echo steps, each waiting for the one before.
-func (r *rig) chain10(ctx context.Context) error {
-	res, err := r.run(ctx, r.chainReq)
-	if err != nil {
-		return err
-	}
-	if s, _ := res["|s9"].(string); s != r.payload || len(res) != 1 {
-		return errMismatch
-	}
-	return nil
 }
 
 // fanout16 is a request of 16 independent echo steps and one echos sink.
 func (r *rig) fanout16(ctx context.Context) error {
-	res, err := r.run(ctx, r.fanoutReq)
+	resp, err := r.client.Run(ctx, r.fanoutReq)
 	if err != nil {
 		return err
 	}
-	l, _ := res["|sink"].([]any)
-	if len(l) != 16 || len(res) != 1 {
+	l, _ := resp.Results["|sink"].([]any)
+	if len(l) != 16 || len(resp.Results) != 1 {
 		return errMismatch
 	}
 	for _, v := range l {
