@@ -59,15 +59,47 @@ type Peer struct {
 	Alive bool
 }
 
+// entry is one node. hello, firstSeen and the flags change only under the
+// table's write lock; lastHeard and the load are atomics, so that a
+// heartbeat of a live node is applied under the read lock, beside routing.
 type entry struct {
 	hello      schema.Hello
-	lastHeard  time.Time
 	firstSeen  time.Time
-	load       schema.Load
-	out        *inflight // shared by every entry of the node id
+	lastHeard  atomic.Int64 // unix ns
+	inflight   atomic.Int64 // load.inflight of the last heartbeat
+	limit      atomic.Int64 // load.limit of the last heartbeat
+	out        *inflight    // shared by every entry of the node id
+	self       bool         // the table's own node
 	markedDead bool
 	silent     bool // Prune found it dead of silence (and said so)
 	gone       bool // goodbye received for hello.Incarnation
+}
+
+func (e *entry) load() schema.Load {
+	return schema.Load{Inflight: e.inflight.Load(), Limit: e.limit.Load()}
+}
+
+// funIndex lists the nodes offering one function, all of them and by loc,
+// for routing to read only the nodes that may qualify.
+type funIndex struct {
+	all   []offer
+	byLoc map[string][]offer
+}
+
+// offer is a node offering a function, with its locs for the function.
+type offer struct {
+	e    *entry
+	locs []string
+}
+
+// has reports whether o has every loc of locs.
+func (o offer) has(locs []string) bool {
+	for _, l := range locs {
+		if !slices.Contains(o.locs, l) {
+			return false
+		}
+	}
+	return true
 }
 
 // ErrNodeLost is the cancel cause given to tracked requests whose node was
@@ -79,7 +111,7 @@ type Table struct {
 	cfg     Config
 	mu      sync.RWMutex
 	nodes   map[string]*entry
-	byFun   map[string]map[string]*entry // function → the nodes offering it
+	byFun   map[string]*funIndex // function → the nodes offering it
 	changed chan struct{}
 	// inflight holds, per node id, the requests in flight there. It has its
 	// own locks so that tracking a request never waits on mu.
@@ -125,7 +157,7 @@ func New(cfg Config) *Table {
 	if cfg.MaxNodes <= 0 {
 		cfg.MaxNodes = DefaultMaxNodes
 	}
-	return &Table{cfg: cfg, nodes: make(map[string]*entry), byFun: make(map[string]map[string]*entry), changed: make(chan struct{})}
+	return &Table{cfg: cfg, nodes: make(map[string]*entry), byFun: make(map[string]*funIndex), changed: make(chan struct{})}
 }
 
 // put stores e as its node's entry, replacing old (nil for a new node), and
@@ -135,13 +167,20 @@ func (t *Table) put(id string, old, e *entry) {
 		t.unindex(id, old)
 	}
 	t.nodes[id] = e
-	for fun := range e.hello.Funs {
-		m := t.byFun[fun]
-		if m == nil {
-			m = make(map[string]*entry)
-			t.byFun[fun] = m
+	e.self = id == t.cfg.Self
+	for fun, locs := range e.hello.Funs {
+		fi := t.byFun[fun]
+		if fi == nil {
+			fi = &funIndex{byLoc: make(map[string][]offer)}
+			t.byFun[fun] = fi
 		}
-		m[id] = e
+		o := offer{e, locs}
+		fi.all = append(fi.all, o)
+		for i, l := range locs {
+			if !slices.Contains(locs[:i], l) {
+				fi.byLoc[l] = append(fi.byLoc[l], o)
+			}
+		}
 	}
 }
 
@@ -151,15 +190,40 @@ func (t *Table) remove(id string, e *entry) {
 	delete(t.nodes, id)
 }
 
-func (t *Table) unindex(id string, e *entry) {
-	for fun := range e.hello.Funs {
-		if m := t.byFun[fun]; m != nil {
-			delete(m, id)
-			if len(m) == 0 {
-				delete(t.byFun, fun)
+// unindex takes e out of the function index. It reads each list e is in
+// (linear in the nodes offering each of its functions), which only hellos,
+// goodbyes' ends and Prune's forgetting do.
+func (t *Table) unindex(_ string, e *entry) {
+	for fun, locs := range e.hello.Funs {
+		fi := t.byFun[fun]
+		if fi == nil {
+			continue
+		}
+		fi.all = without(fi.all, e)
+		for _, l := range locs {
+			if rest := without(fi.byLoc[l], e); len(rest) > 0 {
+				fi.byLoc[l] = rest
+			} else {
+				delete(fi.byLoc, l)
 			}
 		}
+		if len(fi.all) == 0 {
+			delete(t.byFun, fun)
+		}
 	}
+}
+
+// without removes e from l, moving the last element into its place.
+func without(l []offer, e *entry) []offer {
+	for i, x := range l {
+		if x.e == e {
+			last := len(l) - 1
+			l[i] = l[last]
+			l[last] = offer{}
+			return l[:last]
+		}
+	}
+	return l
 }
 
 // Relation is how a gossip message's claim about a node compares with what
@@ -250,7 +314,7 @@ func (t *Table) applyHello(h *schema.Hello) (changed bool, replaced *inflight) {
 			if e.gone {
 				// The process is draining but still talks: keep the
 				// tombstone until it falls silent, route nothing to it.
-				e.lastHeard = now
+				e.lastHeard.Store(now.UnixNano())
 				return false, nil
 			}
 			if h.Version < e.hello.Version {
@@ -258,7 +322,7 @@ func (t *Table) applyHello(h *schema.Hello) (changed bool, replaced *inflight) {
 			}
 			if h.Version == e.hello.Version {
 				wasDead := !t.aliveLocked(e, now)
-				e.lastHeard = now
+				e.lastHeard.Store(now.UnixNano())
 				e.markedDead, e.silent = false, false
 				if wasDead {
 					t.notify()
@@ -270,9 +334,12 @@ func (t *Table) applyHello(h *schema.Hello) (changed bool, replaced *inflight) {
 	if !ok && len(t.nodes) >= t.cfg.MaxNodes {
 		return false, nil
 	}
-	n := &entry{hello: *h, lastHeard: now, firstSeen: now, out: t.inflightOf(h.Node)}
+	n := &entry{hello: *h, firstSeen: now, out: t.inflightOf(h.Node)}
+	n.lastHeard.Store(now.UnixNano())
 	if ok && e.hello.Incarnation == h.Incarnation {
-		n.firstSeen, n.load = e.firstSeen, e.load
+		n.firstSeen = e.firstSeen
+		n.inflight.Store(e.inflight.Load())
+		n.limit.Store(e.limit.Load())
 	}
 	if !ok {
 		e = nil
@@ -288,31 +355,53 @@ func (t *Table) applyHello(h *schema.Hello) (changed bool, replaced *inflight) {
 // ApplyHeartbeat merges a heartbeat. It reports whether the sender's hello
 // should be fetched (from node.<node>.info): the node is unknown, or the
 // heartbeat carries a newer incarnation or version than the table holds.
+//
+// The heartbeat of a node the table holds as alive, the commonest message
+// of a cluster, is applied under the read lock: it never waits for a
+// routing decision, nor holds one up.
 func (t *Table) ApplyHeartbeat(hb *schema.Heartbeat) (needHello bool) {
 	now := t.cfg.Now()
+	t.mu.RLock()
+	need, done := t.heartbeatLocked(hb, now, false)
+	t.mu.RUnlock()
+	if done {
+		return need
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	need, _ = t.heartbeatLocked(hb, now, true)
+	return need
+}
+
+// heartbeatLocked applies hb with t.mu held, for reading unless write.
+// Under the read lock it leaves to the caller (done false) a heartbeat
+// that brings a dead node back, which changes the table.
+func (t *Table) heartbeatLocked(hb *schema.Heartbeat, now time.Time, write bool) (needHello, done bool) {
 	e, ok := t.nodes[hb.Node]
 	if !ok {
-		return true
+		return true, true
 	}
 	switch {
 	case hb.Incarnation < e.hello.Incarnation:
-		return false
+		return false, true
 	case hb.Incarnation > e.hello.Incarnation, otherInstance(e.hello.Instance, hb.Instance):
-		return true
+		return true, true
 	case e.gone:
-		e.lastHeard = now // draining: see ApplyHello
-		return false
+		e.lastHeard.Store(now.UnixNano()) // draining: see ApplyHello
+		return false, true
 	}
 	wasDead := !t.aliveLocked(e, now)
-	e.lastHeard = now
-	e.markedDead, e.silent = false, false
-	e.load = hb.Load
+	if wasDead && !write {
+		return false, false
+	}
+	e.lastHeard.Store(now.UnixNano())
+	e.inflight.Store(hb.Load.Inflight)
+	e.limit.Store(hb.Load.Limit)
 	if wasDead {
+		e.markedDead, e.silent = false, false
 		t.notify()
 	}
-	return hb.Version > e.hello.Version
+	return hb.Version > e.hello.Version, true
 }
 
 // ApplyGoodbye removes the incarnation named by g from routing. It reports
@@ -327,7 +416,7 @@ func (t *Table) ApplyGoodbye(g *schema.Goodbye) bool {
 	}
 	e.hello.Incarnation = g.Incarnation
 	e.gone = true
-	e.lastHeard = now
+	e.lastHeard.Store(now.UnixNano())
 	t.notify()
 	return true
 }
@@ -410,22 +499,40 @@ type Pruned struct {
 // Prune forgets nodes unheard for ForgetAfter, cancels the tracked requests
 // of nodes that went silent for DeadAfter, and reports the nodes that went
 // silent since the last Prune and those it removed. Call it periodically.
+// It looks under the read lock, and takes the write lock only when some
+// node went silent or is to be forgotten.
 func (t *Table) Prune() Pruned {
 	now := t.cfg.Now()
+	dead := now.Add(-t.cfg.DeadAfter).UnixNano()
+	t.mu.RLock()
+	due := false
+	for _, e := range t.nodes {
+		if !e.self && e.lastHeard.Load() < dead && (!e.silent || e.out.n.Load() > 0 || e.lastHeard.Load() < now.Add(-t.cfg.ForgetAfter).UnixNano()) {
+			due = true
+			break
+		}
+	}
+	t.mu.RUnlock()
+	if !due {
+		return Pruned{}
+	}
+	forget := now.Add(-t.cfg.ForgetAfter).UnixNano()
 	t.mu.Lock()
 	var p Pruned
 	var lost []*inflight
 	for id, e := range t.nodes {
-		if id != t.cfg.Self && now.Sub(e.lastHeard) > t.cfg.DeadAfter {
-			lost = append(lost, e.out)
-			if !e.silent {
-				e.silent = true // dead of silence: a change
-				if !e.gone && !e.markedDead {
-					p.Silent = append(p.Silent, id)
-				}
+		heard := e.lastHeard.Load()
+		if e.self || heard >= dead {
+			continue
+		}
+		lost = append(lost, e.out)
+		if !e.silent {
+			e.silent = true // dead of silence: a change
+			if !e.gone && !e.markedDead {
+				p.Silent = append(p.Silent, id)
 			}
 		}
-		if id != t.cfg.Self && now.Sub(e.lastHeard) > t.cfg.ForgetAfter {
+		if heard < forget {
 			t.remove(id, e)
 			if e.out.n.Load() == 0 {
 				t.inflight.Delete(id)
@@ -449,62 +556,106 @@ func (t *Table) aliveLocked(e *entry, now time.Time) bool {
 	if e.gone || e.markedDead {
 		return false
 	}
-	return e.hello.Node == t.cfg.Self || now.Sub(e.lastHeard) <= t.cfg.DeadAfter
+	return e.self || now.UnixNano()-e.lastHeard.Load() <= int64(t.cfg.DeadAfter)
 }
 
-// eligible reports whether e offers fun with every loc of locs.
-func eligible(e *entry, fun string, locs []string) bool {
-	have, ok := e.hello.Funs[fun]
-	if !ok {
-		return false
+
+// pickSample is how many eligible nodes besides Self Pick compares: with
+// more candidates it compares that many, taken in a row from a random
+// place of the list, so that routing a step costs the same at any cluster
+// size (docs/PROTOCOL.md §8).
+const pickSample = 8
+
+// candidates returns the shortest list of nodes that may offer fun with
+// all of locs (every node on it offers fun; eligible still checks locs).
+// ok is false when no node can. t.mu is held.
+func (t *Table) candidates(fun string, locs []string) (list []offer, ok bool) {
+	fi := t.byFun[fun]
+	if fi == nil {
+		return nil, false
 	}
+	list = fi.all
 	for _, l := range locs {
-		if !slices.Contains(have, l) {
-			return false
+		byLoc, ok := fi.byLoc[l]
+		if !ok {
+			return nil, false
+		}
+		if len(byLoc) < len(list) {
+			list = byLoc
 		}
 	}
-	return true
+	return list, true
 }
 
 // Pick returns the live node that offers fun with all of locs and has the
 // fewest requests in flight (heartbeat load plus Outstanding), skipping the
 // nodes in exclude. Ties go to Self, else to a random one. ok is false when
-// no node qualifies.
+// no node qualifies. When more than pickSample other nodes qualify, Pick
+// compares Self and pickSample of them, consecutive from a random place.
 func (t *Table) Pick(fun string, locs []string, exclude []string) (node string, ok bool) {
 	now := t.cfg.Now()
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	list, found := t.candidates(fun, locs)
+	if !found {
+		return "", false
+	}
 	var best int64
+	var bestE *entry
 	ties := 0
-	for id, e := range t.byFun[fun] {
-		if !t.aliveLocked(e, now) || !eligible(e, fun, locs) || slices.Contains(exclude, id) {
-			continue
+	// consider compares e with the best so far and reports whether it
+	// qualified.
+	consider := func(o offer) bool {
+		e := o.e
+		if !o.has(locs) || !t.aliveLocked(e, now) || slices.Contains(exclude, e.hello.Node) {
+			return false
 		}
 		score := e.out.n.Load()
 		switch {
-		case id == t.cfg.Self && t.cfg.SelfLoad != nil:
+		case e.self && t.cfg.SelfLoad != nil:
 			score = t.cfg.SelfLoad()
-		case id != t.cfg.Self && e.load.Inflight > 0:
-			score += e.load.Inflight
+		case !e.self:
+			score += max(e.inflight.Load(), 0)
 		}
 		switch {
-		case !ok || score < best:
-			best, node, ties, ok = score, id, 1, true
+		case bestE == nil || score < best:
+			best, bestE, ties = score, e, 1
+		case score == best && bestE.self:
+		case score == best && e.self:
+			bestE, ties = e, 1
 		case score == best:
-			if node == t.cfg.Self {
-				continue
-			}
-			if id == t.cfg.Self {
-				node, ties = id, 1
-				continue
-			}
 			ties++
 			if rand.IntN(ties) == 0 { // reservoir sampling: uniform among ties
-				node = id
+				bestE = e
+			}
+		}
+		return true
+	}
+	self := t.nodes[t.cfg.Self]
+	if self != nil && self.self {
+		if l, offers := self.hello.Funs[fun]; offers {
+			consider(offer{self, l})
+		}
+	}
+	start, seen := 0, 0
+	if len(list) > pickSample {
+		start = rand.IntN(len(list))
+	}
+	for k := range list {
+		o := list[(start+k)%len(list)]
+		if o.e.self {
+			continue
+		}
+		if consider(o) {
+			if seen++; seen >= pickSample {
+				break
 			}
 		}
 	}
-	return node, ok
+	if bestE == nil {
+		return "", false
+	}
+	return bestE.hello.Node, true
 }
 
 // Begin records a step sent to node; End records its end.
@@ -519,8 +670,8 @@ func (t *Table) addOutstanding(node string, d int64) {
 
 func (t *Table) snapshot(e *entry, now time.Time) Peer {
 	return Peer{
-		Hello: e.hello, LastHeard: e.lastHeard, FirstSeen: e.firstSeen,
-		Load: e.load, Outstanding: e.out.n.Load(), Alive: t.aliveLocked(e, now),
+		Hello: e.hello, LastHeard: time.Unix(0, e.lastHeard.Load()), FirstSeen: e.firstSeen,
+		Load: e.load(), Outstanding: e.out.n.Load(), Alive: t.aliveLocked(e, now),
 	}
 }
 
@@ -590,9 +741,10 @@ func (t *Table) Eligible(fun string, locs []string) []string {
 	now := t.cfg.Now()
 	t.mu.RLock()
 	var out []string
-	for id, e := range t.byFun[fun] {
-		if t.aliveLocked(e, now) && eligible(e, fun, locs) {
-			out = append(out, id)
+	list, _ := t.candidates(fun, locs)
+	for _, o := range list {
+		if o.has(locs) && t.aliveLocked(o.e, now) {
+			out = append(out, o.e.hello.Node)
 		}
 	}
 	t.mu.RUnlock()

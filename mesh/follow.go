@@ -471,8 +471,13 @@ func ReplyKind(tree any) string {
 
 func (f *Follower) onHeartbeat(m *nats.Msg) {
 	f.received("heartbeat")
-	var hb *schema.Heartbeat
-	if !f.decode(m, "heartbeat", func(t any) (err error) { hb, err = schema.ParseHeartbeat(t); return }) {
+	// Every node hears every heartbeat: read the common JSON form without
+	// a generic tree, anything else the general way.
+	hb, ok := (*schema.Heartbeat)(nil), false
+	if c, known := codec.ByType(bus.Header(m, codec.HeaderContentType)); known && c == codec.JSON {
+		hb, ok = schema.ReadHeartbeatJSON(m.Data)
+	}
+	if !ok && !f.decode(m, "heartbeat", func(t any) (err error) { hb, err = schema.ParseHeartbeat(t); return }) {
 		return
 	}
 	if !f.sameCluster(hb.Cluster, hb.Node, "heartbeat") {
