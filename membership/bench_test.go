@@ -175,7 +175,6 @@ func BenchmarkPrune(b *testing.B) {
 	}
 }
 
-
 // readHB reads a heartbeat body the way mesh does: the JSON fast path.
 func readHB(data []byte) (*schema.Heartbeat, error) {
 	if hb, ok := schema.ReadHeartbeatJSON(data); ok {

@@ -559,7 +559,6 @@ func (t *Table) aliveLocked(e *entry, now time.Time) bool {
 	return e.self || now.UnixNano()-e.lastHeard.Load() <= int64(t.cfg.DeadAfter)
 }
 
-
 // pickSample is how many eligible nodes besides Self Pick compares: with
 // more candidates it compares that many, taken in a row from a random
 // place of the list, so that routing a step costs the same at any cluster
