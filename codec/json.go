@@ -3,9 +3,7 @@ package codec
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 )
 
 type jsonCodec struct{}
@@ -37,44 +35,14 @@ func (c jsonCodec) Decode(data []byte) (any, error) {
 }
 
 func (c jsonCodec) decode(data []byte, limit int64) (any, int64, error) {
-	cost, err := jsonCost(data, limit) // before encoding/json allocates
+	cost, err := jsonCost(data, limit) // before anything is allocated
 	var v any
 	if err == nil {
-		dec := json.NewDecoder(bytes.NewReader(data))
-		dec.UseNumber()
-		if err = dec.Decode(&v); err == nil {
-			if _, tail := dec.Token(); tail != io.EOF {
-				err = errors.New("trailing data after the value")
-			}
-		}
-	}
-	if err == nil {
-		v, err = fromJSON(v, 0)
+		d := jsonDecoder{b: data}
+		v, err = d.document()
 	}
 	if err != nil {
 		return nil, cost, decodeErr(c, err)
 	}
 	return v, cost, nil
-}
-
-func fromJSON(v any, depth int) (any, error) {
-	if depth > MaxDepth {
-		return nil, errTooDeep
-	}
-	var err error
-	switch t := v.(type) {
-	case json.Number:
-		return parseNumber(string(t))
-	case []any:
-		for i := 0; i < len(t) && err == nil; i++ {
-			t[i], err = fromJSON(t[i], depth+1)
-		}
-	case map[string]any:
-		for k, e := range t {
-			if t[k], err = fromJSON(e, depth+1); err != nil {
-				break
-			}
-		}
-	}
-	return v, err
 }

@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -284,6 +285,27 @@ func (a *Announcer) publish(subject string, v any) {
 	}
 	if err != nil {
 		a.log.Warn("gossip publish failed", "subject", subject, "error", err)
+	}
+}
+
+// DrainAnswers stops answering info and sync, after answering the
+// requests NATS delivered before it took the unsubscribe (until ctx ends):
+// a peer that asks a leaving node whether it leaves gets the goodbye or
+// "no responders", never silence. A draining node calls it last.
+func (a *Announcer) DrainAnswers(ctx context.Context) {
+	a.mu.Lock()
+	subs := a.subs
+	a.mu.Unlock()
+	for _, s := range subs {
+		closed := s.StatusChanged(nats.SubscriptionClosed)
+		if s.Drain() != nil {
+			continue
+		}
+		select {
+		case <-closed:
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

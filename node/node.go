@@ -630,6 +630,9 @@ func (n *Node) Drain(ctx context.Context) error {
 			err = fmt.Errorf("node: drain: %w", ctx.Err())
 		}
 	}
+	if err == nil && n.started.Load() && n.nc.IsConnected() {
+		n.ann.DrainAnswers(ctx)
+	}
 	n.Close()
 	return err
 }
