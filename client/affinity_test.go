@@ -3,9 +3,11 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mpreg/mpreg/client"
@@ -70,6 +72,17 @@ func TestRunPlannerGoneFallsBack(t *testing.T) {
 	testcluster.WaitForRoute(t, cl.Table(), "whoami", []string{"gpu"}, "n2", "n3")
 
 	nc3.Close() // gone without a goodbye: the client still routes to it
+	// Once the server has dropped n3's subscriptions, a request to it meets
+	// "no responders" (before that, NATS would deliver it to the closing
+	// connection, as to a crashed process: the planner watch covers that).
+	probe := testcluster.Conn(t, c.srv.ClientURL())
+	testcluster.WaitFor(t, "the server to drop n3", func() error {
+		_, err := probe.Request("mpreg.default.node.n3.rpc", nil, time.Second)
+		if !errors.Is(err, nats.ErrNoResponders) {
+			return fmt.Errorf("request to n3: %v", err)
+		}
+		return nil
+	})
 	req := &schema.Request{Cmds: []schema.Command{{Name: "w", Fun: "whoami", Locs: []string{"gpu"}}}}
 	for range 20 {
 		resp, err := cl.Run(context.Background(), req)

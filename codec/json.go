@@ -1,8 +1,6 @@
 package codec
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 )
 
@@ -10,21 +8,15 @@ type jsonCodec struct{}
 
 func (jsonCodec) ContentType() string { return JSONType }
 
-// Encode encodes v with encoding/json, compact, keys sorted, without HTML
-// escaping, after Normalize; an integral float64 keeps a fraction ("1.0")
-// so that it decodes as a float again.
+// Encode writes v as compact JSON, keys sorted, without HTML escaping,
+// after Normalize, as encoding/json would; an integral float64 keeps a
+// fraction ("1.0") so that it decodes as a float again.
 func (jsonCodec) Encode(v any) ([]byte, error) {
-	t, _, err := modeJSON.normalize(v, 0)
-	if err != nil {
+	e := jsonEncoder{b: make([]byte, 0, 256)}
+	if err := e.value(v, 0); err != nil {
 		return nil, fmt.Errorf("codec: encode json: %w", err)
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(t); err != nil {
-		return nil, fmt.Errorf("codec: encode json: %w", err)
-	}
-	return buf.Bytes()[:buf.Len()-1], nil // without Encode's newline
+	return e.b, nil
 }
 
 // Decode decodes one JSON value. Numbers that are integers fitting int64

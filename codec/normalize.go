@@ -38,7 +38,6 @@ type mode uint8
 
 const (
 	modeModel mode = iota
-	modeJSON       // float64 becomes jsonFloat, which keeps a fraction
 )
 
 // normalize returns v in the model (prepared for m) and whether it
@@ -48,12 +47,7 @@ func (m mode) normalize(v any, depth int) (any, bool, error) {
 		return nil, false, errTooDeep
 	}
 	switch t := v.(type) {
-	case nil, bool, int64, string, []byte:
-		return v, false, nil
-	case float64:
-		if m == modeJSON {
-			return jsonFloat(t), true, nil
-		}
+	case nil, bool, int64, string, []byte, float64:
 		return v, false, nil
 	case uint64:
 		return fromUint(t), t <= math.MaxInt64, nil
@@ -157,19 +151,6 @@ func validUTF8(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
-}
-
-// jsonFloat is a float64 that encoding/json writes with a fraction when
-// it is integral ("1.0"), so that it decodes as a float again.
-type jsonFloat float64
-
-// MarshalJSON implements json.Marshaler.
-func (f jsonFloat) MarshalJSON() ([]byte, error) {
-	b, err := json.Marshal(float64(f))
-	if err == nil && !strings.ContainsAny(string(b), ".e") {
-		b = append(b, '.', '0')
-	}
-	return b, err
 }
 
 // viaJSON returns what encoding/json makes of v, as a tree.

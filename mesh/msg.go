@@ -108,6 +108,14 @@ func RespondEvent(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any
 			}
 		}
 	}
+	if event == "" && c == codec.JSON && bareRequest(m) {
+		// No header means JSON (docs/PROTOCOL.md §3): a caller that named
+		// no codec gets none, and neither side encodes or parses one.
+		if err := nc.Publish(m.Reply, data); err != nil {
+			return fmt.Errorf("mesh: respond: %w", err)
+		}
+		return nil
+	}
 	out := bus.NewMsg(m.Reply, data, c.ContentType(), "")
 	if event != "" {
 		out.Header = nats.Header{codec.HeaderContentType: []string{c.ContentType()}, schema.HeaderEvent: []string{event}}
@@ -116,6 +124,12 @@ func RespondEvent(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any
 		return fmt.Errorf("mesh: respond: %w", err)
 	}
 	return nil
+}
+
+// bareRequest reports whether m named no codec: neither Content-Type nor
+// Accept.
+func bareRequest(m *nats.Msg) bool {
+	return bus.Header(m, codec.HeaderContentType) == "" && bus.Header(m, codec.HeaderAccept) == ""
 }
 
 // maxMessage bounds the message of an error that had to be clipped.

@@ -54,7 +54,8 @@ func TestRawNATSCaller(t *testing.T) {
 	// Exactly what `nats req mpreg.default.rpc '{...}'` sends: no headers.
 	m, err := nc.Request("mpreg.default.rpc", []byte(readme), bound)
 	require.NoError(t, err)
-	require.Equal(t, "application/json", m.Header.Get("Content-Type"))
+	// A JSON reply to a request that named no codec has no header (§3).
+	require.Empty(t, m.Header.Get("Content-Type"))
 	resp := decodeJSON(t, m.Data)
 	require.Equal(t, "readme-1", resp["id"])
 	_, hasErr := resp["error"]
