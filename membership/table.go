@@ -657,6 +657,24 @@ func (t *Table) Pick(fun string, locs []string, exclude []string) (node string, 
 	return bestE.hello.Node, true
 }
 
+// Pinned returns the only live node that offers fun with all of locs; ok
+// is false when none or several do.
+func (t *Table) Pinned(fun string, locs []string) (node string, ok bool) {
+	now := t.cfg.Now()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	list, _ := t.candidates(fun, locs)
+	for _, o := range list {
+		if o.has(locs) && t.aliveLocked(o.e, now) {
+			if ok {
+				return "", false
+			}
+			node, ok = o.e.hello.Node, true
+		}
+	}
+	return node, ok
+}
+
 // Begin records a step sent to node; End records its end.
 func (t *Table) Begin(node string) { t.addOutstanding(node, 1) }
 

@@ -438,6 +438,10 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 		MaxResultBytes: cfg.MaxResultBytes,
 		Memory:         fr.memory,
 		Changed:        table.Changed,
+		Self:           cfg.NodeID,
+	}
+	if !cfg.NoDelegate {
+		fr.runner.Delegator = fr.execer
 	}
 	return fr
 }

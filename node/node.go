@@ -116,6 +116,10 @@ type Config struct {
 	// Interceptor, when set, wraps every call of a registered function on
 	// this node (see Interceptor).
 	Interceptor Interceptor
+	// NoDelegate turns off delegation: by default a run of steps that
+	// only one other node can run is sent there in one message, to be run
+	// there as a unit (docs/PROTOCOL.md §4.6), instead of step by step.
+	NoDelegate bool
 	// Logger. Default: discard.
 	Logger *slog.Logger
 }

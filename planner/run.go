@@ -122,6 +122,14 @@ type Runner struct {
 	// results they hold are reserved in it, and a request whose result
 	// finds no room fails with OVERLOADED.
 	Memory Budget
+	// Delegator, when set, sends a run of steps pinned to one other node
+	// there in one message (see Delegator). Not with Plan.Continue.
+	Delegator Delegator
+	// Self is the node the runner plans on: steps pinned to it run here.
+	Self string
+	// MaxDelegated bounds the steps delegated in one message. Default
+	// DefaultMaxDelegated.
+	MaxDelegated int
 }
 
 // Budget is memory shared by the requests of a node; see Runner.Memory.
@@ -137,6 +145,9 @@ type completion struct {
 	step   int
 	result any
 	err    *schema.Error
+	// requeue: these steps, claimed for a delegation that did not happen,
+	// run one by one instead (step and the others are not done).
+	requeue []int
 }
 
 // Run runs every step of p as soon as its inputs are ready and returns the
@@ -199,6 +210,11 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 	}
 	ready := append([]int(nil), p.initial...)
 	completions := make(chan completion, n)
+	var claimed []bool // steps a delegation runs
+	if r.Delegator != nil && !p.Continue {
+		claimed = make([]bool, n)
+	}
+	noDelegate := map[int]bool{} // steps a delegation gave back
 	inflight := 0
 	var failed *schema.Error
 	held := r.holder(n)
@@ -241,8 +257,18 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 		done[c.step] = true
 		for _, d := range p.Steps[c.step].Dependents {
 			waiting[d]--
-			if waiting[d] == 0 {
+			if waiting[d] == 0 && (claimed == nil || !claimed[d]) {
 				ready = append(ready, d)
+			}
+		}
+	}
+	// requeue gives back the steps of a delegation that did not happen.
+	requeue := func(steps []int) {
+		for _, j := range steps {
+			claimed[j] = false
+			noDelegate[j] = true
+			if waiting[j] == 0 {
+				ready = append(ready, j)
 			}
 		}
 	}
@@ -251,6 +277,20 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 		for failed == nil && len(ready) > 0 {
 			i := ready[0]
 			ready = ready[1:]
+			if claimed != nil && !noDelegate[i] {
+				if seg := r.segment(p, i, done, claimed); seg != nil {
+					for _, j := range seg.steps {
+						claimed[j] = true
+					}
+					inflight += len(seg.steps)
+					go func() {
+						for _, c := range r.delegate(ctx, p, seg, results, tr) {
+							completions <- c
+						}
+					}()
+					continue
+				}
+			}
 			if inflight == 0 && len(ready) == 0 {
 				// The only runnable step: run it here, no goroutine.
 				finish(r.step(ctx, p, i, results, tr))
@@ -263,6 +303,11 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 			break
 		}
 		c := <-completions
+		if c.requeue != nil {
+			inflight -= len(c.requeue)
+			requeue(c.requeue)
+			continue
+		}
 		inflight--
 		finish(c)
 	}

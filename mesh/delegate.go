@@ -1,0 +1,103 @@
+package mesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/membership"
+	"github.com/mpreg/mpreg/planner"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// Pinned is planner.Delegator's: the table's only live node for fun.
+func (e *Execer) Pinned(fun string, locs []string) (string, bool) { return e.Table.Pinned(fun, locs) }
+
+// Delegate sends a sub-request to node's own rpc subject (docs/PROTOCOL.md
+// §4.6) for it to plan and run, and returns its response. The node is
+// tracked as for a step: declared dead meanwhile, the sub-request ends
+// with NODE_UNAVAILABLE. A caller that gives up cancels it on the cluster's
+// cancel subject. When nothing ran (no responders, the node full, the
+// request refused before it was read or planned) the error wraps
+// planner.ErrNotDelegated.
+func (e *Execer) Delegate(ctx context.Context, node string, req *schema.Request) (*schema.Response, error) {
+	if e.Conn.Status() != nats.CONNECTED {
+		return nil, fmt.Errorf("%w: not connected", planner.ErrNotDelegated)
+	}
+	hello, _, _ := e.Table.Hello(node)
+	cd := codec.Preferred(hello.Codecs)
+	data, err := cd.Encode(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", planner.ErrNotDelegated, err)
+	}
+	msg := bus.NewMsg(e.Subjects.NodeRPC(node), data, cd.ContentType(), "")
+	if !bus.Fits(e.Conn, msg) {
+		return nil, fmt.Errorf("%w: a sub-request of %d bytes", planner.ErrNotDelegated, len(data))
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer e.Table.Track(node, cancel)()
+	m, err := e.request(ctx, msg)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return nil, fmt.Errorf("%w: node %s has no rpc responder", planner.ErrNotDelegated, node)
+	case errors.Is(context.Cause(ctx), membership.ErrNodeLost):
+		return nil, &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,
+			Message: fmt.Sprintf("node %s was lost while running delegated steps", node)}
+	case err != nil && ctx.Err() != nil:
+		e.cancelRequest(req.ID)
+		return nil, ctx.Err()
+	case err != nil:
+		return nil, schema.Wrap(schema.CodeNodeUnavailable, err, "delegating to node %s", node)
+	}
+	tree, err := DecodeReply(m)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := schema.ParseResponse(tree)
+	if err != nil {
+		return nil, schema.Wrap(schema.CodeInternal, err, "node %s sent a bad rpc response", node)
+	}
+	if unplanned(resp.Error) {
+		return nil, fmt.Errorf("%w: %w", planner.ErrNotDelegated, resp.Error)
+	}
+	return resp, nil
+}
+
+// unplanned reports whether an rpc response's error says that nothing of
+// the request ran: refused unread, or before it was planned.
+func unplanned(e *schema.Error) bool {
+	if e == nil || e.Step != "" {
+		return false
+	}
+	switch e.Code {
+	case schema.CodeOverloaded:
+		d, _ := e.Details.(map[string]any)
+		unread, _ := d["unread"].(bool)
+		return unread
+	case schema.CodePayloadTooLarge:
+		d, _ := e.Details.(map[string]any)
+		return d["limit"] == "max_decoded_bytes" // the body, before anything ran
+	case schema.CodeInvalidRequest, schema.CodePermissionDenied, schema.CodeUnsupportedCodec:
+		return true
+	}
+	return false
+}
+
+// cancelRequest asks the cluster to stop the rpc request id (published on
+// P.<cluster>.cancel; the node that plans it stops it).
+func (e *Execer) cancelRequest(id string) {
+	data, err := codec.JSON.Encode(&schema.CancelRequest{ID: id})
+	if err == nil {
+		err = e.Conn.PublishMsg(bus.NewMsg(e.Subjects.CancelRequest(), data, codec.JSONType, ""))
+	}
+	if err != nil && e.Logger != nil {
+		e.Logger.Debug("cancel not sent", "request_id", id, "error", err)
+	}
+}
+
+var _ planner.Delegator = (*Execer)(nil)
