@@ -20,7 +20,6 @@ import (
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
-
 // Encode encodes v as MessagePack (compact integers, []byte as bin, each
 // byte of a string that is not UTF-8 as U+FFFD as in JSON), with the
 // library's primitives: its reflective Encode costs twice as much. Values
