@@ -205,24 +205,26 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		timeout = time.Duration(min(req.TimeoutMS, fr.cfg.MaxTimeout.Milliseconds())) * time.Millisecond
 	}
 	timeout = min(timeout, fr.cfg.MaxTimeout)
-	ctx, cancel := context.WithTimeout(fr.ctx, timeout)
-	defer cancel()
+	now := time.Now()
+	deadline := now.Add(timeout)
 	if req.DeadlineMS > 0 {
 		// The caller's own deadline (its clock, ours: hosts are assumed
 		// to keep time within a few ms, by NTP): a request read late, by
 		// a planner that was stalled or far behind, runs nothing after
 		// the caller stopped waiting.
 		dl := time.UnixMilli(req.DeadlineMS)
-		if !dl.After(time.Now()) {
+		if !dl.After(now) {
 			resp.Error = &schema.Error{Code: schema.CodeTimeout, Node: fr.cfg.NodeID,
 				Message: "the request's deadline passed before it was planned",
 				Details: map[string]any{"deadline_ms": req.DeadlineMS}}
 			return
 		}
-		var cancelDL context.CancelFunc
-		ctx, cancelDL = context.WithDeadline(ctx, dl)
-		defer cancelDL()
+		if dl.Before(deadline) {
+			deadline = dl
+		}
 	}
+	ctx, cancel := context.WithDeadline(fr.ctx, deadline) // one timer for both
+	defer cancel()
 	key := cancelKey(caller, req.ID)
 	defer fr.planned.add(key, cancel)()
 	if fr.unplanned.has(key) {

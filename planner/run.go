@@ -210,11 +210,11 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 	}
 	ready := append([]int(nil), p.initial...)
 	completions := make(chan completion, n)
-	var claimed []bool // steps a delegation runs
-	if r.Delegator != nil && !p.Continue {
+	var claimed []bool          // steps a delegation runs
+	var noDelegate map[int]bool // steps a delegation gave back
+	if r.Delegator != nil && !p.Continue && n > 1 {
 		claimed = make([]bool, n)
 	}
-	noDelegate := map[int]bool{} // steps a delegation gave back
 	inflight := 0
 	var failed *schema.Error
 	held := r.holder(n)
@@ -264,6 +264,9 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 	}
 	// requeue gives back the steps of a delegation that did not happen.
 	requeue := func(steps []int) {
+		if noDelegate == nil {
+			noDelegate = make(map[int]bool, len(steps))
+		}
 		for _, j := range steps {
 			claimed[j] = false
 			noDelegate[j] = true
