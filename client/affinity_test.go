@@ -79,7 +79,7 @@ func TestRunPlannerGoneFallsBack(t *testing.T) {
 	testcluster.WaitFor(t, "the server to drop n3", func() error {
 		_, err := probe.Request("mpreg.default.node.n3.rpc", nil, time.Second)
 		if !errors.Is(err, nats.ErrNoResponders) {
-			return fmt.Errorf("request to n3: %v", err)
+			return fmt.Errorf("request to n3: %w", err)
 		}
 		return nil
 	})

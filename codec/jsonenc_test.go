@@ -72,7 +72,7 @@ func checkJSONEncoder(t *testing.T, v any) {
 
 func TestJSONEncoderMatchesStdlib(t *testing.T) {
 	for _, v := range []any{
-		nil, true, false, int64(-3), uint64(math.MaxUint64), 0.0, -0.0, 1.0, 1.5, 1e20, 1e21, 1e-6, 1e-7, 123456789.0, -2.5e-10,
+		nil, true, false, int64(-3), uint64(math.MaxUint64), 0.0, math.Copysign(0, -1), 1.0, 1.5, 1e20, 1e21, 1e-6, 1e-7, 123456789.0, -2.5e-10,
 		math.MaxFloat64, math.SmallestNonzeroFloat64, math.NaN(), math.Inf(1),
 		"", "plain", "q\"b\\s/", "\b\f\n\r\t\x00\x1f\x7f", "<>&", "caf\xc3\xa9", "\xff\xfe", "\u2028\u2029", "中文😀",
 		[]byte{}, []byte("bin\x00"), []byte(nil), []any{}, []any(nil), map[string]any{}, map[string]any(nil),

@@ -207,8 +207,8 @@ func (m *refMpDecoder) raw() ([]byte, error) {
 	return m.data[pos : pos+n : pos+n], nil
 }
 
-// refErrNotUTF8 rejects a str that is not UTF-8, as MessagePack requires.
-var refErrNotUTF8 = errors.New("string is not valid UTF-8; send raw bytes as bin")
+// errRefNotUTF8 rejects a str that is not UTF-8, as MessagePack requires.
+var errRefNotUTF8 = errors.New("string is not valid UTF-8; send raw bytes as bin")
 
 // key decodes a map key: a str or bin as a string, an integer in decimal;
 // anything else is an error.
@@ -323,7 +323,7 @@ func (m *refMpDecoder) str() (string, error) {
 	case err != nil:
 		return "", err
 	case !utf8.Valid(b):
-		return "", refErrNotUTF8
+		return "", errRefNotUTF8
 	}
 	if err := m.cost.charge(costString + int64(len(b))); err != nil {
 		return "", err

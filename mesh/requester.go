@@ -142,6 +142,12 @@ func (r *Requester) RequestStream(ctx context.Context, msg *nats.Msg, onEvent fu
 		p.events, events = ch, ch
 	}
 	r.waiting.Store(token, p)
+	if err := r.inbox.Load(); err != nil {
+		// refuse ran between the check above and the Store: it did not
+		// see this request.
+		r.waiting.Delete(token)
+		return nil, *err
+	}
 	out := *msg
 	out.Reply = r.prefix + token
 	if err := r.nc.PublishMsg(&out); err != nil {

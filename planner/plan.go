@@ -10,6 +10,7 @@ package planner
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -135,6 +136,7 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 		RouteWait: time.Duration(min(req.RouteWaitMS, maxRouteWaitMS)) * time.Millisecond,
 		byName:    make(map[string]int, len(req.Cmds)),
 	}
+	steps := make([]Step, len(req.Cmds)) // one allocation for every step
 	for i := range req.Cmds {
 		c := &req.Cmds[i]
 		if c.Name == "" {
@@ -149,11 +151,14 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 				"duplicate command name %q", c.Name)
 		}
 		p.byName[c.Name] = i
-		p.Steps[i] = &Step{Index: i, Name: c.Name, Fun: c.Fun, Locs: c.Locs, Args: c.Args, Kwargs: c.Kwargs}
+		steps[i] = Step{Index: i, Name: c.Name, Fun: c.Fun, Locs: c.Locs, Args: c.Args, Kwargs: c.Kwargs}
+		p.Steps[i] = &steps[i]
 	}
+	var deps depSet
+	add := deps.add(p.byName)
+	linked := false
 	for _, s := range p.Steps {
-		deps := map[int]bool{}
-		add := func(name string) { deps[p.byName[name]] = true }
+		deps.reset()
 		for _, a := range s.Args {
 			if err := p.collect(a, 0, lim.MaxDepth, s.Name, add); err != nil {
 				return nil, err
@@ -164,11 +169,12 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 				return nil, err
 			}
 		}
-		s.hasRefs = len(deps) > 0
-		for d := range deps {
-			s.Deps = append(s.Deps, d)
+		s.hasRefs = len(deps.list) > 0
+		linked = linked || s.hasRefs
+		if s.hasRefs {
+			s.Deps = slices.Clone(deps.list)
+			sortInts(s.Deps)
 		}
-		sortInts(s.Deps)
 	}
 	for _, s := range p.Steps {
 		for _, d := range s.Deps {
@@ -178,10 +184,49 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 			p.initial = append(p.initial, s.Index)
 		}
 	}
+	if !linked {
+		return p, nil // no references, no cycle
+	}
 	if cyc := p.findCycle(); cyc != nil {
 		return nil, invalid(map[string]any{"cycle": toAny(cyc)}, "dependency cycle: %s -> %s", strings.Join(cyc, " -> "), cyc[0])
 	}
 	return p, nil
+}
+
+// depSet collects the distinct steps one step refers to: in a list while
+// they are few, with a map beside it once they are many (a step may hold
+// very many references).
+type depSet struct {
+	list []int
+	seen map[int]bool
+}
+
+func (d *depSet) reset() {
+	d.list = d.list[:0]
+	d.seen = nil
+}
+
+// add returns the function that adds the step named by a reference.
+func (d *depSet) add(byName map[string]int) func(string) {
+	return func(name string) {
+		i := byName[name]
+		switch {
+		case d.seen != nil:
+			if d.seen[i] {
+				return
+			}
+			d.seen[i] = true
+		case slices.Contains(d.list, i):
+			return
+		case len(d.list) >= 16:
+			d.seen = make(map[int]bool, 2*len(d.list))
+			for _, j := range d.list {
+				d.seen[j] = true
+			}
+			d.seen[i] = true
+		}
+		d.list = append(d.list, i)
+	}
 }
 
 func toAny(s []string) []any {

@@ -197,6 +197,9 @@ func (r *Runner) Execute(ctx context.Context, p *Plan) Outcome {
 // run is Execute's body.
 func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, map[string]*schema.Error, *schema.Error) {
 	n := len(p.Steps)
+	if n == 1 && !p.Continue {
+		return r.runOne(ctx, p, tr)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -317,6 +320,24 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 
 	out, e := collect(p, results, done, held, errs, failed)
 	return out, errs, e
+}
+
+// runOne is run for a plan of one step (without Continue): the same
+// outcome, without the bookkeeping of a graph.
+func (r *Runner) runOne(ctx context.Context, p *Plan, tr *tracer) (map[string]any, map[string]*schema.Error, *schema.Error) {
+	held := r.holder(1)
+	defer held.releaseAll()
+	c := r.step(ctx, p, 0, nil, tr)
+	if c.err == nil {
+		c.err = held.hold(0, c.result)
+		if c.err != nil {
+			c.err = c.err.WithStep(p.Steps[0].Name, "")
+		}
+	}
+	if c.err != nil {
+		return map[string]any{}, nil, c.err
+	}
+	return map[string]any{p.Steps[0].Name: c.result}, nil, nil
 }
 
 // collect gives a finished run's results and error: with a failure, the
