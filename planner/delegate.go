@@ -344,15 +344,3 @@ func orNode(n, alt string) string {
 	}
 	return n
 }
-
-// add records an entry reported for a delegated step.
-func (t *tracer) add(e schema.TraceEntry) {
-	if t.keep {
-		t.mu.Lock()
-		t.entries = append(t.entries, e)
-		t.mu.Unlock()
-	}
-	if t.on != nil {
-		t.on(e)
-	}
-}

@@ -50,6 +50,12 @@ func (t *tracer) attempt(ctx context.Context, call *Call, node string, n int, ex
 	}
 	e := schema.TraceEntry{Step: call.Step, Fun: call.Fun, Node: node, Attempt: int64(n),
 		StartUS: start.Sub(t.received).Microseconds(), QueueUS: tm.Queue.Microseconds(), RunUS: tm.Run.Microseconds(), Code: code}
+	t.add(e)
+	return v, err
+}
+
+// add records one attempt's entry.
+func (t *tracer) add(e schema.TraceEntry) {
 	if t.keep {
 		t.mu.Lock()
 		t.entries = append(t.entries, e)
@@ -58,7 +64,6 @@ func (t *tracer) attempt(ctx context.Context, call *Call, node string, n int, ex
 	if t.on != nil {
 		t.on(e)
 	}
-	return v, err
 }
 
 // trace returns the entries in the order the attempts started.
