@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -14,8 +15,22 @@ import (
 	"github.com/mpreg/mpreg/schema"
 )
 
-// Pinned is planner.Delegator's: the table's only live node for fun.
-func (e *Execer) Pinned(fun string, locs []string) (string, bool) { return e.Table.Pinned(fun, locs) }
+// Pinned is planner.Delegator's: the table's only live node for fun, if
+// that node plans requests (a node whose own rpc subject had no
+// responders is left alone for noRPCFor).
+func (e *Execer) Pinned(fun string, locs []string) (string, bool) {
+	node, ok := e.Table.Pinned(fun, locs)
+	if ok {
+		if until, known := e.noRPC.Load(node); known && time.Now().Before(until.(time.Time)) {
+			return "", false
+		}
+	}
+	return node, ok
+}
+
+// noRPCFor is how long a node whose own rpc subject had no responders is
+// not sent delegated steps.
+const noRPCFor = time.Minute
 
 // Delegate sends a sub-request to node's own rpc subject (docs/PROTOCOL.md
 // §4.6) for it to plan and run, and returns its response. The node is
@@ -44,6 +59,7 @@ func (e *Execer) Delegate(ctx context.Context, node string, req *schema.Request)
 	m, err := e.request(ctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
+		e.noRPC.Store(node, time.Now().Add(noRPCFor))
 		return nil, fmt.Errorf("%w: node %s has no rpc responder", planner.ErrNotDelegated, node)
 	case errors.Is(context.Cause(ctx), membership.ErrNodeLost):
 		return nil, &schema.Error{Code: schema.CodeNodeUnavailable, Node: node,

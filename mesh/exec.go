@@ -43,6 +43,10 @@ type Execer struct {
 	attemptOnce   sync.Once
 	attemptPrefix string
 	attemptSeq    atomic.Uint64
+	// noRPC holds, per node, until when it is taken not to plan requests
+	// (its own rpc subject had no responders: a node that only runs
+	// steps), so that steps pinned there are not offered to it again.
+	noRPC sync.Map // node id → time.Time
 }
 
 // nextAttempt returns a token unique to one sending of one step.

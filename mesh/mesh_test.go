@@ -391,3 +391,23 @@ func TestRetryAfterOnlyForIdempotent(t *testing.T) {
 		}
 	}
 }
+
+// A node that only runs steps (no rpc subject of its own) is offered no
+// delegated steps after the first attempt found no responders.
+func TestDelegateToStepsOnlyNode(t *testing.T) {
+	srv := testcluster.Server(t)
+	url := srv.ClientURL()
+	nodeConn := testcluster.Conn(t, url)
+	table := membership.New(membership.Config{})
+	ex := &mesh.Execer{Conn: testcluster.Conn(t, url), Subjects: subj, Cluster: "default", Table: table, Logger: testcluster.Logger(t)}
+	fakeNode(t, nodeConn, "steps-only", func(m *nats.Msg) {})
+	table.ApplyHello(hello("steps-only", map[string][]string{"f": {"x"}}))
+
+	node, ok := ex.Pinned("f", []string{"x"})
+	require.True(t, ok)
+	require.Equal(t, "steps-only", node)
+	_, err := ex.Delegate(testwait.Ctx(t), node, &schema.Request{ID: "r/~a.0", Cmds: []schema.Command{{Name: "~a.0", Fun: "f"}}})
+	require.ErrorIs(t, err, planner.ErrNotDelegated)
+	_, ok = ex.Pinned("f", []string{"x"})
+	require.False(t, ok, "the node that has no rpc subject is not offered steps again")
+}
