@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
@@ -84,4 +85,55 @@ func TestDelegatedCancel(t *testing.T) {
 	m := testwait.Recv(t, replied, "the reply")
 	require.NotNil(t, m)
 	require.Equal(t, "CANCELLED", wireError(t, decodeAs(t, m, codec.JSONType))["code"])
+}
+
+// A delegated run keeps the request's deadline, and a node lost while it
+// runs delegated steps ends the request with NODE_UNAVAILABLE, not at its
+// deadline.
+func TestDelegatedDeadlineAndLoss(t *testing.T) {
+	s := testcluster.Server(t)
+	a := testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "a", "site-a"), nil)
+	started := make(chan struct{}, 4)
+	hold := func(ctx context.Context) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	ncB := testcluster.Conn(t, s.ClientURL())
+	testcluster.StartNode(t, ncB, testcluster.NodeConfig(t, "b", "site-b"), func(n *node.Node) {
+		require.NoError(t, n.Register("hold", hold))
+	})
+	testcluster.WaitForRoute(t, a.Table(), "hold", []string{"site-b"}, "b")
+	nc := testcluster.Conn(t, s.ClientURL())
+	body := func(id string, timeoutMS int) []byte {
+		return []byte(fmt.Sprintf(`{"id": %q, "timeout_ms": %d, "cmds": [
+			{"name": "h", "fun": "hold", "locs": ["site-b"]},
+			{"name": "e", "fun": "echo", "args": ["h"], "locs": ["site-b"]}]}`, id, timeoutMS))
+	}
+
+	start := time.Now()
+	resp := decodeAs(t, request(t, nc, "mpreg.default.node.a.rpc", body("short", 300), jsonHeader()), codec.JSONType)
+	took := time.Since(start)
+	e := wireError(t, resp)
+	require.Equal(t, "TIMEOUT", e["code"])
+	require.Equal(t, "h", e["step"])
+	require.Less(t, took, 3*time.Second)
+	testwait.Recv(t, started, "the first run to start")
+
+	replied := make(chan map[string]any, 1)
+	go func() {
+		m, err := nc.RequestMsg(&nats.Msg{Subject: "mpreg.default.node.a.rpc", Header: jsonHeader(), Data: body("lost", 60_000)}, bound)
+		if err != nil {
+			replied <- map[string]any{"transport": err.Error()}
+			return
+		}
+		replied <- decodeAs(t, m, codec.JSONType)
+	}()
+	testwait.Recv(t, started, "the second run to start")
+	start = time.Now()
+	ncB.Close() // b is gone without a goodbye: a declares it dead after 3 silent heartbeats
+	e = wireError(t, testwait.Recv(t, replied, "the reply"))
+	require.Equal(t, "NODE_UNAVAILABLE", e["code"], "%v", e)
+	require.Equal(t, "h", e["step"])
+	require.Less(t, time.Since(start), 5*time.Second)
 }
