@@ -50,20 +50,7 @@ func (e *jsonEncoder) value(v any, depth int) error {
 		e.b = base64.StdEncoding.AppendEncode(e.b, t)
 		e.b = append(e.b, '"')
 	case []any:
-		if t == nil {
-			e.b = append(e.b, "null"...)
-			return nil
-		}
-		e.b = append(e.b, '[')
-		for i, x := range t {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			if err := e.value(x, depth+1); err != nil {
-				return fmt.Errorf("[%d]: %w", i, err)
-			}
-		}
-		e.b = append(e.b, ']')
+		return e.list(t, depth)
 	case []string:
 		if t == nil {
 			e.b = append(e.b, "null"...)
@@ -78,27 +65,7 @@ func (e *jsonEncoder) value(v any, depth int) error {
 		}
 		e.b = append(e.b, ']')
 	case map[string]any:
-		if t == nil {
-			e.b = append(e.b, "null"...)
-			return nil
-		}
-		keys := make([]string, 0, len(t))
-		for k := range t {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		e.b = append(e.b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				e.b = append(e.b, ',')
-			}
-			e.str(k)
-			e.b = append(e.b, ':')
-			if err := e.value(t[k], depth+1); err != nil {
-				return fmt.Errorf("%s: %w", schema.Clip(k), err)
-			}
-		}
-		e.b = append(e.b, '}')
+		return e.object(t, depth)
 	case schema.Wire:
 		return e.wire(t, depth)
 	default:
@@ -108,6 +75,50 @@ func (e *jsonEncoder) value(v any, depth int) error {
 		}
 		return e.value(n, depth)
 	}
+	return nil
+}
+
+func (e *jsonEncoder) list(l []any, depth int) error {
+	if l == nil {
+		e.b = append(e.b, "null"...)
+		return nil
+	}
+	e.b = append(e.b, '[')
+	for i, x := range l {
+		if i > 0 {
+			e.b = append(e.b, ',')
+		}
+		if err := e.value(x, depth+1); err != nil {
+			return fmt.Errorf("[%d]: %w", i, err)
+		}
+	}
+	e.b = append(e.b, ']')
+	return nil
+}
+
+// object writes a map with its keys sorted.
+func (e *jsonEncoder) object(m map[string]any, depth int) error {
+	if m == nil {
+		e.b = append(e.b, "null"...)
+		return nil
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	e.b = append(e.b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			e.b = append(e.b, ',')
+		}
+		e.str(k)
+		e.b = append(e.b, ':')
+		if err := e.value(m[k], depth+1); err != nil {
+			return fmt.Errorf("%s: %w", schema.Clip(k), err)
+		}
+	}
+	e.b = append(e.b, '}')
 	return nil
 }
 

@@ -400,7 +400,7 @@ func TestDelegateToStepsOnlyNode(t *testing.T) {
 	nodeConn := testcluster.Conn(t, url)
 	table := membership.New(membership.Config{})
 	ex := &mesh.Execer{Conn: testcluster.Conn(t, url), Subjects: subj, Cluster: "default", Table: table, Logger: testcluster.Logger(t)}
-	fakeNode(t, nodeConn, "steps-only", func(m *nats.Msg) {})
+	fakeNode(t, nodeConn, "steps-only", func(*nats.Msg) {})
 	table.ApplyHello(hello("steps-only", map[string][]string{"f": {"x"}}))
 
 	node, ok := ex.Pinned("f", []string{"x"})

@@ -202,124 +202,145 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-
-	results := make([]any, n)
-	done := make([]bool, n)
-	waiting := make([]int, n) // unfinished inputs, per step
-	readers := make([]int, n) // unfinished dependents, per step
+	f := &dataflow{r: r, p: p, tr: tr, ctx: ctx, cancel: cancel,
+		results: make([]any, n), done: make([]bool, n), waiting: make([]int, n), readers: make([]int, n),
+		ready: append([]int(nil), p.initial...), completions: make(chan completion, n), held: r.holder(n)}
+	defer f.held.releaseAll()
 	for i, s := range p.Steps {
-		waiting[i] = len(s.Deps)
-		readers[i] = len(s.Dependents)
+		f.waiting[i] = len(s.Deps)
+		f.readers[i] = len(s.Dependents)
 	}
-	ready := append([]int(nil), p.initial...)
-	completions := make(chan completion, n)
-	var claimed []bool          // steps a delegation runs
-	var noDelegate map[int]bool // steps a delegation gave back
-	if r.Delegator != nil && !p.Continue && n > 1 {
-		claimed = make([]bool, n)
+	if r.Delegator != nil && !p.Continue {
+		f.claimed = make([]bool, n)
 	}
-	inflight := 0
-	var failed *schema.Error
-	held := r.holder(n)
-	defer held.releaseAll()
-
-	fail := func(e *schema.Error) {
-		if failed == nil {
-			failed = e
-			cancel()
-		}
-	}
-	var errs map[string]*schema.Error // with p.Continue
-	finish := func(c completion) {
-		if c.err != nil {
-			// With Continue a step's failure stays in its branch; the
-			// request's own end (its budget, its cancel) and its memory
-			// (held.hold below) still fail it whole.
-			if p.Continue && ctx.Err() == nil {
-				errs = skip(p, c.step, c.err, errs)
-				return
-			}
-			fail(c.err)
-			return
-		}
-		// The inputs of a step that succeeded live on in its result: those
-		// that nobody else will read and are not to be returned are
-		// released. (The inputs of a failed step stay, for the partial
-		// results.)
-		for _, d := range p.Steps[c.step].Deps {
-			if readers[d]--; readers[d] == 0 && !p.All {
-				results[d] = nil
-				held.release(d)
-			}
-		}
-		if e := held.hold(c.step, c.result); e != nil {
-			fail(e.WithStep(p.Steps[c.step].Name, ""))
-			return
-		}
-		results[c.step] = c.result
-		done[c.step] = true
-		for _, d := range p.Steps[c.step].Dependents {
-			waiting[d]--
-			if waiting[d] == 0 && (claimed == nil || !claimed[d]) {
-				ready = append(ready, d)
-			}
-		}
-	}
-	// requeue gives back the steps of a delegation that did not happen.
-	requeue := func(steps []int) {
-		if noDelegate == nil {
-			noDelegate = make(map[int]bool, len(steps))
-		}
-		for _, j := range steps {
-			claimed[j] = false
-			noDelegate[j] = true
-			if waiting[j] == 0 {
-				ready = append(ready, j)
-			}
-		}
-	}
-
 	for {
-		for failed == nil && len(ready) > 0 {
-			i := ready[0]
-			ready = ready[1:]
-			if claimed != nil && !noDelegate[i] {
-				if seg := r.segment(p, i, done, claimed); seg != nil {
-					for _, j := range seg.steps {
-						claimed[j] = true
-					}
-					inflight += len(seg.steps)
-					go func() {
-						for _, c := range r.delegate(ctx, p, seg, results, tr) {
-							completions <- c
-						}
-					}()
-					continue
-				}
-			}
-			if inflight == 0 && len(ready) == 0 {
-				// The only runnable step: run it here, no goroutine.
-				finish(r.step(ctx, p, i, results, tr))
-				continue
-			}
-			inflight++
-			go func() { completions <- r.step(ctx, p, i, results, tr) }()
+		for f.failed == nil && len(f.ready) > 0 {
+			i := f.ready[0]
+			f.ready = f.ready[1:]
+			f.launch(i)
 		}
-		if inflight == 0 {
+		if f.inflight == 0 {
 			break
 		}
-		c := <-completions
+		c := <-f.completions
 		if c.requeue != nil {
-			inflight -= len(c.requeue)
-			requeue(c.requeue)
+			f.inflight -= len(c.requeue)
+			f.requeue(c.requeue)
 			continue
 		}
-		inflight--
-		finish(c)
+		f.inflight--
+		f.finish(c)
 	}
+	out, e := collect(p, f.results, f.done, f.held, f.errs, f.failed)
+	return out, f.errs, e
+}
 
-	out, e := collect(p, results, done, held, errs, failed)
-	return out, errs, e
+// dataflow is the state of one run of a plan of several steps. Only the
+// run's goroutine touches it; steps report back on completions.
+type dataflow struct {
+	r           *Runner
+	p           *Plan
+	tr          *tracer
+	ctx         context.Context
+	cancel      context.CancelFunc
+	results     []any
+	done        []bool
+	waiting     []int // unfinished inputs, per step
+	readers     []int // unfinished dependents, per step
+	ready       []int
+	completions chan completion
+	inflight    int // completions to come
+	held        *holder
+	failed      *schema.Error
+	errs        map[string]*schema.Error // with p.Continue
+	claimed     []bool                   // steps a delegation runs (with a Delegator)
+	noDelegate  map[int]bool             // steps a delegation gave back
+}
+
+// launch starts ready step i: in a delegation with the steps that can go
+// with it, on the run's goroutine when it is the only thing to do, else on
+// a goroutine of its own.
+func (f *dataflow) launch(i int) {
+	if f.claimed != nil && !f.noDelegate[i] {
+		if seg := f.r.segment(f.p, i, f.done, f.claimed); seg != nil {
+			for _, j := range seg.steps {
+				f.claimed[j] = true
+			}
+			f.inflight += len(seg.steps)
+			go func() {
+				for _, c := range f.r.delegate(f.ctx, f.p, seg, f.results, f.tr) {
+					f.completions <- c
+				}
+			}()
+			return
+		}
+	}
+	if f.inflight == 0 && len(f.ready) == 0 {
+		// The only runnable step: run it here, no goroutine.
+		f.finish(f.r.step(f.ctx, f.p, i, f.results, f.tr))
+		return
+	}
+	f.inflight++
+	go func() { f.completions <- f.r.step(f.ctx, f.p, i, f.results, f.tr) }()
+}
+
+func (f *dataflow) fail(e *schema.Error) {
+	if f.failed == nil {
+		f.failed = e
+		f.cancel()
+	}
+}
+
+// finish takes a step's completion.
+func (f *dataflow) finish(c completion) {
+	p := f.p
+	if c.err != nil {
+		// With Continue a step's failure stays in its branch; the
+		// request's own end (its budget, its cancel) and its memory
+		// (held.hold below) still fail it whole.
+		if p.Continue && f.ctx.Err() == nil {
+			f.errs = skip(p, c.step, c.err, f.errs)
+			return
+		}
+		f.fail(c.err)
+		return
+	}
+	// The inputs of a step that succeeded live on in its result: those
+	// that nobody else will read and are not to be returned are released.
+	// (The inputs of a failed step stay, for the partial results.)
+	for _, d := range p.Steps[c.step].Deps {
+		if f.readers[d]--; f.readers[d] == 0 && !p.All {
+			f.results[d] = nil
+			f.held.release(d)
+		}
+	}
+	if e := f.held.hold(c.step, c.result); e != nil {
+		f.fail(e.WithStep(p.Steps[c.step].Name, ""))
+		return
+	}
+	f.results[c.step] = c.result
+	f.done[c.step] = true
+	for _, d := range p.Steps[c.step].Dependents {
+		f.waiting[d]--
+		if f.waiting[d] == 0 && (f.claimed == nil || !f.claimed[d]) {
+			f.ready = append(f.ready, d)
+		}
+	}
+}
+
+// requeue gives back the steps of a delegation that did not happen, to
+// run one by one.
+func (f *dataflow) requeue(steps []int) {
+	if f.noDelegate == nil {
+		f.noDelegate = make(map[int]bool, len(steps))
+	}
+	for _, j := range steps {
+		f.claimed[j] = false
+		f.noDelegate[j] = true
+		if f.waiting[j] == 0 {
+			f.ready = append(f.ready, j)
+		}
+	}
 }
 
 // runOne is run for a plan of one step (without Continue): the same
