@@ -204,7 +204,7 @@ func ParseRequest(v any) (*Request, error) {
 	}
 	r.Cmds = make([]Command, len(cmds))
 	for i, c := range cmds {
-		if err := parseCommand(c, fmt.Sprintf("cmds[%d]", i), &r.Cmds[i]); err != nil {
+		if err := parseCommand(c, cmdKey(i), &r.Cmds[i]); err != nil {
 			return nil, err
 		}
 	}
@@ -250,6 +250,23 @@ func parseOptions(m map[string]any, r *Request) error {
 	return nil
 }
 
+// cmdKeys are the keys of the first commands, made once: a request's
+// commands are named in errors only.
+var cmdKeys = func() []string {
+	l := make([]string, 64)
+	for i := range l {
+		l[i] = fmt.Sprintf("cmds[%d]", i)
+	}
+	return l
+}()
+
+func cmdKey(i int) string {
+	if i < len(cmdKeys) {
+		return cmdKeys[i]
+	}
+	return fmt.Sprintf("cmds[%d]", i)
+}
+
 func parseCommand(v any, key string, c *Command) error {
 	m, err := asMap(v, key)
 	if err != nil {
@@ -274,8 +291,10 @@ func parseCommand(v any, key string, c *Command) error {
 	if c.Kwargs, e = optMap(m, key, "kwargs"); e != nil {
 		return e
 	}
-	if c.Locs, e = strList(m["locs"], join(key, "locs")); e != nil {
-		return e
+	if raw, ok := m["locs"]; ok && raw != nil {
+		if c.Locs, e = strList(raw, join(key, "locs")); e != nil {
+			return e
+		}
 	}
 	for i, l := range c.Locs {
 		if err := checkLoc(l); err != nil {
