@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,7 +43,13 @@ func newExecutor(e *env, reg *registry) *executor {
 // runningSet maps exec ids to the cancel funcs of the steps running here.
 type runningSet struct {
 	mu sync.Mutex
-	m  map[string][]*context.CancelFunc
+	m  map[string]*runEntry // a list per id: ids may repeat
+}
+
+// runEntry is one cancel func of a runningSet.
+type runEntry struct {
+	cancel context.CancelFunc
+	next   *runEntry
 }
 
 // inlineDecodeMax is the largest exec body decoded on the subscription's
@@ -175,7 +180,7 @@ func (x *executor) runExec(s *execStep, slot bool) {
 	ctx, cancel := context.WithDeadline(x.ctx, dl)
 	defer cancel()
 	if key := cmp.Or(req.Attempt, req.ID); key != "" {
-		defer x.running.add(key, cancel)()
+		defer x.running.remove(key, x.running.add(key, cancel))
 	}
 	if e := x.start(ctx, slot); e != nil {
 		x.stepDone(s.f.name, e, 0)
@@ -508,24 +513,38 @@ func (x *executor) onCancel(m *nats.Msg) {
 	}
 }
 
-// add registers cancel under id and returns the func that removes it.
-func (r *runningSet) add(id string, cancel context.CancelFunc) func() {
-	p := &cancel
+// add registers cancel under id; remove takes the entry it returns away.
+func (r *runningSet) add(id string, cancel context.CancelFunc) *runEntry {
+	e := &runEntry{cancel: cancel}
 	r.mu.Lock()
 	if r.m == nil {
-		r.m = make(map[string][]*context.CancelFunc)
+		r.m = make(map[string]*runEntry)
 	}
-	r.m[id] = append(r.m[id], p)
+	e.next = r.m[id]
+	r.m[id] = e
 	r.mu.Unlock()
-	return func() {
-		r.mu.Lock()
-		l := slices.DeleteFunc(r.m[id], func(q *context.CancelFunc) bool { return q == p })
-		if len(l) == 0 {
+	return e
+}
+
+// remove takes e, registered under id by add, out of the set (if cancel
+// has not taken the id's list already).
+func (r *runningSet) remove(id string, e *runEntry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	head := r.m[id]
+	if head == e {
+		if e.next == nil {
 			delete(r.m, id)
 		} else {
-			r.m[id] = l
+			r.m[id] = e.next
 		}
-		r.mu.Unlock()
+		return
+	}
+	for p := head; p != nil; p = p.next {
+		if p.next == e {
+			p.next = e.next
+			return
+		}
 	}
 }
 
@@ -535,8 +554,8 @@ func (r *runningSet) cancel(id string) bool {
 	l := r.m[id]
 	delete(r.m, id)
 	r.mu.Unlock()
-	for _, c := range l {
-		(*c)()
+	for e := l; e != nil; e = e.next {
+		e.cancel()
 	}
-	return len(l) > 0
+	return l != nil
 }

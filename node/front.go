@@ -226,7 +226,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 	ctx, cancel := context.WithDeadline(fr.ctx, deadline) // one timer for both
 	defer cancel()
 	key := cancelKey(caller, req.ID)
-	defer fr.planned.add(key, cancel)()
+	defer fr.planned.remove(key, fr.planned.add(key, cancel))
 	if fr.unplanned.has(key) {
 		// Its cancel came before the request reached this point.
 		resp.Error = schema.Errorf(schema.CodeCancelled, "the request was cancelled")

@@ -923,7 +923,7 @@ func idField(m map[string]any, key string) (string, error) {
 // boundedStr reads an optional or required string of at most max bytes.
 func boundedStr(m map[string]any, key string, required bool, maxBytes int) (string, error) {
 	s, err := str(m, "", key, required)
-	if err == nil {
+	if err == nil && len(s) > maxBytes {
 		err = checkLen(key, "max_"+key+"_len", s, maxBytes)
 	}
 	return s, err
