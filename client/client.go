@@ -461,7 +461,7 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 	}
 	overloaded, absent := 0, 0
 	for {
-		resp, err := c.rpc(ctx, msg, onEvent)
+		resp, err := c.rpc(ctx, msg, r.Progress, onEvent)
 		if errors.Is(caller.Err(), context.Canceled) {
 			// The caller gave up: stop the request where it is planned,
 			// so that its steps free their slots now, not at its deadline.
@@ -561,7 +561,7 @@ var rpcAbsentWaits = []time.Duration{10 * time.Millisecond, 40 * time.Millisecon
 
 // rpc sends one rpc request and reads its response. "No responders" comes
 // back as a *nobodyError.
-func (c *Client) rpc(ctx context.Context, msg *nats.Msg, on func(Event)) (*schema.Response, error) {
+func (c *Client) rpc(ctx context.Context, msg *nats.Msg, progress bool, on func(Event)) (*schema.Response, error) {
 	var onMsg func(*nats.Msg)
 	if on != nil {
 		onMsg = func(m *nats.Msg) {
@@ -570,7 +570,13 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg, on func(Event)) (*schem
 			}
 		}
 	}
-	m, err := c.req.RequestStream(ctx, msg, onMsg)
+	// Without progress a stream carries at most its planned event before
+	// the result.
+	events := 4
+	if progress {
+		events = mesh.StreamEvents
+	}
+	m, err := c.req.RequestStream(ctx, msg, events, onMsg)
 	if err != nil {
 		var lost *plannerLost
 		switch {

@@ -47,9 +47,10 @@ type pending struct {
 	events  chan *nats.Msg // a stream's events before its result; nil for a plain request
 }
 
-// streamEvents is how many events of one stream may wait for its caller;
-// later ones are dropped until it catches up (the result never is).
-const streamEvents = 256
+// StreamEvents is the most events of one stream that may wait for its
+// caller; later ones are dropped until it catches up (the result never
+// is).
+const StreamEvents = 256
 
 // replyBuffer is how many replies may wait for the Requester's goroutine;
 // a planner's Flow keeps fewer steps in flight.
@@ -120,14 +121,15 @@ func (r *Requester) event(token string, m *nats.Msg) bool {
 // for the reply until ctx is done. "No responders" is nats.ErrNoResponders,
 // as with nats.go's own requests. msg is not modified.
 func (r *Requester) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
-	return r.RequestStream(ctx, msg, nil)
+	return r.RequestStream(ctx, msg, 0, nil)
 }
 
 // RequestStream is Request for a streamed response: each message before
 // the last (whose schema.HeaderEvent is not "result") goes to onEvent, on
-// the caller's goroutine, and the last is returned. A nil onEvent makes it
-// Request.
-func (r *Requester) RequestStream(ctx context.Context, msg *nats.Msg, onEvent func(*nats.Msg)) (*nats.Msg, error) {
+// the caller's goroutine, and the last is returned. Up to events of them
+// (at most StreamEvents) may wait for the caller; later ones are dropped
+// until it catches up. A nil onEvent makes it Request.
+func (r *Requester) RequestStream(ctx context.Context, msg *nats.Msg, events int, onEvent func(*nats.Msg)) (*nats.Msg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -136,10 +138,10 @@ func (r *Requester) RequestStream(ctx context.Context, msg *nats.Msg, onEvent fu
 	}
 	token := strconv.FormatUint(r.seq.Add(1), 36)
 	p := &pending{subject: msg.Subject, reply: make(chan *nats.Msg, 1)}
-	var events <-chan *nats.Msg
+	var eventCh <-chan *nats.Msg
 	if onEvent != nil {
-		ch := make(chan *nats.Msg, streamEvents)
-		p.events, events = ch, ch
+		ch := make(chan *nats.Msg, min(max(events, 1), StreamEvents))
+		p.events, eventCh = ch, ch
 	}
 	r.waiting.Store(token, p)
 	if err := r.inbox.Load(); err != nil {
@@ -156,11 +158,11 @@ func (r *Requester) RequestStream(ctx context.Context, msg *nats.Msg, onEvent fu
 	}
 	for {
 		select {
-		case ev := <-events:
+		case ev := <-eventCh:
 			onEvent(ev)
 		case m := <-p.reply:
-			for len(events) > 0 { // events that came before the result
-				onEvent(<-events)
+			for len(eventCh) > 0 { // events that came before the result
+				onEvent(<-eventCh)
 			}
 			if m == nil {
 				return nil, p.refused
