@@ -19,6 +19,7 @@ const QueueGroup = "mpreg"
 type Subjects struct {
 	prefix string
 	base   string // "<prefix>.<cluster>"
+	rpc    string // made once: every request compares or sends on it
 }
 
 // NewSubjects returns the subjects of cluster under prefix ("" means
@@ -27,7 +28,8 @@ func NewSubjects(prefix, cluster string) Subjects {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
-	return Subjects{prefix: prefix, base: prefix + "." + cluster}
+	base := prefix + "." + cluster
+	return Subjects{prefix: prefix, base: base, rpc: base + ".rpc"}
 }
 
 // Bounds on subjects that come from outside (NATS' own limit is the
@@ -97,7 +99,7 @@ func checkTokens(s string) error {
 }
 
 // RPC is P.<cluster>.rpc: whole requests, served by the queue group.
-func (s Subjects) RPC() string { return s.base + ".rpc" }
+func (s Subjects) RPC() string { return s.rpc }
 
 // NodeRPC is P.<cluster>.node.<node>.rpc: whole requests, like RPC, for
 // that node to plan; a caller that knows where a request is best planned
