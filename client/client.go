@@ -510,11 +510,7 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 	if id == "" || len(id) > schema.MaxRequestIDLen {
 		return schema.Errorf(schema.CodeInvalidRequest, "a request id is 1 to %d bytes", schema.MaxRequestIDLen)
 	}
-	data, err := codec.JSON.Encode(&schema.CancelRequest{ID: id})
-	if err != nil {
-		return err
-	}
-	if err := c.nc.PublishMsg(bus.NewMsg(c.subj.CancelRequest(), data, codec.JSONType, "")); err != nil {
+	if err := mesh.CancelRequest(c.nc, c.subj, id); err != nil {
 		return fmt.Errorf("client: cancel %s: %w", schema.Clip(id), err)
 	}
 	return bus.Flush(ctx, c.nc)
@@ -527,10 +523,7 @@ const cancelFlush = 250 * time.Millisecond
 // P.<cluster>.cancel) and waits briefly for the server to have it: the
 // caller is often a process about to exit.
 func (c *Client) cancelRequest(id string) {
-	data, err := codec.JSON.Encode(&schema.CancelRequest{ID: id})
-	if err == nil {
-		err = c.nc.PublishMsg(bus.NewMsg(c.subj.CancelRequest(), data, codec.JSONType, ""))
-	}
+	err := mesh.CancelRequest(c.nc, c.subj, id)
 	if err == nil {
 		err = c.nc.FlushTimeout(cancelFlush)
 	}

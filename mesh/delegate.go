@@ -104,14 +104,21 @@ func unplanned(e *schema.Error) bool {
 	return false
 }
 
-// cancelRequest asks the cluster to stop the rpc request id (published on
-// P.<cluster>.cancel; the node that plans it stops it).
-func (e *Execer) cancelRequest(id string) {
+// CancelRequest asks the cluster to stop the rpc request id: it publishes
+// a cancel on P.<cluster>.cancel (docs/PROTOCOL.md §9), where the node that
+// plans the request stops it. It does not wait for the server.
+func CancelRequest(nc *nats.Conn, subj bus.Subjects, id string) error {
 	data, err := codec.JSON.Encode(&schema.CancelRequest{ID: id})
-	if err == nil {
-		err = e.Conn.PublishMsg(bus.NewMsg(e.Subjects.CancelRequest(), data, codec.JSONType, ""))
+	if err != nil {
+		return err
 	}
-	if err != nil && e.Logger != nil {
+	return nc.PublishMsg(bus.NewMsg(subj.CancelRequest(), data, codec.JSONType, ""))
+}
+
+// cancelRequest is CancelRequest for a delegated request, logged when it
+// cannot be sent.
+func (e *Execer) cancelRequest(id string) {
+	if err := CancelRequest(e.Conn, e.Subjects, id); err != nil && e.Logger != nil {
 		e.Logger.Debug("cancel not sent", "request_id", id, "error", err)
 	}
 }
