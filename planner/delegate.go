@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mpreg/mpreg/schema"
@@ -33,10 +34,11 @@ const DefaultMaxDelegated = 256
 
 // segment is a run of steps delegated as one unit.
 type segment struct {
-	node  string
-	steps []int          // in an order where every step follows its inputs
-	in    map[int]string // step index → its name in the sub-request
-	all   bool           // the sub-request returns every result
+	node   string
+	steps  []int          // in an order where every step follows its inputs
+	in     map[int]string // step index → its name in the sub-request
+	prefix string         // of every name in the sub-request
+	all    bool           // the sub-request returns every result
 }
 
 // segment returns the steps to delegate with ready step i, or nil: i must
@@ -74,9 +76,9 @@ func (r *Runner) segment(p *Plan, i int, done, claimed []bool) *segment {
 	}
 	// Names no result of the rest of the graph will equal: a string
 	// argument equal to a command's name is a reference.
-	prefix := "~" + strconv.FormatUint(rand.Uint64(), 36) + "."
+	seg.prefix = "~" + strconv.FormatUint(rand.Uint64(), 36) + "."
 	for k, j := range seg.steps {
-		seg.in[j] = prefix + strconv.Itoa(k)
+		seg.in[j] = seg.prefix + strconv.Itoa(k)
 	}
 	// The sub-request returns its sinks' results, unless the rest of the
 	// graph (or the caller, with All) needs one of its other steps'.
@@ -221,7 +223,8 @@ func (p *Plan) delegated(v any, top bool, results []any, seg *segment) (any, err
 const safeNodes = 4096
 
 // safe returns v when it cannot read as a reference in the sub-request: no
-// map in it holds "$ref", and, at the top, it is no name of seg.
+// map in it holds "$ref", and, at the top, it does not start with the
+// prefix of the sub-request's names.
 func safe(v any, top bool, seg *segment) (any, error) {
 	n := 0
 	var walk func(v any, top bool) bool
@@ -231,12 +234,8 @@ func safe(v any, top bool, seg *segment) (any, error) {
 		}
 		switch t := v.(type) {
 		case string:
-			if top {
-				for _, name := range seg.in {
-					if t == name {
-						return false
-					}
-				}
+			if top && strings.HasPrefix(t, seg.prefix) {
+				return false // it could name a step of the sub-request
 			}
 		case []any:
 			for _, e := range t {
