@@ -20,6 +20,12 @@ type jsonDecoder struct {
 
 var errJSONSyntax = errors.New("invalid JSON")
 
+// jsonLiterals are JSON's three literal names and their values.
+var jsonLiterals = [...]struct {
+	text string
+	v    any
+}{{"true", true}, {"false", false}, {"null", nil}}
+
 func (d *jsonDecoder) fail(what string) error {
 	return fmt.Errorf("%w: %s at offset %d", errJSONSyntax, what, d.i)
 }
@@ -65,11 +71,8 @@ func (d *jsonDecoder) value(depth int) (any, error) {
 	case c == '-' || c >= '0' && c <= '9':
 		return d.number()
 	}
-	for _, lit := range [...]struct {
-		text string
-		v    any
-	}{{"true", true}, {"false", false}, {"null", nil}} {
-		if len(d.b)-d.i >= len(lit.text) && string(d.b[d.i:d.i+len(lit.text)]) == lit.text {
+	for _, lit := range jsonLiterals {
+		if c := d.b[d.i]; c == lit.text[0] && len(d.b)-d.i >= len(lit.text) && string(d.b[d.i:d.i+len(lit.text)]) == lit.text {
 			d.i += len(lit.text)
 			return lit.v, nil
 		}

@@ -13,26 +13,9 @@ package schema
 func ReadHeartbeatJSON(data []byte) (*Heartbeat, bool) {
 	s := hbScanner{b: data}
 	h := &Heartbeat{}
-	var seen uint8
-	if !s.byte('{') {
+	seen, ok := s.object(func(key []byte) (uint8, bool) { return s.field(h, key) })
+	if !ok {
 		return nil, false
-	}
-	for first := true; ; first = false {
-		if s.byte('}') {
-			break
-		}
-		if !first && !s.byte(',') {
-			return nil, false
-		}
-		key, ok := s.raw()
-		if !ok || !s.byte(':') {
-			return nil, false
-		}
-		bit, ok := s.field(h, key)
-		if !ok || seen&bit != 0 {
-			return nil, false
-		}
-		seen |= bit
 	}
 	s.space()
 	const required = 1<<0 | 1<<1 | 1<<2 | 1<<4 // cluster, node, incarnation, version
@@ -79,34 +62,42 @@ func (s *hbScanner) field(h *Heartbeat, key []byte) (uint8, bool) {
 }
 
 func (s *hbScanner) load(l *Load) bool {
+	_, ok := s.object(func(key []byte) (uint8, bool) {
+		var ok bool
+		switch string(key) {
+		case "inflight":
+			l.Inflight, ok = s.int()
+			return 1, ok
+		case "limit":
+			l.Limit, ok = s.int()
+			return 2, ok
+		}
+		return 0, false
+	})
+	return ok
+}
+
+// object reads an object whose keys field reads, each at most once: field
+// reads the key's value and returns the key's bit. It returns the bits
+// of the keys read.
+func (s *hbScanner) object(field func(key []byte) (uint8, bool)) (seen uint8, ok bool) {
 	if !s.byte('{') {
-		return false
+		return 0, false
 	}
-	var seen uint8
 	for first := true; ; first = false {
 		if s.byte('}') {
-			return true
+			return seen, true
 		}
 		if !first && !s.byte(',') {
-			return false
+			return 0, false
 		}
 		key, ok := s.raw()
 		if !ok || !s.byte(':') {
-			return false
+			return 0, false
 		}
-		var bit uint8
-		switch string(key) {
-		case "inflight":
-			bit = 1
-			l.Inflight, ok = s.int()
-		case "limit":
-			bit = 2
-			l.Limit, ok = s.int()
-		default:
-			return false
-		}
+		bit, ok := field(key)
 		if !ok || seen&bit != 0 {
-			return false
+			return 0, false
 		}
 		seen |= bit
 	}
