@@ -51,12 +51,148 @@ func (c Caller) Key() string {
 	return c.Account + "\x00" + c.User
 }
 
+// Entry is how a message reached the node, which decides what a missing
+// stamp means.
+type Entry uint8
+
+const (
+	// EntryLocal is a subject of the nodes' own account (rpc, a node's
+	// rpc, cancel): a message without a stamp comes from that account.
+	EntryLocal Entry = iota
+	// EntryImport is a subject the nodes' account exports to callers'
+	// accounts (ext.rpc, ext.cancel): only NATS's stamp says who sent
+	// the message, and a message without one is refused.
+	EntryImport
+)
+
+// stampNeedle is HeaderRequestInfo in lower case, for a search of the
+// caller-controlled header text in any case.
+const stampNeedle = "nats-request-info"
+
+// Msg is what Read needs of a received message.
+type Msg struct {
+	// Header is the decoded header (nil when there was none, or when it
+	// did not decode).
+	Header map[string][]string
+	// HeaderBytes is the size of the raw header block, 0 when none.
+	HeaderBytes int
+	// Reply is the message's reply subject.
+	Reply string
+	// Entry is the kind of subject it came on.
+	Entry Entry
+}
+
+// importReplyPrefix starts the reply subject nats-server gives a request
+// that crossed a service import.
+const importReplyPrefix = "_R_."
+
+// Read reads who sent a message. Trust is never inferred from something
+// missing:
+//
+//   - a header block that was present but did not decode (Header is nil
+//     while HeaderBytes > 0: nats.go hands such a message over without a
+//     header) is refused, since the stamp NATS added may be in it;
+//   - the text Nats-Request-Info (in any case) anywhere but as the key of
+//     the one stamp line is refused: nats-server appends its stamp to the
+//     caller's header block, so a caller that leaves its last line open
+//     glues the stamp onto a header of its own, where a reader that looks
+//     up the key finds nothing;
+//   - a header block larger than its decoded headers written as
+//     "Key: value" lines is refused: a line the decoder skips (one with an
+//     empty key, such as the stamp glued onto a caller's open ":" line)
+//     would otherwise hide the stamp;
+//   - more than one stamp, or one that does not parse or names no
+//     account, is refused;
+//   - a message without a stamp is refused on EntryImport, and on
+//     EntryLocal when its reply subject is one nats-server gives requests
+//     that crossed an import;
+//   - a stamped message is refused on EntryLocal: callers of other
+//     accounts come in through the ext subjects, and a deployment that
+//     exports the local ones is told so.
+//
+// When a stamp parsed, the Caller is returned with the error too, so that
+// a refusal can name who was refused.
+func Read(m Msg) (Caller, error) {
+	if m.Header == nil && m.HeaderBytes > 0 {
+		return Caller{}, fmt.Errorf("authz: a header block of %d bytes that does not decode", m.HeaderBytes)
+	}
+	if hidden := m.HeaderBytes - headerSize(m.Header); m.HeaderBytes > 0 && hidden > 0 {
+		return Caller{}, fmt.Errorf("authz: the header block holds %d bytes that decode into no header", hidden)
+	}
+	values := m.Header[HeaderRequestInfo]
+	c, err := CallerFrom(values)
+	if err != nil {
+		return c, err
+	}
+	if n := stampMentions(m.Header); n != len(values) {
+		return c, fmt.Errorf("authz: %s appears %d times in the header outside its own line", HeaderRequestInfo, n-len(values))
+	}
+	switch {
+	case m.Entry == EntryImport && !c.Stamped:
+		return c, fmt.Errorf("authz: a message on an imported subject carries no %s stamp", HeaderRequestInfo)
+	case m.Entry == EntryLocal && c.Stamped:
+		return c, ErrImportedLocal
+	case m.Entry == EntryLocal && strings.HasPrefix(m.Reply, importReplyPrefix):
+		return c, fmt.Errorf("authz: a request that crossed a service import carries no %s stamp", HeaderRequestInfo)
+	}
+	return c, nil
+}
+
+// ErrImportedLocal is Read's error for a stamped message on a subject of
+// the nodes' own account: that account exports rpc or cancel, where it
+// should export ext.rpc and ext.cancel (docs/SECURITY.md).
+var ErrImportedLocal = errors.New("authz: a request from another NATS account on a subject of the nodes' own account; " +
+	"export the ext.rpc and ext.cancel subjects to other accounts, never rpc or cancel (docs/SECURITY.md)")
+
+// headerSize is the size of h written as a NATS header block: the version
+// line, one "Key: value" line per value, the blank line. Every NATS client
+// writes headers so, and nats-server adds its stamp so; a status line
+// decodes into a Status and a Description header, which this counts as
+// lines, more than the status line took.
+func headerSize(h map[string][]string) int {
+	n := len("NATS/1.0\r\n\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(": ") + len(v) + len("\r\n")
+		}
+	}
+	return n
+}
+
+// stampMentions counts the occurrences of HeaderRequestInfo, in any case,
+// in the keys and values of h. The status line nats.go splits into Status
+// and Description is searched joined, as it was written.
+func stampMentions(h map[string][]string) int {
+	n := 0
+	for k, vs := range h {
+		n += countFold(k)
+		for _, v := range vs {
+			n += countFold(v)
+		}
+	}
+	status, descr := h["Status"], h["Description"]
+	if len(status) == 1 && len(descr) == 1 {
+		joined := status[0] + descr[0]
+		n += countFold(joined) - countFold(status[0]) - countFold(descr[0])
+	}
+	return n
+}
+
+// countFold counts the occurrences of stampNeedle in s, in any case.
+func countFold(s string) int {
+	if len(s) < len(stampNeedle) {
+		return 0
+	}
+	return strings.Count(strings.ToLower(s), stampNeedle)
+}
+
 // CallerFrom reads the caller from the values of the request's
 // HeaderRequestInfo header (looked up with that exact key: nats-server
 // replaces a header of exactly that name, not of another case). No value
 // is a caller from the nodes' own account; more than one, a value that
 // does not parse or one without an account is an error, and the request
-// must be refused.
+// must be refused. Read, which also checks the rest of the header, is what
+// a node uses.
 func CallerFrom(values []string) (Caller, error) {
 	switch len(values) {
 	case 0:

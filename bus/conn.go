@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/mpreg/mpreg/internal/lograte"
 )
 
 // ErrInvalidConfig wraps every configuration error of package bus.
@@ -135,6 +137,7 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 	}
 	opts = append(opts, authOpts...)
 	opts = append(opts, cfg.Options...)
+	var badHeaders lograte.Limiter // messages whose header does not decode
 	opts = append(opts,
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			call(user.ConnectedCB, nc)
@@ -183,6 +186,13 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 			subj := ""
 			if s != nil {
 				subj = s.Subject
+			}
+			if errors.Is(err, nats.ErrBadHeaderMsg) {
+				// A sender chose the header: many of them must not flood the log.
+				if ok, held := badHeaders.Allow("bad header"); ok {
+					log.Warn("a message whose header block does not decode", "subject", subj, "dropped_since_last_log", held)
+				}
+				return
 			}
 			log.Error("nats async error", "subject", subj, "error", err)
 		}),
@@ -242,6 +252,14 @@ var sharedHeaders = func() map[[2]string]nats.Header {
 	}
 	return out
 }()
+
+// HeaderBytes is the size of the raw header block of a received message,
+// 0 when it had none. nats.go hands over a message whose header block does
+// not decode with a nil Header: this tells such a message from one that
+// had no header at all.
+func HeaderBytes(m *nats.Msg) int {
+	return max(m.Size()-len(m.Subject)-len(m.Reply)-len(m.Data), 0)
+}
 
 // Header returns the first value of a header, matched exactly first and
 // then without regard to case (NATS headers are case-sensitive maps, but

@@ -20,6 +20,7 @@ type Subjects struct {
 	prefix string
 	base   string // "<prefix>.<cluster>"
 	rpc    string // made once: every request compares or sends on it
+	extRPC string
 }
 
 // NewSubjects returns the subjects of cluster under prefix ("" means
@@ -29,7 +30,7 @@ func NewSubjects(prefix, cluster string) Subjects {
 		prefix = DefaultPrefix
 	}
 	base := prefix + "." + cluster
-	return Subjects{prefix: prefix, base: base, rpc: base + ".rpc"}
+	return Subjects{prefix: prefix, base: base, rpc: base + ".rpc", extRPC: base + ".ext.rpc"}
 }
 
 // Bounds on subjects that come from outside (NATS' own limit is the
@@ -100,6 +101,16 @@ func checkTokens(s string) error {
 
 // RPC is P.<cluster>.rpc: whole requests, served by the queue group.
 func (s Subjects) RPC() string { return s.rpc }
+
+// ExtRPC is P.<cluster>.ext.rpc: whole requests, like RPC, from callers
+// in other NATS accounts. The nodes' account exports it (and ExtCancel),
+// never RPC: a message on it must carry the stamp NATS adds when a request
+// crosses an import (docs/SECURITY.md).
+func (s Subjects) ExtRPC() string { return s.extRPC }
+
+// ExtCancel is P.<cluster>.ext.cancel: CancelRequest for callers in other
+// NATS accounts, stamped as ExtRPC is.
+func (s Subjects) ExtCancel() string { return s.base + ".ext.cancel" }
 
 // NodeRPC is P.<cluster>.node.<node>.rpc: whole requests, like RPC, for
 // that node to plan; a caller that knows where a request is best planned

@@ -404,7 +404,6 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 	if r.ID == "" {
 		r.ID = c.nextID() // for the logs of both sides
 	}
-	caller := ctx
 	if r.TimeoutMS <= 0 {
 		budget := c.cfg.Timeout
 		if dl, ok := ctx.Deadline(); ok {
@@ -462,9 +461,13 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 	overloaded, absent := 0, 0
 	for {
 		resp, err := c.rpc(ctx, msg, r.Progress, onEvent)
-		if errors.Is(caller.Err(), context.Canceled) {
-			// The caller gave up: stop the request where it is planned,
-			// so that its steps free their slots now, not at its deadline.
+		var nobody *nobodyError
+		if resp == nil && err != nil && !errors.As(err, &nobody) {
+			// The client gives up without the planner's answer (the
+			// caller cancelled, the wait ran out, the planner seems lost,
+			// the connection failed): stop the request wherever it is
+			// planned, so that its steps free their slots now, not at its
+			// deadline. Harmless when it already ended.
 			c.cancelRequest(r.ID)
 		}
 		// A node at a limit answers OVERLOADED without reading the request
@@ -478,7 +481,6 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 		// No responders on rpc: no node at all, or interest that is
 		// moving for a moment (a NATS server of the cluster just stopped,
 		// nodes are reconnecting). Nothing ran: look again briefly.
-		var nobody *nobodyError
 		if errors.As(err, &nobody) && msg.Subject != c.subj.RPC() {
 			// The chosen planner is gone (draining, or its view is
 			// stale): nothing ran, let the queue group choose.

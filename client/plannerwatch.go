@@ -46,7 +46,8 @@ type plannerWatch struct {
 	lostAfter time.Duration     // how long "no responders" must last
 	log       *slog.Logger
 	seq       atomic.Uint64
-	pending   sync.Map // token → *watched
+	pending   sync.Map     // token → *watched
+	sight     atomic.Int32 // sightUnknown, sightYes or sightNo
 
 	ctx      context.Context // cancelled by close
 	cancel   context.CancelFunc
@@ -55,6 +56,13 @@ type plannerWatch struct {
 	planners map[plannerKey]*watchedPlanner
 	wg       sync.WaitGroup
 }
+
+// Whether the client can see the nodes' info subjects (plannerWatch.sight).
+const (
+	sightUnknown int32 = iota
+	sightYes
+	sightNo // a caller in another NATS account: nothing to ask
+)
 
 // watched is one request waiting for its response.
 type watched struct {
@@ -163,7 +171,9 @@ func (w *plannerWatch) poll(x *watched, ack *schema.PlannerAck) func() {
 	key := plannerKey{ack.Planner, ack.Incarnation, ack.Instance}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closing {
+	if w.closing || w.sight.Load() == sightNo {
+		// From another account the request's budget, and what its stream
+		// says, are all there is to go by.
 		return nil
 	}
 	p := w.planners[key]
@@ -215,6 +225,9 @@ func (w *plannerWatch) watchPlanner(key plannerKey, ack *schema.PlannerAck, p *w
 		lost := p.requests
 		p.requests = nil
 		w.mu.Unlock()
+		if reason == unseen {
+			return // not lost: out of sight (see visible)
+		}
 		for x := range lost {
 			w.lose(x, ack, reason)
 		}
@@ -229,6 +242,9 @@ func (w *plannerWatch) check(ack *schema.PlannerAck, silentSince *time.Time, mis
 	defer cancel()
 	m, err := w.nc.RequestMsgWithContext(ctx, bus.NewMsg(w.subj.Info(ack.Planner), nil, codec.JSONType, ""))
 	if errors.Is(err, nats.ErrNoResponders) {
+		if !w.visible(ctx) {
+			return unseen
+		}
 		if *misses++; *misses == 1 {
 			*silentSince = time.Now()
 		}
@@ -241,6 +257,7 @@ func (w *plannerWatch) check(ack *schema.PlannerAck, silentSince *time.Time, mis
 	if err != nil {
 		return "" // slow, or closing
 	}
+	w.sight.Store(sightYes)
 	tree, err := mesh.DecodeReply(m)
 	if err != nil {
 		return ""
@@ -264,6 +281,36 @@ func (w *plannerWatch) check(ack *schema.PlannerAck, silentSince *time.Time, mis
 		return "was restarted"
 	}
 	return ""
+}
+
+// unseen is check's answer when the client cannot see any node's info
+// subject: a caller in another NATS account, to which the nodes' account
+// exports only ext.rpc and ext.cancel. Silence there says nothing of the
+// planner.
+const unseen = "cannot be seen from this account"
+
+// visible reports whether the client can see the nodes' subjects at all,
+// once a planner's info subject had no responders: it asks the sync
+// subject, which every node answers, once for the client's life. "No
+// responders" there too, and never an answer before, means the client is
+// in another account; anything else means the planner alone is silent.
+func (w *plannerWatch) visible(ctx context.Context) bool {
+	switch w.sight.Load() {
+	case sightYes:
+		return true
+	case sightNo:
+		return false
+	}
+	_, err := w.nc.RequestMsgWithContext(ctx, bus.NewMsg(w.subj.Sync(), nil, codec.JSONType, ""))
+	switch {
+	case err == nil:
+		w.sight.CompareAndSwap(sightUnknown, sightYes)
+	case errors.Is(err, nats.ErrNoResponders):
+		if w.sight.CompareAndSwap(sightUnknown, sightNo) {
+			w.log.Debug("no node subject answers: planners are not watched, a request ends by its budget")
+		}
+	}
+	return w.sight.Load() != sightNo
 }
 
 // otherInstance reports whether two instance nonces name different

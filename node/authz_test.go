@@ -3,6 +3,9 @@ package node_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,30 +24,27 @@ import (
 	"github.com/mpreg/mpreg/schema"
 )
 
-// accountsConf puts the nodes in account MPREG and the callers alice and
-// bob in account APP, which reaches the nodes only through service
-// imports of the rpc and cancel subjects, with share: true.
-const accountsConf = `accounts {
-  MPREG {
-    users: [{user: node, password: "node-pass"}]
-    exports: [
-      {service: "mpreg.default.rpc", response_type: stream}
-      {service: "mpreg.default.cancel"}
-    ]
-  }
-  APP {
-    users: [
-      {user: alice, password: "alice-pass"}
-      {user: bob, password: "bob-pass"}
-      {user: carol, password: "carol-pass", permissions: {publish: ["mpreg.default.rpc", "mpreg.default.cancel"], subscribe: ["_INBOX.>"]}}
-    ]
-    imports: [
-      {service: {account: MPREG, subject: "mpreg.default.rpc"}, share: true}
-      {service: {account: MPREG, subject: "mpreg.default.cancel"}, share: true}
-    ]
-  }
+// secureConf is examples/secure/nats.conf: the nodes in account MPREG,
+// the callers alice and bob in account APP, which reaches the nodes only
+// through service imports of the ext subjects, with share: true, and each
+// caller confined to publishing on those and subscribing on its own inbox
+// prefix.
+func secureConf(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile("../examples/secure/nats.conf")
+	require.NoError(t, err)
+	// mallory is in APP without permissions of her own: what she reaches
+	// is what the accounts let through.
+	conf := strings.Replace(string(b), "users: [\n      {user: alice", "users: [\n      {user: mallory, password: \"mallory-secret\"}\n      {user: alice", 1)
+	require.NotEqual(t, string(b), conf)
+	return conf
 }
-`
+
+// The example's passwords and inbox prefixes.
+const (
+	alicePass, bobPass, nodePass = "alice-secret", "bob-secret", "node-secret"
+	aliceInbox, bobInbox         = "_INBOX_alice", "_INBOX_bob"
+)
 
 const testPolicy = `{
   "default": "deny",
@@ -56,23 +56,32 @@ const testPolicy = `{
 }`
 
 // TestAuthzNATSPermissions: a caller whose NATS user may publish only on
-// the imported subjects is refused by NATS itself on any other, and a
-// following client under such permissions still calls.
+// the imported subjects and subscribe only on its own inbox prefix is
+// refused by NATS itself on any other subject, cannot read another
+// caller's traffic, and still calls, following or not.
 func TestAuthzNATSPermissions(t *testing.T) {
 	f := newAuthzFixture(t)
-	carol := f.client(t, "carol", "carol-pass", true)
-	v, err := carol.Call(context.Background(), "whoami", nil)
-	require.NoError(t, err)
-	require.Equal(t, "n1", v)
+	for _, follow := range []bool{true, false} {
+		alice := f.client(t, "alice", follow)
+		v, err := alice.Call(context.Background(), "whoami", nil)
+		require.NoError(t, err)
+		require.Equal(t, "n1", v)
+	}
 
 	errs := make(chan error, 8)
 	nc := testcluster.Conn(t, f.url, testcluster.WithConnConfig(bus.ConnConfig{Servers: []string{f.url},
-		Auth:    bus.Auth{User: "carol", Password: "carol-pass"},
+		Auth:    bus.Auth{User: "alice", Password: alicePass},
 		Options: []nats.Option{nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err })}}))
 	require.NoError(t, nc.Publish(execSubject("n1"), []byte(`{"cluster": "default", "id": "x", "fun": "panic", "args": []}`)))
-	err = testwait.Recv(t, errs, "NATS to refuse the publish")
+	err := testwait.Recv(t, errs, "NATS to refuse the publish")
 	require.ErrorIs(t, err, nats.ErrPermissionViolation)
 	require.Contains(t, err.Error(), execSubject("n1"))
+	for _, subject := range []string{">", bobInbox + ".>", "_INBOX.>", "mpreg.>"} {
+		_, err := nc.SubscribeSync(subject)
+		require.NoError(t, err)
+		err = testwait.Recv(t, errs, "NATS to refuse the subscription to "+subject)
+		require.ErrorIs(t, err, nats.ErrPermissionViolation, subject)
+	}
 	require.Zero(t, f.calls.Load())
 }
 
@@ -87,14 +96,14 @@ type authzFixture struct {
 
 func newAuthzFixture(t *testing.T) *authzFixture {
 	t.Helper()
-	srv := testsecure.Server(t, accountsConf)
+	srv := testsecure.Server(t, secureConf(t))
 	f := &authzFixture{url: srv.ClientURL(), slow: newBlocker()}
 	t.Cleanup(f.slow.Release)
 	p, err := authz.Parse([]byte(testPolicy))
 	require.NoError(t, err)
 	cfg := testcluster.NodeConfig(t, "n1")
 	cfg.Authz = p
-	nc := f.dial(t, "node", "node-pass")
+	nc := f.dial(t, "node")
 	f.node = testcluster.StartNode(t, nc, cfg, func(n *node.Node) {
 		require.NoError(t, n.Register("add", func(a, b int64) int64 { f.calls.Add(1); return a + b }))
 		require.NoError(t, n.Register("panic", func() string { f.calls.Add(1); panic("should never run") }))
@@ -104,21 +113,38 @@ func newAuthzFixture(t *testing.T) *authzFixture {
 	return f
 }
 
-func (f *authzFixture) dial(t *testing.T, user, pass string) *nats.Conn {
+// dial connects as one of the example's users, under the user's own inbox
+// prefix.
+func (f *authzFixture) dial(t *testing.T, user string) *nats.Conn {
 	t.Helper()
-	return testcluster.Conn(t, f.url, testcluster.WithConnConfig(bus.ConnConfig{Servers: []string{f.url}, Auth: bus.Auth{User: user, Password: pass}}))
+	return testcluster.Conn(t, f.url, testcluster.WithConnConfig(bus.ConnConfig{Servers: []string{f.url},
+		Auth: bus.Auth{User: user, Password: passwords[user]}, Options: inboxOption(user)}))
 }
 
-func (f *authzFixture) client(t *testing.T, user, pass string, follow bool) *client.Client {
+func (f *authzFixture) client(t *testing.T, user string, follow bool) *client.Client {
 	t.Helper()
-	return testcluster.Client(t, f.url, client.Config{Auth: bus.Auth{User: user, Password: pass}, NoFollow: !follow})
+	return testcluster.Client(t, f.url, client.Config{Auth: bus.Auth{User: user, Password: passwords[user]},
+		NoFollow: !follow, ConnOptions: inboxOption(user)})
+}
+
+var passwords = map[string]string{"alice": alicePass, "bob": bobPass, "node": nodePass, "mallory": "mallory-secret"}
+
+// inboxOption is the inbox prefix the example lets user subscribe on.
+func inboxOption(user string) []nats.Option {
+	switch user {
+	case "alice":
+		return []nats.Option{nats.CustomInboxPrefix(aliceInbox)}
+	case "bob":
+		return []nats.Option{nats.CustomInboxPrefix(bobInbox)}
+	}
+	return nil
 }
 
 func TestAuthzPerFunction(t *testing.T) {
 	f := newAuthzFixture(t)
 	ctx := context.Background()
-	alice := f.client(t, "alice", "alice-pass", true) // following: it sees no gossip from APP, and goes by rpc
-	bob := f.client(t, "bob", "bob-pass", false)
+	alice := f.client(t, "alice", true) // following: it sees no gossip from APP, and goes by rpc
+	bob := f.client(t, "bob", false)
 
 	v, err := alice.Call(ctx, "add", []any{2, 3})
 	require.NoError(t, err)
@@ -157,7 +183,7 @@ func TestAuthzPerFunction(t *testing.T) {
 	require.EqualValues(t, 2, f.calls.Load(), "no step of a refused request runs")
 
 	// The nodes' own account is judged by "local": allowed here.
-	local := f.client(t, "node", "node-pass", false)
+	local := f.client(t, "node", false)
 	_, err = local.Call(ctx, "panic", nil)
 	requireCode(t, err, schema.CodeFunctionPanic)
 	require.EqualValues(t, 3, f.calls.Load())
@@ -179,7 +205,7 @@ func TestAuthzPerFunction(t *testing.T) {
 // the node does not read it, and bob is still bob.
 func TestAuthzForgedIdentity(t *testing.T) {
 	f := newAuthzFixture(t)
-	bob := f.dial(t, "bob", "bob-pass")
+	bob := f.dial(t, "bob")
 	forged := `{"acc":"APP","user":"alice"}`
 	body := []byte(`{"id": "forged", "cmds": [{"name": "x", "fun": "add", "args": [1, 2]}]}`)
 	for name, h := range map[string]nats.Header{
@@ -198,12 +224,12 @@ func TestAuthzForgedIdentity(t *testing.T) {
 	require.Zero(t, f.calls.Load())
 }
 
-// TestAuthzPrivateSubjects: a caller in another account reaches nothing
-// but the imported subjects; its exec and gossip messages never get to a
-// node.
+// TestAuthzPrivateSubjects: a caller in another account, even one without
+// NATS permissions of its own, reaches nothing but the imported subjects;
+// its exec and gossip messages never get to a node.
 func TestAuthzPrivateSubjects(t *testing.T) {
 	f := newAuthzFixture(t)
-	bob := f.dial(t, "bob", "bob-pass")
+	bob := f.dial(t, "mallory")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	exec, err := json.Marshal(map[string]any{"cluster": "default", "id": "x", "fun": "panic", "args": []any{}})
@@ -219,7 +245,7 @@ func TestAuthzPrivateSubjects(t *testing.T) {
 	require.NoError(t, bob.Flush())
 	// The node answers a sync from its own account after bob's hello: had
 	// the hello arrived, the rogue node would be in its table by then.
-	local := f.client(t, "node", "node-pass", true)
+	local := f.client(t, "node", true)
 	_, err = local.Call(context.Background(), "whoami", nil)
 	require.NoError(t, err)
 	_, known := f.node.Table().Get("rogue")
@@ -231,8 +257,8 @@ func TestAuthzPrivateSubjects(t *testing.T) {
 // alice can.
 func TestAuthzCancelIsPerCaller(t *testing.T) {
 	f := newAuthzFixture(t)
-	alice := f.dial(t, "alice", "alice-pass")
-	bob := f.dial(t, "bob", "bob-pass")
+	alice := f.dial(t, "alice")
+	bob := f.dial(t, "bob")
 	send := func(id string) <-chan *nats.Msg {
 		body := []byte(`{"id": "` + id + `", "cmds": [{"name": "s", "fun": "slow", "args": ["` + id + `"]}]}`)
 		done := make(chan *nats.Msg, 1)
@@ -265,4 +291,53 @@ func TestAuthzCancelIsPerCaller(t *testing.T) {
 	resp := decodeAs(t, m, codec.JSONType)
 	require.Nil(t, resp["error"], "bob's cancel stopped alice's request")
 	require.Equal(t, map[string]any{"s": "alice-1"}, resp["results"])
+}
+
+// TestAuthzLongCallAcrossAccounts: a caller in another account cannot see
+// the planners' info subjects; a request that outlives the client's
+// planner checks many times over still succeeds, following or not. When
+// the caller gives up, its cancel crosses the import and stops the step.
+func TestAuthzLongCallAcrossAccounts(t *testing.T) {
+	f := newAuthzFixture(t)
+	p, err := authz.Parse([]byte(`{"rules": [{"account": "APP", "allow": ["slow"]}]}`))
+	require.NoError(t, err)
+	f.node.SetAuthz(p)
+	// mallory may publish anywhere in APP: her client's checks of the
+	// planner's info subject meet "no responders", not a NATS refusal.
+	for _, c := range []struct {
+		user   string
+		follow bool
+	}{{"mallory", false}, {"mallory", true}, {"alice", false}} {
+		follow := c.follow
+		alice := testcluster.Client(t, f.url, client.Config{Auth: bus.Auth{User: c.user, Password: passwords[c.user]},
+			NoFollow: !follow, ConnOptions: inboxOption(c.user), PlannerCheck: 20 * time.Millisecond, DeadAfter: 100 * time.Millisecond})
+		id := fmt.Sprintf("long-%s-%v", c.user, follow)
+		done := make(chan error, 1)
+		go func() {
+			_, err := alice.Run(context.Background(), &schema.Request{ID: id, Cmds: []schema.Command{{Name: "s", Fun: "slow", Args: []any{id}}}})
+			done <- err
+		}()
+		require.Equal(t, id, testwait.Recv(t, f.slow.started, "the step to start"))
+		// Ten times the client's DeadAfter: a watch that took silence for
+		// loss would have ended the request by now.
+		select {
+		case err := <-done:
+			t.Fatalf("following=%v: the request ended while its step ran: %v", follow, err)
+		case <-time.After(time.Second):
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() {
+			_, err := alice.Run(ctx, &schema.Request{ID: id + "-cancelled", Cmds: []schema.Command{{Name: "s", Fun: "slow", Args: []any{id}}}})
+			done <- err
+		}()
+		testwait.Recv(t, f.slow.started, "the second step to start")
+		cancel()
+		require.ErrorIs(t, testwait.Recv(t, f.slow.cancelled, "the cancel to reach the step"), context.Canceled)
+		requireCode(t, testwait.Recv(t, done, "the cancelled request"), schema.CodeCancelled)
+		f.slow.Release()
+		require.NoError(t, testwait.Recv(t, done, "the long request"))
+		f.slow = newBlocker()
+		t.Cleanup(f.slow.Release)
+		require.NoError(t, f.node.Register("slow", f.slow.Fn))
+	}
 }

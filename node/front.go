@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +43,8 @@ type front struct {
 
 	requests, requestErrors atomic.Int64
 	rpcStats, nodeRPCStats  endpointStats // for $SRV.STATS
+	extRPCStats             endpointStats
+	cancelsRefused          atomic.Int64 // cancels whose sender could not be read
 }
 
 // decodeRatio and decodeSlack bound the memory a request body may decode
@@ -92,9 +96,12 @@ func (fr *front) requestDone(subject string, d time.Duration, e *schema.Error) {
 	if r := fr.cfg.Recorder; r != nil {
 		r.RequestDone(schema.Outcome(e), d)
 	}
-	if subject == fr.subj.RPC() {
+	switch subject {
+	case fr.subj.RPC():
 		fr.rpcStats.done(d, e)
-	} else {
+	case fr.subj.ExtRPC():
+		fr.extRPCStats.done(d, e)
+	default:
 		fr.nodeRPCStats.done(d, e)
 	}
 }
@@ -251,10 +258,17 @@ func (fr *front) serveRPC(m *nats.Msg) {
 // every function it names: this is the one place where a request is
 // allowed or refused.
 func (fr *front) authorize(m *nats.Msg, req *schema.Request) (authz.Caller, error) {
-	caller, err := authz.CallerFrom(m.Header[authz.HeaderRequestInfo])
+	caller, err := fr.caller(m)
 	if err != nil {
 		fr.denied(req.ID, caller, "", err)
-		return caller, schema.Wrap(schema.CodePermissionDenied, err, "the caller's identity cannot be read")
+		e := schema.Wrap(schema.CodePermissionDenied, err, "the caller's identity cannot be read")
+		if errors.Is(err, authz.ErrImportedLocal) {
+			e.Message = strings.TrimPrefix(err.Error(), "authz: ")
+		}
+		if caller.Stamped {
+			e.Details = map[string]any{"account": caller.Account, "user": caller.User}
+		}
+		return caller, e
 	}
 	p := fr.policy.Load()
 	if p == nil {
@@ -276,6 +290,16 @@ func (fr *front) authorize(m *nats.Msg, req *schema.Request) (authz.Caller, erro
 		return caller, err
 	}
 	return caller, nil
+}
+
+// caller reads who sent m (authz.Read): a message on an ext subject came
+// through an import and must carry NATS's stamp.
+func (fr *front) caller(m *nats.Msg) (authz.Caller, error) {
+	entry := authz.EntryLocal
+	if m.Subject == fr.subj.ExtRPC() || m.Subject == fr.subj.ExtCancel() {
+		entry = authz.EntryImport
+	}
+	return authz.Read(authz.Msg{Header: m.Header, HeaderBytes: bus.HeaderBytes(m), Reply: m.Reply, Entry: entry})
 }
 
 // denied logs a refused request, at most once a second: a caller can send
@@ -371,8 +395,10 @@ func (fr *front) onCancelRequest(m *nats.Msg) {
 	if c == nil {
 		return
 	}
-	caller, err := authz.CallerFrom(m.Header[authz.HeaderRequestInfo])
+	caller, err := fr.caller(m)
 	if err != nil {
+		// Ignored: whose request it would stop cannot be told.
+		fr.cancelsRefused.Add(1)
 		fr.denied(c.ID, caller, "", err)
 		return
 	}

@@ -270,6 +270,10 @@ type Stats struct {
 	Inflight      int64 // steps running or queued here now
 	Queued        int64 // of those, the steps waiting for a run slot
 	Planning      int64 // rpc requests being planned here now
+	// CancelsRefused counts request cancels ignored because their sender
+	// could not be read (authz.Read): a malformed header, a stamp where
+	// none belongs or none where one must be.
+	CancelsRefused int64
 }
 
 // Node is one MPREG node: a registry of functions, an executor that runs
@@ -287,6 +291,7 @@ type Node struct {
 	subs     []*nats.Subscription
 	rpcSub   *nats.Subscription
 	nodeRPC  *nats.Subscription // P.<cluster>.node.<id>.rpc
+	extRPC   *nats.Subscription // P.<cluster>.ext.rpc
 	execSub  *nats.Subscription
 	started0 time.Time // when Start began, for $SRV.STATS
 }
@@ -417,6 +422,7 @@ func (n *Node) Stats() Stats {
 		Requests: fr.requests.Load(), RequestErrors: fr.requestErrors.Load(),
 		Steps: x.steps.Load(), StepErrors: x.stepErrors.Load(), Foreign: x.foreign.Load(),
 		Inflight: x.inflight.Load(), Queued: x.queued.Load(), Planning: fr.planning.Load(),
+		CancelsRefused: fr.cancelsRefused.Load(),
 	}
 	if f := n.follower.Load(); f != nil {
 		s.Foreign += f.Foreign()
@@ -516,8 +522,10 @@ func (n *Node) Start(ctx context.Context) error {
 	if _, err := sub(n.subj.Cancel(n.cfg.NodeID), "", n.exec.onCancel); err != nil {
 		return fail(err)
 	}
-	if _, err := sub(n.subj.CancelRequest(), "", n.front.onCancelRequest); err != nil {
-		return fail(err)
+	for _, subject := range []string{n.subj.CancelRequest(), n.subj.ExtCancel()} {
+		if _, err := sub(subject, "", n.front.onCancelRequest); err != nil {
+			return fail(err)
+		}
 	}
 	if err := n.ann.Answer(); err != nil {
 		return fail(fmt.Errorf("node: %w", err))
@@ -555,6 +563,9 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.nodeRPC, err = sub(n.subj.NodeRPC(n.cfg.NodeID), "", n.front.onRPC); err != nil {
 		return fail(err)
 	}
+	if n.extRPC, err = sub(n.subj.ExtRPC(), bus.QueueGroup, n.front.onRPC); err != nil {
+		return fail(err)
+	}
 	if err := bus.Flush(ctx, n.nc); err != nil {
 		return fail(fmt.Errorf("node: flush: %w", err))
 	}
@@ -583,7 +594,7 @@ func (n *Node) Drain(ctx context.Context) error {
 		// it is still there (it holds the exec subject until it closes).
 		// Heartbeats go on: they keep its steps in flight from being
 		// declared lost by the peers that sent them.
-		for _, s := range []*nats.Subscription{n.rpcSub, n.nodeRPC} {
+		for _, s := range []*nats.Subscription{n.rpcSub, n.nodeRPC, n.extRPC} {
 			switch {
 			case s == nil:
 			case !connected:

@@ -20,7 +20,7 @@ func secureConf(t *testing.T, port int) string {
 	t.Helper()
 	b, err := os.ReadFile("../../examples/secure/nats.conf")
 	require.NoError(t, err)
-	conf := strings.Replace(string(b), "listen: 127.0.0.1:4222", fmt.Sprintf("listen: 127.0.0.1:%d", port), 1)
+	conf := strings.Replace(string(b), "listen: 127.0.0.1:4322", fmt.Sprintf("listen: 127.0.0.1:%d", port), 1)
 	path := filepath.Join(t.TempDir(), "nats.conf")
 	require.NoError(t, os.WriteFile(path, []byte(conf), 0o600))
 	return path
