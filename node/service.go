@@ -79,17 +79,17 @@ type endpoint struct {
 	stats *endpointStats
 }
 
-// endpoints are the node's rpc and exec endpoints.
+// endpoints are the node's rpc, exec and ext rpc endpoints.
 func (n *Node) endpoints() []endpoint {
 	return []endpoint{
 		{micro.EndpointInfo{Name: "rpc", Subject: n.subj.RPC(), QueueGroup: bus.QueueGroup,
 			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4"}}, &n.front.rpcStats},
 		{micro.EndpointInfo{Name: "node-rpc", Subject: n.subj.NodeRPC(n.cfg.NodeID),
 			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4.6"}}, &n.front.nodeRPCStats},
-		{micro.EndpointInfo{Name: "ext-rpc", Subject: n.subj.ExtRPC(), QueueGroup: bus.QueueGroup,
-			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4.5"}}, &n.front.extRPCStats},
 		{micro.EndpointInfo{Name: "exec", Subject: n.subj.Exec(n.cfg.NodeID),
 			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §6"}}, &n.exec.execStats},
+		{micro.EndpointInfo{Name: "ext-rpc", Subject: n.subj.ExtRPC(), QueueGroup: bus.QueueGroup,
+			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4.5"}}, &n.front.extRPCStats},
 	}
 }
 

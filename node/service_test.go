@@ -66,6 +66,7 @@ func TestServiceDiscovery(t *testing.T) {
 		{Name: "rpc", Subject: "mpreg.default.rpc", QueueGroup: "mpreg", Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4"}},
 		{Name: "node-rpc", Subject: "mpreg.default.node.n2.rpc", Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4.6"}},
 		{Name: "exec", Subject: "mpreg.default.node.n2.exec", Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §6"}},
+		{Name: "ext-rpc", Subject: "mpreg.default.ext.rpc", QueueGroup: "mpreg", Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4.5"}},
 	}, info.Endpoints)
 
 	// A direct call reaches n2's exec endpoint; one through rpc is planned
@@ -84,7 +85,8 @@ func TestServiceDiscovery(t *testing.T) {
 	for _, st := range gather[micro.Stats](t, nc, "$SRV.STATS.mpreg", 2) {
 		require.Equal(t, micro.StatsResponseType, st.Type)
 		require.False(t, st.Started.IsZero())
-		require.Len(t, st.Endpoints, 3)
+		require.Len(t, st.Endpoints, 4)
+		require.Zero(t, st.Endpoints[3].NumRequests, "ext-rpc of %s: no request came from another account", st.ID)
 		rpcRequests += st.Endpoints[0].NumRequests
 		own := 0
 		if st.ID == "n2" {
