@@ -94,7 +94,7 @@ func (e *Execer) Delegate(ctx context.Context, node string, req *schema.Request)
 	if unplanned(resp.Error) {
 		return nil, fmt.Errorf("%w: %w", planner.ErrNotDelegated, resp.Error)
 	}
-	if err := mergeParts(node, resp, parts); err != nil {
+	if err := MergeParts("node "+node, resp, parts); err != nil {
 		return nil, err
 	}
 	return resp, nil
@@ -117,25 +117,25 @@ func (e *Execer) maxPartBytes() int64 {
 	return planner.DefaultMaxResultBytes
 }
 
-// mergeParts adds the results of a response's parts to its own. A result
-// sent twice, or a part that does not read, is the node's fault: INTERNAL.
-func mergeParts(node string, resp *schema.Response, parts []*nats.Msg) error {
+// MergeParts adds the results of a response's parts (see
+// Requester.RequestParts) to its own. A result sent twice, or a part that
+// does not read, is the sender's fault: INTERNAL, naming it as from does.
+func MergeParts(from string, resp *schema.Response, parts []*nats.Msg) error {
 	if len(parts) > 0 && resp.Results == nil {
 		resp.Results = map[string]any{}
 	}
 	for _, pm := range parts {
 		tree, err := DecodeReply(pm)
 		if err != nil {
-			return schema.Wrap(schema.CodeInternal, err, "node %s sent a bad part of an rpc response", node)
+			return schema.Wrap(schema.CodeInternal, err, "%s sent a bad part of an rpc response", from)
 		}
 		part, err := schema.ParseResponse(tree)
 		if err != nil {
-			return schema.Wrap(schema.CodeInternal, err, "node %s sent a bad part of an rpc response", node)
+			return schema.Wrap(schema.CodeInternal, err, "%s sent a bad part of an rpc response", from)
 		}
 		for name, v := range part.Results {
 			if _, dup := resp.Results[name]; dup {
-				return &schema.Error{Code: schema.CodeInternal, Node: node,
-					Message: fmt.Sprintf("node %s sent the result %s twice", node, schema.Clip(name))}
+				return schema.Errorf(schema.CodeInternal, "%s sent the result %s twice", from, schema.Clip(name))
 			}
 			resp.Results[name] = v
 		}

@@ -170,13 +170,20 @@ func (r *Requester) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, erro
 // (at most StreamEvents) may wait for the caller; later ones are dropped
 // until it catches up. A nil onEvent makes it Request.
 func (r *Requester) RequestStream(ctx context.Context, msg *nats.Msg, events int, onEvent func(*nats.Msg)) (*nats.Msg, error) {
-	p := &pending{subject: msg.Subject, reply: make(chan *nats.Msg, 1)}
-	var eventCh <-chan *nats.Msg
-	if onEvent != nil {
-		ch := make(chan *nats.Msg, min(max(events, 1), StreamEvents))
-		p.events, eventCh = ch, ch
-	}
+	p, eventCh := newPending(msg, events, onEvent)
 	return r.request(ctx, msg, p, eventCh, onEvent)
+}
+
+// newPending is the request waiting for msg's reply, taking up to events
+// events when onEvent is set.
+func newPending(msg *nats.Msg, events int, onEvent func(*nats.Msg)) (*pending, <-chan *nats.Msg) {
+	p := &pending{subject: msg.Subject, reply: make(chan *nats.Msg, 1)}
+	if onEvent == nil {
+		return p, nil
+	}
+	ch := make(chan *nats.Msg, min(max(events, 1), StreamEvents))
+	p.events = ch
+	return p, ch
 }
 
 // RequestParts is Request for a response that may come in parts (a
@@ -185,8 +192,15 @@ func (r *Requester) RequestStream(ctx context.Context, msg *nats.Msg, events int
 // came. Parts of more than maxBytes in all end the request with
 // ErrPartsTooLarge, once the response has come.
 func (r *Requester) RequestParts(ctx context.Context, msg *nats.Msg, maxBytes int64) (*nats.Msg, []*nats.Msg, error) {
-	p := &pending{subject: msg.Subject, reply: make(chan *nats.Msg, 1), parts: &parts{max: maxBytes}}
-	m, err := r.request(ctx, msg, p, nil, nil)
+	return r.RequestStreamParts(ctx, msg, 0, nil, maxBytes)
+}
+
+// RequestStreamParts is RequestStream for a response that may come in
+// parts: see RequestParts.
+func (r *Requester) RequestStreamParts(ctx context.Context, msg *nats.Msg, events int, onEvent func(*nats.Msg), maxBytes int64) (*nats.Msg, []*nats.Msg, error) {
+	p, eventCh := newPending(msg, events, onEvent)
+	p.parts = &parts{max: maxBytes}
+	m, err := r.request(ctx, msg, p, eventCh, onEvent)
 	if err != nil {
 		return nil, nil, err
 	}

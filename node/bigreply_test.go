@@ -1,6 +1,7 @@
 package node_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/internal/testwait"
@@ -89,6 +91,19 @@ func TestTraceCutBeforeResults(t *testing.T) {
 		require.NotEmpty(t, entries)
 		require.Less(t, len(entries), 1000)
 	}
+
+	// Through the Go client, typed.
+	req := &schema.Request{Trace: true}
+	for i := range 1000 {
+		req.Cmds = append(req.Cmds, schema.Command{Name: fmt.Sprintf("p%d", i), Fun: "pad", Args: []any{int64(i)}})
+	}
+	cl := testcluster.Client(t, s.ClientURL(), client.Config{NoFollow: true})
+	resp, err := cl.Run(context.Background(), req)
+	require.NoError(t, err)
+	require.Len(t, resp.Results, 1000)
+	require.True(t, resp.TraceTruncated)
+	require.NotEmpty(t, resp.Trace)
+	require.Less(t, len(resp.Trace), 1000)
 }
 
 // A caller that asks for split_results gets results that do not fit one
@@ -141,6 +156,18 @@ func TestSplitResultsOnTheWire(t *testing.T) {
 	require.Empty(t, resp["results"])
 	require.Len(t, resp["trace"], 3, "the results are dropped, not the trace")
 	require.NotContains(t, resp, "trace_truncated")
+
+	// The Go client takes the parts when its request asks for them.
+	cl := testcluster.Client(t, s.ClientURL(), client.Config{NoFollow: true})
+	req := &schema.Request{Cmds: []schema.Command{
+		{Name: "x1", Fun: "blob", Args: []any{"a", int64(blobSize)}},
+		{Name: "x2", Fun: "blob", Args: []any{"b", int64(blobSize)}}}}
+	_, err = cl.Run(context.Background(), req)
+	requireCode(t, err, schema.CodePayloadTooLarge)
+	req.SplitResults = true
+	r, err := cl.Run(context.Background(), req)
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"x1": strings.Repeat("a", blobSize), "x2": strings.Repeat("b", blobSize)}, r.Results)
 }
 
 // A delegate that answers success without the results it was asked for
