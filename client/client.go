@@ -561,6 +561,10 @@ func (n *nobodyError) Error() string { return n.e.Error() }
 // no responders on rpc: 150 ms in all before NO_ROUTE.
 var rpcAbsentWaits = []time.Duration{10 * time.Millisecond, 40 * time.Millisecond, 100 * time.Millisecond}
 
+// maxPartBytes bounds the parts of a response (split_results) that the
+// client keeps: a node's default max_result_bytes.
+const maxPartBytes = 512 << 20
+
 // rpc sends one rpc request, req encoded in msg, and reads its response,
 // and with split_results the parts that come before it. "No responders"
 // comes back as a *nobodyError.
@@ -583,8 +587,7 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg, req *schema.Request, on
 	var parts []*nats.Msg
 	var err error
 	if req.SplitResults {
-		// Parts are bounded as a planner bounds the results it holds.
-		m, parts, err = c.req.RequestStreamParts(ctx, msg, events, onMsg, planner.DefaultMaxResultBytes)
+		m, parts, err = c.req.RequestStreamParts(ctx, msg, events, onMsg, maxPartBytes)
 	} else {
 		m, err = c.req.RequestStream(ctx, msg, events, onMsg)
 	}
@@ -593,7 +596,7 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg, req *schema.Request, on
 		switch {
 		case errors.Is(err, mesh.ErrPartsTooLarge):
 			return nil, &schema.Error{Code: schema.CodePayloadTooLarge, Message: "the response's parts: " + err.Error(),
-				Details: map[string]any{"limit": "max_result_bytes", "max": int64(planner.DefaultMaxResultBytes)}}
+				Details: map[string]any{"limit": "max_result_bytes", "max": int64(maxPartBytes)}}
 		case errors.As(context.Cause(ctx), &lost):
 			return nil, &schema.Error{Code: schema.CodeNodeUnavailable, Node: lost.node,
 				Message: lost.Error() + " while planning the request; some of its steps may have run",
