@@ -30,7 +30,7 @@ func (fr *front) answer(m *nats.Msg, c codec.Codec, event string, resp *schema.R
 	if problem == nil {
 		return mesh.PublishReply(fr.nc, m, c, event, data)
 	}
-	trace := resp.Trace
+	trace, truncated := resp.Trace, resp.TraceTruncated
 	if problem.Code == schema.CodePayloadTooLarge {
 		if split {
 			if rest, sent := fr.sendParts(m, c, resp); sent {
@@ -51,10 +51,10 @@ func (fr *front) answer(m *nats.Msg, c codec.Codec, event string, resp *schema.R
 		if e == nil {
 			e = problem
 		} else {
-			c := *e
-			e = &c
+			kept := *e
+			e = &kept
 		}
-		fb := &schema.Response{ID: resp.ID, Results: map[string]any{}, Error: e, Trace: trace}
+		fb := &schema.Response{ID: resp.ID, Results: map[string]any{}, Error: e, Trace: trace, TraceTruncated: truncated}
 		if len(trace) > 0 {
 			fb, _ = fr.fitTrace(m, c, event, fb)
 		}
