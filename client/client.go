@@ -218,13 +218,22 @@ type callOpts struct {
 	kwargs    map[string]any
 	timeout   time.Duration
 	routeWait time.Duration
-	trace     *[]schema.TraceEntry
+	trace     *Trace
+}
+
+// Trace is the trace of a call (docs/PROTOCOL.md §5.1).
+type Trace struct {
+	// Entries has one entry per attempt, in the order they started.
+	Entries []schema.TraceEntry
+	// Truncated: the planner left out the entries that did not fit its
+	// reply (trace_truncated), the latest to start.
+	Truncated bool
 }
 
 // WithTrace has the call traced (docs/PROTOCOL.md §5.1): *dst gets one
 // entry per attempt, also when the call fails. The call goes through the
 // rpc subject, where a planner traces it.
-func WithTrace(dst *[]schema.TraceEntry) CallOption {
+func WithTrace(dst *Trace) CallOption {
 	return func(o *callOpts) { o.trace = dst }
 }
 
@@ -300,7 +309,7 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 	resp, err := c.Run(ctx, &schema.Request{Cmds: []schema.Command{{Name: name, Fun: fun, Args: args, Kwargs: kwargs, Locs: o.locs}},
 		RouteWaitMS: o.routeWait.Milliseconds(), Trace: o.trace != nil})
 	if o.trace != nil && resp != nil {
-		*o.trace = resp.Trace
+		*o.trace = Trace{Entries: resp.Trace, Truncated: resp.TraceTruncated}
 	}
 	if err != nil {
 		return nil, err
@@ -460,7 +469,7 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 	}
 	overloaded, absent := 0, 0
 	for {
-		resp, err := c.rpc(ctx, msg, r.Progress, onEvent)
+		resp, err := c.rpc(ctx, msg, &r, onEvent)
 		var nobody *nobodyError
 		if resp == nil && err != nil && !errors.As(err, &nobody) {
 			// The client gives up without the planner's answer (the
@@ -554,9 +563,14 @@ func (n *nobodyError) Error() string { return n.e.Error() }
 // no responders on rpc: 150 ms in all before NO_ROUTE.
 var rpcAbsentWaits = []time.Duration{10 * time.Millisecond, 40 * time.Millisecond, 100 * time.Millisecond}
 
-// rpc sends one rpc request and reads its response. "No responders" comes
-// back as a *nobodyError.
-func (c *Client) rpc(ctx context.Context, msg *nats.Msg, progress bool, on func(Event)) (*schema.Response, error) {
+// maxPartBytes bounds the parts of a response (split_results) that the
+// client keeps: a node's default max_result_bytes.
+const maxPartBytes = 512 << 20
+
+// rpc sends one rpc request, req encoded in msg, and reads its response,
+// and with split_results the parts that come before it. "No responders"
+// comes back as a *nobodyError.
+func (c *Client) rpc(ctx context.Context, msg *nats.Msg, req *schema.Request, on func(Event)) (*schema.Response, error) {
 	var onMsg func(*nats.Msg)
 	if on != nil {
 		onMsg = func(m *nats.Msg) {
@@ -568,13 +582,23 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg, progress bool, on func(
 	// Without progress a stream carries at most its planned event before
 	// the result.
 	events := 4
-	if progress {
+	if req.Progress {
 		events = mesh.StreamEvents
 	}
-	m, err := c.req.RequestStream(ctx, msg, events, onMsg)
+	var m *nats.Msg
+	var parts []*nats.Msg
+	var err error
+	if req.SplitResults {
+		m, parts, err = c.req.RequestStreamParts(ctx, msg, events, onMsg, maxPartBytes)
+	} else {
+		m, err = c.req.RequestStream(ctx, msg, events, onMsg)
+	}
 	if err != nil {
 		var lost *plannerLost
 		switch {
+		case errors.Is(err, mesh.ErrPartsTooLarge):
+			return nil, &schema.Error{Code: schema.CodePayloadTooLarge, Message: "the response's parts: " + err.Error(),
+				Details: map[string]any{"limit": "max_result_bytes", "max": int64(maxPartBytes)}}
 		case errors.As(context.Cause(ctx), &lost):
 			return nil, &schema.Error{Code: schema.CodeNodeUnavailable, Node: lost.node,
 				Message: lost.Error() + " while planning the request; some of its steps may have run",
@@ -597,6 +621,9 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg, progress bool, on func(
 	resp, err := schema.ParseResponse(tree)
 	if err != nil {
 		return nil, schema.Wrap(schema.CodeInternal, err, "bad rpc response")
+	}
+	if err := mesh.MergeParts("the planner", resp, parts); err != nil {
+		return nil, err
 	}
 	if resp.Error != nil {
 		return resp, resp.Error

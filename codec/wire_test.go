@@ -58,14 +58,17 @@ func TestWireTrees(t *testing.T) {
 }
 
 // fill sets every exported field that encoding/json writes to a value
-// that is not empty: strings to their field's name, integers to 7, one
-// element in slices and maps, structs and pointers filled in turn.
+// that is not empty: strings to their field's name, integers to 7,
+// booleans to true, one element in slices and maps, structs and pointers
+// filled in turn.
 func fill(v reflect.Value, depth int) {
 	switch v.Kind() {
 	case reflect.String:
 		v.SetString("s")
 	case reflect.Int, reflect.Int64:
 		v.SetInt(7)
+	case reflect.Bool:
+		v.SetBool(true)
 	case reflect.Interface:
 		v.Set(reflect.ValueOf("any"))
 	case reflect.Pointer:

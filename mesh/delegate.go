@@ -39,9 +39,18 @@ const noRPCFor = time.Minute
 // cancel subject. When nothing ran (no responders, the node full, the
 // request refused before it was read or planned) the error wraps
 // planner.ErrNotDelegated.
+//
+// With a Requester the sub-request asks for split_results: results that do
+// not fit one reply come in parts (docs/PROTOCOL.md §5.3), up to
+// MaxPartBytes of them, and are returned together.
 func (e *Execer) Delegate(ctx context.Context, node string, req *schema.Request) (*schema.Response, error) {
 	if e.Conn.Status() != nats.CONNECTED {
 		return nil, fmt.Errorf("%w: not connected", planner.ErrNotDelegated)
+	}
+	if e.Requester != nil {
+		split := *req
+		split.SplitResults = true
+		req = &split
 	}
 	hello, _, _ := e.Table.Hello(node)
 	cd := codec.Preferred(hello.Codecs)
@@ -56,7 +65,7 @@ func (e *Execer) Delegate(ctx context.Context, node string, req *schema.Request)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer e.Table.Track(node, cancel)()
-	m, err := e.request(ctx, msg)
+	m, parts, err := e.requestParts(ctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		e.noRPC.Store(node, time.Now().Add(noRPCFor))
@@ -67,6 +76,10 @@ func (e *Execer) Delegate(ctx context.Context, node string, req *schema.Request)
 	case err != nil && ctx.Err() != nil:
 		e.cancelRequest(req.ID)
 		return nil, ctx.Err()
+	case errors.Is(err, ErrPartsTooLarge):
+		return nil, &schema.Error{Code: schema.CodePayloadTooLarge, Node: node,
+			Message: fmt.Sprintf("the results of the steps delegated to node %s come to more than %d bytes", node, e.maxPartBytes()),
+			Details: map[string]any{"limit": "max_result_bytes", "max": e.maxPartBytes()}}
 	case err != nil:
 		return nil, schema.Wrap(schema.CodeNodeUnavailable, err, "delegating to node %s", node)
 	}
@@ -81,7 +94,53 @@ func (e *Execer) Delegate(ctx context.Context, node string, req *schema.Request)
 	if unplanned(resp.Error) {
 		return nil, fmt.Errorf("%w: %w", planner.ErrNotDelegated, resp.Error)
 	}
+	if err := MergeParts("node "+node, resp, parts); err != nil {
+		return nil, err
+	}
 	return resp, nil
+}
+
+// requestParts sends a delegated request and waits for its reply and, with
+// a Requester, the parts that came before it.
+func (e *Execer) requestParts(ctx context.Context, msg *nats.Msg) (*nats.Msg, []*nats.Msg, error) {
+	if e.Requester == nil {
+		m, err := e.request(ctx, msg)
+		return m, nil, err
+	}
+	return e.Requester.RequestParts(ctx, msg, e.maxPartBytes())
+}
+
+func (e *Execer) maxPartBytes() int64 {
+	if e.MaxPartBytes > 0 {
+		return e.MaxPartBytes
+	}
+	return planner.DefaultMaxResultBytes
+}
+
+// MergeParts adds the results of a response's parts (see
+// Requester.RequestParts) to its own. A result sent twice, or a part that
+// does not read, is the sender's fault: INTERNAL, naming it as from does.
+func MergeParts(from string, resp *schema.Response, parts []*nats.Msg) error {
+	if len(parts) > 0 && resp.Results == nil {
+		resp.Results = map[string]any{}
+	}
+	for _, pm := range parts {
+		tree, err := DecodeReply(pm)
+		if err != nil {
+			return schema.Wrap(schema.CodeInternal, err, "%s sent a bad part of an rpc response", from)
+		}
+		part, err := schema.ParseResponse(tree)
+		if err != nil {
+			return schema.Wrap(schema.CodeInternal, err, "%s sent a bad part of an rpc response", from)
+		}
+		for name, v := range part.Results {
+			if _, dup := resp.Results[name]; dup {
+				return schema.Errorf(schema.CodeInternal, "%s sent the result %s twice", from, schema.Clip(name))
+			}
+			resp.Results[name] = v
+		}
+	}
+	return nil
 }
 
 // unplanned reports whether an rpc response's error says that nothing of

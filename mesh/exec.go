@@ -39,6 +39,10 @@ type Execer struct {
 	Requester *Requester
 	// Flow, when set, bounds the bytes of steps in flight.
 	Flow *Flow
+	// MaxPartBytes bounds the parts of a delegated response sent in
+	// several messages (see Delegate). Default
+	// planner.DefaultMaxResultBytes.
+	MaxPartBytes int64
 
 	attemptOnce   sync.Once
 	attemptPrefix string

@@ -3,6 +3,7 @@ package mesh_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/mesh"
+	"github.com/mpreg/mpreg/schema"
 )
 
 func TestRequester(t *testing.T) {
@@ -49,6 +51,49 @@ func TestRequester(t *testing.T) {
 	}()
 	r.Close()
 	require.ErrorIs(t, testwait.Recv(t, done, "the request to end"), mesh.ErrRequesterClosed)
+}
+
+// RequestParts keeps every part event that comes before the response, in
+// order, also more than a stream's events may wait; past its bound the
+// request fails whole.
+func TestRequesterParts(t *testing.T) {
+	srv := testcluster.Server(t)
+	nc := testcluster.Conn(t, srv.ClientURL())
+	r, err := mesh.NewRequester(nc)
+	require.NoError(t, err)
+	defer r.Close()
+	const parts = 2 * mesh.StreamEvents
+	sub, err := nc.Subscribe("t.parts", func(m *nats.Msg) {
+		for i := range parts {
+			out := nats.NewMsg(m.Reply)
+			out.Header.Set(schema.HeaderEvent, schema.EventPart)
+			out.Data = []byte(strconv.Itoa(i))
+			_ = nc.PublishMsg(out)
+		}
+		out := nats.NewMsg(m.Reply)
+		out.Header.Set(schema.HeaderEvent, schema.EventResult)
+		out.Data = []byte("end")
+		_ = nc.PublishMsg(out)
+	})
+	require.NoError(t, err)
+	defer func() { _ = sub.Unsubscribe() }()
+	require.NoError(t, nc.Flush())
+
+	m, got, err := r.RequestParts(testwait.Ctx(t), &nats.Msg{Subject: "t.parts"}, 1<<20)
+	require.NoError(t, err)
+	require.Equal(t, "end", string(m.Data))
+	require.Len(t, got, parts)
+	for i, p := range got {
+		require.Equal(t, strconv.Itoa(i), string(p.Data))
+	}
+
+	_, _, err = r.RequestParts(testwait.Ctx(t), &nats.Msg{Subject: "t.parts"}, 100)
+	require.ErrorIs(t, err, mesh.ErrPartsTooLarge)
+
+	// A plain request on the same requester still gets the first message.
+	m, err = r.Request(testwait.Ctx(t), &nats.Msg{Subject: "t.parts"})
+	require.NoError(t, err)
+	require.Equal(t, "0", string(m.Data))
 }
 
 func TestFlow(t *testing.T) {

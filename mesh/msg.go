@@ -79,27 +79,13 @@ func RespondEvent(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any
 	if m.Reply == "" {
 		return nil
 	}
-	if err := bus.CheckInbox(m.Reply); err != nil {
-		return fmt.Errorf("mesh: reply not sent: %w", err)
-	}
-	var problem *schema.Error
-	if size, ok := codec.SizeWithin(v, int(nc.MaxPayload())); !ok {
-		problem = TooLarge("reply", size, nc.MaxPayload())
-	}
-	var data []byte
-	var err error
-	if problem == nil {
-		if data, err = c.Encode(v); err != nil {
-			problem = schema.Wrap(schema.CodeFunctionError, err, "a result does not encode in %s", c.ContentType())
-		} else if !bus.Fits(nc, bus.NewMsg(m.Reply, data, c.ContentType(), "")) {
-			problem = TooLarge("reply", len(data), nc.MaxPayload())
-		}
-	}
+	data, problem := FitReply(nc, m, c, event, v)
 	if problem != nil {
 		if fallback == nil {
 			return fmt.Errorf("mesh: reply: %w", problem)
 		}
 		fb := fallback(problem)
+		var err error
 		data, err = c.Encode(fb)
 		if err != nil || int64(len(data)+256) > nc.MaxPayload() {
 			clipErrors(fb)
@@ -107,6 +93,37 @@ func RespondEvent(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any
 				return fmt.Errorf("mesh: encode fallback reply: %w", err)
 			}
 		}
+	}
+	return PublishReply(nc, m, c, event, data)
+}
+
+// FitReply encodes v in c for a reply to m (with the header
+// schema.HeaderEvent set to event unless it is "") and checks that it fits
+// the connection's maximum payload. problem says why it cannot be sent:
+// FUNCTION_ERROR when v does not encode, PAYLOAD_TOO_LARGE when it does
+// not fit.
+func FitReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any) (data []byte, problem *schema.Error) {
+	if size, ok := codec.SizeWithin(v, int(nc.MaxPayload())); !ok {
+		return nil, TooLarge("reply", size, nc.MaxPayload())
+	}
+	data, err := c.Encode(v)
+	if err != nil {
+		return nil, schema.Wrap(schema.CodeFunctionError, err, "a result does not encode in %s", c.ContentType())
+	}
+	if !bus.Fits(nc, replyMsg(m, c, event, data)) {
+		return nil, TooLarge("reply", len(data), nc.MaxPayload())
+	}
+	return data, nil
+}
+
+// PublishReply sends data, encoded in c, as a reply to m, with the header
+// schema.HeaderEvent set to event unless it is "".
+func PublishReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, data []byte) error {
+	if m.Reply == "" {
+		return nil
+	}
+	if err := bus.CheckInbox(m.Reply); err != nil {
+		return fmt.Errorf("mesh: reply not sent: %w", err)
 	}
 	if event == "" && c == codec.JSON && bareRequest(m) {
 		// No header means JSON (docs/PROTOCOL.md §3): a caller that named
@@ -116,14 +133,19 @@ func RespondEvent(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any
 		}
 		return nil
 	}
+	if err := nc.PublishMsg(replyMsg(m, c, event, data)); err != nil {
+		return fmt.Errorf("mesh: respond: %w", err)
+	}
+	return nil
+}
+
+// replyMsg is the reply to m carrying data.
+func replyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) *nats.Msg {
 	out := bus.NewMsg(m.Reply, data, c.ContentType(), "")
 	if event != "" {
 		out.Header = nats.Header{codec.HeaderContentType: []string{c.ContentType()}, schema.HeaderEvent: []string{event}}
 	}
-	if err := nc.PublishMsg(out); err != nil {
-		return fmt.Errorf("mesh: respond: %w", err)
-	}
-	return nil
+	return out
 }
 
 // bareRequest reports whether m named no codec: neither Content-Type nor

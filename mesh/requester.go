@@ -3,6 +3,7 @@ package mesh
 import (
 	"context"
 	"errors"
+	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -45,7 +46,23 @@ type pending struct {
 	reply   chan *nats.Msg // buffered: one reply, or nil once refused is set
 	refused error          // written before a nil is sent on reply
 	events  chan *nats.Msg // a stream's events before its result; nil for a plain request
+	parts   *parts         // the part events of a response in parts; nil unless asked for
 }
+
+// parts holds the part events (schema.EventPart) of a response sent in
+// several messages, up to max bytes of them: none is dropped, and past
+// max the response is refused whole.
+type parts struct {
+	mu    sync.Mutex
+	max   int64
+	bytes int64
+	msgs  []*nats.Msg
+	over  bool
+}
+
+// ErrPartsTooLarge is RequestParts' error when the parts of a response
+// came to more bytes than the caller allowed.
+var ErrPartsTooLarge = errors.New("mesh: response parts larger than allowed")
 
 // StreamEvents is the most events of one stream that may wait for its
 // caller; later ones are dropped until it catches up (the result never
@@ -91,7 +108,11 @@ func (r *Requester) dispatch() {
 			if !ok {
 				continue
 			}
-			if ev := m.Header.Get(schema.HeaderEvent); ev != "" && ev != schema.EventResult && r.event(token, m) {
+			ev := m.Header.Get(schema.HeaderEvent)
+			if ev == schema.EventPart && r.part(token, m) {
+				continue
+			}
+			if ev != "" && ev != schema.EventResult && r.event(token, m) {
 				continue
 			}
 			if v, ok := r.waiting.LoadAndDelete(token); ok {
@@ -117,6 +138,25 @@ func (r *Requester) event(token string, m *nats.Msg) bool {
 	return true
 }
 
+// part keeps a part of the response the request under token waits for,
+// and reports whether that request takes parts.
+func (r *Requester) part(token string, m *nats.Msg) bool {
+	v, ok := r.waiting.Load(token)
+	if !ok || v.(*pending).parts == nil {
+		return false
+	}
+	ps := v.(*pending).parts
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if n := int64(len(m.Data)); !ps.over && ps.bytes+n <= ps.max {
+		ps.bytes += n
+		ps.msgs = append(ps.msgs, m)
+	} else {
+		ps.over, ps.msgs = true, nil
+	}
+	return true
+}
+
 // Request publishes msg with a reply subject of the requester's and waits
 // for the reply until ctx is done. "No responders" is nats.ErrNoResponders,
 // as with nats.go's own requests. msg is not modified.
@@ -130,6 +170,50 @@ func (r *Requester) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, erro
 // (at most StreamEvents) may wait for the caller; later ones are dropped
 // until it catches up. A nil onEvent makes it Request.
 func (r *Requester) RequestStream(ctx context.Context, msg *nats.Msg, events int, onEvent func(*nats.Msg)) (*nats.Msg, error) {
+	p, eventCh := newPending(msg, events, onEvent)
+	return r.request(ctx, msg, p, eventCh, onEvent)
+}
+
+// newPending is the request waiting for msg's reply, taking up to events
+// events when onEvent is set.
+func newPending(msg *nats.Msg, events int, onEvent func(*nats.Msg)) (*pending, <-chan *nats.Msg) {
+	p := &pending{subject: msg.Subject, reply: make(chan *nats.Msg, 1)}
+	if onEvent == nil {
+		return p, nil
+	}
+	ch := make(chan *nats.Msg, min(max(events, 1), StreamEvents))
+	p.events = ch
+	return p, ch
+}
+
+// RequestParts is Request for a response that may come in parts (a
+// request with split_results, docs/PROTOCOL.md §5.3): the part events
+// that come before the response are returned with it, in the order they
+// came. Parts of more than maxBytes in all end the request with
+// ErrPartsTooLarge, once the response has come.
+func (r *Requester) RequestParts(ctx context.Context, msg *nats.Msg, maxBytes int64) (*nats.Msg, []*nats.Msg, error) {
+	return r.RequestStreamParts(ctx, msg, 0, nil, maxBytes)
+}
+
+// RequestStreamParts is RequestStream for a response that may come in
+// parts: see RequestParts.
+func (r *Requester) RequestStreamParts(ctx context.Context, msg *nats.Msg, events int, onEvent func(*nats.Msg), maxBytes int64) (*nats.Msg, []*nats.Msg, error) {
+	p, eventCh := newPending(msg, events, onEvent)
+	p.parts = &parts{max: maxBytes}
+	m, err := r.request(ctx, msg, p, eventCh, onEvent)
+	if err != nil {
+		return nil, nil, err
+	}
+	p.parts.mu.Lock()
+	defer p.parts.mu.Unlock()
+	if p.parts.over {
+		return nil, nil, fmt.Errorf("%w: more than %d bytes", ErrPartsTooLarge, maxBytes)
+	}
+	return m, p.parts.msgs, nil
+}
+
+// request sends msg and waits for the reply p expects.
+func (r *Requester) request(ctx context.Context, msg *nats.Msg, p *pending, eventCh <-chan *nats.Msg, onEvent func(*nats.Msg)) (*nats.Msg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -137,12 +221,6 @@ func (r *Requester) RequestStream(ctx context.Context, msg *nats.Msg, events int
 		return nil, *err
 	}
 	token := strconv.FormatUint(r.seq.Add(1), 36)
-	p := &pending{subject: msg.Subject, reply: make(chan *nats.Msg, 1)}
-	var eventCh <-chan *nats.Msg
-	if onEvent != nil {
-		ch := make(chan *nats.Msg, min(max(events, 1), StreamEvents))
-		p.events, eventCh = ch, ch
-	}
 	r.waiting.Store(token, p)
 	if err := r.inbox.Load(); err != nil {
 		// refuse ran between the check above and the Store: it did not

@@ -138,6 +138,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 	defer fr.memory.Release(size)
 	resp := &schema.Response{ID: requestID(tree)}
 	var st *stream // when the caller asked for a stream
+	split := false // the caller takes the results in parts
 	defer func() {
 		took := time.Since(start)
 		fr.requestDone(m.Subject, took, resp.Error)
@@ -152,18 +153,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 			st.close()
 			event = schema.EventResult
 		}
-		err := mesh.RespondEvent(fr.nc, m, reply, event, resp, func(problem *schema.Error) any {
-			// The results cannot be sent: drop them. A step's error says
-			// more than the size does, so it is kept.
-			e := resp.Error
-			if e == nil {
-				e = problem
-			} else {
-				c := *e
-				e = &c
-			}
-			return &schema.Response{ID: resp.ID, Results: map[string]any{}, Error: e}
-		})
+		err := fr.answer(m, reply, event, resp, split)
 		if err != nil {
 			fr.replyFailed("rpc", resp.ID, err)
 		}
@@ -191,7 +181,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 	if req.ID == "" {
 		req.ID = nuid.Next()
 	}
-	resp.ID = req.ID
+	resp.ID, split = req.ID, req.SplitResults
 	caller, err := fr.authorize(m, req)
 	if err != nil {
 		resp.Error = schema.AsError(err)
@@ -250,7 +240,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		plan.OnAttempt = st.step
 	}
 	o := fr.runner.Execute(ctx, plan)
-	resp.Results, resp.Errors, resp.Error, resp.Trace = o.Results, o.Errors, o.Err, o.Trace
+	resp.Results, resp.Errors, resp.Error, resp.Trace, resp.TraceTruncated = o.Results, o.Errors, o.Err, o.Trace, o.TraceTruncated
 }
 
 // authorize reads who sent a request (what NATS stamped on it, see package
@@ -453,7 +443,7 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 		memory: semaphore.NewWeighted(cfg.MaxPlanningBytes)}
 	fr.policy.Store(cfg.Authz)
 	fr.execer = &mesh.Execer{Conn: e.nc, Subjects: e.subj, Cluster: cfg.Cluster, Table: table, Logger: e.log,
-		Flow: mesh.NewFlow(cfg.MaxBytesInFlight)}
+		Flow: mesh.NewFlow(cfg.MaxBytesInFlight), MaxPartBytes: cfg.MaxResultBytes}
 	fr.runner = &planner.Runner{
 		Router:   planner.RouterFunc(fr.route),
 		Executor: planner.ExecutorFunc(fr.exec),

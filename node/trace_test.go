@@ -88,10 +88,11 @@ func TestTrace(t *testing.T) {
 	// A call with WithTrace, from a following client too, and with an
 	// argument that equals the function's name.
 	follower := testcluster.Client(t, s.ClientURL(), client.Config{})
-	var calls []schema.TraceEntry
+	var calls client.Trace
 	v, err := follower.Call(context.Background(), "tag", []any{"tag"}, client.WithLocs("at-c"), client.WithTrace(&calls))
 	require.NoError(t, err)
 	require.Equal(t, "tag@c", v)
-	require.Len(t, calls, 1)
-	require.Equal(t, "c", calls[0].Node)
+	require.Len(t, calls.Entries, 1)
+	require.Equal(t, "c", calls.Entries[0].Node)
+	require.False(t, calls.Truncated)
 }

@@ -3,6 +3,7 @@ package planner
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -271,42 +272,23 @@ func (r *Runner) delegate(ctx context.Context, p *Plan, seg *segment, results []
 	}
 	sent := time.Now()
 	resp, err := r.Delegator.Delegate(ctx, seg.node, req)
+	if err == nil && resp == nil {
+		resp = &schema.Response{}
+	}
 	if errors.Is(err, ErrNotDelegated) {
 		if r.Logger != nil {
 			r.Logger.Debug("steps not delegated", "request_id", p.ID, "node", seg.node, "steps", len(seg.steps), "error", err)
 		}
 		return []completion{{step: seg.steps[0], requeue: seg.steps}}
 	}
-	var failed *schema.Error
-	if err != nil {
-		failed = stepError(ctx, err)
-	} else {
-		failed = resp.Error
-	}
 	byName := make(map[string]int, len(seg.steps))
 	for _, j := range seg.steps {
 		byName[seg.in[j]] = j
 	}
 	if resp != nil && tr != nil {
-		offset := sent.Sub(tr.received).Microseconds()
-		for _, e := range resp.Trace {
-			if j, ok := byName[e.Step]; ok {
-				e.Step = p.Steps[j].Name
-				e.StartUS += offset
-				tr.add(e)
-			}
-		}
+		seg.trace(p, resp, tr, sent, byName)
 	}
-	failedStep := -1
-	if failed != nil {
-		failedStep = seg.steps[0]
-		if j, ok := byName[failed.Step]; ok {
-			failedStep = j
-		}
-		c := *failed
-		c.Step, c.Node = p.Steps[failedStep].Name, orNode(c.Node, seg.node)
-		failed = &c
-	}
+	failed, failedStep := seg.failure(ctx, p, resp, err, byName)
 	out := make([]completion, 0, len(seg.steps))
 	var later []completion
 	took := time.Since(sent)
@@ -335,6 +317,52 @@ func (r *Runner) delegate(ctx context.Context, p *Plan, seg *segment, results []
 	}
 	// The failed step's error first among the errors: it is the request's.
 	return append(out, later...)
+}
+
+// trace adds the entries of the sub-request's trace to the request's,
+// under the request's step names and with times from its receipt.
+func (seg *segment) trace(p *Plan, resp *schema.Response, tr *tracer, sent time.Time, byName map[string]int) {
+	offset := sent.Sub(tr.received).Microseconds()
+	for _, e := range resp.Trace {
+		if j, ok := byName[e.Step]; ok {
+			e.Step = p.Steps[j].Name
+			e.StartUS += offset
+			tr.add(e)
+		}
+	}
+	if resp.TraceTruncated {
+		tr.cut()
+	}
+}
+
+// failure returns the error of a delegation, if it failed, and the step
+// it names: the delegate's error (or err, when no response came), or,
+// for a response that says it succeeded but lacks a result the rest of
+// the request needs, INTERNAL naming the node: a step must never read a
+// result that did not come as null.
+func (seg *segment) failure(ctx context.Context, p *Plan, resp *schema.Response, err error, byName map[string]int) (*schema.Error, int) {
+	var failed *schema.Error
+	switch {
+	case err != nil:
+		failed = stepError(ctx, err)
+	case resp.Error != nil:
+		failed = resp.Error
+	default:
+		for _, j := range seg.steps {
+			if _, ok := resp.Results[seg.in[j]]; !ok && (seg.all || sinkOf(p, seg, j)) {
+				return &schema.Error{Code: schema.CodeInternal, Step: p.Steps[j].Name, Node: seg.node,
+					Message: fmt.Sprintf("node %s answered the steps delegated to it without the result of step %s", seg.node, schema.Clip(p.Steps[j].Name))}, j
+			}
+		}
+		return nil, -1
+	}
+	step := seg.steps[0]
+	if j, ok := byName[failed.Step]; ok {
+		step = j
+	}
+	c := *failed
+	c.Step, c.Node = p.Steps[step].Name, orNode(c.Node, seg.node)
+	return &c, step
 }
 
 func orNode(n, alt string) string {

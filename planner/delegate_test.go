@@ -22,6 +22,7 @@ type remote struct {
 	sent    []*schema.Request
 	refuse  bool // answer ErrNotDelegated
 	failure error
+	tamper  func(*schema.Response) // changes each response before it is returned
 }
 
 func (d *remote) Pinned(_ string, locs []string) (string, bool) {
@@ -47,7 +48,11 @@ func (d *remote) Delegate(ctx context.Context, node string, req *schema.Request)
 	}
 	p.Trace = req.Trace
 	o := (&planner.Runner{Router: newRouter(node), Executor: d.funcs, Self: node}).Execute(ctx, p)
-	return &schema.Response{ID: req.ID, Results: o.Results, Error: o.Err, Trace: o.Trace}, nil
+	resp := &schema.Response{ID: req.ID, Results: o.Results, Error: o.Err, Trace: o.Trace}
+	if d.tamper != nil {
+		d.tamper(resp)
+	}
+	return resp, nil
 }
 
 func (d *remote) requests() []*schema.Request {
@@ -192,4 +197,68 @@ func TestDelegateNotWithContinue(t *testing.T) {
 		{"name": "b", "fun": "echo", "args": ["a"], "locs": ["r"]}]}`))
 	require.Nil(t, o.Err)
 	require.Empty(t, d.requests())
+}
+
+// A delegate that says it succeeded but leaves out a result the rest of
+// the request needs broke the contract: the request fails with INTERNAL
+// naming the delegate and the step, and no step reads a null instead.
+func TestDelegateWithoutResults(t *testing.T) {
+	for _, tc := range []struct {
+		name, plan, missing string
+		tamper              func(*schema.Response)
+	}{
+		{"results {}", delegatedChain, "d", func(r *schema.Response) { r.Results = map[string]any{} }},
+		{"results absent", delegatedChain, "d", func(r *schema.Response) { r.Results = nil }},
+		{"one sink of two", `{"cmds": [
+			{"name": "a", "fun": "echo", "args": [1], "locs": ["r"]},
+			{"name": "b", "fun": "echo", "args": ["a"], "locs": ["r"]},
+			{"name": "c", "fun": "echo", "args": ["a"], "locs": ["r"]},
+			{"name": "z", "fun": "echos", "args": ["b", "c"]}]}`, "c", func(r *schema.Response) {
+			for name := range r.Results {
+				if strings.HasSuffix(name, ".2") {
+					delete(r.Results, name)
+				}
+			}
+		}},
+		{"an inner step another step reads", `{"cmds": [
+			{"name": "a", "fun": "echo", "args": [1], "locs": ["r"]},
+			{"name": "b", "fun": "echo", "args": ["a"], "locs": ["r"]},
+			{"name": "c", "fun": "echos", "args": ["a", "b"]}]}`, "a", func(r *schema.Response) {
+			for name := range r.Results {
+				if strings.HasSuffix(name, ".0") {
+					delete(r.Results, name)
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			local := newFuncs(nil)
+			d := &remote{funcs: newFuncs(nil), tamper: tc.tamper}
+			r := &planner.Runner{Router: newRouter("here"), Executor: local, Delegator: d, Self: "here"}
+			o := r.Execute(context.Background(), mustPlan(t, tc.plan))
+			require.NotNil(t, o.Err, "results %v", o.Results)
+			require.Equal(t, schema.CodeInternal, o.Err.Code)
+			require.Equal(t, "r", o.Err.Node)
+			require.Equal(t, tc.missing, o.Err.Step)
+			require.Contains(t, o.Err.Message, "node r")
+			require.Len(t, d.requests(), 1)
+			require.Zero(t, local.Calls("echos"), "no step read the missing result")
+		})
+	}
+}
+
+// A delegate's trace that says it was cut makes the request's say so.
+func TestDelegateTraceTruncated(t *testing.T) {
+	for _, cut := range []bool{false, true} {
+		d := &remote{funcs: newFuncs(nil), tamper: func(r *schema.Response) {
+			r.Trace, r.TraceTruncated = r.Trace[:1], cut
+		}}
+		r := &planner.Runner{Router: newRouter("here"), Executor: newFuncs(nil), Delegator: d, Self: "here"}
+		p := mustPlan(t, delegatedChain)
+		p.Trace = true
+		o := r.Execute(context.Background(), p)
+		require.Nil(t, o.Err)
+		require.Equal(t, cut, o.TraceTruncated)
+		require.Len(t, o.Trace, 3, "a and e here, one entry of the delegate")
+	}
 }

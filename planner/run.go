@@ -179,6 +179,9 @@ type Outcome struct {
 	// Trace, for a plan with Trace, has one entry per step attempt, in the
 	// order they started.
 	Trace []schema.TraceEntry
+	// TraceTruncated: Trace lacks entries that a node the steps were
+	// delegated to left out of its response.
+	TraceTruncated bool
 }
 
 // Execute runs p as Run does and returns its Outcome.
@@ -191,7 +194,7 @@ func (r *Runner) Execute(ctx context.Context, p *Plan) Outcome {
 		}
 	}
 	out, errs, e := r.run(ctx, p, tr)
-	return Outcome{Results: out, Errors: errs, Err: e, Trace: tr.trace()}
+	return Outcome{Results: out, Errors: errs, Err: e, Trace: tr.trace(), TraceTruncated: tr.wasCut()}
 }
 
 // run is Execute's body.

@@ -33,6 +33,8 @@ type tracer struct {
 	on       func(schema.TraceEntry) // each attempt as it ends, or nil
 	mu       sync.Mutex
 	entries  []schema.TraceEntry
+	// truncated: a delegate's trace came without some of its entries.
+	truncated bool
 }
 
 // attempt runs one attempt of call on node through exec, recording it when
@@ -64,6 +66,23 @@ func (t *tracer) add(e schema.TraceEntry) {
 	if t.on != nil {
 		t.on(e)
 	}
+}
+
+// cut records that entries of the trace were left out by a delegate.
+func (t *tracer) cut() {
+	t.mu.Lock()
+	t.truncated = true
+	t.mu.Unlock()
+}
+
+// wasCut reports whether cut was called.
+func (t *tracer) wasCut() bool {
+	if t == nil {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.keep && t.truncated
 }
 
 // trace returns the entries in the order the attempts started.

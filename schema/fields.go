@@ -78,6 +78,9 @@ func (r Request) WriteFields(w FieldWriter) {
 	if r.Progress {
 		w.Any("progress", true)
 	}
+	if r.SplitResults {
+		w.Any("split_results", true)
+	}
 }
 
 // WriteFields writes the planned event's keys.
@@ -107,6 +110,9 @@ func (r Response) WriteFields(w FieldWriter) {
 	}
 	if r.Trace != nil {
 		w.Any("trace", r.Trace)
+	}
+	if r.TraceTruncated {
+		w.Any("trace_truncated", true)
 	}
 }
 
@@ -288,6 +294,7 @@ var knownKeys = func() map[string]string {
 		"seq", "load", "inflight", "limit", "$ref", "path", "kind", "attempt", "planner",
 		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "dry_run", "plan", "problems", "deps", "candidates",
 		"trace", "timing", "queue_us", "run_us", "start_us", "stream", "progress", "steps",
+		"split_results", "trace_truncated",
 	} {
 		m[k] = k
 	}

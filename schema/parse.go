@@ -242,7 +242,8 @@ func parseOptions(m map[string]any, r *Request) error {
 	for _, f := range []struct {
 		key string
 		dst *bool
-	}{{"dry_run", &r.DryRun}, {"trace", &r.Trace}, {"stream", &r.Stream}, {"progress", &r.Progress}} {
+	}{{"dry_run", &r.DryRun}, {"trace", &r.Trace}, {"stream", &r.Stream}, {"progress", &r.Progress},
+		{"split_results", &r.SplitResults}} {
 		if *f.dst, err = optBool(m, f.key); err != nil {
 			return err
 		}
@@ -326,6 +327,9 @@ func ParseResponse(v any) (*Response, error) {
 		return nil, err
 	}
 	if err := parseTrace(m, r); err != nil {
+		return nil, err
+	}
+	if r.TraceTruncated, err = optBool(m, "trace_truncated"); err != nil {
 		return nil, err
 	}
 	if ev, ok := m["errors"]; ok && ev != nil {

@@ -88,6 +88,8 @@ func TestParseRequestDefaultsAndExtras(t *testing.T) {
 			&schema.Request{Cmds: []schema.Command{{Name: "a", Fun: "f"}}, Results: schema.ResultsSinks}},
 		"whole float timeout": {`{"timeout_ms":250.0,"cmds":[{"name":"a","fun":"f"}]}`,
 			&schema.Request{Cmds: []schema.Command{{Name: "a", Fun: "f"}}, TimeoutMS: 250, Results: schema.ResultsSinks}},
+		"split results": {`{"split_results":true,"cmds":[{"name":"a","fun":"f"}]}`,
+			&schema.Request{Cmds: []schema.Command{{Name: "a", Fun: "f"}}, Results: schema.ResultsSinks, SplitResults: true}},
 		"ref args kept": {`{"cmds":[{"name":"a","fun":"f","args":[{"$ref":"b","path":"/0"}],"kwargs":{"k":"b"}}]}`,
 			&schema.Request{Cmds: []schema.Command{{Name: "a", Fun: "f",
 				Args: []any{map[string]any{"$ref": "b", "path": "/0"}}, Kwargs: map[string]any{"k": "b"}}}, Results: schema.ResultsSinks}},
@@ -334,6 +336,12 @@ func TestParseResponse(t *testing.T) {
 
 	_, err = schema.ParseResponse(decode(t, `{"id":"r1","results":[]}`))
 	requireInvalid(t, err, "results", "want map, got list")
+
+	r, err = schema.ParseResponse(decode(t, `{"id":"r1","results":{},"trace":[],"trace_truncated":true}`))
+	require.NoError(t, err)
+	require.True(t, r.TraceTruncated)
+	_, err = schema.ParseResponse(decode(t, `{"id":"r1","results":{},"trace_truncated":1}`))
+	requireInvalid(t, err, "trace_truncated", "want boolean, got number")
 }
 
 func TestCheckNames(t *testing.T) {

@@ -66,6 +66,10 @@ type Request struct {
 	// Progress: Stream, with the planned event at once and a step event
 	// per finished step attempt.
 	Progress bool `json:"progress,omitempty"`
+	// SplitResults: a response whose results do not fit one message comes
+	// in several, EventPart messages with some of the results ahead of the
+	// response with the rest (docs/PROTOCOL.md §5.3).
+	SplitResults bool `json:"split_results,omitempty"`
 }
 
 // Response is the body of an RPC response. Exactly one of Results (success)
@@ -83,6 +87,9 @@ type Response struct {
 	Problems []*Error   `json:"problems,omitempty"`
 	// Trace answers a request with trace: one entry per step attempt.
 	Trace []TraceEntry `json:"trace,omitempty"`
+	// TraceTruncated: Trace lacks entries (the latest to start), left out
+	// so that the response fits one message.
+	TraceTruncated bool `json:"trace_truncated,omitempty"`
 }
 
 // TraceEntry is one attempt of one step: where it ran and when, relative
@@ -159,14 +166,18 @@ type PlannerAck struct {
 }
 
 // HeaderEvent names the kind of each message of a streamed response:
-// EventPlanned, EventStep, and last EventResult.
+// EventPlanned, EventStep, and last EventResult; and of a response sent
+// in parts: EventPart, and last EventResult.
 const HeaderEvent = "Mpreg-Event"
 
-// The events of a streamed response.
+// The events of a streamed response, or of one sent in parts.
 const (
 	EventPlanned = "planned"
 	EventStep    = "step"
 	EventResult  = "result"
+	// EventPart carries some of the results of a response that did not
+	// fit one message, as a Response with only ID and Results.
+	EventPart = "part"
 )
 
 // Planned is the body of a stream's planned event: which node plans the

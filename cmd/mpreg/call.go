@@ -61,13 +61,13 @@ func (c *callCmd) Run(e *env) error {
 		return err
 	}
 	defer cl.Close()
-	var trace []schema.TraceEntry
+	var trace client.Trace
 	if c.Trace {
 		opts = append(opts, client.WithTrace(&trace))
 	}
 	v, err := cl.Call(ctx, c.Fun, args, opts...)
 	if c.Trace {
-		printTrace(e.stderr, trace)
+		printTrace(e.stderr, trace.Entries, trace.Truncated)
 	}
 	if err != nil {
 		return err
@@ -75,8 +75,9 @@ func (c *callCmd) Run(e *env) error {
 	return printJSON(e.stdout, v)
 }
 
-// printTrace writes a trace as a table.
-func printTrace(w io.Writer, trace []schema.TraceEntry) {
+// printTrace writes a trace as a table, and a line saying so when the
+// planner cut it.
+func printTrace(w io.Writer, trace []schema.TraceEntry, truncated bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tFUN\tNODE\tATTEMPT\tSTART\tQUEUE\tRUN\tOUTCOME")
 	us := func(n int64) string { return (time.Duration(n) * time.Microsecond).String() }
@@ -84,6 +85,9 @@ func printTrace(w io.Writer, trace []schema.TraceEntry) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", t.Step, t.Fun, t.Node, t.Attempt, us(t.StartUS), us(t.QueueUS), us(t.RunUS), t.Code)
 	}
 	_ = tw.Flush()
+	if truncated {
+		fmt.Fprintln(w, "(trace truncated: the attempts that started later did not fit the reply)")
+	}
 }
 
 // jsonOrString reads s as JSON when it is valid JSON, else as a string.
@@ -178,7 +182,7 @@ func (c *runCmd) Run(e *env) error {
 		resp.Results = map[string]any{}
 	}
 	if c.Trace {
-		printTrace(e.stderr, resp.Trace)
+		printTrace(e.stderr, resp.Trace, resp.TraceTruncated)
 	}
 	if perr := printJSON(e.stdout, resp); perr != nil {
 		return errors.Join(err, perr)

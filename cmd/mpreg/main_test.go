@@ -26,6 +26,7 @@ import (
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
+	"github.com/mpreg/mpreg/schema"
 )
 
 // bin is the mpreg binary built by TestMain.
@@ -690,6 +691,12 @@ func TestTraceFlags(t *testing.T) {
 	require.Regexp(t, `(?m)^a\s+add\s+n1\s+1\s.*ok$`, r.stderr)
 	require.Regexp(t, `(?m)^b\s+add\s+n1\s+1\s.*ok$`, r.stderr)
 	require.Contains(t, r.stdout, `"trace": [`)
+	require.NotContains(t, r.stderr, "truncated")
+
+	// A trace the planner cut says so under the table.
+	var b bytes.Buffer
+	printTrace(&b, []schema.TraceEntry{{Step: "a", Fun: "add", Node: "n1", Attempt: 1, Code: "ok"}}, true)
+	require.Regexp(t, `(?m)^a\s+add\s+n1\s+1\s.*ok\n\(trace truncated: .*\)$`, b.String())
 }
 
 // TestExplainAndDot: run --explain prints the plan as a table and exits 1

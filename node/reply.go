@@ -1,0 +1,149 @@
+package node
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/mesh"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// replySlack is what a reply's body leaves of the maximum payload for its
+// headers and for the keys around what is measured (the id, "results",
+// "trace"): more than they take.
+const replySlack = 512
+
+// answer sends the response to an rpc request, as the last message of a
+// stream when event is set. A response too large for one message loses as
+// little as it can (docs/PROTOCOL.md §5.3): for a caller that asked for
+// split_results, its results go ahead in part events; then the trace is
+// cut to what fits, with trace_truncated; only then are the results
+// dropped, the request's error (or PAYLOAD_TOO_LARGE) kept.
+func (fr *front) answer(m *nats.Msg, c codec.Codec, event string, resp *schema.Response, split bool) error {
+	if m.Reply == "" {
+		return nil
+	}
+	data, problem := mesh.FitReply(fr.nc, m, c, event, resp)
+	if problem == nil {
+		return mesh.PublishReply(fr.nc, m, c, event, data)
+	}
+	trace, truncated := resp.Trace, resp.TraceTruncated
+	if problem.Code == schema.CodePayloadTooLarge {
+		if split {
+			if rest, sent := fr.sendParts(m, c, resp); sent {
+				resp, event = rest, schema.EventResult
+			}
+		}
+		if len(resp.Trace) > 0 {
+			if resp, data = fr.fitTrace(m, c, event, resp); data != nil {
+				return mesh.PublishReply(fr.nc, m, c, event, data)
+			}
+		}
+	}
+	return mesh.RespondEvent(fr.nc, m, c, event, resp, func(problem *schema.Error) any {
+		// The results cannot be sent: drop them. A step's error says more
+		// than the size does, so it is kept; so is as much of the trace
+		// as fits.
+		e := resp.Error
+		if e == nil {
+			e = problem
+		} else {
+			kept := *e
+			e = &kept
+		}
+		fb := &schema.Response{ID: resp.ID, Results: map[string]any{}, Error: e, Trace: trace, TraceTruncated: truncated}
+		if len(trace) > 0 {
+			fb, _ = fr.fitTrace(m, c, event, fb)
+		}
+		return fb
+	})
+}
+
+// fitTrace returns resp and its encoding when it fits one message, else
+// resp with as much of its trace as fits with the rest of it (the entries
+// that started first), marked trace_truncated; data is nil when even resp
+// without its trace does not fit.
+func (fr *front) fitTrace(m *nats.Msg, c codec.Codec, event string, resp *schema.Response) (*schema.Response, []byte) {
+	if data, problem := mesh.FitReply(fr.nc, m, c, event, resp); problem == nil {
+		return resp, data
+	}
+	cut := *resp
+	cut.Trace, cut.TraceTruncated = []schema.TraceEntry{}, true
+	data, problem := mesh.FitReply(fr.nc, m, c, event, &cut)
+	if problem != nil {
+		return &cut, nil
+	}
+	room := int(fr.nc.MaxPayload()) - len(data) - replySlack
+	keep := 0
+	for _, e := range resp.Trace {
+		b, err := c.Encode(e)
+		if room -= len(b) + 1; err != nil || room < 0 {
+			break
+		}
+		keep++
+	}
+	if keep == 0 {
+		return &cut, data
+	}
+	cut.Trace = resp.Trace[:keep]
+	if more, problem := mesh.FitReply(fr.nc, m, c, event, &cut); problem == nil {
+		return &cut, more
+	}
+	cut.Trace = []schema.TraceEntry{}
+	return &cut, data
+}
+
+// sendParts sends the results of resp ahead of it in part events, as many
+// in each as fit one message, and returns what is left to send: resp
+// without its results. sent is false, and nothing was sent, when a result
+// does not fit a message on its own. A part that cannot be sent ends the
+// response with its error.
+func (fr *front) sendParts(m *nats.Msg, c codec.Codec, resp *schema.Response) (rest *schema.Response, sent bool) {
+	if len(resp.Results) == 0 {
+		return resp, false
+	}
+	room := int(fr.nc.MaxPayload()) - replySlack - len(resp.ID)
+	sizes := make(map[string]int, len(resp.Results))
+	for name, v := range resp.Results {
+		b, err := c.Encode(map[string]any{name: v})
+		if err != nil || len(b) > room {
+			return resp, false
+		}
+		sizes[name] = len(b)
+	}
+	failed := func(problem *schema.Error) *schema.Response {
+		if resp.Error != nil {
+			problem = resp.Error
+		}
+		return &schema.Response{ID: resp.ID, Results: map[string]any{}, Error: problem, Trace: resp.Trace}
+	}
+	part, size := map[string]any{}, 0
+	flush := func() *schema.Error {
+		data, problem := mesh.FitReply(fr.nc, m, c, schema.EventPart, &schema.Response{ID: resp.ID, Results: part})
+		if problem == nil {
+			if err := mesh.PublishReply(fr.nc, m, c, schema.EventPart, data); err != nil {
+				problem = schema.Wrap(schema.CodeInternal, err, "a part of the response was not sent")
+			}
+		}
+		part, size = map[string]any{}, 0
+		return problem
+	}
+	for _, name := range slices.Sorted(maps.Keys(resp.Results)) {
+		if size+sizes[name] > room {
+			if problem := flush(); problem != nil {
+				return failed(problem), true
+			}
+		}
+		part[name] = resp.Results[name]
+		size += sizes[name]
+	}
+	if problem := flush(); problem != nil {
+		return failed(problem), true
+	}
+	left := *resp
+	left.Results = map[string]any{}
+	return &left, true
+}
