@@ -37,6 +37,12 @@ type ConnConfig struct {
 	MaxReconnects int
 	// Auth is the identity shown to NATS and the TLS settings.
 	Auth Auth
+	// InboxPrefix replaces "_INBOX" as the prefix of every reply subject
+	// the connection subscribes (nats.CustomInboxPrefix): a NATS user
+	// allowed to subscribe only "_INBOX_alice.>" connects with
+	// "_INBOX_alice". At most MaxPrefix bytes of subject tokens. Default
+	// "_INBOX".
+	InboxPrefix string
 	// Options are appended to the defaults and Auth's options (handlers,
 	// or auth and TLS options of nats.go that Auth does not name).
 	Options []nats.Option
@@ -101,6 +107,12 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 	authOpts, err := cfg.Auth.Options()
 	if err != nil {
 		return nil, err
+	}
+	if cfg.InboxPrefix != "" {
+		if err := checkInboxPrefix(cfg.InboxPrefix); err != nil {
+			return nil, err
+		}
+		authOpts = append(authOpts, nats.CustomInboxPrefix(cfg.InboxPrefix))
 	}
 	connected := make(chan struct{}, 1)
 	var conn atomic.Pointer[nats.Conn] // for the reconnect delay, once dialed

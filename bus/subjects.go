@@ -73,6 +73,15 @@ func CheckInbox(subject string) error {
 	return nil
 }
 
+// checkInboxPrefix checks a ConnConfig.InboxPrefix: at most MaxPrefix
+// bytes of plain subject tokens.
+func checkInboxPrefix(prefix string) error {
+	if len(prefix) > MaxPrefix || checkTokens(prefix) != nil {
+		return fmt.Errorf("%w: inbox prefix %q: at most %d bytes of tokens that are non-empty, without spaces, '*' or '>'", ErrInvalidConfig, prefix, MaxPrefix)
+	}
+	return nil
+}
+
 // CheckPrefix checks that prefix is at most MaxPrefix bytes of plain NATS
 // subject tokens.
 func CheckPrefix(prefix string) error {

@@ -45,6 +45,12 @@ type Config struct {
 	// Auth is the identity shown to NATS and the TLS settings for dialing
 	// (see bus.Auth). Ignored when Conn is set.
 	Auth bus.Auth
+	// InboxPrefix replaces "_INBOX" as the prefix of every reply subject
+	// the client subscribes (see bus.ConnConfig.InboxPrefix), e.g.
+	// "_INBOX_alice" for a NATS user allowed to subscribe only
+	// "_INBOX_alice.>". Ignored when Conn is set: the client's inboxes then
+	// come from that connection's options. Default "_INBOX".
+	InboxPrefix string
 	// ConnOptions are extra nats.go options for dialing, applied after
 	// Auth's.
 	ConnOptions []nats.Option
@@ -127,7 +133,8 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, nc: cfg.Conn, subj: bus.NewSubjects(cfg.Prefix, cfg.Cluster), idPrefix: nuid.Next() + "-"}
 	if c.nc == nil {
-		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: cfg.Servers, Name: cfg.Name, Auth: cfg.Auth, Options: cfg.ConnOptions, Logger: cfg.Logger})
+		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: cfg.Servers, Name: cfg.Name, Auth: cfg.Auth, InboxPrefix: cfg.InboxPrefix,
+			Options: cfg.ConnOptions, Logger: cfg.Logger})
 		if err != nil {
 			return nil, connectError(err)
 		}
@@ -610,7 +617,7 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg, req *schema.Request, on
 		case errors.Is(err, context.Canceled):
 			return nil, schema.Errorf(schema.CodeCancelled, "cancelled")
 		case errors.Is(err, nats.ErrPermissionViolation):
-			return nil, schema.Wrap(schema.CodePermissionDenied, err, "NATS does not let this connection send requests to cluster %s", c.cfg.Cluster)
+			return nil, mesh.PermissionDenied(err, "send requests to cluster "+c.cfg.Cluster)
 		}
 		return nil, schema.Wrap(schema.CodeNodeUnavailable, err, "rpc")
 	}

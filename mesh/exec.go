@@ -205,7 +205,7 @@ func (e *Execer) failed(ctx context.Context, err error, a *attempt) error {
 	case errors.Is(err, nats.ErrTimeout):
 		return context.DeadlineExceeded
 	case errors.Is(err, nats.ErrPermissionViolation):
-		return schema.Wrap(schema.CodePermissionDenied, err, "NATS does not let this connection send steps to node %s", node)
+		return PermissionDenied(err, "send steps to node "+node)
 	}
 	return schema.Wrap(schema.CodeNodeUnavailable, err, "exec on node %s", node)
 }

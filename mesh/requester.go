@@ -18,6 +18,22 @@ import (
 // ErrRequesterClosed is a Request's error once its Requester is closed.
 var ErrRequesterClosed = errors.New("mesh: requester closed")
 
+// ErrInboxRefused wraps NATS' refusal of the Requester's inbox: the
+// connection's user may not subscribe under its inbox prefix.
+var ErrInboxRefused = errors.New("mesh: NATS refused the reply inbox")
+
+// PermissionDenied is PERMISSION_DENIED for err, a permission violation
+// that NATS reported for a request: the connection may not do what (in
+// words: "send steps to node n1"), or, for ErrInboxRefused, subscribe its
+// inbox.
+func PermissionDenied(err error, what string) *schema.Error {
+	if errors.Is(err, ErrInboxRefused) {
+		return schema.Wrap(schema.CodePermissionDenied, err,
+			"NATS does not let this connection subscribe its reply inbox (a user confined to its own inbox prefix needs it set: client.Config.InboxPrefix, mpreg --inbox-prefix)")
+	}
+	return schema.Wrap(schema.CodePermissionDenied, err, "NATS does not let this connection %s", what)
+}
+
 // Requester sends requests and matches their replies on one inbox
 // subscription of its own. nats.go's shared reply subscription hands each
 // reply over under the connection's lock, keeps at most 64 MB of replies
@@ -278,6 +294,7 @@ func (r *Requester) refuse(err error) {
 		subject = m[1]
 	} else if m := subscribeRefused.FindStringSubmatch(err.Error()); m != nil && m[1] == r.prefix+"*" {
 		all = true
+		err = fmt.Errorf("%w: %w", ErrInboxRefused, err)
 		r.inbox.Store(&err)
 	} else {
 		return

@@ -5,9 +5,11 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
@@ -41,11 +43,13 @@ func TestDryRun(t *testing.T) {
 	require.Equal(t, []any{}, x["deps"])
 	require.Equal(t, []any{"a", "b"}, x["candidates"])
 	require.Contains(t, []any{"a", "b"}, x["node"])
+	require.Equal(t, true, x["routable"])
 	require.Equal(t, []any{"x"}, y["deps"])
 	require.Equal(t, []any{"a", "b"}, y["candidates"])
 	require.Equal(t, []any{"x", "y"}, z["deps"])
 	require.Equal(t, []any{}, z["candidates"])
 	require.Nil(t, z["node"])
+	require.Equal(t, false, z["routable"])
 	problems := resp["problems"].([]any)
 	require.Len(t, problems, 1)
 	p := problems[0].(map[string]any)
@@ -66,6 +70,58 @@ func TestDryRun(t *testing.T) {
 	require.Len(t, r.Plan, 1)
 	require.Equal(t, []string{"a", "b"}, r.Plan[0].Candidates)
 	require.NotNil(t, r.Plan[0].Node)
+	require.True(t, r.Plan[0].Routable)
 	require.Empty(t, r.Problems)
 	require.Zero(t, calls.Load())
+}
+
+// TestDryRunForeign: a caller from another NATS account may not read the
+// membership, so its dry run says whether each step is routable, not
+// where: no node id anywhere in the answer. A caller of the nodes' own
+// account sees the nodes.
+func TestDryRunForeign(t *testing.T) {
+	f := newAuthzFixture(t) // node n1; alice, through the imports, may run add and whoami
+	alice, local := f.dial(t, "alice"), f.dial(t, "node")
+	dryRun := func(nc *nats.Conn, body string) (raw string, resp map[string]any) {
+		m := request(t, nc, rpcSubject, []byte(body), jsonHeader())
+		return string(m.Data), decodeAs(t, m, codec.JSONType)
+	}
+	const req = `{"id": "dry", "dry_run": true, "cmds": [
+		{"name": "x", "fun": "add", "args": [1, 2]},
+		{"name": "y", "fun": "whoami", "args": ["x"], "locs": ["gpu"]}]}`
+
+	raw, resp := dryRun(alice, req)
+	require.NotContains(t, raw, "n1", "a foreign dry run names no node")
+	require.NotContains(t, resp, "error", raw)
+	plan := resp["plan"].([]any)
+	require.Len(t, plan, 2)
+	require.Equal(t, map[string]any{"name": "x", "fun": "add", "locs": []any{}, "deps": []any{},
+		"candidates": []any{}, "node": nil, "routable": true}, plan[0])
+	require.Equal(t, map[string]any{"name": "y", "fun": "whoami", "locs": []any{"gpu"}, "deps": []any{"x"},
+		"candidates": []any{}, "node": nil, "routable": false}, plan[1])
+	problems := resp["problems"].([]any)
+	require.Len(t, problems, 1)
+	p := problems[0].(map[string]any)
+	require.Equal(t, "NO_ROUTE", p["code"])
+	require.Equal(t, "y", p["step"])
+
+	raw, resp = dryRun(local, req)
+	require.Contains(t, raw, "n1")
+	x := resp["plan"].([]any)[0].(map[string]any)
+	require.Equal(t, []any{"n1"}, x["candidates"])
+	require.Equal(t, "n1", x["node"])
+	require.Equal(t, true, x["routable"])
+
+	// A request that does not plan: its problem names no node either.
+	raw, resp = dryRun(alice, `{"dry_run": true, "cmds": [{"name": "p", "fun": "add", "args": ["q", 1]}, {"name": "q", "fun": "add", "args": ["p", 1]}]}`)
+	require.NotContains(t, raw, "n1")
+	require.Equal(t, "INVALID_REQUEST", resp["problems"].([]any)[0].(map[string]any)["code"])
+
+	// Through the Go client.
+	r, err := f.client(t, "alice", false).Run(context.Background(), &schema.Request{DryRun: true,
+		Cmds: []schema.Command{{Name: "w", Fun: "whoami"}}})
+	require.NoError(t, err)
+	require.Equal(t, []schema.PlanStep{{Name: "w", Fun: "whoami", Locs: []string{}, Deps: []string{}, Candidates: []string{}, Routable: true}}, r.Plan)
+	require.Empty(t, r.Problems)
+	require.Zero(t, f.calls.Load(), "a dry run runs nothing")
 }

@@ -188,7 +188,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		return
 	}
 	if req.DryRun {
-		resp.Plan, resp.Problems = fr.dryRun(req)
+		resp.Plan, resp.Problems = fr.dryRun(req, caller)
 		return
 	}
 	plan, err := planner.New(req, fr.cfg.Limits)
@@ -311,15 +311,38 @@ func cancelKey(c authz.Caller, id string) string {
 }
 
 // dryRun plans req and explains it (planner.Plan.Explain); nothing runs.
-// A request that does not plan has its planning error as its problem.
-func (fr *front) dryRun(req *schema.Request) ([]schema.PlanStep, []*schema.Error) {
+// A request that does not plan has its planning error as its problem. A
+// caller from another NATS account, who may not read the membership, is
+// told whether each step is routable, not where it would run.
+func (fr *front) dryRun(req *schema.Request, caller authz.Caller) ([]schema.PlanStep, []*schema.Error) {
 	plan, err := planner.New(req, fr.cfg.Limits)
 	if err != nil {
-		return []schema.PlanStep{}, []*schema.Error{schema.AsError(err)}
+		return []schema.PlanStep{}, []*schema.Error{withoutNode(schema.AsError(err), caller)}
 	}
 	ctx, cancel := context.WithTimeout(fr.ctx, time.Second)
 	defer cancel()
-	return plan.Explain(ctx, planner.RouterFunc(fr.route), fr.table.Eligible)
+	steps, problems := plan.Explain(ctx, planner.RouterFunc(fr.route), fr.table.Eligible)
+	if caller.Stamped {
+		for i := range steps {
+			steps[i].Candidates, steps[i].Node = []string{}, nil
+		}
+		for i, p := range problems {
+			problems[i] = withoutNode(p, caller)
+		}
+	}
+	return steps, problems
+}
+
+// withoutNode is e without its node for a caller from another NATS
+// account (a copy: e may be shared). The dry run's problems (NO_ROUTE,
+// INVALID_REQUEST) name no node elsewhere.
+func withoutNode(e *schema.Error, caller authz.Caller) *schema.Error {
+	if !caller.Stamped || e.Node == "" {
+		return e
+	}
+	c := *e
+	c.Node = ""
+	return &c
 }
 
 // ackPlanner tells a caller that asked (schema.HeaderPlannerAck) that this

@@ -146,6 +146,7 @@ func (s PlanStep) WriteFields(w FieldWriter) {
 	} else {
 		w.Str("node", *s.Node)
 	}
+	w.Any("routable", s.Routable)
 }
 
 // WriteFields writes the exec request's keys.

@@ -484,6 +484,11 @@ func parsePlan(m map[string]any, r *Response) error {
 			if nv, ok := sm["node"].(string); ok {
 				st.Node = &nv
 			}
+			if _, ok := sm["routable"]; !ok { // a node before routable: a pick means routable
+				st.Routable = st.Node != nil
+			} else if st.Routable, err = optBool(sm, "routable"); err != nil {
+				return err
+			}
 		}
 	}
 	if pv, ok := m["problems"]; ok && pv != nil {

@@ -113,10 +113,14 @@ type PlanStep struct {
 	Locs []string `json:"locs"`
 	// Deps are the names of the steps it waits for.
 	Deps []string `json:"deps"`
-	// Candidates are the live nodes that offer Fun with every loc.
+	// Candidates are the live nodes that offer Fun with every loc; empty
+	// for a caller from another NATS account, who is not shown them.
 	Candidates []string `json:"candidates"`
-	// Node is the node the planner would pick now; nil when none.
+	// Node is the node the planner would pick now; nil when none, and
+	// for a caller from another NATS account.
 	Node *string `json:"node"`
+	// Routable is whether a live node could take the step now.
+	Routable bool `json:"routable"`
 }
 
 // ExecRequest is the body of a request on P.<cluster>.node.<node>.exec.

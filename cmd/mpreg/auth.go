@@ -16,6 +16,13 @@ type authFlags struct {
 	TLSKey   string `name:"tls-key" help:"Key (PEM) of --tls-cert." placeholder:"FILE" group:"NATS authentication"`
 }
 
+// inboxFlags are the reply subjects of a command that calls a cluster: a
+// NATS user confined to its own inboxes (subscribe "_INBOX_alice.>") sets
+// their prefix.
+type inboxFlags struct {
+	InboxPrefix string `help:"Prefix of the reply subjects this command subscribes, instead of _INBOX: for a NATS user allowed to subscribe only PREFIX.> (e.g. _INBOX_alice)." placeholder:"PREFIX" group:"NATS authentication"`
+}
+
 // auth returns the flags as a bus.Auth.
 func (f authFlags) auth() bus.Auth {
 	return bus.Auth{Creds: f.Creds, NKey: f.Nkey, User: f.User, Password: f.Password, Token: f.Token,

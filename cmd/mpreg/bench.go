@@ -19,6 +19,7 @@ type benchCmd struct {
 	Cluster     string        `help:"Cluster id." default:"bench"`
 	Metrics     bool          `help:"Turn on the node's Prometheus metrics, as --metrics-listen does, to measure their cost."`
 	authFlags
+	inboxFlags
 }
 
 // benchVars are the bench defaults shown in --help.
@@ -43,6 +44,7 @@ func (c *benchCmd) Run(e *env) error {
 		Servers:      bus.SplitURLs(c.Servers...),
 		Cluster:      c.Cluster,
 		Auth:         c.auth(),
+		InboxPrefix:  c.InboxPrefix,
 		Metrics:      c.Metrics,
 	}, e.stdout)
 }

@@ -15,11 +15,13 @@ func writeExplain(w io.Writer, resp *schema.Response) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STEP\tFUN\tLOCS\tWAITS FOR\tCANDIDATES\tPICK")
 	for _, s := range resp.Plan {
-		pick := "-"
+		candidates, pick := dashIfEmpty(s.Candidates), "-"
 		if s.Node != nil {
 			pick = *s.Node
+		} else if s.Routable { // a caller from another account is not shown the nodes
+			candidates, pick = hidden, hidden
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Fun, dashIfEmpty(s.Locs), dashIfEmpty(s.Deps), dashIfEmpty(s.Candidates), pick)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Fun, dashIfEmpty(s.Locs), dashIfEmpty(s.Deps), candidates, pick)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -34,6 +36,10 @@ func writeExplain(w io.Writer, resp *schema.Response) error {
 	}
 	return resp.Problems[0]
 }
+
+// hidden stands for the nodes of a routable step that a dry run did not
+// name (docs/PROTOCOL.md §5.1).
+const hidden = "(hidden)"
 
 func dashIfEmpty(l []string) string {
 	if len(l) == 0 {
@@ -52,6 +58,8 @@ func writeDot(w io.Writer, plan []schema.PlanStep) error {
 		at, style := "?", ", color=red, style=dashed"
 		if s.Node != nil {
 			at, style = *s.Node, ""
+		} else if s.Routable {
+			at, style = hidden, ""
 		}
 		fmt.Fprintf(&b, "  %s [label=%s%s];\n", dotID(s.Name), dotID(s.Name+": "+s.Fun+" @ "+at), style)
 	}

@@ -254,6 +254,7 @@ type clientFlags struct {
 	Servers []string `help:"NATS server URLs, comma-separated." default:"${default_url}"`
 	Cluster string   `help:"Cluster id." default:"default"`
 	authFlags
+	inboxFlags
 }
 
 // Validate checks the cluster id.
@@ -281,6 +282,7 @@ func dial(ctx context.Context, f clientFlags, codecName string, timeout time.Dur
 	cl, err := client.Connect(ctx, client.Config{
 		Servers:     bus.SplitURLs(f.Servers...),
 		Auth:        f.auth(),
+		InboxPrefix: f.InboxPrefix,
 		Cluster:     f.Cluster,
 		Codec:       c,
 		Timeout:     timeout,

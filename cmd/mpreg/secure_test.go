@@ -155,7 +155,8 @@ func TestAuthzPolicyReload(t *testing.T) {
 	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
 	d := startDaemon(t, "server", "--nats-config", conf, "--user", "node", "--password", "node-secret", "--demo", "--authz", policy)
 	as := func(user string, args ...string) result {
-		return mpreg(t, opts{}, append(args, "--servers", url, "--user", user, "--password", user+"-secret")...)
+		// Each caller may subscribe only on its own inbox prefix.
+		return mpreg(t, opts{}, append(args, "--servers", url, "--user", user, "--password", user+"-secret", "--inbox-prefix", "_INBOX_"+user)...)
 	}
 	d.waitFor(t, "the node to answer alice", func() error {
 		if r := as("alice", "call", "add", "1", "2"); r.code != 0 {

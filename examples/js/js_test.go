@@ -41,33 +41,48 @@ func requireNode(t *testing.T) string {
 	return bin
 }
 
+// jsNode is node.mjs running as a node of a test's cluster.
+type jsNode struct {
+	cmd    *exec.Cmd
+	out    *testwait.Buffer
+	exited chan error // its exit, once
+}
+
+// startJSNode runs node.mjs as node id against url; at cleanup it is sent
+// SIGTERM (and killed if it does not exit).
+func startJSNode(t *testing.T, url, id string) *jsNode {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	cmd := exec.CommandContext(ctx, requireNode(t), "node.mjs")
+	cmd.Env = append(os.Environ(), "MPREG_SERVERS="+url, "MPREG_NODE_ID="+id)
+	n := &jsNode{cmd: cmd, out: &testwait.Buffer{}, exited: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = n.out, n.out
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start node.mjs: %v", err)
+	}
+	go func() { n.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		defer cancel()
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-n.exited:
+			t.Logf("node.mjs exited: %v\n%s", err, n.out)
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			t.Logf("node.mjs killed: %v\n%s", <-n.exited, n.out)
+		}
+	})
+	return n
+}
+
 func TestJavaScriptCallerAndNode(t *testing.T) {
 	nodeBin := requireNode(t)
 	s := testcluster.Server(t)
 	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "go-1"), nil)
-	env := append(os.Environ(), "MPREG_SERVERS="+s.ClientURL(), "MPREG_NODE_ID=js-1")
 
 	// A JavaScript node joins and serves shout(s) with loc "js".
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	jsNode := exec.CommandContext(ctx, nodeBin, "node.mjs")
-	jsNode.Env = env
-	var nodeOut testwait.Buffer
-	jsNode.Stdout, jsNode.Stderr = &nodeOut, &nodeOut
-	require.NoError(t, jsNode.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- jsNode.Wait() }()
-	defer func() {
-		_ = jsNode.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			t.Logf("node.mjs exited: %v", err)
-		case <-time.After(10 * time.Second):
-			_ = jsNode.Process.Kill()
-			t.Logf("node.mjs killed: %v", <-exited)
-		}
-	}()
-
+	jsNode := startJSNode(t, s.ClientURL(), "js-1")
 	c := testcluster.Client(t, s.ClientURL(), client.Config{})
 	testcluster.WaitForRoute(t, c.Table(), "shout", []string{"js"}, "js-1")
 	p, _ := c.Table().Get("js-1")
@@ -80,7 +95,7 @@ func TestJavaScriptCallerAndNode(t *testing.T) {
 		{Name: "|js", Fun: "shout", Args: []any{"from javascript"}, Locs: []string{"js"}},
 		{Name: "|go", Fun: "echos", Args: []any{"|js", "and go"}},
 	}})
-	require.NoError(t, err, nodeOut.String())
+	require.NoError(t, err, jsNode.out.String())
 	require.Equal(t, map[string]any{"|go": []any{"FROM JAVASCRIPT!", "and go"}}, resp.Results)
 
 	// Its errors come back typed.
@@ -88,8 +103,8 @@ func TestJavaScriptCallerAndNode(t *testing.T) {
 	require.ErrorIs(t, err, schema.ErrInvalidArgument)
 
 	// A JavaScript caller runs a DAG on the Go node.
-	caller := exec.CommandContext(ctx, nodeBin, "caller.mjs")
-	caller.Env = env
+	caller := exec.CommandContext(tctx, nodeBin, "caller.mjs")
+	caller.Env = append(os.Environ(), "MPREG_SERVERS="+s.ClientURL())
 	out, err := caller.CombinedOutput()
 	require.NoError(t, err, string(out))
 	var got schema.Response
@@ -98,8 +113,54 @@ func TestJavaScriptCallerAndNode(t *testing.T) {
 	require.Equal(t, map[string]any{"|second": "hi there!", "|pick": "AND ME TOO"}, got.Results)
 
 	// The JavaScript node says goodbye on SIGTERM: routing stops at once.
-	require.NoError(t, jsNode.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, <-exited, nodeOut.String())
-	exited <- nil // for the deferred cleanup
+	require.NoError(t, jsNode.cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, <-jsNode.exited, jsNode.out.String())
+	jsNode.exited <- nil // for the cleanup
 	testcluster.WaitForNoRoute(t, c.Table(), "shout", []string{"js"})
+}
+
+// TestJavaScriptNodeReplyTooLarge: a result over the NATS max payload is
+// PAYLOAD_TOO_LARGE, and the node goes on serving.
+func TestJavaScriptNodeReplyTooLarge(t *testing.T) {
+	s := testcluster.Server(t)
+	n := startJSNode(t, s.ClientURL(), "js-1")
+	c := testcluster.Client(t, s.ClientURL(), client.Config{DeadAfter: 3 * time.Second}) // the node beats every second
+	testcluster.WaitForRoute(t, c.Table(), "shout", []string{"js"}, "js-1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// "ΐ" (2 bytes) upper-cases to 3 code points of 2 bytes: 400 KB of
+	// arguments make a 1.2 MB result, past the 1 MiB max payload.
+	big := strings.Repeat("ΐ", 200_000)
+	_, err := c.Call(ctx, "shout", []any{big}, client.WithLocs("js"))
+	var e *schema.Error
+	require.ErrorAs(t, err, &e, n.out.String())
+	require.Equal(t, schema.CodePayloadTooLarge, e.Code, e.Error())
+	require.Equal(t, "js-1", e.Node)
+	require.Equal(t, "max_payload", e.Details.(map[string]any)["limit"])
+
+	v, err := c.Call(ctx, "shout", []any{"still here"}, client.WithLocs("js"))
+	require.NoError(t, err, n.out.String())
+	require.Equal(t, "STILL HERE!", v)
+}
+
+// TestJavaScriptNodeInvalidRequest: an exec body that is not an object
+// with cluster gets INVALID_REQUEST, not silence.
+func TestJavaScriptNodeInvalidRequest(t *testing.T) {
+	s := testcluster.Server(t)
+	n := startJSNode(t, s.ClientURL(), "js-1")
+	c := testcluster.Client(t, s.ClientURL(), client.Config{DeadAfter: 3 * time.Second})
+	testcluster.WaitForRoute(t, c.Table(), "shout", []string{"js"}, "js-1")
+	nc := testcluster.Conn(t, s.ClientURL())
+	for _, body := range []string{``, `5`, `"shout"`, `null`, `[]`, `{}`, `{"fun": "shout", "args": ["x"]}`, `{"cluster": 7, "fun": "shout"}`, `{not json`} {
+		m, err := nc.Request("mpreg.default.node.js-1.exec", []byte(body), 5*time.Second)
+		require.NoError(t, err, "body %q: %s", body, n.out.String())
+		var reply struct{ Error *schema.Error }
+		require.NoError(t, json.Unmarshal(m.Data, &reply), string(m.Data))
+		require.NotNil(t, reply.Error, "body %q: %s", body, m.Data)
+		require.Equal(t, schema.CodeInvalidRequest, reply.Error.Code, "body %q: %s", body, m.Data)
+	}
+	v, err := c.Call(context.Background(), "shout", []any{"still here"}, client.WithLocs("js"), client.WithTimeout(10*time.Second))
+	require.NoError(t, err, n.out.String())
+	require.Equal(t, "STILL HERE!", v)
 }

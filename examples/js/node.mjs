@@ -50,49 +50,93 @@ const decode = (m) => (m.data.length ? JSON.parse(new TextDecoder().decode(m.dat
 
 const nc = await connect({ servers });
 
+// run runs the step req asks for and returns the exec reply.
+const run = (req) => {
+  const fn = Object.hasOwn(functions, req.fun) ? functions[req.fun] : undefined;
+  if (!fn) {
+    return { error: { code: "NO_ROUTE", message: `node ${id} does not offer that function`, node: id,
+      details: { fun: String(req.fun).slice(0, 128), locs: [] } } };
+  }
+  if (req.deadline_ms && Date.now() > req.deadline_ms) {
+    return { error: { code: "TIMEOUT", message: "the step's deadline passed", node: id } };
+  }
+  inflight++;
+  try {
+    return { result: fn(req.args || [], req.kwargs || {}) };
+  } catch (e) {
+    return { error: { code: e.code || "FUNCTION_ERROR", message: e.message || String(e), node: id } };
+  } finally {
+    inflight--;
+  }
+};
+
+// respond answers m with the JSON of v and never throws: whatever a caller
+// sends, the node keeps serving. A reply that cannot be sent is replaced by
+// an error that can (PROTOCOL.md §5.2); if even that fails, it is logged.
+const respond = (m, v) => {
+  let body;
+  try {
+    body = new TextEncoder().encode(encode(v));
+    m.respond(body, { headers: jsonHeaders() });
+    return;
+  } catch (e) {
+    v = { error: replyError(e, body) };
+  }
+  try {
+    m.respond(encode(v), { headers: jsonHeaders() });
+  } catch (e) {
+    console.error(`node ${id}: reply not sent: ${e.message || e}`);
+  }
+};
+
+// replyError is why a reply body (undefined if it did not encode) was not
+// sent.
+const replyError = (e, body) => {
+  const max = nc.info?.max_payload;
+  if (e.code === "MAX_PAYLOAD_EXCEEDED") {
+    return { code: "PAYLOAD_TOO_LARGE", message: `a reply of ${body.length} bytes exceeds the NATS max payload of ${max} bytes`,
+      node: id, details: { limit: "max_payload", size: body.length, max } };
+  }
+  if (body === undefined) { // JSON.stringify refused it: a BigInt, a cycle
+    return { code: "FUNCTION_ERROR", message: `the result does not encode as JSON: ${e.message || e}`, node: id };
+  }
+  return { code: "INTERNAL", message: `the reply cannot be sent: ${e.message || e}`, node: id };
+};
+
+const invalid = (message) => ({ error: { code: "INVALID_REQUEST", message, node: id } });
+
 // exec: run one step and reply {"result": ...} or {"error": {...}}.
 nc.subscribe(`${P}.node.${id}.exec`, {
   callback: (err, m) => {
     if (err) return;
-    let reply;
-    try {
-      // This node reads JSON only (its hello lists only JSON); say so to a
-      // caller that sends anything else.
-      const ct = (m.headers && m.headers.get("Content-Type")) || "application/json";
-      if (!ct.toLowerCase().startsWith("application/json")) {
-        m.respond(encode({ error: { code: "UNSUPPORTED_CODEC", message: "this node reads JSON only",
-          details: { supported: ["application/json"] } } }), { headers: jsonHeaders() });
-        return;
-      }
-      const req = decode(m);
-      if (req.cluster !== cluster) return; // another cluster: drop, no reply
-      const fn = Object.hasOwn(functions, req.fun) ? functions[req.fun] : undefined;
-      if (!fn) {
-        reply = { error: { code: "NO_ROUTE", message: `node ${id} does not offer that function`, node: id,
-          details: { fun: String(req.fun).slice(0, 128), locs: [] } } };
-      } else if (req.deadline_ms && Date.now() > req.deadline_ms) {
-        reply = { error: { code: "TIMEOUT", message: "the step's deadline passed", node: id } };
-      } else {
-        inflight++;
-        try {
-          reply = { result: fn(req.args || [], req.kwargs || {}) };
-        } catch (e) {
-          reply = { error: { code: e.code || "FUNCTION_ERROR", message: e.message || String(e), node: id } };
-        } finally {
-          inflight--;
-        }
-      }
-    } catch (e) {
-      reply = { error: { code: "INVALID_REQUEST", message: `body does not decode: ${e}` } };
+    // This node reads JSON only (its hello lists only JSON); say so to a
+    // caller that sends anything else.
+    const ct = (m.headers && m.headers.get("Content-Type")) || "application/json";
+    if (!ct.toLowerCase().startsWith("application/json")) {
+      respond(m, { error: { code: "UNSUPPORTED_CODEC", message: "this node reads JSON only",
+        details: { supported: ["application/json"] } } });
+      return;
     }
-    m.respond(encode(reply), { headers: jsonHeaders() });
+    let req;
+    try {
+      req = decode(m);
+    } catch (e) {
+      respond(m, invalid(`body does not decode: ${e}`));
+      return;
+    }
+    if (typeof req !== "object" || req === null || Array.isArray(req) || typeof req.cluster !== "string") {
+      respond(m, invalid("the body must be an object with cluster"));
+      return;
+    }
+    if (req.cluster !== cluster) return; // another cluster: drop, no reply
+    respond(m, run(req));
   },
 });
 
 // info and sync: reply with this node's hello (its goodbye once leaving,
 // so that peers that check a goodbye with the node believe it).
 for (const subject of [`${P}.node.${id}.info`, `${P}.gossip.sync`]) {
-  nc.subscribe(subject, { callback: (err, m) => { if (!err) m.respond(encode(hello()), { headers: jsonHeaders() }); } });
+  nc.subscribe(subject, { callback: (err, m) => { if (!err) respond(m, hello()); } });
 }
 
 // A cancel names a step this node runs; shout is instant, so there is

@@ -42,6 +42,9 @@ type Config struct {
 	Servers []string
 	// Auth is the identity and TLS settings for Servers.
 	Auth bus.Auth
+	// InboxPrefix is the prefix of the reply subjects of every connection
+	// to Servers (bus.ConnConfig.InboxPrefix). Default "_INBOX".
+	InboxPrefix string
 	// Metrics turns on the node's Prometheus metrics (as --metrics-listen
 	// does), to measure what they cost.
 	Metrics bool

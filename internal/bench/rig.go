@@ -154,12 +154,13 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 		return nil, err
 	}
 	r.client, err = client.Connect(ctx, client.Config{
-		Servers:   r.urls,
-		Auth:      r.auth,
-		Cluster:   cfg.Cluster,
-		Timeout:   callTimeout,
-		SyncQuiet: 50 * time.Millisecond,
-		Name:      "mpreg-bench-client",
+		Servers:     r.urls,
+		Auth:        r.auth,
+		InboxPrefix: cfg.InboxPrefix,
+		Cluster:     cfg.Cluster,
+		Timeout:     callTimeout,
+		SyncQuiet:   50 * time.Millisecond,
+		Name:        "mpreg-bench-client",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -175,7 +176,7 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 // dial connects one of the rig's connections, in-process to the embedded
 // server when asked and there is one.
 func (r *rig) dial(ctx context.Context, name string, inProcess bool) (*nats.Conn, error) {
-	cc := bus.ConnConfig{Servers: r.urls, Name: name, Auth: r.auth,
+	cc := bus.ConnConfig{Servers: r.urls, Name: name, Auth: r.auth, InboxPrefix: r.cfg.InboxPrefix,
 		// A benchmark tries once: refused credentials end it at once.
 		Options: []nats.Option{nats.RetryOnFailedConnect(false)}}
 	if inProcess && r.srv != nil {
