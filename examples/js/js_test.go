@@ -79,11 +79,15 @@ func startJSNode(t *testing.T, url, id string) *jsNode {
 func TestJavaScriptCallerAndNode(t *testing.T) {
 	nodeBin := requireNode(t)
 	s := testcluster.Server(t)
-	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "go-1"), nil)
+	// The JavaScript node beats every second: the Go node and client wait
+	// three before they take it for dead.
+	cfg := testcluster.NodeConfig(t, "go-1")
+	cfg.DeadAfter = 3 * time.Second
+	testcluster.Node(t, s.ClientURL(), cfg, nil)
 
 	// A JavaScript node joins and serves shout(s) with loc "js".
 	jsNode := startJSNode(t, s.ClientURL(), "js-1")
-	c := testcluster.Client(t, s.ClientURL(), client.Config{})
+	c := testcluster.Client(t, s.ClientURL(), client.Config{DeadAfter: 3 * time.Second})
 	testcluster.WaitForRoute(t, c.Table(), "shout", []string{"js"}, "js-1")
 	p, _ := c.Table().Get("js-1")
 	require.Equal(t, []string{"application/json"}, p.Hello.Codecs)
