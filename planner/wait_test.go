@@ -296,3 +296,132 @@ func TestRouteWaitMemory(t *testing.T) {
 		assert.Zero(t, r.Waiting())
 	}
 }
+
+// funRouter routes the functions opened so far, and has a watch per
+// function.
+type funRouter struct {
+	mu      sync.Mutex
+	open    map[string]bool
+	watches map[string]map[int]func()
+	next    int
+}
+
+func newFunRouter() *funRouter {
+	return &funRouter{open: map[string]bool{}, watches: map[string]map[int]func(){}}
+}
+
+func (r *funRouter) Route(_ context.Context, fun string, _, _ []string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return "n1", r.open[fun]
+}
+
+func (r *funRouter) Watch(fun string, _ []string, wake func()) func() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.watches[fun] == nil {
+		r.watches[fun] = map[int]func(){}
+	}
+	id := r.next
+	r.next++
+	r.watches[fun][id] = wake
+	return func() {
+		r.mu.Lock()
+		delete(r.watches[fun], id)
+		r.mu.Unlock()
+	}
+}
+
+// wake calls the watches of fun, as a table does after a change.
+func (r *funRouter) wake(fun string) {
+	r.mu.Lock()
+	var wakes []func()
+	for _, f := range r.watches[fun] {
+		wakes = append(wakes, f)
+	}
+	r.mu.Unlock()
+	for _, f := range wakes {
+		f()
+	}
+}
+
+// openFun makes fun routable and wakes its watches.
+func (r *funRouter) openFun(fun string) {
+	r.mu.Lock()
+	r.open[fun] = true
+	r.mu.Unlock()
+	r.wake(fun)
+}
+
+// Requests whose steps wait for several functions, some depending on
+// others, while the functions appear one by one among wakes that change
+// nothing, all finish with every result; nothing is left waiting.
+func TestRouteWaitChurn(t *testing.T) {
+	const funs, requests = 5, 20
+	echo := func(_ context.Context, _ string, c *planner.Call) (any, error) { return c.Args[0], nil }
+	fns := map[string]fn{}
+	for k := range funs {
+		fns[fmt.Sprintf("f%d", k)] = echo
+	}
+	for round := range 5 {
+		router := newFunRouter()
+		router.openFun("f0")
+		r := &planner.Runner{Router: router, Executor: newFuncs(fns), Watch: router.Watch}
+		// s<i> calls f<i%funs>; from s5 on, each passes on the result of
+		// the step five before it.
+		var b strings.Builder
+		b.WriteString(`{"route_wait_ms": 60000, "cmds": [`)
+		for i := range 40 {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			arg := fmt.Sprint(i)
+			if i >= funs {
+				arg = fmt.Sprintf(`"s%d"`, i-funs)
+			}
+			fmt.Fprintf(&b, `{"name": "s%d", "fun": "f%d", "args": [%s]}`, i, i%funs, arg)
+		}
+		b.WriteString("]}")
+		var results []<-chan runResult
+		for range requests {
+			results = append(results, runAsync(context.Background(), r, mustPlan(t, b.String())))
+		}
+		for k := range funs {
+			for j := range funs {
+				router.wake(fmt.Sprintf("f%d", j)) // nothing new: the steps look again and wait on
+			}
+			if k > 0 {
+				router.openFun(fmt.Sprintf("f%d", (k+round)%funs))
+			}
+		}
+		router.openFun(fmt.Sprintf("f%d", round%funs))
+		for _, res := range results {
+			got := testwaitRecv(t, res)
+			require.Nil(t, got.err, "round %d", round)
+			require.Equal(t, map[string]any{"s35": int64(0), "s36": int64(1), "s37": int64(2), "s38": int64(3), "s39": int64(4)},
+				got.results, "the sinks, each the end of a chain from s0…s4")
+		}
+		assert.Zero(t, r.Waiting())
+	}
+}
+
+// With on_error continue, a step whose wait ends without a route fails in
+// its branch only: NO_ROUTE for it, CANCELLED for what depends on it.
+func TestRouteWaitContinue(t *testing.T) {
+	router := newFunRouter()
+	router.openFun("echo")
+	r := &planner.Runner{Router: router, Executor: newFuncs(nil), Watch: router.Watch}
+	o := r.Execute(context.Background(), mustPlan(t, `{"route_wait_ms": 50, "on_error": "continue", "cmds": [
+		{"name": "a", "fun": "echo", "args": [1]},
+		{"name": "b", "fun": "never", "args": ["a"]},
+		{"name": "c", "fun": "echo", "args": ["b"]},
+		{"name": "d", "fun": "echo", "args": ["a"]}]}`))
+	require.Nil(t, o.Err)
+	assert.Equal(t, map[string]any{"d": int64(1)}, o.Results)
+	require.Len(t, o.Errors, 2)
+	assert.Equal(t, schema.CodeNoRoute, o.Errors["b"].Code)
+	waited, _ := details(t, o.Errors["b"])["waited_ms"].(int64)
+	assert.GreaterOrEqual(t, waited, int64(50))
+	assert.Equal(t, schema.CodeCancelled, o.Errors["c"].Code)
+	assert.Zero(t, r.Waiting())
+}
