@@ -117,6 +117,16 @@ type Table struct {
 	// own locks so that tracking a request never waits on mu.
 	inflight sync.Map // node id → *inflight
 	nextID   atomic.Uint64
+	// watches are the Watch calls, by function, under their own lock:
+	// registering one never waits on mu.
+	wmu     sync.Mutex
+	watches map[string]map[*watch]struct{}
+}
+
+// watch is one Watch call.
+type watch struct {
+	locs []string
+	wake func()
 }
 
 // inflight counts and tracks the requests in flight at one node.
@@ -157,7 +167,8 @@ func New(cfg Config) *Table {
 	if cfg.MaxNodes <= 0 {
 		cfg.MaxNodes = DefaultMaxNodes
 	}
-	return &Table{cfg: cfg, nodes: make(map[string]*entry), byFun: make(map[string]*funIndex), changed: make(chan struct{})}
+	return &Table{cfg: cfg, nodes: make(map[string]*entry), byFun: make(map[string]*funIndex), changed: make(chan struct{}),
+		watches: make(map[string]map[*watch]struct{})}
 }
 
 // put stores e as its node's entry, replacing old (nil for a new node), and
@@ -282,9 +293,82 @@ func (t *Table) notify() {
 	t.changed = make(chan struct{})
 }
 
+// Watch has wake called whenever a node that offers fun with every loc of
+// locs is added, announces a new hello, or comes back to life: the changes
+// after which Pick(fun, locs, nil) may find a node where it found none.
+// Changes of nodes that offer something else call nothing. stop ends the
+// watch.
+//
+// wake is called after the table's lock is released, on the goroutine
+// that applied the change; it must be quick and must not block. It may be
+// called once more while stop runs, or just after.
+//
+// A caller that found no node watches first and then picks again: a
+// change between its first pick and Watch is seen by the second pick.
+func (t *Table) Watch(fun string, locs []string, wake func()) (stop func()) {
+	w := &watch{locs: slices.Clone(locs), wake: wake}
+	t.wmu.Lock()
+	ws := t.watches[fun]
+	if ws == nil {
+		ws = make(map[*watch]struct{})
+		t.watches[fun] = ws
+	}
+	ws[w] = struct{}{}
+	t.wmu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			t.wmu.Lock()
+			delete(ws, w)
+			if len(ws) == 0 { // ws is still t.watches[fun]: a set is dropped only when empty
+				delete(t.watches, fun)
+			}
+			t.wmu.Unlock()
+		})
+	}
+}
+
+// Watching returns the number of Watch calls not yet stopped.
+func (t *Table) Watching() int {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	n := 0
+	for _, ws := range t.watches {
+		n += len(ws)
+	}
+	return n
+}
+
+// woken returns the wake functions of the watches that the node offering
+// funs serves. Call it with t.mu held and the functions after releasing it.
+func (t *Table) woken(funs map[string][]string) []func() {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	if len(t.watches) == 0 {
+		return nil
+	}
+	var wake []func()
+	for fun, locs := range funs {
+		for w := range t.watches[fun] {
+			if (offer{locs: locs}).has(w.locs) {
+				wake = append(wake, w.wake)
+			}
+		}
+	}
+	return wake
+}
+
+// call calls each function of wake (see Watch).
+func call(wake []func()) {
+	for _, f := range wake {
+		f()
+	}
+}
+
 // ApplyHello merges a hello. It reports whether the table changed.
 func (t *Table) ApplyHello(h *schema.Hello) bool {
-	changed, replaced := t.applyHello(h)
+	changed, replaced, wake := t.applyHello(h)
+	call(wake)
 	if replaced != nil {
 		// A new process took the id over: steps sent before it started
 		// went to the old one, which will never answer them.
@@ -300,25 +384,26 @@ func (t *Table) ApplyHello(h *schema.Hello) bool {
 const clockSkew = 250 * time.Millisecond
 
 // applyHello merges h under the lock; replaced is the in-flight set of the
-// id when h starts a newer incarnation of a known node.
-func (t *Table) applyHello(h *schema.Hello) (changed bool, replaced *inflight) {
+// id when h starts a newer incarnation of a known node, and wake the
+// watches to call (see Watch).
+func (t *Table) applyHello(h *schema.Hello) (changed bool, replaced *inflight, wake []func()) {
 	now := t.cfg.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	e, ok := t.nodes[h.Node]
 	if ok {
 		if h.Incarnation < e.hello.Incarnation {
-			return false, nil
+			return false, nil, nil
 		}
 		if h.Incarnation == e.hello.Incarnation {
 			if e.gone {
 				// The process is draining but still talks: keep the
 				// tombstone until it falls silent, route nothing to it.
 				e.lastHeard.Store(now.UnixNano())
-				return false, nil
+				return false, nil, nil
 			}
 			if h.Version < e.hello.Version {
-				return false, nil
+				return false, nil, nil
 			}
 			if h.Version == e.hello.Version {
 				wasDead := !t.aliveLocked(e, now)
@@ -326,13 +411,14 @@ func (t *Table) applyHello(h *schema.Hello) (changed bool, replaced *inflight) {
 				e.markedDead, e.silent = false, false
 				if wasDead {
 					t.notify()
+					wake = t.woken(e.hello.Funs)
 				}
-				return wasDead, nil
+				return wasDead, nil, wake
 			}
 		}
 	}
 	if !ok && len(t.nodes) >= t.cfg.MaxNodes {
-		return false, nil
+		return false, nil, nil
 	}
 	n := &entry{hello: *h, firstSeen: now, out: t.inflightOf(h.Node)}
 	n.lastHeard.Store(now.UnixNano())
@@ -349,7 +435,7 @@ func (t *Table) applyHello(h *schema.Hello) (changed bool, replaced *inflight) {
 	if e != nil && h.Incarnation > e.hello.Incarnation && !e.gone {
 		replaced = n.out // a draining process (goodbye) still answers its own
 	}
-	return true, replaced
+	return true, replaced, t.woken(n.hello.Funs)
 }
 
 // ApplyHeartbeat merges a heartbeat. It reports whether the sender's hello
@@ -362,37 +448,39 @@ func (t *Table) applyHello(h *schema.Hello) (changed bool, replaced *inflight) {
 func (t *Table) ApplyHeartbeat(hb *schema.Heartbeat) (needHello bool) {
 	now := t.cfg.Now()
 	t.mu.RLock()
-	need, done := t.heartbeatLocked(hb, now, false)
+	need, done, _ := t.heartbeatLocked(hb, now, false)
 	t.mu.RUnlock()
 	if done {
 		return need
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	need, _ = t.heartbeatLocked(hb, now, true)
+	need, _, wake := t.heartbeatLocked(hb, now, true)
+	t.mu.Unlock()
+	call(wake)
 	return need
 }
 
 // heartbeatLocked applies hb with t.mu held, for reading unless write.
 // Under the read lock it leaves to the caller (done false) a heartbeat
-// that brings a dead node back, which changes the table.
-func (t *Table) heartbeatLocked(hb *schema.Heartbeat, now time.Time, write bool) (needHello, done bool) {
+// that brings a dead node back, which changes the table; under the write
+// lock such a heartbeat gives the watches to call (see Watch).
+func (t *Table) heartbeatLocked(hb *schema.Heartbeat, now time.Time, write bool) (needHello, done bool, wake []func()) {
 	e, ok := t.nodes[hb.Node]
 	if !ok {
-		return true, true
+		return true, true, nil
 	}
 	switch {
 	case hb.Incarnation < e.hello.Incarnation:
-		return false, true
+		return false, true, nil
 	case hb.Incarnation > e.hello.Incarnation, otherInstance(e.hello.Instance, hb.Instance):
-		return true, true
+		return true, true, nil
 	case e.gone:
 		e.lastHeard.Store(now.UnixNano()) // draining: see ApplyHello
-		return false, true
+		return false, true, nil
 	}
 	wasDead := !t.aliveLocked(e, now)
 	if wasDead && !write {
-		return false, false
+		return false, false, nil
 	}
 	e.lastHeard.Store(now.UnixNano())
 	e.inflight.Store(hb.Load.Inflight)
@@ -400,8 +488,9 @@ func (t *Table) heartbeatLocked(hb *schema.Heartbeat, now time.Time, write bool)
 	if wasDead {
 		e.markedDead, e.silent = false, false
 		t.notify()
+		wake = t.woken(e.hello.Funs)
 	}
-	return hb.Version > e.hello.Version, true
+	return hb.Version > e.hello.Version, true, wake
 }
 
 // ApplyGoodbye removes the incarnation named by g from routing. It reports

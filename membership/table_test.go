@@ -543,6 +543,48 @@ func TestChanged(t *testing.T) {
 	}
 }
 
+// TestWatch: a watch is woken by the changes that may give it a route (a
+// node offering its function with its locs added, re-announced or back to
+// life) and by nothing else; stop ends it.
+func TestWatch(t *testing.T) {
+	tb, c := newTable("")
+	woken := map[string]int{}
+	stopNever := tb.Watch("never", nil, func() { woken["never"]++ })
+	stopGPU := tb.Watch("late", []string{"gpu"}, func() { woken["late gpu"]++ })
+	stopAny := tb.Watch("late", nil, func() { woken["late"]++ })
+	assert.Equal(t, 3, tb.Watching())
+
+	for _, tc := range []struct {
+		name   string
+		change func()
+		want   map[string]int
+	}{
+		{"a node offering something else", func() { tb.ApplyHello(hello("n1", 1, 1)) }, map[string]int{}},
+		{"late without the loc", func() { tb.ApplyHello(hello("n2", 1, 1, map[string][]string{"late": {"cpu"}})) }, map[string]int{"late": 1}},
+		{"a heartbeat of a live node", func() { tb.ApplyHeartbeat(heartbeat("n2", 1, 1, 0)) }, map[string]int{}},
+		{"late with the loc", func() { tb.ApplyHello(hello("n3", 1, 1, map[string][]string{"late": {"cpu", "gpu"}})) }, map[string]int{"late gpu": 1, "late": 1}},
+		{"marked dead", func() { tb.MarkDead("n3") }, map[string]int{}},
+		{"back to life", func() { tb.ApplyHeartbeat(heartbeat("n3", 1, 1, 0)) }, map[string]int{"late gpu": 1, "late": 1}},
+		{"dead of silence", func() { c.Advance(deadAfter + time.Millisecond); tb.Prune() }, map[string]int{}},
+		{"its hello again", func() { tb.ApplyHello(hello("n3", 1, 1, map[string][]string{"late": {"cpu", "gpu"}})) }, map[string]int{"late gpu": 1, "late": 1}},
+		{"goodbye", func() { tb.ApplyGoodbye(goodbye("n3", 1)) }, map[string]int{}},
+		{"restart", func() { tb.ApplyHello(hello("n3", 2, 1, map[string][]string{"late": {"gpu"}})) }, map[string]int{"late gpu": 1, "late": 1}},
+	} {
+		clear(woken)
+		tc.change()
+		assert.Equal(t, tc.want, woken, tc.name)
+	}
+
+	stopGPU()
+	stopGPU() // idempotent
+	clear(woken)
+	tb.ApplyHello(hello("n4", 1, 1, map[string][]string{"late": {"gpu"}, "never": {}}))
+	assert.Equal(t, map[string]int{"late": 1, "never": 1}, woken, "after stop")
+	stopNever()
+	stopAny()
+	assert.Equal(t, 0, tb.Watching())
+}
+
 func TestTrack(t *testing.T) {
 	tb, c := newTable("")
 	require.True(t, tb.ApplyHello(hello("n1", 1, 1)))

@@ -478,7 +478,8 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 		},
 		MaxResultBytes: cfg.MaxResultBytes,
 		Memory:         fr.memory,
-		Changed:        table.Changed,
+		Watch:          table.Watch,
+		MaxWaiting:     cfg.MaxWaiting,
 		Self:           cfg.NodeID,
 	}
 	if !cfg.NoDelegate {

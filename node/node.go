@@ -98,6 +98,12 @@ type Config struct {
 	// result no step reads again is let go); past it the request fails
 	// with PAYLOAD_TOO_LARGE. Default 512 MiB.
 	MaxResultBytes int64
+	// MaxWaiting bounds the steps of the requests this node plans that
+	// wait for a route (route_wait_ms) at once; a request with a step past
+	// it is answered OVERLOADED (details.limit "max_waiting"). Each
+	// waiting step also holds planner.WaitingStepBytes of
+	// MaxPlanningBytes. Default 10,000.
+	MaxWaiting int
 	// AdvertisedURLs are the NATS URLs announced in hello. Default: the
 	// connection's known servers.
 	AdvertisedURLs []string
@@ -142,6 +148,7 @@ func DefaultConfig() Config {
 		MaxBytesInFlight:  mesh.DefaultWindow,
 		MaxPlanningBytes:  1 << 30,
 		MaxResultBytes:    512 << 20,
+		MaxWaiting:        planner.DefaultMaxWaiting,
 	}
 }
 
@@ -186,6 +193,7 @@ func (c Config) withDefaults() (Config, error) {
 	orDefault(&c.MaxBytesInFlight, d.MaxBytesInFlight)
 	orDefault(&c.MaxPlanningBytes, d.MaxPlanningBytes)
 	orDefault(&c.MaxResultBytes, d.MaxResultBytes)
+	orDefault(&c.MaxWaiting, d.MaxWaiting)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -270,6 +278,8 @@ type Stats struct {
 	Inflight      int64 // steps running or queued here now
 	Queued        int64 // of those, the steps waiting for a run slot
 	Planning      int64 // rpc requests being planned here now
+	RouteWaiting  int64 // steps of those requests waiting for a route now
+	RouteWakes    int64 // times a membership change woke a request waiting for a route
 	// CancelsRefused counts request cancels ignored because their sender
 	// could not be read (authz.Read): a malformed header, a stamp where
 	// none belongs or none where one must be.
@@ -422,6 +432,7 @@ func (n *Node) Stats() Stats {
 		Requests: fr.requests.Load(), RequestErrors: fr.requestErrors.Load(),
 		Steps: x.steps.Load(), StepErrors: x.stepErrors.Load(), Foreign: x.foreign.Load(),
 		Inflight: x.inflight.Load(), Queued: x.queued.Load(), Planning: fr.planning.Load(),
+		RouteWaiting: fr.runner.Waiting(), RouteWakes: fr.runner.Wakes(),
 		CancelsRefused: fr.cancelsRefused.Load(),
 	}
 	if f := n.follower.Load(); f != nil {

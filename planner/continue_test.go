@@ -71,47 +71,6 @@ func TestRunContinueOnError(t *testing.T) {
 	require.Contains(t, err.Error(), "on_error")
 }
 
-// lateRouter has no route until open is closed.
-type lateRouter struct{ open chan struct{} }
-
-func (r lateRouter) Route(context.Context, string, []string, []string) (string, bool) {
-	select {
-	case <-r.open:
-		return "n1", true
-	default:
-		return "", false
-	}
-}
-
-// A step waits up to route_wait_ms for a route: with Runner.Changed it
-// tries again when told, without it it polls.
-func TestRunRouteWait(t *testing.T) {
-	for _, withChanged := range []bool{true, false} {
-		open := make(chan struct{})
-		changed := make(chan struct{})
-		r := &planner.Runner{Router: lateRouter{open}, Executor: newFuncs(nil)}
-		if withChanged {
-			r.Changed = func() <-chan struct{} { return changed }
-		}
-		p := mustPlan(t, `{"route_wait_ms": 10000, "cmds": [{"name": "a", "fun": "echo", "args": [1]}]}`)
-		require.Equal(t, 10*time.Second, p.RouteWait)
-		res := runAsync(context.Background(), r, p)
-		close(open)
-		close(changed)
-		got := testwaitRecv(t, res)
-		require.Nil(t, got.err, "changed=%v", withChanged)
-		assert.Equal(t, map[string]any{"a": int64(1)}, got.results)
-
-		closed := lateRouter{make(chan struct{})}
-		r = &planner.Runner{Router: closed, Executor: newFuncs(nil)}
-		start := time.Now()
-		_, err := runOf(context.Background(), r, mustPlan(t, `{"route_wait_ms": 50, "cmds": [{"name": "a", "fun": "echo"}]}`))
-		require.NotNil(t, err)
-		assert.Equal(t, schema.CodeNoRoute, err.Code)
-		assert.GreaterOrEqual(t, time.Since(start), 50*time.Millisecond)
-	}
-}
-
 func testwaitRecv(t *testing.T, ch <-chan runResult) runResult {
 	t.Helper()
 	select {

@@ -24,7 +24,7 @@ func (p *Plan) Explain(ctx context.Context, r Router, candidates func(fun string
 			steps[i].Node, steps[i].Routable = &node, true
 			continue
 		}
-		problems = append(problems, noRoute(&Call{Step: s.Name, Fun: s.Fun, Locs: s.Locs}))
+		problems = append(problems, noRoute(&Call{Step: s.Name, Fun: s.Fun, Locs: s.Locs}, 0))
 	}
 	return steps, problems
 }

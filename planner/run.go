@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/mpreg/mpreg/schema"
@@ -19,10 +20,16 @@ type Call struct {
 	Args      []any
 	Kwargs    map[string]any
 	// RouteWait: with no eligible node, wait up to this long for one
-	// (see Runner.Changed) before NO_ROUTE.
+	// (see Runner.Watch) before NO_ROUTE.
 	RouteWait time.Duration
 	// tr records the attempts when the request is traced.
 	tr *tracer
+	// park: a step of a run of several steps does not wait for a route
+	// itself; it ends (errParked) and the run parks it (see waits).
+	park bool
+	// routed, when set, is called once the step found a route, before it
+	// runs: a probe of its waitGroup.
+	routed func()
 }
 
 // ID returns the exec id of docs/PROTOCOL.md §6: "<rpc id>/<step name>".
@@ -113,11 +120,18 @@ type Runner struct {
 	// Size); past it the request fails with PAYLOAD_TOO_LARGE naming the
 	// limit. Default 256 MiB.
 	MaxResultBytes int64
-	// Changed, when set, returns a channel that is closed when the nodes a
-	// Router may pick could have changed (a node joined, or announced new
-	// functions): a step waiting for a route (Call.RouteWait) tries again
-	// then. Without it such a step tries again every 25 ms.
-	Changed func() <-chan struct{}
+	// Watch, when set, has wake called when a node that may take fun with
+	// every loc of locs appears (a node joined, announced new functions
+	// or came back: membership.Table.Watch), and stop ends that: a step
+	// waiting for a route (Call.RouteWait) tries again then, and only
+	// then. wake must be safe to call from any goroutine, also after stop.
+	// Without Watch such a step tries again every 25 ms.
+	Watch func(fun string, locs []string, wake func()) (stop func())
+	// MaxWaiting bounds the steps of all the runner's requests that wait
+	// for a route at once; a request with a step past it fails with
+	// OVERLOADED (details.limit "max_waiting"). Each waiting step also
+	// holds WaitingStepBytes of Memory. Default DefaultMaxWaiting.
+	MaxWaiting int
 	// Memory, when set, is shared by every request of the runner: the
 	// results they hold are reserved in it, and a request whose result
 	// finds no room fails with OVERLOADED.
@@ -130,6 +144,9 @@ type Runner struct {
 	// MaxDelegated bounds the steps delegated in one message. Default
 	// DefaultMaxDelegated.
 	MaxDelegated int
+
+	waiting atomic.Int64 // steps waiting for a route now
+	wakes   atomic.Int64 // Watch wake-ups of waiting requests
 }
 
 // Budget is memory shared by the requests of a node; see Runner.Memory.
@@ -148,6 +165,13 @@ type completion struct {
 	// requeue: these steps, claimed for a delegation that did not happen,
 	// run one by one instead (step and the others are not done).
 	requeue []int
+	// parked: step found no route and is to wait for one (Call.park).
+	parked bool
+	// routed: step, a probe of its waitGroup, found a route and runs; its
+	// completion follows.
+	routed bool
+	// node is the node the step ran on (or last tried); "" when none.
+	node string
 }
 
 // Run runs every step of p as soon as its inputs are ready and returns the
@@ -216,26 +240,68 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 	if r.Delegator != nil && !p.Continue {
 		f.claimed = make([]bool, n)
 	}
+	if p.RouteWait > 0 {
+		f.w = r.newWaits(n, p.RouteWait)
+		defer f.w.close()
+	}
 	for {
 		for f.failed == nil && len(f.ready) > 0 {
 			i := f.ready[0]
 			f.ready = f.ready[1:]
 			f.launch(i)
 		}
-		if f.inflight == 0 {
+		if f.inflight == 0 && (f.failed != nil || f.w.idle()) {
 			break
 		}
-		c := <-f.completions
-		if c.requeue != nil {
-			f.inflight -= len(c.requeue)
-			f.requeue(c.requeue)
-			continue
-		}
-		f.inflight--
-		f.finish(c)
+		f.await()
 	}
 	out, e := collect(p, f.results, f.done, f.held, f.errs, f.failed)
 	return out, f.errs, e
+}
+
+// await takes the next thing that happens to the run: a step's completion,
+// a wake of steps waiting for a route, the end of a route wait, the end of
+// the request's budget while steps wait.
+func (f *dataflow) await() {
+	w := f.w
+	var done <-chan struct{}
+	if f.failed == nil && !w.idle() {
+		done = f.ctx.Done()
+	}
+	select {
+	case c := <-f.completions:
+		f.take(c)
+	case <-w.wakeC():
+		w.woken(f)
+	case <-w.pollC():
+		w.poll(f)
+	case <-w.timerC():
+		w.expire(f, time.Now())
+	case <-done:
+		f.fail(w.ended(f))
+	}
+}
+
+// take handles a step's completion.
+func (f *dataflow) take(c completion) {
+	switch {
+	case c.routed:
+		f.w.routed(f, c.step)
+		return
+	case c.requeue != nil:
+		f.inflight -= len(c.requeue)
+		f.requeue(c.requeue)
+		return
+	}
+	f.inflight--
+	if c.parked {
+		f.w.parked(f, c.step)
+		return
+	}
+	if f.w != nil {
+		f.w.ran(f, c)
+	}
+	f.finish(c)
 }
 
 // dataflow is the state of one run of a plan of several steps. Only the
@@ -252,7 +318,8 @@ type dataflow struct {
 	readers     []int // unfinished dependents, per step
 	ready       []int
 	completions chan completion
-	inflight    int // completions to come
+	w           *waits // with p.RouteWait
+	inflight    int    // completions to come
 	held        *holder
 	failed      *schema.Error
 	errs        map[string]*schema.Error // with p.Continue
@@ -261,8 +328,9 @@ type dataflow struct {
 }
 
 // launch starts ready step i: in a delegation with the steps that can go
-// with it, on the run's goroutine when it is the only thing to do, else on
-// a goroutine of its own.
+// with it, held while a step waiting for the same route finds out whether
+// there is one, on the run's goroutine when it is the only thing to do,
+// else on a goroutine of its own.
 func (f *dataflow) launch(i int) {
 	if f.claimed != nil && !f.noDelegate[i] {
 		if seg := f.r.segment(f.p, i, f.done, f.claimed); seg != nil {
@@ -278,13 +346,32 @@ func (f *dataflow) launch(i int) {
 			return
 		}
 	}
-	if f.inflight == 0 && len(f.ready) == 0 {
-		// The only runnable step: run it here, no goroutine.
-		f.finish(f.r.step(f.ctx, f.p, i, f.results, f.tr))
+	probe := false
+	if f.w != nil {
+		var run bool
+		if run, probe = f.w.admit(f, i); !run {
+			return
+		}
+	}
+	f.start(i, probe)
+}
+
+// start runs step i: on the run's goroutine when it is the only thing to
+// do, else on a goroutine of its own. A probe (see waitGroup) tells the
+// run when it found a route, before it runs.
+func (f *dataflow) start(i int, probe bool) {
+	f.inflight++
+	if f.inflight == 1 && len(f.ready) == 0 && f.w.idle() {
+		// The only runnable step: run it here, no goroutine (its
+		// completion says whether it found a route).
+		f.take(f.r.step(f.ctx, f.p, i, f.results, f.tr, f.w != nil, nil))
 		return
 	}
-	f.inflight++
-	go func() { f.completions <- f.r.step(f.ctx, f.p, i, f.results, f.tr) }()
+	var routed func()
+	if probe {
+		routed = func() { f.completions <- completion{step: i, routed: true} }
+	}
+	go func() { f.completions <- f.r.step(f.ctx, f.p, i, f.results, f.tr, f.w != nil, routed) }()
 }
 
 func (f *dataflow) fail(e *schema.Error) {
@@ -351,7 +438,7 @@ func (f *dataflow) requeue(steps []int) {
 func (r *Runner) runOne(ctx context.Context, p *Plan, tr *tracer) (map[string]any, map[string]*schema.Error, *schema.Error) {
 	held := r.holder(1)
 	defer held.releaseAll()
-	c := r.step(ctx, p, 0, nil, tr)
+	c := r.step(ctx, p, 0, nil, tr, false, nil)
 	if c.err == nil {
 		c.err = held.hold(0, c.result)
 		if c.err != nil {
@@ -491,14 +578,16 @@ func (h *holder) releaseAll() {
 }
 
 // step resolves, routes and executes step i, re-routing when the node
-// vanished before running it.
-func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any, tr *tracer) completion {
+// vanished before running it. With park, a step that finds no route ends
+// parked (the run waits for it); routed, when set, is called once it found
+// one.
+func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any, tr *tracer, park bool, routed func()) completion {
 	s := p.Steps[i]
 	start := time.Now()
 	c := completion{step: i}
 	ev := StepEvent{RequestID: p.ID, Step: s.Name, Fun: s.Fun, Start: start}
 	defer func() {
-		if r.Observer != nil {
+		if r.Observer != nil && !c.parked {
 			ev.Duration = time.Since(start)
 			ev.Err = c.err
 			r.Observer.StepDone(ev)
@@ -511,8 +600,13 @@ func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any, tr *tr
 		c.err = schema.AsError(err)
 		return c
 	}
-	call := &Call{RequestID: p.ID, Step: s.Name, Fun: s.Fun, Locs: s.Locs, Args: args, Kwargs: kwargs, RouteWait: p.RouteWait, tr: tr}
+	call := &Call{RequestID: p.ID, Step: s.Name, Fun: s.Fun, Locs: s.Locs, Args: args, Kwargs: kwargs, RouteWait: p.RouteWait, tr: tr,
+		park: park, routed: routed}
 	c.result, ev.Node, ev.Attempts, c.err = r.exec(ctx, call)
+	c.node = ev.Node
+	if c.err == errParked {
+		c.err, c.parked = nil, true
+	}
 	return c
 }
 
@@ -540,7 +634,17 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 		}
 		next, ok := r.Router.Route(ctx, call.Fun, call.Locs, tried)
 		if !ok && last == nil && call.RouteWait > 0 {
-			next, ok = r.waitRoute(ctx, call)
+			if call.park {
+				return nil, "", 0, errParked
+			}
+			var e *schema.Error
+			if next, ok, e = r.waitRoute(ctx, call); e != nil {
+				return nil, "", 0, e
+			}
+		}
+		if ok && call.routed != nil {
+			call.routed()
+			call.routed = nil
 		}
 		if !ok {
 			if last != nil {
@@ -548,7 +652,7 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 					Message: "no other eligible node could take the step after: " + last.Message,
 					Details: map[string]any{"fun": call.Fun, "locs": toAny(orEmpty(call.Locs)), "tried": toAny(tried)}}
 			}
-			return nil, node, attempts, noRoute(call)
+			return nil, node, attempts, noRoute(call, 0)
 		}
 		node, attempts = next, attempt+1
 		res, err := call.tr.attempt(ctx, call, node, attempts, func(ctx context.Context) (any, error) {
@@ -574,31 +678,41 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 }
 
 // waitRoute waits up to call.RouteWait (or until ctx ends) for a node to
-// route call to, trying again whenever the nodes may have changed.
-func (r *Runner) waitRoute(ctx context.Context, call *Call) (string, bool) {
-	timer := time.NewTimer(call.RouteWait)
-	defer timer.Stop()
+// route call to, trying again whenever one may have appeared: a request of
+// one step waits on its own goroutine, which costs no other. When no node
+// appears it returns NO_ROUTE, or the error of the end of ctx.
+func (r *Runner) waitRoute(ctx context.Context, call *Call) (string, bool, *schema.Error) {
+	since := time.Now()
+	if e := r.hold(); e != nil {
+		return "", false, e.WithStep(call.Step, "")
+	}
+	defer r.unhold()
+	wake := make(chan struct{}, 1)
 	var tick <-chan time.Time
-	if r.Changed == nil {
-		t := time.NewTicker(25 * time.Millisecond)
+	if r.Watch != nil {
+		defer r.Watch(call.Fun, call.Locs, func() { r.wakes.Add(1); signal(wake) })()
+	} else {
+		t := time.NewTicker(pollEvery)
 		defer t.Stop()
 		tick = t.C
 	}
+	timer := time.NewTimer(call.RouteWait)
+	defer timer.Stop()
 	for {
-		var changed <-chan struct{}
-		if r.Changed != nil {
-			changed = r.Changed() // taken before routing: no change is missed
-		}
+		// Watched before routing: no node is missed.
 		if next, ok := r.Router.Route(ctx, call.Fun, call.Locs, nil); ok {
-			return next, true
+			return next, true, nil
 		}
 		select {
-		case <-changed:
+		case <-wake:
 		case <-tick:
 		case <-timer.C:
-			return r.Router.Route(ctx, call.Fun, call.Locs, nil)
+			if next, ok := r.Router.Route(ctx, call.Fun, call.Locs, nil); ok {
+				return next, true, nil
+			}
+			return "", false, noRoute(call, time.Since(since))
 		case <-ctx.Done():
-			return "", false
+			return "", false, waitEnded(ctx, call, time.Since(since))
 		}
 	}
 }
@@ -679,7 +793,9 @@ func retryable(f Fact, c schema.Code, idempotent bool) bool {
 	return false
 }
 
-func noRoute(c *Call) *schema.Error {
+// noRoute is the NO_ROUTE error of call, which waited for a route for
+// waited (with a RouteWait).
+func noRoute(c *Call, waited time.Duration) *schema.Error {
 	locs := orEmpty(c.Locs)
 	e := &schema.Error{
 		Code:    schema.CodeNoRoute,
@@ -688,9 +804,22 @@ func noRoute(c *Call) *schema.Error {
 		Details: map[string]any{"fun": c.Fun, "locs": toAny(locs)},
 	}
 	if c.RouteWait > 0 {
-		e.Message += fmt.Sprintf(" (waited %d ms)", c.RouteWait.Milliseconds())
+		e.Message += fmt.Sprintf(" (waited %d ms)", waited.Milliseconds())
 		e.Details.(map[string]any)["route_wait_ms"] = c.RouteWait.Milliseconds()
+		e.Details.(map[string]any)["waited_ms"] = waited.Milliseconds()
 	}
+	return e
+}
+
+// waitEnded is the error of call whose wait for a route ctx ended after
+// waited: TIMEOUT when its budget ran out, else CANCELLED.
+func waitEnded(ctx context.Context, c *Call, waited time.Duration) *schema.Error {
+	e := contextError(ctx, ctx.Err())
+	e.Step = c.Step
+	e.Message = fmt.Sprintf("%s while the step waited %d ms (of route_wait_ms %d) for a live node offering %s with locs %s",
+		e.Message, waited.Milliseconds(), c.RouteWait.Milliseconds(), c.Fun, formatLocs(orEmpty(c.Locs)))
+	e.Details = map[string]any{"fun": c.Fun, "locs": toAny(orEmpty(c.Locs)),
+		"route_wait_ms": c.RouteWait.Milliseconds(), "waited_ms": waited.Milliseconds()}
 	return e
 }
 

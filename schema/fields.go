@@ -293,7 +293,7 @@ var knownKeys = func() map[string]string {
 		"error", "code", "message", "step", "node", "details", "cluster", "deadline_ms", "result",
 		"incarnation", "instance", "version", "funs", "codecs", "advertised_urls", "meta", "proto",
 		"seq", "load", "inflight", "limit", "$ref", "path", "kind", "attempt", "planner",
-		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "dry_run", "plan", "problems", "deps", "candidates",
+		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "waited_ms", "dry_run", "plan", "problems", "deps", "candidates",
 		"trace", "timing", "queue_us", "run_us", "start_us", "stream", "progress", "steps",
 		"split_results", "trace_truncated",
 	} {

@@ -409,6 +409,28 @@ func TestNodeCommand(t *testing.T) {
 	d.stop(t, syscall.SIGINT, 0)
 }
 
+// TestMaxWaitingFlag: --max-waiting bounds the steps waiting for a route
+// at once; past it a request is answered OVERLOADED naming the limit.
+func TestMaxWaitingFlag(t *testing.T) {
+	t.Parallel()
+	s := testcluster.Server(t)
+	d := startDaemon(t, "node", "--servers", s.ClientURL(), "--node-id", "wait1", "--max-waiting", "1")
+	d.waitFor(t, "the node to answer", func() error {
+		r := mpreg(t, opts{}, "call", "echo", "1", "--servers", s.ClientURL(), "--timeout", "2s")
+		if r.code != 0 {
+			return fmt.Errorf("exit %d: %s%s", r.code, r.stdout, r.stderr)
+		}
+		return nil
+	})
+	r := mpreg(t, opts{stdin: `{"route_wait_ms": 60000, "timeout_ms": 10000, "cmds": [
+		{"name": "a", "fun": "never"}, {"name": "b", "fun": "nowhere"}]}`}, "run", "-", "--servers", s.ClientURL())
+	assert.Equal(t, 1, r.code)
+	assert.True(t, strings.HasPrefix(r.stderr, "OVERLOADED: "), r.stderr)
+	e := decode(t, r.stdout).(map[string]any)["error"].(map[string]any)
+	assert.Equal(t, map[string]any{"limit": "max_waiting", "max": float64(1)}, e["details"])
+	d.stop(t, syscall.SIGTERM, 0)
+}
+
 func TestDemoCommand(t *testing.T) {
 	t.Parallel()
 	r := mpreg(t, opts{}, "demo")

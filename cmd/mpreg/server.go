@@ -36,8 +36,9 @@ type nodeFlags struct {
 	MaxCommands      int           `help:"Most commands one request may hold." default:"1000"`
 	MaxRequests      int           `help:"Most whole requests this node plans at once; beyond it a request gets OVERLOADED." default:"4096"`
 	MaxBytesInFlight byteSize      `help:"Most bytes of steps this node's planner has in flight to other nodes (requests and the replies expected); more steps wait." default:"64MiB"`
-	MaxPlanningBytes byteSize      `help:"Memory for the requests this node plans at once (decoded bodies, held results); beyond it a request gets OVERLOADED." default:"1GiB"`
+	MaxPlanningBytes byteSize      `help:"Memory for the requests this node plans at once (decoded bodies, held results, steps waiting for a route); beyond it a request gets OVERLOADED." default:"1GiB"`
 	MaxResultBytes   byteSize      `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"512MiB"`
+	MaxWaiting       int           `help:"Most steps of the requests this node plans that wait for a route (route_wait_ms) at once; beyond it a request gets OVERLOADED." default:"10000"`
 	MetricsListen    string        `help:"Serve /metrics, /healthz and /readyz over HTTP on HOST:PORT (port 0 picks a free one; the address is logged)." placeholder:"HOST:PORT"`
 	Authz            string        `help:"Policy file (JSON) of which caller may run which function in the requests this node plans (docs/SECURITY.md); read again on SIGHUP. Default: everyone may run everything." placeholder:"FILE"`
 	NoDelegate       bool          `help:"Run every step of the requests this node plans one by one, never sending a run of steps that only one other node can run there in one message."`
@@ -59,7 +60,7 @@ func (f *nodeFlags) config(log *slog.Logger) (node.Config, error) {
 	return node.Config{Authz: policy, Cluster: f.Cluster, NodeID: f.NodeID, Name: f.Name, Locs: f.Locs, Logger: log,
 		MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxRequests: f.MaxRequests, Limits: planner.Limits{MaxCommands: f.MaxCommands},
 		MaxBytesInFlight: int64(f.MaxBytesInFlight), MaxPlanningBytes: int64(f.MaxPlanningBytes), MaxResultBytes: int64(f.MaxResultBytes),
-		NoDelegate: f.NoDelegate}, nil
+		MaxWaiting: f.MaxWaiting, NoDelegate: f.NoDelegate}, nil
 }
 
 // serverCmd is `mpreg server`.
