@@ -161,7 +161,7 @@ func (c *runCmd) Run(e *env) error {
 	}
 	if req.DryRun && err == nil {
 		if c.Dot {
-			return writeDot(e.stdout, resp.Plan)
+			return writeDot(e.stdout, resp)
 		}
 		return writeExplain(e.stdout, resp)
 	}

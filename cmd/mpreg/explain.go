@@ -44,8 +44,14 @@ func dashIfEmpty(l []string) string {
 
 // writeDot prints a dry run's plan as a Graphviz digraph: a node per step
 // labelled "name: fun @ node", an edge from each step to each step that
-// reads its result; a step no node can take is red and dashed.
-func writeDot(w io.Writer, plan []schema.PlanStep) error {
+// reads its result; a step no node can take is red and dashed. A request
+// that does not plan (a cycle, an unknown $ref) prints nothing and returns
+// its planning error, so that `| dot -Tsvg` renders no blank picture.
+func writeDot(w io.Writer, resp *schema.Response) error {
+	if err := planningError(resp); err != nil {
+		return err
+	}
+	plan := resp.Plan
 	var b strings.Builder
 	b.WriteString("digraph mpreg {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n")
 	for _, s := range plan {
@@ -63,6 +69,17 @@ func writeDot(w io.Writer, plan []schema.PlanStep) error {
 	b.WriteString("}\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// planningError is a dry run's problem that kept the request from being
+// planned at all: anything but the NO_ROUTE of a step, which a plan shows.
+func planningError(resp *schema.Response) *schema.Error {
+	for _, p := range resp.Problems {
+		if p.Code != schema.CodeNoRoute {
+			return p
+		}
+	}
+	return nil
 }
 
 // dotID quotes s as a DOT string.

@@ -711,6 +711,13 @@ func TestExplainAndDot(t *testing.T) {
 	require.Contains(t, r.stdout, `"a" [label="a: add @ n1"];`)
 	require.Contains(t, r.stdout, `"c \"q\"" [label="c \"q\": train @ ?", color=red, style=dashed];`)
 	require.Contains(t, r.stdout, `"b" -> "c \"q\"";`)
+
+	// A request that does not plan prints no graph: its error goes to
+	// stderr with exit 1, as with --explain.
+	r = mpreg(t, opts{}, "run", "../../examples/requests/cycle.json", "--dot", "--servers", url)
+	require.Equal(t, 1, r.code)
+	require.Empty(t, r.stdout)
+	require.Equal(t, "INVALID_REQUEST: dependency cycle: |a -> |c -> |b -> |a\n", r.stderr)
 	if _, err := exec.LookPath("dot"); err != nil {
 		t.Skip("graphviz's dot is not installed: the DOT text is checked above, not rendered")
 	}
