@@ -591,12 +591,7 @@ func TestPeersWatch(t *testing.T) {
 	n := testcluster.Node(t, url, testcluster.NodeConfig(t, "watched"), func(n *node.Node) {
 		require.NoError(t, n.Register("hold", func() { <-block }))
 	})
-	w.waitFor(t, "the join line", func() error {
-		if !regexp.MustCompile(`(?m)^\S+ watched joined: alive, inflight 0/256, funs echo, echos, hold$`).MatchString(w.stderr.String()) {
-			return errors.New("not yet")
-		}
-		return nil
-	})
+	waitJoined(t, w, "watched", "echo, echos, hold")
 	cl := testcluster.Client(t, url, client.Config{})
 	go func() { _, _ = cl.Call(context.Background(), "hold", nil) }()
 	w.waitFor(t, "the load line", func() error {
@@ -622,6 +617,39 @@ func TestPeersWatch(t *testing.T) {
 		}
 		return nil
 	})
+	w.stop(t, os.Interrupt, 0)
+}
+
+// waitJoined waits for peers --watch to show node's join line with its
+// limit of 256 steps in flight: in the line itself when a heartbeat came
+// before it, else in a "limit ? -> 256" line after it (a node learned
+// from its hello has no load yet). It never shows a limit of 0.
+func waitJoined(t *testing.T, w *daemon, node, funs string) {
+	t.Helper()
+	joined := regexp.MustCompile(`(?m)^\S+ ` + node + ` joined: alive, inflight 0/(256|\?), funs ` + funs + `$`)
+	limit := regexp.MustCompile(`(?m)^\S+ ` + node + ` limit \? -> 256$`)
+	w.waitFor(t, "the join line and the node's limit", func() error {
+		out := w.stderr.String()
+		m := joined.FindStringSubmatch(out)
+		if m == nil || (m[1] == "?" && !limit.MatchString(out)) {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	require.NotContains(t, w.stderr.String(), "/0,")
+}
+
+// TestPeersWatchLimit: a node that was up before peers --watch started is
+// learned from its hello, which has no load: its limit shows as "?", then
+// as the limit its first heartbeat gives, never as 0.
+func TestPeersWatchLimit(t *testing.T) {
+	t.Parallel()
+	s := testcluster.Server(t)
+	cfg := testcluster.NodeConfig(t, "early")
+	cfg.HeartbeatInterval = time.Second
+	testcluster.Node(t, s.ClientURL(), cfg, nil)
+	w := startDaemon(t, "peers", "--watch", "--servers", s.ClientURL())
+	waitJoined(t, w, "early", "echo, echos")
 	w.stop(t, os.Interrupt, 0)
 }
 
