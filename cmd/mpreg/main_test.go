@@ -170,6 +170,8 @@ func TestCallErrors(t *testing.T) {
 		{"function error", []string{"fail", "boom"}, 1, "FUNCTION_ERROR: boom (step fail on node n1)"},
 		{"panic", []string{"panic", "boom"}, 1, "FUNCTION_PANIC: "},
 		{"bad arguments", []string{"add", "1", "2", "3"}, 1, "INVALID_ARGUMENT: "},
+		{"missing argument", []string{"add", "1"}, 1, "INVALID_ARGUMENT: add: missing argument b (step add on node n1)\n"},
+		{"null argument", []string{"add", "1", "null"}, 1, "INVALID_ARGUMENT: add: b: want a number, got null (step add on node n1)\n"},
 		{"timeout", []string{"sleep", "5000", "--timeout", "300ms"}, 1, "TIMEOUT: "},
 		{"other cluster", []string{"whoami", "--cluster", "elsewhere"}, 1, "NO_ROUTE: "},
 		{"bad flag", []string{"add", "--bogus"}, 2, "mpreg: error: unknown flag --bogus"},
