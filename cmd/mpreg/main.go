@@ -256,8 +256,10 @@ type clientFlags struct {
 	authFlags
 }
 
-// Validate checks the cluster id.
-func (f *clientFlags) Validate() error { return checkIDs(f.Cluster, "") }
+// Validate checks the cluster id and the NATS authentication flags.
+func (f *clientFlags) Validate() error {
+	return errors.Join(checkIDs(f.Cluster, ""), f.check())
+}
 
 // requestFlags are the flags of the commands that send a request.
 type requestFlags struct {
