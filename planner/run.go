@@ -445,12 +445,12 @@ func (h *holder) hold(step int, v any) *schema.Error {
 	n := h.r.Size(v)
 	if h.total+n > h.max {
 		return &schema.Error{Code: schema.CodePayloadTooLarge,
-			Message: fmt.Sprintf("the request's results would hold more than max_result_bytes=%d bytes", h.max),
+			Message: "the request's results would hold more bytes than the limit " + schema.LimitText("max_result_bytes", h.max),
 			Details: map[string]any{"limit": "max_result_bytes", "max": h.max}}
 	}
 	if m := h.r.Memory; m != nil && !m.TryAcquire(n) {
 		return &schema.Error{Code: schema.CodeOverloaded,
-			Message: "the node holds as many results of requests as its memory limit allows",
+			Message: "the node holds as many results of requests as the limit " + schema.LimitText("max_planning_bytes", 0) + " allows",
 			Details: map[string]any{"limit": "max_planning_bytes"}}
 	}
 	if h.sizes == nil {
