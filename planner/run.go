@@ -130,7 +130,14 @@ type Runner struct {
 	// MaxDelegated bounds the steps delegated in one message. Default
 	// DefaultMaxDelegated.
 	MaxDelegated int
+	// OverloadRetryAfter is the wait a step's OVERLOADED error suggests
+	// (details.retry_after_ms) when every eligible node it was sent to
+	// refused it for load. Default DefaultOverloadRetryAfter.
+	OverloadRetryAfter time.Duration
 }
+
+// DefaultOverloadRetryAfter is the default of Runner.OverloadRetryAfter.
+const DefaultOverloadRetryAfter = 100 * time.Millisecond
 
 // Budget is memory shared by the requests of a node; see Runner.Memory.
 type Budget interface {
@@ -531,6 +538,7 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 	}
 	var tried []string
 	var last *schema.Error
+	busy := true // every node tried so far refused the step for load
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, node, attempts, contextError(ctx, err).WithStep(call.Step, node)
@@ -541,9 +549,7 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 		}
 		if !ok {
 			if last != nil {
-				return nil, node, attempts, &schema.Error{Code: schema.CodeNodeUnavailable, Step: call.Step, Node: node,
-					Message: "no other eligible node could take the step after: " + last.Message,
-					Details: map[string]any{"fun": call.Fun, "locs": toAny(orEmpty(call.Locs)), "tried": toAny(tried)}}
+				return nil, node, attempts, r.noNodeLeft(call, node, tried, last, busy)
 			}
 			return nil, node, attempts, noRoute(call)
 		}
@@ -555,6 +561,7 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 			return res, node, attempts, nil
 		}
 		e := stepError(ctx, err)
+		busy = busy && e.Code == schema.CodeOverloaded
 		if attempt < maxRetries && Retryable(err) {
 			if r.Logger != nil {
 				r.Logger.Debug("step re-routed", "request_id", call.RequestID, "step", call.Step, "node", node, "code", e.Code)
@@ -563,11 +570,33 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 			last = e
 			continue
 		}
+		if busy {
+			return nil, node, attempts, r.noNodeLeft(call, node, append(tried, node), e, true)
+		}
 		if r.Logger != nil {
 			r.Logger.Debug("step failed", "request_id", call.RequestID, "step", call.Step, "node", node, "code", e.Code, "error", e.Message)
 		}
 		return nil, node, attempts, e.WithStep(call.Step, node)
 	}
+}
+
+// noNodeLeft is the error of a step that every eligible node it was sent
+// to (tried) refused, last being the last refusal: OVERLOADED, with the
+// wait to suggest, when all of them refused it for load (they are busy, not
+// gone), else NODE_UNAVAILABLE.
+func (r *Runner) noNodeLeft(call *Call, node string, tried []string, last *schema.Error, busy bool) *schema.Error {
+	d := map[string]any{"fun": call.Fun, "locs": toAny(orEmpty(call.Locs)), "tried": toAny(tried)}
+	if !busy {
+		return &schema.Error{Code: schema.CodeNodeUnavailable, Step: call.Step, Node: node,
+			Message: "no other eligible node could take the step after: " + last.Message, Details: d}
+	}
+	wait := r.OverloadRetryAfter
+	if wait <= 0 {
+		wait = DefaultOverloadRetryAfter
+	}
+	d["retry_after_ms"] = wait.Milliseconds()
+	return &schema.Error{Code: schema.CodeOverloaded, Step: call.Step, Node: node,
+		Message: fmt.Sprintf("every eligible node tried is busy (try again in %d ms): %s", wait.Milliseconds(), last.Message), Details: d}
 }
 
 // waitRoute waits up to call.RouteWait (or until ctx ends) for a node to
