@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,11 @@ type Config struct {
 	// ConnOptions are extra nats.go options for dialing, applied after
 	// Auth's.
 	ConnOptions []nats.Option
+	// FailFast dials once: when no NATS server answers the first connect,
+	// Connect returns NODE_UNAVAILABLE ("cannot reach NATS at …") at once
+	// instead of trying again until ctx ends. A connection that was up
+	// still reconnects. Ignored when Conn is set.
+	FailFast bool
 	// Cluster is the cluster id. Default "default".
 	Cluster string
 	// Prefix is the subject prefix. Default "mpreg".
@@ -127,9 +133,13 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, nc: cfg.Conn, subj: bus.NewSubjects(cfg.Prefix, cfg.Cluster), idPrefix: nuid.Next() + "-"}
 	if c.nc == nil {
-		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: cfg.Servers, Name: cfg.Name, Auth: cfg.Auth, Options: cfg.ConnOptions, Logger: cfg.Logger})
+		opts := cfg.ConnOptions
+		if cfg.FailFast {
+			opts = append([]nats.Option{nats.RetryOnFailedConnect(false)}, opts...)
+		}
+		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: cfg.Servers, Name: cfg.Name, Auth: cfg.Auth, Options: opts, Logger: cfg.Logger})
 		if err != nil {
-			return nil, connectError(err)
+			return nil, connectError(cfg.Servers, err)
 		}
 		c.nc, c.ownConn = nc, true
 	}
@@ -644,12 +654,22 @@ func (c *Client) Peers(ctx context.Context) ([]membership.Peer, error) {
 // connectError is Connect's error for a connection NATS refused:
 // UNAUTHENTICATED, saying what failed, when credentials or TLS are the
 // cause (trying again will not help); the error as it is otherwise.
-func connectError(err error) error {
+func connectError(servers []string, err error) error {
 	if errors.Is(err, bus.ErrInvalidConfig) {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if why, ok := bus.ExplainConnectError(err); ok {
 		return schema.Wrap(schema.CodeUnauthenticated, err, "%s", why)
 	}
-	return fmt.Errorf("client: %w", err)
+	// Nothing answered (or ctx ended first): the same message wherever a
+	// connection fails, naming the servers and the first cause.
+	urls := bus.SplitURLs(servers...)
+	if len(urls) == 0 {
+		urls = []string{bus.DefaultURL}
+	}
+	cause := err
+	for errors.Unwrap(cause) != nil {
+		cause = errors.Unwrap(cause)
+	}
+	return schema.Wrap(schema.CodeNodeUnavailable, cause, "cannot reach NATS at %s", strings.Join(bus.RedactAll(urls), ","))
 }
