@@ -192,6 +192,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 	}
 	if req.DryRun {
 		resp.Plan, resp.Problems = fr.dryRun(req)
+		resp.Warnings = planner.Warnings(req)
 		return
 	}
 	plan, err := planner.New(req, fr.cfg.Limits)

@@ -105,6 +105,9 @@ func (r Response) WriteFields(w FieldWriter) {
 	if r.Problems != nil {
 		w.Any("problems", r.Problems)
 	}
+	if r.Warnings != nil {
+		w.Any("warnings", r.Warnings)
+	}
 	if r.Trace != nil {
 		w.Any("trace", r.Trace)
 	}
@@ -126,6 +129,14 @@ func (e TraceEntry) WriteFields(w FieldWriter) {
 func (t StepTiming) WriteFields(w FieldWriter) {
 	w.Int("queue_us", t.QueueUS)
 	w.Int("run_us", t.RunUS)
+}
+
+// WriteFields writes the warning's keys.
+func (x Warning) WriteFields(w FieldWriter) {
+	w.Str("step", x.Step)
+	w.Str("key", x.Key)
+	w.Str("message", x.Message)
+	strOpt(w, "near", x.Near)
 }
 
 // WriteFields writes the plan step's keys.
@@ -286,7 +297,7 @@ var knownKeys = func() map[string]string {
 		"error", "code", "message", "step", "node", "details", "cluster", "deadline_ms", "result",
 		"incarnation", "instance", "version", "funs", "codecs", "advertised_urls", "meta", "proto",
 		"seq", "load", "inflight", "limit", "$ref", "path", "kind", "attempt", "planner",
-		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "dry_run", "plan", "problems", "deps", "candidates",
+		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "dry_run", "plan", "problems", "warnings", "near", "deps", "candidates",
 		"trace", "timing", "queue_us", "run_us", "start_us", "stream", "progress", "steps",
 	} {
 		m[k] = k

@@ -328,6 +328,9 @@ func ParseResponse(v any) (*Response, error) {
 	if err := parseTrace(m, r); err != nil {
 		return nil, err
 	}
+	if err := parseWarnings(m, r); err != nil {
+		return nil, err
+	}
 	if ev, ok := m["errors"]; ok && ev != nil {
 		em, ok := ev.(map[string]any)
 		if !ok {
@@ -341,6 +344,37 @@ func ParseResponse(v any) (*Response, error) {
 		}
 	}
 	return r, nil
+}
+
+// parseWarnings reads a dry run's warnings.
+func parseWarnings(m map[string]any, r *Response) error {
+	wv, ok := m["warnings"]
+	if !ok || wv == nil {
+		return nil
+	}
+	l, ok := wv.([]any)
+	if !ok {
+		return typeErr("warnings", "list", wv)
+	}
+	r.Warnings = make([]Warning, len(l))
+	for i, v := range l {
+		key := fmt.Sprintf("warnings[%d]", i)
+		wm, err := asMap(v, key)
+		if err != nil {
+			return err
+		}
+		x := &r.Warnings[i]
+		for _, f := range []struct {
+			k   string
+			dst *string
+			req bool
+		}{{"step", &x.Step, true}, {"key", &x.Key, true}, {"message", &x.Message, true}, {"near", &x.Near, false}} {
+			if *f.dst, err = str(wm, key, f.k, f.req); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // ParsePlanned reads a stream's planned event.

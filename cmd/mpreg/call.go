@@ -14,6 +14,7 @@ import (
 
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -142,6 +143,10 @@ func (c *runCmd) Run(e *env) error {
 	}
 	if c.Explain || c.Dot {
 		req.DryRun = true
+	}
+	if !c.Explain {
+		// --explain shows the dry run's own warnings with the plan.
+		printWarnings(e.stderr, planner.Warnings(req))
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, time.Duration(req.TimeoutMS)*time.Millisecond+replyGrace)
 	defer cancel()

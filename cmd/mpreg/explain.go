@@ -25,14 +25,35 @@ func writeExplain(w io.Writer, resp *schema.Response) error {
 		return err
 	}
 	if len(resp.Problems) == 0 {
-		_, err := fmt.Fprintln(w, "\nno problems: the request can run now")
-		return err
+		fmt.Fprintln(w, "\nno problems: the request can run now")
+	} else {
+		fmt.Fprintf(w, "\n%d problem(s):\n", len(resp.Problems))
+		for _, p := range resp.Problems {
+			fmt.Fprintf(w, "  %s\n", p.Error())
+		}
 	}
-	fmt.Fprintf(w, "\n%d problem(s):\n", len(resp.Problems))
-	for _, p := range resp.Problems {
-		fmt.Fprintf(w, "  %s\n", p.Error())
+	if len(resp.Warnings) > 0 {
+		fmt.Fprintf(w, "\n%d warning(s):\n", len(resp.Warnings))
+		for _, x := range resp.Warnings {
+			fmt.Fprintf(w, "  %s\n", warningText(x))
+		}
 	}
-	return resp.Problems[0]
+	if len(resp.Problems) > 0 {
+		return resp.Problems[0]
+	}
+	return nil
+}
+
+// warningText is a dry run's warning as one line.
+func warningText(x schema.Warning) string {
+	return fmt.Sprintf("step %s: %s: %s", x.Step, x.Key, x.Message)
+}
+
+// printWarnings writes a request's warnings on w, one line each.
+func printWarnings(w io.Writer, warnings []schema.Warning) {
+	for _, x := range warnings {
+		fmt.Fprintf(w, "mpreg: warning: %s\n", warningText(x))
+	}
 }
 
 func dashIfEmpty(l []string) string {

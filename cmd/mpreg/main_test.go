@@ -768,3 +768,25 @@ func TestRunProgress(t *testing.T) {
 	require.Regexp(t, `(?m)^\S+ planned by n1: 2 steps\n\S+ step a \(add\) on n1: ok, ran \S+ \[1/2\]\n\S+ step b \(add\) on n1: ok, ran \S+ \[2/2\]$`, r.stderr)
 	require.Contains(t, r.stdout, `"b": 4`)
 }
+
+// TestRunWarnings: a string argument that looks like a mistyped reference
+// runs as the string itself, and mpreg run says so on stderr; --explain
+// lists it with the plan (no problems: exit 0).
+func TestRunWarnings(t *testing.T) {
+	url := cluster(t)
+	req := `{"cmds": [{"name": "|a", "fun": "echo", "args": ["|frist"]}]}`
+	warning := `step |a: cmds[0].args[0]: "|frist" starts with "|" but names no command: it is passed as the string itself`
+	r := mpreg(t, opts{stdin: req}, "run", "-", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "mpreg: warning: "+warning+"\n", r.stderr)
+	require.Contains(t, r.stdout, `"|a": "|frist"`)
+
+	r = mpreg(t, opts{stdin: req}, "run", "-", "--explain", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Empty(t, r.stderr)
+	require.Contains(t, r.stdout, "\nno problems: the request can run now\n\n1 warning(s):\n  "+warning+"\n")
+
+	r = mpreg(t, opts{stdin: `{"cmds": [{"name": "|a", "fun": "echo", "args": ["hello"]}]}`}, "run", "-", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Empty(t, r.stderr)
+}
