@@ -380,6 +380,7 @@ func (fr *front) onCancelRequest(m *nats.Msg) {
 	key := cancelKey(caller, c.ID)
 	if fr.planned.cancel(key) {
 		fr.log.Info("request cancelled by its caller", "request_id", c.ID)
+		fr.answerCancel(m, c.ID)
 		return
 	}
 	// Perhaps it is on its way from the rpc subscription to its planning.

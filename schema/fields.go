@@ -177,6 +177,12 @@ func (c Cancel) WriteFields(w FieldWriter) {
 // WriteFields writes the cancel request's keys.
 func (c CancelRequest) WriteFields(w FieldWriter) { w.Str("id", c.ID) }
 
+// WriteFields writes the cancel answer's keys.
+func (a CancelAnswer) WriteFields(w FieldWriter) {
+	w.Str("id", a.ID)
+	w.Str("node", a.Node)
+}
+
 // WriteFields writes the planner ack's keys.
 func (a PlannerAck) WriteFields(w FieldWriter) {
 	w.Str("cluster", a.Cluster)

@@ -607,6 +607,22 @@ func ParseCancelRequest(v any) (*CancelRequest, error) {
 	return c, nil
 }
 
+// ParseCancelAnswer reads a node's answer to a cancel.
+func ParseCancelAnswer(v any) (*CancelAnswer, error) {
+	m, err := asMap(v, "cancel answer")
+	if err != nil {
+		return nil, err
+	}
+	a := &CancelAnswer{}
+	if a.ID, err = boundedStr(m, "id", true, MaxRequestIDLen); err != nil {
+		return nil, err
+	}
+	if a.Node, err = idField(m, "node"); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
 // ParsePlannerAck reads a PlannerAck.
 func ParsePlannerAck(v any) (*PlannerAck, error) {
 	m, err := asMap(v, "planner ack")

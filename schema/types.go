@@ -163,6 +163,14 @@ type CancelRequest struct {
 	ID string `json:"id"`
 }
 
+// CancelAnswer is a node's answer to a cancel sent with a reply subject
+// (docs/PROTOCOL.md §9): that node knew the request and stopped it. A node
+// that did not know it does not answer.
+type CancelAnswer struct {
+	ID   string `json:"id"`
+	Node string `json:"node"`
+}
+
 // PlannerAck tells a caller which node plans its rpc request (an extension
 // of docs/PROTOCOL.md §4): a request with the header HeaderPlannerAck gets one,
 // on the subject the header names, once it has been planned for a while.

@@ -675,10 +675,15 @@ func TestLeafNodeFlags(t *testing.T) {
 	require.Contains(t, site.stderr.String(), "leafnode_remotes=[nats-leaf://127.0.0.1:")
 }
 
-// TestCancelCommand: mpreg cancel ID stops a running request by its id;
-// its caller gets CANCELLED.
+// TestCancelCommand: mpreg cancel ID stops a running request by its id and
+// says which node stopped it; its caller gets CANCELLED. An id no node
+// knows is exit 1.
 func TestCancelCommand(t *testing.T) {
-	url := cluster(t)
+	s := testcluster.Server(t)
+	n := testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "n1", "cpu"), func(n *node.Node) {
+		require.NoError(t, demo.Register(n))
+	})
+	url := s.ClientURL()
 	nc, err := nats.Connect(url)
 	require.NoError(t, err)
 	defer nc.Close()
@@ -687,22 +692,63 @@ func TestCancelCommand(t *testing.T) {
 		m, _ := nc.Request("mpreg.default.rpc", []byte(`{"id": "to-cancel", "cmds": [{"name": "s", "fun": "sleep", "args": [20000, "x"]}]}`), 30*time.Second)
 		done <- m
 	}()
-	var r result
-	testcluster.WaitFor(t, "the request to be cancelled", func() error {
-		r = mpreg(t, opts{}, "cancel", "to-cancel", "--servers", url)
-		select {
-		case m := <-done:
-			done <- m
-			return nil
-		default:
-			return errors.New("still running")
+	testcluster.WaitFor(t, "the request to run", func() error {
+		if n.Stats().Inflight != 1 {
+			return errors.New("not running yet")
 		}
+		return nil
 	})
+	r := mpreg(t, opts{}, "cancel", "to-cancel", "--servers", url)
 	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "cancelled request \"to-cancel\" on n1\n", r.stdout)
 	m := testwait.Recv(t, done, "the cancelled request's reply")
 	require.NotNil(t, m)
 	require.Contains(t, string(m.Data), `"code":"CANCELLED"`)
+
+	r = mpreg(t, opts{}, "cancel", "to-cancel", "--servers", url, "--wait", "300ms")
+	require.Equal(t, 1, r.code)
+	require.Empty(t, r.stdout)
+	require.Equal(t, "mpreg: no node knew request \"to-cancel\": none answered within 300ms\n", r.stderr)
 	require.Equal(t, 2, mpreg(t, opts{}, "cancel").code, "an id is required")
+}
+
+// TestCallID: mpreg call --id names the request, --verbose prints its id
+// on stderr before sending, and mpreg cancel ID stops the call from
+// another process. mpreg run --verbose prints the file's id.
+func TestCallID(t *testing.T) {
+	s := testcluster.Server(t)
+	n := testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "n1", "cpu"), func(n *node.Node) {
+		require.NoError(t, demo.Register(n))
+	})
+	url := s.ClientURL()
+	call := startDaemon(t, "call", "sleep", "20000", "x", "--id", "call-7", "--verbose", "--servers", url)
+	call.waitFor(t, "the call to run", func() error {
+		if n.Stats().Inflight != 1 || !strings.Contains(call.stderr.String(), "mpreg: request call-7\n") {
+			return errors.New("not running yet")
+		}
+		return nil
+	})
+	r := mpreg(t, opts{}, "cancel", "call-7", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "cancelled request \"call-7\" on n1\n", r.stdout)
+	select {
+	case <-call.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the cancelled call did not exit")
+	}
+	require.Equal(t, "mpreg: request call-7\nCANCELLED: the step was cancelled (step sleep on node n1)\n", call.stderr.String())
+
+	r = mpreg(t, opts{}, "call", "add", "1", "2", "--verbose", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Regexp(t, `^mpreg: request \S+\n$`, r.stderr, "a new id when none is given")
+	r = mpreg(t, opts{stdin: `{"id": "run-9", "cmds": [{"name": "a", "fun": "add", "args": [1, 2]}]}`}, "run", "-", "--verbose", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "mpreg: request run-9\n", r.stderr)
+	r = mpreg(t, opts{stdin: `{"cmds": [{"name": "a", "fun": "add", "args": [1, 2]}]}`}, "run", "-", "--trace", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	id := regexp.MustCompile(`^mpreg: request (\S+)\n`).FindStringSubmatch(r.stderr)
+	require.NotNil(t, id, "the trace names the request: %s", r.stderr)
+	require.Contains(t, r.stdout, `"id": "`+id[1]+`"`)
 }
 
 // TestTraceFlags: --trace prints where each step ran on stderr, the result
