@@ -13,8 +13,11 @@ build:
 	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/mpreg
 
 ## demo: one process, embedded NATS, three nodes, a showcase of requests.
+## It says so before building: a first build takes about a minute.
 demo:
-	$(GO) run ./cmd/mpreg demo
+	@echo "Building $(BIN) (the first build compiles NATS and everything else: about a minute), then running the demo."
+	$(GO) build -buildvcs=auto -o $(BIN) ./cmd/mpreg
+	$(BIN) demo
 
 ## test: vet, lint, the race-checked test suite, the load tests, and a short fuzz pass.
 test: vet lint js-deps tools deploy-check race load fuzz

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -54,6 +55,11 @@ type Config struct {
 	// ConnOptions are extra nats.go options for dialing, applied after
 	// Auth's.
 	ConnOptions []nats.Option
+	// FailFast dials once: when no NATS server answers the first connect,
+	// Connect returns NODE_UNAVAILABLE ("cannot reach NATS at …") at once
+	// instead of trying again until ctx ends. A connection that was up
+	// still reconnects. Ignored when Conn is set.
+	FailFast bool
 	// Cluster is the cluster id. Default "default".
 	Cluster string
 	// Prefix is the subject prefix. Default "mpreg".
@@ -133,10 +139,14 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, nc: cfg.Conn, subj: bus.NewSubjects(cfg.Prefix, cfg.Cluster), idPrefix: nuid.Next() + "-"}
 	if c.nc == nil {
+		opts := cfg.ConnOptions
+		if cfg.FailFast {
+			opts = append([]nats.Option{nats.RetryOnFailedConnect(false)}, opts...)
+		}
 		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: cfg.Servers, Name: cfg.Name, Auth: cfg.Auth, InboxPrefix: cfg.InboxPrefix,
-			Options: cfg.ConnOptions, Logger: cfg.Logger})
+			Options: opts, Logger: cfg.Logger})
 		if err != nil {
-			return nil, connectError(err)
+			return nil, connectError(cfg.Servers, err)
 		}
 		c.nc, c.ownConn = nc, true
 	}
@@ -226,6 +236,7 @@ type callOpts struct {
 	timeout   time.Duration
 	routeWait time.Duration
 	trace     *Trace
+	id        string
 }
 
 // Trace is the trace of a call (docs/PROTOCOL.md §5.1).
@@ -235,6 +246,14 @@ type Trace struct {
 	// Truncated: the planner left out the entries that did not fit its
 	// reply (trace_truncated), the latest to start.
 	Truncated bool
+}
+
+// WithID gives the call's request its id (docs/PROTOCOL.md §4), by which
+// another process can cancel it (§9, Cancel): the call then goes through a
+// planner, never planned by the client itself. Without it the client picks
+// a unique id.
+func WithID(id string) CallOption {
+	return func(o *callOpts) { o.id = id }
 }
 
 // WithTrace has the call traced (docs/PROTOCOL.md §5.1): *dst gets one
@@ -301,7 +320,7 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 	}
 	ctx, cancel := c.deadline(ctx, o.timeout)
 	defer cancel()
-	if c.follower != nil && o.trace == nil {
+	if c.follower != nil && o.trace == nil && o.id == "" {
 		call := &planner.Call{RequestID: c.nextID(), Step: fun, Fun: fun, Locs: o.locs, Args: args, Kwargs: kwargs}
 		v, err := c.runner.Call(ctx, call)
 		if err == nil {
@@ -313,7 +332,7 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 		// The view knows no eligible node (it may lag): ask the cluster.
 	}
 	name := uniqueName(fun, args)
-	resp, err := c.Run(ctx, &schema.Request{Cmds: []schema.Command{{Name: name, Fun: fun, Args: args, Kwargs: kwargs, Locs: o.locs}},
+	resp, err := c.Run(ctx, &schema.Request{ID: o.id, Cmds: []schema.Command{{Name: name, Fun: fun, Args: args, Kwargs: kwargs, Locs: o.locs}},
 		RouteWaitMS: o.routeWait.Milliseconds(), Trace: o.trace != nil})
 	if o.trace != nil && resp != nil {
 		*o.trace = Trace{Entries: resp.Trace, Truncated: resp.TraceTruncated}
@@ -534,6 +553,74 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 	return bus.Flush(ctx, c.nc)
 }
 
+// CancelWait is Cancel sent as a request (docs/PROTOCOL.md §9): every node
+// that knew the id, and stopped the request, answers. It collects the
+// answers until ctx ends, or quiet passes after the last one, and returns
+// the nodes that answered: none when no node knew the id (or every node
+// that did is of a version that does not answer).
+func (c *Client) CancelWait(ctx context.Context, id string, quiet time.Duration) ([]string, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if id == "" || len(id) > schema.MaxRequestIDLen {
+		return nil, schema.Errorf(schema.CodeInvalidRequest, "a request id is 1 to %d bytes", schema.MaxRequestIDLen)
+	}
+	data, err := codec.JSON.Encode(&schema.CancelRequest{ID: id})
+	if err != nil {
+		return nil, err
+	}
+	inbox := c.nc.NewRespInbox()
+	sub, err := c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, fmt.Errorf("client: cancel %s: %w", schema.Clip(id), err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	m := bus.NewMsg(c.subj.CancelRequest(), data, codec.JSONType, "")
+	m.Reply = inbox
+	if err := c.nc.PublishMsg(m); err != nil {
+		return nil, fmt.Errorf("client: cancel %s: %w", schema.Clip(id), err)
+	}
+	var nodes []string
+	for len(nodes) < maxCancelAnswers {
+		within := time.Duration(0) // the first answer: until ctx ends
+		if len(nodes) > 0 {
+			within = quiet
+		}
+		msg, err := nextWithin(ctx, sub, within)
+		if err != nil {
+			break // ctx ended, or quiet passed
+		}
+		a, err := readCancelAnswer(msg)
+		if err != nil || a.ID != id {
+			continue
+		}
+		nodes = append(nodes, a.Node)
+	}
+	return nodes, nil
+}
+
+// nextWithin is the next message of sub, waiting until ctx ends or, when
+// d > 0, for at most d.
+func nextWithin(ctx context.Context, sub *nats.Subscription, d time.Duration) (*nats.Msg, error) {
+	if d > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, d)
+		defer cancel()
+	}
+	return sub.NextMsgWithContext(ctx)
+}
+
+// maxCancelAnswers bounds the answers CancelWait collects.
+const maxCancelAnswers = 64
+
+func readCancelAnswer(m *nats.Msg) (*schema.CancelAnswer, error) {
+	tree, err := mesh.DecodeReply(m)
+	if err != nil {
+		return nil, err
+	}
+	return schema.ParseCancelAnswer(tree)
+}
+
 // cancelFlush bounds the wait for the server to take a cancel.
 const cancelFlush = 250 * time.Millisecond
 
@@ -680,12 +767,22 @@ func (c *Client) Peers(ctx context.Context) ([]membership.Peer, error) {
 // connectError is Connect's error for a connection NATS refused:
 // UNAUTHENTICATED, saying what failed, when credentials or TLS are the
 // cause (trying again will not help); the error as it is otherwise.
-func connectError(err error) error {
+func connectError(servers []string, err error) error {
 	if errors.Is(err, bus.ErrInvalidConfig) {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if why, ok := bus.ExplainConnectError(err); ok {
 		return schema.Wrap(schema.CodeUnauthenticated, err, "%s", why)
 	}
-	return fmt.Errorf("client: %w", err)
+	// Nothing answered (or ctx ended first): the same message wherever a
+	// connection fails, naming the servers and the first cause.
+	urls := bus.SplitURLs(servers...)
+	if len(urls) == 0 {
+		urls = []string{bus.DefaultURL}
+	}
+	cause := err
+	for errors.Unwrap(cause) != nil {
+		cause = errors.Unwrap(cause)
+	}
+	return schema.Wrap(schema.CodeNodeUnavailable, cause, "cannot reach NATS at %s", strings.Join(bus.RedactAll(urls), ","))
 }

@@ -354,3 +354,21 @@ func TestConnectInvalidConfig(t *testing.T) {
 		require.ErrorIs(t, err, client.ErrInvalidConfig)
 	}
 }
+
+// With no NATS server there, Connect says so as NODE_UNAVAILABLE naming the
+// servers: at once with FailFast, when ctx ends without it.
+func TestConnectNoServer(t *testing.T) {
+	url := fmt.Sprintf("nats://127.0.0.1:%d", testcluster.FreePort(t))
+	start := time.Now()
+	_, err := client.Connect(testwait.Ctx(t), client.Config{Servers: []string{url}, FailFast: true, NoFollow: true})
+	require.ErrorIs(t, err, schema.ErrNodeUnavailable)
+	require.ErrorIs(t, err, nats.ErrNoServers)
+	require.Equal(t, "NODE_UNAVAILABLE: cannot reach NATS at "+url+": nats: no servers available for connection", err.Error())
+	require.Less(t, time.Since(start), 2*time.Second)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err = client.Connect(ctx, client.Config{Servers: []string{url}, NoFollow: true})
+	require.ErrorIs(t, err, schema.ErrNodeUnavailable)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+}

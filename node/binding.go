@@ -153,15 +153,25 @@ func noParam(fun, key string) *schema.Error {
 // one) and that has no WithParams takes kwargs as the struct's fields by
 // json name, or one positional argument. A variadic last parameter takes
 // the remaining positional args.
-func wrap(name string, f any, params []string) (RawFunc, error) {
-	if raw, ok := f.(RawFunc); ok {
-		return raw, nil
+//
+// required names parameters (of params) that may not be left out even when
+// their type could take nil (see Required); a RawFunc takes none.
+func wrap(name string, f any, params, required []string) (RawFunc, error) {
+	raw, isRaw := f.(RawFunc)
+	if !isRaw {
+		raw, isRaw = f.(func(context.Context, []any, map[string]any) (any, error))
 	}
-	if raw, ok := f.(func(context.Context, []any, map[string]any) (any, error)); ok {
+	if isRaw {
+		if len(required) > 0 {
+			return nil, fmt.Errorf("%w: %s: Required names parameters of a typed function, not of a RawFunc", ErrInvalidConfig, name)
+		}
 		return raw, nil
 	}
 	b, err := newBinding(name, f, params)
 	if err != nil {
+		return nil, err
+	}
+	if err := b.require(required); err != nil {
 		return nil, err
 	}
 	return b.call, nil
@@ -175,9 +185,10 @@ type binding struct {
 	first      int      // 1 when the function takes a context first
 	in         []param  // the parameters after the context
 	variadic   bool
-	structMode bool // one struct parameter, no WithParams: kwargs are its fields
-	outErr     bool // the last result is an error
-	outVal     bool // there is a result value
+	required   []bool // by parameter: may not be left out (Required)
+	structMode bool   // one struct parameter, no WithParams: kwargs are its fields
+	outErr     bool   // the last result is an error
+	outVal     bool   // there is a result value
 }
 
 func newBinding(name string, f any, params []string) (*binding, error) {
@@ -211,6 +222,21 @@ func newBinding(name string, f any, params []string) (*binding, error) {
 	b.outErr = t.NumOut() > 0 && t.Out(t.NumOut()-1) == errorType
 	b.outVal = t.NumOut() == 2 || (t.NumOut() == 1 && !b.outErr)
 	return b, nil
+}
+
+// require marks the parameters named as required (see Required).
+func (b *binding) require(names []string) error {
+	for _, name := range names {
+		i := slices.Index(b.params, name)
+		if i < 0 || (b.variadic && i == len(b.in)-1) {
+			return fmt.Errorf("%w: %s: Required(%q) names no fixed parameter of WithParams", ErrInvalidConfig, b.name, name)
+		}
+		if b.required == nil {
+			b.required = make([]bool, len(b.in))
+		}
+		b.required[i] = true
+	}
+	return nil
 }
 
 // call is the RawFunc of the binding.
@@ -267,7 +293,7 @@ func (b *binding) bindParams(vals []reflect.Value, args []any, kwargs map[string
 	}
 	for i := 0; i < fixed; i++ {
 		if !have[i] {
-			if !nullable(b.in[i].t) {
+			if !nullable(b.in[i].t) || (b.required != nil && b.required[i]) {
 				return nil, &schema.Error{Code: schema.CodeInvalidArgument,
 					Message: fmt.Sprintf("%s: missing argument %s", b.name, b.paramName(i)), Details: map[string]any{"param": b.paramName(i)}}
 			}

@@ -142,3 +142,52 @@ func TestClosingNodeAnswersNodeUnavailable(t *testing.T) {
 	n.Close()
 	require.Equal(t, "NODE_UNAVAILABLE", wireError(t, testwait.Recv(t, replied, "the exec reply"))["code"])
 }
+
+// TestCancelAnswered: a cancel sent with a reply subject is answered by
+// the node that planned the request, {"id", "node"}; for an id no node
+// knows, nothing answers. Client.CancelWait collects the answers.
+func TestCancelAnswered(t *testing.T) {
+	s := testcluster.Server(t)
+	started := make(chan struct{}, 2)
+	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "p1"), func(n *node.Node) {
+		require.NoError(t, n.Register("block", func(ctx context.Context) error {
+			started <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		}))
+	})
+	c := testcluster.Client(t, s.ClientURL(), client.Config{NoFollow: true})
+	nc := testcluster.Conn(t, s.ClientURL())
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Call(context.Background(), "block", nil, client.WithID("answered-1"), client.WithTimeout(30*time.Second))
+		done <- err
+	}()
+	// Planned and running: a cancel that came before would stop it too,
+	// unanswered (no node knew the id yet).
+	testwait.Recv(t, started, "the step to run")
+	nodes, err := c.CancelWait(testwait.Ctx(t), "answered-1", 50*time.Millisecond)
+	require.NoError(t, err)
+	require.Equal(t, []string{"p1"}, nodes)
+	requireCode(t, testwait.Recv(t, done, "the cancelled call"), schema.CodeCancelled)
+
+	// The wire form, from plain NATS; and silence for an unknown id.
+	go func() {
+		_, err := c.Call(context.Background(), "block", nil, client.WithID("answered-2"), client.WithTimeout(30*time.Second))
+		done <- err
+	}()
+	testwait.Recv(t, started, "the step to run")
+	m, err := nc.Request("mpreg.default.cancel", []byte(`{"id": "answered-2"}`), 5*time.Second)
+	require.NoError(t, err)
+	answer, err := codec.JSON.Decode(m.Data)
+	require.NoError(t, err)
+	require.Equal(t, map[string]any{"id": "answered-2", "node": "p1"}, answer)
+	requireCode(t, testwait.Recv(t, done, "the cancelled call"), schema.CodeCancelled)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	nodes, err = c.CancelWait(ctx, "nobody-knows", 50*time.Millisecond)
+	require.NoError(t, err)
+	require.Empty(t, nodes)
+}

@@ -125,3 +125,30 @@ func TestDryRunForeign(t *testing.T) {
 	require.Empty(t, r.Problems)
 	require.Zero(t, f.calls.Load(), "a dry run runs nothing")
 }
+
+// TestDryRunWarnings: a dry run warns of a string argument that looks like
+// a mistyped reference (it runs as the string itself); the Go client reads
+// the warnings too. A request without such strings has no "warnings".
+func TestDryRunWarnings(t *testing.T) {
+	s := testcluster.Server(t)
+	n := testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "a"), nil)
+	testcluster.WaitForRoute(t, n.Table(), "echo", nil, "a")
+	nc := testcluster.Conn(t, s.ClientURL())
+
+	resp := rpcJSON(t, nc, `{"dry_run": true, "cmds": [{"name": "|first", "fun": "echo", "args": [1]},
+		{"name": "|a", "fun": "echo", "args": ["|frist"]}, {"name": "|b", "fun": "echos", "kwargs": {"x": "|nope"}}]}`)
+	require.NotContains(t, resp, "error")
+	require.Equal(t, []any{
+		map[string]any{"step": "|a", "key": "cmds[1].args[0]", "near": "|first",
+			"message": `"|frist" names no command but is one edit from "|first": it is passed as the string itself`},
+		map[string]any{"step": "|b", "key": "cmds[2].kwargs.x",
+			"message": `"|nope" starts with "|" but names no command: it is passed as the string itself`},
+	}, resp["warnings"])
+	require.NotContains(t, rpcJSON(t, nc, `{"dry_run": true, "cmds": [{"name": "a", "fun": "echo", "args": ["hello"]}]}`), "warnings")
+
+	c := testcluster.Client(t, s.ClientURL(), client.Config{})
+	r, err := c.Run(context.Background(), &schema.Request{DryRun: true, Cmds: []schema.Command{{Name: "|a", Fun: "echo", Args: []any{"|frist"}}}})
+	require.NoError(t, err)
+	require.Equal(t, []schema.Warning{{Step: "|a", Key: "cmds[0].args[0]",
+		Message: `"|frist" starts with "|" but names no command: it is passed as the string itself`}}, r.Warnings)
+}

@@ -414,7 +414,8 @@ func (x *executor) acquire(ctx context.Context) *schema.Error {
 		x.queued.Add(-1)
 		x.inflight.Add(-1)
 		return &schema.Error{Code: schema.CodeOverloaded, Node: x.cfg.NodeID,
-			Message: fmt.Sprintf("node %s is running %d steps with %d queued, its limits", x.cfg.NodeID, x.cfg.MaxInflight, x.cfg.MaxQueue),
+			Message: fmt.Sprintf("node %s is running %d steps with %d queued, its limits %s and %s", x.cfg.NodeID, x.cfg.MaxInflight, x.cfg.MaxQueue,
+				schema.LimitText("max_inflight", int64(x.cfg.MaxInflight)), schema.LimitText("max_queue", int64(x.cfg.MaxQueue))),
 			Details: map[string]any{"limit": "max_queue", "max": int64(x.cfg.MaxQueue)}}
 	}
 	defer x.queued.Add(-1)

@@ -61,7 +61,7 @@ const (
 func (fr *front) onRPC(m *nats.Msg) {
 	if fr.planning.Add(1) > int64(fr.cfg.MaxRequests) {
 		fr.planning.Add(-1)
-		fr.overloaded(m, fmt.Sprintf("node %s is planning %d requests, its limit", fr.cfg.NodeID, fr.cfg.MaxRequests), "max_requests", int64(fr.cfg.MaxRequests))
+		fr.overloaded(m, fmt.Sprintf("node %s is planning %d requests, the limit %s", fr.cfg.NodeID, fr.cfg.MaxRequests, schema.LimitText("max_requests", int64(fr.cfg.MaxRequests))), "max_requests", int64(fr.cfg.MaxRequests))
 		return
 	}
 	fr.work.add()
@@ -126,7 +126,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 	reserve := min(codec.MaxDecoded, int64(len(m.Data))*decodeRatio+decodeSlack)
 	if !fr.memory.TryAcquire(reserve) {
 		fr.planning.Add(-1)
-		fr.overloaded(m, fmt.Sprintf("node %s holds as many requests in memory as max_planning_bytes allows", fr.cfg.NodeID), "max_planning_bytes", fr.cfg.MaxPlanningBytes)
+		fr.overloaded(m, fmt.Sprintf("node %s holds as many requests in memory as the limit %s allows", fr.cfg.NodeID, schema.LimitText("max_planning_bytes", fr.cfg.MaxPlanningBytes)), "max_planning_bytes", fr.cfg.MaxPlanningBytes)
 		return
 	}
 	fr.requests.Add(1)
@@ -189,6 +189,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 	}
 	if req.DryRun {
 		resp.Plan, resp.Problems = fr.dryRun(req, caller)
+		resp.Warnings = planner.Warnings(req)
 		return
 	}
 	plan, err := planner.New(req, fr.cfg.Limits)
@@ -418,6 +419,7 @@ func (fr *front) onCancelRequest(m *nats.Msg) {
 	key := cancelKey(caller, c.ID)
 	if fr.planned.cancel(key) {
 		fr.log.Info("request cancelled by its caller", "request_id", c.ID)
+		fr.answerCancel(m, c.ID)
 		return
 	}
 	// Perhaps it is on its way from the rpc subscription to its planning.

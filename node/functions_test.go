@@ -403,3 +403,40 @@ func TestInterceptor(t *testing.T) {
 		require.NotEmpty(t, seen[i].ID)
 	}
 }
+
+// TestRequiredParams: a parameter of type any left out arrives as nil,
+// unless Required names it: the call is then INVALID_ARGUMENT "missing
+// argument", while an explicit null still passes.
+func TestRequiredParams(t *testing.T) {
+	srv := testcluster.Server(t)
+	pair := func(a, b any) []any { return []any{a, b} }
+	testcluster.Node(t, srv.ClientURL(), testcluster.NodeConfig(t, "n1"), func(n *node.Node) {
+		require.NoError(t, n.Register("pair", pair, node.WithParams("a", "b"), node.Required("a", "b")))
+		require.NoError(t, n.Register("loose", pair, node.WithParams("a", "b")))
+		require.ErrorIs(t, n.Register("bad", pair, node.WithParams("a", "b"), node.Required("c")), node.ErrInvalidConfig)
+		require.ErrorIs(t, n.Register("bad", pair, node.Required("a")), node.ErrInvalidConfig, "no WithParams")
+		raw := node.RawFunc(func(context.Context, []any, map[string]any) (any, error) { return nil, nil })
+		require.ErrorIs(t, n.Register("bad", raw, node.Required("a")), node.ErrInvalidConfig)
+	})
+	c := testcluster.Client(t, srv.ClientURL(), client.Config{})
+	testcluster.WaitForRoute(t, c.Table(), "pair", nil, "n1")
+	ctx := testwait.Ctx(t)
+
+	_, err := c.Call(ctx, "pair", []any{1})
+	e := requireCode(t, err, schema.CodeInvalidArgument)
+	require.Equal(t, "pair: missing argument b", e.Message)
+	require.Equal(t, "b", detail(t, e, "param"))
+	_, err = c.Call(ctx, "pair", nil, client.WithKwargs(map[string]any{"b": 2}))
+	e = requireCode(t, err, schema.CodeInvalidArgument)
+	require.Equal(t, "pair: missing argument a", e.Message)
+
+	v, err := c.Call(ctx, "pair", []any{1, nil})
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(1), nil}, v)
+	v, err = c.Call(ctx, "pair", []any{1}, client.WithKwargs(map[string]any{"b": "x"}))
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(1), "x"}, v)
+	v, err = c.Call(ctx, "loose", []any{1})
+	require.NoError(t, err)
+	require.Equal(t, []any{int64(1), nil}, v)
+}

@@ -458,7 +458,7 @@ func (n *Node) Register(name string, f any, opts ...FuncOption) error {
 			return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, name, schema.AsError(err).Message)
 		}
 	}
-	call, err := wrap(name, f, o.params)
+	call, err := wrap(name, f, o.params, o.required)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,7 @@ type FuncOption func(*funcOpts)
 type funcOpts struct {
 	locs       []string
 	params     []string
+	required   []string
 	idempotent bool
 	retryAfter time.Duration
 	inline     bool
@@ -51,6 +52,16 @@ func WithLocs(locs ...string) FuncOption {
 // only parameter is a struct (see Register).
 func WithParams(names ...string) FuncOption {
 	return func(o *funcOpts) { o.params = names }
+}
+
+// Required says that the parameters named (names given to WithParams) must
+// be passed, positionally or by name; null counts as passed. A parameter of
+// pointer, interface, slice or map type may otherwise be left out and gets
+// nil, so that a function cannot tell a missing argument from null: with
+// Required, a call that leaves one out is INVALID_ARGUMENT "f: missing
+// argument p", as for a parameter of any other type.
+func Required(names ...string) FuncOption {
+	return func(o *funcOpts) { o.required = append(o.required, names...) }
 }
 
 // RetryAfter marks the function idempotent and says how long one attempt

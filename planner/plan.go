@@ -123,7 +123,7 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 	}
 	if len(req.Cmds) > lim.MaxCommands {
 		return nil, invalid(map[string]any{"key": "cmds", "limit": "max_commands", "max": int64(lim.MaxCommands)},
-			"cmds: %d commands exceed the limit max_commands=%d", len(req.Cmds), lim.MaxCommands)
+			"cmds: %d commands exceed the limit %s", len(req.Cmds), schema.LimitText("max_commands", int64(lim.MaxCommands)))
 	}
 	p := &Plan{
 		ID:       req.ID,

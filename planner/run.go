@@ -144,10 +144,17 @@ type Runner struct {
 	// MaxDelegated bounds the steps delegated in one message. Default
 	// DefaultMaxDelegated.
 	MaxDelegated int
+	// OverloadRetryAfter is the wait a step's OVERLOADED error suggests
+	// (details.retry_after_ms) when every eligible node it was sent to
+	// refused it for load. Default DefaultOverloadRetryAfter.
+	OverloadRetryAfter time.Duration
 
 	waiting atomic.Int64 // steps waiting for a route now
 	wakes   atomic.Int64 // Watch wake-ups of waiting requests
 }
+
+// DefaultOverloadRetryAfter is the default of Runner.OverloadRetryAfter.
+const DefaultOverloadRetryAfter = 100 * time.Millisecond
 
 // Budget is memory shared by the requests of a node; see Runner.Memory.
 type Budget interface {
@@ -535,12 +542,12 @@ func (h *holder) hold(step int, v any) *schema.Error {
 	n := h.r.Size(v)
 	if h.total+n > h.max {
 		return &schema.Error{Code: schema.CodePayloadTooLarge,
-			Message: fmt.Sprintf("the request's results would hold more than max_result_bytes=%d bytes", h.max),
+			Message: "the request's results would hold more bytes than the limit " + schema.LimitText("max_result_bytes", h.max),
 			Details: map[string]any{"limit": "max_result_bytes", "max": h.max}}
 	}
 	if m := h.r.Memory; m != nil && !m.TryAcquire(n) {
 		return &schema.Error{Code: schema.CodeOverloaded,
-			Message: "the node holds as many results of requests as its memory limit allows",
+			Message: "the node holds as many results of requests as the limit " + schema.LimitText("max_planning_bytes", 0) + " allows",
 			Details: map[string]any{"limit": "max_planning_bytes"}}
 	}
 	if h.sizes == nil {
@@ -628,6 +635,7 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 	}
 	var tried []string
 	var last *schema.Error
+	busy := true // every node tried so far refused the step for load
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, node, attempts, contextError(ctx, err).WithStep(call.Step, node)
@@ -648,9 +656,7 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 		}
 		if !ok {
 			if last != nil {
-				return nil, node, attempts, &schema.Error{Code: schema.CodeNodeUnavailable, Step: call.Step, Node: node,
-					Message: "no other eligible node could take the step after: " + last.Message,
-					Details: map[string]any{"fun": call.Fun, "locs": toAny(orEmpty(call.Locs)), "tried": toAny(tried)}}
+				return nil, node, attempts, r.noNodeLeft(call, node, tried, last, busy)
 			}
 			return nil, node, attempts, noRoute(call, 0)
 		}
@@ -662,6 +668,7 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 			return res, node, attempts, nil
 		}
 		e := stepError(ctx, err)
+		busy = busy && e.Code == schema.CodeOverloaded
 		if attempt < maxRetries && Retryable(err) {
 			if r.Logger != nil {
 				r.Logger.Debug("step re-routed", "request_id", call.RequestID, "step", call.Step, "node", node, "code", e.Code)
@@ -670,11 +677,33 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 			last = e
 			continue
 		}
+		if busy {
+			return nil, node, attempts, r.noNodeLeft(call, node, append(tried, node), e, true)
+		}
 		if r.Logger != nil {
 			r.Logger.Debug("step failed", "request_id", call.RequestID, "step", call.Step, "node", node, "code", e.Code, "error", e.Message)
 		}
 		return nil, node, attempts, e.WithStep(call.Step, node)
 	}
+}
+
+// noNodeLeft is the error of a step that every eligible node it was sent
+// to (tried) refused, last being the last refusal: OVERLOADED, with the
+// wait to suggest, when all of them refused it for load (they are busy, not
+// gone), else NODE_UNAVAILABLE.
+func (r *Runner) noNodeLeft(call *Call, node string, tried []string, last *schema.Error, busy bool) *schema.Error {
+	d := map[string]any{"fun": call.Fun, "locs": toAny(orEmpty(call.Locs)), "tried": toAny(tried)}
+	if !busy {
+		return &schema.Error{Code: schema.CodeNodeUnavailable, Step: call.Step, Node: node,
+			Message: "no other eligible node could take the step after: " + last.Message, Details: d}
+	}
+	wait := r.OverloadRetryAfter
+	if wait <= 0 {
+		wait = DefaultOverloadRetryAfter
+	}
+	d["retry_after_ms"] = wait.Milliseconds()
+	return &schema.Error{Code: schema.CodeOverloaded, Step: call.Step, Node: node,
+		Message: fmt.Sprintf("every eligible node tried is busy (try again in %d ms): %s", wait.Milliseconds(), last.Message), Details: d}
 }
 
 // waitRoute waits up to call.RouteWait (or until ctx ends) for a node to

@@ -391,6 +391,47 @@ func TestRunRetryRunsOutOfNodes(t *testing.T) {
 	assert.Equal(t, []any{"n1"}, d["tried"])
 }
 
+// A step that every eligible node refused for load fails OVERLOADED with
+// the wait to suggest: the nodes are busy, not gone. One refusal of
+// another kind among them makes it NODE_UNAVAILABLE.
+func TestRunEveryNodeBusy(t *testing.T) {
+	plan := `{"cmds": [{"name": "s", "fun": "x", "locs": ["l"]}]}`
+	for _, tc := range []struct {
+		name  string
+		nodes []string
+		exec  fn
+		retry time.Duration
+		code  schema.Code
+		tried []any
+		wait  any // details.retry_after_ms; nil when absent
+	}{
+		{"one node, busy", []string{"n1"}, failOn(schema.CodeOverloaded, "n1"), 0,
+			schema.CodeOverloaded, []any{"n1"}, planner.DefaultOverloadRetryAfter.Milliseconds()},
+		{"two nodes, busy", []string{"n1", "n2"}, failOn(schema.CodeOverloaded, "n1", "n2"), 250 * time.Millisecond,
+			schema.CodeOverloaded, []any{"n1", "n2"}, int64(250)},
+		{"retries spent, all busy", []string{"n1", "n2", "n3", "n4"}, failOn(schema.CodeOverloaded, "n1", "n2", "n3", "n4"), 0,
+			schema.CodeOverloaded, []any{"n1", "n2", "n3"}, planner.DefaultOverloadRetryAfter.Milliseconds()},
+		{"one busy, one gone", []string{"n1", "n2"}, func(_ context.Context, node string, _ *planner.Call) (any, error) {
+			if node == "n1" {
+				return nil, schema.Errorf(schema.CodeOverloaded, "n1 is busy")
+			}
+			return nil, &planner.AttemptError{Fact: planner.NoResponders, Err: schema.Errorf(schema.CodeNodeUnavailable, "n2 is gone")}
+		}, 0, schema.CodeNodeUnavailable, []any{"n1", "n2"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &planner.Runner{Router: newRouter(tc.nodes...), Executor: newFuncs(map[string]fn{"x": tc.exec}), OverloadRetryAfter: tc.retry}
+			_, err := runOf(context.Background(), r, mustPlan(t, plan))
+			require.NotNil(t, err)
+			assert.Equal(t, tc.code, err.Code)
+			assert.Equal(t, "s", err.Step)
+			d := details(t, err)
+			assert.Equal(t, tc.tried, d["tried"])
+			assert.Equal(t, "x", d["fun"])
+			assert.Equal(t, tc.wait, d["retry_after_ms"])
+		})
+	}
+}
+
 func TestRunFinalErrorIsNotRetried(t *testing.T) {
 	f := newFuncs(map[string]fn{"x": func(_ context.Context, node string, _ *planner.Call) (any, error) {
 		return nil, &planner.AttemptError{Fact: planner.LostWhileRunning,

@@ -167,3 +167,23 @@ func TestWrapKeepsCause(t *testing.T) {
 	require.Equal(t, "bad reply: TIMEOUT: t", inner.Message)
 	require.Equal(t, "x", schema.Wrap(schema.CodeInternal, nil, "x").Message)
 }
+
+func TestLimitText(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		value int64
+		want  string
+	}{
+		{"max_commands", 1000, "max_commands=1000 (the node's --max-commands)"},
+		{"max_requests", 4096, "max_requests=4096 (the node's --max-requests)"},
+		{"max_inflight", 2, "max_inflight=2 (the node's --max-inflight)"},
+		{"max_queue", 4, "max_queue=4 (the node's --max-queue)"},
+		{"max_planning_bytes", 0, "max_planning_bytes (the node's --max-planning-bytes)"},
+		{"max_result_bytes", 512, "max_result_bytes=512 (the node's --max-result-bytes)"},
+		{"max_depth", 64, "max_depth=64"},
+	} {
+		if got := schema.LimitText(tc.name, tc.value); got != tc.want {
+			t.Errorf("LimitText(%q, %d) = %q, want %q", tc.name, tc.value, got, tc.want)
+		}
+	}
+}

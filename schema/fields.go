@@ -108,6 +108,9 @@ func (r Response) WriteFields(w FieldWriter) {
 	if r.Problems != nil {
 		w.Any("problems", r.Problems)
 	}
+	if r.Warnings != nil {
+		w.Any("warnings", r.Warnings)
+	}
 	if r.Trace != nil {
 		w.Any("trace", r.Trace)
 	}
@@ -132,6 +135,14 @@ func (e TraceEntry) WriteFields(w FieldWriter) {
 func (t StepTiming) WriteFields(w FieldWriter) {
 	w.Int("queue_us", t.QueueUS)
 	w.Int("run_us", t.RunUS)
+}
+
+// WriteFields writes the warning's keys.
+func (x Warning) WriteFields(w FieldWriter) {
+	w.Str("step", x.Step)
+	w.Str("key", x.Key)
+	w.Str("message", x.Message)
+	strOpt(w, "near", x.Near)
 }
 
 // WriteFields writes the plan step's keys.
@@ -172,6 +183,12 @@ func (c Cancel) WriteFields(w FieldWriter) {
 
 // WriteFields writes the cancel request's keys.
 func (c CancelRequest) WriteFields(w FieldWriter) { w.Str("id", c.ID) }
+
+// WriteFields writes the cancel answer's keys.
+func (a CancelAnswer) WriteFields(w FieldWriter) {
+	w.Str("id", a.ID)
+	w.Str("node", a.Node)
+}
 
 // WriteFields writes the planner ack's keys.
 func (a PlannerAck) WriteFields(w FieldWriter) {
@@ -293,7 +310,7 @@ var knownKeys = func() map[string]string {
 		"error", "code", "message", "step", "node", "details", "cluster", "deadline_ms", "result",
 		"incarnation", "instance", "version", "funs", "codecs", "advertised_urls", "meta", "proto",
 		"seq", "load", "inflight", "limit", "$ref", "path", "kind", "attempt", "planner",
-		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "waited_ms", "dry_run", "plan", "problems", "deps", "candidates",
+		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "waited_ms", "dry_run", "plan", "problems", "warnings", "near", "deps", "candidates",
 		"trace", "timing", "queue_us", "run_us", "start_us", "stream", "progress", "steps",
 		"split_results", "trace_truncated",
 	} {

@@ -65,3 +65,30 @@ func cutAt(s string, n int) int {
 	}
 	return n
 }
+
+// limitFlags are the flags of `mpreg node` and `mpreg server` that set the
+// bounds of docs/PROTOCOL.md §10 an operator may change, by the bound's
+// name on the wire (details.limit).
+var limitFlags = map[string]string{
+	"max_commands":       "--max-commands",
+	"max_requests":       "--max-requests",
+	"max_inflight":       "--max-inflight",
+	"max_queue":          "--max-queue",
+	"max_planning_bytes": "--max-planning-bytes",
+	"max_result_bytes":   "--max-result-bytes",
+}
+
+// LimitText names a bound of docs/PROTOCOL.md §10 in a message: by its wire
+// name and value ("max_commands=1000"; the name alone when value is 0),
+// followed by the flag that sets it, when one does: "max_commands=1000
+// (the node's --max-commands)". Callers read details.limit, never this.
+func LimitText(name string, value int64) string {
+	s := name
+	if value > 0 {
+		s += "=" + strconv.FormatInt(value, 10)
+	}
+	if flag, ok := limitFlags[name]; ok {
+		s += " (the node's " + flag + ")"
+	}
+	return s
+}

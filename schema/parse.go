@@ -332,6 +332,9 @@ func ParseResponse(v any) (*Response, error) {
 	if r.TraceTruncated, err = optBool(m, "trace_truncated"); err != nil {
 		return nil, err
 	}
+	if err := parseWarnings(m, r); err != nil {
+		return nil, err
+	}
 	if ev, ok := m["errors"]; ok && ev != nil {
 		em, ok := ev.(map[string]any)
 		if !ok {
@@ -345,6 +348,37 @@ func ParseResponse(v any) (*Response, error) {
 		}
 	}
 	return r, nil
+}
+
+// parseWarnings reads a dry run's warnings.
+func parseWarnings(m map[string]any, r *Response) error {
+	wv, ok := m["warnings"]
+	if !ok || wv == nil {
+		return nil
+	}
+	l, ok := wv.([]any)
+	if !ok {
+		return typeErr("warnings", "list", wv)
+	}
+	r.Warnings = make([]Warning, len(l))
+	for i, v := range l {
+		key := fmt.Sprintf("warnings[%d]", i)
+		wm, err := asMap(v, key)
+		if err != nil {
+			return err
+		}
+		x := &r.Warnings[i]
+		for _, f := range []struct {
+			k   string
+			dst *string
+			req bool
+		}{{"step", &x.Step, true}, {"key", &x.Key, true}, {"message", &x.Message, true}, {"near", &x.Near, false}} {
+			if *f.dst, err = str(wm, key, f.k, f.req); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // ParsePlanned reads a stream's planned event.
@@ -580,6 +614,22 @@ func ParseCancelRequest(v any) (*CancelRequest, error) {
 		return nil, invalid("id", "must not be empty")
 	}
 	return c, nil
+}
+
+// ParseCancelAnswer reads a node's answer to a cancel.
+func ParseCancelAnswer(v any) (*CancelAnswer, error) {
+	m, err := asMap(v, "cancel answer")
+	if err != nil {
+		return nil, err
+	}
+	a := &CancelAnswer{}
+	if a.ID, err = boundedStr(m, "id", true, MaxRequestIDLen); err != nil {
+		return nil, err
+	}
+	if a.Node, err = idField(m, "node"); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 // ParsePlannerAck reads a PlannerAck.

@@ -85,6 +85,8 @@ type Response struct {
 	// run, and what would keep the request from running.
 	Plan     []PlanStep `json:"plan,omitempty"`
 	Problems []*Error   `json:"problems,omitempty"`
+	// Warnings answer a dry run too: what runs, but perhaps not as meant.
+	Warnings []Warning `json:"warnings,omitempty"`
 	// Trace answers a request with trace: one entry per step attempt.
 	Trace []TraceEntry `json:"trace,omitempty"`
 	// TraceTruncated: Trace lacks entries (the latest to start), left out
@@ -104,6 +106,22 @@ type TraceEntry struct {
 	RunUS   int64  `json:"run_us"`
 	// Code is "ok" or the attempt's error code.
 	Code string `json:"code"`
+}
+
+// Warning is a dry run's note on a request that runs, but perhaps not as
+// its author meant: a string argument that looks like a reference to a
+// command and is not one, so that it is passed as the string itself
+// (docs/PROTOCOL.md §5.1).
+type Warning struct {
+	// Step is the command whose argument it is.
+	Step string `json:"step"`
+	// Key is the argument, as in errors: "cmds[0].args[1]",
+	// "cmds[2].kwargs.x".
+	Key     string `json:"key"`
+	Message string `json:"message"`
+	// Near is the command name the string is one edit away from; "" when
+	// none (it starts with "|" and names no command).
+	Near string `json:"near,omitempty"`
 }
 
 // PlanStep is one step of a dry run's plan.
@@ -154,6 +172,14 @@ type Cancel struct {
 // have their context cancelled, and the caller gets CANCELLED.
 type CancelRequest struct {
 	ID string `json:"id"`
+}
+
+// CancelAnswer is a node's answer to a cancel sent with a reply subject
+// (docs/PROTOCOL.md §9): that node knew the request and stopped it. A node
+// that did not know it does not answer.
+type CancelAnswer struct {
+	ID   string `json:"id"`
+	Node string `json:"node"`
 }
 
 // PlannerAck tells a caller which node plans its rpc request (an extension

@@ -1,6 +1,13 @@
 package main
 
-import "github.com/mpreg/mpreg/bus"
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/mpreg/mpreg/bus"
+)
 
 // authFlags are how a command proves who it is to NATS and checks the
 // servers' TLS certificates (docs/SECURITY.md). NATS does the checking;
@@ -27,4 +34,37 @@ type inboxFlags struct {
 func (f authFlags) auth() bus.Auth {
 	return bus.Auth{Creds: f.Creds, NKey: f.Nkey, User: f.User, Password: f.Password, Token: f.Token,
 		TLSCA: f.TLSCA, TLSCert: f.TLSCert, TLSKey: f.TLSKey}
+}
+
+// check finds the mistakes bus.Auth.Options would refuse, naming the flags
+// as the user typed them: two methods at once, a password without a user,
+// half a client certificate, a file that cannot be read.
+func (f authFlags) check() error {
+	var methods []string
+	for _, m := range []struct {
+		name string
+		set  bool
+	}{{"--creds", f.Creds != ""}, {"--nkey", f.Nkey != ""}, {"--user/--password", f.User != "" || f.Password != ""}, {"--token", f.Token != ""}} {
+		if m.set {
+			methods = append(methods, m.name)
+		}
+	}
+	if len(methods) > 1 {
+		return fmt.Errorf("choose one of --creds, --nkey, --user/--password and --token, not %s", strings.Join(methods, " and "))
+	}
+	if f.Password != "" && f.User == "" {
+		return errors.New("--password needs --user")
+	}
+	if (f.TLSCert == "") != (f.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	for _, file := range []struct{ flag, path string }{{"--creds", f.Creds}, {"--nkey", f.Nkey}, {"--tls-ca", f.TLSCA}, {"--tls-cert", f.TLSCert}, {"--tls-key", f.TLSKey}} {
+		if file.path == "" {
+			continue
+		}
+		if _, err := os.Stat(file.path); err != nil {
+			return fmt.Errorf("%s: %w", file.flag, err)
+		}
+	}
+	return nil
 }

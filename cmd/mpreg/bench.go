@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"strconv"
 	"time"
 
@@ -32,8 +33,10 @@ func benchVars() kong.Vars {
 	}
 }
 
-// Validate checks the cluster id.
-func (c *benchCmd) Validate() error { return checkIDs(c.Cluster, "") }
+// Validate checks the cluster id and the NATS authentication flags.
+func (c *benchCmd) Validate() error {
+	return errors.Join(checkIDs(c.Cluster, ""), c.check())
+}
 
 // Run runs the benchmark, printing its report to stdout.
 func (c *benchCmd) Run(e *env) error {

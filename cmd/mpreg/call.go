@@ -12,8 +12,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nuid"
+
 	"github.com/mpreg/mpreg/client"
 	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -24,7 +27,9 @@ type callCmd struct {
 	Kw        []string      `help:"A keyword argument K=V; V is read like ARG. Repeatable." placeholder:"K=V" sep:"none"`
 	Loc       []string      `help:"Run only on a node with this loc. Repeatable." placeholder:"L" sep:"none"`
 	RouteWait time.Duration `help:"With no eligible node, wait this long for one (a node starting, a function registered) before NO_ROUTE." placeholder:"D"`
-	Trace     bool          `help:"Print where and when the step ran (node, attempt, start, queue, run, outcome) on stderr."`
+	Trace     bool          `help:"Print the request id, and where and when the step ran (node, attempt, start, queue, run, outcome), on stderr."`
+	ID        string        `name:"id" help:"The request's id (default: a new one), by which mpreg cancel ID stops the call from elsewhere." placeholder:"ID"`
+	Verbose   bool          `help:"Print the request id on stderr before sending it."`
 	clientFlags
 	requestFlags
 }
@@ -54,6 +59,11 @@ func (c *callCmd) Run(e *env) error {
 	if c.RouteWait > 0 {
 		opts = append(opts, client.WithRouteWait(c.RouteWait))
 	}
+	id := c.ID
+	if id == "" {
+		id = nuid.Next()
+	}
+	opts = append(opts, client.WithID(id))
 	ctx, cancel := context.WithTimeout(e.ctx, c.Timeout)
 	defer cancel()
 	cl, err := connect(ctx, c.clientFlags, c.Codec, c.Timeout)
@@ -65,6 +75,9 @@ func (c *callCmd) Run(e *env) error {
 	if c.Trace {
 		opts = append(opts, client.WithTrace(&trace))
 	}
+	if c.Verbose || c.Trace {
+		printID(e.stderr, id)
+	}
 	v, err := cl.Call(ctx, c.Fun, args, opts...)
 	if c.Trace {
 		printTrace(e.stderr, trace.Entries, trace.Truncated)
@@ -73,6 +86,11 @@ func (c *callCmd) Run(e *env) error {
 		return err
 	}
 	return printJSON(e.stdout, v)
+}
+
+// printID writes a request's id, by which mpreg cancel stops it.
+func printID(w io.Writer, id string) {
+	fmt.Fprintf(w, "mpreg: request %s\n", id)
 }
 
 // printTrace writes a trace as a table, and a line saying so when the
@@ -124,6 +142,7 @@ type runCmd struct {
 	Explain  bool   `help:"Run nothing: print the plan (each step's deps, candidate nodes and pick) and its problems as a table."`
 	Progress bool   `help:"Show progress on stderr: steps done of all, the last to finish and where, elapsed (redrawn on a terminal, a line per step otherwise)."`
 	Dot      bool   `help:"Run nothing: print the plan as Graphviz DOT (steps labelled name: fun @ node, edges for references, unroutable steps red)."`
+	Verbose  bool   `help:"Print the request id (the file's, else a new one) on stderr before sending it."`
 	clientFlags
 	requestFlags
 }
@@ -144,8 +163,18 @@ func (c *runCmd) Run(e *env) error {
 	if c.Trace {
 		req.Trace = true
 	}
+	if req.ID == "" {
+		req.ID = nuid.Next() // known before sending, for --verbose and mpreg cancel
+	}
+	if c.Verbose || c.Trace {
+		printID(e.stderr, req.ID)
+	}
 	if c.Explain || c.Dot {
 		req.DryRun = true
+	}
+	if !c.Explain {
+		// --explain shows the dry run's own warnings with the plan.
+		printWarnings(e.stderr, planner.Warnings(req))
 	}
 	ctx, cancel := context.WithTimeout(e.ctx, time.Duration(req.TimeoutMS)*time.Millisecond+replyGrace)
 	defer cancel()
@@ -165,7 +194,7 @@ func (c *runCmd) Run(e *env) error {
 	}
 	if req.DryRun && err == nil {
 		if c.Dot {
-			return writeDot(e.stdout, resp.Plan)
+			return writeDot(e.stdout, resp)
 		}
 		return writeExplain(e.stdout, resp)
 	}
@@ -228,11 +257,16 @@ func (c *runCmd) read(stdin io.Reader) (*schema.Request, error) {
 
 // cancelCmd is `mpreg cancel`.
 type cancelCmd struct {
-	ID string `arg:"" help:"The id of the request to stop."`
+	ID   string        `arg:"" help:"The id of the request to stop."`
+	Wait time.Duration `help:"How long to wait for a node that knew the id to answer." default:"1s"`
 	clientFlags
 }
 
-// Run publishes the cancel; the request's caller gets CANCELLED.
+// cancelQuiet is how long mpreg cancel waits for more answers after one.
+const cancelQuiet = 100 * time.Millisecond
+
+// Run sends the cancel and says which nodes stopped the request (its
+// caller gets CANCELLED); none knew the id: exit 1.
 func (c *cancelCmd) Run(e *env) error {
 	ctx, cancel := context.WithTimeout(e.ctx, peersTimeout)
 	defer cancel()
@@ -241,5 +275,15 @@ func (c *cancelCmd) Run(e *env) error {
 		return err
 	}
 	defer cl.Close()
-	return cl.Cancel(ctx, c.ID)
+	wait, stop := context.WithTimeout(e.ctx, c.Wait)
+	defer stop()
+	nodes, err := cl.CancelWait(wait, c.ID, cancelQuiet)
+	if err != nil {
+		return err
+	}
+	if len(nodes) == 0 {
+		return fmt.Errorf("no node knew request %s: none answered within %s", schema.Clip(c.ID), c.Wait)
+	}
+	_, err = fmt.Fprintf(e.stdout, "cancelled request %s on %s\n", schema.Clip(c.ID), strings.Join(nodes, ", "))
+	return err
 }

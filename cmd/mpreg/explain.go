@@ -27,14 +27,35 @@ func writeExplain(w io.Writer, resp *schema.Response) error {
 		return err
 	}
 	if len(resp.Problems) == 0 {
-		_, err := fmt.Fprintln(w, "\nno problems: the request can run now")
-		return err
+		fmt.Fprintln(w, "\nno problems: the request can run now")
+	} else {
+		fmt.Fprintf(w, "\n%d problem(s):\n", len(resp.Problems))
+		for _, p := range resp.Problems {
+			fmt.Fprintf(w, "  %s\n", p.Error())
+		}
 	}
-	fmt.Fprintf(w, "\n%d problem(s):\n", len(resp.Problems))
-	for _, p := range resp.Problems {
-		fmt.Fprintf(w, "  %s\n", p.Error())
+	if len(resp.Warnings) > 0 {
+		fmt.Fprintf(w, "\n%d warning(s):\n", len(resp.Warnings))
+		for _, x := range resp.Warnings {
+			fmt.Fprintf(w, "  %s\n", warningText(x))
+		}
 	}
-	return resp.Problems[0]
+	if len(resp.Problems) > 0 {
+		return resp.Problems[0]
+	}
+	return nil
+}
+
+// warningText is a dry run's warning as one line.
+func warningText(x schema.Warning) string {
+	return fmt.Sprintf("step %s: %s: %s", x.Step, x.Key, x.Message)
+}
+
+// printWarnings writes a request's warnings on w, one line each.
+func printWarnings(w io.Writer, warnings []schema.Warning) {
+	for _, x := range warnings {
+		fmt.Fprintf(w, "mpreg: warning: %s\n", warningText(x))
+	}
 }
 
 // hidden stands for the nodes of a routable step that a dry run did not
@@ -50,8 +71,14 @@ func dashIfEmpty(l []string) string {
 
 // writeDot prints a dry run's plan as a Graphviz digraph: a node per step
 // labelled "name: fun @ node", an edge from each step to each step that
-// reads its result; a step no node can take is red and dashed.
-func writeDot(w io.Writer, plan []schema.PlanStep) error {
+// reads its result; a step no node can take is red and dashed. A request
+// that does not plan (a cycle, an unknown $ref) prints nothing and returns
+// its planning error, so that `| dot -Tsvg` renders no blank picture.
+func writeDot(w io.Writer, resp *schema.Response) error {
+	if err := planningError(resp); err != nil {
+		return err
+	}
+	plan := resp.Plan
 	var b strings.Builder
 	b.WriteString("digraph mpreg {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n")
 	for _, s := range plan {
@@ -71,6 +98,17 @@ func writeDot(w io.Writer, plan []schema.PlanStep) error {
 	b.WriteString("}\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// planningError is a dry run's problem that kept the request from being
+// planned at all: anything but the NO_ROUTE of a step, which a plan shows.
+func planningError(resp *schema.Response) *schema.Error {
+	for _, p := range resp.Problems {
+		if p.Code != schema.CodeNoRoute {
+			return p
+		}
+	}
+	return nil
 }
 
 // dotID quotes s as a DOT string.

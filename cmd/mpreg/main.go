@@ -257,8 +257,10 @@ type clientFlags struct {
 	inboxFlags
 }
 
-// Validate checks the cluster id.
-func (f *clientFlags) Validate() error { return checkIDs(f.Cluster, "") }
+// Validate checks the cluster id and the NATS authentication flags.
+func (f *clientFlags) Validate() error {
+	return errors.Join(checkIDs(f.Cluster, ""), f.check())
+}
 
 // requestFlags are the flags of the commands that send a request.
 type requestFlags struct {
@@ -290,22 +292,12 @@ func dial(ctx context.Context, f clientFlags, codecName string, timeout time.Dur
 		Name:        "mpreg-cli",
 		ConnOptions: oneShot,
 	})
-	if err != nil {
-		servers := strings.Join(bus.RedactAll(f.Servers), ",")
-		var se *schema.Error
-		if errors.As(err, &se) || errors.Is(err, bus.ErrInvalidConfig) || errors.Is(err, client.ErrInvalidConfig) {
-			return nil, err
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("connect to %s: %w", servers, ctx.Err())
-		}
-		cause := err
-		for errors.Unwrap(cause) != nil {
-			cause = errors.Unwrap(cause)
-		}
-		return nil, schema.Errorf(schema.CodeNodeUnavailable, "cannot reach NATS at %s: %v", servers, cause)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, client.ErrInvalidConfig) {
+		return nil, fmt.Errorf("connect to %s: %w", strings.Join(bus.RedactAll(f.Servers), ","), ctx.Err())
 	}
-	return cl, nil
+	// client.Connect's errors are typed: NODE_UNAVAILABLE "cannot reach
+	// NATS at …", UNAUTHENTICATED, or a configuration error.
+	return cl, err
 }
 
 // oneShot are the connection options of a process that tries once: a

@@ -171,6 +171,8 @@ func TestCallErrors(t *testing.T) {
 		{"function error", []string{"fail", "boom"}, 1, "FUNCTION_ERROR: boom (step fail on node n1)"},
 		{"panic", []string{"panic", "boom"}, 1, "FUNCTION_PANIC: "},
 		{"bad arguments", []string{"add", "1", "2", "3"}, 1, "INVALID_ARGUMENT: "},
+		{"missing argument", []string{"add", "1"}, 1, "INVALID_ARGUMENT: add: missing argument b (step add on node n1)\n"},
+		{"null argument", []string{"add", "1", "null"}, 1, "INVALID_ARGUMENT: add: b: want a number, got null (step add on node n1)\n"},
 		{"timeout", []string{"sleep", "5000", "--timeout", "300ms"}, 1, "TIMEOUT: "},
 		{"other cluster", []string{"whoami", "--cluster", "elsewhere"}, 1, "NO_ROUTE: "},
 		{"bad flag", []string{"add", "--bogus"}, 2, "mpreg: error: unknown flag --bogus"},
@@ -614,12 +616,7 @@ func TestPeersWatch(t *testing.T) {
 	n := testcluster.Node(t, url, testcluster.NodeConfig(t, "watched"), func(n *node.Node) {
 		require.NoError(t, n.Register("hold", func() { <-block }))
 	})
-	w.waitFor(t, "the join line", func() error {
-		if !regexp.MustCompile(`(?m)^\S+ watched joined: alive, inflight 0/256, funs echo, echos, hold$`).MatchString(w.stderr.String()) {
-			return errors.New("not yet")
-		}
-		return nil
-	})
+	waitJoined(t, w, "watched", "echo, echos, hold")
 	cl := testcluster.Client(t, url, client.Config{})
 	go func() { _, _ = cl.Call(context.Background(), "hold", nil) }()
 	w.waitFor(t, "the load line", func() error {
@@ -648,6 +645,39 @@ func TestPeersWatch(t *testing.T) {
 	w.stop(t, os.Interrupt, 0)
 }
 
+// waitJoined waits for peers --watch to show node's join line with its
+// limit of 256 steps in flight: in the line itself when a heartbeat came
+// before it, else in a "limit ? -> 256" line after it (a node learned
+// from its hello has no load yet). It never shows a limit of 0.
+func waitJoined(t *testing.T, w *daemon, node, funs string) {
+	t.Helper()
+	joined := regexp.MustCompile(`(?m)^\S+ ` + node + ` joined: alive, inflight 0/(256|\?), funs ` + funs + `$`)
+	limit := regexp.MustCompile(`(?m)^\S+ ` + node + ` limit \? -> 256$`)
+	w.waitFor(t, "the join line and the node's limit", func() error {
+		out := w.stderr.String()
+		m := joined.FindStringSubmatch(out)
+		if m == nil || (m[1] == "?" && !limit.MatchString(out)) {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+	require.NotContains(t, w.stderr.String(), "/0,")
+}
+
+// TestPeersWatchLimit: a node that was up before peers --watch started is
+// learned from its hello, which has no load: its limit shows as "?", then
+// as the limit its first heartbeat gives, never as 0.
+func TestPeersWatchLimit(t *testing.T) {
+	t.Parallel()
+	s := testcluster.Server(t)
+	cfg := testcluster.NodeConfig(t, "early")
+	cfg.HeartbeatInterval = time.Second
+	testcluster.Node(t, s.ClientURL(), cfg, nil)
+	w := startDaemon(t, "peers", "--watch", "--servers", s.ClientURL())
+	waitJoined(t, w, "early", "echo, echos")
+	w.stop(t, os.Interrupt, 0)
+}
+
 // TestLeafNodeFlags: `mpreg server --leafnode-remote` at a site joins a
 // hub started with --leafnode-listen, and a call at the hub runs at the
 // site.
@@ -668,10 +698,15 @@ func TestLeafNodeFlags(t *testing.T) {
 	require.Contains(t, site.stderr.String(), "leafnode_remotes=[nats-leaf://127.0.0.1:")
 }
 
-// TestCancelCommand: mpreg cancel ID stops a running request by its id;
-// its caller gets CANCELLED.
+// TestCancelCommand: mpreg cancel ID stops a running request by its id and
+// says which node stopped it; its caller gets CANCELLED. An id no node
+// knows is exit 1.
 func TestCancelCommand(t *testing.T) {
-	url := cluster(t)
+	s := testcluster.Server(t)
+	n := testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "n1", "cpu"), func(n *node.Node) {
+		require.NoError(t, demo.Register(n))
+	})
+	url := s.ClientURL()
 	nc, err := nats.Connect(url)
 	require.NoError(t, err)
 	defer nc.Close()
@@ -680,22 +715,63 @@ func TestCancelCommand(t *testing.T) {
 		m, _ := nc.Request("mpreg.default.rpc", []byte(`{"id": "to-cancel", "cmds": [{"name": "s", "fun": "sleep", "args": [20000, "x"]}]}`), 30*time.Second)
 		done <- m
 	}()
-	var r result
-	testcluster.WaitFor(t, "the request to be cancelled", func() error {
-		r = mpreg(t, opts{}, "cancel", "to-cancel", "--servers", url)
-		select {
-		case m := <-done:
-			done <- m
-			return nil
-		default:
-			return errors.New("still running")
+	testcluster.WaitFor(t, "the request to run", func() error {
+		if n.Stats().Inflight != 1 {
+			return errors.New("not running yet")
 		}
+		return nil
 	})
+	r := mpreg(t, opts{}, "cancel", "to-cancel", "--servers", url)
 	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "cancelled request \"to-cancel\" on n1\n", r.stdout)
 	m := testwait.Recv(t, done, "the cancelled request's reply")
 	require.NotNil(t, m)
 	require.Contains(t, string(m.Data), `"code":"CANCELLED"`)
+
+	r = mpreg(t, opts{}, "cancel", "to-cancel", "--servers", url, "--wait", "300ms")
+	require.Equal(t, 1, r.code)
+	require.Empty(t, r.stdout)
+	require.Equal(t, "mpreg: no node knew request \"to-cancel\": none answered within 300ms\n", r.stderr)
 	require.Equal(t, 2, mpreg(t, opts{}, "cancel").code, "an id is required")
+}
+
+// TestCallID: mpreg call --id names the request, --verbose prints its id
+// on stderr before sending, and mpreg cancel ID stops the call from
+// another process. mpreg run --verbose prints the file's id.
+func TestCallID(t *testing.T) {
+	s := testcluster.Server(t)
+	n := testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "n1", "cpu"), func(n *node.Node) {
+		require.NoError(t, demo.Register(n))
+	})
+	url := s.ClientURL()
+	call := startDaemon(t, "call", "sleep", "20000", "x", "--id", "call-7", "--verbose", "--servers", url)
+	call.waitFor(t, "the call to run", func() error {
+		if n.Stats().Inflight != 1 || !strings.Contains(call.stderr.String(), "mpreg: request call-7\n") {
+			return errors.New("not running yet")
+		}
+		return nil
+	})
+	r := mpreg(t, opts{}, "cancel", "call-7", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "cancelled request \"call-7\" on n1\n", r.stdout)
+	select {
+	case <-call.exited:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the cancelled call did not exit")
+	}
+	require.Equal(t, "mpreg: request call-7\nCANCELLED: the step was cancelled (step sleep on node n1)\n", call.stderr.String())
+
+	r = mpreg(t, opts{}, "call", "add", "1", "2", "--verbose", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Regexp(t, `^mpreg: request \S+\n$`, r.stderr, "a new id when none is given")
+	r = mpreg(t, opts{stdin: `{"id": "run-9", "cmds": [{"name": "a", "fun": "add", "args": [1, 2]}]}`}, "run", "-", "--verbose", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "mpreg: request run-9\n", r.stderr)
+	r = mpreg(t, opts{stdin: `{"cmds": [{"name": "a", "fun": "add", "args": [1, 2]}]}`}, "run", "-", "--trace", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	id := regexp.MustCompile(`^mpreg: request (\S+)\n`).FindStringSubmatch(r.stderr)
+	require.NotNil(t, id, "the trace names the request: %s", r.stderr)
+	require.Contains(t, r.stdout, `"id": "`+id[1]+`"`)
 }
 
 // TestTraceFlags: --trace prints where each step ran on stderr, the result
@@ -740,6 +816,13 @@ func TestExplainAndDot(t *testing.T) {
 	require.Contains(t, r.stdout, `"a" [label="a: add @ n1"];`)
 	require.Contains(t, r.stdout, `"c \"q\"" [label="c \"q\": train @ ?", color=red, style=dashed];`)
 	require.Contains(t, r.stdout, `"b" -> "c \"q\"";`)
+
+	// A request that does not plan prints no graph: its error goes to
+	// stderr with exit 1, as with --explain.
+	r = mpreg(t, opts{}, "run", "../../examples/requests/cycle.json", "--dot", "--servers", url)
+	require.Equal(t, 1, r.code)
+	require.Empty(t, r.stdout)
+	require.Equal(t, "INVALID_REQUEST: dependency cycle: |a -> |c -> |b -> |a\n", r.stderr)
 	if _, err := exec.LookPath("dot"); err != nil {
 		t.Skip("graphviz's dot is not installed: the DOT text is checked above, not rendered")
 	}
@@ -759,4 +842,26 @@ func TestRunProgress(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Regexp(t, `(?m)^\S+ planned by n1: 2 steps\n\S+ step a \(add\) on n1: ok, ran \S+ \[1/2\]\n\S+ step b \(add\) on n1: ok, ran \S+ \[2/2\]$`, r.stderr)
 	require.Contains(t, r.stdout, `"b": 4`)
+}
+
+// TestRunWarnings: a string argument that looks like a mistyped reference
+// runs as the string itself, and mpreg run says so on stderr; --explain
+// lists it with the plan (no problems: exit 0).
+func TestRunWarnings(t *testing.T) {
+	url := cluster(t)
+	req := `{"cmds": [{"name": "|a", "fun": "echo", "args": ["|frist"]}]}`
+	warning := `step |a: cmds[0].args[0]: "|frist" starts with "|" but names no command: it is passed as the string itself`
+	r := mpreg(t, opts{stdin: req}, "run", "-", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Equal(t, "mpreg: warning: "+warning+"\n", r.stderr)
+	require.Contains(t, r.stdout, `"|a": "|frist"`)
+
+	r = mpreg(t, opts{stdin: req}, "run", "-", "--explain", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Empty(t, r.stderr)
+	require.Contains(t, r.stdout, "\nno problems: the request can run now\n\n1 warning(s):\n  "+warning+"\n")
+
+	r = mpreg(t, opts{stdin: `{"cmds": [{"name": "|a", "fun": "echo", "args": ["hello"]}]}`}, "run", "-", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Empty(t, r.stderr)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mpreg/mpreg/internal/testcluster"
@@ -207,4 +208,30 @@ func TestAuthzPolicyReload(t *testing.T) {
 	r = mpreg(t, opts{}, "node", "--servers", url, "--authz", bad)
 	require.Equal(t, 2, r.code)
 	require.Contains(t, r.stderr, `"default" must be "allow" or "deny"`)
+}
+
+// TestAuthFlagMistakes: a credentials mistake is a usage error (exit 2)
+// that names the flags as they are typed, with their dashes, before
+// anything connects.
+func TestAuthFlagMistakes(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "nope.creds")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"call", "echo", "x", "--user", "u", "--token", "t"},
+			"mpreg: error: call: choose one of --creds, --nkey, --user/--password and --token, not --user/--password and --token\n"},
+		{[]string{"run", "-", "--nkey", missing, "--creds", missing},
+			"mpreg: error: run: choose one of --creds, --nkey, --user/--password and --token, not --creds and --nkey\n"},
+		{[]string{"peers", "--password", "p"}, "mpreg: error: peers: --password needs --user\n"},
+		{[]string{"node", "--tls-cert", "c.pem"}, "mpreg: error: node: --tls-cert and --tls-key go together\n"},
+		{[]string{"server", "--creds", missing}, "mpreg: error: server: --creds: stat " + missing + ": no such file or directory\n"},
+		{[]string{"bench", "--token", "t", "--user", "u", "--password", "p"},
+			"mpreg: error: bench: choose one of --creds, --nkey, --user/--password and --token, not --user/--password and --token\n"},
+	} {
+		r := mpreg(t, opts{}, tc.args...)
+		assert.Equal(t, 2, r.code, "%v", tc.args)
+		assert.True(t, strings.HasPrefix(r.stderr, tc.want), "%v: stderr %q, want %q", tc.args, r.stderr, tc.want)
+	}
 }

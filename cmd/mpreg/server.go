@@ -45,8 +45,10 @@ type nodeFlags struct {
 	authFlags
 }
 
-// Validate checks the ids.
-func (f *nodeFlags) Validate() error { return checkIDs(f.Cluster, f.NodeID) }
+// Validate checks the ids and the NATS authentication flags.
+func (f *nodeFlags) Validate() error {
+	return errors.Join(checkIDs(f.Cluster, f.NodeID), f.check())
+}
 
 // config returns the node.Config the flags describe.
 func (f *nodeFlags) config(log *slog.Logger) (node.Config, error) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -98,7 +99,7 @@ func drawPeers(w io.Writer, cur, prev map[string]peerState, now time.Time) {
 		if prev != nil && (!seen || old.state != p.state || old.inflight != p.inflight || old.funs != p.funs || old.incarnation != p.incarnation) {
 			bold, reset = "\x1b[1m", "\x1b[0m"
 		}
-		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d/%d\t%.1fs ago\t%s%s\n", bold, id, orDash(p.name), p.state, p.inflight, p.limit,
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%d/%s\t%.1fs ago\t%s%s\n", bold, id, orDash(p.name), p.state, p.inflight, limitText(p.limit),
 			now.Sub(p.lastHeard).Seconds(), p.funs, reset)
 	}
 	_ = tw.Flush()
@@ -114,7 +115,7 @@ func printChanges(w io.Writer, prev, cur map[string]peerState, now time.Time) {
 		old, seen := prev[id]
 		switch {
 		case !seen:
-			fmt.Fprintf(w, "%s %s joined: %s, inflight %d/%d, funs %s\n", at, id, p.state, p.inflight, p.limit, p.funs)
+			fmt.Fprintf(w, "%s %s joined: %s, inflight %d/%s, funs %s\n", at, id, p.state, p.inflight, limitText(p.limit), p.funs)
 		case old.incarnation != p.incarnation:
 			fmt.Fprintf(w, "%s %s restarted: %s, funs %s\n", at, id, p.state, p.funs)
 		default:
@@ -127,6 +128,9 @@ func printChanges(w io.Writer, prev, cur map[string]peerState, now time.Time) {
 			if old.inflight != p.inflight {
 				fmt.Fprintf(w, "%s %s inflight %d -> %d\n", at, id, old.inflight, p.inflight)
 			}
+			if old.limit != p.limit {
+				fmt.Fprintf(w, "%s %s limit %s -> %s\n", at, id, limitText(old.limit), limitText(p.limit))
+			}
 		}
 	}
 	for _, id := range sortedIDs(prev) {
@@ -134,6 +138,15 @@ func printChanges(w io.Writer, prev, cur map[string]peerState, now time.Time) {
 			fmt.Fprintf(w, "%s %s left\n", at, id)
 		}
 	}
+}
+
+// limitText is a node's limit of steps in flight, "?" until a heartbeat
+// said it: a node learned from its hello (a sync reply) has no load yet.
+func limitText(limit int64) string {
+	if limit <= 0 {
+		return "?"
+	}
+	return strconv.FormatInt(limit, 10)
 }
 
 func sortedIDs(m map[string]peerState) []string {

@@ -1,12 +1,20 @@
 // Command embed runs a node with a typed Go function and calls the cluster
-// with the Go client, against `mpreg server` on 127.0.0.1:4222.
+// with the Go client, against the NATS servers of `mpreg server` given by
+// -servers or MPREG_SERVERS (default nats://127.0.0.1:4222):
+//
+//	MPREG_SERVERS=nats://127.0.0.1:4222 go run ./examples/embed
+//
+// When no NATS server answers it fails at once, as mpreg does:
+// "NODE_UNAVAILABLE: cannot reach NATS at …", exit 1.
 package main
 
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log"
+	"os"
 	"time"
 
 	"github.com/mpreg/mpreg/bus"
@@ -16,11 +24,23 @@ import (
 )
 
 func main() {
+	servers := flag.String("servers", envOr("MPREG_SERVERS", bus.DefaultURL), "NATS server URLs, comma-separated (also MPREG_SERVERS)")
+	flag.Parse()
+	urls := bus.SplitURLs(*servers)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 
+	// A client, dialed first and once: with no NATS server there, this is
+	// NODE_UNAVAILABLE at once, not a wait for the whole budget.
+	c, err := client.Connect(ctx, client.Config{Servers: urls, FailFast: true})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer c.Close()
+
 	// A node offering a typed Go function, on the cluster of `mpreg server`.
-	nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: []string{"nats://127.0.0.1:4222"}})
+	nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: urls})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -57,12 +77,7 @@ func main() {
 	}
 	defer func() { _ = n.Drain(ctx) }()
 
-	// A client: one call, then a DAG whose steps run on different nodes.
-	c, err := client.Connect(ctx, client.Config{Servers: []string{"nats://127.0.0.1:4222"}})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
+	// One call, then a DAG whose steps run on different nodes.
 	m, err := client.CallAs[float64](ctx, c, "mean", []any{[]float64{1, 2, 3, 4}})
 	fmt.Println("mean:", m, err)
 	a, err := client.CallAs[float64](ctx, c, "area", nil, client.WithKwargs(map[string]any{"w": 3, "h": 1.5}))
@@ -77,4 +92,12 @@ func main() {
 
 	_, err = c.Call(ctx, "mean", []any{[]any{}})
 	fmt.Println("error:", err, "| is FUNCTION_ERROR:", errors.Is(err, schema.ErrFunctionError))
+}
+
+// envOr is the environment variable key, or def when it is unset or empty.
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
 }

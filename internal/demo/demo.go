@@ -42,17 +42,21 @@ func Register(n *node.Node) error {
 		name       string
 		fn         any
 		params     []string
+		required   []string // parameters of type any that may not be left out
 		idempotent bool
 	}{
-		{"add", add, []string{"a", "b"}, true},
-		{"upper", strings.ToUpper, []string{"s"}, true},
-		{"sleep", sleep, []string{"ms", "value"}, true},
-		{"fail", func(message string) error { return errors.New(message) }, []string{"message"}, false},
-		{"whoami", func() string { return id }, nil, true},
-		{"panic", func(message string) any { panic(message) }, []string{"message"}, false},
+		{"add", add, []string{"a", "b"}, []string{"a", "b"}, true},
+		{"upper", strings.ToUpper, []string{"s"}, nil, true},
+		{"sleep", sleep, []string{"ms", "value"}, nil, true},
+		{"fail", func(message string) error { return errors.New(message) }, []string{"message"}, nil, false},
+		{"whoami", func() string { return id }, nil, nil, true},
+		{"panic", func(message string) any { panic(message) }, []string{"message"}, nil, false},
 	}
 	for _, r := range regs {
 		opts := []node.FuncOption{node.WithParams(r.params...)}
+		if r.required != nil {
+			opts = append(opts, node.Required(r.required...))
+		}
 		if r.idempotent {
 			opts = append(opts, node.Idempotent())
 		}
