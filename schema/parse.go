@@ -73,6 +73,14 @@ func asMap(v any, key string) (map[string]any, error) {
 	return m, nil
 }
 
+// listMap reads element i of the list under key k as a map, and names it
+// (k[i]) for the errors about its keys.
+func listMap(v any, k string, i int) (map[string]any, string, error) {
+	key := fmt.Sprintf("%s[%d]", k, i)
+	mm, err := asMap(v, key)
+	return mm, key, err
+}
+
 func str(m map[string]any, prefix, key string, required bool) (string, error) {
 	v, ok := m[key]
 	if !ok || v == nil {
@@ -352,18 +360,13 @@ func ParseResponse(v any) (*Response, error) {
 
 // parseWarnings reads a dry run's warnings.
 func parseWarnings(m map[string]any, r *Response) error {
-	wv, ok := m["warnings"]
-	if !ok || wv == nil {
-		return nil
-	}
-	l, ok := wv.([]any)
-	if !ok {
-		return typeErr("warnings", "list", wv)
+	l, err := optList(m, "", "warnings")
+	if err != nil || l == nil {
+		return err
 	}
 	r.Warnings = make([]Warning, len(l))
 	for i, v := range l {
-		key := fmt.Sprintf("warnings[%d]", i)
-		wm, err := asMap(v, key)
+		wm, key, err := listMap(v, "warnings", i)
 		if err != nil {
 			return err
 		}
@@ -430,18 +433,13 @@ func optBool(m map[string]any, key string) (bool, error) {
 
 // parseTrace reads a response's trace into r.
 func parseTrace(m map[string]any, r *Response) error {
-	tv, ok := m["trace"]
-	if !ok || tv == nil {
-		return nil
-	}
-	l, ok := tv.([]any)
-	if !ok {
-		return typeErr("trace", "list", tv)
+	l, err := optList(m, "", "trace")
+	if err != nil || l == nil {
+		return err
 	}
 	r.Trace = make([]TraceEntry, len(l))
 	for i, v := range l {
-		key := fmt.Sprintf("trace[%d]", i)
-		em, err := asMap(v, key)
+		em, key, err := listMap(v, "trace", i)
 		if err != nil {
 			return err
 		}
