@@ -135,7 +135,7 @@ func TestSignalAnswersEveryCaller(t *testing.T) {
 	done := make(chan error, 2*k)
 	for i := range k {
 		go func() {
-			r := mpreg(t, opts{}, "call", "sleep", "4000", fmt.Sprintf(`"cli-%d"`, i), "--servers", url, "--timeout", "30s")
+			r := mpreg(t, opts{}, "call", "sleep", "10000", fmt.Sprintf(`"cli-%d"`, i), "--servers", url, "--timeout", "40s")
 			if r.code != 0 || r.stdout != fmt.Sprintf("\"cli-%d\"\n", i) {
 				done <- fmt.Errorf("mpreg call %d: exit %d: %s%s", i, r.code, r.stdout, r.stderr)
 				return
@@ -149,14 +149,16 @@ func TestSignalAnswersEveryCaller(t *testing.T) {
 				return
 			}
 			defer nc.Close()
-			m, err := nc.Request("mpreg.default.rpc", []byte(fmt.Sprintf(`{"cmds":[{"name":"s","fun":"sleep","args":[4000,"raw-%d"]}]}`, i)), 30*time.Second)
+			m, err := nc.Request("mpreg.default.rpc", []byte(fmt.Sprintf(`{"cmds":[{"name":"s","fun":"sleep","args":[10000,"raw-%d"]}]}`, i)), 40*time.Second)
 			if err == nil && !strings.Contains(string(m.Data), fmt.Sprintf(`"raw-%d"`, i)) {
 				err = fmt.Errorf("raw caller %d: %s", i, m.Data)
 			}
 			done <- err
 		}()
 	}
-	deadline := time.After(15 * time.Second)
+	// The steps sleep 10 s: long enough for 32 callers, each a process of
+	// its own on a loaded machine, to have started them all.
+	deadline := time.After(30 * time.Second)
 	for inflight := int64(0); inflight < 2*k; {
 		select {
 		case inflight = <-beats:
