@@ -813,6 +813,7 @@ func TestExplainAndDot(t *testing.T) {
 
 	r = mpreg(t, opts{stdin: req}, "run", "-", "--dot", "--servers", url)
 	require.Equal(t, 0, r.code, r.stderr)
+	graph := r.stdout
 	require.Contains(t, r.stdout, `"a" [label="a: add @ n1"];`)
 	require.Contains(t, r.stdout, `"c \"q\"" [label="c \"q\": train @ ?", color=red, style=dashed];`)
 	require.Contains(t, r.stdout, `"b" -> "c \"q\"";`)
@@ -827,7 +828,7 @@ func TestExplainAndDot(t *testing.T) {
 		t.Skip("graphviz's dot is not installed: the DOT text is checked above, not rendered")
 	}
 	cmd := exec.Command("dot", "-Tsvg")
-	cmd.Stdin = strings.NewReader(r.stdout)
+	cmd.Stdin = strings.NewReader(graph)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, string(out))
 	require.Contains(t, string(out), "<svg")
