@@ -127,8 +127,7 @@ func (r *Runner) request(ctx context.Context, p *Plan, seg *segment, results []a
 		req.Results = schema.ResultsAll
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		req.TimeoutMS = max(time.Until(dl).Milliseconds(), 1)
-		req.DeadlineMS = dl.UnixMilli()
+		req.TimeoutMS, req.DeadlineMS = schema.Budget(time.Now(), dl)
 	}
 	for k, j := range seg.steps {
 		s := p.Steps[j]
