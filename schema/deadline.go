@@ -8,17 +8,17 @@ import (
 
 // Deadline is when work received at now must end, from the budget its
 // sender wrote (docs/PROTOCOL.md §4 and §6): timeoutMS after now (def when
-// timeoutMS is 0), never more than max after now, and no later than
+// timeoutMS is 0), never more than limit after now, and no later than
 // deadlineMS (unix milliseconds, when not 0). It is the one place a
 // timeout_ms or deadline_ms becomes a time: a planner reading a request, a
 // node reading an exec, a client bounding its wait.
-func Deadline(now time.Time, timeoutMS, deadlineMS int64, def, max time.Duration) time.Time {
+func Deadline(now time.Time, timeoutMS, deadlineMS int64, def, limit time.Duration) time.Time {
 	timeout := def
 	if timeoutMS > 0 {
 		// Cap in milliseconds first: a huge timeout_ms must not overflow.
-		timeout = time.Duration(min(timeoutMS, max.Milliseconds())) * time.Millisecond
+		timeout = time.Duration(min(timeoutMS, limit.Milliseconds())) * time.Millisecond
 	}
-	dl := now.Add(min(timeout, max))
+	dl := now.Add(min(timeout, limit))
 	if deadlineMS > 0 {
 		// The sender's own deadline (its clock, ours: hosts are assumed to
 		// keep time within a few ms, by NTP): work read late runs nothing
