@@ -402,6 +402,13 @@ func normalizeKwargs(kw map[string]any) (map[string]any, error) {
 // so that the cluster's TIMEOUT reply (with partial results) arrives first.
 const grace = time.Second
 
+// noReply is the message of a request's TIMEOUT when its reply did not
+// come.
+const noReply = "no reply within the request's budget"
+
+// maxWait caps the client's wait for a request's reply.
+const maxWait = 24 * time.Hour
+
 // Run sends a whole request to the cluster's rpc subject. The response comes
 // back in full; when it holds an error, Run returns the response (with its
 // partial results) and the *schema.Error.
@@ -449,16 +456,16 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 		}
 		r.TimeoutMS = max(budget.Milliseconds(), 1)
 	}
+	// The cluster caps budgets (10 min by default); so does the wait here,
+	// at a day.
+	dl := schema.Deadline(time.Now(), r.TimeoutMS, 0, 0, maxWait)
 	if r.DeadlineMS <= 0 {
 		// The budget also as an absolute time: a planner that reads the
 		// request late (stalled, or far behind) runs none of it after we
 		// stopped waiting.
-		r.DeadlineMS = time.Now().Add(time.Duration(min(r.TimeoutMS, (24*time.Hour).Milliseconds())) * time.Millisecond).UnixMilli()
+		_, r.DeadlineMS = schema.Budget(time.Now(), dl)
 	}
-	// The cluster caps budgets (10 min by default); so does the wait here,
-	// at a day, which also keeps a huge timeout_ms from overflowing.
-	wait := time.Duration(min(r.TimeoutMS, (24*time.Hour).Milliseconds()))*time.Millisecond + grace
-	ctx, cancel := context.WithTimeout(ctx, wait)
+	ctx, cancel := context.WithDeadline(ctx, dl.Add(grace))
 	defer cancel()
 	data, err := c.cfg.Codec.Encode(&r)
 	if err != nil {
@@ -699,10 +706,10 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg, req *schema.Request, on
 				Details: map[string]any{"planner": lost.node}}
 		case errors.Is(err, nats.ErrNoResponders):
 			return nil, &nobodyError{schema.Errorf(schema.CodeNoRoute, "no node serves cluster %s (no responders on %s)", c.cfg.Cluster, c.subj.RPC())}
-		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-			return nil, schema.Errorf(schema.CodeTimeout, "no reply within the request's budget")
-		case errors.Is(err, context.Canceled):
-			return nil, schema.Errorf(schema.CodeCancelled, "cancelled")
+		case errors.Is(err, nats.ErrTimeout):
+			return nil, schema.Ended(ctx, fmt.Errorf("%w: %w", context.DeadlineExceeded, err), noReply, "cancelled")
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			return nil, schema.Ended(ctx, err, noReply, "cancelled")
 		case errors.Is(err, nats.ErrPermissionViolation):
 			return nil, mesh.PermissionDenied(err, "send requests to cluster "+c.cfg.Cluster)
 		}

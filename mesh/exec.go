@@ -66,9 +66,9 @@ var _ planner.Executor = (*Execer)(nil)
 // lost before or while running, the attempt's deadline) for
 // planner.Retryable to decide on; a reply's error object comes back as
 // *schema.Error.
-func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, error) {
+func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (planner.Result, error) {
 	if e.Conn.Status() != nats.CONNECTED {
-		return nil, &planner.AttemptError{Fact: planner.NotSent,
+		return planner.Result{}, &planner.AttemptError{Fact: planner.NotSent,
 			Err: schema.Errorf(schema.CodeNodeUnavailable, "not connected to NATS (%s)", e.Conn.Status())}
 	}
 	// What the node offers, also when it said goodbye meanwhile: a step
@@ -86,12 +86,12 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	}
 	msg, err := e.message(ctx, node, c, codec.Preferred(hello.Codecs), &a)
 	if err != nil {
-		return nil, err
+		return planner.Result{}, err
 	}
 	if e.Flow != nil {
 		n, err := e.Flow.Reserve(ctx, c.Fun, len(msg.Data), e.Conn.MaxPayload())
 		if err != nil {
-			return nil, err
+			return planner.Result{}, err
 		}
 		defer e.Flow.Release(n)
 	}
@@ -100,7 +100,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (any, e
 	defer e.Table.Track(node, cancel)()
 	resp, err := e.send(ctx, msg, firstSeen)
 	if err != nil {
-		return nil, e.failed(ctx, err, &a)
+		return planner.Result{}, e.failed(ctx, err, &a)
 	}
 	if e.Flow != nil {
 		e.Flow.Observe(c.Fun, len(resp.Data))
@@ -122,7 +122,7 @@ type attempt struct {
 // payload.
 func (e *Execer) message(ctx context.Context, node string, c *planner.Call, cd codec.Codec, a *attempt) (*nats.Msg, error) {
 	body := schema.ExecRequest{Cluster: e.Cluster, ID: c.ID(), Fun: c.Fun, Args: c.Args, Kwargs: c.Kwargs, Attempt: e.nextAttempt(),
-		Timing: planner.TimingOf(ctx) != nil}
+		Timing: c.Traced()}
 	a.id = body.Attempt
 	if body.Args == nil {
 		body.Args = []any{}
@@ -131,7 +131,7 @@ func (e *Execer) message(ctx context.Context, node string, c *planner.Call, cd c
 		body.Kwargs = map[string]any{}
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		body.DeadlineMS = dl.UnixMilli()
+		_, body.DeadlineMS = schema.Budget(time.Now(), dl)
 	}
 	if size, ok := codec.SizeWithin(&body, int(e.Conn.MaxPayload())); !ok {
 		return nil, TooLarge("exec request for "+c.Fun, size, e.Conn.MaxPayload())
@@ -210,33 +210,35 @@ func (e *Execer) failed(ctx context.Context, err error, a *attempt) error {
 	return schema.Wrap(schema.CodeNodeUnavailable, err, "exec on node %s", node)
 }
 
-// reply reads an exec reply: the result, or the error object with what
-// it says of the attempt.
-func (e *Execer) reply(resp *nats.Msg, a *attempt) (any, error) {
+// reply reads an exec reply: the result, with the timing the node sent,
+// or the error object with what it says of the attempt.
+func (e *Execer) reply(resp *nats.Msg, a *attempt) (planner.Result, error) {
 	tree, err := DecodeReply(resp)
 	if err != nil {
-		return nil, err
+		return planner.Result{}, err
 	}
 	rep, err := schema.ParseExecReply(tree)
 	if err != nil {
-		return nil, schema.Wrap(schema.CodeInternal, err, "node %s sent a bad exec reply", a.node)
+		return planner.Result{}, schema.Wrap(schema.CodeInternal, err, "node %s sent a bad exec reply", a.node)
 	}
-	if tm := planner.TimingOf(a.parent); tm != nil && rep.Timing != nil {
-		tm.Queue = time.Duration(rep.Timing.QueueUS) * time.Microsecond
-		tm.Run = time.Duration(rep.Timing.RunUS) * time.Microsecond
+	var res planner.Result
+	if rep.Timing != nil {
+		res.Timing = planner.Timing{Queue: time.Duration(rep.Timing.QueueUS) * time.Microsecond,
+			Run: time.Duration(rep.Timing.RunUS) * time.Microsecond}
 	}
 	if rep.Error == nil {
-		return rep.Result, nil
+		res.Value = rep.Result
+		return res, nil
 	}
 	switch {
 	case rep.Error.Code == schema.CodeTimeout && a.retryAfter && a.parent.Err() == nil:
 		// The node gave up at the attempt deadline.
-		return nil, &planner.AttemptError{Fact: planner.AttemptDeadline, Idempotent: true, Err: rep.Error}
+		return res, &planner.AttemptError{Fact: planner.AttemptDeadline, Idempotent: true, Err: rep.Error}
 	case rep.Error.Code == schema.CodeNodeUnavailable:
 		// The node stopped while running the step (§6.1).
-		return nil, &planner.AttemptError{Fact: planner.StoppedWhileRunning, Idempotent: a.idempotent, Err: rep.Error}
+		return res, &planner.AttemptError{Fact: planner.StoppedWhileRunning, Idempotent: a.idempotent, Err: rep.Error}
 	}
-	return nil, rep.Error
+	return res, rep.Error
 }
 
 // request sends msg and waits for its reply.

@@ -221,8 +221,9 @@ func TestExecer(t *testing.T) {
 
 	t.Run("result in the peer's preferred codec", func(t *testing.T) {
 		for id, types := range map[string]chan string{"json-only": jsonTypes, "both": mpTypes} {
-			v, err := ex.Exec(testwait.Ctx(t), id, call("f", int64(1)<<62+1, []byte{1}))
+			res, err := ex.Exec(testwait.Ctx(t), id, call("f", int64(1)<<62+1, []byte{1}))
 			require.NoError(t, err)
+			v := res.Value
 			require.Equal(t, map[string]any{"cluster": "default", "id": "req/s", "has_deadline": true,
 				"args": map[string]any{codec.JSONType: []any{int64(1)<<62 + 1, "AQ=="}, codec.MsgPackType: []any{int64(1)<<62 + 1, []byte{1}}}[testwait.Recv(t, types, "the exec")]},
 				v, id)
@@ -348,6 +349,14 @@ func TestDecode(t *testing.T) {
 	_, reply, err = mesh.Decode(&nats.Msg{Data: []byte{0xc1}, Header: nats.Header{"Content-Type": {codec.MsgPackType}}})
 	require.ErrorIs(t, err, schema.ErrInvalidRequest)
 	require.Equal(t, codec.MsgPack, reply)
+	require.ErrorIs(t, err, codec.ErrDecode, "the decoder's error is kept as the cause")
+	require.NotErrorIs(t, err, schema.ErrInternal)
+
+	// Past its bound: PAYLOAD_TOO_LARGE, the codec's error kept as the
+	// cause.
+	_, _, _, err = mesh.DecodeSized(&nats.Msg{Data: []byte(`["aaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbb"]`)}, 16)
+	require.ErrorIs(t, err, schema.ErrPayloadTooLarge)
+	require.ErrorIs(t, err, codec.ErrTooBig)
 
 	tree, reply, err := mesh.Decode(&nats.Msg{Data: []byte(`{"a": 1}`)})
 	require.Nil(t, err)

@@ -36,12 +36,13 @@ func DecodeSized(m *nats.Msg, limit int64) (tree any, size int64, reply codec.Co
 	}
 	tree, size, derr := codec.DecodeSized(req, m.Data, limit)
 	if errors.Is(derr, codec.ErrTooBig) {
-		return nil, size, reply, &schema.Error{Code: schema.CodePayloadTooLarge,
-			Message: fmt.Sprintf("the body of %d bytes decodes to more than %d bytes of memory", len(m.Data), limit),
-			Details: map[string]any{"limit": "max_decoded_bytes", "max": limit}}
+		e := schema.Wrap(schema.CodePayloadTooLarge, derr, "")
+		e.Message = fmt.Sprintf("the body of %d bytes decodes to more than %d bytes of memory", len(m.Data), limit)
+		e.Details = map[string]any{"limit": "max_decoded_bytes", "max": limit}
+		return nil, size, reply, e
 	}
 	if derr != nil {
-		return nil, size, reply, &schema.Error{Code: schema.CodeInvalidRequest, Message: "body does not decode: " + derr.Error()}
+		return nil, size, reply, schema.Wrap(schema.CodeInvalidRequest, derr, "body does not decode")
 	}
 	return tree, size, reply, nil
 }

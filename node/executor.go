@@ -57,7 +57,9 @@ type runEntry struct {
 // not hold up the messages behind it.
 const inlineDecodeMax = 64 << 10
 
-// onExec answers one step for this node. A body of up to inlineDecodeMax
+// onExec answers one step a peer sent to this node's exec subject. Its
+// path mirrors a request's: decode → admit (readPeerStep) → invoke
+// (runPeerStep) → reply (replyPeerStep). A body of up to inlineDecodeMax
 // bytes is decoded on the subscription's goroutine; a function registered
 // Inline runs there too when a run slot is free at once (saving a goroutine
 // hand-off per call), and any other runs on an owned worker.
@@ -70,34 +72,34 @@ func (x *executor) onExec(m *nats.Msg) {
 	if len(m.Data) > inlineDecodeMax {
 		if !x.goOwned(func() {
 			defer x.work.done()
-			if s := x.prepareExec(m); s != nil {
-				x.runExec(s, false)
+			if s := x.readPeerStep(m); s != nil {
+				x.runPeerStep(s, false)
 			}
 		}) {
 			x.work.done()
 		}
 		return
 	}
-	s := x.prepareExec(m)
+	s := x.readPeerStep(m)
 	if s == nil {
 		x.work.done()
 		return
 	}
 	if s.f.inline && x.tryAcquire() {
-		x.runExec(s, true)
+		x.runPeerStep(s, true)
 		x.work.done()
 		return
 	}
-	if !x.goOwned(func() { defer x.work.done(); x.runExec(s, false) }) {
+	if !x.goOwned(func() { defer x.work.done(); x.runPeerStep(s, false) }) {
 		x.work.done()
 		e := schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID)
 		x.stepDone(s.f.name, e, 0)
-		x.sendExec(s, &schema.ExecReply{Error: e})
+		x.replyPeerStep(s, &schema.ExecReply{Error: e})
 	}
 }
 
-// execStep is one exec message on its way through the node.
-type execStep struct {
+// peerStep is one step a peer sent, on its way through the node.
+type peerStep struct {
 	m     *nats.Msg
 	at    time.Time // received
 	reply codec.Codec
@@ -106,27 +108,43 @@ type execStep struct {
 	once  sync.Once
 }
 
-// prepareExec decodes and checks an exec message. It answers (or drops) the
-// ones that cannot run and returns nil for them.
-func (x *executor) prepareExec(m *nats.Msg) *execStep {
+// readPeerStep decodes and admits an exec message. It answers (or drops)
+// the ones that cannot run and returns nil for them.
+func (x *executor) readPeerStep(m *nats.Msg) *peerStep {
+	s := x.decodePeerStep(m)
+	if s == nil || !x.admitPeerStep(s) {
+		return nil
+	}
+	return s
+}
+
+// decodePeerStep decodes an exec message, answering one that does not
+// decode (and returning nil).
+func (x *executor) decodePeerStep(m *nats.Msg) *peerStep {
 	at := time.Now()
-	tree, reply, derr := mesh.Decode(m)
-	s := &execStep{m: m, reply: reply, at: at}
-	if derr != nil {
-		x.sendExec(s, &schema.ExecReply{Error: schema.AsError(derr)})
-		return nil
+	tree, reply, err := mesh.Decode(m)
+	s := &peerStep{m: m, reply: reply, at: at}
+	if err == nil {
+		s.req, err = schema.ParseExecRequest(tree)
 	}
-	req, err := schema.ParseExecRequest(tree)
 	if err != nil {
-		x.sendExec(s, &schema.ExecReply{Error: schema.AsError(err)})
+		x.replyPeerStep(s, &schema.ExecReply{Error: schema.AsError(err)})
 		return nil
 	}
+	return s
+}
+
+// admitPeerStep lets a decoded step on: it comes from this cluster (a
+// foreign one is dropped, unanswered), names a function registered here,
+// and the node is not draining. It answers a step refused.
+func (x *executor) admitPeerStep(s *peerStep) bool {
+	req := s.req
 	if req.Cluster != x.cfg.Cluster {
 		x.foreign.Add(1)
 		if ok, held := x.logs.Allow("foreign exec"); ok {
 			x.log.Warn("exec from another cluster dropped", "cluster", req.Cluster, "request_id", req.ID, "dropped_since_last_log", held)
 		}
-		return nil // dropped: no reply
+		return false // dropped: no reply
 	}
 	x.steps.Add(1)
 	f, e := x.lookup(req.Fun)
@@ -137,16 +155,16 @@ func (x *executor) prepareExec(m *nats.Msg) *execStep {
 	}
 	if e != nil {
 		x.stepDone(funLabel(f), e, 0)
-		x.sendExec(s, &schema.ExecReply{Error: e})
-		return nil
+		x.replyPeerStep(s, &schema.ExecReply{Error: e})
+		return false
 	}
-	s.req, s.f = req, f
-	return s
+	s.f = f
+	return true
 }
 
-// sendExec answers s once: with the function's outcome, or with TIMEOUT or
-// CANCELLED when the step's context ends first.
-func (x *executor) sendExec(s *execStep, rep *schema.ExecReply) {
+// replyPeerStep answers s once: with the function's outcome, or with
+// TIMEOUT or CANCELLED when the step's context ends first.
+func (x *executor) replyPeerStep(s *peerStep, rep *schema.ExecReply) {
 	s.once.Do(func() {
 		x.execStats.done(time.Since(s.at), rep.Error)
 		err := mesh.Respond(x.nc, s.m, s.reply, rep.Encodable(), func(problem *schema.Error) any {
@@ -167,16 +185,13 @@ func (x *executor) sendExec(s *execStep, rep *schema.ExecReply) {
 	})
 }
 
-// runExec runs a prepared step and answers it. slot says whether the
-// caller already holds a run slot (see tryAcquire).
-func (x *executor) runExec(s *execStep, slot bool) {
+// runPeerStep runs an admitted peer step and answers it. slot says whether
+// the caller already holds a run slot (see tryAcquire).
+func (x *executor) runPeerStep(s *peerStep, slot bool) {
 	req := s.req
 	// No step runs longer than a request may: an exec without deadline_ms,
 	// or with one further off, gets the node's maximum budget.
-	dl := time.Now().Add(x.cfg.MaxTimeout)
-	if req.DeadlineMS > 0 && req.DeadlineMS < dl.UnixMilli() {
-		dl = time.UnixMilli(req.DeadlineMS)
-	}
+	dl := schema.Deadline(time.Now(), 0, req.DeadlineMS, x.cfg.MaxTimeout, x.cfg.MaxTimeout)
 	ctx, cancel := context.WithDeadline(x.ctx, dl)
 	defer cancel()
 	if key := cmp.Or(req.Attempt, req.ID); key != "" {
@@ -184,7 +199,7 @@ func (x *executor) runExec(s *execStep, slot bool) {
 	}
 	if e := x.start(ctx, slot); e != nil {
 		x.stepDone(s.f.name, e, 0)
-		x.sendExec(s, &schema.ExecReply{Error: e})
+		x.replyPeerStep(s, &schema.ExecReply{Error: e})
 		return
 	}
 	began := time.Now()
@@ -193,7 +208,7 @@ func (x *executor) runExec(s *execStep, slot bool) {
 	late := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
 		defer close(late)
-		x.sendExec(s, &schema.ExecReply{Error: x.stepCtxError(ctx)})
+		x.replyPeerStep(s, &schema.ExecReply{Error: x.stepCtxError(ctx)})
 	})
 	v, e := x.invoke(ctx, s.f, req.Args, req.Kwargs, req.ID)
 	if !stop() {
@@ -214,19 +229,38 @@ func (x *executor) runExec(s *execStep, slot bool) {
 	}
 	if e != nil {
 		x.log.Debug("step failed here", "request_id", req.ID, "fun", req.Fun, "code", e.Code, "error", e.Message)
-		x.sendExec(s, &schema.ExecReply{Error: e, Timing: timing})
+		x.replyPeerStep(s, &schema.ExecReply{Error: e, Timing: timing})
 		return
 	}
-	x.sendExec(s, &schema.ExecReply{Result: v, Timing: timing})
+	x.replyPeerStep(s, &schema.ExecReply{Result: v, Timing: timing})
 }
 
-// runLocal runs a registered function under ctx, on an owned goroutine so
+// runStepHere is the runner's Local executor: it runs a step this node's
+// planner routed to this node, in-process (runHere). A step this node
+// stopped under is StoppedWhileRunning (§6.1), for planner.Retryable.
+// Local steps count in x.inflight (the table's SelfLoad), not in the
+// table's outstanding counter.
+func (x *executor) runStepHere(ctx context.Context, _ string, c *planner.Call) (planner.Result, error) {
+	v, tm, e := x.runHere(ctx, c.Fun, c.Args, c.Kwargs, c.ID(), c.Traced())
+	res := planner.Result{Value: v, Timing: tm}
+	switch {
+	case e == nil:
+		return res, nil
+	case e.Code == schema.CodeNodeUnavailable:
+		f, _ := x.reg.get(c.Fun)
+		return res, &planner.AttemptError{Fact: planner.StoppedWhileRunning, Err: e, Idempotent: f != nil && f.idempotent}
+	}
+	return res, e
+}
+
+// runHere runs a registered function under ctx, on an owned goroutine so
 // that the caller gets TIMEOUT or CANCELLED when ctx ends even if the
-// function ignores ctx.
-func (x *executor) runLocal(ctx context.Context, fun string, args []any, kwargs map[string]any, id string) (any, *schema.Error) {
+// function ignores ctx. With timed it returns how long the step waited for
+// its run slot and ran.
+func (x *executor) runHere(ctx context.Context, fun string, args []any, kwargs map[string]any, id string, timed bool) (_ any, tm planner.Timing, _ *schema.Error) {
 	admitted := time.Now()
 	var began time.Time
-	if tm := planner.TimingOf(ctx); tm != nil { // the planner traces the request
+	if timed {
 		defer func() {
 			if began.IsZero() {
 				tm.Queue = time.Since(admitted)
@@ -238,7 +272,7 @@ func (x *executor) runLocal(ctx context.Context, fun string, args []any, kwargs 
 	f, e := x.admit(ctx, fun)
 	if e != nil {
 		x.stepDone(funLabel(f), e, 0)
-		return nil, e
+		return nil, tm, e
 	}
 	began = time.Now()
 	if f.inline {
@@ -246,8 +280,18 @@ func (x *executor) runLocal(ctx context.Context, fun string, args []any, kwargs 
 		v, e := x.invoke(ctx, f, args, kwargs, id)
 		x.release()
 		x.stepDone(f.name, e, time.Since(began))
-		return v, e
+		return v, tm, e
 	}
+	v, e, ran := x.invokeGuarded(ctx, f, args, kwargs, id)
+	x.stepDone(f.name, e, ran)
+	return v, tm, e
+}
+
+// invokeGuarded calls f on an owned goroutine and returns its result, or
+// the error of ctx's end as soon as ctx ends, and how long it ran (0 when
+// it did not start). It releases f's run slot.
+func (x *executor) invokeGuarded(ctx context.Context, f *fn, args []any, kwargs map[string]any, id string) (any, *schema.Error, time.Duration) {
+	began := time.Now()
 	type result struct {
 		v   any
 		err *schema.Error
@@ -265,21 +309,16 @@ func (x *executor) runLocal(ctx context.Context, fun string, args []any, kwargs 
 	if !started {
 		x.work.done()
 		x.release()
-		e := schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID)
-		x.stepDone(f.name, e, 0)
-		return nil, e
+		return nil, schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID), 0
 	}
 	select {
 	case r := <-ch:
-		x.stepDone(f.name, r.err, time.Since(began))
-		return r.v, r.err
+		return r.v, r.err, time.Since(began)
 	case <-ctx.Done():
 		// Let ctx's end reach the handler before the deferred cancel does,
 		// so that it sees DeadlineExceeded at a deadline, not Canceled.
 		<-hctx.Done()
-		e := x.stepCtxError(ctx)
-		x.stepDone(f.name, e, time.Since(began))
-		return nil, e
+		return nil, x.stepCtxError(ctx), time.Since(began)
 	}
 }
 
@@ -353,9 +392,11 @@ func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[str
 		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 			return nil, x.stepCtxError(ctx)
 		}
-		e := callError(err)
+		// An error object the function returned keeps its code; anything
+		// else is FUNCTION_ERROR with its text, kept as the cause.
+		e := schema.AsCode(err, schema.CodeFunctionError)
 		if e.Node == "" {
-			e = &schema.Error{Code: e.Code, Message: e.Message, Step: e.Step, Node: x.cfg.NodeID, Details: e.Details}
+			e = e.WithStep(e.Step, x.cfg.NodeID) // a copy: e may be shared
 		}
 		return nil, e
 	}
@@ -389,15 +430,7 @@ func (x *executor) stepCtxError(ctx context.Context) *schema.Error {
 		return &schema.Error{Code: schema.CodeNodeUnavailable, Node: x.cfg.NodeID,
 			Message: fmt.Sprintf("node %s stopped while running the step", x.cfg.NodeID)}
 	}
-	return ctxError(ctx)
-}
-
-// ctxError maps a finished context to TIMEOUT or CANCELLED.
-func ctxError(ctx context.Context) *schema.Error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return schema.Errorf(schema.CodeTimeout, "the step's deadline passed")
-	}
-	return schema.Errorf(schema.CodeCancelled, "the step was cancelled")
+	return schema.Ended(ctx, ctx.Err(), "the step's deadline passed", "the step was cancelled")
 }
 
 // acquire takes one of MaxInflight run slots, waiting in a queue of at most

@@ -23,16 +23,16 @@ import (
 )
 
 // front is the rpc side of a node: it takes whole requests off the rpc
-// subject, plans and runs them (the planner, with this node's executor for
-// local steps and mesh for remote ones), bounds their memory, answers
-// them, and stops them when their caller cancels.
+// subject, plans and runs them (the planner's runner, with this node's
+// executor for local steps and the step sender for remote ones), bounds
+// their memory, answers them, and stops them when their caller cancels.
 type front struct {
 	*env
 	*executor
 	ann      *mesh.Announcer
 	table    *membership.Table
 	follower *atomic.Pointer[mesh.Follower]
-	execer   *mesh.Execer
+	sender   *mesh.Execer // sends steps to other nodes, and delegates runs of them
 	runner   *planner.Runner
 	memory   *semaphore.Weighted // MaxPlanningBytes
 	policy   atomic.Pointer[authz.Policy]
@@ -117,9 +117,54 @@ func requestID(tree any) string {
 	return ""
 }
 
-// serveRPC plans and answers one request; onRPC counted it in fr.planning
-// and serveRPC takes it off before replying.
+// rpcCall is one rpc request on its way through the node, from its
+// decoding to its reply.
+type rpcCall struct {
+	m      *nats.Msg
+	start  time.Time   // received
+	reply  codec.Codec // what the caller reads
+	size   int64       // decoded memory it holds of MaxPlanningBytes
+	req    *schema.Request
+	caller authz.Caller
+	resp   *schema.Response
+	st     *stream // when the caller asked for a stream
+}
+
+// serveRPC answers one request, stage by stage: decode → admit (the
+// caller's identity and rights) → plan → run → reply. A stage that fails
+// sets the response's error and the request goes straight to its reply.
+// onRPC counted the request in fr.planning; the reply takes it off.
 func (fr *front) serveRPC(m *nats.Msg) {
+	c := fr.decodeRPC(m)
+	if c == nil {
+		return // answered OVERLOADED, unread
+	}
+	defer fr.memory.Release(c.size)
+	defer fr.replyRPC(c)
+	if c.resp.Error != nil {
+		return
+	}
+	if c.resp.Error = fr.admitRPC(c); c.resp.Error != nil {
+		return
+	}
+	if c.req.DryRun {
+		c.resp.Plan, c.resp.Problems = fr.dryRun(c.req, c.caller)
+		c.resp.Warnings = planner.Warnings(c.req)
+		return
+	}
+	plan, err := planner.New(c.req, fr.cfg.Limits)
+	if err != nil {
+		c.resp.Error = schema.AsError(err)
+		return
+	}
+	fr.runRPC(c, plan)
+}
+
+// decodeRPC reads a request within its share of MaxPlanningBytes. When
+// that memory is not free it answers OVERLOADED, unread, and returns nil;
+// otherwise the call's response holds the error of a request that does not
+// decode or parse.
+func (fr *front) decodeRPC(m *nats.Msg) *rpcCall {
 	start := time.Now()
 	// The body's memory, decoded, comes out of MaxPlanningBytes: many
 	// bodies that decode to a lot at once are refused, not decoded.
@@ -127,121 +172,108 @@ func (fr *front) serveRPC(m *nats.Msg) {
 	if !fr.memory.TryAcquire(reserve) {
 		fr.planning.Add(-1)
 		fr.overloaded(m, fmt.Sprintf("node %s holds as many requests in memory as the limit %s allows", fr.cfg.NodeID, schema.LimitText("max_planning_bytes", fr.cfg.MaxPlanningBytes)), "max_planning_bytes", fr.cfg.MaxPlanningBytes)
-		return
+		return nil
 	}
 	fr.requests.Add(1)
-	tree, size, reply, derr := mesh.DecodeSized(m, reserve)
-	if derr != nil {
+	tree, size, reply, err := mesh.DecodeSized(m, reserve)
+	if err != nil {
 		size = 0
 	}
 	fr.memory.Release(reserve - size)
-	defer fr.memory.Release(size)
-	resp := &schema.Response{ID: requestID(tree)}
-	var st *stream // when the caller asked for a stream
-	split := false // the caller takes the results in parts
-	defer func() {
-		took := time.Since(start)
-		fr.requestDone(m.Subject, took, resp.Error)
-		if resp.Results == nil {
-			resp.Results = map[string]any{}
-		}
-		// The request is done: free its place before the caller can send
-		// the next one on seeing the reply.
-		fr.planning.Add(-1)
-		event := ""
-		if st != nil {
-			st.close()
-			event = schema.EventResult
-		}
-		err := fr.answer(m, reply, event, resp, split)
-		if err != nil {
-			fr.replyFailed("rpc", resp.ID, err)
-		}
-		if e := resp.Error; e != nil && e.Code != schema.CodePermissionDenied {
-			// By the planner, whichever node the failing step ran on
-			// (refusals are logged by authorize). A caller can make
-			// requests fail at will: at most one line a second per code.
-			if ok, held := fr.logs.Allow("request failed " + string(e.Code)); ok {
-				fr.log.Info("request failed", "request_id", resp.ID, "code", e.Code, "step", e.Step, "step_node", e.Node,
-					"duration", took, "error", e.Message, "dropped_since_last_log", held)
-			}
-		} else {
-			fr.log.Debug("rpc served", "request_id", resp.ID, "duration", took)
-		}
-	}()
-	if derr != nil {
-		resp.Error = schema.AsError(derr)
-		return
+	c := &rpcCall{m: m, start: start, reply: reply, size: size, resp: &schema.Response{ID: requestID(tree)}}
+	var req *schema.Request
+	if err == nil {
+		req, err = schema.ParseRequest(tree)
 	}
-	req, err := schema.ParseRequest(tree)
 	if err != nil {
-		resp.Error = schema.AsError(err)
-		return
+		c.resp.Error = schema.AsError(err)
+		return c
 	}
-	if req.ID == "" {
-		req.ID = nuid.Next()
+	c.req = req
+	if c.req.ID == "" {
+		c.req.ID = nuid.Next()
 	}
-	resp.ID, split = req.ID, req.SplitResults
-	caller, err := fr.authorize(m, req)
-	if err != nil {
-		resp.Error = schema.AsError(err)
-		return
-	}
-	if req.DryRun {
-		resp.Plan, resp.Problems = fr.dryRun(req, caller)
-		resp.Warnings = planner.Warnings(req)
-		return
-	}
-	plan, err := planner.New(req, fr.cfg.Limits)
-	if err != nil {
-		resp.Error = schema.AsError(err)
-		return
-	}
-	timeout := fr.cfg.DefaultTimeout
-	if req.TimeoutMS > 0 {
-		// Cap in milliseconds first: a huge timeout_ms must not overflow.
-		timeout = time.Duration(min(req.TimeoutMS, fr.cfg.MaxTimeout.Milliseconds())) * time.Millisecond
-	}
-	timeout = min(timeout, fr.cfg.MaxTimeout)
+	c.resp.ID = c.req.ID
+	return c
+}
+
+// admitRPC reads who sent the request and checks that it may run every
+// function it names (authorize).
+func (fr *front) admitRPC(c *rpcCall) *schema.Error {
+	caller, err := fr.authorize(c.m, c.req)
+	c.caller = caller
+	return schema.AsError(err)
+}
+
+// runRPC runs a planned request within its budget (schema.Deadline), where
+// its caller's cancel reaches it, and puts its outcome in the response.
+func (fr *front) runRPC(c *rpcCall, plan *planner.Plan) {
+	req := c.req
 	now := time.Now()
-	deadline := now.Add(timeout)
-	if req.DeadlineMS > 0 {
-		// The caller's own deadline (its clock, ours: hosts are assumed
-		// to keep time within a few ms, by NTP): a request read late, by
-		// a planner that was stalled or far behind, runs nothing after
-		// the caller stopped waiting.
-		dl := time.UnixMilli(req.DeadlineMS)
-		if !dl.After(now) {
-			resp.Error = &schema.Error{Code: schema.CodeTimeout, Node: fr.cfg.NodeID,
-				Message: "the request's deadline passed before it was planned",
-				Details: map[string]any{"deadline_ms": req.DeadlineMS}}
-			return
-		}
-		if dl.Before(deadline) {
-			deadline = dl
-		}
+	deadline := schema.Deadline(now, req.TimeoutMS, req.DeadlineMS, fr.cfg.DefaultTimeout, fr.cfg.MaxTimeout)
+	if !deadline.After(now) {
+		// Only the caller's deadline_ms can have passed: a request read
+		// late, by a planner that was stalled or far behind, runs nothing
+		// after the caller stopped waiting.
+		c.resp.Error = &schema.Error{Code: schema.CodeTimeout, Node: fr.cfg.NodeID,
+			Message: "the request's deadline passed before it was planned",
+			Details: map[string]any{"deadline_ms": req.DeadlineMS}}
+		return
 	}
 	ctx, cancel := context.WithDeadline(fr.ctx, deadline) // one timer for both
 	defer cancel()
-	key := cancelKey(caller, req.ID)
+	key := cancelKey(c.caller, req.ID)
 	defer fr.planned.remove(key, fr.planned.add(key, cancel))
 	if fr.unplanned.has(key) {
 		// Its cancel came before the request reached this point.
-		resp.Error = schema.Errorf(schema.CodeCancelled, "the request was cancelled")
+		c.resp.Error = schema.Errorf(schema.CodeCancelled, "the request was cancelled")
 		return
 	}
-	if !caller.Stamped {
+	if !c.caller.Stamped {
 		// A caller in another account names its ack subject in its own
 		// account, which this node's publish would not reach: the ack
 		// would land in the nodes' account instead. It gets none.
-		defer fr.ackPlanner(m, req.ID)()
+		defer fr.ackPlanner(c.m, req.ID)()
 	}
-	plan.Received = start
-	if st = fr.openStream(m, reply, req, len(plan.Steps)); st != nil && req.Progress {
-		plan.OnAttempt = st.step
+	plan.Received = c.start
+	if c.st = fr.openStream(c.m, c.reply, req, len(plan.Steps)); c.st != nil && req.Progress {
+		plan.OnAttempt = c.st.step
 	}
 	o := fr.runner.Execute(ctx, plan)
-	resp.Results, resp.Errors, resp.Error, resp.Trace, resp.TraceTruncated = o.Results, o.Errors, o.Err, o.Trace, o.TraceTruncated
+	c.resp.Results, c.resp.Errors, c.resp.Error, c.resp.Trace, c.resp.TraceTruncated = o.Results, o.Errors, o.Err, o.Trace, o.TraceTruncated
+}
+
+// replyRPC answers the request (the last message of its stream, if it has
+// one), counts and logs it, and frees its place among the requests being
+// planned before the caller can send the next one on seeing the reply.
+func (fr *front) replyRPC(c *rpcCall) {
+	resp := c.resp
+	took := time.Since(c.start)
+	fr.requestDone(c.m.Subject, took, resp.Error)
+	if resp.Results == nil {
+		resp.Results = map[string]any{}
+	}
+	fr.planning.Add(-1)
+	event := ""
+	if c.st != nil {
+		c.st.close()
+		event = schema.EventResult
+	}
+	split := c.req != nil && c.req.SplitResults // the caller takes the results in parts
+	if err := fr.answer(c.m, c.reply, event, resp, split); err != nil {
+		fr.replyFailed("rpc", resp.ID, err)
+	}
+	if e := resp.Error; e != nil && e.Code != schema.CodePermissionDenied {
+		// By the planner, whichever node the failing step ran on
+		// (refusals are logged by authorize). A caller can make
+		// requests fail at will: at most one line a second per code.
+		if ok, held := fr.logs.Allow("request failed " + string(e.Code)); ok {
+			fr.log.Info("request failed", "request_id", resp.ID, "code", e.Code, "step", e.Step, "step_node", e.Node,
+				"duration", took, "error", e.Message, "dropped_since_last_log", held)
+		}
+	} else {
+		fr.log.Debug("rpc served", "request_id", resp.ID, "duration", took)
+	}
 }
 
 // authorize reads who sent a request (what NATS stamped on it, see package
@@ -381,26 +413,6 @@ func (fr *front) route(ctx context.Context, fun string, locs, exclude []string) 
 	return fr.table.Pick(fun, locs, exclude)
 }
 
-// exec is the node's planner.Executor: local steps run in-process, others go
-// to the chosen node's exec subject.
-func (fr *front) exec(ctx context.Context, node string, c *planner.Call) (any, error) {
-	if node != fr.cfg.NodeID {
-		return fr.execer.Exec(ctx, node, c)
-	}
-	// Local steps count in fr.inflight (the table's SelfLoad), not in the
-	// table's outstanding counter.
-	v, err := fr.runLocal(ctx, c.Fun, c.Args, c.Kwargs, c.ID())
-	if err != nil {
-		if err.Code == schema.CodeNodeUnavailable {
-			// This node stopped while running the step (§6.1).
-			f, _ := fr.reg.get(c.Fun)
-			return nil, &planner.AttemptError{Fact: planner.StoppedWhileRunning, Err: err, Idempotent: f != nil && f.idempotent}
-		}
-		return nil, err
-	}
-	return v, nil
-}
-
 // onCancelRequest stops the rpc request a caller cancelled, if this node
 // plans it: its context ends, so queued steps never start and running ones,
 // here or on other nodes, have their context cancelled.
@@ -467,11 +479,12 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 	fr := &front{env: e, executor: x, ann: ann, table: table, follower: follower,
 		memory: semaphore.NewWeighted(cfg.MaxPlanningBytes)}
 	fr.policy.Store(cfg.Authz)
-	fr.execer = &mesh.Execer{Conn: e.nc, Subjects: e.subj, Cluster: cfg.Cluster, Table: table, Logger: e.log,
+	fr.sender = &mesh.Execer{Conn: e.nc, Subjects: e.subj, Cluster: cfg.Cluster, Table: table, Logger: e.log,
 		Flow: mesh.NewFlow(cfg.MaxBytesInFlight), MaxPartBytes: cfg.MaxResultBytes}
 	fr.runner = &planner.Runner{
 		Router:   planner.RouterFunc(fr.route),
-		Executor: planner.ExecutorFunc(fr.exec),
+		Local:    planner.ExecutorFunc(x.runStepHere),
+		Executor: fr.sender,
 		Observer: observer(cfg),
 		Logger:   e.log,
 		Size: func(v any) int64 {
@@ -485,7 +498,7 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 		Self:           cfg.NodeID,
 	}
 	if !cfg.NoDelegate {
-		fr.runner.Delegator = fr.execer
+		fr.runner.Delegator = fr.sender
 	}
 	return fr
 }
@@ -513,13 +526,13 @@ func (fr *front) start() error {
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	fr.execer.Requester = req
+	fr.sender.Requester = req
 	return nil
 }
 
 // close stops the inbox of steps sent to other nodes.
 func (fr *front) close() {
-	if r := fr.execer.Requester; r != nil {
+	if r := fr.sender.Requester; r != nil {
 		r.Close()
 	}
 }

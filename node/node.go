@@ -296,7 +296,7 @@ type Node struct {
 	table    *membership.Table
 	ann      *mesh.Announcer
 	follower atomic.Pointer[mesh.Follower]
-	exec     *executor
+	executor *executor
 	front    *front
 	subs     []*nats.Subscription
 	rpcSub   *nats.Subscription
@@ -320,17 +320,17 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.done = make(chan struct{})
 	n := &Node{env: e, reg: &registry{funcs: map[string]*fn{}}}
-	n.exec = newExecutor(e, n.reg)
+	n.executor = newExecutor(e, n.reg)
 	n.table = membership.New(membership.Config{Self: cfg.NodeID, DeadAfter: cfg.DeadAfter, ForgetAfter: cfg.ForgetAfter,
-		SelfLoad: n.exec.inflight.Load})
+		SelfLoad: n.executor.inflight.Load})
 	n.ann = mesh.NewAnnouncer(mesh.AnnounceConfig{
 		Conn: nc, Subjects: e.subj, Cluster: cfg.Cluster, Node: cfg.NodeID, Interval: cfg.HeartbeatInterval,
 		Offer: n.offer, Load: func() schema.Load {
-			return schema.Load{Inflight: n.exec.inflight.Load(), Limit: int64(cfg.MaxInflight)}
+			return schema.Load{Inflight: n.executor.inflight.Load(), Limit: int64(cfg.MaxInflight)}
 		},
 		Table: n.table, Logger: n.log, Received: n.gossipReceived(),
 	})
-	n.front = newFront(e, n.exec, n.ann, n.table, &n.follower)
+	n.front = newFront(e, n.executor, n.ann, n.table, &n.follower)
 	_ = n.Register("echo", func(x any) any { return x }, WithParams("x"), Idempotent(), Inline())
 	_ = n.Register("echos", func(args ...any) []any {
 		if args == nil {
@@ -427,7 +427,7 @@ func (n *Node) Err() error {
 
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
-	x, fr := n.exec, n.front
+	x, fr := n.executor, n.front
 	s := Stats{
 		Requests: fr.requests.Load(), RequestErrors: fr.requestErrors.Load(),
 		Steps: x.steps.Load(), StepErrors: x.stepErrors.Load(), Foreign: x.foreign.Load(),
@@ -492,7 +492,7 @@ func (n *Node) watchRoutes() {
 		}
 		n.log.Info("NATS servers discovered: announcing and syncing", "servers", len(nc.DiscoveredServers()))
 		n.ann.Announce()
-		n.exec.goOwned(func() {
+		n.executor.goOwned(func() {
 			if f := n.follower.Load(); f != nil {
 				f.Refresh(n.ctx)
 			}
@@ -507,11 +507,11 @@ func (n *Node) Start(ctx context.Context) error {
 		return fmt.Errorf("%w: node already started", ErrInvalidConfig)
 	}
 	n.started0 = time.Now()
-	n.exec.mu.Lock()
+	n.executor.mu.Lock()
 	n.status = n.nc.StatusChanged(nats.CLOSED)
 	n.watched = make(chan struct{})
 	go n.watchConn(n.status) // owned: Close ends it and waits for it
-	n.exec.mu.Unlock()
+	n.executor.mu.Unlock()
 	sub := func(subject, queue string, h nats.MsgHandler) (*nats.Subscription, error) {
 		s, err := n.nc.QueueSubscribe(subject, queue, h)
 		if err != nil {
@@ -525,12 +525,12 @@ func (n *Node) Start(ctx context.Context) error {
 	if err := n.front.start(); err != nil {
 		return fail(err)
 	}
-	es, err := sub(n.subj.Exec(n.cfg.NodeID), "", n.exec.onExec)
+	es, err := sub(n.subj.Exec(n.cfg.NodeID), "", n.executor.onExec)
 	if err != nil {
 		return fail(err)
 	}
 	n.execSub = es
-	if _, err := sub(n.subj.Cancel(n.cfg.NodeID), "", n.exec.onCancel); err != nil {
+	if _, err := sub(n.subj.Cancel(n.cfg.NodeID), "", n.executor.onCancel); err != nil {
 		return fail(err)
 	}
 	for _, subject := range []string{n.subj.CancelRequest(), n.subj.ExtCancel()} {
@@ -636,7 +636,7 @@ func (n *Node) Drain(ctx context.Context) error {
 		}
 	}
 	select {
-	case <-n.exec.work.idle():
+	case <-n.executor.work.idle():
 	case <-ctx.Done():
 		err = fmt.Errorf("node: drain: %w", ctx.Err())
 	}
@@ -651,7 +651,7 @@ func (n *Node) Drain(ctx context.Context) error {
 			}
 		}
 		select {
-		case <-n.exec.work.idle():
+		case <-n.executor.work.idle():
 		case <-ctx.Done():
 			err = fmt.Errorf("node: drain: %w", ctx.Err())
 		}
@@ -697,9 +697,9 @@ func (n *Node) Close() {
 // shutdown is Close; waitWatch is false when watchConn calls it, which
 // must not wait for itself, with the cause that Err reports.
 func (n *Node) shutdown(waitWatch bool, cause error) {
-	n.exec.mu.Lock()
+	n.executor.mu.Lock()
 	if !n.closing.CompareAndSwap(false, true) {
-		n.exec.mu.Unlock()
+		n.executor.mu.Unlock()
 		if waitWatch { // the closer waits for watchConn, which must not wait for it
 			<-n.done
 		}
@@ -710,7 +710,7 @@ func (n *Node) shutdown(waitWatch bool, cause error) {
 		n.log.Error("NATS connection closed for good: the node stops", "error", cause)
 	}
 	status, watched := n.status, n.watched
-	n.exec.mu.Unlock()
+	n.executor.mu.Unlock()
 	if status != nil {
 		n.nc.RemoveStatusListener(status)
 		if waitWatch {
@@ -730,11 +730,11 @@ func (n *Node) shutdown(waitWatch bool, cause error) {
 		// for its timeout.
 		_ = n.nc.FlushTimeout(time.Second)
 	}
-	close(n.exec.quit)
+	close(n.executor.quit)
 	n.cancel()
 	n.front.close()
-	n.exec.wg.Wait()
-	<-n.exec.work.idle() // inline steps run on subscription goroutines, not in wg
+	n.executor.wg.Wait()
+	<-n.executor.work.idle() // inline steps run on subscription goroutines, not in wg
 	n.log.Info("node stopped")
 	close(n.done)
 }

@@ -2,13 +2,10 @@ package node
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"sort"
 	"sync"
 	"time"
-
-	"github.com/mpreg/mpreg/schema"
 )
 
 // RawFunc is a function that takes its decoded arguments as they came: the
@@ -165,14 +162,4 @@ func (r *registry) retryAfter() map[string]int64 {
 		}
 	}
 	return out
-}
-
-// callError turns a function's error into an *schema.Error: an *schema.Error
-// it returned keeps its code, anything else is FUNCTION_ERROR with its text.
-func callError(err error) *schema.Error {
-	var e *schema.Error
-	if errors.As(err, &e) {
-		return e
-	}
-	return &schema.Error{Code: schema.CodeFunctionError, Message: err.Error()}
 }

@@ -87,7 +87,7 @@ func (n *Node) endpoints() []endpoint {
 		{micro.EndpointInfo{Name: "node-rpc", Subject: n.subj.NodeRPC(n.cfg.NodeID),
 			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4.6"}}, &n.front.nodeRPCStats},
 		{micro.EndpointInfo{Name: "exec", Subject: n.subj.Exec(n.cfg.NodeID),
-			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §6"}}, &n.exec.execStats},
+			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §6"}}, &n.executor.execStats},
 		{micro.EndpointInfo{Name: "ext-rpc", Subject: n.subj.ExtRPC(), QueueGroup: bus.QueueGroup,
 			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4.5"}}, &n.front.extRPCStats},
 	}

@@ -49,7 +49,7 @@ func BenchmarkRunChain10(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	echo := planner.ExecutorFunc(func(_ context.Context, _ string, c *planner.Call) (any, error) {
+	echo := values(func(_ context.Context, _ string, c *planner.Call) (any, error) {
 		return c.Args[0], nil
 	})
 	one := planner.RouterFunc(func(context.Context, string, []string, []string) (string, bool) { return "n1", true })
@@ -79,7 +79,7 @@ func BenchmarkRunFanOut10(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	exec := planner.ExecutorFunc(func(_ context.Context, _ string, c *planner.Call) (any, error) {
+	exec := values(func(_ context.Context, _ string, c *planner.Call) (any, error) {
 		if c.Fun == "echos" {
 			return c.Args, nil
 		}

@@ -127,8 +127,7 @@ func (r *Runner) request(ctx context.Context, p *Plan, seg *segment, results []a
 		req.Results = schema.ResultsAll
 	}
 	if dl, ok := ctx.Deadline(); ok {
-		req.TimeoutMS = max(time.Until(dl).Milliseconds(), 1)
-		req.DeadlineMS = dl.UnixMilli()
+		req.TimeoutMS, req.DeadlineMS = schema.Budget(time.Now(), dl)
 	}
 	for k, j := range seg.steps {
 		s := p.Steps[j]
@@ -137,7 +136,7 @@ func (r *Runner) request(ctx context.Context, p *Plan, seg *segment, results []a
 			c.Args = make([]any, len(s.Args))
 			for a, v := range s.Args {
 				var err error
-				if c.Args[a], err = p.delegated(v, true, results, seg); err != nil {
+				if c.Args[a], err = p.delegated(v, results, seg); err != nil {
 					return nil, err
 				}
 			}
@@ -146,7 +145,7 @@ func (r *Runner) request(ctx context.Context, p *Plan, seg *segment, results []a
 			c.Kwargs = make(map[string]any, len(s.Kwargs))
 			for key, v := range s.Kwargs {
 				var err error
-				if c.Kwargs[key], err = p.delegated(v, true, results, seg); err != nil {
+				if c.Kwargs[key], err = p.delegated(v, results, seg); err != nil {
 					return nil, err
 				}
 			}
@@ -166,58 +165,39 @@ func delegatedID(id, name string) string {
 	return id + "/" + name
 }
 
-// delegated returns v for the sub-request: a reference to a step of seg
-// under its new name, one to another step replaced by its result (which
-// must not read as a reference), and literals as they are (a top-level
-// string must not name a step of the sub-request).
-func (p *Plan) delegated(v any, top bool, results []any, seg *segment) (any, error) {
-	switch t := v.(type) {
-	case string:
-		if !top {
-			return v, nil
+// delegated returns v, a top-level argument, for the sub-request: a
+// reference to a step of seg under its new name, one to another step
+// replaced by its result (which must not read as a reference), and
+// literals as they are (a top-level string must not name a step of the
+// sub-request).
+func (p *Plan) delegated(v any, results []any, seg *segment) (any, error) {
+	if s, ok := v.(string); ok {
+		if _, isStep := p.byName[s]; !isStep {
+			return safe(v, true, seg)
 		}
-		if i, ok := p.byName[t]; ok {
-			if name, in := seg.in[i]; in {
-				return name, nil
+	}
+	out, _, err := p.rewrite(v, true, func(name, path string, isRef bool) (any, error) {
+		i := p.byName[name]
+		if n, in := seg.in[i]; in {
+			if !isRef {
+				return n, nil
 			}
+			ref := map[string]any{"$ref": n}
+			if path != "" {
+				ref["path"] = path
+			}
+			return ref, nil
+		}
+		if !isRef {
 			return safe(results[i], true, seg)
 		}
-		return safe(v, true, seg)
-	case []any:
-		out := make([]any, len(t))
-		for j, e := range t {
-			var err error
-			if out[j], err = p.delegated(e, false, results, seg); err != nil {
-				return nil, err
-			}
+		sel, err := Select(results[i], path)
+		if err != nil {
+			return nil, err // the step itself reports it, when run one by one
 		}
-		return out, nil
-	case map[string]any:
-		if name, path, isRef, _ := refOf(t); isRef {
-			i := p.byName[name]
-			if n, in := seg.in[i]; in {
-				ref := map[string]any{"$ref": n}
-				if path != "" {
-					ref["path"] = path
-				}
-				return ref, nil
-			}
-			sel, err := Select(results[i], path)
-			if err != nil {
-				return nil, err // the step itself reports it, when run one by one
-			}
-			return safe(sel, false, seg)
-		}
-		out := make(map[string]any, len(t))
-		for k, e := range t {
-			var err error
-			if out[k], err = p.delegated(e, false, results, seg); err != nil {
-				return nil, err
-			}
-		}
-		return out, nil
-	}
-	return v, nil
+		return safe(sel, false, seg)
+	})
+	return out, err
 }
 
 // safeNodes bounds the values safe walks: a larger input is not delegated.

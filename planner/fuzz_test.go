@@ -43,7 +43,7 @@ func FuzzPlan(f *testing.F) {
 	for _, s := range fuzzSeeds {
 		f.Add([]byte(s))
 	}
-	echo := planner.ExecutorFunc(func(_ context.Context, _ string, c *planner.Call) (any, error) {
+	echo := values(func(_ context.Context, _ string, c *planner.Call) (any, error) {
 		return c.Args, nil
 	})
 	one := planner.RouterFunc(func(context.Context, string, []string, []string) (string, bool) { return "n1", true })
@@ -395,7 +395,7 @@ func FuzzPlanGraph(f *testing.F) {
 	f.Add([]byte{1, 3, 1, 1, 3, 1, 0, 1, 0, 2, 1, 4, 2, 3, 0})
 	f.Add([]byte{0, 5, 3, 0, 2, 5, 0, 1, 2, 1, 3, 1, 0, 6, 2, 7, 1, 2, 8, 3, 2, 1})
 	f.Add([]byte{1, 4, 1, 5, 0, 1, 0, 1, 0, 3, 1, 2, 6, 1, 14, 5, 0, 2, 9, 1, 0})
-	echo := planner.ExecutorFunc(func(_ context.Context, _ string, c *planner.Call) (any, error) {
+	echo := values(func(_ context.Context, _ string, c *planner.Call) (any, error) {
 		return c.Args, nil
 	})
 	one := planner.RouterFunc(func(context.Context, string, []string, []string) (string, bool) { return "n1", true })

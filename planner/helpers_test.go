@@ -127,16 +127,25 @@ func newFuncs(fns map[string]fn) *funcs {
 	return f
 }
 
-func (f *funcs) Exec(ctx context.Context, node string, c *planner.Call) (any, error) {
+func (f *funcs) Exec(ctx context.Context, node string, c *planner.Call) (planner.Result, error) {
 	f.mu.Lock()
 	f.calls[c.Step]++
 	f.nodes[c.Step] = append(f.nodes[c.Step], node)
 	g, ok := f.fns[c.Fun]
 	f.mu.Unlock()
 	if !ok {
-		return nil, schema.Errorf(schema.CodeNoRoute, "no function %s", c.Fun)
+		return planner.Result{}, schema.Errorf(schema.CodeNoRoute, "no function %s", c.Fun)
 	}
-	return g(ctx, node, c)
+	v, err := g(ctx, node, c)
+	return planner.Result{Value: v}, err
+}
+
+// values is the Executor of g, which returns only the step's value.
+func values(g fn) planner.Executor {
+	return planner.ExecutorFunc(func(ctx context.Context, node string, c *planner.Call) (planner.Result, error) {
+		v, err := g(ctx, node, c)
+		return planner.Result{Value: v}, err
+	})
 }
 
 // Calls returns how many times step was executed.

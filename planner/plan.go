@@ -10,6 +10,7 @@ package planner
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -417,26 +418,40 @@ func Select(v any, ptr string) (any, error) {
 	return v, nil
 }
 
-// resolve returns v with references replaced by results. Only containers that
-// hold a reference are copied.
-func (p *Plan) resolve(v any, top bool, results []any) (any, bool, error) {
+// resolve returns v with references replaced by results.
+func (p *Plan) resolve(v any, top bool, results []any) (any, error) {
+	out, _, err := p.rewrite(v, top, func(name, path string, _ bool) (any, error) {
+		sel, err := Select(results[p.byName[name]], path)
+		if err != nil {
+			return nil, fmt.Errorf("$ref %q: %w", name, err)
+		}
+		return sel, nil
+	})
+	return out, err
+}
+
+// rewrite returns v, a top-level argument when top, with each reference it
+// holds replaced by what at returns for it: a top-level string naming a
+// step (isRef false, path "") or a {"$ref": name, "path": pointer} map
+// (isRef true). Only containers that hold a reference are copied; changed
+// says whether v was. It is the walk over a planned step's references
+// (collect finds and checks them while planning).
+func (p *Plan) rewrite(v any, top bool, at func(name, path string, isRef bool) (any, error)) (_ any, changed bool, _ error) {
 	switch t := v.(type) {
 	case string:
-		if top {
-			if i, ok := p.byName[t]; ok {
-				return results[i], true, nil
-			}
+		if _, ok := p.byName[t]; ok && top {
+			r, err := at(t, "", false)
+			return r, true, err
 		}
 	case []any:
 		var out []any
 		for j, e := range t {
-			r, changed, err := p.resolve(e, false, results)
+			r, changed, err := p.rewrite(e, false, at)
 			if err != nil {
 				return nil, false, err
 			}
 			if changed && out == nil {
-				out = make([]any, len(t))
-				copy(out, t)
+				out = slices.Clone(t)
 			}
 			if out != nil {
 				out[j] = r
@@ -447,23 +462,17 @@ func (p *Plan) resolve(v any, top bool, results []any) (any, bool, error) {
 		}
 	case map[string]any:
 		if name, path, isRef, _ := refOf(t); isRef {
-			sel, err := Select(results[p.byName[name]], path)
-			if err != nil {
-				return nil, false, fmt.Errorf("$ref %q: %w", name, err)
-			}
-			return sel, true, nil
+			r, err := at(name, path, true)
+			return r, true, err
 		}
 		var out map[string]any
 		for k, e := range t {
-			r, changed, err := p.resolve(e, false, results)
+			r, changed, err := p.rewrite(e, false, at)
 			if err != nil {
 				return nil, false, err
 			}
 			if changed && out == nil {
-				out = make(map[string]any, len(t))
-				for k2, v2 := range t {
-					out[k2] = v2
-				}
+				out = maps.Clone(t)
 			}
 			if out != nil {
 				out[k] = r
@@ -487,7 +496,7 @@ func (p *Plan) Resolve(s *Step, results []any) ([]any, map[string]any, error) {
 	if len(args) > 0 {
 		args = make([]any, len(s.Args))
 		for i, a := range s.Args {
-			r, _, err := p.resolve(a, true, results)
+			r, err := p.resolve(a, true, results)
 			if err != nil {
 				return nil, nil, schema.Wrap(schema.CodeInvalidArgument, err, "args[%d]", i).WithStep(s.Name, "")
 			}
@@ -498,7 +507,7 @@ func (p *Plan) Resolve(s *Step, results []any) ([]any, map[string]any, error) {
 	if len(kwargs) > 0 {
 		kwargs = make(map[string]any, len(s.Kwargs))
 		for k, a := range s.Kwargs {
-			r, _, err := p.resolve(a, true, results)
+			r, err := p.resolve(a, true, results)
 			if err != nil {
 				return nil, nil, schema.Wrap(schema.CodeInvalidArgument, err, "kwargs.%s", k).WithStep(s.Name, "")
 			}

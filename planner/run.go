@@ -35,6 +35,10 @@ type Call struct {
 // ID returns the exec id of docs/PROTOCOL.md §6: "<rpc id>/<step name>".
 func (c *Call) ID() string { return c.RequestID + "/" + c.Step }
 
+// Traced reports whether the planner traces the call's request: its
+// Executor then returns the step's Timing with its result.
+func (c *Call) Traced() bool { return c.tr != nil }
+
 // Router picks the node for a step.
 type Router interface {
 	// Route returns a live node offering fun with every loc, skipping the
@@ -56,14 +60,28 @@ func (f RouterFunc) Route(ctx context.Context, fun string, locs []string, exclud
 // error becomes TIMEOUT or CANCELLED, anything else INTERNAL. It must return
 // promptly once ctx is done.
 type Executor interface {
-	Exec(ctx context.Context, node string, c *Call) (any, error)
+	Exec(ctx context.Context, node string, c *Call) (Result, error)
+}
+
+// Result is what an Executor returns of a step that ran: its value and,
+// when the call is traced (Call.Traced), how long it waited for a run slot
+// and ran on the node that ran it (zero when unknown).
+type Result struct {
+	Value  any
+	Timing Timing
+}
+
+// Timing is how long a step waited for a run slot and ran, on the node
+// that ran it.
+type Timing struct {
+	Queue, Run time.Duration
 }
 
 // ExecutorFunc adapts a function to Executor.
-type ExecutorFunc func(ctx context.Context, node string, c *Call) (any, error)
+type ExecutorFunc func(ctx context.Context, node string, c *Call) (Result, error)
 
 // Exec calls f.
-func (f ExecutorFunc) Exec(ctx context.Context, node string, c *Call) (any, error) {
+func (f ExecutorFunc) Exec(ctx context.Context, node string, c *Call) (Result, error) {
 	return f(ctx, node, c)
 }
 
@@ -101,8 +119,12 @@ func (f ObserverFunc) StepDone(ev StepEvent) { f(ev) }
 // Runner runs plans. Its fields are read only; one Runner serves any number
 // of concurrent Run calls.
 type Runner struct {
-	Router   Router
+	Router Router
+	// Executor runs the steps routed to other nodes than Self (to every
+	// node when Local is nil).
 	Executor Executor
+	// Local, when set, runs the steps routed to Self, in this process.
+	Local Executor
 	// Observer, when set, is told of every finished step.
 	Observer Observer
 	// MaxRetries is how many times a step is re-routed after its node
@@ -628,6 +650,15 @@ func (r *Runner) Call(ctx context.Context, call *Call) (any, error) {
 	return v, nil
 }
 
+// executor is the Executor of the steps routed to node.
+func (r *Runner) executor(node string) Executor {
+	if r.Local != nil && node == r.Self {
+		return r.Local
+	}
+	return r.Executor
+}
+
+// exec routes and runs call, re-routing it as Call says.
 func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string, attempts int, _ *schema.Error) {
 	maxRetries := r.MaxRetries
 	if maxRetries <= 0 {
@@ -661,9 +692,7 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 			return nil, node, attempts, noRoute(call, 0)
 		}
 		node, attempts = next, attempt+1
-		res, err := call.tr.attempt(ctx, call, node, attempts, func(ctx context.Context) (any, error) {
-			return r.Executor.Exec(ctx, node, call)
-		})
+		res, err := call.tr.attempt(ctx, call, node, attempts, r.executor(node))
 		if err == nil {
 			return res, node, attempts, nil
 		}
@@ -863,23 +892,18 @@ func formatLocs(l []string) string {
 	return out + "]"
 }
 
-// stepError converts an executor error to an *schema.Error, mapping context
-// errors to TIMEOUT or CANCELLED.
+// stepError converts an executor error to an *schema.Error (keeping it as
+// the cause), mapping context errors to TIMEOUT or CANCELLED.
 func stepError(ctx context.Context, err error) *schema.Error {
 	var e *schema.Error
-	if errors.As(err, &e) {
-		return e
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+	if !errors.As(err, &e) && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 		return contextError(ctx, err)
 	}
-	return &schema.Error{Code: schema.CodeInternal, Message: err.Error()}
+	return schema.AsCode(err, schema.CodeInternal)
 }
 
-// contextError maps a context error to TIMEOUT or CANCELLED.
+// contextError is the error of a request whose context ended (err, or
+// ctx's own end when err is nil): TIMEOUT or CANCELLED.
 func contextError(ctx context.Context, err error) *schema.Error {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
-		return &schema.Error{Code: schema.CodeTimeout, Message: "the request's time budget ran out"}
-	}
-	return &schema.Error{Code: schema.CodeCancelled, Message: "cancelled"}
+	return schema.Ended(ctx, err, "the request's time budget ran out", "cancelled")
 }

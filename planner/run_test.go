@@ -709,3 +709,55 @@ func TestRetryable(t *testing.T) {
 		assert.Equal(t, tc.want, planner.Retryable(tc.err), tc.name)
 	}
 }
+
+func TestRunLocalAndRemoteExecutors(t *testing.T) {
+	// Steps routed to Self go to Local, the others to Executor; a traced
+	// request's entries carry the Timing each returned with its result.
+	timed := func(where string, queue, run time.Duration, seen *[]string) planner.Executor {
+		var mu sync.Mutex
+		return planner.ExecutorFunc(func(_ context.Context, node string, c *planner.Call) (planner.Result, error) {
+			mu.Lock()
+			*seen = append(*seen, c.Step)
+			mu.Unlock()
+			res := planner.Result{Value: where + " on " + node}
+			if c.Traced() {
+				res.Timing = planner.Timing{Queue: queue, Run: run}
+			}
+			return res, nil
+		})
+	}
+	var local, remote []string
+	r := &planner.Runner{Router: planner.RouterFunc(func(_ context.Context, fun string, _, _ []string) (string, bool) {
+		if fun == "here" {
+			return "self", true
+		}
+		return "other", true
+	}), Self: "self",
+		Local:    timed("local", 3*time.Millisecond, 5*time.Millisecond, &local),
+		Executor: timed("remote", 7*time.Millisecond, 11*time.Millisecond, &remote)}
+	p := mustPlan(t, `{"cmds": [{"name": "a", "fun": "here"}, {"name": "b", "fun": "there", "args": ["a"]}]}`)
+	p.Trace, p.All = true, true
+	o := r.Execute(context.Background(), p)
+	require.Nil(t, o.Err)
+	assert.Equal(t, map[string]any{"a": "local on self", "b": "remote on other"}, o.Results)
+	assert.Equal(t, []string{"a"}, local)
+	assert.Equal(t, []string{"b"}, remote)
+	require.Len(t, o.Trace, 2)
+	for _, e := range o.Trace {
+		switch e.Step {
+		case "a":
+			assert.Equal(t, [2]int64{3000, 5000}, [2]int64{e.QueueUS, e.RunUS})
+		case "b":
+			assert.Equal(t, [2]int64{7000, 11000}, [2]int64{e.QueueUS, e.RunUS})
+		}
+	}
+
+	// Untraced, the call says so; without Local, Executor runs every step.
+	var all []string
+	r = &planner.Runner{Router: newRouter("self"), Self: "self", Executor: timed("any", time.Second, time.Second, &all)}
+	p = mustPlan(t, `{"cmds": [{"name": "a", "fun": "here"}]}`)
+	res, err := runOf(context.Background(), r, p)
+	require.Nil(t, err)
+	assert.Equal(t, map[string]any{"a": "any on self"}, res)
+	assert.Equal(t, []string{"a"}, all)
+}

@@ -10,22 +10,6 @@ import (
 	"github.com/mpreg/mpreg/schema"
 )
 
-// Timing is what an Executor reports of one attempt when the planner
-// traces (see TimingOf): how long the step waited for a run slot and ran on
-// the node that ran it.
-type Timing struct {
-	Queue, Run time.Duration
-}
-
-type timingKey struct{}
-
-// TimingOf returns where an Executor reports the timing of the attempt
-// that ctx belongs to, or nil when the planner does not trace it.
-func TimingOf(ctx context.Context) *Timing {
-	t, _ := ctx.Value(timingKey{}).(*Timing)
-	return t
-}
-
 // tracer collects a request's trace: one entry per step attempt.
 type tracer struct {
 	received time.Time
@@ -37,23 +21,22 @@ type tracer struct {
 	truncated bool
 }
 
-// attempt runs one attempt of call on node through exec, recording it when
-// t is not nil.
-func (t *tracer) attempt(ctx context.Context, call *Call, node string, n int, exec func(context.Context) (any, error)) (any, error) {
+// attempt runs one attempt of call on node through x, recording it when t
+// is not nil, with the Timing x returned.
+func (t *tracer) attempt(ctx context.Context, call *Call, node string, n int, x Executor) (any, error) {
 	if t == nil {
-		return exec(ctx)
+		res, err := x.Exec(ctx, node, call)
+		return res.Value, err
 	}
-	tm := &Timing{}
 	start := time.Now()
-	v, err := exec(context.WithValue(ctx, timingKey{}, tm))
+	res, err := x.Exec(ctx, node, call)
 	code := schema.OutcomeOK
 	if err != nil {
 		code = schema.Outcome(stepError(ctx, err))
 	}
-	e := schema.TraceEntry{Step: call.Step, Fun: call.Fun, Node: node, Attempt: int64(n),
-		StartUS: start.Sub(t.received).Microseconds(), QueueUS: tm.Queue.Microseconds(), RunUS: tm.Run.Microseconds(), Code: code}
-	t.add(e)
-	return v, err
+	t.add(schema.TraceEntry{Step: call.Step, Fun: call.Fun, Node: node, Attempt: int64(n),
+		StartUS: start.Sub(t.received).Microseconds(), QueueUS: res.Timing.Queue.Microseconds(), RunUS: res.Timing.Run.Microseconds(), Code: code})
+	return res.Value, err
 }
 
 // add records one attempt's entry.

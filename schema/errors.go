@@ -100,21 +100,32 @@ func Errorf(c Code, format string, args ...any) *Error {
 }
 
 // Wrap returns an *Error with code c whose message is the formatted text,
-// ": ", and cause's text, and whose Unwrap returns cause: the wire carries
-// the text, the process keeps the cause for errors.Is and errors.As. A
-// cause that holds an *Error is kept as text only, so that errors.Is
-// matches the outer code, never an inner one.
+// ": ", and cause's text (cause's text alone when the format is empty), and
+// whose Unwrap returns cause: the wire carries the text, the process keeps
+// the cause for errors.Is and errors.As. A cause that holds an *Error is
+// kept as text only, so that errors.Is matches the outer code, never an
+// inner one.
 func Wrap(c Code, cause error, format string, args ...any) *Error {
 	msg := fmt.Sprintf(format, args...)
 	if cause == nil {
 		return &Error{Code: c, Message: msg}
 	}
-	e := &Error{Code: c, Message: msg + ": " + cause.Error()}
-	var inner *Error
-	if !errors.As(cause, &inner) {
-		e.cause = cause
+	if msg == "" {
+		msg = cause.Error()
+	} else {
+		msg += ": " + cause.Error()
 	}
-	return e
+	return &Error{Code: c, Message: msg, cause: causeOf(cause)}
+}
+
+// causeOf is err as the cause of an *Error: nil when err holds an *Error,
+// whose code errors.Is would otherwise match through the outer one.
+func causeOf(err error) error {
+	var inner *Error
+	if errors.As(err, &inner) {
+		return nil
+	}
+	return err
 }
 
 // Unwrap returns the error's cause inside this process, if any (an error
@@ -166,8 +177,14 @@ func (e *Error) WithStep(step, node string) *Error {
 }
 
 // AsError converts any error to an *Error: an *Error found with errors.As is
-// returned as is; anything else becomes code INTERNAL with the error's text.
-func AsError(err error) *Error {
+// returned as is; anything else becomes code INTERNAL (see AsCode).
+func AsError(err error) *Error { return AsCode(err, CodeInternal) }
+
+// AsCode converts any error to an *Error: an *Error found with errors.As is
+// returned as is; anything else becomes code c with the error's text, the
+// error kept as its cause (see Wrap), so that errors.Is and errors.As
+// still find it. It is the one place an error becomes an error object.
+func AsCode(err error, c Code) *Error {
 	if err == nil {
 		return nil
 	}
@@ -175,7 +192,7 @@ func AsError(err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
-	return &Error{Code: CodeInternal, Message: err.Error()}
+	return Wrap(c, err, "")
 }
 
 // ParseError reads an error object from a decoded value.
