@@ -28,11 +28,12 @@ import (
 // rawCaller speaks the NATS protocol by hand, to send header blocks that
 // nats.go would never write: the caller's side of a header trick.
 type rawCaller struct {
-	t     *testing.T
-	conn  net.Conn
-	rd    *bufio.Reader
-	inbox string
-	seq   int
+	t       *testing.T
+	conn    net.Conn
+	rd      *bufio.Reader
+	inbox   string
+	seq     int
+	pending [][]byte // messages read while waiting for a PONG
 }
 
 func dialRaw(t *testing.T, serverURL, user, pass, inbox string) *rawCaller {
@@ -58,7 +59,9 @@ func (r *rawCaller) write(format string, args ...any) {
 	require.NoError(r.t, err)
 }
 
-// expectPong reads up to the server's PONG; an -ERR before it fails.
+// expectPong reads up to the server's PONG; an -ERR before it fails. A
+// message delivered meanwhile (a reply can overtake the PONG) is kept for
+// reply.
 func (r *rawCaller) expectPong() {
 	r.t.Helper()
 	require.NoError(r.t, r.conn.SetReadDeadline(time.Now().Add(bound)))
@@ -69,7 +72,35 @@ func (r *rawCaller) expectPong() {
 		if strings.HasPrefix(line, "PONG") {
 			return
 		}
+		if payload, ok := r.payload(line); ok {
+			r.pending = append(r.pending, payload)
+		}
 	}
+}
+
+// payload reads the payload of the message whose protocol line is line,
+// without its header block; ok is false for any other line.
+func (r *rawCaller) payload(line string) (data []byte, ok bool) {
+	r.t.Helper()
+	f := strings.Fields(line)
+	var hdrLen, total int
+	var err error
+	switch {
+	case len(f) >= 4 && f[0] == "MSG":
+		total, err = strconv.Atoi(f[len(f)-1])
+	case len(f) >= 5 && f[0] == "HMSG":
+		hdrLen, err = strconv.Atoi(f[len(f)-2])
+		if err == nil {
+			total, err = strconv.Atoi(f[len(f)-1])
+		}
+	default:
+		return nil, false // PING, PONG, +OK
+	}
+	require.NoError(r.t, err)
+	buf := make([]byte, total+2)
+	_, err = io.ReadFull(r.rd, buf)
+	require.NoError(r.t, err)
+	return buf[hdrLen:total], true
 }
 
 // publish sends hdr and body on subject, with a reply subject in the
@@ -86,32 +117,22 @@ func (r *rawCaller) publish(subject string, hdr, body string, reply bool) string
 	return to
 }
 
-// reply reads the next message delivered to the caller's inbox and
-// returns its payload without the header block.
+// reply returns the next message delivered to the caller's inbox, without
+// its header block.
 func (r *rawCaller) reply() []byte {
 	r.t.Helper()
+	if len(r.pending) > 0 {
+		m := r.pending[0]
+		r.pending = r.pending[1:]
+		return m
+	}
 	require.NoError(r.t, r.conn.SetReadDeadline(time.Now().Add(bound)))
 	for {
 		line, err := r.rd.ReadString('\n')
 		require.NoError(r.t, err)
-		f := strings.Fields(line)
-		var hdrLen, total int
-		switch {
-		case len(f) >= 4 && f[0] == "MSG":
-			total, err = strconv.Atoi(f[len(f)-1])
-		case len(f) >= 5 && f[0] == "HMSG":
-			hdrLen, err = strconv.Atoi(f[len(f)-2])
-			if err == nil {
-				total, err = strconv.Atoi(f[len(f)-1])
-			}
-		default:
-			continue // PING, PONG, +OK
+		if payload, ok := r.payload(line); ok {
+			return payload
 		}
-		require.NoError(r.t, err)
-		buf := make([]byte, total+2)
-		_, err = io.ReadFull(r.rd, buf)
-		require.NoError(r.t, err)
-		return buf[hdrLen:total]
 	}
 }
 
