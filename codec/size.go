@@ -13,6 +13,21 @@ func SizeWithin(v any, limit int) (size int, ok bool) {
 	return s.n, s.n <= limit
 }
 
+// SizeWithinList is SizeWithin of args as a list, without boxing the
+// slice into an interface (an allocation per call).
+func SizeWithinList(args []any, limit int) (size int, ok bool) {
+	s := sizer{limit: limit}
+	s.list(args, 0)
+	return s.n, s.n <= limit
+}
+
+// SizeWithinMap is SizeWithin of kwargs as a map (see SizeWithinList).
+func SizeWithinMap(kwargs map[string]any, limit int) (size int, ok bool) {
+	s := sizer{limit: limit}
+	s.dict(kwargs, 0)
+	return s.n, s.n <= limit
+}
+
 type sizer struct {
 	n, limit int
 }
@@ -27,18 +42,9 @@ func (s *sizer) add(v any, depth int) {
 	case []byte:
 		s.n += len(t) + 1
 	case []any:
-		s.n++
-		for i := 0; i < len(t) && s.n <= s.limit; i++ {
-			s.add(t[i], depth+1)
-		}
+		s.list(t, depth)
 	case map[string]any:
-		s.n++
-		for k, e := range t {
-			if s.n += len(k) + 1; s.n > s.limit {
-				return
-			}
-			s.add(e, depth+1)
-		}
+		s.dict(t, depth)
 	case schema.Wire:
 		if !schema.IsNil(t) {
 			f := &fieldSizer{sizer: *s, depth: depth + 1} // on the heap here only
@@ -47,6 +53,29 @@ func (s *sizer) add(v any, depth int) {
 		}
 	default:
 		s.n++
+	}
+}
+
+func (s *sizer) list(l []any, depth int) {
+	if s.n > s.limit || depth > MaxDepth {
+		return
+	}
+	s.n++
+	for i := 0; i < len(l) && s.n <= s.limit; i++ {
+		s.add(l[i], depth+1)
+	}
+}
+
+func (s *sizer) dict(m map[string]any, depth int) {
+	if s.n > s.limit || depth > MaxDepth {
+		return
+	}
+	s.n++
+	for k, e := range m {
+		if s.n += len(k) + 1; s.n > s.limit {
+			return
+		}
+		s.add(e, depth+1)
 	}
 }
 

@@ -189,6 +189,25 @@ type binding struct {
 	structMode bool   // one struct parameter, no WithParams: kwargs are its fields
 	outErr     bool   // the last result is an error
 	outVal     bool   // there is a result value
+	// direct is the function when it has one of the shapes that
+	// callDirect calls without reflection; else nil.
+	direct any
+}
+
+// isDirect says whether callDirect calls f.
+func isDirect(f any) bool {
+	switch f.(type) {
+	case func(any) any, func(any) (any, error), func(context.Context, any) (any, error), func(...any) []any:
+		return true
+	}
+	return false
+}
+
+func noValueOnError(v any, err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 func newBinding(name string, f any, params []string) (*binding, error) {
@@ -221,6 +240,11 @@ func newBinding(name string, f any, params []string) (*binding, error) {
 	b.structMode = params == nil && nIn == 1 && !b.variadic && b.in[0].fields != nil
 	b.outErr = t.NumOut() > 0 && t.Out(t.NumOut()-1) == errorType
 	b.outVal = t.NumOut() == 2 || (t.NumOut() == 1 && !b.outErr)
+	if !b.structMode {
+		if isDirect(f) {
+			b.direct = f
+		}
+	}
 	return b, nil
 }
 
@@ -241,6 +265,9 @@ func (b *binding) require(names []string) error {
 
 // call is the RawFunc of the binding.
 func (b *binding) call(ctx context.Context, args []any, kwargs map[string]any) (any, error) {
+	if b.direct != nil {
+		return b.callDirect(ctx, args, kwargs)
+	}
 	vals := make([]reflect.Value, 0, b.first+max(len(b.in), len(args)))
 	if b.first == 1 {
 		vals = append(vals, reflect.ValueOf(ctx))
@@ -269,6 +296,33 @@ func (b *binding) call(ctx context.Context, args []any, kwargs map[string]any) (
 	return nil, nil
 }
 
+// callDirect binds and calls a function of isDirect's shapes, without
+// reflection: each parameter is of type any, so a bound argument is the
+// value itself. The results are those of the reflective call (no result
+// value with a non-nil error).
+func (b *binding) callDirect(ctx context.Context, args []any, kwargs map[string]any) (any, error) {
+	var buf [4]any
+	vals, err := bindParamsAs(b, buf[:0], args, kwargs,
+		func(_ param, _, _ string, v any) (any, error) { return v, nil },
+		func(param) any { return nil })
+	if err != nil {
+		return nil, err
+	}
+	switch g := b.direct.(type) {
+	case func(any) any:
+		return g(vals[0]), nil
+	case func(any) (any, error):
+		return noValueOnError(g(vals[0]))
+	case func(context.Context, any) (any, error):
+		return noValueOnError(g(ctx, vals[0]))
+	case func(...any) []any:
+		rest := make([]any, len(vals)) // the function may keep it
+		copy(rest, vals)
+		return g(rest...), nil
+	}
+	panic("node: callDirect of a function isDirect refuses")
+}
+
 // paramName names parameter i in errors.
 func (b *binding) paramName(i int) string {
 	if b.params != nil && i < len(b.params) {
@@ -280,6 +334,15 @@ func (b *binding) paramName(i int) string {
 // bindParams binds positional args and kwargs by name to the parameters,
 // and the remaining positional args to a variadic last one.
 func (b *binding) bindParams(vals []reflect.Value, args []any, kwargs map[string]any) ([]reflect.Value, error) {
+	return bindParamsAs(b, vals, args, kwargs, param.value, func(p param) reflect.Value { return reflect.Zero(p.t) })
+}
+
+// bindParamsAs is bindParams with the conversion of a value to a
+// parameter (bind) and the value of one left out (zero) given: as
+// reflect.Values for a reflective call, or as the values themselves for a
+// direct one.
+func bindParamsAs[V any](b *binding, vals []V, args []any, kwargs map[string]any,
+	bind func(p param, fun, name string, v any) (V, error), zero func(p param) V) ([]V, error) {
 	fixed := len(b.in)
 	if b.variadic {
 		fixed--
@@ -287,8 +350,14 @@ func (b *binding) bindParams(vals []reflect.Value, args []any, kwargs map[string
 	if len(args) > fixed && !b.variadic {
 		return nil, invalidArg("%s takes %d arguments, got %d", b.name, fixed, len(args))
 	}
-	set, have, err := b.gather(fixed, args, kwargs)
-	if err != nil {
+	var setBuf [4]any
+	var haveBuf [4]bool
+	set, have := setBuf[:0], haveBuf[:0]
+	if fixed > len(setBuf) {
+		set, have = make([]any, 0, fixed), make([]bool, 0, fixed)
+	}
+	set, have = set[:fixed], have[:fixed]
+	if err := b.gather(set, have, args, kwargs); err != nil {
 		return nil, err
 	}
 	for i := 0; i < fixed; i++ {
@@ -297,17 +366,17 @@ func (b *binding) bindParams(vals []reflect.Value, args []any, kwargs map[string
 				return nil, &schema.Error{Code: schema.CodeInvalidArgument,
 					Message: fmt.Sprintf("%s: missing argument %s", b.name, b.paramName(i)), Details: map[string]any{"param": b.paramName(i)}}
 			}
-			vals = append(vals, reflect.Zero(b.in[i].t))
+			vals = append(vals, zero(b.in[i]))
 			continue
 		}
-		v, err := b.in[i].value(b.name, b.paramName(i), set[i])
+		v, err := bind(b.in[i], b.name, b.paramName(i), set[i])
 		if err != nil {
 			return nil, err
 		}
 		vals = append(vals, v)
 	}
 	for i := fixed; i < len(args); i++ {
-		v, err := b.in[fixed].value(b.name, fmt.Sprintf("args[%d]", i), args[i])
+		v, err := bind(b.in[fixed], b.name, fmt.Sprintf("args[%d]", i), args[i])
 		if err != nil {
 			return nil, err
 		}
@@ -317,22 +386,21 @@ func (b *binding) bindParams(vals []reflect.Value, args []any, kwargs map[string
 }
 
 // gather places positional args, then kwargs by name, on the fixed
-// parameters.
-func (b *binding) gather(fixed int, args []any, kwargs map[string]any) (set []any, have []bool, err error) {
-	set, have = make([]any, fixed), make([]bool, fixed)
-	for i := 0; i < fixed && i < len(args); i++ {
+// parameters: in set, with have[i] true for each one given.
+func (b *binding) gather(set []any, have []bool, args []any, kwargs map[string]any) error {
+	for i := 0; i < len(set) && i < len(args); i++ {
 		set[i], have[i] = args[i], true
 	}
 	for k, kv := range kwargs {
 		i := slices.Index(b.params, k)
 		if i < 0 || (b.variadic && i == len(b.in)-1) {
-			return nil, nil, noParam(b.name, k)
+			return noParam(b.name, k)
 		}
 		if have[i] {
-			return nil, nil, &schema.Error{Code: schema.CodeInvalidArgument,
+			return &schema.Error{Code: schema.CodeInvalidArgument,
 				Message: fmt.Sprintf("%s: parameter %s given twice", b.name, k), Details: map[string]any{"param": k}}
 		}
 		set[i], have[i] = kv, true
 	}
-	return set, have, nil
+	return nil
 }

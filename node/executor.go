@@ -375,10 +375,10 @@ func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[str
 		}
 	}()
 	maxPayload := int(x.nc.MaxPayload())
-	if size, ok := codec.SizeWithin(args, maxPayload); !ok {
+	if size, ok := codec.SizeWithinList(args, maxPayload); !ok {
 		return nil, x.tooLarge("the arguments of "+f.name, size)
 	}
-	if size, ok := codec.SizeWithin(kwargs, maxPayload); !ok {
+	if size, ok := codec.SizeWithinMap(kwargs, maxPayload); !ok {
 		return nil, x.tooLarge("the keyword arguments of "+f.name, size)
 	}
 	var res any

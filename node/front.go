@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,8 +127,9 @@ type rpcCall struct {
 	size   int64       // decoded memory it holds of MaxPlanningBytes
 	req    *schema.Request
 	caller authz.Caller
-	resp   *schema.Response
-	st     *stream // when the caller asked for a stream
+	resp   *schema.Response // &respv
+	st     *stream          // when the caller asked for a stream
+	respv  schema.Response  // in the same allocation as the call
 }
 
 // serveRPC answers one request, stage by stage: decode → admit (the
@@ -180,7 +182,8 @@ func (fr *front) decodeRPC(m *nats.Msg) *rpcCall {
 		size = 0
 	}
 	fr.memory.Release(reserve - size)
-	c := &rpcCall{m: m, start: start, reply: reply, size: size, resp: &schema.Response{ID: requestID(tree)}}
+	c := &rpcCall{m: m, start: start, reply: reply, size: size, respv: schema.Response{ID: requestID(tree)}}
+	c.resp = &c.respv
 	var req *schema.Request
 	if err == nil {
 		req, err = schema.ParseRequest(tree)
@@ -271,7 +274,8 @@ func (fr *front) replyRPC(c *rpcCall) {
 			fr.log.Info("request failed", "request_id", resp.ID, "code", e.Code, "step", e.Step, "step_node", e.Node,
 				"duration", took, "error", e.Message, "dropped_since_last_log", held)
 		}
-	} else {
+	} else if fr.log.Enabled(context.Background(), slog.LevelDebug) {
+		// Guarded: the arguments would be boxed for every request.
 		fr.log.Debug("rpc served", "request_id", resp.ID, "duration", took)
 	}
 }

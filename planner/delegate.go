@@ -172,12 +172,12 @@ func delegatedID(id, name string) string {
 // sub-request).
 func (p *Plan) delegated(v any, results []any, seg *segment) (any, error) {
 	if s, ok := v.(string); ok {
-		if _, isStep := p.byName[s]; !isStep {
+		if _, isStep := p.index(s); !isStep {
 			return safe(v, true, seg)
 		}
 	}
 	out, _, err := p.rewrite(v, true, func(name, path string, isRef bool) (any, error) {
-		i := p.byName[name]
+		i, _ := p.index(name)
 		if n, in := seg.in[i]; in {
 			if !isRef {
 				return n, nil

@@ -82,8 +82,8 @@ type Plan struct {
 	// Received is when the planner received the request: a trace's start
 	// times count from it. Zero: when Execute began.
 	Received time.Time
-	byName   map[string]int
-	initial  []int // steps with no dependencies
+	byName   map[string]int // by step name; nil for a plan of few steps (see index)
+	initial  []int          // steps with no dependencies
 }
 
 // maxRouteWaitMS caps route_wait_ms at a day, far beyond any budget.
@@ -100,9 +100,27 @@ func (p *Plan) Sinks() []int {
 	return out
 }
 
+// fewSteps is how many steps a plan looks up by scanning them rather than
+// in a map, which would cost allocations on every request.
+const fewSteps = 8
+
+// index returns the index of the step with the given name.
+func (p *Plan) index(name string) (int, bool) {
+	if p.byName != nil {
+		i, ok := p.byName[name]
+		return i, ok
+	}
+	for i, s := range p.Steps {
+		if s != nil && s.Name == name {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
 // Step returns the step with the given name.
 func (p *Plan) Step(name string) (*Step, bool) {
-	i, ok := p.byName[name]
+	i, ok := p.index(name)
 	if !ok {
 		return nil, false
 	}
@@ -135,7 +153,9 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 		// Capped in milliseconds first: a huge route_wait_ms must not
 		// overflow (the request's budget bounds the wait anyway).
 		RouteWait: time.Duration(min(req.RouteWaitMS, maxRouteWaitMS)) * time.Millisecond,
-		byName:    make(map[string]int, len(req.Cmds)),
+	}
+	if len(req.Cmds) > fewSteps {
+		p.byName = make(map[string]int, len(req.Cmds))
 	}
 	steps := make([]Step, len(req.Cmds)) // one allocation for every step
 	for i := range req.Cmds {
@@ -147,16 +167,18 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 			return nil, invalid(map[string]any{"key": fmt.Sprintf("cmds[%d].name", i), "limit": "max_name_len", "max": int64(lim.MaxNameLen)},
 				"cmds[%d].name: %d bytes exceed the limit max_name_len=%d", i, len(c.Name), lim.MaxNameLen)
 		}
-		if _, dup := p.byName[c.Name]; dup {
+		if _, dup := p.index(c.Name); dup {
 			return nil, invalid(map[string]any{"key": fmt.Sprintf("cmds[%d].name", i), "name": c.Name},
 				"duplicate command name %q", c.Name)
 		}
-		p.byName[c.Name] = i
+		if p.byName != nil {
+			p.byName[c.Name] = i
+		}
 		steps[i] = Step{Index: i, Name: c.Name, Fun: c.Fun, Locs: c.Locs, Args: c.Args, Kwargs: c.Kwargs}
 		p.Steps[i] = &steps[i]
 	}
 	var deps depSet
-	add := deps.add(p.byName)
+	add := deps.add(p)
 	linked := false
 	for _, s := range p.Steps {
 		deps.reset()
@@ -208,9 +230,9 @@ func (d *depSet) reset() {
 }
 
 // add returns the function that adds the step named by a reference.
-func (d *depSet) add(byName map[string]int) func(string) {
+func (d *depSet) add(p *Plan) func(string) {
 	return func(name string) {
-		i := byName[name]
+		i, _ := p.index(name)
 		switch {
 		case d.seen != nil:
 			if d.seen[i] {
@@ -286,7 +308,7 @@ func (p *Plan) collect(v any, depth, maxDepth int, step string, add func(string)
 	switch t := v.(type) {
 	case string:
 		if depth == 0 {
-			if _, ok := p.byName[t]; ok {
+			if _, ok := p.index(t); ok {
 				add(t)
 			}
 		}
@@ -309,7 +331,7 @@ func (p *Plan) collect(v any, depth, maxDepth int, step string, add func(string)
 			}
 			return nil
 		}
-		if _, ok := p.byName[name]; !ok {
+		if _, ok := p.index(name); !ok {
 			return invalid(map[string]any{"step": step, "ref": name}, "step %s: $ref to unknown command %q", step, name)
 		}
 		if _, err := ParsePointer(path); err != nil {
@@ -421,7 +443,8 @@ func Select(v any, ptr string) (any, error) {
 // resolve returns v with references replaced by results.
 func (p *Plan) resolve(v any, top bool, results []any) (any, error) {
 	out, _, err := p.rewrite(v, top, func(name, path string, _ bool) (any, error) {
-		sel, err := Select(results[p.byName[name]], path)
+		i, _ := p.index(name)
+		sel, err := Select(results[i], path)
 		if err != nil {
 			return nil, fmt.Errorf("$ref %q: %w", name, err)
 		}
@@ -439,7 +462,7 @@ func (p *Plan) resolve(v any, top bool, results []any) (any, error) {
 func (p *Plan) rewrite(v any, top bool, at func(name, path string, isRef bool) (any, error)) (_ any, changed bool, _ error) {
 	switch t := v.(type) {
 	case string:
-		if _, ok := p.byName[t]; ok && top {
+		if _, ok := p.index(t); ok && top {
 			r, err := at(t, "", false)
 			return r, true, err
 		}

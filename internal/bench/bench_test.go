@@ -23,11 +23,11 @@ var (
 	fixtureRigs = map[bool]*rig{} // by whether the node's metrics are on
 )
 
-func fixture(b *testing.B) *rig { return fixtureWith(b, false) }
+func fixture(b testing.TB) *rig { return fixtureWith(b, false) }
 
 // fixtureWith returns the shared rig whose node has its Prometheus metrics
 // on or off.
-func fixtureWith(b *testing.B, withMetrics bool) *rig {
+func fixtureWith(b testing.TB, withMetrics bool) *rig {
 	b.Helper()
 	fixtureMu.Lock()
 	defer fixtureMu.Unlock()
@@ -152,7 +152,8 @@ const ownBatch = 200
 // echo: the process CPU time per call of a scenario minus that of raw-nats,
 // measured in alternating batches of ownBatch calls in the same run (the
 // median of the batches' differences, which a busy machine disturbs less
-// than their sum). Both send the same NATS messages (a request from a TCP
+// than their sum), and likewise the heap objects allocated per call
+// (own-allocs/op, runtime.MemStats.Mallocs). Both send the same NATS messages (a request from a TCP
 // requester to a responder on an in-process connection and its reply), so
 // the difference is what MPREG adds: on the node (decode, plan, run,
 // encode) and, for the Go client scenarios, in the client.
@@ -163,34 +164,47 @@ func BenchmarkOwnCPU(b *testing.B) {
 			ops := r.ops()
 			raw, f := ops[ScenarioRaw], ops[name]
 			ctx := context.Background()
-			batch := func(f op, n int) float64 {
+			batch := func(f op, n int) (cpu, allocs float64) {
 				c0, _ := processCPU()
+				m0 := mallocs()
 				for range n {
 					if err := f(ctx); err != nil {
 						b.Fatalf("%s: %v", name, err)
 					}
 				}
+				m1 := mallocs()
 				c1, _ := processCPU()
-				return float64((c1 - c0).Nanoseconds()) / float64(n)
+				return float64((c1 - c0).Nanoseconds()) / float64(n), float64(m1-m0) / float64(n)
 			}
 			if _, ok := processCPU(); !ok {
 				b.Skip("no process CPU time on this platform")
 			}
-			var rawPer, perOp, own []float64
+			var rawPer, perOp, own, ownAllocs []float64
 			b.ReportAllocs()
 			b.ResetTimer()
 			for done := 0; done < b.N; {
 				n := min(ownBatch, b.N-done)
-				r, o := batch(raw, n), batch(f, n)
+				r, ra := batch(raw, n)
+				o, oa := batch(f, n)
 				rawPer, perOp, own = append(rawPer, r), append(perOp, o), append(own, o-r)
+				ownAllocs = append(ownAllocs, oa-ra)
 				done += n
 			}
 			b.StopTimer()
 			b.ReportMetric(median(perOp), "cpu-ns/op")
 			b.ReportMetric(median(rawPer), "raw-cpu-ns/op")
 			b.ReportMetric(median(own), "own-cpu-ns/op")
+			b.ReportMetric(median(ownAllocs), "own-allocs/op")
 		})
 	}
+}
+
+// mallocs is how many heap objects the whole process (server, node and
+// clients) has allocated so far.
+func mallocs() uint64 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.Mallocs
 }
 
 func median(l []float64) float64 {
