@@ -119,6 +119,19 @@ func Preferred(peer []string) Codec {
 	return JSON
 }
 
+// Sniff is the codec of a body that names none, on the subjects where a
+// node reads MessagePack without a header (docs/PROTOCOL.md §3): MessagePack
+// when its first byte opens a MessagePack map (fixmap 0x80–0x8f, map 16
+// 0xde, map 32 0xdf), JSON otherwise. A JSON text begins with white space
+// or a value, an ASCII byte below 0x80 either way, so every JSON body is
+// still read as JSON. Only the first byte is looked at.
+func Sniff(data []byte) Codec {
+	if len(data) > 0 && (data[0]&0xf0 == 0x80 || data[0] == 0xde || data[0] == 0xdf) {
+		return MsgPack
+	}
+	return JSON
+}
+
 // DecodeSized is c.Decode bounded by limit bytes of estimated memory (at
 // most MaxDecoded), and returns the estimate: a node counts what the
 // requests it plans hold.
