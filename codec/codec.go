@@ -1,6 +1,7 @@
 // Package codec encodes and decodes MPREG message bodies as JSON or
 // MessagePack, chosen per message from the NATS Content-Type and Accept
-// headers (docs/PROTOCOL.md §3), into one value model whichever the codec:
+// headers (docs/PROTOCOL.md §3), or, for a body without them on a node's
+// own subjects, from its first byte (Sniff), into one value model whichever the codec:
 // nil, bool, int64, uint64 (only above math.MaxInt64), float64, string,
 // []byte (base64 text in JSON), []any and map[string]any. A Binder turns a
 // tree into typed Go values as encoding/json would; Normalize, Go values
