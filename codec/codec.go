@@ -1,6 +1,7 @@
 // Package codec encodes and decodes MPREG message bodies as JSON or
 // MessagePack, chosen per message from the NATS Content-Type and Accept
-// headers (docs/PROTOCOL.md §3), into one value model whichever the codec:
+// headers (docs/PROTOCOL.md §3), or, for a body without them on a node's
+// own subjects, from its first byte (Sniff), into one value model whichever the codec:
 // nil, bool, int64, uint64 (only above math.MaxInt64), float64, string,
 // []byte (base64 text in JSON), []any and map[string]any. A Binder turns a
 // tree into typed Go values as encoding/json would; Normalize, Go values
@@ -115,6 +116,19 @@ func Preferred(peer []string) Codec {
 				return c
 			}
 		}
+	}
+	return JSON
+}
+
+// Sniff is the codec of a body that names none, on the subjects where a
+// node reads MessagePack without a header (docs/PROTOCOL.md §3): MessagePack
+// when its first byte opens a MessagePack map (fixmap 0x80–0x8f, map 16
+// 0xde, map 32 0xdf), JSON otherwise. A JSON text begins with white space
+// or a value, an ASCII byte below 0x80 either way, so every JSON body is
+// still read as JSON. Only the first byte is looked at.
+func Sniff(data []byte) Codec {
+	if len(data) > 0 && (data[0]&0xf0 == 0x80 || data[0] == 0xde || data[0] == 0xdf) {
+		return MsgPack
 	}
 	return JSON
 }

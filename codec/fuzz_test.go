@@ -1,7 +1,9 @@
 package codec
 
 import (
+	"encoding/json"
 	"math"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -152,5 +154,83 @@ func FuzzDecodeMsgPack(f *testing.F) {
 	f.Add([]byte{0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 1})           // NaN
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkRoundTrip(t, MsgPack, data, true)
+	})
+}
+
+// TestSniff: exactly the first bytes of a MessagePack map mean MessagePack,
+// and every real body is told apart in either codec.
+func TestSniff(t *testing.T) {
+	for b := 0; b < 256; b++ {
+		want := JSON
+		if b >= 0x80 && b <= 0x8f || b == 0xde || b == 0xdf {
+			want = MsgPack
+		}
+		require.Equal(t, want, Sniff([]byte{byte(b), 0}), "first byte %#x", b)
+	}
+	require.Equal(t, JSON, Sniff(nil))
+	for _, body := range fuzzBodies {
+		j, err := JSON.Encode(body)
+		require.NoError(t, err)
+		require.Equal(t, JSON, Sniff(j))
+		require.Equal(t, JSON, Sniff(append([]byte(" \r\n\t"), j...)))
+		m, err := MsgPack.Encode(body)
+		require.NoError(t, err)
+		require.Equal(t, MsgPack, Sniff(m))
+	}
+	big := map[string]any{}
+	for i := range 1 << 16 { // map 32
+		big[strconv.Itoa(i)] = nil
+	}
+	for _, n := range []int{0, 15, 16, 1 << 16} {
+		m, err := MsgPack.Encode(subMap(big, n))
+		require.NoError(t, err)
+		require.Equal(t, MsgPack, Sniff(m), "a map of %d keys", n)
+	}
+}
+
+func subMap(m map[string]any, n int) map[string]any {
+	out := make(map[string]any, n)
+	for k, v := range m {
+		if len(out) == n {
+			break
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// FuzzSniff: a body the old rule read (no header means JSON) is still read
+// as JSON, whichever decoder accepts it; a body that decodes as a
+// MessagePack map is read as MessagePack; only the first byte decides.
+func FuzzSniff(f *testing.F) {
+	for _, body := range fuzzBodies {
+		for _, c := range Supported {
+			b, err := c.Encode(body)
+			require.NoError(f, err)
+			f.Add(b)
+		}
+	}
+	for _, s := range fuzzJSON {
+		f.Add([]byte(s))
+		f.Add([]byte(" \n" + s))
+	}
+	f.Add([]byte{0xde, 0, 1, 0xa1, 'a', 0xc0})
+	f.Add([]byte{0xdf, 0, 0, 0, 0})
+	f.Add([]byte("\xef\xbb\xbf{}")) // a UTF-8 byte order mark, which JSON does not allow
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got := Sniff(data)
+		if len(data) > 0 {
+			require.Equal(t, got, Sniff(data[:1]))
+		}
+		if json.Valid(data) {
+			require.Equal(t, JSON, got, "valid JSON %q", data)
+		}
+		if _, err := JSON.Decode(data); err == nil {
+			require.Equal(t, JSON, got, "JSON the codec reads: %q", data)
+		}
+		if v, err := MsgPack.Decode(data); err == nil {
+			_, isMap := v.(map[string]any)
+			require.Equal(t, isMap, got == MsgPack, "MessagePack % x decodes to %T", data, v)
+		}
 	})
 }

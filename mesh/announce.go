@@ -113,6 +113,7 @@ func (a *Announcer) Hello() *schema.Hello {
 		Version:        a.version.Load(),
 		Funs:           o.Funs,
 		Codecs:         codec.SupportedTypes(),
+		Bare:           codec.MsgPackType,
 		AdvertisedURLs: o.AdvertisedURLs[:min(len(o.AdvertisedURLs), schema.MaxURLs)], // peers keep no more
 		Meta:           o.Meta,
 		Proto:          schema.Proto,

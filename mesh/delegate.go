@@ -58,7 +58,7 @@ func (e *Execer) Delegate(ctx context.Context, node string, req *schema.Request)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", planner.ErrNotDelegated, err)
 	}
-	msg := bus.NewMsg(e.Subjects.NodeRPC(node), data, cd.ContentType(), "")
+	msg := peerMsg(e.Subjects.NodeRPC(node), data, cd, hello)
 	if !bus.Fits(e.Conn, msg) {
 		return nil, fmt.Errorf("%w: a sub-request of %d bytes", planner.ErrNotDelegated, len(data))
 	}

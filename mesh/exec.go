@@ -84,7 +84,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (planne
 		defer cancel()
 		a.retryAfter = true
 	}
-	msg, err := e.message(ctx, node, c, codec.Preferred(hello.Codecs), &a)
+	msg, err := e.message(ctx, node, c, hello, &a)
 	if err != nil {
 		return planner.Result{}, err
 	}
@@ -118,9 +118,10 @@ type attempt struct {
 	parent     context.Context
 }
 
-// message builds the exec request for c in cd, checked against the max
-// payload.
-func (e *Execer) message(ctx context.Context, node string, c *planner.Call, cd codec.Codec, a *attempt) (*nats.Msg, error) {
+// message builds the exec request for c in the codec the node reads best
+// (see peerMsg), checked against the max payload.
+func (e *Execer) message(ctx context.Context, node string, c *planner.Call, hello schema.Hello, a *attempt) (*nats.Msg, error) {
+	cd := codec.Preferred(hello.Codecs)
 	body := schema.ExecRequest{Cluster: e.Cluster, ID: c.ID(), Fun: c.Fun, Args: c.Args, Kwargs: c.Kwargs, Attempt: e.nextAttempt(),
 		Timing: c.Traced()}
 	a.id = body.Attempt
@@ -140,11 +141,25 @@ func (e *Execer) message(ctx context.Context, node string, c *planner.Call, cd c
 	if err != nil {
 		return nil, schema.Wrap(schema.CodeInvalidArgument, err, "arguments do not encode")
 	}
-	msg := bus.NewMsg(e.Subjects.Exec(node), data, cd.ContentType(), "")
+	msg := peerMsg(e.Subjects.Exec(node), data, cd, hello)
 	if !bus.Fits(e.Conn, msg) {
 		return nil, TooLarge("exec request for "+c.Fun, len(data), e.Conn.MaxPayload())
 	}
 	return msg, nil
+}
+
+// peerMsg is a message of data, encoded in cd, to a node's exec or node
+// rpc subject: without header when it is MessagePack and the node's hello
+// says it reads MessagePack without one (hello.bare, docs/PROTOCOL.md
+// §6.2), so that neither side builds or parses a header; else with
+// Content-Type.
+func peerMsg(subject string, data []byte, cd codec.Codec, hello schema.Hello) *nats.Msg {
+	if cd == codec.MsgPack {
+		if bare, ok := codec.ByType(hello.Bare); ok && bare == codec.MsgPack {
+			return &nats.Msg{Subject: subject, Data: data}
+		}
+	}
+	return bus.NewMsg(subject, data, cd.ContentType(), "")
 }
 
 // send sends msg and waits for the reply. "No responders" from a node

@@ -354,7 +354,7 @@ func TestDecode(t *testing.T) {
 
 	// Past its bound: PAYLOAD_TOO_LARGE, the codec's error kept as the
 	// cause.
-	_, _, _, err = mesh.DecodeSized(&nats.Msg{Data: []byte(`["aaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbb"]`)}, 16)
+	_, _, _, err = mesh.DecodeSized(&nats.Msg{Data: []byte(`["aaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbb"]`)}, 16, false)
 	require.ErrorIs(t, err, schema.ErrPayloadTooLarge)
 	require.ErrorIs(t, err, codec.ErrTooBig)
 

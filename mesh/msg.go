@@ -21,16 +21,30 @@ var ErrInvalidConfig = errors.New("mesh: invalid config")
 // Decode negotiates the codecs of a request message and decodes its body.
 // reply is the codec to answer in; it is set even when err is not nil.
 func Decode(m *nats.Msg) (tree any, reply codec.Codec, err error) {
-	tree, _, reply, err = DecodeSized(m, codec.MaxDecoded)
+	tree, _, reply, err = DecodeSized(m, codec.MaxDecoded, false)
 	return tree, reply, err
 }
 
+// Codecs negotiates the codecs of a request message (codec.Negotiate).
+// With bare, as on a node's exec and node rpc subjects, a message that
+// names no codec (neither Content-Type nor Accept) is read in the codec
+// its first byte tells (codec.Sniff) and answered in it
+// (docs/PROTOCOL.md §3); without, it is JSON.
+func Codecs(m *nats.Msg, bare bool) (req, reply codec.Codec, err error) {
+	ct, accept := bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept)
+	if bare && ct == "" && accept == "" {
+		c := codec.Sniff(m.Data)
+		return c, c, nil
+	}
+	return codec.Negotiate(ct, accept)
+}
+
 // DecodeSized is Decode bounded by max bytes of decoded memory (see
-// codec.DecodeSized), returning the decoded tree's estimated size. A body
-// past the bound is PAYLOAD_TOO_LARGE with details.limit
-// "max_decoded_bytes".
-func DecodeSized(m *nats.Msg, limit int64) (tree any, size int64, reply codec.Codec, err error) {
-	req, reply, err := codec.Negotiate(bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept))
+// codec.DecodeSized), returning the decoded tree's estimated size, with
+// bare as Codecs takes it. A body past the bound is PAYLOAD_TOO_LARGE with
+// details.limit "max_decoded_bytes".
+func DecodeSized(m *nats.Msg, limit int64, bare bool) (tree any, size int64, reply codec.Codec, err error) {
+	req, reply, err := Codecs(m, bare)
 	if err != nil {
 		return nil, 0, reply, err
 	}
@@ -48,13 +62,19 @@ func DecodeSized(m *nats.Msg, limit int64) (tree any, size int64, reply codec.Co
 }
 
 // DecodeReply decodes a reply (or a message published to us) in the codec
-// its Content-Type names. A codec we do not speak is the sender's fault:
-// INTERNAL, not UNSUPPORTED_CODEC, which would blame our caller's codec.
+// its Content-Type names; without one, in the codec its first byte tells
+// (codec.Sniff): JSON, or MessagePack from a node that answers a request
+// sent without header so (docs/PROTOCOL.md §6.2). A codec we do not speak
+// is the sender's fault: INTERNAL, not UNSUPPORTED_CODEC, which would
+// blame our caller's codec.
 func DecodeReply(m *nats.Msg) (any, error) {
-	c, ok := codec.ByType(bus.Header(m, codec.HeaderContentType))
+	ct := bus.Header(m, codec.HeaderContentType)
+	c, ok := codec.Sniff(m.Data), true
+	if ct != "" {
+		c, ok = codec.ByType(ct)
+	}
 	if !ok {
-		return nil, schema.Errorf(schema.CodeInternal, "a peer answered in Content-Type %s, a codec this node does not speak",
-			schema.Clip(bus.Header(m, codec.HeaderContentType)))
+		return nil, schema.Errorf(schema.CodeInternal, "a peer answered in Content-Type %s, a codec this node does not speak", schema.Clip(ct))
 	}
 	tree, err := c.Decode(m.Data)
 	if err != nil {
@@ -126,9 +146,10 @@ func PublishReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, data 
 	if err := bus.CheckInbox(m.Reply); err != nil {
 		return fmt.Errorf("mesh: reply not sent: %w", err)
 	}
-	if event == "" && c == codec.JSON && bareRequest(m) {
-		// No header means JSON (docs/PROTOCOL.md §3): a caller that named
-		// no codec gets none, and neither side encodes or parses one.
+	if event == "" && bareRequest(m) && (c == codec.JSON || c == codec.Sniff(m.Data)) {
+		// A caller that named no codec gets none, and neither side encodes
+		// or parses one (docs/PROTOCOL.md §3): the reply is JSON, or in the
+		// codec the request's first byte told.
 		if err := nc.Publish(m.Reply, data); err != nil {
 			return fmt.Errorf("mesh: respond: %w", err)
 		}

@@ -122,7 +122,7 @@ func (x *executor) readPeerStep(m *nats.Msg) *peerStep {
 // decode (and returning nil).
 func (x *executor) decodePeerStep(m *nats.Msg) *peerStep {
 	at := time.Now()
-	tree, reply, err := mesh.Decode(m)
+	tree, _, reply, err := mesh.DecodeSized(m, codec.MaxDecoded, true)
 	s := &peerStep{m: m, reply: reply, at: at}
 	if err == nil {
 		s.req, err = schema.ParseExecRequest(tree)

@@ -77,7 +77,7 @@ func (fr *front) onRPC(m *nats.Msg) {
 // likely pick another node.
 func (fr *front) overloaded(m *nats.Msg, msg, limit string, maxValue int64) {
 	fr.requests.Add(1)
-	_, reply, _ := codec.Negotiate(bus.Header(m, codec.HeaderContentType), bus.Header(m, codec.HeaderAccept))
+	_, reply, _ := mesh.Codecs(m, fr.nodeRPCSubject(m.Subject))
 	resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
 		Code: schema.CodeOverloaded, Node: fr.cfg.NodeID, Message: msg,
 		Details: map[string]any{"limit": limit, "max": maxValue, "unread": true}}}
@@ -105,6 +105,14 @@ func (fr *front) requestDone(subject string, d time.Duration, e *schema.Error) {
 	default:
 		fr.nodeRPCStats.done(d, e)
 	}
+}
+
+// nodeRPCSubject reports whether a request came on the node's own rpc
+// subject (onRPC takes rpc, ext.rpc and that one): only there is a body
+// that names no codec read by its first byte (hello.bare, docs/PROTOCOL.md
+// §3); on rpc and ext.rpc it is JSON.
+func (fr *front) nodeRPCSubject(subject string) bool {
+	return subject != fr.subj.RPC() && subject != fr.subj.ExtRPC()
 }
 
 // requestID reads "id" from an undecodable request when it can, so that
@@ -177,7 +185,7 @@ func (fr *front) decodeRPC(m *nats.Msg) *rpcCall {
 		return nil
 	}
 	fr.requests.Add(1)
-	tree, size, reply, err := mesh.DecodeSized(m, reserve)
+	tree, size, reply, err := mesh.DecodeSized(m, reserve, fr.nodeRPCSubject(m.Subject))
 	if err != nil {
 		size = 0
 	}

@@ -249,6 +249,7 @@ func (h Hello) WriteFields(w FieldWriter) {
 	w.Int("version", h.Version)
 	w.Any("funs", h.Funs)
 	w.Any("codecs", h.Codecs)
+	strOpt(w, "bare", h.Bare)
 	w.Any("advertised_urls", h.AdvertisedURLs)
 	if len(h.Meta) > 0 {
 		w.Any("meta", h.Meta)

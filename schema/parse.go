@@ -712,6 +712,9 @@ func ParseHello(v any) (*Hello, error) {
 	if h.Codecs, err = boundedList(m, "codecs", maxCodecs, maxShortString); err != nil {
 		return nil, err
 	}
+	if h.Bare, err = boundedStr(m, "bare", false, maxShortString); err != nil {
+		return nil, err
+	}
 	if h.AdvertisedURLs, err = boundedList(m, "advertised_urls", -1, maxURLLen); err != nil {
 		return nil, err
 	}

@@ -270,17 +270,22 @@ const (
 
 // Hello is a node's full capability announcement.
 type Hello struct {
-	Kind           string              `json:"kind,omitempty"` // KindHello
-	Cluster        string              `json:"cluster"`
-	Node           string              `json:"node"`
-	Incarnation    int64               `json:"incarnation"`
-	Instance       string              `json:"instance,omitempty"`
-	Version        int64               `json:"version"`
-	Funs           map[string][]string `json:"funs"`
-	Codecs         []string            `json:"codecs"`
-	AdvertisedURLs []string            `json:"advertised_urls"`
-	Meta           map[string]string   `json:"meta,omitempty"`
-	Proto          int                 `json:"proto"`
+	Kind        string              `json:"kind,omitempty"` // KindHello
+	Cluster     string              `json:"cluster"`
+	Node        string              `json:"node"`
+	Incarnation int64               `json:"incarnation"`
+	Instance    string              `json:"instance,omitempty"`
+	Version     int64               `json:"version"`
+	Funs        map[string][]string `json:"funs"`
+	Codecs      []string            `json:"codecs"`
+	// Bare is the codec, besides JSON, that a message naming no codec may
+	// be in on the node's exec and node rpc subjects, told by its first
+	// byte; a peer sends such messages only when it is
+	// codec.MsgPackType (optional; docs/PROTOCOL.md §6.2).
+	Bare           string            `json:"bare,omitempty"`
+	AdvertisedURLs []string          `json:"advertised_urls"`
+	Meta           map[string]string `json:"meta,omitempty"`
+	Proto          int               `json:"proto"`
 	// Idempotent lists the functions that are safe to run twice
 	// (optional; docs/PROTOCOL.md §7.1).
 	Idempotent []string `json:"idempotent,omitempty"`
