@@ -120,7 +120,7 @@ func (c *Client) nextID() string {
 // learns the cluster's nodes before returning.
 func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Cluster == "" {
-		cfg.Cluster = "default"
+		cfg.Cluster = bus.DefaultCluster
 	}
 	if err := schema.CheckID(cfg.Cluster); err != nil {
 		return nil, fmt.Errorf("%w: cluster: %w", ErrInvalidConfig, err)
@@ -666,7 +666,7 @@ var rpcAbsentWaits = []time.Duration{10 * time.Millisecond, 40 * time.Millisecon
 
 // maxPartBytes bounds the parts of a response (split_results) that the
 // client keeps: a node's default max_result_bytes.
-const maxPartBytes = 512 << 20
+const maxPartBytes = planner.DefaultMaxResultBytes
 
 // rpc sends one rpc request, req encoded in msg, and reads its response,
 // and with split_results the parts that come before it. "No responders"

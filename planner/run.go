@@ -140,7 +140,7 @@ type Runner struct {
 	Size func(v any) int64
 	// MaxResultBytes bounds the results one request holds at once (see
 	// Size); past it the request fails with PAYLOAD_TOO_LARGE naming the
-	// limit. Default 256 MiB.
+	// limit. Default DefaultMaxResultBytes.
 	MaxResultBytes int64
 	// Watch, when set, has wake called when a node that may take fun with
 	// every loc of locs appears (a node joined, announced new functions
@@ -184,8 +184,9 @@ type Budget interface {
 	Release(n int64)
 }
 
-// DefaultMaxResultBytes is the default of Runner.MaxResultBytes.
-const DefaultMaxResultBytes = 256 << 20
+// DefaultMaxResultBytes is the default of Runner.MaxResultBytes, and of
+// a node's (node.Limits.MaxResultBytes): 512 MiB.
+const DefaultMaxResultBytes = 512 << 20
 
 type completion struct {
 	step   int

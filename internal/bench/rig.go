@@ -231,10 +231,10 @@ func (r *rig) startNode(ctx context.Context, loc string, inProcess bool, reg *pr
 		Name:    "mpreg bench " + loc,
 		Locs:    []string{loc},
 		// Room for every fan-out step of every concurrent requester.
-		MaxInflight: max(4096, 2*17*r.cfg.Concurrency),
+		Limits: node.Limits{MaxInflight: max(4096, 2*17*r.cfg.Concurrency)},
 	}
 	if reg != nil {
-		if ncfg.Recorder, err = metrics.NewRecorder(prometheus.WrapRegistererWith(prometheus.Labels{"bench_node": loc}, reg)); err != nil {
+		if ncfg.Hooks.Recorder, err = metrics.NewRecorder(prometheus.WrapRegistererWith(prometheus.Labels{"bench_node": loc}, reg)); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}

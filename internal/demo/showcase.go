@@ -109,11 +109,11 @@ func Showcase(ctx context.Context, w io.Writer) (err error) {
 			return err
 		}
 		n, err := node.New(nc, node.Config{
-			NodeID:    spec.id,
-			Name:      "demo " + spec.id,
-			Locs:      spec.locs,
-			SyncQuiet: 50 * time.Millisecond,
-			Observer:  rec,
+			NodeID: spec.id,
+			Name:   "demo " + spec.id,
+			Locs:   spec.locs,
+			Gossip: node.Gossip{SyncQuiet: 50 * time.Millisecond},
+			Hooks:  node.Hooks{Observer: rec},
 		})
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)

@@ -139,11 +139,10 @@ func Conn(t testing.TB, url string, opts ...ConnOption) *nats.Conn {
 // NodeConfig is a node.Config with short test timings.
 func NodeConfig(t testing.TB, id string, locs ...string) node.Config {
 	return node.Config{
-		NodeID:            id,
-		Locs:              locs,
-		HeartbeatInterval: 100 * time.Millisecond,
-		SyncQuiet:         50 * time.Millisecond,
-		Logger:            Logger(t).With("test_node", id),
+		NodeID: id,
+		Locs:   locs,
+		Gossip: node.Gossip{HeartbeatInterval: 100 * time.Millisecond, SyncQuiet: 50 * time.Millisecond},
+		Hooks:  node.Hooks{Logger: Logger(t).With("test_node", id)},
 	}
 }
 
