@@ -38,23 +38,16 @@ var ErrInvalidConfig = errors.New("client: invalid config")
 // Config configures a Client. Zero fields take the defaults named in their
 // comments.
 type Config struct {
-	// Servers are the NATS URLs. Default nats://127.0.0.1:4222. Ignored when
-	// Conn is set.
-	Servers []string
 	// Conn, when set, is used instead of dialing; the Client does not close it.
 	Conn *nats.Conn
-	// Auth is the identity shown to NATS and the TLS settings for dialing
-	// (see bus.Auth). Ignored when Conn is set.
-	Auth bus.Auth
-	// InboxPrefix replaces "_INBOX" as the prefix of every reply subject
-	// the client subscribes (see bus.ConnConfig.InboxPrefix), e.g.
+	// Dial is the connection the client opens when Conn is nil (see
+	// bus.ConnConfig): Servers (default nats://127.0.0.1:4222), Auth (the
+	// identity shown to NATS and the TLS settings), InboxPrefix (e.g.
 	// "_INBOX_alice" for a NATS user allowed to subscribe only
-	// "_INBOX_alice.>". Ignored when Conn is set: the client's inboxes then
-	// come from that connection's options. Default "_INBOX".
-	InboxPrefix string
-	// ConnOptions are extra nats.go options for dialing, applied after
-	// Auth's.
-	ConnOptions []nats.Option
+	// "_INBOX_alice.>"; with Conn the inboxes come from that connection's
+	// options), Name, reconnect settings and extra nats.go Options. Its
+	// Logger defaults to Logger.
+	Dial bus.ConnConfig
 	// FailFast dials once: when no NATS server answers the first connect,
 	// Connect returns NODE_UNAVAILABLE ("cannot reach NATS at …") at once
 	// instead of trying again until ctx ends. A connection that was up
@@ -88,8 +81,6 @@ type Config struct {
 	// (requests and the replies expected to them, see mesh.Flow); more
 	// calls wait. Default 64 MiB.
 	MaxBytesInFlight int64
-	// Name is the NATS connection name.
-	Name string
 	// Logger. Default: discard.
 	Logger *slog.Logger
 }
@@ -139,14 +130,16 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, nc: cfg.Conn, subj: bus.NewSubjects(cfg.Prefix, cfg.Cluster), idPrefix: nuid.Next() + "-"}
 	if c.nc == nil {
-		opts := cfg.ConnOptions
-		if cfg.FailFast {
-			opts = append([]nats.Option{nats.RetryOnFailedConnect(false)}, opts...)
+		dc := cfg.Dial
+		if dc.Logger == nil {
+			dc.Logger = cfg.Logger
 		}
-		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: cfg.Servers, Name: cfg.Name, Auth: cfg.Auth, InboxPrefix: cfg.InboxPrefix,
-			Options: opts, Logger: cfg.Logger})
+		if cfg.FailFast {
+			dc.Options = append([]nats.Option{nats.RetryOnFailedConnect(false)}, dc.Options...)
+		}
+		nc, err := bus.Connect(ctx, dc)
 		if err != nil {
-			return nil, connectError(cfg.Servers, err)
+			return nil, connectError(cfg.Dial.Servers, err)
 		}
 		c.nc, c.ownConn = nc, true
 	}

@@ -89,7 +89,7 @@ type Limits struct {
 	// value exceeds. Default planner.DefaultLimits().MaxDepth (64).
 	MaxDepth int
 	// DefaultTimeout is a request's budget when it gives no timeout_ms;
-	// at most MaxTimeout. Default 30 s.
+	// at most MaxTimeout. Default 30 s (MaxTimeout when that is shorter).
 	DefaultTimeout time.Duration
 	// MaxTimeout caps a request's timeout_ms. Default 10 min.
 	MaxTimeout time.Duration
@@ -113,7 +113,8 @@ type Limits struct {
 	// MaxResultBytes bounds the results one request holds at once (a
 	// result no step reads again is let go); past it the request fails
 	// with PAYLOAD_TOO_LARGE. At most MaxPlanningBytes. Default
-	// planner.DefaultMaxResultBytes (512 MiB).
+	// planner.DefaultMaxResultBytes (512 MiB; MaxPlanningBytes when that
+	// is smaller).
 	MaxResultBytes int64
 	// MaxWaiting bounds the steps of the requests this node plans that
 	// wait for a route (route_wait_ms) at once; a request with a step past
@@ -242,14 +243,14 @@ func (l Limits) withDefaults(d Limits) Limits {
 	orDefault(&l.MaxCommands, d.MaxCommands)
 	orDefault(&l.MaxNameLen, d.MaxNameLen)
 	orDefault(&l.MaxDepth, d.MaxDepth)
-	orDefault(&l.DefaultTimeout, d.DefaultTimeout)
 	orDefault(&l.MaxTimeout, d.MaxTimeout)
+	orDefault(&l.DefaultTimeout, min(d.DefaultTimeout, max(l.MaxTimeout, 0))) // a negative bound is refused
 	orDefault(&l.MaxRequests, d.MaxRequests)
 	orDefault(&l.MaxInflight, d.MaxInflight)
 	orDefault(&l.MaxQueue, d.MaxQueue)
 	orDefault(&l.MaxBytesInFlight, d.MaxBytesInFlight)
 	orDefault(&l.MaxPlanningBytes, d.MaxPlanningBytes)
-	orDefault(&l.MaxResultBytes, d.MaxResultBytes)
+	orDefault(&l.MaxResultBytes, min(d.MaxResultBytes, max(l.MaxPlanningBytes, 0)))
 	orDefault(&l.MaxWaiting, d.MaxWaiting)
 	return l
 }

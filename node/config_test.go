@@ -21,18 +21,20 @@ import (
 
 func TestConfigValidateAccepts(t *testing.T) {
 	for name, cfg := range map[string]node.Config{
-		"zero":                      {},
-		"defaults":                  node.DefaultConfig(),
-		"ack at once":               {PlannerAckAfter: -1},
-		"dead after one beat":       {Gossip: node.Gossip{HeartbeatInterval: time.Second, DeadAfter: time.Second}},
-		"forget when dead":          {Gossip: node.Gossip{DeadAfter: 3 * time.Second, ForgetAfter: 3 * time.Second}},
-		"slow beat, derived times":  {Gossip: node.Gossip{HeartbeatInterval: 5 * time.Second}},
-		"long dead, derived forget": {Gossip: node.Gossip{DeadAfter: time.Minute}}, // 30 beats are 30 s
-		"default timeout = max":     {Limits: node.Limits{DefaultTimeout: time.Minute, MaxTimeout: time.Minute}},
-		"results = planning":        {Limits: node.Limits{MaxResultBytes: 1 << 20, MaxPlanningBytes: 1 << 20}},
-		"deepest decodable":         {Limits: node.Limits{MaxDepth: codec.MaxDepth}},
-		"longest step name":         {Limits: node.Limits{MaxNameLen: node.MaxStepNameLen}},
-		"largest protocol integer":  {Limits: node.Limits{MaxQueue: schema.MaxProtoInt}},
+		"zero":                            {},
+		"defaults":                        node.DefaultConfig(),
+		"ack at once":                     {PlannerAckAfter: -1},
+		"dead after one beat":             {Gossip: node.Gossip{HeartbeatInterval: time.Second, DeadAfter: time.Second}},
+		"forget when dead":                {Gossip: node.Gossip{DeadAfter: 3 * time.Second, ForgetAfter: 3 * time.Second}},
+		"slow beat, derived times":        {Gossip: node.Gossip{HeartbeatInterval: 5 * time.Second}},
+		"long dead, derived forget":       {Gossip: node.Gossip{DeadAfter: time.Minute}}, // 30 beats are 30 s
+		"default timeout = max":           {Limits: node.Limits{DefaultTimeout: time.Minute, MaxTimeout: time.Minute}},
+		"results = planning":              {Limits: node.Limits{MaxResultBytes: 1 << 20, MaxPlanningBytes: 1 << 20}},
+		"short max, derived default":      {Limits: node.Limits{MaxTimeout: 300 * time.Millisecond}},
+		"small planning, derived results": {Limits: node.Limits{MaxPlanningBytes: 1 << 20}},
+		"deepest decodable":               {Limits: node.Limits{MaxDepth: codec.MaxDepth}},
+		"longest step name":               {Limits: node.Limits{MaxNameLen: node.MaxStepNameLen}},
+		"largest protocol integer":        {Limits: node.Limits{MaxQueue: schema.MaxProtoInt}},
 	} {
 		assert.NoError(t, cfg.Validate(), name)
 	}
@@ -88,8 +90,10 @@ func TestConfigValidateRefuses(t *testing.T) {
 			"Limits.DefaultTimeout (1h0m0s) must be at most Limits.MaxTimeout (10m0s)"},
 		{node.Config{Limits: node.Limits{MaxResultBytes: 2 << 30}},
 			"Limits.MaxResultBytes (2147483648) must be at most Limits.MaxPlanningBytes (1073741824)"},
-		{node.Config{Limits: node.Limits{MaxPlanningBytes: 1 << 20}}, // below the default MaxResultBytes
+		{node.Config{Limits: node.Limits{MaxResultBytes: 512 << 20, MaxPlanningBytes: 1 << 20}},
 			"Limits.MaxResultBytes (536870912) must be at most Limits.MaxPlanningBytes (1048576)"},
+		{node.Config{Limits: node.Limits{DefaultTimeout: time.Second, MaxTimeout: 300 * time.Millisecond}},
+			"Limits.DefaultTimeout (1s) must be at most Limits.MaxTimeout (300ms)"},
 		{node.Config{Limits: node.Limits{MaxDepth: codec.MaxDepth + 1}},
 			"Limits.MaxDepth (257) must be at most 256"},
 		{node.Config{Limits: node.Limits{MaxNameLen: node.MaxStepNameLen + 1}},

@@ -289,15 +289,12 @@ func dial(ctx context.Context, f clientFlags, codecName string, timeout time.Dur
 		c = codec.JSON
 	}
 	cl, err := client.Connect(ctx, client.Config{
-		Servers:     bus.SplitURLs(f.Servers...),
-		Auth:        f.auth(),
-		InboxPrefix: f.InboxPrefix,
-		Cluster:     f.Cluster,
-		Codec:       c,
-		Timeout:     timeout,
-		NoFollow:    !follow,
-		Name:        "mpreg-cli",
-		ConnOptions: oneShot,
+		Dial: bus.ConnConfig{Servers: bus.SplitURLs(f.Servers...), Auth: f.auth(), InboxPrefix: f.InboxPrefix,
+			Name: "mpreg-cli", Options: oneShot},
+		Cluster:  f.Cluster,
+		Codec:    c,
+		Timeout:  timeout,
+		NoFollow: !follow,
 	})
 	if err != nil && ctx.Err() != nil && !errors.Is(err, client.ErrInvalidConfig) {
 		return nil, fmt.Errorf("connect to %s: %w", strings.Join(bus.RedactAll(f.Servers), ","), ctx.Err())

@@ -156,7 +156,7 @@ func Node(t testing.TB, url string, cfg node.Config, register func(*node.Node)) 
 // Client connects a following client to url and closes it at cleanup.
 func Client(t testing.TB, url string, cfg client.Config) *client.Client {
 	t.Helper()
-	cfg.Servers = []string{url}
+	cfg.Dial.Servers = []string{url}
 	if cfg.SyncQuiet == 0 {
 		cfg.SyncQuiet = 50 * time.Millisecond
 	}
