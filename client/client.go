@@ -432,32 +432,7 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
-	r := *req
-	// Always a stream: its planned event tells which node plans the
-	// request, to watch (a quick request still costs one message).
-	r.Stream = true
-	if r.ID == "" {
-		r.ID = c.nextID() // for the logs of both sides
-	}
-	if r.TimeoutMS <= 0 {
-		budget := c.cfg.Timeout
-		if dl, ok := ctx.Deadline(); ok {
-			// Leave room for the cluster's TIMEOUT reply (with partial
-			// results) to arrive before the caller's own deadline.
-			left := time.Until(dl)
-			budget = left - min(max(left/10, 5*time.Millisecond), 250*time.Millisecond)
-		}
-		r.TimeoutMS = max(budget.Milliseconds(), 1)
-	}
-	// The cluster caps budgets (10 min by default); so does the wait here,
-	// at a day.
-	dl := schema.Deadline(time.Now(), r.TimeoutMS, 0, 0, maxWait)
-	if r.DeadlineMS <= 0 {
-		// The budget also as an absolute time: a planner that reads the
-		// request late (stalled, or far behind) runs none of it after we
-		// stopped waiting.
-		_, r.DeadlineMS = schema.Budget(time.Now(), dl)
-	}
+	r, dl := c.stamp(ctx, req)
 	ctx, cancel := context.WithDeadline(ctx, dl.Add(grace))
 	defer cancel()
 	data, err := c.cfg.Codec.Encode(&r)
@@ -493,9 +468,48 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 	if c.nc.Status() != nats.CONNECTED {
 		return nil, schema.Errorf(schema.CodeNodeUnavailable, "not connected to NATS (%s)", c.nc.Status())
 	}
+	return c.send(ctx, msg, &r, onEvent)
+}
+
+// stamp returns a copy of req as the client sends it, a stream with an
+// id, a timeout_ms and a deadline_ms, and the deadline the client waits
+// for its response until (a grace later).
+func (c *Client) stamp(ctx context.Context, req *schema.Request) (schema.Request, time.Time) {
+	r := *req
+	// Always a stream: its planned event tells which node plans the
+	// request, to watch (a quick request still costs one message).
+	r.Stream = true
+	if r.ID == "" {
+		r.ID = c.nextID() // for the logs of both sides
+	}
+	if r.TimeoutMS <= 0 {
+		budget := c.cfg.Timeout
+		if dl, ok := ctx.Deadline(); ok {
+			// Leave room for the cluster's TIMEOUT reply (with partial
+			// results) to arrive before the caller's own deadline.
+			left := time.Until(dl)
+			budget = left - min(max(left/10, 5*time.Millisecond), 250*time.Millisecond)
+		}
+		r.TimeoutMS = max(budget.Milliseconds(), 1)
+	}
+	// The cluster caps budgets (10 min by default); so does the wait here,
+	// at a day.
+	dl := schema.Deadline(time.Now(), r.TimeoutMS, 0, 0, maxWait)
+	if r.DeadlineMS <= 0 {
+		// The budget also as an absolute time: a planner that reads the
+		// request late (stalled, or far behind) runs none of it after we
+		// stopped waiting.
+		_, r.DeadlineMS = schema.Budget(time.Now(), dl)
+	}
+	return r, dl
+}
+
+// send sends msg, the encoded r, until a planner answers or it is clear
+// that none will, and returns the answer.
+func (c *Client) send(ctx context.Context, msg *nats.Msg, r *schema.Request, onEvent func(Event)) (*schema.Response, error) {
 	overloaded, absent := 0, 0
 	for {
-		resp, err := c.rpc(ctx, msg, &r, onEvent)
+		resp, err := c.rpc(ctx, msg, r, onEvent)
 		var nobody *nobodyError
 		if resp == nil && err != nil && !errors.As(err, &nobody) {
 			// The client gives up without the planner's answer (the

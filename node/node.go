@@ -391,51 +391,16 @@ func (n *Node) Drain(ctx context.Context) error {
 		return nil
 	}
 	var rpcClosed []<-chan nats.SubStatus
-	// Cut off from NATS nothing is in transit to this node and nothing it
-	// sends gets out: drain the work, not the subscriptions.
-	connected := n.nc.IsConnected()
 	if n.started.Load() && !n.closing.Load() {
-		// From here on sync and info are answered with the goodbye (see
-		// onHelloRequest): a peer that joins now does not take the node
-		// for a live one, and a process starting under its id hears that
-		// it is still there (it holds the exec subject until it closes).
-		// Heartbeats go on: they keep its steps in flight from being
-		// declared lost by the peers that sent them.
-		for _, s := range []*nats.Subscription{n.rpcSub, n.nodeRPC, n.extRPC} {
-			switch {
-			case s == nil:
-			case !connected:
-				_ = s.Unsubscribe()
-			default:
-				// Drain, not Unsubscribe: requests the server sent before
-				// it took the unsubscribe are served instead of dropped
-				// (their callers would wait for their whole timeout).
-				closed := s.StatusChanged(nats.SubscriptionClosed)
-				if s.Drain() != nil {
-					_ = s.Unsubscribe()
-				} else {
-					rpcClosed = append(rpcClosed, closed)
-				}
-			}
-		}
-		n.ann.Leave()
-		if connected {
-			_ = n.nc.FlushTimeout(time.Second)
-		}
-		n.log.Info("node draining", "connected", connected)
+		rpcClosed = n.leave()
 	}
-	var err error
 	for _, closed := range rpcClosed {
 		select {
 		case <-closed:
 		case <-ctx.Done():
 		}
 	}
-	select {
-	case <-n.executor.work.idle():
-	case <-ctx.Done():
-		err = fmt.Errorf("node: drain: %w", ctx.Err())
-	}
+	err := n.waitIdle(ctx)
 	if err == nil && n.execSub != nil && n.nc.IsConnected() {
 		// Drain exec too: steps peers sent before they heard the goodbye
 		// are answered SHUTTING_DOWN (and re-routed), not dropped by Close.
@@ -446,17 +411,60 @@ func (n *Node) Drain(ctx context.Context) error {
 			case <-ctx.Done():
 			}
 		}
-		select {
-		case <-n.executor.work.idle():
-		case <-ctx.Done():
-			err = fmt.Errorf("node: drain: %w", ctx.Err())
-		}
+		err = n.waitIdle(ctx)
 	}
 	if err == nil && n.started.Load() && n.nc.IsConnected() {
 		n.ann.DrainAnswers(ctx)
 	}
 	n.Close()
 	return err
+}
+
+// leave stops taking requests and says goodbye, for Drain. From here on
+// sync and info are answered with the goodbye (see onHelloRequest): a peer
+// that joins now does not take the node for a live one, and a process
+// starting under its id hears that it is still there (it holds the exec
+// subject until it closes). Heartbeats go on: they keep its steps in
+// flight from being declared lost by the peers that sent them. It returns
+// the channels that tell when the rpc subscriptions it drains are closed.
+func (n *Node) leave() []<-chan nats.SubStatus {
+	// Cut off from NATS nothing is in transit to this node and nothing it
+	// sends gets out: drain the work, not the subscriptions.
+	connected := n.nc.IsConnected()
+	var rpcClosed []<-chan nats.SubStatus
+	for _, s := range []*nats.Subscription{n.rpcSub, n.nodeRPC, n.extRPC} {
+		switch {
+		case s == nil:
+		case !connected:
+			_ = s.Unsubscribe()
+		default:
+			// Drain, not Unsubscribe: requests the server sent before
+			// it took the unsubscribe are served instead of dropped
+			// (their callers would wait for their whole timeout).
+			closed := s.StatusChanged(nats.SubscriptionClosed)
+			if s.Drain() != nil {
+				_ = s.Unsubscribe()
+			} else {
+				rpcClosed = append(rpcClosed, closed)
+			}
+		}
+	}
+	n.ann.Leave()
+	if connected {
+		_ = n.nc.FlushTimeout(time.Second)
+	}
+	n.log.Info("node draining", "connected", connected)
+	return rpcClosed
+}
+
+// waitIdle waits until no step runs or waits here, or ctx ends.
+func (n *Node) waitIdle(ctx context.Context) error {
+	select {
+	case <-n.executor.work.idle():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("node: drain: %w", ctx.Err())
+	}
 }
 
 // watchConn stops the node when its connection is closed for good under
