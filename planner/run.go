@@ -171,6 +171,11 @@ type Runner struct {
 	// refused it for load. Default DefaultOverloadRetryAfter.
 	OverloadRetryAfter time.Duration
 
+	routeWaits routeWaits
+}
+
+// routeWaits count a runner's steps waiting for a route.
+type routeWaits struct {
 	waiting atomic.Int64 // steps waiting for a route now
 	wakes   atomic.Int64 // Watch wake-ups of waiting requests
 }
@@ -260,33 +265,33 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	f := &dataflow{r: r, p: p, tr: tr, ctx: ctx, cancel: cancel,
-		results: make([]any, n), done: make([]bool, n), waiting: make([]int, n), readers: make([]int, n),
+		results: make([]any, n), done: make([]bool, n), left: unfinished{inputs: make([]int, n), readers: make([]int, n)},
 		ready: append([]int(nil), p.initial...), completions: make(chan completion, n), held: r.holder(n)}
 	defer f.held.releaseAll()
 	for i, s := range p.Steps {
-		f.waiting[i] = len(s.Deps)
-		f.readers[i] = len(s.Dependents)
+		f.left.inputs[i] = len(s.Deps)
+		f.left.readers[i] = len(s.Dependents)
 	}
 	if r.Delegator != nil && !p.Continue {
-		f.claimed = make([]bool, n)
+		f.deleg.claimed = make([]bool, n)
 	}
 	if p.RouteWait > 0 {
 		f.w = r.newWaits(n, p.RouteWait)
 		defer f.w.close()
 	}
 	for {
-		for f.failed == nil && len(f.ready) > 0 {
+		for f.failed.first == nil && len(f.ready) > 0 {
 			i := f.ready[0]
 			f.ready = f.ready[1:]
 			f.launch(i)
 		}
-		if f.inflight == 0 && (f.failed != nil || f.w.idle()) {
+		if f.inflight == 0 && (f.failed.first != nil || f.w.idle()) {
 			break
 		}
 		f.await()
 	}
-	out, e := collect(p, f.results, f.done, f.held, f.errs, f.failed)
-	return out, f.errs, e
+	out, e := collect(p, f.results, f.done, f.held, f.failed.steps, f.failed.first)
+	return out, f.failed.steps, e
 }
 
 // await takes the next thing that happens to the run: a step's completion,
@@ -295,7 +300,7 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 func (f *dataflow) await() {
 	w := f.w
 	var done <-chan struct{}
-	if f.failed == nil && !w.idle() {
+	if f.failed.first == nil && !w.idle() {
 		done = f.ctx.Done()
 	}
 	select {
@@ -344,17 +349,32 @@ type dataflow struct {
 	cancel      context.CancelFunc
 	results     []any
 	done        []bool
-	waiting     []int // unfinished inputs, per step
-	readers     []int // unfinished dependents, per step
+	left        unfinished
 	ready       []int
 	completions chan completion
 	w           *waits // with p.RouteWait
 	inflight    int    // completions to come
 	held        *holder
-	failed      *schema.Error
-	errs        map[string]*schema.Error // with p.Continue
-	claimed     []bool                   // steps a delegation runs (with a Delegator)
-	noDelegate  map[int]bool             // steps a delegation gave back
+	failed      failures
+	deleg       delegations // with a Delegator
+}
+
+// unfinished counts, per step of a dataflow, what has not finished.
+type unfinished struct {
+	inputs  []int // the steps it depends on
+	readers []int // the steps that depend on it
+}
+
+// failures are how a dataflow failed.
+type failures struct {
+	first *schema.Error            // the request's error; ends the run but with p.Continue
+	steps map[string]*schema.Error // with p.Continue: by step name
+}
+
+// delegations are the steps of a dataflow in delegations.
+type delegations struct {
+	claimed []bool       // steps a delegation runs; nil without a Delegator
+	given   map[int]bool // steps a delegation gave back, to run one by one
 }
 
 // launch starts ready step i: in a delegation with the steps that can go
@@ -362,10 +382,10 @@ type dataflow struct {
 // there is one, on the run's goroutine when it is the only thing to do,
 // else on a goroutine of its own.
 func (f *dataflow) launch(i int) {
-	if f.claimed != nil && !f.noDelegate[i] {
-		if seg := f.r.segment(f.p, i, f.done, f.claimed); seg != nil {
+	if f.deleg.claimed != nil && !f.deleg.given[i] {
+		if seg := f.r.segment(f.p, i, f.done, f.deleg.claimed); seg != nil {
 			for _, j := range seg.steps {
-				f.claimed[j] = true
+				f.deleg.claimed[j] = true
 			}
 			f.inflight += len(seg.steps)
 			go func() {
@@ -405,8 +425,8 @@ func (f *dataflow) start(i int, probe bool) {
 }
 
 func (f *dataflow) fail(e *schema.Error) {
-	if f.failed == nil {
-		f.failed = e
+	if f.failed.first == nil {
+		f.failed.first = e
 		f.cancel()
 	}
 }
@@ -419,7 +439,7 @@ func (f *dataflow) finish(c completion) {
 		// request's own end (its budget, its cancel) and its memory
 		// (held.hold below) still fail it whole.
 		if p.Continue && f.ctx.Err() == nil {
-			f.errs = skip(p, c.step, c.err, f.errs)
+			f.failed.steps = skip(p, c.step, c.err, f.failed.steps)
 			return
 		}
 		f.fail(c.err)
@@ -429,7 +449,7 @@ func (f *dataflow) finish(c completion) {
 	// that nobody else will read and are not to be returned are released.
 	// (The inputs of a failed step stay, for the partial results.)
 	for _, d := range p.Steps[c.step].Deps {
-		if f.readers[d]--; f.readers[d] == 0 && !p.All {
+		if f.left.readers[d]--; f.left.readers[d] == 0 && !p.All {
 			f.results[d] = nil
 			f.held.release(d)
 		}
@@ -441,8 +461,8 @@ func (f *dataflow) finish(c completion) {
 	f.results[c.step] = c.result
 	f.done[c.step] = true
 	for _, d := range p.Steps[c.step].Dependents {
-		f.waiting[d]--
-		if f.waiting[d] == 0 && (f.claimed == nil || !f.claimed[d]) {
+		f.left.inputs[d]--
+		if f.left.inputs[d] == 0 && (f.deleg.claimed == nil || !f.deleg.claimed[d]) {
 			f.ready = append(f.ready, d)
 		}
 	}
@@ -451,13 +471,13 @@ func (f *dataflow) finish(c completion) {
 // requeue gives back the steps of a delegation that did not happen, to
 // run one by one.
 func (f *dataflow) requeue(steps []int) {
-	if f.noDelegate == nil {
-		f.noDelegate = make(map[int]bool, len(steps))
+	if f.deleg.given == nil {
+		f.deleg.given = make(map[int]bool, len(steps))
 	}
 	for _, j := range steps {
-		f.claimed[j] = false
-		f.noDelegate[j] = true
-		if f.waiting[j] == 0 {
+		f.deleg.claimed[j] = false
+		f.deleg.given[j] = true
+		if f.left.inputs[j] == 0 {
 			f.ready = append(f.ready, j)
 		}
 	}
@@ -749,7 +769,7 @@ func (r *Runner) waitRoute(ctx context.Context, call *Call) (string, bool, *sche
 	wake := make(chan struct{}, 1)
 	var tick <-chan time.Time
 	if r.Watch != nil {
-		defer r.Watch(call.Fun, call.Locs, func() { r.wakes.Add(1); signal(wake) })()
+		defer r.Watch(call.Fun, call.Locs, func() { r.routeWaits.wakes.Add(1); signal(wake) })()
 	} else {
 		t := time.NewTicker(pollEvery)
 		defer t.Stop()
