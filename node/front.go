@@ -42,10 +42,15 @@ type front struct {
 	planned   runningSet   // rpc requests planned here, by request id
 	unplanned recentIDs    // cancels of requests this node has not planned (yet)
 
+	stats frontStats
+}
+
+// frontStats count what the rpc side of a node served.
+type frontStats struct {
 	requests, requestErrors atomic.Int64
-	rpcStats, nodeRPCStats  endpointStats // for $SRV.STATS
-	extRPCStats             endpointStats
 	cancelsRefused          atomic.Int64 // cancels whose sender could not be read
+	// For $SRV.STATS, per endpoint.
+	rpc, nodeRPC, extRPC endpointStats
 }
 
 // decodeRatio and decodeSlack bound the memory a request body may decode
@@ -76,7 +81,7 @@ func (fr *front) onRPC(m *nats.Msg) {
 // (so with no id): the caller may send it again, and NATS' queue group will
 // likely pick another node.
 func (fr *front) overloaded(m *nats.Msg, msg, limit string, maxValue int64) {
-	fr.requests.Add(1)
+	fr.stats.requests.Add(1)
 	_, reply, _ := mesh.Codecs(m, fr.nodeRPCSubject(m.Subject))
 	resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
 		Code: schema.CodeOverloaded, Node: fr.cfg.NodeID, Message: msg,
@@ -92,18 +97,18 @@ func (fr *front) overloaded(m *nats.Msg, msg, limit string, maxValue int64) {
 // endpoint of the subject it came on.
 func (fr *front) requestDone(subject string, d time.Duration, e *schema.Error) {
 	if e != nil {
-		fr.requestErrors.Add(1)
+		fr.stats.requestErrors.Add(1)
 	}
 	if r := fr.cfg.Hooks.Recorder; r != nil {
 		r.RequestDone(schema.Outcome(e), d)
 	}
 	switch subject {
 	case fr.subj.RPC():
-		fr.rpcStats.done(d, e)
+		fr.stats.rpc.done(d, e)
 	case fr.subj.ExtRPC():
-		fr.extRPCStats.done(d, e)
+		fr.stats.extRPC.done(d, e)
 	default:
-		fr.nodeRPCStats.done(d, e)
+		fr.stats.nodeRPC.done(d, e)
 	}
 }
 
@@ -184,7 +189,7 @@ func (fr *front) decodeRPC(m *nats.Msg) *rpcCall {
 		fr.overloaded(m, fmt.Sprintf("node %s holds as many requests in memory as the limit %s allows", fr.cfg.NodeID, schema.LimitText("max_planning_bytes", fr.cfg.Limits.MaxPlanningBytes)), "max_planning_bytes", fr.cfg.Limits.MaxPlanningBytes)
 		return nil
 	}
-	fr.requests.Add(1)
+	fr.stats.requests.Add(1)
 	tree, size, reply, err := mesh.DecodeSized(m, reserve, fr.nodeRPCSubject(m.Subject))
 	if err != nil {
 		size = 0
@@ -436,7 +441,7 @@ func (fr *front) onCancelRequest(m *nats.Msg) {
 	caller, err := fr.caller(m)
 	if err != nil {
 		// Ignored: whose request it would stop cannot be told.
-		fr.cancelsRefused.Add(1)
+		fr.stats.cancelsRefused.Add(1)
 		fr.denied(c.ID, caller, "", err)
 		return
 	}

@@ -225,11 +225,11 @@ func (n *Node) Err() error {
 func (n *Node) Stats() Stats {
 	x, fr := n.executor, n.front
 	s := Stats{
-		Requests: fr.requests.Load(), RequestErrors: fr.requestErrors.Load(),
+		Requests: fr.stats.requests.Load(), RequestErrors: fr.stats.requestErrors.Load(),
 		Steps: x.steps.Load(), StepErrors: x.stepErrors.Load(), Foreign: x.foreign.Load(),
 		Inflight: x.inflight.Load(), Queued: x.queued.Load(), Planning: fr.planning.Load(),
 		RouteWaiting: fr.runner.Waiting(), RouteWakes: fr.runner.Wakes(),
-		CancelsRefused: fr.cancelsRefused.Load(),
+		CancelsRefused: fr.stats.cancelsRefused.Load(),
 	}
 	if f := n.follower.Load(); f != nil {
 		s.Foreign += f.Foreign()
