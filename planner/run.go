@@ -127,9 +127,8 @@ type Runner struct {
 	Local Executor
 	// Observer, when set, is told of every finished step.
 	Observer Observer
-	// MaxRetries is how many times a step is re-routed after its node
-	// vanished, drained or was overloaded before it ran. Default 2.
-	MaxRetries int
+	// Retries say how a step that did not run on its node is tried again.
+	Retries Retries
 	// Logger logs step failures at debug level. Default: discard.
 	Logger *slog.Logger
 	// Size, when set, measures a step's result (in encoded bytes, roughly)
@@ -166,12 +165,20 @@ type Runner struct {
 	// MaxDelegated bounds the steps delegated in one message. Default
 	// DefaultMaxDelegated.
 	MaxDelegated int
-	// OverloadRetryAfter is the wait a step's OVERLOADED error suggests
-	// (details.retry_after_ms) when every eligible node it was sent to
-	// refused it for load. Default DefaultOverloadRetryAfter.
-	OverloadRetryAfter time.Duration
 
 	routeWaits routeWaits
+}
+
+// Retries say how a Runner tries again a step that did not run on its
+// node.
+type Retries struct {
+	// Max is how many times a step is re-routed after its node vanished,
+	// drained or was overloaded before it ran. Default 2.
+	Max int
+	// OverloadAfter is the wait a step's OVERLOADED error suggests
+	// (details.retry_after_ms) when every eligible node it was sent to
+	// refused it for load. Default DefaultOverloadRetryAfter.
+	OverloadAfter time.Duration
 }
 
 // routeWaits count a runner's steps waiting for a route.
@@ -180,7 +187,7 @@ type routeWaits struct {
 	wakes   atomic.Int64 // Watch wake-ups of waiting requests
 }
 
-// DefaultOverloadRetryAfter is the default of Runner.OverloadRetryAfter.
+// DefaultOverloadRetryAfter is the default of Runner.Retries.OverloadAfter.
 const DefaultOverloadRetryAfter = 100 * time.Millisecond
 
 // Budget is memory shared by the requests of a node; see Runner.Memory.
@@ -681,7 +688,7 @@ func (r *Runner) executor(node string) Executor {
 
 // exec routes and runs call, re-routing it as Call says.
 func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string, attempts int, _ *schema.Error) {
-	maxRetries := r.MaxRetries
+	maxRetries := r.Retries.Max
 	if maxRetries <= 0 {
 		maxRetries = 2
 	}
@@ -747,7 +754,7 @@ func (r *Runner) noNodeLeft(call *Call, node string, tried []string, last *schem
 		return &schema.Error{Code: schema.CodeNodeUnavailable, Step: call.Step, Node: node,
 			Message: "no other eligible node could take the step after: " + last.Message, Details: d}
 	}
-	wait := r.OverloadRetryAfter
+	wait := r.Retries.OverloadAfter
 	if wait <= 0 {
 		wait = DefaultOverloadRetryAfter
 	}
