@@ -84,6 +84,31 @@ func Backoff(n int, base, ceiling time.Duration) time.Duration {
 // reconnects with exponential backoff, logging each state change. It waits
 // until the connection is up or ctx is done.
 func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
+	cfg, log := cfg.withDefaults()
+	var conn atomic.Pointer[nats.Conn] // for the reconnect delay, once dialed
+	url, opts, err := cfg.dialOptions(log, &conn)
+	if err != nil {
+		return nil, err
+	}
+	// Handlers the caller set in cfg.Options are chained, not replaced:
+	// ours come last (a later option wins) and call theirs first.
+	var user nats.Options
+	for _, o := range cfg.Options {
+		_ = o(&user)
+	}
+	connected := make(chan struct{}, 1)
+	opts = append(opts, handlerOptions(user, log, connected)...)
+	nc, err := nats.Connect(url, opts...)
+	conn.Store(nc)
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect %s: %w", strings.Join(RedactAll([]string{url}), ","), err)
+	}
+	return waitConnected(ctx, nc, url, connected)
+}
+
+// withDefaults returns cfg with its zero reconnect settings set, and its
+// logger.
+func (cfg ConnConfig) withDefaults() (ConnConfig, *slog.Logger) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -94,28 +119,28 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 	if cfg.MaxReconnectWait <= 0 {
 		cfg.MaxReconnectWait = 5 * time.Second
 	}
+	return cfg, log
+}
+
+// dialOptions returns the URL to dial and the options of cfg but the
+// handlers: name, reconnects and their backoff, in-process or TCP servers,
+// Auth, the inbox prefix and cfg.Options. conn is read by the reconnect
+// delay, to say why a server refused the connection.
+func (cfg ConnConfig) dialOptions(log *slog.Logger, conn *atomic.Pointer[nats.Conn]) (string, []nats.Option, error) {
+	authOpts, err := cfg.Auth.Options()
+	if err != nil {
+		return "", nil, err
+	}
+	if cfg.InboxPrefix != "" {
+		if err := checkInboxPrefix(cfg.InboxPrefix); err != nil {
+			return "", nil, err
+		}
+		authOpts = append(authOpts, nats.CustomInboxPrefix(cfg.InboxPrefix))
+	}
 	maxRe := cfg.MaxReconnects
 	if maxRe == 0 {
 		maxRe = -1
 	}
-	// Handlers the caller set in cfg.Options are chained, not replaced:
-	// ours come last (a later option wins) and call theirs first.
-	var user nats.Options
-	for _, o := range cfg.Options {
-		_ = o(&user)
-	}
-	authOpts, err := cfg.Auth.Options()
-	if err != nil {
-		return nil, err
-	}
-	if cfg.InboxPrefix != "" {
-		if err := checkInboxPrefix(cfg.InboxPrefix); err != nil {
-			return nil, err
-		}
-		authOpts = append(authOpts, nats.CustomInboxPrefix(cfg.InboxPrefix))
-	}
-	connected := make(chan struct{}, 1)
-	var conn atomic.Pointer[nats.Conn] // for the reconnect delay, once dialed
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
 		nats.MaxReconnects(maxRe),
@@ -148,9 +173,13 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 		opts = append(opts, nats.RetryOnFailedConnect(true))
 	}
 	opts = append(opts, authOpts...)
-	opts = append(opts, cfg.Options...)
-	var badHeaders lograte.Limiter // messages whose header does not decode
-	opts = append(opts,
+	return url, append(opts, cfg.Options...), nil
+}
+
+// handlerOptions are the connection's handlers: each calls the caller's
+// (user's) first, then logs; the connect handler also signals connected.
+func handlerOptions(user nats.Options, log *slog.Logger, connected chan<- struct{}) []nats.Option {
+	return []nats.Option{
 		nats.ConnectHandler(func(nc *nats.Conn) {
 			call(user.ConnectedCB, nc)
 			log.Info("nats connected", "url", Redact(nc.ConnectedUrl()))
@@ -191,29 +220,36 @@ func Connect(ctx context.Context, cfg ConnConfig) (*nats.Conn, error) {
 				log.Debug("nats connection closed")
 			}
 		}),
-		nats.ErrorHandler(func(nc *nats.Conn, s *nats.Subscription, err error) {
-			if user.AsyncErrorCB != nil {
-				user.AsyncErrorCB(nc, s, err)
-			}
-			subj := ""
-			if s != nil {
-				subj = s.Subject
-			}
-			if errors.Is(err, nats.ErrBadHeaderMsg) {
-				// A sender chose the header: many of them must not flood the log.
-				if ok, held := badHeaders.Allow("bad header"); ok {
-					log.Warn("a message whose header block does not decode", "subject", subj, "dropped_since_last_log", held)
-				}
-				return
-			}
-			log.Error("nats async error", "subject", subj, "error", err)
-		}),
-	)
-	nc, err := nats.Connect(url, opts...)
-	conn.Store(nc)
-	if err != nil {
-		return nil, fmt.Errorf("bus: connect %s: %w", strings.Join(RedactAll([]string{url}), ","), err)
+		nats.ErrorHandler(asyncErrorHandler(user.AsyncErrorCB, log)),
 	}
+}
+
+// asyncErrorHandler logs the connection's async errors after calling the
+// caller's handler (theirs, when set).
+func asyncErrorHandler(theirs nats.ErrHandler, log *slog.Logger) nats.ErrHandler {
+	var badHeaders lograte.Limiter // messages whose header does not decode
+	return func(nc *nats.Conn, s *nats.Subscription, err error) {
+		if theirs != nil {
+			theirs(nc, s, err)
+		}
+		subj := ""
+		if s != nil {
+			subj = s.Subject
+		}
+		if errors.Is(err, nats.ErrBadHeaderMsg) {
+			// A sender chose the header: many of them must not flood the log.
+			if ok, held := badHeaders.Allow("bad header"); ok {
+				log.Warn("a message whose header block does not decode", "subject", subj, "dropped_since_last_log", held)
+			}
+			return
+		}
+		log.Error("nats async error", "subject", subj, "error", err)
+	}
+}
+
+// waitConnected returns nc once it is connected, or closes it when ctx
+// ends first.
+func waitConnected(ctx context.Context, nc *nats.Conn, url string, connected <-chan struct{}) (*nats.Conn, error) {
 	if nc.IsConnected() {
 		return nc, nil
 	}

@@ -12,6 +12,10 @@ import (
 // DefaultPrefix is the subject prefix P of docs/PROTOCOL.md §1.
 const DefaultPrefix = "mpreg"
 
+// DefaultCluster is the cluster id of the nodes and clients that name
+// none.
+const DefaultCluster = "default"
+
 // QueueGroup is the queue group of the rpc subject.
 const QueueGroup = "mpreg"
 

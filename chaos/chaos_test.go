@@ -351,8 +351,8 @@ func (h *harness) connect(name string, order []int, extra ...nats.Option) *nats.
 func (h *harness) startNode(nc *nats.Conn, id, label string, locs ...string) *node.Node {
 	cfg := node.Config{
 		NodeID: id, Locs: append(locs, "node-"+id),
-		HeartbeatInterval: heartbeat, DeadAfter: deadAfter, SyncQuiet: 50 * time.Millisecond,
-		Logger: h.log.With("test_node", label),
+		Gossip: node.Gossip{HeartbeatInterval: heartbeat, DeadAfter: deadAfter, SyncQuiet: 50 * time.Millisecond},
+		Hooks:  node.Hooks{Logger: h.log.With("test_node", label)},
 	}
 	return testcluster.StartNode(h.t, nc, cfg, func(n *node.Node) {
 		require.NoError(h.t, n.Register("work", h.execs.sleeper(label), node.WithParams("ms", "tag"), node.Idempotent()))

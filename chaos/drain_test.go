@@ -33,10 +33,10 @@ func TestDrainLosesNoRequest(t *testing.T) {
 	var nodes []*node.Node
 	for i := 1; i <= 4; i++ {
 		cfg := testcluster.NodeConfig(t, fmt.Sprintf("d%d", i))
-		cfg.Logger = log.With("test_node", cfg.NodeID)
+		cfg.Hooks.Logger = log.With("test_node", cfg.NodeID)
 		// Only goodbyes take nodes out of routing here: a starved machine
 		// must not make a live node look dead by silence.
-		cfg.DeadAfter = 2 * time.Second
+		cfg.Gossip.DeadAfter = 2 * time.Second
 		nodes = append(nodes, testcluster.Node(t, s.ClientURL(), cfg, nil))
 	}
 	for _, n := range nodes {

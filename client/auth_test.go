@@ -69,7 +69,7 @@ func TestAuthMethods(t *testing.T) {
 			nc := testcluster.Conn(t, url, testcluster.WithConnConfig(bus.ConnConfig{Servers: []string{url}, Auth: tc.good}))
 			testcluster.StartNode(t, nc, testcluster.NodeConfig(t, "n1"), nil)
 
-			cl := testcluster.Client(t, url, client.Config{Auth: tc.good})
+			cl := testcluster.Client(t, url, client.Config{Dial: bus.ConnConfig{Auth: tc.good}})
 			out, err := cl.Call(context.Background(), "echo", []any{"hello"})
 			require.NoError(t, err)
 			require.Equal(t, "hello", out)
@@ -77,7 +77,7 @@ func TestAuthMethods(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			start := time.Now()
-			bad, err := client.Connect(ctx, client.Config{Servers: []string{url}, Auth: tc.bad, NoFollow: true, ConnOptions: oneShot})
+			bad, err := client.Connect(ctx, client.Config{Dial: bus.ConnConfig{Servers: []string{url}, Auth: tc.bad, Options: oneShot}, NoFollow: true})
 			took := time.Since(start)
 			if bad != nil {
 				bad.Close()
@@ -100,7 +100,7 @@ func TestAuthTLSHostname(t *testing.T) {
 	srv := testsecure.Server(t, "tls {\n cert_file: \""+pki.WrongHostCert+"\"\n key_file: \""+pki.WrongHostKey+"\"\n}\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := client.Connect(ctx, client.Config{Servers: []string{srv.ClientURL()}, Auth: bus.Auth{TLSCA: pki.CA}, NoFollow: true, ConnOptions: oneShot})
+	_, err := client.Connect(ctx, client.Config{Dial: bus.ConnConfig{Servers: []string{srv.ClientURL()}, Auth: bus.Auth{TLSCA: pki.CA}, Options: oneShot}, NoFollow: true})
 	require.ErrorIs(t, err, schema.ErrUnauthenticated)
 	require.Contains(t, err.Error(), "does not name the host dialed")
 }
@@ -116,7 +116,7 @@ func TestAuthConfigMistakes(t *testing.T) {
 		{bus.Auth{TLSCert: "c.pem"}, "tls-cert and tls-key go together"},
 		{bus.Auth{Creds: "/nonexistent/user.creds"}, "creds:"},
 	} {
-		_, err := client.Connect(context.Background(), client.Config{Servers: []string{"nats://127.0.0.1:1"}, Auth: tc.auth, NoFollow: true, ConnOptions: oneShot})
+		_, err := client.Connect(context.Background(), client.Config{Dial: bus.ConnConfig{Servers: []string{"nats://127.0.0.1:1"}, Auth: tc.auth, Options: oneShot}, NoFollow: true})
 		require.ErrorIs(t, err, client.ErrInvalidConfig)
 		require.ErrorIs(t, err, bus.ErrInvalidConfig)
 		require.Contains(t, err.Error(), tc.want)
@@ -139,7 +139,7 @@ func TestPublishDeniedIsPermissionDenied(t *testing.T) {
 	nc := testcluster.Conn(t, url, testcluster.WithConnConfig(bus.ConnConfig{Servers: []string{url}, Auth: bus.Auth{User: "node", Password: "n"}}))
 	testcluster.StartNode(t, nc, testcluster.NodeConfig(t, "n1"), nil)
 	for _, who := range []bus.Auth{{User: "bob", Password: "b"}, {User: "carol", Password: "c"}} {
-		cl := testcluster.Client(t, url, client.Config{Auth: who, NoFollow: true, Timeout: 20 * time.Second})
+		cl := testcluster.Client(t, url, client.Config{Dial: bus.ConnConfig{Auth: who}, NoFollow: true, Timeout: 20 * time.Second})
 		start := time.Now()
 		_, err := cl.Call(context.Background(), "echo", []any{"x"})
 		took := time.Since(start)

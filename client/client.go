@@ -38,23 +38,16 @@ var ErrInvalidConfig = errors.New("client: invalid config")
 // Config configures a Client. Zero fields take the defaults named in their
 // comments.
 type Config struct {
-	// Servers are the NATS URLs. Default nats://127.0.0.1:4222. Ignored when
-	// Conn is set.
-	Servers []string
 	// Conn, when set, is used instead of dialing; the Client does not close it.
 	Conn *nats.Conn
-	// Auth is the identity shown to NATS and the TLS settings for dialing
-	// (see bus.Auth). Ignored when Conn is set.
-	Auth bus.Auth
-	// InboxPrefix replaces "_INBOX" as the prefix of every reply subject
-	// the client subscribes (see bus.ConnConfig.InboxPrefix), e.g.
+	// Dial is the connection the client opens when Conn is nil (see
+	// bus.ConnConfig): Servers (default nats://127.0.0.1:4222), Auth (the
+	// identity shown to NATS and the TLS settings), InboxPrefix (e.g.
 	// "_INBOX_alice" for a NATS user allowed to subscribe only
-	// "_INBOX_alice.>". Ignored when Conn is set: the client's inboxes then
-	// come from that connection's options. Default "_INBOX".
-	InboxPrefix string
-	// ConnOptions are extra nats.go options for dialing, applied after
-	// Auth's.
-	ConnOptions []nats.Option
+	// "_INBOX_alice.>"; with Conn the inboxes come from that connection's
+	// options), Name, reconnect settings and extra nats.go Options. Its
+	// Logger defaults to Logger.
+	Dial bus.ConnConfig
 	// FailFast dials once: when no NATS server answers the first connect,
 	// Connect returns NODE_UNAVAILABLE ("cannot reach NATS at …") at once
 	// instead of trying again until ctx ends. A connection that was up
@@ -88,8 +81,6 @@ type Config struct {
 	// (requests and the replies expected to them, see mesh.Flow); more
 	// calls wait. Default 64 MiB.
 	MaxBytesInFlight int64
-	// Name is the NATS connection name.
-	Name string
 	// Logger. Default: discard.
 	Logger *slog.Logger
 }
@@ -120,7 +111,7 @@ func (c *Client) nextID() string {
 // learns the cluster's nodes before returning.
 func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	if cfg.Cluster == "" {
-		cfg.Cluster = "default"
+		cfg.Cluster = bus.DefaultCluster
 	}
 	if err := schema.CheckID(cfg.Cluster); err != nil {
 		return nil, fmt.Errorf("%w: cluster: %w", ErrInvalidConfig, err)
@@ -139,14 +130,16 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, nc: cfg.Conn, subj: bus.NewSubjects(cfg.Prefix, cfg.Cluster), idPrefix: nuid.Next() + "-"}
 	if c.nc == nil {
-		opts := cfg.ConnOptions
-		if cfg.FailFast {
-			opts = append([]nats.Option{nats.RetryOnFailedConnect(false)}, opts...)
+		dc := cfg.Dial
+		if dc.Logger == nil {
+			dc.Logger = cfg.Logger
 		}
-		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: cfg.Servers, Name: cfg.Name, Auth: cfg.Auth, InboxPrefix: cfg.InboxPrefix,
-			Options: opts, Logger: cfg.Logger})
+		if cfg.FailFast {
+			dc.Options = append([]nats.Option{nats.RetryOnFailedConnect(false)}, dc.Options...)
+		}
+		nc, err := bus.Connect(ctx, dc)
 		if err != nil {
-			return nil, connectError(cfg.Servers, err)
+			return nil, connectError(cfg.Dial.Servers, err)
 		}
 		c.nc, c.ownConn = nc, true
 	}
@@ -439,32 +432,7 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
-	r := *req
-	// Always a stream: its planned event tells which node plans the
-	// request, to watch (a quick request still costs one message).
-	r.Stream = true
-	if r.ID == "" {
-		r.ID = c.nextID() // for the logs of both sides
-	}
-	if r.TimeoutMS <= 0 {
-		budget := c.cfg.Timeout
-		if dl, ok := ctx.Deadline(); ok {
-			// Leave room for the cluster's TIMEOUT reply (with partial
-			// results) to arrive before the caller's own deadline.
-			left := time.Until(dl)
-			budget = left - min(max(left/10, 5*time.Millisecond), 250*time.Millisecond)
-		}
-		r.TimeoutMS = max(budget.Milliseconds(), 1)
-	}
-	// The cluster caps budgets (10 min by default); so does the wait here,
-	// at a day.
-	dl := schema.Deadline(time.Now(), r.TimeoutMS, 0, 0, maxWait)
-	if r.DeadlineMS <= 0 {
-		// The budget also as an absolute time: a planner that reads the
-		// request late (stalled, or far behind) runs none of it after we
-		// stopped waiting.
-		_, r.DeadlineMS = schema.Budget(time.Now(), dl)
-	}
+	r, dl := c.stamp(ctx, req)
 	ctx, cancel := context.WithDeadline(ctx, dl.Add(grace))
 	defer cancel()
 	data, err := c.cfg.Codec.Encode(&r)
@@ -500,9 +468,48 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 	if c.nc.Status() != nats.CONNECTED {
 		return nil, schema.Errorf(schema.CodeNodeUnavailable, "not connected to NATS (%s)", c.nc.Status())
 	}
+	return c.send(ctx, msg, &r, onEvent)
+}
+
+// stamp returns a copy of req as the client sends it, a stream with an
+// id, a timeout_ms and a deadline_ms, and the deadline the client waits
+// for its response until (a grace later).
+func (c *Client) stamp(ctx context.Context, req *schema.Request) (schema.Request, time.Time) {
+	r := *req
+	// Always a stream: its planned event tells which node plans the
+	// request, to watch (a quick request still costs one message).
+	r.Stream = true
+	if r.ID == "" {
+		r.ID = c.nextID() // for the logs of both sides
+	}
+	if r.TimeoutMS <= 0 {
+		budget := c.cfg.Timeout
+		if dl, ok := ctx.Deadline(); ok {
+			// Leave room for the cluster's TIMEOUT reply (with partial
+			// results) to arrive before the caller's own deadline.
+			left := time.Until(dl)
+			budget = left - min(max(left/10, 5*time.Millisecond), 250*time.Millisecond)
+		}
+		r.TimeoutMS = max(budget.Milliseconds(), 1)
+	}
+	// The cluster caps budgets (10 min by default); so does the wait here,
+	// at a day.
+	dl := schema.Deadline(time.Now(), r.TimeoutMS, 0, 0, maxWait)
+	if r.DeadlineMS <= 0 {
+		// The budget also as an absolute time: a planner that reads the
+		// request late (stalled, or far behind) runs none of it after we
+		// stopped waiting.
+		_, r.DeadlineMS = schema.Budget(time.Now(), dl)
+	}
+	return r, dl
+}
+
+// send sends msg, the encoded r, until a planner answers or it is clear
+// that none will, and returns the answer.
+func (c *Client) send(ctx context.Context, msg *nats.Msg, r *schema.Request, onEvent func(Event)) (*schema.Response, error) {
 	overloaded, absent := 0, 0
 	for {
-		resp, err := c.rpc(ctx, msg, &r, onEvent)
+		resp, err := c.rpc(ctx, msg, r, onEvent)
 		var nobody *nobodyError
 		if resp == nil && err != nil && !errors.As(err, &nobody) {
 			// The client gives up without the planner's answer (the
@@ -666,7 +673,7 @@ var rpcAbsentWaits = []time.Duration{10 * time.Millisecond, 40 * time.Millisecon
 
 // maxPartBytes bounds the parts of a response (split_results) that the
 // client keeps: a node's default max_result_bytes.
-const maxPartBytes = 512 << 20
+const maxPartBytes = planner.DefaultMaxResultBytes
 
 // rpc sends one rpc request, req encoded in msg, and reads its response,
 // and with split_results the parts that come before it. "No responders"

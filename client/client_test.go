@@ -252,7 +252,7 @@ func TestLiteralArgEqualsFunName(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	c := newCluster(t)
-	cl, err := client.Connect(testwait.Ctx(t), client.Config{Servers: []string{c.srv.ClientURL()}, SyncQuiet: 50 * time.Millisecond})
+	cl, err := client.Connect(testwait.Ctx(t), client.Config{Dial: bus.ConnConfig{Servers: []string{c.srv.ClientURL()}}, SyncQuiet: 50 * time.Millisecond})
 	require.NoError(t, err)
 	_, err = cl.Call(testwait.Ctx(t), "echo", []any{1})
 	require.NoError(t, err)
@@ -360,7 +360,7 @@ func TestConnectInvalidConfig(t *testing.T) {
 func TestConnectNoServer(t *testing.T) {
 	url := fmt.Sprintf("nats://127.0.0.1:%d", testcluster.FreePort(t))
 	start := time.Now()
-	_, err := client.Connect(testwait.Ctx(t), client.Config{Servers: []string{url}, FailFast: true, NoFollow: true})
+	_, err := client.Connect(testwait.Ctx(t), client.Config{Dial: bus.ConnConfig{Servers: []string{url}}, FailFast: true, NoFollow: true})
 	require.ErrorIs(t, err, schema.ErrNodeUnavailable)
 	require.ErrorIs(t, err, nats.ErrNoServers)
 	require.Equal(t, "NODE_UNAVAILABLE: cannot reach NATS at "+url+": nats: no servers available for connection", err.Error())
@@ -368,7 +368,7 @@ func TestConnectNoServer(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err = client.Connect(ctx, client.Config{Servers: []string{url}, NoFollow: true})
+	_, err = client.Connect(ctx, client.Config{Dial: bus.ConnConfig{Servers: []string{url}}, NoFollow: true})
 	require.ErrorIs(t, err, schema.ErrNodeUnavailable)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 }

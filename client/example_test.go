@@ -48,7 +48,7 @@ func Example() {
 	}
 	defer n.Close()
 
-	c, err := client.Connect(ctx, client.Config{Servers: []string{srv.ClientURL()}})
+	c, err := client.Connect(ctx, client.Config{Dial: bus.ConnConfig{Servers: []string{srv.ClientURL()}}})
 	if err != nil {
 		panic(err)
 	}

@@ -17,7 +17,7 @@ import (
 )
 
 // TestInboxPrefix: NATS users allowed to subscribe only under their own
-// inbox prefix call with Config.InboxPrefix, every inbox of the client
+// inbox prefix call with Config.Dial.InboxPrefix, every inbox of the client
 // (replies, streams, the membership sync) under it; without it NATS
 // refuses the client's inbox and the call ends PERMISSION_DENIED at once.
 func TestInboxPrefix(t *testing.T) {
@@ -34,7 +34,7 @@ func TestInboxPrefix(t *testing.T) {
 	alice := bus.Auth{User: "alice", Password: "a"}
 
 	// alice may publish only on rpc and cancel: she goes by rpc.
-	cl := testcluster.Client(t, url, client.Config{Auth: alice, InboxPrefix: "_INBOX_alice", NoFollow: true})
+	cl := testcluster.Client(t, url, client.Config{Dial: bus.ConnConfig{Auth: alice, InboxPrefix: "_INBOX_alice"}, NoFollow: true})
 	v, err := cl.Call(ctx, "echo", []any{"hi"})
 	require.NoError(t, err)
 	require.Equal(t, "hi", v)
@@ -45,7 +45,7 @@ func TestInboxPrefix(t *testing.T) {
 	require.EqualValues(t, 1, resp.Results["x"])
 	require.Equal(t, []string{schema.EventPlanned, schema.EventStep}, kinds)
 
-	cl = testcluster.Client(t, url, client.Config{Auth: alice, NoFollow: true, Timeout: 20 * time.Second})
+	cl = testcluster.Client(t, url, client.Config{Dial: bus.ConnConfig{Auth: alice}, NoFollow: true, Timeout: 20 * time.Second})
 	start := time.Now()
 	_, err = cl.Call(ctx, "echo", []any{"hi"})
 	require.ErrorIs(t, err, schema.ErrPermissionDenied)
@@ -57,7 +57,7 @@ func TestInboxPrefix(t *testing.T) {
 
 	// ops follows the membership and calls nodes directly; a client that
 	// does not follow asks for the peers (a sync request, on its inbox).
-	ops := client.Config{Auth: bus.Auth{User: "ops", Password: "o"}, InboxPrefix: "_INBOX_ops"}
+	ops := client.Config{Dial: bus.ConnConfig{Auth: bus.Auth{User: "ops", Password: "o"}, InboxPrefix: "_INBOX_ops"}}
 	cl = testcluster.Client(t, url, ops)
 	testcluster.WaitForRoute(t, cl.Table(), "echo", nil, "n1")
 	v, err = cl.Call(ctx, "echo", []any{"direct"})
@@ -70,7 +70,7 @@ func TestInboxPrefix(t *testing.T) {
 	require.Equal(t, "n1", peers[0].Hello.Node)
 
 	for _, bad := range []string{"_INBOX.>", "a b", "_INBOX.", "x.*.y"} {
-		_, err := client.Connect(ctx, client.Config{Servers: []string{url}, InboxPrefix: bad, NoFollow: true, ConnOptions: oneShot})
+		_, err := client.Connect(ctx, client.Config{Dial: bus.ConnConfig{Servers: []string{url}, InboxPrefix: bad, Options: oneShot}, NoFollow: true})
 		require.ErrorIs(t, err, client.ErrInvalidConfig, bad)
 		require.ErrorIs(t, err, bus.ErrInvalidConfig, bad)
 		require.Contains(t, err.Error(), "inbox prefix", bad)

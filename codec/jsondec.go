@@ -271,39 +271,9 @@ func getu4(s []byte) rune {
 // number reads a number by JSON's grammar and applies Decode's rule.
 func (d *jsonDecoder) number() (any, error) {
 	start := d.i
-	digits := func() int {
-		n := 0
-		for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
-			d.i++
-			n++
-		}
-		return n
-	}
-	if d.b[d.i] == '-' {
-		d.i++
-	}
-	if d.i < len(d.b) && d.b[d.i] == '0' {
-		d.i++
-	} else if digits() == 0 {
-		return nil, d.fail("bad number")
-	}
-	integral := true
-	if d.i < len(d.b) && d.b[d.i] == '.' {
-		d.i++
-		integral = false
-		if digits() == 0 {
-			return nil, d.fail("bad number")
-		}
-	}
-	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
-		d.i++
-		integral = false
-		if d.i < len(d.b) && (d.b[d.i] == '+' || d.b[d.i] == '-') {
-			d.i++
-		}
-		if digits() == 0 {
-			return nil, d.fail("bad number")
-		}
+	integral, err := d.scanNumber()
+	if err != nil {
+		return nil, err
 	}
 	s := d.b[start:d.i]
 	if integral && len(s) < 19 { // fits int64: no need to try the rest
@@ -317,6 +287,48 @@ func (d *jsonDecoder) number() (any, error) {
 		return v, nil
 	}
 	return parseNumber(string(s))
+}
+
+// scanNumber moves past a number by JSON's grammar and reports whether it
+// has neither a fraction nor an exponent.
+func (d *jsonDecoder) scanNumber() (integral bool, err error) {
+	if d.b[d.i] == '-' {
+		d.i++
+	}
+	if d.i < len(d.b) && d.b[d.i] == '0' {
+		d.i++
+	} else if d.digits() == 0 {
+		return false, d.fail("bad number")
+	}
+	integral = true
+	if d.i < len(d.b) && d.b[d.i] == '.' {
+		d.i++
+		integral = false
+		if d.digits() == 0 {
+			return false, d.fail("bad number")
+		}
+	}
+	if d.i < len(d.b) && (d.b[d.i] == 'e' || d.b[d.i] == 'E') {
+		d.i++
+		integral = false
+		if d.i < len(d.b) && (d.b[d.i] == '+' || d.b[d.i] == '-') {
+			d.i++
+		}
+		if d.digits() == 0 {
+			return false, d.fail("bad number")
+		}
+	}
+	return integral, nil
+}
+
+// digits moves past decimal digits and returns how many there were.
+func (d *jsonDecoder) digits() int {
+	n := 0
+	for d.i < len(d.b) && d.b[d.i] >= '0' && d.b[d.i] <= '9' {
+		d.i++
+		n++
+	}
+	return n
 }
 
 func trimMinus(s []byte) []byte {

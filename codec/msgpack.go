@@ -394,15 +394,27 @@ func (m *mpDecoder) decode(depth int) (any, error) {
 	case isStr(c):
 		return m.str(c)
 	case isBin(c):
-		b, err := m.raw(c)
-		if err == nil {
-			err = m.cost.charge(costBinary + int64(len(b)))
-		}
-		if err != nil {
-			return nil, err
-		}
-		return slices.Clone(b), nil
+		return m.binary(c)
 	}
+	return m.coded(c, depth)
+}
+
+// binary reads a bin value after its code c.
+func (m *mpDecoder) binary(c byte) (any, error) {
+	b, err := m.raw(c)
+	if err == nil {
+		err = m.cost.charge(costBinary + int64(len(b)))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(b), nil
+}
+
+// coded reads a value whose code c is its type alone, not a fix type:
+// nil, booleans, 16- and 32-bit arrays and maps, timestamps and
+// fixed-size numbers.
+func (m *mpDecoder) coded(c byte, depth int) (any, error) {
 	switch c {
 	case msgpcode.Nil:
 		return nil, nil

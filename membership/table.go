@@ -688,35 +688,13 @@ func (t *Table) Pick(fun string, locs []string, exclude []string) (node string, 
 	if !found {
 		return "", false
 	}
-	var best int64
-	var bestE *entry
-	ties := 0
-	// consider compares e with the best so far and reports whether it
-	// qualified.
+	var p picker
+	// consider offers o to p and reports whether it qualified.
 	consider := func(o offer) bool {
-		e := o.e
-		if !o.has(locs) || !t.aliveLocked(e, now) || slices.Contains(exclude, e.hello.Node) {
+		if !o.has(locs) || !t.aliveLocked(o.e, now) || slices.Contains(exclude, o.e.hello.Node) {
 			return false
 		}
-		score := e.out.n.Load()
-		switch {
-		case e.self && t.cfg.SelfLoad != nil:
-			score = t.cfg.SelfLoad()
-		case !e.self:
-			score += max(e.inflight.Load(), 0)
-		}
-		switch {
-		case bestE == nil || score < best:
-			best, bestE, ties = score, e, 1
-		case score == best && bestE.self:
-		case score == best && e.self:
-			bestE, ties = e, 1
-		case score == best:
-			ties++
-			if rand.IntN(ties) == 0 { // reservoir sampling: uniform among ties
-				bestE = e
-			}
-		}
+		p.consider(o.e, t.score(o.e))
 		return true
 	}
 	self := t.nodes[t.cfg.Self]
@@ -740,10 +718,48 @@ func (t *Table) Pick(fun string, locs []string, exclude []string) (node string, 
 			}
 		}
 	}
-	if bestE == nil {
+	if p.best == nil {
 		return "", false
 	}
-	return bestE.hello.Node, true
+	return p.best.hello.Node, true
+}
+
+// score is e's load as Pick weighs it: the steps this process has
+// outstanding there, plus what e last said it runs (or, for this node
+// itself, SelfLoad).
+func (t *Table) score(e *entry) int64 {
+	score := e.out.n.Load()
+	switch {
+	case e.self && t.cfg.SelfLoad != nil:
+		score = t.cfg.SelfLoad()
+	case !e.self:
+		score += max(e.inflight.Load(), 0)
+	}
+	return score
+}
+
+// picker keeps the least loaded entry Pick has considered: this node on a
+// tie, otherwise one of the tied entries uniformly at random.
+type picker struct {
+	best  *entry
+	score int64
+	ties  int
+}
+
+// consider compares e, of that score, with the best so far.
+func (p *picker) consider(e *entry, score int64) {
+	switch {
+	case p.best == nil || score < p.score:
+		p.score, p.best, p.ties = score, e, 1
+	case score == p.score && p.best.self:
+	case score == p.score && e.self:
+		p.best, p.ties = e, 1
+	case score == p.score:
+		p.ties++
+		if rand.IntN(p.ties) == 0 { // reservoir sampling: uniform among ties
+			p.best = e
+		}
+	}
 }
 
 // Pinned returns the only live node that offers fun with all of locs; ok

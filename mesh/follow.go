@@ -66,27 +66,38 @@ type Follower struct {
 	cfg     FollowConfig
 	log     *slog.Logger
 	subs    []*nats.Subscription
-	quit    chan struct{}
 	ctx     context.Context // cancelled by Close
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	closing atomic.Bool
 
 	foreign atomic.Int64 // messages dropped for another cluster id
-	twin    atomic.Int64 // incarnation of another process announcing Self
+	twin    twin
 	logs    lograte.Limiter
 
 	servers *serverPool // the NATS servers learned from peers; nil unless LearnServers
 
-	refreshMu  sync.Mutex
-	refreshed  time.Time     // when the last Refresh ended
-	refreshing chan struct{} // closed when the Refresh under way ends
+	refresh refresh
 
-	mu           sync.Mutex
-	fetching     map[string]*fetch // nodes whose hello is being fetched
-	twinOf       int64             // the twin last logged (see fromSelf)
-	twinInstance string
-	badProtos    map[string]bool // nodes logged for an unsupported proto
+	mu        sync.Mutex
+	fetching  map[string]*fetch // nodes whose hello is being fetched
+	badProtos map[string]bool   // nodes logged for an unsupported proto
+}
+
+// twin is what a follower heard of another process announcing Self.
+type twin struct {
+	incarnation atomic.Int64 // its incarnation, 0 when none was heard
+
+	mu       sync.Mutex
+	logged   int64 // the incarnation and instance last logged (see fromSelf)
+	instance string
+}
+
+// refresh is the state of Follower.Refresh.
+type refresh struct {
+	mu      sync.Mutex
+	ended   time.Time     // when the last Refresh ended
+	running chan struct{} // closed when the Refresh under way ends
 }
 
 // Follow subscribes to the gossip subjects, learns the cluster with one
@@ -105,7 +116,7 @@ func Follow(ctx context.Context, cfg FollowConfig) (*Follower, error) {
 		cfg.PruneInterval = time.Second
 	}
 	f := &Follower{
-		cfg: cfg, quit: make(chan struct{}),
+		cfg:      cfg,
 		fetching: map[string]*fetch{}, badProtos: map[string]bool{},
 	}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
@@ -145,7 +156,7 @@ func Follow(ctx context.Context, cfg FollowConfig) (*Follower, error) {
 
 // Twin returns the incarnation of another live process that announces this
 // node's id (Self), or 0 when none was heard.
-func (f *Follower) Twin() int64 { return f.twin.Load() }
+func (f *Follower) Twin() int64 { return f.twin.incarnation.Load() }
 
 // fromSelf reports whether gossip names Self, and notes (and logs once per
 // process) a second process using the id: one with another incarnation or
@@ -157,11 +168,12 @@ func (f *Follower) fromSelf(node string, incarnation int64, instance, what strin
 	if incarnation == f.cfg.SelfIncarnation && instance == f.cfg.SelfInstance {
 		return true
 	}
-	f.mu.Lock()
-	first := f.twinOf != incarnation || f.twinInstance != instance
-	f.twinOf, f.twinInstance = incarnation, instance
-	f.mu.Unlock()
-	f.twin.Store(incarnation)
+	t := &f.twin
+	t.mu.Lock()
+	first := t.logged != incarnation || t.instance != instance
+	t.logged, t.instance = incarnation, instance
+	t.mu.Unlock()
+	t.incarnation.Store(incarnation)
 	if first {
 		f.log.Error("another process announces this node's id: give every node its own --node-id",
 			"kind", what, "peer", node, "its_incarnation", incarnation, "its_instance", instance,
@@ -183,7 +195,6 @@ func (f *Follower) Close() {
 	for _, s := range f.subs {
 		_ = s.Unsubscribe()
 	}
-	close(f.quit)
 	f.cancel()
 	f.wg.Wait()
 }
@@ -211,7 +222,7 @@ func (f *Follower) every(interval time.Duration, fn func()) {
 	defer t.Stop()
 	for {
 		select {
-		case <-f.quit:
+		case <-f.ctx.Done():
 			return
 		case <-t.C:
 			fn()
@@ -252,28 +263,29 @@ const (
 // to a heartbeat (a node that just started, a NATS route that just
 // formed). Concurrent calls share one sync.
 func (f *Follower) Refresh(ctx context.Context) bool {
-	f.refreshMu.Lock()
-	if time.Since(f.refreshed) < refreshFresh {
-		f.refreshMu.Unlock()
+	r := &f.refresh
+	r.mu.Lock()
+	if time.Since(r.ended) < refreshFresh {
+		r.mu.Unlock()
 		return false
 	}
-	if f.refreshing == nil {
+	if r.running == nil {
 		done := make(chan struct{})
-		f.refreshing = done
+		r.running = done
 		if !f.goOwned(func() {
 			_ = f.sync(f.ctx, refreshQuiet, refreshMax)
-			f.refreshMu.Lock()
-			f.refreshed, f.refreshing = time.Now(), nil
-			f.refreshMu.Unlock()
+			r.mu.Lock()
+			r.ended, r.running = time.Now(), nil
+			r.mu.Unlock()
 			close(done)
 		}) {
-			f.refreshing = nil
-			f.refreshMu.Unlock()
+			r.running = nil
+			r.mu.Unlock()
 			return false
 		}
 	}
-	done := f.refreshing
-	f.refreshMu.Unlock()
+	done := r.running
+	r.mu.Unlock()
 	select {
 	case <-done:
 		return true

@@ -29,7 +29,7 @@ var ErrInboxRefused = errors.New("mesh: NATS refused the reply inbox")
 func PermissionDenied(err error, what string) *schema.Error {
 	if errors.Is(err, ErrInboxRefused) {
 		return schema.Wrap(schema.CodePermissionDenied, err,
-			"NATS does not let this connection subscribe its reply inbox (a user confined to its own inbox prefix needs it set: client.Config.InboxPrefix, mpreg --inbox-prefix)")
+			"NATS does not let this connection subscribe its reply inbox (a user confined to its own inbox prefix needs it set: client.Config.Dial.InboxPrefix, mpreg --inbox-prefix)")
 	}
 	return schema.Wrap(schema.CodePermissionDenied, err, "NATS does not let this connection %s", what)
 }

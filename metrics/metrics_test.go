@@ -43,7 +43,7 @@ func startWatched(t *testing.T, srv *bus.Server, id string, register func(*node.
 	rec, err := metrics.NewRecorder(reg)
 	require.NoError(t, err)
 	cfg := testcluster.NodeConfig(t, id, locs...)
-	cfg.Recorder = rec
+	cfg.Hooks.Recorder = rec
 	nc := testcluster.Conn(t, srv.ClientURL())
 	n := testcluster.StartNode(t, nc, cfg, register)
 	require.NoError(t, metrics.WatchNode(reg, n))

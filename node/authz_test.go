@@ -123,8 +123,8 @@ func (f *authzFixture) dial(t *testing.T, user string) *nats.Conn {
 
 func (f *authzFixture) client(t *testing.T, user string, follow bool) *client.Client {
 	t.Helper()
-	return testcluster.Client(t, f.url, client.Config{Auth: bus.Auth{User: user, Password: passwords[user]},
-		NoFollow: !follow, ConnOptions: inboxOption(user)})
+	return testcluster.Client(t, f.url, client.Config{
+		Dial: bus.ConnConfig{Auth: bus.Auth{User: user, Password: passwords[user]}, Options: inboxOption(user)}, NoFollow: !follow})
 }
 
 var passwords = map[string]string{"alice": alicePass, "bob": bobPass, "node": nodePass, "mallory": "mallory-secret"}
@@ -309,8 +309,9 @@ func TestAuthzLongCallAcrossAccounts(t *testing.T) {
 		follow bool
 	}{{"mallory", false}, {"mallory", true}, {"alice", false}} {
 		follow := c.follow
-		alice := testcluster.Client(t, f.url, client.Config{Auth: bus.Auth{User: c.user, Password: passwords[c.user]},
-			NoFollow: !follow, ConnOptions: inboxOption(c.user), PlannerCheck: 20 * time.Millisecond, DeadAfter: 100 * time.Millisecond})
+		alice := testcluster.Client(t, f.url, client.Config{
+			Dial:     bus.ConnConfig{Auth: bus.Auth{User: c.user, Password: passwords[c.user]}, Options: inboxOption(c.user)},
+			NoFollow: !follow, PlannerCheck: 20 * time.Millisecond, DeadAfter: 100 * time.Millisecond})
 		id := fmt.Sprintf("long-%s-%v", c.user, follow)
 		done := make(chan error, 1)
 		go func() {

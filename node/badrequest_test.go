@@ -11,14 +11,13 @@ import (
 
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/node"
-	"github.com/mpreg/mpreg/planner"
 )
 
 func TestInvalidRequests(t *testing.T) {
 	srv := testcluster.Server(t)
 	var sideEffects atomic.Int64
 	cfg := testcluster.NodeConfig(t, "n1")
-	cfg.Limits = planner.Limits{MaxCommands: 3}
+	cfg.Limits.MaxCommands = 3
 	n := testcluster.Node(t, srv.ClientURL(), cfg, func(n *node.Node) {
 		require.NoError(t, n.Register("touch", func() int64 { return sideEffects.Add(1) }))
 	})

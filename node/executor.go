@@ -36,7 +36,7 @@ type executor struct {
 }
 
 func newExecutor(e *env, reg *registry) *executor {
-	return &executor{env: e, reg: reg, slots: make(chan struct{}, e.cfg.MaxInflight),
+	return &executor{env: e, reg: reg, slots: make(chan struct{}, e.cfg.Limits.MaxInflight),
 		pool: pool{quit: make(chan struct{}), handoff: make(chan func())}}
 }
 
@@ -191,7 +191,7 @@ func (x *executor) runPeerStep(s *peerStep, slot bool) {
 	req := s.req
 	// No step runs longer than a request may: an exec without deadline_ms,
 	// or with one further off, gets the node's maximum budget.
-	dl := schema.Deadline(time.Now(), 0, req.DeadlineMS, x.cfg.MaxTimeout, x.cfg.MaxTimeout)
+	dl := schema.Deadline(time.Now(), 0, req.DeadlineMS, x.cfg.Limits.MaxTimeout, x.cfg.Limits.MaxTimeout)
 	ctx, cancel := context.WithDeadline(x.ctx, dl)
 	defer cancel()
 	if key := cmp.Or(req.Attempt, req.ID); key != "" {
@@ -383,7 +383,7 @@ func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[str
 	}
 	var res any
 	var err error
-	if ic := x.cfg.Interceptor; ic != nil {
+	if ic := x.cfg.Hooks.Interceptor; ic != nil {
 		res, err = ic(ctx, Invocation{Fun: f.name, ID: id}, args, kwargs, f.call)
 	} else {
 		res, err = f.call(ctx, args, kwargs)
@@ -443,13 +443,13 @@ func (x *executor) acquire(ctx context.Context) *schema.Error {
 		return nil
 	default:
 	}
-	if x.queued.Add(1) > int64(x.cfg.MaxQueue) {
+	if x.queued.Add(1) > int64(x.cfg.Limits.MaxQueue) {
 		x.queued.Add(-1)
 		x.inflight.Add(-1)
 		return &schema.Error{Code: schema.CodeOverloaded, Node: x.cfg.NodeID,
-			Message: fmt.Sprintf("node %s is running %d steps with %d queued, its limits %s and %s", x.cfg.NodeID, x.cfg.MaxInflight, x.cfg.MaxQueue,
-				schema.LimitText("max_inflight", int64(x.cfg.MaxInflight)), schema.LimitText("max_queue", int64(x.cfg.MaxQueue))),
-			Details: map[string]any{"limit": "max_queue", "max": int64(x.cfg.MaxQueue)}}
+			Message: fmt.Sprintf("node %s is running %d steps with %d queued, its limits %s and %s", x.cfg.NodeID, x.cfg.Limits.MaxInflight, x.cfg.Limits.MaxQueue,
+				schema.LimitText("max_inflight", int64(x.cfg.Limits.MaxInflight)), schema.LimitText("max_queue", int64(x.cfg.Limits.MaxQueue))),
+			Details: map[string]any{"limit": "max_queue", "max": int64(x.cfg.Limits.MaxQueue)}}
 	}
 	defer x.queued.Add(-1)
 	waited := time.Now()
@@ -486,14 +486,14 @@ func (x *executor) stepDone(fun string, e *schema.Error, run time.Duration) {
 	if e != nil {
 		x.stepErrors.Add(1)
 	}
-	if r := x.cfg.Recorder; r != nil {
+	if r := x.cfg.Hooks.Recorder; r != nil {
 		r.StepDone(fun, schema.Outcome(e), run)
 	}
 }
 
 // queuedFor tells the Recorder how long a step waited for its run slot.
 func (x *executor) queuedFor(d time.Duration) {
-	if r := x.cfg.Recorder; r != nil {
+	if r := x.cfg.Hooks.Recorder; r != nil {
 		r.StepQueued(d)
 	}
 }

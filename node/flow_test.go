@@ -49,7 +49,7 @@ func TestLoadBigRepliesAreFlowControlled(t *testing.T) {
 	skipUnderRace(t)
 	srv := testcluster.Server(t)
 	cfg := testcluster.NodeConfig(t, "planner")
-	cfg.DeadAfter = 3 * time.Second // as in production: hundreds of MB take a while
+	cfg.Gossip.DeadAfter = 3 * time.Second // as in production: hundreds of MB take a while
 	planner := testcluster.Node(t, srv.ClientURL(), cfg, nil)
 	// The data node plans nothing: it is another node's exec target only.
 	newFake(t, srv.ClientURL(), "data-1", map[string][]string{"blob": {"data"}, "size": {"data"}}, nil)

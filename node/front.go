@@ -42,10 +42,15 @@ type front struct {
 	planned   runningSet   // rpc requests planned here, by request id
 	unplanned recentIDs    // cancels of requests this node has not planned (yet)
 
+	stats frontStats
+}
+
+// frontStats count what the rpc side of a node served.
+type frontStats struct {
 	requests, requestErrors atomic.Int64
-	rpcStats, nodeRPCStats  endpointStats // for $SRV.STATS
-	extRPCStats             endpointStats
 	cancelsRefused          atomic.Int64 // cancels whose sender could not be read
+	// For $SRV.STATS, per endpoint.
+	rpc, nodeRPC, extRPC endpointStats
 }
 
 // decodeRatio and decodeSlack bound the memory a request body may decode
@@ -60,9 +65,9 @@ const (
 // onRPC takes a whole request off the subscription and plans it on an owned
 // goroutine: the subscription's goroutine never waits on user code.
 func (fr *front) onRPC(m *nats.Msg) {
-	if fr.planning.Add(1) > int64(fr.cfg.MaxRequests) {
+	if fr.planning.Add(1) > int64(fr.cfg.Limits.MaxRequests) {
 		fr.planning.Add(-1)
-		fr.overloaded(m, fmt.Sprintf("node %s is planning %d requests, the limit %s", fr.cfg.NodeID, fr.cfg.MaxRequests, schema.LimitText("max_requests", int64(fr.cfg.MaxRequests))), "max_requests", int64(fr.cfg.MaxRequests))
+		fr.overloaded(m, fmt.Sprintf("node %s is planning %d requests, the limit %s", fr.cfg.NodeID, fr.cfg.Limits.MaxRequests, schema.LimitText("max_requests", int64(fr.cfg.Limits.MaxRequests))), "max_requests", int64(fr.cfg.Limits.MaxRequests))
 		return
 	}
 	fr.work.add()
@@ -76,7 +81,7 @@ func (fr *front) onRPC(m *nats.Msg) {
 // (so with no id): the caller may send it again, and NATS' queue group will
 // likely pick another node.
 func (fr *front) overloaded(m *nats.Msg, msg, limit string, maxValue int64) {
-	fr.requests.Add(1)
+	fr.stats.requests.Add(1)
 	_, reply, _ := mesh.Codecs(m, fr.nodeRPCSubject(m.Subject))
 	resp := &schema.Response{ID: "", Results: map[string]any{}, Error: &schema.Error{
 		Code: schema.CodeOverloaded, Node: fr.cfg.NodeID, Message: msg,
@@ -92,18 +97,18 @@ func (fr *front) overloaded(m *nats.Msg, msg, limit string, maxValue int64) {
 // endpoint of the subject it came on.
 func (fr *front) requestDone(subject string, d time.Duration, e *schema.Error) {
 	if e != nil {
-		fr.requestErrors.Add(1)
+		fr.stats.requestErrors.Add(1)
 	}
-	if r := fr.cfg.Recorder; r != nil {
+	if r := fr.cfg.Hooks.Recorder; r != nil {
 		r.RequestDone(schema.Outcome(e), d)
 	}
 	switch subject {
 	case fr.subj.RPC():
-		fr.rpcStats.done(d, e)
+		fr.stats.rpc.done(d, e)
 	case fr.subj.ExtRPC():
-		fr.extRPCStats.done(d, e)
+		fr.stats.extRPC.done(d, e)
 	default:
-		fr.nodeRPCStats.done(d, e)
+		fr.stats.nodeRPC.done(d, e)
 	}
 }
 
@@ -162,7 +167,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		c.resp.Warnings = planner.Warnings(c.req)
 		return
 	}
-	plan, err := planner.New(c.req, fr.cfg.Limits)
+	plan, err := planner.New(c.req, fr.cfg.Limits.planner())
 	if err != nil {
 		c.resp.Error = schema.AsError(err)
 		return
@@ -181,10 +186,10 @@ func (fr *front) decodeRPC(m *nats.Msg) *rpcCall {
 	reserve := min(codec.MaxDecoded, int64(len(m.Data))*decodeRatio+decodeSlack)
 	if !fr.memory.TryAcquire(reserve) {
 		fr.planning.Add(-1)
-		fr.overloaded(m, fmt.Sprintf("node %s holds as many requests in memory as the limit %s allows", fr.cfg.NodeID, schema.LimitText("max_planning_bytes", fr.cfg.MaxPlanningBytes)), "max_planning_bytes", fr.cfg.MaxPlanningBytes)
+		fr.overloaded(m, fmt.Sprintf("node %s holds as many requests in memory as the limit %s allows", fr.cfg.NodeID, schema.LimitText("max_planning_bytes", fr.cfg.Limits.MaxPlanningBytes)), "max_planning_bytes", fr.cfg.Limits.MaxPlanningBytes)
 		return nil
 	}
-	fr.requests.Add(1)
+	fr.stats.requests.Add(1)
 	tree, size, reply, err := mesh.DecodeSized(m, reserve, fr.nodeRPCSubject(m.Subject))
 	if err != nil {
 		size = 0
@@ -221,7 +226,7 @@ func (fr *front) admitRPC(c *rpcCall) *schema.Error {
 func (fr *front) runRPC(c *rpcCall, plan *planner.Plan) {
 	req := c.req
 	now := time.Now()
-	deadline := schema.Deadline(now, req.TimeoutMS, req.DeadlineMS, fr.cfg.DefaultTimeout, fr.cfg.MaxTimeout)
+	deadline := schema.Deadline(now, req.TimeoutMS, req.DeadlineMS, fr.cfg.Limits.DefaultTimeout, fr.cfg.Limits.MaxTimeout)
 	if !deadline.After(now) {
 		// Only the caller's deadline_ms can have passed: a request read
 		// late, by a planner that was stalled or far behind, runs nothing
@@ -360,7 +365,7 @@ func cancelKey(c authz.Caller, id string) string {
 // caller from another NATS account, who may not read the membership, is
 // told whether each step is routable, not where it would run.
 func (fr *front) dryRun(req *schema.Request, caller authz.Caller) ([]schema.PlanStep, []*schema.Error) {
-	plan, err := planner.New(req, fr.cfg.Limits)
+	plan, err := planner.New(req, fr.cfg.Limits.planner())
 	if err != nil {
 		return []schema.PlanStep{}, []*schema.Error{withoutNode(schema.AsError(err), caller)}
 	}
@@ -436,7 +441,7 @@ func (fr *front) onCancelRequest(m *nats.Msg) {
 	caller, err := fr.caller(m)
 	if err != nil {
 		// Ignored: whose request it would stop cannot be told.
-		fr.cancelsRefused.Add(1)
+		fr.stats.cancelsRefused.Add(1)
 		fr.denied(c.ID, caller, "", err)
 		return
 	}
@@ -489,10 +494,10 @@ func (r *recentIDs) has(id string) bool {
 func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table, follower *atomic.Pointer[mesh.Follower]) *front {
 	cfg := e.cfg
 	fr := &front{env: e, executor: x, ann: ann, table: table, follower: follower,
-		memory: semaphore.NewWeighted(cfg.MaxPlanningBytes)}
+		memory: semaphore.NewWeighted(cfg.Limits.MaxPlanningBytes)}
 	fr.policy.Store(cfg.Authz)
 	fr.sender = &mesh.Execer{Conn: e.nc, Subjects: e.subj, Cluster: cfg.Cluster, Table: table, Logger: e.log,
-		Flow: mesh.NewFlow(cfg.MaxBytesInFlight), MaxPartBytes: cfg.MaxResultBytes}
+		Flow: mesh.NewFlow(cfg.Limits.MaxBytesInFlight), MaxPartBytes: cfg.Limits.MaxResultBytes}
 	fr.runner = &planner.Runner{
 		Router:   planner.RouterFunc(fr.route),
 		Local:    planner.ExecutorFunc(x.runStepHere),
@@ -500,13 +505,13 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 		Observer: observer(cfg),
 		Logger:   e.log,
 		Size: func(v any) int64 {
-			size, _ := codec.SizeWithin(v, int(cfg.MaxResultBytes)+1)
+			size, _ := codec.SizeWithin(v, int(cfg.Limits.MaxResultBytes)+1)
 			return int64(size)
 		},
-		MaxResultBytes: cfg.MaxResultBytes,
+		MaxResultBytes: cfg.Limits.MaxResultBytes,
 		Memory:         fr.memory,
 		Watch:          table.Watch,
-		MaxWaiting:     cfg.MaxWaiting,
+		MaxWaiting:     cfg.Limits.MaxWaiting,
 		Self:           cfg.NodeID,
 	}
 	if !cfg.NoDelegate {
@@ -518,7 +523,7 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 // observer is the planner's Observer: the configured one, and the
 // Recorder's count of steps sent to other nodes.
 func observer(cfg Config) planner.Observer {
-	rec, obs := cfg.Recorder, cfg.Observer
+	rec, obs := cfg.Hooks.Recorder, cfg.Hooks.Observer
 	if rec == nil {
 		return obs
 	}

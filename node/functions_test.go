@@ -316,7 +316,7 @@ func TestTimeoutDefaultAndCap(t *testing.T) {
 	b := newBlocker()
 	defer b.Release()
 	cfg := testcluster.NodeConfig(t, "n1")
-	cfg.DefaultTimeout, cfg.MaxTimeout = 200*time.Millisecond, 300*time.Millisecond
+	cfg.Limits.DefaultTimeout, cfg.Limits.MaxTimeout = 200*time.Millisecond, 300*time.Millisecond
 	testcluster.Node(t, srv.ClientURL(), cfg, func(n *node.Node) {
 		require.NoError(t, n.Register("block", b.Fn))
 	})
@@ -372,7 +372,7 @@ func TestInterceptor(t *testing.T) {
 	var mu sync.Mutex
 	var seen []node.Invocation
 	cfg := testcluster.NodeConfig(t, "n1")
-	cfg.Interceptor = func(ctx context.Context, inv node.Invocation, args []any, kwargs map[string]any, next node.RawFunc) (any, error) {
+	cfg.Hooks.Interceptor = func(ctx context.Context, inv node.Invocation, args []any, kwargs map[string]any, next node.RawFunc) (any, error) {
 		mu.Lock()
 		seen = append(seen, inv)
 		mu.Unlock()

@@ -430,7 +430,7 @@ func TestBadRepliesFromAPeer(t *testing.T) {
 func TestExecWithoutDeadlineIsBounded(t *testing.T) {
 	srv := testcluster.Server(t)
 	cfg := testcluster.NodeConfig(t, "n1")
-	cfg.MaxTimeout = 300 * time.Millisecond
+	cfg.Limits.MaxTimeout = 300 * time.Millisecond
 	testcluster.Node(t, srv.ClientURL(), cfg, sleeper)
 	caller := rawConn(t, srv.ClientURL())
 	for _, body := range []map[string]any{
@@ -607,7 +607,7 @@ func TestNoRouteFromAStaleView(t *testing.T) {
 			// heartbeat is heard of late.
 			id := fmt.Sprintf("r%d-n%d", round, len(nodes))
 			cfg := testcluster.NodeConfig(t, id, "at-"+id)
-			cfg.HeartbeatInterval = time.Second
+			cfg.Gossip.HeartbeatInterval = time.Second
 			servers = append(servers, s)
 			nodes = append(nodes, testcluster.Node(t, s.ClientURL(), cfg, func(n *node.Node) {
 				_ = n.Register("whoami", whoami(id))

@@ -81,7 +81,7 @@ func TestInlineWithoutSlotGoesToWorker(t *testing.T) {
 	b := newBlocker()
 	defer b.Release()
 	cfg := testcluster.NodeConfig(t, "n1")
-	cfg.MaxInflight, cfg.MaxQueue = 1, 1
+	cfg.Limits.MaxInflight, cfg.Limits.MaxQueue = 1, 1
 	testcluster.Node(t, srv.ClientURL(), cfg, func(n *node.Node) {
 		require.NoError(t, n.Register("block", b.Fn))
 		require.NoError(t, n.Register("twice", func(x int) int { return 2 * x }, node.Inline()))

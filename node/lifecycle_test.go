@@ -360,7 +360,7 @@ func TestOverloaded(t *testing.T) {
 	b := newBlocker()
 	defer b.Release()
 	cfg := testcluster.NodeConfig(t, "n1")
-	cfg.MaxInflight, cfg.MaxQueue = 1, 1
+	cfg.Limits.MaxInflight, cfg.Limits.MaxQueue = 1, 1
 	testcluster.Node(t, srv.ClientURL(), cfg, func(n *node.Node) {
 		require.NoError(t, n.Register("block", b.Fn))
 	})
@@ -677,7 +677,7 @@ func TestTooManyRequests(t *testing.T) {
 	b := newBlocker()
 	defer b.Release()
 	cfg := testcluster.NodeConfig(t, "n1")
-	cfg.MaxRequests = 1
+	cfg.Limits.MaxRequests = 1
 	testcluster.Node(t, srv.ClientURL(), cfg, func(n *node.Node) {
 		require.NoError(t, n.Register("block", b.Fn))
 	})

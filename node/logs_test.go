@@ -24,7 +24,7 @@ func TestFailedRequestLoggedByPlanner(t *testing.T) {
 	s := testcluster.Server(t)
 	var out testwait.Buffer
 	cfg := testcluster.NodeConfig(t, "planner")
-	cfg.Logger = slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	cfg.Hooks.Logger = slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	planner := testcluster.Node(t, s.ClientURL(), cfg, nil)
 	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "worker", "w"), func(n *node.Node) {
 		require.NoError(t, n.Register("broken", func() error { return errors.New("it broke") }))

@@ -6,14 +6,9 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -23,7 +18,6 @@ import (
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/membership"
 	"github.com/mpreg/mpreg/mesh"
-	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -42,204 +36,6 @@ var ErrNodeIDInUse = errors.New("node: node id in use")
 // the server refused the connection), not by the node's owner: such a node
 // cannot serve, so it stops instead of lingering.
 var ErrConnClosed = errors.New("node: NATS connection closed for good")
-
-// Config configures a Node. Zero fields take the defaults in DefaultConfig.
-type Config struct {
-	// Cluster is the cluster id. Default "default".
-	Cluster string
-	// NodeID is unique among live nodes. Default host name + "-" + 6 random
-	// base32 characters.
-	NodeID string
-	// Name is a human-readable name, sent in hello.meta.name.
-	Name string
-	// Locs are the node's resource tags; every function offers them.
-	Locs []string
-	// Prefix is the subject prefix. Default "mpreg".
-	Prefix string
-	// HeartbeatInterval is the gossip heartbeat period. Default 1 s.
-	HeartbeatInterval time.Duration
-	// DeadAfter is how long a silent peer stays routable. Default 3
-	// heartbeat intervals.
-	DeadAfter time.Duration
-	// ForgetAfter is how long a silent peer stays listed. Default 30
-	// heartbeat intervals.
-	ForgetAfter time.Duration
-	// SyncQuiet is how long the start-up sync waits after the last reply.
-	// Default 200 ms.
-	SyncQuiet time.Duration
-	// DefaultTimeout is a request's budget when it gives no timeout_ms.
-	// Default 30 s.
-	DefaultTimeout time.Duration
-	// MaxTimeout caps a request's timeout_ms. Default 10 min.
-	MaxTimeout time.Duration
-	// PlannerAckAfter is how long a request that asks for a planner ack
-	// (schema.HeaderPlannerAck) is planned before the ack is sent: quick
-	// requests never send one. Default 200 ms; negative sends it at once.
-	PlannerAckAfter time.Duration
-	// Limits bound the requests this node plans.
-	Limits planner.Limits
-	// MaxInflight is the most steps that run here at once. Default 256.
-	MaxInflight int
-	// MaxQueue is the most steps that wait for a run slot; more get
-	// OVERLOADED. Default 1024.
-	MaxQueue int
-	// MaxRequests is the most whole requests this node plans at once; more
-	// are answered OVERLOADED at once. Default 4096.
-	MaxRequests int
-	// MaxBytesInFlight bounds the bytes of the steps this node's planner
-	// has in flight to other nodes (exec requests and the replies expected
-	// to them, see mesh.Flow); more steps wait. Default 64 MiB.
-	MaxBytesInFlight int64
-	// MaxPlanningBytes bounds the memory of the requests this node plans
-	// at once: their decoded bodies and the results they hold. A request
-	// that finds no room is answered OVERLOADED. Default 1 GiB.
-	MaxPlanningBytes int64
-	// MaxResultBytes bounds the results one request holds at once (a
-	// result no step reads again is let go); past it the request fails
-	// with PAYLOAD_TOO_LARGE. Default 512 MiB.
-	MaxResultBytes int64
-	// MaxWaiting bounds the steps of the requests this node plans that
-	// wait for a route (route_wait_ms) at once; a request with a step past
-	// it is answered OVERLOADED (details.limit "max_waiting"). Each
-	// waiting step also holds planner.WaitingStepBytes of
-	// MaxPlanningBytes. Default 10,000.
-	MaxWaiting int
-	// AdvertisedURLs are the NATS URLs announced in hello. Default: the
-	// connection's known servers.
-	AdvertisedURLs []string
-	// Meta is added to hello.meta.
-	Meta map[string]string
-	// Observer, when set, is told of every step this node's planner runs.
-	Observer planner.Observer
-	// Authz, when set, says which caller may run which function in the
-	// requests this node plans (see package authz and SetAuthz). Nil
-	// allows every caller everything.
-	Authz *authz.Policy
-	// Recorder, when set, is told of the requests this node plans, the
-	// steps it runs and sends, and the gossip it hears: the hook for
-	// metrics (package metrics implements it).
-	Recorder Recorder
-	// Interceptor, when set, wraps every call of a registered function on
-	// this node (see Interceptor).
-	Interceptor Interceptor
-	// NoDelegate turns off delegation: by default a run of steps that
-	// only one other node can run is sent there in one message, to be run
-	// there as a unit (docs/PROTOCOL.md §4.6), instead of step by step.
-	NoDelegate bool
-	// Logger. Default: discard.
-	Logger *slog.Logger
-}
-
-// DefaultConfig returns the defaults, with a fresh random node id.
-func DefaultConfig() Config {
-	return Config{
-		Cluster:           "default",
-		NodeID:            NewNodeID(),
-		Prefix:            bus.DefaultPrefix,
-		HeartbeatInterval: time.Second,
-		SyncQuiet:         200 * time.Millisecond,
-		DefaultTimeout:    30 * time.Second,
-		MaxTimeout:        10 * time.Minute,
-		PlannerAckAfter:   200 * time.Millisecond,
-		Limits:            planner.DefaultLimits(),
-		MaxInflight:       256,
-		MaxQueue:          1024,
-		MaxRequests:       4096,
-		MaxBytesInFlight:  mesh.DefaultWindow,
-		MaxPlanningBytes:  1 << 30,
-		MaxResultBytes:    512 << 20,
-		MaxWaiting:        planner.DefaultMaxWaiting,
-	}
-}
-
-// NewNodeID returns host name + "-" + 6 random base32 characters, with the
-// host name cut to fit the id rules.
-func NewNodeID() string {
-	host, _ := os.Hostname()
-	var b strings.Builder
-	for _, r := range host {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
-			b.WriteRune(r)
-		}
-		if b.Len() >= 57 {
-			break
-		}
-	}
-	if b.Len() == 0 {
-		b.WriteString("node")
-	}
-	var rnd [4]byte
-	_, _ = rand.Read(rnd[:])
-	return b.String() + "-" + base32.StdEncoding.EncodeToString(rnd[:])[:6]
-}
-
-func (c Config) withDefaults() (Config, error) {
-	d := DefaultConfig()
-	orDefault(&c.Cluster, d.Cluster)
-	orDefault(&c.NodeID, d.NodeID)
-	orDefault(&c.Prefix, d.Prefix)
-	orDefault(&c.HeartbeatInterval, d.HeartbeatInterval)
-	orDefault(&c.DeadAfter, 3*c.HeartbeatInterval)
-	orDefault(&c.ForgetAfter, 30*c.HeartbeatInterval)
-	orDefault(&c.SyncQuiet, d.SyncQuiet)
-	orDefault(&c.DefaultTimeout, d.DefaultTimeout)
-	orDefault(&c.MaxTimeout, d.MaxTimeout)
-	if c.PlannerAckAfter == 0 { // negative means at once
-		c.PlannerAckAfter = d.PlannerAckAfter
-	}
-	orDefault(&c.MaxInflight, d.MaxInflight)
-	orDefault(&c.MaxQueue, d.MaxQueue)
-	orDefault(&c.MaxRequests, d.MaxRequests)
-	orDefault(&c.MaxBytesInFlight, d.MaxBytesInFlight)
-	orDefault(&c.MaxPlanningBytes, d.MaxPlanningBytes)
-	orDefault(&c.MaxResultBytes, d.MaxResultBytes)
-	orDefault(&c.MaxWaiting, d.MaxWaiting)
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	c.Locs = slices.Clone(c.Locs)
-	c.AdvertisedURLs = slices.Clone(c.AdvertisedURLs)
-	return c, c.validate()
-}
-
-// orDefault sets *v to d when it is not set (empty, zero or negative).
-func orDefault[T string | int | int64 | time.Duration](v *T, d T) {
-	var zero T
-	if *v <= zero {
-		*v = d
-	}
-}
-
-// validate checks what peers will read of the configuration: ids, the
-// prefix, locs, and what goes into hello.meta.
-func (c Config) validate() error {
-	if err := schema.CheckID(c.Cluster); err != nil {
-		return fmt.Errorf("%w: cluster: %s", ErrInvalidConfig, schema.AsError(err).Message)
-	}
-	if err := schema.CheckID(c.NodeID); err != nil {
-		return fmt.Errorf("%w: node id: %s", ErrInvalidConfig, schema.AsError(err).Message)
-	}
-	if err := bus.CheckPrefix(c.Prefix); err != nil {
-		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
-	for _, l := range c.Locs {
-		if err := schema.CheckLoc(l); err != nil {
-			return fmt.Errorf("%w: %s", ErrInvalidConfig, schema.AsError(err).Message)
-		}
-	}
-	if len(c.Meta) > schema.MaxMeta-2 { // name and mpreg are added
-		return fmt.Errorf("%w: at most %d meta entries", ErrInvalidConfig, schema.MaxMeta-2)
-	}
-	for k, v := range c.Meta {
-		if len(k) > schema.MaxMetaKey || len(v) > schema.MaxMetaValue {
-			return fmt.Errorf("%w: meta %s: keys are at most %d bytes, values %d", ErrInvalidConfig, schema.Clip(k), schema.MaxMetaKey, schema.MaxMetaValue)
-		}
-	}
-	if len(c.Name) > schema.MaxMetaValue {
-		return fmt.Errorf("%w: name longer than %d bytes", ErrInvalidConfig, schema.MaxMetaValue)
-	}
-	return nil
-}
 
 // Recorder is told of what a node does, for metrics. Its methods are
 // called on the node's hot paths, from many goroutines at once: they must
@@ -316,17 +112,17 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &env{cfg: cfg, nc: nc, subj: bus.NewSubjects(cfg.Prefix, cfg.Cluster), log: cfg.Logger.With("node", cfg.NodeID)}
+	e := &env{cfg: cfg, nc: nc, subj: bus.NewSubjects(cfg.Prefix, cfg.Cluster), log: cfg.Hooks.Logger.With("node", cfg.NodeID)}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.done = make(chan struct{})
 	n := &Node{env: e, reg: &registry{funcs: map[string]*fn{}}}
 	n.executor = newExecutor(e, n.reg)
-	n.table = membership.New(membership.Config{Self: cfg.NodeID, DeadAfter: cfg.DeadAfter, ForgetAfter: cfg.ForgetAfter,
+	n.table = membership.New(membership.Config{Self: cfg.NodeID, DeadAfter: cfg.Gossip.DeadAfter, ForgetAfter: cfg.Gossip.ForgetAfter,
 		SelfLoad: n.executor.inflight.Load})
 	n.ann = mesh.NewAnnouncer(mesh.AnnounceConfig{
-		Conn: nc, Subjects: e.subj, Cluster: cfg.Cluster, Node: cfg.NodeID, Interval: cfg.HeartbeatInterval,
+		Conn: nc, Subjects: e.subj, Cluster: cfg.Cluster, Node: cfg.NodeID, Interval: cfg.Gossip.HeartbeatInterval,
 		Offer: n.offer, Load: func() schema.Load {
-			return schema.Load{Inflight: n.executor.inflight.Load(), Limit: int64(cfg.MaxInflight)}
+			return schema.Load{Inflight: n.executor.inflight.Load(), Limit: int64(cfg.Limits.MaxInflight)}
 		},
 		Table: n.table, Logger: n.log, Received: n.gossipReceived(),
 	})
@@ -396,10 +192,10 @@ func (n *Node) isDone() bool {
 // gossipReceived is the mesh hook that tells the Recorder of gossip; nil
 // without a Recorder.
 func (n *Node) gossipReceived() func(string) {
-	if n.cfg.Recorder == nil {
+	if n.cfg.Hooks.Recorder == nil {
 		return nil
 	}
-	return n.cfg.Recorder.GossipReceived
+	return n.cfg.Hooks.Recorder.GossipReceived
 }
 
 // SetAuthz replaces the policy that judges the requests this node plans
@@ -429,11 +225,11 @@ func (n *Node) Err() error {
 func (n *Node) Stats() Stats {
 	x, fr := n.executor, n.front
 	s := Stats{
-		Requests: fr.requests.Load(), RequestErrors: fr.requestErrors.Load(),
+		Requests: fr.stats.requests.Load(), RequestErrors: fr.stats.requestErrors.Load(),
 		Steps: x.steps.Load(), StepErrors: x.stepErrors.Load(), Foreign: x.foreign.Load(),
 		Inflight: x.inflight.Load(), Queued: x.queued.Load(), Planning: fr.planning.Load(),
 		RouteWaiting: fr.runner.Waiting(), RouteWakes: fr.runner.Wakes(),
-		CancelsRefused: fr.cancelsRefused.Load(),
+		CancelsRefused: fr.stats.cancelsRefused.Load(),
 	}
 	if f := n.follower.Load(); f != nil {
 		s.Foreign += f.Foreign()
@@ -550,7 +346,7 @@ func (n *Node) Start(ctx context.Context) error {
 		Conn: n.nc, Subjects: n.subj, Cluster: n.cfg.Cluster, Table: n.table,
 		Self: n.cfg.NodeID, SelfIncarnation: n.ann.Incarnation(), SelfInstance: n.ann.Instance(),
 		SelfVersion: n.ann.Version, Refute: n.ann.Refute,
-		SyncQuiet: n.cfg.SyncQuiet, PruneInterval: n.cfg.HeartbeatInterval, Logger: n.log,
+		SyncQuiet: n.cfg.Gossip.SyncQuiet, PruneInterval: n.cfg.Gossip.HeartbeatInterval, Logger: n.log,
 		LearnServers: n.nc.Opts.InProcessServer == nil, // an in-process connection has no pool to fail over in
 		Received:     n.gossipReceived(),
 	})
@@ -595,51 +391,16 @@ func (n *Node) Drain(ctx context.Context) error {
 		return nil
 	}
 	var rpcClosed []<-chan nats.SubStatus
-	// Cut off from NATS nothing is in transit to this node and nothing it
-	// sends gets out: drain the work, not the subscriptions.
-	connected := n.nc.IsConnected()
 	if n.started.Load() && !n.closing.Load() {
-		// From here on sync and info are answered with the goodbye (see
-		// onHelloRequest): a peer that joins now does not take the node
-		// for a live one, and a process starting under its id hears that
-		// it is still there (it holds the exec subject until it closes).
-		// Heartbeats go on: they keep its steps in flight from being
-		// declared lost by the peers that sent them.
-		for _, s := range []*nats.Subscription{n.rpcSub, n.nodeRPC, n.extRPC} {
-			switch {
-			case s == nil:
-			case !connected:
-				_ = s.Unsubscribe()
-			default:
-				// Drain, not Unsubscribe: requests the server sent before
-				// it took the unsubscribe are served instead of dropped
-				// (their callers would wait for their whole timeout).
-				closed := s.StatusChanged(nats.SubscriptionClosed)
-				if s.Drain() != nil {
-					_ = s.Unsubscribe()
-				} else {
-					rpcClosed = append(rpcClosed, closed)
-				}
-			}
-		}
-		n.ann.Leave()
-		if connected {
-			_ = n.nc.FlushTimeout(time.Second)
-		}
-		n.log.Info("node draining", "connected", connected)
+		rpcClosed = n.leave()
 	}
-	var err error
 	for _, closed := range rpcClosed {
 		select {
 		case <-closed:
 		case <-ctx.Done():
 		}
 	}
-	select {
-	case <-n.executor.work.idle():
-	case <-ctx.Done():
-		err = fmt.Errorf("node: drain: %w", ctx.Err())
-	}
+	err := n.waitIdle(ctx)
 	if err == nil && n.execSub != nil && n.nc.IsConnected() {
 		// Drain exec too: steps peers sent before they heard the goodbye
 		// are answered SHUTTING_DOWN (and re-routed), not dropped by Close.
@@ -650,17 +411,60 @@ func (n *Node) Drain(ctx context.Context) error {
 			case <-ctx.Done():
 			}
 		}
-		select {
-		case <-n.executor.work.idle():
-		case <-ctx.Done():
-			err = fmt.Errorf("node: drain: %w", ctx.Err())
-		}
+		err = n.waitIdle(ctx)
 	}
 	if err == nil && n.started.Load() && n.nc.IsConnected() {
 		n.ann.DrainAnswers(ctx)
 	}
 	n.Close()
 	return err
+}
+
+// leave stops taking requests and says goodbye, for Drain. From here on
+// sync and info are answered with the goodbye (see onHelloRequest): a peer
+// that joins now does not take the node for a live one, and a process
+// starting under its id hears that it is still there (it holds the exec
+// subject until it closes). Heartbeats go on: they keep its steps in
+// flight from being declared lost by the peers that sent them. It returns
+// the channels that tell when the rpc subscriptions it drains are closed.
+func (n *Node) leave() []<-chan nats.SubStatus {
+	// Cut off from NATS nothing is in transit to this node and nothing it
+	// sends gets out: drain the work, not the subscriptions.
+	connected := n.nc.IsConnected()
+	var rpcClosed []<-chan nats.SubStatus
+	for _, s := range []*nats.Subscription{n.rpcSub, n.nodeRPC, n.extRPC} {
+		switch {
+		case s == nil:
+		case !connected:
+			_ = s.Unsubscribe()
+		default:
+			// Drain, not Unsubscribe: requests the server sent before
+			// it took the unsubscribe are served instead of dropped
+			// (their callers would wait for their whole timeout).
+			closed := s.StatusChanged(nats.SubscriptionClosed)
+			if s.Drain() != nil {
+				_ = s.Unsubscribe()
+			} else {
+				rpcClosed = append(rpcClosed, closed)
+			}
+		}
+	}
+	n.ann.Leave()
+	if connected {
+		_ = n.nc.FlushTimeout(time.Second)
+	}
+	n.log.Info("node draining", "connected", connected)
+	return rpcClosed
+}
+
+// waitIdle waits until no step runs or waits here, or ctx ends.
+func (n *Node) waitIdle(ctx context.Context) error {
+	select {
+	case <-n.executor.work.idle():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("node: drain: %w", ctx.Err())
+	}
 }
 
 // watchConn stops the node when its connection is closed for good under

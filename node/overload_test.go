@@ -27,7 +27,7 @@ func TestBusyNodeIsOverloaded(t *testing.T) {
 	release := func() { once.Do(func() { close(block) }) }
 	t.Cleanup(release)
 	cfg := testcluster.NodeConfig(t, "tight")
-	cfg.MaxInflight, cfg.MaxQueue = 2, 4
+	cfg.Limits.MaxInflight, cfg.Limits.MaxQueue = 2, 4
 	n := testcluster.Node(t, s.ClientURL(), cfg, func(n *node.Node) {
 		require.NoError(t, n.Register("hold", func(ctx context.Context) error {
 			select {

@@ -135,8 +135,8 @@ func TestRouteWaitStorm(t *testing.T) {
 	const few, fewSteps = 10, 100 // the requests that a join serves
 	s := testcluster.Server(t)
 	cfg := testcluster.NodeConfig(t, "n1")
-	cfg.MaxWaiting = requests*steps + few*fewSteps
-	cfg.DeadAfter = time.Minute // a busy process (-race) may hear heartbeats late
+	cfg.Limits.MaxWaiting = requests*steps + few*fewSteps
+	cfg.Gossip.DeadAfter = time.Minute // a busy process (-race) may hear heartbeats late
 	n := testcluster.Node(t, s.ClientURL(), cfg, nil)
 	nc := testcluster.Conn(t, s.ClientURL())
 
@@ -214,7 +214,7 @@ func TestRouteWaitBudget(t *testing.T) {
 func TestMaxWaiting(t *testing.T) {
 	s := testcluster.Server(t)
 	cfg := testcluster.NodeConfig(t, "n1")
-	cfg.MaxWaiting = 5
+	cfg.Limits.MaxWaiting = 5
 	n := testcluster.Node(t, s.ClientURL(), cfg, nil)
 	nc := testcluster.Conn(t, s.ClientURL())
 

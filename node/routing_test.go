@@ -79,7 +79,7 @@ func TestDataflowParallelism(t *testing.T) {
 	chainDone := make(chan string, 1)
 	evs := &testwait.Events{}
 	cfg := testcluster.NodeConfig(t, "n1")
-	cfg.Observer = evs
+	cfg.Hooks.Observer = evs
 	testcluster.Node(t, srv.ClientURL(), cfg, func(n *node.Node) {
 		require.NoError(t, n.Register("block", b.Fn))
 		require.NoError(t, n.Register("signal", func(s string) string { chainDone <- s; return s }))
@@ -144,7 +144,7 @@ func TestPlannerPrefersItself(t *testing.T) {
 	var nodes []*node.Node
 	for _, id := range []string{"n1", "n2"} {
 		cfg := testcluster.NodeConfig(t, id)
-		cfg.Observer = obs[id]
+		cfg.Hooks.Observer = obs[id]
 		nodes = append(nodes, testcluster.Node(t, url, cfg, func(n *node.Node) {
 			require.NoError(t, n.Register("whoami", whoami(n.ID())))
 		}))

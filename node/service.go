@@ -83,13 +83,13 @@ type endpoint struct {
 func (n *Node) endpoints() []endpoint {
 	return []endpoint{
 		{micro.EndpointInfo{Name: "rpc", Subject: n.subj.RPC(), QueueGroup: bus.QueueGroup,
-			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4"}}, &n.front.rpcStats},
+			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4"}}, &n.front.stats.rpc},
 		{micro.EndpointInfo{Name: "node-rpc", Subject: n.subj.NodeRPC(n.cfg.NodeID),
-			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4.6"}}, &n.front.nodeRPCStats},
+			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4.6"}}, &n.front.stats.nodeRPC},
 		{micro.EndpointInfo{Name: "exec", Subject: n.subj.Exec(n.cfg.NodeID),
 			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §6"}}, &n.executor.execStats},
 		{micro.EndpointInfo{Name: "ext-rpc", Subject: n.subj.ExtRPC(), QueueGroup: bus.QueueGroup,
-			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4.5"}}, &n.front.extRPCStats},
+			Metadata: map[string]string{"protocol": "docs/PROTOCOL.md §4.5"}}, &n.front.stats.extRPC},
 	}
 }
 

@@ -56,22 +56,8 @@ func (r *Runner) segment(p *Plan, i int, done, claimed []bool) *segment {
 	if !ok || node == r.Self {
 		return nil
 	}
-	limit := r.MaxDelegated
-	if limit <= 0 {
-		limit = DefaultMaxDelegated
-	}
 	seg := &segment{node: node, steps: []int{i}, in: map[int]string{i: ""}}
-	for k := 0; k < len(seg.steps) && len(seg.steps) < limit; k++ {
-		for _, t := range p.Steps[seg.steps[k]].Dependents {
-			if _, in := seg.in[t]; in || claimed[t] || done[t] || len(seg.steps) >= limit || !inputsReady(p.Steps[t], done, seg.in) {
-				continue
-			}
-			if n, ok := r.Delegator.Pinned(p.Steps[t].Fun, p.Steps[t].Locs); ok && n == node {
-				seg.steps = append(seg.steps, t)
-				seg.in[t] = ""
-			}
-		}
-	}
+	r.grow(p, seg, done, claimed)
 	if len(seg.steps) < 2 {
 		return nil
 	}
@@ -92,6 +78,27 @@ func (r *Runner) segment(p *Plan, i int, done, claimed []bool) *segment {
 		}
 	}
 	return seg
+}
+
+// grow adds to seg, breadth first and up to MaxDelegated steps, the
+// dependents of its steps that are pinned to its node too, are neither
+// claimed nor done, and whose inputs are ready or in seg.
+func (r *Runner) grow(p *Plan, seg *segment, done, claimed []bool) {
+	limit := r.MaxDelegated
+	if limit <= 0 {
+		limit = DefaultMaxDelegated
+	}
+	for k := 0; k < len(seg.steps) && len(seg.steps) < limit; k++ {
+		for _, t := range p.Steps[seg.steps[k]].Dependents {
+			if _, in := seg.in[t]; in || claimed[t] || done[t] || len(seg.steps) >= limit || !inputsReady(p.Steps[t], done, seg.in) {
+				continue
+			}
+			if n, ok := r.Delegator.Pinned(p.Steps[t].Fun, p.Steps[t].Locs); ok && n == seg.node {
+				seg.steps = append(seg.steps, t)
+				seg.in[t] = ""
+			}
+		}
+	}
 }
 
 // sinkOf reports whether step j has no dependent inside seg (so the

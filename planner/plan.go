@@ -154,21 +154,40 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 		// overflow (the request's budget bounds the wait anyway).
 		RouteWait: time.Duration(min(req.RouteWaitMS, maxRouteWaitMS)) * time.Millisecond,
 	}
-	if len(req.Cmds) > fewSteps {
-		p.byName = make(map[string]int, len(req.Cmds))
+	if err := p.addSteps(req.Cmds, lim); err != nil {
+		return nil, err
 	}
-	steps := make([]Step, len(req.Cmds)) // one allocation for every step
-	for i := range req.Cmds {
-		c := &req.Cmds[i]
+	linked, err := p.link(lim)
+	if err != nil {
+		return nil, err
+	}
+	if !linked {
+		return p, nil // no references, no cycle
+	}
+	if cyc := p.findCycle(); cyc != nil {
+		return nil, invalid(map[string]any{"cycle": toAny(cyc)}, "dependency cycle: %s -> %s", strings.Join(cyc, " -> "), cyc[0])
+	}
+	return p, nil
+}
+
+// addSteps checks the names of cmds (not empty, within MaxNameLen, no
+// duplicate) and makes a Step of each.
+func (p *Plan) addSteps(cmds []schema.Command, lim Limits) error {
+	if len(cmds) > fewSteps {
+		p.byName = make(map[string]int, len(cmds))
+	}
+	steps := make([]Step, len(cmds)) // one allocation for every step
+	for i := range cmds {
+		c := &cmds[i]
 		if c.Name == "" {
-			return nil, invalid(map[string]any{"key": fmt.Sprintf("cmds[%d].name", i)}, "cmds[%d].name: must not be empty", i)
+			return invalid(map[string]any{"key": fmt.Sprintf("cmds[%d].name", i)}, "cmds[%d].name: must not be empty", i)
 		}
 		if len(c.Name) > lim.MaxNameLen {
-			return nil, invalid(map[string]any{"key": fmt.Sprintf("cmds[%d].name", i), "limit": "max_name_len", "max": int64(lim.MaxNameLen)},
+			return invalid(map[string]any{"key": fmt.Sprintf("cmds[%d].name", i), "limit": "max_name_len", "max": int64(lim.MaxNameLen)},
 				"cmds[%d].name: %d bytes exceed the limit max_name_len=%d", i, len(c.Name), lim.MaxNameLen)
 		}
 		if _, dup := p.index(c.Name); dup {
-			return nil, invalid(map[string]any{"key": fmt.Sprintf("cmds[%d].name", i), "name": c.Name},
+			return invalid(map[string]any{"key": fmt.Sprintf("cmds[%d].name", i), "name": c.Name},
 				"duplicate command name %q", c.Name)
 		}
 		if p.byName != nil {
@@ -177,19 +196,25 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 		steps[i] = Step{Index: i, Name: c.Name, Fun: c.Fun, Locs: c.Locs, Args: c.Args, Kwargs: c.Kwargs}
 		p.Steps[i] = &steps[i]
 	}
+	return nil
+}
+
+// link finds the steps each step refers to (its Deps, within MaxDepth of
+// nesting), their Dependents and the steps with no inputs, and reports
+// whether any step refers to another.
+func (p *Plan) link(lim Limits) (linked bool, err error) {
 	var deps depSet
 	add := deps.add(p)
-	linked := false
 	for _, s := range p.Steps {
 		deps.reset()
 		for _, a := range s.Args {
 			if err := p.collect(a, 0, lim.MaxDepth, s.Name, add); err != nil {
-				return nil, err
+				return false, err
 			}
 		}
 		for _, a := range s.Kwargs {
 			if err := p.collect(a, 0, lim.MaxDepth, s.Name, add); err != nil {
-				return nil, err
+				return false, err
 			}
 		}
 		s.hasRefs = len(deps.list) > 0
@@ -207,13 +232,7 @@ func New(req *schema.Request, lim Limits) (*Plan, error) {
 			p.initial = append(p.initial, s.Index)
 		}
 	}
-	if !linked {
-		return p, nil // no references, no cycle
-	}
-	if cyc := p.findCycle(); cyc != nil {
-		return nil, invalid(map[string]any{"cycle": toAny(cyc)}, "dependency cycle: %s -> %s", strings.Join(cyc, " -> "), cyc[0])
-	}
-	return p, nil
+	return linked, nil
 }
 
 // depSet collects the distinct steps one step refers to: in a list while

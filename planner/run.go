@@ -127,9 +127,8 @@ type Runner struct {
 	Local Executor
 	// Observer, when set, is told of every finished step.
 	Observer Observer
-	// MaxRetries is how many times a step is re-routed after its node
-	// vanished, drained or was overloaded before it ran. Default 2.
-	MaxRetries int
+	// Retries say how a step that did not run on its node is tried again.
+	Retries Retries
 	// Logger logs step failures at debug level. Default: discard.
 	Logger *slog.Logger
 	// Size, when set, measures a step's result (in encoded bytes, roughly)
@@ -140,7 +139,7 @@ type Runner struct {
 	Size func(v any) int64
 	// MaxResultBytes bounds the results one request holds at once (see
 	// Size); past it the request fails with PAYLOAD_TOO_LARGE naming the
-	// limit. Default 256 MiB.
+	// limit. Default DefaultMaxResultBytes.
 	MaxResultBytes int64
 	// Watch, when set, has wake called when a node that may take fun with
 	// every loc of locs appears (a node joined, announced new functions
@@ -166,16 +165,29 @@ type Runner struct {
 	// MaxDelegated bounds the steps delegated in one message. Default
 	// DefaultMaxDelegated.
 	MaxDelegated int
-	// OverloadRetryAfter is the wait a step's OVERLOADED error suggests
+
+	routeWaits routeWaits
+}
+
+// Retries say how a Runner tries again a step that did not run on its
+// node.
+type Retries struct {
+	// Max is how many times a step is re-routed after its node vanished,
+	// drained or was overloaded before it ran. Default 2.
+	Max int
+	// OverloadAfter is the wait a step's OVERLOADED error suggests
 	// (details.retry_after_ms) when every eligible node it was sent to
 	// refused it for load. Default DefaultOverloadRetryAfter.
-	OverloadRetryAfter time.Duration
+	OverloadAfter time.Duration
+}
 
+// routeWaits count a runner's steps waiting for a route.
+type routeWaits struct {
 	waiting atomic.Int64 // steps waiting for a route now
 	wakes   atomic.Int64 // Watch wake-ups of waiting requests
 }
 
-// DefaultOverloadRetryAfter is the default of Runner.OverloadRetryAfter.
+// DefaultOverloadRetryAfter is the default of Runner.Retries.OverloadAfter.
 const DefaultOverloadRetryAfter = 100 * time.Millisecond
 
 // Budget is memory shared by the requests of a node; see Runner.Memory.
@@ -184,8 +196,9 @@ type Budget interface {
 	Release(n int64)
 }
 
-// DefaultMaxResultBytes is the default of Runner.MaxResultBytes.
-const DefaultMaxResultBytes = 256 << 20
+// DefaultMaxResultBytes is the default of Runner.MaxResultBytes, and of
+// a node's (node.Limits.MaxResultBytes): 512 MiB.
+const DefaultMaxResultBytes = 512 << 20
 
 type completion struct {
 	step   int
@@ -259,33 +272,33 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	f := &dataflow{r: r, p: p, tr: tr, ctx: ctx, cancel: cancel,
-		results: make([]any, n), done: make([]bool, n), waiting: make([]int, n), readers: make([]int, n),
+		results: make([]any, n), done: make([]bool, n), left: unfinished{inputs: make([]int, n), readers: make([]int, n)},
 		ready: append([]int(nil), p.initial...), completions: make(chan completion, n), held: r.holder(n)}
 	defer f.held.releaseAll()
 	for i, s := range p.Steps {
-		f.waiting[i] = len(s.Deps)
-		f.readers[i] = len(s.Dependents)
+		f.left.inputs[i] = len(s.Deps)
+		f.left.readers[i] = len(s.Dependents)
 	}
 	if r.Delegator != nil && !p.Continue {
-		f.claimed = make([]bool, n)
+		f.deleg.claimed = make([]bool, n)
 	}
 	if p.RouteWait > 0 {
 		f.w = r.newWaits(n, p.RouteWait)
 		defer f.w.close()
 	}
 	for {
-		for f.failed == nil && len(f.ready) > 0 {
+		for f.failed.first == nil && len(f.ready) > 0 {
 			i := f.ready[0]
 			f.ready = f.ready[1:]
 			f.launch(i)
 		}
-		if f.inflight == 0 && (f.failed != nil || f.w.idle()) {
+		if f.inflight == 0 && (f.failed.first != nil || f.w.idle()) {
 			break
 		}
 		f.await()
 	}
-	out, e := collect(p, f.results, f.done, f.held, f.errs, f.failed)
-	return out, f.errs, e
+	out, e := collect(p, f.results, f.done, f.held, f.failed.steps, f.failed.first)
+	return out, f.failed.steps, e
 }
 
 // await takes the next thing that happens to the run: a step's completion,
@@ -294,7 +307,7 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 func (f *dataflow) await() {
 	w := f.w
 	var done <-chan struct{}
-	if f.failed == nil && !w.idle() {
+	if f.failed.first == nil && !w.idle() {
 		done = f.ctx.Done()
 	}
 	select {
@@ -343,17 +356,32 @@ type dataflow struct {
 	cancel      context.CancelFunc
 	results     []any
 	done        []bool
-	waiting     []int // unfinished inputs, per step
-	readers     []int // unfinished dependents, per step
+	left        unfinished
 	ready       []int
 	completions chan completion
 	w           *waits // with p.RouteWait
 	inflight    int    // completions to come
 	held        *holder
-	failed      *schema.Error
-	errs        map[string]*schema.Error // with p.Continue
-	claimed     []bool                   // steps a delegation runs (with a Delegator)
-	noDelegate  map[int]bool             // steps a delegation gave back
+	failed      failures
+	deleg       delegations // with a Delegator
+}
+
+// unfinished counts, per step of a dataflow, what has not finished.
+type unfinished struct {
+	inputs  []int // the steps it depends on
+	readers []int // the steps that depend on it
+}
+
+// failures are how a dataflow failed.
+type failures struct {
+	first *schema.Error            // the request's error; ends the run but with p.Continue
+	steps map[string]*schema.Error // with p.Continue: by step name
+}
+
+// delegations are the steps of a dataflow in delegations.
+type delegations struct {
+	claimed []bool       // steps a delegation runs; nil without a Delegator
+	given   map[int]bool // steps a delegation gave back, to run one by one
 }
 
 // launch starts ready step i: in a delegation with the steps that can go
@@ -361,10 +389,10 @@ type dataflow struct {
 // there is one, on the run's goroutine when it is the only thing to do,
 // else on a goroutine of its own.
 func (f *dataflow) launch(i int) {
-	if f.claimed != nil && !f.noDelegate[i] {
-		if seg := f.r.segment(f.p, i, f.done, f.claimed); seg != nil {
+	if f.deleg.claimed != nil && !f.deleg.given[i] {
+		if seg := f.r.segment(f.p, i, f.done, f.deleg.claimed); seg != nil {
 			for _, j := range seg.steps {
-				f.claimed[j] = true
+				f.deleg.claimed[j] = true
 			}
 			f.inflight += len(seg.steps)
 			go func() {
@@ -404,8 +432,8 @@ func (f *dataflow) start(i int, probe bool) {
 }
 
 func (f *dataflow) fail(e *schema.Error) {
-	if f.failed == nil {
-		f.failed = e
+	if f.failed.first == nil {
+		f.failed.first = e
 		f.cancel()
 	}
 }
@@ -418,7 +446,7 @@ func (f *dataflow) finish(c completion) {
 		// request's own end (its budget, its cancel) and its memory
 		// (held.hold below) still fail it whole.
 		if p.Continue && f.ctx.Err() == nil {
-			f.errs = skip(p, c.step, c.err, f.errs)
+			f.failed.steps = skip(p, c.step, c.err, f.failed.steps)
 			return
 		}
 		f.fail(c.err)
@@ -428,7 +456,7 @@ func (f *dataflow) finish(c completion) {
 	// that nobody else will read and are not to be returned are released.
 	// (The inputs of a failed step stay, for the partial results.)
 	for _, d := range p.Steps[c.step].Deps {
-		if f.readers[d]--; f.readers[d] == 0 && !p.All {
+		if f.left.readers[d]--; f.left.readers[d] == 0 && !p.All {
 			f.results[d] = nil
 			f.held.release(d)
 		}
@@ -440,8 +468,8 @@ func (f *dataflow) finish(c completion) {
 	f.results[c.step] = c.result
 	f.done[c.step] = true
 	for _, d := range p.Steps[c.step].Dependents {
-		f.waiting[d]--
-		if f.waiting[d] == 0 && (f.claimed == nil || !f.claimed[d]) {
+		f.left.inputs[d]--
+		if f.left.inputs[d] == 0 && (f.deleg.claimed == nil || !f.deleg.claimed[d]) {
 			f.ready = append(f.ready, d)
 		}
 	}
@@ -450,13 +478,13 @@ func (f *dataflow) finish(c completion) {
 // requeue gives back the steps of a delegation that did not happen, to
 // run one by one.
 func (f *dataflow) requeue(steps []int) {
-	if f.noDelegate == nil {
-		f.noDelegate = make(map[int]bool, len(steps))
+	if f.deleg.given == nil {
+		f.deleg.given = make(map[int]bool, len(steps))
 	}
 	for _, j := range steps {
-		f.claimed[j] = false
-		f.noDelegate[j] = true
-		if f.waiting[j] == 0 {
+		f.deleg.claimed[j] = false
+		f.deleg.given[j] = true
+		if f.left.inputs[j] == 0 {
 			f.ready = append(f.ready, j)
 		}
 	}
@@ -660,7 +688,7 @@ func (r *Runner) executor(node string) Executor {
 
 // exec routes and runs call, re-routing it as Call says.
 func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string, attempts int, _ *schema.Error) {
-	maxRetries := r.MaxRetries
+	maxRetries := r.Retries.Max
 	if maxRetries <= 0 {
 		maxRetries = 2
 	}
@@ -726,7 +754,7 @@ func (r *Runner) noNodeLeft(call *Call, node string, tried []string, last *schem
 		return &schema.Error{Code: schema.CodeNodeUnavailable, Step: call.Step, Node: node,
 			Message: "no other eligible node could take the step after: " + last.Message, Details: d}
 	}
-	wait := r.OverloadRetryAfter
+	wait := r.Retries.OverloadAfter
 	if wait <= 0 {
 		wait = DefaultOverloadRetryAfter
 	}
@@ -748,7 +776,7 @@ func (r *Runner) waitRoute(ctx context.Context, call *Call) (string, bool, *sche
 	wake := make(chan struct{}, 1)
 	var tick <-chan time.Time
 	if r.Watch != nil {
-		defer r.Watch(call.Fun, call.Locs, func() { r.wakes.Add(1); signal(wake) })()
+		defer r.Watch(call.Fun, call.Locs, func() { r.routeWaits.wakes.Add(1); signal(wake) })()
 	} else {
 		t := time.NewTicker(pollEvery)
 		defer t.Stop()

@@ -369,9 +369,9 @@ func TestRunRetriesAtMostTwice(t *testing.T) {
 	assert.Equal(t, 3, evs[0].Attempts)
 	assert.Equal(t, "n3", evs[0].Node)
 
-	// MaxRetries bounds the re-routes.
+	// Retries.Max bounds the re-routes.
 	f = newFuncs(map[string]fn{"x": failOn(schema.CodeOverloaded, "n1", "n2", "n3")})
-	r = &planner.Runner{Router: newRouter("n1", "n2", "n3"), Executor: f, MaxRetries: 1}
+	r = &planner.Runner{Router: newRouter("n1", "n2", "n3"), Executor: f, Retries: planner.Retries{Max: 1}}
 	_, err = runOf(context.Background(), r, mustPlan(t, `{"cmds": [{"name": "s", "fun": "x"}]}`))
 	require.NotNil(t, err)
 	assert.Equal(t, []string{"n1", "n2"}, f.Nodes("s"))
@@ -419,7 +419,7 @@ func TestRunEveryNodeBusy(t *testing.T) {
 		}, 0, schema.CodeNodeUnavailable, []any{"n1", "n2"}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &planner.Runner{Router: newRouter(tc.nodes...), Executor: newFuncs(map[string]fn{"x": tc.exec}), OverloadRetryAfter: tc.retry}
+			r := &planner.Runner{Router: newRouter(tc.nodes...), Executor: newFuncs(map[string]fn{"x": tc.exec}), Retries: planner.Retries{OverloadAfter: tc.retry}}
 			_, err := runOf(context.Background(), r, mustPlan(t, plan))
 			require.NotNil(t, err)
 			assert.Equal(t, tc.code, err.Code)

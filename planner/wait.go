@@ -29,11 +29,11 @@ var errParked = &schema.Error{Code: schema.CodeNoRoute, Message: "waiting for a 
 
 // Waiting returns the number of steps of the runner's requests that wait
 // for a route now.
-func (r *Runner) Waiting() int64 { return r.waiting.Load() }
+func (r *Runner) Waiting() int64 { return r.routeWaits.waiting.Load() }
 
 // Wakes returns how many times Watch woke a request waiting for a route:
 // a change that concerns none of the waiting steps wakes none.
-func (r *Runner) Wakes() int64 { return r.wakes.Load() }
+func (r *Runner) Wakes() int64 { return r.routeWaits.wakes.Load() }
 
 func (r *Runner) maxWaiting() int64 {
 	if r.MaxWaiting <= 0 {
@@ -45,14 +45,14 @@ func (r *Runner) maxWaiting() int64 {
 // hold counts one more step waiting for a route, or says why it may not
 // wait: OVERLOADED, at MaxWaiting or at the end of Memory.
 func (r *Runner) hold() *schema.Error {
-	if maxWaiting := r.maxWaiting(); r.waiting.Add(1) > maxWaiting {
-		r.waiting.Add(-1)
+	if maxWaiting := r.maxWaiting(); r.routeWaits.waiting.Add(1) > maxWaiting {
+		r.routeWaits.waiting.Add(-1)
 		return &schema.Error{Code: schema.CodeOverloaded,
 			Message: fmt.Sprintf("the node has %d steps waiting for a route, its limit", maxWaiting),
 			Details: map[string]any{"limit": "max_waiting", "max": maxWaiting}}
 	}
 	if m := r.Memory; m != nil && !m.TryAcquire(WaitingStepBytes) {
-		r.waiting.Add(-1)
+		r.routeWaits.waiting.Add(-1)
 		return &schema.Error{Code: schema.CodeOverloaded,
 			Message: "the node holds as many requests as its memory limit allows",
 			Details: map[string]any{"limit": "max_planning_bytes"}}
@@ -62,7 +62,7 @@ func (r *Runner) hold() *schema.Error {
 
 // unhold ends the count of a step that hold counted.
 func (r *Runner) unhold() {
-	r.waiting.Add(-1)
+	r.routeWaits.waiting.Add(-1)
 	if m := r.Memory; m != nil {
 		m.Release(WaitingStepBytes)
 	}
@@ -100,7 +100,7 @@ type waits struct {
 type stepWait struct {
 	since   time.Time // when it first found no route; zero before
 	epoch   uint64    // its group's epoch when it last started
-	counted bool      // in Runner.waiting (Runner.hold)
+	counted bool      // in Runner.routeWaits.waiting (Runner.hold)
 }
 
 // groupState is what a run knows of the route of a waitGroup.
@@ -205,7 +205,7 @@ func (w *waits) admit(f *dataflow, i int) (run, probe bool) {
 
 // start starts held or parked step i again, unless the run failed.
 func (w *waits) start(f *dataflow, g *waitGroup, i int, probe bool) {
-	if f.failed != nil {
+	if f.failed.first != nil {
 		return
 	}
 	w.steps[i].epoch = g.epoch
@@ -282,7 +282,7 @@ func (w *waits) watch(g *waitGroup) func() {
 		return func() {}
 	}
 	return w.r.Watch(g.fun, g.locs, func() {
-		w.r.wakes.Add(1)
+		w.r.routeWaits.wakes.Add(1)
 		w.mu.Lock()
 		if !g.fired {
 			g.fired = true
@@ -369,7 +369,7 @@ func (w *waits) ran(f *dataflow, c completion) {
 
 // next starts g's first held step as its probe, when g has none.
 func (w *waits) next(f *dataflow, g *waitGroup) {
-	if g.probe >= 0 || len(g.held) == 0 || f.failed != nil {
+	if g.probe >= 0 || len(g.held) == 0 || f.failed.first != nil {
 		return
 	}
 	j := g.held[0]
@@ -441,7 +441,7 @@ func (w *waits) expire(f *dataflow, now time.Time) {
 	}
 	for _, j := range ended {
 		w.uncount(j)
-		if f.failed == nil {
+		if f.failed.first == nil {
 			f.failStep(j, noRoute(f.callOf(j), now.Sub(w.steps[j].since)), w.steps[j].since)
 		}
 	}

@@ -154,28 +154,7 @@ func (c *runCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
-	// The request carries its own budget (timeout_ms, --timeout when it
-	// has none); the wait for the reply gets a little more, so that the
-	// cluster's TIMEOUT reply, with partial results, arrives first.
-	if req.TimeoutMS <= 0 {
-		req.TimeoutMS = max(c.Timeout.Milliseconds(), 1)
-	}
-	if c.Trace {
-		req.Trace = true
-	}
-	if req.ID == "" {
-		req.ID = nuid.Next() // known before sending, for --verbose and mpreg cancel
-	}
-	if c.Verbose || c.Trace {
-		printID(e.stderr, req.ID)
-	}
-	if c.Explain || c.Dot {
-		req.DryRun = true
-	}
-	if !c.Explain {
-		// --explain shows the dry run's own warnings with the plan.
-		printWarnings(e.stderr, planner.Warnings(req))
-	}
+	c.apply(e.stderr, req)
 	ctx, cancel := context.WithTimeout(e.ctx, time.Duration(req.TimeoutMS)*time.Millisecond+replyGrace)
 	defer cancel()
 	cl, err := connect(ctx, c.clientFlags, c.Codec, c.Timeout)
@@ -198,9 +177,51 @@ func (c *runCmd) Run(e *env) error {
 		}
 		return writeExplain(e.stdout, resp)
 	}
+	resp = fullResponse(req, resp, err)
+	if c.Trace {
+		printTrace(e.stderr, resp.Trace, resp.TraceTruncated)
+	}
+	if perr := printJSON(e.stdout, resp); perr != nil {
+		return errors.Join(err, perr)
+	}
+	if err == nil {
+		return firstStepError(req, resp)
+	}
+	return err
+}
+
+// apply sets what the flags ask of req, and prints on stderr its id
+// (--verbose, --trace) and the warnings of its plan (unless --explain,
+// which shows them with the plan). The request carries its own budget
+// (timeout_ms, --timeout when it has none); the wait for the reply gets a
+// little more, so that the cluster's TIMEOUT reply, with partial results,
+// arrives first.
+func (c *runCmd) apply(stderr io.Writer, req *schema.Request) {
+	if req.TimeoutMS <= 0 {
+		req.TimeoutMS = max(c.Timeout.Milliseconds(), 1)
+	}
+	if c.Trace {
+		req.Trace = true
+	}
+	if req.ID == "" {
+		req.ID = nuid.Next() // known before sending, for --verbose and mpreg cancel
+	}
+	if c.Verbose || c.Trace {
+		printID(stderr, req.ID)
+	}
+	if c.Explain || c.Dot {
+		req.DryRun = true
+	}
+	if !c.Explain {
+		printWarnings(stderr, planner.Warnings(req))
+	}
+}
+
+// fullResponse returns resp with its results never null; with no response
+// (no node, timeout…) one in the same shape, holding err, so that scripts
+// always read {"id", "results"[, "error"]}.
+func fullResponse(req *schema.Request, resp *schema.Response, err error) *schema.Response {
 	if resp == nil {
-		// No response arrived (no node, timeout…): print one in the same
-		// shape, so that scripts always read {"id", "results"[, "error"]}.
 		resp = &schema.Response{ID: req.ID, Results: map[string]any{}}
 		var se *schema.Error
 		if errors.As(err, &se) {
@@ -210,22 +231,20 @@ func (c *runCmd) Run(e *env) error {
 	if resp.Results == nil {
 		resp.Results = map[string]any{}
 	}
-	if c.Trace {
-		printTrace(e.stderr, resp.Trace, resp.TraceTruncated)
-	}
-	if perr := printJSON(e.stdout, resp); perr != nil {
-		return errors.Join(err, perr)
-	}
-	if err == nil && len(resp.Errors) > 0 {
-		// on_error "continue": the request ran, some of its steps did not;
-		// the exit status says so with the first step that failed.
-		for _, cmd := range req.Cmds {
-			if e := resp.Errors[cmd.Name]; e != nil && e.Code != schema.CodeCancelled {
-				return e
-			}
+	return resp
+}
+
+// firstStepError is, for a request that ran with on_error "continue" and
+// some of whose steps did not, the error of the first of them (in the
+// request's order) that failed other than CANCELLED: the exit status says
+// so. Nil otherwise.
+func firstStepError(req *schema.Request, resp *schema.Response) error {
+	for _, cmd := range req.Cmds {
+		if e := resp.Errors[cmd.Name]; e != nil && e.Code != schema.CodeCancelled {
+			return e
 		}
 	}
-	return err
+	return nil
 }
 
 // read reads and checks the request.

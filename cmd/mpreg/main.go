@@ -132,16 +132,7 @@ func signalContext(stderr io.Writer) (ctx context.Context, stop func()) {
 // run parses args, runs the chosen command and returns the exit code.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var c cli
-	parser, err := kong.New(&c,
-		kong.Name("mpreg"),
-		kong.Description("MPREG: dependency-resolving RPC over NATS."),
-		kong.Vars{"version": versionLine(), "default_url": bus.DefaultURL},
-		benchVars(),
-		kong.DefaultEnvars("MPREG"),
-		kong.Configuration(configLoader),
-		kong.Writers(stdout, stderr),
-		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
-	)
+	parser, err := newParser(&c, stdout, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "mpreg: %v\n", err)
 		return exitUsage
@@ -155,6 +146,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	err = kctx.Run(&env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr,
 		log: newLogger(stderr, c.LogFormat, c.LogLevel), natsLog: natsLogger(stderr, c.LogFormat, c.LogLevel)})
 	return report(err, stderr)
+}
+
+// newParser returns the command line's parser, filling c. The flags'
+// defaults come from the packages' (kong.Vars), written there once.
+func newParser(c *cli, stdout, stderr io.Writer) (*kong.Kong, error) {
+	return kong.New(c,
+		kong.Name("mpreg"),
+		kong.Description("MPREG: dependency-resolving RPC over NATS."),
+		kong.Vars{"version": versionLine(), "default_url": bus.DefaultURL},
+		benchVars(),
+		nodeVars(),
+		kong.DefaultEnvars("MPREG"),
+		kong.Configuration(configLoader),
+		kong.Writers(stdout, stderr),
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true}),
+	)
 }
 
 // report prints err and returns its exit code: RPC errors print as
@@ -252,7 +259,7 @@ func configKeys(flag string) []string {
 // clientFlags are the flags of the commands that call a cluster.
 type clientFlags struct {
 	Servers []string `help:"NATS server URLs, comma-separated." default:"${default_url}"`
-	Cluster string   `help:"Cluster id." default:"default"`
+	Cluster string   `help:"Cluster id." default:"${default_cluster}"`
 	authFlags
 	inboxFlags
 }
@@ -282,15 +289,12 @@ func dial(ctx context.Context, f clientFlags, codecName string, timeout time.Dur
 		c = codec.JSON
 	}
 	cl, err := client.Connect(ctx, client.Config{
-		Servers:     bus.SplitURLs(f.Servers...),
-		Auth:        f.auth(),
-		InboxPrefix: f.InboxPrefix,
-		Cluster:     f.Cluster,
-		Codec:       c,
-		Timeout:     timeout,
-		NoFollow:    !follow,
-		Name:        "mpreg-cli",
-		ConnOptions: oneShot,
+		Dial: bus.ConnConfig{Servers: bus.SplitURLs(f.Servers...), Auth: f.auth(), InboxPrefix: f.InboxPrefix,
+			Name: "mpreg-cli", Options: oneShot},
+		Cluster:  f.Cluster,
+		Codec:    c,
+		Timeout:  timeout,
+		NoFollow: !follow,
 	})
 	if err != nil && ctx.Err() != nil && !errors.Is(err, client.ErrInvalidConfig) {
 		return nil, fmt.Errorf("connect to %s: %w", strings.Join(bus.RedactAll(f.Servers), ","), ctx.Err())

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -527,6 +528,14 @@ func TestByteSizes(t *testing.T) {
 		_, err := parseByteSize(bad)
 		assert.Error(t, err, bad)
 	}
+	for _, n := range []int64{512, 64 << 10, 64 << 20, 1 << 30, 3 << 30, 1<<20 + 1} {
+		back, err := parseByteSize(formatByteSize(n))
+		require.NoError(t, err, n)
+		assert.Equal(t, n, back, formatByteSize(n))
+	}
+	assert.Equal(t, "64MiB", formatByteSize(64<<20))
+	assert.Equal(t, "1GiB", formatByteSize(1<<30))
+	assert.Equal(t, "1025KiB", formatByteSize(1025<<10))
 	r := mpreg(t, opts{}, "node", "--max-result-bytes", "lots", "--servers", "nats://127.0.0.1:1")
 	assert.Equal(t, 2, r.code)
 	assert.Contains(t, r.stderr, "--max-result-bytes")
@@ -671,7 +680,7 @@ func TestPeersWatchLimit(t *testing.T) {
 	t.Parallel()
 	s := testcluster.Server(t)
 	cfg := testcluster.NodeConfig(t, "early")
-	cfg.HeartbeatInterval = time.Second
+	cfg.Gossip.HeartbeatInterval = time.Second
 	testcluster.Node(t, s.ClientURL(), cfg, nil)
 	w := startDaemon(t, "peers", "--watch", "--servers", s.ClientURL())
 	waitJoined(t, w, "early", "echo, echos")
@@ -865,4 +874,46 @@ func TestRunWarnings(t *testing.T) {
 	r = mpreg(t, opts{stdin: `{"cmds": [{"name": "|a", "fun": "echo", "args": ["hello"]}]}`}, "run", "-", "--servers", url)
 	require.Equal(t, 0, r.code, r.stderr)
 	require.Empty(t, r.stderr)
+}
+
+// The node flags' defaults are node.DefaultConfig's, and --help shows them.
+func TestNodeFlagDefaults(t *testing.T) {
+	for _, cmd := range []string{"server", "node"} {
+		var c cli
+		parser, err := newParser(&c, io.Discard, io.Discard)
+		require.NoError(t, err)
+		_, err = parser.Parse([]string{cmd})
+		require.NoError(t, err, cmd)
+		f := c.Server.nodeFlags
+		if cmd == "node" {
+			f = c.Node.nodeFlags
+		}
+		cfg, err := f.config(nil)
+		require.NoError(t, err)
+		d := node.DefaultConfig()
+		assert.Equal(t, d.Cluster, cfg.Cluster, cmd)
+		assert.Equal(t, d.Cluster, c.Call.Cluster, "the callers' cluster")
+		got, want := cfg.Limits, d.Limits
+		// Not flags: New takes their defaults.
+		got.MaxNameLen, got.MaxDepth, got.DefaultTimeout, got.MaxTimeout = want.MaxNameLen, want.MaxDepth, want.DefaultTimeout, want.MaxTimeout
+		assert.Equal(t, want, got, cmd)
+		require.NoError(t, cfg.Validate(), cmd)
+	}
+	r := mpreg(t, opts{}, "server", "--help")
+	require.Equal(t, 0, r.code)
+	for _, want := range []string{"--cluster=\"default\"", "--max-inflight=256", "--max-queue=1024", "--max-commands=1000",
+		"--max-requests=4096", "--max-bytes-in-flight=64MiB", "--max-planning-bytes=1GiB", "--max-result-bytes=512MiB",
+		"--max-waiting=10000"} {
+		assert.Contains(t, r.stdout, want)
+	}
+}
+
+// A flag value Validate refuses is a usage error naming the field.
+func TestNodeFlagsValidated(t *testing.T) {
+	r := mpreg(t, opts{}, "node", "--max-queue=-1", "--servers", "nats://127.0.0.1:1")
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "Limits.MaxQueue (-1) must not be negative")
+	r = mpreg(t, opts{}, "node", "--max-result-bytes", "2GiB", "--servers", "nats://127.0.0.1:1")
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "Limits.MaxResultBytes (2147483648) must be at most Limits.MaxPlanningBytes (1073741824)")
 }

@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/alecthomas/kong"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nats-io/nats.go"
@@ -19,30 +21,58 @@ import (
 	"github.com/mpreg/mpreg/internal/demo"
 	"github.com/mpreg/mpreg/metrics"
 	"github.com/mpreg/mpreg/node"
-	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
 )
 
 // nodeFlags are the flags of the commands that run a node.
 type nodeFlags struct {
-	Cluster          string        `help:"Cluster id." default:"default"`
-	NodeID           string        `help:"Node id, unique among live nodes (default: host name + random suffix)." placeholder:"ID"`
-	Name             string        `help:"Human-readable node name, shown by peers." placeholder:"N"`
-	Locs             []string      `help:"The node's locs (resource tags), comma-separated." placeholder:"LOC"`
-	Demo             bool          `help:"Also offer the demo functions: add, upper, sleep, fail, whoami, panic."`
-	DrainTimeout     time.Duration `help:"On SIGINT/SIGTERM, how long to wait for work in flight." default:"30s"`
-	MaxInflight      int           `help:"Most steps that run on this node at once." default:"256"`
-	MaxQueue         int           `help:"Most steps that wait for a run slot; beyond it a step gets OVERLOADED." default:"1024"`
-	MaxCommands      int           `help:"Most commands one request may hold." default:"1000"`
-	MaxRequests      int           `help:"Most whole requests this node plans at once; beyond it a request gets OVERLOADED." default:"4096"`
-	MaxBytesInFlight byteSize      `help:"Most bytes of steps this node's planner has in flight to other nodes (requests and the replies expected); more steps wait." default:"64MiB"`
-	MaxPlanningBytes byteSize      `help:"Memory for the requests this node plans at once (decoded bodies, held results, steps waiting for a route); beyond it a request gets OVERLOADED." default:"1GiB"`
-	MaxResultBytes   byteSize      `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"512MiB"`
-	MaxWaiting       int           `help:"Most steps of the requests this node plans that wait for a route (route_wait_ms) at once; beyond it a request gets OVERLOADED." default:"10000"`
-	MetricsListen    string        `help:"Serve /metrics, /healthz and /readyz over HTTP on HOST:PORT (port 0 picks a free one; the address is logged)." placeholder:"HOST:PORT"`
-	Authz            string        `help:"Policy file (JSON) of which caller may run which function in the requests this node plans (docs/SECURITY.md); read again on SIGHUP. Default: everyone may run everything." placeholder:"FILE"`
-	NoDelegate       bool          `help:"Run every step of the requests this node plans one by one, never sending a run of steps that only one other node can run there in one message."`
+	Cluster      string        `help:"Cluster id." default:"${default_cluster}"`
+	NodeID       string        `help:"Node id, unique among live nodes (default: host name + random suffix)." placeholder:"ID"`
+	Name         string        `help:"Human-readable node name, shown by peers." placeholder:"N"`
+	Locs         []string      `help:"The node's locs (resource tags), comma-separated." placeholder:"LOC"`
+	Demo         bool          `help:"Also offer the demo functions: add, upper, sleep, fail, whoami, panic."`
+	DrainTimeout time.Duration `help:"On SIGINT/SIGTERM, how long to wait for work in flight." default:"30s"`
+	limitFlags
+	MetricsListen string `help:"Serve /metrics, /healthz and /readyz over HTTP on HOST:PORT (port 0 picks a free one; the address is logged)." placeholder:"HOST:PORT"`
+	Authz         string `help:"Policy file (JSON) of which caller may run which function in the requests this node plans (docs/SECURITY.md); read again on SIGHUP. Default: everyone may run everything." placeholder:"FILE"`
+	NoDelegate    bool   `help:"Run every step of the requests this node plans one by one, never sending a run of steps that only one other node can run there in one message."`
 	authFlags
+}
+
+// limitFlags are a node's limits (node.Limits). Their defaults are
+// node.DefaultConfig's, through nodeVars.
+type limitFlags struct {
+	MaxInflight      int      `help:"Most steps that run on this node at once." default:"${max_inflight}"`
+	MaxQueue         int      `help:"Most steps that wait for a run slot; beyond it a step gets OVERLOADED." default:"${max_queue}"`
+	MaxCommands      int      `help:"Most commands one request may hold." default:"${max_commands}"`
+	MaxRequests      int      `help:"Most whole requests this node plans at once; beyond it a request gets OVERLOADED." default:"${max_requests}"`
+	MaxBytesInFlight byteSize `help:"Most bytes of steps this node's planner has in flight to other nodes (requests and the replies expected); more steps wait." default:"${max_bytes_in_flight}"`
+	MaxPlanningBytes byteSize `help:"Memory for the requests this node plans at once (decoded bodies, held results, steps waiting for a route); beyond it a request gets OVERLOADED." default:"${max_planning_bytes}"`
+	MaxResultBytes   byteSize `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"${max_result_bytes}"`
+	MaxWaiting       int      `help:"Most steps of the requests this node plans that wait for a route (route_wait_ms) at once; beyond it a request gets OVERLOADED." default:"${max_waiting}"`
+}
+
+// nodeVars are the defaults of the node flags, shown in --help: node.DefaultConfig's.
+func nodeVars() kong.Vars {
+	d := node.DefaultConfig()
+	return kong.Vars{
+		"default_cluster":     d.Cluster,
+		"max_inflight":        strconv.Itoa(d.Limits.MaxInflight),
+		"max_queue":           strconv.Itoa(d.Limits.MaxQueue),
+		"max_commands":        strconv.Itoa(d.Limits.MaxCommands),
+		"max_requests":        strconv.Itoa(d.Limits.MaxRequests),
+		"max_bytes_in_flight": formatByteSize(d.Limits.MaxBytesInFlight),
+		"max_planning_bytes":  formatByteSize(d.Limits.MaxPlanningBytes),
+		"max_result_bytes":    formatByteSize(d.Limits.MaxResultBytes),
+		"max_waiting":         strconv.Itoa(d.Limits.MaxWaiting),
+	}
+}
+
+// limits returns the node.Limits the flags describe.
+func (f *limitFlags) limits() node.Limits {
+	return node.Limits{MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxCommands: f.MaxCommands, MaxRequests: f.MaxRequests,
+		MaxBytesInFlight: int64(f.MaxBytesInFlight), MaxPlanningBytes: int64(f.MaxPlanningBytes), MaxResultBytes: int64(f.MaxResultBytes),
+		MaxWaiting: f.MaxWaiting}
 }
 
 // Validate checks the ids and the NATS authentication flags.
@@ -59,10 +89,9 @@ func (f *nodeFlags) config(log *slog.Logger) (node.Config, error) {
 			return node.Config{}, err
 		}
 	}
-	return node.Config{Authz: policy, Cluster: f.Cluster, NodeID: f.NodeID, Name: f.Name, Locs: f.Locs, Logger: log,
-		MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxRequests: f.MaxRequests, Limits: planner.Limits{MaxCommands: f.MaxCommands},
-		MaxBytesInFlight: int64(f.MaxBytesInFlight), MaxPlanningBytes: int64(f.MaxPlanningBytes), MaxResultBytes: int64(f.MaxResultBytes),
-		MaxWaiting: f.MaxWaiting, NoDelegate: f.NoDelegate}, nil
+	cfg := node.Config{Authz: policy, Cluster: f.Cluster, NodeID: f.NodeID, Name: f.Name, Locs: f.Locs,
+		Limits: f.limits(), NoDelegate: f.NoDelegate, Hooks: node.Hooks{Logger: log}}
+	return cfg, cfg.Validate() // before any server starts or connection is made
 }
 
 // serverCmd is `mpreg server`.
@@ -236,7 +265,7 @@ func serve(e *env, log *slog.Logger, nc *nats.Conn, url string, cfg node.Config,
 		if err != nil {
 			return err
 		}
-		cfg.Recorder = rec
+		cfg.Hooks.Recorder = rec
 	}
 	n, err := node.New(nc, cfg)
 	if err != nil {

@@ -32,6 +32,20 @@ func (b *byteSize) Decode(ctx *kong.DecodeContext) error {
 	return nil
 }
 
+// formatByteSize writes n as parseByteSize reads it, in the largest unit
+// that divides it: 64MiB, 1GiB, 512.
+func formatByteSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.mult && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // parseByteSize reads "64MiB" and the like.
 func parseByteSize(s string) (int64, error) {
 	t := strings.TrimSpace(s)

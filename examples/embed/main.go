@@ -32,7 +32,7 @@ func main() {
 
 	// A client, dialed first and once: with no NATS server there, this is
 	// NODE_UNAVAILABLE at once, not a wait for the whole budget.
-	c, err := client.Connect(ctx, client.Config{Servers: urls, FailFast: true})
+	c, err := client.Connect(ctx, client.Config{Dial: bus.ConnConfig{Servers: urls}, FailFast: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

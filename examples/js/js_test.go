@@ -82,7 +82,7 @@ func TestJavaScriptCallerAndNode(t *testing.T) {
 	// The JavaScript node beats every second: the Go node and client wait
 	// three before they take it for dead.
 	cfg := testcluster.NodeConfig(t, "go-1")
-	cfg.DeadAfter = 3 * time.Second
+	cfg.Gossip.DeadAfter = 3 * time.Second
 	testcluster.Node(t, s.ClientURL(), cfg, nil)
 
 	// A JavaScript node joins and serves shout(s) with loc "js".

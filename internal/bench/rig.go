@@ -91,21 +91,26 @@ type rig struct {
 	urls    []string
 	auth    bus.Auth
 
-	srv       *bus.Server // nil when cfg.Servers were given
-	conns     []*nats.Conn
-	nodes     []*node.Node // A, B, T
-	reqConn   *nats.Conn   // raw requests and JSON rpc requests
-	client    *client.Client
-	rawData   []byte
-	rpcMsg    *nats.Msg // pre-encoded JSON rpc request, to A
-	rpcTCPMsg *nats.Msg // the same to T
-	viaMsg    *nats.Msg // a chain on B, planned by A
-	runReq    *schema.Request
-	routedReq *schema.Request
-	chainReq  *schema.Request
-	altReq    *schema.Request
-	awayReq   *schema.Request
-	fanoutReq *schema.Request
+	srv     *bus.Server // nil when cfg.Servers were given
+	conns   []*nats.Conn
+	nodes   []*node.Node // A, B, T
+	reqConn *nats.Conn   // raw requests and JSON rpc requests
+	client  *client.Client
+	msg     messages
+	req     requests
+}
+
+// messages are the rig's pre-encoded messages.
+type messages struct {
+	raw    []byte    // a raw request's data
+	rpc    *nats.Msg // a JSON rpc request, to A
+	rpcTCP *nats.Msg // the same to T
+	via    *nats.Msg // a chain on B, planned by A
+}
+
+// requests are the rig's requests, for the Go client.
+type requests struct {
+	run, routed, chain, alt, away, fanout *schema.Request
 }
 
 // newRig starts the rig for a checked cfg. On error everything started so
@@ -154,13 +159,10 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 		return nil, err
 	}
 	r.client, err = client.Connect(ctx, client.Config{
-		Servers:     r.urls,
-		Auth:        r.auth,
-		InboxPrefix: cfg.InboxPrefix,
-		Cluster:     cfg.Cluster,
-		Timeout:     callTimeout,
-		SyncQuiet:   50 * time.Millisecond,
-		Name:        "mpreg-bench-client",
+		Dial:      bus.ConnConfig{Servers: r.urls, Auth: r.auth, InboxPrefix: cfg.InboxPrefix, Name: "mpreg-bench-client"},
+		Cluster:   cfg.Cluster,
+		Timeout:   callTimeout,
+		SyncQuiet: 50 * time.Millisecond,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -231,10 +233,10 @@ func (r *rig) startNode(ctx context.Context, loc string, inProcess bool, reg *pr
 		Name:    "mpreg bench " + loc,
 		Locs:    []string{loc},
 		// Room for every fan-out step of every concurrent requester.
-		MaxInflight: max(4096, 2*17*r.cfg.Concurrency),
+		Limits: node.Limits{MaxInflight: max(4096, 2*17*r.cfg.Concurrency)},
 	}
 	if reg != nil {
-		if ncfg.Recorder, err = metrics.NewRecorder(prometheus.WrapRegistererWith(prometheus.Labels{"bench_node": loc}, reg)); err != nil {
+		if ncfg.Hooks.Recorder, err = metrics.NewRecorder(prometheus.WrapRegistererWith(prometheus.Labels{"bench_node": loc}, reg)); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}
@@ -256,7 +258,7 @@ func (r *rig) startNode(ctx context.Context, loc string, inProcess bool, reg *pr
 
 // requests builds the requests the scenarios send.
 func (r *rig) requests() error {
-	r.rawData = []byte(r.payload)
+	r.msg.raw = []byte(r.payload)
 	subj := bus.NewSubjects("", r.cfg.Cluster)
 	one := func(loc string) map[string]any {
 		return map[string]any{"cmds": []map[string]any{{"name": "r", "fun": "echo", "args": []string{r.payload}, "locs": []string{loc}}}}
@@ -266,9 +268,9 @@ func (r *rig) requests() error {
 		node *node.Node
 		body any
 	}{
-		{&r.rpcMsg, r.nodes[0], one(LocA)},
-		{&r.rpcTCPMsg, r.nodes[2], one(LocTCP)},
-		{&r.viaMsg, r.nodes[0], chainRequest(r.payload, 10, LocB)},
+		{&r.msg.rpc, r.nodes[0], one(LocA)},
+		{&r.msg.rpcTCP, r.nodes[2], one(LocTCP)},
+		{&r.msg.via, r.nodes[0], chainRequest(r.payload, 10, LocB)},
 	} {
 		body, err := json.Marshal(m.body)
 		if err != nil {
@@ -276,12 +278,12 @@ func (r *rig) requests() error {
 		}
 		*m.dst = bus.NewMsg(subj.NodeRPC(m.node.ID()), body, codec.JSONType, "")
 	}
-	r.runReq = &schema.Request{Cmds: []schema.Command{{Name: "r", Fun: "echo", Args: []any{r.payload}, Locs: []string{LocA}}}}
-	r.routedReq = &schema.Request{Cmds: []schema.Command{{Name: "r", Fun: "echo", Args: []any{r.payload}, Locs: []string{LocB}}}}
-	r.chainReq = chainRequest(r.payload, 10, LocA)
-	r.altReq = chainRequest(r.payload, 10, LocA, LocB)
-	r.awayReq = chainRequest(r.payload, 10, LocB)
-	r.fanoutReq = fanoutRequest(r.payload, 16, LocA)
+	r.req.run = &schema.Request{Cmds: []schema.Command{{Name: "r", Fun: "echo", Args: []any{r.payload}, Locs: []string{LocA}}}}
+	r.req.routed = &schema.Request{Cmds: []schema.Command{{Name: "r", Fun: "echo", Args: []any{r.payload}, Locs: []string{LocB}}}}
+	r.req.chain = chainRequest(r.payload, 10, LocA)
+	r.req.alt = chainRequest(r.payload, 10, LocA, LocB)
+	r.req.away = chainRequest(r.payload, 10, LocB)
+	r.req.fanout = fanoutRequest(r.payload, 16, LocA)
 	return nil
 }
 
@@ -362,15 +364,15 @@ func (r *rig) ops() map[string]op {
 		ScenarioRaw:        r.rawRequest(RawSubject),
 		ScenarioRawTCP:     r.rawRequest(RawTCPSubject),
 		ScenarioRawHeader:  r.rawHeaderRequest,
-		ScenarioRPCJSON:    r.rpcJSON(r.rpcMsg, "r"),
-		ScenarioRPCJSONTCP: r.rpcJSON(r.rpcTCPMsg, "r"),
+		ScenarioRPCJSON:    r.rpcJSON(r.msg.rpc, "r"),
+		ScenarioRPCJSONTCP: r.rpcJSON(r.msg.rpcTCP, "r"),
 		ScenarioClientCall: r.clientCall,
-		ScenarioRPCRun:     r.runEcho(r.runReq, "r"),
-		ScenarioRouted:     r.runEcho(r.routedReq, "r"),
-		ScenarioChain10:    r.runEcho(r.chainReq, "|s9"),
-		ScenarioChainAlt:   r.runEcho(r.altReq, "|s9"),
-		ScenarioChainAway:  r.runEcho(r.awayReq, "|s9"),
-		ScenarioChainVia:   r.rpcJSON(r.viaMsg, "|s9"),
+		ScenarioRPCRun:     r.runEcho(r.req.run, "r"),
+		ScenarioRouted:     r.runEcho(r.req.routed, "r"),
+		ScenarioChain10:    r.runEcho(r.req.chain, "|s9"),
+		ScenarioChainAlt:   r.runEcho(r.req.alt, "|s9"),
+		ScenarioChainAway:  r.runEcho(r.req.away, "|s9"),
+		ScenarioChainVia:   r.rpcJSON(r.msg.via, "|s9"),
 		ScenarioFanout16:   r.fanout16,
 	}
 }
@@ -378,7 +380,7 @@ func (r *rig) ops() map[string]op {
 // rawRequest is one plain NATS request to a raw echo responder.
 func (r *rig) rawRequest(subject string) op {
 	return func(context.Context) error {
-		m, err := r.reqConn.Request(subject, r.rawData, callTimeout)
+		m, err := r.reqConn.Request(subject, r.msg.raw, callTimeout)
 		if err != nil {
 			return err
 		}
@@ -392,7 +394,7 @@ func (r *rig) rawRequest(subject string) op {
 // rawHeaderRequest is a raw request with a Content-Type header on the
 // request and on the reply.
 func (r *rig) rawHeaderRequest(context.Context) error {
-	m, err := r.reqConn.RequestMsg(bus.NewMsg(RawHeaderSubject, r.rawData, codec.MsgPackType, ""), callTimeout)
+	m, err := r.reqConn.RequestMsg(bus.NewMsg(RawHeaderSubject, r.msg.raw, codec.MsgPackType, ""), callTimeout)
 	if err != nil {
 		return err
 	}
@@ -464,7 +466,7 @@ func (r *rig) runEcho(req *schema.Request, key string) op {
 
 // fanout16 is a request of 16 independent echo steps and one echos sink.
 func (r *rig) fanout16(ctx context.Context) error {
-	resp, err := r.client.Run(ctx, r.fanoutReq)
+	resp, err := r.client.Run(ctx, r.req.fanout)
 	if err != nil {
 		return err
 	}

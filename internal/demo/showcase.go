@@ -56,103 +56,26 @@ var showNodes = []struct {
 func Showcase(ctx context.Context, w io.Writer) (err error) {
 	out := &printer{w: w}
 	started := time.Now()
-
-	srv, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	var (
-		conns []*nats.Conn
-		nodes []*node.Node
-		cl    *client.Client
-	)
-	// stop tears down in reverse: client, nodes (drained), connections,
-	// server. It runs once, at the end or on an early return.
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		cl.Close()
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
-		defer cancel()
-		var errs []error
-		for _, n := range slices.Backward(nodes) {
-			if e := n.Drain(dctx); e != nil {
-				errs = append(errs, fmt.Errorf("demo: node %s: %w", n.ID(), e))
-			}
-		}
-		for _, nc := range conns {
-			nc.Close()
-		}
-		srv.Shutdown()
-		return errors.Join(errs...)
-	}
-	defer func() { err = errors.Join(err, stop()) }()
-
-	sctx, cancel := context.WithTimeout(ctx, setupTimeout)
-	defer cancel()
-	connect := func(name string) (*nats.Conn, error) {
-		nc, err := bus.Connect(sctx, bus.ConnConfig{InProcess: srv.NATS(), Name: name})
-		if err != nil {
-			return nil, fmt.Errorf("demo: %w", err)
-		}
-		conns = append(conns, nc)
-		return nc, nil
-	}
-	rec := &recorder{byID: map[string][]planner.StepEvent{}}
-	tables := []*membership.Table{}
-	for _, spec := range showNodes {
-		nc, err := connect("mpreg-demo-" + spec.id)
-		if err != nil {
-			return err
-		}
-		n, err := node.New(nc, node.Config{
-			NodeID:    spec.id,
-			Name:      "demo " + spec.id,
-			Locs:      spec.locs,
-			SyncQuiet: 50 * time.Millisecond,
-			Observer:  rec,
-		})
-		if err != nil {
-			return fmt.Errorf("demo: %w", err)
-		}
-		if err := Register(n); err != nil {
-			return err
-		}
-		if err := n.Start(sctx); err != nil {
-			return fmt.Errorf("demo: start %s: %w", spec.id, err)
-		}
-		nodes = append(nodes, n)
-		tables = append(tables, n.Table())
-	}
-	cnc, err := connect("mpreg-demo-client")
+	sc, err := startShowCluster(ctx)
 	if err != nil {
 		return err
 	}
-	if cl, err = client.Connect(sctx, client.Config{Conn: cnc, SyncQuiet: 50 * time.Millisecond}); err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	tables = append(tables, cl.Table())
-	if err := waitForNodes(sctx, tables, len(showNodes)); err != nil {
-		return err
-	}
+	defer func() { err = errors.Join(err, sc.stop(ctx)) }()
 
-	out.intro(srv.ClientURL())
+	out.intro(sc.srv.ClientURL())
 	scenes := scenes()
 	var ok, failedOnPurpose int
 	var surprises []error
-	for i, sc := range scenes {
-		o := send(ctx, cl, rec, sc)
+	for i, scene := range scenes {
+		o := send(ctx, sc.cl, sc.rec, scene)
 		if ctx.Err() != nil {
 			return fmt.Errorf("demo: %w", ctx.Err())
 		}
-		out.scene(i+1, len(scenes), sc, o)
-		if e := sc.verify(o); e != nil {
-			surprises = append(surprises, fmt.Errorf("%w: %s: %w", ErrUnexpected, sc.title, e))
+		out.scene(i+1, len(scenes), scene, o)
+		if e := scene.verify(o); e != nil {
+			surprises = append(surprises, fmt.Errorf("%w: %s: %w", ErrUnexpected, scene.title, e))
 			out.linef("  !! unexpected: %v", e)
-		} else if sc.wantErr != "" {
+		} else if scene.wantErr != "" {
 			failedOnPurpose++
 		} else {
 			ok++
@@ -163,13 +86,120 @@ func Showcase(ctx context.Context, w io.Writer) (err error) {
 		out.linef("Demo FAILED: %d of %d requests did not end as expected.", len(surprises), len(scenes))
 		return errors.Join(append(surprises, out.err)...)
 	}
-	if err := stop(); err != nil {
+	if err := sc.stop(ctx); err != nil {
 		return err
 	}
 	out.linef("")
 	out.linef("Done in %s: %d requests, %d succeeded and %d failed as expected; nodes drained, server stopped.",
 		time.Since(started).Round(time.Millisecond), len(scenes), ok, failedOnPurpose)
 	return out.err
+}
+
+// showCluster is the showcase's cluster: a server, the nodes of showNodes
+// and a following client, each on its own in-process connection.
+type showCluster struct {
+	srv     *bus.Server
+	conns   []*nats.Conn
+	nodes   []*node.Node
+	cl      *client.Client
+	rec     *recorder
+	stopped bool
+}
+
+// startShowCluster starts the cluster and waits until every node and the
+// client route to every node. On error it is stopped.
+func startShowCluster(ctx context.Context) (_ *showCluster, err error) {
+	srv, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1})
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	sc := &showCluster{srv: srv, rec: &recorder{byID: map[string][]planner.StepEvent{}}}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, sc.stop(ctx))
+		}
+	}()
+	sctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	tables := []*membership.Table{}
+	for _, spec := range showNodes {
+		n, err := sc.startNode(sctx, spec.id, spec.locs)
+		if err != nil {
+			return nil, err
+		}
+		tables = append(tables, n.Table())
+	}
+	cnc, err := sc.connect(sctx, "mpreg-demo-client")
+	if err != nil {
+		return nil, err
+	}
+	if sc.cl, err = client.Connect(sctx, client.Config{Conn: cnc, SyncQuiet: 50 * time.Millisecond}); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	tables = append(tables, sc.cl.Table())
+	if err := waitForNodes(sctx, tables, len(showNodes)); err != nil {
+		return nil, err
+	}
+	return sc, nil
+}
+
+// connect opens an in-process connection to the server.
+func (sc *showCluster) connect(ctx context.Context, name string) (*nats.Conn, error) {
+	nc, err := bus.Connect(ctx, bus.ConnConfig{InProcess: sc.srv.NATS(), Name: name})
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	sc.conns = append(sc.conns, nc)
+	return nc, nil
+}
+
+// startNode starts a node with the demo functions.
+func (sc *showCluster) startNode(ctx context.Context, id string, locs []string) (*node.Node, error) {
+	nc, err := sc.connect(ctx, "mpreg-demo-"+id)
+	if err != nil {
+		return nil, err
+	}
+	n, err := node.New(nc, node.Config{
+		NodeID: id,
+		Name:   "demo " + id,
+		Locs:   locs,
+		Gossip: node.Gossip{SyncQuiet: 50 * time.Millisecond},
+		Hooks:  node.Hooks{Observer: sc.rec},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	if err := Register(n); err != nil {
+		return nil, err
+	}
+	if err := n.Start(ctx); err != nil {
+		return nil, fmt.Errorf("demo: start %s: %w", id, err)
+	}
+	sc.nodes = append(sc.nodes, n)
+	return n, nil
+}
+
+// stop tears down in reverse: client, nodes (drained), connections,
+// server. Only its first call does anything.
+func (sc *showCluster) stop(ctx context.Context) error {
+	if sc.stopped {
+		return nil
+	}
+	sc.stopped = true
+	sc.cl.Close()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+	defer cancel()
+	var errs []error
+	for _, n := range slices.Backward(sc.nodes) {
+		if e := n.Drain(dctx); e != nil {
+			errs = append(errs, fmt.Errorf("demo: node %s: %w", n.ID(), e))
+		}
+	}
+	for _, nc := range sc.conns {
+		nc.Close()
+	}
+	sc.srv.Shutdown()
+	return errors.Join(errs...)
 }
 
 // waitForNodes waits until every table routes to n live nodes.

@@ -139,11 +139,10 @@ func Conn(t testing.TB, url string, opts ...ConnOption) *nats.Conn {
 // NodeConfig is a node.Config with short test timings.
 func NodeConfig(t testing.TB, id string, locs ...string) node.Config {
 	return node.Config{
-		NodeID:            id,
-		Locs:              locs,
-		HeartbeatInterval: 100 * time.Millisecond,
-		SyncQuiet:         50 * time.Millisecond,
-		Logger:            Logger(t).With("test_node", id),
+		NodeID: id,
+		Locs:   locs,
+		Gossip: node.Gossip{HeartbeatInterval: 100 * time.Millisecond, SyncQuiet: 50 * time.Millisecond},
+		Hooks:  node.Hooks{Logger: Logger(t).With("test_node", id)},
 	}
 }
 
@@ -157,7 +156,7 @@ func Node(t testing.TB, url string, cfg node.Config, register func(*node.Node)) 
 // Client connects a following client to url and closes it at cleanup.
 func Client(t testing.TB, url string, cfg client.Config) *client.Client {
 	t.Helper()
-	cfg.Servers = []string{url}
+	cfg.Dial.Servers = []string{url}
 	if cfg.SyncQuiet == 0 {
 		cfg.SyncQuiet = 50 * time.Millisecond
 	}
