@@ -917,3 +917,17 @@ func TestNodeFlagsValidated(t *testing.T) {
 	assert.Equal(t, 2, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "Limits.MaxResultBytes (2147483648) must be at most Limits.MaxPlanningBytes (1073741824)")
 }
+
+// --max-planning-bytes alone below the default --max-result-bytes is
+// accepted: the result bound, left at its default, follows it down.
+func TestPlanningBytesAlone(t *testing.T) {
+	d := node.DefaultConfig().Limits
+	f := limitFlags{MaxInflight: d.MaxInflight, MaxQueue: d.MaxQueue, MaxCommands: d.MaxCommands, MaxRequests: d.MaxRequests,
+		MaxBytesInFlight: byteSize(d.MaxBytesInFlight), MaxPlanningBytes: 256 << 20, MaxResultBytes: byteSize(d.MaxResultBytes),
+		MaxWaiting: d.MaxWaiting}
+	cfg := node.Config{NodeID: "n1", Limits: f.limits()}
+	require.NoError(t, cfg.Validate())
+	f.MaxResultBytes = 300 << 20 // given explicitly, above the planning bytes: refused
+	cfg = node.Config{NodeID: "n1", Limits: f.limits()}
+	require.ErrorContains(t, cfg.Validate(), "Limits.MaxResultBytes (314572800) must be at most Limits.MaxPlanningBytes (268435456)")
+}

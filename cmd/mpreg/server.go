@@ -68,11 +68,17 @@ func nodeVars() kong.Vars {
 	}
 }
 
-// limits returns the node.Limits the flags describe.
+// limits returns the node.Limits the flags describe. --max-result-bytes at
+// its default is left to node.Config's defaulting, which keeps it under a
+// smaller --max-planning-bytes instead of refusing the pair.
 func (f *limitFlags) limits() node.Limits {
-	return node.Limits{MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxCommands: f.MaxCommands, MaxRequests: f.MaxRequests,
+	l := node.Limits{MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxCommands: f.MaxCommands, MaxRequests: f.MaxRequests,
 		MaxBytesInFlight: int64(f.MaxBytesInFlight), MaxPlanningBytes: int64(f.MaxPlanningBytes), MaxResultBytes: int64(f.MaxResultBytes),
 		MaxWaiting: f.MaxWaiting}
+	if l.MaxResultBytes == node.DefaultConfig().Limits.MaxResultBytes {
+		l.MaxResultBytes = 0
+	}
+	return l
 }
 
 // Validate checks the ids and the NATS authentication flags.
