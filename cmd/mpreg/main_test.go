@@ -896,6 +896,10 @@ func TestNodeFlagDefaults(t *testing.T) {
 		got, want := cfg.Limits, d.Limits
 		// Not flags: New takes their defaults.
 		got.MaxNameLen, got.MaxDepth, got.DefaultTimeout, got.MaxTimeout = want.MaxNameLen, want.MaxDepth, want.DefaultTimeout, want.MaxTimeout
+		// At its default the result bound is left to New, which keeps it
+		// under the planning bytes.
+		assert.Zero(t, got.MaxResultBytes, cmd)
+		got.MaxResultBytes = want.MaxResultBytes
 		assert.Equal(t, want, got, cmd)
 		require.NoError(t, cfg.Validate(), cmd)
 	}
