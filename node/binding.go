@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"unsafe"
 
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/schema"
@@ -22,13 +23,30 @@ import (
 //	}))
 func Func[In, Out any](f func(context.Context, In) (Out, error)) RawFunc {
 	in := newParam(reflect.TypeFor[In]())
+	plan := newInPlan(reflect.TypeFor[In](), in.fields != nil)
 	return func(ctx context.Context, args []any, kwargs map[string]any) (any, error) {
-		v, err := in.bindOne("", args, kwargs)
+		v, err := bindIn[In](plan, in, args, kwargs)
 		if err != nil {
 			return nil, err
 		}
-		return f(ctx, v.Interface().(In))
+		return f(ctx, v)
 	}
+}
+
+// bindIn binds the input of a Func: with its plan when the plan takes the
+// arguments, else (or when plan is nil) with in.
+func bindIn[In any](plan *inPlan, in param, args []any, kwargs map[string]any) (In, error) {
+	var v In
+	if plan != nil && plan.bind(unsafe.Pointer(&v), args, kwargs) {
+		return v, nil
+	}
+	rv, err := in.bindOne("", args, kwargs)
+	if err != nil {
+		var zero In
+		return zero, err
+	}
+	v, _ = rv.Interface().(In) // a nil interface is the zero In
+	return v, nil
 }
 
 var (
