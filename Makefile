@@ -56,10 +56,11 @@ lint:
 race:
 	MPREG_REQUIRE_JS=$$(command -v npm >/dev/null 2>&1 && echo 1) $(GO) test -race -count=1 -timeout 20m ./...
 
-## load: the load tests (TestLoad*), without the race detector, which slows
-## senders so much that overload never happens under it.
+## load: the load tests (TestLoad*) and the allocation budget
+## (TestAllocBudget), without the race detector, which slows senders so much
+## that overload never happens under it and changes what allocates.
 load:
-	$(GO) test -count=1 -timeout 10m -run '^TestLoad' ./...
+	$(GO) test -count=1 -timeout 10m -run '^(TestLoad|TestAllocBudget)' ./...
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
