@@ -286,3 +286,127 @@ func BenchmarkMetrics(b *testing.B) {
 		benchParallelOn(b, fixtureWith(b, true), ScenarioClientCall)
 	})
 }
+
+// TestChainAltRemoteSteps checks ChainAltRemoteSteps, which the remote
+// step target divides by, against the nodes' counters: one chain-10-ab
+// call is planned on A, runs ChainAltRemoteSteps steps on B, and sends B
+// no request to plan (no delegation).
+func TestChainAltRemoteSteps(t *testing.T) {
+	r := fixture(t)
+	f := r.ops()[ScenarioChainAlt]
+	a, b := r.nodes[0], r.nodes[1]
+	// Quiet nodes: nothing else runs on the shared rig during a test.
+	for range 3 {
+		a0, b0 := a.Stats(), b.Stats()
+		if err := f(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		a1, b1 := a.Stats(), b.Stats()
+		if d := a1.Requests - a0.Requests; d != 1 {
+			t.Errorf("A planned %d requests, want 1", d)
+		}
+		if d := b1.Requests - b0.Requests; d != 0 {
+			t.Errorf("B planned %d requests, want 0 (a delegated run)", d)
+		}
+		if d := b1.Steps - b0.Steps; d != ChainAltRemoteSteps {
+			t.Errorf("B ran %d steps, want %d", d, ChainAltRemoteSteps)
+		}
+		if d := a1.Steps - a0.Steps; d != 10-ChainAltRemoteSteps {
+			t.Errorf("A ran %d steps, want %d", d, 10-ChainAltRemoteSteps)
+		}
+	}
+}
+
+// TestRawAB checks that raw-a-b goes between node A's and node B's own
+// connections.
+func TestRawAB(t *testing.T) {
+	r := fixture(t)
+	if err := r.ops()[ScenarioRawAB](context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a0 := r.nodeNCs[0].Stats()
+	b0 := r.nodeNCs[1].Stats()
+	if err := r.ops()[ScenarioRawAB](context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a1, b1 := r.nodeNCs[0].Stats(), r.nodeNCs[1].Stats()
+	if a1.OutMsgs-a0.OutMsgs < 1 || a1.InMsgs-a0.InMsgs < 1 || b1.InMsgs-b0.InMsgs < 1 || b1.OutMsgs-b0.OutMsgs < 1 {
+		t.Errorf("A sent %d, got %d; B got %d, sent %d messages; want a request and a reply each",
+			a1.OutMsgs-a0.OutMsgs, a1.InMsgs-a0.InMsgs, b1.InMsgs-b0.InMsgs, b1.OutMsgs-b0.OutMsgs)
+	}
+}
+
+// TestReportRemoteStep checks the remote step target's arithmetic and
+// verdict in the report.
+func TestReportRemoteStep(t *testing.T) {
+	res := []result{
+		{name: ScenarioChain10, p50: 100 * time.Microsecond},
+		{name: ScenarioChainAlt, p50: 300 * time.Microsecond},
+		{name: ScenarioRawAB, p50: 20 * time.Microsecond},
+	}
+	for _, c := range []struct {
+		ab      time.Duration
+		verdict string
+		ratio   string
+	}{
+		{300 * time.Microsecond, "MISS", "2.00x"}, // (300-100)/5 = 40 vs 20
+		{200 * time.Microsecond, "PASS", "1.00x"}, // (200-100)/5 = 20 vs 20
+	} {
+		res[1].p50 = c.ab
+		var out bytes.Buffer
+		if err := report(&out, res); err != nil {
+			t.Fatal(err)
+		}
+		var line string
+		for _, l := range strings.Split(out.String(), "\n") {
+			if strings.Contains(l, "chain-10-ab per remote step / raw a-b round trip") {
+				line = l
+			}
+		}
+		step := fmtDur((c.ab - 100*time.Microsecond) / ChainAltRemoteSteps)
+		for _, want := range []string{c.verdict, c.ratio, "target 1.20x", "/ " + strconv.Itoa(ChainAltRemoteSteps) + " = " + step + " vs 20.0µs"} {
+			if !strings.Contains(line, want) {
+				t.Errorf("remote step target %q lacks %q\n%s", line, want, out.String())
+			}
+		}
+	}
+}
+
+// BenchmarkRemoteStep runs chain-10, chain-10-ab and raw-a-b in
+// alternating batches and reports what a remote step of chain-10-ab costs
+// beyond a local one, (p50 of chain-10-ab − p50 of chain-10) /
+// ChainAltRemoteSteps, beside the raw round trip between the same two
+// connections (raw-a-b's p50) and their ratio, the target of `mpreg bench`.
+func BenchmarkRemoteStep(b *testing.B) {
+	r := fixture(b)
+	ops := r.ops()
+	names := []string{ScenarioChain10, ScenarioChainAlt, ScenarioRawAB}
+	lat := map[string][]time.Duration{}
+	ctx := context.Background()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		n := min(ownBatch, b.N-done)
+		for _, name := range names {
+			for range n {
+				t0 := time.Now()
+				if err := ops[name](ctx); err != nil {
+					b.Fatalf("%s: %v", name, err)
+				}
+				lat[name] = append(lat[name], time.Since(t0))
+			}
+		}
+		done += n
+	}
+	b.StopTimer()
+	p50 := map[string]time.Duration{}
+	for _, name := range names {
+		slices.Sort(lat[name])
+		p50[name] = percentile(lat[name], 0.5)
+	}
+	step := (p50[ScenarioChainAlt] - p50[ScenarioChain10]) / ChainAltRemoteSteps
+	b.ReportMetric(float64(p50[ScenarioChain10].Nanoseconds()), "chain-10-p50-ns")
+	b.ReportMetric(float64(p50[ScenarioChainAlt].Nanoseconds()), "chain-10-ab-p50-ns")
+	b.ReportMetric(float64(step.Nanoseconds()), "remote-step-ns")
+	b.ReportMetric(float64(p50[ScenarioRawAB].Nanoseconds()), "raw-a-b-p50-ns")
+	b.ReportMetric(ratio(float64(step), float64(p50[ScenarioRawAB])), "step/raw")
+}

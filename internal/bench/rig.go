@@ -33,7 +33,19 @@ const (
 	// RawTCPSubject is answered on a TCP connection: the baseline for the
 	// node on TCP (as `mpreg node` connects).
 	RawTCPSubject = "bench.raw.echo.tcp"
+	// RawABSubject is answered on node B's own connection and asked from
+	// node A's: the round trip a remote step from A to B cannot beat.
+	RawABSubject = "bench.raw.echo.ab"
 )
+
+// ChainAltRemoteSteps is how many steps of chain-10-ab cross from its
+// planner to the other node, one round trip each. The client plans it on
+// A (A and B can each run five steps, and A runs the first: client
+// affinity, docs/PROTOCOL.md §4.6); the odd steps are pinned to B, and
+// none is delegated, as each has only a dependent on A. So A runs five
+// steps itself and sends five, one message and its reply each.
+// TestChainAltRemoteSteps checks this against the nodes' counters.
+const ChainAltRemoteSteps = 5
 
 // The rig's nodes: two in-process ones (A plans and runs the single-node
 // scenarios, B is the other node of the two-node ones) and one on TCP.
@@ -56,6 +68,7 @@ const (
 	ScenarioRaw        = "raw-nats"
 	ScenarioRawTCP     = "raw-nats-tcp"
 	ScenarioRawHeader  = "raw-nats-hdr"
+	ScenarioRawAB      = "raw-a-b"
 	ScenarioRPCJSON    = "rpc-json"
 	ScenarioRPCJSONTCP = "rpc-json-tcp"
 	ScenarioClientCall = "client-call"
@@ -70,7 +83,7 @@ const (
 
 // Scenarios lists the scenario names in the order Run measures them.
 var Scenarios = []string{
-	ScenarioRaw, ScenarioRawTCP, ScenarioRawHeader, ScenarioRPCJSON, ScenarioRPCJSONTCP,
+	ScenarioRaw, ScenarioRawTCP, ScenarioRawHeader, ScenarioRawAB, ScenarioRPCJSON, ScenarioRPCJSONTCP,
 	ScenarioClientCall, ScenarioRPCRun, ScenarioRouted,
 	ScenarioChain10, ScenarioChainAlt, ScenarioChainAway, ScenarioChainVia, ScenarioFanout16,
 }
@@ -82,7 +95,7 @@ type op func(ctx context.Context) error
 // rig is everything a run measures against, in one process: an embedded
 // nats-server (unless servers were given); nodes A and B on in-process
 // connections and node T on TCP; raw echo responders on an in-process
-// connection and on TCP; a requester connection (TCP) for raw and
+// connection, on TCP and on node B's connection (asked from node A's); a requester connection (TCP) for raw and
 // foreign-client requests; and a following Go client on its own TCP
 // connection. With servers given, every connection is TCP.
 type rig struct {
@@ -94,6 +107,7 @@ type rig struct {
 	srv     *bus.Server // nil when cfg.Servers were given
 	conns   []*nats.Conn
 	nodes   []*node.Node // A, B, T
+	nodeNCs []*nats.Conn // their connections
 	reqConn *nats.Conn   // raw requests and JSON rpc requests
 	client  *client.Client
 	msg     messages
@@ -154,6 +168,9 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 		if err = r.startNode(ctx, n.loc, n.inProcess, reg); err != nil {
 			return nil, err
 		}
+	}
+	if err = r.abResponder(ctx); err != nil {
+		return nil, err
 	}
 	if r.reqConn, err = r.dial(ctx, "mpreg-bench-requester", false); err != nil {
 		return nil, err
@@ -222,6 +239,22 @@ func (r *rig) rawResponders(ctx context.Context, ip, tcp *nats.Conn) error {
 	return nil
 }
 
+// abResponder subscribes a raw echo responder on node B's connection, for
+// requests from node A's: the same two connections a remote step of A's
+// travels between.
+func (r *rig) abResponder(ctx context.Context) error {
+	b := r.nodeNCs[1]
+	sub, err := b.Subscribe(RawABSubject, func(m *nats.Msg) { _ = m.Respond(m.Data) })
+	if err != nil {
+		return fmt.Errorf("bench: subscribe %s: %w", RawABSubject, err)
+	}
+	_ = sub.SetPendingLimits(-1, 256<<20)
+	if err := b.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("bench: flush: %w", err)
+	}
+	return nil
+}
+
 // startNode starts a node with loc on its own connection.
 func (r *rig) startNode(ctx context.Context, loc string, inProcess bool, reg *prometheus.Registry) error {
 	nc, err := r.dial(ctx, "mpreg-bench-node-"+loc, inProcess)
@@ -244,7 +277,7 @@ func (r *rig) startNode(ctx context.Context, loc string, inProcess bool, reg *pr
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	r.nodes = append(r.nodes, n)
+	r.nodes, r.nodeNCs = append(r.nodes, n), append(r.nodeNCs, nc)
 	if reg != nil {
 		if err = metrics.WatchNode(prometheus.WrapRegistererWith(prometheus.Labels{"bench_node": loc}, reg), n); err != nil {
 			return fmt.Errorf("bench: %w", err)
@@ -364,6 +397,7 @@ func (r *rig) ops() map[string]op {
 		ScenarioRaw:        r.rawRequest(RawSubject),
 		ScenarioRawTCP:     r.rawRequest(RawTCPSubject),
 		ScenarioRawHeader:  r.rawHeaderRequest,
+		ScenarioRawAB:      r.rawRequestOn(r.nodeNCs[0], RawABSubject),
 		ScenarioRPCJSON:    r.rpcJSON(r.msg.rpc, "r"),
 		ScenarioRPCJSONTCP: r.rpcJSON(r.msg.rpcTCP, "r"),
 		ScenarioClientCall: r.clientCall,
@@ -377,10 +411,14 @@ func (r *rig) ops() map[string]op {
 	}
 }
 
-// rawRequest is one plain NATS request to a raw echo responder.
-func (r *rig) rawRequest(subject string) op {
+// rawRequest is one plain NATS request from the requester connection to a
+// raw echo responder.
+func (r *rig) rawRequest(subject string) op { return r.rawRequestOn(r.reqConn, subject) }
+
+// rawRequestOn is one plain NATS request on nc to a raw echo responder.
+func (r *rig) rawRequestOn(nc *nats.Conn, subject string) op {
 	return func(context.Context) error {
-		m, err := r.reqConn.Request(subject, r.msg.raw, callTimeout)
+		m, err := nc.Request(subject, r.msg.raw, callTimeout)
 		if err != nil {
 			return err
 		}
