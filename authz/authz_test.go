@@ -192,3 +192,20 @@ func BenchmarkAuthorize(b *testing.B) {
 		}
 	}
 }
+
+// TestReadAllocations: reading a stamped caller costs the stamp's JSON
+// decoding and nothing per header line.
+func TestReadAllocations(t *testing.T) {
+	h := map[string][]string{"Content-Type": {"application/json"}, "Accept": {"application/json"},
+		authz.HeaderRequestInfo: {`{"acc":"APP","user":"bob","server":"NBKFALDYVSJHDDEKRJODTCULPZL4NKSZ"}`}}
+	size := len("NATS/1.0\r\n\r\n")
+	for k, vs := range h {
+		size += len(k) + len(": ") + len(vs[0]) + len("\r\n")
+	}
+	m := authz.Msg{Header: h, HeaderBytes: size, Entry: authz.EntryImport}
+	c, err := authz.Read(m)
+	require.NoError(t, err)
+	require.Equal(t, caller("APP", "bob"), c)
+	stampOnly := testing.AllocsPerRun(100, func() { _, _ = authz.CallerFrom(h[authz.HeaderRequestInfo]) })
+	require.Equal(t, stampOnly, testing.AllocsPerRun(100, func() { _, _ = authz.Read(m) }))
+}
