@@ -481,7 +481,10 @@ func (p *Plan) resolve(v any, top bool, results []any) (any, error) {
 func (p *Plan) rewrite(v any, top bool, at func(name, path string, isRef bool) (any, error)) (_ any, changed bool, _ error) {
 	switch t := v.(type) {
 	case string:
-		if _, ok := p.index(t); ok && top {
+		if !top {
+			break // only a top-level string names a step
+		}
+		if _, ok := p.index(t); ok {
 			r, err := at(t, "", false)
 			return r, true, err
 		}

@@ -927,7 +927,7 @@ func stepError(ctx context.Context, err error) *schema.Error {
 	if !errors.As(err, &e) && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
 		return contextError(ctx, err)
 	}
-	return schema.AsCode(err, schema.CodeInternal)
+	return schema.AsError(err)
 }
 
 // contextError is the error of a request whose context ended (err, or

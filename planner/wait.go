@@ -339,6 +339,12 @@ func (w *waits) routed(f *dataflow, i int) {
 	}
 	w.uncount(i)
 	g.state = routable
+	if g.stop != nil {
+		// Routable: membership changes concern it no more. Should it
+		// find no route again, parked watches anew.
+		g.stop()
+		g.stop = nil
+	}
 	for _, j := range g.held {
 		w.uncount(j)
 	}
