@@ -558,8 +558,8 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	if id == "" || len(id) > schema.MaxRequestIDLen {
-		return schema.Errorf(schema.CodeInvalidRequest, "a request id is 1 to %d bytes", schema.MaxRequestIDLen)
+	if err := checkCancelID(id); err != nil {
+		return err
 	}
 	if err := mesh.CancelRequest(c.nc, c.subj, id); err != nil {
 		return fmt.Errorf("client: cancel %s: %w", schema.Clip(id), err)
@@ -569,34 +569,39 @@ func (c *Client) Cancel(ctx context.Context, id string) error {
 
 // CancelWait is Cancel sent as a request (docs/PROTOCOL.md §9): every node
 // that knew the id, and stopped the request, answers. It collects the
-// answers until ctx ends, or quiet passes after the last one, and returns
+// answers until ctx ends (the first one for at most cancelFirstWait when
+// ctx has no deadline), or quiet passes after the last one, and returns
 // the nodes that answered: none when no node knew the id (or every node
 // that did is of a version that does not answer).
 func (c *Client) CancelWait(ctx context.Context, id string, quiet time.Duration) ([]string, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
-	if id == "" || len(id) > schema.MaxRequestIDLen {
-		return nil, schema.Errorf(schema.CodeInvalidRequest, "a request id is 1 to %d bytes", schema.MaxRequestIDLen)
+	if err := checkCancelID(id); err != nil {
+		return nil, err
 	}
-	data, err := codec.JSON.Encode(&schema.CancelRequest{ID: id})
+	m, err := mesh.CancelMsg(c.subj, id)
 	if err != nil {
 		return nil, err
 	}
-	inbox := c.nc.NewRespInbox()
-	sub, err := c.nc.SubscribeSync(inbox)
+	m.Reply = c.nc.NewRespInbox()
+	sub, err := c.nc.SubscribeSync(m.Reply)
 	if err != nil {
 		return nil, fmt.Errorf("client: cancel %s: %w", schema.Clip(id), err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	m := bus.NewMsg(c.subj.CancelRequest(), data, codec.JSONType, "")
-	m.Reply = inbox
 	if err := c.nc.PublishMsg(m); err != nil {
 		return nil, fmt.Errorf("client: cancel %s: %w", schema.Clip(id), err)
 	}
+	// The first answer: until ctx ends, or cancelFirstWait when ctx has no
+	// deadline, so that an id no node knew never waits forever.
+	first := time.Duration(0)
+	if _, ok := ctx.Deadline(); !ok {
+		first = max(quiet, cancelFirstWait)
+	}
 	var nodes []string
 	for len(nodes) < maxCancelAnswers {
-		within := time.Duration(0) // the first answer: until ctx ends
+		within := first
 		if len(nodes) > 0 {
 			within = quiet
 		}
@@ -611,6 +616,18 @@ func (c *Client) CancelWait(ctx context.Context, id string, quiet time.Duration)
 		nodes = append(nodes, a.Node)
 	}
 	return nodes, nil
+}
+
+// cancelFirstWait bounds the wait for a cancel's first answer when the
+// caller's context has no deadline.
+const cancelFirstWait = time.Second
+
+// checkCancelID checks the id a cancel names.
+func checkCancelID(id string) error {
+	if id == "" || len(id) > schema.MaxRequestIDLen {
+		return schema.Errorf(schema.CodeInvalidRequest, "a request id is 1 to %d bytes", schema.MaxRequestIDLen)
+	}
+	return nil
 }
 
 // nextWithin is the next message of sub, waiting until ctx ends or, when

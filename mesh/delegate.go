@@ -167,11 +167,21 @@ func unplanned(e *schema.Error) bool {
 // a cancel on P.<cluster>.cancel (docs/PROTOCOL.md §9), where the node that
 // plans the request stops it. It does not wait for the server.
 func CancelRequest(nc *nats.Conn, subj bus.Subjects, id string) error {
-	data, err := codec.JSON.Encode(&schema.CancelRequest{ID: id})
+	m, err := CancelMsg(subj, id)
 	if err != nil {
 		return err
 	}
-	return nc.PublishMsg(bus.NewMsg(subj.CancelRequest(), data, codec.JSONType, ""))
+	return nc.PublishMsg(m)
+}
+
+// CancelMsg is the cancel of request id on P.<cluster>.cancel (§9), in
+// JSON; set its Reply to have the nodes that stop the request answer.
+func CancelMsg(subj bus.Subjects, id string) (*nats.Msg, error) {
+	data, err := codec.JSON.Encode(&schema.CancelRequest{ID: id})
+	if err != nil {
+		return nil, err
+	}
+	return bus.NewMsg(subj.CancelRequest(), data, codec.JSONType, ""), nil
 }
 
 // cancelRequest is CancelRequest for a delegated request, logged when it

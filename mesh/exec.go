@@ -154,10 +154,8 @@ func (e *Execer) message(ctx context.Context, node string, c *planner.Call, hell
 // §6.2), so that neither side builds or parses a header; else with
 // Content-Type.
 func peerMsg(subject string, data []byte, cd codec.Codec, hello schema.Hello) *nats.Msg {
-	if cd == codec.MsgPack {
-		if bare, ok := codec.ByType(hello.Bare); ok && bare == codec.MsgPack {
-			return &nats.Msg{Subject: subject, Data: data}
-		}
+	if cd == codec.MsgPack && hello.Bare == codec.MsgPackType {
+		return &nats.Msg{Subject: subject, Data: data}
 	}
 	return bus.NewMsg(subject, data, cd.ContentType(), "")
 }

@@ -154,6 +154,10 @@ func (r *Requester) event(token string, m *nats.Msg) bool {
 	return true
 }
 
+// partOverhead is what a kept part costs beyond its bytes (the message and
+// its place in the list).
+const partOverhead = 256
+
 // part keeps a part of the response the request under token waits for,
 // and reports whether that request takes parts.
 func (r *Requester) part(token string, m *nats.Msg) bool {
@@ -164,7 +168,9 @@ func (r *Requester) part(token string, m *nats.Msg) bool {
 	ps := v.(*pending).parts
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	if n := int64(len(m.Data)); !ps.over && ps.bytes+n <= ps.max {
+	// Each part costs its size and partOverhead, so that many empty parts
+	// from a faulty peer are bounded too.
+	if n := int64(len(m.Data)) + partOverhead; !ps.over && ps.bytes+n <= ps.max {
 		ps.bytes += n
 		ps.msgs = append(ps.msgs, m)
 	} else {

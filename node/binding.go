@@ -346,6 +346,24 @@ func (b *binding) paramName(i int) string {
 	if b.params != nil && i < len(b.params) {
 		return b.params[i]
 	}
+	return argName(i)
+}
+
+// argNames are the names of the first positional arguments, made once:
+// a name is passed for every argument bound, not only for errors.
+var argNames = func() []string {
+	n := make([]string, 64)
+	for i := range n {
+		n[i] = fmt.Sprintf("args[%d]", i)
+	}
+	return n
+}()
+
+// argName names positional argument i, "args[i]".
+func argName(i int) string {
+	if i < len(argNames) {
+		return argNames[i]
+	}
 	return fmt.Sprintf("args[%d]", i)
 }
 
@@ -394,7 +412,7 @@ func bindParamsAs[V any](b *binding, vals []V, args []any, kwargs map[string]any
 		vals = append(vals, v)
 	}
 	for i := fixed; i < len(args); i++ {
-		v, err := bind(b.in[fixed], b.name, fmt.Sprintf("args[%d]", i), args[i])
+		v, err := bind(b.in[fixed], b.name, argName(i), args[i])
 		if err != nil {
 			return nil, err
 		}
