@@ -140,25 +140,33 @@ func FitReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any) (d
 // PublishReply sends data, encoded in c, as a reply to m, with the header
 // schema.HeaderEvent set to event unless it is "".
 func PublishReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, data []byte) error {
+	out, err := ReplyMsg(m, c, event, data)
+	if out == nil {
+		return err
+	}
+	if err := nc.PublishMsg(out); err != nil {
+		return fmt.Errorf("mesh: respond: %w", err)
+	}
+	return nil
+}
+
+// ReplyMsg is the message PublishReply sends for data: nil, with a nil
+// error, when m wants no reply, and nil with the error when its reply
+// subject is not one to answer on.
+func ReplyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) (*nats.Msg, error) {
 	if m.Reply == "" {
-		return nil
+		return nil, nil
 	}
 	if err := bus.CheckInbox(m.Reply); err != nil {
-		return fmt.Errorf("mesh: reply not sent: %w", err)
+		return nil, fmt.Errorf("mesh: reply not sent: %w", err)
 	}
 	if event == "" && bareRequest(m) && (c == codec.JSON || c == codec.Sniff(m.Data)) {
 		// A caller that named no codec gets none, and neither side encodes
 		// or parses one (docs/PROTOCOL.md §3): the reply is JSON, or in the
 		// codec the request's first byte told.
-		if err := nc.Publish(m.Reply, data); err != nil {
-			return fmt.Errorf("mesh: respond: %w", err)
-		}
-		return nil
+		return &nats.Msg{Subject: m.Reply, Data: data}, nil
 	}
-	if err := nc.PublishMsg(replyMsg(m, c, event, data)); err != nil {
-		return fmt.Errorf("mesh: respond: %w", err)
-	}
-	return nil
+	return replyMsg(m, c, event, data), nil
 }
 
 // replyMsg is the reply to m carrying data.
