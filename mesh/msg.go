@@ -140,19 +140,27 @@ func FitReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any) (d
 // PublishReply sends data, encoded in c, as a reply to m, with the header
 // schema.HeaderEvent set to event unless it is "".
 func PublishReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, data []byte) error {
-	out, err := ReplyMsg(m, c, event, data)
-	if out == nil {
-		return err
+	if m.Reply == "" {
+		return nil
 	}
-	if err := nc.PublishMsg(out); err != nil {
+	if err := bus.CheckInbox(m.Reply); err != nil {
+		return fmt.Errorf("mesh: reply not sent: %w", err)
+	}
+	var err error
+	if bareReply(m, c, event) {
+		err = nc.Publish(m.Reply, data)
+	} else {
+		err = nc.PublishMsg(replyMsg(m, c, event, data))
+	}
+	if err != nil {
 		return fmt.Errorf("mesh: respond: %w", err)
 	}
 	return nil
 }
 
-// ReplyMsg is the message PublishReply sends for data: nil, with a nil
-// error, when m wants no reply, and nil with the error when its reply
-// subject is not one to answer on.
+// ReplyMsg is the message PublishReply sends for data, for a caller that
+// publishes it later: nil, with a nil error, when m wants no reply, and
+// nil with the error when its reply subject is not one to answer on.
 func ReplyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) (*nats.Msg, error) {
 	if m.Reply == "" {
 		return nil, nil
@@ -160,13 +168,18 @@ func ReplyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) (*nats.Msg,
 	if err := bus.CheckInbox(m.Reply); err != nil {
 		return nil, fmt.Errorf("mesh: reply not sent: %w", err)
 	}
-	if event == "" && bareRequest(m) && (c == codec.JSON || c == codec.Sniff(m.Data)) {
-		// A caller that named no codec gets none, and neither side encodes
-		// or parses one (docs/PROTOCOL.md §3): the reply is JSON, or in the
-		// codec the request's first byte told.
+	if bareReply(m, c, event) {
 		return &nats.Msg{Subject: m.Reply, Data: data}, nil
 	}
 	return replyMsg(m, c, event, data), nil
+}
+
+// bareReply reports whether the reply to m goes without header: a caller
+// that named no codec gets none, and neither side encodes or parses one
+// (docs/PROTOCOL.md §3): the reply is JSON, or in the codec the request's
+// first byte told.
+func bareReply(m *nats.Msg, c codec.Codec, event string) bool {
+	return event == "" && bareRequest(m) && (c == codec.JSON || c == codec.Sniff(m.Data))
 }
 
 // replyMsg is the reply to m carrying data.

@@ -152,15 +152,16 @@ func (fr *front) sendParts(m *nats.Msg, c codec.Codec, resp *schema.Response) (r
 }
 
 // sendReply publishes data, the last message of the response to request
-// id, through fr.replies. A reply sent while no other request is being
-// planned here goes out at once.
+// id. A reply sent while no other request is being planned here is
+// published at once; the others go through fr.replies. data is not reused
+// afterwards: the batch may publish it after the request's worker is done.
 func (fr *front) sendReply(m *nats.Msg, c codec.Codec, event string, data []byte, id string) error {
+	if fr.planning.Load() == 0 {
+		return mesh.PublishReply(fr.nc, m, c, event, data)
+	}
 	out, err := mesh.ReplyMsg(m, c, event, data)
 	if out == nil {
 		return err
-	}
-	if fr.planning.Load() == 0 {
-		return publishReply(fr.nc, out)
 	}
 	fr.replies.send(fr.env, out, id)
 	return nil
@@ -183,7 +184,6 @@ func (fr *front) sendReply(m *nats.Msg, c codec.Codec, event string, data []byte
 type replyBatch struct {
 	mu      sync.Mutex
 	queue   []queuedReply
-	spare   []queuedReply // the previous queue, to reuse
 	sending bool
 }
 
@@ -206,32 +206,21 @@ func (b *replyBatch) send(e *env, out *nats.Msg, id string) {
 	b.sending = true
 	b.mu.Unlock()
 	runtime.Gosched()
+	var batch []queuedReply
 	for {
 		b.mu.Lock()
-		batch := b.queue
+		batch, b.queue = b.queue, batch[:0] // the queue takes the sent one's room
 		if len(batch) == 0 {
 			b.sending = false
 			b.mu.Unlock()
 			return
 		}
-		b.queue, b.spare = b.spare[:0], nil
 		b.mu.Unlock()
 		for _, r := range batch {
-			if err := publishReply(e.nc, r.msg); err != nil {
-				e.replyFailed("rpc", r.id, err)
+			if err := e.nc.PublishMsg(r.msg); err != nil {
+				e.replyFailed("rpc", r.id, fmt.Errorf("node: reply: %w", err))
 			}
 		}
 		clear(batch)
-		b.mu.Lock()
-		b.spare = batch[:0]
-		b.mu.Unlock()
 	}
-}
-
-// publishReply publishes a reply made by mesh.ReplyMsg.
-func publishReply(nc *nats.Conn, out *nats.Msg) error {
-	if err := nc.PublishMsg(out); err != nil {
-		return fmt.Errorf("mesh: respond: %w", err)
-	}
-	return nil
 }
