@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 
@@ -156,7 +157,7 @@ func (fr *front) sendParts(m *nats.Msg, c codec.Codec, resp *schema.Response) (r
 // published at once; the others go through fr.replies. data is not reused
 // afterwards: the batch may publish it after the request's worker is done.
 func (fr *front) sendReply(m *nats.Msg, c codec.Codec, event string, data []byte, id string) error {
-	if fr.planning.Load() == 0 {
+	if fr.planning.Load() == 0 || unbatched.Load() {
 		return mesh.PublishReply(fr.nc, m, c, event, data)
 	}
 	out, err := mesh.ReplyMsg(m, c, event, data)
@@ -186,6 +187,9 @@ type replyBatch struct {
 	queue   []queuedReply
 	sending bool
 }
+
+// unbatched, set by a benchmark that compares, sends every reply at once.
+var unbatched atomic.Bool
 
 // queuedReply is a reply in the batch, with its request's id for the log
 // if it cannot be sent.

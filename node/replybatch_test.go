@@ -8,23 +8,38 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/internal/testwait"
+	"github.com/mpreg/mpreg/node"
 )
 
-// writeCounter dials TCP connections that count their writes: the
-// syscalls nats.go's flusher makes.
-type writeCounter struct{ writes atomic.Int64 }
+// writeCounter dials TCP (or in-process) connections that count their
+// writes: on TCP, the syscalls nats.go's flusher makes.
+type writeCounter struct {
+	writes atomic.Int64
+	srv    *server.Server // for InProcessConn
+}
 
 func (w *writeCounter) Dial(network, address string) (net.Conn, error) {
 	c, err := net.Dial(network, address)
+	if err != nil {
+		return nil, err
+	}
+	return countedConn{Conn: c, writes: &w.writes}, nil
+}
+
+func (w *writeCounter) InProcessConn() (net.Conn, error) {
+	c, err := w.srv.InProcessConn()
 	if err != nil {
 		return nil, err
 	}
@@ -93,4 +108,69 @@ func TestRepliesShareWrites(t *testing.T) {
 	t.Logf("%d messages in %d writes", sent, writes)
 	require.LessOrEqual(t, writes, int64(sent/4), "%d messages published in %d writes: the replies did not share writes", sent, writes)
 	require.Equal(t, int64(requesters*each), w.Stats().Requests)
+}
+
+// BenchmarkReplyBatch compares a node's replies batched (replyBatch) and
+// published one by one, in one process, taking turns every 1,000 calls:
+// rpc requests of one echo from 64 requesters sharing a TCP connection, to
+// a node on TCP and to one on an in-process connection. It reports the
+// calls per second and the writes per reply of the node's connection of
+// each, and the ratio of the calls per second (batched / one by one).
+func BenchmarkReplyBatch(b *testing.B) {
+	s := testcluster.Server(b)
+	requester := testcluster.Conn(b, s.ClientURL())
+	for _, inProcess := range []bool{false, true} {
+		name, id := "tcp", "wt"
+		counter := &writeCounter{}
+		opt := nats.SetCustomDialer(counter)
+		if inProcess {
+			name, id = "in-process", "wi"
+			counter.srv = s.NATS()
+			opt = nats.InProcessServer(counter)
+		}
+		nc := testcluster.Conn(b, s.ClientURL(), testcluster.WithConnConfig(bus.ConnConfig{
+			Servers: []string{s.ClientURL()}, Logger: testcluster.LevelLogger(b, slog.LevelWarn), Options: []nats.Option{opt},
+		}))
+		cfg := testcluster.NodeConfig(b, id)
+		cfg.Hooks.Logger = testcluster.LevelLogger(b, slog.LevelWarn)
+		testcluster.StartNode(b, nc, cfg, registerStd)
+		msg := &nats.Msg{Subject: "mpreg.default.node." + id + ".rpc", Header: jsonHeader(),
+			Data: []byte(`{"cmds": [{"name": "x", "fun": "echo", "args": ["0123456789abcdef"]}]}`)}
+		b.Run(name, func(b *testing.B) { benchReplyBatch(b, requester, msg, counter) })
+	}
+}
+
+func benchReplyBatch(b *testing.B, requester *nats.Conn, msg *nats.Msg, counter *writeCounter) {
+	defer node.SetReplyBatch(true)
+	const round, requesters = 1000, 64
+	var took [2]time.Duration // batched, one by one
+	var writes [2]int64
+	for done := 0; done < b.N; done += round {
+		for v, batched := range []bool{true, false} {
+			node.SetReplyBatch(batched)
+			left := atomic.Int64{}
+			left.Store(int64(min(round, b.N-done)))
+			t0, w0 := time.Now(), counter.writes.Load()
+			var wg sync.WaitGroup
+			for range requesters {
+				wg.Go(func() {
+					for left.Add(-1) >= 0 {
+						if _, err := requester.RequestMsg(msg, 5*time.Second); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			took[v] += time.Since(t0)
+			writes[v] += counter.writes.Load() - w0
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(n/took[0].Seconds(), "batched-req/s")
+	b.ReportMetric(n/took[1].Seconds(), "unbatched-req/s")
+	b.ReportMetric(took[1].Seconds()/took[0].Seconds(), "batched/unbatched")
+	b.ReportMetric(float64(writes[0])/n, "batched-writes/reply")
+	b.ReportMetric(float64(writes[1])/n, "unbatched-writes/reply")
 }
