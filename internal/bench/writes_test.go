@@ -54,20 +54,27 @@ func (c countedConn) Write(p []byte) (int, error) {
 // from 64 goroutines, as BenchmarkParallel does, on responders whose
 // connections count their writes, and reports the writes per call of the
 // responder's connection (writes/op): how many replies share a write.
+// raw-nats-tcp-goroutine is raw-nats-tcp answered from a goroutine per
+// request, as a node's workers answer.
 func BenchmarkReplyWrites(b *testing.B) {
 	srv, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer srv.Shutdown()
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	defer cancel()
+	// Each connection and node gets setupTimeout of its own: the ones of
+	// the later scenarios are set up after the earlier ones have run.
+	setup := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+		b.Cleanup(cancel)
+		return ctx
+	}
 	dial := func(name string, w *writeCount) *nats.Conn {
 		o := nats.SetCustomDialer(w)
 		if w.srv != nil {
 			o = nats.InProcessServer(w)
 		}
-		nc, err := bus.Connect(ctx, bus.ConnConfig{Servers: []string{srv.ClientURL()}, Name: name,
+		nc, err := bus.Connect(setup(), bus.ConnConfig{Servers: []string{srv.ClientURL()}, Name: name,
 			Options: []nats.Option{nats.RetryOnFailedConnect(false), o}})
 		if err != nil {
 			b.Fatal(err)
@@ -81,7 +88,12 @@ func BenchmarkReplyWrites(b *testing.B) {
 		name      string
 		inProcess bool
 		node      bool
-	}{{ScenarioRaw, true, false}, {ScenarioRPCJSON, true, true}, {ScenarioRawTCP, false, false}, {ScenarioRPCJSONTCP, false, true}} {
+		goroutine bool // the raw responder replies from a goroutine per request
+	}{
+		{ScenarioRaw, true, false, false}, {ScenarioRPCJSON, true, true, false},
+		{ScenarioRawTCP, false, false, false}, {ScenarioRPCJSONTCP, false, true, false},
+		{ScenarioRawTCP + "-goroutine", false, false, true},
+	} {
 		w := &writeCount{}
 		if s.inProcess {
 			w.srv = srv.NATS()
@@ -93,13 +105,18 @@ func BenchmarkReplyWrites(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := n.Start(ctx); err != nil {
+			if err := n.Start(setup()); err != nil {
 				b.Fatal(err)
 			}
 			defer n.Close()
 			msg = rpcMsg(b, n.ID(), string(payload))
 		} else {
-			sub, err := nc.Subscribe(msg.Subject, func(m *nats.Msg) { _ = m.Respond(m.Data) })
+			echo := func(m *nats.Msg) { _ = m.Respond(m.Data) }
+			h := echo
+			if s.goroutine {
+				h = func(m *nats.Msg) { go echo(m) }
+			}
+			sub, err := nc.Subscribe(msg.Subject, h)
 			if err != nil {
 				b.Fatal(err)
 			}
