@@ -12,6 +12,13 @@ func (jsonCodec) ContentType() string { return JSONType }
 // after Normalize, as encoding/json would; an integral float64 keeps a
 // fraction ("1.0") so that it decodes as a float again.
 func (jsonCodec) Encode(v any) ([]byte, error) {
+	if libJSON {
+		b, err := encodeJSONLib(v)
+		if err != nil {
+			return nil, fmt.Errorf("codec: encode json: %w", err)
+		}
+		return b, nil
+	}
 	e := jsonEncoder{b: make([]byte, 0, 256)}
 	if err := e.value(v, 0); err != nil {
 		return nil, fmt.Errorf("codec: encode json: %w", err)

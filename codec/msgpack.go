@@ -26,6 +26,13 @@ func (msgpackCodec) ContentType() string { return MsgPackType }
 // (tested and fuzzed against it), at a fraction of the cost. Values outside
 // the model go through Normalize.
 func (msgpackCodec) Encode(v any) ([]byte, error) {
+	if libMsgPack {
+		b, err := encodeMsgpackLib(v)
+		if err != nil {
+			return nil, fmt.Errorf("codec: encode msgpack: %w", err)
+		}
+		return b, nil
+	}
 	e := &mpEncoder{b: make([]byte, 0, 256)}
 	if err := e.value(v, 0); err != nil {
 		return nil, fmt.Errorf("codec: encode msgpack: %w", err)
