@@ -18,11 +18,15 @@ import (
 )
 
 // Temporary A/B switch between the hand-written encoders and the
-// libraries': MPREG_CODEC_LIB=json,msgpack.
+// libraries': MPREG_CODEC_LIB=json,msgpack, or SetLibEncoders.
 var (
 	libJSON    = strings.Contains(os.Getenv("MPREG_CODEC_LIB"), "json")
 	libMsgPack = strings.Contains(os.Getenv("MPREG_CODEC_LIB"), "msgpack")
 )
+
+// SetLibEncoders switches between the hand-written encoders and the
+// libraries' (temporary, for the A/B benchmark; call with no call in flight).
+func SetLibEncoders(json, msgpack bool) { libJSON, libMsgPack = json, msgpack }
 
 // jsonFloat is a float64 that encoding/json writes with a fraction when
 // it is integral ("1.0"), so that it decodes as a float again.
