@@ -28,28 +28,19 @@ func encodeSamples() map[string]any {
 	}
 }
 
-// BenchmarkEncode encodes each sample with each codec, hand-written and
-// library encoder side by side.
+// BenchmarkEncode encodes each sample with each codec.
 func BenchmarkEncode(b *testing.B) {
 	for _, name := range []string{"response", "exec", "response-16-trace"} {
 		v := encodeSamples()[name]
 		for _, c := range []Codec{JSON, MsgPack} {
-			for _, lib := range []bool{false, true} {
-				variant := "hand"
-				if lib {
-					variant = "lib"
-				}
-				b.Run(name+"/"+c.ContentType()[len("application/"):]+"/"+variant, func(b *testing.B) {
-					libJSON = lib
-					defer func() { libJSON = false }()
-					b.ReportAllocs()
-					for b.Loop() {
-						if _, err := c.Encode(v); err != nil {
-							b.Fatal(err)
-						}
+			b.Run(name+"/"+strings.TrimPrefix(c.ContentType(), "application/"), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := c.Encode(v); err != nil {
+						b.Fatal(err)
 					}
-				})
-			}
+				}
+			})
 		}
 	}
 }
