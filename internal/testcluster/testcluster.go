@@ -59,6 +59,11 @@ func WithServerConfig(cfg bus.ServerConfig) ServerOption {
 	return func(c *bus.ServerConfig) { *c = cfg }
 }
 
+// WithJetStream turns JetStream on, storing under dir (a t.TempDir()).
+func WithJetStream(dir string) ServerOption {
+	return func(c *bus.ServerConfig) { c.JetStream, c.StoreDir = true, dir }
+}
+
 // Server starts an embedded nats-server on a random loopback port, and
 // shuts it down at cleanup.
 func Server(t testing.TB, opts ...ServerOption) *bus.Server {
