@@ -247,7 +247,7 @@ func (c *serverCmd) serverConfig(e *env) (bus.ServerConfig, string, error) {
 	var err error
 	scfg := bus.ServerConfig{ConfigFile: c.NatsConfig, Routes: bus.SplitURLs(c.Routes...), Logger: e.natsLog,
 		LeafRemotes: bus.SplitURLs(c.LeafnodeRemote...), LeafCreds: c.LeafnodeCreds}
-	if err := c.jetStreamFlags.apply(&scfg, c.Cluster); err != nil {
+	if err := c.apply(&scfg, c.Cluster); err != nil {
 		return scfg, "", err
 	}
 	if c.LeafnodeListen != "" {
