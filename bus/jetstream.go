@@ -17,27 +17,39 @@ import (
 // serve the connection's account.
 var ErrNoJetStream = errors.New("bus: JetStream not available")
 
-// ProbeJetStream asks, with the JetStream API's account info, whether
+// ErrJetStreamSilent wraps ProbeJetStream's error when no JetStream server
+// answered in time, or a JetStream cluster said it is not available yet
+// (it answers only once it has elected a meta leader, a moment after its
+// servers start): asking again later may find it.
+var ErrJetStreamSilent = errors.New("bus: no answer from the JetStream API")
+
+// jsClusterNotAvailable is nats-server's JSClusterNotAvailErr: a
+// JetStream cluster without a meta leader.
+const jsClusterNotAvailable = 10008
+
+// ProbeJetStream asks once, with the JetStream API's account info, whether
 // JetStream serves nc's account, waiting no longer than ctx allows. It
 // returns the account's info, or an error that wraps ErrNoJetStream when
-// JetStream is not there: no server answers (no responders), JetStream is
-// off for the server or the account, or ctx's deadline passed first (a
-// NATS cluster without JetStream may not answer at all). Any other error,
-// ctx cancelled included, is returned as it is.
+// JetStream is not there (no server answers "no responders", or JetStream
+// is off for the server or the account), or ErrJetStreamSilent when
+// ctx's deadline passed first or the JetStream cluster has no leader yet.
+// Any other error, ctx cancelled included, is returned as it is.
 func ProbeJetStream(ctx context.Context, nc *nats.Conn) (*jetstream.AccountInfo, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
 	info, err := js.AccountInfo(ctx)
+	var apiErr *jetstream.APIError
 	switch {
 	case err == nil:
 		return info, nil
 	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
 		errors.Is(err, nats.ErrNoResponders):
 		return nil, fmt.Errorf("%w: %w", ErrNoJetStream, err)
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
-		return nil, fmt.Errorf("%w: no answer from the JetStream API: %w", ErrNoJetStream, err)
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil,
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jsClusterNotAvailable:
+		return nil, fmt.Errorf("%w: %w", ErrJetStreamSilent, err)
 	default:
 		return nil, fmt.Errorf("bus: JetStream account info: %w", err)
 	}

@@ -187,12 +187,31 @@ func TestProbeJetStream(t *testing.T) {
 		require.Less(t, took, time.Second, "%s: absent is known from no responders, not from the deadline", name)
 	}
 
+	// A server that does not answer (here the account may not publish to
+	// the JetStream API) is silent, not absent: it may answer later.
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	require.NoError(t, os.WriteFile(conf, []byte(`authorization { users = [
+  { user: n, password: p, permissions: { publish: { deny: ["$JS.API.>"] } } }
+] }
+jetstream { store_dir: "`+t.TempDir()+`" }
+`), 0o600))
+	silent, err := bus.StartServer(bus.ServerConfig{ConfigFile: conf, Host: "127.0.0.1", Port: -1})
+	require.NoError(t, err)
+	t.Cleanup(silent.Shutdown)
+	sctx, scancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err = bus.ProbeJetStream(sctx, testcluster.Conn(t, silent.ClientURL(),
+		testcluster.WithConnConfig(bus.ConnConfig{Servers: []string{silent.ClientURL()}, Auth: bus.Auth{User: "n", Password: "p"}})))
+	scancel()
+	require.ErrorIs(t, err, bus.ErrJetStreamSilent)
+	require.NotErrorIs(t, err, bus.ErrNoJetStream)
+
 	// A cancelled probe is not taken for an absent JetStream.
 	cctx, ccancel := context.WithCancel(ctx)
 	ccancel()
 	_, err = bus.ProbeJetStream(cctx, testcluster.Conn(t, on.ClientURL()))
 	require.Error(t, err)
 	require.NotErrorIs(t, err, bus.ErrNoJetStream)
+	require.NotErrorIs(t, err, bus.ErrJetStreamSilent)
 }
 
 // TestOpenObjects: the bucket is created with the TTL and replicas asked

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/mpreg/mpreg/bus"
 )
 
@@ -22,7 +24,7 @@ const (
 	// JetStreamAvailable: JetStream serves the connection's account.
 	JetStreamAvailable
 	// JetStreamAbsent: no JetStream for the connection's account (or no
-	// answer within JetStreamProbeWait).
+	// answer within Config.JetStreamProbe).
 	JetStreamAbsent
 )
 
@@ -38,11 +40,16 @@ func (s JetStreamState) String() string {
 	}
 }
 
-// JetStreamProbeWait bounds the probe for JetStream at Start. The probe
-// runs beside the start, which does not wait for it: a server without
-// JetStream answers "no responders" at once, and a NATS cluster that does
-// not answer at all is taken to have none when the wait is over.
+// JetStreamProbeWait bounds one ask of the probe for JetStream that Start
+// begins, beside the start, which does not wait for it. A server without
+// JetStream answers "no responders" at once; a JetStream cluster that has
+// no meta leader yet does not answer, or says it is not available, and is
+// asked again until Config.JetStreamProbe has passed.
 const JetStreamProbeWait = 2 * time.Second
+
+// jetStreamRetry is the pause before asking a JetStream cluster that said
+// it is not available again.
+const jetStreamRetry = 250 * time.Millisecond
 
 // jetStream is the node's knowledge of JetStream.
 type jetStream struct {
@@ -61,7 +68,7 @@ func (j *jetStream) ended() { j.once.Do(func() { close(j.known) }) }
 func (n *Node) JetStream() JetStreamState { return JetStreamState(n.js.state.Load()) }
 
 // JetStreamKnown is closed when the probe for JetStream has ended: within
-// JetStreamProbeWait of Start, or when the node closes first (JetStream
+// Config.JetStreamProbe of Start, or when the node closes first (JetStream
 // then stays JetStreamUnknown, as it does for a node closed unstarted).
 func (n *Node) JetStreamKnown() <-chan struct{} { return n.js.known }
 
@@ -69,10 +76,8 @@ func (n *Node) JetStreamKnown() <-chan struct{} { return n.js.known }
 // and logs what it found, once.
 func (n *Node) probeJetStream() {
 	defer n.js.ended()
-	ctx, cancel := context.WithTimeout(n.ctx, JetStreamProbeWait)
-	defer cancel()
 	started := time.Now()
-	info, err := bus.ProbeJetStream(ctx, n.nc)
+	info, err := n.askJetStream()
 	took := time.Since(started).Round(time.Microsecond)
 	switch {
 	case err == nil:
@@ -81,11 +86,33 @@ func (n *Node) probeJetStream() {
 			"max_storage", info.Limits.MaxStore, "max_memory", info.Limits.MaxMemory, "streams", info.Streams, "took", took)
 	case n.ctx.Err() != nil:
 		// The node closed first: nothing was found out.
-	case errors.Is(err, bus.ErrNoJetStream):
+	case errors.Is(err, bus.ErrNoJetStream), errors.Is(err, bus.ErrJetStreamSilent):
 		n.js.state.Store(int32(JetStreamAbsent))
 		n.log.Info("JetStream absent: values too large for a message cannot be passed by reference", "reason", err.Error(), "took", took)
 	default:
 		n.js.state.Store(int32(JetStreamAbsent))
 		n.log.Warn("JetStream probe failed: taken as absent", "error", err, "took", took)
+	}
+}
+
+// askJetStream asks until JetStream answers, is found absent, or
+// Config.JetStreamProbe has passed while it stayed silent.
+func (n *Node) askJetStream() (*jetstream.AccountInfo, error) {
+	window, cancel := context.WithTimeout(n.ctx, n.cfg.JetStreamProbe)
+	defer cancel()
+	for {
+		ctx, cancelTry := context.WithTimeout(window, JetStreamProbeWait)
+		info, err := bus.ProbeJetStream(ctx, n.nc)
+		cancelTry()
+		if !errors.Is(err, bus.ErrJetStreamSilent) || window.Err() != nil {
+			return info, err
+		}
+		if ctx.Err() == nil { // an answer, "not available": pause before the next
+			select {
+			case <-time.After(jetStreamRetry):
+			case <-window.Done():
+				return nil, err
+			}
+		}
 	}
 }

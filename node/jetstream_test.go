@@ -19,10 +19,11 @@ import (
 
 // startLogged starts a node on nc whose log goes to the returned buffer
 // (JSON), and reports how long Start took.
-func startLogged(t *testing.T, dial *bus.ConnConfig, url string, id string) (*node.Node, *testwait.Buffer, time.Duration) {
+func startLogged(t *testing.T, dial *bus.ConnConfig, url string, id string, probe time.Duration) (*node.Node, *testwait.Buffer, time.Duration) {
 	t.Helper()
 	logs := &testwait.Buffer{}
 	cfg := testcluster.NodeConfig(t, id)
+	cfg.JetStreamProbe = probe
 	cfg.Hooks.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	opts := []testcluster.ConnOption{}
 	if dial != nil {
@@ -38,14 +39,14 @@ func startLogged(t *testing.T, dial *bus.ConnConfig, url string, id string) (*no
 	return n, logs, time.Since(started)
 }
 
-// known waits for the node's JetStream probe to end, within its bound
-// and some slack, and returns how long that took from now.
+// known waits for the node's JetStream probe to end, within the default
+// window and some slack, and returns how long that took from now.
 func known(t *testing.T, n *node.Node) time.Duration {
 	t.Helper()
 	started := time.Now()
 	select {
 	case <-n.JetStreamKnown():
-	case <-time.After(node.JetStreamProbeWait + 5*time.Second):
+	case <-time.After(node.DefaultConfig().JetStreamProbe + 5*time.Second):
 		t.Fatal("the JetStream probe did not end within its bound")
 	}
 	return time.Since(started)
@@ -53,19 +54,20 @@ func known(t *testing.T, n *node.Node) time.Duration {
 
 // TestJetStreamProbe: a node finds out at start whether JetStream serves
 // its account, and logs it once: available on a server with JetStream;
-// absent at once without it; absent after the bounded wait when nothing
-// answers (here the account may not publish to the JetStream API). Start
-// does not wait for the probe.
+// absent at once without it; absent once Config.JetStreamProbe has passed
+// while nothing answers (here the account may not publish to the
+// JetStream API), each ask bounded by JetStreamProbeWait. Start does not
+// wait for the probe.
 func TestJetStreamProbe(t *testing.T) {
 	on := testcluster.Server(t, testcluster.WithJetStream(t.TempDir()))
-	n, logs, _ := startLogged(t, nil, on.ClientURL(), "js-on")
+	n, logs, _ := startLogged(t, nil, on.ClientURL(), "js-on", 0)
 	known(t, n)
 	require.Equal(t, node.JetStreamAvailable, n.JetStream())
 	require.Equal(t, "available", n.JetStream().String())
 	require.Equal(t, 1, strings.Count(logs.String(), `"msg":"JetStream available"`), logs.String())
 
 	off := testcluster.Server(t)
-	n, logs, _ = startLogged(t, nil, off.ClientURL(), "js-off")
+	n, logs, _ = startLogged(t, nil, off.ClientURL(), "js-off", 0)
 	took := known(t, n)
 	require.Equal(t, node.JetStreamAbsent, n.JetStream())
 	require.Less(t, took, time.Second, "no responders tells at once")
@@ -81,13 +83,25 @@ func TestJetStreamProbe(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(silent.Shutdown)
 	n, logs, startTook := startLogged(t, &bus.ConnConfig{Servers: []string{silent.ClientURL()}, Auth: bus.Auth{User: "n", Password: "p"}},
-		silent.ClientURL(), "js-silent")
+		silent.ClientURL(), "js-silent", 2500*time.Millisecond)
 	require.Equal(t, node.JetStreamUnknown, n.JetStream(), "Start returned before the probe's bound (Start took %s)", startTook)
 	require.Less(t, startTook, node.JetStreamProbeWait)
 	probeTook := startTook + known(t, n)
 	require.Equal(t, node.JetStreamAbsent, n.JetStream())
+	require.GreaterOrEqual(t, probeTook, 2500*time.Millisecond, "asked again until the window passed")
 	require.Contains(t, logs.String(), "no answer from the JetStream API")
 	t.Logf("Start took %s; the probe ended %s after Start began", startTook, probeTook)
+}
+
+// TestJetStreamProbeCluster: a node that starts with a JetStream cluster,
+// before the cluster has a meta leader, finds JetStream available: the
+// probe asks again while the cluster does not answer.
+func TestJetStreamProbeCluster(t *testing.T) {
+	servers := testcluster.JetStreamCluster(t, 3)
+	n, logs, startTook := startLogged(t, nil, servers[2].ClientURL(), "js-cluster", 0)
+	t.Logf("Start took %s; the probe ended %s later", startTook, known(t, n))
+	require.Equal(t, node.JetStreamAvailable, n.JetStream(), logs.String())
+	require.Equal(t, 1, strings.Count(logs.String(), `"msg":"JetStream available"`), logs.String())
 }
 
 // TestJetStreamProbeClose: closing a node ends its probe at once, and a
@@ -102,7 +116,7 @@ func TestJetStreamProbeClose(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(silent.Shutdown)
 	n, _, _ := startLogged(t, &bus.ConnConfig{Servers: []string{silent.ClientURL()}, Auth: bus.Auth{User: "n", Password: "p"}},
-		silent.ClientURL(), "js-close")
+		silent.ClientURL(), "js-close", 0)
 	closed := time.Now()
 	n.Close()
 	require.Less(t, known(t, n), time.Second)
