@@ -2,7 +2,6 @@ package schema
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"unicode"
 	"unicode/utf8"
@@ -41,13 +40,7 @@ func KindOf(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
-func typeErr(key, want string, got any) *Error {
-	return &Error{
-		Code:    CodeInvalidRequest,
-		Message: fmt.Sprintf("%s: want %s, got %s", key, want, KindOf(got)),
-		Details: map[string]any{"key": key},
-	}
-}
+func typeErr(key, want string, got any) *Error { return kindErr(key, want, Kind(KindOf(got))) }
 
 func missing(key string) *Error {
 	return &Error{
@@ -73,14 +66,6 @@ func asMap(v any, key string) (map[string]any, error) {
 	return m, nil
 }
 
-// listMap reads element i of the list under key k as a map, and names it
-// (k[i]) for the errors about its keys.
-func listMap(v any, k string, i int) (map[string]any, string, error) {
-	key := fmt.Sprintf("%s[%d]", k, i)
-	mm, err := asMap(v, key)
-	return mm, key, err
-}
-
 func str(m map[string]any, prefix, key string, required bool) (string, error) {
 	v, ok := m[key]
 	if !ok || v == nil {
@@ -96,25 +81,6 @@ func str(m map[string]any, prefix, key string, required bool) (string, error) {
 	return s, nil
 }
 
-// toInt converts a decoded number to int64 when it is an integer that fits.
-func toInt(v any) (int64, bool) {
-	switch n := v.(type) {
-	case int64:
-		return n, true
-	case int:
-		return int64(n), true
-	case uint64:
-		if n <= math.MaxInt64 {
-			return int64(n), true
-		}
-	case float64:
-		if n == math.Trunc(n) && n >= -(1<<63) && n < 1<<63 {
-			return int64(n), true
-		}
-	}
-	return 0, false
-}
-
 func integer(m map[string]any, prefix, key string, required bool) (int64, error) {
 	v, ok := m[key]
 	if !ok || v == nil {
@@ -123,7 +89,7 @@ func integer(m map[string]any, prefix, key string, required bool) (int64, error)
 		}
 		return 0, nil
 	}
-	n, ok := toInt(v)
+	n, ok := IntOf(v)
 	if !ok {
 		return 0, typeErr(join(prefix, key), "integer", v)
 	}
@@ -149,18 +115,6 @@ func strList(v any, key string) ([]string, error) {
 	return out, nil
 }
 
-func optList(m map[string]any, prefix, key string) ([]any, error) {
-	v := m[key]
-	if v == nil {
-		return nil, nil
-	}
-	l, ok := v.([]any)
-	if !ok {
-		return nil, typeErr(join(prefix, key), "list", v)
-	}
-	return l, nil
-}
-
 func optMap(m map[string]any, prefix, key string) (map[string]any, error) {
 	v := m[key]
 	if v == nil {
@@ -171,92 +125,6 @@ func optMap(m map[string]any, prefix, key string) (map[string]any, error) {
 		return nil, typeErr(join(prefix, key), "map", v)
 	}
 	return mm, nil
-}
-
-// ParseRequest reads an RPC request (docs/PROTOCOL.md §4). It checks types and
-// names; the planner checks references, duplicates and cycles.
-func ParseRequest(v any) (*Request, error) {
-	m, err := asMap(v, "request")
-	if err != nil {
-		return nil, err
-	}
-	r := &Request{}
-	if r.ID, err = boundedStr(m, "id", false, MaxRequestIDLen); err != nil {
-		return nil, err
-	}
-	if r.TimeoutMS, err = integer(m, "", "timeout_ms", false); err != nil {
-		return nil, err
-	}
-	if r.TimeoutMS < 0 {
-		return nil, invalid("timeout_ms", "must not be negative") // a larger one is capped
-	}
-	if r.DeadlineMS, err = integer(m, "", "deadline_ms", false); err != nil {
-		return nil, err
-	}
-	if r.DeadlineMS < 0 || r.DeadlineMS > MaxProtoInt {
-		return nil, invalid("deadline_ms", "must be 0 to 2^53-1 (unix milliseconds)")
-	}
-	if err := parseOptions(m, r); err != nil {
-		return nil, err
-	}
-	raw, ok := m["cmds"]
-	if !ok || raw == nil {
-		return nil, missing("cmds")
-	}
-	cmds, ok := raw.([]any)
-	if !ok {
-		return nil, typeErr("cmds", "list", raw)
-	}
-	if len(cmds) == 0 {
-		return nil, invalid("cmds", "must hold at least one command")
-	}
-	r.Cmds = make([]Command, len(cmds))
-	for i, c := range cmds {
-		if err := parseCommand(c, cmdKey(i), &r.Cmds[i]); err != nil {
-			return nil, err
-		}
-	}
-	return r, nil
-}
-
-// parseOptions reads the request keys that say how to run it: results,
-// on_error, route_wait_ms and the flags.
-func parseOptions(m map[string]any, r *Request) error {
-	var err error
-	if r.Results, err = str(m, "", "results", false); err != nil {
-		return err
-	}
-	switch r.Results {
-	case "":
-		r.Results = ResultsSinks
-	case ResultsSinks, ResultsAll:
-	default:
-		return invalid("results", "want %q or %q, got %s", ResultsSinks, ResultsAll, Clip(r.Results))
-	}
-	if r.OnError, err = str(m, "", "on_error", false); err != nil {
-		return err
-	}
-	switch r.OnError {
-	case "", OnErrorStop, OnErrorContinue: // "" is "stop"
-	default:
-		return invalid("on_error", "want %q or %q, got %s", OnErrorStop, OnErrorContinue, Clip(r.OnError))
-	}
-	if r.RouteWaitMS, err = integer(m, "", "route_wait_ms", false); err != nil {
-		return err
-	}
-	if r.RouteWaitMS < 0 || r.RouteWaitMS > MaxProtoInt {
-		return invalid("route_wait_ms", "must be 0 to 2^53-1 (the request's budget bounds it)")
-	}
-	for _, f := range []struct {
-		key string
-		dst *bool
-	}{{"dry_run", &r.DryRun}, {"trace", &r.Trace}, {"stream", &r.Stream}, {"progress", &r.Progress},
-		{"split_results", &r.SplitResults}} {
-		if *f.dst, err = optBool(m, f.key); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // cmdKeys are the keys of the first commands, made once: a request's
@@ -274,114 +142,6 @@ func cmdKey(i int) string {
 		return cmdKeys[i]
 	}
 	return fmt.Sprintf("cmds[%d]", i)
-}
-
-func parseCommand(v any, key string, c *Command) error {
-	m, err := asMap(v, key)
-	if err != nil {
-		return err
-	}
-	var e error
-	if c.Name, e = str(m, key, "name", true); e != nil {
-		return e
-	}
-	if c.Name == "" {
-		return invalid(join(key, "name"), "must not be empty")
-	}
-	if c.Fun, e = str(m, key, "fun", true); e != nil {
-		return e
-	}
-	if err := checkFunName(c.Fun); err != nil {
-		return invalid(join(key, "fun"), "%s", err.Message)
-	}
-	if c.Args, e = optList(m, key, "args"); e != nil {
-		return e
-	}
-	if c.Kwargs, e = optMap(m, key, "kwargs"); e != nil {
-		return e
-	}
-	if raw, ok := m["locs"]; ok && raw != nil {
-		if c.Locs, e = strList(raw, join(key, "locs")); e != nil {
-			return e
-		}
-	}
-	for i, l := range c.Locs {
-		if err := checkLoc(l); err != nil {
-			return invalid(fmt.Sprintf("%s.locs[%d]", key, i), "%s", err.Message)
-		}
-	}
-	return nil
-}
-
-// ParseResponse reads an RPC response (docs/PROTOCOL.md §5).
-func ParseResponse(v any) (*Response, error) {
-	m, err := asMap(v, "response")
-	if err != nil {
-		return nil, err
-	}
-	r := &Response{}
-	if r.ID, err = str(m, "", "id", false); err != nil {
-		return nil, err
-	}
-	if r.Results, err = optMap(m, "", "results"); err != nil {
-		return nil, err
-	}
-	if ev, ok := m["error"]; ok && ev != nil {
-		if r.Error, err = ParseError(ev, "error"); err != nil {
-			return nil, err
-		}
-	}
-	if err := parsePlan(m, r); err != nil {
-		return nil, err
-	}
-	if err := parseTrace(m, r); err != nil {
-		return nil, err
-	}
-	if r.TraceTruncated, err = optBool(m, "trace_truncated"); err != nil {
-		return nil, err
-	}
-	if err := parseWarnings(m, r); err != nil {
-		return nil, err
-	}
-	if ev, ok := m["errors"]; ok && ev != nil {
-		em, ok := ev.(map[string]any)
-		if !ok {
-			return nil, typeErr("errors", "map", ev)
-		}
-		r.Errors = make(map[string]*Error, len(em))
-		for name, e := range em {
-			if r.Errors[name], err = ParseError(e, "errors."+Clip(name)); err != nil {
-				return nil, err
-			}
-		}
-	}
-	return r, nil
-}
-
-// parseWarnings reads a dry run's warnings.
-func parseWarnings(m map[string]any, r *Response) error {
-	l, err := optList(m, "", "warnings")
-	if err != nil || l == nil {
-		return err
-	}
-	r.Warnings = make([]Warning, len(l))
-	for i, v := range l {
-		wm, key, err := listMap(v, "warnings", i)
-		if err != nil {
-			return err
-		}
-		x := &r.Warnings[i]
-		for _, f := range []struct {
-			k   string
-			dst *string
-			req bool
-		}{{"step", &x.Step, true}, {"key", &x.Key, true}, {"message", &x.Message, true}, {"near", &x.Near, false}} {
-			if *f.dst, err = str(wm, key, f.k, f.req); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }
 
 // ParsePlanned reads a stream's planned event.
@@ -411,12 +171,34 @@ func ParsePlanned(v any) (*Planned, error) {
 
 // ParseTraceEntry reads a stream's step event.
 func ParseTraceEntry(v any) (*TraceEntry, error) {
-	r := &Response{}
-	if err := parseTrace(map[string]any{"trace": []any{v}}, r); err != nil {
+	t := &TraceEntry{}
+	if _, err := readStruct(TreeReader(v), t, "trace[0]", "trace[0]", traceFields); err != nil {
 		return nil, err
 	}
-	return &r.Trace[0], nil
+	return t, nil
 }
+
+// ParseRequest reads an RPC request (docs/PROTOCOL.md §4) from a decoded
+// tree: ReadRequest over TreeReader(v).
+func ParseRequest(v any) (*Request, error) {
+	r, err := ReadRequest(TreeReader(v))
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// ParseResponse reads an RPC response (docs/PROTOCOL.md §5) from a decoded
+// tree.
+func ParseResponse(v any) (*Response, error) { return ReadResponse(TreeReader(v)) }
+
+// ParseExecRequest reads an exec request (docs/PROTOCOL.md §6) from a
+// decoded tree.
+func ParseExecRequest(v any) (*ExecRequest, error) { return ReadExecRequest(TreeReader(v)) }
+
+// ParseExecReply reads an exec reply (docs/PROTOCOL.md §6) from a decoded
+// tree.
+func ParseExecReply(v any) (*ExecReply, error) { return ReadExecReply(TreeReader(v)) }
 
 // optBool reads an optional boolean key (absent or null: false).
 func optBool(m map[string]any, key string) (bool, error) {
@@ -429,154 +211,6 @@ func optBool(m map[string]any, key string) (bool, error) {
 		return false, typeErr(key, "boolean", v)
 	}
 	return b, nil
-}
-
-// parseTrace reads a response's trace into r.
-func parseTrace(m map[string]any, r *Response) error {
-	l, err := optList(m, "", "trace")
-	if err != nil || l == nil {
-		return err
-	}
-	r.Trace = make([]TraceEntry, len(l))
-	for i, v := range l {
-		em, key, err := listMap(v, "trace", i)
-		if err != nil {
-			return err
-		}
-		e := &r.Trace[i]
-		for _, f := range []struct {
-			k   string
-			dst *string
-		}{{"step", &e.Step}, {"fun", &e.Fun}, {"node", &e.Node}, {"code", &e.Code}} {
-			if *f.dst, err = str(em, key, f.k, false); err != nil {
-				return err
-			}
-		}
-		for _, f := range []struct {
-			k   string
-			dst *int64
-		}{{"attempt", &e.Attempt}, {"start_us", &e.StartUS}, {"queue_us", &e.QueueUS}, {"run_us", &e.RunUS}} {
-			if *f.dst, err = integer(em, key, f.k, false); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// parseTiming reads an exec reply's optional timing.
-func parseTiming(m map[string]any) (*StepTiming, error) {
-	tv, ok := m["timing"]
-	if !ok || tv == nil {
-		return nil, nil
-	}
-	tm, err := asMap(tv, "timing")
-	if err != nil {
-		return nil, err
-	}
-	t := &StepTiming{}
-	if t.QueueUS, err = integer(tm, "timing", "queue_us", false); err != nil {
-		return nil, err
-	}
-	if t.RunUS, err = integer(tm, "timing", "run_us", false); err != nil {
-		return nil, err
-	}
-	return t, nil
-}
-
-// parsePlan reads a dry run's plan and problems into r.
-func parsePlan(m map[string]any, r *Response) error {
-	if pv, ok := m["plan"]; ok && pv != nil {
-		l, ok := pv.([]any)
-		if !ok {
-			return typeErr("plan", "list", pv)
-		}
-		r.Plan = make([]PlanStep, len(l))
-		for i, v := range l {
-			key := fmt.Sprintf("plan[%d]", i)
-			sm, err := asMap(v, key)
-			if err != nil {
-				return err
-			}
-			st := &r.Plan[i]
-			if st.Name, err = str(sm, key, "name", true); err != nil {
-				return err
-			}
-			if st.Fun, err = str(sm, key, "fun", true); err != nil {
-				return err
-			}
-			for _, f := range []struct {
-				k   string
-				dst *[]string
-			}{{"locs", &st.Locs}, {"deps", &st.Deps}, {"candidates", &st.Candidates}} {
-				if *f.dst, err = strList(sm[f.k], key+"."+f.k); err != nil {
-					return err
-				}
-			}
-			if nv, ok := sm["node"].(string); ok {
-				st.Node = &nv
-			}
-			if _, ok := sm["routable"]; !ok { // a node before routable: a pick means routable
-				st.Routable = st.Node != nil
-			} else if st.Routable, err = optBool(sm, "routable"); err != nil {
-				return err
-			}
-		}
-	}
-	if pv, ok := m["problems"]; ok && pv != nil {
-		l, ok := pv.([]any)
-		if !ok {
-			return typeErr("problems", "list", pv)
-		}
-		r.Problems = make([]*Error, len(l))
-		for i, v := range l {
-			var err error
-			if r.Problems[i], err = ParseError(v, fmt.Sprintf("problems[%d]", i)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// ParseExecRequest reads an exec request (docs/PROTOCOL.md §6).
-func ParseExecRequest(v any) (*ExecRequest, error) {
-	m, err := asMap(v, "exec")
-	if err != nil {
-		return nil, err
-	}
-	r := &ExecRequest{}
-	if r.Cluster, err = idField(m, "cluster"); err != nil {
-		return nil, err
-	}
-	if r.ID, err = boundedStr(m, "id", false, MaxExecIDLen); err != nil {
-		return nil, err
-	}
-	if r.Fun, err = str(m, "", "fun", true); err != nil {
-		return nil, err
-	}
-	if e := checkFunName(r.Fun); e != nil {
-		return nil, invalid("fun", "%s", e.Message)
-	}
-	if r.Args, err = optList(m, "", "args"); err != nil {
-		return nil, err
-	}
-	if r.Kwargs, err = optMap(m, "", "kwargs"); err != nil {
-		return nil, err
-	}
-	if r.DeadlineMS, err = integer(m, "", "deadline_ms", false); err != nil {
-		return nil, err
-	}
-	if r.DeadlineMS < 0 || r.DeadlineMS > MaxProtoInt {
-		return nil, invalid("deadline_ms", "must be 0 to 2^53-1 (unix milliseconds)")
-	}
-	if r.Attempt, err = boundedStr(m, "attempt", false, MaxAttemptLen); err != nil {
-		return nil, err
-	}
-	if r.Timing, err = optBool(m, "timing"); err != nil {
-		return nil, err
-	}
-	return r, nil
 }
 
 // ParseCancel reads a cancel (see Cancel).
@@ -653,30 +287,6 @@ func ParsePlannerAck(v any) (*PlannerAck, error) {
 		return nil, err
 	}
 	return a, nil
-}
-
-// ParseExecReply reads an exec reply (docs/PROTOCOL.md §6).
-func ParseExecReply(v any) (*ExecReply, error) {
-	m, err := asMap(v, "reply")
-	if err != nil {
-		return nil, err
-	}
-	timing, err := parseTiming(m)
-	if err != nil {
-		return nil, err
-	}
-	if ev, ok := m["error"]; ok && ev != nil {
-		e, err := ParseError(ev, "error")
-		if err != nil {
-			return nil, err
-		}
-		return &ExecReply{Error: e, Timing: timing}, nil
-	}
-	res, ok := m["result"]
-	if !ok {
-		return nil, missing("result")
-	}
-	return &ExecReply{Result: res, Timing: timing}, nil
 }
 
 // ParseHello reads a hello (docs/PROTOCOL.md §7).
