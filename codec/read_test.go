@@ -1,0 +1,214 @@
+package codec_test
+
+import (
+	"errors"
+	"math"
+	"reflect"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// Each FuzzRead target reads the same bytes by both paths, the tree
+// (DecodeSized, then the Parse function) and the Reader over the bytes
+// (ReadSized with the Read function), in JSON or, with mp, MessagePack:
+// both must refuse a body that does not decode (past the budget both),
+// estimate the same size, give the same error (code, message, details) or
+// the same value.
+
+var readRequestSeeds = []string{
+	`{"id":"r1","cmds":[{"name":"a","fun":"f","args":[1,"x",{"$ref":"b"}],"kwargs":{"k":[true,null,1.5]},"locs":["gpu"]},{"name":"b","fun":"g"}],"timeout_ms":2500,"deadline_ms":1700000000000,"results":"all","on_error":"continue","route_wait_ms":5,"dry_run":false,"trace":true,"stream":false,"progress":true,"split_results":true,"other":{"x":[1,2]}}`,
+	`{"cmds":[{"name":"a","fun":"f"}],"cmds":null}`,
+	`{"cmds":[{"name":"a","fun":"f"},{"name":"","fun":"a.b"}],"timeout_ms":-1,"results":"some"}`,
+	`{"cmds":[{"name":"a","fun":"f","locs":["gpu",1]}],"id":7}`,
+	`{"cmds":[],"timeout_ms":1.5,"deadline_ms":-2}`,
+	`{"id":"x","id":null,"cmds":"x","on_error":"sometimes"}`,
+	`{"route_wait_ms":1e300,"trace":1,"cmds":[{"fun":"f"}]}`,
+	`{"cmds":[{"name":"a","fun":"f","args":{},"kwargs":[]}]}`,
+	`{"cmds":[{"name":"a","fun":"f"}]} x`,
+	`{"cmds":[{"name":"a","fun":"f"},]}`,
+	`{"cmds":[{"name":"a","fun":"f"}],"id":"\u00e9\ud800"}`,
+	`[]`, `null`, `"request"`, `{`, `{"cmds":[{"name":"a","fun":"f","args":[[[[[[1]]]]]]}]}`,
+}
+
+var readExecSeeds = []string{
+	`{"cluster":"c1","id":"r1/a","fun":"f","args":[1,2],"kwargs":{"x":"y"},"deadline_ms":1700000000000,"attempt":"t1","timing":true}`,
+	`{"cluster":"bad id","fun":"f"}`,
+	`{"cluster":"c","fun":"a b","args":"x","timing":"yes"}`,
+	`{"fun":"f","deadline_ms":9007199254740992}`,
+	`{"cluster":"c","fun":"f","cluster":null}`,
+	`{"cluster":"c","fun":"f","attempt":7,"id":["x"]}`,
+	`[1]`,
+}
+
+var readExecReplySeeds = []string{
+	`{"result":null}`, `{}`, `{"result":["hi",1,{"a":1.5}],"timing":{"queue_us":3,"run_us":40}}`,
+	`{"error":null,"result":false}`,
+	`{"error":{"code":"FUNCTION_ERROR","message":"boom","step":"a","node":"n","details":{"n":1}}}`,
+	`{"error":{"message":"no code"}}`, `{"error":"boom"}`, `{"error":{"code":"X","step":1}}`,
+	`{"error":{"code":"TEAPOT"},"timing":{"run_us":"x"}}`, `{"timing":[],"result":1}`,
+	`{"result":1,"error":{"code":"TIMEOUT"},"error":null}`, `[]`,
+}
+
+var readResponseSeeds = []string{
+	`{"id":"r1","results":{"a":1,"b":[true]},"trace":[{"step":"a","fun":"f","node":"n","attempt":1,"start_us":2,"queue_us":3,"run_us":4,"code":"OK"}],"trace_truncated":true}`,
+	`{"id":"r1","results":{},"error":{"code":"NO_ROUTE","message":"m"},"errors":{"a":{"code":"TIMEOUT"},"b":{"code":"FUNCTION_ERROR","message":"x"}}}`,
+	`{"plan":[{"name":"a","fun":"f","locs":["x"],"deps":[],"candidates":["n1"],"node":"n1"},{"name":"b","fun":"g","node":null,"routable":true}],"problems":[{"code":"NO_ROUTE","message":"m"}],"warnings":[{"step":"a","key":"k","message":"m","near":"n"}]}`,
+	`{"plan":[{"name":"a"}],"problems":[null],"warnings":[{}]}`,
+	`{"errors":{"b":"x","a":{"message":1},"c":{"code":"TIMEOUT"}}}`,
+	`{"errors":{"a":"x","a":{"code":"TIMEOUT"}},"trace":{}}`,
+	`{"results":[],"trace":[{"attempt":1.5}],"plan":[{"name":"a","fun":"f","routable":1,"locs":[1]}]}`,
+	`{"id":1,"trace_truncated":"x","warnings":[1]}`,
+	`"x"`,
+}
+
+// fuzzRead seeds f with the JSON bodies and their MessagePack encodings,
+// and fuzzes check.
+func fuzzRead(f *testing.F, seeds []string, check func(t *testing.T, c codec.Codec, data []byte)) {
+	for _, s := range seeds {
+		f.Add([]byte(s), false)
+		if v, err := codec.JSON.Decode([]byte(s)); err == nil {
+			b, err := codec.MsgPack.Encode(v)
+			require.NoError(f, err)
+			f.Add(b, true)
+		}
+	}
+	f.Fuzz(func(t *testing.T, data []byte, mp bool) {
+		c := codec.JSON
+		if mp {
+			c = codec.MsgPack
+		}
+		check(t, c, data)
+	})
+}
+
+func FuzzReadRequest(f *testing.F) {
+	fuzzRead(f, readRequestSeeds, func(t *testing.T, c codec.Codec, data []byte) {
+		checkRead(t, c, data, schema.ReadRequest, schema.ParseRequest)
+	})
+}
+
+func FuzzReadExecRequest(f *testing.F) {
+	fuzzRead(f, readExecSeeds, func(t *testing.T, c codec.Codec, data []byte) {
+		checkRead(t, c, data, schema.ReadExecRequest, schema.ParseExecRequest)
+	})
+}
+
+func FuzzReadExecReply(f *testing.F) {
+	fuzzRead(f, readExecReplySeeds, func(t *testing.T, c codec.Codec, data []byte) {
+		checkRead(t, c, data, schema.ReadExecReply, schema.ParseExecReply)
+	})
+}
+
+func FuzzReadResponse(f *testing.F) {
+	fuzzRead(f, readResponseSeeds, func(t *testing.T, c codec.Codec, data []byte) {
+		checkRead(t, c, data, schema.ReadResponse, schema.ParseResponse)
+	})
+}
+
+// TestReadMatchesParse runs every seed through checkRead, in both codecs,
+// and under a budget too small for most of them.
+func TestReadMatchesParse(t *testing.T) {
+	for _, seeds := range [][]string{readRequestSeeds, readExecSeeds, readExecReplySeeds, readResponseSeeds} {
+		for _, s := range seeds {
+			bodies := [][]byte{[]byte(s)}
+			if v, err := codec.JSON.Decode([]byte(s)); err == nil {
+				b, err := codec.MsgPack.Encode(v)
+				require.NoError(t, err)
+				bodies = append(bodies, b)
+			}
+			for i, b := range bodies {
+				c := []codec.Codec{codec.JSON, codec.MsgPack}[i]
+				checkRead(t, c, b, schema.ReadRequest, schema.ParseRequest)
+				checkRead(t, c, b, schema.ReadExecRequest, schema.ParseExecRequest)
+				checkRead(t, c, b, schema.ReadExecReply, schema.ParseExecReply)
+				checkRead(t, c, b, schema.ReadResponse, schema.ParseResponse)
+				for _, limit := range []int64{1, 200, 600} {
+					checkReadLimit(t, c, b, limit, schema.ReadResponse, schema.ParseResponse)
+				}
+			}
+		}
+	}
+}
+
+func checkRead[T any](t *testing.T, c codec.Codec, data []byte, read func(schema.Reader) (T, error), parse func(any) (T, error)) {
+	checkReadLimit(t, c, data, 1<<20, read, parse)
+}
+
+func checkReadLimit[T any](t *testing.T, c codec.Codec, data []byte, limit int64, read func(schema.Reader) (T, error), parse func(any) (T, error)) {
+	t.Helper()
+	tree, size, derr := codec.DecodeSized(c, data, limit)
+	got, gotSize, err := codec.ReadSized(c, data, limit, read)
+	require.Equal(t, size, gotSize, "size estimate of %q", data)
+	if derr != nil {
+		require.ErrorIs(t, err, codec.ErrDecode, "%q: the tree does not decode (%v); the reader gave %v", data, derr, err)
+		require.Equal(t, errors.Is(derr, codec.ErrTooBig), errors.Is(err, codec.ErrTooBig), "%q: %v / %v", data, derr, err)
+		return
+	}
+	want, perr := parse(tree)
+	if perr != nil {
+		require.Error(t, err, "%q: the tree does not parse (%v)", data, perr)
+		we, ge := schema.AsError(perr), schema.AsError(err)
+		require.Equal(t, we.Code, ge.Code, "%q", data)
+		require.Equal(t, we.Message, ge.Message, "%q", data)
+		require.Equal(t, we.Details, ge.Details, "%q", data)
+		return
+	}
+	require.NoError(t, err, "%q", data)
+	require.True(t, equalNaN(reflect.ValueOf(want), reflect.ValueOf(got)), "%q:\n%#v\n%#v", data, want, got)
+}
+
+// equalNaN is reflect.DeepEqual with NaN equal to NaN (MessagePack can
+// carry one in a value).
+func equalNaN(a, b reflect.Value) bool {
+	if a.IsValid() != b.IsValid() || a.IsValid() && a.Type() != b.Type() {
+		return false
+	}
+	if !a.IsValid() {
+		return true
+	}
+	switch a.Kind() {
+	case reflect.Float32, reflect.Float64:
+		return a.Float() == b.Float() || math.IsNaN(a.Float()) && math.IsNaN(b.Float())
+	case reflect.Pointer, reflect.Interface:
+		if a.IsNil() || b.IsNil() {
+			return a.IsNil() == b.IsNil()
+		}
+		return equalNaN(a.Elem(), b.Elem())
+	case reflect.Slice:
+		if a.IsNil() != b.IsNil() || a.Len() != b.Len() {
+			return false
+		}
+		for i := range a.Len() {
+			if !equalNaN(a.Index(i), b.Index(i)) {
+				return false
+			}
+		}
+		return true
+	case reflect.Map:
+		return equalMaps(a, b)
+	case reflect.Struct:
+		for i := range a.NumField() {
+			if !equalNaN(a.Field(i), b.Field(i)) {
+				return false
+			}
+		}
+		return true
+	}
+	return reflect.DeepEqual(a.Interface(), b.Interface())
+}
+
+func equalMaps(a, b reflect.Value) bool {
+	if a.IsNil() != b.IsNil() || a.Len() != b.Len() {
+		return false
+	}
+	for it := a.MapRange(); it.Next(); {
+		if bv := b.MapIndex(it.Key()); !bv.IsValid() || !equalNaN(it.Value(), bv) {
+			return false
+		}
+	}
+	return true
+}
