@@ -1,6 +1,10 @@
 package codec
 
-import "github.com/mpreg/mpreg/schema"
+import (
+	"sync"
+
+	"github.com/mpreg/mpreg/schema"
+)
 
 // maxOpen bounds how many maps and lists a Reader over bytes holds open:
 // wire structs nest a few deep, and their deeper values are read whole
@@ -34,9 +38,17 @@ func ReadSized[T any](c Codec, data []byte, limit int64, read func(schema.Reader
 		if err != nil {
 			return v, cost, decodeErr(c, err)
 		}
-		r = &jsonReader{d: jsonDecoder{b: data}, cost: cost}
+		j := jsonReaders.Get().(*jsonReader)
+		defer jsonReaders.Put(j)
+		*j = jsonReader{d: jsonDecoder{b: data}, cost: cost}
+		defer func() { j.d.b = nil }()
+		r = j
 	case MsgPack:
-		r = &mpReader{m: mpDecoder{b: data, cost: budget{max: limit}}}
+		m := mpReaders.Get().(*mpReader)
+		defer mpReaders.Put(m)
+		*m = mpReader{m: mpDecoder{b: data, cost: budget{max: limit}}}
+		defer func() { m.m.b = nil }()
+		r = m
 	default:
 		tree, size, err := DecodeSized(c, data, limit)
 		if err != nil {
@@ -52,3 +64,9 @@ func ReadSized[T any](c Codec, data []byte, limit int64, read func(schema.Reader
 	}
 	return v, r.used(), err
 }
+
+// The readers are reused: what they read is copied out of the body.
+var (
+	jsonReaders = sync.Pool{New: func() any { return new(jsonReader) }}
+	mpReaders   = sync.Pool{New: func() any { return new(mpReader) }}
+)

@@ -145,29 +145,7 @@ func cmdKey(i int) string {
 }
 
 // ParsePlanned reads a stream's planned event.
-func ParsePlanned(v any) (*Planned, error) {
-	m, err := asMap(v, "planned")
-	if err != nil {
-		return nil, err
-	}
-	p := &Planned{}
-	if p.ID, err = boundedStr(m, "id", false, MaxRequestIDLen); err != nil {
-		return nil, err
-	}
-	if p.Planner, err = idField(m, "planner"); err != nil {
-		return nil, err
-	}
-	if p.Incarnation, err = integer(m, "", "incarnation", false); err != nil {
-		return nil, err
-	}
-	if p.Instance, err = boundedStr(m, "instance", false, MaxInstanceLen); err != nil {
-		return nil, err
-	}
-	if p.Steps, err = integer(m, "", "steps", false); err != nil {
-		return nil, err
-	}
-	return p, nil
-}
+func ParsePlanned(v any) (*Planned, error) { return ReadPlanned(TreeReader(v)) }
 
 // ParseTraceEntry reads a stream's step event.
 func ParseTraceEntry(v any) (*TraceEntry, error) {
@@ -214,80 +192,16 @@ func optBool(m map[string]any, key string) (bool, error) {
 }
 
 // ParseCancel reads a cancel (see Cancel).
-func ParseCancel(v any) (*Cancel, error) {
-	m, err := asMap(v, "cancel")
-	if err != nil {
-		return nil, err
-	}
-	c := &Cancel{}
-	if c.Cluster, err = idField(m, "cluster"); err != nil {
-		return nil, err
-	}
-	if c.ID, err = boundedStr(m, "id", true, MaxExecIDLen); err != nil {
-		return nil, err
-	}
-	if c.Attempt, err = boundedStr(m, "attempt", false, MaxAttemptLen); err != nil {
-		return nil, err
-	}
-	return c, nil
-}
+func ParseCancel(v any) (*Cancel, error) { return ReadCancel(TreeReader(v)) }
 
 // ParseCancelRequest reads a CancelRequest.
-func ParseCancelRequest(v any) (*CancelRequest, error) {
-	m, err := asMap(v, "cancel")
-	if err != nil {
-		return nil, err
-	}
-	c := &CancelRequest{}
-	if c.ID, err = boundedStr(m, "id", true, MaxRequestIDLen); err != nil {
-		return nil, err
-	}
-	if c.ID == "" {
-		return nil, invalid("id", "must not be empty")
-	}
-	return c, nil
-}
+func ParseCancelRequest(v any) (*CancelRequest, error) { return ReadCancelRequest(TreeReader(v)) }
 
 // ParseCancelAnswer reads a node's answer to a cancel.
-func ParseCancelAnswer(v any) (*CancelAnswer, error) {
-	m, err := asMap(v, "cancel answer")
-	if err != nil {
-		return nil, err
-	}
-	a := &CancelAnswer{}
-	if a.ID, err = boundedStr(m, "id", true, MaxRequestIDLen); err != nil {
-		return nil, err
-	}
-	if a.Node, err = idField(m, "node"); err != nil {
-		return nil, err
-	}
-	return a, nil
-}
+func ParseCancelAnswer(v any) (*CancelAnswer, error) { return ReadCancelAnswer(TreeReader(v)) }
 
 // ParsePlannerAck reads a PlannerAck.
-func ParsePlannerAck(v any) (*PlannerAck, error) {
-	m, err := asMap(v, "planner ack")
-	if err != nil {
-		return nil, err
-	}
-	a := &PlannerAck{}
-	if a.Cluster, err = idField(m, "cluster"); err != nil {
-		return nil, err
-	}
-	if a.ID, err = boundedStr(m, "id", false, MaxRequestIDLen); err != nil {
-		return nil, err
-	}
-	if a.Planner, err = idField(m, "planner"); err != nil {
-		return nil, err
-	}
-	if a.Incarnation, err = integer(m, "", "incarnation", true); err != nil {
-		return nil, err
-	}
-	if a.Instance, err = boundedStr(m, "instance", false, MaxInstanceLen); err != nil {
-		return nil, err
-	}
-	return a, nil
-}
+func ParsePlannerAck(v any) (*PlannerAck, error) { return ReadPlannerAck(TreeReader(v)) }
 
 // ParseHello reads a hello (docs/PROTOCOL.md §7).
 func ParseHello(v any) (*Hello, error) {
@@ -480,69 +394,10 @@ func tooMany(key string, n, maxEntries int) *Error {
 }
 
 // ParseHeartbeat reads a heartbeat (docs/PROTOCOL.md §7).
-func ParseHeartbeat(v any) (*Heartbeat, error) {
-	m, err := asMap(v, "heartbeat")
-	if err != nil {
-		return nil, err
-	}
-	h := &Heartbeat{}
-	if h.Cluster, err = idField(m, "cluster"); err != nil {
-		return nil, err
-	}
-	if h.Node, err = idField(m, "node"); err != nil {
-		return nil, err
-	}
-	if h.Incarnation, h.Version, err = incarnationVersion(m); err != nil {
-		return nil, err
-	}
-	if h.Instance, err = boundedStr(m, "instance", false, MaxInstanceLen); err != nil {
-		return nil, err
-	}
-	if h.Seq, err = integer(m, "", "seq", false); err != nil {
-		return nil, err
-	}
-	load, err := optMap(m, "", "load")
-	if err != nil {
-		return nil, err
-	}
-	if load != nil {
-		if h.Load.Inflight, err = integer(load, "load", "inflight", false); err != nil {
-			return nil, err
-		}
-		if h.Load.Limit, err = integer(load, "load", "limit", false); err != nil {
-			return nil, err
-		}
-	}
-	return h, nil
-}
+func ParseHeartbeat(v any) (*Heartbeat, error) { return ReadHeartbeat(TreeReader(v)) }
 
 // ParseGoodbye reads a goodbye (docs/PROTOCOL.md §7).
-func ParseGoodbye(v any) (*Goodbye, error) {
-	m, err := asMap(v, "goodbye")
-	if err != nil {
-		return nil, err
-	}
-	g := &Goodbye{}
-	if g.Kind, err = kindField(m, KindGoodbye); err != nil {
-		return nil, err
-	}
-	if g.Cluster, err = idField(m, "cluster"); err != nil {
-		return nil, err
-	}
-	if g.Node, err = idField(m, "node"); err != nil {
-		return nil, err
-	}
-	if g.Incarnation, err = integer(m, "", "incarnation", true); err != nil {
-		return nil, err
-	}
-	if g.Incarnation <= 0 || g.Incarnation > MaxProtoInt {
-		return nil, invalid("incarnation", "must be 1 to 2^53-1, got %d", g.Incarnation)
-	}
-	if g.Instance, err = boundedStr(m, "instance", false, MaxInstanceLen); err != nil {
-		return nil, err
-	}
-	return g, nil
-}
+func ParseGoodbye(v any) (*Goodbye, error) { return ReadGoodbye(TreeReader(v)) }
 
 // checkID checks a cluster or node id: 1–64 of [A-Za-z0-9_-]. Ids become
 // NATS subject tokens (docs/PROTOCOL.md §2), so every id read from the network

@@ -167,7 +167,10 @@ func readStrList(r Reader, a at) ([]string, *Error) {
 		r.Skip()
 		return nil, kindErr(a.String(), "list of strings", k)
 	}
-	out := make([]string, 0, capHint(r.List()))
+	out := []string{} // empty, not nil, as a decoded empty list; no allocation
+	if n := r.List(); n > 0 {
+		out = make([]string, 0, capHint(n))
+	}
 	var err *Error
 	for i := 0; r.More(); i++ {
 		if k := r.Next(); k != KindString {
