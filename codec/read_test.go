@@ -212,3 +212,41 @@ func equalMaps(a, b reflect.Value) bool {
 	}
 	return true
 }
+
+// BenchmarkHeartbeatDecode reads a heartbeat's JSON body three ways: the
+// scanner made for it (schema.ReadHeartbeatJSON), the general reader over
+// the bytes (ReadSized with schema.ReadHeartbeat), and the tree
+// (DecodeSized, then ParseHeartbeat).
+func BenchmarkHeartbeatDecode(b *testing.B) {
+	body, err := codec.JSON.Encode(&schema.Heartbeat{Cluster: "default", Node: "node-00001", Incarnation: 1, Version: 1,
+		Load: schema.Load{Inflight: 1, Limit: 256}})
+	require.NoError(b, err)
+	b.Run("scanner", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := schema.ReadHeartbeatJSON(body); !ok {
+				b.Fatal("off the fast path")
+			}
+		}
+	})
+	b.Run("reader", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := codec.ReadSized(codec.JSON, body, codec.MaxDecoded, schema.ReadHeartbeat); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("tree", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			tree, _, err := codec.DecodeSized(codec.JSON, body, codec.MaxDecoded)
+			if err == nil {
+				_, err = schema.ParseHeartbeat(tree)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -178,19 +178,6 @@ func ParseExecRequest(v any) (*ExecRequest, error) { return ReadExecRequest(Tree
 // tree.
 func ParseExecReply(v any) (*ExecReply, error) { return ReadExecReply(TreeReader(v)) }
 
-// optBool reads an optional boolean key (absent or null: false).
-func optBool(m map[string]any, key string) (bool, error) {
-	v, ok := m[key]
-	if !ok || v == nil {
-		return false, nil
-	}
-	b, ok := v.(bool)
-	if !ok {
-		return false, typeErr(key, "boolean", v)
-	}
-	return b, nil
-}
-
 // ParseCancel reads a cancel (see Cancel).
 func ParseCancel(v any) (*Cancel, error) { return ReadCancel(TreeReader(v)) }
 
@@ -418,10 +405,15 @@ func checkID(s string) *Error {
 // names the bound in the error's details (max_id_len, …).
 func checkLen(key, limit, s string, maxBytes int) error {
 	if len(s) > maxBytes {
-		return &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("%s: longer than %d bytes", key, maxBytes),
-			Details: map[string]any{"key": key, "limit": limit, "max": int64(maxBytes)}}
+		return tooLong(key, limit, maxBytes)
 	}
 	return nil
+}
+
+// tooLong is the error of a string read from key longer than max bytes.
+func tooLong(key, limit string, maxBytes int) *Error {
+	return &Error{Code: CodeInvalidRequest, Message: fmt.Sprintf("%s: longer than %d bytes", key, maxBytes),
+		Details: map[string]any{"key": key, "limit": limit, "max": int64(maxBytes)}}
 }
 
 // kindField reads an optional kind key, which must be want when present.

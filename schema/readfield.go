@@ -200,7 +200,7 @@ func capHint(n int) int {
 func readBoundedStr(r Reader, key string, required bool, maxBytes int) (string, *Error) {
 	s, err := readStr(r, at{key: key}, required)
 	if err == nil && len(s) > maxBytes {
-		err = checkLen(key, "max_"+key+"_len", s, maxBytes).(*Error)
+		err = tooLong(key, "max_"+key+"_len", maxBytes)
 	}
 	return s, err
 }
