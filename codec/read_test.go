@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -236,6 +237,23 @@ func BenchmarkHeartbeatDecode(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+	b.Run("alternating", func(b *testing.B) { // the first two, batch by batch
+		var scan, read time.Duration
+		const batch = 1000
+		for b.Loop() {
+			t0 := time.Now()
+			for range batch {
+				schema.ReadHeartbeatJSON(body)
+			}
+			t1 := time.Now()
+			for range batch {
+				_, _, _ = codec.ReadSized(codec.JSON, body, codec.MaxDecoded, schema.ReadHeartbeat)
+			}
+			scan, read = scan+t1.Sub(t0), read+time.Since(t1)
+		}
+		b.ReportMetric(float64(scan.Nanoseconds())/float64(b.N*batch), "scanner-ns/op")
+		b.ReportMetric(float64(read.Nanoseconds())/float64(b.N*batch), "reader-ns/op")
 	})
 	b.Run("tree", func(b *testing.B) {
 		b.ReportAllocs()
