@@ -491,8 +491,7 @@ func (f *Follower) onHeartbeat(m *nats.Msg) {
 	f.received("heartbeat")
 	// Every node hears every heartbeat: read the common JSON form with
 	// the scanner made for it (two to three times as fast as the general
-	// reader),
-	// anything else with the general reader, neither with a tree.
+	// reader), anything else with the general reader, neither with a tree.
 	hb, ok := (*schema.Heartbeat)(nil), false
 	if c, known := codec.ByType(bus.Header(m, codec.HeaderContentType)); known && c == codec.JSON {
 		hb, ok = schema.ReadHeartbeatJSON(m.Data)
