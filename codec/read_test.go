@@ -66,9 +66,27 @@ var readResponseSeeds = []string{
 	`"x"`,
 }
 
-// fuzzRead seeds f with the JSON bodies and their MessagePack encodings,
-// and fuzzes check.
+// mpSeeds are MessagePack bodies no JSON text encodes to: keys that are
+// integers or bin, a timestamp for a string, numbers in their longer
+// forms, an extension that is no timestamp.
+var mpSeeds = []string{
+	"\x83\xa4cmds\x91\x82\xa4name\xa1a\xa3fun\xa1f\x01\xa1x\xc4\x02id\xa1z",
+	"\x82\xa4cmds\x91\x82\xa4name\xa1a\xa3fun\xa1f\xa2id\xd6\xff\x00\x00\x00\x00",
+	"\x82\xa4cmds\x91\x82\xa4name\xa1a\xa3fun\xa1f\xaatimeout_ms\xcf\xff\xff\xff\xff\xff\xff\xff\xff",
+	"\x82\xa4cmds\x91\x82\xa4name\xa1a\xa3fun\xa1f\xaatimeout_ms\xcb\x3f\xf8\x00\x00\x00\x00\x00\x00",
+	"\x82\xa4cmds\xdc\x00\x01\x82\xa4name\xa1a\xa3fun\xa1f\xa6result\xd6\x01\x00\x00\x00\x00",
+	"\xde\x00\x02\xa6result\xc4\x01x\xa5error\xc0",
+	"\x81\xa5error\x83\xa4code\xd9\x07TIMEOUT\xa7details\xc7\x0c\xff\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xa4step\xc4\x01s",
+	"\x81\xa6errors\x82\xa1b\x81\xa4code\x01\xa1a\x81\xa4code\xa7TIMEOUT",
+	"\x84\xa7cluster\xa1c\xa3fun\xa1f\xa4args\x91\xca\x3f\xc0\x00\x00\xabdeadline_ms\xd3\x00\x00\x01\x8b\xcf\xe5\x68\x00",
+}
+
+// fuzzRead seeds f with the JSON bodies, their MessagePack encodings and
+// mpSeeds, and fuzzes check.
 func fuzzRead(f *testing.F, seeds []string, check func(t *testing.T, c codec.Codec, data []byte)) {
+	for _, s := range mpSeeds {
+		f.Add([]byte(s), true)
+	}
 	for _, s := range seeds {
 		f.Add([]byte(s), false)
 		if v, err := codec.JSON.Decode([]byte(s)); err == nil {
@@ -113,6 +131,12 @@ func FuzzReadResponse(f *testing.F) {
 // TestReadMatchesParse runs every seed through checkRead, in both codecs,
 // and under a budget too small for most of them.
 func TestReadMatchesParse(t *testing.T) {
+	for _, s := range mpSeeds {
+		checkRead(t, codec.MsgPack, []byte(s), schema.ReadRequest, schema.ParseRequest)
+		checkRead(t, codec.MsgPack, []byte(s), schema.ReadExecRequest, schema.ParseExecRequest)
+		checkRead(t, codec.MsgPack, []byte(s), schema.ReadExecReply, schema.ParseExecReply)
+		checkRead(t, codec.MsgPack, []byte(s), schema.ReadResponse, schema.ParseResponse)
+	}
 	for _, seeds := range [][]string{readRequestSeeds, readExecSeeds, readExecReplySeeds, readResponseSeeds} {
 		for _, s := range seeds {
 			bodies := [][]byte{[]byte(s)}
