@@ -158,21 +158,29 @@ func readMap(r Reader, a at) (map[string]any, *Error) {
 
 // readStrList reads a list of strings; null is nil.
 func readStrList(r Reader, a at) ([]string, *Error) {
+	l, _, err := readStrListN(r, a)
+	return l, err
+}
+
+// readStrListN is readStrList that also counts the list's elements,
+// strings or not.
+func readStrListN(r Reader, a at) ([]string, int, *Error) {
 	switch k := r.Next(); k {
 	case KindList:
 	case KindNull:
 		r.Skip()
-		return nil, nil
+		return nil, 0, nil
 	default:
 		r.Skip()
-		return nil, kindErr(a.String(), "list of strings", k)
+		return nil, 0, kindErr(a.String(), "list of strings", k)
 	}
 	out := []string{} // empty, not nil, as a decoded empty list; no allocation
 	if n := r.List(); n > 0 {
 		out = make([]string, 0, capHint(n))
 	}
 	var err *Error
-	for i := 0; r.More(); i++ {
+	i := 0
+	for ; r.More(); i++ {
 		if k := r.Next(); k != KindString {
 			r.Skip()
 			if err == nil {
@@ -182,7 +190,7 @@ func readStrList(r Reader, a at) ([]string, *Error) {
 		}
 		out = append(out, r.Str())
 	}
-	return out, err
+	return out, i, err
 }
 
 // capHint is the capacity to make for a list of n elements (-1: unknown):

@@ -32,19 +32,27 @@ func strF[T any](dst func(*T) *string, required bool, maxBytes int) func(Reader,
 // intF reads an integer into dst, within lo to hi when hi > lo; a null
 // of a required one is missing.
 func intF[T any](dst func(*T) *int64, required bool, lo, hi int64, what string) func(Reader, *T, at) *Error {
+	read := readInt
+	if required {
+		read = readReqInt
+	}
 	return func(r Reader, x *T, a at) *Error {
-		if required && r.Next() == KindNull {
-			r.Skip()
-			*dst(x) = 0
-			return missing(a.String())
-		}
-		n, e := readInt(r, a)
+		n, e := read(r, a)
 		*dst(x) = n
 		if e == nil && hi > lo && (n < lo || n > hi) {
 			e = invalid(a.String(), "must be %s, got %d", what, n)
 		}
 		return e
 	}
+}
+
+// readReqInt reads a required integer: null is missing.
+func readReqInt(r Reader, a at) (int64, *Error) {
+	if r.Next() == KindNull {
+		r.Skip()
+		return 0, missing(a.String())
+	}
+	return readInt(r, a)
 }
 
 // incarnationF and versionF read a hello's, heartbeat's or goodbye's
