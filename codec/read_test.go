@@ -137,6 +137,20 @@ func TestReadMatchesParse(t *testing.T) {
 		checkRead(t, codec.MsgPack, []byte(s), schema.ReadExecReply, schema.ParseExecReply)
 		checkRead(t, codec.MsgPack, []byte(s), schema.ReadResponse, schema.ParseResponse)
 	}
+	for _, s := range readGossipSeeds {
+		for _, c := range []codec.Codec{codec.JSON, codec.MsgPack} {
+			b := []byte(s)
+			if c == codec.MsgPack {
+				v, err := codec.JSON.Decode(b)
+				require.NoError(t, err)
+				b, err = codec.MsgPack.Encode(v)
+				require.NoError(t, err)
+			}
+			checkRead(t, c, b, schema.ReadHello, schema.ParseHello)
+			checkRead(t, c, b, schema.ReadHeartbeat, schema.ParseHeartbeat)
+			checkRead(t, c, b, schema.ReadGoodbye, schema.ParseGoodbye)
+		}
+	}
 	for _, seeds := range [][]string{readRequestSeeds, readExecSeeds, readExecReplySeeds, readResponseSeeds} {
 		for _, s := range seeds {
 			bodies := [][]byte{[]byte(s)}
@@ -290,5 +304,25 @@ func BenchmarkHeartbeatDecode(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+var readGossipSeeds = []string{
+	`{"kind":"hello","cluster":"c","node":"n1","incarnation":3,"instance":"i","version":2,"funs":{"f":["gpu"],"g":null},"codecs":["application/json"],"bare":"application/msgpack","advertised_urls":["nats://a:4222"],"meta":{"zone":"z","n":1,"b":true},"proto":1,"idempotent":["f"],"retry_after_ms":{"f":10,"g":0}}`,
+	`{"cluster":"c","node":"n1","incarnation":0,"version":-1,"funs":{"a.b":[1],"f":"x"},"codecs":[1,2],"meta":{"k":[1]},"retry_after_ms":{"f":-1,"g":null},"proto":99999999}`,
+	`{"cluster":"c","node":"n1","incarnation":1,"version":0,"funs":[],"meta":{},"kind":"goodbye","advertised_urls":"x"}`,
+	`{"cluster":"c","node":"n 1","incarnation":1,"version":1,"seq":5,"load":{"inflight":1,"limit":2}}`,
+	`{"cluster":"c","node":"n1","incarnation":1.5,"version":1,"load":[]}`,
+	`{"kind":"goodbye","cluster":"c","node":"n1","incarnation":1,"instance":"i"}`,
+	`{"kind":"hello","cluster":"c","node":"n1","incarnation":9007199254740992}`,
+}
+
+// FuzzReadGossip is FuzzReadRequest for the gossip messages: hello,
+// heartbeat and goodbye.
+func FuzzReadGossip(f *testing.F) {
+	fuzzRead(f, readGossipSeeds, func(t *testing.T, c codec.Codec, data []byte) {
+		checkRead(t, c, data, schema.ReadHello, schema.ParseHello)
+		checkRead(t, c, data, schema.ReadHeartbeat, schema.ParseHeartbeat)
+		checkRead(t, c, data, schema.ReadGoodbye, schema.ParseGoodbye)
 	})
 }
