@@ -7,9 +7,11 @@ import (
 	"unicode/utf8"
 )
 
-// The Parse functions read a decoded value tree into a wire type. Unknown keys
-// are ignored; a missing required key or a value of the wrong type is an
-// *Error with code INVALID_REQUEST whose message and details.key name the key.
+// The Parse functions read a decoded value tree into a wire type: each is
+// its Read function (read.go, readmore.go, readhello.go) over
+// TreeReader. Unknown keys are ignored; a missing required key or a value
+// of the wrong type is an *Error with code INVALID_REQUEST whose message
+// and details.key name the key.
 
 func join(prefix, key string) string {
 	if prefix == "" {
@@ -39,8 +41,6 @@ func KindOf(v any) string {
 	}
 	return fmt.Sprintf("%T", v)
 }
-
-func typeErr(key, want string, got any) *Error { return kindErr(key, want, Kind(KindOf(got))) }
 
 func missing(key string) *Error {
 	return &Error{
@@ -147,15 +147,6 @@ func checkID(s string) *Error {
 		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '-' {
 			return Errorf(CodeInvalidRequest, "id %s may hold only A-Z a-z 0-9 _ -", Clip(s))
 		}
-	}
-	return nil
-}
-
-// checkLen checks that a string read from key is at most max bytes; limit
-// names the bound in the error's details (max_id_len, …).
-func checkLen(key, limit, s string, maxBytes int) error {
-	if len(s) > maxBytes {
-		return tooLong(key, limit, maxBytes)
 	}
 	return nil
 }
