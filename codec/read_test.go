@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -325,4 +326,41 @@ func FuzzReadGossip(f *testing.F) {
 		checkRead(t, c, data, schema.ReadHeartbeat, schema.ParseHeartbeat)
 		checkRead(t, c, data, schema.ReadGoodbye, schema.ParseGoodbye)
 	})
+}
+
+// BenchmarkRequestDecode reads an rpc-json request (one command, one
+// argument, one loc) from its bytes, by the Reader and by the tree, in
+// both codecs.
+func BenchmarkRequestDecode(b *testing.B) {
+	body := []byte(`{"cmds":[{"name":"r","fun":"echo","args":["` + strings.Repeat("x", 64) + `"],"locs":["a"]}]}`)
+	tree, err := codec.JSON.Decode(body)
+	require.NoError(b, err)
+	mp, err := codec.MsgPack.Encode(tree)
+	require.NoError(b, err)
+	for _, c := range []struct {
+		name  string
+		codec codec.Codec
+		body  []byte
+	}{{"json", codec.JSON, body}, {"msgpack", codec.MsgPack, mp}} {
+		b.Run(c.name+"/reader", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := codec.ReadSized(c.codec, c.body, codec.MaxDecoded, schema.ReadRequest); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/tree", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				tree, _, err := codec.DecodeSized(c.codec, c.body, codec.MaxDecoded)
+				if err == nil {
+					_, err = schema.ParseRequest(tree)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
