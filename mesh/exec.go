@@ -226,13 +226,9 @@ func (e *Execer) failed(ctx context.Context, err error, a *attempt) error {
 // reply reads an exec reply: the result, with the timing the node sent,
 // or the error object with what it says of the attempt.
 func (e *Execer) reply(resp *nats.Msg, a *attempt) (planner.Result, error) {
-	tree, err := DecodeReply(resp)
+	rep, err := ReadReply(resp, schema.ReadExecReply)
 	if err != nil {
-		return planner.Result{}, err
-	}
-	rep, err := schema.ParseExecReply(tree)
-	if err != nil {
-		return planner.Result{}, schema.Wrap(schema.CodeInternal, err, "node %s sent a bad exec reply", a.node)
+		return planner.Result{}, BadReply(err, "node %s sent a bad exec reply", a.node)
 	}
 	var res planner.Result
 	if rep.Timing != nil {

@@ -122,11 +122,8 @@ func (x *executor) readPeerStep(m *nats.Msg) *peerStep {
 // decode (and returning nil).
 func (x *executor) decodePeerStep(m *nats.Msg) *peerStep {
 	at := time.Now()
-	tree, _, reply, err := mesh.DecodeSized(m, codec.MaxDecoded, true)
-	s := &peerStep{m: m, reply: reply, at: at}
-	if err == nil {
-		s.req, err = schema.ParseExecRequest(tree)
-	}
+	req, _, reply, err := mesh.ReadSized(m, codec.MaxDecoded, true, schema.ReadExecRequest)
+	s := &peerStep{m: m, reply: reply, at: at, req: req}
 	if err != nil {
 		x.replyPeerStep(s, &schema.ExecReply{Error: schema.AsError(err)})
 		return nil

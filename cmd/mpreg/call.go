@@ -261,11 +261,10 @@ func (c *runCmd) read(stdin io.Reader) (*schema.Request, error) {
 	if err != nil {
 		return nil, usagef("read request: %w", err)
 	}
-	tree, err := codec.JSON.Decode(data)
-	if err != nil {
+	req, _, err := codec.ReadSized(codec.JSON, data, codec.MaxDecoded, schema.ReadRequest)
+	if errors.Is(err, codec.ErrDecode) {
 		return nil, usagef("%s: not valid JSON: %w", name, err)
 	}
-	req, err := schema.ParseRequest(tree)
 	if err != nil {
 		// The same INVALID_REQUEST a node would answer, and the same exit
 		// code as the checks only a node makes (cycles, duplicates).
