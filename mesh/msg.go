@@ -131,7 +131,7 @@ func FitReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any) (d
 	if err != nil {
 		return nil, schema.Wrap(schema.CodeFunctionError, err, "a result does not encode in %s", c.ContentType())
 	}
-	if !bus.Fits(nc, replyMsg(m, c, event, data)) {
+	if out := replyMsg(m, c, event, data); !bus.Fits(nc, &out) {
 		return nil, TooLarge("reply", len(data), nc.MaxPayload())
 	}
 	return data, nil
@@ -155,15 +155,17 @@ func PublishReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, data 
 		}
 		return nil
 	}
-	if err := nc.PublishMsg(replyMsg(m, c, event, data)); err != nil {
+	out := replyMsg(m, c, event, data)
+	if err := nc.PublishMsg(&out); err != nil {
 		return fmt.Errorf("mesh: respond: %w", err)
 	}
 	return nil
 }
 
-// replyMsg is the reply to m carrying data.
-func replyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) *nats.Msg {
-	out := bus.NewMsg(m.Reply, data, c.ContentType(), "")
+// replyMsg is the reply to m carrying data: a value, so that a caller
+// that only sizes it (FitReply) allocates nothing.
+func replyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) nats.Msg {
+	out := *bus.NewMsg(m.Reply, data, c.ContentType(), "")
 	if event != "" {
 		out.Header = nats.Header{codec.HeaderContentType: []string{c.ContentType()}, schema.HeaderEvent: []string{event}}
 	}
