@@ -51,6 +51,28 @@ type Execer struct {
 	// (its own rpc subject had no responders: a node that only runs
 	// steps), so that steps pinned there are not offered to it again.
 	noRPC sync.Map // node id → time.Time
+	// execSubjects holds the nodes' exec subjects, each made once (at
+	// most maxExecSubjects, then made anew).
+	execSubjects  sync.Map // node id → string
+	execSubjectsN atomic.Int64
+}
+
+// maxExecSubjects bounds Execer.execSubjects, which nodes that come and go
+// would otherwise grow.
+const maxExecSubjects = 4096
+
+// execSubject is node's exec subject.
+func (e *Execer) execSubject(node string) string {
+	if s, ok := e.execSubjects.Load(node); ok {
+		return s.(string)
+	}
+	s := e.Subjects.Exec(node)
+	if e.execSubjectsN.Add(1) > maxExecSubjects {
+		e.execSubjects.Clear()
+		e.execSubjectsN.Store(1)
+	}
+	e.execSubjects.Store(node, s)
+	return s
 }
 
 // nextAttempt returns a token unique to one sending of one step.
@@ -154,7 +176,7 @@ func (e *Execer) message(ctx context.Context, node string, c *planner.Call, hell
 	if err != nil {
 		return nats.Msg{}, schema.Wrap(schema.CodeInvalidArgument, err, "arguments do not encode")
 	}
-	msg := peerMsg(e.Subjects.Exec(node), data, cd, hello)
+	msg := peerMsg(e.execSubject(node), data, cd, hello)
 	if !bus.Fits(e.Conn, &msg) {
 		return nats.Msg{}, TooLarge("exec request for "+c.Fun, len(data), e.Conn.MaxPayload())
 	}
