@@ -159,15 +159,17 @@ func PublishReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, data 
 		}
 		return nil
 	}
-	if err := nc.PublishMsg(replyMsg(m, c, event, data)); err != nil {
+	out := replyMsg(m, c, event, data)
+	if err := nc.PublishMsg(&out); err != nil {
 		return fmt.Errorf("mesh: respond: %w", err)
 	}
 	return nil
 }
 
-// replyMsg is the reply to m carrying data (FitReply sizes it as such).
-func replyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) *nats.Msg {
-	out := bus.NewMsg(m.Reply, data, c.ContentType(), "")
+// replyMsg is the reply to m carrying data (FitReply sizes it as such): a
+// value, which PublishReply keeps on its stack.
+func replyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) nats.Msg {
+	out := *bus.NewMsg(m.Reply, data, c.ContentType(), "")
 	if event != "" {
 		out.Header = nats.Header{codec.HeaderContentType: []string{c.ContentType()}, schema.HeaderEvent: []string{event}}
 	}
