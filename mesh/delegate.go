@@ -59,13 +59,13 @@ func (e *Execer) Delegate(ctx context.Context, node string, req *schema.Request)
 		return nil, fmt.Errorf("%w: %w", planner.ErrNotDelegated, err)
 	}
 	msg := peerMsg(e.Subjects.NodeRPC(node), data, cd, hello)
-	if !bus.Fits(e.Conn, msg) {
+	if !bus.Fits(e.Conn, &msg) {
 		return nil, fmt.Errorf("%w: a sub-request of %d bytes", planner.ErrNotDelegated, len(data))
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer e.Table.Track(node, cancel)()
-	m, parts, err := e.requestParts(ctx, msg)
+	m, parts, err := e.requestParts(ctx, &msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		e.noRPC.Store(node, time.Now().Add(noRPCFor))

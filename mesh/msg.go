@@ -159,7 +159,7 @@ func RespondEvent(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any
 	if m.Reply == "" {
 		return nil
 	}
-	data, problem := FitReply(nc, m, c, event, v)
+	data, problem := FitReply(nc, c, event, v)
 	if problem != nil {
 		if fallback == nil {
 			return fmt.Errorf("mesh: reply: %w", problem)
@@ -177,12 +177,12 @@ func RespondEvent(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any
 	return PublishReply(nc, m, c, event, data)
 }
 
-// FitReply encodes v in c for a reply to m (with the header
+// FitReply encodes v in c for a reply (with the header
 // schema.HeaderEvent set to event unless it is "") and checks that it fits
 // the connection's maximum payload. problem says why it cannot be sent:
 // FUNCTION_ERROR when v does not encode, PAYLOAD_TOO_LARGE when it does
 // not fit.
-func FitReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any) (data []byte, problem *schema.Error) {
+func FitReply(nc *nats.Conn, c codec.Codec, event string, v any) (data []byte, problem *schema.Error) {
 	if size, ok := codec.SizeWithin(v, int(nc.MaxPayload())); !ok {
 		return nil, TooLarge("reply", size, nc.MaxPayload())
 	}
@@ -190,7 +190,11 @@ func FitReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any) (d
 	if err != nil {
 		return nil, schema.Wrap(schema.CodeFunctionError, err, "a result does not encode in %s", c.ContentType())
 	}
-	if !bus.Fits(nc, replyMsg(m, c, event, data)) {
+	fit := bus.FitsWith(nc, len(data), codec.HeaderContentType, c.ContentType())
+	if event != "" {
+		fit = bus.FitsWith(nc, len(data), codec.HeaderContentType, c.ContentType(), schema.HeaderEvent, event)
+	}
+	if !fit {
 		return nil, TooLarge("reply", len(data), nc.MaxPayload())
 	}
 	return data, nil
@@ -214,15 +218,17 @@ func PublishReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, data 
 		}
 		return nil
 	}
-	if err := nc.PublishMsg(replyMsg(m, c, event, data)); err != nil {
+	out := replyMsg(m, c, event, data)
+	if err := nc.PublishMsg(&out); err != nil {
 		return fmt.Errorf("mesh: respond: %w", err)
 	}
 	return nil
 }
 
-// replyMsg is the reply to m carrying data.
-func replyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) *nats.Msg {
-	out := bus.NewMsg(m.Reply, data, c.ContentType(), "")
+// replyMsg is the reply to m carrying data (FitReply sizes it as such): a
+// value, which PublishReply keeps on its stack.
+func replyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) nats.Msg {
+	out := *bus.NewMsg(m.Reply, data, c.ContentType(), "")
 	if event != "" {
 		out.Header = nats.Header{codec.HeaderContentType: []string{c.ContentType()}, schema.HeaderEvent: []string{event}}
 	}

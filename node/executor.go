@@ -46,9 +46,10 @@ type runningSet struct {
 	m  map[string]*runEntry // a list per id: ids may repeat
 }
 
-// runEntry is one cancel func of a runningSet.
+// runEntry is one step of a runningSet: its cancel func, or its stepCtx.
 type runEntry struct {
 	cancel context.CancelFunc
+	step   *stepCtx
 	next   *runEntry
 }
 
@@ -94,11 +95,13 @@ func (x *executor) onExec(m *nats.Msg) {
 		x.work.done()
 		e := schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID)
 		x.stepDone(s.f.name, e, 0)
-		x.replyPeerStep(s, &schema.ExecReply{Error: e})
+		x.replyPeerStep(s, schema.ExecReply{Error: e})
 	}
 }
 
-// peerStep is one step a peer sent, on its way through the node.
+// peerStep is one step a peer sent, on its way through the node, with
+// what it needs while it runs, held here rather than allocated apart: its
+// context, its place in the running set, and its reply's wire form.
 type peerStep struct {
 	m     *nats.Msg
 	at    time.Time // received
@@ -106,6 +109,12 @@ type peerStep struct {
 	req   *schema.ExecRequest
 	f     *fn
 	once  sync.Once
+	ctx   stepCtx
+	entry runEntry
+	out   struct { // the reply, set once (see replyPeerStep)
+		result schema.ExecResult
+		err    schema.ExecError
+	}
 }
 
 // readPeerStep decodes and admits an exec message. It answers (or drops)
@@ -125,7 +134,7 @@ func (x *executor) decodePeerStep(m *nats.Msg) *peerStep {
 	req, _, reply, err := mesh.ReadSized(m, codec.MaxDecoded, true, schema.ReadExecRequest)
 	s := &peerStep{m: m, reply: reply, at: at, req: req}
 	if err != nil {
-		x.replyPeerStep(s, &schema.ExecReply{Error: schema.AsError(err)})
+		x.replyPeerStep(s, schema.ExecReply{Error: schema.AsError(err)})
 		return nil
 	}
 	return s
@@ -152,7 +161,7 @@ func (x *executor) admitPeerStep(s *peerStep) bool {
 	}
 	if e != nil {
 		x.stepDone(funLabel(f), e, 0)
-		x.replyPeerStep(s, &schema.ExecReply{Error: e})
+		x.replyPeerStep(s, schema.ExecReply{Error: e})
 		return false
 	}
 	s.f = f
@@ -161,10 +170,18 @@ func (x *executor) admitPeerStep(s *peerStep) bool {
 
 // replyPeerStep answers s once: with the function's outcome, or with
 // TIMEOUT or CANCELLED when the step's context ends first.
-func (x *executor) replyPeerStep(s *peerStep, rep *schema.ExecReply) {
+func (x *executor) replyPeerStep(s *peerStep, rep schema.ExecReply) {
 	s.once.Do(func() {
 		x.execStats.done(time.Since(s.at), rep.Error)
-		err := mesh.Respond(x.nc, s.m, s.reply, rep.Encodable(), func(problem *schema.Error) any {
+		// The wire form is written into s, which is on the heap already.
+		var body any = &s.out.result
+		if rep.Error != nil {
+			s.out.err = schema.ExecError{Error: rep.Error, Timing: rep.Timing}
+			body = &s.out.err
+		} else {
+			s.out.result = schema.ExecResult{Result: rep.Result, Timing: rep.Timing}
+		}
+		err := mesh.Respond(x.nc, s.m, s.reply, body, func(problem *schema.Error) any {
 			if rep.Error != nil { // an error object that is too big itself
 				c := *rep.Error
 				return schema.ExecError{Error: &c}
@@ -188,29 +205,22 @@ func (x *executor) runPeerStep(s *peerStep, slot bool) {
 	req := s.req
 	// No step runs longer than a request may: an exec without deadline_ms,
 	// or with one further off, gets the node's maximum budget.
-	dl := schema.Deadline(time.Now(), 0, req.DeadlineMS, x.cfg.Limits.MaxTimeout, x.cfg.Limits.MaxTimeout)
-	ctx, cancel := context.WithDeadline(x.ctx, dl)
-	defer cancel()
+	s.ctx.parent = x.ctx
+	s.ctx.dl = schema.Deadline(time.Now(), 0, req.DeadlineMS, x.cfg.Limits.MaxTimeout, x.cfg.Limits.MaxTimeout)
+	ctx := &s.ctx
+	defer ctx.cancel()
 	if key := cmp.Or(req.Attempt, req.ID); key != "" {
-		defer x.running.remove(key, x.running.add(key, cancel))
+		s.entry.step = ctx
+		x.running.put(key, &s.entry)
+		defer x.running.remove(key, &s.entry)
 	}
 	if e := x.start(ctx, slot); e != nil {
 		x.stepDone(s.f.name, e, 0)
-		x.replyPeerStep(s, &schema.ExecReply{Error: e})
+		x.replyPeerStep(s, schema.ExecReply{Error: e})
 		return
 	}
 	began := time.Now()
-	// The function runs on this goroutine; if it outlives its context the
-	// caller is answered at once and the late result is dropped.
-	late := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(late)
-		x.replyPeerStep(s, &schema.ExecReply{Error: x.stepCtxError(ctx)})
-	})
-	v, e := x.invoke(ctx, s.f, req.Args, req.Kwargs, req.ID)
-	if !stop() {
-		<-late // the timeout reply is out; nothing outlives this call
-	}
+	v, e := x.invokePeerStep(s)
 	x.release()
 	if e == nil && ctx.Err() != nil {
 		// A result that came after the step's deadline (or its cancel) is
@@ -226,10 +236,32 @@ func (x *executor) runPeerStep(s *peerStep, slot bool) {
 	}
 	if e != nil {
 		x.log.Debug("step failed here", "request_id", req.ID, "fun", req.Fun, "code", e.Code, "error", e.Message)
-		x.replyPeerStep(s, &schema.ExecReply{Error: e, Timing: timing})
+		x.replyPeerStep(s, schema.ExecReply{Error: e, Timing: timing})
 		return
 	}
-	x.replyPeerStep(s, &schema.ExecReply{Result: v, Timing: timing})
+	x.replyPeerStep(s, schema.ExecReply{Result: v, Timing: timing})
+}
+
+// invokePeerStep calls s's function on this goroutine. An Inline function
+// is quick by contract and answered when it returns (a late result is
+// TIMEOUT or CANCELLED all the same). Any other may outlive its context:
+// the caller is then answered at once and the late result dropped.
+func (x *executor) invokePeerStep(s *peerStep) (any, *schema.Error) {
+	req := s.req
+	if s.f.inline {
+		return x.invoke(&s.ctx, s.f, req.Args, req.Kwargs, req.ID)
+	}
+	ctx := s.ctx.back()
+	late := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(late)
+		x.replyPeerStep(s, schema.ExecReply{Error: x.stepCtxError(ctx)})
+	})
+	v, e := x.invoke(ctx, s.f, req.Args, req.Kwargs, req.ID)
+	if !stop() {
+		<-late // the timeout reply is out; nothing outlives this call
+	}
+	return v, e
 }
 
 // runStepHere is the runner's Local executor: it runs a step this node's
@@ -547,6 +579,13 @@ func (x *executor) onCancel(m *nats.Msg) {
 // add registers cancel under id; remove takes the entry it returns away.
 func (r *runningSet) add(id string, cancel context.CancelFunc) *runEntry {
 	e := &runEntry{cancel: cancel}
+	r.put(id, e)
+	return e
+}
+
+// put registers e, which has cancel or step set, under id; remove takes it
+// away.
+func (r *runningSet) put(id string, e *runEntry) {
 	r.mu.Lock()
 	if r.m == nil {
 		r.m = make(map[string]*runEntry)
@@ -554,7 +593,6 @@ func (r *runningSet) add(id string, cancel context.CancelFunc) *runEntry {
 	e.next = r.m[id]
 	r.m[id] = e
 	r.mu.Unlock()
-	return e
 }
 
 // remove takes e, registered under id by add, out of the set (if cancel
@@ -586,7 +624,11 @@ func (r *runningSet) cancel(id string) bool {
 	delete(r.m, id)
 	r.mu.Unlock()
 	for e := l; e != nil; e = e.next {
-		e.cancel()
+		if e.step != nil {
+			e.step.cancel()
+		} else {
+			e.cancel()
+		}
 	}
 	return l != nil
 }
