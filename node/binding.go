@@ -63,7 +63,7 @@ type param struct {
 
 func newParam(t reflect.Type) param {
 	p := param{t: t, bind: codec.NewBinder(t)}
-	if t.Kind() == reflect.Struct || t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+	if t != blobType && (t.Kind() == reflect.Struct || t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct) {
 		p.fields = codec.NewBinder(t)
 		p.fields.Strict = true
 	}
@@ -74,6 +74,9 @@ func newParam(t reflect.Type) param {
 // pointer, interface, slice or map (encoding/json would leave a zero
 // value, which hides a caller's mistake).
 func (p param) value(fun, name string, v any) (reflect.Value, error) {
+	if p.t == blobType {
+		return blobValue(fun, name, v)
+	}
 	if v == nil && !nullable(p.t) {
 		return reflect.Value{}, badParam(fmt.Errorf("want %s, got null", p.t), fun, name)
 	}

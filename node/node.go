@@ -258,7 +258,8 @@ func (n *Node) Register(name string, f any, opts ...FuncOption) error {
 	if err != nil {
 		return err
 	}
-	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, inline: o.inline, call: call})
+	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, inline: o.inline, call: call,
+		blobs: blobSlotsOf(f, o.params)})
 	n.ann.Changed()
 	return nil
 }
@@ -318,6 +319,7 @@ func (n *Node) Start(ctx context.Context) error {
 		return s, nil
 	}
 	fail := func(err error) error { n.Close(); return err }
+	n.executor.objs.open(ctx, n.nc) // before any step can arrive
 	if err := n.front.start(); err != nil {
 		return fail(err)
 	}

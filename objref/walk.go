@@ -186,3 +186,41 @@ func unescapeValues(m map[string]any, resolve Resolver) (map[string]any, bool, e
 	}
 	return out, true, nil
 }
+
+// Mentions says whether a map whose only key is $obj or $lit is among l's
+// elements or m's values, at any depth: when not, Unescape of them
+// changes nothing and need not be called.
+func Mentions(l []any, m map[string]any) bool {
+	for _, e := range l {
+		if walked(e) && mentions(e) {
+			return true
+		}
+	}
+	for _, e := range m {
+		if walked(e) && mentions(e) {
+			return true
+		}
+	}
+	return false
+}
+
+func mentions(v any) bool {
+	switch t := v.(type) {
+	case map[string]any:
+		if _, sp := special(t); sp {
+			return true
+		}
+		for _, e := range t {
+			if walked(e) && mentions(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range t {
+			if walked(e) && mentions(e) {
+				return true
+			}
+		}
+	}
+	return false
+}

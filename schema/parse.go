@@ -455,7 +455,7 @@ func parseTrace(m map[string]any, r *Response) error {
 		for _, f := range []struct {
 			k   string
 			dst *int64
-		}{{"attempt", &e.Attempt}, {"start_us", &e.StartUS}, {"queue_us", &e.QueueUS}, {"run_us", &e.RunUS}} {
+		}{{"attempt", &e.Attempt}, {"start_us", &e.StartUS}, {"queue_us", &e.QueueUS}, {"run_us", &e.RunUS}, {"fetched_bytes", &e.FetchedBytes}} {
 			if *f.dst, err = integer(em, key, f.k, false); err != nil {
 				return err
 			}
@@ -479,6 +479,9 @@ func parseTiming(m map[string]any) (*StepTiming, error) {
 		return nil, err
 	}
 	if t.RunUS, err = integer(tm, "timing", "run_us", false); err != nil {
+		return nil, err
+	}
+	if t.FetchedBytes, err = integer(tm, "timing", "fetched_bytes", false); err != nil {
 		return nil, err
 	}
 	return t, nil
