@@ -52,6 +52,7 @@ func bindIn[In any](plan *inPlan, in param, args []any, kwargs map[string]any) (
 var (
 	ctxType   = reflect.TypeFor[context.Context]()
 	errorType = reflect.TypeFor[error]()
+	bytesType = reflect.TypeFor[[]byte]()
 )
 
 // param is one parameter of a function, with its binders prepared once.
@@ -74,8 +75,13 @@ func newParam(t reflect.Type) param {
 // pointer, interface, slice or map (encoding/json would leave a zero
 // value, which hides a caller's mistake).
 func (p param) value(fun, name string, v any) (reflect.Value, error) {
-	if p.t == blobType {
+	switch b, ok := v.([]byte); {
+	case p.t == blobType:
 		return blobValue(fun, name, v)
+	case ok && p.t == bytesType:
+		// As the JSON path would give, without it: a copy, since the
+		// function may change what it was given.
+		return reflect.ValueOf(slices.Clone(b)), nil
 	}
 	if v == nil && !nullable(p.t) {
 		return reflect.Value{}, badParam(fmt.Errorf("want %s, got null", p.t), fun, name)

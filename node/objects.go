@@ -325,6 +325,18 @@ func (o *objects) load(ctx context.Context, st *stepInputs, r objref.Ref) (data 
 // digest match r's.
 func (o *objects) get(ctx context.Context, r objref.Ref) (jetstream.ObjectResult, *jetstream.ObjectInfo, *schema.Error) {
 	res, err := o.store.Get(ctx, r.Name)
+	// An object just stored may not have reached the replica that answers
+	// (object buckets allow direct gets from any replica): look again for
+	// a while before calling it missing.
+	for wait := 10 * time.Millisecond; errors.Is(err, jetstream.ErrObjectNotFound) && wait <= missingWait; wait *= 2 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+			res, err = o.store.Get(ctx, r.Name)
+			continue
+		}
+		break
+	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrObjectNotFound) {
 			return nil, nil, &schema.Error{Code: schema.CodeInvalidArgument, Details: map[string]any{"bucket": r.Bucket, "name": r.Name},
@@ -352,6 +364,10 @@ func (o *objects) get(ctx context.Context, r objref.Ref) (jetstream.ObjectResult
 	}
 	return res, info, nil
 }
+
+// missingWait bounds the last of the looks again for an object not found:
+// they span about twice as long.
+const missingWait = 640 * time.Millisecond
 
 // hexDigest turns an object's digest, "SHA-256=<base64url>", into lower-
 // case hex ("" when it is not one).
