@@ -25,8 +25,8 @@ type cached struct {
 	sha256 string // lower-case hex, as in its reference
 }
 
-func newObjCache(max int64) *objCache {
-	return &objCache{max: max, ll: list.New(), items: map[string]*list.Element{}}
+func newObjCache(bound int64) *objCache {
+	return &objCache{max: bound, ll: list.New(), items: map[string]*list.Element{}}
 }
 
 // put keeps data under name, dropping the least recently used objects

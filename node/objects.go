@@ -312,8 +312,8 @@ func (o *objects) load(ctx context.Context, st *stepInputs, r objref.Ref) (data 
 		return nil, false, schema.AsError(err)
 	}
 	var one [1]byte
-	if n, err := fr.Read(one[:]); n != 0 || err != io.EOF { // at the end, nats.go checks its digest
-		if err == nil || err == io.EOF {
+	if n, err := fr.Read(one[:]); n != 0 || !errors.Is(err, io.EOF) { // at the end, nats.go checks its digest
+		if err == nil || errors.Is(err, io.EOF) {
 			err = o.mismatch(r, info.Metadata, "the object is longer than its reference says")
 		}
 		return nil, false, schema.AsError(err)
@@ -352,9 +352,9 @@ func (o *objects) get(ctx context.Context, r objref.Ref) (jetstream.ObjectResult
 	case info.Bucket != o.bucket: // a link into another bucket
 		e = &schema.Error{Code: schema.CodePermissionDenied, Details: map[string]any{"bucket": r.Bucket, "name": r.Name},
 			Message: fmt.Sprintf("object %s links to bucket %q, not this cluster's", r, info.Bucket)}
-	case int64(info.Size) > o.maxObj: //nolint:gosec // a size JetStream keeps
-		e = o.tooBig("object "+r.String(), int64(info.Size)) //nolint:gosec // as above
-	case int64(info.Size) != r.Size || hexDigest(info.Digest) != r.SHA256: //nolint:gosec // as above
+	case int64(info.Size) > o.maxObj:
+		e = o.tooBig("object "+r.String(), int64(info.Size))
+	case int64(info.Size) != r.Size || hexDigest(info.Digest) != r.SHA256:
 		e = o.mismatch(r, info.Metadata, fmt.Sprintf("the reference says %d bytes of SHA-256 %s, the bucket holds %d bytes of SHA-256 %s",
 			r.Size, r.SHA256, info.Size, hexDigest(info.Digest)))
 	}
@@ -419,7 +419,7 @@ func (f *fetchReader) Read(p []byte) (int, error) {
 	n, err := f.res.Read(p)
 	f.st.fetched.Add(int64(n))
 	switch {
-	case err == nil || err == io.EOF:
+	case err == nil || errors.Is(err, io.EOF):
 		return n, err
 	case errors.Is(err, jetstream.ErrDigestMismatch):
 		return n, f.o.mismatch(f.ref, f.info.Metadata, "its bytes do not match its SHA-256")
@@ -572,7 +572,7 @@ func (o *objects) put(ctx context.Context, id string, r io.Reader, data []byte, 
 	if err != nil {
 		return nil, o.storeError(ctx, err, "storing a result in bucket "+o.bucket)
 	}
-	ref := objref.Ref{Bucket: o.bucket, Name: name, Size: int64(info.Size), SHA256: hexDigest(info.Digest), Encoding: encoding} //nolint:gosec // bounded by maxObj
+	ref := objref.Ref{Bucket: o.bucket, Name: name, Size: int64(info.Size), SHA256: hexDigest(info.Digest), Encoding: encoding}
 	if data != nil {
 		o.cache.put(name, ref.SHA256, data)
 	}

@@ -112,7 +112,7 @@ func integer(v any) (int64, bool) {
 	case int64:
 		return n, n >= 0 && n <= 1<<53-1
 	case uint64:
-		return int64(n), n <= 1<<53-1 //nolint:gosec // bounded just before
+		return int64(n), n <= 1<<53-1
 	case float64:
 		return int64(n), n >= 0 && n <= 1<<53-1 && n == math.Trunc(n)
 	}
