@@ -272,7 +272,12 @@ func (o *objects) value(ctx context.Context, st *stepInputs, r objref.Ref) (any,
 		c = codec.JSON
 	}
 	v, _, err := codec.DecodeSized(c, data, codec.MaxDecoded)
-	if err != nil {
+	switch {
+	case errors.Is(err, codec.ErrTooBig):
+		return nil, &schema.Error{Code: schema.CodePayloadTooLarge,
+			Message: fmt.Sprintf("object %s decodes to more than %s: pass a value this large as binary", r, schema.LimitText("max_decoded_bytes", codec.MaxDecoded)),
+			Details: map[string]any{"limit": "max_decoded_bytes", "max": int64(codec.MaxDecoded)}}
+	case err != nil:
 		return nil, schema.Wrap(schema.CodeInvalidArgument, err, "object %s does not decode as %s", r, r.Encoding)
 	}
 	return objref.Unescape(v, nil)

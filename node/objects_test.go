@@ -67,6 +67,12 @@ func registerData(t testing.TB, n *node.Node) {
 	reg("digest", func(b []byte) string { return hexSHA(b) })
 	reg("length", func(b []byte) int { return len(b) })
 	reg("same", func(x any) any { return x })
+	reg("bigmap", func(n int) map[string]any {
+		return map[string]any{"text": strings.Repeat("é", n), "lit": map[string]any{"$obj": 1}}
+	})
+	reg("inspect", func(m map[string]any) map[string]any {
+		return map[string]any{"len": len(m["text"].(string)), "lit": m["lit"]}
+	})
 	reg("keys", func(m map[string]any) string { return strings.Join(sortedKeys(m), ",") })
 	reg("gen", func(size, seed int) *node.Blob { return node.NewBlob(&patternReader{size: size, seed: seed}, -1) })
 	reg("sum", func(b *node.Blob) (map[string]any, error) {
@@ -203,6 +209,42 @@ func TestObjectsReferenceOnTheWire(t *testing.T) {
 	info, err := obs.GetInfo(ctx, ref["name"].(string))
 	require.NoError(t, err)
 	require.Equal(t, "a", info.Metadata["mpreg-node"])
+}
+
+// TestObjectsStructuredValues: a big value that is not binary is stored
+// in MessagePack, escaped, and reaches the next step whole; an object a
+// NATS client stored as JSON is read too.
+func TestObjectsStructuredValues(t *testing.T) {
+	s := testcluster.JetStreamServer(t, nil)
+	jsNodes(t, []string{s.ClientURL()}, []string{"a", "b"}, nil)
+	nc := testcluster.Conn(t, s.ClientURL())
+
+	resp := rpcJSON(t, nc, `{"results": "all", "trace": true, "cmds": [
+		{"name": "m", "fun": "bigmap",  "args": [200000], "locs": ["at-a"]},
+		{"name": "i", "fun": "inspect", "args": ["m"],    "locs": ["at-b"]}]}`)
+	require.Nil(t, resp["error"], "response %v", resp)
+	res := resp["results"].(map[string]any)
+	require.Equal(t, "msgpack", res["m"].(map[string]any)["$obj"].(map[string]any)["encoding"])
+	require.Equal(t, map[string]any{"len": int64(400000), "lit": map[string]any{"$lit": map[string]any{"$obj": int64(1)}}}, res["i"])
+	require.Positive(t, fetched(traceOf(t, resp)["i"]))
+
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	obs, err := js.ObjectStore(ctx, "mpreg_default")
+	require.NoError(t, err)
+	text := []byte(`{"a": [1, 2.5, {"$lit": {"$obj": 3}}]}`)
+	_, err = obs.PutBytes(ctx, "from-a-nats-client.json", text)
+	require.NoError(t, err)
+	ref := fmt.Sprintf(`{"$obj": {"bucket": "mpreg_default", "name": "from-a-nats-client.json", "size": %d, "sha256": %q, "encoding": "json"}}`,
+		len(text), hexSHA(text))
+	resp = rpcJSON(t, nc, `{"cmds": [{"name": "x", "fun": "keys", "args": [`+ref+`], "locs": ["at-b"]},
+		{"name": "y", "fun": "same", "args": [`+ref+`], "locs": ["at-a"]}], "results": "all"}`)
+	require.Nil(t, resp["error"], "response %v", resp)
+	require.Equal(t, "a", resp["results"].(map[string]any)["x"])
+	require.Equal(t, map[string]any{"a": []any{int64(1), 2.5, map[string]any{"$lit": map[string]any{"$obj": int64(3)}}}},
+		resp["results"].(map[string]any)["y"])
 }
 
 // TestObjectsLiteralsRoundTrip: maps whose only key is $obj or $lit,
