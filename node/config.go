@@ -49,6 +49,13 @@ type Config struct {
 	// (schema.HeaderPlannerAck) is planned before the ack is sent: quick
 	// requests never send one. Default 200 ms; negative sends it at once.
 	PlannerAckAfter time.Duration
+	// JetStreamProbe is how long the probe for JetStream that Start
+	// begins keeps asking while nothing answers: a JetStream cluster
+	// answers only once it has elected a meta leader, a moment after its
+	// servers start. Each ask waits at most JetStreamProbeWait; "no
+	// responders" or "not enabled" ends the probe at once. Start does not
+	// wait for it (see Node.JetStream). Default 10 s.
+	JetStreamProbe time.Duration
 	// Gossip times the membership gossip.
 	Gossip Gossip
 	// Limits bound the requests this node plans and the steps it runs.
@@ -175,6 +182,7 @@ func DefaultConfig() Config {
 		NodeID:          NewNodeID(),
 		Prefix:          bus.DefaultPrefix,
 		PlannerAckAfter: 200 * time.Millisecond,
+		JetStreamProbe:  10 * time.Second,
 		Gossip: Gossip{
 			HeartbeatInterval: time.Second,
 			SyncQuiet:         200 * time.Millisecond,
@@ -239,6 +247,7 @@ func (c Config) withDefaults() (Config, error) {
 	orDefault(&c.NodeID, d.NodeID)
 	orDefault(&c.Prefix, d.Prefix)
 	orDefault(&c.PlannerAckAfter, d.PlannerAckAfter)
+	orDefault(&c.JetStreamProbe, d.JetStreamProbe)
 	c.Gossip = c.Gossip.withDefaults(d.Gossip)
 	c.Limits = c.Limits.withDefaults(d.Limits)
 	if c.Hooks.Logger == nil {
@@ -247,6 +256,9 @@ func (c Config) withDefaults() (Config, error) {
 	c.Locs = slices.Clone(c.Locs)
 	c.AdvertisedURLs = slices.Clone(c.AdvertisedURLs)
 	if err := c.validateIDs(); err != nil {
+		return c, err
+	}
+	if err := nonNegative([]duration{{"JetStreamProbe", c.JetStreamProbe}}); err != nil {
 		return c, err
 	}
 	if err := c.Gossip.validate(); err != nil {

@@ -62,6 +62,7 @@ func TestConfigValidateRefuses(t *testing.T) {
 		{node.Config{Gossip: node.Gossip{DeadAfter: -time.Second}}, "Gossip.DeadAfter (-1s) must not be negative"},
 		{node.Config{Gossip: node.Gossip{ForgetAfter: -time.Second}}, "Gossip.ForgetAfter (-1s) must not be negative"},
 		{node.Config{Gossip: node.Gossip{SyncQuiet: -time.Second}}, "Gossip.SyncQuiet (-1s) must not be negative"},
+		{node.Config{JetStreamProbe: -time.Second}, "JetStreamProbe (-1s) must not be negative"},
 		{node.Config{Limits: node.Limits{MaxCommands: -1}}, "Limits.MaxCommands (-1) must not be negative"},
 		{node.Config{Limits: node.Limits{MaxNameLen: -1}}, "Limits.MaxNameLen (-1) must not be negative"},
 		{node.Config{Limits: node.Limits{MaxDepth: -1}}, "Limits.MaxDepth (-1) must not be negative"},

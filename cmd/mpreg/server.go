@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -117,7 +118,48 @@ type serverCmd struct {
 	LeafnodeRemote  []string `help:"Join a hub's NATS cluster as a leaf node, at this URL (nats-leaf://[user:password@]host:7422); repeatable. The nodes here then serve, and reach, the whole cluster." placeholder:"URL"`
 	LeafnodeCreds   string   `help:"JWT credentials file for the --leafnode-remote connections." placeholder:"FILE"`
 	NoNode          bool     `help:"Run only the NATS server, no node."`
+	jetStreamFlags
 	nodeFlags
+}
+
+// jetStreamFlags are the embedded server's JetStream flags.
+type jetStreamFlags struct {
+	Store       string   `help:"JetStream's store directory, created (0700) on first use; one server per directory (default: $XDG_DATA_HOME/mpreg/<cluster>, or ~/.local/share/mpreg/<cluster>). A --nats-config file's own jetstream block wins over the JetStream flags." placeholder:"DIR"`
+	NoJetstream bool     `help:"Run the NATS server without JetStream."`
+	JsMaxStore  byteSize `help:"Most bytes JetStream keeps on disk (default: nats-server's, 75% of the free disk space)." placeholder:"SIZE"`
+	JsMaxMem    byteSize `help:"Most bytes JetStream keeps in memory (default: nats-server's, 75% of the memory)." placeholder:"SIZE"`
+}
+
+// apply sets the JetStream fields of scfg for a server of cluster: on
+// unless --no-jetstream, in --store or the default directory.
+func (f *jetStreamFlags) apply(scfg *bus.ServerConfig, cluster string) error {
+	if f.NoJetstream {
+		return nil
+	}
+	dir := f.Store
+	if dir == "" {
+		var err error
+		if dir, err = defaultStoreDir(cluster); err != nil {
+			return usagef("--store: no default directory (%w); give --store DIR, or --no-jetstream", err)
+		}
+	}
+	scfg.JetStream, scfg.StoreDir = true, dir
+	scfg.JetStreamMaxStore, scfg.JetStreamMaxMem = int64(f.JsMaxStore), int64(f.JsMaxMem)
+	return nil
+}
+
+// defaultStoreDir is the per-user data directory of cluster:
+// $XDG_DATA_HOME/mpreg/<cluster> when XDG_DATA_HOME is an absolute path
+// (the XDG Base Directory rule), else ~/.local/share/mpreg/<cluster>.
+func defaultStoreDir(cluster string) (string, error) {
+	if d := os.Getenv("XDG_DATA_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "mpreg", cluster), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".local", "share", "mpreg", cluster), nil
 }
 
 // Run starts the server and the node, and serves until a signal.
@@ -133,6 +175,9 @@ func (c *serverCmd) Run(e *env) error {
 	}
 	srv, err := bus.StartServer(scfg)
 	if err != nil {
+		if errors.Is(err, bus.ErrStoreInUse) {
+			err = fmt.Errorf("%w; give each server on this host its own --store DIR", err)
+		}
 		if listen == "" {
 			return fmt.Errorf("nats server: %w", err)
 		}
@@ -150,6 +195,7 @@ func (c *serverCmd) Run(e *env) error {
 		attrs = append(attrs, "leafnode_remotes", bus.RedactAll(scfg.LeafRemotes))
 	}
 	log.Info("listening", attrs...)
+	logJetStream(log, srv)
 	if c.NoNode {
 		if c.MetricsListen != "" {
 			reg := metrics.NewRegistry()
@@ -184,6 +230,22 @@ func (c *serverCmd) Run(e *env) error {
 	return serve(e, log, nc, srv.ClientURL(), cfg, c.nodeFlags, srv)
 }
 
+// logJetStream says where the server's JetStream stores, and how much.
+func logJetStream(log *slog.Logger, srv *bus.Server) {
+	js, ok := srv.JetStream()
+	if !ok {
+		log.Info("JetStream off")
+		return
+	}
+	// nats-server keeps its files in the "jetstream" subdirectory of the
+	// directory it was given: name the one given.
+	attrs := []any{"store", filepath.Dir(js.StoreDir), "max_store", roundByteSize(js.MaxStore), "max_mem", roundByteSize(js.MaxMem)}
+	if srv.ClusterURL() != "" {
+		attrs = append(attrs, "server_name", js.ServerName) // its JetStream peers know it by this name
+	}
+	log.Info("JetStream on", attrs...)
+}
+
 // serverConfig is the embedded server's configuration the flags describe,
 // and the client listen address they name ("" to keep the --nats-config
 // file's).
@@ -191,6 +253,9 @@ func (c *serverCmd) serverConfig(e *env) (bus.ServerConfig, string, error) {
 	var err error
 	scfg := bus.ServerConfig{ConfigFile: c.NatsConfig, Routes: bus.SplitURLs(c.Routes...), Logger: e.natsLog,
 		LeafRemotes: bus.SplitURLs(c.LeafnodeRemote...), LeafCreds: c.LeafnodeCreds}
+	if err := c.apply(&scfg, c.Cluster); err != nil {
+		return scfg, "", err
+	}
 	if c.LeafnodeListen != "" {
 		if scfg.LeafHost, scfg.LeafPort, err = bus.SplitHostPort(c.LeafnodeListen); err != nil {
 			return scfg, "", usagef("--leafnode-listen: %w", err)
