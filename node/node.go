@@ -118,6 +118,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	e.done = make(chan struct{})
 	n := &Node{env: e, reg: &registry{funcs: map[string]*fn{}}, js: jetStream{known: make(chan struct{})}}
 	n.executor = newExecutor(e, n.reg)
+	n.executor.objs.known = n.js.known
 	n.table = membership.New(membership.Config{Self: cfg.NodeID, DeadAfter: cfg.Gossip.DeadAfter, ForgetAfter: cfg.Gossip.ForgetAfter,
 		SelfLoad: n.executor.inflight.Load})
 	n.ann = mesh.NewAnnouncer(mesh.AnnounceConfig{
@@ -323,7 +324,6 @@ func (n *Node) Start(ctx context.Context) error {
 		return s, nil
 	}
 	fail := func(err error) error { n.Close(); return err }
-	n.executor.objs.open(ctx, n.nc) // before any step can arrive
 	if err := n.front.start(); err != nil {
 		return fail(err)
 	}

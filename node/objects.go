@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -34,66 +33,93 @@ const (
 // objects passes values by reference through the cluster's JetStream
 // object bucket (docs/PROTOCOL.md §4.7): it stores a result larger than
 // the inline limit and sends a reference in its place, and resolves the
-// references in a step's arguments before the function is called. Its
-// fields are set by New and open (before the node takes any step), then
-// only read.
+// references in a step's arguments before the function is called. The
+// bucket is opened once the node's probe finds JetStream (see
+// probeJetStream); until then a step that needs it waits for the probe.
 type objects struct {
-	node, bucket string
-	inlineMax    int   // Limits.InlineMax
-	maxObj       int64 // Limits.MaxObjectBytes
-	cache        *objCache
-	log          *slog.Logger
+	node, prefix, cluster, bucket string
+	inlineMax                     int   // Limits.InlineMax
+	maxObj                        int64 // Limits.MaxObjectBytes
+	maxPayload                    int   // the connection's
+	cache                         *objCache
+	log                           *slog.Logger
+	known                         <-chan struct{} // closed when the probe has ended (Node.JetStreamKnown)
 
-	store      jetstream.ObjectStore // nil without JetStream
-	inline     int                   // values larger than this go by reference (with store)
-	maxPayload int
+	bucketStore atomic.Pointer[bucketStore] // nil without JetStream
+}
+
+// bucketStore is the open bucket and the inline limit that goes with it.
+type bucketStore struct {
+	store  jetstream.ObjectStore
+	inline int // values larger than this go by reference
 }
 
 func newObjects(e *env) *objects {
 	l := e.cfg.Limits
-	return &objects{node: e.cfg.NodeID, bucket: bus.ObjectBucket(e.cfg.Prefix, e.cfg.Cluster),
-		inlineMax: l.InlineMax, maxObj: l.MaxObjectBytes, cache: newObjCache(l.ObjectCache), log: e.log,
-		inline: l.InlineMax, maxPayload: math.MaxInt32}
+	return &objects{node: e.cfg.NodeID, prefix: e.cfg.Prefix, cluster: e.cfg.Cluster, bucket: bus.ObjectBucket(e.cfg.Prefix, e.cfg.Cluster),
+		inlineMax: l.InlineMax, maxObj: l.MaxObjectBytes, maxPayload: int(e.nc.MaxPayload()), cache: newObjCache(l.ObjectCache),
+		log: e.log, known: closedChan}
 }
 
-// openTimeout bounds the JetStream look-up at start.
+// openTimeout bounds opening the bucket.
 const openTimeout = 5 * time.Second
 
-// open finds out whether nc's account has JetStream and, when it has,
-// opens (or creates) the cluster's object bucket. Without JetStream the
-// node passes every value inline, as before. It logs which, once.
+// open opens (or creates) the cluster's object bucket on nc, whose account
+// has JetStream: from then on larger values pass by reference. It logs
+// which, once. The node calls it from its JetStream probe, before the
+// probe says it has ended.
 func (o *objects) open(ctx context.Context, nc *nats.Conn) {
-	o.maxPayload = int(nc.MaxPayload())
-	o.inline = o.inlineMax
-	if half := o.maxPayload / 2; o.inline > half {
+	inline := o.inlineMax
+	if half := o.maxPayload / 2; inline > half {
 		o.log.Info("inline limit lowered to half the NATS max payload", "inline_max", o.inlineMax, "max_payload", o.maxPayload, "inline", half)
-		o.inline = half
+		inline = half
 	}
 	ctx, cancel := context.WithTimeout(ctx, openTimeout)
 	defer cancel()
-	store, err := bus.OpenObjectStore(ctx, nc, o.bucket, 0)
-	switch {
-	case errors.Is(err, bus.ErrNoJetStream):
-		o.log.Info("no JetStream: values pass inline only, up to the NATS max payload", "max_payload", o.maxPayload)
-	case err != nil:
-		o.log.Warn("JetStream object bucket unavailable: values pass inline only", "bucket", o.bucket, "error", err)
-	default:
-		o.store = store
-		o.log.Info("JetStream: larger values pass by reference", "bucket", o.bucket, "inline", o.inline,
-			"max_object_bytes", o.maxObj, "object_cache", o.cache.max)
+	js, err := jetstream.New(nc)
+	var store jetstream.ObjectStore
+	if err == nil {
+		store, err = bus.OpenObjects(ctx, js, bus.ObjectsConfig{Prefix: o.prefix, Cluster: o.cluster})
 	}
+	if err != nil {
+		o.log.Warn("JetStream object bucket unavailable: values pass inline only, up to the NATS max payload", "bucket", o.bucket, "error", err)
+		return
+	}
+	o.bucketStore.Store(&bucketStore{store: store, inline: inline})
+	o.log.Info("values larger than the inline limit pass by reference", "bucket", o.bucket, "inline", inline,
+		"max_object_bytes", o.maxObj, "object_cache", o.cache.max)
 }
 
-// limit is the largest value that travels inline.
-func (o *objects) limit() int {
-	if o.store == nil {
+// current returns the open bucket, or nil without JetStream. While the
+// node's probe for JetStream has not ended it waits for it, as long as ctx
+// allows.
+func (o *objects) current(ctx context.Context) *bucketStore {
+	if b := o.bucketStore.Load(); b != nil {
+		return b
+	}
+	select {
+	case <-o.known:
+	case <-ctx.Done():
+	}
+	return o.bucketStore.Load()
+}
+
+// limit is the largest value that travels inline with b (nil: without
+// JetStream).
+func (o *objects) limit(b *bucketStore) int {
+	if b == nil {
 		return o.maxPayload
 	}
-	return o.inline
+	return b.inline
 }
+
+// minInline is the smallest inline limit the node may have: values up to
+// it travel inline whether JetStream is there or not.
+func (o *objects) minInline() int { return min(o.inlineMax, o.maxPayload/2) }
 
 // stepInputs is what resolving a step's arguments opened and fetched.
 type stepInputs struct {
+	b       *bucketStore // nil without JetStream
 	fetched atomic.Int64
 	blobs   []*Blob
 }
@@ -125,7 +151,7 @@ func (o *objects) resolve(ctx context.Context, f *fn, args []any, kwargs map[str
 	if !objref.Mentions(args, kwargs) {
 		return args, kwargs, nil, nil
 	}
-	st := &stepInputs{}
+	st := &stepInputs{b: o.current(ctx)}
 	args, kwargs, e := o.openBlobs(ctx, st, f, args, kwargs)
 	if e != nil {
 		return nil, nil, st, e
@@ -195,7 +221,7 @@ func (o *objects) openBlob(ctx context.Context, st *stepInputs, m map[string]any
 	if err != nil {
 		return nil, schema.Wrap(schema.CodeInvalidArgument, err, "a malformed reference")
 	}
-	if e := o.check(r); e != nil {
+	if e := o.check(st.b, r); e != nil {
 		return nil, e
 	}
 	if r.Encoding != objref.Bytes {
@@ -215,7 +241,7 @@ func (o *objects) openBlob(ctx context.Context, st *stepInputs, m map[string]any
 		}
 		return BytesBlob(c.data), nil // read-only: the cache's bytes are safe
 	}
-	res, info, e := o.get(ctx, r)
+	res, info, e := o.get(ctx, st.b, r)
 	if e != nil {
 		return nil, e
 	}
@@ -225,7 +251,7 @@ func (o *objects) openBlob(ctx context.Context, st *stepInputs, m map[string]any
 }
 
 // check refuses a reference this node must not or cannot read.
-func (o *objects) check(r objref.Ref) *schema.Error {
+func (o *objects) check(b *bucketStore, r objref.Ref) *schema.Error {
 	details := map[string]any{"bucket": r.Bucket, "name": r.Name}
 	switch {
 	case r.Bucket != o.bucket:
@@ -233,7 +259,7 @@ func (o *objects) check(r objref.Ref) *schema.Error {
 		// itself.
 		return &schema.Error{Code: schema.CodePermissionDenied, Details: details,
 			Message: fmt.Sprintf("object %s: a reference to bucket %q, not this cluster's bucket %q", r, r.Bucket, o.bucket)}
-	case o.store == nil:
+	case b == nil:
 		return &schema.Error{Code: schema.CodeInvalidArgument, Details: details,
 			Message: fmt.Sprintf("object %s: node %s has no JetStream and cannot read values passed by reference", r, o.node)}
 	case r.Size > o.maxObj:
@@ -252,7 +278,7 @@ func (o *objects) tooBig(what string, size int64) *schema.Error {
 // value returns the value a reference stands for, read whole: binary as
 // []byte, any other decoded in its encoding and unescaped.
 func (o *objects) value(ctx context.Context, st *stepInputs, r objref.Ref) (any, error) {
-	if e := o.check(r); e != nil {
+	if e := o.check(st.b, r); e != nil {
 		return nil, e
 	}
 	data, fromCache, e := o.load(ctx, st, r)
@@ -306,7 +332,7 @@ func (o *objects) load(ctx context.Context, st *stepInputs, r objref.Ref) (data 
 		}
 		return c.data, true, nil
 	}
-	res, info, e := o.get(ctx, r)
+	res, info, e := o.get(ctx, st.b, r)
 	if e != nil {
 		return nil, false, e
 	}
@@ -328,8 +354,8 @@ func (o *objects) load(ctx context.Context, st *stepInputs, r objref.Ref) (data 
 
 // get opens the object r names for reading, once its stored size and
 // digest match r's.
-func (o *objects) get(ctx context.Context, r objref.Ref) (jetstream.ObjectResult, *jetstream.ObjectInfo, *schema.Error) {
-	res, err := o.store.Get(ctx, r.Name)
+func (o *objects) get(ctx context.Context, b *bucketStore, r objref.Ref) (jetstream.ObjectResult, *jetstream.ObjectInfo, *schema.Error) {
+	res, err := b.store.Get(ctx, r.Name)
 	// An object just stored may not have reached the replica that answers
 	// (object buckets allow direct gets from any replica): look again for
 	// a while before calling it missing.
@@ -337,7 +363,7 @@ func (o *objects) get(ctx context.Context, r objref.Ref) (jetstream.ObjectResult
 		select {
 		case <-ctx.Done():
 		case <-time.After(wait):
-			res, err = o.store.Get(ctx, r.Name)
+			res, err = b.store.Get(ctx, r.Name)
 			continue
 		}
 		break
@@ -440,34 +466,26 @@ func (o *objects) output(ctx context.Context, name string, res any, id string) (
 	if b, ok := res.(*Blob); ok {
 		return o.putBlob(ctx, name, b, id)
 	}
-	limit := o.limit()
-	if _, ok := codec.SizeWithin(res, limit); ok {
-		out, e := normalize(name, res)
-		if e != nil {
-			return nil, e
-		}
-		if isModel(res) {
-			return objref.Escape(out), nil
-		}
-		// A struct (say) counts as small until normalized.
-		if _, ok := codec.SizeWithin(out, limit); ok {
-			return objref.Escape(out), nil
-		}
-		res = out
+	out, done, res, e := inlined(name, res, o.minInline())
+	if done {
+		return out, e
 	}
-	if o.store == nil {
-		size, _ := codec.SizeWithin(res, limit)
+	b := o.current(ctx)
+	if b == nil {
+		if out, done, res, e = inlined(name, res, o.maxPayload); done {
+			return out, e
+		}
+		size, _ := codec.SizeWithin(res, o.maxPayload)
 		return nil, o.overPayload("the result of "+name, size)
 	}
-	if size, ok := codec.SizeWithin(res, int(min(o.maxObj, math.MaxInt32*2))); !ok {
+	if size, ok := codec.SizeWithin(res, int(o.maxObj)); !ok {
 		return nil, o.tooBig("the result of "+name, int64(size))
 	}
-	out, e := normalize(name, res)
-	if e != nil {
+	if out, e = normalize(name, res); e != nil {
 		return nil, e
 	}
-	if b, ok := out.([]byte); ok {
-		return o.put(ctx, id, bytes.NewReader(b), b, objref.Bytes)
+	if data, ok := out.([]byte); ok {
+		return o.put(ctx, b, id, bytes.NewReader(data), data, objref.Bytes)
 	}
 	data, err := codec.MsgPack.Encode(objref.Escape(out))
 	if err != nil {
@@ -476,7 +494,26 @@ func (o *objects) output(ctx context.Context, name string, res any, id string) (
 	if int64(len(data)) > o.maxObj {
 		return nil, o.tooBig("the result of "+name, int64(len(data)))
 	}
-	return o.put(ctx, id, bytes.NewReader(data), data, objref.MsgPack)
+	return o.put(ctx, b, id, bytes.NewReader(data), data, objref.MsgPack)
+}
+
+// inlined returns res ready to travel inline, normalized and escaped, when
+// it fits limit (done). Else next is res to go on with: normalized when it
+// had to be to be measured (a struct, say, counts as small until then).
+func inlined(name string, res any, limit int) (out any, done bool, next any, e *schema.Error) {
+	if _, ok := codec.SizeWithin(res, limit); !ok {
+		return nil, false, res, nil
+	}
+	if out, e = normalize(name, res); e != nil {
+		return nil, true, nil, e
+	}
+	if isModel(res) {
+		return objref.Escape(out), true, nil, nil
+	}
+	if _, ok := codec.SizeWithin(out, limit); ok {
+		return objref.Escape(out), true, nil, nil
+	}
+	return nil, false, out, nil
 }
 
 // overPayload is PAYLOAD_TOO_LARGE for a value over the max payload on a
@@ -511,19 +548,19 @@ func isModel(v any) bool {
 // travels inline as binary, beyond it is streamed into the bucket.
 func (o *objects) putBlob(ctx context.Context, name string, b *Blob, id string) (any, *schema.Error) {
 	defer func() { _ = b.Close() }()
-	limit := o.limit()
-	head := make([]byte, limit+1)
+	bs := o.current(ctx)
+	head := make([]byte, o.limit(bs)+1)
 	n, err := io.ReadFull(b, head)
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
 		return head[:n], nil
 	case err != nil:
 		return nil, blobError(name, err)
-	case o.store == nil:
+	case bs == nil:
 		return nil, o.overPayload("the result of "+name, n)
 	}
 	r := &capReader{r: io.MultiReader(bytes.NewReader(head), b), left: o.maxObj}
-	v, e := o.put(ctx, id, r, nil, objref.Bytes)
+	v, e := o.put(ctx, bs, id, r, nil, objref.Bytes)
 	if r.over {
 		return nil, o.tooBig("the result of "+name, o.maxObj+1)
 	}
@@ -571,9 +608,9 @@ func (c *capReader) Read(p []byte) (int, error) {
 
 // put stores what r reads as a new object and returns its reference;
 // data, when not nil, is the whole of it, kept in the cache.
-func (o *objects) put(ctx context.Context, id string, r io.Reader, data []byte, encoding string) (any, *schema.Error) {
+func (o *objects) put(ctx context.Context, b *bucketStore, id string, r io.Reader, data []byte, encoding string) (any, *schema.Error) {
 	name := id + "/" + nuid.Next()
-	info, err := o.store.Put(ctx, jetstream.ObjectMeta{Name: name, Metadata: map[string]string{metaNode: o.node, metaID: id}}, r)
+	info, err := b.store.Put(ctx, jetstream.ObjectMeta{Name: name, Metadata: map[string]string{metaNode: o.node, metaID: id}}, r)
 	if err != nil {
 		return nil, o.storeError(ctx, err, "storing a result in bucket "+o.bucket)
 	}

@@ -181,7 +181,7 @@ func TestObjectsChainAcrossThreeServers(t *testing.T) {
 // node in the object's metadata. The inline limit is at most half the max
 // payload, whatever the configuration says.
 func TestObjectsReferenceOnTheWire(t *testing.T) {
-	s := testcluster.JetStreamServer(t, nil)
+	s := testcluster.Server(t, testcluster.WithJetStream(t.TempDir()))
 	jsNodes(t, []string{s.ClientURL()}, []string{"a"}, func(c *node.Config) { c.Limits.InlineMax = 900 << 10 })
 	nc := testcluster.Conn(t, s.ClientURL())
 
@@ -192,7 +192,7 @@ func TestObjectsReferenceOnTheWire(t *testing.T) {
 	require.IsType(t, "", res["small"], "512,000 bytes travel inline (base64 in JSON)")
 	ref := res["x"].(map[string]any)["$obj"].(map[string]any)
 	require.Equal(t, bus.ObjectBucket("mpreg", "default"), ref["bucket"])
-	require.Equal(t, "mpreg_default", ref["bucket"])
+	require.Equal(t, "mpreg-default", ref["bucket"])
 	require.Equal(t, "bytes", ref["encoding"])
 	require.EqualValues(t, 524288, ref["size"])
 	require.Equal(t, hexSHA(pattern(524288, 1)), ref["sha256"])
@@ -215,7 +215,7 @@ func TestObjectsReferenceOnTheWire(t *testing.T) {
 // in MessagePack, escaped, and reaches the next step whole; an object a
 // NATS client stored as JSON is read too.
 func TestObjectsStructuredValues(t *testing.T) {
-	s := testcluster.JetStreamServer(t, nil)
+	s := testcluster.Server(t, testcluster.WithJetStream(t.TempDir()))
 	jsNodes(t, []string{s.ClientURL()}, []string{"a", "b"}, nil)
 	nc := testcluster.Conn(t, s.ClientURL())
 
@@ -232,12 +232,12 @@ func TestObjectsStructuredValues(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
-	obs, err := js.ObjectStore(ctx, "mpreg_default")
+	obs, err := js.ObjectStore(ctx, "mpreg-default")
 	require.NoError(t, err)
 	text := []byte(`{"a": [1, 2.5, {"$lit": {"$obj": 3}}]}`)
 	_, err = obs.PutBytes(ctx, "from-a-nats-client.json", text)
 	require.NoError(t, err)
-	ref := fmt.Sprintf(`{"$obj": {"bucket": "mpreg_default", "name": "from-a-nats-client.json", "size": %d, "sha256": %q, "encoding": "json"}}`,
+	ref := fmt.Sprintf(`{"$obj": {"bucket": "mpreg-default", "name": "from-a-nats-client.json", "size": %d, "sha256": %q, "encoding": "json"}}`,
 		len(text), hexSHA(text))
 	resp = rpcJSON(t, nc, `{"cmds": [{"name": "x", "fun": "keys", "args": [`+ref+`], "locs": ["at-b"]},
 		{"name": "y", "fun": "same", "args": [`+ref+`], "locs": ["at-a"]}], "results": "all"}`)
@@ -252,7 +252,7 @@ func TestObjectsStructuredValues(t *testing.T) {
 // as they were, travel escaped on the wire, and a caller's escaped literal
 // reaches the function unescaped.
 func TestObjectsLiteralsRoundTrip(t *testing.T) {
-	s := testcluster.JetStreamServer(t, nil)
+	s := testcluster.Server(t, testcluster.WithJetStream(t.TempDir()))
 	jsNodes(t, []string{s.ClientURL()}, []string{"a", "b"}, nil)
 	nc := testcluster.Conn(t, s.ClientURL())
 
@@ -281,7 +281,7 @@ func TestObjectsLiteralsRoundTrip(t *testing.T) {
 // from the node's cache (fetched_bytes absent); one on another node
 // fetches it.
 func TestObjectsCacheHit(t *testing.T) {
-	s := testcluster.JetStreamServer(t, nil)
+	s := testcluster.Server(t, testcluster.WithJetStream(t.TempDir()))
 	jsNodes(t, []string{s.ClientURL()}, []string{"a", "b"}, nil)
 	nc := testcluster.Conn(t, s.ClientURL())
 	const size = 3 << 20
@@ -305,7 +305,7 @@ func TestObjectsCacheHit(t *testing.T) {
 // streamed into the bucket (or inline when small), and one that takes a
 // *node.Blob reads the object as it is fetched, by position or by name.
 func TestObjectsBlobStreams(t *testing.T) {
-	s := testcluster.JetStreamServer(t, nil)
+	s := testcluster.Server(t, testcluster.WithJetStream(t.TempDir()))
 	jsNodes(t, []string{s.ClientURL()}, []string{"a", "b"}, nil)
 	nc := testcluster.Conn(t, s.ClientURL())
 	const size = 5<<20 + 3
@@ -355,7 +355,7 @@ func objRef(bucket, name string, size int, sha string) string {
 // TestObjectsErrors: every way a reference can be bad gets its code, and
 // the node keeps serving.
 func TestObjectsErrors(t *testing.T) {
-	s := testcluster.JetStreamServer(t, nil)
+	s := testcluster.Server(t, testcluster.WithJetStream(t.TempDir()))
 	jsNodes(t, []string{s.ClientURL()}, []string{"a", "b"}, func(c *node.Config) { c.Limits.MaxObjectBytes = 4 << 20 })
 	nc := testcluster.Conn(t, s.ClientURL())
 
@@ -370,17 +370,17 @@ func TestObjectsErrors(t *testing.T) {
 		msg             []string
 		details         map[string]any
 	}{
-		{"missing", objRef("mpreg_default", "nope", 10, other), "INVALID_ARGUMENT",
-			[]string{"mpreg_default/nope", "does not exist"}, map[string]any{"name": "nope"}},
+		{"missing", objRef("mpreg-default", "nope", 10, other), "INVALID_ARGUMENT",
+			[]string{"mpreg-default/nope", "does not exist"}, map[string]any{"name": "nope"}},
 		{"another bucket", objRef("secrets", name, 1000000, sha), "PERMISSION_DENIED",
 			[]string{"secrets"}, map[string]any{"bucket": "secrets"}},
-		{"digest mismatch", objRef("mpreg_default", name, 1000000, other), "INTERNAL",
+		{"digest mismatch", objRef("mpreg-default", name, 1000000, other), "INTERNAL",
 			[]string{name, "stored by node a"}, map[string]any{"stored_by": "a", "name": name}},
-		{"size mismatch", objRef("mpreg_default", name, 999, sha), "INTERNAL",
+		{"size mismatch", objRef("mpreg-default", name, 999, sha), "INTERNAL",
 			[]string{name, "stored by node a"}, nil},
-		{"over max_object_bytes", objRef("mpreg_default", name, 5<<20, sha), "PAYLOAD_TOO_LARGE",
+		{"over max_object_bytes", objRef("mpreg-default", name, 5<<20, sha), "PAYLOAD_TOO_LARGE",
 			[]string{"max_object_bytes"}, map[string]any{"limit": "max_object_bytes", "max": int64(4 << 20)}},
-		{"malformed", `{"$obj": {"bucket": "mpreg_default"}}`, "INVALID_ARGUMENT", []string{"malformed reference"}, nil},
+		{"malformed", `{"$obj": {"bucket": "mpreg-default"}}`, "INVALID_ARGUMENT", []string{"malformed reference"}, nil},
 	} {
 		for _, at := range []string{"at-a", "at-b"} { // cached on a, fetched on b
 			resp := rpcJSON(t, nc, fmt.Sprintf(`{"cmds": [{"name": "x", "fun": "length", "args": [%s], "locs": [%q]}]}`, c.arg, at))
@@ -404,7 +404,7 @@ func TestObjectsErrors(t *testing.T) {
 	require.Equal(t, "PAYLOAD_TOO_LARGE", e["code"], "a streamed result too: %v", e)
 	require.Equal(t, "max_object_bytes", details(t, e)["limit"])
 
-	resp = rpcJSON(t, nc, fmt.Sprintf(`{"cmds": [{"name": "x", "fun": "length", "args": [%s]}]}`, objRef("mpreg_default", name, 1000000, sha)))
+	resp = rpcJSON(t, nc, fmt.Sprintf(`{"cmds": [{"name": "x", "fun": "length", "args": [%s]}]}`, objRef("mpreg-default", name, 1000000, sha)))
 	require.Nil(t, resp["error"], "still serving: %v", resp)
 	require.Equal(t, map[string]any{"x": int64(1000000)}, resp["results"])
 }
