@@ -520,7 +520,7 @@ func inlined(name string, res any, limit int) (out any, done bool, next any, e *
 // node without JetStream.
 func (o *objects) overPayload(what string, size int) *schema.Error {
 	e := mesh.TooLarge(what, size, int64(o.maxPayload))
-	e.Message = fmt.Sprintf("%s exceeds the NATS max payload of %d bytes; larger values pass by reference only with JetStream: enable it (mpreg server --store DIR, or a jetstream block in the NATS server's configuration)",
+	e.Message = fmt.Sprintf("%s exceeds the NATS max payload of %d bytes; larger values pass by reference only with JetStream: enable it (mpreg server runs it unless --no-jetstream; a nats-server needs a jetstream block in its configuration)",
 		what, o.maxPayload)
 	return e
 }
