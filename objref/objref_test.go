@@ -167,3 +167,24 @@ func FuzzEscapeRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// The walks on the values of a small request: what every step pays.
+func BenchmarkSmallValues(b *testing.B) {
+	args := []any{"hi there!", int64(3), map[string]any{"a": []any{int64(1), "x"}}}
+	kwargs := map[string]any{"n": int64(2)}
+	result := map[string]any{"user": "bob", "tags": []any{"a", "b"}}
+	b.Run("Mentions", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if objref.Mentions(args, kwargs) {
+				b.Fatal("no reference here")
+			}
+		}
+	})
+	b.Run("Escape", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = objref.Escape(result)
+		}
+	})
+}

@@ -22,9 +22,11 @@ func escape(v any) (any, bool) {
 		}
 		return m, changed
 	case []any:
-		return escapeList(t)
+		if l, changed := escapeList(t); changed {
+			return l, true
+		}
 	}
-	return v, false
+	return v, false // as it came: no new interface value
 }
 
 func escapeList(l []any) ([]any, bool) {
@@ -131,7 +133,10 @@ func unescape(v any, resolve Resolver) (any, bool, error) {
 		x, err := resolve(r)
 		return x, true, err
 	case []any:
-		return unescapeList(t, resolve)
+		l, changed, err := unescapeList(t, resolve)
+		if changed || err != nil {
+			return l, changed, err
+		}
 	}
 	return v, false, nil
 }
