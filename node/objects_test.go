@@ -170,6 +170,9 @@ func TestObjectsChainAcrossThreeServers(t *testing.T) {
 	require.Equal(t, "a", tr["x"]["node"])
 	require.Equal(t, "b", tr["y"]["node"])
 	require.Equal(t, "c", tr["z"]["node"])
+	for _, step := range []string{"x", "y", "z"} {
+		t.Logf("step %s on %s: queue %dµs, run %dµs, fetched %d bytes", step, tr[step]["node"], tr[step]["queue_us"], tr[step]["run_us"], fetched(tr[step]))
+	}
 	require.Zero(t, fetched(tr["x"]))
 	require.EqualValues(t, size, fetched(tr["y"]), "y fetched x's value once")
 	require.EqualValues(t, size, fetched(tr["z"]), "z fetched y's value once")
