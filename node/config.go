@@ -145,7 +145,9 @@ type Limits struct {
 	// ObjectCache bounds the bytes of the objects this node stored that it
 	// keeps in memory, least recently used first out: a step that runs
 	// here on a value made here reads it from memory instead of fetching
-	// it. Default 256 MiB.
+	// it (a step gets its own copy). The cache holds a []byte result as
+	// the function returned it: a function must not change it afterwards.
+	// Default 256 MiB.
 	ObjectCache int64
 }
 
