@@ -268,7 +268,7 @@ func (e *Execer) reply(resp *nats.Msg, a *attempt) (planner.Result, error) {
 	var res planner.Result
 	if rep.Timing != nil {
 		res.Timing = planner.Timing{Queue: time.Duration(rep.Timing.QueueUS) * time.Microsecond,
-			Run: time.Duration(rep.Timing.RunUS) * time.Microsecond}
+			Run: time.Duration(rep.Timing.RunUS) * time.Microsecond, Fetched: rep.Timing.FetchedBytes}
 	}
 	if rep.Error == nil {
 		res.Value = rep.Result

@@ -14,6 +14,7 @@ import (
 
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/mesh"
+	"github.com/mpreg/mpreg/objref"
 	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -26,6 +27,7 @@ type executor struct {
 	*env
 	pool
 	reg      *registry
+	objs     *objects // values by reference
 	slots    chan struct{}
 	inflight atomic.Int64 // steps running or queued here
 	queued   atomic.Int64 // steps waiting for a slot
@@ -36,7 +38,7 @@ type executor struct {
 }
 
 func newExecutor(e *env, reg *registry) *executor {
-	return &executor{env: e, reg: reg, slots: make(chan struct{}, e.cfg.Limits.MaxInflight),
+	return &executor{env: e, reg: reg, objs: newObjects(e), slots: make(chan struct{}, e.cfg.Limits.MaxInflight),
 		pool: pool{quit: make(chan struct{}), handoff: make(chan func())}}
 }
 
@@ -86,7 +88,7 @@ func (x *executor) onExec(m *nats.Msg) {
 		x.work.done()
 		return
 	}
-	if s.f.inline && x.tryAcquire() {
+	if s.f.inline && !objref.Mentions(s.req.Args, s.req.Kwargs) && x.tryAcquire() {
 		x.runPeerStep(s, true)
 		x.work.done()
 		return
@@ -220,7 +222,7 @@ func (x *executor) runPeerStep(s *peerStep, slot bool) {
 		return
 	}
 	began := time.Now()
-	v, e := x.invokePeerStep(s)
+	v, fetched, e := x.invokePeerStep(s)
 	x.release()
 	if e == nil && ctx.Err() != nil {
 		// A result that came after the step's deadline (or its cancel) is
@@ -232,7 +234,7 @@ func (x *executor) runPeerStep(s *peerStep, slot bool) {
 	x.stepDone(s.f.name, e, ran)
 	var timing *schema.StepTiming
 	if req.Timing {
-		timing = &schema.StepTiming{QueueUS: began.Sub(s.at).Microseconds(), RunUS: ran.Microseconds()}
+		timing = &schema.StepTiming{QueueUS: began.Sub(s.at).Microseconds(), RunUS: ran.Microseconds(), FetchedBytes: fetched}
 	}
 	if e != nil {
 		x.log.Debug("step failed here", "request_id", req.ID, "fun", req.Fun, "code", e.Code, "error", e.Message)
@@ -246,7 +248,7 @@ func (x *executor) runPeerStep(s *peerStep, slot bool) {
 // is quick by contract and answered when it returns (a late result is
 // TIMEOUT or CANCELLED all the same). Any other may outlive its context:
 // the caller is then answered at once and the late result dropped.
-func (x *executor) invokePeerStep(s *peerStep) (any, *schema.Error) {
+func (x *executor) invokePeerStep(s *peerStep) (any, int64, *schema.Error) {
 	req := s.req
 	if s.f.inline {
 		return x.invoke(&s.ctx, s.f, req.Args, req.Kwargs, req.ID)
@@ -257,11 +259,11 @@ func (x *executor) invokePeerStep(s *peerStep) (any, *schema.Error) {
 		defer close(late)
 		x.replyPeerStep(s, schema.ExecReply{Error: x.stepCtxError(ctx)})
 	})
-	v, e := x.invoke(ctx, s.f, req.Args, req.Kwargs, req.ID)
+	v, fetched, e := x.invoke(ctx, s.f, req.Args, req.Kwargs, req.ID)
 	if !stop() {
 		<-late // the timeout reply is out; nothing outlives this call
 	}
-	return v, e
+	return v, fetched, e
 }
 
 // runStepHere is the runner's Local executor: it runs a step this node's
@@ -304,26 +306,29 @@ func (x *executor) runHere(ctx context.Context, fun string, args []any, kwargs m
 		return nil, tm, e
 	}
 	began = time.Now()
-	if f.inline {
+	if f.inline && !objref.Mentions(args, kwargs) {
 		// Quick by contract: no goroutine to guard its deadline.
-		v, e := x.invoke(ctx, f, args, kwargs, id)
+		v, fetched, e := x.invoke(ctx, f, args, kwargs, id)
 		x.release()
 		x.stepDone(f.name, e, time.Since(began))
+		tm.Fetched = fetched
 		return v, tm, e
 	}
-	v, e, ran := x.invokeGuarded(ctx, f, args, kwargs, id)
+	v, e, ran, fetched := x.invokeGuarded(ctx, f, args, kwargs, id)
 	x.stepDone(f.name, e, ran)
+	tm.Fetched = fetched
 	return v, tm, e
 }
 
 // invokeGuarded calls f on an owned goroutine and returns its result, or
 // the error of ctx's end as soon as ctx ends, and how long it ran (0 when
-// it did not start). It releases f's run slot.
-func (x *executor) invokeGuarded(ctx context.Context, f *fn, args []any, kwargs map[string]any, id string) (any, *schema.Error, time.Duration) {
+// it did not start), and the bytes it fetched. It releases f's run slot.
+func (x *executor) invokeGuarded(ctx context.Context, f *fn, args []any, kwargs map[string]any, id string) (any, *schema.Error, time.Duration, int64) {
 	began := time.Now()
 	type result struct {
-		v   any
-		err *schema.Error
+		v       any
+		err     *schema.Error
+		fetched int64
 	}
 	ch := make(chan result, 1)
 	hctx, cancel := context.WithCancel(ctx)
@@ -331,23 +336,23 @@ func (x *executor) invokeGuarded(ctx context.Context, f *fn, args []any, kwargs 
 	x.work.add()
 	started := x.goOwned(func() {
 		defer x.work.done()
-		v, err := x.invoke(hctx, f, args, kwargs, id) // recovers panics
-		x.release()                                   // before the caller can route its next step
-		ch <- result{v, err}
+		v, fetched, err := x.invoke(hctx, f, args, kwargs, id) // recovers panics
+		x.release()                                            // before the caller can route its next step
+		ch <- result{v, err, fetched}
 	})
 	if !started {
 		x.work.done()
 		x.release()
-		return nil, schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID), 0
+		return nil, schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID), 0, 0
 	}
 	select {
 	case r := <-ch:
-		return r.v, r.err, time.Since(began)
+		return r.v, r.err, time.Since(began), r.fetched
 	case <-ctx.Done():
 		// Let ctx's end reach the handler before the deferred cancel does,
 		// so that it sees DeadlineExceeded at a deadline, not Canceled.
 		<-hctx.Done()
-		return nil, x.stepCtxError(ctx), time.Since(began)
+		return nil, x.stepCtxError(ctx), time.Since(began), 0
 	}
 }
 
@@ -394,21 +399,31 @@ func (x *executor) start(ctx context.Context, slot bool) *schema.Error {
 	return x.acquire(ctx)
 }
 
-// invoke calls f with a recover boundary and normalizes its result.
-func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[string]any, id string) (v any, e *schema.Error) {
+// invoke calls f with a recover boundary and normalizes its result. The
+// references in args and kwargs are resolved first, and a result larger
+// than the inline limit is stored by reference (see objects); fetched is
+// the bytes fetched from the object bucket for the step.
+func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[string]any, id string) (v any, fetched int64, e *schema.Error) {
+	var in *stepInputs
 	defer func() {
 		if p := recover(); p != nil {
 			x.log.Error("function panicked", "request_id", id, "fun", f.name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			v, e = nil, &schema.Error{Code: schema.CodeFunctionPanic, Node: x.cfg.NodeID,
 				Message: fmt.Sprintf("%s panicked: %v", f.name, p)}
 		}
+		in.close()
+		fetched = in.bytes()
 	}()
 	maxPayload := int(x.nc.MaxPayload())
 	if size, ok := codec.SizeWithinList(args, maxPayload); !ok {
-		return nil, x.tooLarge("the arguments of "+f.name, size)
+		return nil, 0, x.tooLarge("the arguments of "+f.name, size)
 	}
 	if size, ok := codec.SizeWithinMap(kwargs, maxPayload); !ok {
-		return nil, x.tooLarge("the keyword arguments of "+f.name, size)
+		return nil, 0, x.tooLarge("the keyword arguments of "+f.name, size)
+	}
+	args, kwargs, in, e = x.objs.resolve(ctx, f, args, kwargs)
+	if e != nil {
+		return nil, 0, x.here(e)
 	}
 	var res any
 	var err error
@@ -419,28 +434,25 @@ func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[str
 	}
 	if err != nil {
 		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-			return nil, x.stepCtxError(ctx)
+			return nil, 0, x.stepCtxError(ctx)
 		}
 		// An error object the function returned keeps its code; anything
 		// else is FUNCTION_ERROR with its text, kept as the cause.
-		e := schema.AsCode(err, schema.CodeFunctionError)
-		if e.Node == "" {
-			e = e.WithStep(e.Step, x.cfg.NodeID) // a copy: e may be shared
-		}
-		return nil, e
+		return nil, 0, x.here(schema.AsCode(err, schema.CodeFunctionError))
 	}
-	// A result built from shared parts can stand for far more than it
-	// holds: bound it before anything walks it in full.
-	if size, ok := codec.SizeWithin(res, maxPayload); !ok {
-		return nil, x.tooLarge("the result of "+f.name, size)
+	v, e = x.objs.output(ctx, f.name, res, id)
+	if e != nil {
+		return nil, 0, x.here(e)
 	}
-	out, err := codec.Normalize(res)
-	if err != nil {
-		e := schema.Wrap(schema.CodeFunctionError, err, "%s returned a value that does not encode", f.name)
-		e.Node = x.cfg.NodeID
-		return nil, e
+	return v, 0, nil
+}
+
+// here returns e naming this node, when it names none.
+func (x *executor) here(e *schema.Error) *schema.Error {
+	if e.Node == "" {
+		e = e.WithStep(e.Step, x.cfg.NodeID) // a copy: e may be shared
 	}
-	return out, nil
+	return e
 }
 
 // tooLarge is PAYLOAD_TOO_LARGE for a value of at least size bytes.

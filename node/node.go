@@ -118,6 +118,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	e.done = make(chan struct{})
 	n := &Node{env: e, reg: &registry{funcs: map[string]*fn{}}, js: jetStream{known: make(chan struct{})}}
 	n.executor = newExecutor(e, n.reg)
+	n.executor.objs.known = n.js.known
 	n.table = membership.New(membership.Config{Self: cfg.NodeID, DeadAfter: cfg.Gossip.DeadAfter, ForgetAfter: cfg.Gossip.ForgetAfter,
 		SelfLoad: n.executor.inflight.Load})
 	n.ann = mesh.NewAnnouncer(mesh.AnnounceConfig{
@@ -259,7 +260,8 @@ func (n *Node) Register(name string, f any, opts ...FuncOption) error {
 	if err != nil {
 		return err
 	}
-	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, inline: o.inline, call: call})
+	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, inline: o.inline, call: call,
+		blobs: blobSlotsOf(f, o.params)})
 	n.ann.Changed()
 	return nil
 }

@@ -91,6 +91,7 @@ type fn struct {
 	retryAfter time.Duration
 	inline     bool
 	call       RawFunc
+	blobs      blobSlots // the parameters that take a *Blob
 }
 
 // registry maps names to functions.

@@ -237,6 +237,10 @@ var timingFields = []field[StepTiming]{
 		t.RunUS, e = readInt(r, a)
 		return e
 	}},
+	{key: "fetched_bytes", read: func(r Reader, t *StepTiming, a at) (e *Error) {
+		t.FetchedBytes, e = readInt(r, a)
+		return e
+	}},
 }
 
 // readOptError reads an error object, or null.
@@ -436,6 +440,7 @@ var traceFields = []field[TraceEntry]{
 	{key: "start_us", read: traceInt(func(t *TraceEntry) *int64 { return &t.StartUS })},
 	{key: "queue_us", read: traceInt(func(t *TraceEntry) *int64 { return &t.QueueUS })},
 	{key: "run_us", read: traceInt(func(t *TraceEntry) *int64 { return &t.RunUS })},
+	{key: "fetched_bytes", read: traceInt(func(t *TraceEntry) *int64 { return &t.FetchedBytes })},
 }
 
 // readWarnings reads a dry run's warnings.

@@ -918,7 +918,7 @@ func TestNodeFlagDefaults(t *testing.T) {
 	require.Equal(t, 0, r.code)
 	for _, want := range []string{"--cluster=\"default\"", "--max-inflight=256", "--max-queue=1024", "--max-commands=1000",
 		"--max-requests=4096", "--max-bytes-in-flight=64MiB", "--max-planning-bytes=1GiB", "--max-result-bytes=512MiB",
-		"--max-waiting=10000"} {
+		"--max-waiting=10000", "--inline-max=256KiB", "--max-object-bytes=1GiB", "--object-cache=256MiB"} {
 		assert.Contains(t, r.stdout, want)
 	}
 }

@@ -51,6 +51,9 @@ type limitFlags struct {
 	MaxPlanningBytes byteSize `help:"Memory for the requests this node plans at once (decoded bodies, held results, steps waiting for a route); beyond it a request gets OVERLOADED." default:"${max_planning_bytes}"`
 	MaxResultBytes   byteSize `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"${max_result_bytes}"`
 	MaxWaiting       int      `help:"Most steps of the requests this node plans that wait for a route (route_wait_ms) at once; beyond it a request gets OVERLOADED." default:"${max_waiting}"`
+	InlineMax        byteSize `help:"Largest result that travels inline; a larger one goes into the cluster's JetStream object bucket and travels as a reference (at most half the NATS max payload; without JetStream values pass inline up to the max payload)." default:"${inline_max}"`
+	MaxObjectBytes   byteSize `help:"Largest value passed by reference, stored or fetched; beyond it a step fails with PAYLOAD_TOO_LARGE." default:"${max_object_bytes}"`
+	ObjectCache      byteSize `help:"Memory for the objects this node stored, so that a step run here on a value made here does not fetch it." default:"${object_cache}"`
 }
 
 // nodeVars are the defaults of the node flags, shown in --help: node.DefaultConfig's.
@@ -66,6 +69,9 @@ func nodeVars() kong.Vars {
 		"max_planning_bytes":  formatByteSize(d.Limits.MaxPlanningBytes),
 		"max_result_bytes":    formatByteSize(d.Limits.MaxResultBytes),
 		"max_waiting":         strconv.Itoa(d.Limits.MaxWaiting),
+		"inline_max":          formatByteSize(int64(d.Limits.InlineMax)),
+		"max_object_bytes":    formatByteSize(d.Limits.MaxObjectBytes),
+		"object_cache":        formatByteSize(d.Limits.ObjectCache),
 	}
 }
 
@@ -75,7 +81,7 @@ func nodeVars() kong.Vars {
 func (f *limitFlags) limits() node.Limits {
 	l := node.Limits{MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxCommands: f.MaxCommands, MaxRequests: f.MaxRequests,
 		MaxBytesInFlight: int64(f.MaxBytesInFlight), MaxPlanningBytes: int64(f.MaxPlanningBytes), MaxResultBytes: int64(f.MaxResultBytes),
-		MaxWaiting: f.MaxWaiting}
+		MaxWaiting: f.MaxWaiting, InlineMax: int(f.InlineMax), MaxObjectBytes: int64(f.MaxObjectBytes), ObjectCache: int64(f.ObjectCache)}
 	if l.MaxResultBytes == node.DefaultConfig().Limits.MaxResultBytes {
 		l.MaxResultBytes = 0
 	}
