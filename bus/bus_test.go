@@ -120,6 +120,17 @@ func TestEmbeddedServerAndConnect(t *testing.T) {
 	require.Equal(t, "hi", string(reply.Data))
 	require.True(t, bus.Fits(nc, msg))
 	require.False(t, bus.Fits(nc, &nats.Msg{Data: make([]byte, nc.MaxPayload())}))
+	// FitsWith sizes the same message without it built: up to the byte.
+	seen := map[bool]int{}
+	for _, n := range []int{0, 100, int(nc.MaxPayload()) - 96} {
+		for extra := range 64 {
+			m := &nats.Msg{Data: make([]byte, n+extra), Header: nats.Header{"Content-Type": []string{"application/msgpack"}}}
+			fits := bus.FitsWith(nc, n+extra, "Content-Type", "application/msgpack")
+			require.Equal(t, bus.Fits(nc, m), fits, "%d bytes", n+extra)
+			seen[fits]++
+		}
+	}
+	require.Positive(t, seen[false], "the sizes cross the limit")
 	s.Shutdown() // idempotent with the deferred one
 }
 

@@ -333,11 +333,27 @@ func Fits(nc *nats.Conn, m *nats.Msg) bool {
 	size := len(m.Data)
 	for k, vs := range m.Header {
 		for _, v := range vs {
-			size += len(k) + len(v) + 4
+			size += headerLine(k, v)
 		}
 	}
-	return int64(size+16) <= nc.MaxPayload()
+	return fits(nc, size)
 }
+
+// FitsWith is Fits for a message of n bytes of data and a header of the
+// given key and value pairs, without the message built.
+func FitsWith(nc *nats.Conn, n int, kv ...string) bool {
+	for i := 0; i+1 < len(kv); i += 2 {
+		n += headerLine(kv[i], kv[i+1])
+	}
+	return fits(nc, n)
+}
+
+// headerLine is the size of one header line.
+func headerLine(k, v string) int { return len(k) + len(v) + 4 }
+
+// fits reports whether size bytes, with the header's own framing, fit
+// nc's maximum payload.
+func fits(nc *nats.Conn, size int) bool { return int64(size+16) <= nc.MaxPayload() }
 
 // Flush flushes nc and waits for the server's reply until ctx is done, or
 // for at most 10 s when ctx has no deadline.

@@ -53,11 +53,26 @@ type ServerConfig struct {
 	ReadyTimeout time.Duration
 	// Logger receives the server's log. Default: discard.
 	Logger *slog.Logger
+	// JetStream turns JetStream on, storing under StoreDir. A ConfigFile
+	// with a jetstream block of its own decides instead (on or off, where
+	// and how much): JetStream, StoreDir and the two limits below are then
+	// ignored. See StartServer for the store's lock and the server name.
+	JetStream bool
+	// StoreDir is JetStream's directory, created (0700) when missing;
+	// nats-server keeps its files in its "jetstream" subdirectory.
+	// Required with JetStream, unless ConfigFile names a store_dir.
+	StoreDir string
+	// JetStreamMaxStore and JetStreamMaxMem cap the bytes JetStream keeps
+	// on disk and in memory. 0: nats-server's defaults (75% of the free
+	// disk space, 75% of the memory).
+	JetStreamMaxStore int64
+	JetStreamMaxMem   int64
 }
 
 // Server is an embedded nats-server.
 type Server struct {
-	s *server.Server
+	s      *server.Server
+	unlock func() // releases the store's lock; nil without one
 }
 
 // SplitHostPort parses "HOST:PORT" (PORT may be -1 or 0 for a free port).
@@ -78,6 +93,15 @@ func SplitHostPort(hp string) (string, int, error) {
 
 // StartServer starts an embedded nats-server and waits until it accepts
 // clients.
+//
+// With JetStream (cfg.JetStream, or the ConfigFile's own jetstream block)
+// the server holds an exclusive lock on its store directory while it runs
+// (on Unix; ErrStoreInUse when another process holds it), because two
+// servers writing one store corrupt it. A clustered server with JetStream
+// needs a server name that is unique in its NATS cluster and stays the same
+// across restarts (its JetStream peers know it by that name): unless the
+// ConfigFile names one, it is read from the store's "server_name" file,
+// which the first start writes.
 func StartServer(cfg ServerConfig) (*Server, error) {
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 10 * time.Second
@@ -86,6 +110,21 @@ func StartServer(cfg ServerConfig) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := prepareStore(opts)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := startServer(cfg, opts)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	srv.unlock = unlock
+	return srv, nil
+}
+
+// startServer starts the server opts describe.
+func startServer(cfg ServerConfig, opts *server.Options) (*Server, error) {
 	// A fixed port that is taken fails here at once; nats-server would only
 	// log it and never become ready.
 	if err := checkFree(opts.Host, opts.Port, "client"); err != nil {
@@ -149,6 +188,9 @@ func (cfg ServerConfig) options() (*server.Options, error) {
 		}
 	}
 	if err := cfg.leafOptions(opts); err != nil {
+		return nil, err
+	}
+	if err := cfg.jetStreamOptions(opts); err != nil {
 		return nil, err
 	}
 	return opts, nil
@@ -241,6 +283,9 @@ func (s *Server) Shutdown() {
 	s.flushClients(flushWait)
 	s.s.Shutdown()
 	s.s.WaitForShutdown()
+	if s.unlock != nil {
+		s.unlock()
+	}
 }
 
 // flushWait bounds Shutdown's wait for the clients' pending data.

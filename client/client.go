@@ -739,13 +739,9 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg, req *schema.Request, on
 		}
 		return nil, schema.Wrap(schema.CodeNodeUnavailable, err, "rpc")
 	}
-	tree, err := mesh.DecodeReply(m)
+	resp, err := mesh.ReadReply(m, schema.ReadResponse)
 	if err != nil {
-		return nil, err
-	}
-	resp, err := schema.ParseResponse(tree)
-	if err != nil {
-		return nil, schema.Wrap(schema.CodeInternal, err, "bad rpc response")
+		return nil, mesh.BadReply(err, "bad rpc response")
 	}
 	if err := mesh.MergeParts("the planner", resp, parts); err != nil {
 		return nil, err

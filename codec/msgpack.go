@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"math"
 	"reflect"
 	"slices"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -20,27 +22,36 @@ type msgpackCodec struct{}
 
 func (msgpackCodec) ContentType() string { return MsgPackType }
 
-// Encode encodes v as MessagePack (compact integers, float64 as double,
-// []byte as bin, each byte of a string that is not UTF-8 as U+FFFD as in
-// JSON), appending to one buffer: the bytes the library's encoder writes
-// (tested and fuzzed against it), at a fraction of the cost. Values outside
-// the model go through Normalize.
+// Encode encodes v as MessagePack with the library's encoder (compact
+// integers, float64 as double, []byte as bin, each byte of a string that is
+// not UTF-8 as U+FFFD as in JSON). Wire structs are written from their
+// fields, without a map; values outside the model go through Normalize.
 func (msgpackCodec) Encode(v any) ([]byte, error) {
-	e := &mpEncoder{b: make([]byte, 0, 256)}
+	e := mpEncoders.Get().(*mpEncoder)
+	defer mpEncoders.Put(e)
+	e.buf = *bytes.NewBuffer(make([]byte, 0, 256)) // handed to the caller
+	e.depth, e.n, e.err = 0, 0, nil
 	if err := e.value(v, 0); err != nil {
 		return nil, fmt.Errorf("codec: encode msgpack: %w", err)
 	}
-	return e.b, nil
+	return e.buf.Bytes(), nil
 }
 
-// mpEncoder writes one body. It is also the schema.FieldWriter of the
-// wire struct being written (fields).
+// mpEncoder writes one body through the library's encoder. It is also the
+// schema.FieldWriter of the wire struct being written (fields).
 type mpEncoder struct {
-	b     []byte
-	depth int    // of the wire struct being written
-	n     uint32 // its fields so far
+	*msgpack.Encoder
+	buf   bytes.Buffer // written to unbuffered
+	depth int          // of the wire struct being written
+	n     uint32       // its fields so far
 	err   error
 }
+
+var mpEncoders = sync.Pool{New: func() any {
+	e := &mpEncoder{Encoder: msgpack.NewEncoder(nil)}
+	e.Reset(&e.buf)
+	return e
+}}
 
 func (e *mpEncoder) value(v any, depth int) error {
 	if depth > MaxDepth {
@@ -48,65 +59,57 @@ func (e *mpEncoder) value(v any, depth int) error {
 	}
 	switch t := v.(type) {
 	case nil:
-		e.b = append(e.b, msgpcode.Nil)
+		return e.EncodeNil()
 	case bool:
-		e.bool(t)
+		return e.EncodeBool(t)
 	case int64:
-		e.int(t)
+		return e.EncodeInt(t) // compact
 	case uint64:
-		e.uint(t)
+		return e.EncodeUint(t)
 	case float64:
-		e.b = append(e.b, msgpcode.Double)
-		e.b = binary.BigEndian.AppendUint64(e.b, math.Float64bits(t))
+		return e.EncodeFloat64(t)
 	case []byte:
-		e.bytes(t)
+		return e.EncodeBytes(t)
 	case string:
-		e.str(validUTF8(t))
+		return e.EncodeString(validUTF8(t))
 	case []any:
 		if t == nil {
-			e.b = append(e.b, msgpcode.Nil)
-			return nil
+			return e.EncodeNil()
 		}
-		e.header(len(t), msgpcode.FixedArrayLow, 16, msgpcode.Array16, msgpcode.Array32)
-		for _, x := range t {
-			if err := e.value(x, depth+1); err != nil {
-				return err
-			}
+		err := e.EncodeArrayLen(len(t))
+		for i := 0; i < len(t) && err == nil; i++ {
+			err = e.value(t[i], depth+1)
 		}
+		return err
 	case []string:
 		if t == nil {
-			e.b = append(e.b, msgpcode.Nil)
-			return nil
+			return e.EncodeNil()
 		}
-		e.header(len(t), msgpcode.FixedArrayLow, 16, msgpcode.Array16, msgpcode.Array32)
-		for _, x := range t {
-			e.str(validUTF8(x))
+		err := e.EncodeArrayLen(len(t))
+		for i := 0; i < len(t) && err == nil; i++ {
+			err = e.EncodeString(validUTF8(t[i]))
 		}
+		return err
 	case map[string]any:
 		return e.object(t, depth)
 	case schema.Wire:
 		if schema.IsNil(t) {
-			e.b = append(e.b, msgpcode.Nil)
-			return nil
+			return e.EncodeNil()
 		}
 		return e.fields(t, depth)
-	default:
-		return e.other(v, depth)
 	}
-	return nil
+	return e.other(v, depth)
 }
 
 // other writes a value outside the model: a slice of wire structs in
 // place (not boxed one by one), anything else normalized.
 func (e *mpEncoder) other(v any, depth int) error {
 	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && !rv.IsNil() && rv.Type().Elem().Kind() != reflect.Pointer && rv.Type().Elem().Implements(wireType) {
-		e.header(rv.Len(), msgpcode.FixedArrayLow, 16, msgpcode.Array16, msgpcode.Array32)
-		for i := 0; i < rv.Len(); i++ {
-			if err := e.fields(rv.Index(i).Addr().Interface().(schema.Wire), depth+1); err != nil {
-				return err
-			}
+		err := e.EncodeArrayLen(rv.Len())
+		for i := 0; i < rv.Len() && err == nil; i++ {
+			err = e.fields(rv.Index(i).Addr().Interface().(schema.Wire), depth+1)
 		}
-		return nil
+		return err
 	}
 	n, _, err := modeModel.normalize(v, depth)
 	if err != nil {
@@ -117,110 +120,28 @@ func (e *mpEncoder) other(v any, depth int) error {
 
 var wireType = reflect.TypeFor[schema.Wire]()
 
-func (e *mpEncoder) bool(t bool) {
-	if t {
-		e.b = append(e.b, msgpcode.True)
-	} else {
-		e.b = append(e.b, msgpcode.False)
-	}
-}
-
-func (e *mpEncoder) uint(n uint64) {
-	switch {
-	case n <= math.MaxInt8:
-		e.b = append(e.b, byte(n))
-	case n <= math.MaxUint8:
-		e.b = append(e.b, msgpcode.Uint8, byte(n))
-	case n <= math.MaxUint16:
-		e.b = binary.BigEndian.AppendUint16(append(e.b, msgpcode.Uint16), uint16(n))
-	case n <= math.MaxUint32:
-		e.b = binary.BigEndian.AppendUint32(append(e.b, msgpcode.Uint32), uint32(n))
-	default:
-		e.b = binary.BigEndian.AppendUint64(append(e.b, msgpcode.Uint64), n)
-	}
-}
-
-func (e *mpEncoder) int(n int64) {
-	switch {
-	case n >= 0:
-		e.uint(uint64(n))
-	case n >= -32:
-		e.b = append(e.b, byte(n))
-	case n >= math.MinInt8:
-		e.b = append(e.b, msgpcode.Int8, byte(n))
-	case n >= math.MinInt16:
-		e.b = binary.BigEndian.AppendUint16(append(e.b, msgpcode.Int16), uint16(n))
-	case n >= math.MinInt32:
-		e.b = binary.BigEndian.AppendUint32(append(e.b, msgpcode.Int32), uint32(n))
-	default:
-		e.b = binary.BigEndian.AppendUint64(append(e.b, msgpcode.Int64), uint64(n))
-	}
-}
-
-// header writes a length: in the fixed code below fixMax, else in the 16-
-// or 32-bit form.
-func (e *mpEncoder) header(n int, fixed byte, fixMax int, c16, c32 byte) {
-	switch {
-	case n < fixMax:
-		e.b = append(e.b, fixed|byte(n))
-	case n <= math.MaxUint16:
-		e.b = binary.BigEndian.AppendUint16(append(e.b, c16), uint16(n))
-	default:
-		e.b = binary.BigEndian.AppendUint32(append(e.b, c32), uint32(n))
-	}
-}
-
-func (e *mpEncoder) str(s string) {
-	switch n := len(s); {
-	case n < 32:
-		e.b = append(e.b, msgpcode.FixedStrLow|byte(n))
-	case n <= math.MaxUint8:
-		e.b = append(e.b, msgpcode.Str8, byte(n))
-	case n <= math.MaxUint16:
-		e.b = binary.BigEndian.AppendUint16(append(e.b, msgpcode.Str16), uint16(n))
-	default:
-		e.b = binary.BigEndian.AppendUint32(append(e.b, msgpcode.Str32), uint32(n))
-	}
-	e.b = append(e.b, s...)
-}
-
-func (e *mpEncoder) bytes(b []byte) {
-	switch n := len(b); {
-	case b == nil:
-		e.b = append(e.b, msgpcode.Nil)
-		return
-	case n <= math.MaxUint8:
-		e.b = append(e.b, msgpcode.Bin8, byte(n))
-	case n <= math.MaxUint16:
-		e.b = binary.BigEndian.AppendUint16(append(e.b, msgpcode.Bin16), uint16(n))
-	default:
-		e.b = binary.BigEndian.AppendUint32(append(e.b, msgpcode.Bin32), uint32(n))
-	}
-	e.b = append(e.b, b...)
-}
-
 // fields writes a wire struct as a map, with no map built: a map32 header
 // (any decoder takes it for any count) whose count is set afterwards.
 func (e *mpEncoder) fields(x schema.Wire, depth int) error {
-	at := len(e.b)
-	e.b = append(e.b, msgpcode.Map32, 0, 0, 0, 0)
+	at := e.buf.Len()
+	e.buf.Write([]byte{msgpcode.Map32, 0, 0, 0, 0})
 	outer, outerN := e.depth, e.n
 	e.depth, e.n = depth, 0
 	x.WriteFields(e)
-	binary.BigEndian.PutUint32(e.b[at+1:], e.n)
+	binary.BigEndian.PutUint32(e.buf.Bytes()[at+1:], e.n)
 	e.depth, e.n = outer, outerN
 	return e.err
 }
 
 func (e *mpEncoder) Str(k, v string) {
 	if e.key(k) {
-		e.str(validUTF8(v))
+		e.err = e.EncodeString(validUTF8(v))
 	}
 }
 
 func (e *mpEncoder) Int(k string, v int64) {
 	if e.key(k) {
-		e.int(v)
+		e.err = e.EncodeInt(v)
 	}
 }
 
@@ -233,7 +154,7 @@ func (e *mpEncoder) Any(k string, v any) {
 func (e *mpEncoder) key(k string) bool {
 	if e.err == nil {
 		e.n++
-		e.str(k)
+		e.err = e.EncodeString(k)
 	}
 	return e.err == nil
 }
@@ -243,8 +164,7 @@ func (e *mpEncoder) key(k string) bool {
 // one, the last in order winning as on a JSON decoder.
 func (e *mpEncoder) object(m map[string]any, depth int) error {
 	if m == nil {
-		e.b = append(e.b, msgpcode.Nil)
-		return nil
+		return e.EncodeNil()
 	}
 	for k := range m {
 		if !utf8.ValidString(k) {
@@ -256,14 +176,16 @@ func (e *mpEncoder) object(m map[string]any, depth int) error {
 			break
 		}
 	}
-	e.header(len(m), msgpcode.FixedMapLow, 16, msgpcode.Map16, msgpcode.Map32)
+	err := e.EncodeMapLen(len(m))
 	for k, v := range m {
-		e.str(k)
-		if err := e.value(v, depth+1); err != nil {
-			return err
+		if err == nil {
+			err = e.EncodeString(k)
+		}
+		if err == nil {
+			err = e.value(v, depth+1)
 		}
 	}
-	return nil
+	return err
 }
 
 // Decode decodes one MessagePack value into the value model.

@@ -42,10 +42,11 @@ func checkMsgpackEncoder(t *testing.T, v any) {
 		return
 	}
 	if !bytes.Equal(got, want) {
-		// Maps are written in Go's map order: compare what they decode to.
+		// Maps are written in Go's map order, and wire structs with a map32
+		// header: compare what they decode to.
 		a, _, errA := refMsgpackDecode(got, MaxDecoded)
 		b, _, errB := refMsgpackDecode(want, MaxDecoded)
-		if errA != nil || errB != nil || fmt.Sprintf("%#v", a) != fmt.Sprintf("%#v", b) || len(got) != len(want) {
+		if errA != nil || errB != nil || fmt.Sprintf("%#v", a) != fmt.Sprintf("%#v", b) {
 			t.Fatalf("%#v:\nreference %x\nencoder   %x", v, want, got)
 		}
 	}

@@ -1,16 +1,14 @@
 package codec
 
-// The MessagePack codec as it was written on the library's primitives: the
-// reference the byte-level encoder and decoder are held to.
+// The references the MessagePack codec is held to: the library's reflective
+// encoder, and the decoder as it was written on the library's reader.
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
-	"reflect"
 	"slices"
 	"time"
 	"unicode/utf8"
@@ -20,148 +18,43 @@ import (
 	"github.com/vmihailenco/msgpack/v5/msgpcode"
 )
 
-// Encode encodes v as MessagePack (compact integers, []byte as bin, each
-// byte of a string that is not UTF-8 as U+FFFD as in JSON), with the
-// library's primitives: its reflective Encode costs twice as much. Values
-// outside the model go through Normalize.
+// refMsgpackEncode is the reference the encoder is held to: the library's
+// reflective Encode (compact integers) of the tree normalized, its strings
+// and keys made UTF-8 as the codec makes them.
 func refMsgpackEncode(v any) ([]byte, error) {
-	e := &refMpEncoder{Encoder: msgpack.GetEncoder()}
-	defer msgpack.PutEncoder(e.Encoder)
-	e.Reset(&e.buf)
-	if err := e.value(v, 0); err != nil {
-		return nil, fmt.Errorf("codec: encode msgpack: %w", err)
-	}
-	return e.buf.Bytes(), nil
-}
-
-// refMpEncoder writes one body. It is also the schema.FieldWriter of the
-// wire struct being written (fields).
-type refMpEncoder struct {
-	*msgpack.Encoder
-	buf   bytes.Buffer // written to unbuffered
-	depth int          // of the wire struct being written
-	n     uint32       // its fields so far
-	err   error
-}
-
-func (e *refMpEncoder) value(v any, depth int) error {
-	if depth > MaxDepth {
-		return errTooDeep
-	}
-	switch t := v.(type) {
-	case nil:
-		return e.EncodeNil()
-	case bool:
-		return e.EncodeBool(t)
-	case int64:
-		return e.EncodeInt(t)
-	case uint64:
-		return e.EncodeUint(t)
-	case float64:
-		return e.EncodeFloat64(t)
-	case []byte:
-		return e.EncodeBytes(t)
-	case string:
-		return e.EncodeString(validUTF8(t))
-	case []any:
-		if t == nil {
-			return e.EncodeNil()
-		}
-		err := e.EncodeArrayLen(len(t))
-		for i := 0; i < len(t) && err == nil; i++ {
-			err = e.value(t[i], depth+1)
-		}
-		return err
-	case map[string]any:
-		return e.object(t, depth)
-	case schema.Wire:
-		if schema.IsNil(t) {
-			return e.EncodeNil()
-		}
-		return e.fields(t, depth)
-	}
-	if rv := reflect.ValueOf(v); rv.Kind() == reflect.Slice && !rv.IsNil() && rv.Type().Elem().Kind() != reflect.Pointer && rv.Type().Elem().Implements(refWireType) {
-		err := e.EncodeArrayLen(rv.Len()) // wire structs in place, not boxed one by one
-		for i := 0; i < rv.Len() && err == nil; i++ {
-			err = e.fields(rv.Index(i).Addr().Interface().(schema.Wire), depth+1)
-		}
-		return err
-	}
-	n, _, err := modeModel.normalize(v, depth)
+	t, err := Normalize(v)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return e.value(n, depth)
+	var buf bytes.Buffer
+	enc := msgpack.NewEncoder(&buf)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(refUTF8(t)); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
-var refWireType = reflect.TypeFor[schema.Wire]()
-
-// fields writes a wire struct as a map, with no map built: a map32 header
-// (any decoder takes it for any count) whose count is set afterwards.
-func (e *refMpEncoder) fields(x schema.Wire, depth int) error {
-	at := e.buf.Len()
-	e.buf.Write([]byte{msgpcode.Map32, 0, 0, 0, 0})
-	outer, outerN := e.depth, e.n
-	e.depth, e.n = depth, 0
-	x.WriteFields(e)
-	binary.BigEndian.PutUint32(e.buf.Bytes()[at+1:], e.n)
-	e.depth, e.n = outer, outerN
-	return e.err
-}
-
-func (e *refMpEncoder) Str(k, v string) {
-	if e.key(k) {
-		e.err = e.EncodeString(validUTF8(v))
-	}
-}
-
-func (e *refMpEncoder) Int(k string, v int64) {
-	if e.key(k) {
-		e.err = e.EncodeInt(v)
-	}
-}
-
-func (e *refMpEncoder) Any(k string, v any) {
-	if e.key(k) {
-		e.err = e.value(v, e.depth+1)
-	}
-}
-
-func (e *refMpEncoder) key(k string) bool {
-	if e.err == nil {
-		e.n++
-		e.err = e.EncodeString(k)
-	}
-	return e.err == nil
-}
-
-// object writes a map. Keys that are not UTF-8 are repaired in key order,
-// as JSON encoders write them: two that differ only in bad bytes become
-// one, the last in order winning as on a JSON decoder.
-func (e *refMpEncoder) object(m map[string]any, depth int) error {
-	if m == nil {
-		return e.EncodeNil()
-	}
-	for k := range m {
-		if !utf8.ValidString(k) {
-			fixed := make(map[string]any, len(m))
-			for _, k := range slices.Sorted(maps.Keys(m)) {
-				fixed[validUTF8(k)] = m[k]
-			}
-			m = fixed
-			break
+// refUTF8 copies a normalized tree with each string and key made UTF-8;
+// keys that collide then keep the value of the last in sorted order.
+func refUTF8(v any) any {
+	switch t := v.(type) {
+	case string:
+		return validUTF8(t)
+	case []any:
+		out := make([]any, len(t))
+		for i, x := range t {
+			out[i] = refUTF8(x)
 		}
-	}
-	err := e.EncodeMapLen(len(m))
-	for k, v := range m {
-		if err == nil {
-			err = e.EncodeString(k)
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for _, k := range slices.Sorted(maps.Keys(t)) {
+			out[validUTF8(k)] = refUTF8(t[k])
 		}
-		if err == nil {
-			err = e.value(v, depth+1)
-		}
+		return out
 	}
-	return err
+	return v
 }
 
 // Decode decodes one MessagePack value into the value model.

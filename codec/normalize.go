@@ -38,6 +38,7 @@ type mode uint8
 
 const (
 	modeModel mode = iota
+	modeJSON       // float64 becomes jsonFloat, which keeps a fraction
 )
 
 // normalize returns v in the model (prepared for m) and whether it
@@ -47,7 +48,12 @@ func (m mode) normalize(v any, depth int) (any, bool, error) {
 		return nil, false, errTooDeep
 	}
 	switch t := v.(type) {
-	case nil, bool, int64, string, []byte, float64:
+	case nil, bool, int64, string, []byte:
+		return v, false, nil
+	case float64:
+		if m == modeJSON {
+			return jsonFloat(t), true, nil
+		}
 		return v, false, nil
 	case uint64:
 		return fromUint(t), t <= math.MaxInt64, nil

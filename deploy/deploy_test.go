@@ -5,6 +5,7 @@
 package deploy_test
 
 import (
+	goflag "flag"
 	"os"
 	"regexp"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 )
@@ -23,6 +25,7 @@ type compose struct {
 		StopGracePeriod string   `yaml:"stop_grace_period"`
 		Volumes         []string `yaml:"volumes"`
 	} `yaml:"services"`
+	Volumes map[string]any `yaml:"volumes"`
 }
 
 func readYAML(t *testing.T, path string, v any) {
@@ -52,6 +55,21 @@ func TestCompose(t *testing.T) {
 		require.True(t, strings.HasPrefix(s.Image, "nats:"), "%s runs the official nats image", name)
 		require.Equal(t, "mpreg", flag(s.Command, "--cluster_name"))
 		require.NotEmpty(t, flag(s.Command, "--routes"))
+		// JetStream, clustered: a stable server name and a store in a
+		// volume of the server's own.
+		require.Contains(t, s.Command, "--jetstream", name)
+		require.Equal(t, name, flag(s.Command, "--name"))
+		store := flag(s.Command, "--store_dir")
+		require.NotEmpty(t, store, name)
+		require.Contains(t, s.Volumes, name+"-data:"+store, name)
+		require.Contains(t, c.Volumes, name+"-data")
+		// nats-server reads the command line as meant.
+		opts, err := server.ConfigureOptions(goflag.NewFlagSet(name, goflag.ContinueOnError), s.Command, func() {}, func() {}, func() {})
+		require.NoError(t, err, name)
+		require.True(t, opts.JetStream, name)
+		require.Equal(t, store, opts.StoreDir, name)
+		require.Equal(t, name, opts.ServerName, name)
+		require.Len(t, opts.Routes, 2, name)
 	}
 	var prom struct {
 		ScrapeConfigs []struct {

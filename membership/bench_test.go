@@ -125,6 +125,21 @@ func BenchmarkHeartbeatTree(b *testing.B) {
 	}
 }
 
+// BenchmarkHeartbeatReader is BenchmarkHeartbeat through the general
+// reader over the bytes (codec.ReadSized with schema.ReadHeartbeat), with
+// no tree either.
+func BenchmarkHeartbeatReader(b *testing.B) {
+	t, hbs := benchTable(b, 1000)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		hb, _, err := codec.ReadSized(codec.JSON, hbs[i%len(hbs)], codec.MaxDecoded, schema.ReadHeartbeat)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t.ApplyHeartbeat(hb)
+	}
+}
+
 // BenchmarkHeartbeatWhileRouting applies heartbeats while another
 // goroutine routes steps without pause: the figure is the time one apply
 // takes, which must not grow with the routing going on.

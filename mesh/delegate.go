@@ -59,13 +59,13 @@ func (e *Execer) Delegate(ctx context.Context, node string, req *schema.Request)
 		return nil, fmt.Errorf("%w: %w", planner.ErrNotDelegated, err)
 	}
 	msg := peerMsg(e.Subjects.NodeRPC(node), data, cd, hello)
-	if !bus.Fits(e.Conn, msg) {
+	if !bus.Fits(e.Conn, &msg) {
 		return nil, fmt.Errorf("%w: a sub-request of %d bytes", planner.ErrNotDelegated, len(data))
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer e.Table.Track(node, cancel)()
-	m, parts, err := e.requestParts(ctx, msg)
+	m, parts, err := e.requestParts(ctx, &msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		e.noRPC.Store(node, time.Now().Add(noRPCFor))
@@ -83,13 +83,9 @@ func (e *Execer) Delegate(ctx context.Context, node string, req *schema.Request)
 	case err != nil:
 		return nil, schema.Wrap(schema.CodeNodeUnavailable, err, "delegating to node %s", node)
 	}
-	tree, err := DecodeReply(m)
+	resp, err := ReadReply(m, schema.ReadResponse)
 	if err != nil {
-		return nil, err
-	}
-	resp, err := schema.ParseResponse(tree)
-	if err != nil {
-		return nil, schema.Wrap(schema.CodeInternal, err, "node %s sent a bad rpc response", node)
+		return nil, BadReply(err, "node %s sent a bad rpc response", node)
 	}
 	if unplanned(resp.Error) {
 		return nil, fmt.Errorf("%w: %w", planner.ErrNotDelegated, resp.Error)
@@ -125,11 +121,7 @@ func MergeParts(from string, resp *schema.Response, parts []*nats.Msg) error {
 		resp.Results = map[string]any{}
 	}
 	for _, pm := range parts {
-		tree, err := DecodeReply(pm)
-		if err != nil {
-			return schema.Wrap(schema.CodeInternal, err, "%s sent a bad part of an rpc response", from)
-		}
-		part, err := schema.ParseResponse(tree)
+		part, err := ReadReply(pm, schema.ReadResponse)
 		if err != nil {
 			return schema.Wrap(schema.CodeInternal, err, "%s sent a bad part of an rpc response", from)
 		}

@@ -51,12 +51,35 @@ type Execer struct {
 	// (its own rpc subject had no responders: a node that only runs
 	// steps), so that steps pinned there are not offered to it again.
 	noRPC sync.Map // node id → time.Time
+	// execSubjects holds the nodes' exec subjects, each made once (at
+	// most maxExecSubjects, then made anew).
+	execSubjects  sync.Map // node id → string
+	execSubjectsN atomic.Int64
+}
+
+// maxExecSubjects bounds Execer.execSubjects, which nodes that come and go
+// would otherwise grow.
+const maxExecSubjects = 4096
+
+// execSubject is node's exec subject.
+func (e *Execer) execSubject(node string) string {
+	if s, ok := e.execSubjects.Load(node); ok {
+		return s.(string)
+	}
+	s := e.Subjects.Exec(node)
+	if e.execSubjectsN.Add(1) > maxExecSubjects {
+		e.execSubjects.Clear()
+		e.execSubjectsN.Store(1)
+	}
+	e.execSubjects.Store(node, s)
+	return s
 }
 
 // nextAttempt returns a token unique to one sending of one step.
 func (e *Execer) nextAttempt() string {
 	e.attemptOnce.Do(func() { e.attemptPrefix = nuid.Next() + "." })
-	return e.attemptPrefix + strconv.FormatUint(e.attemptSeq.Add(1), 36)
+	var buf [48]byte // the prefix and the number, one allocation in all
+	return string(strconv.AppendUint(append(buf[:0], e.attemptPrefix...), e.attemptSeq.Add(1), 36))
 }
 
 var _ planner.Executor = (*Execer)(nil)
@@ -98,7 +121,7 @@ func (e *Execer) Exec(ctx context.Context, node string, c *planner.Call) (planne
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer e.Table.Track(node, cancel)()
-	resp, err := e.send(ctx, msg, firstSeen)
+	resp, err := e.send(ctx, &msg, firstSeen)
 	if err != nil {
 		return planner.Result{}, e.failed(ctx, err, &a)
 	}
@@ -118,32 +141,44 @@ type attempt struct {
 	parent     context.Context
 }
 
+// noKwargs is the kwargs of an exec request for a call without any. It is
+// only ever encoded.
+var noKwargs = map[string]any{}
+
 // message builds the exec request for c in the codec the node reads best
 // (see peerMsg), checked against the max payload.
-func (e *Execer) message(ctx context.Context, node string, c *planner.Call, hello schema.Hello, a *attempt) (*nats.Msg, error) {
+func (e *Execer) message(ctx context.Context, node string, c *planner.Call, hello schema.Hello, a *attempt) (nats.Msg, error) {
 	cd := codec.Preferred(hello.Codecs)
-	body := schema.ExecRequest{Cluster: e.Cluster, ID: c.ID(), Fun: c.Fun, Args: c.Args, Kwargs: c.Kwargs, Attempt: e.nextAttempt(),
+	a.id = e.nextAttempt()
+	body := schema.ExecRequest{Cluster: e.Cluster, ID: c.ID(), Fun: c.Fun, Args: c.Args, Kwargs: c.Kwargs, Attempt: a.id,
 		Timing: c.Traced()}
-	a.id = body.Attempt
 	if body.Args == nil {
 		body.Args = []any{}
 	}
 	if body.Kwargs == nil {
-		body.Kwargs = map[string]any{}
+		body.Kwargs = noKwargs
 	}
 	if dl, ok := ctx.Deadline(); ok {
 		_, body.DeadlineMS = schema.Budget(time.Now(), dl)
 	}
-	if size, ok := codec.SizeWithin(&body, int(e.Conn.MaxPayload())); !ok {
-		return nil, TooLarge("exec request for "+c.Fun, size, e.Conn.MaxPayload())
+	// The arguments are what can be large: bound them before encoding.
+	limit := int(e.Conn.MaxPayload())
+	size, ok := codec.SizeWithinList(body.Args, limit)
+	if ok {
+		var n int
+		n, ok = codec.SizeWithinMap(body.Kwargs, limit-size)
+		size += n
+	}
+	if !ok {
+		return nats.Msg{}, TooLarge("exec request for "+c.Fun, size, e.Conn.MaxPayload())
 	}
 	data, err := cd.Encode(&body)
 	if err != nil {
-		return nil, schema.Wrap(schema.CodeInvalidArgument, err, "arguments do not encode")
+		return nats.Msg{}, schema.Wrap(schema.CodeInvalidArgument, err, "arguments do not encode")
 	}
-	msg := peerMsg(e.Subjects.Exec(node), data, cd, hello)
-	if !bus.Fits(e.Conn, msg) {
-		return nil, TooLarge("exec request for "+c.Fun, len(data), e.Conn.MaxPayload())
+	msg := peerMsg(e.execSubject(node), data, cd, hello)
+	if !bus.Fits(e.Conn, &msg) {
+		return nats.Msg{}, TooLarge("exec request for "+c.Fun, len(data), e.Conn.MaxPayload())
 	}
 	return msg, nil
 }
@@ -153,11 +188,11 @@ func (e *Execer) message(ctx context.Context, node string, c *planner.Call, hell
 // says it reads MessagePack without one (hello.bare, docs/PROTOCOL.md
 // §6.2), so that neither side builds or parses a header; else with
 // Content-Type.
-func peerMsg(subject string, data []byte, cd codec.Codec, hello schema.Hello) *nats.Msg {
+func peerMsg(subject string, data []byte, cd codec.Codec, hello schema.Hello) nats.Msg {
 	if cd == codec.MsgPack && hello.Bare == codec.MsgPackType {
-		return &nats.Msg{Subject: subject, Data: data}
+		return nats.Msg{Subject: subject, Data: data}
 	}
-	return bus.NewMsg(subject, data, cd.ContentType(), "")
+	return *bus.NewMsg(subject, data, cd.ContentType(), "")
 }
 
 // send sends msg and waits for the reply. "No responders" from a node
@@ -226,18 +261,14 @@ func (e *Execer) failed(ctx context.Context, err error, a *attempt) error {
 // reply reads an exec reply: the result, with the timing the node sent,
 // or the error object with what it says of the attempt.
 func (e *Execer) reply(resp *nats.Msg, a *attempt) (planner.Result, error) {
-	tree, err := DecodeReply(resp)
+	rep, err := ReadReply(resp, schema.ReadExecReply)
 	if err != nil {
-		return planner.Result{}, err
-	}
-	rep, err := schema.ParseExecReply(tree)
-	if err != nil {
-		return planner.Result{}, schema.Wrap(schema.CodeInternal, err, "node %s sent a bad exec reply", a.node)
+		return planner.Result{}, BadReply(err, "node %s sent a bad exec reply", a.node)
 	}
 	var res planner.Result
 	if rep.Timing != nil {
 		res.Timing = planner.Timing{Queue: time.Duration(rep.Timing.QueueUS) * time.Microsecond,
-			Run: time.Duration(rep.Timing.RunUS) * time.Microsecond}
+			Run: time.Duration(rep.Timing.RunUS) * time.Microsecond, Fetched: rep.Timing.FetchedBytes}
 	}
 	if rep.Error == nil {
 		res.Value = rep.Result
@@ -254,12 +285,13 @@ func (e *Execer) reply(resp *nats.Msg, a *attempt) (planner.Result, error) {
 	return res, rep.Error
 }
 
-// request sends msg and waits for its reply.
+// request sends msg and waits for its reply. msg is not kept.
 func (e *Execer) request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
 	if e.Requester != nil {
 		return e.Requester.Request(ctx, msg)
 	}
-	return e.Conn.RequestMsgWithContext(ctx, msg)
+	out := *msg
+	return e.Conn.RequestMsgWithContext(ctx, &out)
 }
 
 func idempotent(h schema.Hello, fun string) bool {

@@ -53,6 +53,49 @@ func TestRequester(t *testing.T) {
 	require.ErrorIs(t, testwait.Recv(t, done, "the request to end"), mesh.ErrRequesterClosed)
 }
 
+// A reply that comes after its request gave up, or a second reply to one
+// request, reaches no other request: each request, with or without header,
+// gets its own reply.
+func TestRequesterLateAndDoubleReplies(t *testing.T) {
+	srv := testcluster.Server(t)
+	nc := testcluster.Conn(t, srv.ClientURL())
+	r, err := mesh.NewRequester(nc)
+	require.NoError(t, err)
+	defer r.Close()
+	held := make(chan *nats.Msg, 1)
+	for subject, handler := range map[string]nats.MsgHandler{
+		"t.hold":  func(m *nats.Msg) { held <- m },
+		"t.twice": func(m *nats.Msg) { _ = m.Respond(m.Data); _ = m.Respond([]byte("again")) },
+		"t.echo":  func(m *nats.Msg) { _ = m.Respond(append([]byte(m.Header.Get("X")+":"), m.Data...)) },
+	} {
+		sub, err := nc.Subscribe(subject, handler)
+		require.NoError(t, err)
+		defer func() { _ = sub.Unsubscribe() }()
+	}
+	require.NoError(t, nc.Flush())
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	_, err = r.Request(ctx, &nats.Msg{Subject: "t.hold", Data: []byte("late")})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	late := testwait.Recv(t, held, "the held request")
+
+	for i := range 50 {
+		if i == 1 {
+			require.NoError(t, late.Respond([]byte("late")))
+		}
+		n := strconv.Itoa(i)
+		m, err := r.Request(testwait.Ctx(t), &nats.Msg{Subject: "t.twice", Data: []byte(n)})
+		require.NoError(t, err)
+		require.Equal(t, n, string(m.Data))
+		msg := &nats.Msg{Subject: "t.echo", Header: nats.Header{"X": []string{"h"}}, Data: []byte(n)}
+		m, err = r.Request(testwait.Ctx(t), msg)
+		require.NoError(t, err)
+		require.Equal(t, "h:"+n, string(m.Data))
+		require.Empty(t, msg.Reply, "the caller's message is not modified")
+	}
+}
+
 // RequestParts keeps every part event that comes before the response, in
 // order, also more than a stream's events may wait; past its bound the
 // request fails whole.

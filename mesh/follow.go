@@ -349,6 +349,12 @@ func (f *Follower) decode(m *nats.Msg, what string, parse func(any) error) bool 
 	if err == nil {
 		err = parse(tree)
 	}
+	return f.readOK(m, what, err)
+}
+
+// readOK logs (rate-limited) and reports false when a gossip message did
+// not read.
+func (f *Follower) readOK(m *nats.Msg, what string, err error) bool {
 	if err != nil {
 		if ok, held := f.logs.Allow("bad gossip"); ok {
 			f.log.Warn("bad gossip message dropped", "subject", m.Subject, "kind", what, "error", err, "dropped_since_last_log", held)
@@ -483,14 +489,18 @@ func ReplyKind(tree any) string {
 
 func (f *Follower) onHeartbeat(m *nats.Msg) {
 	f.received("heartbeat")
-	// Every node hears every heartbeat: read the common JSON form without
-	// a generic tree, anything else the general way.
+	// Every node hears every heartbeat: read the common JSON form with
+	// the scanner made for it (two to three times as fast as the general
+	// reader), anything else with the general reader, neither with a tree.
 	hb, ok := (*schema.Heartbeat)(nil), false
 	if c, known := codec.ByType(bus.Header(m, codec.HeaderContentType)); known && c == codec.JSON {
 		hb, ok = schema.ReadHeartbeatJSON(m.Data)
 	}
-	if !ok && !f.decode(m, "heartbeat", func(t any) (err error) { hb, err = schema.ParseHeartbeat(t); return }) {
-		return
+	if !ok {
+		var err error
+		if hb, err = ReadReply(m, schema.ReadHeartbeat); !f.readOK(m, "heartbeat", err) {
+			return
+		}
 	}
 	if !f.sameCluster(hb.Cluster, hb.Node, "heartbeat") {
 		return
@@ -511,8 +521,8 @@ func (f *Follower) onHeartbeat(m *nats.Msg) {
 // same process is not leaving, and the goodbye is dropped.
 func (f *Follower) onGoodbye(m *nats.Msg) {
 	f.received("goodbye")
-	var g *schema.Goodbye
-	if !f.decode(m, "goodbye", func(t any) (err error) { g, err = schema.ParseGoodbye(t); return }) {
+	g, err := ReadReply(m, schema.ReadGoodbye)
+	if !f.readOK(m, "goodbye", err) {
 		return
 	}
 	if !f.sameCluster(g.Cluster, g.Node, "goodbye") {

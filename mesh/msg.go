@@ -49,16 +49,38 @@ func DecodeSized(m *nats.Msg, limit int64, bare bool) (tree any, size int64, rep
 		return nil, 0, reply, err
 	}
 	tree, size, derr := codec.DecodeSized(req, m.Data, limit)
+	if derr != nil {
+		return nil, size, reply, decodeError(m, limit, derr)
+	}
+	return tree, size, reply, nil
+}
+
+// ReadSized is DecodeSized reading a wire struct straight from the bytes
+// with read (schema.ReadRequest, …; see codec.ReadSized): a body that does
+// not decode fails as with DecodeSized, and read's error comes back as it
+// gave it, with what it read.
+func ReadSized[T any](m *nats.Msg, limit int64, bare bool, read func(schema.Reader) (T, error)) (v T, size int64, reply codec.Codec, err error) {
+	req, reply, err := Codecs(m, bare)
+	if err != nil {
+		return v, 0, reply, err
+	}
+	v, size, err = codec.ReadSized(req, m.Data, limit, read)
+	if errors.Is(err, codec.ErrDecode) {
+		return v, size, reply, decodeError(m, limit, err)
+	}
+	return v, size, reply, err
+}
+
+// decodeError is the error of a body that does not decode within limit
+// bytes of decoded memory.
+func decodeError(m *nats.Msg, limit int64, derr error) *schema.Error {
 	if errors.Is(derr, codec.ErrTooBig) {
 		e := schema.Wrap(schema.CodePayloadTooLarge, derr, "")
 		e.Message = fmt.Sprintf("the body of %d bytes decodes to more than %d bytes of memory", len(m.Data), limit)
 		e.Details = map[string]any{"limit": "max_decoded_bytes", "max": limit}
-		return nil, size, reply, e
+		return e
 	}
-	if derr != nil {
-		return nil, size, reply, schema.Wrap(schema.CodeInvalidRequest, derr, "body does not decode")
-	}
-	return tree, size, reply, nil
+	return schema.Wrap(schema.CodeInvalidRequest, derr, "body does not decode")
 }
 
 // DecodeReply decodes a reply (or a message published to us) in the codec
@@ -68,19 +90,56 @@ func DecodeSized(m *nats.Msg, limit int64, bare bool) (tree any, size int64, rep
 // is the sender's fault: INTERNAL, not UNSUPPORTED_CODEC, which would
 // blame our caller's codec.
 func DecodeReply(m *nats.Msg) (any, error) {
-	ct := bus.Header(m, codec.HeaderContentType)
-	c, ok := codec.Sniff(m.Data), true
-	if ct != "" {
-		c, ok = codec.ByType(ct)
-	}
-	if !ok {
-		return nil, schema.Errorf(schema.CodeInternal, "a peer answered in Content-Type %s, a codec this node does not speak", schema.Clip(ct))
+	c, err := replyCodec(m)
+	if err != nil {
+		return nil, err
 	}
 	tree, err := c.Decode(m.Data)
 	if err != nil {
 		return nil, schema.Wrap(schema.CodeInternal, err, "reply does not decode")
 	}
 	return tree, nil
+}
+
+// ReadReply is DecodeReply reading a wire struct straight from the bytes
+// with read (schema.ReadExecReply, …). A reply that does not decode is
+// INTERNAL, as with DecodeReply; read's error, an INVALID_REQUEST, comes
+// back as it gave it, for the caller to name the sender (BadReply).
+func ReadReply[T any](m *nats.Msg, read func(schema.Reader) (T, error)) (v T, err error) {
+	c, err := replyCodec(m)
+	if err != nil {
+		return v, err
+	}
+	v, _, err = codec.ReadSized(c, m.Data, codec.MaxDecoded, read)
+	if errors.Is(err, codec.ErrDecode) {
+		return v, schema.Wrap(schema.CodeInternal, err, "reply does not decode")
+	}
+	return v, err
+}
+
+// BadReply is an error of ReadReply as its caller reports it: a reply
+// read refused (INVALID_REQUEST) is its sender's fault, INTERNAL, with the
+// message format and args give; one that does not decode is INTERNAL
+// already.
+func BadReply(err error, format string, args ...any) error {
+	if schema.AsError(err).Code != schema.CodeInvalidRequest {
+		return err
+	}
+	return schema.Wrap(schema.CodeInternal, err, format, args...)
+}
+
+// replyCodec is the codec of a reply: the one its Content-Type names, or
+// the one its first byte tells.
+func replyCodec(m *nats.Msg) (codec.Codec, error) {
+	ct := bus.Header(m, codec.HeaderContentType)
+	if ct == "" {
+		return codec.Sniff(m.Data), nil
+	}
+	c, ok := codec.ByType(ct)
+	if !ok {
+		return nil, schema.Errorf(schema.CodeInternal, "a peer answered in Content-Type %s, a codec this node does not speak", schema.Clip(ct))
+	}
+	return c, nil
 }
 
 // Respond encodes v in c and answers m, setting Content-Type. When v does
@@ -100,7 +159,7 @@ func RespondEvent(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any
 	if m.Reply == "" {
 		return nil
 	}
-	data, problem := FitReply(nc, m, c, event, v)
+	data, problem := FitReply(nc, c, event, v)
 	if problem != nil {
 		if fallback == nil {
 			return fmt.Errorf("mesh: reply: %w", problem)
@@ -118,12 +177,12 @@ func RespondEvent(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any
 	return PublishReply(nc, m, c, event, data)
 }
 
-// FitReply encodes v in c for a reply to m (with the header
+// FitReply encodes v in c for a reply (with the header
 // schema.HeaderEvent set to event unless it is "") and checks that it fits
 // the connection's maximum payload. problem says why it cannot be sent:
 // FUNCTION_ERROR when v does not encode, PAYLOAD_TOO_LARGE when it does
 // not fit.
-func FitReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any) (data []byte, problem *schema.Error) {
+func FitReply(nc *nats.Conn, c codec.Codec, event string, v any) (data []byte, problem *schema.Error) {
 	if size, ok := codec.SizeWithin(v, int(nc.MaxPayload())); !ok {
 		return nil, TooLarge("reply", size, nc.MaxPayload())
 	}
@@ -131,7 +190,11 @@ func FitReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, v any) (d
 	if err != nil {
 		return nil, schema.Wrap(schema.CodeFunctionError, err, "a result does not encode in %s", c.ContentType())
 	}
-	if !bus.Fits(nc, replyMsg(m, c, event, data)) {
+	fit := bus.FitsWith(nc, len(data), codec.HeaderContentType, c.ContentType())
+	if event != "" {
+		fit = bus.FitsWith(nc, len(data), codec.HeaderContentType, c.ContentType(), schema.HeaderEvent, event)
+	}
+	if !fit {
 		return nil, TooLarge("reply", len(data), nc.MaxPayload())
 	}
 	return data, nil
@@ -150,7 +213,8 @@ func PublishReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, data 
 	if bareReply(m, c, event) {
 		err = nc.Publish(m.Reply, data)
 	} else {
-		err = nc.PublishMsg(replyMsg(m, c, event, data))
+		out := replyMsg(m, c, event, data)
+		err = nc.PublishMsg(&out)
 	}
 	if err != nil {
 		return fmt.Errorf("mesh: respond: %w", err)
@@ -171,7 +235,8 @@ func ReplyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) (*nats.Msg,
 	if bareReply(m, c, event) {
 		return &nats.Msg{Subject: m.Reply, Data: data}, nil
 	}
-	return replyMsg(m, c, event, data), nil
+	out := replyMsg(m, c, event, data)
+	return &out, nil
 }
 
 // bareReply reports whether the reply to m goes without header: a caller
@@ -182,9 +247,10 @@ func bareReply(m *nats.Msg, c codec.Codec, event string) bool {
 	return event == "" && bareRequest(m) && (c == codec.JSON || c == codec.Sniff(m.Data))
 }
 
-// replyMsg is the reply to m carrying data.
-func replyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) *nats.Msg {
-	out := bus.NewMsg(m.Reply, data, c.ContentType(), "")
+// replyMsg is the reply to m carrying data (FitReply sizes it as such): a
+// value, which PublishReply keeps on its stack.
+func replyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) nats.Msg {
+	out := *bus.NewMsg(m.Reply, data, c.ContentType(), "")
 	if event != "" {
 		out.Header = nats.Header{codec.HeaderContentType: []string{c.ContentType()}, schema.HeaderEvent: []string{event}}
 	}

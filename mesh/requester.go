@@ -49,11 +49,61 @@ type Requester struct {
 	sub     *nats.Subscription
 	replies chan *nats.Msg
 	seq     atomic.Uint64
-	waiting sync.Map // token → *pending
+	waiting waitingSet
+	spare   sync.Pool // *pending of plain requests, for reuse (see request)
 	done    chan struct{}
 	stopped chan struct{}
 	once    sync.Once
 	inbox   atomic.Pointer[error] // why the inbox may not be subscribed
+}
+
+// waitingSet holds the requests waiting for their replies, by token: the
+// sequence number their reply subject ends with, in base 36.
+type waitingSet struct {
+	mu sync.Mutex
+	m  map[uint64]*pending
+}
+
+func (w *waitingSet) store(token uint64, p *pending) {
+	w.mu.Lock()
+	if w.m == nil {
+		w.m = make(map[uint64]*pending)
+	}
+	w.m[token] = p
+	w.mu.Unlock()
+}
+
+func (w *waitingSet) load(token uint64) *pending {
+	w.mu.Lock()
+	p := w.m[token]
+	w.mu.Unlock()
+	return p
+}
+
+// take removes the request under token and returns it, or nil if there
+// is none: whoever took it alone answers it.
+func (w *waitingSet) take(token uint64) *pending {
+	w.mu.Lock()
+	p, ok := w.m[token]
+	if ok {
+		delete(w.m, token)
+	}
+	w.mu.Unlock()
+	return p
+}
+
+// takeIf removes and returns the requests for which match is true.
+func (w *waitingSet) takeIf(match func(*pending) bool) []*pending {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []*pending
+	for token, p := range w.m {
+		if match(p) {
+			delete(w.m, token)
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // pending is a request waiting for its reply, or for NATS to refuse it.
@@ -63,6 +113,9 @@ type pending struct {
 	refused error          // written before a nil is sent on reply
 	events  chan *nats.Msg // a stream's events before its result; nil for a plain request
 	parts   *parts         // the part events of a response in parts; nil unless asked for
+	// taken says that request returned while the dispatcher or refuse held
+	// the request, and will still send on reply: it may not be reused.
+	taken bool
 }
 
 // parts holds the part events (schema.EventPart) of a response sent in
@@ -120,8 +173,12 @@ func (r *Requester) dispatch() {
 	for {
 		select {
 		case m := <-r.replies:
-			token, ok := strings.CutPrefix(m.Subject, r.prefix)
+			suffix, ok := strings.CutPrefix(m.Subject, r.prefix)
 			if !ok {
+				continue
+			}
+			token, err := strconv.ParseUint(suffix, 36, 64)
+			if err != nil {
 				continue
 			}
 			ev := m.Header.Get(schema.HeaderEvent)
@@ -131,8 +188,8 @@ func (r *Requester) dispatch() {
 			if ev != "" && ev != schema.EventResult && r.event(token, m) {
 				continue
 			}
-			if v, ok := r.waiting.LoadAndDelete(token); ok {
-				v.(*pending).reply <- m
+			if p := r.waiting.take(token); p != nil {
+				p.reply <- m
 			}
 		case <-r.done:
 			return
@@ -142,13 +199,13 @@ func (r *Requester) dispatch() {
 
 // event hands an event of a stream to the request waiting under token, and
 // reports whether that request takes events.
-func (r *Requester) event(token string, m *nats.Msg) bool {
-	v, ok := r.waiting.Load(token)
-	if !ok || v.(*pending).events == nil {
+func (r *Requester) event(token uint64, m *nats.Msg) bool {
+	p := r.waiting.load(token)
+	if p == nil || p.events == nil {
 		return false
 	}
 	select {
-	case v.(*pending).events <- m:
+	case p.events <- m:
 	default: // the caller is behind: this event is dropped
 	}
 	return true
@@ -160,12 +217,12 @@ const partOverhead = 256
 
 // part keeps a part of the response the request under token waits for,
 // and reports whether that request takes parts.
-func (r *Requester) part(token string, m *nats.Msg) bool {
-	v, ok := r.waiting.Load(token)
-	if !ok || v.(*pending).parts == nil {
+func (r *Requester) part(token uint64, m *nats.Msg) bool {
+	p := r.waiting.load(token)
+	if p == nil || p.parts == nil {
 		return false
 	}
-	ps := v.(*pending).parts
+	ps := p.parts
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	// Each part costs its size and partOverhead, so that many empty parts
@@ -183,7 +240,17 @@ func (r *Requester) part(token string, m *nats.Msg) bool {
 // for the reply until ctx is done. "No responders" is nats.ErrNoResponders,
 // as with nats.go's own requests. msg is not modified.
 func (r *Requester) Request(ctx context.Context, msg *nats.Msg) (*nats.Msg, error) {
-	return r.RequestStream(ctx, msg, 0, nil)
+	p, _ := r.spare.Get().(*pending)
+	if p == nil {
+		p = &pending{reply: make(chan *nats.Msg, 1)}
+	}
+	p.subject = msg.Subject
+	m, err := r.request(ctx, msg, p, nil, nil)
+	if !p.taken { // nothing holds p any more, and reply is empty
+		*p = pending{reply: p.reply}
+		r.spare.Put(p)
+	}
+	return m, err
 }
 
 // RequestStream is Request for a streamed response: each message before
@@ -242,18 +309,16 @@ func (r *Requester) request(ctx context.Context, msg *nats.Msg, p *pending, even
 	if err := r.inbox.Load(); err != nil {
 		return nil, *err
 	}
-	token := strconv.FormatUint(r.seq.Add(1), 36)
-	r.waiting.Store(token, p)
+	token := r.seq.Add(1)
+	r.waiting.store(token, p)
 	if err := r.inbox.Load(); err != nil {
-		// refuse ran between the check above and the Store: it did not
+		// refuse ran between the check above and the store: it did not
 		// see this request.
-		r.waiting.Delete(token)
+		r.forget(token, p)
 		return nil, *err
 	}
-	out := *msg
-	out.Reply = r.prefix + token
-	if err := r.nc.PublishMsg(&out); err != nil {
-		r.waiting.Delete(token)
+	if err := r.publish(msg, token); err != nil {
+		r.forget(token, p)
 		return nil, err
 	}
 	for {
@@ -272,13 +337,34 @@ func (r *Requester) request(ctx context.Context, msg *nats.Msg, p *pending, even
 			}
 			return m, nil
 		case <-ctx.Done():
-			r.waiting.Delete(token)
+			r.forget(token, p)
 			return nil, ctx.Err()
 		case <-r.done:
-			r.waiting.Delete(token)
+			r.forget(token, p)
 			return nil, ErrRequesterClosed
 		}
 	}
+}
+
+// forget removes p, waiting under token, unless the dispatcher or refuse
+// took it already: then it sets p.taken.
+func (r *Requester) forget(token uint64, p *pending) {
+	if r.waiting.take(token) == nil {
+		p.taken = true
+	}
+}
+
+// publish sends msg with the reply subject of token. A message without
+// header goes without a copy of it.
+func (r *Requester) publish(msg *nats.Msg, token uint64) error {
+	var buf [64]byte
+	reply := string(strconv.AppendUint(append(buf[:0], r.prefix...), token, 36))
+	if msg.Header == nil {
+		return r.nc.PublishRequest(msg.Subject, reply, msg.Data)
+	}
+	out := *msg
+	out.Reply = reply
+	return r.nc.PublishMsg(&out)
 }
 
 // Publish and subscribe permission violations as NATS words them.
@@ -305,15 +391,10 @@ func (r *Requester) refuse(err error) {
 	} else {
 		return
 	}
-	r.waiting.Range(func(k, v any) bool {
-		if p := v.(*pending); all || p.subject == subject {
-			if _, ok := r.waiting.LoadAndDelete(k); ok {
-				p.refused = err
-				p.reply <- nil
-			}
-		}
-		return true
-	})
+	for _, p := range r.waiting.takeIf(func(p *pending) bool { return all || p.subject == subject }) {
+		p.refused = err
+		p.reply <- nil
+	}
 }
 
 // Close unsubscribes, stops the requester's goroutine and ends the

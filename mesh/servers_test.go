@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -98,4 +99,19 @@ func TestReplyKind(t *testing.T) {
 	require.Equal(t, "hello", ReplyKind(map[string]any{"kind": "hello"}))
 	require.Equal(t, "goodbye", ReplyKind(map[string]any{"node": "n"}))
 	require.Equal(t, "hello", ReplyKind(map[string]any{"node": "n", "version": int64(1)}))
+}
+
+// The exec subjects an Execer keeps stay bounded, and right, as nodes come
+// and go.
+func TestExecSubjects(t *testing.T) {
+	e := &Execer{Subjects: bus.NewSubjects("", "c1")}
+	for i := range 2*maxExecSubjects + 10 {
+		node := "n" + strconv.Itoa(i)
+		require.Equal(t, e.Subjects.Exec(node), e.execSubject(node))
+		require.Equal(t, e.Subjects.Exec(node), e.execSubject(node), "from the cache")
+	}
+	n := 0
+	e.execSubjects.Range(func(any, any) bool { n++; return true })
+	require.LessOrEqual(t, n, maxExecSubjects)
+	require.Positive(t, n)
 }

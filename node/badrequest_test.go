@@ -116,6 +116,13 @@ func TestInvalidRequests(t *testing.T) {
 	// The id is echoed on errors when it could be read.
 	resp := rpcJSON(t, nc, `{"id": "x1"}`)
 	require.Equal(t, "x1", resp["id"])
+	// … wherever it stands, past a bad command, and as the body's last
+	// copy of the key.
+	resp = rpcJSON(t, nc, `{"id": "x0", "cmds": [{"fun": "echo"}], "id": "x2"}`)
+	require.Equal(t, "x2", resp["id"])
+	require.Equal(t, "cmds[0].name", details(t, wireError(t, resp))["key"])
+	resp = rpcJSON(t, nc, `{"id": "x3", "cmds": [{"name": "a", "fun": "echo"}], "trailing": 1} x`)
+	require.Empty(t, resp["id"], "a body that does not decode has no id to echo")
 
 	// Unknown keys are ignored (forward compatibility).
 	resp = rpcJSON(t, nc, `{"cmds": [{"name": "a", "fun": "echo", "args": [1], "future": true}], "priority": 9, "sampling": {"x": 1}}`)

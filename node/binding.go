@@ -52,6 +52,7 @@ func bindIn[In any](plan *inPlan, in param, args []any, kwargs map[string]any) (
 var (
 	ctxType   = reflect.TypeFor[context.Context]()
 	errorType = reflect.TypeFor[error]()
+	bytesType = reflect.TypeFor[[]byte]()
 )
 
 // param is one parameter of a function, with its binders prepared once.
@@ -63,7 +64,7 @@ type param struct {
 
 func newParam(t reflect.Type) param {
 	p := param{t: t, bind: codec.NewBinder(t)}
-	if t.Kind() == reflect.Struct || t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct {
+	if t != blobType && (t.Kind() == reflect.Struct || t.Kind() == reflect.Pointer && t.Elem().Kind() == reflect.Struct) {
 		p.fields = codec.NewBinder(t)
 		p.fields.Strict = true
 	}
@@ -74,6 +75,14 @@ func newParam(t reflect.Type) param {
 // pointer, interface, slice or map (encoding/json would leave a zero
 // value, which hides a caller's mistake).
 func (p param) value(fun, name string, v any) (reflect.Value, error) {
+	switch b, ok := v.([]byte); {
+	case p.t == blobType:
+		return blobValue(fun, name, v)
+	case ok && p.t == bytesType:
+		// As the JSON path would give, without it: a copy, since the
+		// function may change what it was given.
+		return reflect.ValueOf(slices.Clone(b)), nil
+	}
 	if v == nil && !nullable(p.t) {
 		return reflect.Value{}, badParam(fmt.Errorf("want %s, got null", p.t), fun, name)
 	}

@@ -56,30 +56,40 @@ func TestRemoteStepCancelledWhenSiblingFails(t *testing.T) {
 }
 
 // A caller that gives up on a direct call cancels the step on the node that
-// runs it (the client's exec goes through the same mesh.Execer as planners').
+// runs it (the client's exec goes through the same mesh.Execer as planners'),
+// an Inline function's too (it runs under a context of its own, see
+// stepCtx).
 func TestDirectCallCancelReachesNode(t *testing.T) {
-	s := testcluster.Server(t)
-	started := make(chan struct{})
-	cancelled := make(chan error, 1)
-	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "worker"), func(n *node.Node) {
-		require.NoError(t, n.Register("slow", func(ctx context.Context) error {
-			close(started)
-			<-ctx.Done()
-			cancelled <- ctx.Err()
-			return ctx.Err()
-		}))
-	})
-	c := testcluster.Client(t, s.ClientURL(), client.Config{})
-	testcluster.WaitForRoute(t, c.Table(), "slow", nil, "worker")
+	for _, inline := range []bool{false, true} {
+		t.Run(map[bool]string{false: "worker", true: "inline"}[inline], func(t *testing.T) {
+			s := testcluster.Server(t)
+			started := make(chan struct{})
+			cancelled := make(chan error, 1)
+			var opts []node.FuncOption
+			if inline {
+				opts = append(opts, node.Inline())
+			}
+			testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "worker"), func(n *node.Node) {
+				require.NoError(t, n.Register("slow", func(ctx context.Context) error {
+					close(started)
+					<-ctx.Done()
+					cancelled <- ctx.Err()
+					return ctx.Err()
+				}, opts...))
+			})
+			c := testcluster.Client(t, s.ClientURL(), client.Config{})
+			testcluster.WaitForRoute(t, c.Table(), "slow", nil, "worker")
 
-	ctx, cancel := context.WithCancel(testwait.Ctx(t))
-	go func() {
-		<-started
-		cancel()
-	}()
-	_, err := c.Call(ctx, "slow", nil, client.WithTimeout(60*time.Second))
-	requireCode(t, err, schema.CodeCancelled)
-	require.ErrorIs(t, testwait.Recv(t, cancelled, "the node's step context to end"), context.Canceled)
+			ctx, cancel := context.WithCancel(testwait.Ctx(t))
+			go func() {
+				<-started
+				cancel()
+			}()
+			_, err := c.Call(ctx, "slow", nil, client.WithTimeout(60*time.Second))
+			requireCode(t, err, schema.CodeCancelled)
+			require.ErrorIs(t, testwait.Recv(t, cancelled, "the node's step context to end"), context.Canceled)
+		})
+	}
 }
 
 // A cancel names the attempt it is for: a caller reusing another caller's

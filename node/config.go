@@ -49,6 +49,13 @@ type Config struct {
 	// (schema.HeaderPlannerAck) is planned before the ack is sent: quick
 	// requests never send one. Default 200 ms; negative sends it at once.
 	PlannerAckAfter time.Duration
+	// JetStreamProbe is how long the probe for JetStream that Start
+	// begins keeps asking while nothing answers: a JetStream cluster
+	// answers only once it has elected a meta leader, a moment after its
+	// servers start. Each ask waits at most JetStreamProbeWait; "no
+	// responders" or "not enabled" ends the probe at once. Start does not
+	// wait for it (see Node.JetStream). Default 10 s.
+	JetStreamProbe time.Duration
 	// Gossip times the membership gossip.
 	Gossip Gossip
 	// Limits bound the requests this node plans and the steps it runs.
@@ -122,7 +129,30 @@ type Limits struct {
 	// waiting step also holds planner.WaitingStepBytes of
 	// MaxPlanningBytes. Default planner.DefaultMaxWaiting (10,000).
 	MaxWaiting int
+	// InlineMax is the largest value, in bytes, that a step's result
+	// carries inline; a larger one goes into the cluster's JetStream
+	// object bucket and travels as a reference (docs/PROTOCOL.md §4.7).
+	// Whatever it says, the node uses at most half the connection's max
+	// payload (and logs so at start). Without JetStream, values pass
+	// inline up to the max payload, as they always did. Default
+	// DefaultInlineMax (256 KiB).
+	InlineMax int
+	// MaxObjectBytes bounds a value passed by reference, stored or
+	// fetched: past it a step fails with PAYLOAD_TOO_LARGE
+	// (details.limit "max_object_bytes"). At least InlineMax. Default
+	// 1 GiB.
+	MaxObjectBytes int64
+	// ObjectCache bounds the bytes of the objects this node stored that it
+	// keeps in memory, least recently used first out: a step that runs
+	// here on a value made here reads it from memory instead of fetching
+	// it (a step gets its own copy). The cache holds a []byte result as
+	// the function returned it: a function must not change it afterwards.
+	// Default 256 MiB.
+	ObjectCache int64
 }
+
+// DefaultInlineMax is Limits.InlineMax's default.
+const DefaultInlineMax = 256 << 10
 
 // MaxStepNameLen is the largest Limits.MaxNameLen: an exec id, "<rpc
 // id>/<step name>", is at most schema.MaxExecIDLen bytes, and an rpc id
@@ -154,6 +184,7 @@ func DefaultConfig() Config {
 		NodeID:          NewNodeID(),
 		Prefix:          bus.DefaultPrefix,
 		PlannerAckAfter: 200 * time.Millisecond,
+		JetStreamProbe:  10 * time.Second,
 		Gossip: Gossip{
 			HeartbeatInterval: time.Second,
 			SyncQuiet:         200 * time.Millisecond,
@@ -171,6 +202,9 @@ func DefaultConfig() Config {
 			MaxPlanningBytes: 1 << 30,
 			MaxResultBytes:   planner.DefaultMaxResultBytes,
 			MaxWaiting:       planner.DefaultMaxWaiting,
+			InlineMax:        DefaultInlineMax,
+			MaxObjectBytes:   1 << 30,
+			ObjectCache:      256 << 20,
 		},
 	}
 }
@@ -215,6 +249,7 @@ func (c Config) withDefaults() (Config, error) {
 	orDefault(&c.NodeID, d.NodeID)
 	orDefault(&c.Prefix, d.Prefix)
 	orDefault(&c.PlannerAckAfter, d.PlannerAckAfter)
+	orDefault(&c.JetStreamProbe, d.JetStreamProbe)
 	c.Gossip = c.Gossip.withDefaults(d.Gossip)
 	c.Limits = c.Limits.withDefaults(d.Limits)
 	if c.Hooks.Logger == nil {
@@ -223,6 +258,9 @@ func (c Config) withDefaults() (Config, error) {
 	c.Locs = slices.Clone(c.Locs)
 	c.AdvertisedURLs = slices.Clone(c.AdvertisedURLs)
 	if err := c.validateIDs(); err != nil {
+		return c, err
+	}
+	if err := nonNegative([]duration{{"JetStreamProbe", c.JetStreamProbe}}); err != nil {
 		return c, err
 	}
 	if err := c.Gossip.validate(); err != nil {
@@ -252,6 +290,9 @@ func (l Limits) withDefaults(d Limits) Limits {
 	orDefault(&l.MaxPlanningBytes, d.MaxPlanningBytes)
 	orDefault(&l.MaxResultBytes, min(d.MaxResultBytes, max(l.MaxPlanningBytes, 0)))
 	orDefault(&l.MaxWaiting, d.MaxWaiting)
+	orDefault(&l.InlineMax, d.InlineMax)
+	orDefault(&l.MaxObjectBytes, max(d.MaxObjectBytes, int64(l.InlineMax)))
+	orDefault(&l.ObjectCache, d.ObjectCache)
 	return l
 }
 
@@ -349,6 +390,7 @@ func (l Limits) validate() error {
 		{"Limits.MaxInflight", int64(l.MaxInflight)}, {"Limits.MaxQueue", int64(l.MaxQueue)},
 		{"Limits.MaxBytesInFlight", l.MaxBytesInFlight}, {"Limits.MaxPlanningBytes", l.MaxPlanningBytes},
 		{"Limits.MaxResultBytes", l.MaxResultBytes}, {"Limits.MaxWaiting", int64(l.MaxWaiting)},
+		{"Limits.InlineMax", int64(l.InlineMax)}, {"Limits.MaxObjectBytes", l.MaxObjectBytes}, {"Limits.ObjectCache", l.ObjectCache},
 	} {
 		if f.v < 0 {
 			return invalid("%s (%d) must not be negative (zero takes the default)", f.name, f.v)
@@ -371,6 +413,8 @@ func (l Limits) validateAgainstEachOther() error {
 	case l.MaxResultBytes > l.MaxPlanningBytes:
 		return invalid("Limits.MaxResultBytes (%d) must be at most Limits.MaxPlanningBytes (%d): one request's results are held in the planning memory",
 			l.MaxResultBytes, l.MaxPlanningBytes)
+	case int64(l.InlineMax) > l.MaxObjectBytes:
+		return invalid("Limits.InlineMax (%d) must be at most Limits.MaxObjectBytes (%d)", l.InlineMax, l.MaxObjectBytes)
 	case l.MaxDepth > codec.MaxDepth:
 		return invalid("Limits.MaxDepth (%d) must be at most %d, the deepest nesting a codec decodes", l.MaxDepth, codec.MaxDepth)
 	case l.MaxNameLen > MaxStepNameLen:

@@ -111,8 +111,11 @@ func (x *executor) worker(f func()) {
 
 // tracker counts work in flight and signals when none is left.
 type tracker struct {
-	mu   sync.Mutex
-	n    int
+	mu sync.Mutex
+	n  int
+	// zero is made by idle while work is in flight, and closed (and
+	// cleared) when none is left: work that nobody waits for allocates
+	// nothing.
 	zero chan struct{}
 }
 
@@ -120,9 +123,6 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 
 func (t *tracker) add() {
 	t.mu.Lock()
-	if t.n == 0 {
-		t.zero = make(chan struct{})
-	}
 	t.n++
 	t.mu.Unlock()
 }
@@ -130,8 +130,9 @@ func (t *tracker) add() {
 func (t *tracker) done() {
 	t.mu.Lock()
 	t.n--
-	if t.n == 0 {
+	if t.n == 0 && t.zero != nil {
 		close(t.zero)
+		t.zero = nil
 	}
 	t.mu.Unlock()
 }
@@ -142,6 +143,9 @@ func (t *tracker) idle() <-chan struct{} {
 	defer t.mu.Unlock()
 	if t.n == 0 {
 		return closedChan
+	}
+	if t.zero == nil {
+		t.zero = make(chan struct{})
 	}
 	return t.zero
 }

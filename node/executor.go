@@ -14,6 +14,7 @@ import (
 
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/mesh"
+	"github.com/mpreg/mpreg/objref"
 	"github.com/mpreg/mpreg/planner"
 	"github.com/mpreg/mpreg/schema"
 )
@@ -26,6 +27,7 @@ type executor struct {
 	*env
 	pool
 	reg      *registry
+	objs     *objects // values by reference
 	slots    chan struct{}
 	inflight atomic.Int64 // steps running or queued here
 	queued   atomic.Int64 // steps waiting for a slot
@@ -36,7 +38,7 @@ type executor struct {
 }
 
 func newExecutor(e *env, reg *registry) *executor {
-	return &executor{env: e, reg: reg, slots: make(chan struct{}, e.cfg.Limits.MaxInflight),
+	return &executor{env: e, reg: reg, objs: newObjects(e), slots: make(chan struct{}, e.cfg.Limits.MaxInflight),
 		pool: pool{quit: make(chan struct{}), handoff: make(chan func())}}
 }
 
@@ -46,9 +48,10 @@ type runningSet struct {
 	m  map[string]*runEntry // a list per id: ids may repeat
 }
 
-// runEntry is one cancel func of a runningSet.
+// runEntry is one step of a runningSet: its cancel func, or its stepCtx.
 type runEntry struct {
 	cancel context.CancelFunc
+	step   *stepCtx
 	next   *runEntry
 }
 
@@ -85,7 +88,7 @@ func (x *executor) onExec(m *nats.Msg) {
 		x.work.done()
 		return
 	}
-	if s.f.inline && x.tryAcquire() {
+	if s.f.inline && !objref.Mentions(s.req.Args, s.req.Kwargs) && x.tryAcquire() {
 		x.runPeerStep(s, true)
 		x.work.done()
 		return
@@ -94,11 +97,13 @@ func (x *executor) onExec(m *nats.Msg) {
 		x.work.done()
 		e := schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID)
 		x.stepDone(s.f.name, e, 0)
-		x.replyPeerStep(s, &schema.ExecReply{Error: e})
+		x.replyPeerStep(s, schema.ExecReply{Error: e})
 	}
 }
 
-// peerStep is one step a peer sent, on its way through the node.
+// peerStep is one step a peer sent, on its way through the node, with
+// what it needs while it runs, held here rather than allocated apart: its
+// context, its place in the running set, and its reply's wire form.
 type peerStep struct {
 	m     *nats.Msg
 	at    time.Time // received
@@ -106,6 +111,12 @@ type peerStep struct {
 	req   *schema.ExecRequest
 	f     *fn
 	once  sync.Once
+	ctx   stepCtx
+	entry runEntry
+	out   struct { // the reply, set once (see replyPeerStep)
+		result schema.ExecResult
+		err    schema.ExecError
+	}
 }
 
 // readPeerStep decodes and admits an exec message. It answers (or drops)
@@ -122,13 +133,10 @@ func (x *executor) readPeerStep(m *nats.Msg) *peerStep {
 // decode (and returning nil).
 func (x *executor) decodePeerStep(m *nats.Msg) *peerStep {
 	at := time.Now()
-	tree, _, reply, err := mesh.DecodeSized(m, codec.MaxDecoded, true)
-	s := &peerStep{m: m, reply: reply, at: at}
-	if err == nil {
-		s.req, err = schema.ParseExecRequest(tree)
-	}
+	req, _, reply, err := mesh.ReadSized(m, codec.MaxDecoded, true, schema.ReadExecRequest)
+	s := &peerStep{m: m, reply: reply, at: at, req: req}
 	if err != nil {
-		x.replyPeerStep(s, &schema.ExecReply{Error: schema.AsError(err)})
+		x.replyPeerStep(s, schema.ExecReply{Error: schema.AsError(err)})
 		return nil
 	}
 	return s
@@ -155,7 +163,7 @@ func (x *executor) admitPeerStep(s *peerStep) bool {
 	}
 	if e != nil {
 		x.stepDone(funLabel(f), e, 0)
-		x.replyPeerStep(s, &schema.ExecReply{Error: e})
+		x.replyPeerStep(s, schema.ExecReply{Error: e})
 		return false
 	}
 	s.f = f
@@ -164,10 +172,18 @@ func (x *executor) admitPeerStep(s *peerStep) bool {
 
 // replyPeerStep answers s once: with the function's outcome, or with
 // TIMEOUT or CANCELLED when the step's context ends first.
-func (x *executor) replyPeerStep(s *peerStep, rep *schema.ExecReply) {
+func (x *executor) replyPeerStep(s *peerStep, rep schema.ExecReply) {
 	s.once.Do(func() {
 		x.execStats.done(time.Since(s.at), rep.Error)
-		err := mesh.Respond(x.nc, s.m, s.reply, rep.Encodable(), func(problem *schema.Error) any {
+		// The wire form is written into s, which is on the heap already.
+		var body any = &s.out.result
+		if rep.Error != nil {
+			s.out.err = schema.ExecError{Error: rep.Error, Timing: rep.Timing}
+			body = &s.out.err
+		} else {
+			s.out.result = schema.ExecResult{Result: rep.Result, Timing: rep.Timing}
+		}
+		err := mesh.Respond(x.nc, s.m, s.reply, body, func(problem *schema.Error) any {
 			if rep.Error != nil { // an error object that is too big itself
 				c := *rep.Error
 				return schema.ExecError{Error: &c}
@@ -191,29 +207,22 @@ func (x *executor) runPeerStep(s *peerStep, slot bool) {
 	req := s.req
 	// No step runs longer than a request may: an exec without deadline_ms,
 	// or with one further off, gets the node's maximum budget.
-	dl := schema.Deadline(time.Now(), 0, req.DeadlineMS, x.cfg.Limits.MaxTimeout, x.cfg.Limits.MaxTimeout)
-	ctx, cancel := context.WithDeadline(x.ctx, dl)
-	defer cancel()
+	s.ctx.parent = x.ctx
+	s.ctx.dl = schema.Deadline(time.Now(), 0, req.DeadlineMS, x.cfg.Limits.MaxTimeout, x.cfg.Limits.MaxTimeout)
+	ctx := &s.ctx
+	defer ctx.cancel()
 	if key := cmp.Or(req.Attempt, req.ID); key != "" {
-		defer x.running.remove(key, x.running.add(key, cancel))
+		s.entry.step = ctx
+		x.running.put(key, &s.entry)
+		defer x.running.remove(key, &s.entry)
 	}
 	if e := x.start(ctx, slot); e != nil {
 		x.stepDone(s.f.name, e, 0)
-		x.replyPeerStep(s, &schema.ExecReply{Error: e})
+		x.replyPeerStep(s, schema.ExecReply{Error: e})
 		return
 	}
 	began := time.Now()
-	// The function runs on this goroutine; if it outlives its context the
-	// caller is answered at once and the late result is dropped.
-	late := make(chan struct{})
-	stop := context.AfterFunc(ctx, func() {
-		defer close(late)
-		x.replyPeerStep(s, &schema.ExecReply{Error: x.stepCtxError(ctx)})
-	})
-	v, e := x.invoke(ctx, s.f, req.Args, req.Kwargs, req.ID)
-	if !stop() {
-		<-late // the timeout reply is out; nothing outlives this call
-	}
+	v, fetched, e := x.invokePeerStep(s)
 	x.release()
 	if e == nil && ctx.Err() != nil {
 		// A result that came after the step's deadline (or its cancel) is
@@ -225,14 +234,36 @@ func (x *executor) runPeerStep(s *peerStep, slot bool) {
 	x.stepDone(s.f.name, e, ran)
 	var timing *schema.StepTiming
 	if req.Timing {
-		timing = &schema.StepTiming{QueueUS: began.Sub(s.at).Microseconds(), RunUS: ran.Microseconds()}
+		timing = &schema.StepTiming{QueueUS: began.Sub(s.at).Microseconds(), RunUS: ran.Microseconds(), FetchedBytes: fetched}
 	}
 	if e != nil {
 		x.log.Debug("step failed here", "request_id", req.ID, "fun", req.Fun, "code", e.Code, "error", e.Message)
-		x.replyPeerStep(s, &schema.ExecReply{Error: e, Timing: timing})
+		x.replyPeerStep(s, schema.ExecReply{Error: e, Timing: timing})
 		return
 	}
-	x.replyPeerStep(s, &schema.ExecReply{Result: v, Timing: timing})
+	x.replyPeerStep(s, schema.ExecReply{Result: v, Timing: timing})
+}
+
+// invokePeerStep calls s's function on this goroutine. An Inline function
+// is quick by contract and answered when it returns (a late result is
+// TIMEOUT or CANCELLED all the same). Any other may outlive its context:
+// the caller is then answered at once and the late result dropped.
+func (x *executor) invokePeerStep(s *peerStep) (any, int64, *schema.Error) {
+	req := s.req
+	if s.f.inline {
+		return x.invoke(&s.ctx, s.f, req.Args, req.Kwargs, req.ID)
+	}
+	ctx := s.ctx.back()
+	late := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		defer close(late)
+		x.replyPeerStep(s, schema.ExecReply{Error: x.stepCtxError(ctx)})
+	})
+	v, fetched, e := x.invoke(ctx, s.f, req.Args, req.Kwargs, req.ID)
+	if !stop() {
+		<-late // the timeout reply is out; nothing outlives this call
+	}
+	return v, fetched, e
 }
 
 // runStepHere is the runner's Local executor: it runs a step this node's
@@ -275,26 +306,29 @@ func (x *executor) runHere(ctx context.Context, fun string, args []any, kwargs m
 		return nil, tm, e
 	}
 	began = time.Now()
-	if f.inline {
+	if f.inline && !objref.Mentions(args, kwargs) {
 		// Quick by contract: no goroutine to guard its deadline.
-		v, e := x.invoke(ctx, f, args, kwargs, id)
+		v, fetched, e := x.invoke(ctx, f, args, kwargs, id)
 		x.release()
 		x.stepDone(f.name, e, time.Since(began))
+		tm.Fetched = fetched
 		return v, tm, e
 	}
-	v, e, ran := x.invokeGuarded(ctx, f, args, kwargs, id)
+	v, e, ran, fetched := x.invokeGuarded(ctx, f, args, kwargs, id)
 	x.stepDone(f.name, e, ran)
+	tm.Fetched = fetched
 	return v, tm, e
 }
 
 // invokeGuarded calls f on an owned goroutine and returns its result, or
 // the error of ctx's end as soon as ctx ends, and how long it ran (0 when
-// it did not start). It releases f's run slot.
-func (x *executor) invokeGuarded(ctx context.Context, f *fn, args []any, kwargs map[string]any, id string) (any, *schema.Error, time.Duration) {
+// it did not start), and the bytes it fetched. It releases f's run slot.
+func (x *executor) invokeGuarded(ctx context.Context, f *fn, args []any, kwargs map[string]any, id string) (any, *schema.Error, time.Duration, int64) {
 	began := time.Now()
 	type result struct {
-		v   any
-		err *schema.Error
+		v       any
+		err     *schema.Error
+		fetched int64
 	}
 	ch := make(chan result, 1)
 	hctx, cancel := context.WithCancel(ctx)
@@ -302,23 +336,23 @@ func (x *executor) invokeGuarded(ctx context.Context, f *fn, args []any, kwargs 
 	x.work.add()
 	started := x.goOwned(func() {
 		defer x.work.done()
-		v, err := x.invoke(hctx, f, args, kwargs, id) // recovers panics
-		x.release()                                   // before the caller can route its next step
-		ch <- result{v, err}
+		v, fetched, err := x.invoke(hctx, f, args, kwargs, id) // recovers panics
+		x.release()                                            // before the caller can route its next step
+		ch <- result{v, err, fetched}
 	})
 	if !started {
 		x.work.done()
 		x.release()
-		return nil, schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID), 0
+		return nil, schema.Errorf(schema.CodeShuttingDown, "node %s is closing", x.cfg.NodeID), 0, 0
 	}
 	select {
 	case r := <-ch:
-		return r.v, r.err, time.Since(began)
+		return r.v, r.err, time.Since(began), r.fetched
 	case <-ctx.Done():
 		// Let ctx's end reach the handler before the deferred cancel does,
 		// so that it sees DeadlineExceeded at a deadline, not Canceled.
 		<-hctx.Done()
-		return nil, x.stepCtxError(ctx), time.Since(began)
+		return nil, x.stepCtxError(ctx), time.Since(began), 0
 	}
 }
 
@@ -365,21 +399,31 @@ func (x *executor) start(ctx context.Context, slot bool) *schema.Error {
 	return x.acquire(ctx)
 }
 
-// invoke calls f with a recover boundary and normalizes its result.
-func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[string]any, id string) (v any, e *schema.Error) {
+// invoke calls f with a recover boundary and normalizes its result. The
+// references in args and kwargs are resolved first, and a result larger
+// than the inline limit is stored by reference (see objects); fetched is
+// the bytes fetched from the object bucket for the step.
+func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[string]any, id string) (v any, fetched int64, e *schema.Error) {
+	var in *stepInputs
 	defer func() {
 		if p := recover(); p != nil {
 			x.log.Error("function panicked", "request_id", id, "fun", f.name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			v, e = nil, &schema.Error{Code: schema.CodeFunctionPanic, Node: x.cfg.NodeID,
 				Message: fmt.Sprintf("%s panicked: %v", f.name, p)}
 		}
+		in.close()
+		fetched = in.bytes()
 	}()
 	maxPayload := int(x.nc.MaxPayload())
 	if size, ok := codec.SizeWithinList(args, maxPayload); !ok {
-		return nil, x.tooLarge("the arguments of "+f.name, size)
+		return nil, 0, x.tooLarge("the arguments of "+f.name, size)
 	}
 	if size, ok := codec.SizeWithinMap(kwargs, maxPayload); !ok {
-		return nil, x.tooLarge("the keyword arguments of "+f.name, size)
+		return nil, 0, x.tooLarge("the keyword arguments of "+f.name, size)
+	}
+	args, kwargs, in, e = x.objs.resolve(ctx, f, args, kwargs)
+	if e != nil {
+		return nil, 0, x.here(e)
 	}
 	var res any
 	var err error
@@ -390,28 +434,25 @@ func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[str
 	}
 	if err != nil {
 		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
-			return nil, x.stepCtxError(ctx)
+			return nil, 0, x.stepCtxError(ctx)
 		}
 		// An error object the function returned keeps its code; anything
 		// else is FUNCTION_ERROR with its text, kept as the cause.
-		e := schema.AsCode(err, schema.CodeFunctionError)
-		if e.Node == "" {
-			e = e.WithStep(e.Step, x.cfg.NodeID) // a copy: e may be shared
-		}
-		return nil, e
+		return nil, 0, x.here(schema.AsCode(err, schema.CodeFunctionError))
 	}
-	// A result built from shared parts can stand for far more than it
-	// holds: bound it before anything walks it in full.
-	if size, ok := codec.SizeWithin(res, maxPayload); !ok {
-		return nil, x.tooLarge("the result of "+f.name, size)
+	v, e = x.objs.output(ctx, f.name, res, id)
+	if e != nil {
+		return nil, 0, x.here(e)
 	}
-	out, err := codec.Normalize(res)
-	if err != nil {
-		e := schema.Wrap(schema.CodeFunctionError, err, "%s returned a value that does not encode", f.name)
-		e.Node = x.cfg.NodeID
-		return nil, e
+	return v, 0, nil
+}
+
+// here returns e naming this node, when it names none.
+func (x *executor) here(e *schema.Error) *schema.Error {
+	if e.Node == "" {
+		e = e.WithStep(e.Step, x.cfg.NodeID) // a copy: e may be shared
 	}
-	return out, nil
+	return e
 }
 
 // tooLarge is PAYLOAD_TOO_LARGE for a value of at least size bytes.
@@ -550,6 +591,13 @@ func (x *executor) onCancel(m *nats.Msg) {
 // add registers cancel under id; remove takes the entry it returns away.
 func (r *runningSet) add(id string, cancel context.CancelFunc) *runEntry {
 	e := &runEntry{cancel: cancel}
+	r.put(id, e)
+	return e
+}
+
+// put registers e, which has cancel or step set, under id; remove takes it
+// away.
+func (r *runningSet) put(id string, e *runEntry) {
 	r.mu.Lock()
 	if r.m == nil {
 		r.m = make(map[string]*runEntry)
@@ -557,7 +605,6 @@ func (r *runningSet) add(id string, cancel context.CancelFunc) *runEntry {
 	e.next = r.m[id]
 	r.m[id] = e
 	r.mu.Unlock()
-	return e
 }
 
 // remove takes e, registered under id by add, out of the set (if cancel
@@ -589,7 +636,11 @@ func (r *runningSet) cancel(id string) bool {
 	delete(r.m, id)
 	r.mu.Unlock()
 	for e := l; e != nil; e = e.next {
-		e.cancel()
+		if e.step != nil {
+			e.step.cancel()
+		} else {
+			e.cancel()
+		}
 	}
 	return l != nil
 }

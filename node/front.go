@@ -121,17 +121,6 @@ func (fr *front) nodeRPCSubject(subject string) bool {
 	return subject != fr.subj.RPC() && subject != fr.subj.ExtRPC()
 }
 
-// requestID reads "id" from an undecodable request when it can, so that
-// error replies still echo it.
-func requestID(tree any) string {
-	if mm, ok := tree.(map[string]any); ok {
-		if id, ok := mm["id"].(string); ok {
-			return id
-		}
-	}
-	return ""
-}
-
 // rpcCall is one rpc request on its way through the node, from its
 // decoding to its reply.
 type rpcCall struct {
@@ -191,18 +180,17 @@ func (fr *front) decodeRPC(m *nats.Msg) *rpcCall {
 		return nil
 	}
 	fr.stats.requests.Add(1)
-	tree, size, reply, err := mesh.DecodeSized(m, reserve, fr.nodeRPCSubject(m.Subject))
+	req, size, reply, err := mesh.ReadSized(m, reserve, fr.nodeRPCSubject(m.Subject), schema.ReadRequest)
 	if err != nil {
 		size = 0
 	}
 	fr.memory.Release(reserve - size)
-	c := &rpcCall{m: m, start: start, reply: reply, size: size, respv: schema.Response{ID: requestID(tree)}}
+	c := &rpcCall{m: m, start: start, reply: reply, size: size}
 	c.resp = &c.respv
-	var req *schema.Request
-	if err == nil {
-		req, err = schema.ParseRequest(tree)
-	}
 	if err != nil {
+		if req != nil { // it decoded: the reply echoes the id it gave
+			c.resp.ID = req.ID
+		}
 		c.resp.Error = schema.AsError(err)
 		return c
 	}

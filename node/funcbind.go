@@ -81,6 +81,12 @@ func directFill(t reflect.Type) fill {
 			*(*map[string]any)(p) = m
 			return ok
 		}
+	case blobType:
+		return func(p unsafe.Pointer, v any) bool {
+			b, ok := toBlob(v)
+			*(**Blob)(p) = b
+			return ok
+		}
 	}
 	return nil
 }

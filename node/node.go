@@ -100,6 +100,7 @@ type Node struct {
 	extRPC   *nats.Subscription // P.<cluster>.ext.rpc
 	execSub  *nats.Subscription
 	started0 time.Time // when Start began, for $SRV.STATS
+	js       jetStream
 }
 
 // New returns a node on nc. The caller owns nc and closes it after the node.
@@ -115,8 +116,9 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 	e := &env{cfg: cfg, nc: nc, subj: bus.NewSubjects(cfg.Prefix, cfg.Cluster), log: cfg.Hooks.Logger.With("node", cfg.NodeID)}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.done = make(chan struct{})
-	n := &Node{env: e, reg: &registry{funcs: map[string]*fn{}}}
+	n := &Node{env: e, reg: &registry{funcs: map[string]*fn{}}, js: jetStream{known: make(chan struct{})}}
 	n.executor = newExecutor(e, n.reg)
+	n.executor.objs.known = n.js.known
 	n.table = membership.New(membership.Config{Self: cfg.NodeID, DeadAfter: cfg.Gossip.DeadAfter, ForgetAfter: cfg.Gossip.ForgetAfter,
 		SelfLoad: n.executor.inflight.Load})
 	n.ann = mesh.NewAnnouncer(mesh.AnnounceConfig{
@@ -258,7 +260,8 @@ func (n *Node) Register(name string, f any, opts ...FuncOption) error {
 	if err != nil {
 		return err
 	}
-	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, inline: o.inline, call: call})
+	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, inline: o.inline, call: call,
+		blobs: blobSlotsOf(f, o.params)})
 	n.ann.Changed()
 	return nil
 }
@@ -308,6 +311,9 @@ func (n *Node) Start(ctx context.Context) error {
 	n.watched = make(chan struct{})
 	go n.watchConn(n.status) // owned: Close ends it and waits for it
 	n.executor.mu.Unlock()
+	if !n.executor.goOwned(n.probeJetStream) { // beside the start, not before it
+		n.js.ended()
+	}
 	sub := func(subject, queue string, h nats.MsgHandler) (*nats.Subscription, error) {
 		s, err := n.nc.QueueSubscribe(subject, queue, h)
 		if err != nil {
@@ -539,6 +545,7 @@ func (n *Node) shutdown(waitWatch bool, cause error) {
 	n.front.close()
 	n.executor.wg.Wait()
 	<-n.executor.work.idle() // inline steps run on subscription goroutines, not in wg
+	n.js.ended()
 	n.log.Info("node stopped")
 	close(n.done)
 }

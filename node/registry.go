@@ -78,7 +78,9 @@ func Idempotent() FuncOption { return func(o *funcOpts) { o.idempotent = true } 
 // that reads its exec subscription, saving a goroutine hand-off per call.
 // While an inline function runs, the node's other exec messages wait, so
 // use it only for functions that take microseconds. Its context, deadline,
-// panic recovery and run slot are as for any function.
+// panic recovery and run slot are as for any function, but nothing answers
+// for it before it returns: one that outlives its deadline is answered
+// TIMEOUT when it does.
 func Inline() FuncOption { return func(o *funcOpts) { o.inline = true } }
 
 // fn is one registered function.
@@ -89,6 +91,7 @@ type fn struct {
 	retryAfter time.Duration
 	inline     bool
 	call       RawFunc
+	blobs      blobSlots // the parameters that take a *Blob
 }
 
 // registry maps names to functions.

@@ -30,7 +30,7 @@ func (fr *front) answer(m *nats.Msg, c codec.Codec, event string, resp *schema.R
 	if m.Reply == "" {
 		return nil
 	}
-	data, problem := mesh.FitReply(fr.nc, m, c, event, resp)
+	data, problem := mesh.FitReply(fr.nc, c, event, resp)
 	if problem == nil {
 		return fr.sendReply(m, c, event, data, resp.ID)
 	}
@@ -42,7 +42,7 @@ func (fr *front) answer(m *nats.Msg, c codec.Codec, event string, resp *schema.R
 			}
 		}
 		if len(resp.Trace) > 0 {
-			if resp, data = fr.fitTrace(m, c, event, resp); data != nil {
+			if resp, data = fr.fitTrace(c, event, resp); data != nil {
 				return fr.sendReply(m, c, event, data, resp.ID)
 			}
 		}
@@ -60,7 +60,7 @@ func (fr *front) answer(m *nats.Msg, c codec.Codec, event string, resp *schema.R
 		}
 		fb := &schema.Response{ID: resp.ID, Results: map[string]any{}, Error: e, Trace: trace, TraceTruncated: truncated}
 		if len(trace) > 0 {
-			fb, _ = fr.fitTrace(m, c, event, fb)
+			fb, _ = fr.fitTrace(c, event, fb)
 		}
 		return fb
 	})
@@ -70,13 +70,13 @@ func (fr *front) answer(m *nats.Msg, c codec.Codec, event string, resp *schema.R
 // resp with as much of its trace as fits with the rest of it (the entries
 // that started first), marked trace_truncated; data is nil when even resp
 // without its trace does not fit.
-func (fr *front) fitTrace(m *nats.Msg, c codec.Codec, event string, resp *schema.Response) (*schema.Response, []byte) {
-	if data, problem := mesh.FitReply(fr.nc, m, c, event, resp); problem == nil {
+func (fr *front) fitTrace(c codec.Codec, event string, resp *schema.Response) (*schema.Response, []byte) {
+	if data, problem := mesh.FitReply(fr.nc, c, event, resp); problem == nil {
 		return resp, data
 	}
 	cut := *resp
 	cut.Trace, cut.TraceTruncated = []schema.TraceEntry{}, true
-	data, problem := mesh.FitReply(fr.nc, m, c, event, &cut)
+	data, problem := mesh.FitReply(fr.nc, c, event, &cut)
 	if problem != nil {
 		return &cut, nil
 	}
@@ -93,7 +93,7 @@ func (fr *front) fitTrace(m *nats.Msg, c codec.Codec, event string, resp *schema
 		return &cut, data
 	}
 	cut.Trace = resp.Trace[:keep]
-	if more, problem := mesh.FitReply(fr.nc, m, c, event, &cut); problem == nil {
+	if more, problem := mesh.FitReply(fr.nc, c, event, &cut); problem == nil {
 		return &cut, more
 	}
 	cut.Trace = []schema.TraceEntry{}
@@ -126,7 +126,7 @@ func (fr *front) sendParts(m *nats.Msg, c codec.Codec, resp *schema.Response) (r
 	}
 	part, size := map[string]any{}, 0
 	flush := func() *schema.Error {
-		data, problem := mesh.FitReply(fr.nc, m, c, schema.EventPart, &schema.Response{ID: resp.ID, Results: part})
+		data, problem := mesh.FitReply(fr.nc, c, schema.EventPart, &schema.Response{ID: resp.ID, Results: part})
 		if problem == nil {
 			if err := mesh.PublishReply(fr.nc, m, c, schema.EventPart, data); err != nil {
 				problem = schema.Wrap(schema.CodeInternal, err, "a part of the response was not sent")

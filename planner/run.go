@@ -75,6 +75,9 @@ type Result struct {
 // that ran it.
 type Timing struct {
 	Queue, Run time.Duration
+	// Fetched is the bytes the node fetched from the object bucket to
+	// resolve the step's arguments passed by reference.
+	Fetched int64
 }
 
 // ExecutorFunc adapts a function to Executor.

@@ -35,7 +35,8 @@ func (t *tracer) attempt(ctx context.Context, call *Call, node string, n int, x 
 		code = schema.Outcome(stepError(ctx, err))
 	}
 	t.add(schema.TraceEntry{Step: call.Step, Fun: call.Fun, Node: node, Attempt: int64(n),
-		StartUS: start.Sub(t.received).Microseconds(), QueueUS: res.Timing.Queue.Microseconds(), RunUS: res.Timing.Run.Microseconds(), Code: code})
+		StartUS: start.Sub(t.received).Microseconds(), QueueUS: res.Timing.Queue.Microseconds(), RunUS: res.Timing.Run.Microseconds(),
+		FetchedBytes: res.Timing.Fetched, Code: code})
 	return res.Value, err
 }
 

@@ -197,36 +197,9 @@ func AsCode(err error, c Code) *Error {
 
 // ParseError reads an error object from a decoded value.
 func ParseError(v any, key string) (*Error, error) {
-	m, ok := v.(map[string]any)
-	if !ok {
-		return nil, typeErr(key, "map", v)
-	}
-	e := &Error{}
-	code, err := str(m, key, "code", true)
+	e, err := readError(TreeReader(v), key)
 	if err != nil {
 		return nil, err
-	}
-	e.Code = Code(code)
-	if e.Message, err = str(m, key, "message", false); err != nil {
-		return nil, err
-	}
-	if e.Step, err = str(m, key, "step", false); err != nil {
-		return nil, err
-	}
-	if e.Node, err = str(m, key, "node", false); err != nil {
-		return nil, err
-	}
-	e.Details = m["details"]
-	if !e.Code.Valid() {
-		// A code this side does not know (a newer peer, or a broken one)
-		// would reach callers that switch on the list of §5: it is an
-		// INTERNAL error, with the peer's code and details kept.
-		details := map[string]any{"code": code[:cutAt(code, clipLen)]}
-		if e.Details != nil {
-			details["details"] = e.Details
-		}
-		e.Code, e.Details = CodeInternal, details
-		e.Message = "unknown error code " + Clip(code) + ": " + e.Message
 	}
 	return e, nil
 }

@@ -128,6 +128,7 @@ func (e TraceEntry) WriteFields(w FieldWriter) {
 	w.Int("start_us", e.StartUS)
 	w.Int("queue_us", e.QueueUS)
 	w.Int("run_us", e.RunUS)
+	intOpt(w, "fetched_bytes", e.FetchedBytes)
 	w.Str("code", e.Code)
 }
 
@@ -135,6 +136,7 @@ func (e TraceEntry) WriteFields(w FieldWriter) {
 func (t StepTiming) WriteFields(w FieldWriter) {
 	w.Int("queue_us", t.QueueUS)
 	w.Int("run_us", t.RunUS)
+	intOpt(w, "fetched_bytes", t.FetchedBytes)
 }
 
 // WriteFields writes the warning's keys.
@@ -312,7 +314,7 @@ var knownKeys = func() map[string]string {
 		"incarnation", "instance", "version", "funs", "codecs", "advertised_urls", "meta", "proto",
 		"seq", "load", "inflight", "limit", "$ref", "path", "kind", "attempt", "planner",
 		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "waited_ms", "dry_run", "plan", "problems", "warnings", "near", "deps", "candidates",
-		"trace", "timing", "queue_us", "run_us", "start_us", "stream", "progress", "steps",
+		"trace", "timing", "queue_us", "run_us", "fetched_bytes", "start_us", "stream", "progress", "steps",
 		"split_results", "trace_truncated",
 	} {
 		m[k] = k

@@ -76,6 +76,7 @@ var limitFlags = map[string]string{
 	"max_queue":          "--max-queue",
 	"max_planning_bytes": "--max-planning-bytes",
 	"max_result_bytes":   "--max-result-bytes",
+	"max_object_bytes":   "--max-object-bytes",
 }
 
 // LimitText names a bound of docs/PROTOCOL.md §10 in a message: by its wire

@@ -104,6 +104,10 @@ type TraceEntry struct {
 	StartUS int64  `json:"start_us"`
 	QueueUS int64  `json:"queue_us"`
 	RunUS   int64  `json:"run_us"`
+	// FetchedBytes is the bytes the node fetched from the object bucket
+	// for the step's arguments passed by reference (docs/PROTOCOL.md
+	// §4.7); absent on the wire when 0.
+	FetchedBytes int64 `json:"fetched_bytes,omitempty"`
 	// Code is "ok" or the attempt's error code.
 	Code string `json:"code"`
 }
@@ -238,6 +242,9 @@ type ExecReply struct {
 type StepTiming struct {
 	QueueUS int64 `json:"queue_us"`
 	RunUS   int64 `json:"run_us"`
+	// FetchedBytes is the bytes fetched from the object bucket for the
+	// step's arguments; absent on the wire when 0.
+	FetchedBytes int64 `json:"fetched_bytes,omitempty"`
 }
 
 // Encodable returns the value to encode for r: {"result": v} or

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -94,13 +95,23 @@ func printID(w io.Writer, id string) {
 }
 
 // printTrace writes a trace as a table, and a line saying so when the
-// planner cut it.
+// planner cut it. A FETCHED column (the bytes a step fetched of values
+// passed by reference) appears when any step fetched some.
 func printTrace(w io.Writer, trace []schema.TraceEntry, truncated bool) {
+	fetched := slices.ContainsFunc(trace, func(t schema.TraceEntry) bool { return t.FetchedBytes != 0 })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "STEP\tFUN\tNODE\tATTEMPT\tSTART\tQUEUE\tRUN\tOUTCOME")
+	head := "STEP\tFUN\tNODE\tATTEMPT\tSTART\tQUEUE\tRUN\t"
+	if fetched {
+		head += "FETCHED\t"
+	}
+	fmt.Fprintln(tw, head+"OUTCOME")
 	us := func(n int64) string { return (time.Duration(n) * time.Microsecond).String() }
 	for _, t := range trace {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", t.Step, t.Fun, t.Node, t.Attempt, us(t.StartUS), us(t.QueueUS), us(t.RunUS), t.Code)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t", t.Step, t.Fun, t.Node, t.Attempt, us(t.StartUS), us(t.QueueUS), us(t.RunUS))
+		if fetched {
+			fmt.Fprintf(tw, "%s\t", formatByteSize(t.FetchedBytes))
+		}
+		fmt.Fprintf(tw, "%s\n", t.Code)
 	}
 	_ = tw.Flush()
 	if truncated {
@@ -261,11 +272,10 @@ func (c *runCmd) read(stdin io.Reader) (*schema.Request, error) {
 	if err != nil {
 		return nil, usagef("read request: %w", err)
 	}
-	tree, err := codec.JSON.Decode(data)
-	if err != nil {
+	req, _, err := codec.ReadSized(codec.JSON, data, codec.MaxDecoded, schema.ReadRequest)
+	if errors.Is(err, codec.ErrDecode) {
 		return nil, usagef("%s: not valid JSON: %w", name, err)
 	}
-	req, err := schema.ParseRequest(tree)
 	if err != nil {
 		// The same INVALID_REQUEST a node would answer, and the same exit
 		// code as the checks only a node makes (cycles, duplicates).

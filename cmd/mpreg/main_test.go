@@ -87,7 +87,7 @@ func mpreg(t *testing.T, o opts, args ...string) result {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = cleanEnv(o.env...)
+	cmd.Env = cleanEnv(append([]string{dataHome(t)}, o.env...)...)
 	cmd.Stdin = strings.NewReader(o.stdin)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -464,8 +464,19 @@ type daemon struct {
 
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	return startDaemonEnv(t, nil, args...)
+}
+
+// dataHome is XDG_DATA_HOME set to a new t.TempDir(): the default
+// JetStream store of `mpreg server` is a test's own.
+func dataHome(t *testing.T) string { return "XDG_DATA_HOME=" + t.TempDir() }
+
+// startDaemonEnv starts the binary as startDaemon does, with env added to
+// its environment.
+func startDaemonEnv(t *testing.T, env []string, args ...string) *daemon {
+	t.Helper()
 	d := &daemon{cmd: exec.Command(bin, args...), stderr: &testwait.Buffer{}, exited: make(chan struct{})}
-	d.cmd.Env = cleanEnv()
+	d.cmd.Env = cleanEnv(append([]string{dataHome(t)}, env...)...)
 	d.cmd.Stderr = d.stderr
 	d.cmd.Stdout = d.stderr
 	require.NoError(t, d.cmd.Start())
@@ -907,7 +918,7 @@ func TestNodeFlagDefaults(t *testing.T) {
 	require.Equal(t, 0, r.code)
 	for _, want := range []string{"--cluster=\"default\"", "--max-inflight=256", "--max-queue=1024", "--max-commands=1000",
 		"--max-requests=4096", "--max-bytes-in-flight=64MiB", "--max-planning-bytes=1GiB", "--max-result-bytes=512MiB",
-		"--max-waiting=10000"} {
+		"--max-waiting=10000", "--inline-max=256KiB", "--max-object-bytes=1GiB", "--object-cache=256MiB"} {
 		assert.Contains(t, r.stdout, want)
 	}
 }

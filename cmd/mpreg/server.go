@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -50,6 +51,9 @@ type limitFlags struct {
 	MaxPlanningBytes byteSize `help:"Memory for the requests this node plans at once (decoded bodies, held results, steps waiting for a route); beyond it a request gets OVERLOADED." default:"${max_planning_bytes}"`
 	MaxResultBytes   byteSize `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"${max_result_bytes}"`
 	MaxWaiting       int      `help:"Most steps of the requests this node plans that wait for a route (route_wait_ms) at once; beyond it a request gets OVERLOADED." default:"${max_waiting}"`
+	InlineMax        byteSize `help:"Largest result that travels inline; a larger one goes into the cluster's JetStream object bucket and travels as a reference (at most half the NATS max payload; without JetStream values pass inline up to the max payload)." default:"${inline_max}"`
+	MaxObjectBytes   byteSize `help:"Largest value passed by reference, stored or fetched; beyond it a step fails with PAYLOAD_TOO_LARGE." default:"${max_object_bytes}"`
+	ObjectCache      byteSize `help:"Memory for the objects this node stored, so that a step run here on a value made here does not fetch it." default:"${object_cache}"`
 }
 
 // nodeVars are the defaults of the node flags, shown in --help: node.DefaultConfig's.
@@ -65,6 +69,9 @@ func nodeVars() kong.Vars {
 		"max_planning_bytes":  formatByteSize(d.Limits.MaxPlanningBytes),
 		"max_result_bytes":    formatByteSize(d.Limits.MaxResultBytes),
 		"max_waiting":         strconv.Itoa(d.Limits.MaxWaiting),
+		"inline_max":          formatByteSize(int64(d.Limits.InlineMax)),
+		"max_object_bytes":    formatByteSize(d.Limits.MaxObjectBytes),
+		"object_cache":        formatByteSize(d.Limits.ObjectCache),
 	}
 }
 
@@ -74,7 +81,7 @@ func nodeVars() kong.Vars {
 func (f *limitFlags) limits() node.Limits {
 	l := node.Limits{MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxCommands: f.MaxCommands, MaxRequests: f.MaxRequests,
 		MaxBytesInFlight: int64(f.MaxBytesInFlight), MaxPlanningBytes: int64(f.MaxPlanningBytes), MaxResultBytes: int64(f.MaxResultBytes),
-		MaxWaiting: f.MaxWaiting}
+		MaxWaiting: f.MaxWaiting, InlineMax: int(f.InlineMax), MaxObjectBytes: int64(f.MaxObjectBytes), ObjectCache: int64(f.ObjectCache)}
 	if l.MaxResultBytes == node.DefaultConfig().Limits.MaxResultBytes {
 		l.MaxResultBytes = 0
 	}
@@ -111,7 +118,48 @@ type serverCmd struct {
 	LeafnodeRemote  []string `help:"Join a hub's NATS cluster as a leaf node, at this URL (nats-leaf://[user:password@]host:7422); repeatable. The nodes here then serve, and reach, the whole cluster." placeholder:"URL"`
 	LeafnodeCreds   string   `help:"JWT credentials file for the --leafnode-remote connections." placeholder:"FILE"`
 	NoNode          bool     `help:"Run only the NATS server, no node."`
+	jetStreamFlags
 	nodeFlags
+}
+
+// jetStreamFlags are the embedded server's JetStream flags.
+type jetStreamFlags struct {
+	Store       string   `help:"JetStream's store directory, created (0700) on first use; one server per directory (default: $XDG_DATA_HOME/mpreg/<cluster>, or ~/.local/share/mpreg/<cluster>). A --nats-config file's own jetstream block wins over the JetStream flags." placeholder:"DIR"`
+	NoJetstream bool     `help:"Run the NATS server without JetStream."`
+	JsMaxStore  byteSize `help:"Most bytes JetStream keeps on disk (default: nats-server's, 75% of the free disk space)." placeholder:"SIZE"`
+	JsMaxMem    byteSize `help:"Most bytes JetStream keeps in memory (default: nats-server's, 75% of the memory)." placeholder:"SIZE"`
+}
+
+// apply sets the JetStream fields of scfg for a server of cluster: on
+// unless --no-jetstream, in --store or the default directory.
+func (f *jetStreamFlags) apply(scfg *bus.ServerConfig, cluster string) error {
+	if f.NoJetstream {
+		return nil
+	}
+	dir := f.Store
+	if dir == "" {
+		var err error
+		if dir, err = defaultStoreDir(cluster); err != nil {
+			return usagef("--store: no default directory (%w); give --store DIR, or --no-jetstream", err)
+		}
+	}
+	scfg.JetStream, scfg.StoreDir = true, dir
+	scfg.JetStreamMaxStore, scfg.JetStreamMaxMem = int64(f.JsMaxStore), int64(f.JsMaxMem)
+	return nil
+}
+
+// defaultStoreDir is the per-user data directory of cluster:
+// $XDG_DATA_HOME/mpreg/<cluster> when XDG_DATA_HOME is an absolute path
+// (the XDG Base Directory rule), else ~/.local/share/mpreg/<cluster>.
+func defaultStoreDir(cluster string) (string, error) {
+	if d := os.Getenv("XDG_DATA_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "mpreg", cluster), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".local", "share", "mpreg", cluster), nil
 }
 
 // Run starts the server and the node, and serves until a signal.
@@ -127,6 +175,9 @@ func (c *serverCmd) Run(e *env) error {
 	}
 	srv, err := bus.StartServer(scfg)
 	if err != nil {
+		if errors.Is(err, bus.ErrStoreInUse) {
+			err = fmt.Errorf("%w; give each server on this host its own --store DIR", err)
+		}
 		if listen == "" {
 			return fmt.Errorf("nats server: %w", err)
 		}
@@ -144,6 +195,7 @@ func (c *serverCmd) Run(e *env) error {
 		attrs = append(attrs, "leafnode_remotes", bus.RedactAll(scfg.LeafRemotes))
 	}
 	log.Info("listening", attrs...)
+	logJetStream(log, srv)
 	if c.NoNode {
 		if c.MetricsListen != "" {
 			reg := metrics.NewRegistry()
@@ -178,6 +230,22 @@ func (c *serverCmd) Run(e *env) error {
 	return serve(e, log, nc, srv.ClientURL(), cfg, c.nodeFlags, srv)
 }
 
+// logJetStream says where the server's JetStream stores, and how much.
+func logJetStream(log *slog.Logger, srv *bus.Server) {
+	js, ok := srv.JetStream()
+	if !ok {
+		log.Info("JetStream off")
+		return
+	}
+	// nats-server keeps its files in the "jetstream" subdirectory of the
+	// directory it was given: name the one given.
+	attrs := []any{"store", filepath.Dir(js.StoreDir), "max_store", roundByteSize(js.MaxStore), "max_mem", roundByteSize(js.MaxMem)}
+	if srv.ClusterURL() != "" {
+		attrs = append(attrs, "server_name", js.ServerName) // its JetStream peers know it by this name
+	}
+	log.Info("JetStream on", attrs...)
+}
+
 // serverConfig is the embedded server's configuration the flags describe,
 // and the client listen address they name ("" to keep the --nats-config
 // file's).
@@ -185,6 +253,9 @@ func (c *serverCmd) serverConfig(e *env) (bus.ServerConfig, string, error) {
 	var err error
 	scfg := bus.ServerConfig{ConfigFile: c.NatsConfig, Routes: bus.SplitURLs(c.Routes...), Logger: e.natsLog,
 		LeafRemotes: bus.SplitURLs(c.LeafnodeRemote...), LeafCreds: c.LeafnodeCreds}
+	if err := c.apply(&scfg, c.Cluster); err != nil {
+		return scfg, "", err
+	}
 	if c.LeafnodeListen != "" {
 		if scfg.LeafHost, scfg.LeafPort, err = bus.SplitHostPort(c.LeafnodeListen); err != nil {
 			return scfg, "", usagef("--leafnode-listen: %w", err)

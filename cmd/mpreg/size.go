@@ -46,6 +46,23 @@ func formatByteSize(n int64) string {
 	return strconv.FormatInt(n, 10)
 }
 
+// roundByteSize writes n in the largest unit it reaches, to one decimal
+// unless the unit divides it: 49.2GiB, 64MiB, 512.
+func roundByteSize(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n >= u.mult {
+			if n%u.mult == 0 {
+				return strconv.FormatInt(n/u.mult, 10) + u.suffix
+			}
+			return strconv.FormatFloat(float64(n)/float64(u.mult), 'f', 1, 64) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
 // parseByteSize reads "64MiB" and the like.
 func parseByteSize(s string) (int64, error) {
 	t := strings.TrimSpace(s)

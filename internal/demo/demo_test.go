@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -26,10 +27,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 func TestShowcase(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where the showcase's JetStream store goes
 	var out bytes.Buffer
 	start := time.Now()
 	require.NoError(t, demo.Showcase(ctx, &out))
 	took := time.Since(start)
+	left, err := os.ReadDir(tmp)
+	require.NoError(t, err)
+	assert.Empty(t, left, "the JetStream store is removed")
 	text := out.String()
 	t.Log("\n" + text)
 	assert.Less(t, took, 5*time.Second, "the showcase must finish in a few seconds")

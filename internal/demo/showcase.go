@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -99,6 +100,7 @@ func Showcase(ctx context.Context, w io.Writer) (err error) {
 // and a following client, each on its own in-process connection.
 type showCluster struct {
 	srv     *bus.Server
+	store   string // the server's JetStream store, removed by stop
 	conns   []*nats.Conn
 	nodes   []*node.Node
 	cl      *client.Client
@@ -107,13 +109,21 @@ type showCluster struct {
 }
 
 // startShowCluster starts the cluster and waits until every node and the
-// client route to every node. On error it is stopped.
+// client route to every node. On error it is stopped. The server runs
+// JetStream, as `mpreg server` does, in a temporary directory that stop
+// removes: the tour keeps nothing, and never shares a store with a server
+// of the user's.
 func startShowCluster(ctx context.Context) (_ *showCluster, err error) {
-	srv, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1})
+	store, err := os.MkdirTemp("", "mpreg-demo-")
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	sc := &showCluster{srv: srv, rec: &recorder{byID: map[string][]planner.StepEvent{}}}
+	srv, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: store})
+	if err != nil {
+		_ = os.RemoveAll(store)
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	sc := &showCluster{srv: srv, store: store, rec: &recorder{byID: map[string][]planner.StepEvent{}}}
 	defer func() {
 		if err != nil {
 			err = errors.Join(err, sc.stop(ctx))
@@ -199,6 +209,9 @@ func (sc *showCluster) stop(ctx context.Context) error {
 		nc.Close()
 	}
 	sc.srv.Shutdown()
+	if e := os.RemoveAll(sc.store); e != nil {
+		errs = append(errs, fmt.Errorf("demo: JetStream store: %w", e))
+	}
 	return errors.Join(errs...)
 }
 
@@ -305,7 +318,8 @@ func (p *printer) linef(format string, args ...any) {
 
 func (p *printer) intro(url string) {
 	p.linef("MPREG demo: one process runs an embedded NATS server, three nodes and a client.")
-	p.linef("NATS listens on %s for the duration of the demo.", url)
+	p.linef("NATS listens on %s for the duration of the demo, with JetStream in a", url)
+	p.linef("temporary directory that is removed at the end.")
 	p.linef("")
 	p.linef("Nodes:")
 	for _, n := range showNodes {

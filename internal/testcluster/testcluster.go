@@ -59,6 +59,11 @@ func WithServerConfig(cfg bus.ServerConfig) ServerOption {
 	return func(c *bus.ServerConfig) { *c = cfg }
 }
 
+// WithJetStream turns JetStream on, storing under dir (a t.TempDir()).
+func WithJetStream(dir string) ServerOption {
+	return func(c *bus.ServerConfig) { c.JetStream, c.StoreDir = true, dir }
+}
+
 // Server starts an embedded nats-server on a random loopback port, and
 // shuts it down at cleanup.
 func Server(t testing.TB, opts ...ServerOption) *bus.Server {
@@ -92,6 +97,39 @@ func Cluster(t testing.TB, n int) []*bus.Server {
 			cfg.Routes = []string{out[0].ClusterURL()}
 		}
 		s, err := bus.StartServer(cfg)
+		if err != nil {
+			t.Fatalf("start nats-server %d: %v", i, err)
+		}
+		t.Cleanup(s.Shutdown)
+		out = append(out, s)
+	}
+	WaitFor(t, "routes between servers", func() error {
+		for i, s := range out {
+			if s.NumRoutes() < n-1 {
+				return fmt.Errorf("server %d has %d routes", i, s.NumRoutes())
+			}
+		}
+		return nil
+	})
+	return out
+}
+
+// JetStreamCluster starts n nats-servers with JetStream, each storing in a
+// t.TempDir() of its own, routed to each other (each lists every route,
+// as clustered JetStream needs), and waits for the routes, not for
+// JetStream to elect its meta leader.
+func JetStreamCluster(t testing.TB, n int) []*bus.Server {
+	t.Helper()
+	ports := make([]int, n)
+	routes := make([]string, n)
+	for i := range ports {
+		ports[i] = FreePort(t)
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i])
+	}
+	var out []*bus.Server
+	for i := range n {
+		s, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1, ClusterName: "test-js", RouteHost: "127.0.0.1",
+			RoutePort: ports[i], Routes: routes, JetStream: true, StoreDir: t.TempDir()})
 		if err != nil {
 			t.Fatalf("start nats-server %d: %v", i, err)
 		}

@@ -1,0 +1,231 @@
+package objref
+
+// Resolver returns the value a reference stands for.
+type Resolver func(Ref) (any, error)
+
+// Escape returns v with every literal map whose only key is $obj or $lit
+// wrapped as {"$lit": <the map>}, at any depth, so that a receiver takes
+// it for the map it is and not for a reference or an escape. Only maps
+// and lists are walked, and v is copied only where something changes: a
+// value without such maps is returned as it is.
+func Escape(v any) any {
+	out, _ := escape(v)
+	return out
+}
+
+func escape(v any) (any, bool) {
+	switch t := v.(type) {
+	case map[string]any:
+		m, changed := escapeValues(t)
+		if _, sp := special(m); sp {
+			return map[string]any{KeyLit: m}, true
+		}
+		return m, changed
+	case []any:
+		if l, changed := escapeList(t); changed {
+			return l, true
+		}
+	}
+	return v, false // as it came: no new interface value
+}
+
+func escapeList(l []any) ([]any, bool) {
+	var out []any
+	for i, e := range l {
+		if !walked(e) {
+			continue
+		}
+		x, changed := escape(e)
+		if !changed {
+			continue
+		}
+		if out == nil {
+			out = append([]any(nil), l...)
+		}
+		out[i] = x
+	}
+	if out == nil {
+		return l, false
+	}
+	return out, true
+}
+
+func escapeValues(m map[string]any) (map[string]any, bool) {
+	var out map[string]any
+	for k, e := range m {
+		if !walked(e) {
+			continue
+		}
+		x, changed := escape(e)
+		if !changed {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]any, len(m))
+			for k2, e2 := range m {
+				out[k2] = e2
+			}
+		}
+		out[k] = x
+	}
+	if out == nil {
+		return m, false
+	}
+	return out, true
+}
+
+// walked says whether v is a map or a list, the only values a walk looks
+// into.
+func walked(v any) bool {
+	switch v.(type) {
+	case map[string]any, []any:
+		return true
+	}
+	return false
+}
+
+// Unescape undoes Escape and resolves references: at any depth, a map
+// whose only key is $lit becomes the value inside, which is not itself
+// read as a reference or an escape (its own values are walked as usual);
+// a map whose only key is $obj is a reference, replaced by what resolve
+// returns for it (with a nil resolve it stays as it is). A malformed
+// reference is an *Error; resolve's errors are returned as they are. v
+// is copied only where something changes.
+func Unescape(v any, resolve Resolver) (any, error) {
+	out, _, err := unescape(v, resolve)
+	return out, err
+}
+
+// UnescapeList is Unescape of each element of l.
+func UnescapeList(l []any, resolve Resolver) ([]any, error) {
+	out, _, err := unescapeList(l, resolve)
+	return out, err
+}
+
+// UnescapeValues is Unescape of each value of m; m itself is not read as
+// a reference or an escape (it is a function's keyword arguments, say).
+func UnescapeValues(m map[string]any, resolve Resolver) (map[string]any, error) {
+	out, _, err := unescapeValues(m, resolve)
+	return out, err
+}
+
+func unescape(v any, resolve Resolver) (any, bool, error) {
+	switch t := v.(type) {
+	case map[string]any:
+		k, sp := special(t)
+		switch {
+		case !sp:
+			return unescapeValues(t, resolve)
+		case k == KeyLit:
+			if inner, ok := t[KeyLit].(map[string]any); ok {
+				out, _, err := unescapeValues(inner, resolve)
+				return out, true, err
+			}
+			out, _, err := unescape(t[KeyLit], resolve)
+			return out, true, err
+		case resolve == nil:
+			return v, false, nil
+		}
+		r, err := Parse(t[KeyObj])
+		if err != nil {
+			return nil, false, err
+		}
+		x, err := resolve(r)
+		return x, true, err
+	case []any:
+		l, changed, err := unescapeList(t, resolve)
+		if changed || err != nil {
+			return l, changed, err
+		}
+	}
+	return v, false, nil
+}
+
+func unescapeList(l []any, resolve Resolver) ([]any, bool, error) {
+	var out []any
+	for i, e := range l {
+		if !walked(e) {
+			continue
+		}
+		x, changed, err := unescape(e, resolve)
+		if err != nil {
+			return nil, false, err
+		}
+		if !changed {
+			continue
+		}
+		if out == nil {
+			out = append([]any(nil), l...)
+		}
+		out[i] = x
+	}
+	if out == nil {
+		return l, false, nil
+	}
+	return out, true, nil
+}
+
+func unescapeValues(m map[string]any, resolve Resolver) (map[string]any, bool, error) {
+	var out map[string]any
+	for k, e := range m {
+		if !walked(e) {
+			continue
+		}
+		x, changed, err := unescape(e, resolve)
+		if err != nil {
+			return nil, false, err
+		}
+		if !changed {
+			continue
+		}
+		if out == nil {
+			out = make(map[string]any, len(m))
+			for k2, e2 := range m {
+				out[k2] = e2
+			}
+		}
+		out[k] = x
+	}
+	if out == nil {
+		return m, false, nil
+	}
+	return out, true, nil
+}
+
+// Mentions says whether a map whose only key is $obj or $lit is among l's
+// elements or m's values, at any depth: when not, Unescape of them
+// changes nothing and need not be called.
+func Mentions(l []any, m map[string]any) bool {
+	for _, e := range l {
+		if walked(e) && mentions(e) {
+			return true
+		}
+	}
+	for _, e := range m {
+		if walked(e) && mentions(e) {
+			return true
+		}
+	}
+	return false
+}
+
+func mentions(v any) bool {
+	switch t := v.(type) {
+	case map[string]any:
+		if _, sp := special(t); sp {
+			return true
+		}
+		for _, e := range t {
+			if walked(e) && mentions(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range t {
+			if walked(e) && mentions(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
