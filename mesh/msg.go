@@ -209,20 +209,42 @@ func PublishReply(nc *nats.Conn, m *nats.Msg, c codec.Codec, event string, data 
 	if err := bus.CheckInbox(m.Reply); err != nil {
 		return fmt.Errorf("mesh: reply not sent: %w", err)
 	}
-	if event == "" && bareRequest(m) && (c == codec.JSON || c == codec.Sniff(m.Data)) {
-		// A caller that named no codec gets none, and neither side encodes
-		// or parses one (docs/PROTOCOL.md §3): the reply is JSON, or in the
-		// codec the request's first byte told.
-		if err := nc.Publish(m.Reply, data); err != nil {
-			return fmt.Errorf("mesh: respond: %w", err)
-		}
-		return nil
+	var err error
+	if bareReply(m, c, event) {
+		err = nc.Publish(m.Reply, data)
+	} else {
+		out := replyMsg(m, c, event, data)
+		err = nc.PublishMsg(&out)
 	}
-	out := replyMsg(m, c, event, data)
-	if err := nc.PublishMsg(&out); err != nil {
+	if err != nil {
 		return fmt.Errorf("mesh: respond: %w", err)
 	}
 	return nil
+}
+
+// ReplyMsg is the message PublishReply sends for data, for a caller that
+// publishes it later: nil, with a nil error, when m wants no reply, and
+// nil with the error when its reply subject is not one to answer on.
+func ReplyMsg(m *nats.Msg, c codec.Codec, event string, data []byte) (*nats.Msg, error) {
+	if m.Reply == "" {
+		return nil, nil
+	}
+	if err := bus.CheckInbox(m.Reply); err != nil {
+		return nil, fmt.Errorf("mesh: reply not sent: %w", err)
+	}
+	if bareReply(m, c, event) {
+		return &nats.Msg{Subject: m.Reply, Data: data}, nil
+	}
+	out := replyMsg(m, c, event, data)
+	return &out, nil
+}
+
+// bareReply reports whether the reply to m goes without header: a caller
+// that named no codec gets none, and neither side encodes or parses one
+// (docs/PROTOCOL.md §3): the reply is JSON, or in the codec the request's
+// first byte told.
+func bareReply(m *nats.Msg, c codec.Codec, event string) bool {
+	return event == "" && bareRequest(m) && (c == codec.JSON || c == codec.Sniff(m.Data))
 }
 
 // replyMsg is the reply to m carrying data (FitReply sizes it as such): a

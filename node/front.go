@@ -41,6 +41,7 @@ type front struct {
 	planning  atomic.Int64 // rpc requests being planned here
 	planned   runningSet   // rpc requests planned here, by request id
 	unplanned recentIDs    // cancels of requests this node has not planned (yet)
+	replies   replyBatch   // replies sent while other requests are planned
 
 	stats frontStats
 }

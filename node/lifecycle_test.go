@@ -702,3 +702,54 @@ func TestTooManyRequests(t *testing.T) {
 	resp = rpcJSON(t, nc, `{"cmds": [{"name": "b", "fun": "echo", "args": [1]}]}`)
 	require.Equal(t, map[string]any{"b": int64(1)}, resp["results"])
 }
+
+// TestDrainAnswersHeldRequests: 16 rpc requests held in a function when
+// the node starts draining are let go together, and each gets its reply
+// before Drain returns (replies that share writes are not left behind
+// when the connection drains).
+func TestDrainAnswersHeldRequests(t *testing.T) {
+	const held = 16
+	srv := testcluster.Server(t)
+	url := srv.ClientURL()
+	b := newBlocker()
+	defer b.Release()
+	n := testcluster.Node(t, url, testcluster.NodeConfig(t, "d"), func(n *node.Node) {
+		require.NoError(t, n.Register("slow", b.Fn))
+	})
+	c := testcluster.Client(t, url, client.Config{})
+	testcluster.WaitForRoute(t, c.Table(), "slow", nil, "d")
+	nc := testcluster.Conn(t, url)
+	ctx := testwait.Ctx(t)
+	replies := make(chan map[string]any, held)
+	for i := range held {
+		go func() {
+			body := fmt.Sprintf(`{"id": "h%d", "cmds": [{"name": "x", "fun": "slow", "args": ["t%d"]}]}`, i, i)
+			m, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: "mpreg.default.node.d.rpc", Data: []byte(body), Header: jsonHeader()})
+			var resp map[string]any
+			if err == nil {
+				if tree, derr := codec.JSON.Decode(m.Data); derr == nil {
+					resp, _ = tree.(map[string]any)
+				}
+			}
+			replies <- resp
+		}()
+	}
+	for range held {
+		testwait.Recv(t, b.started, "a request in the function")
+	}
+	drained := make(chan error, 1)
+	go func() { drained <- n.Drain(context.Background()) }()
+	testcluster.WaitForGone(t, c.Table(), "d")
+	b.Release()
+	seen := map[string]bool{}
+	for range held {
+		resp := testwait.Recv(t, replies, "a held request's reply")
+		require.NotNil(t, resp, "a held request got no reply")
+		require.Nil(t, resp["error"], "%v", resp)
+		id, _ := resp["id"].(string)
+		require.Equal(t, map[string]any{"x": "t" + strings.TrimPrefix(id, "h")}, resp["results"])
+		seen[id] = true
+	}
+	require.Len(t, seen, held)
+	require.NoError(t, testwait.Recv(t, drained, "Drain"))
+}

@@ -1,8 +1,12 @@
 package node
 
 import (
+	"fmt"
 	"maps"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 
@@ -28,7 +32,7 @@ func (fr *front) answer(m *nats.Msg, c codec.Codec, event string, resp *schema.R
 	}
 	data, problem := mesh.FitReply(fr.nc, c, event, resp)
 	if problem == nil {
-		return mesh.PublishReply(fr.nc, m, c, event, data)
+		return fr.sendReply(m, c, event, data, resp.ID)
 	}
 	trace, truncated := resp.Trace, resp.TraceTruncated
 	if problem.Code == schema.CodePayloadTooLarge {
@@ -39,7 +43,7 @@ func (fr *front) answer(m *nats.Msg, c codec.Codec, event string, resp *schema.R
 		}
 		if len(resp.Trace) > 0 {
 			if resp, data = fr.fitTrace(c, event, resp); data != nil {
-				return mesh.PublishReply(fr.nc, m, c, event, data)
+				return fr.sendReply(m, c, event, data, resp.ID)
 			}
 		}
 	}
@@ -146,4 +150,81 @@ func (fr *front) sendParts(m *nats.Msg, c codec.Codec, resp *schema.Response) (r
 	left := *resp
 	left.Results = map[string]any{}
 	return &left, true
+}
+
+// sendReply publishes data, the last message of the response to request
+// id. A reply sent while no other request is being planned here is
+// published at once; the others go through fr.replies. data is not reused
+// afterwards: the batch may publish it after the request's worker is done.
+func (fr *front) sendReply(m *nats.Msg, c codec.Codec, event string, data []byte, id string) error {
+	if fr.planning.Load() == 0 || unbatched.Load() {
+		return mesh.PublishReply(fr.nc, m, c, event, data)
+	}
+	out, err := mesh.ReplyMsg(m, c, event, data)
+	if out == nil {
+		return err
+	}
+	fr.replies.send(fr.env, out, id)
+	return nil
+}
+
+// replyBatch lets the replies of a node's workers share the connection's
+// writes, as those of a responder that answers on its subscription's own
+// goroutine do. nats.go's flusher goroutine writes out whatever was
+// published since it last ran, and a publish wakes it to run next on its
+// processor: replies published by many workers, each after its own work,
+// are one write each, while one goroutine publishing several back to back
+// shares one write between them.
+//
+// A worker with a reply to send while other requests are being planned
+// puts it in the batch; if no worker is sending the batch, it becomes the
+// sender: it yields once (runtime.Gosched), so that the workers already
+// runnable get to their replies and add them, then publishes the batch,
+// and again until it finds it empty. No reply waits on a timer, nor on
+// another request's work: only on the goroutines that were runnable.
+type replyBatch struct {
+	mu      sync.Mutex
+	queue   []queuedReply
+	sending bool
+}
+
+// unbatched, set by a benchmark that compares, sends every reply at once.
+var unbatched atomic.Bool
+
+// queuedReply is a reply in the batch, with its request's id for the log
+// if it cannot be sent.
+type queuedReply struct {
+	msg *nats.Msg
+	id  string
+}
+
+// send adds a reply to the batch, and sends the batch unless another
+// worker is sending it. Replies that cannot be sent are logged.
+func (b *replyBatch) send(e *env, out *nats.Msg, id string) {
+	b.mu.Lock()
+	b.queue = append(b.queue, queuedReply{msg: out, id: id})
+	if b.sending {
+		b.mu.Unlock()
+		return // the sender takes it
+	}
+	b.sending = true
+	b.mu.Unlock()
+	runtime.Gosched()
+	var batch []queuedReply
+	for {
+		b.mu.Lock()
+		batch, b.queue = b.queue, batch[:0] // the queue takes the sent one's room
+		if len(batch) == 0 {
+			b.sending = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		for _, r := range batch {
+			if err := e.nc.PublishMsg(r.msg); err != nil {
+				e.replyFailed("rpc", r.id, fmt.Errorf("node: reply: %w", err))
+			}
+		}
+		clear(batch)
+	}
 }
