@@ -75,7 +75,9 @@ func (c jsonCodec) Decode(data []byte) (any, error) {
 func (c jsonCodec) decode(data []byte, limit int64) (any, int64, error) {
 	cost, err := jsonCost(data, limit) // before anything is allocated
 	var v any
-	if err == nil {
+	if err == nil && jsonLib {
+		v, err = jsonDocument(data)
+	} else if err == nil {
 		d := jsonDecoder{b: data}
 		v, err = d.document()
 	}

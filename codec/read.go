@@ -38,6 +38,13 @@ func ReadSized[T any](c Codec, data []byte, limit int64, read func(schema.Reader
 		if err != nil {
 			return v, cost, decodeErr(c, err)
 		}
+		if jsonLib {
+			t := newJSONText(data)
+			defer t.put()
+			t.r = jsonTextReader{t: t, cost: cost}
+			r = &t.r
+			break
+		}
 		j := jsonReaders.Get().(*jsonReader)
 		defer jsonReaders.Put(j)
 		*j = jsonReader{d: jsonDecoder{b: data}, cost: cost}
