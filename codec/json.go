@@ -120,7 +120,7 @@ func (t *jsonText) put() {
 
 // end checks that nothing but white space follows the value.
 func (t *jsonText) end() error {
-	if _, err := t.dec.ReadToken(); err != io.EOF {
+	if _, err := t.dec.ReadToken(); !errors.Is(err, io.EOF) {
 		return errors.New("trailing data after the value")
 	}
 	return nil
