@@ -44,3 +44,25 @@ func BenchmarkEncode(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecode decodes each sample, as each codec encodes it, into the
+// value tree.
+func BenchmarkDecode(b *testing.B) {
+	for _, name := range []string{"response", "exec", "response-16-trace"} {
+		v := encodeSamples()[name]
+		for _, c := range []Codec{JSON, MsgPack} {
+			body, err := c.Encode(v)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(name+"/"+strings.TrimPrefix(c.ContentType(), "application/"), func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, _, err := DecodeSized(c, body, MaxDecoded); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}

@@ -64,8 +64,7 @@ var jsonSamples = []string{
 
 func checkJSONDecoder(t *testing.T, data []byte) {
 	want, werr := decodeStdlib(data)
-	d := jsonDecoder{b: data}
-	got, gerr := d.document()
+	got, _, gerr := jsonCodec{}.decode(data, MaxDecoded)
 	if (werr == nil) != (gerr == nil) {
 		t.Fatalf("%q: encoding/json error %v, decoder error %v", data, werr, gerr)
 	}

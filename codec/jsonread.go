@@ -2,19 +2,20 @@ package codec
 
 import (
 	"errors"
+	"unicode/utf8"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/mpreg/mpreg/schema"
 )
 
-// jsonReader is the schema.Reader over JSON bytes. It reads with the
-// one-pass decoder's pieces (jsondec.go): its values, strings and numbers
-// are the ones that decoder makes, so a wire struct read here is the one
-// read from the decoder's tree. This file is all the reader takes from it.
+// jsonReader is the schema.Reader over JSON bytes, on jsontext: its
+// values, strings and numbers are the ones jsonValue makes, so a wire
+// struct read here is the one read from the tree.
 type jsonReader struct {
-	d     jsonDecoder
-	depth int    // of the next value
-	first uint64 // bit d: the container open at depth d has no element yet
-	cost  int64  // jsonCost of the whole text, counted before reading
+	t     *jsonText
+	depth int   // of the next value
+	cost  int64 // jsonCost of the whole text, counted before reading
 	err   error
 }
 
@@ -26,6 +27,15 @@ func (j *jsonReader) fail(err error) {
 	}
 }
 
+// failed keeps the error the decoder holds after PeekKind reported none.
+func (j *jsonReader) failed() {
+	_, err := j.t.dec.ReadToken()
+	if err == nil {
+		err = errors.New("unexpected end of a map or list")
+	}
+	j.fail(err)
+}
+
 func (j *jsonReader) Err() error { return j.err }
 
 // finish reports the first error, or what follows the value.
@@ -33,38 +43,30 @@ func (j *jsonReader) finish() error {
 	if j.err != nil {
 		return j.err
 	}
-	if j.d.space(); j.d.i != len(j.d.b) {
-		return errors.New("trailing data after the value")
-	}
-	return nil
+	return j.t.end()
 }
 
 func (j *jsonReader) used() int64 { return j.cost }
 
 func (j *jsonReader) Next() schema.Kind {
-	d := &j.d
 	if j.err != nil {
 		return ""
 	}
-	if d.space(); d.i >= len(d.b) {
-		j.fail(d.fail("unexpected end"))
-		return ""
-	}
-	switch c := d.b[d.i]; {
-	case c == '{':
+	switch j.t.dec.PeekKind() {
+	case '{':
 		return schema.KindMap
-	case c == '[':
+	case '[':
 		return schema.KindList
-	case c == '"':
+	case '"':
 		return schema.KindString
-	case c == '-' || c >= '0' && c <= '9':
+	case '0':
 		return schema.KindNumber
-	case c == 't' || c == 'f':
+	case 't', 'f':
 		return schema.KindBool
-	case c == 'n':
+	case 'n':
 		return schema.KindNull
 	}
-	j.fail(d.fail("unexpected character"))
+	j.failed()
 	return ""
 }
 
@@ -74,9 +76,11 @@ func (j *jsonReader) open() int {
 		j.fail(errTooDeep)
 		return 0
 	}
-	j.d.i++
+	if _, err := j.t.dec.ReadToken(); err != nil {
+		j.fail(err)
+		return 0
+	}
 	j.depth++
-	j.first |= 1 << j.depth
 	return -1
 }
 
@@ -95,25 +99,20 @@ func (j *jsonReader) List() int {
 }
 
 // more moves to the next element of the innermost open container, whose
-// closing byte is end, or past its end (false).
-func (j *jsonReader) more(end byte) bool {
-	d := &j.d
+// closing kind is end, or past its end (false).
+func (j *jsonReader) more(end jsontext.Kind) bool {
 	if j.err != nil {
 		return false
 	}
-	d.space()
-	bit := uint64(1) << j.depth
-	switch {
-	case d.i < len(d.b) && d.b[d.i] == end:
-		d.i++
+	switch j.t.dec.PeekKind() {
+	case end:
+		if _, err := j.t.dec.ReadToken(); err != nil {
+			j.fail(err)
+		}
 		j.depth--
 		return false
-	case j.first&bit != 0:
-		j.first &^= bit
-	case d.i < len(d.b) && d.b[d.i] == ',':
-		d.i++
-	default:
-		j.fail(d.fail("want ',' or '" + string(end) + "'"))
+	case 0:
+		j.failed()
 		return false
 	}
 	return true
@@ -125,75 +124,51 @@ func (j *jsonReader) Key() (string, bool) {
 	if !j.more('}') {
 		return "", false
 	}
-	d := &j.d
-	if d.space(); d.i >= len(d.b) || d.b[d.i] != '"' {
-		j.fail(d.fail("want a key"))
-		return "", false
-	}
-	k, err := j.key()
+	raw, err := j.t.dec.ReadValue()
 	if err != nil {
 		j.fail(err)
 		return "", false
 	}
-	if d.space(); d.i >= len(d.b) || d.b[d.i] != ':' {
-		j.fail(d.fail("want ':'"))
-		return "", false
-	}
-	d.i++
-	return k, true
+	return jsonKey(raw), true
 }
 
-// key reads a key: a plain one (printable ASCII, no escape) without a copy
-// when it is one of the protocol's.
-func (j *jsonReader) key() (string, error) {
-	d := &j.d
-	for e := d.i + 1; e < len(d.b); e++ {
-		switch c := d.b[e]; {
-		case c == '"':
-			k := schema.Intern(d.b[d.i+1 : e])
-			d.i = e + 1
-			return k, nil
-		case c < 0x20 || c >= 0x7f || c == '\\':
-			return d.str()
+// jsonKey is the string of a raw key: a plain one (ASCII, no escape) is
+// not copied when it is one of the protocol's.
+func jsonKey(raw jsontext.Value) string {
+	s := raw[1 : len(raw)-1]
+	for _, c := range s {
+		if c >= utf8.RuneSelf || c == '\\' {
+			return jsonString(raw)
 		}
 	}
-	return d.str()
+	return schema.Intern(s)
 }
 
 func (j *jsonReader) Str() string {
 	if j.Next() != schema.KindString {
 		return ""
 	}
-	s, err := j.d.str()
+	raw, err := j.t.dec.ReadValue()
 	if err != nil {
 		j.fail(err)
+		return ""
 	}
-	return s
+	return jsonString(raw)
 }
 
 func (j *jsonReader) Int() (int64, bool) {
 	if j.Next() != schema.KindNumber {
 		return 0, false
 	}
-	d := &j.d
-	start := d.i
-	integral, err := d.scanNumber()
+	raw, err := j.t.dec.ReadValue()
 	if err != nil {
 		j.fail(err)
 		return 0, false
 	}
-	s := d.b[start:d.i]
-	if integral && len(s) < 19 { // as jsonDecoder.number
-		var v int64
-		for _, c := range trimMinus(s) {
-			v = v*10 + int64(c-'0')
-		}
-		if s[0] == '-' {
-			v = -v
-		}
+	if v, ok := smallInt(raw); ok {
 		return v, true
 	}
-	v, err := parseNumber(string(s))
+	v, err := parseNumber(string(raw))
 	if err != nil {
 		j.fail(err)
 		return 0, false
@@ -210,7 +185,7 @@ func (j *jsonReader) Value() any {
 	if j.err != nil {
 		return nil
 	}
-	v, err := j.d.value(j.depth)
+	v, err := jsonValue(&j.t.dec, j.depth)
 	if err != nil {
 		j.fail(err)
 		return nil

@@ -38,11 +38,10 @@ func ReadSized[T any](c Codec, data []byte, limit int64, read func(schema.Reader
 		if err != nil {
 			return v, cost, decodeErr(c, err)
 		}
-		j := jsonReaders.Get().(*jsonReader)
-		defer jsonReaders.Put(j)
-		*j = jsonReader{d: jsonDecoder{b: data}, cost: cost}
-		defer func() { j.d.b = nil }()
-		r = j
+		t := newJSONText(data)
+		defer t.put()
+		t.r = jsonReader{t: t, cost: cost}
+		r = &t.r
 	case MsgPack:
 		m := mpReaders.Get().(*mpReader)
 		defer mpReaders.Put(m)
@@ -65,8 +64,6 @@ func ReadSized[T any](c Codec, data []byte, limit int64, read func(schema.Reader
 	return v, r.used(), err
 }
 
-// The readers are reused: what they read is copied out of the body.
-var (
-	jsonReaders = sync.Pool{New: func() any { return new(jsonReader) }}
-	mpReaders   = sync.Pool{New: func() any { return new(mpReader) }}
-)
+// The readers are reused (jsonText holds the JSON one): what they read is
+// copied out of the body.
+var mpReaders = sync.Pool{New: func() any { return new(mpReader) }}
