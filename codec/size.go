@@ -1,6 +1,10 @@
 package codec
 
-import "github.com/mpreg/mpreg/schema"
+import (
+	"sync"
+
+	"github.com/mpreg/mpreg/schema"
+)
 
 // SizeWithin returns a lower bound of v's encoded size in either codec
 // (string and binary lengths, a byte per scalar and element), walking no
@@ -47,9 +51,11 @@ func (s *sizer) add(v any, depth int) {
 		s.dict(t, depth)
 	case schema.Wire:
 		if !schema.IsNil(t) {
-			f := &fieldSizer{sizer: *s, depth: depth + 1} // on the heap here only
+			f := fieldSizers.Get().(*fieldSizer) // it escapes through WriteFields
+			f.sizer, f.depth = *s, depth+1
 			t.WriteFields(f)
 			s.n = f.n
+			fieldSizers.Put(f)
 		}
 	default:
 		s.n++
@@ -78,6 +84,10 @@ func (s *sizer) dict(m map[string]any, depth int) {
 		s.add(e, depth+1)
 	}
 }
+
+// fieldSizers keeps the fieldSizers that WriteFields would otherwise put
+// on the heap for every wire struct sized.
+var fieldSizers = sync.Pool{New: func() any { return new(fieldSizer) }}
 
 // fieldSizer sizes a wire struct's fields.
 type fieldSizer struct {

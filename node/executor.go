@@ -251,7 +251,7 @@ func (x *executor) runPeerStep(s *peerStep, slot bool) {
 func (x *executor) invokePeerStep(s *peerStep) (any, int64, *schema.Error) {
 	req := s.req
 	if s.f.inline {
-		return x.invoke(&s.ctx, s.f, req.Args, req.Kwargs, req.ID)
+		return x.invoke(&s.ctx, s.f, req.Args, req.Kwargs, stepID{req: req.ID})
 	}
 	ctx := s.ctx.back()
 	late := make(chan struct{})
@@ -259,7 +259,7 @@ func (x *executor) invokePeerStep(s *peerStep) (any, int64, *schema.Error) {
 		defer close(late)
 		x.replyPeerStep(s, schema.ExecReply{Error: x.stepCtxError(ctx)})
 	})
-	v, fetched, e := x.invoke(ctx, s.f, req.Args, req.Kwargs, req.ID)
+	v, fetched, e := x.invoke(ctx, s.f, req.Args, req.Kwargs, stepID{req: req.ID})
 	if !stop() {
 		<-late // the timeout reply is out; nothing outlives this call
 	}
@@ -272,7 +272,7 @@ func (x *executor) invokePeerStep(s *peerStep) (any, int64, *schema.Error) {
 // Local steps count in x.inflight (the table's SelfLoad), not in the
 // table's outstanding counter.
 func (x *executor) runStepHere(ctx context.Context, _ string, c *planner.Call) (planner.Result, error) {
-	v, tm, e := x.runHere(ctx, c.Fun, c.Args, c.Kwargs, c.ID(), c.Traced())
+	v, tm, e := x.runHere(ctx, c.Fun, c.Args, c.Kwargs, stepID{c.RequestID, c.Step}, c.Traced())
 	res := planner.Result{Value: v, Timing: tm}
 	switch {
 	case e == nil:
@@ -288,7 +288,7 @@ func (x *executor) runStepHere(ctx context.Context, _ string, c *planner.Call) (
 // that the caller gets TIMEOUT or CANCELLED when ctx ends even if the
 // function ignores ctx. With timed it returns how long the step waited for
 // its run slot and ran.
-func (x *executor) runHere(ctx context.Context, fun string, args []any, kwargs map[string]any, id string, timed bool) (_ any, tm planner.Timing, _ *schema.Error) {
+func (x *executor) runHere(ctx context.Context, fun string, args []any, kwargs map[string]any, id stepID, timed bool) (_ any, tm planner.Timing, _ *schema.Error) {
 	admitted := time.Now()
 	var began time.Time
 	if timed {
@@ -323,7 +323,7 @@ func (x *executor) runHere(ctx context.Context, fun string, args []any, kwargs m
 // invokeGuarded calls f on an owned goroutine and returns its result, or
 // the error of ctx's end as soon as ctx ends, and how long it ran (0 when
 // it did not start), and the bytes it fetched. It releases f's run slot.
-func (x *executor) invokeGuarded(ctx context.Context, f *fn, args []any, kwargs map[string]any, id string) (any, *schema.Error, time.Duration, int64) {
+func (x *executor) invokeGuarded(ctx context.Context, f *fn, args []any, kwargs map[string]any, id stepID) (any, *schema.Error, time.Duration, int64) {
 	began := time.Now()
 	type result struct {
 		v       any
@@ -399,15 +399,27 @@ func (x *executor) start(ctx context.Context, slot bool) *schema.Error {
 	return x.acquire(ctx)
 }
 
+// stepID names a step for logs, interceptors and the objects it stores:
+// a peer's exec id as it came (req), or a request id and step name, joined
+// only when needed.
+type stepID struct{ req, step string }
+
+func (s stepID) String() string {
+	if s.step == "" {
+		return s.req
+	}
+	return s.req + "/" + s.step
+}
+
 // invoke calls f with a recover boundary and normalizes its result. The
 // references in args and kwargs are resolved first, and a result larger
 // than the inline limit is stored by reference (see objects); fetched is
 // the bytes fetched from the object bucket for the step.
-func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[string]any, id string) (v any, fetched int64, e *schema.Error) {
+func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[string]any, id stepID) (v any, fetched int64, e *schema.Error) {
 	var in *stepInputs
 	defer func() {
 		if p := recover(); p != nil {
-			x.log.Error("function panicked", "request_id", id, "fun", f.name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			x.log.Error("function panicked", "request_id", id.String(), "fun", f.name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			v, e = nil, &schema.Error{Code: schema.CodeFunctionPanic, Node: x.cfg.NodeID,
 				Message: fmt.Sprintf("%s panicked: %v", f.name, p)}
 		}
@@ -428,7 +440,7 @@ func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[str
 	var res any
 	var err error
 	if ic := x.cfg.Hooks.Interceptor; ic != nil {
-		res, err = ic(ctx, Invocation{Fun: f.name, ID: id}, args, kwargs, f.call)
+		res, err = ic(ctx, Invocation{Fun: f.name, ID: id.String()}, args, kwargs, f.call)
 	} else {
 		res, err = f.call(ctx, args, kwargs)
 	}

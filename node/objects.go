@@ -462,9 +462,9 @@ func (f *fetchReader) Read(p []byte) (int, error) {
 // (objref.Escape), inline when it fits the inline limit, else stored in
 // the bucket and replaced by a reference. id names the step in the
 // object's name and metadata.
-func (o *objects) output(ctx context.Context, name string, res any, id string) (any, *schema.Error) {
+func (o *objects) output(ctx context.Context, name string, res any, sid stepID) (any, *schema.Error) {
 	if b, ok := res.(*Blob); ok {
-		return o.putBlob(ctx, name, b, id)
+		return o.putBlob(ctx, name, b, sid.String())
 	}
 	out, done, res, e := inlined(name, res, o.minInline())
 	if done {
@@ -485,7 +485,7 @@ func (o *objects) output(ctx context.Context, name string, res any, id string) (
 		return nil, e
 	}
 	if data, ok := out.([]byte); ok {
-		return o.put(ctx, b, id, bytes.NewReader(data), data, objref.Bytes)
+		return o.put(ctx, b, sid.String(), bytes.NewReader(data), data, objref.Bytes)
 	}
 	data, err := codec.MsgPack.Encode(objref.Escape(out))
 	if err != nil {
@@ -494,7 +494,7 @@ func (o *objects) output(ctx context.Context, name string, res any, id string) (
 	if int64(len(data)) > o.maxObj {
 		return nil, o.tooBig("the result of "+name, int64(len(data)))
 	}
-	return o.put(ctx, b, id, bytes.NewReader(data), data, objref.MsgPack)
+	return o.put(ctx, b, sid.String(), bytes.NewReader(data), data, objref.MsgPack)
 }
 
 // inlined returns res ready to travel inline, normalized and escaped, when
