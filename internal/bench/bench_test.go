@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -60,7 +61,17 @@ func (w withTeardown) Run() int {
 	return code
 }
 
+// rssChildEnv names the node a TestLoadObjectRSS node process is.
+const rssChildEnv = "MPREG_BENCH_RSS_NODE"
+
+// rssChild, when set (objrss_norace_test.go), runs this binary as a node
+// process of TestLoadObjectRSS if the environment asks it to.
+var rssChild func() int
+
 func TestMain(m *testing.M) {
+	if rssChild != nil && os.Getenv(rssChildEnv) != "" {
+		os.Exit(rssChild())
+	}
 	goleak.VerifyTestMain(withTeardown{m})
 }
 
