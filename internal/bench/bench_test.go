@@ -17,31 +17,42 @@ import (
 )
 
 // The benchmarks share one rig (embedded nats-server, node, raw responder,
-// client), started by the first benchmark that needs it and stopped in
-// TestMain after every test and benchmark has run.
+// client) of each kind, started by the first benchmark that needs it and
+// stopped in TestMain after every test and benchmark has run.
 var (
 	fixtureMu   sync.Mutex
-	fixtureRigs = map[bool]*rig{} // by whether the node's metrics are on
+	fixtureRigs = map[fixtureKey]*rig{}
 )
 
-func fixture(b testing.TB) *rig { return fixtureWith(b, false) }
+// fixtureKey is a kind of shared rig: whether its nodes' Prometheus
+// metrics are on, and whether its server runs JetStream, so that its
+// nodes pass larger values by reference (Config.Objects).
+type fixtureKey struct{ metrics, objects bool }
+
+func fixture(b testing.TB) *rig { return fixtureOf(b, fixtureKey{}) }
 
 // fixtureWith returns the shared rig whose node has its Prometheus metrics
 // on or off.
 func fixtureWith(b testing.TB, withMetrics bool) *rig {
+	return fixtureOf(b, fixtureKey{metrics: withMetrics})
+}
+
+// fixtureOf returns the shared rig of kind k.
+func fixtureOf(b testing.TB, k fixtureKey) *rig {
 	b.Helper()
 	fixtureMu.Lock()
 	defer fixtureMu.Unlock()
-	if r := fixtureRigs[withMetrics]; r != nil {
+	if r := fixtureRigs[k]; r != nil {
 		return r
 	}
 	cfg := DefaultConfig()
-	cfg.Metrics = withMetrics
+	cfg.Metrics, cfg.Objects = k.metrics, k.objects
+	cfg.ObjectBytes = 1 << 20
 	cfg, err := cfg.withDefaults()
 	if err == nil {
 		var r *rig
 		if r, err = newRig(context.Background(), cfg); err == nil {
-			fixtureRigs[withMetrics] = r
+			fixtureRigs[k] = r
 			return r
 		}
 	}

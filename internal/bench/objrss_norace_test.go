@@ -106,8 +106,7 @@ func startRSSNode(t *testing.T, url, id string) *rssNode {
 			}
 		case <-time.After(20 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
-			t.Errorf("node %s did not stop", id)
+			t.Errorf("node %s did not stop: %v", id, <-done)
 		}
 		t.Logf("node %s stderr:\n%s", id, logs.String())
 	})
