@@ -108,10 +108,11 @@ func (o *objRun) p50() time.Duration {
 }
 
 // runObjects runs the objects phase and writes its report to w: after a
-// round to warm up, rounds of a value of cfg.ObjectBytes passed by reference from a step on node A to
-// a step on node B, alternating with a raw JetStream object put of the
-// same bytes on one connection and a get on another (both in-process, as
-// A's and B's are), into the same bucket.
+// round to warm up, rounds of a value of cfg.ObjectBytes passed by
+// reference from a step on node A to a step on node B, alternating with a
+// raw JetStream object put of the same bytes on one connection and a get
+// on another (both in-process, as A's and B's are), into the same bucket,
+// which is emptied after each transfer.
 func (r *rig) runObjects(ctx context.Context, w io.Writer) error {
 	for _, n := range r.nodes[:2] {
 		select {
@@ -145,6 +146,9 @@ func (r *rig) runObjects(ctx context.Context, w io.Writer) error {
 			}
 			if d := time.Since(t0); i > 0 {
 				k.run.record(d, before, r.traffic())
+			}
+			if err := emptyBucket(ctx, put); err != nil {
+				return fmt.Errorf("bench: %s: %w", k.run.name, err)
 			}
 		}
 	}
@@ -187,8 +191,8 @@ func (r *rig) objectsMPREG(ctx context.Context) error {
 	return nil
 }
 
-// rawPutGet puts data into the bucket on one connection, reads it whole
-// on another (nats.go checks its SHA-256 at the end), and deletes it.
+// rawPutGet puts data into the bucket on one connection and reads it
+// whole on another (nats.go checks its SHA-256 at the end).
 func rawPutGet(ctx context.Context, put, get jetstream.ObjectStore, data []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, objTimeout)
 	defer cancel()
@@ -196,7 +200,6 @@ func rawPutGet(ctx context.Context, put, get jetstream.ObjectStore, data []byte)
 	if _, err := put.Put(ctx, jetstream.ObjectMeta{Name: name}, bytes.NewReader(data)); err != nil {
 		return err
 	}
-	defer func() { _ = put.Delete(context.WithoutCancel(ctx), name) }()
 	res, err := get.Get(ctx, name)
 	if err != nil {
 		return err
@@ -208,6 +211,24 @@ func rawPutGet(ctx context.Context, put, get jetstream.ObjectStore, data []byte)
 	}
 	if n, err := res.Read(buf[:1]); n != 0 || !errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: the object is longer than the bytes put, or not their digest: %w", errMismatch, err)
+	}
+	return nil
+}
+
+// emptyBucket deletes every object in s, so that each transfer starts
+// with an empty bucket (between transfers, not timed).
+func emptyBucket(ctx context.Context, s jetstream.ObjectStore) error {
+	l, err := s.List(ctx)
+	if errors.Is(err, jetstream.ErrNoObjectsFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, o := range l {
+		if err := s.Delete(ctx, o.Name); err != nil {
+			return err
+		}
 	}
 	return nil
 }
