@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -106,8 +107,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: negative concurrency %d", ErrInvalidConfig, c.Concurrency)
 	case c.PayloadBytes < 0:
 		return c, fmt.Errorf("%w: negative payload size %d", ErrInvalidConfig, c.PayloadBytes)
-	case c.ObjectBytes < 0 || c.ObjectRounds < 0:
-		return c, fmt.Errorf("%w: negative object size %d or rounds %d", ErrInvalidConfig, c.ObjectBytes, c.ObjectRounds)
+	case c.ObjectBytes < 0:
+		return c, fmt.Errorf("%w: negative object size %d", ErrInvalidConfig, c.ObjectBytes)
+	case c.ObjectRounds < 0:
+		return c, fmt.Errorf("%w: negative object rounds %d", ErrInvalidConfig, c.ObjectRounds)
+	case c.Objects && c.ObjectBytes <= node.DefaultInlineMax:
+		return c, fmt.Errorf("%w: an object of %d bytes would travel inline: give more than the inline limit, %d", ErrInvalidConfig, c.ObjectBytes, node.DefaultInlineMax)
 	}
 	if err := schema.CheckID(c.Cluster); err != nil {
 		return c, fmt.Errorf("%w: cluster: %w", ErrInvalidConfig, err)

@@ -287,7 +287,10 @@ func TestConfigDefaults(t *testing.T) {
 	if in.Servers[0] != "nats://127.0.0.1:4222" {
 		t.Error("withDefaults shares the caller's Servers")
 	}
-	for _, bad := range []Config{{Duration: -1}, {Concurrency: -1}, {PayloadBytes: -1}, {Cluster: "a.b"}} {
+	if got.ObjectBytes != 100<<20 || got.ObjectRounds != 5 || got.Objects {
+		t.Errorf("object defaults: %+v", got)
+	}
+	for _, bad := range []Config{{Duration: -1}, {Concurrency: -1}, {PayloadBytes: -1}, {Cluster: "a.b"}, {ObjectBytes: -1}, {ObjectRounds: -1}, {Objects: true, ObjectBytes: 256 << 10}} {
 		if _, err := bad.withDefaults(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%+v: err %v, want ErrInvalidConfig", bad, err)
 		}
