@@ -141,10 +141,14 @@ func memStatus(t *testing.T, pid int) (rss, hwm int64) {
 }
 
 // resetPeak resets a process's VmHWM to its VmRSS (Linux's clear_refs
-// "5") and returns that baseline.
+// "5") and returns that baseline. Where clear_refs cannot be written the
+// peak stays the process's since it started, which is no lower: the bound
+// is then checked against a peak that may be higher than the transfer's.
 func resetPeak(t *testing.T, pid int) int64 {
 	t.Helper()
-	require.NoError(t, os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0))
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		t.Logf("the peak RSS is the process's since it started: %v", err)
+	}
 	rss, _ := memStatus(t, pid)
 	return rss
 }
