@@ -78,6 +78,8 @@ func (p param) value(fun, name string, v any) (reflect.Value, error) {
 	switch b, ok := v.([]byte); {
 	case p.t == blobType:
 		return blobValue(fun, name, v)
+	case ok && p.t == bytesType && takeOwned(b):
+		return reflect.ValueOf(b), nil // fetched for this call alone
 	case ok && p.t == bytesType:
 		// As the JSON path would give, without it: a copy, since the
 		// function may change what it was given.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -122,6 +123,31 @@ type stepInputs struct {
 	b       *bucketStore // nil without JetStream
 	fetched atomic.Int64
 	blobs   []*Blob
+	owned   [][]byte // binary values made for the step alone (see owned)
+}
+
+// ownedBufs holds, by their first byte, the binary values resolved for a
+// step that nothing else holds (fetched, or copied from the cache), until
+// the step ends. Binding one to a []byte parameter takes it from here and
+// needs no copy: a value as big as an object is not held twice.
+var ownedBufs sync.Map // *byte → struct{}
+
+// own marks b as the step's own, to be bound without a copy.
+func (st *stepInputs) own(b []byte) {
+	if len(b) > 0 {
+		ownedBufs.Store(&b[0], struct{}{})
+		st.owned = append(st.owned, b)
+	}
+}
+
+// takeOwned says whether b is a step's own binary value (see ownedBufs),
+// and unmarks it: a value given twice is copied the second time.
+func takeOwned(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	_, ok := ownedBufs.LoadAndDelete(&b[0])
+	return ok
 }
 
 // bytes returns the bytes fetched so far (0 for nil).
@@ -139,6 +165,9 @@ func (st *stepInputs) close() {
 	}
 	for _, b := range st.blobs {
 		_ = b.Close()
+	}
+	for _, b := range st.owned {
+		ownedBufs.Delete(&b[0])
 	}
 }
 
@@ -291,6 +320,7 @@ func (o *objects) value(ctx context.Context, st *stepInputs, r objref.Ref) (any,
 		if fromCache {
 			data = slices.Clone(data) // the function may change its input
 		}
+		st.own(data)
 		return data, nil
 	case objref.MsgPack:
 		c = codec.MsgPack

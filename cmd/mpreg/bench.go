@@ -13,12 +13,15 @@ import (
 
 // benchCmd is `mpreg bench`.
 type benchCmd struct {
-	Duration    time.Duration `help:"How long each phase of each scenario runs." default:"${bench_duration}"`
-	Concurrency int           `help:"Concurrent requesters in the throughput phase." default:"${bench_concurrency}"`
-	Payload     int           `help:"Payload size in bytes." default:"${bench_payload}"`
-	Servers     []string      `help:"NATS server URLs, comma-separated (default: an embedded server in this process)." placeholder:"URL"`
-	Cluster     string        `help:"Cluster id." default:"bench"`
-	Metrics     bool          `help:"Turn on the node's Prometheus metrics, as --metrics-listen does, to measure their cost."`
+	Duration     time.Duration `help:"How long each phase of each scenario runs." default:"${bench_duration}"`
+	Concurrency  int           `help:"Concurrent requesters in the throughput phase." default:"${bench_concurrency}"`
+	Payload      int           `help:"Payload size in bytes." default:"${bench_payload}"`
+	Servers      []string      `help:"NATS server URLs, comma-separated (default: an embedded server in this process)." placeholder:"URL"`
+	Cluster      string        `help:"Cluster id." default:"bench"`
+	Metrics      bool          `help:"Turn on the node's Prometheus metrics, as --metrics-listen does, to measure their cost."`
+	Objects      bool          `help:"Add the values-by-reference phase: a value of --object-size made on one node and taken by a step on another, against a raw JetStream object put and get of the same bytes. Needs JetStream (the embedded server runs it, storing in a temporary directory)."`
+	ObjectSize   byteSize      `help:"The size of the value of --objects." default:"${bench_object_size}"`
+	ObjectRounds int           `help:"Transfers of each kind --objects measures, alternating, after one of each to warm up." default:"${bench_object_rounds}"`
 	authFlags
 	inboxFlags
 }
@@ -27,9 +30,11 @@ type benchCmd struct {
 func benchVars() kong.Vars {
 	d := bench.DefaultConfig()
 	return kong.Vars{
-		"bench_duration":    d.Duration.String(),
-		"bench_concurrency": strconv.Itoa(d.Concurrency),
-		"bench_payload":     strconv.Itoa(d.PayloadBytes),
+		"bench_duration":      d.Duration.String(),
+		"bench_concurrency":   strconv.Itoa(d.Concurrency),
+		"bench_payload":       strconv.Itoa(d.PayloadBytes),
+		"bench_object_size":   formatByteSize(int64(d.ObjectBytes)),
+		"bench_object_rounds": strconv.Itoa(d.ObjectRounds),
 	}
 }
 
@@ -49,5 +54,8 @@ func (c *benchCmd) Run(e *env) error {
 		Auth:         c.auth(),
 		InboxPrefix:  c.InboxPrefix,
 		Metrics:      c.Metrics,
+		Objects:      c.Objects,
+		ObjectBytes:  int(c.ObjectSize),
+		ObjectRounds: c.ObjectRounds,
 	}, e.stdout)
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -51,6 +52,18 @@ type Config struct {
 	// Cluster is the MPREG cluster id the benchmark node joins. Default
 	// "bench".
 	Cluster string
+	// Objects adds the values-by-reference phase (see runObjects): a value
+	// of ObjectBytes made on node A and taken by a step on node B, against
+	// a raw JetStream object put and get of the same bytes. It needs
+	// JetStream: the embedded server then runs it, storing in a temporary
+	// directory it removes.
+	Objects bool
+	// ObjectBytes is the size of the value of the objects phase. Default
+	// 100 MiB.
+	ObjectBytes int
+	// ObjectRounds is how many transfers of each kind the objects phase
+	// measures, alternating, after one of each to warm up. Default 5.
+	ObjectRounds int
 }
 
 // DefaultConfig returns the defaults.
@@ -60,6 +73,8 @@ func DefaultConfig() Config {
 		Concurrency:  64,
 		PayloadBytes: 16,
 		Cluster:      "bench",
+		ObjectBytes:  100 << 20,
+		ObjectRounds: 5,
 	}
 }
 
@@ -79,6 +94,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Cluster == "" {
 		c.Cluster = d.Cluster
 	}
+	if c.ObjectBytes == 0 {
+		c.ObjectBytes = d.ObjectBytes
+	}
+	if c.ObjectRounds == 0 {
+		c.ObjectRounds = d.ObjectRounds
+	}
 	switch {
 	case c.Duration < 0:
 		return c, fmt.Errorf("%w: negative duration %s", ErrInvalidConfig, c.Duration)
@@ -86,6 +107,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: negative concurrency %d", ErrInvalidConfig, c.Concurrency)
 	case c.PayloadBytes < 0:
 		return c, fmt.Errorf("%w: negative payload size %d", ErrInvalidConfig, c.PayloadBytes)
+	case c.ObjectBytes < 0:
+		return c, fmt.Errorf("%w: negative object size %d", ErrInvalidConfig, c.ObjectBytes)
+	case c.ObjectRounds < 0:
+		return c, fmt.Errorf("%w: negative object rounds %d", ErrInvalidConfig, c.ObjectRounds)
+	case c.Objects && c.ObjectBytes <= node.DefaultInlineMax:
+		return c, fmt.Errorf("%w: an object of %d bytes would travel inline: give more than the inline limit, %d", ErrInvalidConfig, c.ObjectBytes, node.DefaultInlineMax)
 	}
 	if err := schema.CheckID(c.Cluster); err != nil {
 		return c, fmt.Errorf("%w: cluster: %w", ErrInvalidConfig, err)
@@ -163,7 +190,10 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return report(w, results)
+	if err = report(w, results); err != nil || !cfg.Objects {
+		return err
+	}
+	return r.runObjects(ctx, w)
 }
 
 // rounds is how many slices each phase is cut into. The scenarios take

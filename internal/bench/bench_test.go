@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"runtime"
 	"slices"
 	"strconv"
@@ -16,31 +17,42 @@ import (
 )
 
 // The benchmarks share one rig (embedded nats-server, node, raw responder,
-// client), started by the first benchmark that needs it and stopped in
-// TestMain after every test and benchmark has run.
+// client) of each kind, started by the first benchmark that needs it and
+// stopped in TestMain after every test and benchmark has run.
 var (
 	fixtureMu   sync.Mutex
-	fixtureRigs = map[bool]*rig{} // by whether the node's metrics are on
+	fixtureRigs = map[fixtureKey]*rig{}
 )
 
-func fixture(b testing.TB) *rig { return fixtureWith(b, false) }
+// fixtureKey is a kind of shared rig: whether its nodes' Prometheus
+// metrics are on, and whether its server runs JetStream, so that its
+// nodes pass larger values by reference (Config.Objects).
+type fixtureKey struct{ metrics, objects bool }
+
+func fixture(b testing.TB) *rig { return fixtureOf(b, fixtureKey{}) }
 
 // fixtureWith returns the shared rig whose node has its Prometheus metrics
 // on or off.
 func fixtureWith(b testing.TB, withMetrics bool) *rig {
+	return fixtureOf(b, fixtureKey{metrics: withMetrics})
+}
+
+// fixtureOf returns the shared rig of kind k.
+func fixtureOf(b testing.TB, k fixtureKey) *rig {
 	b.Helper()
 	fixtureMu.Lock()
 	defer fixtureMu.Unlock()
-	if r := fixtureRigs[withMetrics]; r != nil {
+	if r := fixtureRigs[k]; r != nil {
 		return r
 	}
 	cfg := DefaultConfig()
-	cfg.Metrics = withMetrics
+	cfg.Metrics, cfg.Objects = k.metrics, k.objects
+	cfg.ObjectBytes = 1 << 20
 	cfg, err := cfg.withDefaults()
 	if err == nil {
 		var r *rig
 		if r, err = newRig(context.Background(), cfg); err == nil {
-			fixtureRigs[withMetrics] = r
+			fixtureRigs[k] = r
 			return r
 		}
 	}
@@ -60,7 +72,17 @@ func (w withTeardown) Run() int {
 	return code
 }
 
+// rssChildEnv names the node a TestLoadObjectRSS node process is.
+const rssChildEnv = "MPREG_BENCH_RSS_NODE"
+
+// rssChild, when set (objrss_norace_test.go), runs this binary as a node
+// process of TestLoadObjectRSS if the environment asks it to.
+var rssChild func() int
+
 func TestMain(m *testing.M) {
+	if rssChild != nil && os.Getenv(rssChildEnv) != "" {
+		os.Exit(rssChild())
+	}
 	goleak.VerifyTestMain(withTeardown{m})
 }
 
@@ -265,7 +287,10 @@ func TestConfigDefaults(t *testing.T) {
 	if in.Servers[0] != "nats://127.0.0.1:4222" {
 		t.Error("withDefaults shares the caller's Servers")
 	}
-	for _, bad := range []Config{{Duration: -1}, {Concurrency: -1}, {PayloadBytes: -1}, {Cluster: "a.b"}} {
+	if got.ObjectBytes != 100<<20 || got.ObjectRounds != 5 || got.Objects {
+		t.Errorf("object defaults: %+v", got)
+	}
+	for _, bad := range []Config{{Duration: -1}, {Concurrency: -1}, {PayloadBytes: -1}, {Cluster: "a.b"}, {ObjectBytes: -1}, {ObjectRounds: -1}, {Objects: true, ObjectBytes: 256 << 10}} {
 		if _, err := bad.withDefaults(); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("%+v: err %v, want ErrInvalidConfig", bad, err)
 		}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -104,14 +106,16 @@ type rig struct {
 	urls    []string
 	auth    bus.Auth
 
-	srv     *bus.Server // nil when cfg.Servers were given
-	conns   []*nats.Conn
-	nodes   []*node.Node // A, B, T
-	nodeNCs []*nats.Conn // their connections
-	reqConn *nats.Conn   // raw requests and JSON rpc requests
-	client  *client.Client
-	msg     messages
-	req     requests
+	srv      *bus.Server // nil when cfg.Servers were given
+	storeDir string      // the embedded server's JetStream store, with cfg.Objects
+	objData  []byte      // the value of the objects phase, with cfg.Objects
+	conns    []*nats.Conn
+	nodes    []*node.Node // A, B, T
+	nodeNCs  []*nats.Conn // their connections
+	reqConn  *nats.Conn   // raw requests and JSON rpc requests
+	client   *client.Client
+	msg      messages
+	req      requests
 }
 
 // messages are the rig's pre-encoded messages.
@@ -133,6 +137,10 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
 	r := &rig{cfg: cfg, payload: strings.Repeat("x", cfg.PayloadBytes), auth: cfg.Auth}
+	if cfg.Objects {
+		r.objData = make([]byte, cfg.ObjectBytes)
+		_, _ = io.ReadFull(&patternReader{size: cfg.ObjectBytes}, r.objData)
+	}
 	defer func() {
 		if err != nil {
 			r.close()
@@ -141,7 +149,14 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 	r.urls = cfg.Servers
 	if len(r.urls) == 0 {
 		r.auth = bus.Auth{} // the embedded server asks for none
-		if r.srv, err = bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1}); err != nil {
+		scfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1}
+		if cfg.Objects {
+			if r.storeDir, err = os.MkdirTemp("", "mpreg-bench-js-"); err != nil {
+				return nil, fmt.Errorf("bench: %w", err)
+			}
+			scfg.JetStream, scfg.StoreDir = true, r.storeDir
+		}
+		if r.srv, err = bus.StartServer(scfg); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
 		r.urls = []string{r.srv.ClientURL()}
@@ -277,6 +292,11 @@ func (r *rig) startNode(ctx context.Context, loc string, inProcess bool, reg *pr
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
+	if r.cfg.Objects && loc != LocTCP {
+		if err = r.registerObjects(n); err != nil {
+			return err
+		}
+	}
 	r.nodes, r.nodeNCs = append(r.nodes, n), append(r.nodeNCs, nc)
 	if reg != nil {
 		if err = metrics.WatchNode(prometheus.WrapRegistererWith(prometheus.Labels{"bench_node": loc}, reg), n); err != nil {
@@ -360,6 +380,9 @@ func (r *rig) close() {
 		r.conns[i].Close()
 	}
 	r.srv.Shutdown()
+	if r.storeDir != "" {
+		_ = os.RemoveAll(r.storeDir)
+	}
 }
 
 // chainRequest is n echo steps, each taking the previous one's result;
