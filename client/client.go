@@ -6,6 +6,16 @@
 // single call straight to a chosen node's exec subject: one NATS round trip.
 // Run, and calls when no eligible node is known, go through the cluster's
 // rpc subject, where a node plans and routes the request.
+//
+// Values too big for a message pass by reference through the cluster's
+// JetStream object bucket (docs/PROTOCOL.md §4.7), on the client's own
+// connection: an argument over Config.InlineMax is uploaded and deleted
+// when the call returns, and a result passed by reference comes back as
+// its value, fetched, checked against its size and SHA-256, decoded, and
+// then deleted — or, with WithKeepRefs or Config.KeepRefs, as the
+// objref.Ref it is. Maps that look like references ({"$obj": …}) or
+// escapes ({"$lit": …}) are escaped going out and unescaped coming back,
+// so that they round-trip as the literals they are.
 package client
 
 import (
@@ -89,8 +99,8 @@ type Config struct {
 	// §6.1 measures values, is uploaded to the cluster's object bucket and
 	// passed by reference (§4.7), when the cluster's NATS account has
 	// JetStream; the client deletes its uploads when the call returns.
-	// Default DefaultInlineMax (256 KiB), never more than half the NATS
-	// max payload.
+	// Zero or less: DefaultInlineMax (256 KiB). Never more than half the
+	// NATS max payload.
 	InlineMax int
 	// MaxObjectBytes bounds a value the client uploads or fetches by
 	// reference: a larger one is PAYLOAD_TOO_LARGE with details.limit
@@ -99,7 +109,8 @@ type Config struct {
 	// KeepRefs returns the references among results as they are, as
 	// objref.Ref values, instead of fetching the objects they name (see
 	// WithKeepRefs). Kept objects are not deleted by the client: the
-	// cluster removes them after its result TTL.
+	// cluster removes them later (after its result TTL, or the bucket's
+	// max age).
 	KeepRefs bool
 }
 

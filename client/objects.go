@@ -53,7 +53,7 @@ type objects struct {
 func newObjects(c *Client) *objects {
 	maxPayload := int(c.nc.MaxPayload())
 	inline := c.cfg.InlineMax
-	if inline == 0 {
+	if inline <= 0 {
 		inline = DefaultInlineMax
 	}
 	inline = min(inline, maxPayload/2)
