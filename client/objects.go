@@ -291,47 +291,50 @@ func cloneMap(m map[string]any) map[string]any {
 	return out
 }
 
+// uploadList uploads the elements of l over the inline limit (upload),
+// and returns l with references in their place (copied when any is).
 func (o *objects) uploadList(ctx context.Context, id string, l []any, up *uploads) ([]any, error) {
-	out, copied := l, false
+	out := l
 	for i, v := range l {
-		if _, ok := codec.SizeWithin(v, o.inline); ok {
-			continue
-		}
-		ref, err := o.upload(ctx, id, fmt.Sprintf("argument %d", i), v, up)
-		if err != nil {
+		ref, err := o.uploadBig(ctx, id, v, func() string { return fmt.Sprintf("argument %d", i) }, up)
+		switch {
+		case err != nil:
 			return nil, err
-		}
-		if ref == nil {
+		case ref == nil:
 			continue
-		}
-		if !copied {
-			out, copied = append([]any(nil), l...), true
+		case sameList(out, l):
+			out = append([]any(nil), l...)
 		}
 		out[i] = ref
 	}
 	return out, nil
 }
 
+// uploadMap is uploadList of a map's values.
 func (o *objects) uploadMap(ctx context.Context, id string, m map[string]any, up *uploads) (map[string]any, error) {
 	out := m
-	copied := false
 	for k, v := range m {
-		if _, ok := codec.SizeWithin(v, o.inline); ok {
-			continue
-		}
-		ref, err := o.upload(ctx, id, fmt.Sprintf("keyword argument %q", k), v, up)
-		if err != nil {
+		ref, err := o.uploadBig(ctx, id, v, func() string { return fmt.Sprintf("keyword argument %q", k) }, up)
+		switch {
+		case err != nil:
 			return nil, err
-		}
-		if ref == nil {
+		case ref == nil:
 			continue
-		}
-		if !copied {
-			out, copied = cloneMap(m), true
+		case sameMap(out, m):
+			out = cloneMap(m)
 		}
 		out[k] = ref
 	}
 	return out, nil
+}
+
+// uploadBig is upload of v when it is over the inline limit; nil when
+// it is not, or goes inline anyway.
+func (o *objects) uploadBig(ctx context.Context, id string, v any, what func() string, up *uploads) (map[string]any, error) {
+	if _, ok := codec.SizeWithin(v, o.inline); ok {
+		return nil, nil
+	}
+	return o.upload(ctx, id, what(), v, up)
 }
 
 // upload stores v, an (escaped) argument, as a new object and returns the

@@ -2,8 +2,6 @@ package client_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/internal/testbytes"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/objref"
@@ -24,19 +23,10 @@ import (
 // limit (256 KiB), within a message (1 MiB).
 const big = 600 << 10
 
-// pattern returns size bytes where byte i is (i*31 + seed) mod 251.
-func pattern(size, seed int) []byte {
-	b := make([]byte, size)
-	for i := range b {
-		b[i] = byte((i*31 + seed) % 251)
-	}
-	return b
-}
-
-func hexSHA(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
+var (
+	pattern = testbytes.Pattern
+	hexSHA  = testbytes.SHA256
+)
 
 func registerData(n *node.Node) {
 	must := func(err error) {
@@ -47,6 +37,7 @@ func registerData(n *node.Node) {
 	must(n.Register("make", func(size, seed int) []byte { return pattern(size, seed) }))
 	must(n.Register("digest", func(b []byte) string { return hexSHA(b) }))
 	must(n.Register("same", func(x any) any { return x }))
+	must(n.Register("digest2", func(a, b []byte) string { return hexSHA(a) + hexSHA(b) }))
 	must(n.Register("kwdigest", func(data []byte, tag string) string { return tag + ":" + hexSHA(data) }, node.WithParams("data", "tag")))
 }
 
@@ -117,6 +108,12 @@ func TestBigArgumentByReference(t *testing.T) {
 	require.Len(t, tr.Entries, 1)
 	require.EqualValues(t, big, tr.Entries[0].FetchedBytes, "the node fetched the argument from the bucket")
 	require.Empty(t, s.objects(t), "the upload is deleted")
+
+	other := pattern(big+1, 4)
+	got, err = client.CallAs[string](ctx, s.c, "digest2", []any{data, other})
+	require.NoError(t, err)
+	require.Equal(t, hexSHA(data)+hexSHA(other), got, "two big arguments")
+	require.Empty(t, s.objects(t))
 
 	small := pattern(1000, 3)
 	tr = client.Trace{}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,23 +9,15 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/mpreg/mpreg/internal/testbytes"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/node"
 )
 
-// pattern returns size bytes where byte i is (i*31 + seed) mod 251.
-func pattern(size, seed int) []byte {
-	b := make([]byte, size)
-	for i := range b {
-		b[i] = byte((i*31 + seed) % 251)
-	}
-	return b
-}
-
-func hexSHA(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
+var (
+	pattern = testbytes.Pattern
+	hexSHA  = testbytes.SHA256
+)
 
 // jsCluster starts a NATS server with JetStream and a node with data
 // functions, and returns the client URL.

@@ -5,8 +5,6 @@ package js_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -21,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/internal/testbytes"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
@@ -182,10 +181,7 @@ func TestJavaScriptReadsReference(t *testing.T) {
 	nodeBin := requireNode(t)
 	s := testcluster.Server(t, testcluster.WithJetStream(t.TempDir()))
 	const size = 1 << 20
-	data := make([]byte, size)
-	for i := range data {
-		data[i] = byte((i*31 + 0) % 251) // what the demo's blob(size) returns
-	}
+	data := testbytes.Pattern(size, 0) // what the demo's blob(size) returns
 	n := testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "go-1"), func(n *node.Node) {
 		require.NoError(t, n.Register("blob", func(size int) []byte { return data[:size] }))
 	})
@@ -202,8 +198,7 @@ func TestJavaScriptReadsReference(t *testing.T) {
 		Size                   int
 	}
 	require.NoError(t, json.Unmarshal(out, &got), string(out))
-	sum := sha256.Sum256(data)
-	require.Equal(t, hex.EncodeToString(sum[:]), got.SHA256)
+	require.Equal(t, testbytes.SHA256(data), got.SHA256)
 	require.Equal(t, size, got.Size)
 	require.Equal(t, "bytes", got.Encoding)
 	require.True(t, strings.HasPrefix(got.Name, "js-ref-"), "named after the request: %q", got.Name)
