@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -113,6 +114,14 @@ func TestBigArgumentByReference(t *testing.T) {
 	got, err = client.CallAs[string](ctx, s.c, "digest2", []any{data, other})
 	require.NoError(t, err)
 	require.Equal(t, hexSHA(data)+hexSHA(other), got, "two big arguments")
+	require.Empty(t, s.objects(t))
+
+	// Any value, not only binary: stored in MessagePack, both ways (at
+	// 1.2 MB it cannot travel inline).
+	text := map[string]any{"text": strings.Repeat("é", big), "lit": map[string]any{"$obj": "x"}}
+	v, err := s.c.Call(ctx, "same", []any{text})
+	require.NoError(t, err)
+	require.Equal(t, text, v)
 	require.Empty(t, s.objects(t))
 
 	small := pattern(1000, 3)
