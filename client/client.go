@@ -354,13 +354,12 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 	if err != nil {
 		return nil, err
 	}
-	rs := c.objs.resolver(o.keep || c.cfg.KeepRefs)
-	defer rs.forget()
+	keep := o.keep || c.cfg.KeepRefs
 	if c.follower != nil && o.trace == nil && o.id == "" {
 		call := &planner.Call{RequestID: id, Step: fun, Fun: fun, Locs: o.locs, Args: args, Kwargs: kwargs}
 		v, err := c.runner.Call(ctx, call)
 		if err == nil {
-			return rs.resolve(ctx, v)
+			return c.objs.result(ctx, v, keep)
 		}
 		if e := schema.AsError(err); e.Code != schema.CodeNoRoute || e.Node != "" {
 			return nil, err
@@ -369,7 +368,7 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 	}
 	name := uniqueName(fun, args)
 	resp, err := c.run(ctx, &schema.Request{ID: o.id, Cmds: []schema.Command{{Name: name, Fun: fun, Args: args, Kwargs: kwargs, Locs: o.locs}},
-		RouteWaitMS: o.routeWait.Milliseconds(), Trace: o.trace != nil}, nil, runParams{rs: rs})
+		RouteWaitMS: o.routeWait.Milliseconds(), Trace: o.trace != nil}, nil, runParams{keep: keep})
 	if o.trace != nil && resp != nil {
 		*o.trace = Trace{Entries: resp.Trace, Truncated: resp.TraceTruncated}
 	}
@@ -456,15 +455,14 @@ const maxWait = 24 * time.Hour
 // references among the results are fetched and their objects deleted
 // (unless Config.KeepRefs).
 func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response, error) {
-	return c.run(ctx, req, nil, runParams{prepare: true})
+	return c.run(ctx, req, nil, runParams{prepare: true, keep: c.cfg.KeepRefs})
 }
 
 // runParams says what run does with values by reference: prepare the
-// commands' arguments (Call has done so), resolve the results with rs
-// (nil: a resolution of its own, by Config.KeepRefs).
+// commands' arguments (Call has done so), keep the references among
+// results rather than fetch them.
 type runParams struct {
-	prepare bool
-	rs      *resolution
+	prepare, keep bool
 }
 
 // Event is one event of a streamed request (see RunWithEvents).
@@ -483,7 +481,7 @@ type Event struct {
 // and, with req.Progress, an event per finished step attempt. Events that
 // on does not take quickly enough may be dropped; the response never is.
 func (c *Client) RunWithEvents(ctx context.Context, req *schema.Request, on func(Event)) (*schema.Response, error) {
-	return c.run(ctx, req, on, runParams{prepare: true})
+	return c.run(ctx, req, on, runParams{prepare: true, keep: c.cfg.KeepRefs})
 }
 
 func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event), p runParams) (*schema.Response, error) {
@@ -493,10 +491,6 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event), p
 	r, dl := c.stamp(ctx, req)
 	ctx, cancel := context.WithDeadline(ctx, dl.Add(grace))
 	defer cancel()
-	if p.rs == nil {
-		p.rs = c.objs.resolver(c.cfg.KeepRefs)
-		defer p.rs.forget()
-	}
 	if p.prepare {
 		var up uploads
 		defer func() { c.objs.delete(up, "argument") }()
@@ -508,7 +502,7 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event), p
 	if resp == nil {
 		return nil, err
 	}
-	if rerr := p.rs.resolveResults(ctx, resp); rerr != nil && err == nil {
+	if rerr := c.objs.results(ctx, resp, p.keep); rerr != nil && err == nil {
 		return resp, rerr
 	}
 	return resp, err

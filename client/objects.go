@@ -379,9 +379,18 @@ func (o *objects) upload(ctx context.Context, id, what string, v any, up *upload
 	return objref.Ref{Bucket: o.bucket, Name: name, Size: int64(info.Size), SHA256: objstore.HexDigest(info.Digest), Encoding: encoding}.Tree(), nil
 }
 
-// resolveResults resolves the references among resp's results, in place.
-func (rs *resolution) resolveResults(ctx context.Context, resp *schema.Response) error {
+// results resolves the references among resp's results, in place (see
+// resolution), and deletes the objects it fetched.
+func (o *objects) results(ctx context.Context, resp *schema.Response, keep bool) error {
+	var rs *resolution
 	for name, v := range resp.Results {
+		if !objref.MentionsValue(v) {
+			continue
+		}
+		if rs == nil {
+			rs = o.resolver(keep)
+			defer rs.forget()
+		}
 		x, err := rs.resolve(ctx, v)
 		if err != nil {
 			return err
@@ -389,6 +398,16 @@ func (rs *resolution) resolveResults(ctx context.Context, resp *schema.Response)
 		resp.Results[name] = x
 	}
 	return nil
+}
+
+// result is results of one result.
+func (o *objects) result(ctx context.Context, v any, keep bool) (any, error) {
+	if !objref.MentionsValue(v) {
+		return v, nil
+	}
+	rs := o.resolver(keep)
+	defer rs.forget()
+	return rs.resolve(ctx, v)
 }
 
 // sameList says whether a and b are the same slice.
