@@ -9,7 +9,8 @@
 // FUN defaults to blob and ARGS-JSON to [1048576]: blob(size) returns size
 // bytes, stored as they are (encoding "bytes").
 import { createHash } from "node:crypto";
-import { connect, headers } from "nats";
+import { connect } from "nats";
+import { rpc } from "./rpc.mjs";
 
 const servers = (process.env.MPREG_SERVERS || "nats://127.0.0.1:4222").split(",");
 const cluster = process.env.MPREG_CLUSTER || "default";
@@ -17,17 +18,7 @@ const fun = process.argv[2] || "blob";
 const args = JSON.parse(process.argv[3] || "[1048576]");
 
 const nc = await connect({ servers });
-const timeoutMs = 30000;
-const request = {
-  id: `js-ref-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`,
-  cmds: [{ name: "big", fun, args }],
-  timeout_ms: timeoutMs,
-  deadline_ms: Date.now() + timeoutMs,
-};
-const h = headers();
-h.set("Content-Type", "application/json");
-const msg = await nc.request(`mpreg.${cluster}.rpc`, JSON.stringify(request), { headers: h, timeout: timeoutMs + 1000 });
-const response = JSON.parse(new TextDecoder().decode(msg.data));
+const response = await rpc(nc, cluster, "js-ref", [{ name: "big", fun, args }], 30000);
 if (response.error) {
   console.log(JSON.stringify(response));
   process.exit(1);
