@@ -349,7 +349,7 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 	defer cancel()
 	id := c.nextID()
 	var up uploads
-	defer func() { c.objs.delete(up, "argument") }()
+	defer func() { c.objs.delete(id, up, "argument") }()
 	args, kwargs, err := c.objs.prepare(ctx, id, args, o.kwargs, true, &up)
 	if err != nil {
 		return nil, err
@@ -359,7 +359,7 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 		call := &planner.Call{RequestID: id, Step: fun, Fun: fun, Locs: o.locs, Args: args, Kwargs: kwargs}
 		v, err := c.runner.Call(ctx, call)
 		if err == nil {
-			return c.objs.result(ctx, v, keep)
+			return c.objs.result(ctx, id, v, keep)
 		}
 		if e := schema.AsError(err); e.Code != schema.CodeNoRoute || e.Node != "" {
 			return nil, err
@@ -493,7 +493,7 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event), p
 	defer cancel()
 	if p.prepare {
 		var up uploads
-		defer func() { c.objs.delete(up, "argument") }()
+		defer func() { c.objs.delete(r.ID, up, "argument") }()
 		if err := c.prepareCmds(ctx, &r, &up); err != nil {
 			return nil, err
 		}

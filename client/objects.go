@@ -103,10 +103,13 @@ func (o *objects) tooBig(what string, size int64) *schema.Error {
 type resolution struct {
 	o       *objects
 	keep    bool
+	id      string         // the request's, for the logs
 	fetched map[string]any // by object name
 }
 
-func (o *objects) resolver(keep bool) *resolution { return &resolution{o: o, keep: keep} }
+func (o *objects) resolver(keep bool, id string) *resolution {
+	return &resolution{o: o, keep: keep, id: id}
+}
 
 func (rs *resolution) resolve(ctx context.Context, v any) (any, error) {
 	if !objref.MentionsValue(v) {
@@ -146,6 +149,7 @@ func (rs *resolution) value(ctx context.Context, r objref.Ref) (any, error) {
 		rs.fetched = map[string]any{}
 	}
 	rs.fetched[r.Name] = v
+	o.c.cfg.Logger.Debug("result fetched by reference", "request_id", rs.id, "object", r.Name, "size", r.Size, "encoding", r.Encoding)
 	return v, nil
 }
 
@@ -156,12 +160,12 @@ func (rs *resolution) forget() {
 	for name := range rs.fetched {
 		names = append(names, name)
 	}
-	rs.o.delete(names, "result")
+	rs.o.delete(rs.id, names, "result")
 }
 
 // delete deletes the named objects of the bucket, logging failures (the
 // bucket's max age removes what is left).
-func (o *objects) delete(names []string, what string) {
+func (o *objects) delete(id string, names []string, what string) {
 	if len(names) == 0 {
 		return
 	}
@@ -175,7 +179,7 @@ func (o *objects) delete(names []string, what string) {
 	defer cancel()
 	for _, name := range names {
 		if err := store.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-			o.c.cfg.Logger.Warn("object not deleted", "what", what, "bucket", o.bucket, "object", name, "error", err)
+			o.c.cfg.Logger.Warn("object not deleted", "request_id", id, "what", what, "bucket", o.bucket, "object", name, "error", err)
 		}
 	}
 }
@@ -388,7 +392,7 @@ func (o *objects) results(ctx context.Context, resp *schema.Response, keep bool)
 			continue
 		}
 		if rs == nil {
-			rs = o.resolver(keep)
+			rs = o.resolver(keep, resp.ID)
 			defer rs.forget()
 		}
 		x, err := rs.resolve(ctx, v)
@@ -401,11 +405,11 @@ func (o *objects) results(ctx context.Context, resp *schema.Response, keep bool)
 }
 
 // result is results of one result.
-func (o *objects) result(ctx context.Context, v any, keep bool) (any, error) {
+func (o *objects) result(ctx context.Context, id string, v any, keep bool) (any, error) {
 	if !objref.MentionsValue(v) {
 		return v, nil
 	}
-	rs := o.resolver(keep)
+	rs := o.resolver(keep, id)
 	defer rs.forget()
 	return rs.resolve(ctx, v)
 }
