@@ -6,6 +6,16 @@
 // single call straight to a chosen node's exec subject: one NATS round trip.
 // Run, and calls when no eligible node is known, go through the cluster's
 // rpc subject, where a node plans and routes the request.
+//
+// Values too big for a message pass by reference through the cluster's
+// JetStream object bucket (docs/PROTOCOL.md §4.7), on the client's own
+// connection: an argument over Config.InlineMax is uploaded and deleted
+// when the call returns, and a result passed by reference comes back as
+// its value, fetched, checked against its size and SHA-256, decoded, and
+// then deleted — or, with WithKeepRefs or Config.KeepRefs, as the
+// objref.Ref it is. Maps that look like references ({"$obj": …}) or
+// escapes ({"$lit": …}) are escaped going out and unescaped coming back,
+// so that they round-trip as the literals they are.
 package client
 
 import (
@@ -83,6 +93,25 @@ type Config struct {
 	MaxBytesInFlight int64
 	// Logger. Default: discard.
 	Logger *slog.Logger
+
+	// InlineMax: an argument (a top-level element of args, or a keyword
+	// argument's value) larger than this, measured as docs/PROTOCOL.md
+	// §6.1 measures values, is uploaded to the cluster's object bucket and
+	// passed by reference (§4.7), when the cluster's NATS account has
+	// JetStream; the client deletes its uploads when the call returns.
+	// Zero or less: DefaultInlineMax (256 KiB). Never more than half the
+	// NATS max payload.
+	InlineMax int
+	// MaxObjectBytes bounds a value the client uploads or fetches by
+	// reference: a larger one is PAYLOAD_TOO_LARGE with details.limit
+	// "max_object_bytes". Default DefaultMaxObjectBytes (1 GiB).
+	MaxObjectBytes int64
+	// KeepRefs returns the references among results as they are, as
+	// objref.Ref values, instead of fetching the objects they name (see
+	// WithKeepRefs). Kept objects are not deleted by the client: the
+	// cluster removes them later (after its result TTL, or the bucket's
+	// max age).
+	KeepRefs bool
 }
 
 // Client calls an MPREG cluster. It is safe for concurrent use.
@@ -96,6 +125,7 @@ type Client struct {
 	runner   *planner.Runner
 	req      *mesh.Requester
 	watch    *plannerWatch
+	objs     *objects
 	closed   atomic.Bool
 	idPrefix string        // unique per client
 	idSeq    atomic.Uint64 // request ids are idPrefix + idSeq
@@ -156,6 +186,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c.req = req
+	c.objs = newObjects(c)
 	c.table = membership.New(membership.Config{DeadAfter: cfg.DeadAfter, ForgetAfter: 10 * cfg.DeadAfter})
 	var watchTable *membership.Table // a following client watches planners in its view
 	if !cfg.NoFollow {
@@ -230,6 +261,17 @@ type callOpts struct {
 	routeWait time.Duration
 	trace     *Trace
 	id        string
+	keep      bool
+}
+
+// WithKeepRefs returns a result passed by reference (docs/PROTOCOL.md
+// §4.7) as the objref.Ref it is, in place of the value, which the call
+// then neither fetches nor deletes: read it with objstore.Fetch, a NATS
+// client's object store API, or pass it on as an argument of another
+// call. Without it (and without Config.KeepRefs) the client fetches the
+// object, checks its size and SHA-256, decodes it, and deletes it.
+func WithKeepRefs() CallOption {
+	return func(o *callOpts) { o.keep = true }
 }
 
 // Trace is the trace of a call (docs/PROTOCOL.md §5.1).
@@ -303,21 +345,21 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 	if err := schema.CheckFunName(fun); err != nil {
 		return nil, err
 	}
-	args, err := normalizeArgs(args)
-	if err != nil {
-		return nil, err
-	}
-	kwargs, err := normalizeKwargs(o.kwargs)
-	if err != nil {
-		return nil, err
-	}
 	ctx, cancel := c.deadline(ctx, o.timeout)
 	defer cancel()
+	id := c.nextID()
+	var up uploads
+	defer func() { c.objs.delete(id, up, "argument") }()
+	args, kwargs, err := c.objs.prepare(ctx, id, args, o.kwargs, true, &up)
+	if err != nil {
+		return nil, err
+	}
+	keep := o.keep || c.cfg.KeepRefs
 	if c.follower != nil && o.trace == nil && o.id == "" {
-		call := &planner.Call{RequestID: c.nextID(), Step: fun, Fun: fun, Locs: o.locs, Args: args, Kwargs: kwargs}
+		call := &planner.Call{RequestID: id, Step: fun, Fun: fun, Locs: o.locs, Args: args, Kwargs: kwargs}
 		v, err := c.runner.Call(ctx, call)
 		if err == nil {
-			return v, nil
+			return c.objs.result(ctx, id, v, keep)
 		}
 		if e := schema.AsError(err); e.Code != schema.CodeNoRoute || e.Node != "" {
 			return nil, err
@@ -325,8 +367,8 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 		// The view knows no eligible node (it may lag): ask the cluster.
 	}
 	name := uniqueName(fun, args)
-	resp, err := c.Run(ctx, &schema.Request{ID: o.id, Cmds: []schema.Command{{Name: name, Fun: fun, Args: args, Kwargs: kwargs, Locs: o.locs}},
-		RouteWaitMS: o.routeWait.Milliseconds(), Trace: o.trace != nil})
+	resp, err := c.run(ctx, &schema.Request{ID: o.id, Cmds: []schema.Command{{Name: name, Fun: fun, Args: args, Kwargs: kwargs, Locs: o.locs}},
+		RouteWaitMS: o.routeWait.Milliseconds(), Trace: o.trace != nil}, nil, runParams{keep: keep})
 	if o.trace != nil && resp != nil {
 		*o.trace = Trace{Entries: resp.Trace, Truncated: resp.TraceTruncated}
 	}
@@ -405,8 +447,22 @@ const maxWait = 24 * time.Hour
 // Run sends a whole request to the cluster's rpc subject. The response comes
 // back in full; when it holds an error, Run returns the response (with its
 // partial results) and the *schema.Error.
+//
+// Values pass by reference as in Call (docs/PROTOCOL.md §4.7): a command's
+// arguments larger than Config.InlineMax are uploaded, literal maps of the
+// value model that look like references are escaped, an objref.Ref at the
+// top level of a command's args or kwargs passes that reference, and the
+// references among the results are fetched and their objects deleted
+// (unless Config.KeepRefs).
 func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response, error) {
-	return c.run(ctx, req, nil)
+	return c.run(ctx, req, nil, runParams{prepare: true, keep: c.cfg.KeepRefs})
+}
+
+// runParams says what run does with values by reference: prepare the
+// commands' arguments (Call has done so), keep the references among
+// results rather than fetch them.
+type runParams struct {
+	prepare, keep bool
 }
 
 // Event is one event of a streamed request (see RunWithEvents).
@@ -425,17 +481,58 @@ type Event struct {
 // and, with req.Progress, an event per finished step attempt. Events that
 // on does not take quickly enough may be dropped; the response never is.
 func (c *Client) RunWithEvents(ctx context.Context, req *schema.Request, on func(Event)) (*schema.Response, error) {
-	return c.run(ctx, req, on)
+	return c.run(ctx, req, on, runParams{prepare: true, keep: c.cfg.KeepRefs})
 }
 
-func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (*schema.Response, error) {
+func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event), p runParams) (*schema.Response, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
 	r, dl := c.stamp(ctx, req)
 	ctx, cancel := context.WithDeadline(ctx, dl.Add(grace))
 	defer cancel()
-	data, err := c.cfg.Codec.Encode(&r)
+	if p.prepare {
+		var up uploads
+		defer func() { c.objs.delete(r.ID, up, "argument") }()
+		if err := c.prepareCmds(ctx, &r, &up); err != nil {
+			return nil, err
+		}
+	}
+	resp, err := c.runMsg(ctx, &r, on)
+	if resp == nil {
+		return nil, err
+	}
+	if rerr := c.objs.results(ctx, resp, p.keep); rerr != nil && err == nil {
+		return resp, rerr
+	}
+	return resp, err
+}
+
+// prepareCmds prepares the arguments of r's commands (objects.prepare),
+// in a copy of its Cmds when any changes.
+func (c *Client) prepareCmds(ctx context.Context, r *schema.Request, up *uploads) error {
+	copied := false
+	for i := range r.Cmds {
+		cmd := &r.Cmds[i]
+		args, kwargs, err := c.objs.prepare(ctx, r.ID, cmd.Args, cmd.Kwargs, false, up)
+		if err != nil {
+			return err
+		}
+		if sameList(args, cmd.Args) && sameMap(kwargs, cmd.Kwargs) {
+			continue
+		}
+		if !copied {
+			r.Cmds, copied = append([]schema.Command(nil), r.Cmds...), true
+			cmd = &r.Cmds[i]
+		}
+		cmd.Args, cmd.Kwargs = args, kwargs
+	}
+	return nil
+}
+
+// runMsg encodes r, a stamped request, and sends it.
+func (c *Client) runMsg(ctx context.Context, r *schema.Request, on func(Event)) (*schema.Response, error) {
+	data, err := c.cfg.Codec.Encode(r)
 	if err != nil {
 		return nil, schema.Wrap(schema.CodeInvalidArgument, err, "request does not encode")
 	}
@@ -457,7 +554,7 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 	ct := c.cfg.Codec.ContentType()
 	msg := &nats.Msg{Subject: c.subj.RPC(), Data: data, Header: nats.Header{
 		codec.HeaderContentType: {ct}, codec.HeaderAccept: {ct}}}
-	if node, ok := c.plannerFor(&r); ok {
+	if node, ok := c.plannerFor(r); ok {
 		// Straight to the node best placed to plan it; the shared subject
 		// if that node is gone or full.
 		msg.Subject = c.subj.NodeRPC(node)
@@ -468,7 +565,7 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event)) (
 	if c.nc.Status() != nats.CONNECTED {
 		return nil, schema.Errorf(schema.CodeNodeUnavailable, "not connected to NATS (%s)", c.nc.Status())
 	}
-	return c.send(ctx, msg, &r, onEvent)
+	return c.send(ctx, msg, r, onEvent)
 }
 
 // stamp returns a copy of req as the client sends it, a stream with an

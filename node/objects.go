@@ -3,7 +3,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,14 +20,8 @@ import (
 	"github.com/mpreg/mpreg/codec"
 	"github.com/mpreg/mpreg/mesh"
 	"github.com/mpreg/mpreg/objref"
+	"github.com/mpreg/mpreg/objref/objstore"
 	"github.com/mpreg/mpreg/schema"
-)
-
-// Keys of the metadata of the objects a node stores: who stored it, for
-// which step (docs/PROTOCOL.md §4.7).
-const (
-	metaNode = "mpreg-node"
-	metaID   = "mpreg-id"
 )
 
 // objects passes values by reference through the cluster's JetStream
@@ -274,7 +267,7 @@ func (o *objects) openBlob(ctx context.Context, st *stepInputs, m map[string]any
 	if e != nil {
 		return nil, e
 	}
-	b := &Blob{r: &fetchReader{o: o, ctx: ctx, st: st, res: res, ref: r, info: info}, size: r.Size, close: res.Close}
+	b := &Blob{r: &objstore.Reader{Ctx: ctx, Res: res, Ref: r, Info: info, Count: &st.fetched}, size: r.Size, close: res.Close}
 	st.blobs = append(st.blobs, b)
 	return b, nil
 }
@@ -314,29 +307,14 @@ func (o *objects) value(ctx context.Context, st *stepInputs, r objref.Ref) (any,
 	if e != nil {
 		return nil, e
 	}
-	var c codec.Codec
-	switch r.Encoding {
-	case objref.Bytes:
+	if r.Encoding == objref.Bytes {
 		if fromCache {
 			data = slices.Clone(data) // the function may change its input
 		}
 		st.own(data)
 		return data, nil
-	case objref.MsgPack:
-		c = codec.MsgPack
-	default:
-		c = codec.JSON
 	}
-	v, _, err := codec.DecodeSized(c, data, codec.MaxDecoded)
-	switch {
-	case errors.Is(err, codec.ErrTooBig):
-		return nil, &schema.Error{Code: schema.CodePayloadTooLarge,
-			Message: fmt.Sprintf("object %s decodes to more than %s: pass a value this large as binary", r, schema.LimitText("max_decoded_bytes", codec.MaxDecoded)),
-			Details: map[string]any{"limit": "max_decoded_bytes", "max": int64(codec.MaxDecoded)}}
-	case err != nil:
-		return nil, schema.Wrap(schema.CodeInvalidArgument, err, "object %s does not decode as %s", r, r.Encoding)
-	}
-	return objref.Unescape(v, nil)
+	return objstore.Decode(r, data)
 }
 
 // cached returns the object r names from the cache, if there: a kept
@@ -347,7 +325,7 @@ func (o *objects) cached(r objref.Ref) (*cached, bool, *schema.Error) {
 		return nil, false, nil
 	}
 	if c.sha256 != r.SHA256 || int64(len(c.data)) != r.Size {
-		return nil, false, o.mismatch(r, map[string]string{metaNode: o.node},
+		return nil, false, objstore.Mismatch(r, map[string]string{objstore.MetaNode: o.node},
 			fmt.Sprintf("the reference says %d bytes of SHA-256 %s, this node stored %d bytes of SHA-256 %s", r.Size, r.SHA256, len(c.data), c.sha256))
 	}
 	return c, true, nil
@@ -367,125 +345,14 @@ func (o *objects) load(ctx context.Context, st *stepInputs, r objref.Ref) (data 
 		return nil, false, e
 	}
 	defer func() { _ = res.Close() }()
-	fr := &fetchReader{o: o, ctx: ctx, st: st, res: res, ref: r, info: info}
-	data = make([]byte, r.Size)
-	if _, err := io.ReadFull(fr, data); err != nil {
-		return nil, false, schema.AsError(err)
-	}
-	var one [1]byte
-	if n, err := fr.Read(one[:]); n != 0 || !errors.Is(err, io.EOF) { // at the end, nats.go checks its digest
-		if err == nil || errors.Is(err, io.EOF) {
-			err = o.mismatch(r, info.Metadata, "the object is longer than its reference says")
-		}
-		return nil, false, schema.AsError(err)
-	}
-	return data, false, nil
+	data, e = (&objstore.Reader{Ctx: ctx, Res: res, Ref: r, Info: info, Count: &st.fetched}).ReadAll()
+	return data, false, e
 }
 
 // get opens the object r names for reading, once its stored size and
 // digest match r's.
 func (o *objects) get(ctx context.Context, b *bucketStore, r objref.Ref) (jetstream.ObjectResult, *jetstream.ObjectInfo, *schema.Error) {
-	res, err := b.store.Get(ctx, r.Name)
-	// An object just stored may not have reached the replica that answers
-	// (object buckets allow direct gets from any replica): look again for
-	// a while before calling it missing.
-	for wait := 10 * time.Millisecond; errors.Is(err, jetstream.ErrObjectNotFound) && wait <= missingWait; wait *= 2 {
-		select {
-		case <-ctx.Done():
-		case <-time.After(wait):
-			res, err = b.store.Get(ctx, r.Name)
-			continue
-		}
-		break
-	}
-	if err != nil {
-		if errors.Is(err, jetstream.ErrObjectNotFound) {
-			return nil, nil, &schema.Error{Code: schema.CodeInvalidArgument, Details: map[string]any{"bucket": r.Bucket, "name": r.Name},
-				Message: fmt.Sprintf("object %s does not exist: it expired, was deleted, or never was", r)}
-		}
-		return nil, nil, o.storeError(ctx, err, "fetching object "+r.String())
-	}
-	info, err := res.Info()
-	e := (*schema.Error)(nil)
-	switch {
-	case err != nil:
-		e = o.storeError(ctx, err, "fetching object "+r.String())
-	case info.Bucket != o.bucket: // a link into another bucket
-		e = &schema.Error{Code: schema.CodePermissionDenied, Details: map[string]any{"bucket": r.Bucket, "name": r.Name},
-			Message: fmt.Sprintf("object %s links to bucket %q, not this cluster's", r, info.Bucket)}
-	case int64(info.Size) > o.maxObj:
-		e = o.tooBig("object "+r.String(), int64(info.Size))
-	case int64(info.Size) != r.Size || hexDigest(info.Digest) != r.SHA256:
-		e = o.mismatch(r, info.Metadata, fmt.Sprintf("the reference says %d bytes of SHA-256 %s, the bucket holds %d bytes of SHA-256 %s",
-			r.Size, r.SHA256, info.Size, hexDigest(info.Digest)))
-	}
-	if e != nil {
-		_ = res.Close()
-		return nil, nil, e
-	}
-	return res, info, nil
-}
-
-// missingWait bounds the last of the looks again for an object not found:
-// they span about twice as long.
-const missingWait = 640 * time.Millisecond
-
-// hexDigest turns an object's digest, "SHA-256=<base64url>", into lower-
-// case hex ("" when it is not one).
-func hexDigest(d string) string {
-	b, err := jetstream.DecodeObjectDigest(d)
-	if err != nil || len(b) != 32 {
-		return ""
-	}
-	return hex.EncodeToString(b)
-}
-
-// mismatch is INTERNAL for an object whose bytes are not those its
-// reference names, naming the node that stored it.
-func (o *objects) mismatch(r objref.Ref, meta map[string]string, what string) *schema.Error {
-	by := meta[metaNode]
-	if by == "" {
-		by = "unknown"
-	}
-	return &schema.Error{Code: schema.CodeInternal,
-		Message: fmt.Sprintf("object %s: %s (stored by node %s for %q)", r, what, by, meta[metaID]),
-		Details: map[string]any{"bucket": r.Bucket, "name": r.Name, "stored_by": by}}
-}
-
-// storeError turns an error of the bucket into the step's error: the
-// step's context ending is TIMEOUT or CANCELLED, any other INTERNAL.
-func (o *objects) storeError(ctx context.Context, err error, what string) *schema.Error {
-	var se *schema.Error
-	switch {
-	case errors.As(err, &se):
-		return se
-	case ctx.Err() != nil:
-		return schema.Ended(ctx, ctx.Err(), what+": the step's deadline passed", what+": the step was cancelled")
-	}
-	return schema.Wrap(schema.CodeInternal, err, "%s", what)
-}
-
-// fetchReader reads an object being fetched, counting its bytes into the
-// step's, and turns nats.go's errors into the step's.
-type fetchReader struct {
-	o    *objects
-	ctx  context.Context
-	st   *stepInputs
-	res  jetstream.ObjectResult
-	ref  objref.Ref
-	info *jetstream.ObjectInfo
-}
-
-func (f *fetchReader) Read(p []byte) (int, error) {
-	n, err := f.res.Read(p)
-	f.st.fetched.Add(int64(n))
-	switch {
-	case err == nil || errors.Is(err, io.EOF):
-		return n, err
-	case errors.Is(err, jetstream.ErrDigestMismatch):
-		return n, f.o.mismatch(f.ref, f.info.Metadata, "its bytes do not match its SHA-256")
-	}
-	return n, f.o.storeError(f.ctx, err, "fetching object "+f.ref.String())
+	return objstore.Open(ctx, b.store, r, objstore.Limit{Max: o.maxObj, Error: o.tooBig})
 }
 
 // output turns a function's result into the value that travels: escaped
@@ -640,11 +507,11 @@ func (c *capReader) Read(p []byte) (int, error) {
 // data, when not nil, is the whole of it, kept in the cache.
 func (o *objects) put(ctx context.Context, b *bucketStore, id string, r io.Reader, data []byte, encoding string) (any, *schema.Error) {
 	name := id + "/" + nuid.Next()
-	info, err := b.store.Put(ctx, jetstream.ObjectMeta{Name: name, Metadata: map[string]string{metaNode: o.node, metaID: id}}, r)
+	info, err := b.store.Put(ctx, jetstream.ObjectMeta{Name: name, Metadata: map[string]string{objstore.MetaNode: o.node, objstore.MetaID: id}}, r)
 	if err != nil {
-		return nil, o.storeError(ctx, err, "storing a result in bucket "+o.bucket)
+		return nil, objstore.StoreError(ctx, err, "storing a result in bucket "+o.bucket)
 	}
-	ref := objref.Ref{Bucket: o.bucket, Name: name, Size: int64(info.Size), SHA256: hexDigest(info.Digest), Encoding: encoding}
+	ref := objref.Ref{Bucket: o.bucket, Name: name, Size: int64(info.Size), SHA256: objstore.HexDigest(info.Digest), Encoding: encoding}
 	if data != nil {
 		o.cache.put(name, ref.SHA256, data)
 	}

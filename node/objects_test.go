@@ -16,18 +16,13 @@ import (
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/internal/testbytes"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/node"
 )
 
 // pattern returns size bytes where byte i is (i*31 + seed) mod 251.
-func pattern(size, seed int) []byte {
-	b := make([]byte, size)
-	for i := range b {
-		b[i] = byte((i*31 + seed) % 251)
-	}
-	return b
-}
+var pattern = testbytes.Pattern
 
 // patternReader reads the bytes of pattern(size, seed) without holding
 // them.
@@ -45,10 +40,7 @@ func (p *patternReader) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-func hexSHA(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
+var hexSHA = testbytes.SHA256
 
 // registerData registers the data functions of these tests on n, each
 // also under a name with the node's id (make_a, …) for the tests that

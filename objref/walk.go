@@ -229,3 +229,7 @@ func mentions(v any) bool {
 	}
 	return false
 }
+
+// MentionsValue is Mentions of one value: whether v is, or holds at any
+// depth, a map whose only key is $obj or $lit.
+func MentionsValue(v any) bool { return walked(v) && mentions(v) }

@@ -24,8 +24,9 @@ import (
 // callCmd is `mpreg call`.
 type callCmd struct {
 	Fun       string        `arg:"" help:"The function to call."`
-	Args      []string      `arg:"" optional:"" help:"Positional arguments: each is read as JSON when it is valid JSON, else taken as a string. Put -- before arguments that start with '-'." placeholder:"ARG"`
+	Args      []string      `arg:"" optional:"" help:"Positional arguments: each is read as JSON when it is valid JSON, else taken as a string; @FILE sends a file's bytes (@- stdin's), by reference when big; @@X is the string @X. Put -- before arguments that start with '-'." placeholder:"ARG"`
 	Kw        []string      `help:"A keyword argument K=V; V is read like ARG. Repeatable." placeholder:"K=V" sep:"none"`
+	Out       string        `short:"o" name:"out" help:"Write the result to FILE instead of stdout: a binary result as its bytes, any other as the JSON mpreg would print." placeholder:"FILE"`
 	Loc       []string      `help:"Run only on a node with this loc. Repeatable." placeholder:"L" sep:"none"`
 	RouteWait time.Duration `help:"With no eligible node, wait this long for one (a node starting, a function registered) before NO_ROUTE." placeholder:"D"`
 	Trace     bool          `help:"Print the request id, and where and when the step ran (node, attempt, start, queue, run, outcome), on stderr."`
@@ -38,21 +39,9 @@ type callCmd struct {
 // Run calls the function through the cluster's rpc subject and prints the
 // result.
 func (c *callCmd) Run(e *env) error {
-	args := make([]any, len(c.Args))
-	for i, a := range c.Args {
-		args[i] = jsonOrString(a)
-	}
-	var opts []client.CallOption
-	if len(c.Kw) > 0 {
-		kw := make(map[string]any, len(c.Kw))
-		for _, pair := range c.Kw {
-			k, v, ok := strings.Cut(pair, "=")
-			if !ok || k == "" {
-				return usagef("--kw %q: want K=V", pair)
-			}
-			kw[k] = jsonOrString(v)
-		}
-		opts = append(opts, client.WithKwargs(kw))
+	args, opts, err := c.arguments(e.stdin)
+	if err != nil {
+		return err
 	}
 	if len(c.Loc) > 0 {
 		opts = append(opts, client.WithLocs(c.Loc...))
@@ -86,7 +75,39 @@ func (c *callCmd) Run(e *env) error {
 	if err != nil {
 		return err
 	}
+	if c.Out != "" {
+		return writeResult(c.Out, v)
+	}
 	return printJSON(e.stdout, v)
+}
+
+// arguments reads the call's ARGs and --kw (see argValue).
+func (c *callCmd) arguments(stdin io.Reader) ([]any, []client.CallOption, error) {
+	args := make([]any, len(c.Args))
+	for i, a := range c.Args {
+		v, err := argValue(a, stdin)
+		if err != nil {
+			return nil, nil, err
+		}
+		args[i] = v
+	}
+	var opts []client.CallOption
+	if len(c.Kw) > 0 {
+		kw := make(map[string]any, len(c.Kw))
+		for _, pair := range c.Kw {
+			k, s, ok := strings.Cut(pair, "=")
+			if !ok || k == "" {
+				return nil, nil, usagef("--kw %q: want K=V", pair)
+			}
+			v, err := argValue(s, stdin)
+			if err != nil {
+				return nil, nil, err
+			}
+			kw[k] = v
+		}
+		opts = append(opts, client.WithKwargs(kw))
+	}
+	return args, opts, nil
 }
 
 // printID writes a request's id, by which mpreg cancel stops it.
@@ -154,6 +175,7 @@ type runCmd struct {
 	Progress bool   `help:"Show progress on stderr: steps done of all, the last to finish and where, elapsed (redrawn on a terminal, a line per step otherwise)."`
 	Dot      bool   `help:"Run nothing: print the plan as Graphviz DOT (steps labelled name: fun @ node, edges for references, unroutable steps red)."`
 	Verbose  bool   `help:"Print the request id (the file's, else a new one) on stderr before sending it."`
+	Out      string `short:"o" name:"out" help:"Write the response's one result to FILE (a binary result as its bytes, any other as JSON) and leave it out of the response printed." placeholder:"FILE"`
 	clientFlags
 	requestFlags
 }
@@ -189,6 +211,11 @@ func (c *runCmd) Run(e *env) error {
 		return writeExplain(e.stdout, resp)
 	}
 	resp = fullResponse(req, resp, err)
+	if c.Out != "" && err == nil {
+		if err := outResult(c.Out, resp); err != nil {
+			return err
+		}
+	}
 	if c.Trace {
 		printTrace(e.stderr, resp.Trace, resp.TraceTruncated)
 	}

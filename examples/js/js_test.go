@@ -6,6 +6,7 @@ package js_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -13,12 +14,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/mpreg/mpreg/client"
+	"github.com/mpreg/mpreg/internal/testbytes"
 	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/internal/testwait"
+	"github.com/mpreg/mpreg/node"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -167,4 +171,42 @@ func TestJavaScriptNodeInvalidRequest(t *testing.T) {
 	v, err := c.Call(context.Background(), "shout", []any{"still here"}, client.WithLocs("js"), client.WithTimeout(10*time.Second))
 	require.NoError(t, err, n.out.String())
 	require.Equal(t, "STILL HERE!", v)
+}
+
+// TestJavaScriptReadsReference: a nats.js caller gets a result too big for
+// a message as a reference, and reads it with the object store API:
+// the bytes, of the size and SHA-256 the reference names; it deletes the
+// object once read.
+func TestJavaScriptReadsReference(t *testing.T) {
+	nodeBin := requireNode(t)
+	s := testcluster.Server(t, testcluster.WithJetStream(t.TempDir()))
+	const size = 1 << 20
+	data := testbytes.Pattern(size, 0) // what the demo's blob(size) returns
+	n := testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "go-1"), func(n *node.Node) {
+		require.NoError(t, n.Register("blob", func(size int) []byte { return data[:size] }))
+	})
+	testcluster.WaitForRoute(t, n.Table(), "blob", nil, "go-1")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	caller := exec.CommandContext(ctx, nodeBin, "reference.mjs", "blob", fmt.Sprintf("[%d]", size))
+	caller.Env = append(os.Environ(), "MPREG_SERVERS="+s.ClientURL())
+	out, err := caller.CombinedOutput()
+	require.NoError(t, err, string(out))
+	var got struct {
+		Name, Encoding, SHA256 string
+		Size                   int
+	}
+	require.NoError(t, json.Unmarshal(out, &got), string(out))
+	require.Equal(t, testbytes.SHA256(data), got.SHA256)
+	require.Equal(t, size, got.Size)
+	require.Equal(t, "bytes", got.Encoding)
+	require.True(t, strings.HasPrefix(got.Name, "js-ref-"), "named after the request: %q", got.Name)
+
+	js, err := jetstream.New(testcluster.Conn(t, s.ClientURL()))
+	require.NoError(t, err)
+	store, err := js.ObjectStore(ctx, "mpreg-default")
+	require.NoError(t, err)
+	_, err = store.GetInfo(ctx, got.Name)
+	require.ErrorIs(t, err, jetstream.ErrObjectNotFound, "the caller deleted the object")
 }
