@@ -65,6 +65,15 @@ const (
 	MaxBucketName = 251
 )
 
+// Keys of the metadata of the objects nodes store (docs/PROTOCOL.md §4.7).
+const (
+	// ObjectMetaNode names the node that stored the object.
+	ObjectMetaNode = "mpreg-node"
+	// ObjectMetaID is the exec id of the step whose result it is,
+	// "<request id>/<step name>".
+	ObjectMetaID = "mpreg-id"
+)
+
 // ObjectBucket is the name of the JetStream object store bucket of cluster
 // under prefix ("" means DefaultPrefix). Bucket names allow only A-Z a-z
 // 0-9 '_' and '-', so the name is the prefix with every byte outside A-Z
@@ -164,4 +173,17 @@ func wrapBucket(name string, store jetstream.ObjectStore, err error) (jetstream.
 		return nil, fmt.Errorf("bus: object bucket %s: %w", name, err)
 	}
 	return store, nil
+}
+
+// ListObjects returns the objects of store (none: an empty list, not an
+// error), deleted ones left out.
+func ListObjects(ctx context.Context, store jetstream.ObjectStore) ([]*jetstream.ObjectInfo, error) {
+	infos, err := store.List(ctx)
+	switch {
+	case errors.Is(err, jetstream.ErrNoObjectsFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("bus: listing object bucket: %w", err)
+	}
+	return infos, nil
 }

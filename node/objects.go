@@ -26,8 +26,8 @@ import (
 // Keys of the metadata of the objects a node stores: who stored it, for
 // which step (docs/PROTOCOL.md §4.7).
 const (
-	metaNode = "mpreg-node"
-	metaID   = "mpreg-id"
+	metaNode = bus.ObjectMetaNode
+	metaID   = bus.ObjectMetaID
 )
 
 // objects passes values by reference through the cluster's JetStream
@@ -40,7 +40,7 @@ type objects struct {
 	node, prefix, cluster, bucket string
 	inlineMax                     int           // Limits.InlineMax
 	maxObj                        int64         // Limits.MaxObjectBytes
-	ttl                           time.Duration // Limits.ObjectTTL
+	ttl, resultTTL                time.Duration // Limits.ObjectTTL, ResultTTL
 	maxPayload                    int           // the connection's
 	cache                         *objCache
 	log                           *slog.Logger
@@ -58,7 +58,7 @@ type bucketStore struct {
 func newObjects(e *env) *objects {
 	l := e.cfg.Limits
 	return &objects{node: e.cfg.NodeID, prefix: e.cfg.Prefix, cluster: e.cfg.Cluster, bucket: bus.ObjectBucket(e.cfg.Prefix, e.cfg.Cluster),
-		inlineMax: l.InlineMax, maxObj: l.MaxObjectBytes, ttl: l.ObjectTTL, maxPayload: int(e.nc.MaxPayload()), cache: newObjCache(l.ObjectCache),
+		inlineMax: l.InlineMax, maxObj: l.MaxObjectBytes, ttl: l.ObjectTTL, resultTTL: l.ResultTTL, maxPayload: int(e.nc.MaxPayload()), cache: newObjCache(l.ObjectCache),
 		log: e.log, known: closedChan}
 }
 
@@ -92,7 +92,7 @@ func (o *objects) open(ctx context.Context, nc *nats.Conn) {
 	}
 	o.bucketStore.Store(&bucketStore{store: store, inline: inline})
 	o.log.Info("values larger than the inline limit pass by reference", "bucket", o.bucket, "inline", inline,
-		"max_object_bytes", o.maxObj, "object_cache", o.cache.max)
+		"max_object_bytes", o.maxObj, "object_cache", o.cache.max, "result_ttl", o.resultTTL)
 }
 
 // current returns the open bucket, or nil without JetStream. While the
