@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -187,7 +188,8 @@ func TestObjectsLifetimeCallerReferences(t *testing.T) {
 }
 
 // TestObjectsLifetimeObjectTTL: a node that creates the bucket gives it
-// Limits.ObjectTTL as its max age.
+// Limits.ObjectTTL as its max age; a node with another ObjectTTL uses the
+// bucket as it is, and says so once.
 func TestObjectsLifetimeObjectTTL(t *testing.T) {
 	url, n := lifeNode(t, func(c *node.Config) { c.Limits.ObjectTTL = 90 * time.Second })
 	<-n.JetStreamKnown()
@@ -198,4 +200,37 @@ func TestObjectsLifetimeObjectTTL(t *testing.T) {
 	st, err := store.Status(testwait.Ctx(t))
 	require.NoError(t, err)
 	require.Equal(t, 90*time.Second, st.TTL())
+
+	logs := &testwait.Buffer{}
+	cfg := testcluster.NodeConfig(t, "b")
+	cfg.Hooks.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	b := testcluster.Node(t, url, cfg, nil)
+	<-b.JetStreamKnown()
+	require.Equal(t, 1, strings.Count(logs.String(),
+		`msg="the object bucket exists with another max age than object_ttl: it keeps its own" node=b bucket=mpreg-default bucket_ttl=1m30s object_ttl=1h0m0s`), logs.String())
+	st, err = store.Status(testwait.Ctx(t))
+	require.NoError(t, err)
+	require.Equal(t, 90*time.Second, st.TTL())
+}
+
+// TestObjectsLifetimeDelegated: a run of steps delegated to another node
+// deletes its own intermediates there; the result it returns by reference
+// is an intermediate of the delegating planner's request, which deletes
+// it. Nothing is left.
+func TestObjectsLifetimeDelegated(t *testing.T) {
+	s := testcluster.Server(t, testcluster.WithJetStream(t.TempDir()))
+	url := s.ClientURL()
+	nodes := jsNodes(t, []string{url}, []string{"a", "b"}, nil)
+	nc := testcluster.Conn(t, url)
+	resp := longRPC(t, nc, "mpreg.default.node.a.rpc", `{"trace": true, "cmds": [
+		{"name": "x", "fun": "make",   "args": [600000, 3], "locs": ["at-b"]},
+		{"name": "y", "fun": "flip",   "args": ["x"],       "locs": ["at-b"]},
+		{"name": "z", "fun": "length", "args": ["y"],       "locs": ["at-a"]}]}`)
+	require.Nil(t, resp["error"], "response %v", resp)
+	require.Equal(t, map[string]any{"z": int64(600000)}, resp["results"])
+	tr := traceOf(t, resp)
+	require.Equal(t, "b", tr["y"]["node"])
+	waitBucket(t, url, nil)
+	waitDeleted(t, nodes[1], 1) // x, by the delegate
+	waitDeleted(t, nodes[0], 1) // y, by the planner
 }
