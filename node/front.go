@@ -256,7 +256,7 @@ func (fr *front) runRPC(c *rpcCall, plan *planner.Plan) {
 // stored, once it has been answered (see deleter).
 func (fr *front) releaseObjects(c *rpcCall) {
 	if c.objs != nil {
-		fr.deleter.release(c.objs, c.resp.Results)
+		fr.deleter.release(c.resp.ID, c.objs, c.resp.Results)
 	}
 }
 

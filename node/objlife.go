@@ -4,6 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"errors"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,7 +117,7 @@ func newDeleter(e *env, o *objects) *deleter {
 // release schedules the deletes of a request that has ended: the objects
 // of set that are among results (what the caller was sent) after the
 // result TTL, the others at once. It does not wait.
-func (d *deleter) release(set *objSet, results map[string]any) {
+func (d *deleter) release(id string, set *objSet, results map[string]any) {
 	set.mu.Lock()
 	names := set.names
 	set.mu.Unlock()
@@ -132,6 +133,10 @@ func (d *deleter) release(set *objSet, results map[string]any) {
 		}
 	}
 	now := time.Now()
+	if d.log.Enabled(context.Background(), slog.LevelDebug) {
+		d.log.Debug("request objects released", "request_id", id, "delete_now", len(names)-len(final), "results", len(final),
+			"result_ttl", d.ttl)
+	}
 	d.mu.Lock()
 	for _, name := range names {
 		due := now

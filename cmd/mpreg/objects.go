@@ -150,7 +150,7 @@ func printObjects(w io.Writer, objs []objectJSON) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintf(w, "%d objects, %s\n", len(objs), roundByteSize(int64(total)))
+	_, err := fmt.Fprintf(w, "%s, %s\n", countObjects(len(objs)), roundByteSize(int64(total)))
 	return err
 }
 
@@ -184,7 +184,7 @@ func (c *objectsRmCmd) Run(e *env) error {
 			deleted++
 		}
 	}
-	if _, err := fmt.Fprintf(e.stdout, "deleted %d objects\n", deleted); err != nil {
+	if _, err := fmt.Fprintf(e.stdout, "deleted %s\n", countObjects(deleted)); err != nil {
 		return err
 	}
 	if len(missing) > 0 {
@@ -207,4 +207,12 @@ func (c *objectsRmCmd) matching(ctx context.Context, store jetstream.ObjectStore
 		}
 	}
 	return names, nil
+}
+
+// countObjects writes "1 object", "2 objects".
+func countObjects(n int) string {
+	if n == 1 {
+		return "1 object"
+	}
+	return fmt.Sprintf("%d objects", n)
 }

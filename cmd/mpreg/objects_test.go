@@ -80,7 +80,7 @@ func TestObjectsCommand(t *testing.T) {
 
 	r = mpreg(t, opts{}, "objects", "rm", "r1/x/A", "gone", "--servers", url)
 	assert.Equal(t, 1, r.code)
-	assert.Equal(t, "deleted 1 objects\n", r.stdout)
+	assert.Equal(t, "deleted 1 object\n", r.stdout)
 	assert.Contains(t, r.stderr, "no such object: gone")
 
 	r = mpreg(t, opts{}, "objects", "rm", "--older-than", "1ms", "--servers", url)
