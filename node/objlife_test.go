@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,30 +24,65 @@ import (
 // the server at url, sorted.
 func bucketNames(t testing.TB, url string) []string {
 	t.Helper()
-	js, err := jetstream.New(testcluster.Conn(t, url))
+	names, err := listBucket(t, url)
 	require.NoError(t, err)
-	ctx := testwait.Ctx(t)
-	store, err := js.ObjectStore(ctx, bus.ObjectBucket("", "default"))
-	require.NoError(t, err)
-	infos, err := store.List(ctx)
-	if errors.Is(err, jetstream.ErrNoObjectsFound) {
-		return nil
+	return names
+}
+
+// listBucket is bucketNames, its error returned. It uses one connection
+// per server and test, and gives a listing two seconds: one that ran
+// while objects were being deleted once outlasted ten seconds under the
+// race detector, and the pollers rather look again.
+func listBucket(t testing.TB, url string) ([]string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	store, err := bucketOf(t, url).ObjectStore(ctx, bus.ObjectBucket("", "default"))
+	if err != nil {
+		return nil, err
 	}
-	require.NoError(t, err)
+	infos, err := bus.ListObjects(ctx, store)
+	if err != nil {
+		return nil, err
+	}
 	var names []string
 	for _, i := range infos {
 		names = append(names, i.Name)
 	}
 	slices.Sort(names)
-	return names
+	return names, nil
+}
+
+var (
+	jsMu    sync.Mutex
+	jsConns = map[string]jetstream.JetStream{} // by test name and url
+)
+
+// bucketOf returns a JetStream context on url, one per test.
+func bucketOf(t testing.TB, url string) jetstream.JetStream {
+	t.Helper()
+	jsMu.Lock()
+	defer jsMu.Unlock()
+	key := t.Name() + " " + url
+	if js, ok := jsConns[key]; ok {
+		return js
+	}
+	js, err := jetstream.New(testcluster.Conn(t, url))
+	require.NoError(t, err)
+	jsConns[key] = js
+	t.Cleanup(func() { jsMu.Lock(); delete(jsConns, key); jsMu.Unlock() })
+	return js
 }
 
 // waitBucket waits until the bucket's object names are want.
 func waitBucket(t testing.TB, url string, want []string) {
 	t.Helper()
-	var got []string
 	testwait.For(t, fmt.Sprintf("the bucket to hold %v", want), func() error {
-		if got = bucketNames(t, url); !slices.Equal(got, want) {
+		got, err := listBucket(t, url)
+		switch {
+		case err != nil:
+			return err
+		case !slices.Equal(got, want):
 			return fmt.Errorf("the bucket holds %v", got)
 		}
 		return nil
