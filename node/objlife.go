@@ -103,6 +103,7 @@ type deleter struct {
 	ttl  time.Duration // Limits.ResultTTL
 	max  int           // Limits.MaxPendingDeletes
 	wake chan struct{} // cap 1: the earliest due time may have changed
+	busy chan struct{} // cap 1: held while a batch of deletes runs
 
 	mu      sync.Mutex
 	pending dueHeap
@@ -111,7 +112,8 @@ type deleter struct {
 }
 
 func newDeleter(e *env, o *objects) *deleter {
-	return &deleter{env: e, objs: o, ttl: e.cfg.Limits.ResultTTL, max: e.cfg.Limits.MaxPendingDeletes, wake: make(chan struct{}, 1)}
+	return &deleter{env: e, objs: o, ttl: e.cfg.Limits.ResultTTL, max: e.cfg.Limits.MaxPendingDeletes, wake: make(chan struct{}, 1),
+		busy: make(chan struct{}, 1)}
 }
 
 // release schedules the deletes of a request that has ended: the objects
@@ -186,9 +188,17 @@ func (d *deleter) run(ctx context.Context, quit <-chan struct{}) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		select {
+		case d.busy <- struct{}{}:
+		case <-quit:
+			return
+		}
 		names, next := d.due(time.Now(), deleteWorkers)
 		if len(names) > 0 {
 			d.deleteAll(ctx, names)
+		}
+		<-d.busy
+		if len(names) > 0 {
 			continue
 		}
 		wait := time.Hour
@@ -211,15 +221,23 @@ func (d *deleter) run(ctx context.Context, quit <-chan struct{}) {
 	}
 }
 
-// flush deletes every pending delete already due, until none is left or
-// ctx ends (Drain).
+// flush deletes every pending delete already due, and waits for those in
+// flight, until none is left or ctx ends (Drain).
 func (d *deleter) flush(ctx context.Context) {
-	for ctx.Err() == nil {
-		names, _ := d.due(time.Now(), deleteWorkers)
-		if len(names) == 0 {
+	for {
+		select {
+		case d.busy <- struct{}{}:
+		case <-ctx.Done():
 			return
 		}
-		d.deleteAll(ctx, names)
+		names, _ := d.due(time.Now(), deleteWorkers)
+		if len(names) > 0 {
+			d.deleteAll(ctx, names)
+		}
+		<-d.busy
+		if len(names) == 0 || ctx.Err() != nil {
+			return
+		}
 	}
 }
 

@@ -270,3 +270,17 @@ func TestObjectsLifetimeDelegated(t *testing.T) {
 	waitDeleted(t, nodes[1], 1) // x, by the delegate
 	waitDeleted(t, nodes[0], 1) // y, by the planner
 }
+
+// TestObjectsLifetimeDrain: a node that drains right after a request
+// leaves its final result to the bucket's max age (its caller may still
+// read it) and none of its intermediates.
+func TestObjectsLifetimeDrain(t *testing.T) {
+	url, n := lifeNode(t, nil)
+	nc := testcluster.Conn(t, url)
+	resp := rpcJSON(t, nc, chain("", ""))
+	require.Nil(t, resp["error"], "response %v", resp)
+	y := refName(t, resp["results"].(map[string]any)["y"])
+	require.NoError(t, n.Drain(testwait.Ctx(t)))
+	require.Equal(t, []string{y}, bucketNames(t, url))
+	require.EqualValues(t, 1, n.Stats().ObjectsDeleted)
+}
