@@ -132,7 +132,8 @@ type rpcCall struct {
 	caller authz.Caller
 	resp   *schema.Response // &respv
 	st     *stream          // when the caller asked for a stream
-	objs   *objSet          // the objects its steps stored, once it runs
+	objs   objSet           // the objects its steps stored
+	octx   objCtx           // its context while it runs, carrying objs
 	respv  schema.Response  // in the same allocation as the call
 }
 
@@ -229,8 +230,8 @@ func (fr *front) runRPC(c *rpcCall, plan *planner.Plan) {
 	}
 	ctx, cancel := context.WithDeadline(fr.ctx, deadline) // one timer for both
 	defer cancel()
-	c.objs = &objSet{}
-	ctx = withObjSet(ctx, c.objs)
+	c.octx = objCtx{Context: ctx, set: &c.objs}
+	ctx = &c.octx
 	key := cancelKey(c.caller, req.ID)
 	defer fr.planned.remove(key, fr.planned.add(key, cancel))
 	if fr.unplanned.has(key) {
@@ -255,9 +256,7 @@ func (fr *front) runRPC(c *rpcCall, plan *planner.Plan) {
 // releaseObjects schedules the deletes of the objects the request's steps
 // stored, once it has been answered (see deleter).
 func (fr *front) releaseObjects(c *rpcCall) {
-	if c.objs != nil {
-		fr.deleter.release(c.resp.ID, c.objs, c.resp.Results)
-	}
+	fr.deleter.release(c.resp.ID, &c.objs, c.resp.Results)
 }
 
 // replyRPC answers the request (the last message of its stream, if it has

@@ -46,9 +46,20 @@ func (s *objSet) add(v any) {
 
 type objSetKey struct{}
 
-// withObjSet returns ctx carrying s, for the executors below.
-func withObjSet(ctx context.Context, s *objSet) context.Context {
-	return context.WithValue(ctx, objSetKey{}, s)
+// objCtx is a request's context that carries its objSet, for the
+// executors below: a field of the request's rpcCall, so that it costs the
+// request no allocation (context.WithValue would).
+type objCtx struct {
+	context.Context
+	set *objSet
+}
+
+// Value returns the objSet for objSetKey, else what the context holds.
+func (c *objCtx) Value(key any) any {
+	if _, ok := key.(objSetKey); ok {
+		return c.set
+	}
+	return c.Context.Value(key)
 }
 
 // recordObjects wraps a runner's Executor: the references its steps
