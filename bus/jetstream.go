@@ -165,3 +165,16 @@ func wrapBucket(name string, store jetstream.ObjectStore, err error) (jetstream.
 	}
 	return store, nil
 }
+
+// ListObjects returns the objects of store (none: an empty list, not an
+// error), deleted ones left out.
+func ListObjects(ctx context.Context, store jetstream.ObjectStore) ([]*jetstream.ObjectInfo, error) {
+	infos, err := store.List(ctx)
+	switch {
+	case errors.Is(err, jetstream.ErrNoObjectsFound):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("bus: listing object bucket: %w", err)
+	}
+	return infos, nil
+}

@@ -233,9 +233,21 @@ func TestOpenObjects(t *testing.T) {
 	require.Equal(t, 1, st.Replicas())
 	require.Equal(t, jetstream.FileStorage, st.Storage())
 
+	infos, err := bus.ListObjects(ctx, store)
+	require.NoError(t, err, "an empty bucket lists nothing")
+	require.Empty(t, infos)
+
 	value := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB: more than one chunk
 	_, err = store.PutBytes(ctx, "v1", value)
 	require.NoError(t, err)
+	_, err = store.PutBytes(ctx, "v2", value[:10])
+	require.NoError(t, err)
+	require.NoError(t, store.Delete(ctx, "v2"))
+	infos, err = bus.ListObjects(ctx, store)
+	require.NoError(t, err)
+	require.Len(t, infos, 1, "deleted objects are left out")
+	require.Equal(t, "v1", infos[0].Name)
+	require.EqualValues(t, len(value), infos[0].Size)
 
 	again, err := bus.OpenObjects(ctx, js, bus.ObjectsConfig{Cluster: "c1", TTL: time.Minute})
 	require.NoError(t, err)

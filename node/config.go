@@ -149,6 +149,21 @@ type Limits struct {
 	// the function returned it: a function must not change it afterwards.
 	// Default 256 MiB.
 	ObjectCache int64
+	// ObjectTTL is the max age of the objects of the cluster's bucket
+	// when this node creates it: a backstop that removes what a planner
+	// that stopped left behind. A bucket that exists keeps its own (the
+	// node logs it once when it differs). At least 1 s. Default
+	// bus.DefaultObjectTTL (1 h).
+	ObjectTTL time.Duration
+	// ResultTTL is how long the objects of the results of a request this
+	// node planned stay in the bucket after its response, for the caller
+	// to read (the caller may delete them sooner). Its other objects are
+	// deleted when it ends. Default 10 min.
+	ResultTTL time.Duration
+	// MaxPendingDeletes bounds the object deletes the node holds for
+	// later: past it the one due soonest is left to the bucket's max age.
+	// Default 100,000.
+	MaxPendingDeletes int
 }
 
 // DefaultInlineMax is Limits.InlineMax's default.
@@ -190,21 +205,24 @@ func DefaultConfig() Config {
 			SyncQuiet:         200 * time.Millisecond,
 		},
 		Limits: Limits{
-			MaxCommands:      pl.MaxCommands,
-			MaxNameLen:       pl.MaxNameLen,
-			MaxDepth:         pl.MaxDepth,
-			DefaultTimeout:   30 * time.Second,
-			MaxTimeout:       10 * time.Minute,
-			MaxRequests:      4096,
-			MaxInflight:      256,
-			MaxQueue:         1024,
-			MaxBytesInFlight: mesh.DefaultWindow,
-			MaxPlanningBytes: 1 << 30,
-			MaxResultBytes:   planner.DefaultMaxResultBytes,
-			MaxWaiting:       planner.DefaultMaxWaiting,
-			InlineMax:        DefaultInlineMax,
-			MaxObjectBytes:   1 << 30,
-			ObjectCache:      256 << 20,
+			MaxCommands:       pl.MaxCommands,
+			MaxNameLen:        pl.MaxNameLen,
+			MaxDepth:          pl.MaxDepth,
+			DefaultTimeout:    30 * time.Second,
+			MaxTimeout:        10 * time.Minute,
+			MaxRequests:       4096,
+			MaxInflight:       256,
+			MaxQueue:          1024,
+			MaxBytesInFlight:  mesh.DefaultWindow,
+			MaxPlanningBytes:  1 << 30,
+			MaxResultBytes:    planner.DefaultMaxResultBytes,
+			MaxWaiting:        planner.DefaultMaxWaiting,
+			InlineMax:         DefaultInlineMax,
+			MaxObjectBytes:    1 << 30,
+			ObjectCache:       256 << 20,
+			ObjectTTL:         bus.DefaultObjectTTL,
+			ResultTTL:         10 * time.Minute,
+			MaxPendingDeletes: 100_000,
 		},
 	}
 }
@@ -293,6 +311,9 @@ func (l Limits) withDefaults(d Limits) Limits {
 	orDefault(&l.InlineMax, d.InlineMax)
 	orDefault(&l.MaxObjectBytes, max(d.MaxObjectBytes, int64(l.InlineMax)))
 	orDefault(&l.ObjectCache, d.ObjectCache)
+	orDefault(&l.ObjectTTL, d.ObjectTTL)
+	orDefault(&l.ResultTTL, d.ResultTTL)
+	orDefault(&l.MaxPendingDeletes, d.MaxPendingDeletes)
 	return l
 }
 
@@ -391,6 +412,7 @@ func (l Limits) validate() error {
 		{"Limits.MaxBytesInFlight", l.MaxBytesInFlight}, {"Limits.MaxPlanningBytes", l.MaxPlanningBytes},
 		{"Limits.MaxResultBytes", l.MaxResultBytes}, {"Limits.MaxWaiting", int64(l.MaxWaiting)},
 		{"Limits.InlineMax", int64(l.InlineMax)}, {"Limits.MaxObjectBytes", l.MaxObjectBytes}, {"Limits.ObjectCache", l.ObjectCache},
+		{"Limits.MaxPendingDeletes", int64(l.MaxPendingDeletes)},
 	} {
 		if f.v < 0 {
 			return invalid("%s (%d) must not be negative (zero takes the default)", f.name, f.v)
@@ -399,7 +421,8 @@ func (l Limits) validate() error {
 			return invalid("%s (%d) must be at most %d, the largest protocol integer", f.name, f.v, int64(schema.MaxProtoInt))
 		}
 	}
-	if err := nonNegative([]duration{{"Limits.DefaultTimeout", l.DefaultTimeout}, {"Limits.MaxTimeout", l.MaxTimeout}}); err != nil {
+	if err := nonNegative([]duration{{"Limits.DefaultTimeout", l.DefaultTimeout}, {"Limits.MaxTimeout", l.MaxTimeout},
+		{"Limits.ObjectTTL", l.ObjectTTL}, {"Limits.ResultTTL", l.ResultTTL}}); err != nil {
 		return err
 	}
 	return l.validateAgainstEachOther()
@@ -413,6 +436,8 @@ func (l Limits) validateAgainstEachOther() error {
 	case l.MaxResultBytes > l.MaxPlanningBytes:
 		return invalid("Limits.MaxResultBytes (%d) must be at most Limits.MaxPlanningBytes (%d): one request's results are held in the planning memory",
 			l.MaxResultBytes, l.MaxPlanningBytes)
+	case l.ObjectTTL < time.Second:
+		return invalid("Limits.ObjectTTL (%v) must be at least 1s", l.ObjectTTL)
 	case int64(l.InlineMax) > l.MaxObjectBytes:
 		return invalid("Limits.InlineMax (%d) must be at most Limits.MaxObjectBytes (%d)", l.InlineMax, l.MaxObjectBytes)
 	case l.MaxDepth > codec.MaxDepth:

@@ -35,6 +35,7 @@ type front struct {
 	follower *atomic.Pointer[mesh.Follower]
 	sender   *mesh.Execer // sends steps to other nodes, and delegates runs of them
 	runner   *planner.Runner
+	deleter  *deleter            // deletes the objects of the requests planned here
 	memory   *semaphore.Weighted // MaxPlanningBytes
 	policy   atomic.Pointer[authz.Policy]
 
@@ -132,6 +133,8 @@ type rpcCall struct {
 	caller authz.Caller
 	resp   *schema.Response // &respv
 	st     *stream          // when the caller asked for a stream
+	objs   objSet           // the objects its steps stored
+	octx   objCtx           // its context while it runs, carrying objs
 	respv  schema.Response  // in the same allocation as the call
 }
 
@@ -145,6 +148,7 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		return // answered OVERLOADED, unread
 	}
 	defer fr.memory.Release(c.size)
+	defer fr.releaseObjects(c) // after the reply
 	defer fr.replyRPC(c)
 	if c.resp.Error != nil {
 		return
@@ -227,6 +231,8 @@ func (fr *front) runRPC(c *rpcCall, plan *planner.Plan) {
 	}
 	ctx, cancel := context.WithDeadline(fr.ctx, deadline) // one timer for both
 	defer cancel()
+	c.octx = objCtx{Context: ctx, set: &c.objs}
+	ctx = &c.octx
 	key := cancelKey(c.caller, req.ID)
 	defer fr.planned.remove(key, fr.planned.add(key, cancel))
 	if fr.unplanned.has(key) {
@@ -246,6 +252,12 @@ func (fr *front) runRPC(c *rpcCall, plan *planner.Plan) {
 	}
 	o := fr.runner.Execute(ctx, plan)
 	c.resp.Results, c.resp.Errors, c.resp.Error, c.resp.Trace, c.resp.TraceTruncated = o.Results, o.Errors, o.Err, o.Trace, o.TraceTruncated
+}
+
+// releaseObjects schedules the deletes of the objects the request's steps
+// stored, once it has been answered (see deleter).
+func (fr *front) releaseObjects(c *rpcCall) {
+	fr.deleter.release(c.resp.ID, &c.objs, c.resp.Results)
 }
 
 // replyRPC answers the request (the last message of its stream, if it has
@@ -489,8 +501,8 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 		Flow: mesh.NewFlow(cfg.Limits.MaxBytesInFlight), MaxPartBytes: cfg.Limits.MaxResultBytes}
 	fr.runner = &planner.Runner{
 		Router:   planner.RouterFunc(fr.route),
-		Local:    planner.ExecutorFunc(x.runStepHere),
-		Executor: fr.sender,
+		Local:    recordObjects{planner.ExecutorFunc(x.runStepHere)},
+		Executor: recordObjects{fr.sender},
 		Observer: observer(cfg),
 		Logger:   e.log,
 		Size: func(v any) int64 {
@@ -504,8 +516,9 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 		Self:           cfg.NodeID,
 	}
 	if !cfg.NoDelegate {
-		fr.runner.Delegator = fr.sender
+		fr.runner.Delegator = recordDelegated{fr.sender}
 	}
+	fr.deleter = newDeleter(e, x.objs)
 	return fr
 }
 

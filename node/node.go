@@ -80,6 +80,10 @@ type Stats struct {
 	// could not be read (authz.Read): a malformed header, a stamp where
 	// none belongs or none where one must be.
 	CancelsRefused int64
+	// ObjectsDeleted counts the objects of requests planned here that the
+	// node deleted from the bucket; ObjectDeletesDropped the deletes it
+	// left to the bucket's max age, past Limits.MaxPendingDeletes.
+	ObjectsDeleted, ObjectDeletesDropped int64
 }
 
 // Node is one MPREG node: a registry of functions, an executor that runs
@@ -232,6 +236,7 @@ func (n *Node) Stats() Stats {
 		Inflight: x.inflight.Load(), Queued: x.queued.Load(), Planning: fr.planning.Load(),
 		RouteWaiting: fr.runner.Waiting(), RouteWakes: fr.runner.Wakes(),
 		CancelsRefused: fr.stats.cancelsRefused.Load(),
+		ObjectsDeleted: fr.deleter.deleted.Load(), ObjectDeletesDropped: fr.deleter.dropped.Load(),
 	}
 	if f := n.follower.Load(); f != nil {
 		s.Foreign += f.Foreign()
@@ -314,6 +319,7 @@ func (n *Node) Start(ctx context.Context) error {
 	if !n.executor.goOwned(n.probeJetStream) { // beside the start, not before it
 		n.js.ended()
 	}
+	n.executor.goOwned(func() { n.front.deleter.run(n.ctx, n.executor.quit) })
 	sub := func(subject, queue string, h nats.MsgHandler) (*nats.Subscription, error) {
 		s, err := n.nc.QueueSubscribe(subject, queue, h)
 		if err != nil {
@@ -421,6 +427,11 @@ func (n *Node) Drain(ctx context.Context) error {
 	}
 	if err == nil && n.started.Load() && n.nc.IsConnected() {
 		n.ann.DrainAnswers(ctx)
+	}
+	if n.started.Load() && n.nc.IsConnected() {
+		// The intermediates of the last requests; their results stay
+		// for their callers, to the bucket's max age.
+		n.front.deleter.flush(ctx)
 	}
 	n.Close()
 	return err

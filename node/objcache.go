@@ -60,6 +60,15 @@ func (c *objCache) get(name string) (*cached, bool) {
 	return el.Value.(*cached), true
 }
 
+// remove forgets the object stored under name, if kept.
+func (c *objCache) remove(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[name]; ok {
+		c.drop(el)
+	}
+}
+
 // bytes returns the bytes kept and the number of objects.
 func (c *objCache) bytes() (int64, int) {
 	c.mu.Lock()

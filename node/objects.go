@@ -32,9 +32,10 @@ import (
 // probeJetStream); until then a step that needs it waits for the probe.
 type objects struct {
 	node, prefix, cluster, bucket string
-	inlineMax                     int   // Limits.InlineMax
-	maxObj                        int64 // Limits.MaxObjectBytes
-	maxPayload                    int   // the connection's
+	inlineMax                     int           // Limits.InlineMax
+	maxObj                        int64         // Limits.MaxObjectBytes
+	ttl, resultTTL                time.Duration // Limits.ObjectTTL, ResultTTL
+	maxPayload                    int           // the connection's
 	cache                         *objCache
 	log                           *slog.Logger
 	known                         <-chan struct{} // closed when the probe has ended (Node.JetStreamKnown)
@@ -51,7 +52,7 @@ type bucketStore struct {
 func newObjects(e *env) *objects {
 	l := e.cfg.Limits
 	return &objects{node: e.cfg.NodeID, prefix: e.cfg.Prefix, cluster: e.cfg.Cluster, bucket: bus.ObjectBucket(e.cfg.Prefix, e.cfg.Cluster),
-		inlineMax: l.InlineMax, maxObj: l.MaxObjectBytes, maxPayload: int(e.nc.MaxPayload()), cache: newObjCache(l.ObjectCache),
+		inlineMax: l.InlineMax, maxObj: l.MaxObjectBytes, ttl: l.ObjectTTL, resultTTL: l.ResultTTL, maxPayload: int(e.nc.MaxPayload()), cache: newObjCache(l.ObjectCache),
 		log: e.log, known: closedChan}
 }
 
@@ -73,15 +74,19 @@ func (o *objects) open(ctx context.Context, nc *nats.Conn) {
 	js, err := jetstream.New(nc)
 	var store jetstream.ObjectStore
 	if err == nil {
-		store, err = bus.OpenObjects(ctx, js, bus.ObjectsConfig{Prefix: o.prefix, Cluster: o.cluster})
+		store, err = bus.OpenObjects(ctx, js, bus.ObjectsConfig{Prefix: o.prefix, Cluster: o.cluster, TTL: o.ttl})
 	}
 	if err != nil {
 		o.log.Warn("JetStream object bucket unavailable: values pass inline only, up to the NATS max payload", "bucket", o.bucket, "error", err)
 		return
 	}
+	if st, err := store.Status(ctx); err == nil && st.TTL() != o.ttl {
+		o.log.Info("the object bucket exists with another max age than object_ttl: it keeps its own", "bucket", o.bucket,
+			"bucket_ttl", st.TTL(), "object_ttl", o.ttl)
+	}
 	o.bucketStore.Store(&bucketStore{store: store, inline: inline})
 	o.log.Info("values larger than the inline limit pass by reference", "bucket", o.bucket, "inline", inline,
-		"max_object_bytes", o.maxObj, "object_cache", o.cache.max)
+		"max_object_bytes", o.maxObj, "object_cache", o.cache.max, "result_ttl", o.resultTTL)
 }
 
 // current returns the open bucket, or nil without JetStream. While the

@@ -907,6 +907,7 @@ func TestNodeFlagDefaults(t *testing.T) {
 		got, want := cfg.Limits, d.Limits
 		// Not flags: New takes their defaults.
 		got.MaxNameLen, got.MaxDepth, got.DefaultTimeout, got.MaxTimeout = want.MaxNameLen, want.MaxDepth, want.DefaultTimeout, want.MaxTimeout
+		got.MaxPendingDeletes = want.MaxPendingDeletes
 		// At its default the result bound is left to New, which keeps it
 		// under the planning bytes.
 		assert.Zero(t, got.MaxResultBytes, cmd)
@@ -918,7 +919,8 @@ func TestNodeFlagDefaults(t *testing.T) {
 	require.Equal(t, 0, r.code)
 	for _, want := range []string{"--cluster=\"default\"", "--max-inflight=256", "--max-queue=1024", "--max-commands=1000",
 		"--max-requests=4096", "--max-bytes-in-flight=64MiB", "--max-planning-bytes=1GiB", "--max-result-bytes=512MiB",
-		"--max-waiting=10000", "--inline-max=256KiB", "--max-object-bytes=1GiB", "--object-cache=256MiB"} {
+		"--max-waiting=10000", "--inline-max=256KiB", "--max-object-bytes=1GiB", "--object-cache=256MiB",
+		"--object-ttl=1h", "--result-ttl=10m"} {
 		assert.Contains(t, r.stdout, want)
 	}
 }
@@ -931,6 +933,12 @@ func TestNodeFlagsValidated(t *testing.T) {
 	r = mpreg(t, opts{}, "node", "--max-result-bytes", "2GiB", "--servers", "nats://127.0.0.1:1")
 	assert.Equal(t, 2, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "Limits.MaxResultBytes (2147483648) must be at most Limits.MaxPlanningBytes (1073741824)")
+	r = mpreg(t, opts{}, "node", "--object-ttl", "500ms", "--servers", "nats://127.0.0.1:1")
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "Limits.ObjectTTL (500ms) must be at least 1s")
+	r = mpreg(t, opts{}, "node", "--result-ttl=-1s", "--servers", "nats://127.0.0.1:1")
+	assert.Equal(t, 2, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "Limits.ResultTTL (-1s) must not be negative")
 }
 
 // --max-planning-bytes alone below the default --max-result-bytes is

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,17 +44,19 @@ type nodeFlags struct {
 // limitFlags are a node's limits (node.Limits). Their defaults are
 // node.DefaultConfig's, through nodeVars.
 type limitFlags struct {
-	MaxInflight      int      `help:"Most steps that run on this node at once." default:"${max_inflight}"`
-	MaxQueue         int      `help:"Most steps that wait for a run slot; beyond it a step gets OVERLOADED." default:"${max_queue}"`
-	MaxCommands      int      `help:"Most commands one request may hold." default:"${max_commands}"`
-	MaxRequests      int      `help:"Most whole requests this node plans at once; beyond it a request gets OVERLOADED." default:"${max_requests}"`
-	MaxBytesInFlight byteSize `help:"Most bytes of steps this node's planner has in flight to other nodes (requests and the replies expected); more steps wait." default:"${max_bytes_in_flight}"`
-	MaxPlanningBytes byteSize `help:"Memory for the requests this node plans at once (decoded bodies, held results, steps waiting for a route); beyond it a request gets OVERLOADED." default:"${max_planning_bytes}"`
-	MaxResultBytes   byteSize `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"${max_result_bytes}"`
-	MaxWaiting       int      `help:"Most steps of the requests this node plans that wait for a route (route_wait_ms) at once; beyond it a request gets OVERLOADED." default:"${max_waiting}"`
-	InlineMax        byteSize `help:"Largest result that travels inline; a larger one goes into the cluster's JetStream object bucket and travels as a reference (at most half the NATS max payload; without JetStream values pass inline up to the max payload)." default:"${inline_max}"`
-	MaxObjectBytes   byteSize `help:"Largest value passed by reference, stored or fetched; beyond it a step fails with PAYLOAD_TOO_LARGE." default:"${max_object_bytes}"`
-	ObjectCache      byteSize `help:"Memory for the objects this node stored, so that a step run here on a value made here does not fetch it." default:"${object_cache}"`
+	MaxInflight      int           `help:"Most steps that run on this node at once." default:"${max_inflight}"`
+	MaxQueue         int           `help:"Most steps that wait for a run slot; beyond it a step gets OVERLOADED." default:"${max_queue}"`
+	MaxCommands      int           `help:"Most commands one request may hold." default:"${max_commands}"`
+	MaxRequests      int           `help:"Most whole requests this node plans at once; beyond it a request gets OVERLOADED." default:"${max_requests}"`
+	MaxBytesInFlight byteSize      `help:"Most bytes of steps this node's planner has in flight to other nodes (requests and the replies expected); more steps wait." default:"${max_bytes_in_flight}"`
+	MaxPlanningBytes byteSize      `help:"Memory for the requests this node plans at once (decoded bodies, held results, steps waiting for a route); beyond it a request gets OVERLOADED." default:"${max_planning_bytes}"`
+	MaxResultBytes   byteSize      `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"${max_result_bytes}"`
+	MaxWaiting       int           `help:"Most steps of the requests this node plans that wait for a route (route_wait_ms) at once; beyond it a request gets OVERLOADED." default:"${max_waiting}"`
+	InlineMax        byteSize      `help:"Largest result that travels inline; a larger one goes into the cluster's JetStream object bucket and travels as a reference (at most half the NATS max payload; without JetStream values pass inline up to the max payload)." default:"${inline_max}"`
+	MaxObjectBytes   byteSize      `help:"Largest value passed by reference, stored or fetched; beyond it a step fails with PAYLOAD_TOO_LARGE." default:"${max_object_bytes}"`
+	ObjectCache      byteSize      `help:"Memory for the objects this node stored, so that a step run here on a value made here does not fetch it." default:"${object_cache}"`
+	ObjectTTL        time.Duration `help:"Max age of the objects of the cluster's bucket, when this node creates it (a bucket that exists keeps its own): a backstop for objects nobody deleted." default:"${object_ttl}"`
+	ResultTTL        time.Duration `help:"How long the objects of a request's results stay after its response, for the caller to read; the request's other objects are deleted when it ends." default:"${result_ttl}"`
 }
 
 // nodeVars are the defaults of the node flags, shown in --help: node.DefaultConfig's.
@@ -72,7 +75,21 @@ func nodeVars() kong.Vars {
 		"inline_max":          formatByteSize(int64(d.Limits.InlineMax)),
 		"max_object_bytes":    formatByteSize(d.Limits.MaxObjectBytes),
 		"object_cache":        formatByteSize(d.Limits.ObjectCache),
+		"object_ttl":          shortDuration(d.Limits.ObjectTTL),
+		"result_ttl":          shortDuration(d.Limits.ResultTTL),
 	}
+}
+
+// shortDuration writes d without its zero minutes and seconds: 1h, 10m.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // limits returns the node.Limits the flags describe. --max-result-bytes at
@@ -81,7 +98,8 @@ func nodeVars() kong.Vars {
 func (f *limitFlags) limits() node.Limits {
 	l := node.Limits{MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxCommands: f.MaxCommands, MaxRequests: f.MaxRequests,
 		MaxBytesInFlight: int64(f.MaxBytesInFlight), MaxPlanningBytes: int64(f.MaxPlanningBytes), MaxResultBytes: int64(f.MaxResultBytes),
-		MaxWaiting: f.MaxWaiting, InlineMax: int(f.InlineMax), MaxObjectBytes: int64(f.MaxObjectBytes), ObjectCache: int64(f.ObjectCache)}
+		MaxWaiting: f.MaxWaiting, InlineMax: int(f.InlineMax), MaxObjectBytes: int64(f.MaxObjectBytes), ObjectCache: int64(f.ObjectCache),
+		ObjectTTL: f.ObjectTTL, ResultTTL: f.ResultTTL}
 	if l.MaxResultBytes == node.DefaultConfig().Limits.MaxResultBytes {
 		l.MaxResultBytes = 0
 	}
