@@ -131,6 +131,22 @@ func TestFunctions(t *testing.T) {
 		{name: "whoami extra arg", fun: "whoami", args: []any{1}, wantErr: schema.CodeInvalidArgument},
 		{name: "panic", fun: "panic", args: []any{"at the disco"}, wantErr: schema.CodeFunctionPanic, msg: "at the disco"},
 		{name: "echo still there", fun: "echo", args: []any{"x"}, want: "x"},
+		{name: "blob", fun: "blob", args: []any{6}, want: []byte{0, 31, 62, 93, 124, 155}},
+		{name: "blob wraps at 251", fun: "blob", args: []any{10, 3}, want: []byte{3, 34, 65, 96, 127, 158, 189, 220, 0, 31}},
+		{name: "blob negative seed", fun: "blob", kwargs: map[string]any{"size": 3, "seed": -1}, want: []byte{250, 30, 61}},
+		{name: "blob empty", fun: "blob", args: []any{0}, want: []byte{}},
+		{name: "blob big seed", fun: "blob", args: []any{2, int64(math.MaxInt64)}, want: []byte{byte(math.MaxInt64 % 251), byte((math.MaxInt64%251 + 31) % 251)}},
+		{name: "blob float seed", fun: "blob", args: []any{2, 0.5}, wantErr: schema.CodeInvalidArgument, msg: "blob: seed: want an integer"},
+		{name: "blob negative", fun: "blob", args: []any{-1}, wantErr: schema.CodeInvalidArgument, msg: "blob: size must be 0 to 1073741824"},
+		{name: "blob huge", fun: "blob", args: []any{int64(1) << 40}, wantErr: schema.CodeInvalidArgument, msg: "max_object_bytes"},
+		{name: "sha256 string", fun: "sha256", args: []any{"abc"}, want: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+		{name: "sha256 bytes", fun: "sha256", kwargs: map[string]any{"data": []byte("abc")}, want: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+		{name: "sha256 empty", fun: "sha256", args: []any{""}, want: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+		{name: "sha256 null", fun: "sha256", args: []any{nil}, wantErr: schema.CodeInvalidArgument, msg: "want binary or a string"},
+		{name: "sha256 number", fun: "sha256", args: []any{5}, wantErr: schema.CodeInvalidArgument},
+		{name: "length utf-8", fun: "length", args: []any{"héllo"}, want: int64(6)},
+		{name: "length bytes", fun: "length", args: []any{[]byte{1, 2, 3}}, want: int64(3)},
+		{name: "length null", fun: "length", args: []any{nil}, wantErr: schema.CodeInvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, err := c.Call(ctx, tc.fun, tc.args, client.WithKwargs(tc.kwargs))
