@@ -25,7 +25,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestShowcase(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp) // where the showcase's JetStream store goes
@@ -38,12 +38,14 @@ func TestShowcase(t *testing.T) {
 	assert.Empty(t, left, "the JetStream store is removed")
 	text := out.String()
 	t.Log("\n" + text)
-	assert.Less(t, took, 5*time.Second, "the showcase must finish in a few seconds")
+	// Most of it is the 50 MB value, written to and read from JetStream's
+	// file store: about a second on an idle machine.
+	assert.Less(t, took, 20*time.Second, "the showcase must finish in seconds")
 
 	for _, re := range []string{
 		// Every title, numbered.
-		`(?m)^=== 1/10  The README example =+$`,
-		`(?m)^=== 10/10  A cycle: INVALID_REQUEST =+$`,
+		`(?m)^=== 1/11  The README example =+$`,
+		`(?m)^=== 11/11  A cycle: INVALID_REQUEST =+$`,
 		// Routing by loc: the step table names the node.
 		`(?m)^\s+\|third\s+echos\s+gamma\s`,
 		`(?m)^\s+\|gpu\s+whoami\s+beta\s`,
@@ -61,7 +63,11 @@ func TestShowcase(t *testing.T) {
 		// The parallel branch: |join starts after the 300 ms sleep.
 		`(?m)^\s+\|join\s+echos\s+\S+\s+\+[0-9]{3}ms\s`,
 		// The summary.
-		`(?m)^Done in \S+: 10 requests, 7 succeeded and 3 failed as expected; nodes drained, server stopped\.$`,
+		// The 50 MB value: made on beta, fetched once by gamma.
+		`(?m)^\s+\|data\s+blob\s+beta\s.*\s0 B\s+ok$`,
+		`(?m)^\s+\|digest\s+sha256\s+gamma\s.*\s50\.0 MB\s+ok$`,
+		`(?m)^\s+"\|size": 50000000$`,
+		`(?m)^Done in \S+: 11 requests, 8 succeeded and 3 failed as expected; nodes drained, server stopped\.$`,
 	} {
 		assert.Regexp(t, regexp.MustCompile(re), text)
 	}

@@ -283,6 +283,18 @@ func (o *outcome) step(name string) (planner.StepEvent, bool) {
 	return planner.StepEvent{}, false
 }
 
+// fetched returns, by step, the bytes the steps fetched from the object
+// bucket, when the request was traced.
+func (o *outcome) fetched() map[string]int64 {
+	out := map[string]int64{}
+	if o.resp != nil {
+		for _, e := range o.resp.Trace {
+			out[e.Step] += e.FetchedBytes
+		}
+	}
+	return out
+}
+
 func (o *outcome) results() map[string]any {
 	if o.resp == nil {
 		return nil
@@ -326,7 +338,8 @@ func (p *printer) intro(url string) {
 		p.linef("  %-6s locs %v", n.id, n.locs)
 	}
 	p.linef("Every node offers echo(x) and echos(*args), plus the demo functions:")
-	p.linef("  add(a, b), upper(s), sleep(ms, value), fail(message), whoami(), panic(message).")
+	p.linef("  add(a, b), upper(s), sleep(ms, value), fail(message), whoami(), panic(message),")
+	p.linef("  blob(size, seed), sha256(data), length(data).")
 	p.linef("")
 	p.linef("Each request goes to the cluster's rpc subject. The node that takes it plans the")
 	p.linef("steps, starts each one as soon as the steps it refers to have finished, and sends")
@@ -371,7 +384,12 @@ func (p *printer) steps(o *outcome) {
 		p.linef("steps: none ran")
 		return
 	}
+	traced := o.resp != nil && len(o.resp.Trace) > 0
 	rows := [][]string{{"step", "fun", "node", "start", "took", ""}}
+	if traced {
+		rows[0] = []string{"step", "fun", "node", "start", "took", "fetched", ""}
+	}
+	fetched := o.fetched()
 	for _, ev := range o.steps {
 		nodeID := ev.Node
 		if nodeID == "" {
@@ -381,8 +399,11 @@ func (p *printer) steps(o *outcome) {
 		if ev.Err != nil {
 			status = string(ev.Err.Code)
 		}
-		rows = append(rows, []string{ev.Step, ev.Fun, nodeID,
-			"+" + fmtDur(ev.Start.Sub(o.sent)), fmtDur(ev.Duration), status})
+		row := []string{ev.Step, ev.Fun, nodeID, "+" + fmtDur(ev.Start.Sub(o.sent)), fmtDur(ev.Duration), status}
+		if traced {
+			row = slices.Insert(row, 5, fmtBytes(fetched[ev.Step]))
+		}
+		rows = append(rows, row)
 	}
 	p.linef("steps:")
 	for _, l := range table(rows) {
@@ -413,6 +434,17 @@ func table(rows [][]string) []string {
 		out[j] = strings.TrimRight(b.String(), " ")
 	}
 	return out
+}
+
+// fmtBytes writes n bytes in B, kB or MB (powers of ten).
+func fmtBytes(n int64) string {
+	switch {
+	case n < 1000:
+		return fmt.Sprintf("%d B", n)
+	case n < 1000_000:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
 }
 
 func fmtDur(d time.Duration) string {
@@ -446,6 +478,9 @@ func requestJSON(r *schema.Request) string {
 	if r.Results != "" {
 		b.WriteString(`,"results":`)
 		b.WriteString(compact(r.Results))
+	}
+	if r.Trace {
+		b.WriteString(`,"trace":true`)
 	}
 	b.WriteString("}")
 	return b.String()
