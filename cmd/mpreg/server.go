@@ -31,7 +31,7 @@ type nodeFlags struct {
 	NodeID       string        `help:"Node id, unique among live nodes (default: host name + random suffix)." placeholder:"ID"`
 	Name         string        `help:"Human-readable node name, shown by peers." placeholder:"N"`
 	Locs         []string      `help:"The node's locs (resource tags), comma-separated." placeholder:"LOC"`
-	Demo         bool          `help:"Also offer the demo functions: add, upper, sleep, fail, whoami, panic."`
+	Demo         bool          `help:"Also offer the demo functions: add, upper, sleep, fail, whoami, panic, blob, sha256, length."`
 	DrainTimeout time.Duration `help:"On SIGINT/SIGTERM, how long to wait for work in flight." default:"30s"`
 	limitFlags
 	MetricsListen string `help:"Serve /metrics, /healthz and /readyz over HTTP on HOST:PORT (port 0 picks a free one; the address is logged)." placeholder:"HOST:PORT"`
