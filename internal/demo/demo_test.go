@@ -39,7 +39,7 @@ func TestShowcase(t *testing.T) {
 	text := out.String()
 	t.Log("\n" + text)
 	// Most of it is the 50 MB value, written to and read from JetStream's
-	// file store: about a second on an idle machine.
+	// file store.
 	assert.Less(t, took, 20*time.Second, "the showcase must finish in seconds")
 
 	for _, re := range []string{
