@@ -24,26 +24,33 @@ func patternAt(i, seed int64) byte {
 	return byte(m)
 }
 
-// pattern reads the bytes of blob(size, seed) as they are asked for.
+// pattern reads the bytes of blob(size, seed) as they are asked for. They
+// repeat every 251 bytes (31·251 ≡ 0 mod 251), so it copies them from one
+// run of whole periods.
 type pattern struct {
 	i, size, seed int64
+	period        []byte // patternRun bytes from i = 0
 }
+
+// patternRun is how many bytes of blob pattern keeps: 64 periods.
+const patternRun = 251 * 64
 
 func (p *pattern) Read(b []byte) (int, error) {
 	if p.i >= p.size {
 		return 0, io.EOF
 	}
-	n := min(int64(len(b)), p.size-p.i)
-	// Each byte is the one before it plus 31, mod 251.
-	v := int(patternAt(p.i, p.seed))
-	for k := range n {
-		b[k] = byte(v)
-		if v += 31; v >= 251 {
-			v -= 251
+	if p.period == nil {
+		p.period = make([]byte, patternRun)
+		for k := range p.period {
+			p.period[k] = patternAt(int64(k), p.seed)
 		}
 	}
-	p.i += n
-	return int(n), nil
+	n := int(min(int64(len(b)), p.size-p.i))
+	for done := 0; done < n; {
+		done += copy(b[done:n], p.period[(p.i+int64(done))%251:])
+	}
+	p.i += int64(n)
+	return n, nil
 }
 
 // blobFunc returns blob(size, seed=0) for a node whose values are at most

@@ -176,3 +176,31 @@ func TestFunctions(t *testing.T) {
 		assert.Less(t, time.Since(start), 5*time.Second)
 	})
 }
+
+// TestBlobPattern: blob's bytes, read in pieces of any size, are
+// (i*31 + seed) mod 251.
+func TestBlobPattern(t *testing.T) {
+	s := testcluster.Server(t)
+	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "d1"), func(n *node.Node) {
+		require.NoError(t, demo.Register(n))
+	})
+	c := testcluster.Client(t, s.ClientURL(), client.Config{})
+	testcluster.WaitForRoute(t, c.Table(), "blob", nil, "d1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct{ size, seed int64 }{{251*64 + 7, 0}, {100_003, 250}, {40_000, -1000}} {
+		v, err := c.Call(ctx, "blob", []any{tc.size, tc.seed})
+		require.NoError(t, err)
+		b := v.([]byte)
+		require.Len(t, b, int(tc.size))
+		for i := range b {
+			want := (int64(i)*31 + tc.seed) % 251
+			if want < 0 {
+				want += 251
+			}
+			if b[i] != byte(want) {
+				t.Fatalf("blob(%d, %d)[%d] = %d, want %d", tc.size, tc.seed, i, b[i], want)
+			}
+		}
+	}
+}
