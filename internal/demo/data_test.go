@@ -1,6 +1,7 @@
 package demo
 
 import (
+	"errors"
 	"io"
 	"testing"
 
@@ -17,7 +18,7 @@ func TestPatternReads(t *testing.T) {
 		for {
 			n, err := p.Read(buf)
 			got = append(got, buf[:n]...)
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				break
 			}
 			require.NoError(t, err)

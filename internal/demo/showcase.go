@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/client"
@@ -131,6 +132,9 @@ func startShowCluster(ctx context.Context) (_ *showCluster, err error) {
 	}()
 	sctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
+	if err := sc.createBucket(sctx); err != nil {
+		return nil, err
+	}
 	tables := []*membership.Table{}
 	for _, spec := range showNodes {
 		n, err := sc.startNode(sctx, spec.id, spec.locs)
@@ -151,6 +155,23 @@ func startShowCluster(ctx context.Context) (_ *showCluster, err error) {
 		return nil, err
 	}
 	return sc, nil
+}
+
+// createBucket creates the cluster's object bucket before the nodes start,
+// so that they open it rather than all create it at once.
+func (sc *showCluster) createBucket(ctx context.Context) error {
+	nc, err := sc.connect(ctx, "mpreg-demo-setup")
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		_, err = bus.OpenObjects(ctx, js, bus.ObjectsConfig{Prefix: bus.DefaultPrefix, Cluster: bus.DefaultCluster})
+	}
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
 }
 
 // connect opens an in-process connection to the server.
