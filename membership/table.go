@@ -684,9 +684,45 @@ func (t *Table) Pick(fun string, locs []string, exclude []string) (node string, 
 	now := t.cfg.Now()
 	t.mu.RLock()
 	defer t.mu.RUnlock()
+	best, _ := t.pickLocked(fun, locs, exclude, now)
+	if best == nil {
+		return "", false
+	}
+	return best.hello.Node, true
+}
+
+// PickNear is Pick preferring near, the node that holds a step's inputs:
+// near is picked when it qualifies (live, offering fun with all of locs,
+// not in exclude) and is not overloaded compared to the node Pick would
+// pick (see Near); otherwise that node is.
+func (t *Table) PickNear(fun string, locs []string, exclude []string, near string) (node string, ok bool) {
+	now := t.cfg.Now()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	best, least := t.pickLocked(fun, locs, exclude, now)
+	if best == nil {
+		return "", false
+	}
+	if e := t.nodes[near]; e != nil && e != best && !slices.Contains(exclude, near) && t.aliveLocked(e, now) {
+		if l, offers := e.hello.Funs[fun]; offers && (offer{e, l}).has(locs) && Near(t.score(e), least) {
+			return near, true
+		}
+	}
+	return best.hello.Node, true
+}
+
+// Near reports whether a node holding a step's inputs, with load steps in
+// flight, still takes the step when the least loaded eligible node has
+// least: unless its load is over twice least plus two. Moving an input
+// costs a fetch; a node that busy would cost a queue.
+func Near(load, least int64) bool { return load <= 2*max(least, 0)+2 }
+
+// pickLocked is Pick's choice, with its score; nil when no node
+// qualifies. t.mu is held.
+func (t *Table) pickLocked(fun string, locs []string, exclude []string, now time.Time) (*entry, int64) {
 	list, found := t.candidates(fun, locs)
 	if !found {
-		return "", false
+		return nil, 0
 	}
 	var p picker
 	// consider offers o to p and reports whether it qualified.
@@ -718,10 +754,7 @@ func (t *Table) Pick(fun string, locs []string, exclude []string) (node string, 
 			}
 		}
 	}
-	if p.best == nil {
-		return "", false
-	}
-	return p.best.hello.Node, true
+	return p.best, p.score
 }
 
 // score is e's load as Pick weighs it: the steps this process has

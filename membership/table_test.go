@@ -730,3 +730,50 @@ func TestStates(t *testing.T) {
 	tb.MarkDead("n2")
 	assert.Equal(t, [3]int{0, 1, 2}, states())
 }
+
+func TestPickNear(t *testing.T) {
+	tb, c := newTable("me")
+	require.True(t, tb.ApplyHello(hello("me", 1, 1)))
+	require.True(t, tb.ApplyHello(hello("n1", 1, 1, map[string][]string{"predict": {"gpu"}})))
+	require.True(t, tb.ApplyHello(hello("n2", 1, 1, map[string][]string{"predict": {"gpu"}})))
+	near := func(fun string, locs, exclude []string, n string) string {
+		got, ok := tb.PickNear(fun, locs, exclude, n)
+		if !ok {
+			return ""
+		}
+		return got
+	}
+	// Self wins Pick's ties; the node holding the inputs wins over it.
+	require.Equal(t, "me", near("echo", nil, nil, ""))
+	for range 20 {
+		require.Equal(t, "n2", near("echo", nil, nil, "n2"))
+		require.Equal(t, "n1", near("predict", []string{"gpu"}, nil, "n1"))
+	}
+	require.Equal(t, "me", near("echo", nil, []string{"n2"}, "n2"), "excluded")
+	require.Equal(t, "me", near("echo", nil, nil, "unknown"))
+	require.Equal(t, "", near("predict", []string{"cpu"}, nil, "n1"), "nobody qualifies")
+	for range 20 {
+		require.Equal(t, "n2", near("predict", []string{"gpu"}, []string{"n1"}, "me"), "me lacks predict")
+	}
+
+	// Load: near takes the step up to twice the least load plus two.
+	tb.ApplyHeartbeat(heartbeat("n2", 1, 1, 2))
+	require.Equal(t, "n2", near("echo", nil, nil, "n2"), "2 ≤ 2·0+2")
+	tb.Begin("n2")
+	require.Equal(t, "me", near("echo", nil, nil, "n2"), "3 > 2·0+2")
+	tb.ApplyHeartbeat(heartbeat("n1", 1, 1, 1))
+	tb.Begin("me")
+	require.Equal(t, "n2", near("echo", nil, nil, "n2"), "3 ≤ 2·1+2")
+	tb.End("n2")
+	tb.End("me")
+
+	// A node that said goodbye or went silent is not near.
+	require.True(t, tb.ApplyGoodbye(goodbye("n2", 1)))
+	require.Equal(t, "me", near("echo", nil, nil, "n2"))
+	c.Advance(deadAfter + time.Second)
+	require.Equal(t, "me", near("echo", nil, nil, "n1"), "n1 is silent")
+
+	require.True(t, membership.Near(4, 1))
+	require.False(t, membership.Near(5, 1))
+	require.True(t, membership.Near(2, -3), "a negative least counts as none")
+}

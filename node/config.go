@@ -45,6 +45,11 @@ type Config struct {
 	// only one other node can run is sent there in one message, to be run
 	// there as a unit (docs/PROTOCOL.md §4.6), instead of step by step.
 	NoDelegate bool
+	// NoLocality turns off locality: by default a step whose inputs were
+	// passed by reference goes to the eligible node that made the most
+	// bytes of them, which reads them from its object cache, unless that
+	// node is much busier than the least loaded one (docs/PROTOCOL.md §8).
+	NoLocality bool
 	// PlannerAckAfter is how long a request that asks for a planner ack
 	// (schema.HeaderPlannerAck) is planned before the ack is sent: quick
 	// requests never send one. Default 200 ms; negative sends it at once.

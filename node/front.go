@@ -431,6 +431,26 @@ func (fr *front) route(ctx context.Context, fun string, locs, exclude []string) 
 	return fr.table.Pick(fun, locs, exclude)
 }
 
+// routeNear is route preferring near, the node that holds the step's
+// inputs passed by reference (membership.Table.PickNear).
+func (fr *front) routeNear(ctx context.Context, fun string, locs, exclude []string, near string) (string, bool) {
+	if node, ok := fr.table.PickNear(fun, locs, exclude, near); ok {
+		return node, true
+	}
+	return fr.route(ctx, fun, locs, exclude)
+}
+
+// router is the node's planner.NearRouter.
+type router struct{ fr *front }
+
+func (r router) Route(ctx context.Context, fun string, locs, exclude []string) (string, bool) {
+	return r.fr.route(ctx, fun, locs, exclude)
+}
+
+func (r router) RouteNear(ctx context.Context, fun string, locs, exclude []string, near string) (string, bool) {
+	return r.fr.routeNear(ctx, fun, locs, exclude, near)
+}
+
 // onCancelRequest stops the rpc request a caller cancelled, if this node
 // plans it: its context ends, so queued steps never start and running ones,
 // here or on other nodes, have their context cancelled.
@@ -500,7 +520,7 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 	fr.sender = &mesh.Execer{Conn: e.nc, Subjects: e.subj, Cluster: cfg.Cluster, Table: table, Logger: e.log,
 		Flow: mesh.NewFlow(cfg.Limits.MaxBytesInFlight), MaxPartBytes: cfg.Limits.MaxResultBytes}
 	fr.runner = &planner.Runner{
-		Router:   planner.RouterFunc(fr.route),
+		Router:   router{fr},
 		Local:    recordObjects{planner.ExecutorFunc(x.runStepHere)},
 		Executor: recordObjects{fr.sender},
 		Observer: observer(cfg),
@@ -514,6 +534,7 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 		Watch:          table.Watch,
 		MaxWaiting:     cfg.Limits.MaxWaiting,
 		Self:           cfg.NodeID,
+		NoLocality:     cfg.NoLocality,
 	}
 	if !cfg.NoDelegate {
 		fr.runner.Delegator = recordDelegated{fr.sender}

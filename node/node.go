@@ -209,6 +209,9 @@ func (n *Node) gossipReceived() func(string) {
 // running. It is safe to call at any time, e.g. on SIGHUP.
 func (n *Node) SetAuthz(p *authz.Policy) { n.front.policy.Store(p) }
 
+// Limits returns the node's limits, defaults filled in.
+func (n *Node) Limits() Limits { return n.cfg.Limits }
+
 // Cluster returns the cluster id.
 func (n *Node) Cluster() string { return n.cfg.Cluster }
 

@@ -280,7 +280,7 @@ func (r *Runner) delegate(ctx context.Context, p *Plan, seg *segment, results []
 	var later []completion
 	took := time.Since(sent)
 	for _, j := range seg.steps {
-		c := completion{step: j}
+		c := completion{step: j, node: seg.node}
 		var ok bool
 		if resp != nil {
 			c.result, ok = resp.Results[seg.in[j]]

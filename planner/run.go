@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mpreg/mpreg/objref"
 	"github.com/mpreg/mpreg/schema"
 )
 
@@ -22,6 +23,10 @@ type Call struct {
 	// RouteWait: with no eligible node, wait up to this long for one
 	// (see Runner.Watch) before NO_ROUTE.
 	RouteWait time.Duration
+	// Near is the node that made the most bytes of the call's inputs
+	// passed by reference (objref), which the Runner routes the call to
+	// when its Router is a NearRouter that agrees; "" when none.
+	Near string
 	// tr records the attempts when the request is traced.
 	tr *tracer
 	// park: a step of a run of several steps does not wait for a route
@@ -45,6 +50,16 @@ type Router interface {
 	// nodes in exclude; ok is false when there is none. It may wait (until
 	// ctx ends) to refresh its view before it says there is none.
 	Route(ctx context.Context, fun string, locs []string, exclude []string) (node string, ok bool)
+}
+
+// NearRouter is a Router that can prefer a node for a step: the one that
+// holds the step's inputs passed by reference, so that they need not be
+// fetched (Call.Near).
+type NearRouter interface {
+	Router
+	// RouteNear is Route, except that it returns near when near is one of
+	// the nodes Route may return and is not overloaded compared to them.
+	RouteNear(ctx context.Context, fun string, locs []string, exclude []string, near string) (node string, ok bool)
 }
 
 // RouterFunc adapts a function to Router.
@@ -168,6 +183,11 @@ type Runner struct {
 	// MaxDelegated bounds the steps delegated in one message. Default
 	// DefaultMaxDelegated.
 	MaxDelegated int
+	// NoLocality: steps are routed without regard to where their inputs
+	// passed by reference were made. By default a step whose inputs
+	// include such references goes, through a NearRouter, to the node
+	// that made the most bytes of them (Call.Near).
+	NoLocality bool
 
 	routeWaits routeWaits
 }
@@ -367,6 +387,16 @@ type dataflow struct {
 	held        *holder
 	failed      failures
 	deleg       delegations // with a Delegator
+	// made, once a step's result is a reference, says by step which node
+	// made each result that is one, and its size: see near.
+	made []madeBy
+}
+
+// madeBy is the node that made a step's result passed by reference, and
+// the referenced value's size.
+type madeBy struct {
+	node string
+	size int64
 }
 
 // unfinished counts, per step of a dataflow, what has not finished.
@@ -424,14 +454,15 @@ func (f *dataflow) start(i int, probe bool) {
 	if f.inflight == 1 && len(f.ready) == 0 && f.w.idle() {
 		// The only runnable step: run it here, no goroutine (its
 		// completion says whether it found a route).
-		f.take(f.r.step(f.ctx, f.p, i, f.results, f.tr, f.w != nil, nil))
+		f.take(f.r.step(f.ctx, f.p, i, f.results, f.tr, f.w != nil, nil, f.near(i)))
 		return
 	}
 	var routed func()
 	if probe {
 		routed = func() { f.completions <- completion{step: i, routed: true} }
 	}
-	go func() { f.completions <- f.r.step(f.ctx, f.p, i, f.results, f.tr, f.w != nil, routed) }()
+	near := f.near(i)
+	go func() { f.completions <- f.r.step(f.ctx, f.p, i, f.results, f.tr, f.w != nil, routed, near) }()
 }
 
 func (f *dataflow) fail(e *schema.Error) {
@@ -470,12 +501,64 @@ func (f *dataflow) finish(c completion) {
 	}
 	f.results[c.step] = c.result
 	f.done[c.step] = true
+	if c.node != "" && objref.IsRef(c.result) {
+		f.noteMade(c)
+	}
 	for _, d := range p.Steps[c.step].Dependents {
 		f.left.inputs[d]--
 		if f.left.inputs[d] == 0 && (f.deleg.claimed == nil || !f.deleg.claimed[d]) {
 			f.ready = append(f.ready, d)
 		}
 	}
+}
+
+// noteMade records the node that made c's result, a reference, and its
+// size, for the steps that read it (near).
+func (f *dataflow) noteMade(c completion) {
+	r, err := objref.Parse(c.result.(map[string]any)[objref.KeyObj])
+	if err != nil {
+		return // the step that reads it will say what is wrong with it
+	}
+	if f.made == nil {
+		f.made = make([]madeBy, len(f.p.Steps))
+	}
+	f.made[c.step] = madeBy{node: c.node, size: r.Size}
+}
+
+// near returns the node that made the most bytes of step i's inputs
+// passed by reference, or "" when none is (or with NoLocality).
+func (f *dataflow) near(i int) string {
+	if f.made == nil || f.r.NoLocality {
+		return ""
+	}
+	deps := f.p.Steps[i].Deps
+	best, most := "", int64(-1)
+	for k, d := range deps {
+		n := f.made[d].node
+		if n == "" || counted(f.made, deps[:k], n) {
+			continue
+		}
+		var total int64
+		for _, e := range deps[k:] {
+			if f.made[e].node == n {
+				total += f.made[e].size
+			}
+		}
+		if total > most {
+			best, most = n, total
+		}
+	}
+	return best
+}
+
+// counted reports whether one of steps was made on node n.
+func counted(made []madeBy, steps []int, n string) bool {
+	for _, s := range steps {
+		if made[s].node == n {
+			return true
+		}
+	}
+	return false
 }
 
 // requeue gives back the steps of a delegation that did not happen, to
@@ -498,7 +581,7 @@ func (f *dataflow) requeue(steps []int) {
 func (r *Runner) runOne(ctx context.Context, p *Plan, tr *tracer) (map[string]any, map[string]*schema.Error, *schema.Error) {
 	held := r.holder(1)
 	defer held.releaseAll()
-	c := r.step(ctx, p, 0, nil, tr, false, nil)
+	c := r.step(ctx, p, 0, nil, tr, false, nil, "")
 	if c.err == nil {
 		c.err = held.hold(0, c.result)
 		if c.err != nil {
@@ -640,8 +723,8 @@ func (h *holder) releaseAll() {
 // step resolves, routes and executes step i, re-routing when the node
 // vanished before running it. With park, a step that finds no route ends
 // parked (the run waits for it); routed, when set, is called once it found
-// one.
-func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any, tr *tracer, park bool, routed func()) completion {
+// one. near is the node that holds most of its inputs (Call.Near).
+func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any, tr *tracer, park bool, routed func(), near string) completion {
 	s := p.Steps[i]
 	start := time.Now()
 	c := completion{step: i}
@@ -661,7 +744,7 @@ func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any, tr *tr
 		return c
 	}
 	call := &Call{RequestID: p.ID, Step: s.Name, Fun: s.Fun, Locs: s.Locs, Args: args, Kwargs: kwargs, RouteWait: p.RouteWait, tr: tr,
-		park: park, routed: routed}
+		park: park, routed: routed, Near: near}
 	c.result, ev.Node, ev.Attempts, c.err = r.exec(ctx, call)
 	c.node = ev.Node
 	if c.err == errParked {
@@ -702,7 +785,7 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 		if err := ctx.Err(); err != nil {
 			return nil, node, attempts, contextError(ctx, err).WithStep(call.Step, node)
 		}
-		next, ok := r.Router.Route(ctx, call.Fun, call.Locs, tried)
+		next, ok := r.route(ctx, call, tried)
 		if !ok && last == nil && call.RouteWait > 0 {
 			if call.park {
 				return nil, "", 0, errParked
@@ -745,6 +828,17 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 		}
 		return nil, node, attempts, e.WithStep(call.Step, node)
 	}
+}
+
+// route picks the node for call: near the node that holds its inputs
+// (Call.Near) when the Router can say whether it may.
+func (r *Runner) route(ctx context.Context, call *Call, exclude []string) (string, bool) {
+	if call.Near != "" && !r.NoLocality {
+		if nr, ok := r.Router.(NearRouter); ok {
+			return nr.RouteNear(ctx, call.Fun, call.Locs, exclude, call.Near)
+		}
+	}
+	return r.Router.Route(ctx, call.Fun, call.Locs, exclude)
 }
 
 // noNodeLeft is the error of a step that every eligible node it was sent

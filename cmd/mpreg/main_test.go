@@ -439,7 +439,7 @@ func TestDemoCommand(t *testing.T) {
 	r := mpreg(t, opts{}, "demo")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "NO_ROUTE: no live node offers whoami with locs [tpu]")
-	assert.Regexp(t, `(?m)^Done in \S+: 10 requests, 7 succeeded and 3 failed as expected`, r.stdout)
+	assert.Regexp(t, `(?m)^Done in \S+: 11 requests, 8 succeeded and 3 failed as expected`, r.stdout)
 }
 
 func TestHelpers(t *testing.T) {

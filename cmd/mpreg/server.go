@@ -32,12 +32,13 @@ type nodeFlags struct {
 	NodeID       string        `help:"Node id, unique among live nodes (default: host name + random suffix)." placeholder:"ID"`
 	Name         string        `help:"Human-readable node name, shown by peers." placeholder:"N"`
 	Locs         []string      `help:"The node's locs (resource tags), comma-separated." placeholder:"LOC"`
-	Demo         bool          `help:"Also offer the demo functions: add, upper, sleep, fail, whoami, panic."`
+	Demo         bool          `help:"Also offer the demo functions: add, upper, sleep, fail, whoami, panic, blob, sha256, length."`
 	DrainTimeout time.Duration `help:"On SIGINT/SIGTERM, how long to wait for work in flight." default:"30s"`
 	limitFlags
 	MetricsListen string `help:"Serve /metrics, /healthz and /readyz over HTTP on HOST:PORT (port 0 picks a free one; the address is logged)." placeholder:"HOST:PORT"`
 	Authz         string `help:"Policy file (JSON) of which caller may run which function in the requests this node plans (docs/SECURITY.md); read again on SIGHUP. Default: everyone may run everything." placeholder:"FILE"`
 	NoDelegate    bool   `help:"Run every step of the requests this node plans one by one, never sending a run of steps that only one other node can run there in one message."`
+	NoLocality    bool   `help:"Route steps without regard to which node holds their inputs passed by reference (by default such a step goes to the node that made them, unless it is much busier)."`
 	authFlags
 }
 
@@ -121,7 +122,7 @@ func (f *nodeFlags) config(log *slog.Logger) (node.Config, error) {
 		}
 	}
 	cfg := node.Config{Authz: policy, Cluster: f.Cluster, NodeID: f.NodeID, Name: f.Name, Locs: f.Locs,
-		Limits: f.limits(), NoDelegate: f.NoDelegate, Hooks: node.Hooks{Logger: log}}
+		Limits: f.limits(), NoDelegate: f.NoDelegate, NoLocality: f.NoLocality, Hooks: node.Hooks{Logger: log}}
 	return cfg, cfg.Validate() // before any server starts or connection is made
 }
 

@@ -18,7 +18,7 @@ import (
 
 // Funcs lists the functions Register adds, in the order the showcase prints
 // them.
-var Funcs = []string{"add", "upper", "sleep", "fail", "whoami", "panic"}
+var Funcs = []string{"add", "upper", "sleep", "fail", "whoami", "panic", "blob", "sha256", "length"}
 
 // Register adds the demo functions to n:
 //
@@ -32,6 +32,16 @@ var Funcs = []string{"add", "upper", "sleep", "fail", "whoami", "panic"}
 //   - whoami(): the id of the node that ran the step.
 //   - panic(message): panics with message; the node answers FUNCTION_PANIC
 //     and keeps serving.
+//   - blob(size, seed=0): size bytes where byte i is (i*31 + seed) mod
+//     251; size is 0 to the node's MaxObjectBytes, else INVALID_ARGUMENT.
+//   - sha256(data): the lower-case hex SHA-256 of binary data, or of a
+//     string's UTF-8 bytes.
+//   - length(data): the number of bytes of binary data, or of a string's
+//     UTF-8 bytes.
+//
+// blob, sha256 and length stream (node.Blob): a value larger than the
+// inline limit is generated into, or read from, the object bucket a piece
+// at a time.
 //
 // Every parameter is named, so each function takes kwargs as well as
 // positional arguments; all but fail and panic are marked idempotent. Every
@@ -51,6 +61,9 @@ func Register(n *node.Node) error {
 		{"fail", func(message string) error { return errors.New(message) }, []string{"message"}, nil, false},
 		{"whoami", func() string { return id }, nil, nil, true},
 		{"panic", func(message string) any { panic(message) }, []string{"message"}, nil, false},
+		{"blob", blobFunc(n.Limits().MaxObjectBytes), []string{"size", "seed"}, nil, true},
+		{"sha256", sha256Hex, []string{"data"}, nil, true},
+		{"length", length, []string{"data"}, nil, true},
 	}
 	for _, r := range regs {
 		opts := []node.FuncOption{node.WithParams(r.params...)}

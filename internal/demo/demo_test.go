@@ -25,7 +25,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestShowcase(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp) // where the showcase's JetStream store goes
@@ -38,12 +38,14 @@ func TestShowcase(t *testing.T) {
 	assert.Empty(t, left, "the JetStream store is removed")
 	text := out.String()
 	t.Log("\n" + text)
-	assert.Less(t, took, 5*time.Second, "the showcase must finish in a few seconds")
+	// Most of it is the 50 MB value, written to and read from JetStream's
+	// file store.
+	assert.Less(t, took, 20*time.Second, "the showcase must finish in seconds")
 
 	for _, re := range []string{
 		// Every title, numbered.
-		`(?m)^=== 1/10  The README example =+$`,
-		`(?m)^=== 10/10  A cycle: INVALID_REQUEST =+$`,
+		`(?m)^=== 1/11  The README example =+$`,
+		`(?m)^=== 11/11  A cycle: INVALID_REQUEST =+$`,
 		// Routing by loc: the step table names the node.
 		`(?m)^\s+\|third\s+echos\s+gamma\s`,
 		`(?m)^\s+\|gpu\s+whoami\s+beta\s`,
@@ -61,7 +63,11 @@ func TestShowcase(t *testing.T) {
 		// The parallel branch: |join starts after the 300 ms sleep.
 		`(?m)^\s+\|join\s+echos\s+\S+\s+\+[0-9]{3}ms\s`,
 		// The summary.
-		`(?m)^Done in \S+: 10 requests, 7 succeeded and 3 failed as expected; nodes drained, server stopped\.$`,
+		// The 50 MB value: made on beta, fetched once by gamma.
+		`(?m)^\s+\|data\s+blob\s+beta\s.*\s0 B\s+ok$`,
+		`(?m)^\s+\|digest\s+sha256\s+gamma\s.*\s50\.0 MB\s+ok$`,
+		`(?m)^\s+"\|size": 50000000$`,
+		`(?m)^Done in \S+: 11 requests, 8 succeeded and 3 failed as expected; nodes drained, server stopped\.$`,
 	} {
 		assert.Regexp(t, regexp.MustCompile(re), text)
 	}
@@ -131,6 +137,22 @@ func TestFunctions(t *testing.T) {
 		{name: "whoami extra arg", fun: "whoami", args: []any{1}, wantErr: schema.CodeInvalidArgument},
 		{name: "panic", fun: "panic", args: []any{"at the disco"}, wantErr: schema.CodeFunctionPanic, msg: "at the disco"},
 		{name: "echo still there", fun: "echo", args: []any{"x"}, want: "x"},
+		{name: "blob", fun: "blob", args: []any{6}, want: []byte{0, 31, 62, 93, 124, 155}},
+		{name: "blob wraps at 251", fun: "blob", args: []any{10, 3}, want: []byte{3, 34, 65, 96, 127, 158, 189, 220, 0, 31}},
+		{name: "blob negative seed", fun: "blob", kwargs: map[string]any{"size": 3, "seed": -1}, want: []byte{250, 30, 61}},
+		{name: "blob empty", fun: "blob", args: []any{0}, want: []byte{}},
+		{name: "blob big seed", fun: "blob", args: []any{2, int64(math.MaxInt64)}, want: []byte{byte(math.MaxInt64 % 251), byte((math.MaxInt64%251 + 31) % 251)}},
+		{name: "blob float seed", fun: "blob", args: []any{2, 0.5}, wantErr: schema.CodeInvalidArgument, msg: "blob: seed: want an integer"},
+		{name: "blob negative", fun: "blob", args: []any{-1}, wantErr: schema.CodeInvalidArgument, msg: "blob: size must be 0 to 1073741824"},
+		{name: "blob huge", fun: "blob", args: []any{int64(1) << 40}, wantErr: schema.CodeInvalidArgument, msg: "max_object_bytes"},
+		{name: "sha256 string", fun: "sha256", args: []any{"abc"}, want: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+		{name: "sha256 bytes", fun: "sha256", kwargs: map[string]any{"data": []byte("abc")}, want: "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"},
+		{name: "sha256 empty", fun: "sha256", args: []any{""}, want: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"},
+		{name: "sha256 null", fun: "sha256", args: []any{nil}, wantErr: schema.CodeInvalidArgument, msg: "want binary or a string"},
+		{name: "sha256 number", fun: "sha256", args: []any{5}, wantErr: schema.CodeInvalidArgument},
+		{name: "length utf-8", fun: "length", args: []any{"héllo"}, want: int64(6)},
+		{name: "length bytes", fun: "length", args: []any{[]byte{1, 2, 3}}, want: int64(3)},
+		{name: "length null", fun: "length", args: []any{nil}, wantErr: schema.CodeInvalidArgument},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			v, err := c.Call(ctx, tc.fun, tc.args, client.WithKwargs(tc.kwargs))
@@ -153,4 +175,32 @@ func TestFunctions(t *testing.T) {
 		assert.ErrorIs(t, err, schema.ErrTimeout)
 		assert.Less(t, time.Since(start), 5*time.Second)
 	})
+}
+
+// TestBlobPattern: blob's bytes, read in pieces of any size, are
+// (i*31 + seed) mod 251.
+func TestBlobPattern(t *testing.T) {
+	s := testcluster.Server(t)
+	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "d1"), func(n *node.Node) {
+		require.NoError(t, demo.Register(n))
+	})
+	c := testcluster.Client(t, s.ClientURL(), client.Config{})
+	testcluster.WaitForRoute(t, c.Table(), "blob", nil, "d1")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct{ size, seed int64 }{{251*64 + 7, 0}, {100_003, 250}, {40_000, -1000}} {
+		v, err := c.Call(ctx, "blob", []any{tc.size, tc.seed})
+		require.NoError(t, err)
+		b := v.([]byte)
+		require.Len(t, b, int(tc.size))
+		for i := range b {
+			want := (int64(i)*31 + tc.seed) % 251
+			if want < 0 {
+				want += 251
+			}
+			if b[i] != byte(want) {
+				t.Fatalf("blob(%d, %d)[%d] = %d, want %d", tc.size, tc.seed, i, b[i], want)
+			}
+		}
+	}
 }

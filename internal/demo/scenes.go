@@ -1,7 +1,10 @@
 package demo
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"reflect"
 
 	"github.com/mpreg/mpreg/schema"
@@ -183,6 +186,7 @@ func scenes() []scene {
 			}},
 			want: map[string]any{"|word": "ALL", "|sum": int64(42), "|both": args("ALL", int64(42))},
 		},
+		bigValue(),
 		{
 			title: "A function fails",
 			about: []string{
@@ -190,7 +194,7 @@ func scenes() []scene {
 				"message. Results that finished before come back as partial results; |never",
 				"depends on |save and does not start.",
 			},
-			req: &schema.Request{ID: "demo-8", Cmds: []schema.Command{
+			req: &schema.Request{ID: "demo-9", Cmds: []schema.Command{
 				{Name: "|fetch", Fun: "echo", Args: args("disk full on /data")},
 				{Name: "|save", Fun: "fail", Args: args("|fetch")},
 				{Name: "|never", Fun: "upper", Args: args("|save")},
@@ -212,7 +216,7 @@ func scenes() []scene {
 			about: []string{
 				"No node offers whoami with loc tpu, so the request fails with NO_ROUTE.",
 			},
-			req: &schema.Request{ID: "demo-9", Cmds: []schema.Command{
+			req: &schema.Request{ID: "demo-10", Cmds: []schema.Command{
 				{Name: "|accel", Fun: "whoami", Locs: []string{"tpu"}},
 			}},
 			wantErr: schema.CodeNoRoute,
@@ -224,7 +228,7 @@ func scenes() []scene {
 				"|a needs |c, |c needs |b, |b needs |a: the request is rejected before anything",
 				"runs, and details.cycle names the commands.",
 			},
-			req: &schema.Request{ID: "demo-10", Cmds: []schema.Command{
+			req: &schema.Request{ID: "demo-11", Cmds: []schema.Command{
 				{Name: "|a", Fun: "echo", Args: args("|c")},
 				{Name: "|b", Fun: "echo", Args: args("|a")},
 				{Name: "|c", Fun: "echo", Args: args("|b")},
@@ -243,4 +247,47 @@ func scenes() []scene {
 			},
 		},
 	}
+}
+
+// bigSize is the size of the value of the bigValue scene.
+const bigSize = 50_000_000
+
+// bigValue is the scene in which a 50 MB value moves between two nodes.
+func bigValue() scene {
+	return scene{
+		title: "A 50 MB value moves between nodes",
+		about: []string{
+			"|data makes 50 MB on beta (loc gpu); |digest and |size read it on gamma.",
+			"A value over the inline limit (256 KiB) does not travel in the messages: the",
+			"node that made it streams it into the cluster's JetStream object bucket, and a",
+			"reference to it travels instead. gamma fetches the bytes once, checks their",
+			"SHA-256, and streams them into sha256; length needs only the reference's size.",
+			`"trace": true adds each step's fetched bytes to the response.`,
+		},
+		req: &schema.Request{ID: "demo-8", Trace: true, Cmds: []schema.Command{
+			{Name: "|data", Fun: "blob", Args: args(bigSize, 7), Locs: []string{"gpu"}},
+			{Name: "|digest", Fun: "sha256", Args: args("|data"), Locs: []string{"dataset-a"}},
+			{Name: "|size", Fun: "length", Args: args("|data"), Locs: []string{"dataset-a"}},
+		}},
+		check: func(o *outcome) error {
+			if err := ranOn(o, "|data", "beta", "|digest", "gamma", "|size", "gamma"); err != nil {
+				return err
+			}
+			want := map[string]any{"|digest": patternSHA256(bigSize, 7), "|size": int64(bigSize)}
+			if !reflect.DeepEqual(want, o.results()) {
+				return fmt.Errorf("want results %s, got %s", compact(want), compact(o.results()))
+			}
+			if got := o.fetched()["|digest"]; got != bigSize {
+				return fmt.Errorf("|digest fetched %d bytes, want %d", got, bigSize)
+			}
+			return nil
+		},
+	}
+}
+
+// patternSHA256 is the hex SHA-256 of blob(size, seed).
+func patternSHA256(size, seed int64) string {
+	h := sha256.New()
+	_, _ = io.Copy(h, &pattern{size: size, seed: seed})
+	return hex.EncodeToString(h.Sum(nil))
 }

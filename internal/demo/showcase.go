@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/client"
@@ -131,6 +132,9 @@ func startShowCluster(ctx context.Context) (_ *showCluster, err error) {
 	}()
 	sctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
+	if err := sc.createBucket(sctx); err != nil {
+		return nil, err
+	}
 	tables := []*membership.Table{}
 	for _, spec := range showNodes {
 		n, err := sc.startNode(sctx, spec.id, spec.locs)
@@ -151,6 +155,23 @@ func startShowCluster(ctx context.Context) (_ *showCluster, err error) {
 		return nil, err
 	}
 	return sc, nil
+}
+
+// createBucket creates the cluster's object bucket before the nodes start,
+// so that they open it rather than all create it at once.
+func (sc *showCluster) createBucket(ctx context.Context) error {
+	nc, err := sc.connect(ctx, "mpreg-demo-setup")
+	if err != nil {
+		return err
+	}
+	js, err := jetstream.New(nc)
+	if err == nil {
+		_, err = bus.OpenObjects(ctx, js, bus.ObjectsConfig{Prefix: bus.DefaultPrefix, Cluster: bus.DefaultCluster})
+	}
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	return nil
 }
 
 // connect opens an in-process connection to the server.
@@ -283,6 +304,18 @@ func (o *outcome) step(name string) (planner.StepEvent, bool) {
 	return planner.StepEvent{}, false
 }
 
+// fetched returns, by step, the bytes the steps fetched from the object
+// bucket, when the request was traced.
+func (o *outcome) fetched() map[string]int64 {
+	out := map[string]int64{}
+	if o.resp != nil {
+		for _, e := range o.resp.Trace {
+			out[e.Step] += e.FetchedBytes
+		}
+	}
+	return out
+}
+
 func (o *outcome) results() map[string]any {
 	if o.resp == nil {
 		return nil
@@ -326,7 +359,8 @@ func (p *printer) intro(url string) {
 		p.linef("  %-6s locs %v", n.id, n.locs)
 	}
 	p.linef("Every node offers echo(x) and echos(*args), plus the demo functions:")
-	p.linef("  add(a, b), upper(s), sleep(ms, value), fail(message), whoami(), panic(message).")
+	p.linef("  add(a, b), upper(s), sleep(ms, value), fail(message), whoami(), panic(message),")
+	p.linef("  blob(size, seed), sha256(data), length(data).")
 	p.linef("")
 	p.linef("Each request goes to the cluster's rpc subject. The node that takes it plans the")
 	p.linef("steps, starts each one as soon as the steps it refers to have finished, and sends")
@@ -371,7 +405,12 @@ func (p *printer) steps(o *outcome) {
 		p.linef("steps: none ran")
 		return
 	}
+	traced := o.resp != nil && len(o.resp.Trace) > 0
 	rows := [][]string{{"step", "fun", "node", "start", "took", ""}}
+	if traced {
+		rows[0] = []string{"step", "fun", "node", "start", "took", "fetched", ""}
+	}
+	fetched := o.fetched()
 	for _, ev := range o.steps {
 		nodeID := ev.Node
 		if nodeID == "" {
@@ -381,8 +420,11 @@ func (p *printer) steps(o *outcome) {
 		if ev.Err != nil {
 			status = string(ev.Err.Code)
 		}
-		rows = append(rows, []string{ev.Step, ev.Fun, nodeID,
-			"+" + fmtDur(ev.Start.Sub(o.sent)), fmtDur(ev.Duration), status})
+		row := []string{ev.Step, ev.Fun, nodeID, "+" + fmtDur(ev.Start.Sub(o.sent)), fmtDur(ev.Duration), status}
+		if traced {
+			row = slices.Insert(row, 5, fmtBytes(fetched[ev.Step]))
+		}
+		rows = append(rows, row)
 	}
 	p.linef("steps:")
 	for _, l := range table(rows) {
@@ -413,6 +455,17 @@ func table(rows [][]string) []string {
 		out[j] = strings.TrimRight(b.String(), " ")
 	}
 	return out
+}
+
+// fmtBytes writes n bytes in B, kB or MB (powers of ten).
+func fmtBytes(n int64) string {
+	switch {
+	case n < 1000:
+		return fmt.Sprintf("%d B", n)
+	case n < 1000_000:
+		return fmt.Sprintf("%.1f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%.1f MB", float64(n)/1e6)
 }
 
 func fmtDur(d time.Duration) string {
@@ -446,6 +499,9 @@ func requestJSON(r *schema.Request) string {
 	if r.Results != "" {
 		b.WriteString(`,"results":`)
 		b.WriteString(compact(r.Results))
+	}
+	if r.Trace {
+		b.WriteString(`,"trace":true`)
 	}
 	b.WriteString("}")
 	return b.String()
