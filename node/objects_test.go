@@ -131,23 +131,23 @@ func jsNodes(t *testing.T, urls []string, ids []string, edit func(*node.Config))
 	return nodes
 }
 
-// TestObjectsChainAcrossThreeServers: a 50 MiB value made on one node
-// passes by reference, through a JetStream cluster of three servers with
-// an R3 bucket, to a step on a second node that changes it, whose 50 MiB
-// result a third node digests. Each consuming step fetched the value once,
-// as the trace says; the planner held only references. (Under the race
-// detector, which slows the servers' storage tenfold, the value is 8 MiB.)
-func TestObjectsChainAcrossThreeServers(t *testing.T) {
+// TestObjectsChainAcrossThreeServers: objectsChain with 8 MiB, quick
+// enough under the race detector (which slows the servers' storage
+// tenfold); TestLoadObjectsChain moves 50 MiB without it.
+func TestObjectsChainAcrossThreeServers(t *testing.T) { objectsChain(t, 8<<20) }
+
+// objectsChain: a value of size bytes made on one node passes by
+// reference, through a JetStream cluster of three servers with an R3
+// bucket, to a step on a second node that changes it, whose result a
+// third node digests. Each consuming step fetched the value once, as the
+// trace says; the planner held only references.
+func objectsChain(t *testing.T, size int) {
 	servers := testcluster.JetStreamCluster(t, 3)
 	urls := []string{servers[0].ClientURL(), servers[1].ClientURL(), servers[2].ClientURL()}
 	testcluster.ObjectBucket(t, urls[0], bus.ObjectBucket("", "default"), 3)
 	jsNodes(t, urls, []string{"a", "b", "c"}, nil)
 	nc := testcluster.Conn(t, urls[0])
 
-	size := 50 << 20
-	if raceEnabled {
-		size = 8 << 20
-	}
 	resp := longRPC(t, nc, "mpreg.default.node.a.rpc", fmt.Sprintf(`{"trace": true, "timeout_ms": 120000, "cmds": [
 		{"name": "x", "fun": "make",   "args": [%d, 7], "locs": ["at-a"]},
 		{"name": "y", "fun": "flip",   "args": ["x"],   "locs": ["at-b"]},
