@@ -143,7 +143,7 @@ func TestBusyPortFailsFast(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	for name, cfg := range map[string]bus.ServerConfig{
 		"client": {Host: "127.0.0.1", Port: port},
-		"route":  {Host: "127.0.0.1", Port: -1, RouteHost: "127.0.0.1", RoutePort: port},
+		"route":  {Host: "127.0.0.1", Port: -1, Cluster: bus.ClusterConfig{Host: "127.0.0.1", Port: port}},
 	} {
 		start := time.Now()
 		s, err := bus.StartServer(cfg)
@@ -166,9 +166,9 @@ func TestConnectGivesUpWithContext(t *testing.T) {
 func TestClusterOfThree(t *testing.T) {
 	var servers []*bus.Server
 	for i := 0; i < 3; i++ {
-		cfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1, ClusterName: "t", RoutePort: -1}
+		cfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1, Cluster: bus.ClusterConfig{Name: "t", Port: -1}}
 		if i > 0 {
-			cfg.Routes = []string{servers[0].ClusterURL()}
+			cfg.Cluster.Routes = []string{servers[0].ClusterURL()}
 		}
 		s, err := bus.StartServer(cfg)
 		require.NoError(t, err)
@@ -334,7 +334,8 @@ cluster { name: from-file, listen: 127.0.0.1:-1 }
 	nc.Close()
 
 	port := testcluster.FreePort(t)
-	s2, err := bus.StartServer(bus.ServerConfig{ConfigFile: conf, Host: "127.0.0.1", Port: port, MaxPayload: 1 << 20, Routes: []string{s.ClusterURL()}, ClusterName: "from-file"})
+	s2, err := bus.StartServer(bus.ServerConfig{ConfigFile: conf, Host: "127.0.0.1", Port: port, MaxPayload: 1 << 20,
+		Cluster: bus.ClusterConfig{Routes: []string{s.ClusterURL()}, Name: "from-file"}})
 	require.NoError(t, err)
 	defer s2.Shutdown()
 	require.Equal(t, fmt.Sprintf("nats://127.0.0.1:%d", port), s2.ClientURL())

@@ -25,27 +25,6 @@ type ServerConfig struct {
 	Host string
 	// Port is the client port; -1 picks a free one. Default -1.
 	Port int
-	// ClusterName, RouteHost and RoutePort turn on clustering: other servers
-	// connect here on RouteHost:RoutePort (-1 picks a free port). Clustering
-	// is on when RoutePort is not 0 or Routes is not empty.
-	ClusterName string
-	RouteHost   string
-	RoutePort   int
-	// Routes are the route URLs (nats-route://host:port) of other servers.
-	Routes []string
-	// LeafHost and LeafPort, when LeafPort is not 0, accept leaf node
-	// connections from servers at other sites (-1 picks a free port).
-	LeafHost string
-	LeafPort int
-	// LeafRemotes are hub servers' leaf node URLs (nats-leaf://host:7422,
-	// user info allowed) this server connects to as a leaf node: its
-	// clients and the hub's then reach each other's subjects.
-	LeafRemotes []string
-	// LeafCreds is a JWT credentials file for the leaf connections.
-	LeafCreds string
-	// NoAdvertise keeps this server from telling clients about the other
-	// servers of its cluster (nats-server's cluster no_advertise).
-	NoAdvertise bool
 	// MaxPayload is the largest message in bytes. Default 1 MiB (NATS').
 	MaxPayload int32
 	// ReadyTimeout bounds the wait for the server to accept clients.
@@ -53,20 +32,60 @@ type ServerConfig struct {
 	ReadyTimeout time.Duration
 	// Logger receives the server's log. Default: discard.
 	Logger *slog.Logger
-	// JetStream turns JetStream on, storing under StoreDir. A ConfigFile
-	// with a jetstream block of its own decides instead (on or off, where
-	// and how much): JetStream, StoreDir and the two limits below are then
-	// ignored. See StartServer for the store's lock and the server name.
-	JetStream bool
+	// Cluster joins this server to other servers of its site by routes.
+	Cluster ClusterConfig
+	// Leaf links this server to servers at other sites as leaf nodes.
+	Leaf LeafConfig
+	// JetStream turns on the persistent store.
+	JetStream JetStreamConfig
+}
+
+// ClusterConfig is a server's clustering (nats-server's cluster block).
+// Clustering is on when Port is not 0 or Routes is not empty.
+type ClusterConfig struct {
+	// Name is the cluster's name. Default: the ConfigFile's, else "mpreg".
+	Name string
+	// Host and Port are where other servers connect by route (-1 picks a
+	// free port). Default: the ConfigFile's, else the client Host and -1.
+	Host string
+	Port int
+	// Routes are the route URLs (nats-route://host:port) of other servers.
+	Routes []string
+	// NoAdvertise keeps this server from telling clients about the other
+	// servers of its cluster (nats-server's cluster no_advertise).
+	NoAdvertise bool
+}
+
+// LeafConfig is a server's leaf node links (nats-server's leafnodes block).
+type LeafConfig struct {
+	// Host and Port, when Port is not 0, accept leaf node connections from
+	// servers at other sites (-1 picks a free port).
+	Host string
+	Port int
+	// Remotes are hub servers' leaf node URLs (nats-leaf://host:7422, user
+	// info allowed) this server connects to as a leaf node: its clients and
+	// the hub's then reach each other's subjects.
+	Remotes []string
+	// Creds is a JWT credentials file for the leaf connections.
+	Creds string
+}
+
+// JetStreamConfig is a server's JetStream store. A ConfigFile with a
+// jetstream block of its own decides instead (on or off, where and how
+// much): these fields are then ignored. See StartServer for the store's
+// lock and the server name.
+type JetStreamConfig struct {
+	// Enabled turns JetStream on, storing under StoreDir.
+	Enabled bool
 	// StoreDir is JetStream's directory, created (0700) when missing;
 	// nats-server keeps its files in its "jetstream" subdirectory.
-	// Required with JetStream, unless ConfigFile names a store_dir.
+	// Required with Enabled, unless ConfigFile names a store_dir.
 	StoreDir string
-	// JetStreamMaxStore and JetStreamMaxMem cap the bytes JetStream keeps
-	// on disk and in memory. 0: nats-server's defaults (75% of the free
-	// disk space, 75% of the memory).
-	JetStreamMaxStore int64
-	JetStreamMaxMem   int64
+	// MaxStore and MaxMem cap the bytes JetStream keeps on disk and in
+	// memory. 0: nats-server's defaults (75% of the free disk space, 75%
+	// of the memory).
+	MaxStore int64
+	MaxMem   int64
 }
 
 // Server is an embedded nats-server.
@@ -94,14 +113,14 @@ func SplitHostPort(hp string) (string, int, error) {
 // StartServer starts an embedded nats-server and waits until it accepts
 // clients.
 //
-// With JetStream (cfg.JetStream, or the ConfigFile's own jetstream block)
-// the server holds an exclusive lock on its store directory while it runs
-// (on Unix; ErrStoreInUse when another process holds it), because two
-// servers writing one store corrupt it. A clustered server with JetStream
-// needs a server name that is unique in its NATS cluster and stays the same
-// across restarts (its JetStream peers know it by that name): unless the
-// ConfigFile names one, it is read from the store's "server_name" file,
-// which the first start writes.
+// With JetStream (cfg.JetStream.Enabled, or the ConfigFile's own
+// jetstream block) the server holds an exclusive lock on its store
+// directory while it runs (on Unix; ErrStoreInUse when another process
+// holds it), because two servers writing one store corrupt it. A clustered
+// server with JetStream needs a server name that is unique in its NATS
+// cluster and stays the same across restarts (its JetStream peers know it
+// by that name): unless the ConfigFile names one, it is read from the
+// store's "server_name" file, which the first start writes.
 func StartServer(cfg ServerConfig) (*Server, error) {
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 10 * time.Second
@@ -175,12 +194,12 @@ func (cfg ServerConfig) options() (*server.Options, error) {
 	if cfg.MaxPayload != 0 {
 		opts.MaxPayload = cfg.MaxPayload
 	}
-	if cfg.RoutePort != 0 || len(cfg.Routes) > 0 {
-		opts.Cluster.Host = cmp.Or(cfg.RouteHost, opts.Cluster.Host, opts.Host, "127.0.0.1")
-		opts.Cluster.Port = cmp.Or(cfg.RoutePort, opts.Cluster.Port, -1)
-		opts.Cluster.Name = cmp.Or(cfg.ClusterName, opts.Cluster.Name, "mpreg")
-		opts.Cluster.NoAdvertise = opts.Cluster.NoAdvertise || cfg.NoAdvertise
-		if routes := SplitURLs(cfg.Routes...); len(routes) > 0 {
+	if cfg.Cluster.Port != 0 || len(cfg.Cluster.Routes) > 0 {
+		opts.Cluster.Host = cmp.Or(cfg.Cluster.Host, opts.Cluster.Host, opts.Host, "127.0.0.1")
+		opts.Cluster.Port = cmp.Or(cfg.Cluster.Port, opts.Cluster.Port, -1)
+		opts.Cluster.Name = cmp.Or(cfg.Cluster.Name, opts.Cluster.Name, "mpreg")
+		opts.Cluster.NoAdvertise = opts.Cluster.NoAdvertise || cfg.Cluster.NoAdvertise
+		if routes := SplitURLs(cfg.Cluster.Routes...); len(routes) > 0 {
 			opts.Routes = nil
 			for _, r := range routes {
 				opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
@@ -198,16 +217,16 @@ func (cfg ServerConfig) options() (*server.Options, error) {
 
 // leafOptions sets the leaf node listener and remotes cfg names.
 func (cfg ServerConfig) leafOptions(opts *server.Options) error {
-	if cfg.LeafPort != 0 {
-		opts.LeafNode.Host = cmp.Or(cfg.LeafHost, opts.Host, "127.0.0.1")
-		opts.LeafNode.Port = cfg.LeafPort
+	if cfg.Leaf.Port != 0 {
+		opts.LeafNode.Host = cmp.Or(cfg.Leaf.Host, opts.Host, "127.0.0.1")
+		opts.LeafNode.Port = cfg.Leaf.Port
 	}
-	for _, raw := range SplitURLs(cfg.LeafRemotes...) {
+	for _, raw := range SplitURLs(cfg.Leaf.Remotes...) {
 		u, err := url.Parse(raw)
 		if err != nil || u.Host == "" {
 			return fmt.Errorf("%w: leaf node remote %s: not a URL", ErrInvalidConfig, Redact(raw))
 		}
-		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: []*url.URL{u}, Credentials: cfg.LeafCreds})
+		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: []*url.URL{u}, Credentials: cfg.Leaf.Creds})
 	}
 	return nil
 }

@@ -63,8 +63,8 @@ func TestObjectBucket(t *testing.T) {
 // The size limits reach JetStream.
 func TestJetStreamStore(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data", "mpreg", "c1")
-	cfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: dir,
-		JetStreamMaxStore: 1 << 30, JetStreamMaxMem: 64 << 20}
+	cfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1,
+		JetStream: bus.JetStreamConfig{Enabled: true, StoreDir: dir, MaxStore: 1 << 30, MaxMem: 64 << 20}}
 	s1, err := bus.StartServer(cfg)
 	require.NoError(t, err)
 	fi, err := os.Stat(dir)
@@ -86,7 +86,7 @@ func TestJetStreamStore(t *testing.T) {
 	require.NoError(t, err)
 	s2.Shutdown()
 
-	_, err = bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1, JetStream: true})
+	_, err = bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1, JetStream: bus.JetStreamConfig{Enabled: true}})
 	require.ErrorIs(t, err, bus.ErrInvalidConfig, "JetStream without a store directory")
 
 	off := testcluster.Server(t)
@@ -99,13 +99,15 @@ func TestJetStreamStore(t *testing.T) {
 // it keeps the name across restarts.
 func TestJetStreamServerName(t *testing.T) {
 	dir := t.TempDir()
-	cfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1, RoutePort: -1, ClusterName: "js", JetStream: true, StoreDir: dir}
+	cfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1,
+		Cluster:   bus.ClusterConfig{Name: "js", Port: -1},
+		JetStream: bus.JetStreamConfig{Enabled: true, StoreDir: dir}}
 	_, err := bus.StartServer(cfg)
 	require.ErrorIs(t, err, bus.ErrInvalidConfig, "clustered JetStream without routes")
 	require.ErrorContains(t, err, "routes")
 
 	port := testcluster.FreePort(t)
-	cfg.RoutePort, cfg.Routes = port, []string{fmt.Sprintf("nats-route://127.0.0.1:%d", port)}
+	cfg.Cluster.Port, cfg.Cluster.Routes = port, []string{fmt.Sprintf("nats-route://127.0.0.1:%d", port)}
 	s, err := bus.StartServer(cfg)
 	require.NoError(t, err)
 	info, _ := s.JetStream()
@@ -134,7 +136,7 @@ func TestNatsConfigJetStreamWins(t *testing.T) {
 	}
 	start := func(conf string) *bus.Server {
 		s, err := bus.StartServer(bus.ServerConfig{ConfigFile: conf, Host: "127.0.0.1", Port: -1,
-			JetStream: true, StoreDir: flagsDir, JetStreamMaxMem: 64 << 20, JetStreamMaxStore: 1 << 30})
+			JetStream: bus.JetStreamConfig{Enabled: true, StoreDir: flagsDir, MaxMem: 64 << 20, MaxStore: 1 << 30}})
 		require.NoError(t, err)
 		t.Cleanup(s.Shutdown)
 		return s

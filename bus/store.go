@@ -39,19 +39,19 @@ func (cfg ServerConfig) jetStreamOptions(opts *server.Options) error {
 			return nil
 		}
 	}
-	if !cfg.JetStream {
+	if !cfg.JetStream.Enabled {
 		return nil
 	}
 	opts.JetStream = true
-	opts.StoreDir = cmp.Or(opts.StoreDir, cfg.StoreDir) // a file's top-level store_dir wins
+	opts.StoreDir = cmp.Or(opts.StoreDir, cfg.JetStream.StoreDir) // a file's top-level store_dir wins
 	if opts.StoreDir == "" {
 		return fmt.Errorf("%w: JetStream needs a store directory", ErrInvalidConfig)
 	}
-	if cfg.JetStreamMaxStore > 0 {
-		opts.JetStreamMaxStore = cfg.JetStreamMaxStore
+	if cfg.JetStream.MaxStore > 0 {
+		opts.JetStreamMaxStore = cfg.JetStream.MaxStore
 	}
-	if cfg.JetStreamMaxMem > 0 {
-		opts.JetStreamMaxMemory = cfg.JetStreamMaxMem
+	if cfg.JetStream.MaxMem > 0 {
+		opts.JetStreamMaxMemory = cfg.JetStream.MaxMem
 	}
 	return nil
 }

@@ -19,9 +19,9 @@ import (
 // advertised_urls (the servers do not announce each other: no_advertise)
 // and fails over to it when its own server stops.
 func TestFailoverToAdvertisedServer(t *testing.T) {
-	s1 := testcluster.Server(t, testcluster.WithServerConfig(bus.ServerConfig{ClusterName: "t", RoutePort: -1, NoAdvertise: true}))
-	s2 := testcluster.Server(t, testcluster.WithServerConfig(bus.ServerConfig{ClusterName: "t", RoutePort: -1, NoAdvertise: true,
-		Routes: []string{s1.ClusterURL()}}))
+	s1 := testcluster.Server(t, testcluster.WithServerConfig(bus.ServerConfig{Cluster: bus.ClusterConfig{Name: "t", Port: -1, NoAdvertise: true}}))
+	s2 := testcluster.Server(t, testcluster.WithServerConfig(bus.ServerConfig{Cluster: bus.ClusterConfig{Name: "t", Port: -1, NoAdvertise: true,
+		Routes: []string{s1.ClusterURL()}}}))
 	testcluster.WaitFor(t, "the route", func() error {
 		if s1.NumRoutes() == 0 || s2.NumRoutes() == 0 {
 			return fmt.Errorf("routes %d, %d", s1.NumRoutes(), s2.NumRoutes())

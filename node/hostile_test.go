@@ -594,8 +594,8 @@ func TestNoRouteFromAStaleView(t *testing.T) {
 		require.NoError(t, l.Close())
 		hubRoute := fmt.Sprintf("nats-route://127.0.0.1:%d", hubPort)
 		start := func(port int, routes ...string) *bus.Server {
-			s, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1, ClusterName: "c", RouteHost: "127.0.0.1",
-				RoutePort: port, Routes: routes})
+			s, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1,
+				Cluster: bus.ClusterConfig{Name: "c", Host: "127.0.0.1", Port: port, Routes: routes}})
 			require.NoError(t, err)
 			t.Cleanup(s.Shutdown)
 			return s

@@ -18,10 +18,10 @@ import (
 // node; a node there and a node at the hub form one cluster, and a step
 // routed by locs crosses the leaf connection either way.
 func TestLeafNodeSite(t *testing.T) {
-	hub := testcluster.Server(t, testcluster.WithServerConfig(bus.ServerConfig{Host: "127.0.0.1", Port: -1, LeafPort: -1}))
+	hub := testcluster.Server(t, testcluster.WithServerConfig(bus.ServerConfig{Host: "127.0.0.1", Port: -1, Leaf: bus.LeafConfig{Port: -1}}))
 	require.NotEmpty(t, hub.LeafURL())
 	site := testcluster.Server(t, testcluster.WithServerConfig(bus.ServerConfig{Host: "127.0.0.1", Port: -1,
-		LeafRemotes: []string{hub.LeafURL()}}))
+		Leaf: bus.LeafConfig{Remotes: []string{hub.LeafURL()}}}))
 	testcluster.WaitFor(t, "the leaf connection", func() error {
 		if hub.NumLeafNodes() != 1 || site.NumLeafNodes() != 1 {
 			return fmt.Errorf("hub %d, site %d leaf connections", hub.NumLeafNodes(), site.NumLeafNodes())
@@ -47,6 +47,6 @@ func TestLeafNodeSite(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "hub", v, "a following caller at the site reaches the hub's node")
 
-	_, err = bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1, LeafRemotes: []string{"::not a url"}})
+	_, err = bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1, Leaf: bus.LeafConfig{Remotes: []string{"::not a url"}}})
 	require.True(t, errors.Is(err, bus.ErrInvalidConfig), "%v", err)
 }

@@ -162,8 +162,7 @@ func (f *jetStreamFlags) apply(scfg *bus.ServerConfig, cluster string) error {
 			return usagef("--store: no default directory (%w); give --store DIR, or --no-jetstream", err)
 		}
 	}
-	scfg.JetStream, scfg.StoreDir = true, dir
-	scfg.JetStreamMaxStore, scfg.JetStreamMaxMem = int64(f.JsMaxStore), int64(f.JsMaxMem)
+	scfg.JetStream = bus.JetStreamConfig{Enabled: true, StoreDir: dir, MaxStore: int64(f.JsMaxStore), MaxMem: int64(f.JsMaxMem)}
 	return nil
 }
 
@@ -205,13 +204,13 @@ func (c *serverCmd) Run(e *env) error {
 	defer srv.Shutdown()
 	attrs := []any{"url", srv.ClientURL()}
 	if u := srv.ClusterURL(); u != "" {
-		attrs = append(attrs, "route_url", u, "nats_cluster", scfg.ClusterName)
+		attrs = append(attrs, "route_url", u, "nats_cluster", scfg.Cluster.Name)
 	}
 	if u := srv.LeafURL(); u != "" {
 		attrs = append(attrs, "leafnode_url", u)
 	}
-	if len(scfg.LeafRemotes) > 0 {
-		attrs = append(attrs, "leafnode_remotes", bus.RedactAll(scfg.LeafRemotes))
+	if len(scfg.Leaf.Remotes) > 0 {
+		attrs = append(attrs, "leafnode_remotes", bus.RedactAll(scfg.Leaf.Remotes))
 	}
 	log.Info("listening", attrs...)
 	logJetStream(log, srv)
@@ -270,13 +269,14 @@ func logJetStream(log *slog.Logger, srv *bus.Server) {
 // file's).
 func (c *serverCmd) serverConfig(e *env) (bus.ServerConfig, string, error) {
 	var err error
-	scfg := bus.ServerConfig{ConfigFile: c.NatsConfig, Routes: bus.SplitURLs(c.Routes...), Logger: e.natsLog,
-		LeafRemotes: bus.SplitURLs(c.LeafnodeRemote...), LeafCreds: c.LeafnodeCreds}
+	scfg := bus.ServerConfig{ConfigFile: c.NatsConfig, Logger: e.natsLog,
+		Cluster: bus.ClusterConfig{Routes: bus.SplitURLs(c.Routes...)},
+		Leaf:    bus.LeafConfig{Remotes: bus.SplitURLs(c.LeafnodeRemote...), Creds: c.LeafnodeCreds}}
 	if err := c.apply(&scfg, c.Cluster); err != nil {
 		return scfg, "", err
 	}
 	if c.LeafnodeListen != "" {
-		if scfg.LeafHost, scfg.LeafPort, err = bus.SplitHostPort(c.LeafnodeListen); err != nil {
+		if scfg.Leaf.Host, scfg.Leaf.Port, err = bus.SplitHostPort(c.LeafnodeListen); err != nil {
 			return scfg, "", usagef("--leafnode-listen: %w", err)
 		}
 	}
@@ -290,14 +290,14 @@ func (c *serverCmd) serverConfig(e *env) (bus.ServerConfig, string, error) {
 		}
 	}
 	if c.RouteListen != "" {
-		if scfg.RouteHost, scfg.RoutePort, err = bus.SplitHostPort(c.RouteListen); err != nil {
+		if scfg.Cluster.Host, scfg.Cluster.Port, err = bus.SplitHostPort(c.RouteListen); err != nil {
 			return scfg, "", usagef("--route-listen: %w", err)
 		}
 	}
-	if scfg.RoutePort != 0 || len(scfg.Routes) > 0 {
-		scfg.ClusterName = c.NatsClusterName
-		if scfg.ClusterName == "" {
-			scfg.ClusterName = "mpreg-" + c.Cluster
+	if scfg.Cluster.Port != 0 || len(scfg.Cluster.Routes) > 0 {
+		scfg.Cluster.Name = c.NatsClusterName
+		if scfg.Cluster.Name == "" {
+			scfg.Cluster.Name = "mpreg-" + c.Cluster
 		}
 	}
 	return scfg, listen, nil

@@ -154,7 +154,7 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 			if r.storeDir, err = os.MkdirTemp("", "mpreg-bench-js-"); err != nil {
 				return nil, fmt.Errorf("bench: %w", err)
 			}
-			scfg.JetStream, scfg.StoreDir = true, r.storeDir
+			scfg.JetStream = bus.JetStreamConfig{Enabled: true, StoreDir: r.storeDir}
 		}
 		if r.srv, err = bus.StartServer(scfg); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)

@@ -119,7 +119,8 @@ func startShowCluster(ctx context.Context) (_ *showCluster, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
 	}
-	srv, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: store})
+	srv, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1,
+		JetStream: bus.JetStreamConfig{Enabled: true, StoreDir: store}})
 	if err != nil {
 		_ = os.RemoveAll(store)
 		return nil, fmt.Errorf("demo: %w", err)

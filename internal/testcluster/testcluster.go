@@ -61,7 +61,7 @@ func WithServerConfig(cfg bus.ServerConfig) ServerOption {
 
 // WithJetStream turns JetStream on, storing under dir (a t.TempDir()).
 func WithJetStream(dir string) ServerOption {
-	return func(c *bus.ServerConfig) { c.JetStream, c.StoreDir = true, dir }
+	return func(c *bus.ServerConfig) { c.JetStream = bus.JetStreamConfig{Enabled: true, StoreDir: dir} }
 }
 
 // Server starts an embedded nats-server on a random loopback port, and
@@ -92,9 +92,10 @@ func Cluster(t testing.TB, n int) []*bus.Server {
 	t.Helper()
 	var out []*bus.Server
 	for i := 0; i < n; i++ {
-		cfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1, ClusterName: "test", RouteHost: "127.0.0.1", RoutePort: -1}
+		cfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1,
+			Cluster: bus.ClusterConfig{Name: "test", Host: "127.0.0.1", Port: -1}}
 		if i > 0 {
-			cfg.Routes = []string{out[0].ClusterURL()}
+			cfg.Cluster.Routes = []string{out[0].ClusterURL()}
 		}
 		s, err := bus.StartServer(cfg)
 		if err != nil {
@@ -128,8 +129,9 @@ func JetStreamCluster(t testing.TB, n int) []*bus.Server {
 	}
 	var out []*bus.Server
 	for i := range n {
-		s, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1, ClusterName: "test-js", RouteHost: "127.0.0.1",
-			RoutePort: ports[i], Routes: routes, JetStream: true, StoreDir: t.TempDir()})
+		s, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1,
+			Cluster:   bus.ClusterConfig{Name: "test-js", Host: "127.0.0.1", Port: ports[i], Routes: routes},
+			JetStream: bus.JetStreamConfig{Enabled: true, StoreDir: t.TempDir()}})
 		if err != nil {
 			t.Fatalf("start nats-server %d: %v", i, err)
 		}
