@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,6 +66,8 @@ type result struct {
 type opts struct {
 	env   []string
 	stdin string
+	// wait bounds the run; default 20 s.
+	wait time.Duration
 }
 
 // cleanEnv is the test's environment without MPREG_ variables.
@@ -84,7 +87,7 @@ func cleanEnv(extra ...string) []string {
 // mpreg runs the binary to completion.
 func mpreg(t *testing.T, o opts, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), cmp.Or(o.wait, 20*time.Second))
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = cleanEnv(append([]string{dataHome(t)}, o.env...)...)
@@ -291,7 +294,7 @@ func TestPeers(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 		require.Len(t, lines, 2)
 		assert.Regexp(t, `^NODE\s+NAME\s+ALIVE\s+LAST HEARD\s+CODECS\s+FUNCTIONS \[LOCS\]$`, lines[0])
-		assert.Regexp(t, `^n1\s+-\s+yes\s+\d+\.\ds ago\s+msgpack,json\s+add, echo, echos, fail, panic, sleep, upper, whoami \[cpu\]$`, lines[1])
+		assert.Regexp(t, `^n1\s+-\s+yes\s+\d+\.\ds ago\s+msgpack,json\s+add, blob, echo, echos, fail, length, panic, sha256, sleep, upper, whoami \[cpu\]$`, lines[1])
 	})
 	t.Run("empty cluster", func(t *testing.T) {
 		r := mpreg(t, opts{}, "peers", "--servers", url, "--cluster", "empty")
@@ -436,7 +439,9 @@ func TestMaxWaitingFlag(t *testing.T) {
 
 func TestDemoCommand(t *testing.T) {
 	t.Parallel()
-	r := mpreg(t, opts{}, "demo")
+	// The tour moves a 50 MB value between nodes: slow under the race
+	// detector.
+	r := mpreg(t, opts{wait: 2 * time.Minute}, "demo")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "NO_ROUTE: no live node offers whoami with locs [tpu]")
 	assert.Regexp(t, `(?m)^Done in \S+: 11 requests, 8 succeeded and 3 failed as expected`, r.stdout)

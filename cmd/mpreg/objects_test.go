@@ -35,6 +35,10 @@ func TestObjectsCommand(t *testing.T) {
 	store, err := bus.OpenObjects(ctx, js, bus.ObjectsConfig{Cluster: "default"})
 	require.NoError(t, err)
 	put := func(name, id string, size int) {
+		// Each put has a bound of its own: the commands between them take
+		// their time, under the race detector most of all.
+		ctx, cancel := context.WithTimeout(context.Background(), testcluster.Timeout)
+		defer cancel()
 		meta := map[string]string{objstore.MetaNode: "n1", objstore.MetaID: id}
 		if id == "" {
 			meta = nil
