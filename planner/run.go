@@ -21,7 +21,7 @@ type Call struct {
 	Args      []any
 	Kwargs    map[string]any
 	// RouteWait: with no eligible node, wait up to this long for one
-	// (see Runner.Watch) before NO_ROUTE.
+	// (see Runner.RouteWait.Watch) before NO_ROUTE.
 	RouteWait time.Duration
 	// Near is the node that made the most bytes of the call's inputs
 	// passed by reference (objref), which the Runner routes the call to
@@ -159,18 +159,9 @@ type Runner struct {
 	// Size); past it the request fails with PAYLOAD_TOO_LARGE naming the
 	// limit. Default DefaultMaxResultBytes.
 	MaxResultBytes int64
-	// Watch, when set, has wake called when a node that may take fun with
-	// every loc of locs appears (a node joined, announced new functions
-	// or came back: membership.Table.Watch), and stop ends that: a step
-	// waiting for a route (Call.RouteWait) tries again then, and only
-	// then. wake must be safe to call from any goroutine, also after stop.
-	// Without Watch such a step tries again every 25 ms.
-	Watch func(fun string, locs []string, wake func()) (stop func())
-	// MaxWaiting bounds the steps of all the runner's requests that wait
-	// for a route at once; a request with a step past it fails with
-	// OVERLOADED (details.limit "max_waiting"). Each waiting step also
-	// holds WaitingStepBytes of Memory. Default DefaultMaxWaiting.
-	MaxWaiting int
+	// RouteWait says how steps waiting for a route (Call.RouteWait) learn
+	// of new nodes, and how many may wait at once.
+	RouteWait RouteWait
 	// Memory, when set, is shared by every request of the runner: the
 	// results they hold are reserved in it, and a request whose result
 	// finds no room fails with OVERLOADED.
@@ -202,6 +193,22 @@ type Retries struct {
 	// (details.retry_after_ms) when every eligible node it was sent to
 	// refused it for load. Default DefaultOverloadRetryAfter.
 	OverloadAfter time.Duration
+}
+
+// RouteWait says how a Runner's steps wait for a route (Call.RouteWait).
+type RouteWait struct {
+	// Watch, when set, has wake called when a node that may take fun with
+	// every loc of locs appears (a node joined, announced new functions
+	// or came back: membership.Table.Watch), and stop ends that: a step
+	// waiting for a route tries again then, and only then. wake must be
+	// safe to call from any goroutine, also after stop. Without Watch
+	// such a step tries again every 25 ms.
+	Watch func(fun string, locs []string, wake func()) (stop func())
+	// Max bounds the steps of all the runner's requests that wait for a
+	// route at once; a request with a step past it fails with OVERLOADED
+	// (details.limit "max_waiting"). Each waiting step also holds
+	// WaitingStepBytes of Memory. Default DefaultMaxWaiting.
+	Max int
 }
 
 // routeWaits count a runner's steps waiting for a route.
@@ -872,8 +879,8 @@ func (r *Runner) waitRoute(ctx context.Context, call *Call) (string, bool, *sche
 	defer r.unhold()
 	wake := make(chan struct{}, 1)
 	var tick <-chan time.Time
-	if r.Watch != nil {
-		defer r.Watch(call.Fun, call.Locs, func() { r.routeWaits.wakes.Add(1); signal(wake) })()
+	if r.RouteWait.Watch != nil {
+		defer r.RouteWait.Watch(call.Fun, call.Locs, func() { r.routeWaits.wakes.Add(1); signal(wake) })()
 	} else {
 		t := time.NewTicker(pollEvery)
 		defer t.Stop()
