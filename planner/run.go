@@ -21,7 +21,7 @@ type Call struct {
 	Args      []any
 	Kwargs    map[string]any
 	// RouteWait: with no eligible node, wait up to this long for one
-	// (see Runner.Watch) before NO_ROUTE.
+	// (see Runner.RouteWait.Watch) before NO_ROUTE.
 	RouteWait time.Duration
 	// Near is the node that made the most bytes of the call's inputs
 	// passed by reference (objref), which the Runner routes the call to
@@ -159,18 +159,9 @@ type Runner struct {
 	// Size); past it the request fails with PAYLOAD_TOO_LARGE naming the
 	// limit. Default DefaultMaxResultBytes.
 	MaxResultBytes int64
-	// Watch, when set, has wake called when a node that may take fun with
-	// every loc of locs appears (a node joined, announced new functions
-	// or came back: membership.Table.Watch), and stop ends that: a step
-	// waiting for a route (Call.RouteWait) tries again then, and only
-	// then. wake must be safe to call from any goroutine, also after stop.
-	// Without Watch such a step tries again every 25 ms.
-	Watch func(fun string, locs []string, wake func()) (stop func())
-	// MaxWaiting bounds the steps of all the runner's requests that wait
-	// for a route at once; a request with a step past it fails with
-	// OVERLOADED (details.limit "max_waiting"). Each waiting step also
-	// holds WaitingStepBytes of Memory. Default DefaultMaxWaiting.
-	MaxWaiting int
+	// RouteWait says how steps waiting for a route (Call.RouteWait) learn
+	// of new nodes, and how many may wait at once.
+	RouteWait RouteWait
 	// Memory, when set, is shared by every request of the runner: the
 	// results they hold are reserved in it, and a request whose result
 	// finds no room fails with OVERLOADED.
@@ -202,6 +193,22 @@ type Retries struct {
 	// (details.retry_after_ms) when every eligible node it was sent to
 	// refused it for load. Default DefaultOverloadRetryAfter.
 	OverloadAfter time.Duration
+}
+
+// RouteWait says how a Runner's steps wait for a route (Call.RouteWait).
+type RouteWait struct {
+	// Watch, when set, has wake called when a node that may take fun with
+	// every loc of locs appears (a node joined, announced new functions
+	// or came back: membership.Table.Watch), and stop ends that: a step
+	// waiting for a route tries again then, and only then. wake must be
+	// safe to call from any goroutine, also after stop. Without Watch
+	// such a step tries again every 25 ms.
+	Watch func(fun string, locs []string, wake func()) (stop func())
+	// Max bounds the steps of all the runner's requests that wait for a
+	// route at once; a request with a step past it fails with OVERLOADED
+	// (details.limit "max_waiting"). Each waiting step also holds
+	// WaitingStepBytes of Memory. Default DefaultMaxWaiting.
+	Max int
 }
 
 // routeWaits count a runner's steps waiting for a route.
@@ -295,7 +302,8 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	f := &dataflow{r: r, p: p, tr: tr, ctx: ctx, cancel: cancel,
-		results: make([]any, n), done: make([]bool, n), left: unfinished{inputs: make([]int, n), readers: make([]int, n)},
+		out:   outputs{results: make([]any, n), done: make([]bool, n)},
+		left:  unfinished{inputs: make([]int, n), readers: make([]int, n)},
 		ready: append([]int(nil), p.initial...), completions: make(chan completion, n), held: r.holder(n)}
 	defer f.held.releaseAll()
 	for i, s := range p.Steps {
@@ -320,7 +328,7 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 		}
 		f.await()
 	}
-	out, e := collect(p, f.results, f.done, f.held, f.failed.steps, f.failed.first)
+	out, e := collect(p, f.out.results, f.out.done, f.held, f.failed.steps, f.failed.first)
 	return out, f.failed.steps, e
 }
 
@@ -377,8 +385,7 @@ type dataflow struct {
 	tr          *tracer
 	ctx         context.Context
 	cancel      context.CancelFunc
-	results     []any
-	done        []bool
+	out         outputs
 	left        unfinished
 	ready       []int
 	completions chan completion
@@ -387,6 +394,12 @@ type dataflow struct {
 	held        *holder
 	failed      failures
 	deleg       delegations // with a Delegator
+}
+
+// outputs is what the steps of a dataflow made, by step.
+type outputs struct {
+	results []any  // a step's result; nil once no step reads it, unless Plan.All
+	done    []bool // the step succeeded
 	// made, once a step's result is a reference, says by step which node
 	// made each result that is one, and its size: see near.
 	made []madeBy
@@ -423,13 +436,13 @@ type delegations struct {
 // else on a goroutine of its own.
 func (f *dataflow) launch(i int) {
 	if f.deleg.claimed != nil && !f.deleg.given[i] {
-		if seg := f.r.segment(f.p, i, f.done, f.deleg.claimed); seg != nil {
+		if seg := f.r.segment(f.p, i, f.out.done, f.deleg.claimed); seg != nil {
 			for _, j := range seg.steps {
 				f.deleg.claimed[j] = true
 			}
 			f.inflight += len(seg.steps)
 			go func() {
-				for _, c := range f.r.delegate(f.ctx, f.p, seg, f.results, f.tr) {
+				for _, c := range f.r.delegate(f.ctx, f.p, seg, f.out.results, f.tr) {
 					f.completions <- c
 				}
 			}()
@@ -454,7 +467,7 @@ func (f *dataflow) start(i int, probe bool) {
 	if f.inflight == 1 && len(f.ready) == 0 && f.w.idle() {
 		// The only runnable step: run it here, no goroutine (its
 		// completion says whether it found a route).
-		f.take(f.r.step(f.ctx, f.p, i, f.results, f.tr, f.w != nil, nil, f.near(i)))
+		f.take(f.r.step(f.ctx, f.p, i, f.out.results, f.tr, f.w != nil, nil, f.near(i)))
 		return
 	}
 	var routed func()
@@ -462,7 +475,7 @@ func (f *dataflow) start(i int, probe bool) {
 		routed = func() { f.completions <- completion{step: i, routed: true} }
 	}
 	near := f.near(i)
-	go func() { f.completions <- f.r.step(f.ctx, f.p, i, f.results, f.tr, f.w != nil, routed, near) }()
+	go func() { f.completions <- f.r.step(f.ctx, f.p, i, f.out.results, f.tr, f.w != nil, routed, near) }()
 }
 
 func (f *dataflow) fail(e *schema.Error) {
@@ -491,7 +504,7 @@ func (f *dataflow) finish(c completion) {
 	// (The inputs of a failed step stay, for the partial results.)
 	for _, d := range p.Steps[c.step].Deps {
 		if f.left.readers[d]--; f.left.readers[d] == 0 && !p.All {
-			f.results[d] = nil
+			f.out.results[d] = nil
 			f.held.release(d)
 		}
 	}
@@ -499,8 +512,8 @@ func (f *dataflow) finish(c completion) {
 		f.fail(e.WithStep(p.Steps[c.step].Name, ""))
 		return
 	}
-	f.results[c.step] = c.result
-	f.done[c.step] = true
+	f.out.results[c.step] = c.result
+	f.out.done[c.step] = true
 	if c.node != "" && objref.IsRef(c.result) {
 		f.noteMade(c)
 	}
@@ -519,29 +532,29 @@ func (f *dataflow) noteMade(c completion) {
 	if err != nil {
 		return // the step that reads it will say what is wrong with it
 	}
-	if f.made == nil {
-		f.made = make([]madeBy, len(f.p.Steps))
+	if f.out.made == nil {
+		f.out.made = make([]madeBy, len(f.p.Steps))
 	}
-	f.made[c.step] = madeBy{node: c.node, size: r.Size}
+	f.out.made[c.step] = madeBy{node: c.node, size: r.Size}
 }
 
 // near returns the node that made the most bytes of step i's inputs
 // passed by reference, or "" when none is (or with NoLocality).
 func (f *dataflow) near(i int) string {
-	if f.made == nil || f.r.NoLocality {
+	if f.out.made == nil || f.r.NoLocality {
 		return ""
 	}
 	deps := f.p.Steps[i].Deps
 	best, most := "", int64(-1)
 	for k, d := range deps {
-		n := f.made[d].node
-		if n == "" || counted(f.made, deps[:k], n) {
+		n := f.out.made[d].node
+		if n == "" || counted(f.out.made, deps[:k], n) {
 			continue
 		}
 		var total int64
 		for _, e := range deps[k:] {
-			if f.made[e].node == n {
-				total += f.made[e].size
+			if f.out.made[e].node == n {
+				total += f.out.made[e].size
 			}
 		}
 		if total > most {
@@ -872,8 +885,8 @@ func (r *Runner) waitRoute(ctx context.Context, call *Call) (string, bool, *sche
 	defer r.unhold()
 	wake := make(chan struct{}, 1)
 	var tick <-chan time.Time
-	if r.Watch != nil {
-		defer r.Watch(call.Fun, call.Locs, func() { r.routeWaits.wakes.Add(1); signal(wake) })()
+	if r.RouteWait.Watch != nil {
+		defer r.RouteWait.Watch(call.Fun, call.Locs, func() { r.routeWaits.wakes.Add(1); signal(wake) })()
 	} else {
 		t := time.NewTicker(pollEvery)
 		defer t.Stop()

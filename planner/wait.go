@@ -9,7 +9,7 @@ import (
 	"github.com/mpreg/mpreg/schema"
 )
 
-// DefaultMaxWaiting is the default of Runner.MaxWaiting.
+// DefaultMaxWaiting is the default of Runner.RouteWait.Max.
 const DefaultMaxWaiting = 10_000
 
 // WaitingStepBytes is the memory (Runner.Memory) that a step waiting for a
@@ -20,7 +20,7 @@ const DefaultMaxWaiting = 10_000
 const WaitingStepBytes = 1 << 10
 
 // pollEvery is how often steps waiting for a route try again without
-// Runner.Watch.
+// Runner.RouteWait.Watch.
 const pollEvery = 25 * time.Millisecond
 
 // errParked is exec's answer for a step of a run of several steps that
@@ -36,14 +36,14 @@ func (r *Runner) Waiting() int64 { return r.routeWaits.waiting.Load() }
 func (r *Runner) Wakes() int64 { return r.routeWaits.wakes.Load() }
 
 func (r *Runner) maxWaiting() int64 {
-	if r.MaxWaiting <= 0 {
+	if r.RouteWait.Max <= 0 {
 		return DefaultMaxWaiting
 	}
-	return int64(r.MaxWaiting)
+	return int64(r.RouteWait.Max)
 }
 
 // hold counts one more step waiting for a route, or says why it may not
-// wait: OVERLOADED, at MaxWaiting or at the end of Memory.
+// wait: OVERLOADED, at RouteWait.Max or at the end of Memory.
 func (r *Runner) hold() *schema.Error {
 	if maxWaiting := r.maxWaiting(); r.routeWaits.waiting.Add(1) > maxWaiting {
 		r.routeWaits.waiting.Add(-1)
@@ -78,8 +78,9 @@ func signal(ch chan struct{}) {
 
 // waits holds the steps of one run that wait for a route (Plan.RouteWait)
 // without a goroutine each: grouped by what they wait for (function and
-// locs), with one watch per group (Runner.Watch), one wake channel and one
-// timer for the run. The run's goroutine owns it, except fired.
+// locs), with one watch per group (Runner.RouteWait.Watch), one wake
+// channel and one timer for the run. The run's goroutine owns it, except
+// fired.
 type waits struct {
 	r      *Runner
 	wait   time.Duration // Plan.RouteWait
@@ -89,7 +90,7 @@ type waits struct {
 	held   int          // steps held in groups
 	timer  *time.Timer  // the end of the earliest held step's wait
 	due    time.Time    // when timer fires; zero when it is not armed
-	ticker *time.Ticker // without Runner.Watch: every pollEvery
+	ticker *time.Ticker // without Runner.RouteWait.Watch: every pollEvery
 	wake   chan struct{}
 
 	mu    sync.Mutex
@@ -273,15 +274,15 @@ func (w *waits) arm(due time.Time) {
 }
 
 // watch starts g's watch: a wake of g whenever a node may have come for
-// it (every pollEvery without Runner.Watch).
+// it (every pollEvery without Runner.RouteWait.Watch).
 func (w *waits) watch(g *waitGroup) func() {
-	if w.r.Watch == nil {
+	if w.r.RouteWait.Watch == nil {
 		if w.ticker == nil {
 			w.ticker = time.NewTicker(pollEvery)
 		}
 		return func() {}
 	}
-	return w.r.Watch(g.fun, g.locs, func() {
+	return w.r.RouteWait.Watch(g.fun, g.locs, func() {
 		w.r.routeWaits.wakes.Add(1)
 		w.mu.Lock()
 		if !g.fired {
@@ -399,7 +400,7 @@ func (w *waits) woken(f *dataflow) {
 	}
 }
 
-// poll wakes every group (without Runner.Watch).
+// poll wakes every group (without Runner.RouteWait.Watch).
 func (w *waits) poll(f *dataflow) {
 	for _, g := range w.groups {
 		if g.state == unroutable {

@@ -30,7 +30,7 @@ func (r lateRouter) Route(context.Context, string, []string, []string) (string, 
 	}
 }
 
-// watcher is a Runner.Watch the test fires by hand.
+// watcher is a Runner.RouteWait.Watch the test fires by hand.
 type watcher struct {
 	mu      sync.Mutex
 	watches map[int]func()
@@ -96,8 +96,8 @@ func fanOut(t testing.TB, n int, fun string, waitMS int) *planner.Plan {
 }
 
 // A step waits up to route_wait_ms for a route, and runs when one
-// appears: told by Runner.Watch, or polling without it; alone (on the
-// request's goroutine) or with others (parked by the run).
+// appears: told by Runner.RouteWait.Watch, or polling without it; alone
+// (on the request's goroutine) or with others (parked by the run).
 func TestRunRouteWait(t *testing.T) {
 	for _, withWatch := range []bool{true, false} {
 		for _, steps := range []int{1, 3} {
@@ -106,7 +106,7 @@ func TestRunRouteWait(t *testing.T) {
 			w := newWatcher()
 			r := &planner.Runner{Router: lateRouter{open}, Executor: newFuncs(nil)}
 			if withWatch {
-				r.Watch = w.Watch
+				r.RouteWait.Watch = w.Watch
 			}
 			p := fanOut(t, steps, "echo", 10000)
 			require.Equal(t, 10*time.Second, p.RouteWait)
@@ -133,7 +133,7 @@ func TestRunRouteWait(t *testing.T) {
 // waited; without route_wait_ms, no wait.
 func TestRouteWaitNoRoute(t *testing.T) {
 	for _, steps := range []int{1, 3} {
-		r := &planner.Runner{Router: lateRouter{make(chan struct{})}, Executor: newFuncs(nil), Watch: newWatcher().Watch}
+		r := &planner.Runner{Router: lateRouter{make(chan struct{})}, Executor: newFuncs(nil), RouteWait: planner.RouteWait{Watch: newWatcher().Watch}}
 		start := time.Now()
 		_, err := runOf(context.Background(), r, fanOut(t, steps, "echo", 50))
 		took := time.Since(start)
@@ -160,7 +160,7 @@ func TestRouteWaitNoRoute(t *testing.T) {
 // says how long the step really waited; a cancel is CANCELLED.
 func TestRouteWaitBudget(t *testing.T) {
 	for _, steps := range []int{1, 3} {
-		r := &planner.Runner{Router: lateRouter{make(chan struct{})}, Executor: newFuncs(nil), Watch: newWatcher().Watch}
+		r := &planner.Runner{Router: lateRouter{make(chan struct{})}, Executor: newFuncs(nil), RouteWait: planner.RouteWait{Watch: newWatcher().Watch}}
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		_, err := runOf(ctx, r, fanOut(t, steps, "echo", 86_400_000))
 		cancel()
@@ -203,7 +203,7 @@ func TestRouteWaitParks(t *testing.T) {
 		routes.Add(1)
 		return lateRouter{open}.Route(ctx, fun, locs, exclude)
 	})
-	r := &planner.Runner{Router: router, Executor: newFuncs(nil), Watch: w.Watch}
+	r := &planner.Runner{Router: router, Executor: newFuncs(nil), RouteWait: planner.RouteWait{Watch: w.Watch}}
 	before := runtime.NumGoroutine()
 	res := runAsync(context.Background(), r, fanOut(t, steps, "echo", 60_000))
 	testwait.For(t, "the steps to wait", func() error {
@@ -244,13 +244,13 @@ func waitFor(t *testing.T, r *planner.Runner, n int64) {
 	})
 }
 
-// MaxWaiting bounds the steps waiting at once: past it a request fails
+// RouteWait.Max bounds the steps waiting at once: past it a request fails
 // with OVERLOADED (details.limit max_waiting), gives back its places, and
 // the others wait on.
 func TestMaxWaiting(t *testing.T) {
 	open := make(chan struct{})
 	w := newWatcher()
-	r := &planner.Runner{Router: lateRouter{open}, Executor: newFuncs(nil), Watch: w.Watch, MaxWaiting: 10}
+	r := &planner.Runner{Router: lateRouter{open}, Executor: newFuncs(nil), RouteWait: planner.RouteWait{Watch: w.Watch, Max: 10}}
 	first := runAsync(context.Background(), r, fanOut(t, 8, "echo", 60_000))
 	waitFor(t, r, 8)
 	one := runAsync(context.Background(), r, fanOut(t, 1, "echo", 60_000))
@@ -287,7 +287,7 @@ func TestRouteWaitMemory(t *testing.T) {
 		if steps == 1 {
 			mem.cap = planner.WaitingStepBytes - 1
 		}
-		r := &planner.Runner{Router: lateRouter{make(chan struct{})}, Executor: newFuncs(nil), Watch: newWatcher().Watch, Memory: mem}
+		r := &planner.Runner{Router: lateRouter{make(chan struct{})}, Executor: newFuncs(nil), RouteWait: planner.RouteWait{Watch: newWatcher().Watch}, Memory: mem}
 		_, err := runOf(context.Background(), r, fanOut(t, steps, "echo", 60_000))
 		require.NotNil(t, err)
 		assert.Equal(t, schema.CodeOverloaded, err.Code)
@@ -366,7 +366,7 @@ func TestRouteWaitChurn(t *testing.T) {
 	for round := range 5 {
 		router := newFunRouter()
 		router.openFun("f0")
-		r := &planner.Runner{Router: router, Executor: newFuncs(fns), Watch: router.Watch}
+		r := &planner.Runner{Router: router, Executor: newFuncs(fns), RouteWait: planner.RouteWait{Watch: router.Watch}}
 		// s<i> calls f<i%funs>; from s5 on, each passes on the result of
 		// the step five before it.
 		var b strings.Builder
@@ -410,7 +410,7 @@ func TestRouteWaitChurn(t *testing.T) {
 func TestRouteWaitContinue(t *testing.T) {
 	router := newFunRouter()
 	router.openFun("echo")
-	r := &planner.Runner{Router: router, Executor: newFuncs(nil), Watch: router.Watch}
+	r := &planner.Runner{Router: router, Executor: newFuncs(nil), RouteWait: planner.RouteWait{Watch: router.Watch}}
 	o := r.Execute(context.Background(), mustPlan(t, `{"route_wait_ms": 50, "on_error": "continue", "cmds": [
 		{"name": "a", "fun": "echo", "args": [1]},
 		{"name": "b", "fun": "never", "args": ["a"]},
