@@ -9,10 +9,10 @@
 //
 // Values too big for a message pass by reference through the cluster's
 // JetStream object bucket (docs/PROTOCOL.md §4.7), on the client's own
-// connection: an argument over Config.InlineMax is uploaded and deleted
+// connection: an argument over Config.Objects.InlineMax is uploaded and deleted
 // when the call returns, and a result passed by reference comes back as
 // its value, fetched, checked against its size and SHA-256, decoded, and
-// then deleted — or, with WithKeepRefs or Config.KeepRefs, as the
+// then deleted — or, with WithKeepRefs or Config.Objects.KeepRefs, as the
 // objref.Ref it is. Maps that look like references ({"$obj": …}) or
 // escapes ({"$lit": …}) are escaped going out and unescaped coming back,
 // so that they round-trip as the literals they are.
@@ -93,7 +93,16 @@ type Config struct {
 	MaxBytesInFlight int64
 	// Logger. Default: discard.
 	Logger *slog.Logger
+	// Objects is the client's side of values by reference (docs/PROTOCOL.md
+	// §4.7): when arguments are uploaded, how big a value may be, and
+	// whether results stay references.
+	Objects ObjectsConfig
+}
 
+// ObjectsConfig is the client's side of values by reference
+// (docs/PROTOCOL.md §4.7), through the cluster's JetStream object bucket.
+// Its zero value has the defaults.
+type ObjectsConfig struct {
 	// InlineMax: an argument (a top-level element of args, or a keyword
 	// argument's value) larger than this, measured as docs/PROTOCOL.md
 	// §6.1 measures values, is uploaded to the cluster's object bucket and
@@ -268,7 +277,7 @@ type callOpts struct {
 // §4.7) as the objref.Ref it is, in place of the value, which the call
 // then neither fetches nor deletes: read it with objstore.Fetch, a NATS
 // client's object store API, or pass it on as an argument of another
-// call. Without it (and without Config.KeepRefs) the client fetches the
+// call. Without it (and without Config.Objects.KeepRefs) the client fetches the
 // object, checks its size and SHA-256, decodes it, and deletes it.
 func WithKeepRefs() CallOption {
 	return func(o *callOpts) { o.keep = true }
@@ -354,7 +363,7 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 	if err != nil {
 		return nil, err
 	}
-	keep := o.keep || c.cfg.KeepRefs
+	keep := o.keep || c.cfg.Objects.KeepRefs
 	if c.follower != nil && o.trace == nil && o.id == "" {
 		call := &planner.Call{RequestID: id, Step: fun, Fun: fun, Locs: o.locs, Args: args, Kwargs: kwargs}
 		v, err := c.runner.Call(ctx, call)
@@ -449,13 +458,13 @@ const maxWait = 24 * time.Hour
 // partial results) and the *schema.Error.
 //
 // Values pass by reference as in Call (docs/PROTOCOL.md §4.7): a command's
-// arguments larger than Config.InlineMax are uploaded, literal maps of the
+// arguments larger than Config.Objects.InlineMax are uploaded, literal maps of the
 // value model that look like references are escaped, an objref.Ref at the
 // top level of a command's args or kwargs passes that reference, and the
 // references among the results are fetched and their objects deleted
-// (unless Config.KeepRefs).
+// (unless Config.Objects.KeepRefs).
 func (c *Client) Run(ctx context.Context, req *schema.Request) (*schema.Response, error) {
-	return c.run(ctx, req, nil, runParams{prepare: true, keep: c.cfg.KeepRefs})
+	return c.run(ctx, req, nil, runParams{prepare: true, keep: c.cfg.Objects.KeepRefs})
 }
 
 // runParams says what run does with values by reference: prepare the
@@ -481,7 +490,7 @@ type Event struct {
 // and, with req.Progress, an event per finished step attempt. Events that
 // on does not take quickly enough may be dropped; the response never is.
 func (c *Client) RunWithEvents(ctx context.Context, req *schema.Request, on func(Event)) (*schema.Response, error) {
-	return c.run(ctx, req, on, runParams{prepare: true, keep: c.cfg.KeepRefs})
+	return c.run(ctx, req, on, runParams{prepare: true, keep: c.cfg.Objects.KeepRefs})
 }
 
 func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event), p runParams) (*schema.Response, error) {

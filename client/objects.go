@@ -22,9 +22,9 @@ import (
 // Defaults of the client's side of values by reference (docs/PROTOCOL.md
 // §4.7).
 const (
-	// DefaultInlineMax is Config.InlineMax's default: 256 KiB.
+	// DefaultInlineMax is Config.Objects.InlineMax's default: 256 KiB.
 	DefaultInlineMax = 256 << 10
-	// DefaultMaxObjectBytes is Config.MaxObjectBytes's default: 1 GiB.
+	// DefaultMaxObjectBytes is Config.Objects.MaxObjectBytes's default: 1 GiB.
 	DefaultMaxObjectBytes = 1 << 30
 )
 
@@ -43,7 +43,7 @@ type objects struct {
 	bucket, prefix, cluster string
 	inline                  int   // arguments larger than this are uploaded
 	maxPayload              int   // the connection's
-	maxObj                  int64 // Config.MaxObjectBytes
+	maxObj                  int64 // Config.Objects.MaxObjectBytes
 
 	mu    sync.Mutex
 	store jetstream.ObjectStore // nil until opened
@@ -52,12 +52,12 @@ type objects struct {
 
 func newObjects(c *Client) *objects {
 	maxPayload := int(c.nc.MaxPayload())
-	inline := c.cfg.InlineMax
+	inline := c.cfg.Objects.InlineMax
 	if inline <= 0 {
 		inline = DefaultInlineMax
 	}
 	inline = min(inline, maxPayload/2)
-	maxObj := c.cfg.MaxObjectBytes
+	maxObj := c.cfg.Objects.MaxObjectBytes
 	if maxObj <= 0 {
 		maxObj = DefaultMaxObjectBytes
 	}
@@ -88,10 +88,10 @@ func (o *objects) open(ctx context.Context) (jetstream.ObjectStore, error) {
 }
 
 // tooBig is PAYLOAD_TOO_LARGE for a value over the client's
-// MaxObjectBytes.
+// Config.Objects.MaxObjectBytes.
 func (o *objects) tooBig(what string, size int64) *schema.Error {
 	return &schema.Error{Code: schema.CodePayloadTooLarge,
-		Message: fmt.Sprintf("%s of %d bytes exceeds max_object_bytes=%d (the client's Config.MaxObjectBytes)", what, size, o.maxObj),
+		Message: fmt.Sprintf("%s of %d bytes exceeds max_object_bytes=%d (the client's Config.Objects.MaxObjectBytes)", what, size, o.maxObj),
 		Details: map[string]any{"limit": "max_object_bytes", "max": o.maxObj, "size": size}}
 }
 

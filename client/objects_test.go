@@ -160,7 +160,7 @@ func TestBigResultResolved(t *testing.T) {
 	}
 }
 
-// TestResultKept: with WithKeepRefs (or Config.KeepRefs) a result passed
+// TestResultKept: with WithKeepRefs (or Config.Objects.KeepRefs) a result passed
 // by reference comes back as the objref.Ref it is; its object stays, any
 // NATS client reads it, and the Ref passes it on as an argument.
 func TestResultKept(t *testing.T) {
@@ -182,8 +182,8 @@ func TestResultKept(t *testing.T) {
 	require.Equal(t, hexSHA(want), got)
 	require.Equal(t, []string{ref.Name}, s.objects(t), "a kept result stays; an argument passed as a Ref is not the client's upload")
 
-	// The same with Config.KeepRefs, through Run.
-	kc := testcluster.Client(t, s.url, client.Config{KeepRefs: true})
+	// The same with Config.Objects.KeepRefs, through Run.
+	kc := testcluster.Client(t, s.url, client.Config{Objects: client.ObjectsConfig{KeepRefs: true}})
 	resp, err := kc.Run(ctx, &schema.Request{Cmds: []schema.Command{{Name: "m", Fun: "make", Args: []any{big, 8}}}})
 	require.NoError(t, err)
 	ref2, ok := resp.Results["m"].(objref.Ref)
@@ -194,7 +194,7 @@ func TestResultKept(t *testing.T) {
 
 // TestResolveErrors: a reference whose object does not match it is
 // INTERNAL naming the node that stored it; a missing one INVALID_ARGUMENT;
-// one over the client's MaxObjectBytes PAYLOAD_TOO_LARGE; one to another
+// one over the client's Objects.MaxObjectBytes PAYLOAD_TOO_LARGE; one to another
 // bucket PERMISSION_DENIED.
 func TestResolveErrors(t *testing.T) {
 	s := newJSSetup(t, client.Config{})
@@ -227,7 +227,7 @@ func TestResolveErrors(t *testing.T) {
 	}
 	require.Equal(t, []string{ref.Name}, s.objects(t), "a result that did not resolve is not deleted")
 
-	small := newJSSetup(t, client.Config{MaxObjectBytes: 1000})
+	small := newJSSetup(t, client.Config{Objects: client.ObjectsConfig{MaxObjectBytes: 1000}})
 	_, err = small.c.Call(ctx, "make", []any{big, 9})
 	var se *schema.Error
 	require.ErrorAs(t, err, &se)
