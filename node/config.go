@@ -54,17 +54,12 @@ type Config struct {
 	// (schema.HeaderPlannerAck) is planned before the ack is sent: quick
 	// requests never send one. Default 200 ms; negative sends it at once.
 	PlannerAckAfter time.Duration
-	// JetStreamProbe is how long the probe for JetStream that Start
-	// begins keeps asking while nothing answers: a JetStream cluster
-	// answers only once it has elected a meta leader, a moment after its
-	// servers start. Each ask waits at most JetStreamProbeWait; "no
-	// responders" or "not enabled" ends the probe at once. Start does not
-	// wait for it (see Node.JetStream). Default 10 s.
-	JetStreamProbe time.Duration
 	// Gossip times the membership gossip.
 	Gossip Gossip
 	// Limits bound the requests this node plans and the steps it runs.
 	Limits Limits
+	// Objects configure the values passed by reference.
+	Objects Objects
 	// Hooks are told of what the node does.
 	Hooks Hooks
 }
@@ -134,32 +129,37 @@ type Limits struct {
 	// waiting step also holds planner.WaitingStepBytes of
 	// MaxPlanningBytes. Default planner.DefaultMaxWaiting (10,000).
 	MaxWaiting int
+}
+
+// Objects configure the values passed by reference through the cluster's
+// JetStream object bucket (docs/PROTOCOL.md §4.7): which values go there,
+// how large they may be, the node's cache of them, and when they are
+// deleted.
+type Objects struct {
 	// InlineMax is the largest value, in bytes, that a step's result
 	// carries inline; a larger one goes into the cluster's JetStream
-	// object bucket and travels as a reference (docs/PROTOCOL.md §4.7).
-	// Whatever it says, the node uses at most half the connection's max
-	// payload (and logs so at start). Without JetStream, values pass
-	// inline up to the max payload, as they always did. Default
-	// DefaultInlineMax (256 KiB).
+	// object bucket and travels as a reference. Whatever it says, the
+	// node uses at most half the connection's max payload (and logs so at
+	// start). Without JetStream, values pass inline up to the max
+	// payload, as they always did. Default DefaultInlineMax (256 KiB).
 	InlineMax int
-	// MaxObjectBytes bounds a value passed by reference, stored or
-	// fetched: past it a step fails with PAYLOAD_TOO_LARGE
-	// (details.limit "max_object_bytes"). At least InlineMax. Default
-	// 1 GiB.
-	MaxObjectBytes int64
-	// ObjectCache bounds the bytes of the objects this node stored that it
+	// MaxBytes bounds a value passed by reference, stored or fetched:
+	// past it a step fails with PAYLOAD_TOO_LARGE (details.limit
+	// "max_object_bytes"). At least InlineMax. Default 1 GiB.
+	MaxBytes int64
+	// Cache bounds the bytes of the objects this node stored that it
 	// keeps in memory, least recently used first out: a step that runs
 	// here on a value made here reads it from memory instead of fetching
 	// it (a step gets its own copy). The cache holds a []byte result as
 	// the function returned it: a function must not change it afterwards.
 	// Default 256 MiB.
-	ObjectCache int64
-	// ObjectTTL is the max age of the objects of the cluster's bucket
-	// when this node creates it: a backstop that removes what a planner
-	// that stopped left behind. A bucket that exists keeps its own (the
-	// node logs it once when it differs). At least 1 s. Default
+	Cache int64
+	// TTL is the max age of the objects of the cluster's bucket when this
+	// node creates it: a backstop that removes what a planner that
+	// stopped left behind. A bucket that exists keeps its own (the node
+	// logs it once when it differs). At least 1 s. Default
 	// bus.DefaultObjectTTL (1 h).
-	ObjectTTL time.Duration
+	TTL time.Duration
 	// ResultTTL is how long the objects of the results of a request this
 	// node planned stay in the bucket after its response, for the caller
 	// to read (the caller may delete them sooner). Its other objects are
@@ -169,9 +169,17 @@ type Limits struct {
 	// later: past it the one due soonest is left to the bucket's max age.
 	// Default 100,000.
 	MaxPendingDeletes int
+	// JetStreamProbe is how long the probe for JetStream, which holds the
+	// bucket, that Start begins keeps asking while nothing answers: a
+	// JetStream cluster answers only once it has elected a meta leader, a
+	// moment after its servers start. Each ask waits at most
+	// JetStreamProbeWait; "no responders" or "not enabled" ends the probe
+	// at once. Start does not wait for it (see Node.JetStream). Default
+	// 10 s.
+	JetStreamProbe time.Duration
 }
 
-// DefaultInlineMax is Limits.InlineMax's default.
+// DefaultInlineMax is Objects.InlineMax's default.
 const DefaultInlineMax = 256 << 10
 
 // MaxStepNameLen is the largest Limits.MaxNameLen: an exec id, "<rpc
@@ -204,30 +212,32 @@ func DefaultConfig() Config {
 		NodeID:          NewNodeID(),
 		Prefix:          bus.DefaultPrefix,
 		PlannerAckAfter: 200 * time.Millisecond,
-		JetStreamProbe:  10 * time.Second,
 		Gossip: Gossip{
 			HeartbeatInterval: time.Second,
 			SyncQuiet:         200 * time.Millisecond,
 		},
 		Limits: Limits{
-			MaxCommands:       pl.MaxCommands,
-			MaxNameLen:        pl.MaxNameLen,
-			MaxDepth:          pl.MaxDepth,
-			DefaultTimeout:    30 * time.Second,
-			MaxTimeout:        10 * time.Minute,
-			MaxRequests:       4096,
-			MaxInflight:       256,
-			MaxQueue:          1024,
-			MaxBytesInFlight:  mesh.DefaultWindow,
-			MaxPlanningBytes:  1 << 30,
-			MaxResultBytes:    planner.DefaultMaxResultBytes,
-			MaxWaiting:        planner.DefaultMaxWaiting,
+			MaxCommands:      pl.MaxCommands,
+			MaxNameLen:       pl.MaxNameLen,
+			MaxDepth:         pl.MaxDepth,
+			DefaultTimeout:   30 * time.Second,
+			MaxTimeout:       10 * time.Minute,
+			MaxRequests:      4096,
+			MaxInflight:      256,
+			MaxQueue:         1024,
+			MaxBytesInFlight: mesh.DefaultWindow,
+			MaxPlanningBytes: 1 << 30,
+			MaxResultBytes:   planner.DefaultMaxResultBytes,
+			MaxWaiting:       planner.DefaultMaxWaiting,
+		},
+		Objects: Objects{
 			InlineMax:         DefaultInlineMax,
-			MaxObjectBytes:    1 << 30,
-			ObjectCache:       256 << 20,
-			ObjectTTL:         bus.DefaultObjectTTL,
+			MaxBytes:          1 << 30,
+			Cache:             256 << 20,
+			TTL:               bus.DefaultObjectTTL,
 			ResultTTL:         10 * time.Minute,
 			MaxPendingDeletes: 100_000,
+			JetStreamProbe:    10 * time.Second,
 		},
 	}
 }
@@ -272,9 +282,9 @@ func (c Config) withDefaults() (Config, error) {
 	orDefault(&c.NodeID, d.NodeID)
 	orDefault(&c.Prefix, d.Prefix)
 	orDefault(&c.PlannerAckAfter, d.PlannerAckAfter)
-	orDefault(&c.JetStreamProbe, d.JetStreamProbe)
 	c.Gossip = c.Gossip.withDefaults(d.Gossip)
 	c.Limits = c.Limits.withDefaults(d.Limits)
+	c.Objects = c.Objects.withDefaults(d.Objects)
 	if c.Hooks.Logger == nil {
 		c.Hooks.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -283,13 +293,13 @@ func (c Config) withDefaults() (Config, error) {
 	if err := c.validateIDs(); err != nil {
 		return c, err
 	}
-	if err := nonNegative([]duration{{"JetStreamProbe", c.JetStreamProbe}}); err != nil {
-		return c, err
-	}
 	if err := c.Gossip.validate(); err != nil {
 		return c, err
 	}
-	return c, c.Limits.validate()
+	if err := c.Limits.validate(); err != nil {
+		return c, err
+	}
+	return c, c.Objects.validate()
 }
 
 func (g Gossip) withDefaults(d Gossip) Gossip {
@@ -313,13 +323,18 @@ func (l Limits) withDefaults(d Limits) Limits {
 	orDefault(&l.MaxPlanningBytes, d.MaxPlanningBytes)
 	orDefault(&l.MaxResultBytes, min(d.MaxResultBytes, max(l.MaxPlanningBytes, 0)))
 	orDefault(&l.MaxWaiting, d.MaxWaiting)
-	orDefault(&l.InlineMax, d.InlineMax)
-	orDefault(&l.MaxObjectBytes, max(d.MaxObjectBytes, int64(l.InlineMax)))
-	orDefault(&l.ObjectCache, d.ObjectCache)
-	orDefault(&l.ObjectTTL, d.ObjectTTL)
-	orDefault(&l.ResultTTL, d.ResultTTL)
-	orDefault(&l.MaxPendingDeletes, d.MaxPendingDeletes)
 	return l
+}
+
+func (o Objects) withDefaults(d Objects) Objects {
+	orDefault(&o.InlineMax, d.InlineMax)
+	orDefault(&o.MaxBytes, max(d.MaxBytes, int64(o.InlineMax)))
+	orDefault(&o.Cache, d.Cache)
+	orDefault(&o.TTL, d.TTL)
+	orDefault(&o.ResultTTL, d.ResultTTL)
+	orDefault(&o.MaxPendingDeletes, d.MaxPendingDeletes)
+	orDefault(&o.JetStreamProbe, d.JetStreamProbe)
+	return o
 }
 
 // planner returns the limits the planner checks a request against.
@@ -405,20 +420,16 @@ func (g Gossip) validate() error {
 	return nil
 }
 
-// validate checks the limits, their defaults set.
-func (l Limits) validate() error {
-	for _, f := range []struct {
-		name string
-		v    int64
-	}{
-		{"Limits.MaxCommands", int64(l.MaxCommands)}, {"Limits.MaxNameLen", int64(l.MaxNameLen)},
-		{"Limits.MaxDepth", int64(l.MaxDepth)}, {"Limits.MaxRequests", int64(l.MaxRequests)},
-		{"Limits.MaxInflight", int64(l.MaxInflight)}, {"Limits.MaxQueue", int64(l.MaxQueue)},
-		{"Limits.MaxBytesInFlight", l.MaxBytesInFlight}, {"Limits.MaxPlanningBytes", l.MaxPlanningBytes},
-		{"Limits.MaxResultBytes", l.MaxResultBytes}, {"Limits.MaxWaiting", int64(l.MaxWaiting)},
-		{"Limits.InlineMax", int64(l.InlineMax)}, {"Limits.MaxObjectBytes", l.MaxObjectBytes}, {"Limits.ObjectCache", l.ObjectCache},
-		{"Limits.MaxPendingDeletes", int64(l.MaxPendingDeletes)},
-	} {
+// bound is a named count or size, for inRange.
+type bound struct {
+	name string
+	v    int64
+}
+
+// inRange refuses the first bound of bs that is negative or past the
+// largest protocol integer.
+func inRange(bs []bound) error {
+	for _, f := range bs {
 		if f.v < 0 {
 			return invalid("%s (%d) must not be negative (zero takes the default)", f.name, f.v)
 		}
@@ -426,30 +437,55 @@ func (l Limits) validate() error {
 			return invalid("%s (%d) must be at most %d, the largest protocol integer", f.name, f.v, int64(schema.MaxProtoInt))
 		}
 	}
-	if err := nonNegative([]duration{{"Limits.DefaultTimeout", l.DefaultTimeout}, {"Limits.MaxTimeout", l.MaxTimeout},
-		{"Limits.ObjectTTL", l.ObjectTTL}, {"Limits.ResultTTL", l.ResultTTL}}); err != nil {
-		return err
-	}
-	return l.validateAgainstEachOther()
+	return nil
 }
 
-// validateAgainstEachOther checks the limits that bound one another.
-func (l Limits) validateAgainstEachOther() error {
+// validate checks the limits, their defaults set.
+func (l Limits) validate() error {
+	if err := inRange([]bound{
+		{"Limits.MaxCommands", int64(l.MaxCommands)}, {"Limits.MaxNameLen", int64(l.MaxNameLen)},
+		{"Limits.MaxDepth", int64(l.MaxDepth)}, {"Limits.MaxRequests", int64(l.MaxRequests)},
+		{"Limits.MaxInflight", int64(l.MaxInflight)}, {"Limits.MaxQueue", int64(l.MaxQueue)},
+		{"Limits.MaxBytesInFlight", l.MaxBytesInFlight}, {"Limits.MaxPlanningBytes", l.MaxPlanningBytes},
+		{"Limits.MaxResultBytes", l.MaxResultBytes}, {"Limits.MaxWaiting", int64(l.MaxWaiting)},
+	}); err != nil {
+		return err
+	}
+	if err := nonNegative([]duration{{"Limits.DefaultTimeout", l.DefaultTimeout}, {"Limits.MaxTimeout", l.MaxTimeout}}); err != nil {
+		return err
+	}
 	switch {
 	case l.DefaultTimeout > l.MaxTimeout:
 		return invalid("Limits.DefaultTimeout (%v) must be at most Limits.MaxTimeout (%v)", l.DefaultTimeout, l.MaxTimeout)
 	case l.MaxResultBytes > l.MaxPlanningBytes:
 		return invalid("Limits.MaxResultBytes (%d) must be at most Limits.MaxPlanningBytes (%d): one request's results are held in the planning memory",
 			l.MaxResultBytes, l.MaxPlanningBytes)
-	case l.ObjectTTL < time.Second:
-		return invalid("Limits.ObjectTTL (%v) must be at least 1s", l.ObjectTTL)
-	case int64(l.InlineMax) > l.MaxObjectBytes:
-		return invalid("Limits.InlineMax (%d) must be at most Limits.MaxObjectBytes (%d)", l.InlineMax, l.MaxObjectBytes)
 	case l.MaxDepth > codec.MaxDepth:
 		return invalid("Limits.MaxDepth (%d) must be at most %d, the deepest nesting a codec decodes", l.MaxDepth, codec.MaxDepth)
 	case l.MaxNameLen > MaxStepNameLen:
 		return invalid("Limits.MaxNameLen (%d) must be at most %d, so that exec ids (\"<rpc id>/<step name>\") fit in %d bytes",
 			l.MaxNameLen, MaxStepNameLen, schema.MaxExecIDLen)
+	}
+	return nil
+}
+
+// validate checks the object settings, their defaults set.
+func (o Objects) validate() error {
+	if err := inRange([]bound{
+		{"Objects.InlineMax", int64(o.InlineMax)}, {"Objects.MaxBytes", o.MaxBytes}, {"Objects.Cache", o.Cache},
+		{"Objects.MaxPendingDeletes", int64(o.MaxPendingDeletes)},
+	}); err != nil {
+		return err
+	}
+	if err := nonNegative([]duration{{"Objects.TTL", o.TTL}, {"Objects.ResultTTL", o.ResultTTL},
+		{"Objects.JetStreamProbe", o.JetStreamProbe}}); err != nil {
+		return err
+	}
+	switch {
+	case o.TTL < time.Second:
+		return invalid("Objects.TTL (%v) must be at least 1s", o.TTL)
+	case int64(o.InlineMax) > o.MaxBytes:
+		return invalid("Objects.InlineMax (%d) must be at most Objects.MaxBytes (%d)", o.InlineMax, o.MaxBytes)
 	}
 	return nil
 }

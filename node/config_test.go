@@ -62,7 +62,7 @@ func TestConfigValidateRefuses(t *testing.T) {
 		{node.Config{Gossip: node.Gossip{DeadAfter: -time.Second}}, "Gossip.DeadAfter (-1s) must not be negative"},
 		{node.Config{Gossip: node.Gossip{ForgetAfter: -time.Second}}, "Gossip.ForgetAfter (-1s) must not be negative"},
 		{node.Config{Gossip: node.Gossip{SyncQuiet: -time.Second}}, "Gossip.SyncQuiet (-1s) must not be negative"},
-		{node.Config{JetStreamProbe: -time.Second}, "JetStreamProbe (-1s) must not be negative"},
+		{node.Config{Objects: node.Objects{JetStreamProbe: -time.Second}}, "Objects.JetStreamProbe (-1s) must not be negative"},
 		{node.Config{Limits: node.Limits{MaxCommands: -1}}, "Limits.MaxCommands (-1) must not be negative"},
 		{node.Config{Limits: node.Limits{MaxNameLen: -1}}, "Limits.MaxNameLen (-1) must not be negative"},
 		{node.Config{Limits: node.Limits{MaxDepth: -1}}, "Limits.MaxDepth (-1) must not be negative"},
@@ -75,9 +75,12 @@ func TestConfigValidateRefuses(t *testing.T) {
 		{node.Config{Limits: node.Limits{MaxWaiting: -1}}, "Limits.MaxWaiting (-1) must not be negative"},
 		{node.Config{Limits: node.Limits{DefaultTimeout: -time.Second}}, "Limits.DefaultTimeout (-1s)"},
 		{node.Config{Limits: node.Limits{MaxTimeout: -time.Second}}, "Limits.MaxTimeout (-1s) must not be negative"},
-		{node.Config{Limits: node.Limits{InlineMax: -1}}, "Limits.InlineMax (-1) must not be negative"},
-		{node.Config{Limits: node.Limits{MaxObjectBytes: -1}}, "Limits.MaxObjectBytes (-1) must not be negative"},
-		{node.Config{Limits: node.Limits{ObjectCache: -1}}, "Limits.ObjectCache (-1) must not be negative"},
+		{node.Config{Objects: node.Objects{InlineMax: -1}}, "Objects.InlineMax (-1) must not be negative"},
+		{node.Config{Objects: node.Objects{MaxBytes: -1}}, "Objects.MaxBytes (-1) must not be negative"},
+		{node.Config{Objects: node.Objects{Cache: -1}}, "Objects.Cache (-1) must not be negative"},
+		{node.Config{Objects: node.Objects{MaxPendingDeletes: -1}}, "Objects.MaxPendingDeletes (-1) must not be negative"},
+		{node.Config{Objects: node.Objects{TTL: -time.Second}}, "Objects.TTL (-1s) must not be negative"},
+		{node.Config{Objects: node.Objects{ResultTTL: -time.Second}}, "Objects.ResultTTL (-1s) must not be negative"},
 
 		// Bounds sent on the wire stay protocol integers.
 		{node.Config{Limits: node.Limits{MaxInflight: math.MaxInt}}, "Limits.MaxInflight (9223372036854775807) must be at most 9007199254740991"},
@@ -102,8 +105,9 @@ func TestConfigValidateRefuses(t *testing.T) {
 			"Limits.MaxDepth (257) must be at most 256"},
 		{node.Config{Limits: node.Limits{MaxNameLen: node.MaxStepNameLen + 1}},
 			"Limits.MaxNameLen (768) must be at most 767"},
-		{node.Config{Limits: node.Limits{InlineMax: 2 << 20, MaxObjectBytes: 1 << 20}},
-			"Limits.InlineMax (2097152) must be at most Limits.MaxObjectBytes (1048576)"},
+		{node.Config{Objects: node.Objects{InlineMax: 2 << 20, MaxBytes: 1 << 20}},
+			"Objects.InlineMax (2097152) must be at most Objects.MaxBytes (1048576)"},
+		{node.Config{Objects: node.Objects{TTL: 500 * time.Millisecond}}, "Objects.TTL (500ms) must be at least 1s"},
 	} {
 		err := c.cfg.Validate()
 		require.ErrorIs(t, err, node.ErrInvalidConfig, c.want)

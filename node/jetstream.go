@@ -24,7 +24,7 @@ const (
 	// JetStreamAvailable: JetStream serves the connection's account.
 	JetStreamAvailable
 	// JetStreamAbsent: no JetStream for the connection's account (or no
-	// answer within Config.JetStreamProbe).
+	// answer within Config.Objects.JetStreamProbe).
 	JetStreamAbsent
 )
 
@@ -44,7 +44,7 @@ func (s JetStreamState) String() string {
 // begins, beside the start, which does not wait for it. A server without
 // JetStream answers "no responders" at once; a JetStream cluster that has
 // no meta leader yet does not answer, or says it is not available, and is
-// asked again until Config.JetStreamProbe has passed.
+// asked again until Config.Objects.JetStreamProbe has passed.
 const JetStreamProbeWait = 2 * time.Second
 
 // jetStreamRetry is the pause before asking a JetStream cluster that said
@@ -68,7 +68,7 @@ func (j *jetStream) ended() { j.once.Do(func() { close(j.known) }) }
 func (n *Node) JetStream() JetStreamState { return JetStreamState(n.js.state.Load()) }
 
 // JetStreamKnown is closed when the probe for JetStream has ended: within
-// Config.JetStreamProbe of Start, or when the node closes first (JetStream
+// Config.Objects.JetStreamProbe of Start, or when the node closes first (JetStream
 // then stays JetStreamUnknown, as it does for a node closed unstarted).
 func (n *Node) JetStreamKnown() <-chan struct{} { return n.js.known }
 
@@ -97,9 +97,9 @@ func (n *Node) probeJetStream() {
 }
 
 // askJetStream asks until JetStream answers, is found absent, or
-// Config.JetStreamProbe has passed while it stayed silent.
+// Config.Objects.JetStreamProbe has passed while it stayed silent.
 func (n *Node) askJetStream() (*jetstream.AccountInfo, error) {
-	window, cancel := context.WithTimeout(n.ctx, n.cfg.JetStreamProbe)
+	window, cancel := context.WithTimeout(n.ctx, n.cfg.Objects.JetStreamProbe)
 	defer cancel()
 	for {
 		ctx, cancelTry := context.WithTimeout(window, JetStreamProbeWait)

@@ -23,7 +23,7 @@ func startLogged(t *testing.T, dial *bus.ConnConfig, url string, id string, prob
 	t.Helper()
 	logs := &testwait.Buffer{}
 	cfg := testcluster.NodeConfig(t, id)
-	cfg.JetStreamProbe = probe
+	cfg.Objects.JetStreamProbe = probe
 	cfg.Hooks.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	opts := []testcluster.ConnOption{}
 	if dial != nil {
@@ -46,7 +46,7 @@ func known(t *testing.T, n *node.Node) time.Duration {
 	started := time.Now()
 	select {
 	case <-n.JetStreamKnown():
-	case <-time.After(node.DefaultConfig().JetStreamProbe + 5*time.Second):
+	case <-time.After(node.DefaultConfig().Objects.JetStreamProbe + 5*time.Second):
 		t.Fatal("the JetStream probe did not end within its bound")
 	}
 	return time.Since(started)
@@ -54,7 +54,7 @@ func known(t *testing.T, n *node.Node) time.Duration {
 
 // TestJetStreamProbe: a node finds out at start whether JetStream serves
 // its account, and logs it once: available on a server with JetStream;
-// absent at once without it; absent once Config.JetStreamProbe has passed
+// absent at once without it; absent once Config.Objects.JetStreamProbe has passed
 // while nothing answers (here the account may not publish to the
 // JetStream API), each ask bounded by JetStreamProbeWait. Start does not
 // wait for the probe.

@@ -25,7 +25,7 @@ func localityNodes(tb testing.TB) string {
 		cfg := testcluster.NodeConfig(tb, id, "at-"+id)
 		cfg.Gossip.DeadAfter = 5 * time.Second
 		cfg.NoLocality = id == "far"
-		cfg.Limits.ObjectCache = 128 << 20
+		cfg.Objects.Cache = 128 << 20
 		nodes = append(nodes, testcluster.Node(tb, s.ClientURL(), cfg, func(n *node.Node) { registerData(tb, n) }))
 	}
 	for _, planner := range nodes[2:] {

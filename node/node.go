@@ -82,7 +82,7 @@ type Stats struct {
 	CancelsRefused int64
 	// ObjectsDeleted counts the objects of requests planned here that the
 	// node deleted from the bucket; ObjectDeletesDropped the deletes it
-	// left to the bucket's max age, past Limits.MaxPendingDeletes.
+	// left to the bucket's max age, past Objects.MaxPendingDeletes.
 	ObjectsDeleted, ObjectDeletesDropped int64
 }
 
@@ -211,6 +211,10 @@ func (n *Node) SetAuthz(p *authz.Policy) { n.front.policy.Store(p) }
 
 // Limits returns the node's limits, defaults filled in.
 func (n *Node) Limits() Limits { return n.cfg.Limits }
+
+// Objects returns the node's settings for values passed by reference,
+// defaults filled in.
+func (n *Node) Objects() Objects { return n.cfg.Objects }
 
 // Cluster returns the cluster id.
 func (n *Node) Cluster() string { return n.cfg.Cluster }

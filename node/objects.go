@@ -32,9 +32,9 @@ import (
 // probeJetStream); until then a step that needs it waits for the probe.
 type objects struct {
 	node, prefix, cluster, bucket string
-	inlineMax                     int           // Limits.InlineMax
-	maxObj                        int64         // Limits.MaxObjectBytes
-	ttl, resultTTL                time.Duration // Limits.ObjectTTL, ResultTTL
+	inlineMax                     int           // Objects.InlineMax
+	maxObj                        int64         // Objects.MaxBytes
+	ttl, resultTTL                time.Duration // Objects.TTL, ResultTTL
 	maxPayload                    int           // the connection's
 	cache                         *objCache
 	log                           *slog.Logger
@@ -50,9 +50,9 @@ type bucketStore struct {
 }
 
 func newObjects(e *env) *objects {
-	l := e.cfg.Limits
+	c := e.cfg.Objects
 	return &objects{node: e.cfg.NodeID, prefix: e.cfg.Prefix, cluster: e.cfg.Cluster, bucket: bus.ObjectBucket(e.cfg.Prefix, e.cfg.Cluster),
-		inlineMax: l.InlineMax, maxObj: l.MaxObjectBytes, ttl: l.ObjectTTL, resultTTL: l.ResultTTL, maxPayload: int(e.nc.MaxPayload()), cache: newObjCache(l.ObjectCache),
+		inlineMax: c.InlineMax, maxObj: c.MaxBytes, ttl: c.TTL, resultTTL: c.ResultTTL, maxPayload: int(e.nc.MaxPayload()), cache: newObjCache(c.Cache),
 		log: e.log, known: closedChan}
 }
 

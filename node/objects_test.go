@@ -177,7 +177,7 @@ func objectsChain(t *testing.T, size int) {
 // payload, whatever the configuration says.
 func TestObjectsReferenceOnTheWire(t *testing.T) {
 	s := testcluster.Server(t, testcluster.WithJetStream(t.TempDir()))
-	jsNodes(t, []string{s.ClientURL()}, []string{"a"}, func(c *node.Config) { c.Limits.InlineMax = 900 << 10 })
+	jsNodes(t, []string{s.ClientURL()}, []string{"a"}, func(c *node.Config) { c.Objects.InlineMax = 900 << 10 })
 	nc := testcluster.Conn(t, s.ClientURL())
 
 	resp := rpcJSON(t, nc, `{"cmds": [{"name": "x", "fun": "make", "args": [524288, 1]},
@@ -351,7 +351,7 @@ func objRef(bucket, name string, size int, sha string) string {
 // the node keeps serving.
 func TestObjectsErrors(t *testing.T) {
 	s := testcluster.Server(t, testcluster.WithJetStream(t.TempDir()))
-	jsNodes(t, []string{s.ClientURL()}, []string{"a", "b"}, func(c *node.Config) { c.Limits.MaxObjectBytes = 4 << 20 })
+	jsNodes(t, []string{s.ClientURL()}, []string{"a", "b"}, func(c *node.Config) { c.Objects.MaxBytes = 4 << 20 })
 	nc := testcluster.Conn(t, s.ClientURL())
 
 	resp := rpcJSON(t, nc, `{"cmds": [{"name": "x", "fun": "make", "args": [1000000, 2], "locs": ["at-a"]}]}`)

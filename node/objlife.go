@@ -21,8 +21,8 @@ import (
 // as a reference (from its own steps, other nodes' and delegated runs).
 // When the request ends, after its reply, the objects that are not among
 // the results sent to the caller are deleted at once, and those that are
-// after Limits.ResultTTL. References a caller passed in are the caller's.
-// The bucket's max age (Limits.ObjectTTL) removes whatever is left behind.
+// after Objects.ResultTTL. References a caller passed in are the caller's.
+// The bucket's max age (Objects.TTL) removes whatever is left behind.
 
 // objSet collects the objects a request's steps stored.
 type objSet struct {
@@ -111,8 +111,8 @@ const (
 type deleter struct {
 	*env
 	objs *objects
-	ttl  time.Duration // Limits.ResultTTL
-	max  int           // Limits.MaxPendingDeletes
+	ttl  time.Duration // Objects.ResultTTL
+	max  int           // Objects.MaxPendingDeletes
 	wake chan struct{} // cap 1: the earliest due time may have changed
 	busy chan struct{} // cap 1: held while a batch of deletes runs
 
@@ -123,7 +123,7 @@ type deleter struct {
 }
 
 func newDeleter(e *env, o *objects) *deleter {
-	return &deleter{env: e, objs: o, ttl: e.cfg.Limits.ResultTTL, max: e.cfg.Limits.MaxPendingDeletes, wake: make(chan struct{}, 1),
+	return &deleter{env: e, objs: o, ttl: e.cfg.Objects.ResultTTL, max: e.cfg.Objects.MaxPendingDeletes, wake: make(chan struct{}, 1),
 		busy: make(chan struct{}, 1)}
 }
 

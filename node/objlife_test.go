@@ -155,7 +155,7 @@ func TestObjectsLifetimeIntermediatesGoAtOnce(t *testing.T) {
 // TestObjectsLifetimeResultTTL: a final result's object is deleted once
 // the result TTL has passed since the response.
 func TestObjectsLifetimeResultTTL(t *testing.T) {
-	url, _ := lifeNode(t, func(c *node.Config) { c.Limits.ResultTTL = 300 * time.Millisecond })
+	url, _ := lifeNode(t, func(c *node.Config) { c.Objects.ResultTTL = 300 * time.Millisecond })
 	nc := testcluster.Conn(t, url)
 	resp := rpcJSON(t, nc, chain("", ""))
 	require.Nil(t, resp["error"], "response %v", resp)
@@ -195,7 +195,7 @@ func TestObjectsLifetimeFailedChain(t *testing.T) {
 // chain's three intermediates, with room for two pending deletes, one
 // stays.
 func TestObjectsLifetimeDeleteBound(t *testing.T) {
-	url, n := lifeNode(t, func(c *node.Config) { c.Limits.MaxPendingDeletes = 2 })
+	url, n := lifeNode(t, func(c *node.Config) { c.Objects.MaxPendingDeletes = 2 })
 	nc := testcluster.Conn(t, url)
 	resp := rpcJSON(t, nc, chain(`, {"name": "z", "fun": "flip", "args": ["y"]}, {"name": "w", "fun": "length", "args": ["z"]}`, ""))
 	require.Nil(t, resp["error"], "response %v", resp)
@@ -224,10 +224,10 @@ func TestObjectsLifetimeCallerReferences(t *testing.T) {
 }
 
 // TestObjectsLifetimeObjectTTL: a node that creates the bucket gives it
-// Limits.ObjectTTL as its max age; a node with another ObjectTTL uses the
+// Objects.TTL as its max age; a node with another Objects.TTL uses the
 // bucket as it is, and says so once.
 func TestObjectsLifetimeObjectTTL(t *testing.T) {
-	url, n := lifeNode(t, func(c *node.Config) { c.Limits.ObjectTTL = 90 * time.Second })
+	url, n := lifeNode(t, func(c *node.Config) { c.Objects.TTL = 90 * time.Second })
 	<-n.JetStreamKnown()
 	js, err := jetstream.New(testcluster.Conn(t, url))
 	require.NoError(t, err)

@@ -912,12 +912,15 @@ func TestNodeFlagDefaults(t *testing.T) {
 		got, want := cfg.Limits, d.Limits
 		// Not flags: New takes their defaults.
 		got.MaxNameLen, got.MaxDepth, got.DefaultTimeout, got.MaxTimeout = want.MaxNameLen, want.MaxDepth, want.DefaultTimeout, want.MaxTimeout
-		got.MaxPendingDeletes = want.MaxPendingDeletes
 		// At its default the result bound is left to New, which keeps it
 		// under the planning bytes.
 		assert.Zero(t, got.MaxResultBytes, cmd)
 		got.MaxResultBytes = want.MaxResultBytes
 		assert.Equal(t, want, got, cmd)
+		gotObj, wantObj := cfg.Objects, d.Objects
+		// Not flags: New takes their defaults.
+		gotObj.MaxPendingDeletes, gotObj.JetStreamProbe = wantObj.MaxPendingDeletes, wantObj.JetStreamProbe
+		assert.Equal(t, wantObj, gotObj, cmd)
 		require.NoError(t, cfg.Validate(), cmd)
 	}
 	r := mpreg(t, opts{}, "server", "--help")
@@ -940,10 +943,10 @@ func TestNodeFlagsValidated(t *testing.T) {
 	assert.Contains(t, r.stderr, "Limits.MaxResultBytes (2147483648) must be at most Limits.MaxPlanningBytes (1073741824)")
 	r = mpreg(t, opts{}, "node", "--object-ttl", "500ms", "--servers", "nats://127.0.0.1:1")
 	assert.Equal(t, 2, r.code, r.stderr)
-	assert.Contains(t, r.stderr, "Limits.ObjectTTL (500ms) must be at least 1s")
+	assert.Contains(t, r.stderr, "Objects.TTL (500ms) must be at least 1s")
 	r = mpreg(t, opts{}, "node", "--result-ttl=-1s", "--servers", "nats://127.0.0.1:1")
 	assert.Equal(t, 2, r.code, r.stderr)
-	assert.Contains(t, r.stderr, "Limits.ResultTTL (-1s) must not be negative")
+	assert.Contains(t, r.stderr, "Objects.ResultTTL (-1s) must not be negative")
 }
 
 // --max-planning-bytes alone below the default --max-result-bytes is

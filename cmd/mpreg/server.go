@@ -35,6 +35,7 @@ type nodeFlags struct {
 	Demo         bool          `help:"Also offer the demo functions: add, upper, sleep, fail, whoami, panic, blob, sha256, length."`
 	DrainTimeout time.Duration `help:"On SIGINT/SIGTERM, how long to wait for work in flight." default:"30s"`
 	limitFlags
+	objectFlags
 	MetricsListen string `help:"Serve /metrics, /healthz and /readyz over HTTP on HOST:PORT (port 0 picks a free one; the address is logged)." placeholder:"HOST:PORT"`
 	Authz         string `help:"Policy file (JSON) of which caller may run which function in the requests this node plans (docs/SECURITY.md); read again on SIGHUP. Default: everyone may run everything." placeholder:"FILE"`
 	NoDelegate    bool   `help:"Run every step of the requests this node plans one by one, never sending a run of steps that only one other node can run there in one message."`
@@ -45,19 +46,25 @@ type nodeFlags struct {
 // limitFlags are a node's limits (node.Limits). Their defaults are
 // node.DefaultConfig's, through nodeVars.
 type limitFlags struct {
-	MaxInflight      int           `help:"Most steps that run on this node at once." default:"${max_inflight}"`
-	MaxQueue         int           `help:"Most steps that wait for a run slot; beyond it a step gets OVERLOADED." default:"${max_queue}"`
-	MaxCommands      int           `help:"Most commands one request may hold." default:"${max_commands}"`
-	MaxRequests      int           `help:"Most whole requests this node plans at once; beyond it a request gets OVERLOADED." default:"${max_requests}"`
-	MaxBytesInFlight byteSize      `help:"Most bytes of steps this node's planner has in flight to other nodes (requests and the replies expected); more steps wait." default:"${max_bytes_in_flight}"`
-	MaxPlanningBytes byteSize      `help:"Memory for the requests this node plans at once (decoded bodies, held results, steps waiting for a route); beyond it a request gets OVERLOADED." default:"${max_planning_bytes}"`
-	MaxResultBytes   byteSize      `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"${max_result_bytes}"`
-	MaxWaiting       int           `help:"Most steps of the requests this node plans that wait for a route (route_wait_ms) at once; beyond it a request gets OVERLOADED." default:"${max_waiting}"`
-	InlineMax        byteSize      `help:"Largest result that travels inline; a larger one goes into the cluster's JetStream object bucket and travels as a reference (at most half the NATS max payload; without JetStream values pass inline up to the max payload)." default:"${inline_max}"`
-	MaxObjectBytes   byteSize      `help:"Largest value passed by reference, stored or fetched; beyond it a step fails with PAYLOAD_TOO_LARGE." default:"${max_object_bytes}"`
-	ObjectCache      byteSize      `help:"Memory for the objects this node stored, so that a step run here on a value made here does not fetch it." default:"${object_cache}"`
-	ObjectTTL        time.Duration `help:"Max age of the objects of the cluster's bucket, when this node creates it (a bucket that exists keeps its own): a backstop for objects nobody deleted." default:"${object_ttl}"`
-	ResultTTL        time.Duration `help:"How long the objects of a request's results stay after its response, for the caller to read; the request's other objects are deleted when it ends." default:"${result_ttl}"`
+	MaxInflight      int      `help:"Most steps that run on this node at once." default:"${max_inflight}"`
+	MaxQueue         int      `help:"Most steps that wait for a run slot; beyond it a step gets OVERLOADED." default:"${max_queue}"`
+	MaxCommands      int      `help:"Most commands one request may hold." default:"${max_commands}"`
+	MaxRequests      int      `help:"Most whole requests this node plans at once; beyond it a request gets OVERLOADED." default:"${max_requests}"`
+	MaxBytesInFlight byteSize `help:"Most bytes of steps this node's planner has in flight to other nodes (requests and the replies expected); more steps wait." default:"${max_bytes_in_flight}"`
+	MaxPlanningBytes byteSize `help:"Memory for the requests this node plans at once (decoded bodies, held results, steps waiting for a route); beyond it a request gets OVERLOADED." default:"${max_planning_bytes}"`
+	MaxResultBytes   byteSize `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"${max_result_bytes}"`
+	MaxWaiting       int      `help:"Most steps of the requests this node plans that wait for a route (route_wait_ms) at once; beyond it a request gets OVERLOADED." default:"${max_waiting}"`
+}
+
+// objectFlags are a node's settings for values passed by reference
+// (node.Objects). Their defaults are node.DefaultConfig's, through
+// nodeVars.
+type objectFlags struct {
+	InlineMax      byteSize      `help:"Largest result that travels inline; a larger one goes into the cluster's JetStream object bucket and travels as a reference (at most half the NATS max payload; without JetStream values pass inline up to the max payload)." default:"${inline_max}"`
+	MaxObjectBytes byteSize      `help:"Largest value passed by reference, stored or fetched; beyond it a step fails with PAYLOAD_TOO_LARGE." default:"${max_object_bytes}"`
+	ObjectCache    byteSize      `help:"Memory for the objects this node stored, so that a step run here on a value made here does not fetch it." default:"${object_cache}"`
+	ObjectTTL      time.Duration `help:"Max age of the objects of the cluster's bucket, when this node creates it (a bucket that exists keeps its own): a backstop for objects nobody deleted." default:"${object_ttl}"`
+	ResultTTL      time.Duration `help:"How long the objects of a request's results stay after its response, for the caller to read; the request's other objects are deleted when it ends." default:"${result_ttl}"`
 }
 
 // nodeVars are the defaults of the node flags, shown in --help: node.DefaultConfig's.
@@ -73,11 +80,11 @@ func nodeVars() kong.Vars {
 		"max_planning_bytes":  formatByteSize(d.Limits.MaxPlanningBytes),
 		"max_result_bytes":    formatByteSize(d.Limits.MaxResultBytes),
 		"max_waiting":         strconv.Itoa(d.Limits.MaxWaiting),
-		"inline_max":          formatByteSize(int64(d.Limits.InlineMax)),
-		"max_object_bytes":    formatByteSize(d.Limits.MaxObjectBytes),
-		"object_cache":        formatByteSize(d.Limits.ObjectCache),
-		"object_ttl":          shortDuration(d.Limits.ObjectTTL),
-		"result_ttl":          shortDuration(d.Limits.ResultTTL),
+		"inline_max":          formatByteSize(int64(d.Objects.InlineMax)),
+		"max_object_bytes":    formatByteSize(d.Objects.MaxBytes),
+		"object_cache":        formatByteSize(d.Objects.Cache),
+		"object_ttl":          shortDuration(d.Objects.TTL),
+		"result_ttl":          shortDuration(d.Objects.ResultTTL),
 	}
 }
 
@@ -99,12 +106,17 @@ func shortDuration(d time.Duration) string {
 func (f *limitFlags) limits() node.Limits {
 	l := node.Limits{MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxCommands: f.MaxCommands, MaxRequests: f.MaxRequests,
 		MaxBytesInFlight: int64(f.MaxBytesInFlight), MaxPlanningBytes: int64(f.MaxPlanningBytes), MaxResultBytes: int64(f.MaxResultBytes),
-		MaxWaiting: f.MaxWaiting, InlineMax: int(f.InlineMax), MaxObjectBytes: int64(f.MaxObjectBytes), ObjectCache: int64(f.ObjectCache),
-		ObjectTTL: f.ObjectTTL, ResultTTL: f.ResultTTL}
+		MaxWaiting: f.MaxWaiting}
 	if l.MaxResultBytes == node.DefaultConfig().Limits.MaxResultBytes {
 		l.MaxResultBytes = 0
 	}
 	return l
+}
+
+// objects returns the node.Objects the flags describe.
+func (f *objectFlags) objects() node.Objects {
+	return node.Objects{InlineMax: int(f.InlineMax), MaxBytes: int64(f.MaxObjectBytes), Cache: int64(f.ObjectCache),
+		TTL: f.ObjectTTL, ResultTTL: f.ResultTTL}
 }
 
 // Validate checks the ids and the NATS authentication flags.
@@ -122,7 +134,7 @@ func (f *nodeFlags) config(log *slog.Logger) (node.Config, error) {
 		}
 	}
 	cfg := node.Config{Authz: policy, Cluster: f.Cluster, NodeID: f.NodeID, Name: f.Name, Locs: f.Locs,
-		Limits: f.limits(), NoDelegate: f.NoDelegate, NoLocality: f.NoLocality, Hooks: node.Hooks{Logger: log}}
+		Limits: f.limits(), Objects: f.objects(), NoDelegate: f.NoDelegate, NoLocality: f.NoLocality, Hooks: node.Hooks{Logger: log}}
 	return cfg, cfg.Validate() // before any server starts or connection is made
 }
 

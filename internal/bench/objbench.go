@@ -57,7 +57,7 @@ func (r *rig) registerObjects(n *node.Node) error {
 		if size != len(r.objData) {
 			return nil, fmt.Errorf("the bench value is %d bytes, not %d", len(r.objData), size)
 		}
-		return r.objData, nil // never changed, as node.ObjectCache asks
+		return r.objData, nil // never changed, as node.Objects.Cache asks
 	}
 	if err := n.Register(ObjValue, value, node.Idempotent()); err != nil {
 		return fmt.Errorf("bench: register %s: %w", ObjValue, err)

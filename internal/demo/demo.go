@@ -33,7 +33,7 @@ var Funcs = []string{"add", "upper", "sleep", "fail", "whoami", "panic", "blob",
 //   - panic(message): panics with message; the node answers FUNCTION_PANIC
 //     and keeps serving.
 //   - blob(size, seed=0): size bytes where byte i is (i*31 + seed) mod
-//     251; size is 0 to the node's MaxObjectBytes, else INVALID_ARGUMENT.
+//     251; size is 0 to the node's Objects.MaxBytes, else INVALID_ARGUMENT.
 //   - sha256(data): the lower-case hex SHA-256 of binary data, or of a
 //     string's UTF-8 bytes.
 //   - length(data): the number of bytes of binary data, or of a string's
@@ -61,7 +61,7 @@ func Register(n *node.Node) error {
 		{"fail", func(message string) error { return errors.New(message) }, []string{"message"}, nil, false},
 		{"whoami", func() string { return id }, nil, nil, true},
 		{"panic", func(message string) any { panic(message) }, []string{"message"}, nil, false},
-		{"blob", blobFunc(n.Limits().MaxObjectBytes), []string{"size", "seed"}, nil, true},
+		{"blob", blobFunc(n.Objects().MaxBytes), []string{"size", "seed"}, nil, true},
 		{"sha256", sha256Hex, []string{"data"}, nil, true},
 		{"length", length, []string{"data"}, nil, true},
 	}
