@@ -58,9 +58,12 @@ race:
 
 ## load: the load tests (TestLoad*) and the allocation budget
 ## (TestAllocBudget), without the race detector, which slows senders so much
-## that overload never happens under it and changes what allocates.
+## that overload never happens under it and changes what allocates. One
+## package at a time (-p 1): each loads the machine on purpose (hundreds of
+## MiB through JetStream, floods of big replies), and one must not starve
+## another's nodes.
 load:
-	$(GO) test -count=1 -timeout 10m -run '^(TestLoad|TestAllocBudget)' ./...
+	$(GO) test -count=1 -p 1 -timeout 10m -run '^(TestLoad|TestAllocBudget)' ./...
 
 fuzz:
 	FUZZTIME=$(FUZZTIME) ./scripts/fuzz.sh
