@@ -19,6 +19,7 @@
 package client
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -87,9 +88,9 @@ type Config struct {
 	// DeadAfter, or a new process answers under its id, the request ends
 	// with NODE_UNAVAILABLE instead of a TIMEOUT at its budget. Default 1 s.
 	PlannerCheck time.Duration
-	// MaxBytesInFlight bounds the bytes of the direct calls in flight
-	// (requests and the replies expected to them, see mesh.Flow); more
-	// calls wait. Default 64 MiB.
+	// MaxBytesInFlight bounds the bytes of the calls and requests in
+	// flight (requests and the replies expected to them, see mesh.Flow);
+	// more wait. Default DefaultMaxBytesInFlight.
 	MaxBytesInFlight int64
 	// Logger. Default: discard.
 	Logger *slog.Logger
@@ -123,6 +124,11 @@ type ObjectsConfig struct {
 	KeepRefs bool
 }
 
+// DefaultMaxBytesInFlight is Config.MaxBytesInFlight's default: half of a
+// NATS server's default max_pending, the bytes it holds for one connection
+// before it drops it as a slow consumer.
+const DefaultMaxBytesInFlight = 32 << 20
+
 // Client calls an MPREG cluster. It is safe for concurrent use.
 type Client struct {
 	cfg      Config
@@ -133,6 +139,7 @@ type Client struct {
 	follower *mesh.Follower
 	runner   *planner.Runner
 	req      *mesh.Requester
+	flow     *mesh.Flow // direct calls' and requests' bytes in flight
 	watch    *plannerWatch
 	objs     *objects
 	closed   atomic.Bool
@@ -195,6 +202,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c.req = req
+	c.flow = mesh.NewFlow(cmp.Or(cfg.MaxBytesInFlight, DefaultMaxBytesInFlight))
 	c.objs = newObjects(c)
 	c.table = membership.New(membership.Config{DeadAfter: cfg.DeadAfter, ForgetAfter: 10 * cfg.DeadAfter})
 	var watchTable *membership.Table // a following client watches planners in its view
@@ -210,7 +218,7 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 	c.runner = &planner.Runner{
 		Router: planner.RouterFunc(c.route),
 		Executor: &mesh.Execer{Conn: c.nc, Subjects: c.subj, Cluster: cfg.Cluster, Table: c.table, Logger: cfg.Logger,
-			Requester: c.req, Flow: mesh.NewFlow(cfg.MaxBytesInFlight)},
+			Requester: c.req, Flow: c.flow},
 		Logger: cfg.Logger,
 	}
 	if !cfg.NoFollow {
@@ -819,10 +827,24 @@ func (c *Client) rpc(ctx context.Context, msg *nats.Msg, req *schema.Request, on
 	var m *nats.Msg
 	var parts []*nats.Msg
 	var err error
-	if req.SplitResults {
-		m, parts, err = c.req.RequestStreamParts(ctx, msg, events, onMsg, maxPartBytes)
-	} else {
-		m, err = c.req.RequestStream(ctx, msg, events, onMsg)
+	// The reply's expected size waits its turn, as a direct call's does:
+	// many big replies at once would pass what the NATS server holds for
+	// one connection.
+	key := ""
+	if len(req.Cmds) == 1 {
+		key = req.Cmds[0].Fun
+	}
+	var held int64
+	if held, err = c.flow.Reserve(ctx, key, len(msg.Data), c.nc.MaxPayload()); err == nil {
+		if req.SplitResults {
+			m, parts, err = c.req.RequestStreamParts(ctx, msg, events, onMsg, maxPartBytes)
+		} else {
+			m, err = c.req.RequestStream(ctx, msg, events, onMsg)
+		}
+		c.flow.Release(held)
+		if err == nil {
+			c.flow.Observe(key, len(m.Data))
+		}
 	}
 	if err != nil {
 		var lost *plannerLost

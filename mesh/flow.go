@@ -22,10 +22,13 @@ const DefaultWindow = 64 << 20
 // to have, and waits (until its context ends) while the window is full. A
 // reply is expected to be at most twice the largest of the last replies
 // of the same function; a function not yet seen is expected to reply with
-// a quarter of the max payload. Requests are thus bounded exactly and
-// replies as well as their functions' recent past tells: a burst of first
-// replies larger than expected is still received in full (see Requester),
-// and the planner's memory for results is bounded by the request limits.
+// the max payload, so that a burst of first calls of a function whose
+// replies are big stays within the window too: past a NATS server's
+// max_pending (64 MiB by default) of messages waiting for one connection,
+// the server drops that connection as a slow consumer, and every reply
+// waiting with it. Requests are thus bounded exactly and replies as well
+// as their functions' recent past tells, and the planner's memory for
+// results is bounded by the request limits.
 type Flow struct {
 	window int64
 	sem    *semaphore.Weighted
@@ -65,7 +68,7 @@ func (f *Flow) expect(fun string, maxPayload int64) int64 {
 	}
 	f.mu.Unlock()
 	if biggest < 0 {
-		return maxPayload / 4
+		return maxPayload
 	}
 	return min(max(2*biggest, minReserve), maxPayload)
 }

@@ -140,15 +140,15 @@ func TestRequesterParts(t *testing.T) {
 }
 
 func TestFlow(t *testing.T) {
+	const maxPayload = 256 << 10
 	f := mesh.NewFlow(1 << 20)
-	const maxPayload = 1 << 20
-	// A function not seen yet expects a quarter of the max payload: three
-	// fit the window with their requests, the fourth waits.
+	// A function not seen yet expects the max payload: three fit the
+	// window with their requests, the fourth waits.
 	var held []int64
 	for range 3 {
 		n, err := f.Reserve(testwait.Ctx(t), "big", 1000, maxPayload)
 		require.NoError(t, err)
-		require.Equal(t, int64(1000+maxPayload/4), n)
+		require.Equal(t, int64(1000+maxPayload), n)
 		held = append(held, n)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
@@ -170,10 +170,15 @@ func TestFlow(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(10+4<<10), n)
 	f.Release(n)
+	f.Observe("small", 100_000)
+	n, err = f.Reserve(testwait.Ctx(t), "small", 10, maxPayload)
+	require.NoError(t, err)
+	require.Equal(t, int64(10+200_000), n)
+	f.Release(n)
 	f.Observe("small", 300_000)
 	n, err = f.Reserve(testwait.Ctx(t), "small", 10, maxPayload)
 	require.NoError(t, err)
-	require.Equal(t, int64(10+600_000), n)
+	require.Equal(t, int64(10+maxPayload), n, "never more than the max payload")
 	f.Release(n)
 	n, err = f.Reserve(testwait.Ctx(t), "huge", 5<<20, maxPayload)
 	require.NoError(t, err, "a step larger than the window takes the whole window, not forever")
