@@ -133,15 +133,7 @@ var commandFields = []field[Command]{
 
 // ReadExecRequest reads an exec request (docs/PROTOCOL.md §6) from r.
 func ReadExecRequest(r Reader) (*ExecRequest, error) {
-	x := &ExecRequest{}
-	_, err := readStruct(r, x, "exec", "", execFields)
-	if e := r.Err(); e != nil {
-		return nil, e
-	}
-	if err != nil {
-		return nil, err
-	}
-	return x, nil
+	return readTop(r, "exec", execFields)
 }
 
 var execFields = []field[ExecRequest]{
@@ -299,15 +291,7 @@ var errorFields = []field[Error]{
 
 // ReadResponse reads an RPC response (docs/PROTOCOL.md §5) from r.
 func ReadResponse(r Reader) (*Response, error) {
-	x := &Response{}
-	_, err := readStruct(r, x, "response", "", responseFields)
-	if e := r.Err(); e != nil {
-		return nil, e
-	}
-	if err != nil {
-		return nil, err
-	}
-	return x, nil
+	return readTop(r, "response", responseFields)
 }
 
 var responseFields = []field[Response]{
