@@ -1,5 +1,10 @@
 package objref
 
+import (
+	"maps"
+	"slices"
+)
+
 // Resolver returns the value a reference stands for.
 type Resolver func(Ref) (any, error)
 
@@ -16,62 +21,83 @@ func Escape(v any) any {
 func escape(v any) (any, bool) {
 	switch t := v.(type) {
 	case map[string]any:
-		m, changed := escapeValues(t)
+		m, changed, _ := walkValues(t, walker{})
 		if _, sp := special(m); sp {
 			return map[string]any{KeyLit: m}, true
 		}
 		return m, changed
 	case []any:
-		if l, changed := escapeList(t); changed {
+		if l, changed, _ := walkList(t, walker{}); changed {
 			return l, true
 		}
 	}
 	return v, false // as it came: no new interface value
 }
 
-func escapeList(l []any) ([]any, bool) {
+// walker is one walk's step over a value: Escape's (unescape false), or
+// Unescape's with resolve.
+type walker struct {
+	unescape bool
+	resolve  Resolver
+}
+
+func (w walker) value(v any) (any, bool, error) {
+	if w.unescape {
+		return unescape(v, w.resolve)
+	}
+	x, changed := escape(v)
+	return x, changed, nil
+}
+
+// walkList returns l with w applied to each map or list in it, copied
+// only when one changed.
+func walkList(l []any, w walker) ([]any, bool, error) {
 	var out []any
 	for i, e := range l {
 		if !walked(e) {
 			continue
 		}
-		x, changed := escape(e)
+		x, changed, err := w.value(e)
+		if err != nil {
+			return nil, false, err
+		}
 		if !changed {
 			continue
 		}
 		if out == nil {
-			out = append([]any(nil), l...)
+			out = slices.Clone(l)
 		}
 		out[i] = x
 	}
 	if out == nil {
-		return l, false
+		return l, false, nil
 	}
-	return out, true
+	return out, true, nil
 }
 
-func escapeValues(m map[string]any) (map[string]any, bool) {
+// walkValues is walkList over m's values.
+func walkValues(m map[string]any, w walker) (map[string]any, bool, error) {
 	var out map[string]any
 	for k, e := range m {
 		if !walked(e) {
 			continue
 		}
-		x, changed := escape(e)
+		x, changed, err := w.value(e)
+		if err != nil {
+			return nil, false, err
+		}
 		if !changed {
 			continue
 		}
 		if out == nil {
-			out = make(map[string]any, len(m))
-			for k2, e2 := range m {
-				out[k2] = e2
-			}
+			out = maps.Clone(m)
 		}
 		out[k] = x
 	}
 	if out == nil {
-		return m, false
+		return m, false, nil
 	}
-	return out, true
+	return out, true, nil
 }
 
 // walked says whether v is a map or a list, the only values a walk looks
@@ -98,14 +124,14 @@ func Unescape(v any, resolve Resolver) (any, error) {
 
 // UnescapeList is Unescape of each element of l.
 func UnescapeList(l []any, resolve Resolver) ([]any, error) {
-	out, _, err := unescapeList(l, resolve)
+	out, _, err := walkList(l, walker{true, resolve})
 	return out, err
 }
 
 // UnescapeValues is Unescape of each value of m; m itself is not read as
 // a reference or an escape (it is a function's keyword arguments, say).
 func UnescapeValues(m map[string]any, resolve Resolver) (map[string]any, error) {
-	out, _, err := unescapeValues(m, resolve)
+	out, _, err := walkValues(m, walker{true, resolve})
 	return out, err
 }
 
@@ -115,10 +141,10 @@ func unescape(v any, resolve Resolver) (any, bool, error) {
 		k, sp := special(t)
 		switch {
 		case !sp:
-			return unescapeValues(t, resolve)
+			return walkValues(t, walker{true, resolve})
 		case k == KeyLit:
 			if inner, ok := t[KeyLit].(map[string]any); ok {
-				out, _, err := unescapeValues(inner, resolve)
+				out, _, err := walkValues(inner, walker{true, resolve})
 				return out, true, err
 			}
 			out, _, err := unescape(t[KeyLit], resolve)
@@ -133,63 +159,12 @@ func unescape(v any, resolve Resolver) (any, bool, error) {
 		x, err := resolve(r)
 		return x, true, err
 	case []any:
-		l, changed, err := unescapeList(t, resolve)
+		l, changed, err := walkList(t, walker{true, resolve})
 		if changed || err != nil {
 			return l, changed, err
 		}
 	}
 	return v, false, nil
-}
-
-func unescapeList(l []any, resolve Resolver) ([]any, bool, error) {
-	var out []any
-	for i, e := range l {
-		if !walked(e) {
-			continue
-		}
-		x, changed, err := unescape(e, resolve)
-		if err != nil {
-			return nil, false, err
-		}
-		if !changed {
-			continue
-		}
-		if out == nil {
-			out = append([]any(nil), l...)
-		}
-		out[i] = x
-	}
-	if out == nil {
-		return l, false, nil
-	}
-	return out, true, nil
-}
-
-func unescapeValues(m map[string]any, resolve Resolver) (map[string]any, bool, error) {
-	var out map[string]any
-	for k, e := range m {
-		if !walked(e) {
-			continue
-		}
-		x, changed, err := unescape(e, resolve)
-		if err != nil {
-			return nil, false, err
-		}
-		if !changed {
-			continue
-		}
-		if out == nil {
-			out = make(map[string]any, len(m))
-			for k2, e2 := range m {
-				out[k2] = e2
-			}
-		}
-		out[k] = x
-	}
-	if out == nil {
-		return m, false, nil
-	}
-	return out, true, nil
 }
 
 // Mentions says whether a map whose only key is $obj or $lit is among l's
