@@ -90,14 +90,23 @@ func Server(t testing.TB, opts ...ServerOption) *bus.Server {
 // routes.
 func Cluster(t testing.TB, n int) []*bus.Server {
 	t.Helper()
-	var out []*bus.Server
-	for i := 0; i < n; i++ {
+	return routed(t, n, func(i int, out []*bus.Server) bus.ServerConfig {
 		cfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1,
 			Cluster: bus.ClusterConfig{Name: "test", Host: "127.0.0.1", Port: -1}}
 		if i > 0 {
 			cfg.Cluster.Routes = []string{out[0].ClusterURL()}
 		}
-		s, err := bus.StartServer(cfg)
+		return cfg
+	})
+}
+
+// routed starts n nats-servers, the i-th with config(i, the ones started
+// before it), and waits until each has a route to every other.
+func routed(t testing.TB, n int, config func(i int, out []*bus.Server) bus.ServerConfig) []*bus.Server {
+	t.Helper()
+	var out []*bus.Server
+	for i := range n {
+		s, err := bus.StartServer(config(i, out))
 		if err != nil {
 			t.Fatalf("start nats-server %d: %v", i, err)
 		}
@@ -127,26 +136,11 @@ func JetStreamCluster(t testing.TB, n int) []*bus.Server {
 		ports[i] = FreePort(t)
 		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[i])
 	}
-	var out []*bus.Server
-	for i := range n {
-		s, err := bus.StartServer(bus.ServerConfig{Host: "127.0.0.1", Port: -1,
+	return routed(t, n, func(i int, _ []*bus.Server) bus.ServerConfig {
+		return bus.ServerConfig{Host: "127.0.0.1", Port: -1,
 			Cluster:   bus.ClusterConfig{Name: "test-js", Host: "127.0.0.1", Port: ports[i], Routes: routes},
-			JetStream: bus.JetStreamConfig{Enabled: true, StoreDir: t.TempDir()}})
-		if err != nil {
-			t.Fatalf("start nats-server %d: %v", i, err)
-		}
-		t.Cleanup(s.Shutdown)
-		out = append(out, s)
-	}
-	WaitFor(t, "routes between servers", func() error {
-		for i, s := range out {
-			if s.NumRoutes() < n-1 {
-				return fmt.Errorf("server %d has %d routes", i, s.NumRoutes())
-			}
-		}
-		return nil
+			JetStream: bus.JetStreamConfig{Enabled: true, StoreDir: t.TempDir()}}
 	})
-	return out
 }
 
 // ConnOption adjusts the configuration of a test connection.
