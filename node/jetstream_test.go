@@ -74,14 +74,7 @@ func TestJetStreamProbe(t *testing.T) {
 	require.Equal(t, 1, strings.Count(logs.String(), `"msg":"JetStream absent`), logs.String())
 	require.Contains(t, logs.String(), `"reason":"bus: JetStream not available`)
 
-	conf := filepath.Join(t.TempDir(), "nats.conf")
-	require.NoError(t, os.WriteFile(conf, []byte(`authorization { users = [
-  { user: n, password: p, permissions: { publish: { deny: ["$JS.API.>"] } } }
-] }
-`), 0o600))
-	silent, err := bus.StartServer(bus.ServerConfig{ConfigFile: conf, Host: "127.0.0.1", Port: -1})
-	require.NoError(t, err)
-	t.Cleanup(silent.Shutdown)
+	silent := silentJetStream(t)
 	n, logs, startTook := startLogged(t, &bus.ConnConfig{Servers: []string{silent.ClientURL()}, Auth: bus.Auth{User: "n", Password: "p"}},
 		silent.ClientURL(), "js-silent", 2500*time.Millisecond)
 	require.Equal(t, node.JetStreamUnknown, n.JetStream(), "Start returned before the probe's bound (Start took %s)", startTook)
@@ -107,14 +100,7 @@ func TestJetStreamProbeCluster(t *testing.T) {
 // TestJetStreamProbeClose: closing a node ends its probe at once, and a
 // node closed before it started has its probe ended too.
 func TestJetStreamProbeClose(t *testing.T) {
-	conf := filepath.Join(t.TempDir(), "nats.conf")
-	require.NoError(t, os.WriteFile(conf, []byte(`authorization { users = [
-  { user: n, password: p, permissions: { publish: { deny: ["$JS.API.>"] } } }
-] }
-`), 0o600))
-	silent, err := bus.StartServer(bus.ServerConfig{ConfigFile: conf, Host: "127.0.0.1", Port: -1})
-	require.NoError(t, err)
-	t.Cleanup(silent.Shutdown)
+	silent := silentJetStream(t)
 	n, _, _ := startLogged(t, &bus.ConnConfig{Servers: []string{silent.ClientURL()}, Auth: bus.Auth{User: "n", Password: "p"}},
 		silent.ClientURL(), "js-close", 0)
 	closed := time.Now()
@@ -129,4 +115,19 @@ func TestJetStreamProbeClose(t *testing.T) {
 	require.NoError(t, err)
 	unstarted.Close()
 	known(t, unstarted)
+}
+
+// silentJetStream starts a server whose user n (password p) may not
+// publish to the JetStream API: a probe of it gets no answer at all.
+func silentJetStream(t *testing.T) *bus.Server {
+	t.Helper()
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	require.NoError(t, os.WriteFile(conf, []byte(`authorization { users = [
+  { user: n, password: p, permissions: { publish: { deny: ["$JS.API.>"] } } }
+] }
+`), 0o600))
+	silent, err := bus.StartServer(bus.ServerConfig{ConfigFile: conf, Host: "127.0.0.1", Port: -1})
+	require.NoError(t, err)
+	t.Cleanup(silent.Shutdown)
+	return silent
 }
