@@ -6,14 +6,12 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
-	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
@@ -22,39 +20,6 @@ import (
 	"github.com/mpreg/mpreg/internal/testwait"
 	"github.com/mpreg/mpreg/node"
 )
-
-// writeCounter dials TCP (or in-process) connections that count their
-// writes: on TCP, the syscalls nats.go's flusher makes.
-type writeCounter struct {
-	writes atomic.Int64
-	srv    *server.Server // for InProcessConn
-}
-
-func (w *writeCounter) Dial(network, address string) (net.Conn, error) {
-	c, err := net.Dial(network, address)
-	if err != nil {
-		return nil, err
-	}
-	return countedConn{Conn: c, writes: &w.writes}, nil
-}
-
-func (w *writeCounter) InProcessConn() (net.Conn, error) {
-	c, err := w.srv.InProcessConn()
-	if err != nil {
-		return nil, err
-	}
-	return countedConn{Conn: c, writes: &w.writes}, nil
-}
-
-type countedConn struct {
-	net.Conn
-	writes *atomic.Int64
-}
-
-func (c countedConn) Write(p []byte) (int, error) {
-	c.writes.Add(1)
-	return c.Conn.Write(p)
-}
 
 // TestRepliesShareWrites: 64 requesters, each sending its next request
 // as soon as the last is answered, keep a node busy. Each worker has its
@@ -72,7 +37,7 @@ func TestRepliesShareWrites(t *testing.T) {
 	procs := runtime.GOMAXPROCS(2)
 	t.Cleanup(func() { runtime.GOMAXPROCS(procs) })
 	s := testcluster.Server(t)
-	var counter writeCounter
+	var counter testcluster.WriteCounter
 	nc := testcluster.Conn(t, s.ClientURL(), testcluster.WithConnConfig(bus.ConnConfig{
 		Servers: []string{s.ClientURL()}, Logger: testcluster.LevelLogger(t, slog.LevelWarn),
 		Options: []nats.Option{nats.SetCustomDialer(&counter)},
@@ -80,7 +45,7 @@ func TestRepliesShareWrites(t *testing.T) {
 	w := testcluster.StartNode(t, nc, testcluster.NodeConfig(t, "w"), registerStd)
 	requester := testcluster.Conn(t, s.ClientURL())
 	ctx := testwait.Ctx(t)
-	writes, sent := counter.writes.Load(), nc.Stats().OutMsgs
+	writes, sent := counter.Writes.Load(), nc.Stats().OutMsgs
 	errs := make(chan error, requesters)
 	for g := range requesters {
 		go func() {
@@ -103,7 +68,7 @@ func TestRepliesShareWrites(t *testing.T) {
 	}
 	// The node's own messages (heartbeats) go out meanwhile too: the
 	// writes are counted against every message it published.
-	writes, sent = counter.writes.Load()-writes, nc.Stats().OutMsgs-sent
+	writes, sent = counter.Writes.Load()-writes, nc.Stats().OutMsgs-sent
 	require.GreaterOrEqual(t, sent, uint64(requesters*each), "the node published every reply")
 	t.Logf("%d messages in %d writes", sent, writes)
 	require.LessOrEqual(t, writes, int64(sent/4), "%d messages published in %d writes: the replies did not share writes", sent, writes)
@@ -121,11 +86,11 @@ func BenchmarkReplyBatch(b *testing.B) {
 	requester := testcluster.Conn(b, s.ClientURL())
 	for _, inProcess := range []bool{false, true} {
 		name, id := "tcp", "wt"
-		counter := &writeCounter{}
+		counter := &testcluster.WriteCounter{}
 		opt := nats.SetCustomDialer(counter)
 		if inProcess {
 			name, id = "in-process", "wi"
-			counter.srv = s.NATS()
+			counter.Srv = s.NATS()
 			opt = nats.InProcessServer(counter)
 		}
 		nc := testcluster.Conn(b, s.ClientURL(), testcluster.WithConnConfig(bus.ConnConfig{
@@ -140,7 +105,7 @@ func BenchmarkReplyBatch(b *testing.B) {
 	}
 }
 
-func benchReplyBatch(b *testing.B, requester *nats.Conn, msg *nats.Msg, counter *writeCounter) {
+func benchReplyBatch(b *testing.B, requester *nats.Conn, msg *nats.Msg, counter *testcluster.WriteCounter) {
 	defer node.SetReplyBatch(true)
 	const round, requesters = 1000, 64
 	var took [2]time.Duration // batched, one by one
@@ -150,7 +115,7 @@ func benchReplyBatch(b *testing.B, requester *nats.Conn, msg *nats.Msg, counter 
 			node.SetReplyBatch(batched)
 			left := atomic.Int64{}
 			left.Store(int64(min(round, b.N-done)))
-			t0, w0 := time.Now(), counter.writes.Load()
+			t0, w0 := time.Now(), counter.Writes.Load()
 			var wg sync.WaitGroup
 			for range requesters {
 				wg.Go(func() {
@@ -164,7 +129,7 @@ func benchReplyBatch(b *testing.B, requester *nats.Conn, msg *nats.Msg, counter 
 			}
 			wg.Wait()
 			took[v] += time.Since(t0)
-			writes[v] += counter.writes.Load() - w0
+			writes[v] += counter.Writes.Load() - w0
 		}
 	}
 	n := float64(b.N)

@@ -3,52 +3,16 @@ package bench
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"runtime"
-	"sync/atomic"
 	"testing"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/mpreg/mpreg/bus"
 	"github.com/mpreg/mpreg/codec"
+	"github.com/mpreg/mpreg/internal/testcluster"
 	"github.com/mpreg/mpreg/node"
 )
-
-// writeCount counts the writes to the connections it dials: on TCP, the
-// write syscalls nats.go's flusher makes; in process, the writes to the
-// pipe the server reads.
-type writeCount struct {
-	writes atomic.Int64
-	srv    *server.Server // for InProcessConn
-}
-
-func (w *writeCount) Dial(network, address string) (net.Conn, error) {
-	c, err := (&net.Dialer{Timeout: setupTimeout}).Dial(network, address)
-	if err != nil {
-		return nil, err
-	}
-	return countedConn{Conn: c, writes: &w.writes}, nil
-}
-
-func (w *writeCount) InProcessConn() (net.Conn, error) {
-	c, err := w.srv.InProcessConn()
-	if err != nil {
-		return nil, err
-	}
-	return countedConn{Conn: c, writes: &w.writes}, nil
-}
-
-type countedConn struct {
-	net.Conn
-	writes *atomic.Int64
-}
-
-func (c countedConn) Write(p []byte) (int, error) {
-	c.writes.Add(1)
-	return c.Conn.Write(p)
-}
 
 // BenchmarkReplyWrites runs raw-nats, rpc-json and their TCP variants
 // from 64 goroutines, as BenchmarkParallel does, on responders whose
@@ -69,9 +33,9 @@ func BenchmarkReplyWrites(b *testing.B) {
 		b.Cleanup(cancel)
 		return ctx
 	}
-	dial := func(name string, w *writeCount) *nats.Conn {
+	dial := func(name string, w *testcluster.WriteCounter) *nats.Conn {
 		o := nats.SetCustomDialer(w)
-		if w.srv != nil {
+		if w.Srv != nil {
 			o = nats.InProcessServer(w)
 		}
 		nc, err := bus.Connect(setup(), bus.ConnConfig{Servers: []string{srv.ClientURL()}, Name: name,
@@ -83,7 +47,7 @@ func BenchmarkReplyWrites(b *testing.B) {
 		return nc
 	}
 	payload := []byte("0123456789abcdef")
-	requester := dial("requester", &writeCount{})
+	requester := dial("requester", &testcluster.WriteCounter{})
 	for _, s := range []struct {
 		name      string
 		inProcess bool
@@ -94,9 +58,9 @@ func BenchmarkReplyWrites(b *testing.B) {
 		{ScenarioRawTCP, false, false, false}, {ScenarioRPCJSONTCP, false, true, false},
 		{ScenarioRawTCP + "-goroutine", false, false, true},
 	} {
-		w := &writeCount{}
+		w := &testcluster.WriteCounter{}
 		if s.inProcess {
-			w.srv = srv.NATS()
+			w.Srv = srv.NATS()
 		}
 		nc := dial(s.name, w)
 		msg := &nats.Msg{Subject: "bench.writes." + s.name, Data: payload}
@@ -127,7 +91,7 @@ func BenchmarkReplyWrites(b *testing.B) {
 		}
 		b.Run(s.name, func(b *testing.B) {
 			b.SetParallelism(max(1, DefaultConfig().Concurrency/runtime.GOMAXPROCS(0)))
-			w0 := w.writes.Load()
+			w0 := w.Writes.Load()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
@@ -138,7 +102,7 @@ func BenchmarkReplyWrites(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			b.ReportMetric(float64(w.writes.Load()-w0)/float64(b.N), "writes/op")
+			b.ReportMetric(float64(w.Writes.Load()-w0)/float64(b.N), "writes/op")
 		})
 	}
 }
