@@ -125,6 +125,15 @@ func (s Subjects) ExtRPC() string { return s.extRPC }
 // NATS accounts, stamped as ExtRPC is.
 func (s Subjects) ExtCancel() string { return s.base + ".ext.cancel" }
 
+// Status is P.<cluster>.status: where a durable request is (a
+// schema.StatusRequest, answered with a schema.Status), served by the
+// queue group.
+func (s Subjects) Status() string { return s.base + ".status" }
+
+// ExtStatus is P.<cluster>.ext.status: Status for callers in other NATS
+// accounts, stamped as ExtRPC is.
+func (s Subjects) ExtStatus() string { return s.base + ".ext.status" }
+
 // NodeRPC is P.<cluster>.node.<node>.rpc: whole requests, like RPC, for
 // that node to plan; a caller that knows where a request is best planned
 // sends it there (docs/PROTOCOL.md §4.6).

@@ -29,6 +29,9 @@ const (
 	CodeShuttingDown     Code = "SHUTTING_DOWN"
 	CodeOverloaded       Code = "OVERLOADED"
 	CodeInternal         Code = "INTERNAL"
+	// CodeStoreUnavailable: a durable request (or a status query) needs
+	// JetStream, which the node does not have or cannot reach.
+	CodeStoreUnavailable Code = "STORE_UNAVAILABLE"
 )
 
 // Codes lists every code in the order of docs/PROTOCOL.md §5.
@@ -37,6 +40,7 @@ var Codes = []Code{
 	CodeFunctionError, CodeFunctionPanic, CodeTimeout, CodeCancelled,
 	CodeNodeUnavailable, CodePayloadTooLarge, CodeUnauthenticated,
 	CodePermissionDenied, CodeShuttingDown, CodeOverloaded, CodeInternal,
+	CodeStoreUnavailable,
 }
 
 // Valid reports whether c is one of the codes of docs/PROTOCOL.md §5.
@@ -80,6 +84,7 @@ var (
 	ErrShuttingDown     = &Error{Code: CodeShuttingDown}
 	ErrOverloaded       = &Error{Code: CodeOverloaded}
 	ErrInternal         = &Error{Code: CodeInternal}
+	ErrStoreUnavailable = &Error{Code: CodeStoreUnavailable}
 )
 
 // OutcomeOK is how traces and metrics name work that succeeded, beside the

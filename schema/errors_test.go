@@ -32,6 +32,7 @@ func TestSentinelsCoverEveryCode(t *testing.T) {
 		schema.ErrFunctionError, schema.ErrFunctionPanic, schema.ErrTimeout, schema.ErrCancelled,
 		schema.ErrNodeUnavailable, schema.ErrPayloadTooLarge, schema.ErrUnauthenticated,
 		schema.ErrPermissionDenied, schema.ErrShuttingDown, schema.ErrOverloaded, schema.ErrInternal,
+		schema.ErrStoreUnavailable,
 	}
 	require.Len(t, schema.Codes, len(sentinels))
 	seen := map[schema.Code]bool{}

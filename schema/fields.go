@@ -81,6 +81,18 @@ func (r Request) WriteFields(w FieldWriter) {
 	if r.SplitResults {
 		w.Any("split_results", true)
 	}
+	r.Durability.WriteFields(w)
+}
+
+// WriteFields writes a request's keys of durability.
+func (d Durability) WriteFields(w FieldWriter) {
+	if d.Durable {
+		w.Any("durable", true)
+	}
+	if d.Submit {
+		w.Any("submit", true)
+	}
+	intOpt(w, "result_ttl_ms", d.ResultTTLMS)
 }
 
 // WriteFields writes the planned event's keys.
@@ -315,7 +327,7 @@ var knownKeys = func() map[string]string {
 		"seq", "load", "inflight", "limit", "$ref", "path", "kind", "attempt", "planner",
 		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "waited_ms", "dry_run", "plan", "problems", "warnings", "near", "deps", "candidates",
 		"trace", "timing", "queue_us", "run_us", "fetched_bytes", "start_us", "stream", "progress", "steps",
-		"split_results", "trace_truncated",
+		"split_results", "trace_truncated", "durable", "submit", "result_ttl_ms", "status", "steps_done", "wait_ms",
 	} {
 		m[k] = k
 	}

@@ -62,6 +62,14 @@ var requestFields = []field[Request]{
 	{key: "stream", read: boolField(func(q *Request) *bool { return &q.Stream })},
 	{key: "progress", read: boolField(func(q *Request) *bool { return &q.Progress })},
 	{key: "split_results", read: boolField(func(q *Request) *bool { return &q.SplitResults })},
+	{key: "durable", read: boolField(func(q *Request) *bool { return &q.Durable })},
+	{key: "submit", read: boolField(func(q *Request) *bool { return &q.Submit })},
+	{key: "result_ttl_ms", read: func(r Reader, q *Request, a at) (e *Error) {
+		if q.ResultTTLMS, e = readInt(r, a); e == nil && (q.ResultTTLMS < 0 || q.ResultTTLMS > MaxProtoInt) {
+			e = invalid("result_ttl_ms", "must be 0 to 2^53-1 (capped at the node's maximum)")
+		}
+		return e
+	}},
 	{key: "cmds", required: true, read: func(r Reader, q *Request, _ at) (e *Error) {
 		q.Cmds, e = readCmds(r)
 		return e

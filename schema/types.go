@@ -70,6 +70,23 @@ type Request struct {
 	// in several, EventPart messages with some of the results ahead of the
 	// response with the rest (docs/PROTOCOL.md §5.3).
 	SplitResults bool `json:"split_results,omitempty"`
+	// Durability: the request is recorded in JetStream and survives its
+	// planner (docs/PROTOCOL.md §4.8).
+	Durability
+}
+
+// Durability are a request's keys of docs/PROTOCOL.md §4.8.
+type Durability struct {
+	// Durable: the planner records the request, and each step's result,
+	// in JetStream before it acknowledges it; another node takes it over
+	// if its planner dies. A request id runs once.
+	Durable bool `json:"durable,omitempty"`
+	// Submit (with Durable): the answer is a Status, "accepted", at once;
+	// the caller reads the outcome later on P.<cluster>.status.
+	Submit bool `json:"submit,omitempty"`
+	// ResultTTLMS: how long the outcome of a durable request is kept
+	// after it ends. 0: the node's default (24 h); capped at its maximum.
+	ResultTTLMS int64 `json:"result_ttl_ms,omitempty"`
 }
 
 // Response is the body of an RPC response. Exactly one of Results (success)
