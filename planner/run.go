@@ -44,6 +44,18 @@ func (c *Call) ID() string { return c.RequestID + "/" + c.Step }
 // Executor then returns the step's Timing with its result.
 func (c *Call) Traced() bool { return c.tr != nil }
 
+// Journal records the steps of a durable request: see Plan.Journal.
+type Journal interface {
+	// Recorded returns the result recorded for the step of that name by
+	// an earlier run of the request, if one was.
+	Recorded(step string) (any, bool)
+	// Record records the step's result v and returns the result
+	// recorded: one recorded earlier (by another planner that ran the
+	// step too) wins, so that each step has one result. An error fails
+	// the step with it.
+	Record(ctx context.Context, step string, v any) (any, error)
+}
+
 // Router picks the node for a step.
 type Router interface {
 	// Route returns a live node offering fun with every loc, skipping the
@@ -310,7 +322,7 @@ func (r *Runner) run(ctx context.Context, p *Plan, tr *tracer) (map[string]any, 
 		f.left.inputs[i] = len(s.Deps)
 		f.left.readers[i] = len(s.Dependents)
 	}
-	if r.Delegator != nil && !p.Continue {
+	if r.Delegator != nil && !p.Continue && p.Journal == nil {
 		f.deleg.claimed = make([]bool, n)
 	}
 	if p.RouteWait > 0 {
@@ -435,6 +447,10 @@ type delegations struct {
 // there is one, on the run's goroutine when it is the only thing to do,
 // else on a goroutine of its own.
 func (f *dataflow) launch(i int) {
+	if v, ok := recorded(f.p, i); ok {
+		f.finish(completion{step: i, result: v}) // it ran before: not again
+		return
+	}
 	if f.deleg.claimed != nil && !f.deleg.given[i] {
 		if seg := f.r.segment(f.p, i, f.out.done, f.deleg.claimed); seg != nil {
 			for _, j := range seg.steps {
@@ -594,7 +610,12 @@ func (f *dataflow) requeue(steps []int) {
 func (r *Runner) runOne(ctx context.Context, p *Plan, tr *tracer) (map[string]any, map[string]*schema.Error, *schema.Error) {
 	held := r.holder(1)
 	defer held.releaseAll()
-	c := r.step(ctx, p, 0, nil, tr, false, nil, "")
+	var c completion
+	if v, ok := recorded(p, 0); ok {
+		c.result = v
+	} else {
+		c = r.step(ctx, p, 0, nil, tr, false, nil, "")
+	}
 	if c.err == nil {
 		c.err = held.hold(0, c.result)
 		if c.err != nil {
@@ -763,7 +784,28 @@ func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any, tr *tr
 	if c.err == errParked {
 		c.err, c.parked = nil, true
 	}
+	if c.err == nil && !c.parked && p.Journal != nil {
+		c.result, c.err = record(ctx, p.Journal, s.Name, c.result)
+	}
 	return c
+}
+
+// recorded returns the result p's Journal holds for step i, if any.
+func recorded(p *Plan, i int) (any, bool) {
+	if p.Journal == nil {
+		return nil, false
+	}
+	return p.Journal.Recorded(p.Steps[i].Name)
+}
+
+// record records a step's result v in j, and returns the result recorded
+// or the step's error.
+func record(ctx context.Context, j Journal, step string, v any) (any, *schema.Error) {
+	got, err := j.Record(ctx, step, v)
+	if err != nil {
+		return nil, schema.AsError(err).WithStep(step, "")
+	}
+	return got, nil
 }
 
 // Call routes and runs one resolved call, re-routing it when its node
