@@ -60,24 +60,38 @@ const (
 	// DefaultObjectTTL is an object bucket's max age: a backstop that
 	// removes what a crashed planner left behind.
 	DefaultObjectTTL = time.Hour
-	// MaxBucketName is the longest bucket name ObjectBucket returns:
-	// JetStream's 255-byte stream names less the object store's "OBJ_".
+	// MaxBucketName is the longest bucket name BucketName returns:
+	// JetStream's 255-byte stream names less the object store's "OBJ_"
+	// (a key-value bucket's "KV_" is shorter).
 	MaxBucketName = 251
 )
 
 // ObjectBucket is the name of the JetStream object store bucket of cluster
-// under prefix ("" means DefaultPrefix). Bucket names allow only A-Z a-z
-// 0-9 '_' and '-', so the name is the prefix with every byte outside A-Z
-// a-z 0-9 written as '_' and two upper-case hex digits ("acme.mpreg" is
-// "acme_2Empreg"), a '-', and the cluster id with every byte outside A-Z
-// a-z 0-9 '_' '-' written the same way, so that any pair gives a valid
-// name (a cluster id that schema.CheckID accepts has no such byte and stays
-// as it is). The escaped prefix holds no '-', so distinct prefixes and
-// valid cluster ids give distinct names: "mpreg", "default" is
-// "mpreg-default". A name longer than MaxBucketName keeps its first 234
-// bytes, then '_' and the first 16 hex digits of the SHA-256 of the whole
-// name.
+// under prefix ("" means DefaultPrefix): BucketName(prefix, cluster, "").
 func ObjectBucket(prefix, cluster string) string {
+	return BucketName(prefix, cluster, "")
+}
+
+// BucketName is the name of a JetStream bucket (object store or key-value)
+// of cluster under prefix ("" means DefaultPrefix), with suffix telling
+// apart a cluster's buckets of one kind ("" for none). Bucket names allow
+// only A-Z a-z 0-9 '_' and '-', so the name is the prefix with every byte
+// outside A-Z a-z 0-9 written as '_' and two upper-case hex digits
+// ("acme.mpreg" is "acme_2Empreg"), a '-', and the cluster id with every
+// byte outside A-Z a-z 0-9 '_' '-' written the same way, so that any pair
+// gives a valid name (a cluster id that schema.CheckID accepts has no such
+// byte and stays as it is); then, when suffix is not "", a '-' and the
+// suffix escaped as the prefix is. The escaped prefix and suffix hold no
+// '-', so distinct prefixes, valid cluster ids and non-empty suffixes give
+// distinct names: "mpreg", "default", "leases" is "mpreg-default-leases".
+// The name without a suffix ("mpreg-default") is the object store's; it
+// can equal a suffixed name of another cluster ("default" with "leases"
+// and "default-leases" without), which is harmless only because object
+// stores and key-value buckets live in streams named apart ("OBJ_",
+// "KV_"): give every bucket of one kind a non-empty suffix. A name longer
+// than MaxBucketName keeps its first 234 bytes, then '_' and the first 16
+// hex digits of the SHA-256 of the whole name.
+func BucketName(prefix, cluster, suffix string) string {
 	if prefix == "" {
 		prefix = DefaultPrefix
 	}
@@ -85,6 +99,10 @@ func ObjectBucket(prefix, cluster string) string {
 	escapeName(&b, prefix, "")
 	b.WriteByte('-')
 	escapeName(&b, cluster, "_-")
+	if suffix != "" {
+		b.WriteByte('-')
+		escapeName(&b, suffix, "")
+	}
 	name := b.String()
 	if len(name) <= MaxBucketName {
 		return name

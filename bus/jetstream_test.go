@@ -57,6 +57,30 @@ func TestObjectBucket(t *testing.T) {
 	require.NotEqual(t, name, bus.ObjectBucket(long, strings.Repeat("c", 63)+"d"))
 }
 
+// TestBucketName: names with a suffix are distinct from each other, also
+// where the cluster id holds a '-' that could pass for the suffix's ("" is
+// the object store's, a stream namespace of its own).
+func TestBucketName(t *testing.T) {
+	require.Equal(t, "mpreg-default-requests", bus.BucketName("", "default", "requests"))
+	require.Equal(t, "mpreg-default-leases", bus.BucketName("mpreg", "default", "leases"))
+	require.Equal(t, bus.ObjectBucket("a.b", "c"), bus.BucketName("a.b", "c", ""))
+	require.Equal(t, "a-b-c_2Dd", bus.BucketName("a", "b", "c-d"))
+	seen := map[string][3]string{}
+	for _, cluster := range []string{"a", "a-leases", "a-requests", "leases", "a_leases"} {
+		for _, suffix := range []string{"leases", "requests", "a-leases", "a_2Dleases"} {
+			name := bus.BucketName("mpreg", cluster, suffix)
+			require.Regexp(t, bucketName, name)
+			if prev, ok := seen[name]; ok {
+				t.Fatalf("%q %q and %q %q both give %q", cluster, suffix, prev[1], prev[2], name)
+			}
+			seen[name] = [3]string{"mpreg", cluster, suffix}
+		}
+	}
+	long := bus.BucketName(strings.Repeat("p", 200), strings.Repeat("c", 50), "requests")
+	require.Len(t, long, bus.MaxBucketName)
+	require.NotEqual(t, long, bus.BucketName(strings.Repeat("p", 200), strings.Repeat("c", 50), "leases"))
+}
+
 // TestJetStreamStore: the store directory is created (0700) and locked
 // while the server runs: a second server on it is refused with
 // ErrStoreInUse, and a server started after the first stopped uses it.
