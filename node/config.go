@@ -129,6 +129,14 @@ type Limits struct {
 	// waiting step also holds planner.WaitingStepBytes of
 	// MaxPlanningBytes. Default planner.DefaultMaxWaiting (10,000).
 	MaxWaiting int
+	// MaxDurableTimeout caps the timeout_ms of a durable request
+	// (docs/PROTOCOL.md §4.8), which may run far longer than others.
+	// Default 24 h; at least MaxTimeout.
+	MaxDurableTimeout time.Duration
+	// MaxResultTTL caps a durable request's result_ttl_ms: how long its
+	// outcome is kept after it ends, for status and get. It is also the
+	// default. Default 24 h; at least 1 s.
+	MaxResultTTL time.Duration
 }
 
 // Objects configure the values passed by reference through the cluster's
@@ -217,18 +225,20 @@ func DefaultConfig() Config {
 			SyncQuiet:         200 * time.Millisecond,
 		},
 		Limits: Limits{
-			MaxCommands:      pl.MaxCommands,
-			MaxNameLen:       pl.MaxNameLen,
-			MaxDepth:         pl.MaxDepth,
-			DefaultTimeout:   30 * time.Second,
-			MaxTimeout:       10 * time.Minute,
-			MaxRequests:      4096,
-			MaxInflight:      256,
-			MaxQueue:         1024,
-			MaxBytesInFlight: mesh.DefaultWindow,
-			MaxPlanningBytes: 1 << 30,
-			MaxResultBytes:   planner.DefaultMaxResultBytes,
-			MaxWaiting:       planner.DefaultMaxWaiting,
+			MaxCommands:       pl.MaxCommands,
+			MaxNameLen:        pl.MaxNameLen,
+			MaxDepth:          pl.MaxDepth,
+			DefaultTimeout:    30 * time.Second,
+			MaxTimeout:        10 * time.Minute,
+			MaxRequests:       4096,
+			MaxInflight:       256,
+			MaxQueue:          1024,
+			MaxBytesInFlight:  mesh.DefaultWindow,
+			MaxPlanningBytes:  1 << 30,
+			MaxResultBytes:    planner.DefaultMaxResultBytes,
+			MaxWaiting:        planner.DefaultMaxWaiting,
+			MaxDurableTimeout: 24 * time.Hour,
+			MaxResultTTL:      24 * time.Hour,
 		},
 		Objects: Objects{
 			InlineMax:         DefaultInlineMax,
@@ -323,6 +333,8 @@ func (l Limits) withDefaults(d Limits) Limits {
 	orDefault(&l.MaxPlanningBytes, d.MaxPlanningBytes)
 	orDefault(&l.MaxResultBytes, min(d.MaxResultBytes, max(l.MaxPlanningBytes, 0)))
 	orDefault(&l.MaxWaiting, d.MaxWaiting)
+	orDefault(&l.MaxDurableTimeout, max(d.MaxDurableTimeout, l.MaxTimeout))
+	orDefault(&l.MaxResultTTL, d.MaxResultTTL)
 	return l
 }
 
@@ -455,6 +467,10 @@ func (l Limits) validate() error {
 		return err
 	}
 	switch {
+	case l.MaxDurableTimeout < l.MaxTimeout:
+		return invalid("Limits.MaxDurableTimeout (%v) must be at least Limits.MaxTimeout (%v)", l.MaxDurableTimeout, l.MaxTimeout)
+	case l.MaxResultTTL < time.Second:
+		return invalid("Limits.MaxResultTTL (%v) must be at least 1s", l.MaxResultTTL)
 	case l.DefaultTimeout > l.MaxTimeout:
 		return invalid("Limits.DefaultTimeout (%v) must be at most Limits.MaxTimeout (%v)", l.DefaultTimeout, l.MaxTimeout)
 	case l.MaxResultBytes > l.MaxPlanningBytes:

@@ -36,6 +36,7 @@ type front struct {
 	sender   *mesh.Execer // sends steps to other nodes, and delegates runs of them
 	runner   *planner.Runner
 	deleter  *deleter            // deletes the objects of the requests planned here
+	dur      *durables           // durable requests: recorded, taken over, status
 	memory   *semaphore.Weighted // MaxPlanningBytes
 	policy   atomic.Pointer[authz.Policy]
 
@@ -136,6 +137,12 @@ type rpcCall struct {
 	objs   objSet           // the objects its steps stored
 	octx   objCtx           // its context while it runs, carrying objs
 	respv  schema.Response  // in the same allocation as the call
+	// status, when set, is the answer instead of resp: a durable
+	// request's submission (docs/PROTOCOL.md §4.8).
+	status *schema.Status
+	// silent: no answer, as the node closes while it runs a durable
+	// request, which the node that takes it over answers.
+	silent bool
 }
 
 // serveRPC answers one request, stage by stage: decode → admit (the
@@ -162,11 +169,16 @@ func (fr *front) serveRPC(m *nats.Msg) {
 		return
 	}
 	plan, err := planner.New(c.req, fr.cfg.Limits.planner())
-	if err != nil {
+	switch {
+	case err != nil && c.req.Submit:
+		c.status = &schema.Status{ID: c.req.ID, Status: schema.StatusUnknown, Error: schema.AsError(err)}
+	case err != nil:
 		c.resp.Error = schema.AsError(err)
-		return
+	case c.req.Durable:
+		fr.serveDurable(c, plan)
+	default:
+		fr.runRPC(c, plan)
 	}
-	fr.runRPC(c, plan)
 }
 
 // decodeRPC reads a request within its share of MaxPlanningBytes. When
@@ -266,6 +278,9 @@ func (fr *front) releaseObjects(c *rpcCall) {
 func (fr *front) replyRPC(c *rpcCall) {
 	resp := c.resp
 	took := time.Since(c.start)
+	if c.status != nil {
+		resp.Error = c.status.Error // counted and logged as a response's
+	}
 	fr.requestDone(c.m.Subject, took, resp.Error)
 	if resp.Results == nil {
 		resp.Results = map[string]any{}
@@ -277,9 +292,18 @@ func (fr *front) replyRPC(c *rpcCall) {
 		event = schema.EventResult
 	}
 	split := c.req != nil && c.req.SplitResults // the caller takes the results in parts
-	if err := fr.answer(c.m, c.reply, event, resp, split); err != nil {
-		fr.replyFailed("rpc", resp.ID, err)
+	switch {
+	case c.silent:
+	case c.status != nil:
+		if err := mesh.RespondEvent(fr.nc, c.m, c.reply, event, c.status, nil); err != nil {
+			fr.replyFailed("rpc", resp.ID, err)
+		}
+	default:
+		if err := fr.answer(c.m, c.reply, event, resp, split); err != nil {
+			fr.replyFailed("rpc", resp.ID, err)
+		}
 	}
+
 	if e := resp.Error; e != nil && e.Code != schema.CodePermissionDenied {
 		// By the planner, whichever node the failing step ran on
 		// (refusals are logged by authorize). A caller can make
@@ -337,7 +361,7 @@ func (fr *front) authorize(m *nats.Msg, req *schema.Request) (authz.Caller, erro
 // through an import and must carry NATS's stamp.
 func (fr *front) caller(m *nats.Msg) (authz.Caller, error) {
 	entry := authz.EntryLocal
-	if m.Subject == fr.subj.ExtRPC() || m.Subject == fr.subj.ExtCancel() {
+	if m.Subject == fr.subj.ExtRPC() || m.Subject == fr.subj.ExtCancel() || m.Subject == fr.subj.ExtStatus() {
 		entry = authz.EntryImport
 	}
 	return authz.Read(authz.Msg{Header: m.Header, HeaderBytes: bus.HeaderBytes(m), Reply: m.Reply, Entry: entry})
@@ -467,6 +491,7 @@ func (fr *front) onCancelRequest(m *nats.Msg) {
 		return
 	}
 	key := cancelKey(caller, c.ID)
+	fr.dur.markCancel(caller.Key(), c.ID)
 	if fr.planned.cancel(key) {
 		fr.log.Info("request cancelled by its caller", "request_id", c.ID)
 		fr.answerCancel(m, c.ID)

@@ -85,6 +85,7 @@ func (n *Node) probeJetStream() {
 		n.log.Info("JetStream available", "domain", info.Domain, "api_level", info.API.Level,
 			"max_storage", info.Limits.MaxStore, "max_memory", info.Limits.MaxMemory, "streams", info.Streams, "took", took)
 		n.executor.objs.open(n.ctx, n.nc) // before the probe ends: steps that need the bucket wait for it
+		n.front.dur.open(n.ctx, n.nc)
 	case n.ctx.Err() != nil:
 		// The node closed first: nothing was found out.
 	case errors.Is(err, bus.ErrNoJetStream), errors.Is(err, bus.ErrJetStreamSilent):

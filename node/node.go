@@ -133,6 +133,7 @@ func New(nc *nats.Conn, cfg Config) (*Node, error) {
 		Table: n.table, Logger: n.log, Received: n.gossipReceived(),
 	})
 	n.front = newFront(e, n.executor, n.ann, n.table, &n.follower)
+	n.front.dur = newDurables(n.front, n.js.known, n.ann.Instance())
 	_ = n.Register("echo", func(x any) any { return x }, WithParams("x"), Idempotent(), Inline())
 	_ = n.Register("echos", func(args ...any) []any {
 		if args == nil {
@@ -391,6 +392,11 @@ func (n *Node) Start(ctx context.Context) error {
 	}
 	if n.extRPC, err = sub(n.subj.ExtRPC(), bus.QueueGroup, n.front.onRPC); err != nil {
 		return fail(err)
+	}
+	for _, subject := range []string{n.subj.Status(), n.subj.ExtStatus()} {
+		if _, err := sub(subject, bus.QueueGroup, n.front.dur.onStatus); err != nil {
+			return fail(err)
+		}
 	}
 	if err := bus.Flush(ctx, n.nc); err != nil {
 		return fail(fmt.Errorf("node: flush: %w", err))

@@ -18,6 +18,9 @@ func ReadRequest(r Reader) (*Request, error) {
 	if err != nil {
 		return &Request{ID: q.ID}, err
 	}
+	if q.Submit && !q.Durable {
+		return &Request{ID: q.ID}, invalid("submit", "submit needs durable: only a durable request can be fetched later")
+	}
 	if q.Results == "" {
 		q.Results = ResultsSinks
 	}
