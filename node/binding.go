@@ -186,24 +186,31 @@ func noParam(fun, key string) *schema.Error {
 // required names parameters (of params) that may not be left out even when
 // their type could take nil (see Required); a RawFunc takes none.
 func wrap(name string, f any, params, required []string) (RawFunc, error) {
+	call, _, err := wrapCtx(name, f, params, required)
+	return call, err
+}
+
+// wrapCtx is wrap, and says whether the function reads a context: a
+// RawFunc, or a typed function whose first parameter is one.
+func wrapCtx(name string, f any, params, required []string) (_ RawFunc, readsCtx bool, _ error) {
 	raw, isRaw := f.(RawFunc)
 	if !isRaw {
 		raw, isRaw = f.(func(context.Context, []any, map[string]any) (any, error))
 	}
 	if isRaw {
 		if len(required) > 0 {
-			return nil, fmt.Errorf("%w: %s: Required names parameters of a typed function, not of a RawFunc", ErrInvalidConfig, name)
+			return nil, false, fmt.Errorf("%w: %s: Required names parameters of a typed function, not of a RawFunc", ErrInvalidConfig, name)
 		}
-		return raw, nil
+		return raw, true, nil
 	}
 	b, err := newBinding(name, f, params)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if err := b.require(required); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	return b.call, nil
+	return b.call, b.first == 1, nil
 }
 
 // binding is a typed Go function prepared, once, for calls with values.

@@ -184,9 +184,9 @@ func (fr *front) serveDurable(c *rpcCall, plan *planner.Plan) {
 		fr.log.Info("durable request accepted", "request_id", rec.ID, "steps", rec.Steps)
 		// Run on its own: the caller has its answer. A node closing now
 		// leaves the request to the sweep of another.
-		fr.goOwned(func() { d.runHere(store, key, rec, plan, nil) })
+		fr.goOwned(func() { d.runHere(store, key, rec, plan, true, nil) })
 	default:
-		resp, how := d.run(store, key, rec, plan, nil)
+		resp, how := d.run(store, key, rec, plan, true, nil)
 		d.answerRun(c, store, key, resp, how)
 	}
 }
@@ -317,8 +317,8 @@ func (d *durables) answerRun(c *rpcCall, store *durable.Store, key string, resp 
 
 // runHere runs a durable request on this node (a submission, or one taken
 // over) and answers its caller, if one waits on its reply subject.
-func (d *durables) runHere(store *durable.Store, key string, rec *durable.Record, plan *planner.Plan, bad *schema.Error) {
-	resp, how := d.run(store, key, rec, plan, bad)
+func (d *durables) runHere(store *durable.Store, key string, rec *durable.Record, plan *planner.Plan, fresh bool, bad *schema.Error) {
+	resp, how := d.run(store, key, rec, plan, fresh, bad)
 	if how != endFinished || rec.Reply == "" {
 		return
 	}
@@ -334,8 +334,9 @@ func (d *durables) runHere(store *durable.Store, key string, rec *durable.Record
 // run runs a durable request under its lease: steps recorded before do
 // not run again, each step's result is recorded before a step that reads
 // it starts, and the outcome is recorded for the request's result TTL. A
-// request that cannot be planned (bad) ends with that error.
-func (d *durables) run(store *durable.Store, key string, rec *durable.Record, plan *planner.Plan, bad *schema.Error) (*schema.Response, durableEnd) {
+// request that cannot be planned (bad) ends with that error. A fresh
+// request, accepted here a moment ago, has nothing recorded to read.
+func (d *durables) run(store *durable.Store, key string, rec *durable.Record, plan *planner.Plan, fresh bool, bad *schema.Error) (*schema.Response, durableEnd) {
 	fr := d.fr
 	d.running.Add(1)
 	defer d.running.Add(-1)
@@ -360,7 +361,10 @@ func (d *durables) run(store *durable.Store, key string, rec *durable.Record, pl
 		case <-ctx.Done():
 		}
 	}()
-	j, e := d.journal(ctx, store, key)
+	j, e := &journal{d: d, store: store, key: key}, (*schema.Error)(nil)
+	if !fresh {
+		j, e = d.journal(ctx, store, key)
+	}
 	if e == nil {
 		e = bad
 	}

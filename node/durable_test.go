@@ -291,3 +291,32 @@ func TestDurableTakeover(t *testing.T) {
 	assert.Equal(t, "n2", st["planner"])
 	assert.Equal(t, int64(2), st["steps_done"])
 }
+
+// A step's function reads its idempotency key, "<request id>/<step name>",
+// from its context, whether the step runs on its planner or elsewhere; a
+// context that is not a step's has none.
+func TestStepKey(t *testing.T) {
+	url := testcluster.Server(t).ClientURL()
+	key := func(ctx context.Context) (string, error) {
+		k, ok := node.StepKey(ctx)
+		if !ok {
+			return "", fmt.Errorf("no step key")
+		}
+		return k, nil
+	}
+	testcluster.Node(t, url, testcluster.NodeConfig(t, "n1"), func(n *node.Node) {
+		require.NoError(t, n.Register("key1", key))
+	})
+	n2 := testcluster.Node(t, url, testcluster.NodeConfig(t, "n2"), func(n *node.Node) {
+		require.NoError(t, n.Register("key2", key))
+	})
+	testcluster.WaitForRoute(t, n2.Table(), "key1", nil, "n1")
+	nc := testcluster.Conn(t, url)
+	m := request(t, nc, "mpreg.default.node.n2.rpc", []byte(`{"id": "req-7", "cmds": [
+		{"name": "here", "fun": "key2"}, {"name": "there", "fun": "key1"}]}`), jsonHeader())
+	resp := decodeAs(t, m, codec.JSONType)
+	require.Nil(t, resp["error"], "%v", resp)
+	assert.Equal(t, map[string]any{"here": "req-7/here", "there": "req-7/there"}, resp["results"])
+	_, ok := node.StepKey(context.Background())
+	assert.False(t, ok)
+}

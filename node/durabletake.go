@@ -91,7 +91,7 @@ func (d *durables) takeOver(store *durable.Store, key string, swept bool) {
 	}
 	plan, bad := d.replan(rec)
 	fr.log.Info("taking over a durable request", "request_id", rec.ID, "swept", swept)
-	fr.goOwned(func() { d.runHere(store, key, rec, plan, bad) })
+	fr.goOwned(func() { d.runHere(store, key, rec, plan, false, bad) })
 }
 
 // replan plans a recorded request again; a body that does not read or

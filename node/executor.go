@@ -437,6 +437,9 @@ func (x *executor) invoke(ctx context.Context, f *fn, args []any, kwargs map[str
 	if e != nil {
 		return nil, 0, x.here(e)
 	}
+	if f.readsCtx || x.cfg.Hooks.Interceptor != nil {
+		ctx = &keyCtx{Context: ctx, id: id} // for StepKey
+	}
 	var res any
 	var err error
 	if ic := x.cfg.Hooks.Interceptor; ic != nil {

@@ -269,11 +269,11 @@ func (n *Node) Register(name string, f any, opts ...FuncOption) error {
 			return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, name, schema.AsError(err).Message)
 		}
 	}
-	call, err := wrap(name, f, o.params, o.required)
+	call, readsCtx, err := wrapCtx(name, f, o.params, o.required)
 	if err != nil {
 		return err
 	}
-	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, inline: o.inline, call: call,
+	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, inline: o.inline, call: call, readsCtx: readsCtx,
 		blobs: blobSlotsOf(f, o.params)})
 	n.ann.Changed()
 	return nil

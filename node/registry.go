@@ -91,6 +91,7 @@ type fn struct {
 	retryAfter time.Duration
 	inline     bool
 	call       RawFunc
+	readsCtx   bool      // call reads its context (StepKey), see wrapCtx
 	blobs      blobSlots // the parameters that take a *Blob
 }
 
