@@ -185,6 +185,12 @@ type Objects struct {
 	// at once. Start does not wait for it (see Node.JetStream). Default
 	// 10 s.
 	JetStreamProbe time.Duration
+	// Replicas is how many servers of a JetStream cluster keep each of
+	// the buckets a node creates: the object bucket and the buckets of
+	// durable requests (a bucket that exists keeps its own). 1 to 5.
+	// Default 1; 3 on a JetStream cluster of three or more servers, for
+	// values and durable requests that survive a server.
+	Replicas int
 }
 
 // DefaultInlineMax is Objects.InlineMax's default.
@@ -248,6 +254,7 @@ func DefaultConfig() Config {
 			ResultTTL:         10 * time.Minute,
 			MaxPendingDeletes: 100_000,
 			JetStreamProbe:    10 * time.Second,
+			Replicas:          1,
 		},
 	}
 }
@@ -346,6 +353,7 @@ func (o Objects) withDefaults(d Objects) Objects {
 	orDefault(&o.ResultTTL, d.ResultTTL)
 	orDefault(&o.MaxPendingDeletes, d.MaxPendingDeletes)
 	orDefault(&o.JetStreamProbe, d.JetStreamProbe)
+	orDefault(&o.Replicas, d.Replicas)
 	return o
 }
 
@@ -489,9 +497,12 @@ func (l Limits) validate() error {
 func (o Objects) validate() error {
 	if err := inRange([]bound{
 		{"Objects.InlineMax", int64(o.InlineMax)}, {"Objects.MaxBytes", o.MaxBytes}, {"Objects.Cache", o.Cache},
-		{"Objects.MaxPendingDeletes", int64(o.MaxPendingDeletes)},
+		{"Objects.MaxPendingDeletes", int64(o.MaxPendingDeletes)}, {"Objects.Replicas", int64(o.Replicas)},
 	}); err != nil {
 		return err
+	}
+	if o.Replicas > 5 {
+		return invalid("Objects.Replicas (%d) must be 1 to 5", o.Replicas)
 	}
 	if err := nonNegative([]duration{{"Objects.TTL", o.TTL}, {"Objects.ResultTTL", o.ResultTTL},
 		{"Objects.JetStreamProbe", o.JetStreamProbe}}); err != nil {

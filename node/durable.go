@@ -72,7 +72,8 @@ func (d *durables) open(ctx context.Context, nc *nats.Conn) {
 	js, err := jetstream.New(nc)
 	var store *durable.Store
 	if err == nil {
-		store, err = durable.Open(octx, js, durable.Options{Prefix: d.fr.cfg.Prefix, Cluster: d.fr.cfg.Cluster})
+		store, err = durable.Open(octx, js, durable.Options{Prefix: d.fr.cfg.Prefix, Cluster: d.fr.cfg.Cluster,
+			Replicas: d.fr.cfg.Objects.Replicas})
 	}
 	if err != nil {
 		msg := err.Error()

@@ -36,6 +36,7 @@ type objects struct {
 	maxObj                        int64         // Objects.MaxBytes
 	ttl, resultTTL                time.Duration // Objects.TTL, ResultTTL
 	maxPayload                    int           // the connection's
+	replicas                      int           // Objects.Replicas
 	cache                         *objCache
 	log                           *slog.Logger
 	known                         <-chan struct{} // closed when the probe has ended (Node.JetStreamKnown)
@@ -52,7 +53,7 @@ type bucketStore struct {
 func newObjects(e *env) *objects {
 	c := e.cfg.Objects
 	return &objects{node: e.cfg.NodeID, prefix: e.cfg.Prefix, cluster: e.cfg.Cluster, bucket: bus.ObjectBucket(e.cfg.Prefix, e.cfg.Cluster),
-		inlineMax: c.InlineMax, maxObj: c.MaxBytes, ttl: c.TTL, resultTTL: c.ResultTTL, maxPayload: int(e.nc.MaxPayload()), cache: newObjCache(c.Cache),
+		inlineMax: c.InlineMax, maxObj: c.MaxBytes, ttl: c.TTL, resultTTL: c.ResultTTL, replicas: c.Replicas, maxPayload: int(e.nc.MaxPayload()), cache: newObjCache(c.Cache),
 		log: e.log, known: closedChan}
 }
 
@@ -74,7 +75,7 @@ func (o *objects) open(ctx context.Context, nc *nats.Conn) {
 	js, err := jetstream.New(nc)
 	var store jetstream.ObjectStore
 	if err == nil {
-		store, err = bus.OpenObjects(ctx, js, bus.ObjectsConfig{Prefix: o.prefix, Cluster: o.cluster, TTL: o.ttl})
+		store, err = bus.OpenObjects(ctx, js, bus.ObjectsConfig{Prefix: o.prefix, Cluster: o.cluster, TTL: o.ttl, Replicas: o.replicas})
 	}
 	if err != nil {
 		o.log.Warn("JetStream object bucket unavailable: values pass inline only, up to the NATS max payload", "bucket", o.bucket, "error", err)
