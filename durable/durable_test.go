@@ -2,6 +2,8 @@ package durable_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -459,4 +461,176 @@ func TestOrphans(t *testing.T) {
 	none, err := s.Orphans(ctx, 0)
 	require.NoError(t, err)
 	require.Empty(t, none)
+}
+
+// TestRestart: a whole restart of the server on its store keeps records,
+// steps and finals; the leases are gone, the running request is an
+// orphan, and its old holder has lost its lease.
+func TestRestart(t *testing.T) {
+	dir, port := t.TempDir(), testcluster.FreePort(t)
+	srv := server(t, dir, port)
+	url := srv.ClientURL()
+	s := open(t, url)
+	ctx := testwait.Ctx(t)
+	run, done := accept(t, s, "running"), accept(t, s, "done")
+	l, err := s.Acquire(ctx, run, "n1")
+	require.NoError(t, err)
+	release(t, l)
+	_, err = s.RecordStep(ctx, run, "|a", []byte("A"))
+	require.NoError(t, err)
+	require.NoError(t, s.Cancel(ctx, run))
+	_, err = s.Finish(ctx, done, &durable.Final{ID: "done", Status: durable.StatusDone, Response: []byte("ok")}, time.Hour)
+	require.NoError(t, err)
+
+	srv.Shutdown()
+	testwait.Recv(t, l.Lost(), "Lost while the server is down")
+	srv = server(t, dir, port)
+	s = open(t, srv.ClientURL())
+
+	rec, err := s.Record(ctx, run)
+	require.NoError(t, err)
+	require.Equal(t, "running", rec.ID)
+	steps, err := s.Steps(ctx, run)
+	require.NoError(t, err)
+	require.Equal(t, map[string][]byte{"|a": []byte("A")}, steps)
+	cancelled, err := s.Cancelled(ctx, run)
+	require.NoError(t, err)
+	require.True(t, cancelled)
+	fin, err := s.Final(ctx, done)
+	require.NoError(t, err)
+	require.Equal(t, []byte("ok"), fin.Response)
+	testwait.For(t, "the orphan after the restart", func() error {
+		holder, err := s.Holder(ctx, run)
+		if err != nil || holder != "" {
+			return fmt.Errorf("holder %q, %v", holder, err)
+		}
+		keys, err := s.Orphans(ctx, 10)
+		if err != nil || len(keys) != 1 || keys[0] != run {
+			return fmt.Errorf("orphans %v, %v", keys, err)
+		}
+		return nil
+	})
+	l2, err := s.Acquire(ctx, run, "n2")
+	require.NoError(t, err)
+	require.NoError(t, l2.Release(ctx))
+}
+
+// TestUnavailable: with the server gone every call ends with
+// ErrUnavailable by its ctx's deadline, whether the connection waits to
+// reconnect or is closed; a lease taken before is lost.
+func TestUnavailable(t *testing.T) {
+	srv, s := fixture(t)
+	ctx := testwait.Ctx(t)
+	key := accept(t, s, "gone")
+	l, err := s.Acquire(ctx, key, "n1")
+	require.NoError(t, err)
+	release(t, l)
+	nc, js := jsOf(t, srv.ClientURL())
+	closed, err := durable.Open(ctx, js, durable.Options{Cluster: "c1"})
+	require.NoError(t, err)
+	nc.Close()
+	srv.Shutdown()
+
+	const deadline = 500 * time.Millisecond
+	calls := map[string]func(context.Context, *durable.Store) error{
+		"Accept": func(ctx context.Context, s *durable.Store) error {
+			_, _, err := s.Accept(ctx, &durable.Record{ID: "new"})
+			return err
+		},
+		"Record": func(ctx context.Context, s *durable.Store) error { _, err := s.Record(ctx, key); return err },
+		"Final":  func(ctx context.Context, s *durable.Store) error { _, err := s.Final(ctx, key); return err },
+		"Acquire": func(ctx context.Context, s *durable.Store) error {
+			_, err := s.Acquire(ctx, durable.Key("a", "b"), "n2")
+			return err
+		},
+		"Holder": func(ctx context.Context, s *durable.Store) error { _, err := s.Holder(ctx, key); return err },
+		"RecordStep": func(ctx context.Context, s *durable.Store) error {
+			_, err := s.RecordStep(ctx, key, "|a", nil)
+			return err
+		},
+		"Steps":      func(ctx context.Context, s *durable.Store) error { _, err := s.Steps(ctx, key); return err },
+		"CountSteps": func(ctx context.Context, s *durable.Store) error { _, err := s.CountSteps(ctx, key); return err },
+		"Cancel":     func(ctx context.Context, s *durable.Store) error { return s.Cancel(ctx, key) },
+		"Cancelled":  func(ctx context.Context, s *durable.Store) error { _, err := s.Cancelled(ctx, key); return err },
+		"Finish": func(ctx context.Context, s *durable.Store) error {
+			_, err := s.Finish(ctx, key, &durable.Final{}, time.Second)
+			return err
+		},
+		"Orphans": func(ctx context.Context, s *durable.Store) error { _, err := s.Orphans(ctx, 1); return err },
+		"WaitFinal": func(ctx context.Context, s *durable.Store) error {
+			_, err := s.WaitFinal(ctx, key)
+			return err
+		},
+		"WatchLapses": func(ctx context.Context, s *durable.Store) error {
+			stop, err := s.WatchLapses(ctx, func(string) {})
+			if err == nil {
+				stop()
+			}
+			return err
+		},
+	}
+	for _, store := range []struct {
+		name string
+		s    *durable.Store
+	}{{"reconnecting", s}, {"closed", closed}} {
+		for name, call := range calls {
+			cctx, cancel := context.WithTimeout(ctx, deadline)
+			start := time.Now()
+			err := call(cctx, store.s)
+			took := time.Since(start)
+			cancel()
+			require.ErrorIs(t, err, durable.ErrUnavailable, "%s %s", store.name, name)
+			require.Less(t, took, deadline+300*time.Millisecond, "%s %s", store.name, name)
+		}
+	}
+	_, err = durable.Open(ctx, js, durable.Options{Cluster: "c1"})
+	require.ErrorIs(t, err, durable.ErrUnavailable)
+	testwait.Recv(t, l.Lost(), "Lost")
+}
+
+// TestBadValues: a value that does not decode gives ErrCorrupt, one of a
+// newer format ErrNewer, from every call that reads it, and nothing
+// panics.
+func TestBadValues(t *testing.T) {
+	srv, s := fixture(t)
+	ctx := testwait.Ctx(t)
+	_, js := jsOf(t, srv.ClientURL())
+	kv, err := js.KeyValue(ctx, durable.RequestsBucket("", "c1"))
+	require.NoError(t, err)
+	newer, err := msgpack.Marshal(map[string]any{"v": durable.Version + 1, "id": 7, "new": []int{1}})
+	require.NoError(t, err)
+	for _, c := range []struct {
+		value []byte
+		want  error
+	}{{[]byte("\xc1garbage"), durable.ErrCorrupt}, {[]byte{0x81, 0xa1, 'v', 0x00}, durable.ErrCorrupt},
+		{[]byte{0x82, 0xa1, 'v', 0x01, 0xa2, 'i', 'd', 0x05}, durable.ErrCorrupt}, {newer, durable.ErrNewer}} {
+		key := durable.Key("alice", fmt.Sprintf("%x", c.value))
+		_, err = kv.Put(ctx, "r."+key, c.value)
+		require.NoError(t, err)
+		_, err = kv.Put(ctx, "f."+key, c.value)
+		require.NoError(t, err)
+		_, err = kv.Put(ctx, "s."+key+"."+stepHash("|a"), c.value)
+		require.NoError(t, err)
+
+		_, err = s.Record(ctx, key)
+		require.ErrorIs(t, err, c.want)
+		_, err = s.Final(ctx, key)
+		require.ErrorIs(t, err, c.want)
+		_, err = s.WaitFinal(ctx, key)
+		require.ErrorIs(t, err, c.want)
+		_, _, err = s.Accept(ctx, &durable.Record{ID: fmt.Sprintf("%x", c.value), Caller: "alice"})
+		require.ErrorIs(t, err, c.want)
+		_, err = s.Steps(ctx, key)
+		require.ErrorIs(t, err, c.want)
+		_, err = s.RecordStep(ctx, key, "|a", []byte("x"))
+		require.ErrorIs(t, err, c.want)
+	}
+	_, err = s.Record(ctx, "../r.x")
+	require.ErrorIs(t, err, durable.ErrInvalid)
+}
+
+// stepHash is the documented hash of a step's name in its key.
+func stepHash(step string) string {
+	sum := sha256.Sum256([]byte(step))
+	return hex.EncodeToString(sum[:16])
 }

@@ -357,7 +357,8 @@ func (s *Store) clean(ctx context.Context, key string) error {
 }
 
 // WaitFinal waits for the Final of key, watching for it, until it exists
-// (returned at once when it does) or ctx ends (its error, wrapped).
+// (returned at once when it does) or ctx ends (its error, wrapped, without
+// ErrUnavailable).
 // Give ctx a deadline: setting the watch up waits at most DefaultTimeout,
 // but a JetStream that goes away afterwards is noticed only by ctx.
 func (s *Store) WaitFinal(ctx context.Context, key string) (*Final, error) {
@@ -379,8 +380,8 @@ func (s *Store) WaitFinal(ctx context.Context, key string) (*Final, error) {
 				continue
 			}
 			return DecodeFinal(e.Value())
-		case <-ctx.Done():
-			return nil, wrap("waiting for the final of "+key, ctx.Err())
+		case <-ctx.Done(): // a wait that ran out, not JetStream unreachable
+			return nil, fmt.Errorf("durable: waiting for the final of %s: %w", key, ctx.Err())
 		}
 	}
 }
