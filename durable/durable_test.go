@@ -126,14 +126,27 @@ func TestOpen(t *testing.T) {
 // TestLeaseLapse: a lease nobody renews lapses at the server, which
 // leaves a marker (Nats-Marker-Reason: MaxAge) that a KV watch sees as a
 // purge, and WatchLapses reports the key. It prints how long after the
-// TTL the lapse is seen.
+// TTL the lapse is seen, for the shortest and the longest TTL.
 func TestLeaseLapse(t *testing.T) {
-	srv, s := fixture(t)
+	srv := server(t, t.TempDir(), -1)
+	for _, c := range []struct {
+		ttl    time.Duration
+		rounds int
+	}{{time.Second, 5}, {3 * time.Second, 2}} {
+		t.Run(c.ttl.String(), func(t *testing.T) { lapses(t, srv.ClientURL(), c.ttl, c.rounds) })
+	}
+}
+
+// lapses lets rounds leases of a store with ttl lapse, one after another.
+func lapses(t *testing.T, url string, ttl time.Duration, rounds int) {
 	ctx := testwait.Ctx(t)
-	_, js := jsOf(t, srv.ClientURL())
-	kv, err := js.KeyValue(ctx, durable.LeasesBucket("", "c1"))
+	_, js := jsOf(t, url)
+	cluster := "lapse-" + ttl.String()
+	s, err := durable.Open(ctx, js, durable.Options{Cluster: cluster, LeaseTTL: ttl})
 	require.NoError(t, err)
-	stream, err := js.Stream(ctx, "KV_"+durable.LeasesBucket("", "c1"))
+	kv, err := js.KeyValue(ctx, durable.LeasesBucket("", cluster))
+	require.NoError(t, err)
+	stream, err := js.Stream(ctx, "KV_"+kv.Bucket())
 	require.NoError(t, err)
 	seen := make(chan string, 16)
 	stop, err := s.WatchLapses(ctx, func(key string) { seen <- key })
@@ -141,7 +154,7 @@ func TestLeaseLapse(t *testing.T) {
 	defer stop()
 
 	var worst time.Duration
-	for i := range 5 {
+	for i := range rounds {
 		key := durable.Key("alice", fmt.Sprint("lapse-", i))
 		// A holder that died at once: its lease is written and never renewed.
 		_, err := kv.Create(ctx, "l."+key, []byte("dead"))
@@ -149,9 +162,9 @@ func TestLeaseLapse(t *testing.T) {
 		e, err := kv.Get(ctx, "l."+key)
 		require.NoError(t, err)
 		require.Equal(t, key, testwait.Recv(t, seen, "lapse of "+key))
-		late := time.Since(e.Created().Add(leaseTTL))
+		late := time.Since(e.Created().Add(ttl))
 		worst = max(worst, late)
-		t.Logf("lease %d: TTL %s, lapse seen %s after it", i, leaseTTL, late.Round(time.Millisecond))
+		t.Logf("lease %d: TTL %s, lapse seen %s after it", i, ttl, late.Round(time.Millisecond))
 
 		// What the subject holds now is the server's marker.
 		cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
@@ -371,7 +384,7 @@ func TestSteps(t *testing.T) {
 		if errors.Is(err, durable.ErrNotFound) {
 			return nil
 		}
-		return fmt.Errorf("final still there (%v)", err)
+		return fmt.Errorf("final still there (%w)", err)
 	})
 	// A planner that lost its lease records a step after the finish.
 	_, err = s.RecordStep(ctx, key, "|a", []byte("stale"))
@@ -419,7 +432,7 @@ func TestFinalTTL(t *testing.T) {
 		if errors.Is(err, durable.ErrNotFound) {
 			return nil
 		}
-		return fmt.Errorf("final still there (%v)", err)
+		return fmt.Errorf("final still there (%w)", err)
 	})
 	t.Logf("final with a 1s TTL gone %s after it was written", time.Since(written).Round(time.Millisecond))
 	require.GreaterOrEqual(t, time.Since(written), 900*time.Millisecond)
@@ -502,11 +515,11 @@ func TestRestart(t *testing.T) {
 	testwait.For(t, "the orphan after the restart", func() error {
 		holder, err := s.Holder(ctx, run)
 		if err != nil || holder != "" {
-			return fmt.Errorf("holder %q, %v", holder, err)
+			return fmt.Errorf("holder %q, %w", holder, err)
 		}
 		keys, err := s.Orphans(ctx, 10)
 		if err != nil || len(keys) != 1 || keys[0] != run {
-			return fmt.Errorf("orphans %v, %v", keys, err)
+			return fmt.Errorf("orphans %v, %w", keys, err)
 		}
 		return nil
 	})

@@ -386,15 +386,15 @@ func (s *Store) WaitFinal(ctx context.Context, key string) (*Final, error) {
 	}
 }
 
-// Orphans returns up to max keys of requests that have a record and no
+// Orphans returns up to limit keys of requests that have a record and no
 // lease: nobody runs them (their planner died, or the whole cluster
 // restarted). A record younger than the lease TTL is left out, giving its
 // planner time to take the lease; Acquire decides all the same who runs
 // an orphan. A record whose request has a Final (its planner died while
 // finishing) is removed instead of returned. Each bucket is read up to
 // MaxScan keys (ErrTooMany beyond).
-func (s *Store) Orphans(ctx context.Context, max int) ([]string, error) {
-	if max <= 0 {
+func (s *Store) Orphans(ctx context.Context, limit int) ([]string, error) {
+	if limit <= 0 {
 		return nil, nil
 	}
 	ctx, cancel := bounded(ctx)
@@ -412,7 +412,7 @@ func (s *Store) Orphans(ctx context.Context, max int) ([]string, error) {
 		if !leased[key] && e.Created().Before(young) {
 			keys = append(keys, key)
 		}
-		return len(keys) < max && n < MaxScan
+		return len(keys) < limit && n < MaxScan
 	}, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
 	if err != nil {
 		return nil, err
