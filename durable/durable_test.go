@@ -28,14 +28,14 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 const leaseTTL = time.Second
 
 // server starts a nats-server with JetStream storing in dir.
-func server(t *testing.T, dir string, port int) *bus.Server {
+func server(t testing.TB, dir string, port int) *bus.Server {
 	t.Helper()
 	return testcluster.Server(t, testcluster.WithServerConfig(bus.ServerConfig{Host: "127.0.0.1", Port: port,
 		JetStream: bus.JetStreamConfig{Enabled: true, StoreDir: dir}}))
 }
 
 // jsOf connects to url and returns its JetStream.
-func jsOf(t *testing.T, url string, opts ...testcluster.ConnOption) (*nats.Conn, jetstream.JetStream) {
+func jsOf(t testing.TB, url string, opts ...testcluster.ConnOption) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc := testcluster.Conn(t, url, opts...)
 	js, err := jetstream.New(nc)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -346,14 +347,19 @@ func (s *Store) Finish(ctx context.Context, key string, f *Final, ttl time.Durat
 }
 
 // clean removes what a finished request key leaves: its record, cancel
-// mark and steps, purged from the stream (no markers stay).
+// mark and steps, purged from the stream (no markers stay), the three
+// purges sent at once.
 func (s *Store) clean(ctx context.Context, key string) error {
-	var errs []error
-	for _, subj := range []string{recordPre + key, cancelPre + key, stepPre + key + ".*"} {
-		err := s.reqStream.Purge(ctx, jetstream.WithPurgeSubject(s.reqPre+subj))
-		errs = append(errs, wrap("purge "+subj, err))
+	subjects := [...]string{recordPre + key, cancelPre + key, stepPre + key + ".*"}
+	var errs [len(subjects)]error
+	var wg sync.WaitGroup
+	for i, subj := range subjects {
+		wg.Go(func() {
+			errs[i] = wrap("purge "+subj, s.reqStream.Purge(ctx, jetstream.WithPurgeSubject(s.reqPre+subj)))
+		})
 	}
-	return errors.Join(errs...)
+	wg.Wait()
+	return errors.Join(errs[:]...)
 }
 
 // WaitFinal waits for the Final of key, watching for it, until it exists
