@@ -81,8 +81,13 @@ func (l *Lease) Key() string { return l.key }
 func (l *Lease) Holder() string { return l.holder }
 
 // Lost is closed when the lease was lost: another holder has the key, or
-// it lapsed, or it could not be renewed before it would lapse. The holder
-// must then stop running the request. Release does not close it.
+// it lapsed, or it could not be renewed before it would lapse (counted
+// from when the last renewal that succeeded was sent, so never later than
+// the server removes it). The holder must then stop running the request.
+// A renewal that reached the server but whose answer was lost reads as
+// lost too (the next one finds another revision): losing errs on the safe
+// side, and the key then lapses for another to take. Release does not
+// close it.
 func (l *Lease) Lost() <-chan struct{} { return l.lost }
 
 // renew rewrites the lease every TTL/3, each write revision-guarded; the
@@ -130,7 +135,8 @@ func (l *Lease) stop() {
 // Release stops renewing the lease and deletes it, revision-guarded, so
 // that a lease lost meanwhile (another holder's now) is left alone: then
 // there is nothing to release and Release returns nil. Later calls return
-// the first call's result.
+// the first call's result. When the delete fails (JetStream out of reach)
+// the lease is not renewed any more and lapses within the TTL.
 func (l *Lease) Release(ctx context.Context) error {
 	l.released.Do(func() {
 		l.stop()

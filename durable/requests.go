@@ -394,8 +394,9 @@ func (s *Store) WaitFinal(ctx context.Context, key string) (*Final, error) {
 
 // Orphans returns up to limit keys of requests that have a record and no
 // lease: nobody runs them (their planner died, or the whole cluster
-// restarted). A record younger than the lease TTL is left out, giving its
-// planner time to take the lease; Acquire decides all the same who runs
+// restarted). A record younger than the lease TTL (its server timestamp
+// against this host's clock) is left out, giving its planner time to take
+// the lease; Acquire decides all the same who runs
 // an orphan. A record whose request has a Final (its planner died while
 // finishing) is removed instead of returned. Each bucket is read up to
 // MaxScan keys (ErrTooMany beyond).
