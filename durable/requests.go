@@ -132,7 +132,9 @@ func (s *Store) recordRevision(ctx context.Context, key string) (uint64, error) 
 // RecordStep records value as the result of step of the request key,
 // once: when the step has a result recorded already, that one is returned
 // and value dropped, so that every planner that runs the step goes on
-// with the same result. The request must have a record (ErrNotFound).
+// with the same result. A result recorded before the request's record
+// (by an earlier run of the same id) does not count and is replaced;
+// telling them apart reads the record, ErrNotFound when there is none.
 func (s *Store) RecordStep(ctx context.Context, key, step string, value []byte) (recorded []byte, err error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
