@@ -144,6 +144,9 @@ type version struct {
 // b is not a value of this kind, ErrNewer when its version is above
 // Version. what names the kind in the error.
 func decode(what string, b []byte, v any) error {
+	if err := checkMsgpack(b); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrCorrupt, what, err)
+	}
 	var ver version
 	if err := msgpack.Unmarshal(b, &ver); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrCorrupt, what, err)

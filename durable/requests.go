@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -131,7 +132,9 @@ func (s *Store) recordRevision(ctx context.Context, key string) (uint64, error) 
 // RecordStep records value as the result of step of the request key,
 // once: when the step has a result recorded already, that one is returned
 // and value dropped, so that every planner that runs the step goes on
-// with the same result. The request must have a record (ErrNotFound).
+// with the same result. A result recorded before the request's record
+// (by an earlier run of the same id) does not count and is replaced;
+// telling them apart reads the record, ErrNotFound when there is none.
 func (s *Store) RecordStep(ctx context.Context, key, step string, value []byte) (recorded []byte, err error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
@@ -346,18 +349,24 @@ func (s *Store) Finish(ctx context.Context, key string, f *Final, ttl time.Durat
 }
 
 // clean removes what a finished request key leaves: its record, cancel
-// mark and steps, purged from the stream (no markers stay).
+// mark and steps, purged from the stream (no markers stay), the three
+// purges sent at once.
 func (s *Store) clean(ctx context.Context, key string) error {
-	var errs []error
-	for _, subj := range []string{recordPre + key, cancelPre + key, stepPre + key + ".*"} {
-		err := s.reqStream.Purge(ctx, jetstream.WithPurgeSubject(s.reqPre+subj))
-		errs = append(errs, wrap("purge "+subj, err))
+	subjects := [...]string{recordPre + key, cancelPre + key, stepPre + key + ".*"}
+	var errs [len(subjects)]error
+	var wg sync.WaitGroup
+	for i, subj := range subjects {
+		wg.Go(func() {
+			errs[i] = wrap("purge "+subj, s.reqStream.Purge(ctx, jetstream.WithPurgeSubject(s.reqPre+subj)))
+		})
 	}
-	return errors.Join(errs...)
+	wg.Wait()
+	return errors.Join(errs[:]...)
 }
 
 // WaitFinal waits for the Final of key, watching for it, until it exists
-// (returned at once when it does) or ctx ends (its error, wrapped).
+// (returned at once when it does) or ctx ends (its error, wrapped, without
+// ErrUnavailable).
 // Give ctx a deadline: setting the watch up waits at most DefaultTimeout,
 // but a JetStream that goes away afterwards is noticed only by ctx.
 func (s *Store) WaitFinal(ctx context.Context, key string) (*Final, error) {
@@ -379,21 +388,22 @@ func (s *Store) WaitFinal(ctx context.Context, key string) (*Final, error) {
 				continue
 			}
 			return DecodeFinal(e.Value())
-		case <-ctx.Done():
-			return nil, wrap("waiting for the final of "+key, ctx.Err())
+		case <-ctx.Done(): // a wait that ran out, not JetStream unreachable
+			return nil, fmt.Errorf("durable: waiting for the final of %s: %w", key, ctx.Err())
 		}
 	}
 }
 
-// Orphans returns up to max keys of requests that have a record and no
+// Orphans returns up to limit keys of requests that have a record and no
 // lease: nobody runs them (their planner died, or the whole cluster
-// restarted). A record younger than the lease TTL is left out, giving its
-// planner time to take the lease; Acquire decides all the same who runs
+// restarted). A record younger than the lease TTL (its server timestamp
+// against this host's clock) is left out, giving its planner time to take
+// the lease; Acquire decides all the same who runs
 // an orphan. A record whose request has a Final (its planner died while
 // finishing) is removed instead of returned. Each bucket is read up to
 // MaxScan keys (ErrTooMany beyond).
-func (s *Store) Orphans(ctx context.Context, max int) ([]string, error) {
-	if max <= 0 {
+func (s *Store) Orphans(ctx context.Context, limit int) ([]string, error) {
+	if limit <= 0 {
 		return nil, nil
 	}
 	ctx, cancel := bounded(ctx)
@@ -411,7 +421,7 @@ func (s *Store) Orphans(ctx context.Context, max int) ([]string, error) {
 		if !leased[key] && e.Created().Before(young) {
 			keys = append(keys, key)
 		}
-		return len(keys) < max && n < MaxScan
+		return len(keys) < limit && n < MaxScan
 	}, jetstream.IgnoreDeletes(), jetstream.MetaOnly())
 	if err != nil {
 		return nil, err
