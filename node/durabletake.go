@@ -219,10 +219,8 @@ func (d *durables) markCancel(callerKey, id string) {
 		key := durable.Key(callerKey, id)
 		ctx, cancel := context.WithTimeout(d.fr.ctx, storeTimeout)
 		defer cancel()
-		if _, err := store.Record(ctx, key); err != nil {
-			return // not a durable request running, or unreadable: nothing to mark
-		}
-		if err := store.Cancel(ctx, key); err != nil {
+		err := store.Cancel(ctx, key)
+		if err != nil && !errors.Is(err, durable.ErrNotFound) && !errors.Is(err, durable.ErrFinished) {
 			d.fr.log.Warn("durable request cancel not recorded", "request_id", id, "error", err)
 		}
 	}) {
