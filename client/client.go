@@ -1,6 +1,7 @@
 // Package client is the Go API for calling an MPREG cluster: one function
 // with Call, a whole dependency graph with Run, and the live nodes with
-// Peers.
+// Peers. Durable requests (docs/PROTOCOL.md §4.8), which survive their
+// planner, are handed over with Submit and read with Status and Get.
 //
 // A Client follows the cluster's gossip (unless Config.NoFollow) and sends a
 // single call straight to a chosen node's exec subject: one NATS round trip.
