@@ -255,6 +255,9 @@ func (c *Client) waitStatus(ctx context.Context, id string) (*schema.Status, err
 		}
 		began := time.Now()
 		st, err := c.queryStatus(ctx, id, wait)
+		if err != nil && last != nil && ctx.Err() != nil {
+			return last, nil // the answer came too late: the last one stands
+		}
 		if err != nil || !ok || st.Status == schema.StatusUnknown || schema.StatusEnded(st.Status) {
 			return st, err
 		}
@@ -281,6 +284,10 @@ func pause(ctx context.Context, d time.Duration) {
 	}
 }
 
+// minStatusWait is the shortest wait a status query asks for: with less
+// time left, a waiting Get stops asking.
+const minStatusWait = 50 * time.Millisecond
+
 // statusWait is how long a status query sent now may ask the node to wait
 // (wait_ms) for its answer to arrive before ctx's deadline; false when
 // there is no time left for a wait.
@@ -290,7 +297,7 @@ func statusWait(ctx context.Context) (time.Duration, bool) {
 		left := time.Until(dl)
 		wait = min(wait, left-replyRoom(left))
 	}
-	if wait < time.Millisecond {
+	if wait < minStatusWait {
 		return 0, false
 	}
 	return wait, true

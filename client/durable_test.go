@@ -38,13 +38,36 @@ func rawSetup(t *testing.T, cfg client.Config) (*client.Client, *nats.Conn) {
 // it, as JSON.
 func respond(t *testing.T, nc *nats.Conn, subject string, answer func(m *nats.Msg) any) {
 	t.Helper()
+	respondUntil(t, nc, subject, make(chan struct{}), answer)
+}
+
+// respondUntil is respond with done closed when the test ends, before its
+// connection closes; the test waits for the answers under way, and answer
+// returns nil to send none.
+func respondUntil(t *testing.T, nc *nats.Conn, subject string, done chan struct{}, answer func(m *nats.Msg) any) {
+	t.Helper()
+	var mu sync.RWMutex
+	over := false
 	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
-		if err := mesh.Respond(nc, m, codec.JSON, answer(m), nil); err != nil {
-			t.Errorf("respond: %v", err)
+		mu.RLock()
+		defer mu.RUnlock()
+		if over {
+			return
+		}
+		if v := answer(m); v != nil {
+			if err := mesh.Respond(nc, m, codec.JSON, v, nil); err != nil {
+				t.Errorf("respond: %v", err)
+			}
 		}
 	})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	t.Cleanup(func() {
+		close(done)
+		_ = sub.Unsubscribe()
+		mu.Lock()
+		over = true
+		mu.Unlock()
+	})
 	require.NoError(t, nc.Flush())
 }
 
@@ -221,10 +244,15 @@ func TestDurableStatusAndGet(t *testing.T) {
 func TestDurableGetWaitEndsAtDeadline(t *testing.T) {
 	t.Parallel()
 	c, nc := rawSetup(t, client.Config{})
-	respond(t, nc, subjects.Status(), func(m *nats.Msg) any {
+	done := make(chan struct{})
+	respondUntil(t, nc, subjects.Status(), done, func(m *nats.Msg) any {
 		q := readStatusQuery(t, m)
 		// A node holds the query until the request ends, or wait_ms.
-		time.Sleep(time.Duration(q.WaitMS) * time.Millisecond)
+		select {
+		case <-time.After(time.Duration(q.WaitMS) * time.Millisecond):
+		case <-done:
+			return nil
+		}
 		return schema.Status{ID: q.ID, Status: schema.StatusAccepted, Steps: 4}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 600*time.Millisecond)
