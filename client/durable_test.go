@@ -404,3 +404,61 @@ func TestCallWithDurable(t *testing.T) {
 	_, err = c.Call(quick(t), "echo", []any{"x"})
 	require.True(t, errors.Is(err, schema.ErrInvalidRequest), "without WithDurable the request is not durable: %v", err)
 }
+
+// A client that stops waiting for a request stops it in the cluster,
+// except a durable request whose wait ran out: that one goes on (its
+// outcome is for Get). The caller's own cancel stops a durable one too.
+func TestDurableRunNotCancelledAtItsDeadline(t *testing.T) {
+	t.Parallel()
+	c, nc := rawSetup(t, client.Config{Codec: codec.JSON})
+	got := make(chan string, 8)
+	sub, err := nc.Subscribe(subjects.RPC(), func(m *nats.Msg) { got <- readRequest(t, m).ID }) // never answered
+	require.NoError(t, err)
+	defer func() { _ = sub.Unsubscribe() }()
+	cancels := make(chan string, 8)
+	csub, err := nc.Subscribe(subjects.CancelRequest(), func(m *nats.Msg) {
+		var cr struct{ ID string }
+		if err := json.Unmarshal(m.Data, &cr); err != nil {
+			t.Errorf("cancel: %v", err)
+		}
+		cancels <- cr.ID
+	})
+	require.NoError(t, err)
+	defer func() { _ = csub.Unsubscribe() }()
+	require.NoError(t, nc.Flush())
+
+	cmds := []schema.Command{{Name: "a", Fun: "echo", Args: []any{"x"}}}
+	run := func(ctx context.Context, id string, durable bool) error {
+		_, err := c.Run(ctx, &schema.Request{ID: id, Cmds: cmds, Durability: schema.Durability{Durable: durable}})
+		return err
+	}
+	next := func(ch chan string) string {
+		select {
+		case id := <-ch:
+			return id
+		case <-quick(t).Done():
+			t.Fatal("nothing came")
+			return ""
+		}
+	}
+	short := func() context.Context {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		t.Cleanup(cancel)
+		return ctx
+	}
+	require.ErrorIs(t, run(short(), "kept", true), schema.ErrTimeout)
+	assert.Equal(t, "kept", next(got))
+	require.ErrorIs(t, run(short(), "plain", false), schema.ErrTimeout)
+	assert.Equal(t, "plain", next(got))
+	// The client's cancels come in the order it sent them: had it
+	// cancelled "kept", that cancel would come first.
+	assert.Equal(t, "plain", next(cancels))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, "stopped", true) }()
+	assert.Equal(t, "stopped", next(got))
+	cancel()
+	require.ErrorIs(t, <-done, schema.ErrCancelled)
+	assert.Equal(t, "stopped", next(cancels))
+}
