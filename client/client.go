@@ -1,6 +1,7 @@
 // Package client is the Go API for calling an MPREG cluster: one function
 // with Call, a whole dependency graph with Run, and the live nodes with
-// Peers.
+// Peers. Durable requests (docs/PROTOCOL.md §4.8), which survive their
+// planner, are handed over with Submit and read with Status and Get.
 //
 // A Client follows the cluster's gossip (unless Config.NoFollow) and sends a
 // single call straight to a chosen node's exec subject: one NATS round trip.
@@ -279,6 +280,7 @@ type callOpts struct {
 	trace     *Trace
 	id        string
 	keep      bool
+	durable   bool
 }
 
 // WithKeepRefs returns a result passed by reference (docs/PROTOCOL.md
@@ -306,6 +308,14 @@ type Trace struct {
 // a unique id.
 func WithID(id string) CallOption {
 	return func(o *callOpts) { o.id = id }
+}
+
+// WithDurable makes the call's request durable (docs/PROTOCOL.md §4.8):
+// the cluster records it before it runs, and when its planner dies
+// another node takes it over and answers. The call goes through a
+// planner; its id (WithID, else one the client picks) runs once.
+func WithDurable() CallOption {
+	return func(o *callOpts) { o.durable = true }
 }
 
 // WithTrace has the call traced (docs/PROTOCOL.md §5.1): *dst gets one
@@ -372,7 +382,7 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 		return nil, err
 	}
 	keep := o.keep || c.cfg.Objects.KeepRefs
-	if c.follower != nil && o.trace == nil && o.id == "" {
+	if c.follower != nil && o.trace == nil && o.id == "" && !o.durable {
 		call := &planner.Call{RequestID: id, Step: fun, Fun: fun, Locs: o.locs, Args: args, Kwargs: kwargs}
 		v, err := c.runner.Call(ctx, call)
 		if err == nil {
@@ -385,7 +395,8 @@ func (c *Client) Call(ctx context.Context, fun string, args []any, opts ...CallO
 	}
 	name := uniqueName(fun, args)
 	resp, err := c.run(ctx, &schema.Request{ID: o.id, Cmds: []schema.Command{{Name: name, Fun: fun, Args: args, Kwargs: kwargs, Locs: o.locs}},
-		RouteWaitMS: o.routeWait.Milliseconds(), Trace: o.trace != nil}, nil, runParams{keep: keep})
+		RouteWaitMS: o.routeWait.Milliseconds(), Trace: o.trace != nil, Durability: schema.Durability{Durable: o.durable}},
+		nil, runParams{keep: keep})
 	if o.trace != nil && resp != nil {
 		*o.trace = Trace{Entries: resp.Trace, Truncated: resp.TraceTruncated}
 	}
@@ -508,9 +519,16 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event), p
 	r, dl := c.stamp(ctx, req)
 	ctx, cancel := context.WithDeadline(ctx, dl.Add(grace))
 	defer cancel()
+	var resp *schema.Response
 	if p.prepare {
 		var up uploads
-		defer func() { c.objs.delete(r.ID, up, "argument") }()
+		defer func() {
+			// A durable request that may still run (no response came)
+			// keeps its arguments: the bucket's max age removes them.
+			if resp != nil || !r.Durable {
+				c.objs.delete(r.ID, up, "argument")
+			}
+		}()
 		if err := c.prepareCmds(ctx, &r, &up); err != nil {
 			return nil, err
 		}
@@ -519,7 +537,9 @@ func (c *Client) run(ctx context.Context, req *schema.Request, on func(Event), p
 	if resp == nil {
 		return nil, err
 	}
-	if rerr := c.objs.results(ctx, resp, p.keep); rerr != nil && err == nil {
+	// A durable request's outcome is kept (result_ttl_ms), for Get: the
+	// objects of its results stay too.
+	if rerr := c.objs.results(ctx, resp, p.keep, !r.Durable); rerr != nil && err == nil {
 		return resp, rerr
 	}
 	return resp, err
@@ -555,12 +575,18 @@ func (c *Client) runMsg(ctx context.Context, r *schema.Request, on func(Event)) 
 	}
 	ctx, lose := context.WithCancelCause(ctx)
 	defer lose(nil)
-	token, unwatch := c.watch.register(ctx, lose)
+	// A durable request outlives its planner: another node takes it over
+	// and answers on the same reply subject, so its planner is not
+	// watched; the client waits for the response until the deadline.
+	token, unwatch := "", func() {}
+	if !r.Durable {
+		token, unwatch = c.watch.register(ctx, lose)
+	}
 	defer unwatch()
 	// Events of the stream: planned names the node to watch; the caller's
 	// own callback, if any, sees them all.
 	onEvent := func(ev Event) {
-		if p := ev.Planned; p != nil {
+		if p := ev.Planned; p != nil && token != "" {
 			c.watch.planned(token, &schema.PlannerAck{Cluster: c.cfg.Cluster, ID: p.ID, Planner: p.Planner,
 				Incarnation: p.Incarnation, Instance: p.Instance})
 		}
@@ -625,7 +651,7 @@ func (c *Client) send(ctx context.Context, msg *nats.Msg, r *schema.Request, onE
 	for {
 		resp, err := c.rpc(ctx, msg, r, onEvent)
 		var nobody *nobodyError
-		if resp == nil && err != nil && !errors.As(err, &nobody) {
+		if resp == nil && err != nil && !errors.As(err, &nobody) && abandons(ctx, r) {
 			// The client gives up without the planner's answer (the
 			// caller cancelled, the wait ran out, the planner seems lost,
 			// the connection failed): stop the request wherever it is
@@ -663,6 +689,14 @@ func (c *Client) send(ctx context.Context, msg *nats.Msg, r *schema.Request, onE
 		}
 		return resp, err
 	}
+}
+
+// abandons reports whether a client that gives up waiting for r's
+// response stops r: always, unless r is durable, which only its caller's
+// cancel stops (a durable request outlives the wait for it; its outcome is
+// for Get).
+func abandons(ctx context.Context, r *schema.Request) bool {
+	return !r.Durable || errors.Is(ctx.Err(), context.Canceled)
 }
 
 // Cancel asks the cluster to stop the request with this id, wherever it is

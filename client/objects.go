@@ -384,8 +384,8 @@ func (o *objects) upload(ctx context.Context, id, what string, v any, up *upload
 }
 
 // results resolves the references among resp's results, in place (see
-// resolution), and deletes the objects it fetched.
-func (o *objects) results(ctx context.Context, resp *schema.Response, keep bool) error {
+// resolution), and with forget deletes the objects it fetched.
+func (o *objects) results(ctx context.Context, resp *schema.Response, keep, forget bool) error {
 	var rs *resolution
 	for name, v := range resp.Results {
 		if !objref.MentionsValue(v) {
@@ -393,7 +393,9 @@ func (o *objects) results(ctx context.Context, resp *schema.Response, keep bool)
 		}
 		if rs == nil {
 			rs = o.resolver(keep, resp.ID)
-			defer rs.forget()
+			if forget {
+				defer rs.forget()
+			}
 		}
 		x, err := rs.resolve(ctx, v)
 		if err != nil {

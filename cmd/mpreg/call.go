@@ -176,6 +176,7 @@ type runCmd struct {
 	Dot      bool   `help:"Run nothing: print the plan as Graphviz DOT (steps labelled name: fun @ node, edges for references, unroutable steps red)."`
 	Verbose  bool   `help:"Print the request id (the file's, else a new one) on stderr before sending it."`
 	Out      string `short:"o" name:"out" help:"Write the response's one result to FILE (a binary result as its bytes, any other as JSON) and leave it out of the response printed." placeholder:"FILE"`
+	Durable  bool   `help:"Send the request durable (docs/PROTOCOL.md §4.8): the cluster records it, another node takes it over if its planner dies, an id runs once, and mpreg get ID reads its outcome later."`
 	clientFlags
 	requestFlags
 }
@@ -183,7 +184,7 @@ type runCmd struct {
 // Run sends the request and prints the whole response, also when it holds
 // an error.
 func (c *runCmd) Run(e *env) error {
-	req, err := c.read(e.stdin)
+	req, err := readRequest(c.File, e.stdin)
 	if err != nil {
 		return err
 	}
@@ -210,22 +211,48 @@ func (c *runCmd) Run(e *env) error {
 		}
 		return writeExplain(e.stdout, resp)
 	}
-	resp = fullResponse(req, resp, err)
-	if c.Out != "" && err == nil {
-		if err := outResult(c.Out, resp); err != nil {
+	return printResponse(e, fullResponse(req.ID, resp, err), err, printOpts{out: c.Out, trace: c.Trace, order: cmdNames(req)})
+}
+
+// printOpts say how printResponse prints a response: -o FILE, --trace,
+// and the order of the steps, for the one whose error the exit status
+// names.
+type printOpts struct {
+	out   string
+	trace bool
+	order []string
+}
+
+// printResponse prints resp, the response of a request (err its error),
+// as mpreg run does: its one result to o.out, when set and it succeeded;
+// its trace on stderr with o.trace; the response as JSON on stdout. The
+// error returned sets the exit status: err, or the first step error of a
+// request that ran with on_error "continue".
+func printResponse(e *env, resp *schema.Response, err error, o printOpts) error {
+	if o.out != "" && err == nil {
+		if err := outResult(o.out, resp); err != nil {
 			return err
 		}
 	}
-	if c.Trace {
+	if o.trace {
 		printTrace(e.stderr, resp.Trace, resp.TraceTruncated)
 	}
 	if perr := printJSON(e.stdout, resp); perr != nil {
 		return errors.Join(err, perr)
 	}
 	if err == nil {
-		return firstStepError(req, resp)
+		return firstStepError(o.order, resp)
 	}
 	return err
+}
+
+// cmdNames are the names of req's commands, in its order.
+func cmdNames(req *schema.Request) []string {
+	names := make([]string, len(req.Cmds))
+	for i, cmd := range req.Cmds {
+		names[i] = cmd.Name
+	}
+	return names
 }
 
 // apply sets what the flags ask of req, and prints on stderr its id
@@ -240,6 +267,9 @@ func (c *runCmd) apply(stderr io.Writer, req *schema.Request) {
 	}
 	if c.Trace {
 		req.Trace = true
+	}
+	if c.Durable {
+		req.Durable = true
 	}
 	if req.ID == "" {
 		req.ID = nuid.Next() // known before sending, for --verbose and mpreg cancel
@@ -258,9 +288,9 @@ func (c *runCmd) apply(stderr io.Writer, req *schema.Request) {
 // fullResponse returns resp with its results never null; with no response
 // (no node, timeout…) one in the same shape, holding err, so that scripts
 // always read {"id", "results"[, "error"]}.
-func fullResponse(req *schema.Request, resp *schema.Response, err error) *schema.Response {
+func fullResponse(id string, resp *schema.Response, err error) *schema.Response {
 	if resp == nil {
-		resp = &schema.Response{ID: req.ID, Results: map[string]any{}}
+		resp = &schema.Response{ID: id, Results: map[string]any{}}
 		var se *schema.Error
 		if errors.As(err, &se) {
 			resp.Error = se
@@ -273,28 +303,28 @@ func fullResponse(req *schema.Request, resp *schema.Response, err error) *schema
 }
 
 // firstStepError is, for a request that ran with on_error "continue" and
-// some of whose steps did not, the error of the first of them (in the
-// request's order) that failed other than CANCELLED: the exit status says
-// so. Nil otherwise.
-func firstStepError(req *schema.Request, resp *schema.Response) error {
-	for _, cmd := range req.Cmds {
-		if e := resp.Errors[cmd.Name]; e != nil && e.Code != schema.CodeCancelled {
+// some of whose steps did not, the error of the first of them (in order,
+// the steps' names) that failed other than CANCELLED: the exit status
+// says so. Nil otherwise.
+func firstStepError(order []string, resp *schema.Response) error {
+	for _, name := range order {
+		if e := resp.Errors[name]; e != nil && e.Code != schema.CodeCancelled {
 			return e
 		}
 	}
 	return nil
 }
 
-// read reads and checks the request.
-func (c *runCmd) read(stdin io.Reader) (*schema.Request, error) {
+// readRequest reads and checks the request in file (- for stdin).
+func readRequest(file string, stdin io.Reader) (*schema.Request, error) {
 	var data []byte
 	var err error
-	name := c.File
-	if c.File == "-" {
+	name := file
+	if file == "-" {
 		name = "stdin"
 		data, err = io.ReadAll(stdin)
 	} else {
-		data, err = os.ReadFile(c.File)
+		data, err = os.ReadFile(file)
 	}
 	if err != nil {
 		return nil, usagef("read request: %w", err)

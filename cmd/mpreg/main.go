@@ -4,6 +4,8 @@
 //	mpreg server --demo                 # NATS on 127.0.0.1:4222 plus a node
 //	mpreg call add 2 3                  # 5
 //	mpreg run request.json              # a whole dependency graph
+//	mpreg submit request.json           # the same, durable: prints its id
+//	mpreg get ID --wait                 # its response, once it ended
 //	mpreg peers                         # the live nodes
 //	mpreg demo                          # a tour, all in one process
 //
@@ -55,15 +57,16 @@ type cli struct {
 	LogFormat string           `help:"Log format: text or json (one JSON object per line)." enum:"text,json" default:"text"`
 	Config    kong.ConfigFlag  `help:"Read flag values from a JSON file, e.g. {\"servers\": \"nats://10.0.0.5:4222\", \"node_id\": \"n1\"}." placeholder:"FILE"`
 
-	Server  serverCmd  `cmd:"" help:"Run an embedded NATS server and, unless --no-node, a node in the same process."`
-	Node    nodeCmd    `cmd:"" help:"Run a node connected to existing NATS servers."`
-	Call    callCmd    `cmd:"" help:"Call one function and print its result as JSON."`
-	Run     runCmd     `cmd:"" help:"Send a whole request (docs/PROTOCOL.md §4) from a JSON file or stdin and print the response."`
-	Peers   peersCmd   `cmd:"" help:"List the live nodes, their functions, locs and codecs."`
-	Cancel  cancelCmd  `cmd:"" help:"Stop a request by its id, wherever it runs (its caller gets CANCELLED)."`
-	Objects objectsCmd `cmd:"" help:"List or delete the objects of the cluster's JetStream object bucket, where values too big for a message pass by reference."`
-	Demo    demoCmd    `cmd:"" help:"Run a tour of MPREG in one process: a NATS server, three nodes and a client."`
-	Bench   benchCmd   `cmd:"" help:"Measure calls per second and latency."`
+	Server      serverCmd  `cmd:"" help:"Run an embedded NATS server and, unless --no-node, a node in the same process."`
+	Node        nodeCmd    `cmd:"" help:"Run a node connected to existing NATS servers."`
+	Call        callCmd    `cmd:"" help:"Call one function and print its result as JSON."`
+	Run         runCmd     `cmd:"" help:"Send a whole request (docs/PROTOCOL.md §4) from a JSON file or stdin and print the response."`
+	Peers       peersCmd   `cmd:"" help:"List the live nodes, their functions, locs and codecs."`
+	Cancel      cancelCmd  `cmd:"" help:"Stop a request by its id, wherever it runs (its caller gets CANCELLED)."`
+	durableCmds            // submit, status, get
+	Objects     objectsCmd `cmd:"" help:"List or delete the objects of the cluster's JetStream object bucket, where values too big for a message pass by reference."`
+	Demo        demoCmd    `cmd:"" help:"Run a tour of MPREG in one process: a NATS server, three nodes and a client."`
+	Bench       benchCmd   `cmd:"" help:"Measure calls per second and latency."`
 
 	VersionCmd versionCmd    `cmd:"" name:"version" help:"Print the version, the commit it was built from and the Go version."`
 	Completion completionCmd `cmd:"" help:"Print a shell completion script: bash, zsh or fish."`
