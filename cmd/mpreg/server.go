@@ -46,14 +46,16 @@ type nodeFlags struct {
 // limitFlags are a node's limits (node.Limits). Their defaults are
 // node.DefaultConfig's, through nodeVars.
 type limitFlags struct {
-	MaxInflight      int      `help:"Most steps that run on this node at once." default:"${max_inflight}"`
-	MaxQueue         int      `help:"Most steps that wait for a run slot; beyond it a step gets OVERLOADED." default:"${max_queue}"`
-	MaxCommands      int      `help:"Most commands one request may hold." default:"${max_commands}"`
-	MaxRequests      int      `help:"Most whole requests this node plans at once; beyond it a request gets OVERLOADED." default:"${max_requests}"`
-	MaxBytesInFlight byteSize `help:"Most bytes of steps this node's planner has in flight to other nodes (requests and the replies expected); more steps wait." default:"${max_bytes_in_flight}"`
-	MaxPlanningBytes byteSize `help:"Memory for the requests this node plans at once (decoded bodies, held results, steps waiting for a route); beyond it a request gets OVERLOADED." default:"${max_planning_bytes}"`
-	MaxResultBytes   byteSize `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"${max_result_bytes}"`
-	MaxWaiting       int      `help:"Most steps of the requests this node plans that wait for a route (route_wait_ms) at once; beyond it a request gets OVERLOADED." default:"${max_waiting}"`
+	MaxInflight       int           `help:"Most steps that run on this node at once." default:"${max_inflight}"`
+	MaxQueue          int           `help:"Most steps that wait for a run slot; beyond it a step gets OVERLOADED." default:"${max_queue}"`
+	MaxCommands       int           `help:"Most commands one request may hold." default:"${max_commands}"`
+	MaxRequests       int           `help:"Most whole requests this node plans at once; beyond it a request gets OVERLOADED." default:"${max_requests}"`
+	MaxBytesInFlight  byteSize      `help:"Most bytes of steps this node's planner has in flight to other nodes (requests and the replies expected); more steps wait." default:"${max_bytes_in_flight}"`
+	MaxPlanningBytes  byteSize      `help:"Memory for the requests this node plans at once (decoded bodies, held results, steps waiting for a route); beyond it a request gets OVERLOADED." default:"${max_planning_bytes}"`
+	MaxResultBytes    byteSize      `help:"Most bytes of results one request holds at once; beyond it the request fails with PAYLOAD_TOO_LARGE." default:"${max_result_bytes}"`
+	MaxWaiting        int           `help:"Most steps of the requests this node plans that wait for a route (route_wait_ms) at once; beyond it a request gets OVERLOADED." default:"${max_waiting}"`
+	MaxDurableTimeout time.Duration `help:"Longest budget (timeout_ms) of a durable request, which survives its planner (docs/PROTOCOL.md §4.8)." default:"${max_durable_timeout}"`
+	MaxResultTTL      time.Duration `help:"Longest a durable request's outcome is kept after it ends, for status and get (result_ttl_ms; also its default)." default:"${max_result_ttl}"`
 }
 
 // objectFlags are a node's settings for values passed by reference
@@ -65,6 +67,7 @@ type objectFlags struct {
 	ObjectCache    byteSize      `help:"Memory for the objects this node stored, so that a step run here on a value made here does not fetch it." default:"${object_cache}"`
 	ObjectTTL      time.Duration `help:"Max age of the objects of the cluster's bucket, when this node creates it (a bucket that exists keeps its own): a backstop for objects nobody deleted." default:"${object_ttl}"`
 	ResultTTL      time.Duration `help:"How long the objects of a request's results stay after its response, for the caller to read; the request's other objects are deleted when it ends." default:"${result_ttl}"`
+	JSReplicas     int           `name:"js-replicas" help:"Replicas of the JetStream buckets this node creates (objects, durable requests), 1 to 5: 3 on a JetStream cluster of three or more servers keeps them through a server's loss." default:"1"`
 }
 
 // nodeVars are the defaults of the node flags, shown in --help: node.DefaultConfig's.
@@ -85,6 +88,8 @@ func nodeVars() kong.Vars {
 		"object_cache":        formatByteSize(d.Objects.Cache),
 		"object_ttl":          shortDuration(d.Objects.TTL),
 		"result_ttl":          shortDuration(d.Objects.ResultTTL),
+		"max_durable_timeout": shortDuration(d.Limits.MaxDurableTimeout),
+		"max_result_ttl":      shortDuration(d.Limits.MaxResultTTL),
 	}
 }
 
@@ -106,7 +111,7 @@ func shortDuration(d time.Duration) string {
 func (f *limitFlags) limits() node.Limits {
 	l := node.Limits{MaxInflight: f.MaxInflight, MaxQueue: f.MaxQueue, MaxCommands: f.MaxCommands, MaxRequests: f.MaxRequests,
 		MaxBytesInFlight: int64(f.MaxBytesInFlight), MaxPlanningBytes: int64(f.MaxPlanningBytes), MaxResultBytes: int64(f.MaxResultBytes),
-		MaxWaiting: f.MaxWaiting}
+		MaxWaiting: f.MaxWaiting, MaxDurableTimeout: f.MaxDurableTimeout, MaxResultTTL: f.MaxResultTTL}
 	if l.MaxResultBytes == node.DefaultConfig().Limits.MaxResultBytes {
 		l.MaxResultBytes = 0
 	}
@@ -116,7 +121,7 @@ func (f *limitFlags) limits() node.Limits {
 // objects returns the node.Objects the flags describe.
 func (f *objectFlags) objects() node.Objects {
 	return node.Objects{InlineMax: int(f.InlineMax), MaxBytes: int64(f.MaxObjectBytes), Cache: int64(f.ObjectCache),
-		TTL: f.ObjectTTL, ResultTTL: f.ResultTTL}
+		TTL: f.ObjectTTL, ResultTTL: f.ResultTTL, Replicas: f.JSReplicas}
 }
 
 // Validate checks the ids and the NATS authentication flags.
