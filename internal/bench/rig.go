@@ -107,7 +107,7 @@ type rig struct {
 	auth    bus.Auth
 
 	srv      *bus.Server // nil when cfg.Servers were given
-	storeDir string      // the embedded server's JetStream store, with cfg.Objects
+	storeDir string      // the embedded server's JetStream store, with cfg.Objects or cfg.Durable
 	objData  []byte      // the value of the objects phase, with cfg.Objects
 	conns    []*nats.Conn
 	nodes    []*node.Node // A, B, T
@@ -116,6 +116,7 @@ type rig struct {
 	client   *client.Client
 	msg      messages
 	req      requests
+	durIDs   *durableIDs
 }
 
 // messages are the rig's pre-encoded messages.
@@ -129,6 +130,7 @@ type messages struct {
 // requests are the rig's requests, for the Go client.
 type requests struct {
 	run, routed, chain, alt, away, fanout *schema.Request
+	durOne, durChain                      *schema.Request // with Durable, no id: each call gets its own
 }
 
 // newRig starts the rig for a checked cfg. On error everything started so
@@ -136,7 +138,7 @@ type requests struct {
 func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	r := &rig{cfg: cfg, payload: strings.Repeat("x", cfg.PayloadBytes), auth: cfg.Auth}
+	r := &rig{cfg: cfg, payload: strings.Repeat("x", cfg.PayloadBytes), auth: cfg.Auth, durIDs: newDurableIDs()}
 	if cfg.Objects {
 		r.objData = make([]byte, cfg.ObjectBytes)
 		_, _ = io.ReadFull(&patternReader{size: cfg.ObjectBytes}, r.objData)
@@ -150,7 +152,7 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 	if len(r.urls) == 0 {
 		r.auth = bus.Auth{} // the embedded server asks for none
 		scfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1}
-		if cfg.Objects {
+		if cfg.Objects || cfg.Durable {
 			if r.storeDir, err = os.MkdirTemp("", "mpreg-bench-js-"); err != nil {
 				return nil, fmt.Errorf("bench: %w", err)
 			}
@@ -201,6 +203,11 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 	}
 	for _, n := range r.nodes {
 		if err = waitForNode(ctx, r.client, n.ID()); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Durable {
+		if err = r.waitDurable(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -337,6 +344,7 @@ func (r *rig) requests() error {
 	r.req.alt = chainRequest(r.payload, 10, LocA, LocB)
 	r.req.away = chainRequest(r.payload, 10, LocB)
 	r.req.fanout = fanoutRequest(r.payload, 16, LocA)
+	r.req.durOne, r.req.durChain = durableOf(r.req.run), durableOf(r.req.chain)
 	return nil
 }
 
@@ -431,6 +439,8 @@ func (r *rig) ops() map[string]op {
 		ScenarioChainAway:  r.runEcho(r.req.away, "|s9"),
 		ScenarioChainVia:   r.rpcJSON(r.msg.via, "|s9"),
 		ScenarioFanout16:   r.fanout16,
+		ScenarioDurable1:   r.runDurable(r.req.durOne, "r"),
+		ScenarioDurable10:  r.runDurable(r.req.durChain, "|s9"),
 	}
 }
 
