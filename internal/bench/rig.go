@@ -150,18 +150,9 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 	}()
 	r.urls = cfg.Servers
 	if len(r.urls) == 0 {
-		r.auth = bus.Auth{} // the embedded server asks for none
-		scfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1}
-		if cfg.Objects || cfg.Durable {
-			if r.storeDir, err = os.MkdirTemp("", "mpreg-bench-js-"); err != nil {
-				return nil, fmt.Errorf("bench: %w", err)
-			}
-			scfg.JetStream = bus.JetStreamConfig{Enabled: true, StoreDir: r.storeDir}
+		if err = r.startServer(); err != nil {
+			return nil, err
 		}
-		if r.srv, err = bus.StartServer(scfg); err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
-		}
-		r.urls = []string{r.srv.ClientURL()}
 	}
 	ip, err := r.dial(ctx, "mpreg-bench-raw-echo", true)
 	if err != nil {
@@ -212,6 +203,24 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 		}
 	}
 	return r, r.requests()
+}
+
+// startServer starts the embedded server, with JetStream storing in a
+// temporary directory when cfg.Objects or cfg.Durable need it.
+func (r *rig) startServer() (err error) {
+	r.auth = bus.Auth{} // the embedded server asks for none
+	scfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1}
+	if r.cfg.Objects || r.cfg.Durable {
+		if r.storeDir, err = os.MkdirTemp("", "mpreg-bench-js-"); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		scfg.JetStream = bus.JetStreamConfig{Enabled: true, StoreDir: r.storeDir}
+	}
+	if r.srv, err = bus.StartServer(scfg); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	r.urls = []string{r.srv.ClientURL()}
+	return nil
 }
 
 // dial connects one of the rig's connections, in-process to the embedded
