@@ -26,11 +26,9 @@ import (
 const durableCallBudget = 13
 
 // jsCall is a JetStream call seen on the wire: what it was, who asked
-// (its reply subject), and when the counting connection received it.
+// (its reply subject), and the request's store key when the call names it.
 type jsCall struct {
-	what, reply string
-	key         string // the request's store key, when the call names it
-	at          time.Time
+	what, reply, key string
 }
 
 // storeKey finds a durable.Key in a call's subject or body.
@@ -45,14 +43,13 @@ type jsCalls struct {
 }
 
 func (c *jsCalls) add(m *nats.Msg) {
-	at := time.Now()
 	what := c.label(m)
 	key := storeKey.FindString(m.Subject)
 	if key == "" {
 		key = storeKey.FindString(string(m.Data))
 	}
 	c.mu.Lock()
-	c.calls = append(c.calls, jsCall{what: what, reply: m.Reply, key: key, at: at})
+	c.calls = append(c.calls, jsCall{what: what, reply: m.Reply, key: key})
 	c.mu.Unlock()
 }
 
@@ -174,7 +171,7 @@ func TestDurableCalls(t *testing.T) {
 	aPre := respPrefix(r.nodeNCs[0])
 	const n = 50
 	var (
-		paths  = map[string][][]jsCall{} // A's calls before its answer, by their sequence
+		paths  = map[string][][]jsCall{} // A's calls before its answer, by the calls made
 		others = map[string]int{}
 		mark   = calls.len()
 	)
