@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mpreg/mpreg/node"
 )
 
 // TestRunDurableSmoke runs `mpreg bench --durable` briefly: the durable
@@ -143,4 +145,15 @@ func BenchmarkDurable(b *testing.B) {
 		b.StopTimer()
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
 	})
+}
+
+// TestDurableNeedsJetStream: without JetStream the durable scenarios say
+// they need it.
+func TestDurableNeedsJetStream(t *testing.T) {
+	r := fixture(t)
+	err := r.waitDurable(context.Background())
+	want := "bench: the durable scenarios need JetStream, which node " + r.nodes[0].ID() + " found " + node.JetStreamAbsent.String()
+	if err == nil || err.Error() != want {
+		t.Errorf("err %v, want %q", err, want)
+	}
 }
