@@ -22,6 +22,7 @@ type benchCmd struct {
 	Objects      bool          `help:"Add the values-by-reference phase: a value of --object-size made on one node and taken by a step on another, against a raw JetStream object put and get of the same bytes. Needs JetStream (the embedded server runs it, storing in a temporary directory)."`
 	ObjectSize   byteSize      `help:"The size of the value of --objects." default:"${bench_object_size}"`
 	ObjectRounds int           `help:"Transfers of each kind --objects measures, alternating, after one of each to warm up." default:"${bench_object_rounds}"`
+	Durable      bool          `help:"Add the durable scenarios: a one-step request and a 10-step chain with \"durable\": true, each call with an id of its own, in turns with the others, against the same requests without durability. Needs JetStream (the embedded server runs it, storing in a temporary directory)."`
 	authFlags
 	inboxFlags
 }
@@ -57,5 +58,6 @@ func (c *benchCmd) Run(e *env) error {
 		Objects:      c.Objects,
 		ObjectBytes:  int(c.ObjectSize),
 		ObjectRounds: c.ObjectRounds,
+		Durable:      c.Durable,
 	}, e.stdout)
 }

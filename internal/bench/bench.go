@@ -64,6 +64,13 @@ type Config struct {
 	// ObjectRounds is how many transfers of each kind the objects phase
 	// measures, alternating, after one of each to warm up. Default 5.
 	ObjectRounds int
+	// Durable adds the durable scenarios (DurableScenarios): a one-step
+	// request and a 10-step chain with "durable": true, each with an id
+	// of its own, taking turns with the others, and their targets against
+	// the same requests without durability. It needs JetStream: the
+	// embedded server then runs it, storing in a temporary directory it
+	// removes.
+	Durable bool
 }
 
 // DefaultConfig returns the defaults.
@@ -124,7 +131,10 @@ func (c Config) withDefaults() (Config, error) {
 // target is one figure MPREG is held to: a ratio of a scenario's p50 or
 // req/s to another scenario's in the same run. With minus, the numerator
 // is (num p50 − minus p50) / per: what each of per steps of num costs
-// beyond the same step in minus.
+// beyond the same step in minus. With over (the durable targets), the
+// figure is a time instead: num's p50 beyond den's, at most over; with
+// base too, less base[0]'s p50 beyond base[1]'s, shared by per steps.
+// With rps and minRPS, the figure is num's req/s, at least minRPS.
 type target struct {
 	what     string
 	num, den string  // scenarios
@@ -132,6 +142,9 @@ type target struct {
 	limit    float64 // the ratio to meet
 	minus    string  // a scenario whose p50 is taken off num's
 	per      int     // the steps the difference is shared by
+	over     time.Duration
+	base     [2]string
+	minRPS   float64
 }
 
 // Targets are the figures MPREG is held to, as ratios in one run.
@@ -186,11 +199,16 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), runtime.NumCPU(),
 		cfg.PayloadBytes, cfg.Duration, cfg.Concurrency)
 
-	results, err := measureAll(ctx, r.ops(), cfg)
+	names, tgts := Scenarios, targets
+	if cfg.Durable {
+		names = append(slices.Clone(Scenarios), DurableScenarios...)
+		tgts = append(slices.Clone(targets), durableTargets(cfg.Concurrency)...)
+	}
+	results, err := measureAll(ctx, r.ops(), names, cfg)
 	if err != nil {
 		return err
 	}
-	if err = report(w, results); err != nil || !cfg.Objects {
+	if err = report(w, results, tgts); err != nil || !cfg.Objects {
 		return err
 	}
 	return r.runObjects(ctx, w)
@@ -201,24 +219,24 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 // weighs on every scenario alike instead of on whichever ran at that time.
 const rounds = 3
 
-// measureAll warms every scenario up, then runs the latency phase and the
-// throughput phase, each in rounds with the scenarios taking turns.
-func measureAll(ctx context.Context, ops map[string]op, cfg Config) ([]result, error) {
+// measureAll warms every scenario of names up, then runs the latency phase
+// and the throughput phase, each in rounds with the scenarios taking turns.
+func measureAll(ctx context.Context, ops map[string]op, names []string, cfg Config) ([]result, error) {
 	n := rounds
 	if cfg.Duration < 300*time.Millisecond {
 		n = 1
 	}
 	slice := cfg.Duration / time.Duration(n)
 	warm := min(cfg.Duration/10, 250*time.Millisecond)
-	lat := make(map[string][]time.Duration, len(Scenarios))
-	for _, name := range Scenarios {
+	lat := make(map[string][]time.Duration, len(names))
+	for _, name := range names {
 		if _, err := sequential(ctx, ops[name], warm, nil); err != nil {
 			return nil, fmt.Errorf("bench: %s: warm-up: %w", name, err)
 		}
 		lat[name] = make([]time.Duration, 0, 1<<16)
 	}
 	for range n {
-		for _, name := range Scenarios {
+		for _, name := range names {
 			runtime.GC()
 			var err error
 			if lat[name], err = sequential(ctx, ops[name], slice, lat[name]); err != nil {
@@ -226,10 +244,10 @@ func measureAll(ctx context.Context, ops map[string]op, cfg Config) ([]result, e
 			}
 		}
 	}
-	calls := make(map[string]int64, len(Scenarios))
-	spent := make(map[string]time.Duration, len(Scenarios))
+	calls := make(map[string]int64, len(names))
+	spent := make(map[string]time.Duration, len(names))
 	for range n {
-		for _, name := range Scenarios {
+		for _, name := range names {
 			runtime.GC()
 			c, d, err := throughput(ctx, ops[name], slice, cfg.Concurrency)
 			if err != nil {
@@ -239,8 +257,8 @@ func measureAll(ctx context.Context, ops map[string]op, cfg Config) ([]result, e
 			spent[name] += d
 		}
 	}
-	out := make([]result, 0, len(Scenarios))
-	for _, name := range Scenarios {
+	out := make([]result, 0, len(names))
+	for _, name := range names {
 		l := lat[name]
 		slices.Sort(l)
 		out = append(out, result{
@@ -343,8 +361,8 @@ func ratio(a, b float64) float64 {
 	return a / b
 }
 
-// report writes the table and the targets check.
-func report(w io.Writer, results []result) error {
+// report writes the table and the check of tgts.
+func report(w io.Writer, results []result, tgts []target) error {
 	byName := map[string]result{}
 	for _, r := range results {
 		byName[r.name] = r
@@ -367,9 +385,17 @@ func report(w io.Writer, results []result) error {
 	}
 	var b strings.Builder
 	b.WriteString("\ntargets (ratios in this run):\n")
-	for _, t := range targets {
-		got, ok, detail := t.check(byName)
+	for _, t := range tgts {
 		verdict := "MISS"
+		if t.over > 0 || t.minRPS > 0 {
+			fig, want, ok, detail := t.checkAbs(byName)
+			if ok {
+				verdict = "PASS"
+			}
+			fmt.Fprintf(&b, "  %-4s  %-48s %6s (target %s; %s)\n", verdict, t.what, fig, want, detail)
+			continue
+		}
+		got, ok, detail := t.check(byName)
 		if ok {
 			verdict = "PASS"
 		}
@@ -399,4 +425,23 @@ func (t target) check(results map[string]result) (got float64, ok bool, detail s
 		got = ratio(float64(num.p50), float64(den.p50))
 		return got, got <= t.limit, fmtDur(num.p50) + " vs " + fmtDur(den.p50)
 	}
+}
+
+// checkAbs returns the figure of t, an absolute target (over or minRPS),
+// in results, its limit, whether the figure meets it, and what it comes
+// from.
+func (t target) checkAbs(results map[string]result) (fig, want string, ok bool, detail string) {
+	num, den := results[t.num], results[t.den]
+	if t.minRPS > 0 {
+		return fmt.Sprintf("%.0f/s", num.rps), fmt.Sprintf("at least %.0f/s", t.minRPS), num.rps >= t.minRPS,
+			fmt.Sprintf("%.0f vs %s %.0f req/s", num.rps, ScenarioRaw, results[ScenarioRaw].rps)
+	}
+	d := num.p50 - den.p50
+	detail = fmtDur(num.p50) + " - " + fmtDur(den.p50)
+	if t.base[0] != "" {
+		b := results[t.base[0]].p50 - results[t.base[1]].p50
+		detail = fmt.Sprintf("(%s - %s) / %d", fmtDur(d), fmtDur(b), max(t.per, 1))
+		d = (d - b) / time.Duration(max(t.per, 1))
+	}
+	return fmtDur(d), "at most " + fmtDur(t.over), d <= t.over, detail
 }

@@ -25,9 +25,10 @@ var (
 )
 
 // fixtureKey is a kind of shared rig: whether its nodes' Prometheus
-// metrics are on, and whether its server runs JetStream, so that its
-// nodes pass larger values by reference (Config.Objects).
-type fixtureKey struct{ metrics, objects bool }
+// metrics are on, whether its server runs JetStream, so that its nodes
+// pass larger values by reference (Config.Objects), and whether it runs
+// the durable scenarios (Config.Durable, with JetStream too).
+type fixtureKey struct{ metrics, objects, durable bool }
 
 func fixture(b testing.TB) *rig { return fixtureOf(b, fixtureKey{}) }
 
@@ -46,7 +47,7 @@ func fixtureOf(b testing.TB, k fixtureKey) *rig {
 		return r
 	}
 	cfg := DefaultConfig()
-	cfg.Metrics, cfg.Objects = k.metrics, k.objects
+	cfg.Metrics, cfg.Objects, cfg.Durable = k.metrics, k.objects, k.durable
 	cfg.ObjectBytes = 1 << 20
 	cfg, err := cfg.withDefaults()
 	if err == nil {
@@ -379,7 +380,7 @@ func TestReportRemoteStep(t *testing.T) {
 	} {
 		res[1].p50 = c.ab
 		var out bytes.Buffer
-		if err := report(&out, res); err != nil {
+		if err := report(&out, res, targets); err != nil {
 			t.Fatal(err)
 		}
 		var line string

@@ -107,7 +107,7 @@ type rig struct {
 	auth    bus.Auth
 
 	srv      *bus.Server // nil when cfg.Servers were given
-	storeDir string      // the embedded server's JetStream store, with cfg.Objects
+	storeDir string      // the embedded server's JetStream store, with cfg.Objects or cfg.Durable
 	objData  []byte      // the value of the objects phase, with cfg.Objects
 	conns    []*nats.Conn
 	nodes    []*node.Node // A, B, T
@@ -116,6 +116,7 @@ type rig struct {
 	client   *client.Client
 	msg      messages
 	req      requests
+	durIDs   *durableIDs
 }
 
 // messages are the rig's pre-encoded messages.
@@ -129,6 +130,7 @@ type messages struct {
 // requests are the rig's requests, for the Go client.
 type requests struct {
 	run, routed, chain, alt, away, fanout *schema.Request
+	durOne, durChain                      *schema.Request // with Durable, no id: each call gets its own
 }
 
 // newRig starts the rig for a checked cfg. On error everything started so
@@ -136,7 +138,7 @@ type requests struct {
 func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	r := &rig{cfg: cfg, payload: strings.Repeat("x", cfg.PayloadBytes), auth: cfg.Auth}
+	r := &rig{cfg: cfg, payload: strings.Repeat("x", cfg.PayloadBytes), auth: cfg.Auth, durIDs: newDurableIDs()}
 	if cfg.Objects {
 		r.objData = make([]byte, cfg.ObjectBytes)
 		_, _ = io.ReadFull(&patternReader{size: cfg.ObjectBytes}, r.objData)
@@ -148,18 +150,9 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 	}()
 	r.urls = cfg.Servers
 	if len(r.urls) == 0 {
-		r.auth = bus.Auth{} // the embedded server asks for none
-		scfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1}
-		if cfg.Objects {
-			if r.storeDir, err = os.MkdirTemp("", "mpreg-bench-js-"); err != nil {
-				return nil, fmt.Errorf("bench: %w", err)
-			}
-			scfg.JetStream = bus.JetStreamConfig{Enabled: true, StoreDir: r.storeDir}
+		if err = r.startServer(); err != nil {
+			return nil, err
 		}
-		if r.srv, err = bus.StartServer(scfg); err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
-		}
-		r.urls = []string{r.srv.ClientURL()}
 	}
 	ip, err := r.dial(ctx, "mpreg-bench-raw-echo", true)
 	if err != nil {
@@ -204,7 +197,30 @@ func newRig(ctx context.Context, cfg Config) (_ *rig, err error) {
 			return nil, err
 		}
 	}
+	if cfg.Durable {
+		if err = r.waitDurable(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return r, r.requests()
+}
+
+// startServer starts the embedded server, with JetStream storing in a
+// temporary directory when cfg.Objects or cfg.Durable need it.
+func (r *rig) startServer() (err error) {
+	r.auth = bus.Auth{} // the embedded server asks for none
+	scfg := bus.ServerConfig{Host: "127.0.0.1", Port: -1}
+	if r.cfg.Objects || r.cfg.Durable {
+		if r.storeDir, err = os.MkdirTemp("", "mpreg-bench-js-"); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		scfg.JetStream = bus.JetStreamConfig{Enabled: true, StoreDir: r.storeDir}
+	}
+	if r.srv, err = bus.StartServer(scfg); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	r.urls = []string{r.srv.ClientURL()}
+	return nil
 }
 
 // dial connects one of the rig's connections, in-process to the embedded
@@ -337,6 +353,7 @@ func (r *rig) requests() error {
 	r.req.alt = chainRequest(r.payload, 10, LocA, LocB)
 	r.req.away = chainRequest(r.payload, 10, LocB)
 	r.req.fanout = fanoutRequest(r.payload, 16, LocA)
+	r.req.durOne, r.req.durChain = durableOf(r.req.run), durableOf(r.req.chain)
 	return nil
 }
 
@@ -431,6 +448,8 @@ func (r *rig) ops() map[string]op {
 		ScenarioChainAway:  r.runEcho(r.req.away, "|s9"),
 		ScenarioChainVia:   r.rpcJSON(r.msg.via, "|s9"),
 		ScenarioFanout16:   r.fanout16,
+		ScenarioDurable1:   r.runDurable(r.req.durOne, "r"),
+		ScenarioDurable10:  r.runDurable(r.req.durChain, "|s9"),
 	}
 }
 
