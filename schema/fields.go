@@ -263,6 +263,9 @@ func (h Hello) WriteFields(w FieldWriter) {
 	if len(h.RetryAfterMS) > 0 {
 		w.Any("retry_after_ms", h.RetryAfterMS)
 	}
+	if len(h.Retry) > 0 {
+		w.Any("retry", h.Retry)
+	}
 }
 
 // WriteFields writes the load's keys.
@@ -316,6 +319,7 @@ var knownKeys = func() map[string]string {
 		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "waited_ms", "dry_run", "plan", "problems", "warnings", "near", "deps", "candidates",
 		"trace", "timing", "queue_us", "run_us", "fetched_bytes", "start_us", "stream", "progress", "steps",
 		"split_results", "trace_truncated",
+		"retry", "attempts", "initial_backoff_ms", "max_backoff_ms", "multiplier", "jitter",
 	} {
 		m[k] = k
 	}
