@@ -2,6 +2,8 @@ package planner_test
 
 import (
 	"context"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -204,19 +206,25 @@ func TestRetryBackoffPastDeadline(t *testing.T) {
 
 // A cancel during a backoff ends the step at once, CANCELLED.
 func TestRetryBackoffCancelled(t *testing.T) {
-	called := make(chan struct{}, 1)
 	f := newFuncs(map[string]fn{"x": func(context.Context, string, *planner.Call) (any, error) {
-		called <- struct{}{}
 		return nil, schema.Errorf(schema.CodeFunctionError, "no")
 	}})
-	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Policy: policies(schema.RetryPolicy{Attempts: 5, InitialBackoffMS: 60_000})}
+	// The runner logs a retry just before its backoff.
+	backoff := make(chan struct{}, 1)
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) {
+		if strings.Contains(string(p), "step retried by policy") {
+			backoff <- struct{}{}
+		}
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Logger: logger,
+		Policy: policies(schema.RetryPolicy{Attempts: 5, InitialBackoffMS: 60_000})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan *schema.Error, 1)
 	go func() {
 		_, err := runOf(ctx, r, mustPlan(t, oneStep))
 		done <- err
 	}()
-	<-called
+	testwait.Recv(t, backoff, "the backoff")
 	start := time.Now()
 	cancel()
 	select {
@@ -233,22 +241,43 @@ func TestRetryBackoffCancelled(t *testing.T) {
 // In a run of several steps, another step's failure ends a step's
 // backoff (the run cancels its steps in flight).
 func TestRetryBackoffEndsWhenRunFails(t *testing.T) {
+	backoff := make(chan struct{}, 1)
+	logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) {
+		if strings.Contains(string(p), "step retried by policy") {
+			backoff <- struct{}{}
+		}
+	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	f := newFuncs(map[string]fn{
 		"x": failTimes(10, schema.CodeFunctionError),
-		"y": func(context.Context, string, *planner.Call) (any, error) {
+		"y": func(ctx context.Context, _ string, _ *planner.Call) (any, error) {
+			select { // fail once x waits for its retry
+			case <-backoff:
+			case <-ctx.Done():
+			}
 			return nil, schema.Errorf(schema.CodeInvalidArgument, "bad")
 		},
 	})
 	policy := func(_, fun string) *schema.RetryPolicy {
 		if fun == "x" {
-			return &schema.RetryPolicy{Attempts: 5, InitialBackoffMS: 60_000}
+			return &schema.RetryPolicy{Attempts: 5, InitialBackoffMS: 30_000}
 		}
 		return nil
 	}
-	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Policy: policy}
+	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Policy: policy, Logger: logger}
 	start := time.Now()
-	_, err := runOf(context.Background(), r, mustPlan(t, `{"cmds": [{"name": "a", "fun": "x"}, {"name": "b", "fun": "y"}]}`))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, err := runOf(ctx, r, mustPlan(t, `{"cmds": [{"name": "a", "fun": "x"}, {"name": "b", "fun": "y"}]}`))
 	require.NotNil(t, err)
-	assert.Less(t, time.Since(start), 10*time.Second)
+	assert.Less(t, time.Since(start), 10*time.Second, "a's 30 s backoff ended with the run")
 	assert.Equal(t, schema.CodeInvalidArgument, err.Code)
+	assert.Equal(t, 1, f.Calls("a"))
+}
+
+// writerFunc adapts a function to io.Writer.
+type writerFunc func(p []byte)
+
+func (w writerFunc) Write(p []byte) (int, error) {
+	w(p)
+	return len(p), nil
 }
