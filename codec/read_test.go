@@ -316,6 +316,9 @@ var readGossipSeeds = []string{
 	`{"cluster":"c","node":"n1","incarnation":1.5,"version":1,"load":[]}`,
 	`{"kind":"goodbye","cluster":"c","node":"n1","incarnation":1,"instance":"i"}`,
 	`{"kind":"hello","cluster":"c","node":"n1","incarnation":9007199254740992}`,
+	`{"cluster":"c","node":"n1","incarnation":1,"version":1,"funs":{"f":[],"g":[]},"retry":{"f":{"attempts":5,"initial_backoff_ms":100,"max_backoff_ms":800,"multiplier":2,"jitter":0.5},"g":{"attempts":1},"h":{"attempts":2}}}`,
+	`{"cluster":"c","node":"n1","incarnation":1,"version":1,"funs":{"f":[]},"retry":{"f":{"attempts":0,"multiplier":"x","jitter":2},"a.b":{"attempts":2},"g":[]}}`,
+	`{"cluster":"c","node":"n1","incarnation":1,"version":1,"retry":{"f":{"attempts":null,"initial_backoff_ms":5,"max_backoff_ms":1}}}`,
 }
 
 // FuzzReadGossip is FuzzReadRequest for the gossip messages: hello,

@@ -18,6 +18,7 @@ import (
 // wireStructs are the wire structs of package schema; TestWireStructsListed
 // keeps the list complete.
 var wireStructs = []schema.Wire{
+	schema.RetryPolicy{},
 	schema.Command{}, schema.Request{}, schema.Response{}, schema.PlanStep{}, schema.TraceEntry{}, schema.StepTiming{}, schema.Planned{}, schema.ExecRequest{}, schema.Cancel{},
 	schema.CancelRequest{}, schema.PlannerAck{}, schema.ExecReply{}, schema.ExecResult{}, schema.ExecError{},
 	&schema.Error{}, schema.Hello{}, schema.Load{}, schema.Heartbeat{}, schema.Goodbye{}, schema.Warning{}, schema.CancelAnswer{},

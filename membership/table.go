@@ -928,3 +928,20 @@ func (t *Table) AdvertisedURLs() []string {
 	sort.Strings(out)
 	return out
 }
+
+// Policy returns the retry policy node advertises for fun (hello.retry,
+// docs/PROTOCOL.md §8), also when the node said goodbye; nil when it
+// advertises none or is not known.
+func (t *Table) Policy(node, fun string) *schema.RetryPolicy {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	e, ok := t.nodes[node]
+	if !ok {
+		return nil
+	}
+	p, ok := e.hello.Retry[fun]
+	if !ok {
+		return nil
+	}
+	return &p
+}

@@ -777,3 +777,28 @@ func TestPickNear(t *testing.T) {
 	require.False(t, membership.Near(5, 1))
 	require.True(t, membership.Near(2, -3), "a negative least counts as none")
 }
+
+// Policy returns what a node's latest hello advertises for a function,
+// also after its goodbye, and nil for anything else.
+func TestPolicy(t *testing.T) {
+	tb, _ := newTable("")
+	h := hello("n1", 10, 1, map[string][]string{"flaky": {}})
+	h.Retry = map[string]schema.RetryPolicy{"flaky": {Attempts: 5, InitialBackoffMS: 100, Multiplier: 2}}
+	require.True(t, tb.ApplyHello(h))
+	assert.Equal(t, &schema.RetryPolicy{Attempts: 5, InitialBackoffMS: 100, Multiplier: 2}, tb.Policy("n1", "flaky"))
+	assert.Nil(t, tb.Policy("n1", "echo"), "no policy")
+	assert.Nil(t, tb.Policy("n2", "flaky"), "unknown node")
+
+	// The returned policy is a copy.
+	tb.Policy("n1", "flaky").Attempts = 99
+	assert.Equal(t, int64(5), tb.Policy("n1", "flaky").Attempts)
+
+	// A newer hello replaces the policies.
+	h2 := hello("n1", 10, 2, map[string][]string{"flaky": {}})
+	h2.Retry = map[string]schema.RetryPolicy{"flaky": {Attempts: 2}}
+	require.True(t, tb.ApplyHello(h2))
+	assert.Equal(t, int64(2), tb.Policy("n1", "flaky").Attempts)
+
+	require.True(t, tb.ApplyGoodbye(goodbye("n1", 10)))
+	assert.Equal(t, int64(2), tb.Policy("n1", "flaky").Attempts, "kept after goodbye for the steps in flight")
+}

@@ -22,6 +22,7 @@ type Offer struct {
 	Funs           map[string][]string
 	Idempotent     []string
 	RetryAfterMS   map[string]int64
+	Retry          map[string]schema.RetryPolicy
 	AdvertisedURLs []string
 	Meta           map[string]string
 }
@@ -119,6 +120,7 @@ func (a *Announcer) Hello() *schema.Hello {
 		Proto:          schema.Proto,
 		Idempotent:     o.Idempotent,
 		RetryAfterMS:   o.RetryAfterMS,
+		Retry:          o.Retry,
 	}
 }
 

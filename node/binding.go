@@ -21,6 +21,10 @@ import (
 //	n.Register("area", node.Func(func(ctx context.Context, r Rect) (float64, error) {
 //		return r.W * r.H, nil
 //	}))
+//
+// Register's options apply to it as to any function: with
+// WithRetry(RetryPolicy{Attempts: 3, InitialBackoff: 50 * time.Millisecond})
+// a planner tries a call that failed twice more.
 func Func[In, Out any](f func(context.Context, In) (Out, error)) RawFunc {
 	in := newParam(reflect.TypeFor[In]())
 	plan := newInPlan(reflect.TypeFor[In](), in.fields != nil)

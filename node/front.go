@@ -559,6 +559,7 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 		RouteWait:      planner.RouteWait{Watch: table.Watch, Max: cfg.Limits.MaxWaiting},
 		Self:           cfg.NodeID,
 		NoLocality:     cfg.NoLocality,
+		Policy:         table.Policy,
 	}
 	if !cfg.NoDelegate {
 		fr.runner.Delegator = recordDelegated{fr.sender}

@@ -163,7 +163,7 @@ func (n *Node) offer() mesh.Offer {
 		meta[k] = v
 	}
 	return mesh.Offer{Funs: n.reg.funs(n.cfg.Locs), Idempotent: n.reg.idempotent(), RetryAfterMS: n.reg.retryAfter(),
-		AdvertisedURLs: urls, Meta: meta}
+		Retry: n.reg.retry(), AdvertisedURLs: urls, Meta: meta}
 }
 
 // ID returns the node id.
@@ -269,11 +269,15 @@ func (n *Node) Register(name string, f any, opts ...FuncOption) error {
 			return fmt.Errorf("%w: %s: %s", ErrInvalidConfig, name, schema.AsError(err).Message)
 		}
 	}
+	retry, err := checkRetry(name, o.retry)
+	if err != nil {
+		return err
+	}
 	call, readsCtx, err := wrapCtx(name, f, o.params, o.required)
 	if err != nil {
 		return err
 	}
-	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, inline: o.inline, call: call, readsCtx: readsCtx,
+	n.reg.put(&fn{name: name, locs: o.locs, idempotent: o.idempotent, retryAfter: o.retryAfter, retry: retry, inline: o.inline, call: call, readsCtx: readsCtx,
 		blobs: blobSlotsOf(f, o.params)})
 	n.ann.Changed()
 	return nil

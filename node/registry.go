@@ -2,10 +2,13 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/mpreg/mpreg/schema"
 )
 
 // RawFunc is a function that takes its decoded arguments as they came: the
@@ -36,6 +39,7 @@ type funcOpts struct {
 	idempotent bool
 	retryAfter time.Duration
 	inline     bool
+	retry      *RetryPolicy
 }
 
 // WithLocs adds locs (resource tags) to the function, on top of the node's.
@@ -69,6 +73,44 @@ func RetryAfter(d time.Duration) FuncOption {
 	return func(o *funcOpts) { o.idempotent, o.retryAfter = true, d }
 }
 
+// RetryPolicy says how a planner tries again a step of the function
+// that failed (docs/PROTOCOL.md §8): after FUNCTION_ERROR,
+// FUNCTION_PANIC, NODE_UNAVAILABLE or a TIMEOUT of the step itself, up to
+// Attempts attempts in all, the n-th retry after InitialBackoff ×
+// Multiplier^(n-1), at most MaxBackoff, give or take Jitter of it at
+// random; never past the request's deadline. Durations count in whole
+// milliseconds.
+type RetryPolicy struct {
+	// Attempts is the number of attempts in all, the first included: 1
+	// (no retry) to 100.
+	Attempts int
+	// InitialBackoff is the wait before the first retry, 0 to a day.
+	InitialBackoff time.Duration
+	// MaxBackoff caps every wait: 0 (a day) or InitialBackoff to a day.
+	MaxBackoff time.Duration
+	// Multiplier grows the wait retry by retry: 1 to 100; 0 is 1.
+	Multiplier float64
+	// Jitter is the fraction of each wait added or taken away at random:
+	// 0 to 1.
+	Jitter float64
+}
+
+// wire is p as a hello advertises it.
+func (p RetryPolicy) wire() schema.RetryPolicy {
+	return schema.RetryPolicy{Attempts: int64(p.Attempts), InitialBackoffMS: p.InitialBackoff.Milliseconds(),
+		MaxBackoffMS: p.MaxBackoff.Milliseconds(), Multiplier: p.Multiplier, Jitter: p.Jitter}
+}
+
+// WithRetry gives the function a retry policy, which the node advertises
+// in its hello (hello.retry): every planner follows it for the steps of
+// the function that ran here, whatever the request. Register refuses a
+// policy out of its bounds (ErrInvalidConfig). The function must then
+// bear being run again: a retried step may have had effects before it
+// failed.
+func WithRetry(p RetryPolicy) FuncOption {
+	return func(o *funcOpts) { o.retry = &p }
+}
+
 // Idempotent marks the function safe to run twice, so that a step whose node
 // was lost mid-execution may be retried elsewhere.
 func Idempotent() FuncOption { return func(o *funcOpts) { o.idempotent = true } }
@@ -89,6 +131,7 @@ type fn struct {
 	locs       []string // the function's own locs (without the node's)
 	idempotent bool
 	retryAfter time.Duration
+	retry      schema.RetryPolicy // Attempts 0: none
 	inline     bool
 	call       RawFunc
 	readsCtx   bool      // call reads its context (StepKey), see wrapCtx
@@ -166,4 +209,40 @@ func (r *registry) retryAfter() map[string]int64 {
 		}
 	}
 	return out
+}
+
+// retry returns the retry policies of the functions that have one (of
+// more than one attempt), for the hello.
+func (r *registry) retry() map[string]schema.RetryPolicy {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out map[string]schema.RetryPolicy
+	for name, f := range r.funcs {
+		if f.retry.Attempts > 1 {
+			if out == nil {
+				out = map[string]schema.RetryPolicy{}
+			}
+			out[name] = f.retry
+		}
+	}
+	return out
+}
+
+// checkRetry checks the policy of WithRetry, when one was given.
+func checkRetry(name string, p *RetryPolicy) (schema.RetryPolicy, error) {
+	if p == nil {
+		return schema.RetryPolicy{}, nil
+	}
+	w := p.wire()
+	// Less than a millisecond below zero is still below zero.
+	if p.InitialBackoff < 0 {
+		w.InitialBackoffMS = min(w.InitialBackoffMS, -1)
+	}
+	if p.MaxBackoff < 0 {
+		w.MaxBackoffMS = min(w.MaxBackoffMS, -1)
+	}
+	if e := w.Check("retry." + name); e != nil {
+		return schema.RetryPolicy{}, fmt.Errorf("%w: %s: %w", ErrInvalidConfig, name, e)
+	}
+	return w, nil
 }

@@ -159,6 +159,11 @@ type Runner struct {
 	Observer Observer
 	// Retries say how a step that did not run on its node is tried again.
 	Retries Retries
+	// Policy, when set, returns the retry policy node advertises for fun
+	// (hello.retry: membership.Table.Policy), or nil for none: a step
+	// whose attempt on node failed is tried again as it says (see
+	// docs/PROTOCOL.md §8). It must be safe for concurrent use.
+	Policy func(node, fun string) *schema.RetryPolicy
 	// Logger logs step failures at debug level. Default: discard.
 	Logger *slog.Logger
 	// Size, when set, measures a step's result (in encoded bytes, roughly)
@@ -827,8 +832,21 @@ func (r *Runner) executor(node string) Executor {
 	return r.Executor
 }
 
-// exec routes and runs call, re-routing it as Call says.
-func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string, attempts int, _ *schema.Error) {
+// exec routes and runs call, re-routing it as Call says, and tries it
+// again while the retry policy of the node that ran its last attempt
+// says so (retryByPolicy).
+func (r *Runner) exec(ctx context.Context, call *Call) (any, string, int, *schema.Error) {
+	res, node, attempts, e := r.execOnce(ctx, call, 0)
+	if e == nil || r.Policy == nil || e == errParked {
+		return res, node, attempts, e
+	}
+	return r.retryByPolicy(ctx, call, node, attempts, e)
+}
+
+// execOnce routes and runs call, re-routing it as Call says. The attempts
+// it makes are numbered from done+1 (done: attempts made before it).
+func (r *Runner) execOnce(ctx context.Context, call *Call, done int) (result any, node string, attempts int, _ *schema.Error) {
+	attempts = done
 	maxRetries := r.Retries.Max
 	if maxRetries <= 0 {
 		maxRetries = 2
@@ -843,11 +861,11 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 		next, ok := r.route(ctx, call, tried)
 		if !ok && last == nil && call.RouteWait > 0 {
 			if call.park {
-				return nil, "", 0, errParked
+				return nil, node, attempts, errParked
 			}
 			var e *schema.Error
 			if next, ok, e = r.waitRoute(ctx, call); e != nil {
-				return nil, "", 0, e
+				return nil, node, attempts, e
 			}
 		}
 		if ok && call.routed != nil {
@@ -860,7 +878,7 @@ func (r *Runner) exec(ctx context.Context, call *Call) (result any, node string,
 			}
 			return nil, node, attempts, noRoute(call, 0)
 		}
-		node, attempts = next, attempt+1
+		node, attempts = next, done+attempt+1
 		res, err := call.tr.attempt(ctx, call, node, attempts, r.executor(node))
 		if err == nil {
 			return res, node, attempts, nil

@@ -275,6 +275,9 @@ func (h Hello) WriteFields(w FieldWriter) {
 	if len(h.RetryAfterMS) > 0 {
 		w.Any("retry_after_ms", h.RetryAfterMS)
 	}
+	if len(h.Retry) > 0 {
+		w.Any("retry", h.Retry)
+	}
 }
 
 // WriteFields writes the load's keys.
@@ -326,6 +329,7 @@ var knownKeys = func() map[string]string {
 		"incarnation", "instance", "version", "funs", "codecs", "advertised_urls", "meta", "proto",
 		"seq", "load", "inflight", "limit", "$ref", "path", "kind", "attempt", "planner",
 		"idempotent", "retry_after_ms", "on_error", "errors", "cause", "route_wait_ms", "waited_ms", "dry_run", "plan", "problems", "warnings", "near", "deps", "candidates",
+		"retry", "attempts", "initial_backoff_ms", "max_backoff_ms", "multiplier", "jitter",
 		"trace", "timing", "queue_us", "run_us", "fetched_bytes", "start_us", "stream", "progress", "steps",
 		"split_results", "trace_truncated", "durable", "submit", "result_ttl_ms", "status", "steps_done", "wait_ms",
 	} {

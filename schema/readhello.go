@@ -15,6 +15,7 @@ func ReadHello(r Reader) (*Hello, error) {
 	// A node may sit on a NATS cluster of many servers: keep the first
 	// MaxURLs rather than drop its hello.
 	h.AdvertisedURLs = h.AdvertisedURLs[:min(len(h.AdvertisedURLs), MaxURLs)]
+	dropUnoffered(h)
 	return h, nil
 }
 
@@ -40,6 +41,7 @@ var helloFields = []field[Hello]{
 	{key: "idempotent", read: listF(func(h *Hello) *[]string { return &h.Idempotent }, MaxFuns, 256)},
 	{key: "retry_after_ms", read: readRetryAfter},
 	{key: "meta", read: readMeta},
+	{key: "retry", read: readRetry},
 }
 
 // listF reads a list of strings of at most maxEntries entries (any number

@@ -316,6 +316,30 @@ type Hello struct {
 	// RetryAfterMS maps idempotent functions to how long one attempt may
 	// take before a planner tries another node (optional extension).
 	RetryAfterMS map[string]int64 `json:"retry_after_ms,omitempty"`
+	// Retry maps functions to the retry policy a planner follows when a
+	// step of theirs that ran on this node failed (optional;
+	// docs/PROTOCOL.md §7.1 and §8).
+	Retry map[string]RetryPolicy `json:"retry,omitempty"`
+}
+
+// RetryPolicy says how a planner tries again a step that failed
+// (docs/PROTOCOL.md §8): up to Attempts attempts in all, the n-th retry
+// after InitialBackoffMS × Multiplier^(n-1) ms, at most MaxBackoffMS
+// (a day when 0), give or take Jitter of it at random.
+type RetryPolicy struct {
+	// Attempts is the number of attempts in all, the first included:
+	// 1 (no retry) to MaxRetryAttempts.
+	Attempts int64 `json:"attempts"`
+	// InitialBackoffMS is the wait before the first retry, 0 to a day.
+	InitialBackoffMS int64 `json:"initial_backoff_ms"`
+	// MaxBackoffMS caps every wait, at least InitialBackoffMS; 0 is a
+	// day.
+	MaxBackoffMS int64 `json:"max_backoff_ms,omitempty"`
+	// Multiplier grows the wait retry by retry, 1 to 100; 0 is 1.
+	Multiplier float64 `json:"multiplier,omitempty"`
+	// Jitter is the fraction of each wait added or taken away at
+	// random, 0 to 1.
+	Jitter float64 `json:"jitter,omitempty"`
 }
 
 // Load is a node's concurrency in a Heartbeat.

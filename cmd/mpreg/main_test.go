@@ -300,7 +300,7 @@ func TestPeers(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 		require.Len(t, lines, 2)
 		assert.Regexp(t, `^NODE\s+NAME\s+ALIVE\s+LAST HEARD\s+CODECS\s+FUNCTIONS \[LOCS\]$`, lines[0])
-		assert.Regexp(t, `^n1\s+-\s+yes\s+\d+\.\ds ago\s+msgpack,json\s+add, blob, echo, echos, fail, length, panic, sha256, sleep, upper, whoami \[cpu\]$`, lines[1])
+		assert.Regexp(t, `^n1\s+-\s+yes\s+\d+\.\ds ago\s+msgpack,json\s+add, blob, echo, echos, fail, flaky, length, panic, sha256, sleep, tally, upper, whoami \[cpu\]$`, lines[1])
 	})
 	t.Run("empty cluster", func(t *testing.T) {
 		r := mpreg(t, opts{}, "peers", "--servers", url, "--cluster", "empty")

@@ -32,7 +32,7 @@ type nodeFlags struct {
 	NodeID       string        `help:"Node id, unique among live nodes (default: host name + random suffix)." placeholder:"ID"`
 	Name         string        `help:"Human-readable node name, shown by peers." placeholder:"N"`
 	Locs         []string      `help:"The node's locs (resource tags), comma-separated." placeholder:"LOC"`
-	Demo         bool          `help:"Also offer the demo functions: add, upper, sleep, fail, whoami, panic, blob, sha256, length."`
+	Demo         bool          `help:"Also offer the demo functions: add, upper, sleep, fail, whoami, panic, blob, sha256, length, tally, flaky."`
 	DrainTimeout time.Duration `help:"On SIGINT/SIGTERM, how long to wait for work in flight." default:"30s"`
 	limitFlags
 	objectFlags

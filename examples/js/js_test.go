@@ -95,6 +95,8 @@ func TestJavaScriptCallerAndNode(t *testing.T) {
 	testcluster.WaitForRoute(t, c.Table(), "shout", []string{"js"}, "js-1")
 	p, _ := c.Table().Get("js-1")
 	require.Equal(t, []string{"application/json"}, p.Hello.Codecs)
+	require.Equal(t, map[string]schema.RetryPolicy{"shout": {Attempts: 3, InitialBackoffMS: 50, MaxBackoffMS: 1000, Multiplier: 2, Jitter: 0.1}},
+		p.Hello.Retry, "its retry policy")
 
 	// A DAG across both languages: a Go step consumes the JavaScript one.
 	tctx, tcancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -3,7 +3,8 @@
 // sync, announces itself with hello, heartbeats, and says goodbye on exit.
 //
 //   MPREG_SERVERS=nats://127.0.0.1:4222 node node.mjs
-// offers shout(s) (upper case plus "!") with loc "js".
+// offers shout(s) (upper case plus "!") with loc "js", and a retry policy
+// for it.
 import { connect, headers } from "nats";
 
 const servers = (process.env.MPREG_SERVERS || "nats://127.0.0.1:4222").split(",");
@@ -38,6 +39,10 @@ const hello = () => gone ? goodbye() : ({ kind: "hello",
   advertised_urls: servers,
   meta: { name: "javascript example" },
   proto: 1,
+  // A planner tries a step of shout that failed (FUNCTION_ERROR,
+  // FUNCTION_PANIC, NODE_UNAVAILABLE, a TIMEOUT of the step) again: 3
+  // attempts in all, 50 ms then 100 ms later, give or take 10%.
+  retry: { shout: { attempts: 3, initial_backoff_ms: 50, max_backoff_ms: 1000, multiplier: 2, jitter: 0.1 } },
 });
 
 const jsonHeaders = () => {

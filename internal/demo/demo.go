@@ -18,7 +18,7 @@ import (
 
 // Funcs lists the functions Register adds, in the order the showcase prints
 // them.
-var Funcs = []string{"add", "upper", "sleep", "fail", "whoami", "panic", "blob", "sha256", "length"}
+var Funcs = []string{"add", "upper", "sleep", "fail", "whoami", "panic", "blob", "sha256", "length", "tally", "flaky"}
 
 // Register adds the demo functions to n:
 //
@@ -38,32 +38,44 @@ var Funcs = []string{"add", "upper", "sleep", "fail", "whoami", "panic", "blob",
 //     string's UTF-8 bytes.
 //   - length(data): the number of bytes of binary data, or of a string's
 //     UTF-8 bytes.
+//   - tally(key): adds one to this node's count for key (a string) and
+//     returns the new count.
+//   - flaky(key, failures): FUNCTION_ERROR on its first failures calls
+//     with key on this node, then the number of calls so far. It has a
+//     retry policy (FlakyPolicy): a planner tries it again 100 ms, 200 ms,
+//     400 ms and 800 ms after its failures, 5 attempts in all.
+//
+// tally and flaky count at most MaxCounterKeys keys per node.
 //
 // blob, sha256 and length stream (node.Blob): a value larger than the
 // inline limit is generated into, or read from, the object bucket a piece
 // at a time.
 //
 // Every parameter is named, so each function takes kwargs as well as
-// positional arguments; all but fail and panic are marked idempotent. Every
-// node already offers echo(x) and echos(*args).
+// positional arguments; all but fail, panic, tally and flaky are marked
+// idempotent. Every node already offers echo(x) and echos(*args).
 func Register(n *node.Node) error {
 	id := n.ID()
+	count := newCounters()
 	regs := []struct {
 		name       string
 		fn         any
 		params     []string
 		required   []string // parameters of type any that may not be left out
 		idempotent bool
+		opts       []node.FuncOption
 	}{
-		{"add", add, []string{"a", "b"}, []string{"a", "b"}, true},
-		{"upper", strings.ToUpper, []string{"s"}, nil, true},
-		{"sleep", sleep, []string{"ms", "value"}, nil, true},
-		{"fail", func(message string) error { return errors.New(message) }, []string{"message"}, nil, false},
-		{"whoami", func() string { return id }, nil, nil, true},
-		{"panic", func(message string) any { panic(message) }, []string{"message"}, nil, false},
-		{"blob", blobFunc(n.Objects().MaxBytes), []string{"size", "seed"}, nil, true},
-		{"sha256", sha256Hex, []string{"data"}, nil, true},
-		{"length", length, []string{"data"}, nil, true},
+		{"add", add, []string{"a", "b"}, []string{"a", "b"}, true, nil},
+		{"upper", strings.ToUpper, []string{"s"}, nil, true, nil},
+		{"sleep", sleep, []string{"ms", "value"}, nil, true, nil},
+		{"fail", func(message string) error { return errors.New(message) }, []string{"message"}, nil, false, nil},
+		{"whoami", func() string { return id }, nil, nil, true, nil},
+		{"panic", func(message string) any { panic(message) }, []string{"message"}, nil, false, nil},
+		{"blob", blobFunc(n.Objects().MaxBytes), []string{"size", "seed"}, nil, true, nil},
+		{"sha256", sha256Hex, []string{"data"}, nil, true, nil},
+		{"length", length, []string{"data"}, nil, true, nil},
+		{"tally", count.Tally, []string{"key"}, nil, false, nil},
+		{"flaky", count.Flaky, []string{"key", "failures"}, nil, false, []node.FuncOption{node.WithRetry(FlakyPolicy)}},
 	}
 	for _, r := range regs {
 		opts := []node.FuncOption{node.WithParams(r.params...)}
@@ -73,6 +85,7 @@ func Register(n *node.Node) error {
 		if r.idempotent {
 			opts = append(opts, node.Idempotent())
 		}
+		opts = append(opts, r.opts...)
 		if err := n.Register(r.name, r.fn, opts...); err != nil {
 			return fmt.Errorf("demo: register %s: %w", r.name, err)
 		}

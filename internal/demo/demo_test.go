@@ -204,3 +204,67 @@ func TestBlobPattern(t *testing.T) {
 		}
 	}
 }
+
+// tally counts per node and key; flaky fails its first calls with a key
+// and is tried again by its retry policy, 100 ms then 200 ms later.
+func TestCounters(t *testing.T) {
+	s := testcluster.Server(t)
+	testcluster.Node(t, s.ClientURL(), testcluster.NodeConfig(t, "d1"), func(n *node.Node) {
+		require.NoError(t, demo.Register(n))
+	})
+	c := testcluster.Client(t, s.ClientURL(), client.Config{})
+	testcluster.WaitForRoute(t, c.Table(), "flaky", nil, "d1")
+	p, _ := c.Table().Get("d1")
+	require.Equal(t, map[string]schema.RetryPolicy{"flaky": {Attempts: 5, InitialBackoffMS: 100, Multiplier: 2}}, p.Hello.Retry)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	for i, want := range []int64{1, 2, 3} {
+		v, err := c.Call(ctx, "tally", []any{"apples"})
+		require.NoError(t, err, i)
+		assert.Equal(t, want, v)
+	}
+	v, err := c.Call(ctx, "tally", nil, client.WithKwargs(map[string]any{"key": "pears"}))
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), v, "a count per key")
+
+	// flaky fails twice, and its policy retries it: three attempts.
+	resp, err := c.Run(ctx, &schema.Request{Trace: true, Cmds: []schema.Command{{Name: "f", Fun: "flaky", Args: []any{"k", 2}}}})
+	require.NoError(t, err)
+	assert.Equal(t, int64(3), resp.Results["f"])
+	require.Len(t, resp.Trace, 3)
+	assert.Equal(t, string(schema.CodeFunctionError), resp.Trace[0].Code)
+	assert.GreaterOrEqual(t, resp.Trace[1].StartUS-resp.Trace[0].StartUS, int64(100_000))
+	assert.GreaterOrEqual(t, resp.Trace[2].StartUS-resp.Trace[1].StartUS, int64(200_000))
+	// Its count goes on: the key has failed enough.
+	resp, err = c.Run(ctx, &schema.Request{Cmds: []schema.Command{{Name: "f", Fun: "flaky", Args: []any{"k", 2}}}})
+	require.NoError(t, err)
+	assert.Equal(t, int64(4), resp.Results["f"])
+
+	// More failures than attempts: FUNCTION_ERROR after 5 attempts
+	// (100+200+400+800 ms of backoff).
+	start := time.Now()
+	_, err = c.Run(ctx, &schema.Request{Cmds: []schema.Command{{Name: "f", Fun: "flaky", Args: []any{"never", 100}}}})
+	var se *schema.Error
+	require.ErrorAs(t, err, &se)
+	assert.Equal(t, schema.CodeFunctionError, se.Code)
+	assert.Contains(t, se.Message, "flaky: call 5 of 100 that fail")
+	assert.Equal(t, map[string]any{"attempts": int64(5)}, se.Details)
+	assert.GreaterOrEqual(t, time.Since(start), 1500*time.Millisecond)
+
+	for _, tc := range []struct {
+		fun  string
+		args []any
+		msg  string
+	}{
+		{"tally", []any{strings.Repeat("k", 257)}, "tally: key is longer than 256 bytes"},
+		{"tally", []any{5}, "tally"},
+		{"flaky", []any{"k", -1}, "flaky: failures must be 0 to 1000000, got -1"},
+		{"flaky", []any{"k"}, "flaky"},
+	} {
+		_, err := c.Call(ctx, tc.fun, tc.args)
+		require.ErrorAs(t, err, &se, "%s%v", tc.fun, tc.args)
+		assert.Equal(t, schema.CodeInvalidArgument, se.Code, "%s%v", tc.fun, tc.args)
+		assert.Contains(t, se.Message, tc.msg)
+	}
+}
