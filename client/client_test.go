@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -371,4 +372,25 @@ func TestConnectNoServer(t *testing.T) {
 	_, err = client.Connect(ctx, client.Config{Dial: bus.ConnConfig{Servers: []string{url}}, NoFollow: true})
 	require.ErrorIs(t, err, schema.ErrNodeUnavailable)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// A following client's direct call follows the function's retry policy:
+// a function that fails twice succeeds on its third attempt, with no
+// request through a planner.
+func TestCallDirectFollowsRetryPolicy(t *testing.T) {
+	srv := testcluster.Server(t)
+	var calls atomic.Int64
+	testcluster.Node(t, srv.ClientURL(), testcluster.NodeConfig(t, "n1"), func(n *node.Node) {
+		require.NoError(t, n.Register("flaky", func() (int64, error) {
+			if c := calls.Add(1); c <= 2 {
+				return 0, errors.New("not yet")
+			}
+			return calls.Load(), nil
+		}, node.WithRetry(node.RetryPolicy{Attempts: 3, InitialBackoff: 10 * time.Millisecond})))
+	})
+	cl := testcluster.Client(t, srv.ClientURL(), client.Config{})
+	testcluster.WaitForRoute(t, cl.Table(), "flaky", nil, "n1")
+	v, err := cl.Call(testwait.Ctx(t), "flaky", nil)
+	require.NoError(t, err)
+	require.Equal(t, int64(3), v)
 }
