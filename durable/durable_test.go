@@ -647,3 +647,33 @@ func stepHash(step string) string {
 	sum := sha256.Sum256([]byte(step))
 	return hex.EncodeToString(sum[:16])
 }
+
+// A lease marked done (its request finished) has no holder and lapses
+// without WatchLapses reporting it; a lease that dies beside it is
+// reported.
+func TestLeaseDone(t *testing.T) {
+	srv := server(t, t.TempDir(), -1)
+	ctx := testwait.Ctx(t)
+	_, js := jsOf(t, srv.ClientURL())
+	s, err := durable.Open(ctx, js, durable.Options{Cluster: "done", LeaseTTL: time.Second})
+	require.NoError(t, err)
+	seen := make(chan string, 16)
+	stop, err := s.WatchLapses(ctx, func(key string) { seen <- key })
+	require.NoError(t, err)
+	defer stop()
+	finished, dead := durable.Key("", "finished"), durable.Key("", "dead")
+	l, err := s.Acquire(ctx, finished, "n1/a")
+	require.NoError(t, err)
+	require.NoError(t, l.Done(ctx))
+	holder, err := s.Holder(ctx, finished)
+	require.NoError(t, err)
+	require.Empty(t, holder, "a lease marked done has no holder")
+	require.NoError(t, l.Release(ctx), "Release after Done returns Done's result")
+	// Acquired after the done one, so that it lapses after it: the
+	// first lapse reported is this one, not the finished request's.
+	kv, err := js.KeyValue(ctx, durable.LeasesBucket("", "done"))
+	require.NoError(t, err)
+	_, err = kv.Create(ctx, "l."+dead, []byte("n2/b")) // a holder that died at once
+	require.NoError(t, err)
+	require.Equal(t, dead, testwait.Recv(t, seen, "lapse of the dead lease"), "a done lease's lapse is not reported")
+}

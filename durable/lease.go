@@ -155,6 +155,32 @@ func (l *Lease) Release(ctx context.Context) error {
 	return l.err
 }
 
+// doneMark is the value of the lease of a request that finished (Done):
+// no holder's id is it.
+const doneMark = "\x00done"
+
+// Done stops renewing the lease of a request whose outcome is recorded
+// (and whose record is cleaned) and marks it done, revision-guarded: it
+// lapses within the TTL, and WatchLapses does not report that lapse, so
+// that no node looks at a request that finished. Like Release, later
+// calls (of either) return the first call's result.
+func (l *Lease) Done(ctx context.Context) error {
+	l.released.Do(func() {
+		l.stop()
+		select {
+		case <-l.lost:
+			return
+		default:
+		}
+		ctx, cancel := bounded(ctx)
+		defer cancel()
+		if _, err := l.s.leases.Update(ctx, leasePre+l.key, []byte(doneMark), l.rev); err != nil && !keyExists(err) {
+			l.err = wrap("done "+l.key, err)
+		}
+	})
+	return l.err
+}
+
 // Holder returns the id of who holds the lease of key, "" when nobody
 // does.
 func (s *Store) Holder(ctx context.Context, key string) (string, error) {
@@ -164,14 +190,19 @@ func (s *Store) Holder(ctx context.Context, key string) (string, error) {
 	ctx, cancel := bounded(ctx)
 	defer cancel()
 	b, _, err := get(ctx, s.leases, leasePre+key)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, ErrNotFound) || string(b) == doneMark {
 		return "", nil
 	}
 	return string(b), err
 }
 
+// maxDone bounds the leases marked done that WatchLapses remembers until
+// they lapse; past it a lapse of one is reported (a harmless hint).
+const maxDone = 1 << 16
+
 // WatchLapses calls fn with the key of every lease that lapses (the
-// server's marker when it expires) or is deleted (Release), from now on,
+// server's marker when it expires) or is deleted (Release), except the
+// lapse of a lease marked done (Lease.Done), from now on,
 // until stop is called or ctx ends. fn runs on the watch's goroutine, one
 // call at a time, and must be quick (hand the key over, do not run the
 // request there). A lapse is seen about a quarter second after the TTL
@@ -182,7 +213,7 @@ func (s *Store) Holder(ctx context.Context, key string) (string, error) {
 // Setting the watch up waits at most DefaultTimeout. stop ends the watch
 // and waits for its goroutine; it may be called more than once.
 func (s *Store) WatchLapses(ctx context.Context, fn func(key string)) (stop func(), err error) {
-	w, stopWatch, err := watch(ctx, s.leases, leasePre+"*", jetstream.UpdatesOnly(), jetstream.MetaOnly())
+	w, stopWatch, err := watch(ctx, s.leases, leasePre+"*", jetstream.UpdatesOnly())
 	if err != nil {
 		return nil, err
 	}
@@ -190,14 +221,18 @@ func (s *Store) WatchLapses(ctx context.Context, fn func(key string)) (stop func
 	go func() {
 		defer close(done)
 		defer stopWatch()
+		finished := map[string]struct{}{} // leases marked done, until they lapse
 		for {
 			select {
 			case e, ok := <-w.Updates():
 				if !ok {
 					return
 				}
-				if e != nil && e.Operation() != jetstream.KeyValuePut {
-					fn(strings.TrimPrefix(e.Key(), leasePre))
+				if e == nil {
+					continue
+				}
+				if key := strings.TrimPrefix(e.Key(), leasePre); lapsed(e, finished, key) {
+					fn(key)
 				}
 			case <-quit:
 				return
@@ -211,4 +246,23 @@ func (s *Store) WatchLapses(ctx context.Context, fn func(key string)) (stop func
 		once.Do(func() { close(quit) })
 		<-done
 	}, nil
+}
+
+// lapsed reports whether watch entry e of key is a lapse to report: not a
+// renewal, and not the lapse of a lease marked done, which finished keeps
+// from its mark to its lapse.
+func lapsed(e jetstream.KeyValueEntry, finished map[string]struct{}, key string) bool {
+	_, wasDone := finished[key]
+	if e.Operation() == jetstream.KeyValuePut {
+		if string(e.Value()) == doneMark {
+			if len(finished) < maxDone {
+				finished[key] = struct{}{}
+			}
+		} else if wasDone {
+			delete(finished, key)
+		}
+		return false
+	}
+	delete(finished, key)
+	return !wasDone
 }

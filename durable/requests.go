@@ -314,12 +314,24 @@ func (s *Store) Cancelled(ctx context.Context, key string) (bool, error) {
 	return err == nil && rev > recRev, err
 }
 
-// Finish records f (its V set to Version) as the outcome of the request
-// key, kept for ttl (at least MinResultTTL) by a per-key TTL. When the key
-// has a Final already it returns that one and ErrFinished. Then it removes
-// the request's record, cancel mark and step results: errors there are
-// returned (joined) with the Final, which stands all the same.
+// Finish is Settle, then Clean: the outcome recorded, then what the
+// request left removed. Errors of Clean are returned (joined) with the
+// Final, which stands all the same.
 func (s *Store) Finish(ctx context.Context, key string, f *Final, ttl time.Duration) (*Final, error) {
+	fin, err := s.Settle(ctx, key, f, ttl)
+	if err != nil {
+		return fin, err
+	}
+	return fin, s.Clean(ctx, key)
+}
+
+// Settle records f (its V set to Version) as the outcome of the request
+// key, kept for ttl (at least MinResultTTL) by a per-key TTL. When the key
+// has a Final already it returns that one and ErrFinished. The request's
+// record, cancel mark and step results stay until Clean: a planner
+// answers its caller in between. A record left by a planner that died
+// before its Clean is cleaned by Orphans.
+func (s *Store) Settle(ctx context.Context, key string, f *Final, ttl time.Duration) (*Final, error) {
 	if err := checkKey(key); err != nil {
 		return nil, err
 	}
@@ -345,13 +357,18 @@ func (s *Store) Finish(ctx context.Context, key string, f *Final, ttl time.Durat
 		}
 		return prev, fmt.Errorf("%w: %s", ErrFinished, key)
 	}
-	return &fin, s.clean(ctx, key)
+	return &fin, nil
 }
 
-// clean removes what a finished request key leaves: its record, cancel
+// Clean removes what a finished request key leaves: its record, cancel
 // mark and steps, purged from the stream (no markers stay), the three
 // purges sent at once.
-func (s *Store) clean(ctx context.Context, key string) error {
+func (s *Store) Clean(ctx context.Context, key string) error {
+	if err := checkKey(key); err != nil {
+		return err
+	}
+	ctx, cancel := bounded(ctx)
+	defer cancel()
 	subjects := [...]string{recordPre + key, cancelPre + key, stepPre + key + ".*"}
 	var errs [len(subjects)]error
 	var wg sync.WaitGroup
@@ -439,7 +456,7 @@ func (s *Store) unfinished(ctx context.Context, keys []string) ([]string, error)
 		case errors.Is(err, ErrNotFound):
 			out = append(out, key)
 		case err == nil:
-			_ = s.clean(ctx, key)
+			_ = s.Clean(ctx, key)
 		default:
 			return nil, err
 		}

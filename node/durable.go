@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -182,7 +183,9 @@ func (fr *front) serveDurable(c *rpcCall, plan *planner.Plan) {
 		d.answerRunning(c, store, key, rec, existing)
 	case c.req.Submit:
 		c.status = &schema.Status{ID: rec.ID, Status: schema.StatusAccepted, Steps: int64(rec.Steps)}
-		fr.log.Info("durable request accepted", "request_id", rec.ID, "steps", rec.Steps)
+		if fr.log.Enabled(context.Background(), slog.LevelDebug) {
+			fr.log.Debug("durable request accepted", "request_id", rec.ID, "steps", rec.Steps)
+		}
 		// Run on its own: the caller has its answer. A node closing now
 		// leaves the request to the sweep of another.
 		fr.goOwned(func() { d.runHere(store, key, rec, plan, true, nil) })
@@ -333,41 +336,68 @@ func (d *durables) runHere(store *durable.Store, key string, rec *durable.Record
 }
 
 // run runs a durable request under its lease: steps recorded before do
-// not run again, each step's result is recorded before a step that reads
-// it starts, and the outcome is recorded for the request's result TTL. A
-// request that cannot be planned (bad) ends with that error. A fresh
-// request, accepted here a moment ago, has nothing recorded to read.
+// not run again, each step's result that another step reads is recorded
+// before that step starts, and the outcome is recorded for the request's
+// result TTL. A request that cannot be planned (bad) ends with that
+// error. A fresh request, accepted here a moment ago, has nothing
+// recorded to read. Once the outcome is recorded, what the request left
+// in the store and then its lease go on their own, while the caller gets
+// its answer.
 func (d *durables) run(store *durable.Store, key string, rec *durable.Record, plan *planner.Plan, fresh bool, bad *schema.Error) (*schema.Response, durableEnd) {
-	fr := d.fr
 	d.running.Add(1)
 	defer d.running.Add(-1)
-	actx, cancel := context.WithTimeout(fr.ctx, storeTimeout)
-	lease, err := store.Acquire(actx, key, d.holder)
-	cancel()
-	switch {
-	case errors.Is(err, durable.ErrLeased):
-		return nil, endElsewhere
-	case err != nil && fr.ctx.Err() != nil:
-		return nil, endStopped
-	case err != nil:
-		return &schema.Response{ID: rec.ID, Results: map[string]any{}, Error: d.storeError(err, "take the request's lease")}, endFinished
+	lease, resp, how := d.acquire(store, key, rec)
+	if lease == nil {
+		return resp, how
 	}
-	defer d.release(lease)
+	resp, how, settled := d.runLeased(store, key, rec, plan, fresh, bad, lease)
+	if !settled || !d.fr.goOwned(func() { d.tidy(store, key, lease) }) {
+		d.release(lease)
+	}
+	return resp, how
+}
+
+// acquire takes the request's lease; without it, how the run ends.
+func (d *durables) acquire(store *durable.Store, key string, rec *durable.Record) (*durable.Lease, *schema.Response, durableEnd) {
+	fr := d.fr
+	ctx, cancel := context.WithTimeout(fr.ctx, storeTimeout)
+	defer cancel()
+	lease, err := store.Acquire(ctx, key, d.holder)
+	switch {
+	case err == nil:
+		return lease, nil, endFinished
+	case errors.Is(err, durable.ErrLeased):
+		return nil, nil, endElsewhere
+	case fr.ctx.Err() != nil:
+		return nil, nil, endStopped
+	}
+	return nil, &schema.Response{ID: rec.ID, Results: map[string]any{}, Error: d.storeError(err, "take the request's lease")}, endFinished
+}
+
+// runLeased is run, the lease held; settled says that the outcome is
+// recorded.
+func (d *durables) runLeased(store *durable.Store, key string, rec *durable.Record, plan *planner.Plan, fresh bool, bad *schema.Error,
+	lease *durable.Lease) (_ *schema.Response, _ durableEnd, settled bool) {
+	fr := d.fr
 	ctx, stop := context.WithDeadline(fr.ctx, time.UnixMilli(rec.DeadlineMS))
 	defer stop()
-	go func() { // owned: ends with ctx, which run's return ends
+	go func() { // owned: ends with ctx, which runLeased's return ends
 		select {
 		case <-lease.Lost():
 			stop()
 		case <-ctx.Done():
 		}
 	}()
-	j, e := &journal{d: d, store: store, key: key}, (*schema.Error)(nil)
+	j, e := &journal{d: d, store: store, key: key}, bad
 	if !fresh {
-		j, e = d.journal(ctx, store, key)
-	}
-	if e == nil {
-		e = bad
+		if f := d.finished(ctx, store, key); f != nil {
+			// Its planner recorded the outcome and died before it
+			// tidied up.
+			return statusResponsePtr(d.finalStatus(f)), endFinished, true
+		}
+		if j, e = d.journal(ctx, store, key); e == nil {
+			e = bad
+		}
 	}
 	var o planner.Outcome
 	var objs objSet
@@ -381,18 +411,63 @@ func (d *durables) run(store *durable.Store, key string, rec *durable.Record, pl
 	}
 	select {
 	case <-lease.Lost():
-		return nil, endElsewhere
+		return nil, endElsewhere, false
 	default:
 	}
 	if fr.ctx.Err() != nil {
-		return nil, endStopped
+		return nil, endStopped, false
 	}
 	resp := &schema.Response{ID: rec.ID, Results: o.Results, Errors: o.Errors, Error: o.Err, Trace: o.Trace, TraceTruncated: o.TraceTruncated}
 	if resp.Results == nil {
 		resp.Results = map[string]any{}
 	}
 	defer fr.deleter.release(rec.ID, &objs, resp.Results)
-	return d.finish(store, key, rec, resp, j.done()), endFinished
+	resp, settled = d.finish(store, key, rec, resp, j.done()+sinksDone(plan, resp))
+	return resp, endFinished, settled
+}
+
+// finished returns the outcome recorded for key, if there is one.
+func (d *durables) finished(ctx context.Context, store *durable.Store, key string) *durable.Final {
+	ctx, cancel := context.WithTimeout(ctx, storeTimeout)
+	defer cancel()
+	f, err := store.Final(ctx, key)
+	if err != nil {
+		return nil // none, or unreadable: the run finds out what
+	}
+	return f
+}
+
+// sinksDone counts the steps of plan that no step reads and that
+// succeeded: their results are recorded with the outcome, not before.
+func sinksDone(plan *planner.Plan, resp *schema.Response) int {
+	if plan == nil {
+		return 0
+	}
+	n := 0
+	for _, s := range plan.Steps {
+		if _, ok := resp.Results[s.Name]; ok && len(s.Dependents) == 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// tidy removes what a finished request left in the store, then marks its
+// lease done (it lapses unreported): in this order, so that no node takes
+// over a request whose record is still there. Should the clean fail, the
+// lease is released instead, and the node that looks at the request finds
+// its outcome and cleans up.
+func (d *durables) tidy(store *durable.Store, key string, lease *durable.Lease) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.fr.ctx), storeTimeout)
+	defer cancel()
+	if err := store.Clean(ctx, key); err != nil {
+		if ok, held := d.fr.logs.Allow("durable clean"); ok {
+			d.fr.log.Warn("durable request finished; what it left stays until a node looks at it", "key", key, "error", err, "failed_since_last_log", held)
+		}
+		d.release(lease)
+		return
+	}
+	_ = lease.Done(ctx) // on failure it lapses all the same, reported
 }
 
 // release gives up a lease, so that another node need not wait for it to
@@ -434,13 +509,13 @@ func (d *durables) journal(ctx context.Context, store *durable.Store, key string
 
 // finish records the outcome of a request that ended here and returns the
 // response to answer: the one recorded first, should another planner have
-// finished it too.
-func (d *durables) finish(store *durable.Store, key string, rec *durable.Record, resp *schema.Response, done int) *schema.Response {
+// finished it too. settled says that an outcome is recorded.
+func (d *durables) finish(store *durable.Store, key string, rec *durable.Record, resp *schema.Response, done int) (_ *schema.Response, settled bool) {
 	fr := d.fr
 	if resp.Error != nil && resp.Error.Code == schema.CodeStoreUnavailable {
 		// Nothing more can be recorded: the request goes on, from its
 		// recorded steps, once JetStream answers a planner again.
-		return resp
+		return resp, false
 	}
 	status := durable.StatusDone
 	if e := resp.Error; e != nil {
@@ -459,20 +534,21 @@ func (d *durables) finish(store *durable.Store, key string, rec *durable.Record,
 		Steps: rec.Steps, StepsDone: done, FinishedMS: time.Now().UnixMilli()}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(fr.ctx), storeTimeout)
 	defer cancel()
-	got, err := store.Finish(ctx, key, f, time.Duration(rec.ResultTTLMS)*time.Millisecond)
+	got, err := store.Settle(ctx, key, f, time.Duration(rec.ResultTTLMS)*time.Millisecond)
 	switch {
 	case errors.Is(err, durable.ErrFinished) && got != nil:
-		return statusResponsePtr(d.finalStatus(got))
-	case err != nil && got == nil:
+		return statusResponsePtr(d.finalStatus(got)), true
+	case err != nil:
 		fr.log.Warn("durable request outcome not recorded", "request_id", rec.ID, "error", err)
 		if resp.Error == nil {
 			resp.Error = d.storeError(err, "record the request's outcome")
 		}
-	case err != nil:
-		fr.log.Info("durable request recorded; its steps not all removed", "request_id", rec.ID, "error", err)
+		return resp, false
 	}
-	fr.log.Info("durable request finished", "request_id", rec.ID, "status", status, "steps_done", done)
-	return resp
+	if fr.log.Enabled(context.Background(), slog.LevelDebug) {
+		fr.log.Debug("durable request finished", "request_id", rec.ID, "status", status, "steps_done", done)
+	}
+	return resp, true
 }
 
 // finalStatus is the Status of a finished request.

@@ -82,10 +82,12 @@ type Plan struct {
 	// Received is when the planner received the request: a trace's start
 	// times count from it. Zero: when Execute began.
 	Received time.Time
-	// Journal, when set, records each step's result before a step that
-	// reads it starts, and gives the results recorded by an earlier run
-	// of the request, whose steps do not run again (a durable request,
-	// docs/PROTOCOL.md §4.8). Steps are then never delegated.
+	// Journal, when set, records the result of each step that another
+	// step reads, before that step starts, and gives the results recorded
+	// by an earlier run of the request, whose steps do not run again (a
+	// durable request, docs/PROTOCOL.md §4.8). A sink's result is not
+	// recorded: it is the request's outcome. Steps are then never
+	// delegated.
 	Journal Journal
 	byName  map[string]int // by step name; nil for a plan of few steps (see index)
 	initial []int          // steps with no dependencies

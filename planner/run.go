@@ -789,7 +789,9 @@ func (r *Runner) step(ctx context.Context, p *Plan, i int, results []any, tr *tr
 	if c.err == errParked {
 		c.err, c.parked = nil, true
 	}
-	if c.err == nil && !c.parked && p.Journal != nil {
+	if c.err == nil && !c.parked && p.Journal != nil && len(s.Dependents) > 0 {
+		// Recorded before the steps that read it start; a sink's result
+		// goes with the request's outcome.
 		c.result, c.err = record(ctx, p.Journal, s.Name, c.result)
 	}
 	return c
