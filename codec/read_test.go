@@ -23,6 +23,8 @@ import (
 
 var readRequestSeeds = []string{
 	`{"id":"r1","cmds":[{"name":"a","fun":"f","args":[1,"x",{"$ref":"b"}],"kwargs":{"k":[true,null,1.5]},"locs":["gpu"]},{"name":"b","fun":"g"}],"timeout_ms":2500,"deadline_ms":1700000000000,"results":"all","on_error":"continue","route_wait_ms":5,"dry_run":false,"trace":true,"stream":false,"progress":true,"split_results":true,"other":{"x":[1,2]}}`,
+	`{"id":"d1","cmds":[{"name":"a","fun":"f"}],"durable":true,"submit":true,"result_ttl_ms":60000}`,
+	`{"cmds":[{"name":"a","fun":"f"}],"submit":true,"result_ttl_ms":-5,"durable":"yes"}`,
 	`{"cmds":[{"name":"a","fun":"f"}],"cmds":null}`,
 	`{"cmds":[{"name":"a","fun":"f"},{"name":"","fun":"a.b"}],"timeout_ms":-1,"results":"some"}`,
 	`{"cmds":[{"name":"a","fun":"f","locs":["gpu",1]}],"id":7}`,
@@ -319,6 +321,25 @@ var readGossipSeeds = []string{
 	`{"cluster":"c","node":"n1","incarnation":1,"version":1,"funs":{"f":[],"g":[]},"retry":{"f":{"attempts":5,"initial_backoff_ms":100,"max_backoff_ms":800,"multiplier":2,"jitter":0.5},"g":{"attempts":1},"h":{"attempts":2}}}`,
 	`{"cluster":"c","node":"n1","incarnation":1,"version":1,"funs":{"f":[]},"retry":{"f":{"attempts":0,"multiplier":"x","jitter":2},"a.b":{"attempts":2},"g":[]}}`,
 	`{"cluster":"c","node":"n1","incarnation":1,"version":1,"retry":{"f":{"attempts":null,"initial_backoff_ms":5,"max_backoff_ms":1}}}`,
+}
+
+var readStatusSeeds = []string{
+	`{"id":"r1","wait_ms":5000}`,
+	`{"id":"","wait_ms":-1}`,
+	`{"id":"r1","wait_ms":60001,"x":[1]}`,
+	`{"id":"r1","status":"done","planner":"n2","steps_done":3,"steps":3,"result":{"a":1,"b":[1,"x"]},"errors":{"a":{"code":"TIMEOUT"}}}`,
+	`{"id":"r1","status":"unknown","steps_done":0,"steps":0,"error":{"code":"STORE_UNAVAILABLE","message":"enable JetStream"}}`,
+	`{"id":"r1","status":"sleeping","steps_done":"x","result":[],"errors":{"a":"x"},"error":1}`,
+	`{"status":null,"planner":"` + strings.Repeat("p", 70) + `"}`,
+}
+
+// FuzzReadStatus is FuzzReadRequest for the status query and answer of
+// durable requests.
+func FuzzReadStatus(f *testing.F) {
+	fuzzRead(f, readStatusSeeds, func(t *testing.T, c codec.Codec, data []byte) {
+		checkRead(t, c, data, schema.ReadStatusRequest, schema.ParseStatusRequest)
+		checkRead(t, c, data, schema.ReadStatus, schema.ParseStatus)
+	})
 }
 
 // FuzzReadGossip is FuzzReadRequest for the gossip messages: hello,

@@ -121,6 +121,12 @@ func ParseCancelAnswer(v any) (*CancelAnswer, error) { return ReadCancelAnswer(T
 // ParsePlannerAck reads a PlannerAck.
 func ParsePlannerAck(v any) (*PlannerAck, error) { return ReadPlannerAck(TreeReader(v)) }
 
+// ParseStatusRequest reads a status query (docs/PROTOCOL.md §4.8).
+func ParseStatusRequest(v any) (*StatusRequest, error) { return ReadStatusRequest(TreeReader(v)) }
+
+// ParseStatus reads a durable request's status (docs/PROTOCOL.md §4.8).
+func ParseStatus(v any) (*Status, error) { return ReadStatus(TreeReader(v)) }
+
 // ParseHello reads a hello (docs/PROTOCOL.md §7).
 func ParseHello(v any) (*Hello, error) { return ReadHello(TreeReader(v)) }
 
