@@ -235,3 +235,33 @@ func TestAuthFlagMistakes(t *testing.T) {
 		assert.True(t, strings.HasPrefix(r.stderr, tc.want), "%v: stderr %q, want %q", tc.args, r.stderr, tc.want)
 	}
 }
+
+// A durable request from a caller of another account is that caller's
+// alone: alice submits it and fetches it by id; bob, asking for the same
+// id, learns nothing of it.
+func TestDurableCallerOwnsRequest(t *testing.T) {
+	port := testcluster.FreePort(t)
+	conf := secureConf(t, port)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	d := startDaemon(t, "server", "--nats-config", conf, "--user", "node", "--password", "node-secret", "--demo")
+	as := func(user string, args ...string) result {
+		return mpreg(t, opts{stdin: `{"id": "mine-1", "cmds": [{"name": "a", "fun": "add", "args": [2, 3]}]}`},
+			append(args, "--servers", url, "--user", user, "--password", user+"-secret", "--inbox-prefix", "_INBOX_"+user)...)
+	}
+	d.waitFor(t, "durable requests", func() error {
+		if r := as("alice", "submit", "-"); r.code != 0 {
+			return fmt.Errorf("exit %d: %s", r.code, r.stderr)
+		}
+		return nil
+	})
+	r := as("alice", "get", "mine-1", "--wait", "--timeout", "10s")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stdout, `"a": 5`)
+	r = as("bob", "status", "mine-1")
+	require.Equal(t, 1, r.code)
+	require.Equal(t, "unknown\n", r.stdout, r.stderr)
+	r = as("bob", "get", "mine-1")
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "no durable request")
+	d.stop(t, syscall.SIGTERM, 0)
+}
