@@ -97,3 +97,45 @@ func TestDurableFinishedNotRunAgain(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, schema.StatusDone, st.Status)
 }
+
+// TestDurableReadsOwnWrites: on a bucket kept by three servers, a record
+// the store has just created must read back. The KV buckets allow direct
+// gets (nats.go sets AllowDirect on every bucket it creates), which any
+// replica answers, a follower that has not applied the create yet
+// included: Store.Record (and Steps, which reads the record's revision)
+// then say ErrNotFound for a request accepted a moment before. The node
+// fails such a request with INTERNAL ("read the request's recorded steps:
+// durable: not found: r.<key>"), as TestChaosDurable saw.
+//
+// It fails until the store reads what it wrote: run it with
+// MPREG_DURABLE_REPRO=1.
+func TestDurableReadsOwnWrites(t *testing.T) {
+	if !reproDurable() {
+		t.Skip("reproduces an open bug of the durable store on replicated buckets; MPREG_DURABLE_REPRO=1 runs it")
+	}
+	servers := testcluster.JetStreamCluster(t, 3)
+	js, err := jetstream.New(testcluster.Conn(t, servers[0].ClientURL()))
+	require.NoError(t, err)
+	var store *durable.Store
+	testcluster.WaitFor(t, "the durable buckets", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		store, err = durable.Open(ctx, js, durable.Options{Cluster: bus.DefaultCluster, Replicas: 3})
+		return err
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), testcluster.Timeout)
+	defer cancel()
+	missed := 0
+	const n = 200
+	for i := range n {
+		rec := &durable.Record{ID: fmt.Sprintf("rw-%d", i), Steps: 1}
+		_, _, err := store.Accept(ctx, rec)
+		require.NoError(t, err)
+		if _, err := store.Steps(ctx, durable.Key("", rec.ID)); errors.Is(err, durable.ErrNotFound) {
+			missed++
+		} else {
+			require.NoError(t, err)
+		}
+	}
+	require.Zero(t, missed, "of %d records just created, this many did not read back", n)
+}

@@ -164,7 +164,8 @@ func durableFuncs(h *harness, n *node.Node, label string) {
 
 // durableBuckets creates the cluster's durable buckets with durReplicas
 // copies, as an operator does before starting nodes (the nodes open them
-// as they are), and checks their replicas.
+// as they are), and checks their replicas. Their reads go to the leader,
+// unless MPREG_DURABLE_REPRO is set.
 func durableBuckets(t *testing.T, url string) {
 	t.Helper()
 	js, err := jetstream.New(testcluster.Conn(t, url))
@@ -191,7 +192,16 @@ func durableBuckets(t *testing.T, url string) {
 	for _, b := range []string{durable.RequestsBucket("", bus.DefaultCluster), durable.LeasesBucket("", bus.DefaultCluster)} {
 		s, err := js.Stream(ctx, "KV_"+b)
 		require.NoError(t, err)
-		require.Equal(t, durReplicas, s.CachedInfo().Config.Replicas, "bucket %s", b)
+		cfg := s.CachedInfo().Config
+		require.Equal(t, durReplicas, cfg.Replicas, "bucket %s", b)
+		if !reproDurable() {
+			// Reads served by the stream's leader only: with direct gets
+			// a follower may answer that a record just written is not
+			// there (TestDurableReadsOwnWrites).
+			cfg.AllowDirect = false
+			_, err = js.UpdateStream(ctx, cfg)
+			require.NoError(t, err, "bucket %s", b)
+		}
 	}
 }
 
