@@ -59,8 +59,8 @@ const (
 	statusWaitMS = 5000
 	// bucketsWithin bounds the creation of the durable buckets.
 	bucketsWithin = 30 * time.Second
-	// maxPollErrs is how many status queries of a request may fail before
-	// its watch gives up.
+	// maxPollErrs is how many submissions or status queries of a request
+	// may go unanswered before the test gives up on it.
 	maxPollErrs = 20
 	// longestRequest is the run time of the longest request, all its steps
 	// at their longest.
@@ -223,8 +223,8 @@ type durRun struct {
 func (d *durRun) startNode() *proc {
 	d.next++
 	id := fmt.Sprintf("n%d", d.next)
-	k := d.next % len(d.h.urls)
-	p := d.h.startProc(id, id, []int{k, (k + 1) % 3, (k + 2) % 3})
+	n, k := len(d.h.urls), d.next
+	p := d.h.startProc(id, id, []int{k % n, (k + 1) % n, (k + 2) % n})
 	select {
 	case <-p.n.JetStreamKnown():
 	case <-time.After(testcluster.Timeout):
@@ -296,11 +296,13 @@ func (d *durRun) submit(ctx context.Context, sub *nats.Conn, r *durReq) bool {
 		case errors.Is(err, errBadAnswer):
 			r.refused = schema.Wrap(schema.CodeInternal, err, "submission")
 			return false
-		case err != nil:
+		case err != nil && r.resent < maxPollErrs:
 			d.mu.Lock()
 			r.resent++
 			d.mu.Unlock()
 			continue
+		case err != nil:
+			return false
 		case st.Error != nil || st.ID != r.id:
 			r.refused = st.Error
 			if r.refused == nil {
@@ -383,8 +385,9 @@ func (d *durRun) stream(ctx, watchCtx context.Context, wg *sync.WaitGroup) {
 // TestChaosDurable submits a steady stream of durable requests (chains of
 // 3 to 5 sleeping steps, a few failing on purpose) to four nodes on a
 // JetStream cluster of three servers, whose durable buckets keep three
-// replicas, and kills nodes meanwhile, planners included (their sockets
-// cut: no goodbye, no lease released), starting a new node after each.
+// replicas (read from their leaders: see durableBuckets), and kills nodes
+// meanwhile, planners included (their sockets cut: no goodbye, no lease
+// released), starting a new node after each.
 // Every accepted request must end: done with the result its tag says, or
 // failed with the FUNCTION_ERROR of its failing step. A step runs at least
 // once, and more than once only in a request that lived through a kill.
@@ -432,7 +435,7 @@ func TestChaosDurable(t *testing.T) {
 		stopWatching() // the requests not ended by now are lost
 		<-watched
 	}
-	t.Logf("every request ended %v after the last fault and submission (bound %v)", time.Since(lastEvent).Round(time.Millisecond), bound)
+	t.Logf("status polling ended %v after the last fault and submission (bound %v)", time.Since(lastEvent).Round(time.Millisecond), bound)
 	d.report(fl, stalls)
 }
 
@@ -513,6 +516,8 @@ func (r *durReq) outcome() string {
 	switch {
 	case st == nil:
 		return fmt.Sprintf("accepted, never ended (planners seen %v, status queries unanswered %d, answered unknown %d)", r.planners, r.pollErrs, r.unknown)
+	case r.unknown > 0:
+		return fmt.Sprintf("status said unknown %d times after the request was accepted", r.unknown)
 	case st.Steps != int64(r.steps):
 		return fmt.Sprintf("status says %d steps, want %d", st.Steps, r.steps)
 	case r.failAt == 0 && st.Status != schema.StatusDone:
