@@ -37,7 +37,7 @@ const (
 	durInFlight  = 12                    // submitted and not yet ended, at most
 	durPace      = 10 * time.Millisecond // one submission per tick at most
 	durStreamFor = 20 * time.Second
-	durKills     = 5               // nodes killed during the stream, evenly spaced
+	durKills     = 5               // nodes killed during the stream, evenly spaced; a server stopped after the middle one
 	durNodes     = 4               // nodes running, but for a moment at each kill
 	durReplicas  = 3               // replicas of the durable buckets
 	durDeadAfter = 2 * time.Second // the nodes' Gossip.DeadAfter
@@ -387,7 +387,8 @@ func (d *durRun) stream(ctx, watchCtx context.Context, wg *sync.WaitGroup) {
 // JetStream cluster of three servers, whose durable buckets keep three
 // replicas (read from their leaders: see durableBuckets), and kills nodes
 // meanwhile, planners included (their sockets cut: no goodbye, no lease
-// released), starting a new node after each.
+// released), starting a new node after each; midway it stops one of the
+// servers, leaving the buckets two of their three replicas.
 // Every accepted request must end: done with the result its tag says, or
 // failed with the FUNCTION_ERROR of its failing step. A step runs at least
 // once, and more than once only in a request that lived through a kill.
@@ -423,6 +424,10 @@ func TestChaosDurable(t *testing.T) {
 		fl.do(fmt.Sprintf("kill %s (socket cut; it planned a running request: %v)", p.id, planned), p.kill)
 		t.Cleanup(func() { <-p.closed })
 		fl.do("start a new node", func() { d.startNode() })
+		if k == durKills/2 {
+			fl.at(durStreamFor * time.Duration(2*k+3) / (2 * (durKills + 1)))
+			fl.do("stop nats-server 3 (its nodes and submitter fail over; the buckets keep 2 of 3 replicas)", h.servers[2].Shutdown)
+		}
 	}
 	<-streamed
 	lastEvent := time.Now()
