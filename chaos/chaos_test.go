@@ -4,8 +4,10 @@
 // a node drained, a NATS server stopped, the killed node restarted with the
 // same id. It then checks that every request ended exactly once, in time,
 // with a result or a typed error, and that routing converged.
+// TestChaosDurable (durable_test.go) does the same for durable requests on a
+// JetStream cluster.
 //
-// Run it with: go test -race -run TestChaos -v ./chaos/
+// Run it with: go test -race -run 'TestChaos$' -v ./chaos/
 package chaos_test
 
 import (
