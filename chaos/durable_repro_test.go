@@ -24,7 +24,10 @@ import (
 // purge that timed out under load, as TestChaosDurable sees), must not
 // run again when a node sees the lease go. The lapse watch's takeover
 // reads the record and runs the request without looking for its Final;
-// only the sweep (Store.Orphans) looks.
+// only the sweep (Store.Orphans) looks. Each such run finds the outcome
+// recorded when it finishes (ErrFinished), leaves the record, and lets
+// the lease go, which starts the next takeover: the request is taken over
+// again and again, as fast as the store answers.
 //
 // It fails until node/durabletake.go's takeOver checks the Final: run it
 // with MPREG_DURABLE_REPRO=1.
@@ -78,6 +81,14 @@ func TestDurableFinishedNotRunAgain(t *testing.T) {
 	require.NoError(t, err)
 	store, err := durable.Open(ctx, js, durable.Options{Cluster: bus.DefaultCluster})
 	require.NoError(t, err)
+	var letGo atomic.Int64 // the lease of the request deleted or lapsed
+	stopWatch, err := store.WatchLapses(ctx, func(k string) {
+		if k == key {
+			letGo.Add(1)
+		}
+	})
+	require.NoError(t, err)
+	defer stopWatch()
 	lease, err := store.Acquire(ctx, key, "n0/x")
 	require.NoError(t, err)
 	require.NoError(t, lease.Release(ctx))
@@ -86,7 +97,7 @@ func TestDurableFinishedNotRunAgain(t *testing.T) {
 	// Final) and the function does not run again.
 	testcluster.WaitFor(t, "the finished request's record to go, or the request to run again", func() error {
 		if c := calls.Load(); c > 1 {
-			t.Fatalf("the finished request ran again: gate called %d times", c)
+			t.Fatalf("the finished request ran again: gate called %d times; %s", c, takeovers(&letGo))
 		}
 		if _, err := kv.Get(ctx, "r."+key); !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return fmt.Errorf("record still there (%w)", err)
@@ -133,4 +144,19 @@ func TestDurableReadsOwnWrites(t *testing.T) {
 		acancel()
 		require.NoError(t, err, "the record of %s, created just before (after %d that read back)", rec.ID, i)
 	}
+}
+
+// takeovers measures, after a finished request ran again, whether its
+// takeover repeats: each run ends by finding the outcome recorded, leaves
+// the record and lets the lease go, which starts the next takeover.
+func takeovers(letGo *atomic.Int64) string {
+	from, start := letGo.Load(), time.Now()
+	tk := time.NewTicker(10 * time.Millisecond)
+	defer tk.Stop()
+	for range tk.C {
+		if n := letGo.Load() - from; n >= 100 || time.Since(start) > 3*time.Second {
+			return fmt.Sprintf("its lease was then let go %d more times in %v", n, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	return ""
 }
