@@ -4,8 +4,10 @@
 // a node drained, a NATS server stopped, the killed node restarted with the
 // same id. It then checks that every request ended exactly once, in time,
 // with a result or a typed error, and that routing converged.
+// TestChaosDurable (durable_test.go) does the same for durable requests on a
+// JetStream cluster.
 //
-// Run it with: go test -race -run TestChaos -v ./chaos/
+// Run it with: go test -race -run 'TestChaos$' -v ./chaos/
 package chaos_test
 
 import (
@@ -170,16 +172,30 @@ func (l *ledger) all() []*record {
 	return slices.Clone(l.recs)
 }
 
-// execLog records where each tagged step ran; the functions write to it.
+// execLog records where and when each tagged step ran; the functions
+// write to it.
 type execLog struct {
-	mu   sync.Mutex
-	runs map[string][]string // tag -> labels of the node incarnations that ran it
+	mu    sync.Mutex
+	runs  map[string][]string    // tag -> labels of the node incarnations that ran it
+	times map[string][]time.Time // tag -> when each of those runs started
+}
+
+func newExecLog() *execLog {
+	return &execLog{runs: map[string][]string{}, times: map[string][]time.Time{}}
 }
 
 func (x *execLog) add(tag, label string) {
 	x.mu.Lock()
 	x.runs[tag] = append(x.runs[tag], label)
+	x.times[tag] = append(x.times[tag], time.Now())
 	x.mu.Unlock()
+}
+
+// startedAt returns when each run of tag started.
+func (x *execLog) startedAt(tag string) []time.Time {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return slices.Clone(x.times[tag])
 }
 
 func (x *execLog) get(tag string) []string {
@@ -315,10 +331,59 @@ func (m *stallMonitor) summary() (n int, longest time.Duration) {
 	return len(m.stalls), longest
 }
 
+// startStallMonitor runs a stallMonitor until the test's cleanup.
+func startStallMonitor(t *testing.T) *stallMonitor {
+	m := &stallMonitor{}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() { defer close(done); m.run(stop) }()
+	t.Cleanup(sync.OnceFunc(func() { close(stop); <-done }))
+	return m
+}
+
+// logStalls logs the stalls the monitor recorded.
+func (m *stallMonitor) log(t *testing.T, excused int) {
+	t.Helper()
+	n, worst := m.summary()
+	t.Logf("  the test process stalled %d times for %v or more (worst %v); failures excused by a stall of %v or more: %d",
+		n, stallNote, worst.Round(time.Millisecond), stallExcuse, excused)
+}
+
 // fault is one fault's time window, relative to the stream's start.
 type fault struct {
 	what       string
 	start, end time.Duration
+}
+
+// faultLog injects faults and records when each was injected, relative
+// to the stream's start t0.
+type faultLog struct {
+	t      *testing.T
+	t0     time.Time
+	faults []fault
+}
+
+// at waits until d after the stream's start.
+func (fl *faultLog) at(d time.Duration) {
+	tm := time.NewTimer(time.Until(fl.t0.Add(d)))
+	defer tm.Stop()
+	<-tm.C
+}
+
+// do injects a fault and returns when it was done.
+func (fl *faultLog) do(what string, f func()) time.Duration {
+	s := time.Since(fl.t0)
+	f()
+	e := time.Since(fl.t0)
+	fl.faults = append(fl.faults, fault{what, s, e})
+	fl.t.Logf("fault %-44s at %5dms, took %4dms", what, s.Milliseconds(), (e - s).Milliseconds())
+	return e
+}
+
+// log lists the faults.
+func (fl *faultLog) log() {
+	for _, f := range fl.faults {
+		fl.t.Logf("  fault at %5dms-%5dms: %s", f.start.Milliseconds(), f.end.Milliseconds(), f.what)
+	}
 }
 
 // harness is the running cluster.
@@ -328,6 +393,24 @@ type harness struct {
 	urls    []string
 	log     *slog.Logger
 	execs   *execLog
+	// deadAfter is the nodes' Gossip.DeadAfter.
+	deadAfter time.Duration
+	// funcs registers the run's functions on a node (label names its
+	// incarnation in the exec log).
+	funcs func(n *node.Node, label string)
+}
+
+// newHarness starts n clustered nats-servers (by cluster, such as
+// testcluster.Cluster) for nodes with funcs.
+func newHarness(t *testing.T, cluster func(testing.TB, int) []*bus.Server, n int, level slog.Level, dead time.Duration,
+	funcs func(h *harness, n *node.Node, label string)) *harness {
+	h := &harness{t: t, log: testcluster.LevelLogger(t, level), execs: newExecLog(), deadAfter: dead}
+	h.funcs = func(n *node.Node, label string) { funcs(h, n, label) }
+	h.servers = cluster(t, n)
+	for _, s := range h.servers {
+		h.urls = append(h.urls, s.ClientURL())
+	}
+	return h
 }
 
 // connect opens a connection to the servers in the given order (no
@@ -351,13 +434,50 @@ func (h *harness) connect(name string, order []int, extra ...nats.Option) *nats.
 func (h *harness) startNode(nc *nats.Conn, id, label string, locs ...string) *node.Node {
 	cfg := node.Config{
 		NodeID: id, Locs: append(locs, "node-"+id),
-		Gossip: node.Gossip{HeartbeatInterval: heartbeat, DeadAfter: deadAfter, SyncQuiet: 50 * time.Millisecond},
+		Gossip: node.Gossip{HeartbeatInterval: heartbeat, DeadAfter: h.deadAfter, SyncQuiet: 50 * time.Millisecond},
 		Hooks:  node.Hooks{Logger: h.log.With("test_node", label)},
 	}
-	return testcluster.StartNode(h.t, nc, cfg, func(n *node.Node) {
-		require.NoError(h.t, n.Register("work", h.execs.sleeper(label), node.WithParams("ms", "tag"), node.Idempotent()))
-		require.NoError(h.t, n.Register("once", h.execs.sleeper(label), node.WithParams("ms", "tag")))
-	})
+	return testcluster.StartNode(h.t, nc, cfg, func(n *node.Node) { h.funcs(n, label) })
+}
+
+// workFuncs registers the stream's functions of TestChaos: work
+// (idempotent) and once (not), both sleepers.
+func workFuncs(h *harness, n *node.Node, label string) {
+	require.NoError(h.t, n.Register("work", h.execs.sleeper(label), node.WithParams("ms", "tag"), node.Idempotent()))
+	require.NoError(h.t, n.Register("once", h.execs.sleeper(label), node.WithParams("ms", "tag")))
+}
+
+// proc is a node started as a process of its own: on its own connection,
+// dialed through a killDialer, so that it can die abruptly.
+type proc struct {
+	id, label string
+	dial      *killDialer
+	nc        *nats.Conn
+	n         *node.Node
+	closed    chan struct{} // closed once the node and its connection are, after kill
+}
+
+// startProc starts node id (label names this incarnation) as a process
+// connected to the servers in order.
+func (h *harness) startProc(id, label string, order []int, locs ...string) *proc {
+	p := &proc{id: id, label: label, dial: &killDialer{}, closed: make(chan struct{})}
+	p.nc = h.connect(label, order, nats.SetCustomDialer(p.dial))
+	p.n = h.startNode(p.nc, id, label, locs...)
+	return p
+}
+
+// kill ends the process as its death would: its sockets cut at once (no
+// goodbye, no drain, no reply to what it runs, no lease released). The
+// node and its connection are then closed on a goroutine, as the
+// process's remains: closing waits for what the node was doing, which a
+// dead process would not; closed says when that is over.
+func (p *proc) kill() {
+	p.dial.kill()
+	go func() {
+		defer close(p.closed)
+		p.n.Close()
+		p.nc.Close()
+	}()
 }
 
 // converged reports nil once every table sees exactly want as eligible for
@@ -380,22 +500,17 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos run takes several seconds")
 	}
-	h := &harness{t: t, log: testcluster.LevelLogger(t, slog.LevelInfo), execs: &execLog{runs: map[string][]string{}}}
-	h.servers = testcluster.Cluster(t, 3)
-	for _, s := range h.servers {
-		h.urls = append(h.urls, s.ClientURL())
-	}
+	h := newHarness(t, testcluster.Cluster, 3, slog.LevelInfo, deadAfter, workFuncs)
 
 	// n1 on server 1 (never stopped), n4 on server 1, n3 on server 2, n2 on
 	// server 3 (stopped: n2 fails over). The client is on server 2.
 	nc1 := h.connect("n1", []int{0, 1, 2})
 	nc2 := h.connect("n2", []int{2, 0, 1})
-	dial3 := &killDialer{}
-	nc3 := h.connect("n3", []int{1, 0, 2}, nats.SetCustomDialer(dial3))
 	nc4 := h.connect("n4", []int{0, 1, 2})
 	n1 := h.startNode(nc1, "n1", "n1", "pinned-a")
 	n2 := h.startNode(nc2, "n2", "n2", "pinned-b")
-	n3 := h.startNode(nc3, "n3", "n3")
+	p3 := h.startProc("n3", "n3", []int{1, 0, 2})
+	n3 := p3.n
 	n4 := h.startNode(nc4, "n4", "n4")
 	require.Equal(t, h.servers[0].NATS().ID(), nc1.ConnectedServerId(), "n1 must sit on server 1")
 	require.Equal(t, h.servers[2].NATS().ID(), nc2.ConnectedServerId(), "n2 must sit on server 3")
@@ -433,10 +548,7 @@ func TestChaos(t *testing.T) {
 		stop    = make(chan struct{})
 		wg      sync.WaitGroup
 	)
-	stalls := &stallMonitor{}
-	stopStalls, stallsDone := make(chan struct{}), make(chan struct{})
-	go func() { defer close(stallsDone); stalls.run(stopStalls) }()
-	t.Cleanup(sync.OnceFunc(func() { close(stopStalls); <-stallsDone }))
+	stalls := startStallMonitor(t)
 	t0 := time.Now()
 	stopStream := sync.OnceFunc(func() { close(stop) })
 	wg.Add(1)
@@ -485,20 +597,8 @@ func TestChaos(t *testing.T) {
 	// A failed assertion below ends the stream before the cluster is torn down.
 	t.Cleanup(func() { stopStream(); <-streamDone })
 
-	var faults []fault
-	at := func(d time.Duration) { // pace the faults from the stream's start
-		tm := time.NewTimer(time.Until(t0.Add(d)))
-		defer tm.Stop()
-		<-tm.C
-	}
-	do := func(what string, f func()) time.Duration {
-		s := time.Since(t0)
-		f()
-		e := time.Since(t0)
-		faults = append(faults, fault{what, s, e})
-		t.Logf("fault %-44s at %5dms, took %4dms", what, s.Milliseconds(), (e - s).Milliseconds())
-		return e
-	}
+	fl := &faultLog{t: t, t0: t0}
+	at, do := fl.at, fl.do
 
 	// Count the heartbeats of n3's next incarnation as they cross the bus.
 	old3, _ := n3.Table().Get("n3")
@@ -513,11 +613,7 @@ func TestChaos(t *testing.T) {
 	require.NoError(t, err)
 
 	at(firstFault)
-	next := do("kill n3 (socket cut, no goodbye, no drain)", func() {
-		dial3.kill()
-		n3.Close()
-		nc3.Close()
-	})
+	next := do("kill n3 (socket cut, no goodbye, no drain)", func() { p3.kill(); <-p3.closed })
 	at(next + faultGap)
 	next = do("drain n4 (goodbye, finish in-flight, close)", func() {
 		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -576,7 +672,7 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("requests never ended: %v", stuck)
 	}
 
-	h.report(t0, led, faults, stalls, convergedAt+settle, skipped.Load())
+	h.report(t0, led, fl, stalls, convergedAt+settle, skipped.Load())
 
 	// After the faults every live node takes calls pinned to it, straight
 	// and through the rpc subject (planned by whichever node takes it).
@@ -743,7 +839,7 @@ func equal(got, want map[string]any) bool {
 }
 
 // report logs the run's counts and checks the ledger.
-func (h *harness) report(t0 time.Time, led *ledger, faults []fault, stalls *stallMonitor, settled time.Duration, skipped int64) {
+func (h *harness) report(t0 time.Time, led *ledger, fl *faultLog, stalls *stallMonitor, settled time.Duration, skipped int64) {
 	t := h.t
 	t.Helper()
 	recs := led.all()
@@ -759,8 +855,8 @@ func (h *harness) report(t0 time.Time, led *ledger, faults []fault, stalls *stal
 		from, to  time.Duration
 		mustAllOK bool
 	}{
-		{"before the first fault", 0, 0, 0, faults[0].start, false},
-		{"until routing settled", 0, 0, faults[0].start, settled, false},
+		{"before the first fault", 0, 0, 0, fl.faults[0].start, false},
+		{"until routing settled", 0, 0, fl.faults[0].start, settled, false},
 		{"after settling", 0, 0, settled, 1 << 62, true},
 	}
 	var lat []time.Duration
@@ -819,13 +915,7 @@ func (h *harness) report(t0 time.Time, led *ledger, faults []fault, stalls *stal
 			}
 		}
 	}
-	slices.Sort(lat)
-	pct := func(p float64) time.Duration {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
-	}
+	pct := percentiles(lat)
 
 	// Where the steps ran: pinned-a only on n1, no non-idempotent step more
 	// than once, and how many steps ran again elsewhere.
@@ -869,19 +959,15 @@ func (h *harness) report(t0 time.Time, led *ledger, faults []fault, stalls *stal
 	for _, k := range keys {
 		t.Logf("%s %d", k, codes[k])
 	}
-	t.Logf("latency p50 %v p99 %v max %v", pct(0.50).Round(time.Microsecond), pct(0.99).Round(time.Microsecond), pct(1).Round(time.Microsecond))
+	t.Logf("latency p50 %v p99 %v max %v", pct(0.50), pct(0.99), pct(1))
 	for k := range numKinds {
 		t.Logf("  %-9s sent %5d ok %5d", kindNames[k], perKind[k].sent, perKind[k].ok)
 	}
 	for _, p := range phases {
 		t.Logf("  started %-23s sent %5d ok %5d", p.name, p.sent, p.ok)
 	}
-	for _, f := range faults {
-		t.Logf("  fault at %5dms-%5dms: %s", f.start.Milliseconds(), f.end.Milliseconds(), f.what)
-	}
-	nStalls, worst := stalls.summary()
-	t.Logf("  the test process stalled %d times for %v or more (worst %v); failures excused by a stall of %v or more: %d",
-		nStalls, stallNote, worst.Round(time.Millisecond), stallExcuse, len(excused))
+	fl.log()
+	stalls.log(t, len(excused))
 	var nodes []string
 	for n := range perNode {
 		nodes = append(nodes, n)
@@ -907,6 +993,17 @@ func (h *harness) report(t0 time.Time, led *ledger, faults []fault, stalls *stal
 		t.Fatalf("%d broken guarantees", len(problems))
 	}
 	require.Equal(t, len(recs), sumValues(codes), "every request has one outcome")
+}
+
+// percentiles sorts lat and returns its p-th percentile for p in [0, 1].
+func percentiles(lat []time.Duration) func(p float64) time.Duration {
+	slices.Sort(lat)
+	return func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))].Round(time.Microsecond)
+	}
 }
 
 func sumValues(m map[string]int) int {

@@ -1,0 +1,162 @@
+package chaos_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/require"
+
+	"github.com/mpreg/mpreg/bus"
+	"github.com/mpreg/mpreg/durable"
+	"github.com/mpreg/mpreg/internal/testcluster"
+	"github.com/mpreg/mpreg/node"
+	"github.com/mpreg/mpreg/schema"
+)
+
+// TestDurableFinishedNotRunAgain: a request that finished, whose record is
+// still in the store (Finish recorded its Final, but the purge of the
+// record had not taken effect when the planner released the lease: a
+// purge that timed out under load, as TestChaosDurable sees), must not
+// run again when a node sees the lease go. The lapse watch's takeover
+// reads the record and runs the request without looking for its Final;
+// only the sweep (Store.Orphans) looks. Each such run finds the outcome
+// recorded when it finishes (ErrFinished), leaves the record, and lets
+// the lease go, which starts the next takeover: the request is taken over
+// again and again, as fast as the store answers.
+//
+// It fails until node/durabletake.go's takeOver checks the Final: run it
+// with MPREG_DURABLE_REPRO=1.
+func TestDurableFinishedNotRunAgain(t *testing.T) {
+	if !reproDurable() {
+		t.Skip("reproduces an open bug of the durable takeover; MPREG_DURABLE_REPRO=1 runs it")
+	}
+	url := testcluster.Server(t, testcluster.WithJetStream(t.TempDir())).ClientURL()
+	var calls atomic.Int64
+	entered, release := make(chan struct{}), make(chan struct{})
+	n := testcluster.Node(t, url, testcluster.NodeConfig(t, "n1"), func(n *node.Node) {
+		require.NoError(t, n.Register("gate", func(ctx context.Context, x string) (string, error) {
+			if calls.Add(1) == 1 {
+				close(entered)
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
+			}
+			return x, nil
+		}, node.WithParams("x")))
+	})
+	<-n.JetStreamKnown()
+	nc := testcluster.Conn(t, url)
+	subj := bus.NewSubjects("", bus.DefaultCluster)
+	ctx, cancel := context.WithTimeout(context.Background(), testcluster.Timeout)
+	defer cancel()
+	req := &schema.Request{ID: "again-1", Cmds: []schema.Command{{Name: "a", Fun: "gate", Args: []any{"x"}}},
+		Durability: schema.Durability{Durable: true, Submit: true}}
+	st, err := send(ctx, nc, subj.RPC(), req, testcluster.Timeout)
+	require.NoError(t, err)
+	require.Nil(t, st.Error)
+	<-entered
+
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(ctx, durable.RequestsBucket("", bus.DefaultCluster))
+	require.NoError(t, err)
+	key := durable.Key("", req.ID)
+	rec, err := kv.Get(ctx, "r."+key)
+	require.NoError(t, err, "the running request's record")
+	close(release)
+	st, err = send(ctx, nc, subj.Status(), schema.StatusRequest{ID: req.ID, WaitMS: 5000}, testcluster.Timeout)
+	require.NoError(t, err)
+	require.Equal(t, schema.StatusDone, st.Status, "%+v", st)
+	require.Equal(t, int64(1), calls.Load())
+
+	// The record as a Finish whose purge of it did not take effect leaves
+	// it, then the lease let go (as run's deferred release does).
+	_, err = kv.Put(ctx, "r."+key, rec.Value())
+	require.NoError(t, err)
+	store, err := durable.Open(ctx, js, durable.Options{Cluster: bus.DefaultCluster})
+	require.NoError(t, err)
+	var letGo atomic.Int64 // the lease of the request deleted or lapsed
+	stopWatch, err := store.WatchLapses(ctx, func(k string) {
+		if k == key {
+			letGo.Add(1)
+		}
+	})
+	require.NoError(t, err)
+	defer stopWatch()
+	lease, err := store.Acquire(ctx, key, "n0/x")
+	require.NoError(t, err)
+	require.NoError(t, lease.Release(ctx))
+
+	// Right: the record goes (the sweep removes a record that has a
+	// Final) and the function does not run again.
+	testcluster.WaitFor(t, "the finished request's record to go, or the request to run again", func() error {
+		if c := calls.Load(); c > 1 {
+			t.Fatalf("the finished request ran again: gate called %d times; %s", c, takeovers(&letGo))
+		}
+		if _, err := kv.Get(ctx, "r."+key); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("record still there (%w)", err)
+		}
+		return nil
+	})
+	st, err = send(ctx, nc, subj.Status(), schema.StatusRequest{ID: req.ID}, time.Second)
+	require.NoError(t, err)
+	require.Equal(t, schema.StatusDone, st.Status)
+}
+
+// TestDurableReadsOwnWrites: on a bucket kept by three servers, a record
+// the store has just created must read back. The KV buckets allow direct
+// gets (nats.go sets AllowDirect on every bucket it creates), which any
+// replica answers, a follower that has not applied the create yet
+// included: Store.Record (and Steps, which reads the record's revision)
+// then say ErrNotFound for a request accepted a moment before. The node
+// fails such a request with INTERNAL ("read the request's recorded steps:
+// durable: not found: r.<key>"), as TestChaosDurable saw.
+//
+// It fails until the store reads what it wrote: run it with
+// MPREG_DURABLE_REPRO=1.
+func TestDurableReadsOwnWrites(t *testing.T) {
+	if !reproDurable() {
+		t.Skip("reproduces an open bug of the durable store on replicated buckets; MPREG_DURABLE_REPRO=1 runs it")
+	}
+	servers := testcluster.JetStreamCluster(t, 3)
+	js, err := jetstream.New(testcluster.Conn(t, servers[0].ClientURL()))
+	require.NoError(t, err)
+	var store *durable.Store
+	testcluster.WaitFor(t, "the durable buckets", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		store, err = durable.Open(ctx, js, durable.Options{Cluster: bus.DefaultCluster, Replicas: 3})
+		return err
+	})
+	const n = 1000 // a miss comes once in some tens to hundreds
+	for i := range n {
+		rec := &durable.Record{ID: fmt.Sprintf("rw-%d", i), Steps: 1}
+		actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, _, err := store.Accept(actx, rec)
+		require.NoError(t, err)
+		_, err = store.Steps(actx, durable.Key("", rec.ID))
+		acancel()
+		require.NoError(t, err, "the record of %s, created just before (after %d that read back)", rec.ID, i)
+	}
+}
+
+// takeovers measures, after a finished request ran again, whether its
+// takeover repeats: each run ends by finding the outcome recorded, leaves
+// the record and lets the lease go, which starts the next takeover.
+func takeovers(letGo *atomic.Int64) string {
+	from, start := letGo.Load(), time.Now()
+	tk := time.NewTicker(10 * time.Millisecond)
+	defer tk.Stop()
+	for range tk.C {
+		if n := letGo.Load() - from; n >= 100 || time.Since(start) > 3*time.Second {
+			return fmt.Sprintf("its lease was then let go %d more times in %v", n, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	return ""
+}
