@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -164,8 +163,8 @@ func durableFuncs(h *harness, n *node.Node, label string) {
 
 // durableBuckets creates the cluster's durable buckets with durReplicas
 // copies, as an operator does before starting nodes (the nodes open them
-// as they are), and checks their replicas. Their reads go to the leader,
-// unless MPREG_DURABLE_REPRO is set.
+// as they are), and checks their replicas, and that their reads go to the
+// leader (TestDurableReadsOwnWrites).
 func durableBuckets(t *testing.T, url string) {
 	t.Helper()
 	js, err := jetstream.New(testcluster.Conn(t, url))
@@ -194,14 +193,7 @@ func durableBuckets(t *testing.T, url string) {
 		require.NoError(t, err)
 		cfg := s.CachedInfo().Config
 		require.Equal(t, durReplicas, cfg.Replicas, "bucket %s", b)
-		if !reproDurable() {
-			// Reads served by the stream's leader only: with direct gets
-			// a follower may answer that a record just written is not
-			// there (TestDurableReadsOwnWrites).
-			cfg.AllowDirect = false
-			_, err = js.UpdateStream(ctx, cfg)
-			require.NoError(t, err, "bucket %s", b)
-		}
+		require.False(t, cfg.AllowDirect, "bucket %s: reads from any replica", b)
 	}
 }
 
@@ -562,9 +554,7 @@ func (d *durRun) steps(r *durReq, runs map[string][]string, c *durTally, fl *fau
 	if late > 0 {
 		c.afterEnd += late
 		c.afterEndReqs = append(c.afterEndReqs, r.id)
-		if reproDurable() {
-			return fmt.Sprintf("%d step runs started after the request ended (%s)", late, r.describe(runs, fl))
-		}
+		return fmt.Sprintf("%d step runs started after the request ended (%s)", late, r.describe(runs, fl))
 	}
 	if extra -= late; extra == 0 {
 		return ""
@@ -612,11 +602,6 @@ func (r *durReq) describe(runs map[string][]string, fl *faultLog) string {
 	return fmt.Sprintf("sent at %dms, seen ended at %dms, planners seen %v: %s",
 		r.sent.Sub(fl.t0).Milliseconds(), r.ended.Sub(fl.t0).Milliseconds(), r.planners, strings.Join(ran, ", "))
 }
-
-// reproDurable reports whether the run checks what
-// TestDurableFinishedNotRunAgain reproduces: that no step of a request
-// starts after the request ended.
-func reproDurable() bool { return os.Getenv("MPREG_DURABLE_REPRO") != "" }
 
 // log logs the run's counts.
 func (d *durRun) log(c *durTally, fl *faultLog, stalls *stallMonitor, excused int) {

@@ -81,9 +81,11 @@ func (l *Lease) Key() string { return l.key }
 func (l *Lease) Holder() string { return l.holder }
 
 // Lost is closed when the lease was lost: another holder has the key, or
-// it lapsed, or it could not be renewed before it would lapse (counted
-// from when the last renewal that succeeded was sent, so never later than
-// the server removes it). The holder must then stop running the request.
+// it lapsed, or it could not be renewed and the next try would come too
+// close to when it lapses (counted from when the last renewal that
+// succeeded was sent: a failed renewal less than a third of the TTL
+// before that ends it, so that the holder stops a good while before the
+// server removes the key). The holder must then stop running the request.
 // A renewal that reached the server but whose answer was lost reads as
 // lost too (the next one finds another revision): losing errs on the safe
 // side, and the key then lapses for another to take. Release does not
@@ -120,6 +122,12 @@ func (l *Lease) renew(last time.Time) {
 		case err == nil:
 			l.rev, last = rev, sent
 		case keyExists(err): // taken by another, or lapsed
+			close(l.lost)
+			return
+		case !time.Now().Add(ttl / 3).Before(last.Add(ttl)):
+			// The next attempt would come when the key may be gone and
+			// another holder running the request: stop now, a tick
+			// before, rather than after.
 			close(l.lost)
 			return
 		}

@@ -149,14 +149,44 @@ func openKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueC
 	for range 2 { // a second try when another node created it meanwhile
 		kv, err := js.KeyValue(ctx, cfg.Bucket)
 		if !errors.Is(err, jetstream.ErrBucketNotFound) {
-			return kv, wrap("bucket "+cfg.Bucket, err)
+			if err != nil {
+				return nil, wrap("bucket "+cfg.Bucket, err)
+			}
+			return leaderReads(ctx, js, kv)
 		}
 		kv, err = js.CreateKeyValue(ctx, cfg)
 		if !errors.Is(err, jetstream.ErrBucketExists) {
-			return kv, wrap("creating bucket "+cfg.Bucket, err)
+			if err != nil {
+				return nil, wrap("creating bucket "+cfg.Bucket, err)
+			}
+			return leaderReads(ctx, js, kv)
 		}
 	}
 	return nil, fmt.Errorf("durable: bucket %s: created and removed while opening it", cfg.Bucket)
+}
+
+// leaderReads makes the reads of a replicated bucket go to its stream's
+// leader: with direct gets (which nats.go turns on for every bucket it
+// creates) any replica answers a read, a follower that has not applied
+// the latest write included, and a record just created could read as
+// missing, a step recorded as not run, a finished request as not
+// finished. A bucket of one replica keeps its direct gets, which cost
+// less. It returns the bucket bound again when its config changed.
+func leaderReads(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) (jetstream.KeyValue, error) {
+	stream, err := js.Stream(ctx, "KV_"+kv.Bucket())
+	if err != nil {
+		return nil, wrap("bucket "+kv.Bucket()+" stream", err)
+	}
+	cfg := stream.CachedInfo().Config
+	if cfg.Replicas <= 1 || !cfg.AllowDirect {
+		return kv, nil
+	}
+	cfg.AllowDirect, cfg.MirrorDirect = false, false
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return nil, wrap("bucket "+kv.Bucket()+": reads from its leader", err)
+	}
+	kv, err = js.KeyValue(ctx, kv.Bucket())
+	return kv, wrap("bucket "+kv.Bucket(), err)
 }
 
 // LeaseTTL is the leases bucket's TTL: how long a lease lives without

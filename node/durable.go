@@ -455,19 +455,20 @@ func sinksDone(plan *planner.Plan, resp *schema.Response) int {
 // tidy removes what a finished request left in the store, then marks its
 // lease done (it lapses unreported): in this order, so that no node takes
 // over a request whose record is still there. Should the clean fail, the
-// lease is released instead, and the node that looks at the request finds
-// its outcome and cleans up.
+// record stays until a node's sweep finds it with its outcome and cleans
+// it (Store.Orphans); the lease is marked done all the same, so that no
+// takeover starts on it.
 func (d *durables) tidy(store *durable.Store, key string, lease *durable.Lease) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(d.fr.ctx), storeTimeout)
 	defer cancel()
 	if err := store.Clean(ctx, key); err != nil {
 		if ok, held := d.fr.logs.Allow("durable clean"); ok {
-			d.fr.log.Warn("durable request finished; what it left stays until a node looks at it", "key", key, "error", err, "failed_since_last_log", held)
+			d.fr.log.Warn("durable request finished; what it left stays until a sweep", "key", key, "error", err, "failed_since_last_log", held)
 		}
-		d.release(lease)
-		return
 	}
-	_ = lease.Done(ctx) // on failure it lapses all the same, reported
+	if err := lease.Done(ctx); err != nil {
+		d.release(lease)
+	}
 }
 
 // release gives up a lease, so that another node need not wait for it to
