@@ -1,6 +1,9 @@
 package main
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -103,4 +106,65 @@ func TestSubmitWithoutJetStream(t *testing.T) {
 	assert.True(t, strings.HasPrefix(r.stderr, "STORE_UNAVAILABLE: "), r.stderr)
 	assert.Contains(t, r.stderr, "JetStream")
 	assert.Less(t, time.Since(start), 2*time.Second+time.Second, "2 s, and the process's start")
+}
+
+// A planner process killed with SIGKILL in the middle of a durable chain:
+// the other node takes the request over within the lease's TTL and 2 s,
+// runs only what was not recorded, and a fresh process fetches the
+// outcome.
+func TestDurablePlannerKilled(t *testing.T) {
+	t.Parallel()
+	url := testcluster.Server(t, testcluster.WithJetStream(t.TempDir())).ClientURL()
+	planner := startDaemon(t, "node", "--servers", url, "--node-id", "pa", "--demo", "--locs", "plan")
+	worker := startDaemon(t, "node", "--servers", url, "--node-id", "wb", "--demo", "--locs", "work")
+	for _, d := range []*daemon{planner, worker} {
+		d.waitFor(t, "the node to serve durable requests", func() error {
+			if out := d.stderr.String(); !strings.Contains(out, "durable requests available") || !strings.Contains(out, "node started") {
+				return errors.New("not yet")
+			}
+			return nil
+		})
+	}
+	nc := testcluster.Conn(t, url)
+	ask := func(subject, body string) map[string]any {
+		t.Helper()
+		m, err := nc.Request(subject, []byte(body), 5*time.Second)
+		require.NoError(t, err, subject)
+		var v map[string]any
+		require.NoError(t, json.Unmarshal(m.Data, &v), string(m.Data))
+		return v
+	}
+	a := ask("mpreg.default.node.pa.rpc", `{"id":"kill-1","durable":true,"submit":true,"timeout_ms":60000,"route_wait_ms":5000,"cmds":[
+		{"name":"|first","fun":"tally","args":["kill-1"],"locs":["work"]},
+		{"name":"|slow","fun":"sleep","args":[1000,"|first"],"locs":["work"]},
+		{"name":"|last","fun":"echos","args":["|slow"],"locs":["work"]}]}`)
+	require.Equal(t, "accepted", a["status"], "%v", a)
+	planner.waitFor(t, "the first step recorded", func() error {
+		st := ask("mpreg.default.status", `{"id":"kill-1"}`)
+		if st["status"] != "running" || st["planner"] != "pa" || st["steps_done"] != float64(1) {
+			return fmt.Errorf("status %v", st)
+		}
+		return nil
+	})
+	require.NoError(t, planner.cmd.Process.Kill()) // SIGKILL: no goodbye, no lease released
+	killed := time.Now()
+	testcluster.WaitFor(t, "the request to finish elsewhere", func() error {
+		if st := ask("mpreg.default.status", `{"id":"kill-1","wait_ms":1000}`); st["status"] != "done" {
+			return fmt.Errorf("status %v", st)
+		}
+		return nil
+	})
+	took := time.Since(killed)
+	t.Logf("done %v after its planner was killed", took.Round(time.Millisecond))
+	// The lease's TTL and 2 s, and the step that was running when the
+	// planner died, which runs again (1 s).
+	assert.Less(t, took, 3*time.Second+2*time.Second+time.Second, "taken over within the lease's TTL and 2 s, plus the step run again")
+
+	r := mpreg(t, opts{}, "get", "kill-1", "--servers", url)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, decode(t, `{"id":"kill-1","results":{"|last":[1]}}`), decode(t, r.stdout))
+	r = mpreg(t, opts{}, "status", "kill-1", "--servers", url)
+	assert.Equal(t, "done  planner=wb  steps 3/3\n", r.stdout)
+	r = mpreg(t, opts{}, "call", "tally", "kill-1", "--loc", "work", "--servers", url)
+	assert.Equal(t, "2\n", r.stdout, "the step recorded before the kill did not run again")
 }
