@@ -220,8 +220,8 @@ func Connect(ctx context.Context, cfg Config) (*Client, error) {
 		Router: planner.RouterFunc(c.route),
 		Executor: &mesh.Execer{Conn: c.nc, Subjects: c.subj, Cluster: cfg.Cluster, Table: c.table, Logger: cfg.Logger,
 			Requester: c.req, Flow: c.flow},
-		Logger: cfg.Logger,
-		Policy: c.table.Policy, // direct calls follow the functions' retry policies too
+		Logger:  cfg.Logger,
+		Retries: planner.Retries{Policy: c.table.Policy}, // direct calls follow the functions' retry policies too
 	}
 	if !cfg.NoFollow {
 		f, err := mesh.Follow(ctx, mesh.FollowConfig{

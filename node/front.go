@@ -40,12 +40,17 @@ type front struct {
 	memory   *semaphore.Weighted // MaxPlanningBytes
 	policy   atomic.Pointer[authz.Policy]
 
+	planState
+	replies replyBatch // replies sent while other requests are planned
+
+	stats frontStats
+}
+
+// planState is what a node knows of the rpc requests it plans.
+type planState struct {
 	planning  atomic.Int64 // rpc requests being planned here
 	planned   runningSet   // rpc requests planned here, by request id
 	unplanned recentIDs    // cancels of requests this node has not planned (yet)
-	replies   replyBatch   // replies sent while other requests are planned
-
-	stats frontStats
 }
 
 // frontStats count what the rpc side of a node served.
@@ -556,10 +561,10 @@ func newFront(e *env, x *executor, ann *mesh.Announcer, table *membership.Table,
 		},
 		MaxResultBytes: cfg.Limits.MaxResultBytes,
 		Memory:         fr.memory,
+		Retries:        planner.Retries{Policy: table.Policy},
 		RouteWait:      planner.RouteWait{Watch: table.Watch, Max: cfg.Limits.MaxWaiting},
 		Self:           cfg.NodeID,
 		NoLocality:     cfg.NoLocality,
-		Policy:         table.Policy,
 	}
 	if !cfg.NoDelegate {
 		fr.runner.Delegator = recordDelegated{fr.sender}

@@ -63,7 +63,7 @@ func (r *Runner) policyFor(ctx context.Context, node, fun string, e *schema.Erro
 	default:
 		return nil
 	}
-	p := r.Policy(node, fun)
+	p := r.Retries.Policy(node, fun)
 	if p == nil || p.Attempts <= 1 {
 		return nil
 	}

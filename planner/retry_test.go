@@ -30,7 +30,7 @@ func failTimes(n int, code schema.Code) fn {
 	}
 }
 
-// policies is a Runner.Policy with the same policy for every node and
+// policies is a Runner.Retries.Policy with the same policy for every node and
 // function.
 func policies(p schema.RetryPolicy) func(node, fun string) *schema.RetryPolicy {
 	return func(string, string) *schema.RetryPolicy { return &p }
@@ -44,7 +44,7 @@ func TestRetryByPolicy(t *testing.T) {
 			f := newFuncs(map[string]fn{"x": failTimes(2, code)})
 			ev := &testwait.Events{}
 			r := &planner.Runner{Router: newRouter("n1"), Executor: f, Observer: ev,
-				Policy: policies(schema.RetryPolicy{Attempts: 3, InitialBackoffMS: 1})}
+				Retries: planner.Retries{Policy: policies(schema.RetryPolicy{Attempts: 3, InitialBackoffMS: 1})}}
 			o := r.Execute(context.Background(), mustPlan(t, oneStep))
 			require.Nil(t, o.Err)
 			assert.Equal(t, map[string]any{"s": int64(3)}, o.Results)
@@ -65,7 +65,7 @@ func TestRetryByPolicyExhausted(t *testing.T) {
 	f := newFuncs(map[string]fn{"x": failTimes(10, schema.CodeFunctionError)})
 	ev := &testwait.Events{}
 	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Observer: ev,
-		Policy: policies(schema.RetryPolicy{Attempts: 4})}
+		Retries: planner.Retries{Policy: policies(schema.RetryPolicy{Attempts: 4})}}
 	o := r.Execute(context.Background(), mustPlan(t, oneStep))
 	require.NotNil(t, o.Err)
 	assert.Equal(t, schema.CodeFunctionError, o.Err.Code)
@@ -83,7 +83,7 @@ func TestRetryByPolicyNotRetried(t *testing.T) {
 	policy := policies(schema.RetryPolicy{Attempts: 5})
 	for _, code := range []schema.Code{schema.CodeInvalidArgument, schema.CodeNoRoute, schema.CodeInternal, schema.CodeCancelled} {
 		f := newFuncs(map[string]fn{"x": failTimes(10, code)})
-		r := &planner.Runner{Router: newRouter("n1"), Executor: f, Policy: policy}
+		r := &planner.Runner{Router: newRouter("n1"), Executor: f, Retries: planner.Retries{Policy: policy}}
 		_, err := runOf(context.Background(), r, mustPlan(t, oneStep))
 		require.NotNil(t, err, code)
 		assert.Equal(t, code, err.Code)
@@ -96,7 +96,7 @@ func TestRetryByPolicyNotRetried(t *testing.T) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}})
-	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Policy: policy}
+	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Retries: planner.Retries{Policy: policy}}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	_, err := runOf(ctx, r, mustPlan(t, oneStep))
@@ -105,7 +105,7 @@ func TestRetryByPolicyNotRetried(t *testing.T) {
 	assert.Equal(t, 1, f.Calls("s"))
 }
 
-// Without a policy (no Runner.Policy, or none for the function) a failed
+// Without a policy (no Runner.Retries.Policy, or none for the function) a failed
 // step fails as before: one attempt, its error as it came.
 func TestRetryNoPolicy(t *testing.T) {
 	shared := &schema.Error{Code: schema.CodeFunctionError, Message: "no", Details: map[string]any{"k": "v"}}
@@ -116,7 +116,7 @@ func TestRetryNoPolicy(t *testing.T) {
 		policies(schema.RetryPolicy{Attempts: 1, InitialBackoffMS: 10}),
 	} {
 		f := newFuncs(map[string]fn{"x": x})
-		r := &planner.Runner{Router: newRouter("n1"), Executor: f, Policy: policy}
+		r := &planner.Runner{Router: newRouter("n1"), Executor: f, Retries: planner.Retries{Policy: policy}}
 		o := r.Execute(context.Background(), mustPlan(t, oneStep))
 		require.NotNil(t, o.Err)
 		assert.Equal(t, map[string]any{"k": "v"}, o.Err.Details)
@@ -140,7 +140,7 @@ func TestRetryDetailsCopied(t *testing.T) {
 		{odd, map[string]any{"details": []any{"a"}, "attempts": int64(2)}},
 	} {
 		f := newFuncs(map[string]fn{"x": func(context.Context, string, *planner.Call) (any, error) { return nil, tc.err }})
-		r := &planner.Runner{Router: newRouter("n1"), Executor: f, Policy: policies(schema.RetryPolicy{Attempts: 2})}
+		r := &planner.Runner{Router: newRouter("n1"), Executor: f, Retries: planner.Retries{Policy: policies(schema.RetryPolicy{Attempts: 2})}}
 		_, err := runOf(context.Background(), r, mustPlan(t, oneStep))
 		require.NotNil(t, err)
 		assert.Equal(t, tc.want, err.Details)
@@ -173,7 +173,7 @@ func TestRetryPolicyOfTheNode(t *testing.T) {
 		}
 		return "ok", nil
 	}})
-	r := &planner.Runner{Router: newRouter("n1", "n2"), Executor: f, Policy: policy}
+	r := &planner.Runner{Router: newRouter("n1", "n2"), Executor: f, Retries: planner.Retries{Policy: policy}}
 	o := r.Execute(context.Background(), mustPlan(t, oneStep))
 	// Attempts count the re-routes too: after n1 and n2 (2 of 3) one
 	// retry, which is re-routed from n1 to n2 again (4).
@@ -192,7 +192,7 @@ func TestRetryPolicyOfTheNode(t *testing.T) {
 // than the backoff, the step fails at once with its last error.
 func TestRetryBackoffPastDeadline(t *testing.T) {
 	f := newFuncs(map[string]fn{"x": failTimes(10, schema.CodeFunctionError)})
-	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Policy: policies(schema.RetryPolicy{Attempts: 5, InitialBackoffMS: 10_000})}
+	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Retries: planner.Retries{Policy: policies(schema.RetryPolicy{Attempts: 5, InitialBackoffMS: 10_000})}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -217,7 +217,7 @@ func TestRetryBackoffCancelled(t *testing.T) {
 		}
 	}), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Logger: logger,
-		Policy: policies(schema.RetryPolicy{Attempts: 5, InitialBackoffMS: 60_000})}
+		Retries: planner.Retries{Policy: policies(schema.RetryPolicy{Attempts: 5, InitialBackoffMS: 60_000})}}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan *schema.Error, 1)
 	go func() {
@@ -263,7 +263,7 @@ func TestRetryBackoffEndsWhenRunFails(t *testing.T) {
 		}
 		return nil
 	}
-	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Policy: policy, Logger: logger}
+	r := &planner.Runner{Router: newRouter("n1"), Executor: f, Retries: planner.Retries{Policy: policy}, Logger: logger}
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

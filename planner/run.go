@@ -157,13 +157,9 @@ type Runner struct {
 	Local Executor
 	// Observer, when set, is told of every finished step.
 	Observer Observer
-	// Retries say how a step that did not run on its node is tried again.
+	// Retries say how a step that did not run on its node is tried again,
+	// and how one that failed there is, by its function's retry policy.
 	Retries Retries
-	// Policy, when set, returns the retry policy node advertises for fun
-	// (hello.retry: membership.Table.Policy), or nil for none: a step
-	// whose attempt on node failed is tried again as it says (see
-	// docs/PROTOCOL.md §8). It must be safe for concurrent use.
-	Policy func(node, fun string) *schema.RetryPolicy
 	// Logger logs step failures at debug level. Default: discard.
 	Logger *slog.Logger
 	// Size, when set, measures a step's result (in encoded bytes, roughly)
@@ -201,7 +197,7 @@ type Runner struct {
 }
 
 // Retries say how a Runner tries again a step that did not run on its
-// node.
+// node, and one whose function failed.
 type Retries struct {
 	// Max is how many times a step is re-routed after its node vanished,
 	// drained or was overloaded before it ran. Default 2.
@@ -210,6 +206,11 @@ type Retries struct {
 	// (details.retry_after_ms) when every eligible node it was sent to
 	// refused it for load. Default DefaultOverloadRetryAfter.
 	OverloadAfter time.Duration
+	// Policy, when set, returns the retry policy node advertises for fun
+	// (hello.retry: membership.Table.Policy), or nil for none: a step
+	// whose attempt on node failed is tried again as it says (see
+	// docs/PROTOCOL.md §8). It must be safe for concurrent use.
+	Policy func(node, fun string) *schema.RetryPolicy
 }
 
 // RouteWait says how a Runner's steps wait for a route (Call.RouteWait).
@@ -839,7 +840,7 @@ func (r *Runner) executor(node string) Executor {
 // says so (retryByPolicy).
 func (r *Runner) exec(ctx context.Context, call *Call) (any, string, int, *schema.Error) {
 	res, node, attempts, e := r.execOnce(ctx, call, 0)
-	if e == nil || r.Policy == nil || e == errParked {
+	if e == nil || r.Retries.Policy == nil || e == errParked {
 		return res, node, attempts, e
 	}
 	return r.retryByPolicy(ctx, call, node, attempts, e)

@@ -52,10 +52,7 @@ const (
 
 // cli is the command line.
 type cli struct {
-	Version   kong.VersionFlag `help:"Print the version and exit." env:"-"`
-	LogLevel  string           `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
-	LogFormat string           `help:"Log format: text or json (one JSON object per line)." enum:"text,json" default:"text"`
-	Config    kong.ConfigFlag  `help:"Read flag values from a JSON file, e.g. {\"servers\": \"nats://10.0.0.5:4222\", \"node_id\": \"n1\"}." placeholder:"FILE"`
+	globalFlags
 
 	Server      serverCmd  `cmd:"" help:"Run an embedded NATS server and, unless --no-node, a node in the same process."`
 	Node        nodeCmd    `cmd:"" help:"Run a node connected to existing NATS servers."`
@@ -70,6 +67,14 @@ type cli struct {
 
 	VersionCmd versionCmd    `cmd:"" name:"version" help:"Print the version, the commit it was built from and the Go version."`
 	Completion completionCmd `cmd:"" help:"Print a shell completion script: bash, zsh or fish."`
+}
+
+// globalFlags are the flags of every command.
+type globalFlags struct {
+	Version   kong.VersionFlag `help:"Print the version and exit." env:"-"`
+	LogLevel  string           `help:"Log level: debug, info, warn or error." enum:"debug,info,warn,error" default:"info"`
+	LogFormat string           `help:"Log format: text or json (one JSON object per line)." enum:"text,json" default:"text"`
+	Config    kong.ConfigFlag  `help:"Read flag values from a JSON file, e.g. {\"servers\": \"nats://10.0.0.5:4222\", \"node_id\": \"n1\"}." placeholder:"FILE"`
 }
 
 // env is what every command's Run gets: the process's context (cancelled
