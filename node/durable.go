@@ -34,7 +34,8 @@ type durables struct {
 	holder  string                 // this process in a lease: "<node>/<instance>"
 	lapsed  chan string            // keys whose lease lapsed, for the taker
 	running atomic.Int64           // durable requests this node runs
-	waits   *semaphore.Weighted    // status queries and cancel marks in flight
+	waits   *semaphore.Weighted    // status queries waiting, and cancel marks, in flight
+	queries *semaphore.Weighted    // status queries being answered (maxStatusQueries)
 }
 
 // Durable request bounds and pacing.
@@ -58,11 +59,15 @@ const (
 	// maxStatusWaits bounds the status queries (and cancel marks) that
 	// wait on the store at once; more are answered at once.
 	maxStatusWaits = 1024
+	// maxStatusQueries bounds the status queries a node answers at once;
+	// more are answered OVERLOADED, unread.
+	maxStatusQueries = 4096
 )
 
 func newDurables(fr *front, known <-chan struct{}, instance string) *durables {
 	return &durables{fr: fr, known: known, holder: fr.cfg.NodeID + "/" + instance,
-		lapsed: make(chan string, maxLapsed), waits: semaphore.NewWeighted(maxStatusWaits)}
+		lapsed: make(chan string, maxLapsed), waits: semaphore.NewWeighted(maxStatusWaits),
+		queries: semaphore.NewWeighted(maxStatusQueries)}
 }
 
 // open opens the cluster's durable store once JetStream is known to be

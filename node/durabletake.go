@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -151,8 +152,18 @@ func (d *durables) status(store *durable.Store, key, id string) *schema.Status {
 // onStatus answers a status query (docs/PROTOCOL.md §4.8) on an owned
 // goroutine: it may wait for the request to end.
 func (d *durables) onStatus(m *nats.Msg) {
-	if !d.fr.goOwned(func() { d.answerStatus(m) }) {
+	if !d.queries.TryAcquire(1) {
+		// As many queries as the bound are being answered: refused
+		// unread, as an rpc request past max_requests is.
+		_, reply, _ := mesh.Codecs(m, false)
+		d.respondStatus(m, reply, &schema.Status{Status: schema.StatusUnknown, Error: &schema.Error{
+			Code: schema.CodeOverloaded, Node: d.fr.cfg.NodeID,
+			Message: fmt.Sprintf("node %s answers as many status queries as the limit max_status_queries=%d allows", d.fr.cfg.NodeID, maxStatusQueries),
+			Details: map[string]any{"limit": "max_status_queries", "max": int64(maxStatusQueries), "unread": true}}})
 		return
+	}
+	if !d.fr.goOwned(func() { defer d.queries.Release(1); d.answerStatus(m) }) {
+		d.queries.Release(1)
 	}
 }
 
