@@ -1,0 +1,3 @@
+export * from "./errors.js";
+export * from "./codec.js";
+export * from "./wire.js";
