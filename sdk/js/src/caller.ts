@@ -190,7 +190,8 @@ export class Client {
     if (opts.routeWaitMs !== undefined) req.route_wait_ms = opts.routeWaitMs;
     const msg = await this.request(this.subjects.rpc, req, timeoutMs + GRACE_MS);
     const budget = this.budget();
-    const resp = await this.finish(this.readResponse(msg, budget), { keepRefs: opts.keepRefs, budget, deleteRefs: true });
+    const resp = this.throwIfError(this.readResponse(msg, budget));
+    await this.finish(resp, { keepRefs: opts.keepRefs, budget, deleteRefs: true });
     return resp.results["call"];
   }
 
