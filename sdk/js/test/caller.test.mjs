@@ -267,6 +267,38 @@ describe("requests", () => {
     assert.equal(e.details.id, "durable-nobody-sent");
   });
 
+  test("a response larger than a message comes in parts, merged into it (§5.3)", async () => {
+    // Six results of 200 kB each: each travels inline, together they pass
+    // the 1 MiB max payload.
+    const cmds = Array.from({ length: 6 }, (_, i) => ({ name: `b${i}`, fun: "blob", args: [200_000, i] }));
+    const types = [];
+    let resp;
+    for await (const ev of c.stream(cmds)) {
+      types.push(ev.type);
+      if (ev.type === "result") resp = ev.response;
+    }
+    assert.ok(types.filter((t) => t === "part").length >= 1, `events ${types}`);
+    assert.equal(types.at(-1), "result");
+    assert.deepEqual(Object.keys(resp.results).sort(), ["b0", "b1", "b2", "b3", "b4", "b5"]);
+    for (let i = 0; i < 6; i++) {
+      const b = resp.results[`b${i}`];
+      assert.ok(b instanceof Uint8Array && b.length === 200_000);
+      assert.equal(b[1], (31 + i) % 251, "blob's pattern: byte i is (i*31 + seed) mod 251");
+    }
+    const again = await c.run(cmds);
+    assert.equal(Object.keys(again.results).length, 6);
+
+    // A client that keeps less than the parts refuses the response.
+    const small = await connect({ servers, cluster, codec: "msgpack", maxResultBytes: 500_000 });
+    try {
+      const e = await rejection(small.run(cmds));
+      assert.equal(e.code, "PAYLOAD_TOO_LARGE");
+      assert.equal(e.details.limit, "max_result_bytes");
+    } finally {
+      await small.close();
+    }
+  });
+
   test("durable run waits for the response", async () => {
     const resp = await c.run([{ name: "x", fun: "echo", args: ["kept"] }], { durable: true, id: `durable-run-${Date.now()}` });
     assert.deepEqual(resp.results, { x: "kept" });
