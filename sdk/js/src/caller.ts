@@ -307,6 +307,16 @@ export class Client {
     }
   }
 
+  /**
+   * Resolves the `{"$obj": …}` references in a value (one kept with
+   * `keepRefs`, say) and unwraps its `{"$lit": …}` escapes, as results are
+   * by default (§4.7). The value is changed in place and returned. With
+   * `delete`, each object is deleted once read.
+   */
+  async resolveRefs(value: unknown, opts: { delete?: boolean } = {}): Promise<unknown> {
+    return this.resolve(value, this.budget(), opts.delete ?? false);
+  }
+
   /** Closes the connection (after flushing what was published). */
   async close(): Promise<void> {
     if (this.nc.isClosed()) return;
@@ -581,7 +591,14 @@ export class Client {
         details: { bucket: link.bucket, name: ref.name },
       });
     }
-    const bytes = await this.readObject(store, ref, info.headers?.get("mpreg-node"));
+    const storedBy = info.metadata?.["mpreg-node"];
+    const digest = /^SHA-256=(.+)$/i.exec(info.digest ?? "")?.[1];
+    if (info.size !== ref.size || (digest !== undefined && Buffer.from(digest, "base64url").toString("hex") !== ref.sha256)) {
+      throw new MpregError("INTERNAL", `object ${JSON.stringify(ref.name)} does not match its reference: the bucket holds ${info.size} bytes of digest ${info.digest}`, {
+        details: { bucket: ref.bucket, name: ref.name, stored_by: storedBy || "unknown" },
+      });
+    }
+    const bytes = await this.readObject(store, ref, storedBy);
     if (deleteRef) store.delete(ref.name).catch(() => undefined); // the planner would after result_ttl (§4.7)
     return decodeObject(ref, bytes);
   }

@@ -338,4 +338,42 @@ describe("values by reference", () => {
       }
     });
   }
+
+  test("a reference is checked before it is used", async () => {
+    const c = await connect({ servers, cluster });
+    try {
+      const ref = await c.call("blob", [300_000, 3], { keepRefs: true });
+      const good = await c.resolveRefs(structuredClone(ref));
+      assert.equal(good.length, 300_000);
+      assert.equal(sha256(good), ref.$obj.sha256);
+
+      let e = await rejection(c.resolveRefs({ $obj: { ...ref.$obj, sha256: "0".repeat(64) } }));
+      assert.equal(e.code, "INTERNAL", e.message);
+      assert.equal(e.details.name, ref.$obj.name);
+      assert.ok(nodes.includes(e.details.stored_by), `stored by ${e.details.stored_by}, from the object's metadata`);
+
+      e = await rejection(c.resolveRefs({ $obj: { ...ref.$obj, bucket: "another-bucket" } }));
+      assert.equal(e.code, "PERMISSION_DENIED");
+      assert.deepEqual(e.details, { bucket: "another-bucket", name: ref.$obj.name });
+
+      e = await rejection(c.resolveRefs({ $obj: { ...ref.$obj, name: "no-such-object" } }));
+      assert.equal(e.code, "INVALID_ARGUMENT");
+      assert.deepEqual(e.details, { bucket: `mpreg-${cluster}`, name: "no-such-object" });
+
+      e = await rejection(c.resolveRefs({ $obj: { ...ref.$obj, size: "big" } }));
+      assert.equal(e.code, "INVALID_ARGUMENT");
+
+      // Past the client's maxResultBytes nothing is fetched.
+      const small = await connect({ servers, cluster, maxResultBytes: 100_000 });
+      try {
+        e = await rejection(small.resolveRefs(structuredClone(ref)));
+        assert.equal(e.code, "PAYLOAD_TOO_LARGE");
+      } finally {
+        await small.close();
+      }
+    } finally {
+      await c.close();
+    }
+  });
 });
+
