@@ -63,6 +63,8 @@ export interface CallOptions {
   id?: string;
   /** `route_wait_ms` (§4). */
   routeWaitMs?: number;
+  /** Aborting it cancels the call (§9): it then throws CANCELLED. */
+  signal?: AbortSignal;
 }
 
 /** Options of Client.run() and Client.stream(). */
@@ -188,7 +190,15 @@ export class Client {
       deadline_ms: Date.now() + timeoutMs,
     };
     if (opts.routeWaitMs !== undefined) req.route_wait_ms = opts.routeWaitMs;
-    const msg = await this.request(this.subjects.rpc, req, timeoutMs + GRACE_MS);
+    const onAbort = (): void => this.cancelQuietly(req);
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    let msg: Msg;
+    try {
+      if (opts.signal?.aborted) throw new MpregError("CANCELLED", "the call was aborted before it was sent");
+      msg = await this.request(this.subjects.rpc, req, timeoutMs + GRACE_MS);
+    } finally {
+      opts.signal?.removeEventListener("abort", onAbort);
+    }
     const budget = this.budget();
     const resp = this.throwIfError(this.readResponse(msg, budget));
     await this.finish(resp, { keepRefs: opts.keepRefs, budget, deleteRefs: true });

@@ -188,8 +188,16 @@ describe("requests", () => {
     const ac = new AbortController();
     const p = c.run([{ name: "long", fun: "sleep", args: [20_000, "never"] }], { signal: ac.signal });
     setTimeout(() => ac.abort(), 200);
-    const e = await rejection(p);
+    let e = await rejection(p);
     assert.equal(e.code, "CANCELLED");
+
+    const ac2 = new AbortController();
+    const q = c.call("sleep", [20_000, "never"], { signal: ac2.signal });
+    setTimeout(() => ac2.abort(), 200);
+    e = await rejection(q);
+    assert.equal(e.code, "CANCELLED");
+    assert.equal(e.step, "call");
+    assert.ok(Date.now() - started < 10_000, "the sleeps did not run to their end");
   });
 
   test("a cancel of an id nobody runs stops nothing", async () => {
