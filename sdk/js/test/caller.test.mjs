@@ -1,7 +1,9 @@
 // The caller API against a real cluster: MPREG_SERVERS names a NATS server
 // with JetStream where Go nodes (MPREG_NODES) offer the demo functions
 // (sdk/js/js_test.go starts them).
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
+import { once } from "node:events";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 
@@ -310,6 +312,77 @@ describe("requests", () => {
   test("durable run waits for the response", async () => {
     const resp = await c.run([{ name: "x", fun: "echo", args: ["kept"] }], { durable: true, id: `durable-run-${Date.now()}` });
     assert.deepEqual(resp.results, { x: "kept" });
+  });
+});
+
+describe("planners", () => {
+  let c;
+  before(async () => {
+    c = await connect({ servers, cluster });
+  });
+  after(async () => {
+    await c.close();
+  });
+
+  test("a request for a planner that does not answer goes to any planner (§4.6)", async () => {
+    const resp = await c.run([{ name: "x", fun: "upper", args: ["any"] }], { planner: "no-such-node" });
+    assert.deepEqual(resp.results, { x: "ANY" });
+    const events = [];
+    for await (const ev of c.stream([{ name: "x", fun: "sleep", args: [50, "y"] }], { planner: nodes[1], progress: true })) {
+      events.push(ev);
+    }
+    assert.equal(events[0].planned.planner, nodes[1], "planned where asked");
+  });
+
+  test("a planner killed mid-request ends it NODE_UNAVAILABLE, not at its budget (§4.4)", async (t) => {
+    const bin = process.env.MPREG_BIN;
+    assert.ok(bin, "MPREG_BIN names a built mpreg");
+    const victim = spawn(bin, ["node", "--servers", servers, "--cluster", cluster, "--node-id", "js-victim", "--locs", "victim", "--demo"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let log = "";
+    victim.stderr.on("data", (b) => (log += b));
+    const exited = once(victim, "exit");
+    t.after(async () => {
+      if (victim.exitCode === null && victim.signalCode === null) {
+        victim.kill("SIGKILL");
+        await exited;
+      }
+    });
+
+    // Wait, within a deadline, until it plans what is sent to it and runs
+    // its own steps.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      let planner;
+      for await (const ev of c.stream([{ name: "w", fun: "whoami", locs: ["victim"] }], { planner: "js-victim", progress: true, timeoutMs: 2000 })) {
+        if (ev.type === "planned") planner = ev.planned.planner;
+        if (ev.type === "result" && planner === "js-victim" && ev.response.results.w === "js-victim") break;
+      }
+      if (planner === "js-victim") break;
+      assert.ok(Date.now() < deadline, `js-victim does not plan: ${log}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+
+    const started = Date.now();
+    const e = await rejection(
+      (async () => {
+        for await (const ev of c.stream([{ name: "long", fun: "sleep", args: [60_000, "never"], locs: ["victim"] }], {
+          planner: "js-victim",
+          progress: true,
+          timeoutMs: 60_000,
+        })) {
+          if (ev.type === "planned") {
+            assert.equal(ev.planned.planner, "js-victim");
+            victim.kill("SIGKILL");
+          }
+        }
+      })(),
+    );
+    assert.equal(e.code, "NODE_UNAVAILABLE", e.message);
+    assert.equal(e.details.planner, "js-victim");
+    const took = Date.now() - started;
+    assert.ok(took < 15_000, `noticed after ${took} ms`);
   });
 });
 
