@@ -110,6 +110,10 @@ export interface ServeOptions extends Omit<NodeConnectionOptions, "name"> {
   /** An open connection to use instead of connecting; `drain()` leaves it
    * open. */
   connection?: NatsConnection;
+  /** The codecs the node announces in `hello.codecs`, in its order of
+   * preference (default MessagePack, then JSON): planners send it steps in
+   * the first one they speak. It reads both whatever it announces. */
+  codecs?: CodecName[];
   /** Heartbeat interval in ms (default 1,000). */
   heartbeatMs?: number;
   /** Steps run at once (`max_inflight`, default 256). */
@@ -148,7 +152,6 @@ const MAX_DEPTH = 256;
 const MAX_DECODED = 32 << 20;
 const DAY_MS = 86_400_000;
 const MAX_INT = Number.MAX_SAFE_INTEGER;
-const CODECS = [MSGPACK_TYPE, JSON_TYPE];
 const utf8 = new TextEncoder();
 
 const byteLen = (s: string): number => utf8.encode(s).length;
@@ -402,6 +405,7 @@ export class Node {
   #running = 0;
   #queue: Step[] = [];
   #steps = new Map<string, Set<Step>>(); // by attempt or id, running or queued
+  #codecs: string[];
   #maxInflight: number;
   #maxQueue: number;
   #maxStepMs: number;
@@ -413,6 +417,7 @@ export class Node {
   #beat?: ReturnType<typeof setTimeout>;
   #idle?: () => void;
   #lastRefute = 0;
+  #refuteTimer?: ReturnType<typeof setTimeout>;
   #logged = new Map<string, number>();
   #drained?: Promise<void>;
   #cleanups: Array<() => void> = [];
@@ -437,6 +442,11 @@ export class Node {
     this.#meta.mpreg ??= `${PACKAGE_VERSION}-js`;
     this.incarnation = Date.now();
     this.instance = randomId(22);
+    const codecs = o.codecs ?? ["msgpack", "json"];
+    if (!codecs.length || codecs.some((c) => c !== "json" && c !== "msgpack")) {
+      throw err("INVALID_ARGUMENT", `codecs: want "msgpack" and/or "json"`);
+    }
+    this.#codecs = [...new Set(codecs)].map((c) => (c === "json" ? JSON_TYPE : MSGPACK_TYPE));
     this.#maxInflight = o.maxInflight ?? 256;
     this.#maxQueue = o.maxQueue ?? 1024;
     this.#maxStepMs = o.maxStepMs ?? 600_000;
@@ -512,8 +522,9 @@ export class Node {
     }
     const h: Record<string, unknown> = {
       kind: "hello", cluster: this.cluster, node: this.id, incarnation: this.incarnation, instance: this.instance,
-      version: this.#version, funs, codecs: CODECS, bare: MSGPACK_TYPE, meta: this.#meta, proto: 1,
+      version: this.#version, funs, codecs: this.#codecs, meta: this.#meta, proto: 1,
     };
+    if (this.#codecs.includes(MSGPACK_TYPE)) h.bare = MSGPACK_TYPE;
     if (idempotent.length) h.idempotent = idempotent;
     if (Object.keys(retryAfter).length) h.retry_after_ms = retryAfter;
     if (Object.keys(retry).length) h.retry = retry;
@@ -663,7 +674,7 @@ export class Node {
     const bare = !namesCodec(m.headers);
     let codec: CodecName;
     try {
-      codec = requestCodec(m.headers, m.data, true);
+      codec = requestCodec(m.headers, m.data, this.#codecs.includes(MSGPACK_TYPE));
     } catch (e) {
       this.#reply(m, this.#errorBody(e), "json", false);
       return;
@@ -870,15 +881,11 @@ export class Node {
     const instance = typeof b.instance === "string" ? b.instance.slice(0, MAX_INSTANCE) : undefined;
     const ownProcess = b.incarnation === this.incarnation && (instance === undefined || instance === this.instance);
     const claimed = typeof b.version === "number" && Number.isSafeInteger(b.version) ? b.version : 0;
-    const now = Date.now();
     if (ownProcess) {
       // §7.6: a version above ours, or a goodbye while running, is refuted
       // by a new hello above it (a goodbye at most once every 50 ms).
-      if (kind === "goodbye") {
-        if (now - this.#lastRefute < 50) return;
-      } else if (claimed <= this.#version) {
-        return; // what we said
-      }
+      if (kind !== "goodbye" && claimed <= this.#version) return; // what we said
+      this.#refute(claimed, 50);
     } else {
       // Another process under our id: a twin, or a forged claim. Log it and
       // announce ourselves again, at most once a heartbeat interval, so
@@ -886,12 +893,25 @@ export class Node {
       this.#rateLog("twin", "error", "another process claims this node id", {
         kind, incarnation: typeof b.incarnation === "number" ? b.incarnation : null, instance: instance ?? null,
       });
-      if (now - this.#lastRefute < Math.min(this.#heartbeatMs, 1000)) return;
+      this.#refute(claimed, Math.min(this.#heartbeatMs, 1000));
     }
-    this.#lastRefute = now;
+  }
+
+  /** refute announces a hello with a version above claimed, at once or,
+   * within gapMs of the last refutation, at its end. */
+  #refute(claimed: number, gapMs: number): void {
     if (claimed >= this.#version && claimed < MAX_INT) this.#version = claimed;
-    this.#version++;
-    this.#announce();
+    if (this.#refuteTimer) return;
+    const wait = this.#lastRefute + gapMs - Date.now();
+    const go = (): void => {
+      this.#refuteTimer = undefined;
+      if (this.#gone) return;
+      this.#lastRefute = Date.now();
+      this.#version++;
+      this.#announce();
+    };
+    if (wait <= 0) go();
+    else this.#refuteTimer = setTimeout(go, wait);
   }
 
   /** Says goodbye (§7.3), answers info and sync with it, refuses new steps
@@ -927,6 +947,7 @@ export class Node {
     }
     this.#stopped = true;
     clearTimeout(this.#beat);
+    clearTimeout(this.#refuteTimer);
     for (const c of this.#cleanups) c();
     try {
       await this.nc.flush();
@@ -949,6 +970,10 @@ function clip(w: WireError): WireError {
   return { ...w, message: w.message.slice(0, 1024), details: undefined };
 }
 
+/** The options of serve that are the node's, not the connection's. */
+const NODE_OPTIONS = ["connection", "cluster", "id", "locs", "prefix", "meta", "codecs", "heartbeatMs", "maxInflight",
+  "maxQueue", "maxStepMs", "drainTimeoutMs", "handleSignals", "catchUnhandledRejections", "logger"] as const;
+
 /** Functions as serve's second argument takes them: a function, or one
  * with its options. */
 export type Functions = Record<string, NodeFunction | FunctionSpec>;
@@ -967,11 +992,10 @@ export type Functions = Record<string, NodeFunction | FunctionSpec>;
  * drain the node and then exit the process.
  */
 export async function serve(opts: ServeOptions = {}, functions: Functions = {}): Promise<Node> {
-  const { connection, cluster, id, locs, prefix, meta, heartbeatMs, maxInflight, maxQueue, maxStepMs, drainTimeoutMs,
-    handleSignals, catchUnhandledRejections, logger, ...natsOpts } = opts;
-  void cluster; void locs; void prefix; void meta; void heartbeatMs; void maxInflight; void maxQueue; void maxStepMs;
-  void drainTimeoutMs; void logger;
-  const nc = connection ?? await natsConnect({ name: id, ...natsOpts });
+  const natsOpts: Record<string, unknown> = { ...opts };
+  for (const k of NODE_OPTIONS) delete natsOpts[k];
+  const { connection, handleSignals, catchUnhandledRejections } = opts;
+  const nc = connection ?? await natsConnect({ name: opts.id, ...natsOpts } as NodeConnectionOptions);
   let n: Node;
   try {
     n = new Node(nc, !connection, opts);
