@@ -38,11 +38,14 @@ deploy-check:
 	@if command -v promtool >/dev/null 2>&1; then promtool check config deploy/prometheus/prometheus.yml; \
 	else echo "promtool not found: deploy/prometheus/prometheus.yml not checked by promtool"; fi
 
-## js-deps: nats.js for the JavaScript examples' test (skipped without npm).
+## js-deps: nats.js for the JavaScript examples' test, and the mpreg npm
+## package (sdk/js) installed and built for its tests (skipped without npm).
 js-deps:
 	@if command -v npm >/dev/null 2>&1; then \
-		npm ci --prefix examples/js --no-audit --no-fund --loglevel=error; \
-	else echo "npm not found: the JavaScript examples' test will be skipped"; fi
+		npm ci --prefix examples/js --no-audit --no-fund --loglevel=error && \
+		npm ci --prefix sdk/js --no-audit --no-fund --loglevel=error && \
+		npm run build --prefix sdk/js --silent; \
+	else echo "npm not found: the JavaScript tests (examples/js, sdk/js) will be skipped"; fi
 
 vet:
 	$(GO) vet ./...
@@ -73,4 +76,4 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./internal/bench/...
 
 clean:
-	rm -rf bin examples/js/node_modules
+	rm -rf bin examples/js/node_modules sdk/js/node_modules sdk/js/dist

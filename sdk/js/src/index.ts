@@ -1,4 +1,5 @@
 export * from "./errors.js";
 export * from "./codec.js";
 export * from "./wire.js";
+export * from "./caller.js";
 export * from "./node.js";
