@@ -16,7 +16,7 @@ export const SUPPORTED_TYPES: readonly string[] = Object.freeze([MSGPACK_TYPE, J
 export const MAX_BODY_DEPTH = 256;
 export const MAX_DECODED_BYTES = 32 * 1024 * 1024;
 
-const encoder = new Encoder({ useBigInt64: true, ignoreUndefined: true });
+const encoder = new Encoder({ useBigInt64: true, ignoreUndefined: true, maxDepth: 2 * MAX_BODY_DEPTH });
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const textEncoder = new TextEncoder();
