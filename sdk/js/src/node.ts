@@ -3,7 +3,7 @@
 // info, sync, the refutation of claims about itself) within the bounds of
 // §10.
 import { hostname } from "node:os";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import {
   connect as natsConnect,
   headers as natsHeaders,
@@ -15,7 +15,9 @@ import {
 } from "@nats-io/transport-node";
 import { MpregError, toWireError, type ErrorCode, type WireError } from "./errors.js";
 import { decode, encode, JSON_TYPE, MSGPACK_TYPE, requestCodec, replyCodec, type CodecName } from "./codec.js";
-import { subjects } from "./wire.js";
+import { Objm, type ObjectStore } from "@nats-io/obj";
+import { bucketName, subjects, type ObjRef } from "./wire.js";
+import { unescapeLiterals } from "./caller.js";
 
 /** The version of this package, announced in `hello.meta.mpreg`. */
 const PACKAGE_VERSION = "0.1.0";
@@ -124,6 +126,10 @@ export interface ServeOptions extends Omit<NodeConnectionOptions, "name"> {
   /** The longest a step runs when its deadline is further off or absent
    * (default 10 min, §6.1). */
   maxStepMs?: number;
+  /** The largest value by reference the node fetches for a step
+   * (`max_object_bytes`, default 1 GiB); a larger one is
+   * PAYLOAD_TOO_LARGE. */
+  maxObjectBytes?: number;
   /** How long `drain()` waits for the steps in flight (default 30 s);
    * steps still running then are answered NODE_UNAVAILABLE. */
   drainTimeoutMs?: number;
@@ -167,6 +173,7 @@ interface Step {
   received: number; // performance.now() at receipt
   started?: number;
   answered: boolean;
+  fetched?: number; // bytes fetched for references
   run: () => void;
   answer: (body: Record<string, unknown>) => void;
 }
@@ -239,27 +246,48 @@ function checkLocs(what: string, locs: unknown): string[] {
   return locs as string[];
 }
 
+/** A reference found in a step's arguments, and where its value goes. */
+interface PendingRef {
+  raw: unknown;
+  path: string;
+  set: (v: unknown) => void;
+}
+
 /** unescapeArg reads a value a node gives a function (§4.7): a map whose
  * only key is `$lit` stands for the map inside, whose own values are read
- * as usual; a map whose only key is `$obj` is a reference, which this node
- * does not fetch. */
-function unescapeArg(v: unknown, path: string): unknown {
-  if (Array.isArray(v)) return v.map((x, i) => unescapeArg(x, `${path}[${i}]`));
+ * as usual; a map whose only key is `$obj` is a reference, collected in refs
+ * to be fetched (its place is filled by set). */
+function unescapeArg(v: unknown, path: string, refs: PendingRef[], set: (v: unknown) => void): unknown {
+  if (Array.isArray(v)) {
+    const out: unknown[] = new Array(v.length);
+    for (let i = 0; i < v.length; i++) out[i] = unescapeArg(v[i], `${path}[${i}]`, refs, (x) => { out[i] = x; });
+    return out;
+  }
   if (!isMap(v)) return v;
   const keys = Object.keys(v);
   if (keys.length === 1 && keys[0] === "$obj") {
-    throw new MpregError("INVALID_ARGUMENT",
-      `${path}: a value by reference ($obj); this node reads values inline only`, { details: { param: path } });
+    refs.push({ raw: v.$obj, path, set });
+    return null;
   }
-  if (keys.length === 1 && keys[0] === "$lit" && isMap(v.$lit)) {
-    const inner = v.$lit;
-    const out: Record<string, unknown> = {};
-    for (const k of Object.keys(inner)) out[k] = unescapeArg(inner[k], `${path}.${k}`);
-    return out;
-  }
+  const src = keys.length === 1 && keys[0] === "$lit" && isMap(v.$lit) ? v.$lit : v;
   const out: Record<string, unknown> = {};
-  for (const k of keys) out[k] = unescapeArg(v[k], `${path}.${k}`);
+  for (const k of Object.keys(src)) out[k] = unescapeArg(src[k], `${path}.${k}`, refs, (x) => { out[k] = x; });
   return out;
+}
+
+/** checkRef checks a reference's keys (§4.7): INVALID_ARGUMENT when one is
+ * missing or malformed. */
+function checkRef(raw: unknown, path: string): ObjRef {
+  const r = raw as Partial<ObjRef> | null;
+  const bad = (why: string): MpregError =>
+    new MpregError("INVALID_ARGUMENT", `${path}: malformed reference: ${why}`, { details: { param: path } });
+  if (!isMap(r)) throw bad("not a map");
+  if (typeof r.bucket !== "string" || r.bucket.length === 0 || byteLen(r.bucket) > 256) throw bad("bucket");
+  if (typeof r.name !== "string" || r.name.length === 0 || byteLen(r.name) > 2048) throw bad("name");
+  if (typeof r.size !== "number" || !Number.isSafeInteger(r.size) || r.size < 0) throw bad("size");
+  if (typeof r.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(r.sha256)) throw bad("sha256");
+  if (r.encoding !== "bytes" && r.encoding !== "msgpack" && r.encoding !== "json") throw bad("encoding");
+  return r as ObjRef;
 }
 
 /** escapeResult escapes the maps of a result that would read as a
@@ -409,6 +437,9 @@ export class Node {
   #maxInflight: number;
   #maxQueue: number;
   #maxStepMs: number;
+  #maxObjectBytes: number;
+  #bucket: string;
+  #store?: Promise<ObjectStore>;
   #heartbeatMs: number;
   #drainTimeoutMs: number;
   #log: NodeLogger;
@@ -450,6 +481,8 @@ export class Node {
     this.#maxInflight = o.maxInflight ?? 256;
     this.#maxQueue = o.maxQueue ?? 1024;
     this.#maxStepMs = o.maxStepMs ?? 600_000;
+    this.#maxObjectBytes = o.maxObjectBytes ?? 1 << 30;
+    this.#bucket = bucketName(this.cluster, o.prefix);
     this.#heartbeatMs = o.heartbeatMs ?? 1000;
     this.#drainTimeoutMs = o.drainTimeoutMs ?? 30_000;
     this.#log = o.logger ?? defaultLogger;
@@ -767,8 +800,18 @@ export class Node {
   async #run(step: Step, req: ExecRequest, reg: Registered, deadline: number): Promise<void> {
     step.started = performance.now();
     try {
-      let args = unescapeArg(req.args, "args") as unknown[];
-      let kwargs = unescapeArg(req.kwargs, "kwargs") as Record<string, unknown>;
+      const refs: PendingRef[] = [];
+      const holder: { args: unknown[]; kwargs: Record<string, unknown> } = { args: [], kwargs: {} };
+      holder.args = unescapeArg(req.args, "args", refs, (v) => { holder.args = v as unknown[]; }) as unknown[];
+      // kwargs itself is not a value (§4.7): a kwarg named $obj is just that.
+      for (const k of Object.keys(req.kwargs)) {
+        holder.kwargs[k] = unescapeArg(req.kwargs[k], `kwargs.${k}`, refs, (v) => { holder.kwargs[k] = v; });
+      }
+      if (refs.length) {
+        step.fetched = await this.#fetchRefs(refs);
+        if (step.answered) return;
+      }
+      let { args, kwargs } = holder;
       if (reg.opts.params) {
         args = bindParams(req.fun, reg.opts, args, kwargs);
         kwargs = {};
@@ -779,6 +822,7 @@ export class Node {
       if (step.answered) return; // its deadline or cancel came first: not a result (§6.1)
       const max = this.nc.info?.max_payload ?? 1 << 20;
       const body: Record<string, unknown> = { result: escapeResult(result, max) };
+      // fetched_bytes goes inside timing, where Go planners read it.
       if (req.timing) body.timing = this.#timing(step);
       step.answer(body);
     } catch (e) {
@@ -794,10 +838,82 @@ export class Node {
 
   #timing(step: Step): Record<string, number> {
     const now = performance.now();
-    return {
+    const t: Record<string, number> = {
       queue_us: Math.round((step.started! - step.received) * 1000),
       run_us: Math.round((now - step.started!) * 1000),
     };
+    if (step.fetched) t.fetched_bytes = step.fetched;
+    return t;
+  }
+
+  /** fetchRefs fetches the values the references of a step's arguments
+   * name (§4.7), checks them against their size and SHA-256, and puts them
+   * in place; it returns the bytes fetched. */
+  async #fetchRefs(refs: PendingRef[]): Promise<number> {
+    let fetched = 0;
+    for (const r of refs) {
+      const ref = checkRef(r.raw, r.path);
+      if (ref.bucket !== this.#bucket) {
+        throw new MpregError("PERMISSION_DENIED", `${r.path}: a reference to bucket ${JSON.stringify(ref.bucket)}, not the cluster's ${this.#bucket}`,
+          { details: { bucket: ref.bucket, name: ref.name } });
+      }
+      if (ref.size > this.#maxObjectBytes) {
+        throw new MpregError("PAYLOAD_TOO_LARGE", `${r.path}: a value of ${ref.size} bytes by reference exceeds the limit max_object_bytes=${this.#maxObjectBytes}`,
+          { details: { limit: "max_object_bytes", max: this.#maxObjectBytes, size: ref.size, bucket: ref.bucket, name: ref.name } });
+      }
+      const bytes = await this.#readObject(ref);
+      fetched += bytes.length;
+      r.set(ref.encoding === "bytes" ? bytes
+        : unescapeLiterals(decode(ref.encoding === "msgpack" ? "msgpack" : "json", bytes, { maxDepth: MAX_DEPTH, maxBytes: MAX_DECODED })));
+    }
+    return fetched;
+  }
+
+  async #readObject(ref: ObjRef): Promise<Uint8Array> {
+    this.#store ??= new Objm(this.nc).open(this.#bucket);
+    let store: ObjectStore;
+    try {
+      store = await this.#store;
+    } catch (e) {
+      this.#store = undefined;
+      throw new MpregError("INVALID_ARGUMENT", `the object bucket ${this.#bucket} cannot be opened: ${String(e)}`,
+        { details: { bucket: ref.bucket, name: ref.name } });
+    }
+    const missing = (): MpregError => new MpregError("INVALID_ARGUMENT", `object ${JSON.stringify(ref.name)} of ${ref.bucket} does not exist`,
+      { details: { bucket: ref.bucket, name: ref.name } });
+    const info = await store.info(ref.name);
+    if (!info) throw missing();
+    const link = info.options?.link;
+    if (link && link.bucket !== this.#bucket) {
+      throw new MpregError("PERMISSION_DENIED", `object ${JSON.stringify(ref.name)} links into bucket ${JSON.stringify(link.bucket)}`,
+        { details: { bucket: link.bucket, name: ref.name } });
+    }
+    const mismatch = (what: string): MpregError =>
+      new MpregError("INTERNAL", `object ${JSON.stringify(ref.name)} does not match its reference: ${what}`,
+        { details: { bucket: ref.bucket, name: ref.name, stored_by: info.headers?.get("mpreg-node") || "unknown" } });
+    const r = await store.get(ref.name);
+    if (!r) throw missing();
+    if (r.info.size !== ref.size) throw mismatch(`size ${r.info.size}, not ${ref.size}`);
+    const out = new Uint8Array(ref.size);
+    const h = createHash("sha256");
+    let n = 0;
+    const reader = r.data.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      if (n + value.byteLength > ref.size) {
+        await reader.cancel();
+        throw mismatch("more bytes than its size");
+      }
+      out.set(value, n);
+      h.update(value);
+      n += value.byteLength;
+    }
+    const e = await r.error;
+    if (e) throw mismatch(e.message);
+    if (n !== ref.size) throw mismatch(`${n} bytes, not ${ref.size}`);
+    if (h.digest("hex") !== ref.sha256) throw mismatch("SHA-256 differs");
+    return out;
   }
 
   #forget(step: Step): void {
@@ -972,7 +1088,7 @@ function clip(w: WireError): WireError {
 
 /** The options of serve that are the node's, not the connection's. */
 const NODE_OPTIONS = ["connection", "cluster", "id", "locs", "prefix", "meta", "codecs", "heartbeatMs", "maxInflight",
-  "maxQueue", "maxStepMs", "drainTimeoutMs", "handleSignals", "catchUnhandledRejections", "logger"] as const;
+  "maxQueue", "maxStepMs", "maxObjectBytes", "drainTimeoutMs", "handleSignals", "catchUnhandledRejections", "logger"] as const;
 
 /** Functions as serve's second argument takes them: a function, or one
  * with its options. */

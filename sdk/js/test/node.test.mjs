@@ -12,6 +12,7 @@ import { serve, MpregError } from "../dist/index.js";
 const servers = (process.env.MPREG_SERVERS || "nats://127.0.0.1:4222").split(",");
 const cluster = process.env.MPREG_CLUSTER || "default";
 const P = `mpreg.${cluster}`;
+const goNodes = (process.env.MPREG_NODES || "").split(",").filter(Boolean);
 const JSON_TYPE = "application/json";
 const MSGPACK_TYPE = "application/msgpack";
 const distURL = new URL("../dist/index.js", import.meta.url).href;
@@ -101,6 +102,38 @@ test("a DAG Go step → TypeScript step → Go step, in both codecs, both ways b
       assert.notEqual(stepNode(resp, "c")[0], n.id);
     }
   }
+});
+
+test("a value by reference from a Go step reaches a TypeScript step as its bytes", async (t) => {
+  const loc = uniq("ts");
+  const { createHash } = await import("node:crypto");
+  const n = await startNode(t, { id: uniq("ts-refs"), locs: [loc] }, {
+    digest: ([data, lit]) => ({ len: data.length, binary: data instanceof Uint8Array, sha: createHash("sha256").update(data).digest("hex"), inner: lit.$obj }),
+  });
+  const size = 300_000; // over the Go node's inline limit (256 KiB): it passes the blob by reference
+  const resp = await rpc({
+    id: uniq("refs"), route_wait_ms: 5000, trace: true,
+    cmds: [
+      { name: "b", fun: "blob", args: [size] },
+      { name: "ts", fun: "digest", args: ["b", { $lit: { $obj: "not a reference" } }], locs: [loc] },
+      { name: "go", fun: "sha256", args: ["b"] },
+      { name: "both", fun: "echos", args: ["ts", "go"] },
+    ],
+  });
+  assert.equal(resp.error, undefined, JSON.stringify(resp));
+  const [ts, goSha] = resp.results.both;
+  assert.deepEqual(ts, { len: size, binary: true, sha: goSha, inner: "not a reference" });
+  const entry = resp.trace.find((e) => e.step === "ts");
+  assert.equal(entry.node, n.id);
+  assert.equal(entry.fetched_bytes, size, "the TypeScript node fetched the object");
+  // A reference to another bucket, or a malformed one, is refused.
+  const ex = async (args) => (await raw(`${P}.node.${n.id}.exec`, te.encode(JSON.stringify({ cluster, id: "r/x", fun: "digest", args })))).body;
+  const other = await ex([{ $obj: { bucket: "elsewhere", name: "x", size: 1, sha256: "0".repeat(64), encoding: "bytes" } }, {}]);
+  assert.equal(other.error?.code, "PERMISSION_DENIED", JSON.stringify(other));
+  const malformed = await ex([{ $obj: { bucket: "mpreg-" + cluster, name: "x" } }, {}]);
+  assert.equal(malformed.error?.code, "INVALID_ARGUMENT", JSON.stringify(malformed));
+  const gone = await ex([{ $obj: { bucket: "mpreg-" + cluster, name: "nothing here", size: 1, sha256: "0".repeat(64), encoding: "bytes" } }, {}]);
+  assert.equal(gone.error?.code, "INVALID_ARGUMENT", JSON.stringify(gone));
 });
 
 test("a Go planner finds a TypeScript node by locs", async (t) => {
@@ -211,6 +244,15 @@ test("a TypeScript node killed mid-step: the Go planner fails over to another fo
   await waitFor("the step on the child", () => lines.some((l) => l.startsWith("started ")), 10_000);
   // Only now does the other node offer work: the first attempt was the child's.
   other.register("work", ([x]) => `done ${x} on ${other.id}`, { idempotent: true });
+  // Every Go planner knows it before the child is lost (a dry run on each
+  // planner's own subject, §4.6).
+  for (const planner of goNodes) {
+    await waitFor(`${planner} to know ${other.id}`, async () => {
+      const m = await nc.request(`${P}.node.${planner}.rpc`,
+        te.encode(JSON.stringify({ dry_run: true, cmds: [{ name: "w", fun: "work", locs: [loc] }] })), { timeout: 5000 });
+      return readBody(m).plan?.[0]?.candidates?.includes(other.id);
+    });
+  }
   child.kill("SIGKILL");
   await once(child, "exit");
   const resp = await respP;
