@@ -731,6 +731,10 @@ export class Node {
       answer(this.#errorBody(invalid("cluster", "the body must be a map with a string cluster")));
       return;
     }
+    if (!ID_RE.test(body.cluster)) {
+      answer(this.#errorBody(invalid("cluster", "want 1–64 of [A-Za-z0-9_-]")));
+      return;
+    }
     if (body.cluster !== this.cluster) {
       // Another cluster's exec is dropped without a reply (§1, §6.1).
       this.#rateLog("cluster", "warn", "exec of another cluster dropped", { cluster: String(body.cluster).slice(0, 64) });

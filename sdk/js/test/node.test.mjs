@@ -379,6 +379,7 @@ test("bad input on every subject gets a typed error or is dropped, and the node 
   const n = await startNode(t, { id: uniq("ts-bad"), maxInflight: 1, maxQueue: 1 }, { echo: ([x]) => x, block: (_a, _k, { signal }) => new Promise((r) => signal.addEventListener("abort", () => r(null))) });
   const execSubj = `${P}.node.${n.id}.exec`;
   const invalid = [``, `5`, `"shout"`, `null`, `[]`, `{}`, `{"fun": "echo", "args": ["x"]}`, `{"cluster": 7, "fun": "echo"}`, `{not json`,
+    `{"cluster": "a.b", "fun": "echo"}`, `{"cluster": "${"c".repeat(65)}", "fun": "echo"}`,
     `{"cluster": "${cluster}"}`, `{"cluster": "${cluster}", "fun": 5}`, `{"cluster": "${cluster}", "fun": "a b"}`,
     `{"cluster": "${cluster}", "fun": "echo", "args": "x"}`, `{"cluster": "${cluster}", "fun": "echo", "kwargs": []}`,
     `{"cluster": "${cluster}", "fun": "echo", "deadline_ms": -1}`, `{"cluster": "${cluster}", "fun": "echo", "deadline_ms": "soon"}`,
