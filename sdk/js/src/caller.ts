@@ -63,6 +63,8 @@ export interface CallOptions {
   id?: string;
   /** `route_wait_ms` (§4). */
   routeWaitMs?: number;
+  /** Aborting it cancels the call (§9): it then throws CANCELLED. */
+  signal?: AbortSignal;
 }
 
 /** Options of Client.run() and Client.stream(). */
@@ -87,6 +89,11 @@ export interface RunOptions {
   keepRefs?: boolean;
   /** Aborting it cancels the request (§9): the answer is then CANCELLED. */
   signal?: AbortSignal;
+  /**
+   * The node to plan the request (§4.6): it is sent on that node's own rpc
+   * subject, and on the cluster's when that node does not answer.
+   */
+  planner?: string;
 }
 
 /** Options of Client.stream(). */
@@ -188,7 +195,15 @@ export class Client {
       deadline_ms: Date.now() + timeoutMs,
     };
     if (opts.routeWaitMs !== undefined) req.route_wait_ms = opts.routeWaitMs;
-    const msg = await this.request(this.subjects.rpc, req, timeoutMs + GRACE_MS);
+    const onAbort = (): void => this.cancelQuietly(req);
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    let msg: Msg;
+    try {
+      if (opts.signal?.aborted) throw new MpregError("CANCELLED", "the call was aborted before it was sent");
+      msg = await this.request(this.subjects.rpc, req, timeoutMs + GRACE_MS);
+    } finally {
+      opts.signal?.removeEventListener("abort", onAbort);
+    }
     const budget = this.budget();
     const resp = this.throwIfError(this.readResponse(msg, budget));
     await this.finish(resp, { keepRefs: opts.keepRefs, budget, deleteRefs: true });
@@ -203,7 +218,7 @@ export class Client {
    */
   async run(cmds: Command[] | Request, opts: RunOptions = {}): Promise<Response> {
     let last: Response | undefined;
-    for await (const ev of this.exchange(cmds, opts, false)) {
+    for await (const ev of this.exchange(cmds, opts)) {
       if (ev.type === "result") last = ev.response;
     }
     return this.throwIfError(last!);
@@ -217,7 +232,7 @@ export class Client {
    * `ev.response.error`.
    */
   stream(cmds: Command[] | Request, opts: StreamOptions = {}): AsyncIterable<StreamEvent> {
-    return this.exchange(cmds, opts, true);
+    return this.exchange(cmds, opts);
   }
 
   /**
@@ -305,6 +320,16 @@ export class Client {
         });
       }
     }
+  }
+
+  /**
+   * Resolves the `{"$obj": …}` references in a value (one kept with
+   * `keepRefs`, say) and unwraps its `{"$lit": …}` escapes, as results are
+   * by default (§4.7). The value is changed in place and returned. With
+   * `delete`, each object is deleted once read.
+   */
+  async resolveRefs(value: unknown, opts: { delete?: boolean } = {}): Promise<unknown> {
+    return this.resolve(value, this.budget(), opts.delete ?? false);
   }
 
   /** Closes the connection (after flushing what was published). */
@@ -422,7 +447,7 @@ export class Client {
     return resp;
   }
 
-  private buildRequest(cmds: Command[] | Request, opts: StreamOptions, stream: boolean): Request {
+  private buildRequest(cmds: Command[] | Request, opts: StreamOptions): Request {
     const base: Request = Array.isArray(cmds) ? { cmds } : { ...cmds };
     const timeoutMs = opts.timeoutMs ?? base.timeout_ms ?? this.cfg.defaultTimeoutMs;
     const req: Request = { ...base, timeout_ms: timeoutMs, deadline_ms: Date.now() + timeoutMs, split_results: true };
@@ -434,7 +459,9 @@ export class Client {
     if (opts.durable !== undefined) req.durable = opts.durable;
     if (opts.resultTtlMs !== undefined) req.result_ttl_ms = opts.resultTtlMs;
     if (opts.routeWaitMs !== undefined) req.route_wait_ms = opts.routeWaitMs;
-    if (stream) req.stream = true;
+    // Always a stream: a request running 200 ms names its planner in a
+    // planned event, which the client then watches (§4.4, §5.4).
+    req.stream = true;
     if (opts.progress) req.progress = true;
     return req;
   }
@@ -444,8 +471,8 @@ export class Client {
    * the response: planned, step and part events, then the result (§5.3,
    * §5.4). Part events are merged into the response, within maxResultBytes.
    */
-  private async *exchange(cmds: Command[] | Request, opts: StreamOptions, stream: boolean): AsyncGenerator<StreamEvent> {
-    const req = this.buildRequest(cmds, opts, stream);
+  private async *exchange(cmds: Command[] | Request, opts: StreamOptions): AsyncGenerator<StreamEvent> {
+    const req = this.buildRequest(cmds, opts);
     const id = req.id!;
     const data = encode(this.codec, req);
     const inbox = createInbox(this.cfg.inboxPrefix);
@@ -460,22 +487,40 @@ export class Client {
     const onAbort = (): void => void this.cancelQuietly({ id });
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     let done = false;
+    let watch: PlannerWatch | undefined;
+    let subject = opts.planner !== undefined ? this.subjects.nodeRpc(opts.planner) : this.subjects.rpc;
     try {
       if (opts.signal?.aborted) onAbort();
-      this.nc.publish(this.subjects.rpc, data, { reply: inbox, headers: this.headers });
+      this.nc.publish(subject, data, { reply: inbox, headers: this.headers });
       let retried = false;
       for await (const m of sub) {
         if (m.data.byteLength === 0 && m.headers?.code === 503) {
-          if (retried) throw new MpregError("NO_ROUTE", `no node answers on ${this.subjects.rpc}`, { details: { subject: this.subjects.rpc } });
-          retried = true;
-          await delay(NO_RESPONDERS_RETRY_MS);
-          this.nc.publish(this.subjects.rpc, data, { reply: inbox, headers: this.headers });
+          if (subject !== this.subjects.rpc) {
+            subject = this.subjects.rpc; // that node is gone or draining: any planner (§4.6)
+          } else {
+            if (retried) throw new MpregError("NO_ROUTE", `no node answers on ${subject}`, { details: { subject } });
+            retried = true;
+            await delay(NO_RESPONDERS_RETRY_MS);
+          }
+          this.nc.publish(subject, data, { reply: inbox, headers: this.headers });
           continue;
         }
         const ev = await this.event(m, budget, parts, opts);
+        if (ev.type === "planned" && !req.durable && !watch) {
+          // A durable request's new planner answers (§4.8): only others are watched.
+          watch = new PlannerWatch(this.nc, this.subjects.info(ev.planned.planner), this.subjects.sync, ev.planned, () =>
+            sub.unsubscribe(),
+          );
+        }
         if (ev.type === "result") done = true;
         yield ev;
         if (done) return;
+      }
+      if (watch?.lost) {
+        this.cancelQuietly({ id });
+        throw new MpregError("NODE_UNAVAILABLE", `planner ${watch.planner} of request ${JSON.stringify(id)} is gone: ${watch.lost}`, {
+          details: { planner: watch.planner, id },
+        });
       }
       if (timedOut) {
         this.cancelQuietly({ id });
@@ -486,9 +531,10 @@ export class Client {
       });
     } finally {
       clearTimeout(timer);
+      watch?.stop();
       opts.signal?.removeEventListener("abort", onAbort);
       sub.unsubscribe();
-      if (!done && !timedOut && !this.nc.isClosed()) this.cancelQuietly({ id }); // the caller gave up
+      if (!done && !timedOut && !watch?.lost && !this.nc.isClosed()) this.cancelQuietly({ id }); // the caller gave up
     }
   }
 
@@ -581,7 +627,14 @@ export class Client {
         details: { bucket: link.bucket, name: ref.name },
       });
     }
-    const bytes = await this.readObject(store, ref, info.headers?.get("mpreg-node"));
+    const storedBy = info.metadata?.["mpreg-node"];
+    const digest = /^SHA-256=(.+)$/i.exec(info.digest ?? "")?.[1];
+    if (info.size !== ref.size || (digest !== undefined && Buffer.from(digest, "base64url").toString("hex") !== ref.sha256)) {
+      throw new MpregError("INTERNAL", `object ${JSON.stringify(ref.name)} does not match its reference: the bucket holds ${info.size} bytes of digest ${info.digest}`, {
+        details: { bucket: ref.bucket, name: ref.name, stored_by: storedBy || "unknown" },
+      });
+    }
+    const bytes = await this.readObject(store, ref, storedBy);
     if (deleteRef) store.delete(ref.name).catch(() => undefined); // the planner would after result_ttl (§4.7)
     return decodeObject(ref, bytes);
   }
@@ -618,6 +671,90 @@ export class Client {
     if (n !== ref.size) throw mismatch(`${n} bytes, not ${ref.size}`);
     if (h.digest("hex") !== ref.sha256) throw mismatch("SHA-256 differs");
     return out;
+  }
+}
+
+/** How often a caller asks its planner's info, and how long "no responders" must last (§4.4). */
+const WATCH_EVERY_MS = 1_000;
+const WATCH_LOST_AFTER_MS = 3_000;
+
+/**
+ * Watches the planner a planned event named (§4.4): it asks the planner's
+ * info subject every second; "no responders" that lasts 3 s, or a hello of
+ * another incarnation or instance, means the planner is gone, and onLost
+ * is called once. A caller that gets "no responders" on sync too is in
+ * another NATS account and stops watching, as the Go client does.
+ */
+class PlannerWatch {
+  readonly planner: string;
+  /** Why the planner is taken for gone, once it is. */
+  lost = "";
+  private readonly timer: ReturnType<typeof setInterval>;
+  private missingSince = 0;
+  private asking = false;
+  private checkedSync = false;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly subject: string,
+    private readonly syncSubject: string,
+    private readonly planned: Planned,
+    private readonly onLost: () => void,
+  ) {
+    this.planner = planned.planner;
+    this.timer = setInterval(() => void this.check(), WATCH_EVERY_MS);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private async check(): Promise<void> {
+    if (this.asking || this.lost || this.nc.isClosed()) return;
+    this.asking = true;
+    try {
+      const m = await this.nc.request(this.subject, undefined, { timeout: WATCH_EVERY_MS });
+      const hello = decode(replyBodyCodec(m.headers, m.data), m.data) as { incarnation?: unknown; instance?: unknown } | null;
+      this.missingSince = 0;
+      const otherInstance =
+        typeof hello?.instance === "string" && typeof this.planned.instance === "string" && hello.instance !== this.planned.instance;
+      if (hello?.incarnation !== this.planned.incarnation || otherInstance) this.gone("it answers as another process");
+    } catch (e) {
+      const cause = (e as { cause?: unknown })?.cause;
+      if (e instanceof NoRespondersError || cause instanceof NoRespondersError) {
+        const now = Date.now();
+        if (this.missingSince === 0) {
+          this.missingSince = now;
+          if (!(await this.membershipVisible())) this.stop();
+        } else if (now - this.missingSince >= WATCH_LOST_AFTER_MS) this.gone("no responders on its info subject");
+      }
+      // A timeout or a reply that does not decode says nothing either way.
+    } finally {
+      this.asking = false;
+    }
+  }
+
+  /**
+   * Whether this caller sees the membership: a caller of another NATS
+   * account (§4.5) gets "no responders" on sync too, and cannot watch.
+   */
+  private async membershipVisible(): Promise<boolean> {
+    if (this.checkedSync) return true;
+    this.checkedSync = true;
+    try {
+      await this.nc.request(this.syncSubject, undefined, { timeout: WATCH_EVERY_MS });
+      return true;
+    } catch (e) {
+      const cause = (e as { cause?: unknown })?.cause;
+      return !(e instanceof NoRespondersError || cause instanceof NoRespondersError);
+    }
+  }
+
+  private gone(why: string): void {
+    this.lost = why;
+    this.stop();
+    this.onLost();
   }
 }
 

@@ -1,7 +1,9 @@
 // The caller API against a real cluster: MPREG_SERVERS names a NATS server
 // with JetStream where Go nodes (MPREG_NODES) offer the demo functions
 // (sdk/js/js_test.go starts them).
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
+import { once } from "node:events";
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 
@@ -188,8 +190,16 @@ describe("requests", () => {
     const ac = new AbortController();
     const p = c.run([{ name: "long", fun: "sleep", args: [20_000, "never"] }], { signal: ac.signal });
     setTimeout(() => ac.abort(), 200);
-    const e = await rejection(p);
+    let e = await rejection(p);
     assert.equal(e.code, "CANCELLED");
+
+    const ac2 = new AbortController();
+    const q = c.call("sleep", [20_000, "never"], { signal: ac2.signal });
+    setTimeout(() => ac2.abort(), 200);
+    e = await rejection(q);
+    assert.equal(e.code, "CANCELLED");
+    assert.equal(e.step, "call");
+    assert.ok(Date.now() - started < 10_000, "the sleeps did not run to their end");
   });
 
   test("a cancel of an id nobody runs stops nothing", async () => {
@@ -267,9 +277,112 @@ describe("requests", () => {
     assert.equal(e.details.id, "durable-nobody-sent");
   });
 
+  test("a response larger than a message comes in parts, merged into it (§5.3)", async () => {
+    // Six results of 200 kB each: each travels inline, together they pass
+    // the 1 MiB max payload.
+    const cmds = Array.from({ length: 6 }, (_, i) => ({ name: `b${i}`, fun: "blob", args: [200_000, i] }));
+    const types = [];
+    let resp;
+    for await (const ev of c.stream(cmds)) {
+      types.push(ev.type);
+      if (ev.type === "result") resp = ev.response;
+    }
+    assert.ok(types.filter((t) => t === "part").length >= 1, `events ${types}`);
+    assert.equal(types.at(-1), "result");
+    assert.deepEqual(Object.keys(resp.results).sort(), ["b0", "b1", "b2", "b3", "b4", "b5"]);
+    for (let i = 0; i < 6; i++) {
+      const b = resp.results[`b${i}`];
+      assert.ok(b instanceof Uint8Array && b.length === 200_000);
+      assert.equal(b[1], (31 + i) % 251, "blob's pattern: byte i is (i*31 + seed) mod 251");
+    }
+    const again = await c.run(cmds);
+    assert.equal(Object.keys(again.results).length, 6);
+
+    // A client that keeps less than the parts refuses the response.
+    const small = await connect({ servers, cluster, codec: "msgpack", maxResultBytes: 500_000 });
+    try {
+      const e = await rejection(small.run(cmds));
+      assert.equal(e.code, "PAYLOAD_TOO_LARGE");
+      assert.equal(e.details.limit, "max_result_bytes");
+    } finally {
+      await small.close();
+    }
+  });
+
   test("durable run waits for the response", async () => {
     const resp = await c.run([{ name: "x", fun: "echo", args: ["kept"] }], { durable: true, id: `durable-run-${Date.now()}` });
     assert.deepEqual(resp.results, { x: "kept" });
+  });
+});
+
+describe("planners", () => {
+  let c;
+  before(async () => {
+    c = await connect({ servers, cluster });
+  });
+  after(async () => {
+    await c.close();
+  });
+
+  test("a request for a planner that does not answer goes to any planner (§4.6)", async () => {
+    const resp = await c.run([{ name: "x", fun: "upper", args: ["any"] }], { planner: "no-such-node" });
+    assert.deepEqual(resp.results, { x: "ANY" });
+    const events = [];
+    for await (const ev of c.stream([{ name: "x", fun: "sleep", args: [50, "y"] }], { planner: nodes[1], progress: true })) {
+      events.push(ev);
+    }
+    assert.equal(events[0].planned.planner, nodes[1], "planned where asked");
+  });
+
+  test("a planner killed mid-request ends it NODE_UNAVAILABLE, not at its budget (§4.4)", async (t) => {
+    const bin = process.env.MPREG_BIN;
+    assert.ok(bin, "MPREG_BIN names a built mpreg");
+    const victim = spawn(bin, ["node", "--servers", servers, "--cluster", cluster, "--node-id", "js-victim", "--locs", "victim", "--demo"], {
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let log = "";
+    victim.stderr.on("data", (b) => (log += b));
+    const exited = once(victim, "exit");
+    t.after(async () => {
+      if (victim.exitCode === null && victim.signalCode === null) {
+        victim.kill("SIGKILL");
+        await exited;
+      }
+    });
+
+    // Wait, within a deadline, until it plans what is sent to it and runs
+    // its own steps.
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      let planner;
+      for await (const ev of c.stream([{ name: "w", fun: "whoami", locs: ["victim"] }], { planner: "js-victim", progress: true, timeoutMs: 2000 })) {
+        if (ev.type === "planned") planner = ev.planned.planner;
+        if (ev.type === "result" && planner === "js-victim" && ev.response.results.w === "js-victim") break;
+      }
+      if (planner === "js-victim") break;
+      assert.ok(Date.now() < deadline, `js-victim does not plan: ${log}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+
+    const started = Date.now();
+    const e = await rejection(
+      (async () => {
+        for await (const ev of c.stream([{ name: "long", fun: "sleep", args: [60_000, "never"], locs: ["victim"] }], {
+          planner: "js-victim",
+          progress: true,
+          timeoutMs: 60_000,
+        })) {
+          if (ev.type === "planned") {
+            assert.equal(ev.planned.planner, "js-victim");
+            victim.kill("SIGKILL");
+          }
+        }
+      })(),
+    );
+    assert.equal(e.code, "NODE_UNAVAILABLE", e.message);
+    assert.equal(e.details.planner, "js-victim");
+    const took = Date.now() - started;
+    assert.ok(took < 15_000, `noticed after ${took} ms`);
   });
 });
 
@@ -306,4 +419,42 @@ describe("values by reference", () => {
       }
     });
   }
+
+  test("a reference is checked before it is used", async () => {
+    const c = await connect({ servers, cluster });
+    try {
+      const ref = await c.call("blob", [300_000, 3], { keepRefs: true });
+      const good = await c.resolveRefs(structuredClone(ref));
+      assert.equal(good.length, 300_000);
+      assert.equal(sha256(good), ref.$obj.sha256);
+
+      let e = await rejection(c.resolveRefs({ $obj: { ...ref.$obj, sha256: "0".repeat(64) } }));
+      assert.equal(e.code, "INTERNAL", e.message);
+      assert.equal(e.details.name, ref.$obj.name);
+      assert.ok(nodes.includes(e.details.stored_by), `stored by ${e.details.stored_by}, from the object's metadata`);
+
+      e = await rejection(c.resolveRefs({ $obj: { ...ref.$obj, bucket: "another-bucket" } }));
+      assert.equal(e.code, "PERMISSION_DENIED");
+      assert.deepEqual(e.details, { bucket: "another-bucket", name: ref.$obj.name });
+
+      e = await rejection(c.resolveRefs({ $obj: { ...ref.$obj, name: "no-such-object" } }));
+      assert.equal(e.code, "INVALID_ARGUMENT");
+      assert.deepEqual(e.details, { bucket: `mpreg-${cluster}`, name: "no-such-object" });
+
+      e = await rejection(c.resolveRefs({ $obj: { ...ref.$obj, size: "big" } }));
+      assert.equal(e.code, "INVALID_ARGUMENT");
+
+      // Past the client's maxResultBytes nothing is fetched.
+      const small = await connect({ servers, cluster, maxResultBytes: 100_000 });
+      try {
+        e = await rejection(small.resolveRefs(structuredClone(ref)));
+        assert.equal(e.code, "PAYLOAD_TOO_LARGE");
+      } finally {
+        await small.close();
+      }
+    } finally {
+      await c.close();
+    }
+  });
 });
+
