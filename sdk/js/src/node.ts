@@ -158,9 +158,8 @@ const MAX_DEPTH = 256;
 const MAX_DECODED = 32 << 20;
 const DAY_MS = 86_400_000;
 const MAX_INT = Number.MAX_SAFE_INTEGER;
-const utf8 = new TextEncoder();
 
-const byteLen = (s: string): number => utf8.encode(s).length;
+const byteLen = (s: string): number => Buffer.byteLength(s);
 
 const isMap = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
@@ -168,7 +167,9 @@ const isMap = (v: unknown): v is Record<string, unknown> =>
 /** A step in flight or queued on the node. */
 interface Step {
   key: string; // attempt, else exec id (§6.3)
-  ctrl: AbortController;
+  ctrl?: AbortController; // made when the function reads ctx.signal
+  aborted?: MpregError; // why the step ended early: its deadline, a cancel, a drain
+  abort: (reason: MpregError) => void;
   timer?: ReturnType<typeof setTimeout>;
   received: number; // performance.now() at receipt
   started?: number;
@@ -773,7 +774,6 @@ export class Node {
     }
     const step: Step = {
       key: req.attempt ?? req.id,
-      ctrl: new AbortController(),
       received: performance.now(),
       answered: false,
       run: () => void this.#run(step, req, reg, deadline),
@@ -782,13 +782,17 @@ export class Node {
         step.answered = true;
         answer(b);
       },
+      // The deadline, a cancel and a drain answer the step at once, queued
+      // or running, and abort its signal.
+      abort: (reason) => {
+        if (step.aborted) return;
+        step.aborted = reason;
+        step.answer(this.#errorBody(reason));
+        if (step.started === undefined) this.#forget(step); // still queued
+        step.ctrl?.abort(reason);
+      },
     };
-    // The deadline and a cancel answer the step at once, queued or running.
-    step.ctrl.signal.addEventListener("abort", () => {
-      step.answer(this.#errorBody(step.ctrl.signal.reason));
-      if (step.started === undefined) this.#forget(step); // still queued
-    }, { once: true });
-    step.timer = setTimeout(() => step.ctrl.abort(err("TIMEOUT", `the step's deadline passed`, req.deadline ? { deadline_ms: req.deadline } : undefined)),
+    step.timer = setTimeout(() => step.abort(err("TIMEOUT", `the step's deadline passed`, req.deadline ? { deadline_ms: req.deadline } : undefined)),
       deadline - now);
     let set = this.#steps.get(step.key);
     if (!set) this.#steps.set(step.key, (set = new Set()));
@@ -820,7 +824,18 @@ export class Node {
         args = bindParams(req.fun, reg.opts, args, kwargs);
         kwargs = {};
       }
-      const ctx: StepContext = { signal: step.ctrl.signal, stepKey: req.id, deadline };
+      const ctx: StepContext = {
+        // An AbortController costs: it is made for the functions that look.
+        get signal(): AbortSignal {
+          if (!step.ctrl) {
+            step.ctrl = new AbortController();
+            if (step.aborted) step.ctrl.abort(step.aborted);
+          }
+          return step.ctrl.signal;
+        },
+        stepKey: req.id,
+        deadline,
+      };
       if (req.attempt !== undefined) ctx.attempt = req.attempt;
       const result = await reg.fn(args, kwargs, ctx);
       if (step.answered) return; // its deadline or cancel came first: not a result (§6.1)
@@ -972,7 +987,7 @@ export class Node {
     if (!set) return;
     for (const step of [...set]) {
       this.#log("debug", "step cancelled", { request_id: body.id });
-      step.ctrl.abort(err("CANCELLED", "the step was cancelled"));
+      step.abort(err("CANCELLED", "the step was cancelled"));
     }
   }
 
@@ -1063,7 +1078,7 @@ export class Node {
       });
     }
     for (const set of this.#steps.values()) {
-      for (const s of set) s.ctrl.abort(err("NODE_UNAVAILABLE", `node ${this.id} stopped while the step ran (it may have run)`));
+      for (const s of set) s.abort(err("NODE_UNAVAILABLE", `node ${this.id} stopped while the step ran (it may have run)`));
     }
     this.#stopped = true;
     clearTimeout(this.#beat);

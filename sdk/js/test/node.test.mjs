@@ -13,6 +13,9 @@ const servers = (process.env.MPREG_SERVERS || "nats://127.0.0.1:4222").split(","
 const cluster = process.env.MPREG_CLUSTER || "default";
 const P = `mpreg.${cluster}`;
 const goNodes = (process.env.MPREG_NODES || "").split(",").filter(Boolean);
+// The Go nodes of the harness beat every 100 ms and take a node unheard for
+// 300 ms for dead: the nodes here beat as often.
+const heartbeatMs = Number(process.env.MPREG_HEARTBEAT_MS || 100);
 const JSON_TYPE = "application/json";
 const MSGPACK_TYPE = "application/msgpack";
 const distURL = new URL("../dist/index.js", import.meta.url).href;
@@ -27,7 +30,7 @@ test.after(() => nc.close());
 
 // startNode serves fns as a fresh TypeScript node, drained after the test.
 async function startNode(t, opts, fns) {
-  const n = await serve({ servers, cluster, handleSignals: false, heartbeatMs: 500, ...opts }, fns);
+  const n = await serve({ servers, cluster, handleSignals: false, heartbeatMs, ...opts }, fns);
   t.after(() => n.drain());
   return n;
 }
@@ -213,7 +216,7 @@ test("a TypeScript node killed mid-step: the Go planner fails over to another fo
   const killedId = uniq("ts-killed");
   const script = `
     import { serve } from ${JSON.stringify(distURL)};
-    await serve({ servers: ${JSON.stringify(servers)}, cluster: ${JSON.stringify(cluster)}, id: ${JSON.stringify(killedId)},
+    await serve({ servers: ${JSON.stringify(servers)}, cluster: ${JSON.stringify(cluster)}, id: ${JSON.stringify(killedId)}, heartbeatMs: ${heartbeatMs},
       locs: [${JSON.stringify(loc)}] }, {
       // A promise nobody awaits that rejects: logged, never a crash.
       stray: () => { Promise.reject(new Error("nobody awaits this")); return "ok"; },
@@ -270,7 +273,7 @@ test("a drain loses nothing: steps in flight are answered, new ones go elsewhere
     return i * 2;
   };
   let ran = 0;
-  const a = await serve({ servers, cluster, handleSignals: false, heartbeatMs: 500, id: uniq("ts-drain"), locs: [loc] }, {
+  const a = await serve({ servers, cluster, handleSignals: false, heartbeatMs, id: uniq("ts-drain"), locs: [loc] }, {
     work: { fn: async (args) => { ran++; return work(args); } },
   });
   const b = await startNode(t, { id: uniq("ts-stay"), locs: [loc] }, { work: { fn: work } });
@@ -299,7 +302,7 @@ test("a drain loses nothing: steps in flight are answered, new ones go elsewhere
 test("info answers the goodbye while draining", async (t) => {
   let release;
   const gate = new Promise((r) => { release = r; });
-  const n = await serve({ servers, cluster, handleSignals: false, id: uniq("ts-bye") }, { wait: () => gate });
+  const n = await serve({ servers, cluster, handleSignals: false, heartbeatMs, id: uniq("ts-bye") }, { wait: () => gate });
   const replyP = raw(`${P}.node.${n.id}.exec`, te.encode(JSON.stringify({ cluster, id: "r/w", fun: "wait" })));
   await waitFor("the step", () => n.inflight === 1);
   const drained = n.drain();
