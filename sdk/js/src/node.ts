@@ -126,6 +126,10 @@ export interface ServeOptions extends Omit<NodeConnectionOptions, "name"> {
   /** The longest a step runs when its deadline is further off or absent
    * (default 10 min, §6.1). */
   maxStepMs?: number;
+  /** A result larger than this (in bytes, at most half the NATS max
+   * payload; default 256 KiB) is stored in the cluster's object bucket and
+   * sent by reference (§4.7), when the bucket is there. */
+  inlineMax?: number;
   /** The largest value by reference the node fetches for a step
    * (`max_object_bytes`, default 1 GiB); a larger one is
    * PAYLOAD_TOO_LARGE. */
@@ -296,11 +300,11 @@ function checkRef(raw: unknown, path: string): ObjRef {
  * and binary lengths plus a byte per scalar and element, §6.1) passes max
  * is PAYLOAD_TOO_LARGE before it is walked further, and one nested past
  * the body bound does not encode. */
-function escapeResult(v: unknown, max: number): unknown {
+function escapeResult(v: unknown, max: number, limit: string): { value: unknown; size: number } {
   let size = 0;
   const over = (): never => {
-    throw new MpregError("PAYLOAD_TOO_LARGE", `the result exceeds the NATS max payload of ${max} bytes`,
-      { details: { limit: "max_payload", size, max } });
+    throw new MpregError("PAYLOAD_TOO_LARGE", `the result exceeds the limit ${limit}=${max}`,
+      { details: { limit, size, max } });
   };
   const walk = (x: unknown, depth: number): unknown => {
     if (depth > MAX_DEPTH) throw err("FUNCTION_ERROR", `the result nests deeper than ${MAX_DEPTH} levels and does not encode`);
@@ -322,7 +326,8 @@ function escapeResult(v: unknown, max: number): unknown {
     if (keys.length === 1 && (keys[0] === "$obj" || keys[0] === "$lit")) return { $lit: out };
     return out;
   };
-  return walk(v, 0);
+  const value = walk(v, 0);
+  return { value, size };
 }
 
 /** bindParams places kwargs on the function's named parameters, as a Go
@@ -441,6 +446,8 @@ export class Node {
   #maxObjectBytes: number;
   #bucket: string;
   #store?: Promise<ObjectStore>;
+  #storeMissingAt = 0;
+  #inlineMax: number;
   #heartbeatMs: number;
   #drainTimeoutMs: number;
   #log: NodeLogger;
@@ -483,6 +490,7 @@ export class Node {
     this.#maxQueue = o.maxQueue ?? 1024;
     this.#maxStepMs = o.maxStepMs ?? 600_000;
     this.#maxObjectBytes = o.maxObjectBytes ?? 1 << 30;
+    this.#inlineMax = o.inlineMax ?? 256 << 10;
     this.#bucket = bucketName(this.cluster, o.prefix);
     this.#heartbeatMs = o.heartbeatMs ?? 1000;
     this.#drainTimeoutMs = o.drainTimeoutMs ?? 30_000;
@@ -839,8 +847,8 @@ export class Node {
       if (req.attempt !== undefined) ctx.attempt = req.attempt;
       const result = await reg.fn(args, kwargs, ctx);
       if (step.answered) return; // its deadline or cancel came first: not a result (§6.1)
-      const max = this.nc.info?.max_payload ?? 1 << 20;
-      const body: Record<string, unknown> = { result: escapeResult(result, max) };
+      const body: Record<string, unknown> = { result: await this.#result(result, req.id) };
+      if (step.answered) return;
       // fetched_bytes goes inside timing, where Go planners read it.
       if (req.timing) body.timing = this.#timing(step);
       step.answer(body);
@@ -863,6 +871,40 @@ export class Node {
     };
     if (step.fetched) t.fetched_bytes = step.fetched;
     return t;
+  }
+
+  /** result is what the exec reply carries of a function's value: the
+   * value escaped (§4.7), or, over the inline limit when the cluster's
+   * bucket is there, a reference to it, stored there. */
+  async #result(v: unknown, execId: string): Promise<unknown> {
+    const max = this.nc.info?.max_payload ?? 1 << 20;
+    const store = await this.#bucketStore();
+    const { value, size } = store ? escapeResult(v, this.#maxObjectBytes, "max_object_bytes") : escapeResult(v, max, "max_payload");
+    const inline = Math.min(this.#inlineMax, Math.floor(max / 2));
+    if (!store || size <= inline) return value;
+    const bytes = value instanceof Uint8Array ? value : encode("msgpack", value);
+    const name = `${execId || "step"}/${randomId(22)}`;
+    await store.putBlob({ name, metadata: { "mpreg-node": this.id, "mpreg-id": execId } }, bytes);
+    const ref: ObjRef = {
+      bucket: this.#bucket, name, size: bytes.length, sha256: createHash("sha256").update(bytes).digest("hex"),
+      encoding: value instanceof Uint8Array ? "bytes" : "msgpack",
+    };
+    return { $obj: ref };
+  }
+
+  /** bucketStore is the cluster's object bucket, or undefined when it is
+   * not there (no JetStream, or no node created it): values then travel
+   * inline. Looked for again at most once a minute. */
+  async #bucketStore(): Promise<ObjectStore | undefined> {
+    if (this.#storeMissingAt && Date.now() - this.#storeMissingAt < 60_000) return undefined;
+    this.#store ??= new Objm(this.nc).open(this.#bucket);
+    try {
+      return await this.#store;
+    } catch {
+      this.#store = undefined;
+      this.#storeMissingAt = Date.now();
+      return undefined;
+    }
   }
 
   /** fetchRefs fetches the values the references of a step's arguments
@@ -1107,7 +1149,7 @@ function clip(w: WireError): WireError {
 
 /** The options of serve that are the node's, not the connection's. */
 const NODE_OPTIONS = ["connection", "cluster", "id", "locs", "prefix", "meta", "codecs", "heartbeatMs", "maxInflight",
-  "maxQueue", "maxStepMs", "maxObjectBytes", "drainTimeoutMs", "handleSignals", "catchUnhandledRejections", "logger"] as const;
+  "maxQueue", "maxStepMs", "maxObjectBytes", "inlineMax", "drainTimeoutMs", "handleSignals", "catchUnhandledRejections", "logger"] as const;
 
 /** Functions as serve's second argument takes them: a function, or one
  * with its options. */

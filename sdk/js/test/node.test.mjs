@@ -139,6 +139,32 @@ test("a value by reference from a Go step reaches a TypeScript step as its bytes
   assert.equal(gone.error?.code, "INVALID_ARGUMENT", JSON.stringify(gone));
 });
 
+test("a TypeScript result over the inline limit travels by reference, to Go and TypeScript steps", async (t) => {
+  const loc = uniq("ts");
+  const { createHash } = await import("node:crypto");
+  const bytes = new Uint8Array(2 << 20).map((_, i) => i % 251); // over the NATS max payload too
+  const n = await startNode(t, { id: uniq("ts-store"), locs: [loc] }, {
+    bytes: () => bytes,
+    text: () => ({ s: "y".repeat(300_000), $obj: "a key" }),
+    measure: ([v]) => [v.s.length, v.$obj],
+  });
+  const resp = await rpc({
+    id: uniq("store"), route_wait_ms: 5000, trace: true,
+    cmds: [
+      { name: "b", fun: "bytes", locs: [loc] },
+      { name: "sha", fun: "sha256", args: ["b"] },
+      { name: "t", fun: "text", locs: [loc] },
+      { name: "m", fun: "measure", args: ["t"], locs: [loc] },
+      { name: "all", fun: "echos", args: ["sha", "m"] },
+    ],
+  });
+  assert.equal(resp.error, undefined, JSON.stringify(resp));
+  assert.deepEqual(resp.results.all, [createHash("sha256").update(bytes).digest("hex"), [300_000, "a key"]]);
+  assert.equal(resp.trace.find((e) => e.step === "sha").fetched_bytes, bytes.length, "the Go node fetched the TypeScript node's object");
+  assert.ok(resp.trace.find((e) => e.step === "m").fetched_bytes > 300_000, "the TypeScript node fetched its own object");
+  assert.equal(resp.trace.find((e) => e.step === "b").node, n.id);
+});
+
 test("a Go planner finds a TypeScript node by locs", async (t) => {
   const nodeLoc = uniq("gpu");
   const n = await startNode(t, { id: uniq("ts-locs"), locs: [nodeLoc] }, {});
