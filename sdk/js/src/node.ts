@@ -447,6 +447,7 @@ export class Node {
   #bucket: string;
   #store?: Promise<ObjectStore>;
   #storeMissingAt = 0;
+  #storeReady?: ObjectStore;
   #inlineMax: number;
   #heartbeatMs: number;
   #drainTimeoutMs: number;
@@ -635,6 +636,7 @@ export class Node {
     this.#announce();
     this.#beat = setTimeout(() => this.#heartbeat(), Math.floor(Math.random() * this.#heartbeatMs));
     void this.#watchStatus();
+    void this.#bucketStore();
     await this.nc.flush();
     this.#log("info", "node serving", { cluster: this.cluster, funs: [...this.#funs.keys()] });
   }
@@ -878,7 +880,8 @@ export class Node {
    * bucket is there, a reference to it, stored there. */
   async #result(v: unknown, execId: string): Promise<unknown> {
     const max = this.nc.info?.max_payload ?? 1 << 20;
-    const store = await this.#bucketStore();
+    // The bucket is looked for at start: a step waits for it only then.
+    const store = this.#storeReady ?? await this.#bucketStore();
     const { value, size } = store ? escapeResult(v, this.#maxObjectBytes, "max_object_bytes") : escapeResult(v, max, "max_payload");
     const inline = Math.min(this.#inlineMax, Math.floor(max / 2));
     if (!store || size <= inline) return value;
@@ -899,7 +902,8 @@ export class Node {
     if (this.#storeMissingAt && Date.now() - this.#storeMissingAt < 60_000) return undefined;
     this.#store ??= new Objm(this.nc).open(this.#bucket);
     try {
-      return await this.#store;
+      this.#storeReady = await this.#store;
+      return this.#storeReady;
     } catch {
       this.#store = undefined;
       this.#storeMissingAt = Date.now();
