@@ -857,6 +857,7 @@ export class Node {
     } catch (e) {
       if (!step.answered) {
         const b = this.#errorBody(e);
+        this.#log("debug", "step failed", { node: this.id, request_id: req.id, fun: req.fun, code: (b.error as WireError).code });
         if (req.timing) b.timing = this.#timing(step);
         step.answer(b);
       }

@@ -200,6 +200,14 @@ test("register announces a new version with the retry policy", async (t) => {
   assert.throws(() => n.register("no.dots", () => 1), (e) => e instanceof MpregError);
 });
 
+test("a node refuses to start under the id of a live one", async (t) => {
+  const n = await startNode(t, { id: uniq("ts-twin") }, {});
+  await assert.rejects(serve({ servers, cluster, handleSignals: false, id: n.id }, {}),
+    (e) => e instanceof MpregError && /in use by another process/.test(e.message));
+  const { body } = await raw(`${P}.node.${n.id}.info`, undefined);
+  assert.equal(body.instance, n.instance, "the first one still answers");
+});
+
 test("a cancel reaches a TypeScript step: its AbortSignal is aborted", async (t) => {
   const loc = uniq("ts");
   let started;
