@@ -532,7 +532,17 @@ export class Node {
       throw err("INVALID_ARGUMENT", `${name}: required needs params`);
     }
     if (!this.#funs.has(name) && this.#funs.size >= MAX_FUNS) throw err("INVALID_ARGUMENT", `more than ${MAX_FUNS} functions`);
+    const before = this.#funs.get(name);
     this.#funs.set(name, { fn, opts: { ...opts } });
+    // The hello must fit a message: peers learn the node only from it.
+    const max = this.nc.info?.max_payload ?? 1 << 20;
+    const size = encode("json", this.#gone ? {} : this.hello()).length;
+    if (size > max) {
+      if (before) this.#funs.set(name, before);
+      else this.#funs.delete(name);
+      throw new MpregError("PAYLOAD_TOO_LARGE", `${name}: the node's hello would be ${size} bytes, over the NATS max payload of ${max}`,
+        { details: { limit: "max_payload", size, max } });
+    }
     this.#changed();
   }
 

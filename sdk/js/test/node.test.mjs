@@ -200,6 +200,19 @@ test("register announces a new version with the retry policy", async (t) => {
   assert.throws(() => n.register("no.dots", () => 1), (e) => e instanceof MpregError);
 });
 
+test("a hello that would not fit a message is refused, and the node keeps the one it had", async (t) => {
+  // A cluster of its own: the Go nodes need not read its big hellos.
+  const solo = uniq("solo");
+  const n = await startNode(t, { id: uniq("ts-big"), cluster: solo }, {});
+  const locs = Array.from({ length: 63 }, (_, i) => `${i}`.padEnd(128, "l"));
+  let added = 0;
+  assert.throws(() => { for (;;) { n.register(`f${added}`, () => 1, { locs }); added++; } },
+    (e) => e instanceof MpregError && e.code === "PAYLOAD_TOO_LARGE");
+  assert.ok(added > 10 && added < 4096, `${added} functions fitted`);
+  const { body: after } = await raw(`mpreg.${solo}.node.${n.id}.info`, undefined);
+  assert.equal(Object.keys(after.funs).length, added);
+});
+
 test("a node refuses to start under the id of a live one", async (t) => {
   const n = await startNode(t, { id: uniq("ts-twin") }, {});
   await assert.rejects(serve({ servers, cluster, handleSignals: false, id: n.id }, {}),
