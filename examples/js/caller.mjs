@@ -1,21 +1,19 @@
-// Calls an MPREG cluster from JavaScript with the plain nats.js client:
-// one request (a DAG of commands) on mpreg.<cluster>.rpc, in JSON.
+// Calls an MPREG cluster from JavaScript with the mpreg package (sdk/js):
+// one request, a DAG of commands.
 //
 //   MPREG_SERVERS=nats://127.0.0.1:4222 node caller.mjs
-import { connect } from "nats";
-import { rpc } from "./rpc.mjs";
+import { connect } from "mpreg";
 
-const servers = (process.env.MPREG_SERVERS || "nats://127.0.0.1:4222").split(",");
-const cluster = process.env.MPREG_CLUSTER || "default";
-
-const nc = await connect({ servers });
-const response = await rpc(nc, cluster, "js-caller", [
+const c = await connect({
+  servers: (process.env.MPREG_SERVERS || "nats://127.0.0.1:4222").split(","),
+  cluster: process.env.MPREG_CLUSTER || "default",
+});
+const response = await c.run([
   { name: "|first", fun: "echo", args: ["hi there!"] },
   { name: "|second", fun: "echo", args: ["|first"] },
   { name: "|third", fun: "echos", args: ["|first", "AND ME TOO"] },
   // {"$ref": name, "path": JSON Pointer} selects into a result.
   { name: "|pick", fun: "echo", args: [{ $ref: "|third", path: "/1" }] },
-], 5000);
+], { id: `js-caller-${Date.now().toString(36)}`, timeoutMs: 5000 }); // a failed request throws MpregError
 console.log(JSON.stringify(response));
-await nc.close();
-process.exit(response.error ? 1 : 0);
+await c.close();

@@ -1,6 +1,6 @@
-// Package js_test runs the JavaScript examples (plain nats.js, no MPREG
-// code) against real Go nodes: a program in another language that follows
-// docs/PROTOCOL.md alone can call the cluster and serve functions in it.
+// Package js_test runs the JavaScript examples, written on the mpreg npm
+// package (sdk/js), against real Go nodes: a JavaScript program calls the
+// cluster and serves functions in it.
 package js_test
 
 import (
@@ -34,13 +34,14 @@ func requireNode(t *testing.T) string {
 	if err != nil {
 		t.Skip("node (Node.js) is not installed: the JavaScript examples cannot run here")
 	}
-	if _, err := os.Stat("node_modules/nats"); err != nil {
-		// make test installs nats.js whenever npm is there and sets
-		// MPREG_REQUIRE_JS, so that CI cannot skip this test by accident.
+	if _, err := os.Stat("node_modules/mpreg/dist/index.js"); err != nil {
+		// make test installs and builds the package whenever npm is there
+		// and sets MPREG_REQUIRE_JS, so that CI cannot skip this test by
+		// accident.
 		if os.Getenv("MPREG_REQUIRE_JS") != "" {
-			t.Fatalf("nats.js is not installed (%v): run `make js-deps` (npm ci in examples/js)", err)
+			t.Fatalf("the mpreg package is not installed and built (%v): run `make js-deps` (npm ci in examples/js and sdk/js, npm run build in sdk/js)", err)
 		}
-		t.Skip("nats.js is not installed: run `make js-deps` (npm ci in examples/js) to run the JavaScript examples")
+		t.Skip("the mpreg package is not installed and built: run `make js-deps` (npm ci in examples/js and sdk/js, npm run build in sdk/js) to run the JavaScript examples")
 	}
 	return bin
 }
@@ -94,7 +95,7 @@ func TestJavaScriptCallerAndNode(t *testing.T) {
 	c := testcluster.Client(t, s.ClientURL(), client.Config{DeadAfter: 3 * time.Second})
 	testcluster.WaitForRoute(t, c.Table(), "shout", []string{"js"}, "js-1")
 	p, _ := c.Table().Get("js-1")
-	require.Equal(t, []string{"application/json"}, p.Hello.Codecs)
+	require.Equal(t, []string{"application/msgpack", "application/json"}, p.Hello.Codecs)
 	require.Equal(t, map[string]schema.RetryPolicy{"shout": {Attempts: 3, InitialBackoffMS: 50, MaxBackoffMS: 1000, Multiplier: 2, Jitter: 0.1}},
 		p.Hello.Retry, "its retry policy")
 
