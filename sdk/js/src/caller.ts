@@ -167,6 +167,8 @@ export class Client {
   private readonly headers: MsgHdrs | undefined;
   private objm?: Objm;
   private store?: Promise<ObjectStore>;
+  /** Deletes of references read, not yet answered; close() waits for them. */
+  private readonly deletes = new Set<Promise<void>>();
 
   constructor(nc: NatsConnection, cfg: ClientConfig) {
     this.nc = nc;
@@ -332,9 +334,13 @@ export class Client {
     return this.resolve(value, this.budget(), opts.delete ?? false);
   }
 
-  /** Closes the connection (after flushing what was published). */
+  /**
+   * Closes the connection, once the deletes of the references it read
+   * have been answered and what was published is flushed.
+   */
   async close(): Promise<void> {
     if (this.nc.isClosed()) return;
+    await Promise.allSettled([...this.deletes]);
     await this.nc.drain();
   }
 
@@ -635,7 +641,13 @@ export class Client {
       });
     }
     const bytes = await this.readObject(store, ref, storedBy);
-    if (deleteRef) store.delete(ref.name).catch(() => undefined); // the planner would after result_ttl (§4.7)
+    if (deleteRef) {
+      // Not awaited: the result does not wait for it; close() does. The
+      // planner would delete it after result_ttl all the same (§4.7).
+      const p = store.delete(ref.name).then(() => undefined, () => undefined);
+      this.deletes.add(p);
+      void p.finally(() => this.deletes.delete(p));
+    }
     return decodeObject(ref, bytes);
   }
 
