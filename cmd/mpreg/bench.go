@@ -23,6 +23,7 @@ type benchCmd struct {
 	ObjectSize   byteSize      `help:"The size of the value of --objects." default:"${bench_object_size}"`
 	ObjectRounds int           `help:"Transfers of each kind --objects measures, alternating, after one of each to warm up." default:"${bench_object_rounds}"`
 	Durable      bool          `help:"Add the durable scenarios: a one-step request and a 10-step chain with \"durable\": true, each call with an id of its own, in turns with the others, against the same requests without durability. Needs JetStream (the embedded server runs it, storing in a temporary directory)."`
+	JS           string        `name:"js" help:"Add the TypeScript phase: the bench scripts of the mpreg npm package in DIR (sdk/js, built with npm run build) measure its caller and its node against nats.js raw request/reply, in Node.js, on this run's servers." placeholder:"DIR" type:"existingdir"`
 	authFlags
 	inboxFlags
 }
@@ -59,5 +60,6 @@ func (c *benchCmd) Run(e *env) error {
 		ObjectBytes:  int(c.ObjectSize),
 		ObjectRounds: c.ObjectRounds,
 		Durable:      c.Durable,
+		JS:           c.JS,
 	}, e.stdout)
 }

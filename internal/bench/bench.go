@@ -71,6 +71,11 @@ type Config struct {
 	// embedded server then runs it, storing in a temporary directory it
 	// removes.
 	Durable bool
+	// JS adds the TypeScript phase (runJS): the directory of the mpreg
+	// npm package (sdk/js), built, whose bench scripts measure its caller
+	// and its node against nats.js raw request/reply, in Node.js, on this
+	// run's NATS servers. It needs `node`; the scripts get no credentials.
+	JS string
 }
 
 // DefaultConfig returns the defaults.
@@ -208,10 +213,18 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err = report(w, results, tgts); err != nil || !cfg.Objects {
+	if err = report(w, results, tgts); err != nil {
 		return err
 	}
-	return r.runObjects(ctx, w)
+	if cfg.Objects {
+		if err := r.runObjects(ctx, w); err != nil {
+			return err
+		}
+	}
+	if cfg.JS != "" {
+		return runJS(ctx, w, cfg, r.reqConn.ConnectedUrl())
+	}
+	return nil
 }
 
 // rounds is how many slices each phase is cut into. The scenarios take

@@ -64,7 +64,8 @@ async function main() {
     }
     // A Go responder for comparison: the node's own info subject (§7.4),
     // which answers its hello without planning anything.
-    const info = c.subjects.info(await c.call("whoami"));
+    // (whoami is a demo function: without it, no such comparison.)
+    const info = await c.call("whoami").then((n) => c.subjects.info(n), () => undefined);
     const mpreg = [];
     const natsRaw = [];
     const goInfo = [];
@@ -80,7 +81,7 @@ async function main() {
         JSON.parse(dec.decode(m.data));
         natsRaw.push(Number(process.hrtime.bigint() - t0) / 1000);
       }
-      for (let i = 0; i < perRound; i++) {
+      for (let i = 0; info !== undefined && i < perRound; i++) {
         const t0 = process.hrtime.bigint();
         const m = await raw.request(info, undefined, { timeout: 5000 });
         JSON.parse(dec.decode(m.data));
@@ -94,10 +95,14 @@ async function main() {
   responder.stdin.end();
   await once(responder, "exit");
 
+  if (process.env.MPREG_BENCH_JSON) { // for mpreg bench --js: one line it reads
+    console.log("MPREG-BENCH-JSON " + JSON.stringify({ rows: Object.entries(results).map(([codec, r]) => (
+      { name: `ts-call-${codec}`, p50_us: r.mpreg, base: "nats.js raw", base_p50_us: r.raw })) }));
+  }
   console.log(`caller p50 over ${rounds} rounds of ${perRound} sequential calls each, alternating:`);
   for (const [codec, r] of Object.entries(results)) {
     console.log(
-      `  ${codec.padEnd(7)} mpreg call("echo") ${r.mpreg.toFixed(0)} µs   raw request/reply: to a nats.js responder ${r.raw.toFixed(0)} µs (ratio ${(r.mpreg / r.raw).toFixed(2)}x), to the Go node's info ${r.info.toFixed(0)} µs (ratio ${(r.mpreg / r.info).toFixed(2)}x)`,
+      `  ${codec.padEnd(7)} mpreg call("echo") ${r.mpreg.toFixed(0)} µs   raw request/reply: to a nats.js responder ${r.raw.toFixed(0)} µs (ratio ${(r.mpreg / r.raw).toFixed(2)}x), to the Go node's info ${r.info === undefined ? "n/a (no whoami)" : `${r.info.toFixed(0)} µs (ratio ${(r.mpreg / r.info).toFixed(2)}x)`}`,
     );
   }
 }

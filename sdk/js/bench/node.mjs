@@ -77,6 +77,12 @@ for (const [name, a] of Object.entries(lat)) {
   console.log(`${name.padEnd(10)} ${pct(a, 0.5).toFixed(0).padStart(8)} ${pct(a, 0.9).toFixed(0).padStart(8)} ${pct(a, 0.99).toFixed(0).padStart(8)}`);
 }
 console.log(`exec / raw: ${(p50.exec / p50.raw).toFixed(2)}×   planner / raw relay: ${(p50.planner / p50["raw relay"]).toFixed(2)}×`);
+if (process.env.MPREG_BENCH_JSON) { // for mpreg bench --js: one line it reads
+  console.log("MPREG-BENCH-JSON " + JSON.stringify({ rows: [
+    { name: "ts-node-exec", p50_us: p50.exec, base: "nats.js raw", base_p50_us: p50.raw },
+    { name: "ts-node-via-planner", p50_us: p50.planner, base: "nats.js raw relay", base_p50_us: p50["raw relay"] },
+  ] }));
+}
 await node.drain();
 await nc.close();
 await rc.close();
