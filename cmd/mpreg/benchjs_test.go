@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,7 +21,9 @@ func TestBenchJS(t *testing.T) {
 		}
 		t.Skip("node (Node.js) or the built mpreg npm package is missing: run `make js-deps`")
 	}
-	r := mpreg(t, opts{}, "bench", "--duration", "20ms", "--concurrency", "2", "--js", "../../sdk/js")
+	// Node.js starts three processes and warms each path up: give it
+	// longer than a Go-only bench on a loaded machine.
+	r := mpreg(t, opts{wait: time.Minute}, "bench", "--duration", "20ms", "--concurrency", "2", "--js", "../../sdk/js")
 	require.Equal(t, 0, r.code, r.stderr)
 	for _, row := range []string{"ts-call-json", "ts-call-msgpack", "ts-node-exec", "ts-node-via-planner"} {
 		assert.Regexp(t, `(?m)^\s+`+row+`\s+[0-9.]+(µs|ms)\s+nats\.js raw( relay)?\s+[0-9.]+(µs|ms)\s+[0-9.]+x$`, r.stdout)

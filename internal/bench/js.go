@@ -75,9 +75,9 @@ func runJS(ctx context.Context, w io.Writer, cfg Config, url string) error {
 }
 
 // runScript runs one bench script and returns the rows it reported. Its
-// rounds and calls per round follow cfg.Duration.
+// calls per round follow cfg.Duration: 500 at 2 s, 20 at least.
 func runScript(ctx context.Context, nodeBin string, cfg Config, url, script string) ([]jsRow, error) {
-	calls := max(100, int(cfg.Duration/(200*time.Microsecond))/10)
+	calls := max(20, min(500, int(cfg.Duration/(4*time.Millisecond))))
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nodeBin, script, "5", fmt.Sprint(calls))
