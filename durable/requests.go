@@ -23,7 +23,10 @@ const (
 // key is there already.
 func create(ctx context.Context, kv jetstream.KeyValue, key string, value []byte,
 	opts ...jetstream.KVCreateOpt) (rev uint64, exists bool, err error) {
-	rev, err = kv.Create(ctx, key, value, opts...)
+	err = riding(ctx, func() error {
+		rev, err = kv.Create(ctx, key, value, opts...)
+		return err
+	})
 	switch {
 	case err == nil:
 		return rev, false, nil

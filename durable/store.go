@@ -249,7 +249,11 @@ func keyExists(err error) bool {
 // get reads key of kv: its value and revision, ErrNotFound when absent or
 // deleted.
 func get(ctx context.Context, kv jetstream.KeyValue, key string) ([]byte, uint64, error) {
-	e, err := kv.Get(ctx, key)
+	var e jetstream.KeyValueEntry
+	err := riding(ctx, func() (err error) {
+		e, err = kv.Get(ctx, key)
+		return err
+	})
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		return nil, 0, fmt.Errorf("%w: %s", ErrNotFound, key)
@@ -278,4 +282,38 @@ func clip(s string) string {
 		return s[:64] + "…"
 	}
 	return s
+}
+
+// electing reports whether err is JetStream's answer while a replicated
+// stream (or the cluster) elects its leader: "temporarily unavailable",
+// or nobody to answer yet. The call did not take effect, and asking again
+// a moment later does.
+func electing(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.ErrorCode == jsClusterNotAvailable
+	}
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// riding calls f, and again while it fails with electing, with a growing
+// pause (25 ms to 250 ms), as long as ctx allows: a read or a create
+// rides through the election of a bucket's leader (a server of the
+// JetStream cluster stopped) instead of failing the request.
+func riding(ctx context.Context, f func() error) error {
+	pause := 25 * time.Millisecond
+	for {
+		err := f()
+		if err == nil || !electing(err) {
+			return err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+		pause = min(2*pause, 250*time.Millisecond)
+	}
 }
